@@ -1,0 +1,212 @@
+"""The connector contract: the WorkItem record, the Connector protocol, errors, status mapping.
+
+Connectors know nothing of the database; the sync run knows nothing of any tracker. A connector
+turns one tracker's API into pages of `WorkItem`s, oldest change first, and says after each page
+how far the run may safely resume from (`Page.checkpoint`).
+"""
+
+from __future__ import annotations
+
+import enum
+import os
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, ClassVar, Literal, Protocol, runtime_checkable
+
+from pydantic import BaseModel, ConfigDict, SecretStr, field_validator, model_validator
+
+
+class Status(enum.StrEnum):
+    """The statuses of `work_items.status`: every tracker's states map onto these."""
+
+    QUEUED = "queued"
+    IN_PROGRESS = "in_progress"
+    PR_READY = "pr_ready"
+    COMPLETED = "completed"
+    BLOCKED = "blocked"
+    CANCELLED = "cancelled"
+
+
+PRIORITY_NONE, PRIORITY_LOW, PRIORITY_MEDIUM, PRIORITY_HIGH, PRIORITY_HIGHEST = range(5)
+
+
+# ---------------------------------------------------------------------------------------------
+# Errors: what to do about them is in the class, not in the message.
+# ---------------------------------------------------------------------------------------------
+class ConnectorError(Exception):
+    """Base of every error a connector raises on purpose. Messages never contain secrets."""
+
+
+class RetriableError(ConnectorError):
+    """Transient: 429, 5xx, timeouts, malformed bodies from an overloaded proxy. Retry later."""
+
+    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class FatalError(ConnectorError):
+    """Retrying will not help until someone changes something: bad credentials, bad config."""
+
+
+class ConfigError(FatalError):
+    """`integrations.config` does not validate, or a secret it names cannot be resolved."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Records
+# ---------------------------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class WorkItem:
+    """One upstream item, mapped onto the columns of `work_items`.
+
+    `external_id` is the tracker's immutable id (site-qualified where ids are only unique per site);
+    `external_key` is the human key people type (`ABC-123`, `owner/repo#42`).
+    `scope` names the cursor this item advances (a repository, a project); "" when the connector
+    has one cursor. `started_at` / `completed_at` are the tracker's own timestamps when it has them.
+    """
+
+    external_id: str
+    title: str
+    status: Status
+    updated_at: datetime
+    external_key: str | None = None
+    description: str | None = None
+    acceptance_criteria: str | None = None
+    priority: int = PRIORITY_NONE
+    story_points: int | None = None
+    external_url: str | None = None
+    started_at: datetime | None = None
+    completed_at: datetime | None = None
+    raw: Mapping[str, Any] = field(default_factory=dict)
+    scope: str = ""
+    removed: bool = False  # the tracker says it is deleted/trashed: the row is marked, not dropped
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    """One page of changes. `checkpoint` maps scope -> upstream time up to which everything has now
+    been yielded (safe to resume from once this page commits). An empty mapping means "do not
+    advance yet" (e.g. a tracker that lists newest first can only checkpoint at the end)."""
+
+    items: Sequence[WorkItem]
+    checkpoint: Mapping[str, datetime] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectorContext:
+    """What the worker hands a connector for one run."""
+
+    integration_id: str
+    token: SecretStr
+    cache_dir: Path
+    deadline: float | None = None  # time.monotonic() after which a connector must not sleep
+    on_wait: Callable[[str, float], None] = lambda reason, seconds: None  # rate-limit waits
+    max_retries: int = 5
+    sleep_cap: float = 120.0  # never wait longer than this for one retry
+
+
+# ---------------------------------------------------------------------------------------------
+# Config: the keys every connector shares
+# ---------------------------------------------------------------------------------------------
+class ConnectorConfig(BaseModel):
+    """Common keys of `integrations.config`. Each connector subclasses this with its own keys."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    token: SecretStr | None = None
+    token_env: str | None = None
+    token_file: Path | None = None
+    status_map: dict[str, Status] = {}
+
+    @model_validator(mode="after")
+    def _one_token_source(self) -> ConnectorConfig:
+        given = [k for k in ("token", "token_env", "token_file") if getattr(self, k) is not None]
+        if len(given) > 1:
+            names = ", ".join(given)
+            raise ValueError(f"give only one of token, token_env, token_file (got {names})")
+        return self
+
+    @field_validator("status_map")
+    @classmethod
+    def _fold_status_keys(cls, value: dict[str, Status]) -> dict[str, Status]:
+        return {k.strip().casefold(): v for k, v in value.items()}
+
+    def resolve_token(self, environ: Mapping[str, str]) -> SecretStr:
+        """The token, read from wherever the config says. Errors name the key, never the value."""
+        if self.token is not None:
+            return self.token
+        if self.token_env is not None:
+            value = environ.get(self.token_env)
+            if not value:
+                raise ConfigError(f"token_env: environment variable {self.token_env!r} is not set")
+            return SecretStr(value.strip())
+        if self.token_file is not None:
+            try:
+                value = Path(os.path.expanduser(self.token_file)).read_text().strip()
+            except OSError as exc:
+                raise ConfigError(
+                    f"token_file: cannot read {str(self.token_file)!r} ({exc.strerror})"
+                ) from None
+            if not value:
+                raise ConfigError(f"token_file: {str(self.token_file)!r} is empty")
+            return SecretStr(value)
+        raise ConfigError("no token: set one of token, token_env, token_file")
+
+
+def map_status(native: str | None, default: Status, overrides: Mapping[str, Status]) -> Status:
+    """The admin's `status_map` wins over the connector's default mapping (names compared
+    case-insensitively)."""
+    if native is not None:
+        override = overrides.get(native.strip().casefold())
+        if override is not None:
+            return override
+    return default
+
+
+def status_name_suggests(name: str | None, *words: str) -> bool:
+    """True when a native status name contains one of `words` (case-insensitive, whole words)."""
+    if not name:
+        return False
+    folded = " " + "".join(c if c.isalnum() else " " for c in name.casefold()) + " "
+    return any(f" {w} " in folded for w in words)
+
+
+def utc(value: datetime) -> datetime:
+    """An aware UTC datetime (naive input is taken as UTC)."""
+    if value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value.astimezone(UTC)
+
+
+# ---------------------------------------------------------------------------------------------
+# The protocol
+# ---------------------------------------------------------------------------------------------
+@runtime_checkable
+class Connector(Protocol):
+    """What the sync run calls. Constructed as `cls(config, ctx)` with a validated config."""
+
+    source: ClassVar[str]  # 'jira' | 'github' | 'azure_devops' | 'linear'
+    config_model: ClassVar[type[ConnectorConfig]]
+    overlap: ClassVar[timedelta]  # re-read this much before the committed high-water mark
+
+    async def check(self) -> None:
+        """Credentials and scope work, else raise FatalError with a clear message."""
+
+    def changes(self, since: Mapping[str, datetime]) -> AsyncIterator[Page]:
+        """Pages of items changed at or after `since[scope]` (overlap already subtracted by the
+        caller; a scope missing from `since` is read in full), oldest change first."""
+        ...
+
+    def all_ids(self) -> AsyncIterator[list[str]]:
+        """Every external_id that exists upstream in scope, for the deletion sweep."""
+        ...
+
+    async def aclose(self) -> None:
+        """Release clients and threads."""
+
+
+ENTRY_POINT_GROUP = "claude_nine_sync.connectors"
+Source = Literal["azure_devops", "jira", "github", "linear"]

@@ -1,0 +1,193 @@
+"""The contract every connector passes, run against its sandbox with the real client library.
+
+A tracker's test module subclasses `ConnectorContract` and provides a `harness` fixture returning an
+object that satisfies `Harness` (a started sandbox plus a way to build the connector against it).
+Tracker-specific behaviour (its status mapping, its pagination quirks) is tested beside it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol
+
+import pytest
+
+from connectors.base import (
+    Connector,
+    ConnectorError,
+    FatalError,
+    Page,
+    RetriableError,
+    Status,
+    WorkItem,
+)
+from connectors.sandbox.base import SandboxServer
+
+PLANTED_TOKEN = "tok-PLANTED-s3cr3t-9f8e7d"
+
+
+class Harness(Protocol):
+    """What a tracker's test module hands the contract suite."""
+
+    sandbox: SandboxServer
+    page_size: int  # the connector's page size against this sandbox (seed more than 2 pages)
+
+    def seed(self, count: int, *, start: datetime, step: timedelta) -> list[str]:
+        """Create `count` items upstream with updated times start, start+step, …; return their
+        external_ids (as the connector will report them) in that order."""
+
+    def update(
+        self, external_id: str, *, at: datetime, title: str | None = None, done: bool | None = None
+    ) -> None:
+        """Change one item upstream at time `at` (title and/or closed/completed)."""
+
+    def connector(self, *, token: str = PLANTED_TOKEN, **config: Any) -> Connector:
+        """A connector for this sandbox, the given config keys overriding the defaults.
+        `max_retries`/`sleep_cap` in the context are small enough for tests."""
+
+
+async def collect(connector: Connector, since: Mapping[str, datetime] | None = None) -> list[Page]:
+    pages: list[Page] = []
+    async for page in connector.changes(since or {}):
+        pages.append(page)
+    return pages
+
+
+def items_of(pages: Sequence[Page]) -> list[WorkItem]:
+    return [item for page in pages for item in page.items]
+
+
+T0 = datetime(2025, 5, 1, 8, 0, tzinfo=UTC)
+
+
+class ConnectorContract:
+    """Subclass in a test module and define a `harness` fixture."""
+
+    async def test_full_sync_yields_every_item_once_oldest_first(self, harness: Harness) -> None:
+        n = harness.page_size * 2 + 3
+        ids = harness.seed(n, start=T0, step=timedelta(minutes=7))
+        connector = harness.connector()
+        try:
+            pages = await collect(connector)
+        finally:
+            await connector.aclose()
+        got = items_of(pages)
+        assert sorted(i.external_id for i in got) == sorted(ids)
+        assert len({i.external_id for i in got}) == n
+        assert len([p for p in pages if p.items]) >= 3, "expected several pages"
+        times = [i.updated_at for i in got]
+        assert times == sorted(times), "items must come oldest change first"
+        assert all(t.tzinfo is not None and t.utcoffset() == timedelta(0) for t in times)
+        assert all(isinstance(i.status, Status) for i in got)
+        assert all(0 <= i.priority <= 4 for i in got)
+        final = {scope: t for p in pages for scope, t in p.checkpoint.items()}
+        assert final, "the run must end with a checkpoint"
+        assert max(final.values()) >= times[-1] - timedelta(minutes=1)
+
+    async def test_incremental_sync_asks_only_for_recent_changes(self, harness: Harness) -> None:
+        ids = harness.seed(harness.page_size * 2, start=T0, step=timedelta(minutes=7))
+        connector = harness.connector()
+        try:
+            pages = await collect(connector)
+            checkpoint = {s: t for p in pages for s, t in p.checkpoint.items()}
+            later = max(checkpoint.values()) + timedelta(hours=1)
+            harness.update(ids[3], at=later, title="changed upstream")
+            harness.sandbox.clear_requests()
+            since = {s: t - connector.overlap for s, t in checkpoint.items()}
+            again = items_of(await collect(connector, since))
+        finally:
+            await connector.aclose()
+        changed = [i for i in again if i.external_id == ids[3]]
+        assert changed and changed[-1].title == "changed upstream"
+        # Only the overlap window and the change come back, not the whole project.
+        assert len(again) < len(ids) // 2
+        assert len(harness.sandbox.requests) <= 6, [r.url for r in harness.sandbox.requests]
+
+    async def test_429_with_retry_after_is_waited_out(self, harness: Harness) -> None:
+        harness.seed(3, start=T0, step=timedelta(minutes=1))
+        connector = harness.connector()
+        try:
+            await connector.check()
+            harness.sandbox.fail_next("429", retry_after=1)
+            started = time.monotonic()
+            got = items_of(await collect(connector))
+        finally:
+            await connector.aclose()
+        assert len(got) == 3
+        assert time.monotonic() - started >= 0.9, "Retry-After must be honoured"
+
+    async def test_5xx_is_retried(self, harness: Harness) -> None:
+        harness.seed(3, start=T0, step=timedelta(minutes=1))
+        connector = harness.connector()
+        try:
+            await connector.check()
+            harness.sandbox.fail_next("5xx", count=2, retry_after=None)
+            got = items_of(await collect(connector))
+        finally:
+            await connector.aclose()
+        assert len(got) == 3
+
+    async def test_persistent_5xx_raises_retriable_error(self, harness: Harness) -> None:
+        harness.seed(3, start=T0, step=timedelta(minutes=1))
+        connector = harness.connector()
+        try:
+            await connector.check()
+            harness.sandbox.fail_next("5xx", count=50, retry_after=None)
+            with pytest.raises(RetriableError):
+                await collect(connector)
+        finally:
+            await connector.aclose()
+
+    async def test_401_is_fatal_and_never_shows_the_token(self, harness: Harness) -> None:
+        harness.seed(1, start=T0, step=timedelta(minutes=1))
+        connector = harness.connector()
+        try:
+            harness.sandbox.fail_next("401", count=50)
+            with pytest.raises(FatalError) as info:
+                await connector.check()
+                await collect(connector)
+        finally:
+            await connector.aclose()
+        assert PLANTED_TOKEN not in str(info.value)
+        assert PLANTED_TOKEN not in repr(info.value.args)
+        cause = info.value.__cause__
+        assert cause is None or PLANTED_TOKEN not in str(cause)
+
+    async def test_malformed_body_is_a_connector_error(self, harness: Harness) -> None:
+        harness.seed(2, start=T0, step=timedelta(minutes=1))
+        connector = harness.connector()
+        try:
+            await connector.check()
+            harness.sandbox.fail_next("malformed", count=50)
+            with pytest.raises(ConnectorError) as info:
+                await collect(connector)
+        finally:
+            await connector.aclose()
+        assert PLANTED_TOKEN not in str(info.value)
+
+    async def test_hostile_text_survives_mapping(self, harness: Harness) -> None:
+        ids = harness.seed(3, start=T0, step=timedelta(minutes=1))
+        at = T0 + timedelta(hours=1)
+        harness.update(ids[0], at=at, title="nul\x00byte")
+        harness.update(ids[1], at=at, title="x" * 600)
+        harness.update(ids[2], at=at, title="emoji 🚀 ünïcode ✓")
+        connector = harness.connector()
+        try:
+            got = {i.external_id: i for i in items_of(await collect(connector))}
+        finally:
+            await connector.aclose()
+        # The connector reports what the tracker says; the store makes it safe for PostgreSQL.
+        assert "byte" in got[ids[0]].title
+        assert len(got[ids[1]].title) == 600
+        assert got[ids[2]].title == "emoji 🚀 ünïcode ✓"
+
+    async def test_all_ids_lists_every_item(self, harness: Harness) -> None:
+        ids = harness.seed(harness.page_size + 2, start=T0, step=timedelta(minutes=1))
+        connector = harness.connector()
+        try:
+            seen = [i async for batch in connector.all_ids() for i in batch]
+        finally:
+            await connector.aclose()
+        assert sorted(seen) == sorted(ids)
