@@ -1,0 +1,474 @@
+"""GitHub issues (and, on request, pull requests) through PyGithub, one cursor per repository.
+
+Each configured repository `owner/name` is its own scope. A run lists
+`GET /repos/{o}/{r}/issues?state=all&sort=updated&direction=asc[&since=…]` page by page (one
+`Page` per HTTP page, oldest change first) and checkpoints the newest `updated_at` seen so far in
+that repository. Pull requests come in the same list; they are told apart by the `pull_request` key
+of the list item's JSON (`_rawData`): reading `issue.pull_request` or `issue.raw_data` would cost
+one extra GET per item (tracker-api-notes 2.1).
+
+PyGithub's own retries are switched off (`retry=None`): every transient failure (rate limits,
+5xx, timeouts, malformed bodies) becomes a `RetriableError` and `connectors.retry` waits for it,
+honouring `Retry-After` / `x-ratelimit-reset`, `ctx.sleep_cap` and `ctx.deadline`, so no thread
+ever sleeps an hour inside the SDK.
+
+Status mapping (tracker-api-notes 2.5) and the names `status_map` overrides are keyed on:
+
+* open issue: each of its label names (in the order GitHub lists them), then ``open``;
+  default: a `blocked` label → blocked; an assignee or an `in progress` label → in_progress;
+  else queued.
+* closed issue: its `state_reason` (``completed``, ``not_planned``, ``duplicate``; none counts
+  as ``completed``), then ``closed``; default: not_planned/duplicate → cancelled, else completed.
+* pull request (with `include_pull_requests`): while open, its label names, then ``pr_draft`` or
+  ``pr_open``; once closed ``pr_merged`` or ``pr_closed``; defaults: draft → in_progress,
+  open → pr_ready, merged → completed, closed unmerged → cancelled.
+
+The first of those names present in `status_map` (case-insensitive) wins; e.g.
+``{"needs review": "pr_ready", "not_planned": "completed"}``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from collections.abc import AsyncIterator, Callable, Mapping
+from datetime import datetime, timedelta
+from functools import partial
+from typing import Any, ClassVar, TypeVar
+from urllib.parse import urlsplit
+
+import requests
+from github import Auth, Github, GithubException
+from github.PaginatedList import PaginatedList
+from pydantic import Field, field_validator
+
+from connectors.base import (
+    PRIORITY_NONE,
+    ConnectorConfig,
+    ConnectorContext,
+    ConnectorError,
+    FatalError,
+    Page,
+    RetriableError,
+    Status,
+    WorkItem,
+    map_status,
+    status_name_suggests,
+    utc,
+)
+from connectors.retry import in_thread_with_retries
+
+T = TypeVar("T")
+
+PUBLIC_API = "https://api.github.com"
+_REPO = re.compile(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
+_POINTS_LABEL = re.compile(
+    r"^(?:points?|story[ _-]?points?|sp|estimate)\s*[:=]\s*(\d+(?:\.\d+)?)$", re.IGNORECASE
+)
+#: GitHub's advice for a secondary limit without Retry-After: wait at least a minute.
+SECONDARY_LIMIT_WAIT = 60.0
+
+
+# ---------------------------------------------------------------------------------------------
+# Config
+# ---------------------------------------------------------------------------------------------
+class GitHubConfig(ConnectorConfig):
+    """`integrations.config` of a GitHub integration."""
+
+    repos: list[str] = Field(min_length=1)
+    base_url: str = PUBLIC_API
+    include_pull_requests: bool = False
+    priority_labels: dict[str, int] = Field(default_factory=dict)  # label -> 0 none … 4 highest
+    per_page: int = Field(100, ge=1, le=100)
+    timeout: int = Field(15, ge=1, le=300)  # seconds per HTTP request
+    # Client-side spacing of requests: keeps a big first sync well under GitHub's secondary
+    # limit (900 REST points a minute) without blocking a thread for long.
+    seconds_between_requests: float = Field(0.1, ge=0, le=5)
+
+    @field_validator("repos")
+    @classmethod
+    def _check_repos(cls, value: list[str]) -> list[str]:
+        seen: dict[str, str] = {}
+        for entry in value:
+            name = entry.strip().strip("/")
+            owner, _, repo = name.partition("/")
+            if not _REPO.match(name) or owner in (".", "..") or repo in (".", ".."):
+                raise ValueError(f"repos: {entry!r} is not of the form 'owner/name'")
+            seen.setdefault(name.casefold(), name)
+        return list(seen.values())
+
+    @field_validator("base_url")
+    @classmethod
+    def _check_base_url(cls, value: str) -> str:
+        value = value.strip().rstrip("/")
+        split = urlsplit(value)
+        if split.scheme not in ("http", "https") or not split.hostname:
+            raise ValueError(f"base_url: {value!r} is not an http(s) URL")
+        return value
+
+    @field_validator("priority_labels")
+    @classmethod
+    def _check_priorities(cls, value: dict[str, int]) -> dict[str, int]:
+        for label, priority in value.items():
+            if not 0 <= priority <= 4:
+                raise ValueError(
+                    f"priority_labels: {label!r} maps to {priority}; use 0 (none) … 4 (highest)"
+                )
+        return {k.strip().casefold(): v for k, v in value.items()}
+
+
+# ---------------------------------------------------------------------------------------------
+# Mapping: pure functions of the issue JSON
+# ---------------------------------------------------------------------------------------------
+def is_pull_request(raw: Mapping[str, Any]) -> bool:
+    """GitHub lists every PR as an issue; only PR items carry the `pull_request` key."""
+    return "pull_request" in raw
+
+
+def label_names(raw: Mapping[str, Any]) -> list[str]:
+    names = []
+    for label in raw.get("labels") or []:
+        name = label.get("name") if isinstance(label, Mapping) else label
+        if isinstance(name, str):
+            names.append(name)
+    return names
+
+
+def parse_time(value: Any) -> datetime | None:
+    """GitHub's `2025-05-01T12:34:56Z` as an aware UTC datetime."""
+    if not isinstance(value, str) or not value:
+        return None
+    return utc(datetime.fromisoformat(value.replace("Z", "+00:00")))
+
+
+def _merged_at(raw: Mapping[str, Any]) -> datetime | None:
+    pull = raw.get("pull_request")
+    merged = pull.get("merged_at") if isinstance(pull, Mapping) else None
+    return parse_time(merged or raw.get("merged_at"))
+
+
+def default_status(raw: Mapping[str, Any]) -> Status:
+    """Our status for an issue or PR per tracker-api-notes 2.5, before any `status_map`."""
+    closed = raw.get("state") == "closed"
+    if is_pull_request(raw):
+        if _merged_at(raw) is not None:
+            return Status.COMPLETED
+        if closed:
+            return Status.CANCELLED
+        return Status.IN_PROGRESS if raw.get("draft") else Status.PR_READY
+    if closed:
+        if raw.get("state_reason") in ("not_planned", "duplicate"):
+            return Status.CANCELLED
+        return Status.COMPLETED
+    labels = label_names(raw)
+    if any(status_name_suggests(name, "blocked") for name in labels):
+        return Status.BLOCKED
+    if raw.get("assignees") or raw.get("assignee"):
+        return Status.IN_PROGRESS
+    if any(status_name_suggests(name, "in progress", "wip") for name in labels):
+        return Status.IN_PROGRESS
+    return Status.QUEUED
+
+
+def status_names(raw: Mapping[str, Any]) -> list[str]:
+    """The native names `status_map` can override, most specific first (see module docstring)."""
+    if is_pull_request(raw):
+        if _merged_at(raw) is not None:
+            return ["pr_merged"]
+        if raw.get("state") == "closed":
+            return ["pr_closed"]
+        return [*label_names(raw), "pr_draft" if raw.get("draft") else "pr_open"]
+    if raw.get("state") == "closed":
+        return [raw.get("state_reason") or "completed", "closed"]
+    return [*label_names(raw), "open"]
+
+
+def item_status(raw: Mapping[str, Any], overrides: Mapping[str, Status]) -> Status:
+    """The default status, unless the admin's `status_map` names one of `status_names`."""
+    default = default_status(raw)
+    for name in status_names(raw):
+        if name.strip().casefold() in overrides:
+            return map_status(name, default, overrides)
+    return default
+
+
+def priority_of(raw: Mapping[str, Any], priority_labels: Mapping[str, int]) -> int:
+    """The highest priority any of the item's labels maps to (keys already case-folded)."""
+    found = [priority_labels.get(name.strip().casefold()) for name in label_names(raw)]
+    return max((p for p in found if p is not None), default=PRIORITY_NONE)
+
+
+def story_points_of(raw: Mapping[str, Any]) -> int | None:
+    """Points from a label such as `points: 3`, `sp:5` or `estimate=2.5` (rounded)."""
+    for name in label_names(raw):
+        match = _POINTS_LABEL.match(name.strip())
+        if match:
+            return round(float(match.group(1)))
+    return None
+
+
+def site_prefix(base_url: str) -> str:
+    """ "" for github.com (plain numeric ids), else the API host: ids are unique per instance."""
+    if base_url.rstrip("/") == PUBLIC_API:
+        return ""
+    return f"{urlsplit(base_url).netloc}/"
+
+
+def external_id(raw: Mapping[str, Any], prefix: str) -> str:
+    value = raw.get("id")
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise RetriableError("GitHub returned an issue without a numeric id (malformed body)")
+    return f"{prefix}{value}"
+
+
+def map_issue(raw: Mapping[str, Any], *, repo: str, prefix: str, config: GitHubConfig) -> WorkItem:
+    """One issue/PR JSON object (as the list endpoint returns it) as a `WorkItem`."""
+    updated = parse_time(raw.get("updated_at"))
+    if updated is None:
+        raise RetriableError(f"GitHub returned an issue of {repo} without updated_at")
+    status = item_status(raw, config.status_map)
+    pull = is_pull_request(raw)
+    completed_at = None
+    if status in (Status.COMPLETED, Status.CANCELLED):
+        completed_at = (_merged_at(raw) if pull else None) or parse_time(raw.get("closed_at"))
+    return WorkItem(
+        external_id=external_id(raw, prefix),
+        external_key=f"{repo}#{raw.get('number')}",
+        title=str(raw.get("title") or ""),
+        description=raw.get("body") if isinstance(raw.get("body"), str) else None,
+        status=status,
+        updated_at=updated,
+        priority=priority_of(raw, config.priority_labels),
+        story_points=story_points_of(raw),
+        external_url=raw.get("html_url") if isinstance(raw.get("html_url"), str) else None,
+        # Opening a PR means work has started; an issue has no such timestamp.
+        started_at=parse_time(raw.get("created_at")) if pull else None,
+        completed_at=completed_at,
+        raw=dict(raw),
+        scope=repo,
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Errors: every SDK/HTTP failure becomes RetriableError or FatalError
+# ---------------------------------------------------------------------------------------------
+class RepositoryNotFound(FatalError):
+    """A configured repository does not exist or the token cannot see it (404)."""
+
+    def __init__(self, repo: str) -> None:
+        super().__init__(
+            f"GitHub repository {repo!r} was not found (404): check `repos` in the integration "
+            "config and that the token can read it (private repositories need a token with "
+            "access to them)"
+        )
+        self.repo = repo
+
+
+def _header(headers: Mapping[str, Any] | None, name: str) -> str | None:
+    for key, value in (headers or {}).items():
+        if key.lower() == name:
+            return str(value)
+    return None
+
+
+def _message(data: Any) -> str:
+    message = data.get("message") if isinstance(data, Mapping) else data
+    return str(message or "")[:300]
+
+
+def rate_limit_wait(
+    status: int, headers: Mapping[str, Any] | None, message: str, now: float
+) -> float | None:
+    """Seconds to wait for a 403/429 that is a rate limit, else None (a plain 403).
+
+    Order per GitHub's docs: `Retry-After`; else, with `x-ratelimit-remaining: 0`, until
+    `x-ratelimit-reset` (+1 s: the reset happens somewhere in that second); else a minute.
+    """
+    if status not in (403, 429):
+        return None
+    retry_after = _header(headers, "retry-after")
+    if retry_after is not None:
+        try:
+            return max(0.0, float(retry_after))
+        except ValueError:
+            return SECONDARY_LIMIT_WAIT
+    reset = _header(headers, "x-ratelimit-reset")
+    if _header(headers, "x-ratelimit-remaining") == "0" and reset and reset.isdigit():
+        return max(0.0, int(reset) - now) + 1.0
+    lowered = message.casefold()
+    if status == 429 or "rate limit" in lowered or "wait a few minutes" in lowered:
+        return SECONDARY_LIMIT_WAIT
+    return None
+
+
+def error_for_status(
+    status: int, headers: Mapping[str, Any] | None, message: str, repo: str | None, now: float
+) -> ConnectorError:
+    """The connector error for an HTTP error answer from GitHub."""
+    where = f" for {repo}" if repo else ""
+    detail = f": {message}" if message else ""
+    if status == 401:
+        return FatalError(
+            "GitHub rejected the token (401): check token/token_env/token_file in the "
+            "integration config; the token may be mistyped, expired or revoked"
+        )
+    wait = rate_limit_wait(status, headers, message, now)
+    if wait is not None:
+        return RetriableError(
+            f"GitHub rate limit hit{where} ({status}); retry in {wait:.0f}s", retry_after=wait
+        )
+    if status == 403:
+        return FatalError(
+            f"GitHub refused access{where} (403){detail}. Check the token's permissions "
+            "(classic: repo scope; fine-grained: Issues read) and any SSO authorization"
+        )
+    if status == 404 and repo:
+        return RepositoryNotFound(repo)
+    if status == 410 and repo:
+        return FatalError(
+            f"GitHub says issues are gone for {repo} (410){detail}: enable issues on the "
+            "repository or remove it from `repos`"
+        )
+    if status >= 500 or status in (408, 425):
+        return RetriableError(f"GitHub server error {status}{where}; will retry")
+    return FatalError(f"GitHub refused the request{where} ({status}){detail}")
+
+
+def error_for(exc: BaseException, *, repo: str | None, timeout: float) -> ConnectorError | None:
+    """The connector error for an exception out of PyGithub/requests, or None if unexpected."""
+    if isinstance(exc, GithubException):
+        return error_for_status(exc.status, exc.headers, _message(exc.data), repo, time.time())
+    if isinstance(exc, requests.exceptions.RetryError):
+        return RetriableError("GitHub kept failing (SDK retries exhausted); will retry")
+    if isinstance(exc, requests.exceptions.Timeout):
+        return RetriableError(f"GitHub did not answer within {timeout:g}s; will retry")
+    if isinstance(exc, requests.exceptions.ConnectionError):
+        return RetriableError("cannot connect to GitHub (connection failed); will retry")
+    if isinstance(exc, requests.exceptions.RequestException):
+        return RetriableError(f"HTTP request to GitHub failed ({type(exc).__name__}); will retry")
+    if isinstance(exc, ValueError):  # json.JSONDecodeError from PyGithub's body parsing
+        return RetriableError("GitHub sent a body that is not valid JSON (a proxy or an outage?)")
+    return None
+
+
+def _page_of(listing: PaginatedList[Any]) -> list[dict[str, Any]]:
+    """Fetch the next HTTP page of a PaginatedList (exactly one GET) as the items' JSON.
+
+    `_fetchNextPage` follows the `Link: rel="next"` URL and only moves the list's cursor after a
+    successful answer, so a failed call can be retried as is; it also keeps no copy of the items.
+    """
+    objects = listing._fetchNextPage()
+    raws = [getattr(obj, "_rawData", None) for obj in objects]
+    if not all(isinstance(raw, dict) for raw in raws):
+        raise RetriableError("GitHub sent an issue list that is not a list of objects")
+    return raws  # type: ignore[return-value]
+
+
+# ---------------------------------------------------------------------------------------------
+# The connector
+# ---------------------------------------------------------------------------------------------
+class GitHubConnector:
+    """Issues of the configured repositories (see the module docstring for the status names)."""
+
+    source: ClassVar[str] = "github"
+    config_model: ClassVar[type[ConnectorConfig]] = GitHubConfig
+    overlap: ClassVar[timedelta] = timedelta(minutes=5)
+
+    def __init__(self, config: GitHubConfig, ctx: ConnectorContext) -> None:
+        self.config = config
+        self.ctx = ctx
+        self._prefix = site_prefix(config.base_url)
+        # No request happens here. lazy=True: get_repo() costs no GET; the issue list 404s for a
+        # missing repository anyway. retry=None: connectors.retry owns every wait.
+        self._gh = Github(
+            base_url=config.base_url,
+            auth=Auth.Token(ctx.token.get_secret_value()),
+            per_page=config.per_page,
+            timeout=config.timeout,
+            retry=None,
+            seconds_between_requests=config.seconds_between_requests or None,
+            seconds_between_writes=None,
+            lazy=True,
+        )
+
+    def __repr__(self) -> str:
+        return f"GitHubConnector(repos={self.config.repos!r}, base_url={self.config.base_url!r})"
+
+    async def _call(self, what: str, repo: str | None, call: Callable[[], T]) -> T:
+        """Run a blocking SDK call in a thread with retries; SDK errors become ours."""
+
+        def guarded() -> T:
+            try:
+                return call()
+            except ConnectorError:
+                raise
+            except Exception as exc:
+                error = error_for(exc, repo=repo, timeout=self.config.timeout)
+                if error is None:
+                    raise
+                # from None: the SDK's exception may carry request details.
+                raise error from None
+
+        return await in_thread_with_retries(self.ctx, what, guarded)
+
+    async def check(self) -> None:
+        """Each configured repository answers `GET /repos/{o}/{r}`; names every one that doesn't."""
+        missing: list[str] = []
+        for repo in self.config.repos:
+            try:
+                await self._call(f"read {repo}", repo, self._gh.get_repo(repo).complete)
+            except RepositoryNotFound:
+                missing.append(repo)
+        if missing:
+            raise FatalError(
+                f"GitHub repositories not found or not visible to this token: {', '.join(missing)}."
+                " Check `repos` in the integration config and the token's access"
+            )
+
+    async def changes(self, since: Mapping[str, datetime]) -> AsyncIterator[Page]:
+        """Pages of issues changed at or after `since[repo]`, per repository, oldest first."""
+        for repo in self.config.repos:
+            async for page in self._repo_changes(repo, since.get(repo)):
+                yield page
+
+    async def _repo_changes(self, repo: str, since: datetime | None) -> AsyncIterator[Page]:
+        options: dict[str, Any] = {"state": "all", "sort": "updated", "direction": "asc"}
+        if since is not None:
+            options["since"] = utc(since)  # PyGithub formats it without converting the zone
+        # Builds the list object only (lazy repository): no request until the first page.
+        listing = self._gh.get_repo(repo).get_issues(**options)
+        newest: datetime | None = None
+        while listing._couldGrow():
+            raws = await self._call(f"list issues of {repo}", repo, partial(_page_of, listing))
+            items = []
+            for raw in raws:
+                item = map_issue(raw, repo=repo, prefix=self._prefix, config=self.config)
+                newest = item.updated_at if newest is None else max(newest, item.updated_at)
+                if self.config.include_pull_requests or not is_pull_request(raw):
+                    items.append(item)
+            if newest is None:
+                return
+            # Pages come oldest first, so everything up to `newest` has been seen (items sharing
+            # its second on the next page are re-read through the overlap).
+            yield Page(items, {repo: newest})
+
+    async def all_ids(self) -> AsyncIterator[list[str]]:
+        """Every issue id (and PR id when included) of every repository, a page at a time."""
+        for repo in self.config.repos:
+            # Creation order never changes, so items created mid-sweep only append at the end.
+            listing = self._gh.get_repo(repo).get_issues(
+                state="all", sort="created", direction="asc"
+            )
+            while listing._couldGrow():
+                raws = await self._call(f"list ids of {repo}", repo, partial(_page_of, listing))
+                ids = [
+                    external_id(raw, self._prefix)
+                    for raw in raws
+                    if self.config.include_pull_requests or not is_pull_request(raw)
+                ]
+                if ids:
+                    yield ids
+
+    async def aclose(self) -> None:
+        await asyncio.to_thread(self._gh.close)

@@ -1,0 +1,446 @@
+"""A local GitHub REST API (the part PyGithub calls for issue sync), for tests, demo and benchmarks.
+
+Serves `GET /repos/{o}/{r}`, `GET /repos/{o}/{r}/issues` (with `state`, `since`, `sort`,
+`direction`, `per_page`, `page` and a `Link` header whose URLs carry every query parameter and point
+back at this server) and `GET /repos/{o}/{r}/issues/{n}` (so a client that fetches issues one by
+one shows up in the request log). Bodies follow tracker-api-notes 2.2: every API `url` points at the
+sandbox, the `pull_request` key exists on pull requests only, and every response carries the
+`x-ratelimit-*` headers. Faults use GitHub's own shapes (primary rate limit: 403 with
+`x-ratelimit-remaining: 0` and an epoch `x-ratelimit-reset`; secondary: `Retry-After`).
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+import zlib
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from urllib.parse import urlencode
+
+from connectors.sandbox.base import Fault, Request, Response, SandboxServer
+
+DOCS = "https://docs.github.com/rest"
+PRIMARY_LIMIT_MESSAGE = (
+    "API rate limit exceeded for user ID 1. If you reach out to GitHub Support for help, please "
+    "include the request ID ABCD:1234."
+)
+SECONDARY_LIMIT_MESSAGE = (
+    "You have exceeded a secondary rate limit. Please wait a few minutes before you try again."
+)
+
+
+def iso(value: datetime | None) -> str | None:
+    """GitHub's timestamp format: UTC, whole seconds, `Z`."""
+    if value is None:
+        return None
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_since(value: str) -> datetime:
+    """Parse a `since` query value the way GitHub accepts it (ISO 8601, `Z` or an offset)."""
+    parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return parsed.astimezone(UTC)
+
+
+@dataclass(slots=True)
+class SandboxIssue:
+    """One issue or pull request held by the sandbox."""
+
+    repo: str
+    id: int
+    number: int
+    title: str
+    created_at: datetime
+    updated_at: datetime
+    body: str | None = None
+    state: str = "open"  # open | closed
+    state_reason: str | None = None  # completed | not_planned | duplicate | reopened | None
+    closed_at: datetime | None = None
+    labels: list[str] = field(default_factory=list)
+    assignees: list[str] = field(default_factory=list)
+    author: str = "octocat"
+    is_pr: bool = False
+    draft: bool = False
+    merged_at: datetime | None = None
+
+
+class GitHubSandbox(SandboxServer):
+    """An in-memory GitHub holding repositories and their issues/pull requests."""
+
+    html_base = "https://github.com"
+    rate_limit = 5000
+
+    def __init__(self, token: str = "sandbox-token", *, repos: Iterable[str] = ()) -> None:
+        super().__init__()
+        self.token = token
+        self.repos: dict[str, int] = {}  # full name -> repository id
+        self.issues: dict[str, list[SandboxIssue]] = {}
+        self._next_id = 1001  # ids are unique across repositories, as on github.com
+        self._used = 0
+        self._data_lock = threading.RLock()
+        for name in repos:
+            self.add_repo(name)
+
+    # -- data helpers (tests, demo, benchmarks) -------------------------------------------------
+    def add_repo(self, full_name: str) -> None:
+        """Create an empty repository `owner/name` (no-op when it exists)."""
+        with self._data_lock:
+            if full_name not in self.repos:
+                self.repos[full_name] = len(self.repos) + 1
+                self.issues[full_name] = []
+
+    def add_issue(
+        self,
+        repo: str,
+        title: str = "An issue",
+        *,
+        updated_at: datetime,
+        created_at: datetime | None = None,
+        body: str | None = None,
+        state: str = "open",
+        state_reason: str | None = None,
+        closed_at: datetime | None = None,
+        labels: Iterable[str] = (),
+        assignees: Iterable[str] = (),
+        is_pr: bool = False,
+        draft: bool = False,
+        merged_at: datetime | None = None,
+    ) -> SandboxIssue:
+        """Add an issue (or, with `is_pr`, a pull request) with explicit upstream timestamps."""
+        with self._data_lock:
+            self.add_repo(repo)
+            if state == "closed" and closed_at is None:
+                closed_at = merged_at or updated_at
+            if state == "closed" and state_reason is None and not is_pr:
+                state_reason = "completed"
+            issue = SandboxIssue(
+                repo=repo,
+                id=self._next_id,
+                number=len(self.issues[repo]) + 1,
+                title=title,
+                body=body,
+                created_at=created_at or updated_at,
+                updated_at=updated_at,
+                state=state,
+                state_reason=state_reason,
+                closed_at=closed_at,
+                labels=list(labels),
+                assignees=list(assignees),
+                is_pr=is_pr,
+                draft=draft,
+                merged_at=merged_at,
+            )
+            self._next_id += 1
+            self.issues[repo].append(issue)
+            return issue
+
+    def find(self, issue_id: int) -> SandboxIssue:
+        """The issue or pull request with this (global) id."""
+        with self._data_lock:
+            for items in self.issues.values():
+                for issue in items:
+                    if issue.id == issue_id:
+                        return issue
+        raise KeyError(issue_id)
+
+    def update(self, issue_id: int, *, at: datetime, **changes: Any) -> SandboxIssue:
+        """Change an item at upstream time `at`. Keys are `SandboxIssue` fields; closing sets
+        `closed_at` (and `state_reason=completed` for issues) unless given; reopening clears it."""
+        with self._data_lock:
+            issue = self.find(issue_id)
+            for name, value in changes.items():
+                if not hasattr(issue, name):
+                    raise AttributeError(name)
+                setattr(issue, name, value)
+            if changes.get("state") == "closed":
+                if "closed_at" not in changes:
+                    issue.closed_at = at
+                if "state_reason" not in changes and not issue.is_pr:
+                    issue.state_reason = "completed"
+            elif changes.get("state") == "open":
+                issue.closed_at = None
+                if "state_reason" not in changes:
+                    issue.state_reason = "reopened" if not issue.is_pr else None
+            issue.updated_at = at
+            return issue
+
+    # -- JSON bodies ----------------------------------------------------------------------------
+    def repo_json(self, full_name: str) -> dict[str, Any]:
+        owner, name = full_name.split("/", 1)
+        return {
+            "id": self.repos[full_name],
+            "node_id": f"R_{self.repos[full_name]}",
+            "name": name,
+            "full_name": full_name,
+            "private": False,
+            "owner": {"login": owner, "id": 1, "type": "Organization"},
+            "url": f"{self.url}/repos/{full_name}",
+            "html_url": f"{self.html_base}/{full_name}",
+            "issues_url": f"{self.url}/repos/{full_name}/issues{{/number}}",
+            "has_issues": True,
+            "open_issues_count": sum(1 for i in self.issues[full_name] if i.state == "open"),
+        }
+
+    def issue_json(self, issue: SandboxIssue) -> dict[str, Any]:
+        api = f"{self.url}/repos/{issue.repo}"
+        kind = "pull" if issue.is_pr else "issues"
+        body: dict[str, Any] = {
+            "id": issue.id,
+            "node_id": f"{'PR' if issue.is_pr else 'I'}_kw{issue.id}",
+            "number": issue.number,
+            "url": f"{api}/issues/{issue.number}",
+            "repository_url": api,
+            "labels_url": f"{api}/issues/{issue.number}/labels{{/name}}",
+            "comments_url": f"{api}/issues/{issue.number}/comments",
+            "events_url": f"{api}/issues/{issue.number}/events",
+            "html_url": f"{self.html_base}/{issue.repo}/{kind}/{issue.number}",
+            "title": issue.title,
+            "body": issue.body,
+            "user": _user(issue.author),
+            "labels": [_label(api, name) for name in issue.labels],
+            "state": issue.state,
+            "state_reason": issue.state_reason,
+            "locked": False,
+            "assignee": _user(issue.assignees[0]) if issue.assignees else None,
+            "assignees": [_user(login) for login in issue.assignees],
+            "milestone": None,
+            "comments": 0,
+            "created_at": iso(issue.created_at),
+            "updated_at": iso(issue.updated_at),
+            "closed_at": iso(issue.closed_at),
+            "author_association": "MEMBER",
+        }
+        if issue.is_pr:
+            body["draft"] = issue.draft
+            body["pull_request"] = {
+                "url": f"{api}/pulls/{issue.number}",
+                "html_url": body["html_url"],
+                "diff_url": f"{body['html_url']}.diff",
+                "patch_url": f"{body['html_url']}.patch",
+                "merged_at": iso(issue.merged_at),
+            }
+        return body
+
+    # -- HTTP -----------------------------------------------------------------------------------
+    def _rate_headers(
+        self, remaining: int | None = None, reset: int | None = None
+    ) -> dict[str, str]:
+        with self._data_lock:
+            self._used += 1
+            used = self._used
+        left = max(0, self.rate_limit - used) if remaining is None else remaining
+        return {
+            "x-ratelimit-limit": str(self.rate_limit),
+            "x-ratelimit-remaining": str(left),
+            "x-ratelimit-used": str(min(used, self.rate_limit)),
+            "x-ratelimit-reset": str(reset if reset is not None else int(time.time()) + 3600),
+            "x-ratelimit-resource": "core",
+        }
+
+    def handle(self, request: Request) -> Response:
+        response = self._route(request)
+        response.headers = {**self._rate_headers(), **response.headers}
+        return response
+
+    def _route(self, request: Request) -> Response:
+        if request.method != "GET":
+            return _error(404, "Not Found")
+        auth = request.headers.get("authorization", "")
+        if auth not in (f"token {self.token}", f"Bearer {self.token}"):
+            return _error(401, "Bad credentials")
+        parts = request.path.strip("/").split("/")
+        if len(parts) < 3 or parts[0] != "repos":
+            return _error(404, "Not Found")
+        full_name = f"{parts[1]}/{parts[2]}"
+        with self._data_lock:
+            if full_name not in self.repos:
+                return _error(404, "Not Found")
+            if len(parts) == 3:
+                return Response(200, self.repo_json(full_name))
+            if len(parts) == 4 and parts[3] == "issues":
+                return self._list_issues(full_name, request)
+            if len(parts) == 5 and parts[3] == "issues" and parts[4].isdigit():
+                number = int(parts[4])
+                for issue in self.issues[full_name]:
+                    if issue.number == number:
+                        return Response(200, self.issue_json(issue))
+        return _error(404, "Not Found")
+
+    def _list_issues(self, full_name: str, request: Request) -> Response:
+        query = {k: v[-1] for k, v in request.query.items()}
+        state = query.get("state", "open")
+        sort = query.get("sort", "created")
+        direction = query.get("direction", "desc")
+        if state not in ("open", "closed", "all") or sort not in ("created", "updated", "comments"):
+            return _error(422, "Validation Failed")
+        if direction not in ("asc", "desc"):
+            return _error(422, "Validation Failed")
+        try:
+            per_page = min(100, max(1, int(query.get("per_page", "30"))))
+            page = max(1, int(query.get("page", "1")))
+            since = parse_since(query["since"]) if "since" in query else None
+        except ValueError:
+            return _error(422, "Validation Failed")
+        items = [
+            i
+            for i in self.issues[full_name]
+            if (state == "all" or i.state == state) and (since is None or i.updated_at >= since)
+        ]
+        key = {"created": "created_at", "updated": "updated_at", "comments": "number"}[sort]
+        items.sort(key=lambda i: (getattr(i, key), i.number), reverse=direction == "desc")
+        last = max(1, math.ceil(len(items) / per_page))
+        chunk = items[(page - 1) * per_page : page * per_page]
+        headers = {}
+        link = self._link(f"/repos/{full_name}/issues", query, page, last)
+        if link:
+            headers["Link"] = link
+        return Response(200, [self.issue_json(i) for i in chunk], headers)
+
+    def _link(self, path: str, query: dict[str, str], page: int, last: int) -> str:
+        """GitHub's Link header: next/last while there are more pages, then prev/first."""
+
+        def url(n: int) -> str:
+            return f"{self.url}{path}?{urlencode({**query, 'page': str(n)})}"
+
+        rels = []
+        if page < last:
+            rels += [f'<{url(page + 1)}>; rel="next"', f'<{url(last)}>; rel="last"']
+        if page > 1:
+            rels += [f'<{url(page - 1)}>; rel="prev"', f'<{url(1)}>; rel="first"']
+        return ", ".join(rels)
+
+    def fault_response(self, fault: Fault) -> Response:
+        """GitHub's own error shapes, with the rate-limit headers GitHub sends.
+
+        `403_rate_limit`: the primary limit by default (no Retry-After, `x-ratelimit-remaining: 0`,
+        `x-ratelimit-reset` = now + retry_after); with another `body` message it is a secondary
+        limit carrying `Retry-After`, or, with `retry_after=None`, a plain permission 403.
+        """
+        wait = fault.retry_after if fault.retry_after is not None else 1.0
+        if fault.kind == "403_rate_limit":
+            message = (fault.body or {}).get("message", PRIMARY_LIMIT_MESSAGE)
+            if message.startswith("API rate limit exceeded"):
+                # Primary limit: no Retry-After; wait until the epoch in x-ratelimit-reset.
+                reset = math.ceil(time.time() + wait)
+                headers = self._rate_headers(remaining=0, reset=reset)
+            elif fault.retry_after is not None:
+                headers = {**self._rate_headers(), "Retry-After": str(math.ceil(wait))}
+            else:
+                headers = self._rate_headers()
+            return Response(403, _body(message), {**headers, **fault.headers})
+        if fault.kind == "429":
+            headers = {**self._rate_headers(), "Retry-After": str(math.ceil(wait))}
+            body = fault.body or _body(SECONDARY_LIMIT_MESSAGE)
+            return Response(429, body, {**headers, **fault.headers})
+        response = super().fault_response(fault)
+        if fault.kind == "401" and fault.body is None:
+            response.body = _body("Bad credentials")
+        response.headers = {**self._rate_headers(), **response.headers}
+        return response
+
+    # -- demo -----------------------------------------------------------------------------------
+    def seed_demo(self) -> None:
+        """Two repositories with a few dozen believable issues and pull requests in mixed states."""
+        now = datetime.now(UTC).replace(microsecond=0)
+        start = now - timedelta(days=30)
+        for n, spec in enumerate(_DEMO):
+            repo, title, kind, labels, assignees = spec
+            created = start + timedelta(hours=17 * n)
+            updated = created + timedelta(hours=3 + n % 11)
+            kw: dict[str, Any] = {"labels": labels, "assignees": assignees}
+            if kind == "done":
+                kw |= {"state": "closed", "state_reason": "completed"}
+            elif kind == "wontfix":
+                kw |= {"state": "closed", "state_reason": "not_planned"}
+            elif kind == "duplicate":
+                kw |= {"state": "closed", "state_reason": "duplicate"}
+            elif kind == "pr":
+                kw |= {"is_pr": True}
+            elif kind == "draft":
+                kw |= {"is_pr": True, "draft": True}
+            elif kind == "merged":
+                kw |= {"is_pr": True, "state": "closed", "merged_at": updated}
+            elif kind == "pr_closed":
+                kw |= {"is_pr": True, "state": "closed"}
+            body = f"{title}.\n\nSteps and context are in the linked discussion."
+            self.add_issue(repo, title, created_at=created, updated_at=updated, body=body, **kw)
+
+    def demo_config(self) -> dict[str, Any]:
+        """The `integrations.config` of a row that syncs the demo repositories from this sandbox."""
+        return {
+            "token": self.token,
+            "base_url": self.url,
+            "repos": sorted(self.repos),
+            "include_pull_requests": True,
+            "priority_labels": {"P0": 4, "P1": 3, "P2": 2, "P3": 1},
+            "per_page": 20,
+        }
+
+
+def _user(login: str) -> dict[str, Any]:
+    return {"login": login, "id": zlib.crc32(login.encode()) % 10**6, "type": "User"}
+
+
+def _label(api: str, name: str) -> dict[str, Any]:
+    return {
+        "id": zlib.crc32(name.encode()) % 10**8,
+        "name": name,
+        "url": f"{api}/labels/{name}",
+        "color": "ededed",
+        "default": False,
+        "description": None,
+    }
+
+
+def _body(message: str) -> dict[str, Any]:
+    return {"message": message, "documentation_url": DOCS}
+
+
+def _error(status: int, message: str) -> Response:
+    return Response(status, {**_body(message), "status": str(status)})
+
+
+_DEMO: list[tuple[str, str, str, list[str], list[str]]] = [
+    ("acme/web", "Checkout button does nothing on Safari 17", "open", ["bug", "P1"], []),
+    ("acme/web", "Dark mode for the settings page", "open", ["enhancement", "points: 5"], []),
+    ("acme/web", "Crash when saving a draft with emoji 🚀", "done", ["bug", "P0"], ["mira"]),
+    ("acme/web", "Migrate date picker to the new design system", "open", ["P2"], ["jonas"]),
+    ("acme/web", "Cookie banner overlaps footer links", "done", ["bug", "P3"], ["li"]),
+    ("acme/web", "Add keyboard shortcuts cheat sheet", "wontfix", ["enhancement"], []),
+    ("acme/web", "Search results flicker while typing", "open", ["bug", "in progress"], []),
+    ("acme/web", "Upgrade to React 19", "open", ["blocked", "P2", "points: 8"], ["mira"]),
+    ("acme/web", "Fix checkout on Safari 17", "pr", ["P1"], ["mira"]),
+    ("acme/web", "Settings: dark mode toggle", "draft", [], ["jonas"]),
+    ("acme/web", "Localise the onboarding flow (de, fr, ar)", "open", ["i18n", "points: 3"], []),
+    ("acme/web", "Broken image on the pricing page", "duplicate", ["bug"], []),
+    ("acme/web", "Bump eslint to v9", "merged", ["dependencies"], ["li"]),
+    ("acme/web", "Experiment: server components for the dashboard", "pr_closed", [], ["li"]),
+    ("acme/web", "Lighthouse accessibility score below 90", "open", ["a11y", "P2"], []),
+    ("acme/web", "Right-to-left layout for Arabic: مرحبا", "open", ["i18n"], ["noor"]),
+    ("acme/web", "Sticky header jumps on iOS", "done", ["bug", "P2", "points: 2"], ["jonas"]),
+    ("acme/web", "Add CSV export to the reports table", "open", ["enhancement", "P3"], []),
+    ("acme/api", "Rate-limit the public search endpoint", "open", ["security", "P1"], ["sam"]),
+    ("acme/api", "Webhook deliveries retried forever on 410", "open", ["bug", "P0"], []),
+    ("acme/api", "Paginate /v2/invoices", "done", ["enhancement", "points: 5"], ["sam"]),
+    ("acme/api", "Postgres 16 upgrade", "open", ["blocked", "infra", "P2"], ["ada"]),
+    ("acme/api", "N+1 query in the orders serializer", "done", ["performance", "P1"], ["ada"]),
+    ("acme/api", "Deprecate the v1 auth endpoints", "wontfix", ["P3"], []),
+    ("acme/api", "OpenAPI spec out of date for /users", "open", ["docs", "points: 1"], []),
+    ("acme/api", "Add idempotency keys to POST /payments", "open", ["in progress", "P1"], []),
+    ("acme/api", "Rate-limit search endpoint", "pr", ["security"], ["sam"]),
+    ("acme/api", "Idempotency keys for payments", "draft", [], ["ada"]),
+    ("acme/api", "Bump urllib3 to 2.2.2", "merged", ["dependencies"], ["dependabot"]),
+    ("acme/api", "Timeouts on the export job after 30 s", "open", ["bug", "P2"], ["sam"]),
+    ("acme/api", "Structured logging for the worker", "done", ["enhancement"], ["ada"]),
+    ("acme/api", "Health check reports green while the DB is down", "open", ["bug", "P0"], []),
+    ("acme/api", "Remove unused feature flags", "open", ["chore", "points: 2"], []),
+    ("acme/api", "Try gRPC for internal calls", "pr_closed", [], ["sam"]),
+    ("acme/api", "Customer emails contain HTML entities &amp;", "done", ["bug", "P3"], ["ada"]),
+    ("acme/api", "Audit log for admin actions", "open", ["enhancement", "P2", "points: 13"], []),
+]
