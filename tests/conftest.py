@@ -1,7 +1,101 @@
-"""Session-wide test setup."""
+"""Session-wide test setup: one PostgreSQL per test session (embedded pgserver, or DATABASE_URL
+when set), a template database with every migration applied, and a fresh database per test."""
 
 from __future__ import annotations
 
+import asyncio
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
 import pytest
 
-pytest.register_assert_rewrite("tests.integration.connectors.contract")
+from worker import db, migrate
+
+pytest.register_assert_rewrite("tests.integration.connectors.contract", "tests.helpers")
+
+ALL_SETS = tuple(migrate.SETS)
+
+
+def url_for(url: str, database: str) -> str:
+    """The same server, another database."""
+    return urlunsplit(urlsplit(url)._replace(path="/" + database))
+
+
+async def _admin(url: str, *statements: str) -> None:
+    conn = await asyncpg.connect(url)
+    try:
+        for sql in statements:
+            await conn.execute(sql)
+    finally:
+        await conn.close()
+
+
+@pytest.fixture(scope="session")
+def pg_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The server's maintenance URL."""
+    external = os.environ.get("DATABASE_URL")
+    if external:
+        yield external
+        return
+    home: Path = tmp_path_factory.mktemp("pg")
+    with db.embedded_postgres(home / "pgdata") as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def template_db(pg_url: str) -> Iterator[str]:
+    """A database with every migration set applied; tests clone it (fast and isolated)."""
+    name = f"c9_template_{os.getpid()}"
+
+    async def build() -> None:
+        await _admin(pg_url, f'DROP DATABASE IF EXISTS "{name}"', f'CREATE DATABASE "{name}"')
+        conn = await db.connect(url_for(pg_url, name))
+        try:
+            await migrate.apply(conn, ALL_SETS)
+        finally:
+            await conn.close()
+
+    asyncio.run(build())
+    yield name
+    asyncio.run(_admin(pg_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+async def _fresh_database(pg_url: str, template: str | None) -> str:
+    name = f"c9_test_{uuid.uuid4().hex[:12]}"
+    source = f' TEMPLATE "{template}"' if template else ""
+    await _admin(pg_url, f'CREATE DATABASE "{name}"{source}')
+    return name
+
+
+@pytest.fixture
+async def db_url(pg_url: str, template_db: str) -> AsyncIterator[str]:
+    """URL of a fresh, fully migrated database for this test only."""
+    name = await _fresh_database(pg_url, template_db)
+    yield url_for(pg_url, name)
+    await _admin(pg_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+async def empty_db_url(pg_url: str) -> AsyncIterator[str]:
+    """URL of a fresh database with no schema at all."""
+    name = await _fresh_database(pg_url, None)
+    yield url_for(pg_url, name)
+    await _admin(pg_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+async def pool(db_url: str) -> AsyncIterator[asyncpg.Pool]:
+    p = await db.create_pool(db_url, max_size=6)
+    yield p
+    await p.close()
+
+
+@pytest.fixture
+async def conn(db_url: str) -> AsyncIterator[asyncpg.Connection]:
+    c = await db.connect(db_url)
+    yield c
+    await c.close()

@@ -1,0 +1,111 @@
+"""The `c9-sync` command: parse arguments and settings, pick the database, dispatch."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+from pydantic import ValidationError
+
+from worker import logs, redact
+from worker.db import DatabaseUnavailable, database_url
+from worker.migrate import SETS, MigrationError
+from worker.settings import Settings
+
+Command = Callable[[argparse.Namespace, Settings, str], Coroutine[Any, Any, int]]
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_UNAVAILABLE = 0, 1, 2, 3
+
+
+class UsageError(Exception):
+    """Bad input on the command line: one clear line, exit 2."""
+
+
+def _migration_sets(args: argparse.Namespace) -> tuple[str, ...]:
+    return ("core", *[s for s in args.with_sets or [] if s != "core"])
+
+
+async def cmd_migrate(args: argparse.Namespace, settings: Settings, url: str) -> int:
+    from worker import db, migrate, views
+
+    sets = _migration_sets(args)
+    conn = await db.connect(url)
+    try:
+        if args.status:
+            views.print_migration_status(await migrate.status(conn, sets))
+            return EXIT_OK
+        applied = await migrate.apply(conn, sets)
+    finally:
+        await conn.close()
+    views.say(f"{len(applied)} migration(s) applied" if applied else "schema is up to date")
+    return EXIT_OK
+
+
+async def cmd_run(args: argparse.Namespace, settings: Settings, url: str) -> int:
+    from worker import daemon
+
+    return await daemon.run(settings, url, sets=_migration_sets(args))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="c9-sync",
+        description="Keep PostgreSQL in step with Azure DevOps, Jira, GitHub and Linear.",
+        epilog="Database: DATABASE_URL, or an embedded PostgreSQL in $C9_SYNC_HOME when unset.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    optional_sets = ", ".join(s for s in SETS if s != "core")
+
+    def with_sets(p: argparse.ArgumentParser) -> None:
+        p.add_argument(
+            "--with",
+            dest="with_sets",
+            action="append",
+            choices=sorted(SETS),
+            metavar="SET",
+            help=f"also install an optional migration set ({optional_sets})",
+        )
+
+    p = sub.add_parser("migrate", help="apply pending schema migrations (safe to run concurrently)")
+    p.add_argument("--status", action="store_true", help="list applied and pending migrations")
+    with_sets(p)
+    p.set_defaults(func=cmd_migrate)
+
+    p = sub.add_parser("run", help="run the daemon: sync every active integration on its interval")
+    with_sets(p)
+    p.set_defaults(func=cmd_run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        settings = Settings()
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = ".".join(str(p) for p in first["loc"])
+        name = "DATABASE_URL" if field == "database_url" else f"C9_SYNC_{field.upper()}"
+        print(f"c9-sync: invalid setting {name}: {first['msg']}", file=sys.stderr)
+        return EXIT_USAGE
+    logs.configure(settings.log_level, settings.log_format)
+    command: Command = args.func
+    try:
+        with database_url(settings) as url:
+            return asyncio.run(command(args, settings, url))
+    except KeyboardInterrupt:
+        return EXIT_OK
+    except DatabaseUnavailable as exc:
+        print(f"c9-sync: database unavailable: {redact.scrub(str(exc))}", file=sys.stderr)
+        return EXIT_UNAVAILABLE
+    except (MigrationError, UsageError) as exc:
+        print(f"c9-sync: {redact.scrub(str(exc))}", file=sys.stderr)
+        return EXIT_USAGE if isinstance(exc, UsageError) else EXIT_FAILED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

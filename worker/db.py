@@ -1,0 +1,129 @@
+"""Which PostgreSQL to use, and connections to it.
+
+`DATABASE_URL` when set; otherwise an embedded PostgreSQL (pgserver) in `$C9_SYNC_HOME/pgdata`,
+started on demand, stopped when the last process using it exits, and recovered when a previous
+holder died without stopping it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import asyncpg
+
+from worker import redact
+from worker.logs import get_logger
+from worker.settings import Settings
+
+log = get_logger(__name__)
+
+
+class DatabaseUnavailable(Exception):
+    """The database cannot be reached or started; the message says which and why."""
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _forget_dead_holders(pgdata: Path) -> list[int]:
+    """pgserver counts the processes using a server in `.handle_pids.json` and stops it when the
+    last one exits. A holder killed with SIGKILL never removes itself, so the server would be kept
+    running (and leaked) forever: drop pids that no longer exist. Returns the pids dropped."""
+    path = pgdata / ".handle_pids.json"
+    try:
+        pids = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return []
+    alive = [p for p in pids if isinstance(p, int) and _pid_alive(p)]
+    if alive != pids:
+        path.write_text(json.dumps(alive))
+    return [p for p in pids if p not in alive]
+
+
+@contextmanager
+def embedded_postgres(pgdata: Path) -> Iterator[str]:
+    """Start (or join) the embedded server in `pgdata`; yield its URL; leave it when done."""
+    with warnings.catch_warnings():
+        # platformdirs warns when XDG_RUNTIME_DIR is unset; pgserver then uses /tmp, which is fine.
+        warnings.simplefilter("ignore")
+        import pgserver
+        from pgserver.postgres_server import PostgresServer
+
+    pgdata.parent.mkdir(parents=True, exist_ok=True)
+    with PostgresServer._lock:
+        dropped = _forget_dead_holders(pgdata)
+    if dropped:
+        log.warning("embedded_db_recovered", pgdata=str(pgdata), dead_holders=dropped)
+    try:
+        server = pgserver.get_server(pgdata, cleanup_mode="stop")
+    except Exception as exc:
+        logfile = pgdata / "log"
+        raise DatabaseUnavailable(
+            f"could not start the embedded PostgreSQL in {pgdata} ({type(exc).__name__}: {exc}); "
+            f"see {logfile}"
+        ) from exc
+    try:
+        yield server.get_uri()
+    finally:
+        server.cleanup()
+
+
+@contextmanager
+def database_url(settings: Settings) -> Iterator[str]:
+    """The URL every command connects to, logged once without its password."""
+    if settings.database_url is not None:
+        url = settings.database_url.get_secret_value()
+        redact.register(urlsplit(url).password)
+        log.info("database", kind="external", url=redact.dsn_for_display(url))
+        yield url
+        return
+    with embedded_postgres(settings.pgdata) as url:
+        log.info("database", kind="embedded", pgdata=str(settings.pgdata))
+        yield url
+
+
+async def _init_connection(conn: asyncpg.Connection) -> None:
+    for typename in ("json", "jsonb"):
+        await conn.set_type_codec(
+            typename, encoder=json.dumps, decoder=json.loads, schema="pg_catalog"
+        )
+
+
+async def connect(url: str, **kwargs: Any) -> asyncpg.Connection:
+    """One connection (migrations, LISTEN, advisory locks held for a run)."""
+    try:
+        conn = await asyncpg.connect(url, **kwargs)
+    except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
+        raise DatabaseUnavailable(_describe(url, exc)) from None
+    await _init_connection(conn)
+    return conn
+
+
+async def create_pool(url: str, *, max_size: int = 10) -> asyncpg.Pool:
+    try:
+        pool = await asyncpg.create_pool(
+            url, min_size=1, max_size=max_size, init=_init_connection, command_timeout=60
+        )
+    except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
+        raise DatabaseUnavailable(_describe(url, exc)) from None
+    assert pool is not None
+    return pool
+
+
+def _describe(url: str, exc: BaseException) -> str:
+    where = redact.dsn_for_display(url)
+    return redact.scrub(f"cannot connect to {where}: {type(exc).__name__}: {exc}")

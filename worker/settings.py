@@ -1,0 +1,67 @@
+"""Process settings, parsed once from the environment (pydantic-settings) and passed down.
+
+Nothing below the CLI reads `os.environ`: everything the worker needs from the environment is here.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import platformdirs
+from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def default_home() -> Path:
+    return platformdirs.user_data_path("c9-sync")
+
+
+class Settings(BaseSettings):
+    """Every `C9_SYNC_*` variable, plus `DATABASE_URL`."""
+
+    model_config = SettingsConfigDict(env_prefix="C9_SYNC_", extra="ignore", frozen=True)
+
+    database_url: SecretStr | None = Field(
+        default=None, validation_alias=AliasChoices("DATABASE_URL", "C9_SYNC_DATABASE_URL")
+    )
+    home: Path = Field(default_factory=default_home)
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: Literal["auto", "json", "text"] = "auto"
+    http_port: int = Field(default=9464, ge=0, le=65535)
+    http_host: str = "127.0.0.1"
+    max_concurrency: int = Field(default=4, ge=1, le=256)
+    grace_seconds: float = Field(default=30.0, ge=0)
+    run_deadline_seconds: float = Field(default=1800.0, gt=0)
+    reconcile_seconds: float = Field(default=60.0, gt=0)
+    jitter_seconds: float = Field(default=5.0, ge=0)
+    backoff_base_seconds: float = Field(default=60.0, gt=0)
+    backoff_max_seconds: float = Field(default=3600.0, gt=0)
+    sweep_every_runs: int = Field(default=24, ge=0)
+    metrics_tz: str = "UTC"
+    auto_migrate: bool = True
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
+
+    @field_validator("metrics_tz")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(
+                f"unknown time zone {value!r} (use an IANA name such as UTC)"
+            ) from None
+        return value
+
+    @property
+    def pgdata(self) -> Path:
+        return self.home / "pgdata"
+
+    @property
+    def cache_dir(self) -> Path:
+        return self.home / "cache"

@@ -1,0 +1,37 @@
+"""Terminal output of the CLI (rich): tables and one-line messages. Secrets are scrubbed."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from rich.console import Console
+from rich.table import Table
+
+from worker import redact
+from worker.migrate import MigrationStatus
+
+console = Console(highlight=False, soft_wrap=True)
+
+
+def say(message: str) -> None:
+    console.print(redact.scrub(message), markup=False)
+
+
+def print_table(title: str, columns: Sequence[str], rows: Sequence[Sequence[object]]) -> None:
+    table = Table(title=title, title_justify="left")
+    for column in columns:
+        table.add_column(column)
+    for row in rows:
+        table.add_row(*(redact.scrub("" if v is None else str(v)) for v in row))
+    console.print(table)
+
+
+def print_migration_status(statuses: Sequence[MigrationStatus]) -> None:
+    rows = []
+    for s in statuses:
+        state = "DRIFTED" if s.drifted else ("applied" if s.applied_at else "pending")
+        when = s.applied_at.isoformat(timespec="seconds") if s.applied_at else ""
+        rows.append(
+            (s.migration.migration_set, f"{s.migration.version:04d}", s.migration.name, state, when)
+        )
+    print_table("migrations", ("set", "version", "name", "state", "applied at"), rows)
