@@ -1,0 +1,617 @@
+"""Linear connector: the issues of the configured teams, over Linear's GraphQL API (httpx, async).
+
+Requests. One POST endpoint (`api_url`, default https://api.linear.app/graphql). Every query is a
+constant text; every value (team keys, the `since` time, cursors, page sizes) travels in
+`variables`, so nothing from config or from upstream is ever spliced into GraphQL.
+
+Authentication (`auth_scheme`). Linear takes a personal API key (`lin_api_…`) raw in the
+`Authorization` header and an OAuth access token as `Bearer <token>` (notes 4.1). The config says
+which one the token is: `auth_scheme: "api_key"` (default) sends the token as is, `"oauth"` sends
+`Bearer <token>`. Nothing is guessed from the token's shape.
+
+Ordering (notes 4.1). `orderBy: updatedAt` lists the most recently updated issue FIRST, and the
+`sort:` argument that could flip it is marked [INTERNAL] in Linear's schema, so we do not rely on
+it. Instead we walk the documented newest-first order from its far end with Relay backward
+pagination (`last: N`, then `before: pageInfo.startCursor` while `pageInfo.hasPreviousPage`; Linear
+documents both first/after and last/before). Each page therefore holds the N least recently updated
+issues not yet read, and reversed it runs oldest to newest, so the pages come oldest change first
+and each can carry an honest checkpoint: the newest `updatedAt` yielded so far (items sharing that
+instant on the next page are re-read because the cursor filter is `gte`). An issue updated while we
+walk jumps to the newest end, which we have not reached yet, so it is read later in the same run or,
+if the server cuts the walk short, by the next run: the checkpoint is the newest time actually
+*seen*, never the run's start. If a server ever answers out of that order, we stop advancing the
+checkpoint until the scope's walk is complete (logged as `linear.order_unexpected`) instead of
+committing a point we cannot vouch for. Checkpoints are also clamped to the server's clock (the HTTP
+`Date` of the run's first answer).
+
+Scope. One cursor per team key: a team added to `team_keys` later is read in full on its next run
+instead of being hidden behind the other teams' cursor. Pages are oldest-first within each team.
+`all_ids()` lists every issue (archived and trashed included) of all configured teams at once.
+
+Errors and rate limits (notes 4.4). Linear reports a rate limit as HTTP 400 (sometimes 429) whose
+body has `errors[].extensions.code == "RATELIMITED"` (or `type == "ratelimited"`); we wait until
+`X-RateLimit-Requests-Reset` / `X-RateLimit-Complexity-Reset` (epoch milliseconds) through
+`connectors.retry`, which never sleeps past the run's deadline. GraphQL errors are checked in every
+body, 200 or not: authentication and validation errors are fatal with Linear's own message; Linear's
+internal/lock-timeout errors, 5xx, timeouts and connection failures are retriable. httpx exceptions
+are re-raised `from None` with our own text, because their context can carry the request headers.
+When the request budget runs low (`X-RateLimit-Requests-Remaining`) we pace ourselves.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Mapping, Sequence
+from datetime import datetime, timedelta
+from email.utils import parsedate_to_datetime
+from typing import Any, ClassVar, Literal
+
+import httpx
+from pydantic import Field, field_validator
+
+from connectors.base import (
+    PRIORITY_HIGH,
+    PRIORITY_HIGHEST,
+    PRIORITY_LOW,
+    PRIORITY_MEDIUM,
+    PRIORITY_NONE,
+    ConfigError,
+    ConnectorConfig,
+    ConnectorContext,
+    ConnectorError,
+    FatalError,
+    Page,
+    RetriableError,
+    Status,
+    WorkItem,
+    map_status,
+    status_name_suggests,
+    utc,
+)
+from connectors.retry import with_retries
+
+log = logging.getLogger(__name__)
+
+DEFAULT_API_URL = "https://api.linear.app/graphql"
+MAX_PAGE_SIZE = 250  # Linear's documented ceiling for `first` / `last`
+
+# ---------------------------------------------------------------------------------------------
+# Queries: constant texts; values only ever go in `variables`.
+# ---------------------------------------------------------------------------------------------
+_ISSUE_FIELDS = """
+      id identifier title description priority estimate url
+      createdAt updatedAt startedAt completedAt canceledAt archivedAt trashed
+      state { id name type }
+      team { id key name }
+      labels { nodes { name } }
+"""
+
+CHANGES_QUERY = (
+    """
+query SyncIssueChanges($filter: IssueFilter!, $last: Int!, $before: String) {
+  issues(filter: $filter, last: $last, before: $before, orderBy: updatedAt, includeArchived: true) {
+    nodes {"""
+    + _ISSUE_FIELDS
+    + """    }
+    pageInfo { hasPreviousPage startCursor }
+  }
+}
+"""
+)
+
+IDS_QUERY = """
+query SyncIssueIds($filter: IssueFilter!, $first: Int!, $after: String) {
+  issues(filter: $filter, first: $first, after: $after, includeArchived: true) {
+    nodes { id }
+    pageInfo { hasNextPage endCursor }
+  }
+}
+"""
+
+CHECK_QUERY = """
+query SyncCheck($keys: [String!]!, $first: Int!) {
+  viewer { id }
+  teams(filter: { key: { in: $keys } }, first: $first) {
+    nodes { id key name }
+  }
+}
+"""
+
+
+# ---------------------------------------------------------------------------------------------
+# Config
+# ---------------------------------------------------------------------------------------------
+class LinearConfig(ConnectorConfig):
+    """`integrations.config` of a Linear integration."""
+
+    team_keys: list[str] = Field(min_length=1)
+    api_url: str = DEFAULT_API_URL
+    page_size: int = Field(default=100, ge=1, le=MAX_PAGE_SIZE)
+    timeout: float = Field(default=30.0, gt=0, le=600)
+    #: "api_key": the token is a personal API key, sent raw; "oauth": sent as `Bearer <token>`.
+    auth_scheme: Literal["api_key", "oauth"] = "api_key"
+
+    @field_validator("team_keys")
+    @classmethod
+    def _clean_team_keys(cls, value: list[str]) -> list[str]:
+        keys: list[str] = []
+        for raw in value:
+            key = raw.strip()
+            if not key:
+                raise ValueError("team_keys: a team key is empty")
+            if key not in keys:
+                keys.append(key)
+        return keys
+
+    @field_validator("api_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        value = value.strip()
+        if not value.startswith(("https://", "http://")):
+            raise ValueError("api_url must be an http(s) URL, e.g. https://api.linear.app/graphql")
+        return value
+
+
+# ---------------------------------------------------------------------------------------------
+# Pure mapping: Linear issue JSON -> WorkItem
+# ---------------------------------------------------------------------------------------------
+#: Linear 0 none, 1 urgent, 2 high, 3 medium, 4 low -> ours 0 none … 4 highest.
+PRIORITY_FROM_LINEAR = {
+    0: PRIORITY_NONE,
+    1: PRIORITY_HIGHEST,
+    2: PRIORITY_HIGH,
+    3: PRIORITY_MEDIUM,
+    4: PRIORITY_LOW,
+}
+
+STATE_TYPE_STATUS = {
+    "triage": Status.QUEUED,
+    "backlog": Status.QUEUED,
+    "unstarted": Status.QUEUED,
+    "started": Status.IN_PROGRESS,
+    "completed": Status.COMPLETED,
+    "canceled": Status.CANCELLED,
+    "duplicate": Status.CANCELLED,
+}
+REVIEW_WORDS = ("review", "reviewing", "pr", "qa", "merge")
+BLOCKED_LABEL = "blocked"
+_OPEN = (Status.QUEUED, Status.IN_PROGRESS, Status.PR_READY)
+
+
+def parse_time(value: Any) -> datetime | None:
+    """Linear's ISO 8601 UTC timestamp (`2025-05-01T12:34:56.789Z`) as an aware datetime."""
+    if not value:
+        return None
+    try:
+        return utc(datetime.fromisoformat(str(value)))
+    except ValueError:
+        raise ConnectorError(f"Linear sent a timestamp that is not ISO 8601: {value!r}") from None
+
+
+def format_time(value: datetime) -> str:
+    """An aware datetime as Linear writes it: UTC, milliseconds, `Z`."""
+    return utc(value).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def map_priority(value: Any) -> int:
+    """Linear's priority number onto our 0..4 scale (unknown values: none)."""
+    try:
+        return PRIORITY_FROM_LINEAR.get(round(float(value)), PRIORITY_NONE)
+    except (TypeError, ValueError):
+        return PRIORITY_NONE
+
+
+def label_names(node: Mapping[str, Any]) -> list[str]:
+    labels = node.get("labels") or {}
+    return [str(n.get("name") or "") for n in labels.get("nodes") or [] if isinstance(n, Mapping)]
+
+
+def map_issue_status(
+    state: Mapping[str, Any] | None, labels: Sequence[str], overrides: Mapping[str, Status]
+) -> Status:
+    """Notes 4.5: by `state.type`; a started state whose name suggests review is `pr_ready`; the
+    admin's `status_map` (keyed by state name) overrides; an open issue labelled "Blocked" is
+    `blocked` (the label is the more specific signal, so it wins over an open state's mapping)."""
+    state = state or {}
+    name = state.get("name")
+    state_type = str(state.get("type") or "").casefold()
+    default = STATE_TYPE_STATUS.get(state_type, Status.QUEUED)
+    if default is Status.IN_PROGRESS and status_name_suggests(name, *REVIEW_WORDS):
+        default = Status.PR_READY
+    status = map_status(name, default, overrides)
+    if status in _OPEN and any(label.strip().casefold() == BLOCKED_LABEL for label in labels):
+        return Status.BLOCKED
+    return status
+
+
+def map_story_points(estimate: Any) -> int | None:
+    if estimate is None:
+        return None
+    try:
+        return round(float(estimate))
+    except (TypeError, ValueError):
+        return None
+
+
+def map_issue(node: Mapping[str, Any], *, scope: str, overrides: Mapping[str, Status]) -> WorkItem:
+    """One issue node (as selected by CHANGES_QUERY) as a WorkItem. `raw` is the node itself."""
+    issue_id = node.get("id")
+    updated = parse_time(node.get("updatedAt"))
+    if not issue_id or updated is None:
+        raise ConnectorError("Linear sent an issue without id or updatedAt")
+    completed = node.get("completedAt") or node.get("canceledAt")
+    return WorkItem(
+        external_id=str(issue_id),
+        external_key=node.get("identifier"),
+        external_url=node.get("url"),
+        title=str(node.get("title") or ""),
+        description=node.get("description"),
+        status=map_issue_status(node.get("state"), label_names(node), overrides),
+        priority=map_priority(node.get("priority")),
+        story_points=map_story_points(node.get("estimate")),
+        updated_at=updated,
+        started_at=parse_time(node.get("startedAt")),
+        completed_at=parse_time(completed),
+        raw=dict(node),
+        scope=scope,
+        removed=node.get("trashed") is True,
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Pure response classification
+# ---------------------------------------------------------------------------------------------
+MAX_RESET_WAIT = 3600.0  # Linear's buckets are hourly; anything longer is a bad header
+_RETRIABLE_TYPES = {"internal error", "lock timeout", "network error"}
+_RETRIABLE_CODES = {"INTERNAL_SERVER_ERROR", "LOCK_TIMEOUT"}
+
+
+def _error_kind(error: Mapping[str, Any]) -> tuple[str, str]:
+    ext = error.get("extensions") or {}
+    if not isinstance(ext, Mapping):
+        ext = {}
+    return str(ext.get("code") or "").upper(), str(ext.get("type") or "").casefold()
+
+
+def _has(kinds: Sequence[tuple[str, str]], code: str, kind: str) -> bool:
+    return any(c == code or k == kind for c, k in kinds)
+
+
+def is_rate_limited(errors: Sequence[Mapping[str, Any]]) -> bool:
+    return _has([_error_kind(e) for e in errors], "RATELIMITED", "ratelimited")
+
+
+def _epoch_seconds(value: str | None) -> float | None:
+    """A reset header: epoch milliseconds (Linear), tolerating epoch seconds."""
+    if value is None:
+        return None
+    try:
+        number = float(value)
+    except ValueError:
+        return None
+    return number / 1000.0 if number > 1e11 else number
+
+
+def _int_header(headers: Mapping[str, str], name: str) -> int | None:
+    try:
+        return int(float(headers[name]))
+    except (KeyError, ValueError):
+        return None
+
+
+def rate_limit_wait(headers: Mapping[str, str], now: float) -> float | None:
+    """Seconds until the exhausted bucket resets (requests or complexity), from the epoch-ms
+    reset headers; `Retry-After` when they are absent; None when nothing says (-> backoff)."""
+    buckets = []
+    for bucket in ("Requests", "Complexity"):
+        reset = _epoch_seconds(headers.get(f"X-RateLimit-{bucket}-Reset"))
+        if reset is not None:
+            remaining = _int_header(headers, f"X-RateLimit-{bucket}-Remaining")
+            buckets.append((remaining is not None and remaining <= 0, reset))
+    exhausted = [reset for empty, reset in buckets if empty]
+    resets = exhausted or [reset for _, reset in buckets]
+    if resets:
+        return min(MAX_RESET_WAIT, max(0.0, max(resets) - now))
+    retry_after = headers.get("Retry-After")
+    if retry_after is not None:
+        try:
+            return min(MAX_RESET_WAIT, max(0.0, float(retry_after)))
+        except ValueError:
+            return None
+    return None
+
+
+def messages_of(errors: Sequence[Mapping[str, Any]], limit: int = 300) -> str:
+    """Linear's own words: `userPresentableMessage`, else `message`, deduplicated."""
+    seen: list[str] = []
+    for error in errors:
+        ext = error.get("extensions") or {}
+        text = (isinstance(ext, Mapping) and ext.get("userPresentableMessage")) or error.get(
+            "message"
+        )
+        if text and str(text) not in seen:
+            seen.append(str(text))
+    joined = "; ".join(seen) or "no message"
+    return joined if len(joined) <= limit else joined[: limit - 1] + "…"
+
+
+def classify_response(
+    status: int, body: Any, headers: Mapping[str, str], *, what: str, now: float
+) -> Mapping[str, Any]:
+    """The `data` of a good answer, else the error a connector raises for it."""
+    errors = body.get("errors") if isinstance(body, Mapping) else None
+    errors = [e for e in errors if isinstance(e, Mapping)] if isinstance(errors, list) else []
+    kinds = [_error_kind(e) for e in errors]
+    said = messages_of(errors) if errors else None
+
+    if status == 429 or is_rate_limited(errors):
+        wait = rate_limit_wait(headers, now)
+        raise RetriableError(f"Linear rate limit reached ({what})", retry_after=wait)
+    if status >= 500:
+        retry_after = headers.get("Retry-After")
+        raise RetriableError(
+            f"Linear answered HTTP {status} ({what}){': ' + said if said else ''}",
+            retry_after=rate_limit_wait({"Retry-After": retry_after}, now) if retry_after else None,
+        )
+    if status == 401 or _has(kinds, "AUTHENTICATION_ERROR", "authentication error"):
+        raise FatalError(
+            f"Linear rejected the API key ({said or f'HTTP {status}'}): check the integration's "
+            "token and auth_scheme (a personal key lin_api_… is 'api_key', an OAuth token 'oauth')"
+        )
+    if status == 403 or _has(kinds, "FORBIDDEN", "forbidden"):
+        raise FatalError(
+            f"Linear refused access ({said or f'HTTP {status}'}): give the key's user access to "
+            "the configured teams, or use a key with read scope"
+        )
+    if errors:
+        if any(c in _RETRIABLE_CODES or k in _RETRIABLE_TYPES for c, k in kinds):
+            raise RetriableError(f"Linear had a transient error ({what}): {said}")
+        raise FatalError(f"Linear rejected the {what} query: {said}")
+    if status != 200:
+        raise FatalError(f"Linear answered HTTP {status} ({what}) without an explanation")
+    data = body.get("data") if isinstance(body, Mapping) else None
+    if not isinstance(data, Mapping):
+        raise ConnectorError(f"Linear's answer ({what}) has no data object")
+    return data
+
+
+def connection(
+    data: Mapping[str, Any], field: str, *, paged: bool = True
+) -> tuple[list[Mapping[str, Any]], dict]:
+    """`nodes` and (when `paged`) `pageInfo` of a connection field, checked for shape."""
+    conn = data.get(field)
+    nodes = conn.get("nodes") if isinstance(conn, Mapping) else None
+    info = conn.get("pageInfo", {} if not paged else None) if isinstance(conn, Mapping) else None
+    if not isinstance(nodes, list) or not isinstance(info, Mapping):
+        raise ConnectorError(f"Linear's answer has no {field}.nodes / pageInfo")
+    return [n for n in nodes if isinstance(n, Mapping)], dict(info)
+
+
+# ---------------------------------------------------------------------------------------------
+# The connector
+# ---------------------------------------------------------------------------------------------
+class LinearConnector:
+    """Issues of `team_keys` from Linear (see the module docstring for ordering and scopes)."""
+
+    source: ClassVar[str] = "linear"
+    config_model: ClassVar[type[ConnectorConfig]] = LinearConfig
+    overlap: ClassVar[timedelta] = timedelta(minutes=2)
+
+    #: ids per all_ids() request (ids are cheap in Linear's complexity budget)
+    ids_page_size: int = MAX_PAGE_SIZE
+    #: below this many requests left in the hour, spread the rest until the reset
+    pace_below: int = 10
+
+    def __init__(self, config: LinearConfig, ctx: ConnectorContext) -> None:
+        self._config = config
+        self._ctx = ctx
+        token = ctx.token.get_secret_value().strip()
+        if not token:
+            raise ConfigError("the Linear token is empty")
+        self._token = token
+        auth = f"Bearer {token}" if config.auth_scheme == "oauth" else token
+        self._client = httpx.AsyncClient(
+            timeout=httpx.Timeout(config.timeout),
+            headers={
+                "Authorization": auth,
+                "Content-Type": "application/json",
+                "User-Agent": "claude-nine-sync (linear connector)",
+            },
+            follow_redirects=False,
+        )
+        self._server_date: datetime | None = None  # HTTP Date of the latest answer
+
+    def __repr__(self) -> str:
+        return (
+            f"LinearConnector(teams={self._config.team_keys!r}, api_url={self._config.api_url!r})"
+        )
+
+    # -- the contract ---------------------------------------------------------------------------
+    async def check(self) -> None:
+        keys = self._config.team_keys
+        data = await self._graphql(CHECK_QUERY, {"keys": keys, "first": MAX_PAGE_SIZE}, "check")
+        viewer = data.get("viewer")
+        if not isinstance(viewer, Mapping) or not viewer.get("id"):
+            raise FatalError("Linear did not identify the API key's user (viewer is empty)")
+        teams, _ = connection(data, "teams", paged=False)
+        found = {str(t.get("key")) for t in teams}
+        missing = [k for k in keys if k not in found]
+        if missing:
+            names = ", ".join(repr(k) for k in missing)
+            raise FatalError(
+                f"Linear has no team with key {names} visible to this API key: fix team_keys "
+                "(team keys are case-sensitive, e.g. 'ENG') or give the key's user access"
+            )
+
+    async def changes(self, since: Mapping[str, datetime]) -> AsyncIterator[Page]:
+        run_clock: list[datetime | None] = [None]
+        for key in self._config.team_keys:
+            async for page in self._team_changes(key, since.get(key), run_clock):
+                yield page
+
+    async def all_ids(self) -> AsyncIterator[list[str]]:
+        variables: dict[str, Any] = {
+            "filter": {"team": {"key": {"in": list(self._config.team_keys)}}},
+            "first": self.ids_page_size,
+            "after": None,
+        }
+        while True:
+            data = await self._graphql(IDS_QUERY, variables, "issue ids")
+            nodes, info = connection(data, "issues")
+            ids = [str(n["id"]) for n in nodes if n.get("id")]
+            if ids:
+                yield ids
+            cursor = info.get("endCursor")
+            if not info.get("hasNextPage") or not cursor:
+                return
+            if cursor == variables["after"]:
+                raise ConnectorError("Linear returned the same page cursor twice (issue ids)")
+            variables["after"] = cursor
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+    # -- changes of one team --------------------------------------------------------------------
+    async def _team_changes(
+        self, key: str, since: datetime | None, run_clock: list[datetime | None]
+    ) -> AsyncIterator[Page]:
+        """Backward walk of the newest-first list: pages oldest first (module docstring)."""
+        issue_filter: dict[str, Any] = {"team": {"key": {"eq": key}}}
+        if since is not None:
+            issue_filter["updatedAt"] = {"gte": format_time(since)}
+        variables: dict[str, Any] = {
+            "filter": issue_filter,
+            "last": self._config.page_size,
+            "before": None,
+        }
+        high: datetime | None = None  # newest updatedAt yielded so far
+        in_order = True
+        while True:
+            data = await self._graphql(CHANGES_QUERY, variables, f"issues of team {key}")
+            if run_clock[0] is None:
+                run_clock[0] = self._server_date
+            nodes, info = connection(data, "issues")
+            # Within a page Linear lists newest first too: reversed, the page runs oldest first.
+            items = [
+                map_issue(n, scope=key, overrides=self._config.status_map) for n in reversed(nodes)
+            ]
+            if items:
+                if in_order and not _ascending_after(items, high):
+                    in_order = False
+                    log.warning(
+                        "linear.order_unexpected",
+                        extra={"team": key, "detail": "checkpoints held until the walk ends"},
+                    )
+                newest = max(i.updated_at for i in items)
+                high = newest if high is None else max(high, newest)
+            cursor = info.get("startCursor")
+            more = bool(info.get("hasPreviousPage")) and bool(cursor)
+            checkpoint: dict[str, datetime] = {}
+            if high is not None and (in_order or not more):
+                checkpoint[key] = _clamp(high, run_clock[0])
+            if items or checkpoint:
+                yield Page(items=items, checkpoint=checkpoint)
+            if not more:
+                return
+            if cursor == variables["before"]:
+                raise ConnectorError(f"Linear returned the same page cursor twice (team {key})")
+            variables["before"] = cursor
+
+    # -- HTTP -----------------------------------------------------------------------------------
+    async def _graphql(
+        self, query: str, variables: Mapping[str, Any], what: str
+    ) -> Mapping[str, Any]:
+        """POST one operation (with retries); the `data` object or a ConnectorError."""
+
+        async def attempt() -> Mapping[str, Any]:
+            return await self._post_once(query, variables, what)
+
+        data = await with_retries(self._ctx, f"linear {what}", attempt)
+        return data
+
+    async def _post_once(
+        self, query: str, variables: Mapping[str, Any], what: str
+    ) -> Mapping[str, Any]:
+        payload = {"query": query, "variables": dict(variables)}
+        try:
+            response = await self._client.post(self._config.api_url, json=payload)
+        except httpx.TimeoutException:
+            raise RetriableError(
+                f"Linear did not answer within {self._config.timeout:g}s ({what})"
+            ) from None
+        except httpx.TransportError as exc:
+            # The exception's text and context may carry the request (and its headers): drop it.
+            raise RetriableError(
+                f"cannot reach Linear at {self._config.api_url} ({type(exc).__name__}, {what})"
+            ) from None
+        self._server_date = _http_date(response.headers.get("Date"))
+        try:
+            body: Any = response.json()
+        except ValueError:
+            body = None
+            if response.status_code == 200:
+                raise ConnectorError(
+                    f"Linear answered HTTP 200 with a body that is not JSON ({what})"
+                ) from None
+        try:
+            data = classify_response(
+                response.status_code, body, response.headers, what=what, now=time.time()
+            )
+        except RetriableError as exc:
+            raise RetriableError(self._scrub(str(exc)), retry_after=exc.retry_after) from None
+        except ConnectorError as exc:
+            raise type(exc)(self._scrub(str(exc))) from None
+        await self._pace(response.headers)
+        return data
+
+    def _scrub(self, text: str) -> str:
+        """Belt and braces: no message we raise may contain the token, whatever upstream said."""
+        return text.replace(self._token, "***") if self._token in text else text
+
+    async def _pace(self, headers: Mapping[str, str]) -> None:
+        """Spread the last requests of the hour until the budget resets (headers, not guesses)."""
+        remaining = _int_header(headers, "X-RateLimit-Requests-Remaining")
+        reset = _epoch_seconds(headers.get("X-RateLimit-Requests-Reset"))
+        if remaining is None or reset is None or remaining >= self.pace_below:
+            return
+        delay = min(max(0.0, reset - time.time()) / (remaining + 1), self._ctx.sleep_cap)
+        if self._ctx.deadline is not None:
+            delay = min(delay, max(0.0, self._ctx.deadline - time.monotonic()))
+        if delay > 0.01:
+            self._ctx.on_wait("linear request budget low", delay)
+            await asyncio.sleep(delay)
+
+
+def _ascending_after(items: Sequence[WorkItem], floor: datetime | None) -> bool:
+    """True when the page runs oldest first and starts no earlier than what came before."""
+    times = [i.updated_at for i in items]
+    return times == sorted(times) and (floor is None or times[0] >= floor)
+
+
+def _clamp(value: datetime, server_now: datetime | None) -> datetime:
+    return value if server_now is None else min(value, server_now)
+
+
+def _http_date(value: str | None) -> datetime | None:
+    if not value:
+        return None
+    try:
+        return utc(parsedate_to_datetime(value))
+    except (TypeError, ValueError, IndexError):
+        return None
+
+
+__all__ = [
+    "CHANGES_QUERY",
+    "CHECK_QUERY",
+    "IDS_QUERY",
+    "LinearConfig",
+    "LinearConnector",
+    "classify_response",
+    "map_issue",
+    "map_issue_status",
+    "map_priority",
+    "rate_limit_wait",
+]

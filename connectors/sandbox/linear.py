@@ -1,0 +1,973 @@
+"""A local Linear: one POST `/graphql` endpoint that reads the GraphQL it is sent and answers it the
+way api.linear.app does (notes 4.1-4.4, section 5).
+
+What it reproduces:
+- a small GraphQL reader (operation header and variable definitions, fields, aliases,
+  arguments, object/list/enum/string literals, `$variables`): it answers only the fields a query
+  selects, checks required variables, and rejects unknown root fields, arguments, filter keys
+  and enum values with GraphQL validation errors. Root fields: `viewer`, `teams`, `issues`.
+- `issues` as Linear lists them: newest first by `createdAt` (default) or `updatedAt`
+  (`orderBy: updatedAt` = most recently updated first), ties by id; Relay pagination with
+  `first`/`after` and `last`/`before` (at most 250; default first 50); cursors are issue ids and are
+  resolved against the issue's *current* sort key, as Linear's are; `pageInfo` on every page;
+  `includeArchived` (default false hides archived and trashed issues); `IssueFilter` subset: `team`
+  (`key`/`id`/`name`), `id`, `number`, `state` (`type`/`name`), date comparators on
+  `createdAt`/`updatedAt`/`startedAt`/`completedAt`/`canceledAt`/`archivedAt`, `and`/`or`.
+- authentication: a personal API key raw in `Authorization` (an OAuth token as `Bearer …` when the
+  sandbox is given one); anything else gets Linear's AUTHENTICATION_ERROR body (HTTP 400, as
+  Linear answers GraphQL errors; `auth_error_status` changes it).
+- rate limits: `X-RateLimit-Requests-*`, `X-RateLimit-Complexity-*` (resets in epoch
+  milliseconds) and `X-Complexity` on every answer; an exhausted budget, or an injected "429"/
+  `rate_limit_next()` fault, is HTTP 400 with `{"errors":[{"message":"Rate limit exceeded",
+  "extensions":{"code":"RATELIMITED",…}}]}`.
+Not reproduced: fragments, directives, mutations, the [INTERNAL] `sort:` argument, ISO durations in
+date filters (each answered with an explicit GraphQL error, never silently ignored).
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import re
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from connectors.sandbox.base import Fault, Request, Response, SandboxServer
+
+ORG_KEY = "acme"
+MAX_PAGE = 250
+
+WORKFLOW = (  # (name, type) of each team's workflow states, Linear's defaults plus review
+    ("Triage", "triage"),
+    ("Backlog", "backlog"),
+    ("Todo", "unstarted"),
+    ("In Progress", "started"),
+    ("In Review", "started"),
+    ("Done", "completed"),
+    ("Canceled", "canceled"),
+    ("Duplicate", "duplicate"),
+)
+PRIORITY_LABELS = {0: "No priority", 1: "Urgent", 2: "High", 3: "Medium", 4: "Low"}
+
+
+def iso(value: datetime) -> str:
+    """Linear's DateTime text: UTC, milliseconds, `Z` (fixed width, so it sorts as it reads)."""
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return value.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+# ---------------------------------------------------------------------------------------------
+# GraphQL: errors, a reader for the subset used, and projection of results onto selections
+# ---------------------------------------------------------------------------------------------
+class GraphQLError(Exception):
+    """Answered as Linear does: `{"errors":[{message, extensions{code,type,…}}]}`."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: str = "GRAPHQL_VALIDATION_FAILED",
+        type_: str = "graphql error",
+        status: int = 400,
+    ) -> None:
+        super().__init__(message)
+        self.message, self.code, self.type, self.status = message, code, type_, status
+
+    def body(self) -> dict[str, Any]:
+        return {
+            "errors": [
+                {
+                    "message": self.message,
+                    "extensions": {
+                        "code": self.code,
+                        "type": self.type,
+                        "userError": True,
+                        "userPresentableMessage": self.message,
+                    },
+                }
+            ],
+            "data": None,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Var:
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class EnumValue:
+    name: str
+
+
+@dataclass(slots=True)
+class Selection:
+    name: str
+    alias: str | None = None
+    args: dict[str, Any] = field(default_factory=dict)
+    fields: list[Selection] | None = None  # None: a leaf
+
+    @property
+    def key(self) -> str:
+        return self.alias or self.name
+
+
+@dataclass(slots=True)
+class Operation:
+    name: str | None
+    variables: dict[str, tuple[str, Any]]  # name -> (type text, default)
+    fields: list[Selection]
+
+
+_TOKEN = re.compile(
+    r"""
+    (?P<skip>[\s,\ufeff]+|\#[^\n]*)
+  | (?P<spread>\.\.\.)
+  | (?P<punct>[!$():=@\[\]{}|])
+  | (?P<name>[_A-Za-z][_0-9A-Za-z]*)
+  | (?P<number>-?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?)
+  | (?P<string>"(?:[^"\\\n]|\\.)*")
+    """,
+    re.VERBOSE,
+)
+
+
+class _Reader:
+    """Recursive descent over the GraphQL subset the connectors and tests send."""
+
+    def __init__(self, text: str) -> None:
+        self.tokens: list[tuple[str, str]] = []
+        pos = 0
+        while pos < len(text):
+            match = _TOKEN.match(text, pos)
+            if match is None:
+                raise GraphQLError(f"Syntax Error: Unexpected character {text[pos]!r}.")
+            kind = match.lastgroup or ""
+            if kind != "skip":
+                self.tokens.append((kind, match.group()))
+            pos = match.end()
+        self.i = 0
+
+    def peek(self) -> tuple[str, str]:
+        return self.tokens[self.i] if self.i < len(self.tokens) else ("eof", "")
+
+    def take(self, text: str | None = None, kind: str | None = None) -> str:
+        got_kind, got = self.peek()
+        if (text is not None and got != text) or (kind is not None and got_kind != kind):
+            want = text or kind
+            raise GraphQLError(f"Syntax Error: Expected {want}, found {got or '<EOF>'!r}.")
+        self.i += 1
+        return got
+
+    def accept(self, text: str) -> bool:
+        if self.peek()[1] == text and self.peek()[0] != "string":
+            self.i += 1
+            return True
+        return False
+
+    # -- grammar -------------------------------------------------------------------------------
+    def operation(self) -> Operation:
+        name: str | None = None
+        variables: dict[str, tuple[str, Any]] = {}
+        kind, word = self.peek()
+        if kind == "name" and word in ("mutation", "subscription", "fragment"):
+            raise GraphQLError(f"The Linear sandbox only answers queries, not {word}s.")
+        if kind == "name" and word == "query":
+            self.i += 1
+            if self.peek()[0] == "name":
+                name = self.take(kind="name")
+            if self.accept("("):
+                while not self.accept(")"):
+                    self.take("$")
+                    var = self.take(kind="name")
+                    self.take(":")
+                    type_text = self.type_ref()
+                    default = self.value(const=True) if self.accept("=") else None
+                    variables[var] = (type_text, default)
+        fields = self.selection_set()
+        if self.peek()[0] != "eof":
+            raise GraphQLError("This anonymous operation must be the only defined operation.")
+        return Operation(name, variables, fields)
+
+    def type_ref(self) -> str:
+        if self.accept("["):
+            inner = self.type_ref()
+            self.take("]")
+            text = f"[{inner}]"
+        else:
+            text = self.take(kind="name")
+        return text + ("!" if self.accept("!") else "")
+
+    def selection_set(self) -> list[Selection]:
+        self.take("{")
+        fields: list[Selection] = []
+        while not self.accept("}"):
+            if self.peek()[0] == "spread":
+                raise GraphQLError("The Linear sandbox does not support fragments.")
+            fields.append(self.selection())
+        return fields
+
+    def selection(self) -> Selection:
+        name = self.take(kind="name")
+        alias = None
+        if self.accept(":"):
+            alias, name = name, self.take(kind="name")
+        args: dict[str, Any] = {}
+        if self.accept("("):
+            while not self.accept(")"):
+                arg = self.take(kind="name")
+                self.take(":")
+                args[arg] = self.value()
+        if self.peek()[1] == "@":
+            raise GraphQLError("The Linear sandbox does not support directives.")
+        fields = self.selection_set() if self.peek()[1] == "{" else None
+        return Selection(name, alias, args, fields)
+
+    def value(self, const: bool = False) -> Any:
+        kind, text = self.peek()
+        if kind == "punct" and text == "$" and not const:
+            self.i += 1
+            return Var(self.take(kind="name"))
+        if kind == "number":
+            self.i += 1
+            return float(text) if any(c in text for c in ".eE") else int(text)
+        if kind == "string":
+            self.i += 1
+            return json.loads(text)
+        if kind == "name":
+            self.i += 1
+            return {"true": True, "false": False, "null": None}.get(text, EnumValue(text))
+        if self.accept("["):
+            items = []
+            while not self.accept("]"):
+                items.append(self.value(const))
+            return items
+        if self.accept("{"):
+            obj = {}
+            while not self.accept("}"):
+                key = self.take(kind="name")
+                self.take(":")
+                obj[key] = self.value(const)
+            return obj
+        raise GraphQLError(f"Syntax Error: Unexpected {text or '<EOF>'!r}.")
+
+
+def parse_operation(query: str) -> Operation:
+    return _Reader(query).operation()
+
+
+def resolve(value: Any, variables: Mapping[str, Any], declared: Mapping[str, Any]) -> Any:
+    """An argument's value with `$variables` substituted (undeclared ones are errors)."""
+    if isinstance(value, Var):
+        if value.name not in declared:
+            raise GraphQLError(f'Variable "${value.name}" is not defined.')
+        return variables.get(value.name, declared[value.name][1])
+    if isinstance(value, EnumValue):
+        return value.name
+    if isinstance(value, list):
+        return [resolve(v, variables, declared) for v in value]
+    if isinstance(value, dict):
+        return {k: resolve(v, variables, declared) for k, v in value.items()}
+    return value
+
+
+def check_variables(op: Operation, variables: Mapping[str, Any]) -> None:
+    for name, (type_text, default) in op.variables.items():
+        if type_text.endswith("!") and variables.get(name, default) is None:
+            raise GraphQLError(
+                f'Variable "${name}" of required type "{type_text}" was not provided.',
+                code="BAD_USER_INPUT",
+                type_="invalid input",
+            )
+
+
+def project(value: Any, fields: list[Selection] | None, where: str) -> Any:
+    """Keep only what the query selected (GraphQL answers exactly its selection set)."""
+    if value is None:
+        return None
+    if isinstance(value, list):
+        return [project(v, fields, where) for v in value]
+    if isinstance(value, dict):
+        if fields is None:
+            raise GraphQLError(
+                f'Field "{where}" of type "{value.get("__typename", "Object")}" must have a '
+                "selection of subfields."
+            )
+        out: dict[str, Any] = {}
+        for sel in fields:
+            if sel.name not in value:
+                raise GraphQLError(
+                    f'Cannot query field "{sel.name}" on type "{value.get("__typename", where)}".'
+                )
+            out[sel.key] = project(value[sel.name], sel.fields, sel.name)
+        return out
+    if fields is not None:
+        raise GraphQLError(f'Field "{where}" must not have a selection since it is a scalar.')
+    return value
+
+
+# ---------------------------------------------------------------------------------------------
+# Filters (IssueFilter / TeamFilter subsets) evaluated on stored nodes
+# ---------------------------------------------------------------------------------------------
+_COMPARATORS = {"eq", "neq", "in", "nin", "gt", "gte", "lt", "lte", "null", "eqIgnoreCase"}
+_DATE_FIELDS = ("createdAt", "updatedAt", "startedAt", "completedAt", "canceledAt", "archivedAt")
+
+
+def _date_operand(value: Any) -> Any:
+    if value is None or isinstance(value, list):
+        return [_date_operand(v) for v in value] if isinstance(value, list) else None
+    text = str(value)
+    if text.lstrip("-").startswith("P"):
+        raise GraphQLError("The Linear sandbox does not accept ISO 8601 durations in filters.")
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        raise GraphQLError(
+            f'Variable value "{text}" is not a valid DateTimeOrDuration.',
+            code="BAD_USER_INPUT",
+            type_="invalid input",
+        ) from None
+    return iso(parsed)
+
+
+def compare(
+    actual: Any, cond: Any, type_name: str, operand: Callable[[Any], Any] = lambda v: v
+) -> bool:
+    if not isinstance(cond, Mapping):
+        raise GraphQLError(f'Expected type "{type_name}" to be an object.')
+    for op, raw in cond.items():
+        if op not in _COMPARATORS:
+            raise GraphQLError(f'Field "{op}" is not defined by type "{type_name}".')
+        want = operand(raw)
+        if op == "null":
+            ok = (actual is None) == bool(want)
+        elif op == "eq":
+            ok = actual == want
+        elif op == "neq":
+            ok = actual != want
+        elif op == "eqIgnoreCase":
+            ok = actual is not None and str(actual).casefold() == str(want).casefold()
+        elif op == "in":
+            ok = actual in (want or [])
+        elif op == "nin":
+            ok = actual not in (want or [])
+        else:
+            if actual is None or want is None:
+                ok = False
+            else:
+                ok = {
+                    "gt": actual > want,
+                    "gte": actual >= want,
+                    "lt": actual < want,
+                    "lte": actual <= want,
+                }[op]
+        if not ok:
+            return False
+    return True
+
+
+def _combine(
+    node: Mapping[str, Any], flt: Mapping[str, Any], one: Callable[[Mapping, Mapping], bool]
+) -> bool:
+    for key, cond in flt.items():
+        if key == "and":
+            if not all(_combine(node, sub, one) for sub in cond or []):
+                return False
+        elif key == "or":
+            if cond and not any(_combine(node, sub, one) for sub in cond):
+                return False
+        elif not one(node, {key: cond}):
+            return False
+    return True
+
+
+def match_team(team: Mapping[str, Any], flt: Mapping[str, Any]) -> bool:
+    def one(node: Mapping, pair: Mapping) -> bool:
+        ((key, cond),) = pair.items()
+        if key not in ("id", "key", "name"):
+            raise GraphQLError(f'Field "{key}" is not defined by type "TeamFilter".')
+        return compare(node.get(key), cond, "StringComparator")
+
+    if not isinstance(flt, Mapping):
+        raise GraphQLError('Expected type "TeamFilter" to be an object.')
+    return _combine(team, flt, one)
+
+
+def match_issue(issue: Mapping[str, Any], flt: Mapping[str, Any]) -> bool:
+    def one(node: Mapping, pair: Mapping) -> bool:
+        ((key, cond),) = pair.items()
+        if key in _DATE_FIELDS:
+            return compare(node.get(key), cond, "DateComparator", _date_operand)
+        if key in ("id", "number"):
+            return compare(node.get(key), cond, "IDComparator")
+        if key == "team":
+            return match_team(node["team"], cond)
+        if key == "state":
+            if not isinstance(cond, Mapping) or set(cond) - {"type", "name", "id"}:
+                raise GraphQLError('Field is not defined by type "WorkflowStateFilter".')
+            return all(
+                compare(node["state"].get(k), c, "StringComparator") for k, c in cond.items()
+            )
+        raise GraphQLError(f'Field "{key}" is not defined by type "IssueFilter".')
+
+    if not isinstance(flt, Mapping):
+        raise GraphQLError('Expected type "IssueFilter" to be an object.')
+    return _combine(issue, flt, one)
+
+
+# ---------------------------------------------------------------------------------------------
+# The sandbox
+# ---------------------------------------------------------------------------------------------
+@dataclass(slots=True)
+class _Exec:
+    """Per-request bookkeeping: the complexity points the answer cost."""
+
+    complexity: float = 0.0
+
+
+_ISSUES_ARGS = {"after", "before", "filter", "first", "includeArchived", "last", "orderBy"}
+_TEAMS_ARGS = {"after", "before", "filter", "first", "includeArchived", "last", "orderBy"}
+
+
+class LinearSandbox(SandboxServer):
+    """Linear's GraphQL API on 127.0.0.1 with issues held in memory."""
+
+    auth_error_status = 400  # Linear answers GraphQL errors, authentication included, with 400
+
+    def __init__(
+        self,
+        token: str = "lin_api_sandbox",
+        *,
+        oauth_token: str | None = None,
+        requests_limit: int = 5000,
+        complexity_limit: int = 250_000,
+        rate_window: float = 3600.0,
+        teams: Sequence[tuple[str, str]] = (("ENG", "Engineering"),),
+    ) -> None:
+        super().__init__()
+        self.token = token
+        self.oauth_token = oauth_token
+        self.requests_limit = requests_limit
+        self.complexity_limit = complexity_limit
+        self.rate_window = rate_window
+        self.viewer_id = str(uuid.uuid4())
+        self._teams: dict[str, dict[str, Any]] = {}  # key -> team
+        self._issues: dict[str, dict[str, Any]] = {}  # id -> stored node (no url)
+        self._numbers: dict[str, int] = {}
+        self._window_start = time.time()
+        self._requests_used = 0
+        self._complexity_used = 0.0
+        self._budget_lock = threading.Lock()
+        for key, name in teams:
+            self.add_team(key, name)
+
+    # -- data helpers (tests, demo, benchmarks) ------------------------------------------------
+    def add_team(self, key: str, name: str) -> dict[str, Any]:
+        with self._lock:
+            team: dict[str, Any] = {"__typename": "Team", "id": str(uuid.uuid4())}
+            team.update(key=key, name=name)
+            team["_states"] = [
+                {"__typename": "WorkflowState", "id": str(uuid.uuid4()), "name": n, "type": t}
+                for n, t in WORKFLOW
+            ]
+            self._teams[key] = team
+            self._numbers.setdefault(key, 0)
+            return _public_team(team)
+
+    def add_issue(
+        self,
+        team_key: str = "ENG",
+        *,
+        title: str,
+        updated_at: datetime,
+        created_at: datetime | None = None,
+        state: str = "Todo",
+        priority: int = 0,
+        estimate: float | None = None,
+        description: str | None = None,
+        labels: Iterable[str] = (),
+        started_at: datetime | None = None,
+        completed_at: datetime | None = None,
+        canceled_at: datetime | None = None,
+        archived_at: datetime | None = None,
+        trashed: bool = False,
+        issue_id: str | None = None,
+    ) -> dict[str, Any]:
+        """Create an issue with explicit upstream timestamps; returns its node (with url)."""
+        with self._lock:
+            team = self._teams[team_key]
+            self._numbers[team_key] += 1
+            number = self._numbers[team_key]
+            node: dict[str, Any] = {
+                "__typename": "Issue",
+                "id": issue_id or str(uuid.uuid4()),
+                "identifier": f"{team_key}-{number}",
+                "number": number,
+                "title": title,
+                "description": description,
+                "priority": float(priority),
+                "priorityLabel": PRIORITY_LABELS.get(priority, "No priority"),
+                "estimate": None if estimate is None else float(estimate),
+                "createdAt": iso(created_at or updated_at),
+                "updatedAt": iso(updated_at),
+                "startedAt": iso(started_at) if started_at else None,
+                "completedAt": iso(completed_at) if completed_at else None,
+                "canceledAt": iso(canceled_at) if canceled_at else None,
+                "archivedAt": iso(archived_at) if archived_at else None,
+                "trashed": True if trashed else None,
+                "state": dict(self._state(team, state)),
+                "team": _public_team(team),
+                "labels": _labels(labels),
+                "previousIdentifiers": [],
+                "url": None,  # filled per answer: it points back at this sandbox
+            }
+            self._issues[node["id"]] = node
+            return self._view(node)
+
+    def update_issue(self, issue_id: str, *, at: datetime, **changes: Any) -> dict[str, Any]:
+        """Change an issue at upstream time `at`. Keys: title, description, priority, estimate,
+        state (a workflow state name; sets startedAt/completedAt/canceledAt as Linear does),
+        labels, started_at, completed_at, canceled_at, archived_at, trashed, team_key (a move:
+        new identifier, old one kept in previousIdentifiers)."""
+        with self._lock:
+            node = self._issues[issue_id]
+            for key, value in changes.items():
+                self._apply(node, key, value, at)
+            node["updatedAt"] = iso(at)
+            return self._view(node)
+
+    def archive_issue(self, issue_id: str, *, at: datetime) -> dict[str, Any]:
+        return self.update_issue(issue_id, at=at, archived_at=at)
+
+    def trash_issue(self, issue_id: str, *, at: datetime) -> dict[str, Any]:
+        """Delete as Linear does: into the trash (`trashed: true`, `archivedAt` set)."""
+        return self.update_issue(issue_id, at=at, trashed=True, archived_at=at)
+
+    def issue(self, issue_id: str) -> dict[str, Any]:
+        with self._lock:
+            return self._view(self._issues[issue_id])
+
+    def issue_ids(self) -> list[str]:
+        with self._lock:
+            return list(self._issues)
+
+    def rate_limit_next(self, count: int = 1, *, reset_in: float = 1.0, status: int = 400) -> None:
+        """The next `count` requests are rate limited as Linear does it: HTTP 400 (or 429) with
+        RATELIMITED and an X-RateLimit-Requests-Reset `reset_in` seconds after the answer."""
+        self.inject(
+            Fault("429", count, retry_after=reset_in, headers={"X-Sandbox-Status": str(status)})
+        )
+
+    def seed_demo(self) -> None:
+        """Two teams, three dozen believable issues in mixed states over the last five weeks."""
+        if "OPS" not in self._teams:
+            self.add_team("OPS", "Platform Ops")
+        now = datetime.now(UTC).replace(microsecond=0)
+        for n, spec in enumerate(_DEMO):
+            team, title, state, priority, estimate, labels = spec
+            created = now - timedelta(days=35) + timedelta(hours=19 * n)
+            updated = created + timedelta(hours=5 + (n * 7) % 60)
+            state_type = dict(WORKFLOW)[state]
+            started = (
+                created + timedelta(hours=3) if state_type in ("started", "completed") else None
+            )
+            done = updated if state_type == "completed" else None
+            canceled = updated if state_type in ("canceled", "duplicate") else None
+            self.add_issue(
+                team,
+                title=title,
+                created_at=created,
+                updated_at=updated,
+                state=state,
+                priority=priority,
+                estimate=estimate,
+                labels=labels,
+                description=f"## Context\n{title}.\n\n- [ ] acceptance: works in staging",
+                started_at=started,
+                completed_at=done,
+                canceled_at=canceled,
+            )
+        ids = self.issue_ids()
+        self.archive_issue(ids[2], at=now - timedelta(days=2))
+        self.trash_issue(ids[-1], at=now - timedelta(days=1))
+
+    def demo_config(self) -> dict[str, Any]:
+        """`integrations.config` for a Linear row pointing at this sandbox."""
+        return {
+            "api_url": f"{self.url}/graphql",
+            "team_keys": sorted(self._teams),
+            "token": self.token,
+            "page_size": 50,
+        }
+
+    # -- HTTP ----------------------------------------------------------------------------------
+    def handle(self, request: Request) -> Response:
+        if request.method == "GET" and request.path.startswith(f"/{ORG_KEY}/issue/"):
+            return self._web_page(request.path)
+        if request.path != "/graphql" or request.method != "POST":
+            return Response(404, {"message": "Not found"}, self._rate_headers(0))
+        if not self._authorised(request.headers.get("authorization")):
+            return self.auth_failure()
+        if not self._spend_request():
+            return self._rate_limited(self._budget_reset(), self._rate_headers(0), 400)
+        try:
+            body, complexity = self._answer(request)
+            return Response(200, body, self._rate_headers(complexity))
+        except GraphQLError as exc:
+            return Response(exc.status, exc.body(), self._rate_headers(0))
+
+    def auth_failure(self, status: int | None = None) -> Response:
+        body = GraphQLError(
+            "Authentication required, not authenticated",
+            code="AUTHENTICATION_ERROR",
+            type_="authentication error",
+        ).body()
+        body["errors"][0]["extensions"]["userPresentableMessage"] = (
+            "You need to authenticate to access this operation."
+        )
+        return Response(status or self.auth_error_status, body, self._rate_headers(0))
+
+    def fault_response(self, fault: Fault) -> Response:
+        headers = {k: v for k, v in fault.headers.items() if not k.startswith("X-Sandbox-")}
+        if fault.kind == "429":
+            reset = None if fault.retry_after is None else time.time() + fault.retry_after
+            status = int(fault.headers.get("X-Sandbox-Status", "400"))
+            response = self._rate_limited(reset, {**self._rate_headers(0), **headers}, status)
+            if fault.body is not None:
+                response.body = fault.body
+            return response
+        if fault.kind == "401":
+            response = self.auth_failure()
+            response.headers.update(headers)
+            return response
+        if fault.kind == "400_json" and fault.body is None:
+            error = GraphQLError('Cannot query field "bogus" on type "Query".')
+            return Response(400, error.body(), {**self._rate_headers(0), **headers})
+        response = super().fault_response(fault)
+        response.headers = {**self._rate_headers(0), **response.headers}
+        return response
+
+    # -- internals -----------------------------------------------------------------------------
+    def _authorised(self, header: str | None) -> bool:
+        if header is None:
+            return False
+        if header == self.token:
+            return True
+        return self.oauth_token is not None and header == f"Bearer {self.oauth_token}"
+
+    def _answer(self, request: Request) -> tuple[dict[str, Any], float]:
+        try:
+            payload = request.json()
+        except ValueError:
+            payload = None
+        if not isinstance(payload, dict) or not isinstance(payload.get("query"), str):
+            raise GraphQLError(
+                "POST body missing, invalid Content-Type, or JSON object has no keys.",
+                code="BAD_REQUEST",
+            )
+        variables = payload.get("variables") or {}
+        if not isinstance(variables, dict):
+            raise GraphQLError("Variables must be an object.", code="BAD_REQUEST")
+        op = parse_operation(payload["query"])
+        check_variables(op, variables)
+        run = _Exec()
+        data: dict[str, Any] = {}
+        with self._lock:
+            for sel in op.fields:
+                args = {k: resolve(v, variables, op.variables) for k, v in sel.args.items()}
+                value = self._root(sel, args, run)
+                data[sel.key] = project(value, sel.fields, sel.name)
+        return {"data": data}, run.complexity
+
+    def _root(self, sel: Selection, args: dict[str, Any], run: _Exec) -> Any:
+        if sel.name == "viewer":
+            run.complexity += 1
+            return {
+                "__typename": "User",
+                "id": self.viewer_id,
+                "name": "Sandbox Admin",
+                "email": "admin@sandbox.test",
+            }
+        if sel.name == "teams":
+            _known_args(args, _TEAMS_ARGS, "teams")
+            teams = [_public_team(t) for t in self._teams.values()]
+            if args.get("filter") is not None:
+                teams = [t for t in teams if match_team(t, args["filter"])]
+            teams.sort(key=lambda t: t["id"], reverse=True)
+            return self._page(teams, args, lambda t: t["id"], sel, run)
+        if sel.name == "issues":
+            return self._issues_connection(sel, args, run)
+        raise GraphQLError(f'Cannot query field "{sel.name}" on type "Query".')
+
+    def _issues_connection(self, sel: Selection, args: dict[str, Any], run: _Exec) -> Any:
+        _known_args(args, _ISSUES_ARGS, "issues")
+        order = args.get("orderBy") or "createdAt"
+        if order not in ("createdAt", "updatedAt"):
+            raise GraphQLError(f'Value "{order}" does not exist in "PaginationOrderBy" enum.')
+        nodes = list(self._issues.values())
+        if not args.get("includeArchived"):
+            nodes = [n for n in nodes if n["archivedAt"] is None]
+        if args.get("filter") is not None:
+            nodes = [n for n in nodes if match_issue(n, args["filter"])]
+
+        def sort_key(node: Mapping[str, Any]) -> tuple[str, str]:
+            return (node[order], node["id"])
+
+        nodes.sort(key=sort_key, reverse=True)  # newest first, as Linear lists them
+        return self._page(nodes, args, sort_key, sel, run, view=self._view)
+
+    def _page(
+        self,
+        ordered: list[dict[str, Any]],
+        args: Mapping[str, Any],
+        sort_key: Callable[[Mapping[str, Any]], Any],
+        sel: Selection,
+        run: _Exec,
+        view: Callable[[dict[str, Any]], dict[str, Any]] = lambda n: n,
+    ) -> dict[str, Any]:
+        """Relay slicing of a newest-first list (the spec's algorithm, keyed like Linear's)."""
+        first, last = args.get("first"), args.get("last")
+        for name, value in (("first", first), ("last", last)):
+            if value is not None and (not isinstance(value, int) or not 0 <= value <= MAX_PAGE):
+                raise GraphQLError(
+                    f"{name} must be between 0 and {MAX_PAGE}",
+                    code="BAD_USER_INPUT",
+                    type_="invalid input",
+                )
+        if first is None and last is None:
+            first = 50
+        edges = ordered
+        has_prev = has_next = False
+        if args.get("after") is not None:
+            pivot = self._cursor_key(args["after"], sort_key)
+            has_prev = any(sort_key(n) >= pivot for n in edges)
+            edges = [n for n in edges if sort_key(n) < pivot]
+        if args.get("before") is not None:
+            pivot = self._cursor_key(args["before"], sort_key)
+            has_next = any(sort_key(n) <= pivot for n in edges)
+            edges = [n for n in edges if sort_key(n) > pivot]
+        if first is not None and len(edges) > first:
+            edges, has_next = edges[:first], True
+        if last is not None and len(edges) > last:
+            edges, has_prev = edges[len(edges) - last :], True
+        views = [view(n) for n in edges]
+        run.complexity += 1 + (first if first is not None else last or 0) * _weight(sel)
+        return {
+            "__typename": "Connection",
+            "nodes": views,
+            "edges": [{"__typename": "Edge", "node": v, "cursor": v["id"]} for v in views],
+            "pageInfo": {
+                "__typename": "PageInfo",
+                "hasNextPage": has_next,
+                "hasPreviousPage": has_prev,
+                "startCursor": views[0]["id"] if views else None,
+                "endCursor": views[-1]["id"] if views else None,
+            },
+        }
+
+    def _cursor_key(self, cursor: Any, sort_key: Callable[[Mapping[str, Any]], Any]) -> Any:
+        # Linear's cursors name an entity; its *current* sort value is where the page starts.
+        node = self._issues.get(str(cursor)) or next(
+            (t for t in self._teams.values() if t["id"] == cursor), None
+        )
+        if node is None:
+            raise GraphQLError(
+                "Invalid cursor: the entity was not found",
+                code="INVALID_INPUT",
+                type_="invalid input",
+            )
+        return sort_key(node)
+
+    def _view(self, node: dict[str, Any]) -> dict[str, Any]:
+        out = dict(node)
+        out["url"] = f"{self.url}/{ORG_KEY}/issue/{node['identifier']}/{_slug(node['title'])}"
+        return out
+
+    def _state(self, team: Mapping[str, Any], name: str) -> dict[str, Any]:
+        for state in team["_states"]:
+            if state["name"].casefold() == name.casefold():
+                return dict(state)
+        raise ValueError(f"team {team['key']} has no workflow state {name!r}")
+
+    def _apply(self, node: dict[str, Any], key: str, value: Any, at: datetime) -> None:
+        if key in ("title", "description"):
+            node[key] = value
+        elif key == "priority":
+            node["priority"] = float(value)
+            node["priorityLabel"] = PRIORITY_LABELS.get(int(value), "No priority")
+        elif key == "estimate":
+            node["estimate"] = None if value is None else float(value)
+        elif key == "labels":
+            node["labels"] = _labels(value)
+        elif key in ("started_at", "completed_at", "canceled_at", "archived_at"):
+            camel = {"started_at": "startedAt", "completed_at": "completedAt"}.get(key)
+            camel = camel or {"canceled_at": "canceledAt", "archived_at": "archivedAt"}[key]
+            node[camel] = iso(value) if value else None
+        elif key == "trashed":
+            node["trashed"] = True if value else None
+        elif key == "state":
+            self._move_state(node, value, at)
+        elif key == "team_key":
+            team = self._teams[value]
+            self._numbers[value] += 1
+            node["previousIdentifiers"] = [*node["previousIdentifiers"], node["identifier"]]
+            node["number"] = self._numbers[value]
+            node["identifier"] = f"{value}-{node['number']}"
+            node["team"] = _public_team(team)
+            node["state"] = self._state(team, node["state"]["name"])
+        else:
+            raise ValueError(f"update_issue: unknown change {key!r}")
+
+    def _move_state(self, node: dict[str, Any], name: str, at: datetime) -> None:
+        team = self._teams[node["team"]["key"]]
+        state = self._state(team, name)
+        node["state"] = state
+        kind = state["type"]
+        if kind in ("started", "completed") and node["startedAt"] is None:
+            node["startedAt"] = iso(at)
+        node["completedAt"] = iso(at) if kind == "completed" else None
+        node["canceledAt"] = iso(at) if kind in ("canceled", "duplicate") else None
+
+    # -- rate limits ---------------------------------------------------------------------------
+    def _roll_window(self) -> None:
+        now = time.time()
+        if now - self._window_start >= self.rate_window:
+            self._window_start, self._requests_used, self._complexity_used = now, 0, 0.0
+
+    def _budget_reset(self) -> float:
+        return self._window_start + self.rate_window
+
+    def _spend_request(self) -> bool:
+        with self._budget_lock:
+            self._roll_window()
+            if (
+                self._requests_used >= self.requests_limit
+                or self._complexity_used >= self.complexity_limit
+            ):
+                return False
+            self._requests_used += 1
+            return True
+
+    def _rate_headers(self, complexity: float) -> dict[str, str]:
+        with self._budget_lock:
+            self._roll_window()
+            self._complexity_used += complexity
+            reset_ms = str(int(self._budget_reset() * 1000))
+            return {
+                "X-RateLimit-Requests-Limit": str(self.requests_limit),
+                "X-RateLimit-Requests-Remaining": str(
+                    max(0, self.requests_limit - self._requests_used)
+                ),
+                "X-RateLimit-Requests-Reset": reset_ms,
+                "X-RateLimit-Complexity-Limit": str(self.complexity_limit),
+                "X-RateLimit-Complexity-Remaining": str(
+                    max(0, int(self.complexity_limit - self._complexity_used))
+                ),
+                "X-RateLimit-Complexity-Reset": reset_ms,
+                "X-Complexity": str(int(complexity)),
+            }
+
+    def _rate_limited(self, reset: float | None, headers: dict[str, str], status: int) -> Response:
+        headers = dict(headers)
+        headers["X-RateLimit-Requests-Remaining"] = "0"
+        if reset is None:
+            for name in ("X-RateLimit-Requests-Reset", "X-RateLimit-Complexity-Reset"):
+                headers.pop(name, None)
+        else:
+            headers["X-RateLimit-Requests-Reset"] = str(int(reset * 1000))
+        body = GraphQLError(
+            "Rate limit exceeded", code="RATELIMITED", type_="ratelimited", status=status
+        ).body()
+        body["errors"][0]["extensions"]["userPresentableMessage"] = (
+            "Too many requests. Please try again later."
+        )
+        return Response(status, body, headers)
+
+    def _web_page(self, path: str) -> Response:
+        identifier = path.split("/")[3] if path.count("/") >= 3 else ""
+        with self._lock:
+            node = next((n for n in self._issues.values() if n["identifier"] == identifier), None)
+        if node is None:
+            return Response(404, b"<h1>Issue not found</h1>", {"Content-Type": "text/html"})
+        page = f"<h1>{html.escape(identifier)}: {html.escape(node['title'])}</h1>"
+        return Response(200, page.encode(), {"Content-Type": "text/html; charset=utf-8"})
+
+
+def _known_args(args: Mapping[str, Any], known: set[str], field_name: str) -> None:
+    for name in args:
+        if name not in known:
+            raise GraphQLError(f'Unknown argument "{name}" on field "Query.{field_name}".')
+
+
+def _weight(sel: Selection) -> float:
+    """Rough complexity per node: 0.1 per scalar, 1 per object (Linear's published model)."""
+    nodes = next((f for f in sel.fields or [] if f.name in ("nodes", "edges")), None)
+
+    def cost(fields: list[Selection] | None) -> float:
+        return sum(0.1 if f.fields is None else 1 + cost(f.fields) for f in fields or [])
+
+    return max(0.1, cost(nodes.fields if nodes else None))
+
+
+def _public_team(team: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in team.items() if not k.startswith("_")}
+
+
+def _labels(names: Iterable[str]) -> dict[str, Any]:
+    return {
+        "__typename": "IssueLabelConnection",
+        "nodes": [
+            {"__typename": "IssueLabel", "id": str(uuid.uuid5(uuid.NAMESPACE_URL, n)), "name": n}
+            for n in names
+        ],
+    }
+
+
+def _slug(title: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", title.casefold()).strip("-")[:60] or "issue"
+
+
+_DEMO: list[tuple[str, str, str, int, float | None, tuple[str, ...]]] = [
+    ("ENG", "Add SAML single sign-on for enterprise workspaces", "In Progress", 2, 8, ("Feature",)),
+    ("ENG", "Crash when exporting a board with 10k cards", "Done", 1, 3, ("Bug",)),
+    ("ENG", "Migrate session store from Redis 6 to Valkey", "Backlog", 3, 5, ()),
+    ("ENG", "Dark mode contrast fails WCAG AA on badges", "Todo", 4, 1, ("Bug", "Design")),
+    ("ENG", "Webhook retries ignore Retry-After", "In Review", 2, 2, ("Bug",)),
+    ("ENG", "Paginate the audit log API", "In Progress", 3, 3, ("API",)),
+    ("ENG", "Rate-limit password reset emails", "Done", 1, 2, ("Security",)),
+    ("ENG", "CSV import drops rows with emoji in the title", "Todo", 2, 2, ("Bug",)),
+    ("ENG", "Search ranks archived projects above active ones", "Backlog", 3, 3, ()),
+    ("ENG", "Upgrade to PostgreSQL 16 in staging", "In Progress", 2, 5, ("Blocked",)),
+    ("ENG", "Mobile: offline queue loses edits after app restart", "Triage", 1, None, ("Bug",)),
+    ("ENG", "Remove the legacy v1 REST endpoints", "Canceled", 4, 8, ()),
+    ("ENG", "Slack unfurl shows the wrong assignee", "Duplicate", 3, 1, ("Bug",)),
+    ("ENG", "Keyboard shortcut to move an issue to the next cycle", "Todo", 4, 1, ("Feature",)),
+    ("ENG", "Cache team membership lookups", "In Review", 3, 2, ("Performance",)),
+    ("ENG", "Flaky test: test_sync_resumes_after_restart", "In Progress", 3, 1, ("Tech debt",)),
+    ("ENG", "GDPR export includes deleted comments", "Todo", 1, 3, ("Security", "Blocked")),
+    ("ENG", "Show estimate totals per cycle", "Done", 3, 3, ("Feature",)),
+    ("ENG", "Time zone of due dates shifts by one day in Sydney", "Done", 2, 2, ("Bug",)),
+    ("ENG", "Add OpenTelemetry traces to the sync worker", "Backlog", 4, 5, ()),
+    ("ENG", "Bulk-edit labels from the list view", "In Progress", 3, 5, ("Feature",)),
+    ("ENG", "Attachments over 25 MB fail silently", "Todo", 2, 2, ("Bug",)),
+    ("OPS", "Rotate the production database credentials", "Done", 1, 1, ("Security",)),
+    ("OPS", "Terraform drift in the eu-west load balancer", "In Progress", 2, 3, ()),
+    ("OPS", "Alert fatigue: tune the disk-usage pager threshold", "Todo", 3, 1, ()),
+    ("OPS", "Move CI runners to arm64", "Backlog", 4, 8, ()),
+    ("OPS", "Backups restore test for Q3", "In Review", 2, 3, ()),
+    ("OPS", "Certificate renewal failed for status page", "Done", 1, 1, ("Incident",)),
+    ("OPS", "Kubernetes 1.30 upgrade", "In Progress", 2, 8, ("Blocked",)),
+    ("OPS", "Document the on-call handover", "Todo", 4, 1, ("Docs",)),
+    ("OPS", "Decommission the old VPN", "Canceled", 4, 2, ()),
+    ("OPS", "Cost report: unattached volumes", "Triage", 3, None, ()),
+    ("OPS", "Staging is down after the DNS change", "Done", 1, 2, ("Incident",)),
+    ("OPS", "Log retention to 30 days for PII streams", "Todo", 2, 2, ("Security",)),
+    ("OPS", "Grafana dashboards for the sync daemon", "In Progress", 3, 3, ()),
+    ("OPS", "Spam issue created by a test script", "Todo", 0, None, ()),
+]
