@@ -1,0 +1,822 @@
+"""Jira Cloud connector: issues through the enhanced search (`/rest/api/{2,3}/search/jql`).
+
+The blocking `jira` SDK runs in worker threads. Its own retry loop is switched off
+(`max_retries=0`: its waits of up to 60 s would ignore the run's deadline); transient failures are
+converted to `RetriableError` and retried by `connectors.retry`, which honours `Retry-After`.
+
+Cursor: JQL compares `updated` with a literal read in the searching user's profile time zone at
+minute granularity, so the caller's cursor is rendered in that zone (from `myself().timeZone`) and
+floored to the minute. Checkpoints are the newest `updated` seen, never past `serverInfo.serverTime`
+read at the start of the run.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import re
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from email.utils import parsedate_to_datetime
+from typing import Any, ClassVar, Literal, TypeVar
+from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import requests
+from jira import JIRA, JIRAError
+from pydantic import Field, field_validator, model_validator
+
+from connectors.base import (
+    PRIORITY_HIGH,
+    PRIORITY_HIGHEST,
+    PRIORITY_LOW,
+    PRIORITY_MEDIUM,
+    PRIORITY_NONE,
+    ConfigError,
+    ConnectorConfig,
+    ConnectorContext,
+    ConnectorError,
+    FatalError,
+    Page,
+    RetriableError,
+    Status,
+    WorkItem,
+    map_status,
+    status_name_suggests,
+    utc,
+)
+from connectors.retry import in_thread_with_retries
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+SCOPE = ""  # one cursor per integration: the JQL scope is searched as a whole
+ORDER = "updated ASC, key ASC"
+IDS_PAGE_SIZE = 1000  # search/jql returns up to 5000 per page when only ids are asked for
+LONG_JQL = 1500  # longer queries go in a POST body rather than the URL
+
+#: Fields every search asks for (plus the resolved custom fields).
+BASE_FIELDS = (
+    "summary",
+    "status",
+    "priority",
+    "updated",
+    "created",
+    "resolution",
+    "resolutiondate",
+    "statuscategorychangedate",
+    "description",
+    "issuetype",
+    "project",
+    "assignee",
+    "labels",
+)
+
+CANCELLED_RESOLUTIONS = frozenset(
+    {"won't do", "won't fix", "duplicate", "declined", "cannot reproduce"}
+)
+REVIEW_WORDS = ("review", "reviewing", "pr", "pull request")
+BLOCKED_WORDS = ("blocked", "on hold", "impeded", "impediment")
+CANCELLED_STATUS_WORDS = ("cancelled", "canceled", "rejected", "declined", "abandoned", "won t do")
+
+PRIORITY_BY_NAME = {
+    "highest": PRIORITY_HIGHEST,
+    "blocker": PRIORITY_HIGHEST,
+    "urgent": PRIORITY_HIGHEST,
+    "p0": PRIORITY_HIGHEST,
+    "p1": PRIORITY_HIGHEST,
+    "high": PRIORITY_HIGH,
+    "critical": PRIORITY_HIGH,
+    "p2": PRIORITY_HIGH,
+    "medium": PRIORITY_MEDIUM,
+    "major": PRIORITY_MEDIUM,  # the middle of the classic Blocker…Trivial scheme
+    "normal": PRIORITY_MEDIUM,
+    "p3": PRIORITY_MEDIUM,
+    "low": PRIORITY_LOW,
+    "lowest": PRIORITY_LOW,
+    "minor": PRIORITY_LOW,
+    "trivial": PRIORITY_LOW,
+    "p4": PRIORITY_LOW,
+    "p5": PRIORITY_LOW,
+}
+#: Ids of Jira's default priority scheme, for renamed priorities we do not recognise.
+PRIORITY_BY_DEFAULT_ID = {
+    "1": PRIORITY_HIGHEST,
+    "2": PRIORITY_HIGH,
+    "3": PRIORITY_MEDIUM,
+    "4": PRIORITY_LOW,
+    "5": PRIORITY_LOW,
+}
+
+
+# ---------------------------------------------------------------------------------------------
+# Config
+# ---------------------------------------------------------------------------------------------
+def _has_control_chars(value: str, allowed: str = "") -> bool:
+    return any((ord(c) < 32 or ord(c) == 127) and c not in allowed for c in value)
+
+
+class JiraConfig(ConnectorConfig):
+    """`integrations.config` of a Jira Cloud integration."""
+
+    url: str
+    email: str
+    jql: str | None = None
+    projects: list[str] | None = None
+    story_points_field: str | None = None
+    acceptance_criteria_field: str | None = None
+    page_size: int = Field(100, ge=1, le=100)
+    rest_api_version: Literal["2", "3"] = "3"
+    request_timeout: float = Field(30.0, gt=0, le=300)
+
+    @field_validator("url")
+    @classmethod
+    def _site_url(cls, value: str) -> str:
+        value = value.strip().rstrip("/")
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("url must be the Jira site, e.g. https://your-site.atlassian.net")
+        if parts.username or parts.password or parts.query or parts.fragment:
+            raise ValueError("url must be the bare site address (no credentials, query, fragment)")
+        return value
+
+    @field_validator("email")
+    @classmethod
+    def _email(cls, value: str) -> str:
+        value = value.strip()
+        if not value or _has_control_chars(value):
+            raise ValueError("email must be the Atlassian account's e-mail address")
+        return value
+
+    @field_validator("projects")
+    @classmethod
+    def _project_keys(cls, value: list[str] | None) -> list[str] | None:
+        if value is None:
+            return None
+        keys: list[str] = []
+        for raw in value:
+            key = raw.strip()
+            if not key:
+                raise ValueError("projects: empty project key")
+            if _has_control_chars(key):
+                raise ValueError(f"projects: {key!r} contains a control character or newline")
+            if key not in keys:
+                keys.append(key)
+        if not keys:
+            raise ValueError("projects: give at least one project key")
+        return keys
+
+    @field_validator("jql")
+    @classmethod
+    def _jql(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        value = value.strip()
+        if not value:
+            raise ValueError("jql is empty")
+        if _has_control_chars(value, allowed="\n\r\t"):
+            raise ValueError("jql contains a control character")
+        return value
+
+    @field_validator("story_points_field", "acceptance_criteria_field")
+    @classmethod
+    def _field_name(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        value = value.strip()
+        if not value or _has_control_chars(value):
+            raise ValueError("a field id such as customfield_10016 or its name")
+        return value
+
+    @model_validator(mode="after")
+    def _one_scope(self) -> JiraConfig:
+        if (self.jql is None) == (self.projects is None):
+            raise ValueError("give exactly one of jql or projects")
+        return self
+
+
+def site_of(url: str) -> str:
+    """The site part of external ids: host (and port, and path for a context path), lowercased."""
+    parts = urlsplit(url)
+    return (parts.netloc + parts.path.rstrip("/")).lower()
+
+
+# ---------------------------------------------------------------------------------------------
+# JQL
+# ---------------------------------------------------------------------------------------------
+def jql_quote(value: str) -> str:
+    """A JQL string literal: backslash and double quote escaped so the value stays one literal."""
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+_ORDER_BY = re.compile(r"order\s+by\b", re.IGNORECASE)
+
+
+def strip_order_by(jql: str) -> str:
+    """The JQL without its ORDER BY clause (an `order by` inside a string literal is kept)."""
+    quote: str | None = None
+    i = 0
+    while i < len(jql):
+        c = jql[i]
+        if quote is not None:
+            if c == "\\":
+                i += 2
+                continue
+            if c == quote:
+                quote = None
+        elif c in "\"'":
+            quote = c
+        elif (
+            c in "oO"
+            and (i == 0 or not (jql[i - 1].isalnum() or jql[i - 1] == "_"))
+            and _ORDER_BY.match(jql, i)
+        ):
+            return jql[:i].strip()
+        i += 1
+    return jql.strip()
+
+
+def scope_jql(config: JiraConfig) -> str:
+    """The admin's scope as a JQL condition (may be "" for a whole-site JQL such as `ORDER BY`)."""
+    if config.projects is not None:
+        return f"project in ({', '.join(jql_quote(p) for p in config.projects)})"
+    assert config.jql is not None
+    admin = strip_order_by(config.jql)
+    return f"({admin})" if admin else ""
+
+
+def search_jql(scope: str, since_literal: str | None, order: str = ORDER) -> str:
+    """`<scope> AND updated >= "<literal>" ORDER BY <order>`, leaving out what is not given."""
+    conditions = [c for c in (scope, since_literal and f'updated >= "{since_literal}"') if c]
+    where = " AND ".join(conditions)
+    return f"{where} ORDER BY {order}" if where else f"ORDER BY {order}"
+
+
+def jql_time_literal(at: datetime, tz: ZoneInfo | None) -> str:
+    """`at` as a JQL `"yyyy-MM-dd HH:mm"` literal in the user's time zone, floored to the minute,
+    never naming a later instant than `at` (a repeated local hour in autumn is read either way).
+
+    With an unknown zone the literal is written as if the user were at UTC-12, the westernmost
+    offset: whatever zone Jira reads it in, it names an instant at or before `at`.
+    """
+    at = utc(at)
+    if tz is None:
+        return (at - timedelta(hours=12)).strftime("%Y-%m-%d %H:%M")
+    local = at.astimezone(tz).replace(second=0, microsecond=0, tzinfo=None)
+    for _ in range(8):
+        latest = max(local.replace(tzinfo=tz, fold=fold).astimezone(UTC) for fold in (0, 1))
+        if latest <= at:
+            break
+        local -= timedelta(minutes=math.ceil((latest - at).total_seconds() / 60))
+    return local.strftime("%Y-%m-%d %H:%M")
+
+
+def user_time_zone(name: object) -> ZoneInfo | None:
+    """The ZoneInfo of `myself().timeZone`, or None when Jira gave none we know."""
+    if not isinstance(name, str) or not name:
+        return None
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        return None
+
+
+# ---------------------------------------------------------------------------------------------
+# Mapping (pure)
+# ---------------------------------------------------------------------------------------------
+def parse_jira_time(value: object) -> datetime | None:
+    """Jira's `2025-05-01T12:34:56.789+0000` (any offset) as aware UTC; None when absent."""
+    if not isinstance(value, str) or not value:
+        return None
+    return utc(datetime.fromisoformat(value.replace("Z", "+00:00")))
+
+
+def jira_status(
+    name: str | None,
+    category: str | None,
+    resolution: str | None,
+    *,
+    flagged: bool = False,
+    overrides: Mapping[str, Status] | None = None,
+) -> Status:
+    """Our status for a Jira status (notes 1.5), the admin's `status_map` (by name) winning."""
+    return map_status(name, _default_status(name, category, resolution, flagged), overrides or {})
+
+
+def _default_status(
+    name: str | None, category: str | None, resolution: str | None, flagged: bool
+) -> Status:
+    category = (category or "").casefold()
+    if category == "done":
+        resolution_key = (resolution or "").strip().casefold().replace("\u2019", "'")
+        if resolution_key in CANCELLED_RESOLUTIONS or status_name_suggests(
+            name, *CANCELLED_STATUS_WORDS
+        ):
+            return Status.CANCELLED
+        return Status.COMPLETED
+    if flagged or status_name_suggests(name, *BLOCKED_WORDS):
+        return Status.BLOCKED
+    if category == "indeterminate":
+        if status_name_suggests(name, *REVIEW_WORDS):
+            return Status.PR_READY
+        return Status.IN_PROGRESS
+    return Status.QUEUED  # "new", "undefined" (id 1) and anything unknown
+
+
+def jira_priority(priority: object) -> int:
+    """The priority field (`{"id","name"}` or None) on our 0-4 scale."""
+    if not isinstance(priority, Mapping):
+        return PRIORITY_NONE
+    name = str(priority.get("name") or "").strip().casefold()
+    if name in PRIORITY_BY_NAME:
+        return PRIORITY_BY_NAME[name]
+    return PRIORITY_BY_DEFAULT_ID.get(str(priority.get("id") or ""), PRIORITY_NONE)
+
+
+def story_points(value: object) -> int | None:
+    """A story-point value rounded half up to an int (0.5 counts as 1); None when not a number."""
+    if isinstance(value, bool) or value is None:
+        return None
+    try:
+        number = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None
+    if not math.isfinite(number):
+        return None
+    return math.floor(number + 0.5)
+
+
+_ADF_INLINE = frozenset(
+    {"text", "hardBreak", "mention", "emoji", "inlineCard", "date", "status", "mediaInline"}
+)
+
+
+def adf_to_text(node: object) -> str:
+    """Readable plain text of an Atlassian Document Format node (a v3 description)."""
+    return _adf(node).strip()
+
+
+def _adf(node: object) -> str:
+    if isinstance(node, str):
+        return node
+    if not isinstance(node, Mapping):
+        return ""
+    kind = node.get("type")
+    attrs = node.get("attrs") if isinstance(node.get("attrs"), Mapping) else {}
+    assert isinstance(attrs, Mapping)
+    kids = node.get("content") if isinstance(node.get("content"), list) else []
+    assert isinstance(kids, list)
+    if kind == "text":
+        return str(node.get("text") or "")
+    if kind == "hardBreak":
+        return "\n"
+    if kind in ("mention", "emoji", "status"):
+        return str(attrs.get("text") or attrs.get("shortName") or "")
+    if kind in ("inlineCard", "blockCard", "embedCard"):
+        return str(attrs.get("url") or "")
+    if kind == "date":
+        return _adf_date(attrs.get("timestamp"))
+    if kind == "rule":
+        return "---"
+    if kind in ("bulletList", "orderedList", "taskList", "decisionList"):
+        return _adf_list(kind, attrs, kids)
+    if kind == "blockquote":
+        return "\n".join("> " + line for line in _adf_blocks(kids).split("\n"))
+    if kind == "table":
+        return "\n".join(
+            " | ".join(_adf(cell).replace("\n", " ") for cell in _kids(row)) for row in kids
+        )
+    if kind == "doc":  # top-level blocks read best with a blank line between them
+        return "\n\n".join(text for text in (_adf(k) for k in kids) if text)
+    if kind in ("expand", "nestedExpand") and attrs.get("title"):
+        return str(attrs["title"]) + "\n" + _adf_blocks(kids)
+    if kids and all(isinstance(k, Mapping) and k.get("type") in _ADF_INLINE for k in kids):
+        return "".join(_adf(k) for k in kids)
+    return _adf_blocks(kids)
+
+
+def _kids(node: object) -> list[Any]:
+    content = node.get("content") if isinstance(node, Mapping) else None
+    return content if isinstance(content, list) else []
+
+
+def _adf_blocks(kids: Sequence[object]) -> str:
+    return "\n".join(text for text in (_adf(k) for k in kids) if text)
+
+
+def _adf_list(kind: object, attrs: Mapping[str, Any], kids: Sequence[object]) -> str:
+    lines = []
+    start = attrs.get("order", 1) if isinstance(attrs.get("order"), int) else 1
+    for n, kid in enumerate(kids, start=start):
+        if kind == "orderedList":
+            marker = f"{n}. "
+        elif kind == "taskList":
+            done = isinstance(kid, Mapping) and (kid.get("attrs") or {}).get("state") == "DONE"
+            marker = "[x] " if done else "[ ] "
+        else:
+            marker = "- "
+        text = _adf(kid)
+        lines.append(marker + text.replace("\n", "\n" + " " * len(marker)))
+    return "\n".join(lines)
+
+
+def _adf_date(timestamp: object) -> str:
+    try:
+        return datetime.fromtimestamp(int(str(timestamp)) / 1000, UTC).strftime("%Y-%m-%d")
+    except (TypeError, ValueError, OverflowError):
+        return ""
+
+
+def rich_text(value: object) -> str | None:
+    """A description-like field as text: v2 strings as is, v3 ADF documents flattened."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return value or None
+    text = adf_to_text(value) if isinstance(value, Mapping) else str(value)
+    return text or None
+
+
+@dataclass(frozen=True, slots=True)
+class FieldIds:
+    """Ids of the site's custom fields the mapping reads (None: not configured / not on site)."""
+
+    story_points: str | None = None
+    acceptance_criteria: str | None = None
+    flagged: str | None = None
+
+    def search_fields(self) -> list[str]:
+        extra = [f for f in (self.story_points, self.acceptance_criteria, self.flagged) if f]
+        return [*BASE_FIELDS, *(f for f in extra if f not in BASE_FIELDS)]
+
+
+def resolve_field(fields: Sequence[Mapping[str, Any]], wanted: str) -> str | None:
+    """The id of a field given by id or by name (as `GET /field` lists them), else None."""
+    folded = wanted.strip().casefold()
+    for f in fields:
+        if wanted in (f.get("id"), f.get("key")):
+            return str(f["id"])
+    for f in fields:
+        if str(f.get("name") or "").strip().casefold() == folded:
+            return str(f["id"])
+    for f in fields:
+        if any(str(c).casefold() == folded for c in f.get("clauseNames") or ()):
+            return str(f["id"])
+    return None
+
+
+def map_issue(
+    raw: Mapping[str, Any],
+    *,
+    site: str,
+    base_url: str,
+    fields: FieldIds,
+    overrides: Mapping[str, Status],
+) -> WorkItem:
+    """One search result (`{"id","key","fields":{…}}`) as a WorkItem."""
+    f = raw.get("fields") or {}
+    key = str(raw.get("key") or "")
+    status = f.get("status") or {}
+    resolution = f.get("resolution") or {}
+    flagged = bool(f.get(fields.flagged)) if fields.flagged else False
+    mapped = jira_status(
+        status.get("name"),
+        (status.get("statusCategory") or {}).get("key"),
+        resolution.get("name"),
+        flagged=flagged,
+        overrides=overrides,
+    )
+    updated = parse_jira_time(f.get("updated"))
+    if updated is None:
+        raise ValueError("no updated time")
+    completed = None
+    if mapped is Status.COMPLETED:
+        # Team-managed workflows may finish without a resolution: fall back to the category change.
+        completed = parse_jira_time(f.get("resolutiondate")) or parse_jira_time(
+            f.get("statuscategorychangedate")
+        )
+    return WorkItem(
+        external_id=f"{site}/{raw['id']}",
+        external_key=key or None,
+        external_url=f"{base_url}/browse/{key}" if key else None,
+        title=str(f.get("summary") or ""),
+        description=rich_text(f.get("description")),
+        acceptance_criteria=(
+            rich_text(f.get(fields.acceptance_criteria)) if fields.acceptance_criteria else None
+        ),
+        status=mapped,
+        priority=jira_priority(f.get("priority")),
+        story_points=story_points(f.get(fields.story_points)) if fields.story_points else None,
+        updated_at=updated,
+        started_at=None,  # Jira keeps no start time in the issue's fields
+        completed_at=completed,
+        raw=raw,
+        scope=SCOPE,
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Errors
+# ---------------------------------------------------------------------------------------------
+def retry_after_seconds(headers: Mapping[str, str], now: datetime | None = None) -> float | None:
+    """Seconds to wait from `Retry-After` (seconds or HTTP date) or `X-RateLimit-Reset` (ISO)."""
+    now = now or datetime.now(UTC)
+    value = headers.get("Retry-After")
+    if value:
+        try:
+            return max(0.0, float(value))
+        except ValueError:
+            try:
+                return max(0.0, (utc(parsedate_to_datetime(value)) - now).total_seconds())
+            except (TypeError, ValueError):
+                pass
+    reset = headers.get("X-RateLimit-Reset")
+    if reset:
+        try:
+            return max(
+                0.0,
+                (utc(datetime.fromisoformat(reset.replace("Z", "+00:00"))) - now).total_seconds(),
+            )
+        except ValueError:
+            pass
+    return None
+
+
+def _jira_said(exc: JIRAError) -> str:
+    """Jira's own error text (errorMessages), one line, bounded. Never includes headers."""
+    text = " ".join(str(exc.text or "").split())
+    return text[:500] if text else "no message"
+
+
+def convert_error(exc: BaseException, what: str) -> ConnectorError | None:
+    """The ConnectorError for an SDK/HTTP exception, or None when it is not one of those."""
+    if isinstance(exc, ConnectorError):
+        return exc
+    if isinstance(exc, JIRAError):
+        return _from_jira_error(exc, what)
+    if isinstance(exc, json.JSONDecodeError | requests.exceptions.JSONDecodeError):
+        return RetriableError(
+            f"Jira sent a body that is not JSON while {what}; if this persists, check that url "
+            "points at the Jira site"
+        )
+    if isinstance(exc, requests.exceptions.Timeout):
+        return RetriableError(f"Jira did not answer in time while {what} ({type(exc).__name__})")
+    if isinstance(exc, requests.exceptions.ConnectionError):
+        return RetriableError(f"could not reach Jira while {what} ({type(exc).__name__})")
+    if isinstance(exc, requests.exceptions.RequestException):
+        return RetriableError(f"HTTP error while {what} ({type(exc).__name__})")
+    return None
+
+
+def _from_jira_error(exc: JIRAError, what: str) -> ConnectorError:
+    status = exc.status_code
+    headers = exc.response.headers if exc.response is not None else {}
+    if status == 401:
+        return FatalError("Jira rejected the credentials (401): check email and token")
+    if status == 403:
+        return FatalError(
+            f"Jira refused access while {what} (403): give the account browse permission on the "
+            f"projects, or solve a pending CAPTCHA by logging in once. Jira said: {_jira_said(exc)}"
+        )
+    if status == 404:
+        return FatalError(
+            f"Jira answered 404 while {what}: check that url is the site address "
+            f"(https://<site>.atlassian.net). Jira said: {_jira_said(exc)}"
+        )
+    if status == 400:
+        return FatalError(f"Jira rejected the query (400): {_jira_said(exc)}")
+    if status in (429, 503):
+        return RetriableError(
+            f"Jira is rate limiting or unavailable ({status}) while {what}",
+            retry_after=retry_after_seconds(headers),
+        )
+    if status is None or status >= 500:
+        return RetriableError(f"Jira failed while {what} ({status or 'no response'})")
+    return FatalError(f"Jira answered {status} while {what}: {_jira_said(exc)}")
+
+
+# ---------------------------------------------------------------------------------------------
+# The connector
+# ---------------------------------------------------------------------------------------------
+class _Jira(JIRA):
+    """The SDK client, remembering the serverInfo its constructor (or we) read last."""
+
+    last_server_info: Mapping[str, Any] = {}
+
+    def server_info(self) -> dict[str, Any]:
+        info = super().server_info()
+        self.last_server_info = info if isinstance(info, dict) else {}
+        return info
+
+
+@dataclass(frozen=True, slots=True)
+class _Run:
+    """What a run reads once at its start."""
+
+    server_time: datetime | None
+    tz: ZoneInfo | None
+    fields: FieldIds
+
+
+class JiraConnector:
+    """Jira Cloud issues in the configured projects or JQL, oldest change first."""
+
+    source: ClassVar[str] = "jira"
+    config_model: ClassVar[type[ConnectorConfig]] = JiraConfig
+    overlap: ClassVar[timedelta] = timedelta(minutes=5)
+
+    def __init__(self, config: JiraConfig, ctx: ConnectorContext) -> None:
+        self.config = config
+        self._ctx = ctx
+        self._site = site_of(config.url)
+        self._scope = scope_jql(config)
+        self._client: _Jira | None = None
+        self._fields: FieldIds | None = None
+
+    # -- the contract -------------------------------------------------------------------------
+    async def check(self) -> None:
+        """Credentials, Cloud deployment, user, configured fields and the scope JQL all work."""
+        await self._run_start()
+        assert self._client is not None
+        await self._search(self._client, search_jql(self._scope, None), None, 1, ["id"])
+
+    async def changes(self, since: Mapping[str, datetime]) -> AsyncIterator[Page]:
+        """Pages of issues updated at or after `since[""]` (everything when absent)."""
+        run = await self._run_start()
+        cursor = since.get(SCOPE)
+        literal = jql_time_literal(cursor, run.tz) if cursor is not None else None
+        jql = search_jql(self._scope, literal)
+        high: datetime | None = None
+        assert self._client is not None
+        pages = self._pages(self._client, jql, run.fields.search_fields(), self.config.page_size)
+        async for issues in pages:
+            items = [self._map(raw, run.fields) for raw in issues]
+            if not items:
+                continue
+            newest = max(i.updated_at for i in items)
+            high = newest if high is None else max(high, newest)
+            mark = high if run.server_time is None else min(high, run.server_time)
+            yield Page(items, {SCOPE: mark})
+
+    async def all_ids(self) -> AsyncIterator[list[str]]:
+        """Every issue id in scope (no time filter), a page at a time."""
+        client, _ = await self._connect()
+        await self._field_ids(client)
+        jql = search_jql(self._scope, None, order="key ASC")
+        async for issues in self._pages(client, jql, ["id"], IDS_PAGE_SIZE):
+            yield [f"{self._site}/{self._issue_id(raw)}" for raw in issues]
+
+    async def aclose(self) -> None:
+        client, self._client = self._client, None
+        if client is not None:
+            client.close()
+
+    # -- run start ----------------------------------------------------------------------------
+    async def _run_start(self) -> _Run:
+        """serverInfo (clock, Cloud), myself (time zone), the site's fields: once per run."""
+        client, info = await self._connect()
+        me = await self._call("reading the user's profile (myself)", client.myself)
+        tz_name = me.get("timeZone") if isinstance(me, Mapping) else None
+        tz = user_time_zone(tz_name)
+        if tz is None:
+            log.warning("jira_unknown_time_zone", extra={"fields": {"time_zone": str(tz_name)}})
+        fields = await self._field_ids(client)
+        return _Run(parse_jira_time(info.get("serverTime")), tz, fields)
+
+    async def _connect(self) -> tuple[_Jira, Mapping[str, Any]]:
+        """The client (its constructor reads serverInfo) and a fresh serverInfo; must be Cloud."""
+        if self._client is None:
+            self._client = await self._call("connecting (serverInfo)", self._new_client)
+            info = self._client.last_server_info
+        else:
+            info = await self._call("reading serverInfo", self._client.server_info)
+        if not isinstance(info, Mapping) or info.get("deploymentType") != "Cloud":
+            kind = info.get("deploymentType") if isinstance(info, Mapping) else None
+            raise FatalError(
+                f"{self.config.url} is not Jira Cloud (deploymentType={kind!r}): this connector "
+                "uses the Cloud enhanced search"
+            )
+        return self._client, info
+
+    def _new_client(self) -> _Jira:
+        try:
+            return _Jira(
+                server=self.config.url,
+                basic_auth=(self.config.email, self._ctx.token.get_secret_value()),
+                options={"rest_api_version": self.config.rest_api_version, "check_update": False},
+                max_retries=0,  # the SDK would sleep up to 60 s per retry: connectors.retry does it
+                timeout=self.config.request_timeout,
+                logging=False,  # the SDK logs response bodies at error level; we report errors
+            )
+        except (KeyError, TypeError) as exc:  # serverInfo without versionNumbers
+            raise ConnectorError(
+                f"Jira's serverInfo has an unexpected shape ({type(exc).__name__}): check url"
+            ) from None
+
+    async def _field_ids(self, client: _Jira) -> FieldIds:
+        """Resolve the configured custom fields (id or name) once per connector via GET /field."""
+        if self._fields is not None:
+            return self._fields
+        listed = await self._call("listing fields", client.fields)
+        if not isinstance(listed, list):
+            raise RetriableError("Jira's field list is not a list")
+        site_fields = [f for f in listed if isinstance(f, Mapping) and "id" in f]
+        self._fields = FieldIds(
+            story_points=self._configured_field(site_fields, "story_points_field"),
+            acceptance_criteria=self._configured_field(site_fields, "acceptance_criteria_field"),
+            flagged=resolve_field(site_fields, "Flagged"),
+        )
+        # The SDK fetches GET /field again on its first search to translate field names; hand it
+        # the same list so a run costs one request (the mapping it builds, from clauseNames).
+        client._fields_cache_value = {
+            str(name): str(f["id"]) for f in site_fields for name in f.get("clauseNames") or ()
+        }
+        return self._fields
+
+    def _configured_field(self, site_fields: Sequence[Mapping[str, Any]], key: str) -> str | None:
+        wanted = getattr(self.config, key)
+        if wanted is None:
+            return None
+        found = resolve_field(site_fields, wanted)
+        if found is None:
+            raise ConfigError(
+                f"{key}: no field {wanted!r} on this Jira site; give its id (e.g. "
+                "customfield_10016) or its exact name as listed by GET /rest/api/3/field"
+            )
+        return found
+
+    # -- search -------------------------------------------------------------------------------
+    async def _pages(
+        self, client: _Jira, jql: str, fields: list[str], size: int
+    ) -> AsyncIterator[list[Mapping[str, Any]]]:
+        """One list of raw issues per search/jql page, following nextPageToken to the end."""
+        token: str | None = None
+        seen: set[str] = set()
+        while True:
+            body = await self._search(client, jql, token, size, fields)
+            yield body["issues"]
+            token = body.get("nextPageToken")
+            if not token or body.get("isLast") is True:
+                return
+            if token in seen:
+                raise ConnectorError("Jira repeated a nextPageToken: stopping to avoid a loop")
+            seen.add(token)
+
+    async def _search(
+        self, client: _Jira, jql: str, token: str | None, size: int, fields: list[str]
+    ) -> dict[str, Any]:
+        def page() -> Any:
+            return client.enhanced_search_issues(
+                jql,
+                nextPageToken=token,
+                maxResults=size,
+                fields=list(fields),  # the SDK rewrites the list in place
+                json_result=True,  # the raw page: no Resource objects, and it keeps isLast
+                use_post=len(jql) > LONG_JQL,
+            )
+
+        body = await self._call("searching issues", page)
+        if body is None:  # the SDK's @cloud_api answer for a non-Cloud server
+            raise FatalError(f"{self.config.url} is not Jira Cloud: enhanced search unavailable")
+        if not isinstance(body, dict) or not isinstance(body.get("issues"), list):
+            raise RetriableError("Jira's search answer has no issues list")
+        return body
+
+    async def _call(self, what: str, call: Callable[[], T]) -> T:
+        """A blocking SDK call in a thread, its exceptions converted, retried when transient."""
+
+        def guarded() -> T:
+            try:
+                return call()
+            except Exception as exc:
+                converted = convert_error(exc, what)
+                if converted is None:
+                    raise
+                raise converted from None  # SDK exception texts can carry request headers
+
+        return await in_thread_with_retries(self._ctx, what, guarded)
+
+    # -- mapping ------------------------------------------------------------------------------
+    def _map(self, raw: Mapping[str, Any], fields: FieldIds) -> WorkItem:
+        try:
+            return map_issue(
+                raw,
+                site=self._site,
+                base_url=self.config.url,
+                fields=fields,
+                overrides=self.config.status_map,
+            )
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise ConnectorError(
+                f"Jira issue {raw.get('key') or raw.get('id')!r} has an unexpected shape "
+                f"({type(exc).__name__}: {exc})"
+            ) from None
+
+    def _issue_id(self, raw: Mapping[str, Any]) -> str:
+        issue_id = raw.get("id") if isinstance(raw, Mapping) else None
+        if issue_id is None:
+            raise ConnectorError("Jira's search answer has an issue without an id")
+        return str(issue_id)
