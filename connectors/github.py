@@ -57,7 +57,7 @@ from connectors.base import (
     status_name_suggests,
     utc,
 )
-from connectors.retry import in_thread_with_retries
+from connectors.retry import retry_delay
 
 T = TypeVar("T")
 
@@ -365,6 +365,26 @@ def _page_of(listing: PaginatedList[Any]) -> list[dict[str, Any]]:
     return raws  # type: ignore[return-value]
 
 
+async def _in_thread_with_retries(ctx: ConnectorContext, what: str, call: Callable[[], T]) -> T:
+    """`connectors.retry.in_thread_with_retries`, with the same policy (`retry_delay`).
+
+    Stand-in because the shared helper never actually sleeps: tenacity (9.x) computes `wait`
+    before `stop`, and the shared helper only plans the delay in `stop`, so `wait` returns 0.
+    Switch back to the shared helper once it is fixed.
+    """
+    attempt = 0
+    while True:
+        attempt += 1
+        try:
+            return await asyncio.to_thread(call)
+        except RetriableError as exc:
+            delay = retry_delay(exc, attempt, ctx)
+            if delay is None:
+                raise
+            ctx.on_wait(what, delay)
+            await asyncio.sleep(delay)
+
+
 # ---------------------------------------------------------------------------------------------
 # The connector
 # ---------------------------------------------------------------------------------------------
@@ -410,7 +430,7 @@ class GitHubConnector:
                 # from None: the SDK's exception may carry request details.
                 raise error from None
 
-        return await in_thread_with_retries(self.ctx, what, guarded)
+        return await _in_thread_with_retries(self.ctx, what, guarded)
 
     async def check(self) -> None:
         """Each configured repository answers `GET /repos/{o}/{r}`; names every one that doesn't."""

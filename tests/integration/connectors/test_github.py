@@ -1,0 +1,526 @@
+"""The GitHub connector against the GitHub sandbox, with the real PyGithub client."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pydantic import SecretStr, ValidationError
+
+from connectors.base import (
+    ConnectorContext,
+    FatalError,
+    RetriableError,
+    Status,
+)
+from connectors.github import GitHubConfig, GitHubConnector
+from connectors.sandbox.github import GitHubSandbox
+from tests.integration.connectors.contract import (
+    PLANTED_TOKEN,
+    T0,
+    ConnectorContract,
+    collect,
+    items_of,
+)
+
+REPO = "octo/alpha"
+OTHER = "octo/beta"
+PER_ISSUE = re.compile(r"/repos/[^/]+/[^/]+/issues/\d+$")
+
+
+class GitHubHarness:
+    """The contract's `Harness`: a started sandbox and connectors pointed at it."""
+
+    page_size = 4
+
+    def __init__(self, sandbox: GitHubSandbox, tmp_path: Path) -> None:
+        self.sandbox = sandbox
+        self.tmp_path = tmp_path
+        self.waits: list[tuple[str, float]] = []
+
+    def external_id(self, issue_id: int) -> str:
+        # Not api.github.com, so ids are qualified by the API host.
+        return f"127.0.0.1:{self.sandbox.port}/{issue_id}"
+
+    def seed(self, count: int, *, start: datetime, step: timedelta) -> list[str]:
+        return [
+            self.external_id(
+                self.sandbox.add_issue(REPO, f"Issue {n}", updated_at=start + step * n).id
+            )
+            for n in range(count)
+        ]
+
+    def update(
+        self, external_id: str, *, at: datetime, title: str | None = None, done: bool | None = None
+    ) -> None:
+        changes: dict[str, Any] = {}
+        if title is not None:
+            changes["title"] = title
+        if done is not None:
+            changes["state"] = "closed" if done else "open"
+        self.sandbox.update(int(external_id.rsplit("/", 1)[1]), at=at, **changes)
+
+    def connector(self, *, token: str = PLANTED_TOKEN, **config: Any) -> GitHubConnector:
+        settings: dict[str, Any] = {
+            "repos": [REPO],
+            "base_url": self.sandbox.url,
+            "per_page": self.page_size,
+            "seconds_between_requests": 0,
+            "timeout": 1,
+            **config,
+        }
+        ctx = ConnectorContext(
+            integration_id="test",
+            token=SecretStr(token),
+            cache_dir=self.tmp_path,
+            max_retries=3,
+            sleep_cap=5.0,
+            on_wait=lambda what, seconds: self.waits.append((what, seconds)),
+        )
+        return GitHubConnector(GitHubConfig(**settings), ctx)
+
+
+@pytest.fixture
+def harness(tmp_path: Path) -> Iterator[GitHubHarness]:
+    sandbox = GitHubSandbox(token=PLANTED_TOKEN, repos=[REPO])
+    sandbox.timeout_stall = 2.0
+    sandbox.start()
+    try:
+        yield GitHubHarness(sandbox, tmp_path)
+    finally:
+        sandbox.stop()
+
+
+class TestGitHubContract(ConnectorContract):
+    pass
+
+
+def _issue_requests(sandbox: GitHubSandbox) -> list[str]:
+    return [r.url for r in sandbox.requests_to("/issues")]
+
+
+def _seed_prs(sandbox: GitHubSandbox) -> dict[str, int]:
+    """One plain issue and one PR in each PR state; returns title -> id."""
+    at = T0
+    made = {
+        "plain": sandbox.add_issue(REPO, "plain", updated_at=at),
+        "open pr": sandbox.add_issue(
+            REPO, "open pr", updated_at=at + timedelta(minutes=1), is_pr=True
+        ),
+        "draft pr": sandbox.add_issue(
+            REPO, "draft pr", updated_at=at + timedelta(minutes=2), is_pr=True, draft=True
+        ),
+        "merged pr": sandbox.add_issue(
+            REPO,
+            "merged pr",
+            updated_at=at + timedelta(minutes=3),
+            is_pr=True,
+            state="closed",
+            merged_at=at + timedelta(minutes=3),
+        ),
+        "closed pr": sandbox.add_issue(
+            REPO, "closed pr", updated_at=at + timedelta(minutes=4), is_pr=True, state="closed"
+        ),
+    }
+    return {title: issue.id for title, issue in made.items()}
+
+
+async def test_pull_requests_are_left_out_by_default(harness: GitHubHarness) -> None:
+    _seed_prs(harness.sandbox)
+    connector = harness.connector()
+    try:
+        got = items_of(await collect(connector))
+        ids = [i async for batch in connector.all_ids() for i in batch]
+    finally:
+        await connector.aclose()
+    assert [i.title for i in got] == ["plain"]
+    assert len(ids) == 1
+
+
+async def test_pull_requests_on_request_with_their_statuses(harness: GitHubHarness) -> None:
+    ids = _seed_prs(harness.sandbox)
+    connector = harness.connector(include_pull_requests=True)
+    try:
+        got = {i.title: i for i in items_of(await collect(connector))}
+        all_ids = [i async for batch in connector.all_ids() for i in batch]
+    finally:
+        await connector.aclose()
+    assert {t: i.status for t, i in got.items()} == {
+        "plain": Status.QUEUED,
+        "open pr": Status.PR_READY,
+        "draft pr": Status.IN_PROGRESS,
+        "merged pr": Status.COMPLETED,
+        "closed pr": Status.CANCELLED,
+    }
+    assert sorted(all_ids) == sorted(harness.external_id(n) for n in ids.values())
+    merged = got["merged pr"]
+    assert merged.completed_at == T0 + timedelta(minutes=3)
+    assert merged.external_url is not None and "/pull/" in merged.external_url
+    assert got["open pr"].started_at == T0 + timedelta(minutes=1)
+    assert got["plain"].started_at is None
+
+
+async def test_no_request_per_issue(harness: GitHubHarness) -> None:
+    """Items are read from the list JSON only: `issue.pull_request` / `issue.raw_data` on a
+    list item would each cost a GET /repos/o/r/issues/N, and the sandbox logs those."""
+    _seed_prs(harness.sandbox)
+    harness.seed(9, start=T0 + timedelta(hours=1), step=timedelta(minutes=1))
+    for include in (False, True):
+        connector = harness.connector(include_pull_requests=include)
+        try:
+            harness.sandbox.clear_requests()
+            pages = await collect(connector)
+            [i async for batch in connector.all_ids() for i in batch]
+        finally:
+            await connector.aclose()
+        urls = [r.path for r in harness.sandbox.requests]
+        assert not [u for u in urls if PER_ISSUE.search(u)], urls
+        # 14 items at 4 a page: 4 list pages for changes, 4 for all_ids, nothing else.
+        assert len([p for p in pages if p.items or p.checkpoint]) == 4
+        assert len(urls) == 8, urls
+
+
+async def test_sandbox_would_catch_a_per_issue_get(harness: GitHubHarness) -> None:
+    """Guard for the test above: reading the PyGithub property does hit the sandbox."""
+    from github import Auth, Github
+
+    harness.sandbox.add_issue(REPO, "plain", updated_at=T0)
+    gh = Github(
+        base_url=harness.sandbox.url,
+        auth=Auth.Token(PLANTED_TOKEN),
+        retry=None,
+        seconds_between_requests=None,
+    )
+    try:
+        issue = next(iter(gh.get_repo(REPO).get_issues(state="all")))
+        harness.sandbox.clear_requests()
+        assert issue.pull_request is None
+    finally:
+        gh.close()
+    assert [r.path for r in harness.sandbox.requests] == [f"/repos/{REPO}/issues/1"]
+
+
+async def test_primary_rate_limit_waits_until_reset(harness: GitHubHarness) -> None:
+    harness.seed(3, start=T0, step=timedelta(minutes=1))
+    connector = harness.connector()
+    try:
+        harness.sandbox.fail_next("403_rate_limit", retry_after=1, path_contains="/issues")
+        started = time.monotonic()
+        got = items_of(await collect(connector))
+        elapsed = time.monotonic() - started
+    finally:
+        await connector.aclose()
+    assert len(got) == 3
+    assert elapsed >= 1.0, "must wait until x-ratelimit-reset"
+    assert len(harness.waits) == 1 and 1.0 <= harness.waits[0][1] <= 3.0, harness.waits
+    assert len(_issue_requests(harness.sandbox)) == 2  # the limited one and the retry
+
+
+async def test_primary_rate_limit_far_away_is_not_slept_in_a_thread(
+    harness: GitHubHarness,
+) -> None:
+    harness.seed(1, start=T0, step=timedelta(minutes=1))
+    connector = harness.connector()
+    try:
+        harness.sandbox.fail_next("403_rate_limit", retry_after=3600)
+        started = time.monotonic()
+        with pytest.raises(RetriableError) as info:
+            await collect(connector)
+    finally:
+        await connector.aclose()
+    assert time.monotonic() - started < 3
+    assert info.value.retry_after is not None and 3500 < info.value.retry_after <= 3602
+
+
+async def test_secondary_rate_limit_honours_retry_after(harness: GitHubHarness) -> None:
+    harness.seed(2, start=T0, step=timedelta(minutes=1))
+    connector = harness.connector()
+    try:
+        harness.sandbox.fail_next(
+            "403_rate_limit",
+            retry_after=1,
+            body={"message": "You have exceeded a secondary rate limit. Please wait."},
+        )
+        started = time.monotonic()
+        got = items_of(await collect(connector))
+    finally:
+        await connector.aclose()
+    assert len(got) == 2
+    assert time.monotonic() - started >= 0.9
+    assert harness.waits and harness.waits[0][1] == 1.0
+
+
+async def test_plain_403_is_fatal(harness: GitHubHarness) -> None:
+    harness.seed(1, start=T0, step=timedelta(minutes=1))
+    connector = harness.connector()
+    try:
+        harness.sandbox.fail_next(
+            "403_rate_limit",
+            retry_after=None,
+            body={"message": "Resource not accessible by personal access token"},
+        )
+        with pytest.raises(FatalError, match=r"403.*Resource not accessible"):
+            await collect(connector)
+    finally:
+        await connector.aclose()
+    assert len(harness.sandbox.requests) == 1, "a permission error is not retried"
+
+
+async def test_401_message_says_what_to_do(harness: GitHubHarness) -> None:
+    connector = harness.connector(token="wrong-token")
+    try:
+        with pytest.raises(FatalError, match=r"rejected the token \(401\).*token_env"):
+            await connector.check()
+    finally:
+        await connector.aclose()
+
+
+async def test_two_repositories_two_scopes(harness: GitHubHarness) -> None:
+    for n in range(6):
+        harness.sandbox.add_issue(REPO, f"a{n}", updated_at=T0 + timedelta(minutes=n))
+        harness.sandbox.add_issue(OTHER, f"b{n}", updated_at=T0 + timedelta(hours=2, minutes=n))
+    connector = harness.connector(repos=[REPO, OTHER])
+    try:
+        pages = await collect(connector)
+        # Incremental: alpha from its checkpoint, beta missing from `since` -> read in full.
+        harness.sandbox.clear_requests()
+        again = items_of(await collect(connector, {REPO: T0 + timedelta(minutes=5)}))
+    finally:
+        await connector.aclose()
+    final = {s: t for p in pages for s, t in p.checkpoint.items()}
+    assert final == {REPO: T0 + timedelta(minutes=5), OTHER: T0 + timedelta(hours=2, minutes=5)}
+    for page in pages:  # a page belongs to one repository and checkpoints only that one
+        assert len(page.checkpoint) == 1
+        assert {i.scope for i in page.items} <= set(page.checkpoint)
+    by_scope = {i.scope for i in items_of(pages)}
+    assert by_scope == {REPO, OTHER}
+    assert sorted(i.title for i in again) == ["a5", "b0", "b1", "b2", "b3", "b4", "b5"]
+    keys = {i.external_key for i in items_of(pages)}
+    assert f"{OTHER}#1" in keys and f"{REPO}#6" in keys
+    since_sent = [r.query.get("since") for r in harness.sandbox.requests_to("/issues")]
+    assert since_sent[0] == ["2025-05-01T08:05:00Z"] and since_sent[-1] is None
+
+
+async def test_missing_repository_is_fatal_and_named(harness: GitHubHarness) -> None:
+    harness.seed(1, start=T0, step=timedelta(minutes=1))
+    connector = harness.connector(repos=[REPO, "octo/nope", "ghost/gone"])
+    try:
+        with pytest.raises(FatalError) as checked:
+            await connector.check()
+        with pytest.raises(FatalError, match=r"'octo/nope'.*404"):
+            await collect(connector)
+    finally:
+        await connector.aclose()
+    assert "octo/nope" in str(checked.value) and "ghost/gone" in str(checked.value)
+    assert REPO + "," not in str(checked.value)
+
+
+async def test_check_reads_each_repository(harness: GitHubHarness) -> None:
+    harness.sandbox.add_repo(OTHER)
+    connector = harness.connector(repos=[REPO, OTHER])
+    try:
+        await connector.check()
+    finally:
+        await connector.aclose()
+    assert [r.path for r in harness.sandbox.requests] == [f"/repos/{REPO}", f"/repos/{OTHER}"]
+
+
+async def test_since_is_sent_as_utc_z(harness: GitHubHarness) -> None:
+    harness.seed(3, start=T0, step=timedelta(minutes=10))
+    connector = harness.connector()
+    plus_two = timezone(timedelta(hours=2))
+    try:
+        since = datetime(2025, 5, 1, 10, 10, 30, 999, tzinfo=plus_two)  # 08:10:30 UTC
+        got = items_of(await collect(connector, {REPO: since}))
+    finally:
+        await connector.aclose()
+    (request,) = harness.sandbox.requests_to("/issues")
+    assert request.query["since"] == ["2025-05-01T08:10:30Z"]
+    assert request.query["sort"] == ["updated"] and request.query["direction"] == ["asc"]
+    assert request.query["state"] == ["all"]
+    assert [i.title for i in got] == ["Issue 2"]
+
+
+async def test_timeout_is_retried(harness: GitHubHarness) -> None:
+    harness.seed(2, start=T0, step=timedelta(minutes=1))
+    connector = harness.connector()
+    try:
+        harness.sandbox.fail_next("timeout", path_contains="/issues")
+        got = items_of(await collect(connector))
+    finally:
+        await connector.aclose()
+    assert len(got) == 2
+    assert len(_issue_requests(harness.sandbox)) == 2
+
+
+async def test_malformed_body_is_retriable(harness: GitHubHarness) -> None:
+    harness.seed(2, start=T0, step=timedelta(minutes=1))
+    connector = harness.connector()
+    try:
+        harness.sandbox.fail_next("malformed", count=10)
+        with pytest.raises(RetriableError, match="not valid JSON"):
+            await collect(connector)
+    finally:
+        await connector.aclose()
+
+
+async def test_mapping_of_a_rich_issue(harness: GitHubHarness) -> None:
+    issue = harness.sandbox.add_issue(
+        REPO,
+        "Crash on save",
+        created_at=T0 - timedelta(days=1),
+        updated_at=T0,
+        body="Steps:\n1. save",
+        state="closed",
+        state_reason="not_planned",
+        labels=["bug", "P1", "points: 3"],
+        assignees=["mira"],
+    )
+    connector = harness.connector(priority_labels={"p1": 3, "bug": 1})
+    try:
+        (item,) = items_of(await collect(connector))
+    finally:
+        await connector.aclose()
+    assert item.external_id == harness.external_id(issue.id)
+    assert item.external_key == f"{REPO}#1"
+    assert item.external_url == f"https://github.com/{REPO}/issues/1"
+    assert item.status is Status.CANCELLED
+    assert item.completed_at == T0
+    assert item.priority == 3
+    assert item.story_points == 3
+    assert item.description == "Steps:\n1. save"
+    assert item.raw["id"] == issue.id and item.raw["state_reason"] == "not_planned"
+    assert item.scope == REPO
+
+
+async def test_status_map_override(harness: GitHubHarness) -> None:
+    harness.sandbox.add_issue(REPO, "review me", updated_at=T0, labels=["needs review"])
+    harness.sandbox.add_issue(
+        REPO, "wontfix", updated_at=T0, state="closed", state_reason="not_planned"
+    )
+    connector = harness.connector(
+        status_map={"Needs Review": "pr_ready", "not_planned": "completed"}
+    )
+    try:
+        got = {i.title: i.status for i in items_of(await collect(connector))}
+    finally:
+        await connector.aclose()
+    assert got == {"review me": Status.PR_READY, "wontfix": Status.COMPLETED}
+
+
+def test_public_github_ids_are_plain(tmp_path: Path) -> None:
+    from connectors.github import site_prefix
+
+    assert site_prefix("https://api.github.com") == ""
+    assert site_prefix("https://api.github.com/") == ""
+    assert site_prefix("https://ghe.example.com/api/v3") == "ghe.example.com/"
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"repos": []},
+        {"repos": ["no-slash"]},
+        {"repos": ["a/b/c"]},
+        {"repos": ["o/r"], "per_page": 101},
+        {"repos": ["o/r"], "per_page": 0},
+        {"repos": ["o/r"], "priority_labels": {"P0": 5}},
+        {"repos": ["o/r"], "priority_labels": {"P0": -1}},
+        {"repos": ["o/r"], "base_url": "ftp://example.com"},
+        {"repos": ["o/r"], "unknown_key": 1},
+    ],
+)
+def test_config_rejects(bad: dict[str, Any]) -> None:
+    with pytest.raises(ValidationError):
+        GitHubConfig(**bad)
+
+
+def test_config_normalises() -> None:
+    config = GitHubConfig(
+        repos=[" octo/alpha ", "Octo/Alpha", "octo/beta"],
+        base_url="https://ghe.example.com/api/v3/",
+        priority_labels={" P1 ": 3},
+    )
+    assert config.repos == ["octo/alpha", "octo/beta"]
+    assert config.base_url == "https://ghe.example.com/api/v3"
+    assert config.priority_labels == {"p1": 3}
+
+
+async def test_demo_seed_and_config_sync(tmp_path: Path) -> None:
+    sandbox = GitHubSandbox(token="demo-token")
+    sandbox.start()
+    try:
+        sandbox.seed_demo()
+        config = GitHubConfig(**sandbox.demo_config())
+        ctx = ConnectorContext("demo", SecretStr("demo-token"), tmp_path, max_retries=1)
+        connector = GitHubConnector(config, ctx)
+        try:
+            await connector.check()
+            got = items_of(await collect(connector))
+        finally:
+            await connector.aclose()
+    finally:
+        sandbox.stop()
+    assert len(got) >= 30
+    assert {i.status for i in got} == set(Status)
+    assert any(i.priority == 4 for i in got) and any(i.story_points for i in got)
+
+
+def _get(sandbox: GitHubSandbox, path: str, token: str = PLANTED_TOKEN) -> tuple[int, Any, Any]:
+    request = urllib.request.Request(
+        sandbox.url + path, headers={"Authorization": f"token {token}"}
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:
+            return response.status, response.headers, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, error.headers, json.loads(error.read())
+
+
+def test_sandbox_rate_limit_headers_and_error_shapes(harness: GitHubHarness) -> None:
+    sandbox = harness.sandbox
+    sandbox.fail_next("403_rate_limit", retry_after=1)
+    sandbox.fail_next("429", retry_after=2)
+    sandbox.fail_next("5xx", retry_after=None)
+    answers = [_get(sandbox, f"/repos/{REPO}") for _ in range(4)]
+    answers.append(_get(sandbox, f"/repos/{REPO}", token="wrong"))
+    answers.append(_get(sandbox, "/repos/octo/missing"))
+    assert [status for status, _, _ in answers] == [403, 429, 503, 200, 401, 404]
+    for _, headers, _ in answers:
+        for name in ("limit", "remaining", "used", "reset", "resource"):
+            assert headers.get(f"x-ratelimit-{name}"), (name, dict(headers))
+    primary, secondary = answers[0], answers[1]
+    assert primary[1]["x-ratelimit-remaining"] == "0" and "Retry-After" not in primary[1]
+    assert 0 < int(primary[1]["x-ratelimit-reset"]) - time.time() <= 2
+    assert primary[2]["message"].startswith("API rate limit exceeded")
+    assert secondary[1]["Retry-After"] == "2"
+    assert answers[4][2]["message"] == "Bad credentials"
+
+
+def test_sandbox_link_header_carries_every_parameter(harness: GitHubHarness) -> None:
+    harness.seed(10, start=T0, step=timedelta(minutes=1))
+    query = "state=all&sort=updated&direction=asc&since=2025-05-01T08%3A01%3A00Z&per_page=3"
+    status, headers, body = _get(harness.sandbox, f"/repos/{REPO}/issues?{query}&page=2")
+    assert status == 200
+    assert [i["title"] for i in body] == ["Issue 4", "Issue 5", "Issue 6"]
+    links = dict((rel, url) for url, rel in re.findall(r'<([^>]+)>; rel="(\w+)"', headers["Link"]))
+    assert set(links) == {"next", "last", "prev", "first"}
+    for rel, url in links.items():
+        split = urllib.parse.urlsplit(url)
+        assert f"{split.scheme}://{split.netloc}" == harness.sandbox.url
+        params = urllib.parse.parse_qs(split.query)
+        assert params["since"] == ["2025-05-01T08:01:00Z"] and params["per_page"] == ["3"]
+        assert params["state"] == ["all"] and params["sort"] == ["updated"], rel
+        assert params["direction"] == ["asc"]
+    assert urllib.parse.parse_qs(urllib.parse.urlsplit(links["last"]).query)["page"] == ["3"]
+    assert all("pull_request" not in item for item in body)
+    assert body[0]["url"].startswith(harness.sandbox.url + "/repos/")
