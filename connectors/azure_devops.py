@@ -1,0 +1,919 @@
+"""Azure DevOps Boards connector: work items of one project (optionally one area path and some
+work item types), through the `azure-devops` SDK (v7_0 work item tracking client).
+
+How a sync reads (tracker-api-notes section 3):
+- WIQL on `[System.ChangedDate]` with `timePrecision=true`, ordered by (ChangedDate, Id), `$top`
+  below the server's 20,000 cap. When a query comes back full, the next one continues after the
+  last (ChangedDate, Id) read; if the server refuses a query for matching too much (VS402337),
+  the (ChangedDate, Id) window is bisected until it fits. So any number of items, even all
+  changed in the same millisecond, is read with no gap.
+- WIQL returns ids only: fields come from `workItemsBatch` in chunks of at most 200, one Page each.
+- The WIQL `asOf` (server clock) of the run's first query bounds every checkpoint.
+- A state's category (Proposed/InProgress/...) is not a field: it comes from the type's states,
+  fetched once per type per connector instance.
+The SDK is blocking: every call runs in a worker thread, with the SDK's own retries switched off
+so `connectors.retry` (which honours Retry-After and the run's deadline) does all retrying. The
+SDK never retries POSTs (WIQL, batch) anyway.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import os
+import re
+import threading
+import time
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from email.utils import parsedate_to_datetime
+from html.parser import HTMLParser
+from typing import Any, ClassVar, TypeVar
+from urllib.parse import quote, urlsplit
+
+from pydantic import Field, field_validator
+
+from connectors.base import (
+    PRIORITY_HIGH,
+    PRIORITY_HIGHEST,
+    PRIORITY_LOW,
+    PRIORITY_MEDIUM,
+    PRIORITY_NONE,
+    ConnectorConfig,
+    ConnectorContext,
+    ConnectorError,
+    FatalError,
+    Page,
+    RetriableError,
+    Status,
+    WorkItem,
+    map_status,
+    status_name_suggests,
+    utc,
+)
+from connectors.retry import retry_delay
+
+T = TypeVar("T")
+
+WIQL_CAP = 20_000  # the server refuses a WIQL result larger than this (VS402337)
+BATCH_CAP = 200  # the most ids one workItemsBatch accepts (VS403474)
+MAX_ID = 2**31 - 1  # work item ids are int32
+EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)  # before any Azure DevOps / TFS work item existed
+MILLISECOND = timedelta(milliseconds=1)
+
+# Field reference names.
+F_ID = "System.Id"
+F_TYPE = "System.WorkItemType"
+F_PROJECT = "System.TeamProject"
+F_STATE = "System.State"
+F_TITLE = "System.Title"
+F_CHANGED = "System.ChangedDate"
+F_CREATED = "System.CreatedDate"
+F_TAGS = "System.Tags"
+F_DESCRIPTION = "System.Description"
+F_ACCEPTANCE = "Microsoft.VSTS.Common.AcceptanceCriteria"
+F_PRIORITY = "Microsoft.VSTS.Common.Priority"
+F_STORY_POINTS = "Microsoft.VSTS.Scheduling.StoryPoints"
+F_EFFORT = "Microsoft.VSTS.Scheduling.Effort"
+F_SIZE = "Microsoft.VSTS.Scheduling.Size"
+F_CLOSED = "Microsoft.VSTS.Common.ClosedDate"
+F_STATE_CHANGED = "Microsoft.VSTS.Common.StateChangeDate"
+F_ACTIVATED = "Microsoft.VSTS.Common.ActivatedDate"
+F_CMMI_BLOCKED = "Microsoft.VSTS.CMMI.Blocked"
+
+#: Fields every sync needs; an organization always has them.
+REQUIRED_FIELDS = (F_ID, F_TYPE, F_PROJECT, F_STATE, F_TITLE, F_CHANGED)
+#: Fields a process may lack (e.g. CMMI's Blocked on an on-prem collection without CMMI
+#: projects): dropped from the request if the server says it cannot find them (TF51535).
+OPTIONAL_FIELDS = (
+    F_CREATED,
+    "System.Reason",
+    "System.AreaPath",
+    "System.IterationPath",
+    "System.AssignedTo",
+    F_TAGS,
+    F_DESCRIPTION,
+    F_ACCEPTANCE,
+    F_PRIORITY,
+    F_STORY_POINTS,
+    F_EFFORT,
+    F_SIZE,
+    F_CLOSED,
+    F_STATE_CHANGED,
+    F_ACTIVATED,
+    "Microsoft.VSTS.Common.ResolvedDate",
+    F_CMMI_BLOCKED,
+)
+
+CATEGORY_STATUS = {
+    "proposed": Status.QUEUED,
+    "inprogress": Status.IN_PROGRESS,
+    "resolved": Status.PR_READY,
+    "completed": Status.COMPLETED,
+    "removed": Status.CANCELLED,
+}
+PRIORITIES = {1: PRIORITY_HIGHEST, 2: PRIORITY_HIGH, 3: PRIORITY_MEDIUM, 4: PRIORITY_LOW}
+
+
+# ---------------------------------------------------------------------------------------------
+# Config
+# ---------------------------------------------------------------------------------------------
+class AzureDevOpsConfig(ConnectorConfig):
+    """`integrations.config` of an azure_devops row."""
+
+    organization_url: str  # https://dev.azure.com/myorg (or https://myorg.visualstudio.com)
+    project: str
+    area_path: str | None = None  # e.g. "My Project\\Web": that area and everything under it
+    work_item_types: list[str] | None = None  # e.g. ["User Story", "Bug"]; None = every type
+    batch_size: int = Field(default=200, ge=1, le=BATCH_CAP)
+    wiql_top: int = Field(default=19_000, ge=1, lt=WIQL_CAP)
+    request_timeout: float = Field(default=60.0, gt=0)  # seconds, per HTTP request
+
+    @field_validator("organization_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        value = value.strip().rstrip("/")
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("organization_url must look like https://dev.azure.com/<organization>")
+        return value
+
+    @field_validator("project")
+    @classmethod
+    def _non_empty(cls, value: str) -> str:
+        value = value.strip()
+        if not value:
+            raise ValueError("project must not be empty")
+        return value
+
+    @field_validator("area_path")
+    @classmethod
+    def _area(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        value = value.strip().strip("\\")
+        return value or None
+
+    @field_validator("work_item_types")
+    @classmethod
+    def _types(cls, value: list[str] | None) -> list[str] | None:
+        if value is None:
+            return None
+        cleaned = [t.strip() for t in value if t.strip()]
+        return cleaned or None
+
+
+# ---------------------------------------------------------------------------------------------
+# Pure helpers: identity, WIQL text, mapping (unit-tested without a server)
+# ---------------------------------------------------------------------------------------------
+def org_identity(organization_url: str) -> str:
+    """The site part of external_id: host[:port]/path, lower case (organization names are
+    case-insensitive). A legacy `myorg.visualstudio.com` URL names the same organization as
+    `dev.azure.com/myorg`, so both give `dev.azure.com/myorg`."""
+    parts = urlsplit(organization_url.strip())
+    host = (parts.hostname or "").lower()
+    path = parts.path.strip("/").lower()
+    if host.endswith(".visualstudio.com") and path in ("", "defaultcollection"):
+        return f"dev.azure.com/{host.removesuffix('.visualstudio.com')}"
+    site = f"{host}:{parts.port}" if parts.port else host
+    return f"{site}/{path}" if path else site
+
+
+def web_url(organization_url: str, project: str, item_id: int) -> str:
+    """The work item's page in the browser."""
+    return f"{organization_url.rstrip('/')}/{quote(project, safe='')}/_workitems/edit/{item_id}"
+
+
+def wiql_string(text: str) -> str:
+    """A WIQL string literal: quotes doubled, so a name cannot end the literal early."""
+    return "'" + text.replace("'", "''") + "'"
+
+
+def wiql_time(value: datetime) -> str:
+    """A WIQL date literal in UTC (read with timePrecision=true), fractional seconds only when
+    the value has them (ChangedDate is kept to the millisecond)."""
+    value = utc(value)
+    text = value.strftime("%Y-%m-%dT%H:%M:%S")
+    if value.microsecond:
+        digits = f"{value.microsecond:06d}"
+        text += "." + (digits[:3] if value.microsecond % 1000 == 0 else digits)
+    return wiql_string(text + "Z")
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class Position:
+    """A place in the (ChangedDate, Id) order the sync reads in."""
+
+    changed: datetime
+    item_id: int
+
+
+def scope_clauses(config: AzureDevOpsConfig) -> list[str]:
+    """The WHERE clauses every query of this integration shares."""
+    clauses = ["[System.TeamProject] = @project"]
+    if config.area_path:
+        clauses.append(f"[System.AreaPath] UNDER {wiql_string(config.area_path)}")
+    if config.work_item_types:
+        types = ", ".join(wiql_string(t) for t in config.work_item_types)
+        clauses.append(f"[System.WorkItemType] IN ({types})")
+    return clauses
+
+
+def changes_query(
+    config: AzureDevOpsConfig,
+    *,
+    since: datetime | None,
+    after: Position | None,
+    upto: Position | None,
+) -> str:
+    """Ids changed at or after `since`, strictly after position `after`, up to and including
+    position `upto`, in (ChangedDate, Id) order."""
+    clauses = scope_clauses(config)
+    if since is not None:
+        clauses.append(f"[System.ChangedDate] >= {wiql_time(since)}")
+    if after is not None:
+        at = wiql_time(after.changed)
+        clauses.append(
+            f"([System.ChangedDate] > {at} OR "
+            f"([System.ChangedDate] = {at} AND [System.Id] > {after.item_id}))"
+        )
+    if upto is not None:
+        at = wiql_time(upto.changed)
+        if upto.item_id >= MAX_ID:
+            clauses.append(f"[System.ChangedDate] <= {at}")
+        else:
+            clauses.append(
+                f"([System.ChangedDate] < {at} OR "
+                f"([System.ChangedDate] = {at} AND [System.Id] <= {upto.item_id}))"
+            )
+    return (
+        "SELECT [System.Id] FROM WorkItems WHERE "
+        + " AND ".join(clauses)
+        + " ORDER BY [System.ChangedDate] ASC, [System.Id] ASC"
+    )
+
+
+def ids_query(config: AzureDevOpsConfig, *, after_id: int, upto_id: int | None) -> str:
+    """Ids in scope greater than `after_id` (and at most `upto_id`), in id order."""
+    clauses = scope_clauses(config)
+    if after_id > 0:
+        clauses.append(f"[System.Id] > {after_id}")
+    if upto_id is not None:
+        clauses.append(f"[System.Id] <= {upto_id}")
+    return (
+        "SELECT [System.Id] FROM WorkItems WHERE "
+        + " AND ".join(clauses)
+        + " ORDER BY [System.Id] ASC"
+    )
+
+
+def split_window(start: Position, upto: Position) -> Position:
+    """A position strictly between `start` (exclusive) and `upto` (inclusive): the new upper
+    bound after the server refused the window (start, upto] for matching more than 20,000
+    items. Halves the time span; within one instant, halves the id range instead."""
+    if upto.changed - start.changed >= timedelta(microseconds=2):
+        return Position(start.changed + (upto.changed - start.changed) / 2, MAX_ID)
+    if upto.changed > start.changed and start.item_id < MAX_ID:
+        return Position(start.changed, MAX_ID)
+    low_id = start.item_id if upto.changed == start.changed else -1
+    middle = low_id + (upto.item_id - low_id) // 2
+    if not low_id < middle < upto.item_id:
+        raise RetriableError("Azure DevOps refused a WIQL window it cannot be split further")
+    return Position(upto.changed, middle)
+
+
+def parse_time(value: Any) -> datetime | None:
+    """An ADO date field (ISO 8601, "Z", 0-7 fractional digits) as aware UTC."""
+    if isinstance(value, datetime):
+        return utc(value)
+    if not isinstance(value, str) or not value:
+        return None
+    text = value.strip()
+    if text.endswith(("Z", "z")):
+        text = text[:-1] + "+00:00"
+    match = re.match(r"^(.*T\d\d:\d\d:\d\d)\.(\d+)(.*)$", text)
+    if match:  # Python wants 3 or 6 fractional digits before 3.11; keep it tolerant of 7
+        text = f"{match[1]}.{match[2][:6].ljust(6, '0')}{match[3]}"
+    try:
+        return utc(datetime.fromisoformat(text))
+    except ValueError:
+        return None
+
+
+_BLOCK_TAGS = frozenset(
+    "address article aside blockquote dd div dl dt fieldset figcaption figure footer form h1 h2 h3 "
+    "h4 h5 h6 header hr li main nav ol p pre section table tbody thead tfoot tr ul".split()
+)
+
+
+class _TextExtractor(HTMLParser):
+    """HTML -> readable text: blocks and <br> become line breaks, list items get "- "."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.parts: list[str] = []
+        self._skip = 0
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag in ("script", "style"):
+            self._skip += 1
+        elif tag == "br":
+            self.parts.append("\n")
+        elif tag == "li":
+            self.parts.append("\n- ")
+        elif tag in ("td", "th"):
+            self.parts.append(" ")
+        elif tag in _BLOCK_TAGS:
+            self.parts.append("\n")
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in ("script", "style"):
+            self._skip = max(0, self._skip - 1)
+        elif tag in _BLOCK_TAGS:
+            self.parts.append("\n")
+
+    def handle_data(self, data: str) -> None:
+        if not self._skip:
+            self.parts.append(re.sub(r"\s+", " ", data))
+
+
+def html_to_text(value: Any) -> str | None:
+    """ADO rich-text fields (HTML) as plain text; None when empty."""
+    if not isinstance(value, str) or not value.strip():
+        return None
+    if "<" not in value and "&" not in value:
+        return value.strip()
+    parser = _TextExtractor()
+    parser.feed(value)
+    parser.close()
+    text = "".join(parser.parts).replace("\xa0", " ")
+    lines = [re.sub(r"[ \t]+", " ", line).strip() for line in text.split("\n")]
+    out: list[str] = []
+    for line in lines:
+        if line or (out and out[-1]):
+            out.append(line)
+    return "\n".join(out).strip() or None
+
+
+def story_points(fields: Mapping[str, Any]) -> int | None:
+    """StoryPoints (Agile), else Effort (Scrum, Basic), else Size (CMMI), rounded half up."""
+    for name in (F_STORY_POINTS, F_EFFORT, F_SIZE):
+        value = fields.get(name)
+        if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
+            return math.floor(value + 0.5)
+    return None
+
+
+def priority(fields: Mapping[str, Any]) -> int:
+    """ADO 1 (highest) .. 4 (lowest) onto our 0 none .. 4 highest."""
+    value = fields.get(F_PRIORITY)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return PRIORITY_NONE
+    return PRIORITIES.get(int(value), PRIORITY_NONE)
+
+
+def has_tag(tags: Any, wanted: str) -> bool:
+    """ADO tags are one string, "a; b; c"."""
+    if not isinstance(tags, str):
+        return False
+    return any(t.strip().casefold() == wanted.casefold() for t in tags.split(";"))
+
+
+def guess_category(state: str | None) -> str:
+    """A state's category when the type's states cannot tell (type deleted, state renamed)."""
+    name = (state or "").strip().casefold()
+    if name in ("new", "to do", "proposed", "approved", ""):
+        return "Proposed"
+    if name == "resolved":
+        return "Resolved"
+    if name in ("closed", "done", "completed"):
+        return "Completed"
+    if name in ("removed", "cut"):
+        return "Removed"
+    return "InProgress"
+
+
+def status_of(
+    fields: Mapping[str, Any], category: str | None, overrides: Mapping[str, Status]
+) -> Status:
+    """Notes 3.6: the state's category, refined for blocked / in-review work; the admin's
+    status_map (keyed by state name) wins."""
+    state = fields.get(F_STATE)
+    state_name = state if isinstance(state, str) else None
+    category = category or guess_category(state_name)
+    default = CATEGORY_STATUS.get(category.casefold(), Status.QUEUED)
+    if default is Status.IN_PROGRESS:
+        blocked = str(fields.get(F_CMMI_BLOCKED) or "").strip().casefold() == "yes"
+        if blocked or has_tag(fields.get(F_TAGS), "Blocked"):
+            default = Status.BLOCKED
+        elif status_name_suggests(state_name, "review", "reviewing", "pr"):
+            default = Status.PR_READY
+    return map_status(state_name, default, overrides)
+
+
+def map_work_item(
+    raw: Mapping[str, Any],
+    *,
+    config: AzureDevOpsConfig,
+    site: str,
+    category: str | None,
+) -> WorkItem:
+    """One workItemsBatch entry ({"id","rev","fields","url"}) onto a WorkItem."""
+    fields: Mapping[str, Any] = raw.get("fields") or {}
+    item_id = int(raw["id"])
+    updated = parse_time(fields.get(F_CHANGED)) or parse_time(fields.get(F_CREATED))
+    if updated is None:
+        raise RetriableError(f"Azure DevOps sent work item {item_id} without a ChangedDate")
+    status = status_of(fields, category, config.status_map)
+    completed = parse_time(fields.get(F_CLOSED))
+    if completed is None and status is Status.COMPLETED:
+        completed = parse_time(fields.get(F_STATE_CHANGED))
+    project = fields.get(F_PROJECT)
+    title = fields.get(F_TITLE)
+    return WorkItem(
+        external_id=f"{site}/{item_id}",
+        external_key=str(item_id),
+        title=title if isinstance(title, str) else "",
+        status=status,
+        updated_at=updated,
+        description=html_to_text(fields.get(F_DESCRIPTION)),
+        acceptance_criteria=html_to_text(fields.get(F_ACCEPTANCE)),
+        priority=priority(fields),
+        story_points=story_points(fields),
+        external_url=web_url(
+            config.organization_url,
+            project if isinstance(project, str) else config.project,
+            item_id,
+        ),
+        started_at=parse_time(fields.get(F_ACTIVATED)),
+        completed_at=completed,
+        raw=dict(raw),
+    )
+
+
+def retry_after_seconds(headers: Mapping[str, str] | None) -> float | None:
+    """`Retry-After` as seconds (a number or an HTTP date); None when absent or unreadable."""
+    if not headers:
+        return None
+    value = next((v for k, v in headers.items() if k.lower() == "retry-after"), None)
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, (utc(when) - datetime.now(UTC)).total_seconds())
+
+
+# ---------------------------------------------------------------------------------------------
+# The SDK boundary
+# ---------------------------------------------------------------------------------------------
+class _Window:
+    """Where a `changes` run stands in the (ChangedDate, Id) order.
+
+    `after`: every item up to this position has been read. `upto`: the current query's upper
+    bound, set only while the server refuses larger windows (VS402337). `reached`: the furthest
+    position read whose date the query that found it can vouch for: an item changed after that
+    query (date past its asOf) has jumped ahead and says nothing about where the query stood.
+    """
+
+    def __init__(self, since: datetime | None) -> None:
+        self.since = since
+        self.after: Position | None = None
+        self.upto: Position | None = None
+        self.reached: Position | None = None
+        self._reached_in_query: Position | None = None
+        self._stalls = 0
+
+    def start(self) -> Position:
+        if self.after is not None:
+            return self.after
+        return Position(self.since or EARLIEST, -1)  # -1: every id at `since` is still to read
+
+    def narrow(self, horizon: datetime) -> None:
+        self.upto = split_window(self.start(), self.upto or Position(horizon, MAX_ID))
+        self._reached_in_query = None
+
+    def saw(self, position: Position, as_of: datetime) -> None:
+        if position.changed <= as_of:
+            if self._reached_in_query is None or position > self._reached_in_query:
+                self._reached_in_query = position
+            if self.reached is None or position > self.reached:
+                self.reached = position
+
+    def checkpoint(self, first_as_of: datetime) -> dict[str, datetime]:
+        """Resume point after the items so far: nothing unread before it (clamped to the run's
+        first asOf, past which items may have changed during the run)."""
+        if self.reached is None:
+            return {}
+        return {"": min(self.reached.changed, first_as_of)}
+
+    def advance(self, full: bool) -> None:
+        """After a query's ids were all fetched: continue after the last vouched-for item when
+        the query came back full, else move past the exhausted bounded window."""
+        reached, self._reached_in_query = self._reached_in_query, None
+        if not full:
+            assert self.upto is not None
+            self.after, self.upto = self.upto, None
+            return
+        if reached is None or (self.after is not None and reached <= self.after):
+            self._stalls += 1  # every item of the window changed meanwhile: ask again
+            if self._stalls > 3:
+                raise RetriableError(
+                    "Azure DevOps work items kept changing faster than they could be read"
+                )
+            return
+        self._stalls, self.after = 0, reached
+
+
+class _CapExceeded(Exception):
+    """The server refused a WIQL query for matching more than 20,000 items (VS402337)."""
+
+
+class _UnknownField(Exception):
+    """The organization has no such field (TF51535): drop it from the request."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(name)
+        self.name = name
+
+
+# The status and headers of the last response seen on this thread (a requests response hook on
+# our client records them): the SDK's exceptions keep neither, and a 200 may carry Retry-After.
+_LAST = threading.local()
+
+
+def _record_response(response: Any, *args: Any, **kwargs: Any) -> None:
+    _LAST.status = response.status_code
+    _LAST.headers = dict(response.headers)
+
+
+def _sdk() -> Any:
+    """Import the SDK (lazily: see `_prepare_cache_dir`)."""
+    from azure.devops import connection
+
+    return connection
+
+
+def _prepare_cache_dir(ctx: ConnectorContext) -> None:
+    # The SDK caches API locations on disk for 12 h, in a directory it reads from
+    # AZURE_DEVOPS_CACHE_DIR once, when `azure.devops` is first imported. Point it under our
+    # cache dir before that import (a home directory may be read-only, and a shared cache makes
+    # a sandbox on a reused port skip its OPTIONS call). Later connectors cannot change it.
+    path = ctx.cache_dir / "azure-devops-sdk"
+    path.mkdir(parents=True, exist_ok=True)
+    os.environ.setdefault("AZURE_DEVOPS_CACHE_DIR", str(path))
+
+
+def _service_message(exc: BaseException) -> str:
+    """The server's own error text (never carries request headers)."""
+    message = getattr(exc, "message", None)
+    return message if isinstance(message, str) else ""
+
+
+async def _in_thread_with_retries(ctx: ConnectorContext, what: str, call: Callable[[], T]) -> T:
+    """`connectors.retry.in_thread_with_retries`, same policy (`retry_delay`), without tenacity.
+
+    Stand-in until connectors/retry.py is fixed: tenacity 9 computes `wait` before `stop`, so that
+    helper's wait reads its plan before its stop hook writes it and never sleeps (Retry-After
+    ignored). Switch back to the shared helper once it is.
+    """
+    attempt = 0
+    while True:
+        attempt += 1
+        try:
+            return await asyncio.to_thread(call)
+        except RetriableError as exc:
+            delay = retry_delay(exc, attempt, ctx)
+            if delay is None:
+                raise
+            ctx.on_wait(what, delay)
+            await asyncio.sleep(delay)
+
+
+# ---------------------------------------------------------------------------------------------
+# The connector
+# ---------------------------------------------------------------------------------------------
+class AzureDevOpsConnector:
+    """Work items of one Azure DevOps project."""
+
+    source: ClassVar[str] = "azure_devops"
+    config_model: ClassVar[type[ConnectorConfig]] = AzureDevOpsConfig
+    overlap: ClassVar[timedelta] = timedelta(minutes=2)
+
+    def __init__(self, config: AzureDevOpsConfig, ctx: ConnectorContext) -> None:
+        self.config = (
+            config
+            if isinstance(config, AzureDevOpsConfig)
+            else AzureDevOpsConfig.model_validate(config)
+        )
+        self.ctx = ctx
+        self.site = org_identity(self.config.organization_url)
+        self._client: Any = None
+        self._client_lock = threading.Lock()
+        self._fields: list[str] = [*REQUIRED_FIELDS, *OPTIONAL_FIELDS]
+        self._categories: dict[str, dict[str, str]] = {}  # type -> state -> category (casefold)
+        _prepare_cache_dir(ctx)
+
+    # -- plumbing -----------------------------------------------------------------------------
+    def _wit(self) -> Any:
+        """The work item tracking client, created on first use (in a worker thread: creating
+        it calls OPTIONS /_apis and GET /_apis/ResourceAreas)."""
+        with self._client_lock:
+            if self._client is None:
+                from azure.devops.credentials import BasicAuthentication
+                from urllib3.util.retry import Retry
+
+                connection = _sdk().Connection(
+                    base_url=self.config.organization_url,
+                    creds=BasicAuthentication("", self.ctx.token.get_secret_value()),
+                )
+                client = connection.clients.get_work_item_tracking_client()
+                # No retries inside the SDK (msrest would sleep Retry-After in this thread with no
+                # deadline): every response comes back to us; connectors.retry decides.
+                client.config.retry_policy.policy = Retry(
+                    total=0,
+                    connect=0,
+                    read=0,
+                    redirect=0,
+                    status=0,
+                    other=0,
+                    status_forcelist=(),
+                    respect_retry_after_header=False,
+                    raise_on_status=False,
+                    raise_on_redirect=False,
+                )
+                client.config.connection.timeout = self.config.request_timeout
+                client.config.hooks.append(_record_response)
+                self._client = client
+            return self._client
+
+    def _blocking(self, what: str, call: Callable[[Any], T]) -> tuple[T, float | None]:
+        """Run one SDK call (in a worker thread): its result and any Retry-After the successful
+        response carried; SDK exceptions become ours."""
+        _LAST.status, _LAST.headers = None, {}
+        try:
+            result = call(self._wit())
+        except Exception as exc:
+            raise self._translate(exc, what) from None
+        return result, retry_after_seconds(_LAST.headers)
+
+    async def _call(self, what: str, call: Callable[[Any], T]) -> T:
+        result, pause = await _in_thread_with_retries(
+            self.ctx, what, lambda: self._blocking(what, call)
+        )
+        if pause:
+            await self._pause(what, pause)
+        return result
+
+    async def _pause(self, what: str, seconds: float) -> None:
+        """ADO sends Retry-After on successful responses when it starts delaying a user: slow
+        down, within the run's limits."""
+        seconds = min(seconds, self.ctx.sleep_cap)
+        if self.ctx.deadline is not None:
+            seconds = min(seconds, max(0.0, self.ctx.deadline - time.monotonic()))
+        if seconds > 0:
+            self.ctx.on_wait(what, seconds)
+            await asyncio.sleep(seconds)
+
+    def _translate(self, exc: Exception, what: str) -> BaseException:
+        """An SDK exception as RetriableError / FatalError (or an internal signal)."""
+        from azure.devops.exceptions import AzureDevOpsAuthenticationError
+        from msrest.exceptions import ClientRequestError, DeserializationError
+
+        status: int | None = getattr(_LAST, "status", None)
+        headers: Mapping[str, str] = getattr(_LAST, "headers", {}) or {}
+        message = _service_message(exc)
+        org, project = self.config.organization_url, self.config.project
+        if isinstance(exc, AzureDevOpsAuthenticationError) or status == 401:
+            return FatalError(
+                f"Azure DevOps rejected the PAT (401) for {org}: create a new personal access "
+                "token with the Work Items (Read) scope for this organization and update the "
+                "integration's token"
+            )
+        if status == 429 or "TF400733" in message:
+            return RetriableError(
+                f"Azure DevOps rate limit (429) on {what}", retry_after=retry_after_seconds(headers)
+            )
+        if status is not None and status >= 500:
+            return RetriableError(
+                f"Azure DevOps server error ({status}) on {what}",
+                retry_after=retry_after_seconds(headers),
+            )
+        if "VS402337" in message:
+            return _CapExceeded(message)
+        field = re.search(r"TF51535: Cannot find field ([\w.]+)", message)
+        if field and field.group(1) not in REQUIRED_FIELDS:
+            return _UnknownField(field.group(1))
+        if "TF200016" in message or (status == 404 and "project" in message.casefold()):
+            return FatalError(
+                f"Azure DevOps project {project!r} not found in {org}: check the project name "
+                "(as shown in the project's URL) and that the PAT's user can see it"
+            )
+        if "TF51011" in message and self.config.area_path:
+            return FatalError(
+                f"Azure DevOps refused area_path {self.config.area_path!r} in project "
+                f"{project!r}: {message}"
+            )
+        if status == 403:
+            return FatalError(
+                f"Azure DevOps denied access (403) to project {project!r}: give the PAT's user "
+                "read access to its work items"
+            )
+        if status is not None and 400 <= status < 500:
+            detail = message or f"HTTP {status}"
+            return FatalError(f"Azure DevOps refused the {what}: {detail}")
+        if isinstance(exc, ValueError) and "is not registered" in str(exc):
+            return FatalError(
+                f"{org} does not answer like an Azure DevOps organization: check organization_url "
+                "(https://dev.azure.com/<organization>)"
+            )
+        if isinstance(exc, DeserializationError | ValueError):
+            return RetriableError(f"Azure DevOps sent a malformed response to the {what}")
+        if isinstance(exc, ClientRequestError):
+            return RetriableError(
+                f"could not reach Azure DevOps for the {what} ({type(exc).__name__})"
+            )
+        return RetriableError(f"the Azure DevOps SDK failed on the {what} ({type(exc).__name__})")
+
+    # -- SDK calls ----------------------------------------------------------------------------
+    async def _wiql(self, query: str, top: int) -> tuple[list[int], datetime]:
+        """One WIQL query: the ids in its order and the server's asOf."""
+
+        def call(wit: Any) -> tuple[list[int], datetime]:
+            from azure.devops.v7_0.work_item_tracking.models import (
+                TeamContext,
+                Wiql,
+            )
+
+            result = wit.query_by_wiql(
+                Wiql(query=query),
+                team_context=TeamContext(project=self.config.project),
+                time_precision=True,
+                top=top,
+            )
+            ids = [int(ref.id) for ref in result.work_items or []]
+            as_of = result.as_of
+            return ids, utc(as_of) if isinstance(as_of, datetime) else datetime.now(UTC)
+
+        return await self._call("WIQL query", call)
+
+    async def _fetch(self, ids: Sequence[int]) -> list[dict[str, Any]]:
+        """The fields of `ids` (at most 200) in the order asked; deleted ids are left out."""
+        while True:
+            fields = list(self._fields)
+
+            def call(wit: Any, fields: list[str] = fields) -> list[Any]:
+                from azure.devops.v7_0.work_item_tracking.models import (
+                    WorkItemBatchGetRequest,
+                )
+
+                request = WorkItemBatchGetRequest(ids=list(ids), fields=fields, error_policy="omit")
+                return list(wit.get_work_items_batch(request, project=self.config.project) or [])
+
+            try:
+                got = await self._call("work item batch", call)
+            except _UnknownField as missing:
+                if missing.name not in self._fields:
+                    raise RetriableError("Azure DevOps keeps refusing a field") from None
+                self._fields.remove(missing.name)
+                continue
+            by_id = {
+                int(w.id): {
+                    "id": int(w.id),
+                    "rev": w.rev,
+                    "fields": dict(w.fields or {}),
+                    "url": w.url,
+                }
+                for w in got
+                if w is not None and w.id is not None
+            }
+            return [by_id[i] for i in ids if i in by_id]
+
+    async def _category(self, work_item_type: str, state: str | None) -> str | None:
+        """The category of `state` in `work_item_type` (states fetched once per type)."""
+        key = work_item_type.casefold()
+        if key not in self._categories:
+
+            def call(wit: Any) -> dict[str, str]:
+                try:
+                    states = wit.get_work_item_type_states(self.config.project, work_item_type)
+                except Exception as exc:
+                    if "VS402323" in _service_message(exc):  # the type no longer exists
+                        return {}
+                    raise
+                return {
+                    str(s.name).casefold(): str(s.category)
+                    for s in states or []
+                    if s.name and s.category
+                }
+
+            self._categories[key] = await self._call(f"states of {work_item_type!r}", call)
+        if not state:
+            return None
+        return self._categories[key].get(state.casefold())
+
+    async def _map_page(self, raws: Iterable[Mapping[str, Any]]) -> list[WorkItem]:
+        items: list[WorkItem] = []
+        for raw in raws:
+            fields = raw.get("fields") or {}
+            work_item_type = fields.get(F_TYPE)
+            state = fields.get(F_STATE)
+            category = (
+                await self._category(work_item_type, state if isinstance(state, str) else None)
+                if isinstance(work_item_type, str) and work_item_type
+                else None
+            )
+            items.append(map_work_item(raw, config=self.config, site=self.site, category=category))
+        return items
+
+    # -- the contract -------------------------------------------------------------------------
+    async def check(self) -> None:
+        """The PAT works and the project (and area path) exist: one WIQL with $top=1."""
+        query = (
+            "SELECT [System.Id] FROM WorkItems WHERE "
+            + " AND ".join(scope_clauses(self.config))
+            + " ORDER BY [System.Id] ASC"
+        )
+        await self._wiql(query, 1)
+
+    async def changes(self, since: Mapping[str, datetime]) -> AsyncIterator[Page]:
+        """Pages of work items changed at or after `since[""]`, in (ChangedDate, Id) order."""
+        start = utc(since[""]) if "" in since else None
+        window = _Window(since=start)
+        first_as_of: datetime | None = None
+        final_sent = False
+        while True:
+            query = changes_query(self.config, since=start, after=window.after, upto=window.upto)
+            try:
+                ids, as_of = await self._wiql(query, self.config.wiql_top)
+            except _CapExceeded:
+                window.narrow((first_as_of or datetime.now(UTC)) + timedelta(days=1))
+                continue
+            first_as_of = first_as_of or as_of
+            full = len(ids) >= self.config.wiql_top
+            last_query = not full and window.upto is None
+            size = self.config.batch_size
+            chunks = [ids[i : i + size] for i in range(0, len(ids), size)]
+            for n, chunk in enumerate(chunks):
+                raws = await self._fetch(chunk)
+                items = await self._map_page(raws)
+                for raw, item in zip(raws, items, strict=True):
+                    window.saw(Position(item.updated_at, int(raw["id"])), as_of)
+                final = last_query and n == len(chunks) - 1
+                if final:
+                    final_sent = True
+                    yield Page(items, {"": first_as_of})
+                elif items:
+                    yield Page(items, window.checkpoint(first_as_of))
+            if last_query:
+                break
+            window.advance(full)
+        if not final_sent:
+            yield Page([], {"": first_as_of or datetime.now(UTC)})
+
+    async def all_ids(self) -> AsyncIterator[list[str]]:
+        """Every work item id in scope, by id, `wiql_top` at a time."""
+        top = self.config.wiql_top
+        after_id, upto_id = 0, None
+        while True:
+            try:
+                ids, _ = await self._wiql(
+                    ids_query(self.config, after_id=after_id, upto_id=upto_id), top
+                )
+            except _CapExceeded:
+                ceiling = upto_id if upto_id is not None else MAX_ID
+                if ceiling - after_id <= 1:
+                    raise RetriableError(
+                        "Azure DevOps refused a WIQL id window of one item"
+                    ) from None
+                upto_id = after_id + (ceiling - after_id) // 2
+                continue
+            if ids:
+                yield [f"{self.site}/{i}" for i in ids]
+            if len(ids) >= top:
+                after_id = ids[-1]
+                continue
+            if upto_id is None:
+                return
+            after_id, upto_id = upto_id, None
+
+    async def aclose(self) -> None:
+        """Drop the client (its HTTP sessions live in the worker threads and close with them)."""
+        self._client = None
+
+
+__all__ = [
+    "AzureDevOpsConfig",
+    "AzureDevOpsConnector",
+    "ConnectorError",
+    "changes_query",
+    "html_to_text",
+    "map_work_item",
+    "org_identity",
+]

@@ -1,0 +1,1064 @@
+"""A local Azure DevOps (Boards) server that the real `azure-devops` SDK talks to unmodified.
+
+Serves what the SDK calls (tracker-api-notes 3.1-3.5): the `OPTIONS /{org}/_apis` location list,
+`GET /{org}/_apis/ResourceAreas` (empty: "on-prem", so the SDK stays on our base URL),
+`POST /{org}/{project}/_apis/wit/wiql` (the WIQL is parsed and evaluated for real),
+`POST /{org}/{project}/_apis/wit/workItemsBatch` and
+`GET /{org}/{project}/_apis/wit/workitemtypes/{type}/states`. Every request needs the PAT as Basic
+auth (any user name). Work items live in memory with explicit ChangedDate values, so tests control
+upstream time; the server's own clock (`now`) only answers WIQL `asOf`.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+import threading
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+from urllib.parse import unquote
+
+from connectors.sandbox.base import Fault, Request, Response, SandboxServer
+
+WIQL_CAP = 20_000  # the server's hard limit on a WIQL result (VS402337)
+BATCH_CAP = 200  # the most ids one workItemsBatch accepts (VS403474)
+
+# Location rows of the OPTIONS answer: (id, area, resourceName, routeTemplate, resourceVersion).
+LOCATIONS: tuple[tuple[str, str, str, str, int], ...] = (
+    (
+        "e81700f7-3be2-46de-8624-2eb35882fcaa",
+        "Location",
+        "ResourceAreas",
+        "_apis/{resource}/{areaId}",
+        1,
+    ),
+    (
+        "1a9c53f7-f243-4447-b110-35ef023636e4",
+        "wit",
+        "wiql",
+        "{project}/{team}/_apis/{area}/{resource}/{id}",
+        2,
+    ),
+    (
+        "72c7ddf8-2cdc-4f60-90cd-ab71c14a399b",
+        "wit",
+        "workItems",
+        "{project}/_apis/{area}/{resource}/{id}",
+        3,
+    ),
+    (
+        "908509b6-4248-4475-a1cd-829139ba419f",
+        "wit",
+        "workItemsBatch",
+        "{project}/_apis/{area}/{resource}",
+        1,
+    ),
+    (
+        "7c9d7a76-4a09-43e8-b5df-bd792f4ac6aa",
+        "wit",
+        "states",
+        "{project}/_apis/{area}/workitemtypes/{type}/{resource}",
+        1,
+    ),
+)
+
+# States of the system processes (Agile, Scrum, CMMI, Basic) plus an "In Review" column that
+# inherited processes commonly add. (name, color, category)
+AGILE_STORY = [
+    ("New", "b2b2b2", "Proposed"),
+    ("Active", "007acc", "InProgress"),
+    ("In Review", "ff9d00", "InProgress"),
+    ("Resolved", "ff9d00", "Resolved"),
+    ("Closed", "339933", "Completed"),
+    ("Removed", "ffffff", "Removed"),
+]
+DEFAULT_STATES: dict[str, list[tuple[str, str, str]]] = {
+    "User Story": AGILE_STORY,
+    "Bug": AGILE_STORY[:2] + AGILE_STORY[3:5],
+    "Task": [AGILE_STORY[0], AGILE_STORY[1], AGILE_STORY[4], AGILE_STORY[5]],
+    "Feature": AGILE_STORY,
+    "Epic": AGILE_STORY,
+    "Product Backlog Item": [
+        ("New", "b2b2b2", "Proposed"),
+        ("Approved", "5688e0", "Proposed"),
+        ("Committed", "007acc", "InProgress"),
+        ("Done", "339933", "Completed"),
+        ("Removed", "ffffff", "Removed"),
+    ],
+    "Requirement": [
+        ("Proposed", "b2b2b2", "Proposed"),
+        ("Active", "007acc", "InProgress"),
+        ("Resolved", "ff9d00", "Resolved"),
+        ("Closed", "339933", "Completed"),
+    ],
+    "Issue": [
+        ("To Do", "b2b2b2", "Proposed"),
+        ("Doing", "007acc", "InProgress"),
+        ("Done", "339933", "Completed"),
+    ],
+}
+
+DATE_FIELDS = frozenset(
+    {
+        "System.ChangedDate",
+        "System.CreatedDate",
+        "System.AuthorizedDate",
+        "System.RevisedDate",
+        "Microsoft.VSTS.Common.StateChangeDate",
+        "Microsoft.VSTS.Common.ActivatedDate",
+        "Microsoft.VSTS.Common.ResolvedDate",
+        "Microsoft.VSTS.Common.ClosedDate",
+    }
+)
+INT_FIELDS = frozenset({"System.Id", "System.Rev", "Microsoft.VSTS.Common.Priority"})
+NUMBER_FIELDS = frozenset(
+    {
+        "Microsoft.VSTS.Scheduling.StoryPoints",
+        "Microsoft.VSTS.Scheduling.Effort",
+        "Microsoft.VSTS.Scheduling.Size",
+        "Microsoft.VSTS.Scheduling.RemainingWork",
+    }
+)
+STRING_FIELDS = frozenset(
+    {
+        "System.TeamProject",
+        "System.AreaPath",
+        "System.IterationPath",
+        "System.WorkItemType",
+        "System.State",
+        "System.Reason",
+        "System.Title",
+        "System.Description",
+        "System.Tags",
+        "System.AssignedTo",
+        "System.CreatedBy",
+        "System.ChangedBy",
+        "Microsoft.VSTS.Common.AcceptanceCriteria",
+        "Microsoft.VSTS.CMMI.Blocked",
+        "Microsoft.VSTS.Common.ValueArea",
+    }
+)
+#: Every field reference name the sandbox organization defines.
+KNOWN_FIELDS = DATE_FIELDS | INT_FIELDS | NUMBER_FIELDS | STRING_FIELDS
+
+
+# ---------------------------------------------------------------------------------------------
+# Small helpers
+# ---------------------------------------------------------------------------------------------
+def ado_time(value: datetime) -> str:
+    """ADO's JSON form of a date: UTC, "Z", fractional digits only as many as needed."""
+    value = value.astimezone(UTC)
+    text = value.strftime("%Y-%m-%dT%H:%M:%S")
+    if value.microsecond:
+        text += ("." + f"{value.microsecond:06d}").rstrip("0")
+    return text + "Z"
+
+
+def to_ms(value: datetime) -> datetime:
+    """ADO keeps dates to the millisecond."""
+    value = value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
+    return value.replace(microsecond=value.microsecond // 1000 * 1000)
+
+
+def error_body(message: str, type_key: str = "InvalidQueryException") -> dict[str, Any]:
+    """The WrappedException shape ADO uses for every error."""
+    return {
+        "$id": "1",
+        "innerException": None,
+        "message": message,
+        "typeName": f"Microsoft.TeamFoundation.WorkItemTracking.Server.{type_key}, "
+        "Microsoft.TeamFoundation.WorkItemTracking.Server",
+        "typeKey": type_key,
+        "errorCode": 0,
+        "eventId": 3200,
+    }
+
+
+class WiqlError(ValueError):
+    """A query the sandbox (like the server) refuses: becomes HTTP 400."""
+
+
+# ---------------------------------------------------------------------------------------------
+# WIQL: the subset the connector sends, parsed and evaluated for real
+# ---------------------------------------------------------------------------------------------
+_TOKEN = re.compile(
+    r"""\s*(?:
+        (?P<field>\[[^\]]*\])
+      | (?P<string>'(?:[^']|'')*')
+      | (?P<macro>@\w+)
+      | (?P<number>-?\d+(?:\.\d+)?)
+      | (?P<op><>|>=|<=|=|<|>|\(|\)|,)
+      | (?P<word>[A-Za-z_][\w.]*)
+    )""",
+    re.VERBOSE,
+)
+
+Predicate = Callable[[Mapping[str, Any]], bool]
+
+
+@dataclass(frozen=True, slots=True)
+class Token:
+    kind: str
+    text: str
+
+
+@dataclass(slots=True)
+class ParsedQuery:
+    """A parsed WIQL flat query: `where` filters a fields dict, `order` is (field, descending)."""
+
+    fields: list[str]
+    where: Predicate
+    order: list[tuple[str, bool]]
+
+
+def tokenize(query: str) -> list[Token]:
+    tokens: list[Token] = []
+    pos = 0
+    query = query.rstrip()
+    while pos < len(query):
+        match = _TOKEN.match(query, pos)
+        if match is None or match.end() == pos:
+            raise WiqlError(
+                f"TF51006: Unexpected text at position {pos}: «{query[pos : pos + 20]}»"
+            )
+        kind = match.lastgroup or ""
+        tokens.append(Token(kind, match.group(kind)))
+        pos = match.end()
+    return tokens
+
+
+class WiqlParser:
+    """Recursive descent over the tokens. Comparisons are compiled into closures (fast enough to
+    filter tens of thousands of items per query)."""
+
+    def __init__(
+        self,
+        query: str,
+        *,
+        project: str | None,
+        time_precision: bool,
+        area_exists: Callable[[str], bool],
+    ) -> None:
+        self.tokens = tokenize(query)
+        self.pos = 0
+        self.project = project
+        self.time_precision = time_precision
+        self.area_exists = area_exists
+
+    # -- token plumbing -------------------------------------------------------------------
+    def peek(self) -> Token | None:
+        return self.tokens[self.pos] if self.pos < len(self.tokens) else None
+
+    def take(self) -> Token:
+        token = self.peek()
+        if token is None:
+            raise WiqlError("TF51006: The query statement ended unexpectedly.")
+        self.pos += 1
+        return token
+
+    def at_word(self, *words: str) -> bool:
+        token = self.peek()
+        return token is not None and token.kind == "word" and token.text.upper() in words
+
+    def expect_word(self, word: str) -> None:
+        token = self.take()
+        if token.kind != "word" or token.text.upper() != word:
+            raise WiqlError(f"TF51006: Expecting {word}. The error is caused by «{token.text}».")
+
+    def expect_op(self, op: str) -> None:
+        token = self.take()
+        if token.kind != "op" or token.text != op:
+            raise WiqlError(f"TF51006: Expecting '{op}'. The error is caused by «{token.text}».")
+
+    def field(self) -> str:
+        token = self.take()
+        if token.kind != "field":
+            raise WiqlError(
+                f"TF51006: Expecting field name. The error is caused by «{token.text}»."
+            )
+        name = token.text[1:-1].strip()
+        if name not in KNOWN_FIELDS:
+            raise WiqlError(
+                f"TF51005: The query references a field that does not exist. "
+                f"The error is caused by «{name}»."
+            )
+        return name
+
+    # -- grammar --------------------------------------------------------------------------
+    def parse(self) -> ParsedQuery:
+        self.expect_word("SELECT")
+        fields = [self.field()]
+        while self.peek() == Token("op", ","):
+            self.take()
+            fields.append(self.field())
+        self.expect_word("FROM")
+        source = self.take()
+        if source.kind != "word" or source.text.casefold() != "workitems":
+            raise WiqlError(
+                f"TF51006: Expecting WorkItems. The error is caused by «{source.text}»."
+            )
+        where: Predicate = lambda f: True  # noqa: E731
+        if self.at_word("WHERE"):
+            self.take()
+            where = self.expr()
+        order: list[tuple[str, bool]] = []
+        if self.at_word("ORDER"):
+            self.take()
+            self.expect_word("BY")
+            order.append(self.order_item())
+            while self.peek() == Token("op", ","):
+                self.take()
+                order.append(self.order_item())
+        if self.peek() is not None:
+            raise WiqlError(
+                f"TF51006: Unexpected text. The error is caused by «{self.take().text}»."
+            )
+        return ParsedQuery(fields, where, order)
+
+    def order_item(self) -> tuple[str, bool]:
+        name = self.field()
+        descending = False
+        if self.at_word("ASC", "DESC"):
+            descending = self.take().text.upper() == "DESC"
+        return name, descending
+
+    def expr(self) -> Predicate:
+        parts = [self.term()]
+        while self.at_word("OR"):
+            self.take()
+            parts.append(self.term())
+        if len(parts) == 1:
+            return parts[0]
+        return lambda f: any(p(f) for p in parts)
+
+    def term(self) -> Predicate:
+        parts = [self.factor()]
+        while self.at_word("AND"):
+            self.take()
+            parts.append(self.factor())
+        if len(parts) == 1:
+            return parts[0]
+        return lambda f: all(p(f) for p in parts)
+
+    def factor(self) -> Predicate:
+        if self.at_word("NOT"):
+            self.take()
+            inner = self.factor()
+            return lambda f: not inner(f)
+        if self.peek() == Token("op", "("):
+            self.take()
+            inner = self.expr()
+            self.expect_op(")")
+            return inner
+        return self.comparison()
+
+    def comparison(self) -> Predicate:
+        name = self.field()
+        negate = False
+        if self.at_word("NOT"):
+            self.take()
+            negate = True
+        if self.at_word("IN"):
+            self.take()
+            self.expect_op("(")
+            values = [self.value(name)]
+            while self.peek() == Token("op", ","):
+                self.take()
+                values.append(self.value(name))
+            self.expect_op(")")
+            wanted = set(values)
+            return lambda f: (self.key(name, f.get(name)) in wanted) != negate
+        if self.at_word("UNDER"):
+            self.take()
+            path = self.value(name)
+            if not isinstance(path, str) or name not in ("System.AreaPath", "System.IterationPath"):
+                raise WiqlError(
+                    f"TF51006: UNDER needs a path field. The error is caused by «{name}»."
+                )
+            if name == "System.AreaPath" and not self.area_exists(path):
+                raise WiqlError(
+                    "TF51011: The specified area path does not exist. "
+                    f"The error is caused by «{path}»."
+                )
+            prefix = path + "\\"
+
+            def under(f: Mapping[str, Any]) -> bool:
+                have = self.key(name, f.get(name))
+                return isinstance(have, str) and (have == path or have.startswith(prefix))
+
+            return (lambda f: not under(f)) if negate else under
+        if negate:
+            raise WiqlError("TF51006: Expecting IN or UNDER after NOT.")
+        op = self.take()
+        if op.kind != "op" or op.text not in ("=", "<>", ">", ">=", "<", "<="):
+            raise WiqlError(f"TF51006: Expecting an operator. The error is caused by «{op.text}».")
+        rhs = self.value(name)
+        return self.compare(name, op.text, rhs)
+
+    def compare(self, name: str, op: str, rhs: Any) -> Predicate:
+        key = self.key
+        if op == "=":
+            return lambda f: key(name, f.get(name)) == rhs
+        if op == "<>":
+            return lambda f: key(name, f.get(name)) != rhs
+
+        def ordered(f: Mapping[str, Any]) -> bool:
+            have = key(name, f.get(name))
+            if have is None:
+                return False
+            if op == ">":
+                return bool(have > rhs)
+            if op == ">=":
+                return bool(have >= rhs)
+            if op == "<":
+                return bool(have < rhs)
+            return bool(have <= rhs)
+
+        return ordered
+
+    def value(self, name: str) -> Any:
+        """A literal, converted to the comparison key of field `name`."""
+        token = self.take()
+        if token.kind == "macro":
+            if token.text.casefold() == "@project":
+                if self.project is None:
+                    raise WiqlError("TF51011: @project needs a project in the request URL.")
+                return self.project.casefold()
+            if token.text.casefold() == "@today":
+                return datetime.now(UTC).date()
+            raise WiqlError(f"TF51006: Unknown macro. The error is caused by «{token.text}».")
+        if token.kind == "string":
+            text = token.text[1:-1].replace("''", "'")
+            if name in DATE_FIELDS:
+                return self.date_literal(text)
+            if name in INT_FIELDS or name in NUMBER_FIELDS:
+                try:
+                    return float(text)
+                except ValueError:
+                    raise WiqlError(f"TF51006: «{text}» is not a number.") from None
+            return text.casefold()
+        if token.kind == "number":
+            if name in DATE_FIELDS or name in STRING_FIELDS:
+                raise WiqlError(f"TF51006: A number cannot be compared with «{name}».")
+            return float(token.text)
+        raise WiqlError(f"TF51006: Expecting a value. The error is caused by «{token.text}».")
+
+    def date_literal(self, text: str) -> datetime | date:
+        try:
+            parsed = datetime.fromisoformat(text)
+        except ValueError:
+            raise WiqlError(f"TF51006: «{text}» is not a valid date.") from None
+        has_time = "T" in text or " " in text.strip()
+        if not self.time_precision:
+            if has_time:
+                raise WiqlError(
+                    "VS402625: Dates must be entered without a time unless timePrecision is set. "
+                    f"The error is caused by «{text}»."
+                )
+            return parsed.date()
+        return parsed.astimezone(UTC) if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+    def key(self, name: str, raw: Any) -> Any:
+        """The comparison form of a stored value: strings case-folded, dates by day without time
+        precision, numbers as float."""
+        if raw is None:
+            return None
+        if name in DATE_FIELDS:
+            assert isinstance(raw, datetime)
+            return raw if self.time_precision else raw.date()
+        if name in INT_FIELDS or name in NUMBER_FIELDS:
+            return float(raw)
+        return str(raw).casefold()
+
+
+def _sorter(name: str) -> Callable[[Mapping[str, Any]], tuple[int, Any]]:
+    """ORDER BY key of one field: None sorts first; strings without case."""
+
+    def key(fields: Mapping[str, Any]) -> tuple[int, Any]:
+        value = fields.get(name)
+        if value is None:
+            return (0, 0)
+        if isinstance(value, str):
+            return (1, value.casefold())
+        return (1, value)
+
+    return key
+
+
+# ---------------------------------------------------------------------------------------------
+# The server
+# ---------------------------------------------------------------------------------------------
+class AzureDevOpsSandbox(SandboxServer):
+    """An in-memory Azure DevOps organization with one or more projects."""
+
+    def __init__(
+        self,
+        token: str = "sandbox-pat",
+        *,
+        organization: str = "myorg",
+        project: str = "My Project",
+        now: Callable[[], datetime] | None = None,
+    ) -> None:
+        super().__init__()
+        self.token = token
+        self.organization = organization
+        self.project = project
+        self.projects: dict[str, str] = {}  # casefold -> name
+        self.area_paths: set[str] = set()  # casefold
+        self.items: dict[int, dict[str, Any]] = {}  # id -> {"rev": int, "fields": {...}}
+        self.states: dict[str, list[tuple[str, str, str]]] = {
+            k.casefold(): v for k, v in DEFAULT_STATES.items()
+        }
+        self.known_fields: set[str] = set(KNOWN_FIELDS)
+        self.now: Callable[[], datetime] = now or (lambda: datetime.now(UTC))
+        #: Emulate a server that counts matches before applying $top (then VS402337 even with it).
+        self.cap_ignores_top = False
+        self._throttle: list[float] = []  # Retry-After to put on the next successful responses
+        self._next_id = 1
+        self._data_lock = threading.RLock()
+        self.add_project(project)
+
+    # -- data helpers for tests and the demo ------------------------------------------------
+    @property
+    def organization_url(self) -> str:
+        return f"{self.url}/{self.organization}"
+
+    def external_id(self, item_id: int) -> str:
+        """The external_id the connector reports for `item_id`."""
+        return f"127.0.0.1:{self.port}/{self.organization}/{item_id}".lower()
+
+    def add_project(self, name: str, areas: Iterable[str] = ()) -> None:
+        with self._data_lock:
+            self.projects[name.casefold()] = name
+            self.area_paths.add(name.casefold())
+            for area in areas:
+                self.add_area(f"{name}\\{area}")
+
+    def add_area(self, path: str) -> None:
+        """Register an area path (and its parents)."""
+        with self._data_lock:
+            parts = path.split("\\")
+            for i in range(1, len(parts) + 1):
+                self.area_paths.add("\\".join(parts[:i]).casefold())
+
+    def set_states(self, work_item_type: str, states: list[tuple[str, str]]) -> None:
+        """Define a type's states as (name, category)."""
+        with self._data_lock:
+            self.states[work_item_type.casefold()] = [(n, "b2b2b2", c) for n, c in states]
+
+    def add_item(
+        self,
+        title: str,
+        *,
+        changed: datetime,
+        work_item_type: str = "User Story",
+        state: str = "New",
+        project: str | None = None,
+        area_path: str | None = None,
+        fields: Mapping[str, Any] | None = None,
+        item_id: int | None = None,
+    ) -> int:
+        """Create a work item; returns its id. `fields` are reference name -> value."""
+        with self._data_lock:
+            if item_id is None:
+                item_id = self._next_id
+            self._next_id = max(self._next_id, item_id + 1)
+            project = project or self.project
+            area = area_path or project
+            self.add_area(area)
+            at = to_ms(changed)
+            values: dict[str, Any] = {
+                "System.Id": item_id,
+                "System.AreaPath": area,
+                "System.TeamProject": project,
+                "System.IterationPath": project,
+                "System.WorkItemType": work_item_type,
+                "System.State": state,
+                "System.Reason": "New",
+                "System.CreatedDate": at,
+                "System.ChangedDate": at,
+                "Microsoft.VSTS.Common.StateChangeDate": at,
+                "System.Title": title,
+            }
+            self.items[item_id] = {"rev": 1, "fields": values}
+            self._apply(item_id, fields or {}, at)
+            self.items[item_id]["rev"] = 1
+            return item_id
+
+    def add_items_fast(self, rows: Iterable[tuple[str, datetime]]) -> list[int]:
+        """Create many plain User Stories (title, changed) quickly; for large tests."""
+        ids: list[int] = []
+        with self._data_lock:
+            for title, changed in rows:
+                item_id = self._next_id
+                self._next_id += 1
+                at = to_ms(changed)
+                self.items[item_id] = {
+                    "rev": 1,
+                    "fields": {
+                        "System.Id": item_id,
+                        "System.AreaPath": self.project,
+                        "System.TeamProject": self.project,
+                        "System.IterationPath": self.project,
+                        "System.WorkItemType": "User Story",
+                        "System.State": "New",
+                        "System.Reason": "New",
+                        "System.CreatedDate": at,
+                        "System.ChangedDate": at,
+                        "Microsoft.VSTS.Common.StateChangeDate": at,
+                        "System.Title": title,
+                        "Microsoft.VSTS.Common.Priority": 2,
+                    },
+                }
+                ids.append(item_id)
+        return ids
+
+    def update_item(
+        self,
+        item_id: int,
+        *,
+        changed: datetime,
+        fields: Mapping[str, Any] | None = None,
+        **short: Any,
+    ) -> None:
+        """Change an item at upstream time `changed` (a new revision). `short` accepts title=,
+        state=, tags=, priority=, story_points=, description= for convenience."""
+        names = {
+            "title": "System.Title",
+            "state": "System.State",
+            "tags": "System.Tags",
+            "priority": "Microsoft.VSTS.Common.Priority",
+            "story_points": "Microsoft.VSTS.Scheduling.StoryPoints",
+            "description": "System.Description",
+            "area_path": "System.AreaPath",
+        }
+        values = dict(fields or {})
+        for key, value in short.items():
+            values[names[key]] = value
+        with self._data_lock:
+            self._apply(item_id, values, to_ms(changed))
+
+    def _apply(self, item_id: int, values: Mapping[str, Any], at: datetime) -> None:
+        item = self.items[item_id]
+        current = item["fields"]
+        state = values.get("System.State")
+        if state is not None and state != current.get("System.State"):
+            current["Microsoft.VSTS.Common.StateChangeDate"] = at
+            category = self.category_of(current["System.WorkItemType"], state)
+            if category == "InProgress" and "Microsoft.VSTS.Common.ActivatedDate" not in current:
+                current["Microsoft.VSTS.Common.ActivatedDate"] = at
+            if category == "Resolved":
+                current["Microsoft.VSTS.Common.ResolvedDate"] = at
+            if category == "Completed":
+                current["Microsoft.VSTS.Common.ClosedDate"] = at
+            elif category != "Removed":
+                current.pop("Microsoft.VSTS.Common.ClosedDate", None)
+        for name, value in values.items():
+            if name == "System.AreaPath" and value:
+                self.add_area(str(value))
+            if value is None or value == "":
+                current.pop(name, None)
+            else:
+                current[name] = to_ms(value) if isinstance(value, datetime) else value
+        current["System.ChangedDate"] = at
+        item["rev"] += 1
+        current["System.Rev"] = item["rev"]
+
+    def delete_item(self, item_id: int) -> None:
+        """Move an item to the recycle bin: gone from WIQL, `null` in batches."""
+        with self._data_lock:
+            self.items.pop(item_id, None)
+
+    def category_of(self, work_item_type: str, state: str) -> str | None:
+        for name, _, category in self.states.get(work_item_type.casefold(), []):
+            if name.casefold() == state.casefold():
+                return category
+        return None
+
+    def throttle_next(self, count: int, retry_after: float = 1.0) -> None:
+        """Put `Retry-After` (and ADO's X-RateLimit-* headers) on the next `count` successful
+        responses, as ADO does when it starts delaying a user."""
+        with self._lock:
+            self._throttle.extend([retry_after] * count)
+
+    # -- the demo -----------------------------------------------------------------------------
+    def seed_demo(self) -> None:
+        """A few dozen believable work items in mixed states across two teams' area paths."""
+        self.add_project(self.project, areas=("Web", "Mobile"))
+        base = datetime.now(UTC).replace(microsecond=0) - timedelta(days=14)
+        stories = [
+            ("Checkout: support saved cards", "Active", 1, 8, "Web", ""),
+            ("Login with SSO (Entra ID)", "In Review", 2, 5, "Web", ""),
+            ("Push notifications for order status", "New", 2, 5, "Mobile", ""),
+            ("Offline mode for the catalogue", "New", 3, 13, "Mobile", ""),
+            ("Dark theme", "Closed", 4, 3, "Web", ""),
+            ("Search results pagination", "Resolved", 2, 3, "Web", ""),
+            ("Export invoices as PDF", "Active", 2, 8, "Web", "Blocked; finance"),
+            ("Accessibility audit fixes", "Active", 1, 5, "Web", "a11y"),
+            ("Onboarding tour", "Removed", 4, 2, "Mobile", ""),
+            ("Rate limit the public API", "Closed", 1, 5, "Web", "backend"),
+            ("Android 15 edge-to-edge layout", "Active", 2, 3, "Mobile", "Blocked"),
+            ("Cart survives app restart", "Closed", 2, 2, "Mobile", ""),
+            ("Localise into German and French", "New", 3, 8, "Web", "i18n"),
+            ("Order history filters", "In Review", 3, 3, "Web", ""),
+            ("Biometric unlock", "New", 2, 5, "Mobile", ""),
+        ]
+        bugs = [
+            ("Crash when rotating on the payment screen", "Active", 1, "Mobile"),
+            ("Totals off by one cent with some coupons", "Resolved", 1, "Web"),
+            ("Session expires during checkout", "New", 2, "Web"),
+            ("Images blurry on retina displays", "Closed", 3, "Web"),
+            ("Deep links open the wrong tab", "Active", 2, "Mobile"),
+            ("Typo in the password reset email", "Closed", 4, "Web"),
+            ("Duplicate order confirmation emails", "New", 1, "Web"),
+        ]
+        tasks = [
+            ("Write migration for saved cards table", "Closed", "Web"),
+            ("Add feature flag for SSO", "Active", "Web"),
+            ("Set up crash reporting", "New", "Mobile"),
+            ("Load test the search endpoint", "Active", "Web"),
+            ("Update store screenshots", "Removed", "Mobile"),
+        ]
+        minutes = 0
+        for title, state, priority, points, area, tags in stories:
+            minutes += 97
+            item = self.add_item(
+                title,
+                changed=base + timedelta(minutes=minutes),
+                area_path=f"{self.project}\\{area}",
+                fields={
+                    "Microsoft.VSTS.Common.Priority": priority,
+                    "Microsoft.VSTS.Scheduling.StoryPoints": float(points),
+                    "System.Description": f"<div><p>As a customer I want <b>{title.lower()}</b>"
+                    "</p></div>",
+                    "Microsoft.VSTS.Common.AcceptanceCriteria": "<ul><li>Works on web and "
+                    "mobile</li><li>Covered by tests</li></ul>",
+                    "System.Tags": tags,
+                },
+            )
+            self._walk_to(item, state, base + timedelta(minutes=minutes + 600))
+        for title, state, priority, area in bugs:
+            minutes += 61
+            item = self.add_item(
+                title,
+                changed=base + timedelta(minutes=minutes),
+                work_item_type="Bug",
+                area_path=f"{self.project}\\{area}",
+                fields={
+                    "Microsoft.VSTS.Common.Priority": priority,
+                    "Microsoft.VSTS.Scheduling.StoryPoints": 1.0,
+                    "System.Description": "<p>Steps to reproduce:</p><ol><li>Open the app</li>"
+                    "<li>Do the thing</li></ol>",
+                },
+            )
+            self._walk_to(item, state, base + timedelta(minutes=minutes + 300))
+        for title, state, area in tasks:
+            minutes += 43
+            item = self.add_item(
+                title,
+                changed=base + timedelta(minutes=minutes),
+                work_item_type="Task",
+                area_path=f"{self.project}\\{area}",
+                fields={"Microsoft.VSTS.Common.Priority": 2},
+            )
+            self._walk_to(item, state, base + timedelta(minutes=minutes + 200))
+
+    def _walk_to(self, item_id: int, state: str, at: datetime) -> None:
+        """Move an item through Active on its way to `state`, like a real team would."""
+        work_item_type = self.items[item_id]["fields"]["System.WorkItemType"]
+        if state == "New":
+            return
+        if self.category_of(work_item_type, "Active") and state not in ("Active", "Removed"):
+            self.update_item(item_id, changed=at - timedelta(hours=3), state="Active")
+        self.update_item(item_id, changed=at, state=state)
+
+    def demo_config(self) -> dict[str, Any]:
+        """The integrations.config JSON for a row pointing at this sandbox."""
+        return {
+            "organization_url": self.organization_url,
+            "project": self.project,
+            "token": self.token,
+        }
+
+    # -- HTTP ---------------------------------------------------------------------------------
+    def fault_response(self, fault: Fault) -> Response:
+        """Injected faults in ADO's own shapes."""
+        headers = dict(fault.headers)
+        if fault.kind == "429":
+            if fault.retry_after is not None:
+                headers.setdefault("Retry-After", str(int(fault.retry_after)))
+            headers.setdefault("X-RateLimit-Resource", "ATCPU")
+            headers.setdefault("X-RateLimit-Delay", "0.5")
+            headers.setdefault("X-RateLimit-Limit", "200")
+            headers.setdefault("X-RateLimit-Remaining", "0")
+            body = fault.body or error_body(
+                "TF400733: The request has been canceled: Request was blocked due to exceeding "
+                "usage of resource 'ATCPU' in namespace 'User'.",
+                "RequestBlockedException",
+            )
+            return Response(429, body, headers)
+        if fault.kind == "5xx":
+            if fault.retry_after is not None:
+                headers.setdefault("Retry-After", str(int(fault.retry_after)))
+            body = fault.body or error_body(
+                "VS800075: The service is temporarily unavailable.", "ServiceUnavailableException"
+            )
+            return Response(503, body, headers)
+        if fault.kind == "401":
+            return self._unauthorized()
+        if fault.kind == "400_json":
+            return Response(400, fault.body or error_body("VS403000: Bad request."), headers)
+        return super().fault_response(fault)
+
+    def _unauthorized(self) -> Response:
+        # ADO answers a bad PAT with a plain-text 401 (the SDK then raises
+        # AzureDevOpsAuthenticationError; a JSON body would surface as a generic service error).
+        return Response(
+            401,
+            b"Access Denied: The Personal Access Token used has expired or is invalid.",
+            {
+                "Content-Type": "text/plain; charset=utf-8",
+                "WWW-Authenticate": 'Basic realm="https://dev.azure.com/"',
+            },
+        )
+
+    def _authorized(self, request: Request) -> bool:
+        header = request.headers.get("authorization", "")
+        if not header.startswith("Basic "):
+            return False
+        try:
+            decoded = base64.b64decode(header[6:], validate=True).decode()
+        except (binascii.Error, UnicodeDecodeError):
+            return False
+        _, _, password = decoded.partition(":")
+        return password == self.token
+
+    def handle(self, request: Request) -> Response:
+        if not self._authorized(request):
+            return self._unauthorized()
+        parts = [unquote(p) for p in request.path.strip("/").split("/")]
+        if not parts or parts[0].casefold() != self.organization.casefold():
+            return Response(404, error_body("TF400813: Organization not found.", "NotFound"))
+        rest = parts[1:]
+        response = self._route(request, rest)
+        if response.status < 300:
+            with self._lock:
+                delay = self._throttle.pop(0) if self._throttle else None
+            if delay is not None:
+                response.headers.update(
+                    {
+                        "Retry-After": str(int(delay)),
+                        "X-RateLimit-Resource": "ATCPU",
+                        "X-RateLimit-Delay": "0.5",
+                        "X-RateLimit-Limit": "200",
+                        "X-RateLimit-Remaining": "10",
+                    }
+                )
+        return response
+
+    def _route(self, request: Request, rest: list[str]) -> Response:
+        lowered = [p.casefold() for p in rest]
+        if lowered == ["_apis"] and request.method == "OPTIONS":
+            return Response(200, self._locations())
+        if lowered == ["_apis", "resourceareas"] and request.method == "GET":
+            return Response(200, {"count": 0, "value": []})
+        if "_apis" not in lowered:
+            return Response(404, error_body("VS800000: Not found.", "NotFound"))
+        split = lowered.index("_apis")
+        scope, api = rest[:split], lowered[split + 1 :]
+        if not self._has_api_version(request):
+            return Response(
+                400,
+                error_body(
+                    f"VS800048: No api-version was supplied for the {request.method} request.",
+                    "VssVersionNotSpecifiedException",
+                ),
+            )
+        project: str | None = None
+        if scope:
+            project = self.projects.get(scope[0].casefold())
+            if project is None:
+                return Response(
+                    404,
+                    error_body(
+                        f"TF200016: The following project does not exist: {scope[0]}. Verify that "
+                        "the name of the project is correct and that the project exists on the "
+                        "specified Azure DevOps Server.",
+                        "ProjectDoesNotExistWithNameException",
+                    ),
+                )
+        if api == ["wit", "wiql"] and request.method == "POST":
+            return self._wiql(request, project)
+        if api == ["wit", "workitemsbatch"] and request.method == "POST":
+            return self._batch(request)
+        if (
+            len(api) == 4
+            and api[:2] == ["wit", "workitemtypes"]
+            and api[3] == "states"
+            and request.method == "GET"
+            and project is not None
+        ):
+            return self._states(rest[split + 3])
+        return Response(404, error_body("VS800000: Not found.", "NotFound"))
+
+    @staticmethod
+    def _has_api_version(request: Request) -> bool:
+        return "api-version=" in request.headers.get("accept", "") or "api-version" in request.query
+
+    def _locations(self) -> dict[str, Any]:
+        value = [
+            {
+                "id": location_id,
+                "area": area,
+                "resourceName": resource,
+                "routeTemplate": template,
+                "resourceVersion": version,
+                "minVersion": "1.0",
+                "maxVersion": "7.2",
+                "releasedVersion": "7.1",
+            }
+            for location_id, area, resource, template, version in LOCATIONS
+        ]
+        return {"count": len(value), "value": value}
+
+    # -- WIQL ---------------------------------------------------------------------------------
+    def run_wiql(
+        self, query: str, *, project: str | None, time_precision: bool, top: int | None
+    ) -> list[int]:
+        """Evaluate a WIQL query: the matching ids in its order (WiqlError like the server)."""
+        with self._data_lock:
+            parsed = WiqlParser(
+                query,
+                project=project,
+                time_precision=time_precision,
+                area_exists=lambda p: p.casefold() in self.area_paths,
+            ).parse()
+            matched = [
+                item["fields"] for item in self.items.values() if parsed.where(item["fields"])
+            ]
+        for name, descending in reversed(parsed.order):
+            matched.sort(key=_sorter(name), reverse=descending)
+        if len(matched) > WIQL_CAP and (top is None or top > WIQL_CAP or self.cap_ignores_top):
+            raise WiqlError(
+                "VS402337: The number of work items returned exceeds the size limit of "
+                f"{WIQL_CAP}. Change the query to return fewer work items."
+            )
+        if top is not None:
+            matched = matched[:top]
+        return [int(f["System.Id"]) for f in matched]
+
+    def _wiql(self, request: Request, project: str | None) -> Response:
+        body = request.json()
+        query = body.get("query") if isinstance(body, dict) else None
+        if not isinstance(query, str):
+            return Response(400, error_body("VS402602: The query is missing.", "ArgumentException"))
+        time_precision = request.query.get("timePrecision", ["false"])[0].lower() == "true"
+        top_text = request.query.get("$top", [None])[0]
+        try:
+            top = int(top_text) if top_text is not None else None
+            ids = self.run_wiql(query, project=project, time_precision=time_precision, top=top)
+        except (WiqlError, ValueError) as exc:
+            return Response(400, error_body(str(exc)))
+        base = self.organization_url
+        return Response(
+            200,
+            {
+                "queryType": "flat",
+                "queryResultType": "workItem",
+                "asOf": ado_time(to_ms(self.now())),
+                "columns": [
+                    {
+                        "referenceName": "System.Id",
+                        "name": "ID",
+                        "url": f"{base}/_apis/wit/fields/System.Id",
+                    }
+                ],
+                "sortColumns": [],
+                "workItems": [{"id": i, "url": f"{base}/_apis/wit/workItems/{i}"} for i in ids],
+            },
+        )
+
+    # -- batch and states --------------------------------------------------------------------
+    def _batch(self, request: Request) -> Response:
+        body = request.json()
+        if not isinstance(body, dict) or not isinstance(body.get("ids"), list):
+            return Response(400, error_body("VS402610: ids are required.", "ArgumentException"))
+        ids, fields = body["ids"], body.get("fields")
+        if len(ids) > BATCH_CAP:
+            return Response(
+                400,
+                error_body(
+                    f"VS403474: The number of work items requested ({len(ids)}) exceeds the "
+                    f"limit of {BATCH_CAP}.",
+                    "ArgumentException",
+                ),
+            )
+        if fields and body.get("$expand") not in (None, "none", "None"):
+            return Response(
+                400,
+                error_body(
+                    "VS403508: The expand parameter can not be used with the fields parameter.",
+                    "ArgumentException",
+                ),
+            )
+        for name in fields or []:
+            if name not in self.known_fields:
+                return Response(
+                    400, error_body(f"TF51535: Cannot find field {name}.", "FieldDoesNotExist")
+                )
+        omit = str(body.get("errorPolicy", "fail")).casefold() == "omit"
+        value: list[Any] = []
+        with self._data_lock:
+            for item_id in ids:
+                item = self.items.get(int(item_id))
+                if item is None:
+                    if not omit:
+                        return Response(
+                            404,
+                            error_body(
+                                f"TF401232: Work item {item_id} does not exist, or you do not "
+                                "have permissions to read it.",
+                                "WorkItemUnauthorizedAccessException",
+                            ),
+                        )
+                    value.append(None)
+                    continue
+                value.append(self._render(int(item_id), item, fields))
+        return Response(200, {"count": len(value), "value": value})
+
+    def _render(
+        self, item_id: int, item: dict[str, Any], fields: list[str] | None
+    ) -> dict[str, Any]:
+        stored = item["fields"]
+        names = fields if fields else list(stored)
+        out: dict[str, Any] = {}
+        for name in names:
+            if name == "System.Rev":
+                out[name] = item["rev"]
+                continue
+            value = stored.get(name)
+            if value is None or value == "":  # ADO leaves empty fields out entirely
+                continue
+            out[name] = ado_time(value) if isinstance(value, datetime) else value
+        return {
+            "id": item_id,
+            "rev": item["rev"],
+            "fields": out,
+            "url": f"{self.organization_url}/_apis/wit/workItems/{item_id}",
+        }
+
+    def _states(self, work_item_type: str) -> Response:
+        states = self.states.get(work_item_type.casefold())
+        if states is None:
+            return Response(
+                404,
+                error_body(
+                    f"VS402323: Work item type {work_item_type} does not exist.",
+                    "WorkItemTypeNotFoundException",
+                ),
+            )
+        value = [{"name": n, "color": c, "category": cat} for n, c, cat in states]
+        return Response(200, {"count": len(value), "value": value})
