@@ -1,0 +1,533 @@
+"""The Jira connector against the Jira sandbox, with the real python-jira client.
+
+The shared contract, then what is Jira's own: the JQL cursor in the user's time zone, JQL
+injection through `projects`, status mapping, ADF, fields by name, Retry-After on 503 and
+token pagination.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pydantic import SecretStr, ValidationError
+
+from connectors.base import (
+    ConfigError,
+    ConnectorContext,
+    FatalError,
+    RetriableError,
+    Status,
+)
+from connectors.jira import JiraConfig, JiraConnector, jql_quote
+from connectors.sandbox.jira import JiraSandbox, JqlError
+from tests.integration.connectors.contract import (
+    PLANTED_TOKEN,
+    T0,
+    ConnectorContract,
+    collect,
+    items_of,
+)
+
+PAGE_SIZE = 5
+
+
+class JiraHarness:
+    """The contract's Harness for Jira: project ABC in the sandbox."""
+
+    page_size = PAGE_SIZE
+
+    def __init__(self, sandbox: JiraSandbox, tmp_path: Path) -> None:
+        self.sandbox = sandbox
+        self.tmp_path = tmp_path
+
+    def seed(self, count: int, *, start: datetime, step: timedelta) -> list[str]:
+        issues = [
+            self.sandbox.add_issue("ABC", f"Issue {n}", updated=start + n * step)
+            for n in range(count)
+        ]
+        return [self.sandbox.external_id(i) for i in issues]
+
+    def update(
+        self, external_id: str, *, at: datetime, title: str | None = None, done: bool | None = None
+    ) -> None:
+        changes: dict[str, Any] = {}
+        if title is not None:
+            changes["summary"] = title
+        if done is not None:
+            changes["status"] = "Done" if done else "To Do"
+        self.sandbox.update_issue(external_id.rsplit("/", 1)[1], at=at, **changes)
+
+    def connector(self, *, token: str = PLANTED_TOKEN, **config: Any) -> JiraConnector:
+        values: dict[str, Any] = {
+            "url": self.sandbox.url,
+            "email": self.sandbox.email,
+            "projects": ["ABC"],
+            "page_size": PAGE_SIZE,
+            "request_timeout": 2.0,
+        }
+        values.update(config)
+        if "jql" in config:
+            values.pop("projects", None)
+        ctx = ConnectorContext(
+            integration_id="test",
+            token=SecretStr(token),
+            cache_dir=self.tmp_path,
+            max_retries=3,
+            sleep_cap=5.0,
+        )
+        return JiraConnector(JiraConfig.model_validate(values), ctx)
+
+
+@pytest.fixture
+def sandbox() -> Iterator[JiraSandbox]:
+    with JiraSandbox(token=PLANTED_TOKEN) as server:
+        server.timeout_stall = 1.5
+        server.add_project("ABC", "Alpha")
+        yield server
+
+
+@pytest.fixture
+def harness(sandbox: JiraSandbox, tmp_path: Path) -> JiraHarness:
+    return JiraHarness(sandbox, tmp_path)
+
+
+class TestJiraContract(ConnectorContract):
+    """The shared contract suite."""
+
+
+async def run(connector: JiraConnector, since: dict[str, datetime] | None = None) -> list[Any]:
+    try:
+        return items_of(await collect(connector, since))
+    finally:
+        await connector.aclose()
+
+
+# ---------------------------------------------------------------------------------------------
+# Time zones: the JQL literal is read in the user's zone at minute granularity
+# ---------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("zone", ["Australia/Sydney", "America/Los_Angeles", "Asia/Kolkata"])
+async def test_no_update_near_the_cursor_is_lost_in_the_users_time_zone(
+    harness: JiraHarness, zone: str
+) -> None:
+    sandbox = harness.sandbox
+    sandbox.time_zone = zone
+    since = datetime(2025, 5, 1, 8, 7, 20, tzinfo=UTC)
+    offsets = {
+        "2 min before": -timedelta(minutes=2),
+        "1 s before": -timedelta(seconds=1),
+        "at": timedelta(0),
+        "30 s after": timedelta(seconds=30),
+        "next minute boundary": timedelta(seconds=40),  # 08:08:00 exactly
+        "59.9 s after": timedelta(seconds=59, milliseconds=900),
+        "an hour after": timedelta(hours=1),
+    }
+    keys = {
+        label: sandbox.add_issue("ABC", label, updated=since + delta).key
+        for label, delta in offsets.items()
+    }
+    got = {i.external_key for i in await run(harness.connector(), {"": since})}
+    must = {keys[k] for k in offsets if offsets[k] >= timedelta(0)}
+    assert must <= got, f"lost {must - got} in {zone}"
+    # The literal is floored to the minute in the user's zone, not shifted by hours: an issue
+    # two minutes before the cursor is not re-read (it would be if the zone were ignored).
+    assert keys["2 min before"] not in got
+    search = sandbox.requests_to("/search/jql")[0].query["jql"][0]
+    local = since.astimezone(sandbox.zone()).strftime("%Y-%m-%d %H:%M")
+    assert f'updated >= "{local}"' in search
+
+
+async def test_cursor_flows_across_runs_in_a_non_utc_zone(harness: JiraHarness) -> None:
+    sandbox = harness.sandbox
+    sandbox.time_zone = "America/Los_Angeles"
+    ids = harness.seed(7, start=T0, step=timedelta(minutes=3))
+    connector = harness.connector()
+    try:
+        pages = await collect(connector)
+        checkpoint = pages[-1].checkpoint[""]
+        assert checkpoint == T0 + timedelta(minutes=18)
+        # A change lands 30 s after the committed high-water mark.
+        late = sandbox.add_issue("ABC", "late", updated=checkpoint + timedelta(seconds=30))
+        since = {"": checkpoint - connector.overlap}
+        again = items_of(await collect(connector, since))
+    finally:
+        await connector.aclose()
+    keys = [i.external_key for i in again]
+    assert late.key in keys
+    assert len(keys) < len(ids), "only the overlap window and the change"
+
+
+async def test_checkpoint_never_passes_the_server_clock(harness: JiraHarness) -> None:
+    harness.sandbox.set_clock(T0 + timedelta(minutes=10))
+    harness.seed(3, start=T0, step=timedelta(minutes=8))  # the last one is "in the future"
+    pages = await collect_and_close(harness.connector())
+    assert pages[-1].checkpoint[""] == T0 + timedelta(minutes=10)
+
+
+async def collect_and_close(connector: JiraConnector) -> list[Any]:
+    try:
+        return await collect(connector)
+    finally:
+        await connector.aclose()
+
+
+# ---------------------------------------------------------------------------------------------
+# JQL injection through `projects`, and the admin's JQL kept intact
+# ---------------------------------------------------------------------------------------------
+INJECTIONS = [
+    'ABC" OR project != "ABC',
+    'ABC") OR project not in ("ABC',
+    'ABC" OR project = "XYZ',
+    "ABC\\",
+]
+
+
+@pytest.mark.parametrize("hostile", INJECTIONS)
+async def test_jql_injection_in_projects_is_inert(harness: JiraHarness, hostile: str) -> None:
+    sandbox = harness.sandbox
+    sandbox.add_project("XYZ", "Secret")
+    mine = sandbox.add_issue("ABC", "mine", updated=T0)
+    sandbox.add_issue("XYZ", "other project's", updated=T0)
+    connector = harness.connector(projects=["ABC", hostile])
+    try:
+        with pytest.raises(FatalError) as info:
+            await collect(connector)
+    finally:
+        await connector.aclose()
+    # Quoted, the hostile key is one (unknown) project value; Jira says so and nothing leaks.
+    assert "does not exist for the field 'project'" in str(info.value)
+    sent = sandbox.requests_to("/search/jql")[-1].query["jql"][0]
+    assert sent.startswith(f'project in ("ABC", {jql_quote(hostile)})')
+    # The sandbox really holds both projects, so a leak would have shown.
+    assert {i.key for i in sandbox.evaluate('project in ("ABC", "XYZ")')} >= {mine.key}
+    assert len(sandbox.evaluate('project in ("ABC", "XYZ")')) == 2
+
+
+def test_the_sandbox_would_show_an_unquoted_injection(sandbox: JiraSandbox) -> None:
+    """Guard for the test above: built naively, the same value changes the query's meaning."""
+    sandbox.add_project("XYZ", "Secret")
+    sandbox.add_issue("ABC", "mine", updated=T0)
+    sandbox.add_issue("XYZ", "other", updated=T0)
+    naive = 'project in ("ABC") OR project not in ("ABC") ORDER BY key ASC'
+    assert {i.project for i in sandbox.evaluate(naive)} == {"ABC", "XYZ"}
+    with pytest.raises(JqlError):
+        sandbox.evaluate('project in ("ABC" OR project != "ABC")')
+
+
+async def test_a_project_name_with_quotes_stays_one_literal(harness: JiraHarness) -> None:
+    sandbox = harness.sandbox
+    sandbox.add_project("QT", 'Team "Q" \\ Tools')
+    sandbox.add_project("XYZ", "Secret")
+    quoted = sandbox.add_issue("QT", "quoted project", updated=T0)
+    sandbox.add_issue("XYZ", "other", updated=T0)
+    got = await run(harness.connector(projects=['Team "Q" \\ Tools']))
+    assert [i.external_key for i in got] == [quoted.key]
+
+
+@pytest.mark.parametrize("bad", ["ABC\nOR project = XYZ", "ABC\x00", "AB\rC", " "])
+def test_control_characters_in_projects_are_a_config_error(bad: str) -> None:
+    with pytest.raises(ValidationError):
+        JiraConfig(url="https://x.atlassian.net", email="a@b.c", projects=[bad])
+
+
+async def test_admin_jql_is_wrapped_and_its_order_by_dropped(harness: JiraHarness) -> None:
+    sandbox = harness.sandbox
+    sandbox.add_project("XYZ", "Other")
+    sandbox.add_issue("ABC", "old abc", updated=T0)
+    sandbox.add_issue("XYZ", "old xyz", updated=T0)
+    new = sandbox.add_issue("XYZ", "new xyz", updated=T0 + timedelta(hours=2))
+    connector = harness.connector(jql="project = ABC OR project = XYZ ORDER BY created DESC")
+    got = await run(connector, {"": T0 + timedelta(hours=1)})
+    # Without the parentheses `… OR project = XYZ AND updated >= …` would return all of ABC.
+    assert [i.external_key for i in got] == [new.key]
+    sent = sandbox.requests_to("/search/jql")[-1].query["jql"][0]
+    assert sent.startswith("(project = ABC OR project = XYZ) AND updated >= ")
+    assert sent.endswith("ORDER BY updated ASC, key ASC")
+
+
+async def test_bad_jql_is_fatal_and_quotes_jira(harness: JiraHarness) -> None:
+    connector = harness.connector(jql="project = ABC AND updated >=")
+    try:
+        with pytest.raises(FatalError) as info:
+            await connector.check()
+    finally:
+        await connector.aclose()
+    assert "Jira rejected the query (400)" in str(info.value)
+    assert "Error in the JQL Query" in str(info.value)
+    assert PLANTED_TOKEN not in str(info.value)
+
+
+async def test_long_jql_goes_in_a_post_body(harness: JiraHarness) -> None:
+    harness.seed(7, start=T0, step=timedelta(minutes=1))
+    long_jql = "project = ABC AND summary !~ " + jql_quote("x" * 1600)
+    got = await run(harness.connector(jql=long_jql))
+    assert len(got) == 7
+    posts = harness.sandbox.requests_to("/search/jql", method="POST")
+    assert len(posts) == 2 and not harness.sandbox.requests_to("/search/jql", method="GET")
+    assert "nextPageToken" not in posts[0].json() and posts[1].json()["nextPageToken"]
+
+
+# ---------------------------------------------------------------------------------------------
+# Mapping through the real client
+# ---------------------------------------------------------------------------------------------
+STATUS_CASES = [
+    ("To Do", None, False, Status.QUEUED),
+    ("In Progress", None, False, Status.IN_PROGRESS),
+    ("In Progress", None, True, Status.BLOCKED),  # flagged
+    ("In Review", None, False, Status.PR_READY),
+    ("Code Review", None, False, Status.PR_READY),
+    ("Blocked", None, False, Status.BLOCKED),
+    ("On Hold", None, False, Status.BLOCKED),
+    ("Done", "Done", False, Status.COMPLETED),
+    ("Done", "Won't Do", False, Status.CANCELLED),
+    ("Done", "Won't Fix", False, Status.CANCELLED),
+    ("Closed", "Duplicate", False, Status.CANCELLED),
+    ("Done", "Declined", False, Status.CANCELLED),
+    ("Done", "Cannot Reproduce", False, Status.CANCELLED),
+    ("Cancelled", "Done", False, Status.CANCELLED),
+]
+
+
+async def test_status_mapping_through_the_sandbox(harness: JiraHarness) -> None:
+    sandbox = harness.sandbox
+    keys = []
+    for n, (status, resolution, flagged, _) in enumerate(STATUS_CASES):
+        issue = sandbox.add_issue(
+            "ABC",
+            f"{status} {resolution}",
+            updated=T0 + timedelta(minutes=n),
+            status=status,
+            resolution=resolution,
+            flagged=flagged,
+        )
+        keys.append(issue.key)
+    got = {i.external_key: i for i in await run(harness.connector())}
+    assert [got[k].status for k in keys] == [case[3] for case in STATUS_CASES]
+    done = got[keys[7]]
+    assert done.completed_at == T0 + timedelta(minutes=7)
+    assert got[keys[1]].completed_at is None and got[keys[8]].completed_at is None
+
+
+async def test_status_map_override_by_name(harness: JiraHarness) -> None:
+    harness.sandbox.add_issue("ABC", "qa", updated=T0, status="QA")
+    harness.sandbox.add_issue("ABC", "review", updated=T0, status="In Review")
+    got = await run(harness.connector(status_map={"qa": "pr_ready", "In Review": "in_progress"}))
+    assert [i.status for i in got] == [Status.PR_READY, Status.IN_PROGRESS]
+
+
+@pytest.mark.parametrize("version", ["2", "3"])
+async def test_descriptions_are_readable_text_in_both_api_versions(
+    harness: JiraHarness, version: str
+) -> None:
+    sandbox = harness.sandbox
+    adf = {
+        "type": "doc",
+        "version": 1,
+        "content": [
+            {
+                "type": "heading",
+                "attrs": {"level": 2},
+                "content": [{"type": "text", "text": "Why"}],
+            },
+            {
+                "type": "paragraph",
+                "content": [
+                    {"type": "text", "text": "Ask "},
+                    {"type": "mention", "attrs": {"id": "abc", "text": "@Ana"}},
+                    {"type": "hardBreak"},
+                    {"type": "text", "text": "then ship", "marks": [{"type": "strong"}]},
+                ],
+            },
+            {
+                "type": "bulletList",
+                "content": [
+                    {
+                        "type": "listItem",
+                        "content": [
+                            {"type": "paragraph", "content": [{"type": "text", "text": "one"}]}
+                        ],
+                    },
+                    {
+                        "type": "listItem",
+                        "content": [
+                            {"type": "paragraph", "content": [{"type": "text", "text": "two"}]}
+                        ],
+                    },
+                ],
+            },
+        ],
+    }
+    text = "Why\n\nAsk @Ana\nthen ship\n\n- one\n- two"
+    sandbox.add_issue(
+        "ABC",
+        "rich",
+        updated=T0,
+        description=text,
+        description_adf=adf,
+        acceptance_criteria="Given a\nThen b",
+    )
+    connector = harness.connector(
+        rest_api_version=version, acceptance_criteria_field="Acceptance Criteria"
+    )
+    (item,) = await run(connector)
+    assert item.description == text
+    assert item.acceptance_criteria == "Given a\nThen b"
+    raw_description = item.raw["fields"]["description"]
+    assert isinstance(raw_description, dict if version == "3" else str)
+    assert all(r.path.startswith(f"/rest/api/{version}/") for r in sandbox.requests)
+
+
+async def test_story_points_field_by_name_is_resolved_via_field(harness: JiraHarness) -> None:
+    sandbox = harness.sandbox
+    for n, points in enumerate([2.5, 0.5, None, 8.0]):
+        sandbox.add_issue("ABC", f"sp {n}", updated=T0 + timedelta(minutes=n), story_points=points)
+    got = await run(harness.connector(story_points_field="Story point estimate"))
+    assert [i.story_points for i in got] == [3, 1, None, 8]
+    assert got[0].raw["fields"]["customfield_10016"] == 2.5
+    search = sandbox.requests_to("/search/jql")[0]
+    assert "customfield_10016" in search.query["fields"]
+    # We read GET /field once and hand the list to the SDK, which would fetch it again.
+    assert len(sandbox.requests_to("/field")) == 1
+
+
+async def test_unknown_story_points_field_is_a_config_error(harness: JiraHarness) -> None:
+    connector = harness.connector(story_points_field="Story Pointz")
+    try:
+        with pytest.raises(ConfigError) as info:
+            await connector.check()
+    finally:
+        await connector.aclose()
+    assert "Story Pointz" in str(info.value)
+
+
+async def test_mapping_of_ids_keys_urls_and_priorities(harness: JiraHarness) -> None:
+    sandbox = harness.sandbox
+    sandbox.add_project("NEW", "New home")
+    names = ["Highest", "High", "Medium", "Low", "Lowest", None]
+    for n, name in enumerate(names):
+        sandbox.add_issue("ABC", f"p {name}", updated=T0 + timedelta(minutes=n), priority=name)
+    moved = sandbox.issue("ABC-1")
+    got = await run(harness.connector(projects=["ABC", "NEW"]))
+    assert [i.priority for i in got] == [4, 3, 2, 1, 1, 0]
+    first = got[0]
+    assert first.external_id == f"127.0.0.1:{sandbox.port}/{moved.id}"
+    assert first.external_key == "ABC-1"
+    assert first.external_url == f"{sandbox.url}/browse/ABC-1"
+    assert first.updated_at.tzinfo is UTC
+    # Moved to another project: new key, same identity.
+    sandbox.move_issue("ABC-1", "NEW", at=T0 + timedelta(hours=1))
+    again = await run(harness.connector(projects=["ABC", "NEW"]), {"": T0 + timedelta(minutes=30)})
+    assert [(i.external_id, i.external_key) for i in again] == [(first.external_id, "NEW-1")]
+
+
+# ---------------------------------------------------------------------------------------------
+# Errors, retries, pagination
+# ---------------------------------------------------------------------------------------------
+async def test_503_with_retry_after_is_retried(harness: JiraHarness) -> None:
+    harness.seed(3, start=T0, step=timedelta(minutes=1))
+    connector = harness.connector()
+    try:
+        await connector.check()
+        harness.sandbox.fail_next("5xx", retry_after=1, path_contains="/search/jql")
+        started = time.monotonic()
+        got = items_of(await collect(connector))
+    finally:
+        await connector.aclose()
+    assert len(got) == 3
+    assert time.monotonic() - started >= 0.9
+    searches = harness.sandbox.requests_to("/search/jql")
+    assert len(searches) == 3  # check's probe, the 503, the retry
+
+
+async def test_persistent_429_gives_up_with_retriable_error(harness: JiraHarness) -> None:
+    harness.seed(1, start=T0, step=timedelta(minutes=1))
+    connector = harness.connector()
+    try:
+        await connector.check()
+        harness.sandbox.fail_next("429", count=10, retry_after=30)  # over the 5 s sleep cap
+        started = time.monotonic()
+        with pytest.raises(RetriableError) as info:
+            await collect(connector)
+    finally:
+        await connector.aclose()
+    assert info.value.retry_after == 30
+    assert time.monotonic() - started < 2, "the SDK must not sleep on its own"
+
+
+async def test_timeout_is_retried(harness: JiraHarness) -> None:
+    harness.seed(2, start=T0, step=timedelta(minutes=1))
+    connector = harness.connector(request_timeout=0.5)
+    try:
+        await connector.check()
+        harness.sandbox.fail_next("timeout", path_contains="/search/jql")
+        got = items_of(await collect(connector))
+    finally:
+        await connector.aclose()
+    assert len(got) == 2
+
+
+async def test_persistent_timeouts_raise_retriable_error(harness: JiraHarness) -> None:
+    connector = harness.connector(request_timeout=0.3)
+    harness.sandbox.fail_next("timeout", count=10)
+    try:
+        with pytest.raises(RetriableError) as info:
+            await connector.check()
+    finally:
+        await connector.aclose()
+    assert "in time" in str(info.value)
+
+
+async def test_server_deployment_is_refused(harness: JiraHarness) -> None:
+    harness.sandbox.deployment_type = "Server"
+    connector = harness.connector()
+    try:
+        with pytest.raises(FatalError) as info:
+            await connector.check()
+    finally:
+        await connector.aclose()
+    assert "not Jira Cloud" in str(info.value)
+
+
+async def test_wrong_token_is_fatal(harness: JiraHarness) -> None:
+    connector = harness.connector(token="not-the-token")
+    try:
+        with pytest.raises(FatalError) as info:
+            await connector.check()
+    finally:
+        await connector.aclose()
+    assert str(info.value) == "Jira rejected the credentials (401): check email and token"
+
+
+async def test_paging_follows_next_page_token_without_start_at(harness: JiraHarness) -> None:
+    harness.seed(PAGE_SIZE * 3 + 1, start=T0, step=timedelta(minutes=1))
+    pages = await collect_and_close(harness.connector())
+    assert [len(p.items) for p in pages] == [5, 5, 5, 1]
+    searches = harness.sandbox.requests_to("/search/jql", method="GET")
+    assert len(searches) == 4
+    assert "nextPageToken" not in searches[0].query
+    tokens = [s.query["nextPageToken"][0] for s in searches[1:]]
+    assert len(set(tokens)) == 3
+    for s in searches:
+        assert "startAt" not in s.query
+        assert s.query["maxResults"] == [str(PAGE_SIZE)]
+    assert not [r for r in harness.sandbox.requests if r.path.endswith("/search")]
+    # Checkpoints rise page by page to the newest update seen.
+    marks = [p.checkpoint[""] for p in pages]
+    assert marks == sorted(marks) and marks[-1] == T0 + timedelta(minutes=PAGE_SIZE * 3)
+
+
+async def test_all_ids_asks_for_ids_only_without_a_time_filter(harness: JiraHarness) -> None:
+    ids = harness.seed(12, start=T0, step=timedelta(days=1))
+    connector = harness.connector()
+    try:
+        seen = [i async for batch in connector.all_ids() for i in batch]
+    finally:
+        await connector.aclose()
+    assert sorted(seen) == sorted(ids)
+    (search,) = harness.sandbox.requests_to("/search/jql")
+    assert "updated" not in search.query["jql"][0]
+    assert set(search.query["fields"]) <= {"id", "issuekey"}
