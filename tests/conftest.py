@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
+import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -35,15 +37,20 @@ async def _admin(url: str, *statements: str) -> None:
 
 
 @pytest.fixture(scope="session")
-def pg_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def pg_url() -> Iterator[str]:
     """The server's maintenance URL."""
     external = os.environ.get("DATABASE_URL")
     if external:
         yield external
         return
-    home: Path = tmp_path_factory.mktemp("pg")
-    with db.embedded_postgres(home / "pgdata") as url:
-        yield url
+    # Not under pytest's tmp_path: pytest keeps /tmp/pytest-of-<user> at mode 0700, and when run
+    # as root pgserver starts PostgreSQL as the `pgserver` user, who must traverse the path.
+    home = Path(tempfile.mkdtemp(prefix="c9-sync-test-pg-"))
+    try:
+        with db.embedded_postgres(home / "pgdata") as url:
+            yield url
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import uuid
 from typing import Any
 
@@ -59,7 +58,7 @@ async def make_integration(
     conn: asyncpg.Connection | asyncpg.Pool,
     team_id: uuid.UUID,
     type_: str,
-    config: dict[str, Any],
+    config: Any,
     *,
     interval: int = 300,
     active: bool = True,
@@ -71,7 +70,7 @@ async def make_integration(
         team_id,
         type_,
         name,
-        json.dumps(config),
+        config,
         active,
         interval,
     )

@@ -1,0 +1,106 @@
+"""A small in-test connector that implements the protocol over an in-memory "tracker"."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+from typing import Any, ClassVar
+
+from connectors.base import (
+    ConnectorConfig,
+    ConnectorContext,
+    FatalError,
+    Page,
+    RetriableError,
+    Status,
+    WorkItem,
+)
+
+T0 = datetime(2025, 5, 1, 8, 0, tzinfo=UTC)
+
+
+class FakeConfig(ConnectorConfig):
+    project: str = "DEMO"
+
+
+@dataclass
+class Upstream:
+    """The tracker's state, plus knobs for faults. Shared by every connector built from it."""
+
+    items: dict[str, WorkItem] = field(default_factory=dict)
+    page_size: int = 10
+    fail_on_page: int | None = None  # 1-based page that raises
+    fail_with: Exception = field(default_factory=lambda: RetriableError("upstream 503"))
+    page_delay: float = 0.0
+    since_seen: list[Mapping[str, datetime]] = field(default_factory=list)
+    ids_listed: int = 0
+
+    def add(
+        self,
+        n: int,
+        *,
+        start: datetime = T0,
+        step: timedelta = timedelta(minutes=1),
+        status: Status = Status.QUEUED,
+    ) -> list[str]:
+        base = len(self.items)
+        ids = []
+        for k in range(n):
+            ext = f"FAKE-{base + k + 1}"
+            self.items[ext] = WorkItem(
+                external_id=ext,
+                external_key=ext,
+                title=f"Item {base + k + 1}",
+                status=status,
+                updated_at=start + step * k,
+                raw={"id": ext, "n": base + k + 1},
+                description="d",
+                priority=2,
+            )
+            ids.append(ext)
+        return ids
+
+    def change(self, ext: str, at: datetime, **changes: Any) -> None:
+        item = self.items[ext]
+        raw = {**item.raw, **{k: str(v) for k, v in changes.items()}}
+        self.items[ext] = replace(item, updated_at=at, raw=raw, **changes)
+
+
+def fake_connector_class(upstream: Upstream) -> type[Any]:
+    class FakeConnector:
+        source: ClassVar[str] = "github"
+        config_model: ClassVar[type[ConnectorConfig]] = FakeConfig
+        overlap: ClassVar[timedelta] = timedelta(minutes=5)
+
+        def __init__(self, config: FakeConfig, ctx: ConnectorContext) -> None:
+            self.config = config
+            self.ctx = ctx
+
+        async def check(self) -> None:
+            if self.ctx.token.get_secret_value() == "bad":
+                raise FatalError("fake tracker rejected the token (401)")
+
+        async def changes(self, since: Mapping[str, datetime]) -> AsyncIterator[Page]:
+            await self.check()
+            upstream.since_seen.append(dict(since))
+            floor = since.get("")
+            ordered = sorted(upstream.items.values(), key=lambda i: (i.updated_at, i.external_id))
+            todo = [i for i in ordered if floor is None or i.updated_at >= floor]
+            for n, start in enumerate(range(0, len(todo), upstream.page_size), start=1):
+                if upstream.page_delay:
+                    await asyncio.sleep(upstream.page_delay)
+                if upstream.fail_on_page == n:
+                    raise upstream.fail_with
+                chunk = todo[start : start + upstream.page_size]
+                yield Page(chunk, {"": chunk[-1].updated_at})
+
+        async def all_ids(self) -> AsyncIterator[list[str]]:
+            upstream.ids_listed += 1
+            yield list(upstream.items)
+
+        async def aclose(self) -> None:
+            pass
+
+    return FakeConnector

@@ -1,0 +1,428 @@
+"""The sync run against a real PostgreSQL, with the in-test connector."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import pytest
+
+from connectors.base import FatalError, RetriableError, Status
+from tests.fake_connector import T0, Upstream, fake_connector_class
+from tests.helpers import make_integration, make_team
+from worker import sync
+from worker.settings import Settings
+from worker.sync import RunOptions
+
+TOKEN = "tok-PLANTED-engine-7a6b5c"
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return Settings(home=tmp_path / "home", backoff_base_seconds=60, sweep_every_runs=0)
+
+
+@pytest.fixture
+def upstream() -> Upstream:
+    return Upstream()
+
+
+@pytest.fixture
+async def team(pool: asyncpg.Pool) -> uuid.UUID:
+    return await make_team(pool, "Alpha")
+
+
+@pytest.fixture
+async def integration(pool: asyncpg.Pool, team: uuid.UUID) -> uuid.UUID:
+    return await make_integration(pool, team, "github", {"token": TOKEN}, interval=60)
+
+
+async def run(
+    pool: asyncpg.Pool,
+    integration_id: uuid.UUID,
+    settings: Settings,
+    upstream: Upstream,
+    *,
+    force: bool = True,
+    full: bool = False,
+    environ: dict[str, str] | None = None,
+    stop: asyncio.Event | None = None,
+) -> sync.RunResult:
+    loader = lambda source: fake_connector_class(upstream)  # noqa: E731
+    return await sync.run_integration(
+        pool,
+        integration_id,
+        settings,
+        environ=environ or {},
+        options=RunOptions(force=force, full=full, stop=stop),
+        loader=loader,
+    )
+
+
+async def events(pool: asyncpg.Pool, *types: str) -> list[asyncpg.Record]:
+    return await pool.fetch(
+        "SELECT * FROM activity_logs WHERE cardinality($1::text[]) = 0 OR event_type = ANY($1)"
+        " ORDER BY created_at, id",
+        list(types),
+    )
+
+
+async def test_first_sync_inserts_and_second_writes_nothing(
+    pool, integration, settings, upstream
+) -> None:
+    upstream.add(25)
+    first = await run(pool, integration, settings, upstream)
+    assert (first.outcome, first.created, first.updated, first.pages) == ("succeeded", 25, 0, 3), (
+        first.reason
+    )
+    rows = await pool.fetch(
+        "SELECT external_id, updated_at, team_id, integration_id, assigned_at"
+        " FROM work_items ORDER BY external_id"
+    )
+    assert len(rows) == 25 and all(r["integration_id"] == integration for r in rows)
+    assert all(r["assigned_at"] is not None for r in rows)
+    assert len(await events(pool, "work_item_created")) == 25
+    before_events = len(await events(pool))
+
+    second = await run(pool, integration, settings, upstream)
+    assert (second.outcome, second.created, second.updated) == ("succeeded", 0, 0)
+    again = await pool.fetch("SELECT external_id, updated_at FROM work_items ORDER BY external_id")
+    assert [(r["external_id"], r["updated_at"]) for r in again] == [
+        (r["external_id"], r["updated_at"]) for r in rows
+    ]
+    new_events = [e["event_type"] for e in (await events(pool))[before_events:]]
+    assert new_events == ["sync_started", "sync_completed"]
+    completed = (await events(pool, "sync_completed"))[-1]["metadata"]
+    assert {"integration_id", "created", "updated", "unchanged", "pages", "duration_s"} <= set(
+        completed
+    )
+    assert completed["integration_id"] == str(integration)
+
+
+async def test_status_change_sets_timestamps_and_logs_once(
+    pool, integration, settings, upstream
+) -> None:
+    ids = upstream.add(3)
+    await run(pool, integration, settings, upstream)
+    upstream.change(ids[0], T0 + timedelta(hours=1), status=Status.IN_PROGRESS)
+    await run(pool, integration, settings, upstream)
+    started = await pool.fetchrow(
+        "SELECT status, started_at, completed_at FROM work_items WHERE external_id = $1", ids[0]
+    )
+    assert started["status"] == "in_progress" and started["started_at"] is not None
+    assert started["completed_at"] is None
+
+    done_at = T0 + timedelta(hours=2)
+    upstream.change(ids[0], done_at, status=Status.COMPLETED, completed_at=done_at)
+    result = await run(pool, integration, settings, upstream)
+    assert result.updated == 1 and done_at in result.touched
+    row = await pool.fetchrow(
+        "SELECT status, started_at, completed_at FROM work_items WHERE external_id = $1", ids[0]
+    )
+    assert row["status"] == "completed" and row["completed_at"] == done_at
+    assert row["started_at"] == started["started_at"]  # kept from the first time work started
+    changes = await events(pool, "work_item_status_changed")
+    assert [(c["metadata"]["old_status"], c["metadata"]["new_status"]) for c in changes] == [
+        ("queued", "in_progress"),
+        ("in_progress", "completed"),
+    ]
+    assert all(c["work_item_id"] is not None and c["team_id"] is not None for c in changes)
+    assert len(await events(pool, "work_item_updated")) == 0
+
+    # Reopened: the completion time goes away (it is no longer a completion).
+    upstream.change(
+        ids[0], done_at + timedelta(hours=1), status=Status.IN_PROGRESS, completed_at=None
+    )
+    await run(pool, integration, settings, upstream)
+    assert (
+        await pool.fetchval("SELECT completed_at FROM work_items WHERE external_id = $1", ids[0])
+        is None
+    )
+
+
+async def test_completion_without_tracker_time_uses_first_sync_that_sees_it(
+    pool, integration, settings, upstream
+) -> None:
+    ids = upstream.add(1)
+    await run(pool, integration, settings, upstream)
+    upstream.change(ids[0], T0 + timedelta(hours=1), status=Status.COMPLETED)
+    before = datetime.now(UTC)
+    await run(pool, integration, settings, upstream)
+    first_seen = await pool.fetchval("SELECT completed_at FROM work_items")
+    assert first_seen >= before - timedelta(seconds=1)
+    upstream.change(ids[0], T0 + timedelta(hours=2), title="renamed")
+    await run(pool, integration, settings, upstream)
+    assert await pool.fetchval("SELECT completed_at FROM work_items") == first_seen
+
+
+async def test_title_edit_logs_changed_fields(pool, integration, settings, upstream) -> None:
+    ids = upstream.add(2)
+    await run(pool, integration, settings, upstream)
+    upstream.change(ids[1], T0 + timedelta(hours=1), title="New title")
+    result = await run(pool, integration, settings, upstream)
+    assert (result.updated, result.created) == (1, 0)
+    [updated] = await events(pool, "work_item_updated")
+    assert "title" in updated["metadata"]["fields"]
+    assert updated["metadata"]["external_id"] == ids[1]
+
+
+async def test_failure_on_page_3_keeps_pages_1_2_and_resumes(
+    pool, integration, settings, upstream
+) -> None:
+    upstream.add(50)  # 5 pages of 10
+    upstream.fail_on_page = 3
+    failed = await run(pool, integration, settings, upstream)
+    assert failed.outcome == "failed" and failed.pages == 2
+    assert await pool.fetchval("SELECT count(*) FROM work_items") == 20
+    cursor = await pool.fetchval("SELECT cursor FROM integration_sync_state")
+    page2_last = sorted(upstream.items.values(), key=lambda i: i.updated_at)[19].updated_at
+    assert datetime.fromisoformat(cursor[""]) == page2_last
+    [failure] = await events(pool, "sync_failed")
+    assert failure["metadata"]["error_class"] == "RetriableError"
+    state = await pool.fetchrow("SELECT * FROM integration_sync_state")
+    assert state["consecutive_failures"] == 1 and state["next_attempt_at"] is not None
+
+    upstream.fail_on_page = None
+    resumed = await run(pool, integration, settings, upstream)
+    assert resumed.outcome == "succeeded"
+    assert upstream.since_seen[-1] == {"": page2_last - timedelta(minutes=5)}
+    assert await pool.fetchval("SELECT count(*) FROM work_items") == 50
+    assert resumed.created == 30
+    assert await pool.fetchval("SELECT consecutive_failures FROM integration_sync_state") == 0
+
+
+async def test_backoff_skips_until_due_and_an_admin_edit_retries_at_once(
+    pool, integration, settings, upstream
+) -> None:
+    upstream.add(1)
+    upstream.fail_on_page = 1
+    assert (await run(pool, integration, settings, upstream)).outcome == "failed"
+    upstream.fail_on_page = None
+    skipped = await run(pool, integration, settings, upstream, force=False)
+    assert skipped.outcome == "skipped" and "backing off" in skipped.reason
+    await pool.execute(
+        "UPDATE integrations SET config = config || '{\"status_map\": {}}' WHERE id = $1",
+        integration,
+    )
+    assert (await run(pool, integration, settings, upstream, force=False)).outcome == "succeeded"
+    not_due = await run(pool, integration, settings, upstream, force=False)
+    assert not_due.outcome == "skipped" and "synced" in not_due.reason
+
+
+async def test_backoff_grows_and_is_capped(pool, integration, tmp_path, upstream) -> None:
+    settings = Settings(home=tmp_path, backoff_base_seconds=10, backoff_max_seconds=35)
+    upstream.add(1)
+    upstream.fail_on_page = 1
+    waits = []
+    for _ in range(4):
+        await run(pool, integration, settings, upstream)
+        waits.append(
+            await pool.fetchval(
+                "SELECT extract(epoch FROM next_attempt_at - last_error_at) FROM integration_sync_state"
+            )
+        )
+    assert [round(float(w)) for w in waits] == [10, 20, 35, 35]
+
+
+async def test_hostile_text_is_stored(pool, integration, settings, upstream) -> None:
+    ids = upstream.add(4)
+    at = T0 + timedelta(hours=1)
+    upstream.change(ids[0], at, title="nul\x00byte", description="a\x00b")
+    upstream.items[ids[0]] = replace(
+        upstream.items[ids[0]], raw={"body": "x\x00y", "k\x00": ["\x00"]}
+    )
+    upstream.change(ids[1], at, title="x" * 600)
+    upstream.change(ids[2], at, title="emoji 🚀 ✓")
+    upstream.change(ids[3], at, title="עברית RTL العربية")
+    result = await run(pool, integration, settings, upstream)
+    assert result.outcome == "succeeded" and result.created == 4
+    rows = {r["external_id"]: r for r in await pool.fetch("SELECT * FROM work_items")}
+    assert rows[ids[0]]["title"] == "nulbyte" and rows[ids[0]]["description"] == "ab"
+    assert rows[ids[0]]["external_data"] == {"body": "xy", "k": [""]}
+    assert len(rows[ids[1]]["title"]) == 500 and rows[ids[1]]["title"].endswith("…")
+    assert rows[ids[2]]["title"] == "emoji 🚀 ✓"
+    assert rows[ids[3]]["title"] == "עברית RTL العربية"
+
+
+async def test_older_copy_never_overwrites_newer(pool, integration, settings, upstream) -> None:
+    ids = upstream.add(1)
+    upstream.change(ids[0], T0 + timedelta(hours=2), title="newest")
+    await run(pool, integration, settings, upstream)
+    upstream.change(ids[0], T0 + timedelta(hours=1), title="stale replica copy")
+    result = await run(pool, integration, settings, upstream, full=True)
+    assert result.updated == 0
+    assert await pool.fetchval("SELECT title FROM work_items") == "newest"
+
+
+async def test_cursor_never_moves_past_the_run_start(pool, integration, settings, upstream) -> None:
+    future = datetime.now(UTC) + timedelta(days=2)  # a tracker clock far ahead of ours
+    upstream.add(2, start=future)
+    before = datetime.now(UTC)
+    await run(pool, integration, settings, upstream)
+    cursor = datetime.fromisoformat(
+        await pool.fetchval("SELECT cursor->>'' FROM integration_sync_state")
+    )
+    assert before - timedelta(seconds=5) <= cursor <= datetime.now(UTC)
+
+
+async def test_invalid_config_fails_clearly_and_others_carry_on(
+    pool, team, settings, upstream
+) -> None:
+    other_team = await make_team(pool, "Beta")
+    bad = await make_integration(pool, team, "github", {"token": TOKEN, "project": 12, "bogus": 1})
+    good = await make_integration(pool, other_team, "github", {"token": TOKEN})
+    upstream.add(3)
+    results = [await run(pool, i, settings, upstream) for i in (bad, good)]
+    assert [r.outcome for r in results] == ["failed", "succeeded"]
+    assert results[0].error_class == "ConfigError"
+    assert "project" in results[0].reason and "bogus" in results[0].reason
+    [failure] = await events(pool, "sync_failed")
+    assert "invalid integrations.config" in failure["message"]
+
+
+async def test_config_that_is_not_an_object_fails_clearly(pool, team, settings, upstream) -> None:
+    bad = await make_integration(pool, team, "github", ["not", "an", "object"])  # type: ignore[arg-type]
+    result = await run(pool, bad, settings, upstream)
+    assert result.outcome == "failed" and "JSON object" in result.reason
+
+
+async def test_missing_connector_type_fails_clearly(pool, integration, settings) -> None:
+    def loader(source: str) -> Any:
+        raise FatalError(f"no connector installed for type {source!r}")
+
+    result = await sync.run_integration(
+        pool, integration, settings, environ={}, options=RunOptions(force=True), loader=loader
+    )
+    assert result.outcome == "failed" and "no connector installed" in result.reason
+    assert len(await events(pool, "sync_failed")) == 1
+
+
+async def test_token_env_missing_names_the_key_not_a_value(pool, team, settings, upstream) -> None:
+    integration = await make_integration(
+        pool, team, "github", {"token_env": "C9_TEST_MISSING_TOKEN"}
+    )
+    result = await run(pool, integration, settings, upstream)
+    assert result.outcome == "failed" and "C9_TEST_MISSING_TOKEN" in result.reason
+    upstream.add(1)
+    ok = await run(pool, integration, settings, upstream, environ={"C9_TEST_MISSING_TOKEN": TOKEN})
+    assert ok.outcome == "succeeded"
+
+
+async def test_token_file_is_read(pool, team, settings, upstream, tmp_path) -> None:
+    path = tmp_path / "token"
+    path.write_text(TOKEN + "\n")
+    integration = await make_integration(pool, team, "github", {"token_file": str(path)})
+    upstream.add(1)
+    assert (await run(pool, integration, settings, upstream)).outcome == "succeeded"
+
+
+async def test_secrets_never_reach_logs_activity_or_results(
+    pool, integration, settings, upstream, caplog
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    upstream.add(12)
+    upstream.fail_on_page = 2
+    upstream.fail_with = RuntimeError(f"SDK blew up with header Authorization: token {TOKEN}")
+    result = await run(pool, integration, settings, upstream)
+    assert result.outcome == "failed" and "***" in result.reason
+    upstream.fail_with = RetriableError(f"retry later {TOKEN}")
+    await run(pool, integration, settings, upstream)
+    dumped = "\n".join(str(dict(r)) for r in await pool.fetch("SELECT * FROM activity_logs"))
+    dumped += "\n".join(
+        str(dict(r)) for r in await pool.fetch("SELECT * FROM integration_sync_state")
+    )
+    from worker.logs import JsonFormatter
+
+    formatted = "\n".join(JsonFormatter().format(r) for r in caplog.records)
+    assert "sync_failed" in dumped and "sync_crashed" in formatted
+    assert TOKEN not in dumped and TOKEN not in formatted and TOKEN not in result.reason
+
+
+async def test_deletion_sweep_marks_never_deletes(pool, integration, settings, upstream) -> None:
+    ids = upstream.add(3)
+    await run(pool, integration, settings, upstream)
+    del upstream.items[ids[1]]
+    result = await run(pool, integration, settings, upstream, full=True)
+    assert result.removed == 1
+    rows = {
+        r["external_id"]: r["removed_upstream_at"]
+        for r in await pool.fetch("SELECT * FROM work_items")
+    }
+    assert len(rows) == 3 and rows[ids[1]] is not None and rows[ids[0]] is None
+    [removed] = await events(pool, "work_item_removed")
+    assert removed["metadata"]["external_id"] == ids[1]
+
+
+async def test_sweep_refuses_to_mark_everything_when_upstream_lists_nothing(
+    pool, integration, settings, upstream
+) -> None:
+    upstream.add(3)
+    await run(pool, integration, settings, upstream)
+    upstream.items.clear()
+    await run(pool, integration, settings, upstream, full=True)
+    assert (
+        await pool.fetchval("SELECT count(*) FROM work_items WHERE removed_upstream_at IS NOT NULL")
+        == 0
+    )
+
+
+async def test_tracker_reported_removal_marks_the_row(
+    pool, integration, settings, upstream
+) -> None:
+    ids = upstream.add(2)
+    await run(pool, integration, settings, upstream)
+    upstream.change(ids[0], T0 + timedelta(hours=1), removed=True)
+    result = await run(pool, integration, settings, upstream)
+    assert result.removed == 1
+    assert len(await events(pool, "work_item_removed")) == 1
+
+
+async def test_two_runs_at_once_one_runs_one_skips(pool, integration, settings, upstream) -> None:
+    upstream.add(30)
+    upstream.page_delay = 0.2
+    a, b = await asyncio.gather(
+        run(pool, integration, settings, upstream), run(pool, integration, settings, upstream)
+    )
+    assert sorted([a.outcome, b.outcome]) == ["skipped", "succeeded"]
+    assert len(await events(pool, "work_item_created")) == 30
+    assert len(await events(pool, "sync_started")) == 1
+
+
+async def test_stop_event_ends_the_run_after_the_current_page(
+    pool, integration, settings, upstream
+) -> None:
+    upstream.add(50)
+    stop = asyncio.Event()
+    stop.set()
+    result = await run(pool, integration, settings, upstream, stop=stop)
+    assert (result.outcome, result.pages) == ("interrupted", 1)
+    assert await pool.fetchval("SELECT count(*) FROM work_items") == 10
+    assert len(await events(pool, "sync_interrupted")) == 1
+    assert await pool.fetchval("SELECT last_sync FROM integrations") is None
+
+
+async def test_duplicate_ids_inside_one_page_keep_the_newest(
+    pool, integration, settings, upstream
+) -> None:
+    from connectors.base import Page, WorkItem
+    from worker import store
+
+    older = WorkItem("X-1", "old", Status.QUEUED, T0)
+    newer = WorkItem("X-1", "new", Status.QUEUED, T0 + timedelta(minutes=1))
+    async with pool.acquire() as conn, conn.transaction():
+        team = await conn.fetchval("SELECT team_id FROM integrations WHERE id = $1", integration)
+        result = await store.upsert_items(
+            conn,
+            source="github",
+            team_id=team,
+            integration_id=integration,
+            items=Page([newer, older]).items,
+        )
+    assert result.created == 1
+    assert await pool.fetchval("SELECT title FROM work_items") == "new"

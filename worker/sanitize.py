@@ -1,0 +1,112 @@
+"""Make connector output safe for PostgreSQL: no NUL bytes (text and jsonb refuse them), values
+fitted to their columns (a 600-character title is truncated, not a failed batch), one item per key.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+from connectors.base import WorkItem, utc
+
+TITLE_MAX = 500
+KEY_MAX = 255
+EXTERNAL_ID_MAX = 255
+INT4_MAX = 2**31 - 1
+ELLIPSIS = "…"
+
+
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    """An item that cannot be stored as given (its identity itself is unusable)."""
+
+    external_id: str
+    reason: str
+
+
+def clean_text(value: str | None, limit: int | None = None) -> str | None:
+    if value is None:
+        return None
+    text = value.replace("\x00", "")
+    if limit is not None and len(text) > limit:
+        text = text[: limit - 1] + ELLIPSIS
+    return text
+
+
+def clean_json(value: Any) -> Any:
+    """Strip NUL from every string and key of a JSON-like value (jsonb rejects \\u0000)."""
+    if isinstance(value, str):
+        return value.replace("\x00", "")
+    if isinstance(value, Mapping):
+        return {str(k).replace("\x00", ""): clean_json(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [clean_json(v) for v in value]
+    if isinstance(value, float) and value != value:  # NaN is not JSON
+        return None
+    if isinstance(value, str | int | float | bool) or value is None:
+        return value
+    return str(value)
+
+
+def clean_item(item: WorkItem) -> WorkItem | Rejected:
+    external_id = item.external_id.replace("\x00", "") if item.external_id else ""
+    if not external_id.strip():
+        return Rejected(repr(item.external_id), "empty external_id")
+    if len(external_id) > EXTERNAL_ID_MAX:
+        # An id is identity: truncating it could merge two items. Refuse it instead.
+        return Rejected(external_id[:80] + ELLIPSIS, f"external_id longer than {EXTERNAL_ID_MAX}")
+    points = item.story_points
+    if points is not None and not (0 <= points <= INT4_MAX):
+        points = None
+    return replace(
+        item,
+        external_id=external_id,
+        title=clean_text(item.title or "(untitled)", TITLE_MAX) or "(untitled)",
+        external_key=clean_text(item.external_key, KEY_MAX),
+        description=clean_text(item.description),
+        acceptance_criteria=clean_text(item.acceptance_criteria),
+        external_url=clean_text(item.external_url),
+        priority=min(4, max(0, int(item.priority or 0))),
+        story_points=points,
+        updated_at=utc(item.updated_at),
+        started_at=utc(item.started_at) if item.started_at else None,
+        completed_at=utc(item.completed_at) if item.completed_at else None,
+        raw=clean_json(dict(item.raw)),
+    )
+
+
+def prepare_page(items: Iterable[WorkItem]) -> tuple[list[WorkItem], list[Rejected]]:
+    """Clean every item and keep one per external_id (the newest; the later one on a tie):
+    PostgreSQL refuses an INSERT … ON CONFLICT that touches the same row twice."""
+    newest: dict[str, WorkItem] = {}
+    rejected: list[Rejected] = []
+    for item in items:
+        cleaned = clean_item(item)
+        if isinstance(cleaned, Rejected):
+            rejected.append(cleaned)
+            continue
+        seen = newest.get(cleaned.external_id)
+        if seen is None or cleaned.updated_at >= seen.updated_at:
+            newest[cleaned.external_id] = cleaned
+    return list(newest.values()), rejected
+
+
+def columns(items: Sequence[WorkItem]) -> dict[str, list[Any]]:
+    """The page as parallel arrays, one per column, for `unnest`."""
+    return {
+        "external_id": [i.external_id for i in items],
+        "external_key": [i.external_key for i in items],
+        "title": [i.title for i in items],
+        "description": [i.description for i in items],
+        "acceptance_criteria": [i.acceptance_criteria for i in items],
+        "status": [str(i.status) for i in items],
+        "priority": [i.priority for i in items],
+        "story_points": [i.story_points for i in items],
+        "external_url": [i.external_url for i in items],
+        "external_data": [i.raw for i in items],
+        "source_updated_at": [i.updated_at for i in items],
+        "started_at": [i.started_at for i in items],
+        "completed_at": [i.completed_at for i in items],
+        "removed": [i.removed for i in items],
+    }

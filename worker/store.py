@@ -1,0 +1,419 @@
+"""Every SQL statement the worker runs, each behind one typed function. Knows no tracker.
+
+A page is written in one statement (`unnest` of parallel arrays, then INSERT … ON CONFLICT … DO
+UPDATE … WHERE … IS DISTINCT FROM …), its activity rows in a second, and the cursor in a third,
+all inside the caller's transaction.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+from connectors.base import WorkItem
+from worker import sanitize
+
+# ---------------------------------------------------------------------------------------------
+# Integrations and their sync state
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Integration:
+    id: uuid.UUID
+    team_id: uuid.UUID
+    team_name: str
+    type: str
+    name: str | None
+    config: Any  # raw JSON as stored; validated by the connector's model
+    is_active: bool
+    sync_interval: int
+    last_sync: datetime | None
+    updated_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class SyncState:
+    cursor: dict[str, str]
+    last_success_at: datetime | None
+    last_error_at: datetime | None
+    consecutive_failures: int
+    next_attempt_at: datetime | None
+    runs_since_sweep: int
+
+
+_INTEGRATION_COLUMNS = """
+    i.id, i.team_id, t.name AS team_name, i.type, i.name, i.config, i.is_active,
+    i.sync_interval, i.last_sync, i.updated_at
+"""
+
+
+def _integration(row: asyncpg.Record) -> Integration:
+    return Integration(**dict(row))
+
+
+async def get_integration(
+    conn: asyncpg.Connection, integration_id: uuid.UUID
+) -> Integration | None:
+    row = await conn.fetchrow(
+        f"SELECT {_INTEGRATION_COLUMNS} FROM integrations i JOIN teams t ON t.id = i.team_id"
+        " WHERE i.id = $1",
+        integration_id,
+    )
+    return _integration(row) if row else None
+
+
+async def list_integrations(
+    conn: asyncpg.Connection | asyncpg.Pool,
+    *,
+    active_only: bool = True,
+    integration_id: uuid.UUID | None = None,
+    team_name: str | None = None,
+) -> list[Integration]:
+    rows = await conn.fetch(
+        f"SELECT {_INTEGRATION_COLUMNS} FROM integrations i JOIN teams t ON t.id = i.team_id"
+        " WHERE ($1::bool IS FALSE OR i.is_active)"
+        "   AND ($2::uuid IS NULL OR i.id = $2)"
+        "   AND ($3::text IS NULL OR t.name = $3)"
+        " ORDER BY t.name, i.type",
+        active_only,
+        integration_id,
+        team_name,
+    )
+    return [_integration(r) for r in rows]
+
+
+@dataclass(frozen=True, slots=True)
+class ScheduleRow:
+    """What the scheduler needs to know about one active integration."""
+
+    id: uuid.UUID
+    sync_interval: int
+    config_digest: str
+    last_success_at: datetime | None
+    next_attempt_at: datetime | None
+
+
+async def schedule_rows(conn: asyncpg.Connection | asyncpg.Pool) -> list[ScheduleRow]:
+    rows = await conn.fetch(
+        "SELECT i.id, i.sync_interval, md5(i.config::text) AS config_digest,"
+        "       COALESCE(s.last_success_at, i.last_sync) AS last_success_at, s.next_attempt_at"
+        " FROM integrations i LEFT JOIN integration_sync_state s ON s.integration_id = i.id"
+        " WHERE i.is_active"
+    )
+    return [ScheduleRow(**dict(r)) for r in rows]
+
+
+async def get_state(conn: asyncpg.Connection, integration_id: uuid.UUID) -> SyncState:
+    row = await conn.fetchrow(
+        "SELECT cursor, last_success_at, last_error_at, consecutive_failures, next_attempt_at,"
+        "       runs_since_sweep"
+        " FROM integration_sync_state WHERE integration_id = $1",
+        integration_id,
+    )
+    if row is None:
+        return SyncState({}, None, None, 0, None, 0)
+    return SyncState(**dict(row))
+
+
+async def mark_started(
+    conn: asyncpg.Connection, integration_id: uuid.UUID, run_id: uuid.UUID
+) -> None:
+    await conn.execute(
+        "INSERT INTO integration_sync_state (integration_id, last_run_id, last_started_at)"
+        " VALUES ($1, $2, now())"
+        " ON CONFLICT (integration_id) DO UPDATE"
+        " SET last_run_id = EXCLUDED.last_run_id, last_started_at = EXCLUDED.last_started_at",
+        integration_id,
+        run_id,
+    )
+
+
+async def save_cursor(
+    conn: asyncpg.Connection, integration_id: uuid.UUID, cursor: Mapping[str, str]
+) -> None:
+    await conn.execute(
+        "INSERT INTO integration_sync_state (integration_id, cursor) VALUES ($1, $2::jsonb)"
+        " ON CONFLICT (integration_id) DO UPDATE SET cursor = EXCLUDED.cursor",
+        integration_id,
+        dict(cursor),
+    )
+
+
+async def mark_succeeded(
+    conn: asyncpg.Connection, integration_id: uuid.UUID, duration_s: float, swept: bool
+) -> None:
+    await conn.execute(
+        "UPDATE integration_sync_state SET last_success_at = now(), consecutive_failures = 0,"
+        "       next_attempt_at = NULL, last_duration_s = $2,"
+        "       runs_since_sweep = CASE WHEN $3 THEN 0 ELSE runs_since_sweep + 1 END"
+        " WHERE integration_id = $1",
+        integration_id,
+        duration_s,
+        swept,
+    )
+    await conn.execute("UPDATE integrations SET last_sync = now() WHERE id = $1", integration_id)
+
+
+async def mark_failed(
+    conn: asyncpg.Connection,
+    integration_id: uuid.UUID,
+    *,
+    error_class: str,
+    error: str,
+    duration_s: float,
+    backoff_base_s: float,
+    backoff_max_s: float,
+) -> int:
+    """Record a failure and schedule the next attempt with capped exponential backoff.
+    Returns the number of consecutive failures."""
+    failures: int = await conn.fetchval(
+        "INSERT INTO integration_sync_state AS s (integration_id, last_error_at, last_error_class,"
+        "       last_error, consecutive_failures, next_attempt_at, last_duration_s)"
+        " VALUES ($1, now(), $2, $3, 1, now() + make_interval(secs => $4), $6)"
+        " ON CONFLICT (integration_id) DO UPDATE SET"
+        "   last_error_at = now(), last_error_class = $2, last_error = $3,"
+        "   consecutive_failures = s.consecutive_failures + 1,"
+        "   next_attempt_at = now() + make_interval(secs => LEAST($5::float8,"
+        "       $4::float8 * power(2, LEAST(s.consecutive_failures, 30)))),"
+        "   last_duration_s = $6"
+        " RETURNING consecutive_failures",
+        integration_id,
+        error_class,
+        error,
+        backoff_base_s,
+        backoff_max_s,
+        duration_s,
+    )
+    return failures
+
+
+# ---------------------------------------------------------------------------------------------
+# Locks: one run of one integration at a time, across replicas
+# ---------------------------------------------------------------------------------------------
+_LOCK_NAMESPACE = 0x6339  # "c9": first key of the two-key advisory lock
+
+
+async def try_lock_integration(conn: asyncpg.Connection, integration_id: uuid.UUID) -> bool:
+    """Session-level lock held on `conn` for the run; it dies with the connection, so a dead
+    replica's lock is released by PostgreSQL."""
+    locked: bool = await conn.fetchval(
+        "SELECT pg_try_advisory_lock($1, hashtext($2::uuid::text))", _LOCK_NAMESPACE, integration_id
+    )
+    return locked
+
+
+async def unlock_integration(conn: asyncpg.Connection, integration_id: uuid.UUID) -> None:
+    await conn.execute(
+        "SELECT pg_advisory_unlock($1, hashtext($2::uuid::text))", _LOCK_NAMESPACE, integration_id
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Work items
+# ---------------------------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class Change:
+    """One row the page created or changed."""
+
+    work_item_id: uuid.UUID
+    external_id: str
+    external_key: str | None
+    title: str
+    created: bool
+    old_status: str | None
+    new_status: str
+    changed_fields: tuple[str, ...]
+    old_completed_at: datetime | None
+    new_completed_at: datetime | None
+    removed_now: bool  # removed_upstream_at went from NULL to set
+
+
+@dataclass(slots=True)
+class PageResult:
+    changes: list[Change] = field(default_factory=list)
+    unchanged: int = 0
+    rejected: list[sanitize.Rejected] = field(default_factory=list)
+
+    @property
+    def created(self) -> int:
+        return sum(1 for c in self.changes if c.created)
+
+    @property
+    def updated(self) -> int:
+        return sum(1 for c in self.changes if not c.created)
+
+
+# Fields compared to decide whether a row changed (and reported in work_item_updated).
+SYNCED_FIELDS = (
+    "external_key", "title", "description", "acceptance_criteria", "status", "priority",
+    "story_points", "external_url", "external_data", "started_at", "completed_at",
+    "removed_upstream_at", "team_id",
+)  # fmt: skip
+
+_UPSERT = f"""
+WITH incoming AS (
+    SELECT * FROM unnest(
+        $1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::int[],
+        $8::int[], $9::text[], $10::jsonb[], $11::timestamptz[], $12::timestamptz[],
+        $13::timestamptz[], $14::bool[]
+    ) AS t(external_id, external_key, title, description, acceptance_criteria, status, priority,
+           story_points, external_url, external_data, source_updated_at, started_at,
+           completed_at, removed)
+),
+final AS (
+    SELECT
+        i.external_id, i.external_key, i.title, i.description, i.acceptance_criteria, i.status,
+        i.priority, i.story_points, i.external_url, i.external_data, i.source_updated_at,
+        -- The tracker's own start time when it has one; else the first sync that sees work start.
+        COALESCE(i.started_at, p.started_at,
+                 CASE WHEN i.status IN ('in_progress', 'pr_ready') THEN now() END) AS started_at,
+        -- Only completed items have a completion time (a reopened item loses it; cancelled
+        -- items are not completions). Tracker's time first, else the first sync that saw it.
+        CASE WHEN i.status = 'completed' THEN
+            COALESCE(i.completed_at,
+                     CASE WHEN p.status = 'completed' THEN p.completed_at END, now())
+        END AS completed_at,
+        COALESCE(p.assigned_at, now()) AS assigned_at,
+        CASE WHEN i.removed THEN COALESCE(p.removed_upstream_at, now()) END AS removed_upstream_at,
+        p AS prior
+    FROM incoming i
+    LEFT JOIN work_items p ON p.source = $15 AND p.external_id = i.external_id
+),
+written AS (
+    INSERT INTO work_items AS w (
+        team_id, integration_id, source, external_id, external_key, title, description,
+        acceptance_criteria, status, priority, story_points, external_url, external_data,
+        source_updated_at, started_at, completed_at, assigned_at, removed_upstream_at)
+    SELECT $16, $17, $15, external_id, external_key, title, description, acceptance_criteria,
+           status, priority, story_points, external_url, external_data, source_updated_at,
+           started_at, completed_at, assigned_at, removed_upstream_at
+    FROM final
+    ON CONFLICT (source, external_id) DO UPDATE SET
+        team_id = EXCLUDED.team_id, integration_id = EXCLUDED.integration_id,
+        external_key = EXCLUDED.external_key, title = EXCLUDED.title,
+        description = EXCLUDED.description, acceptance_criteria = EXCLUDED.acceptance_criteria,
+        status = EXCLUDED.status, priority = EXCLUDED.priority,
+        story_points = EXCLUDED.story_points, external_url = EXCLUDED.external_url,
+        external_data = EXCLUDED.external_data, source_updated_at = EXCLUDED.source_updated_at,
+        started_at = EXCLUDED.started_at, completed_at = EXCLUDED.completed_at,
+        assigned_at = EXCLUDED.assigned_at, removed_upstream_at = EXCLUDED.removed_upstream_at
+    WHERE ({", ".join(f"w.{f}" for f in SYNCED_FIELDS)})
+          IS DISTINCT FROM ({", ".join(f"EXCLUDED.{f}" for f in SYNCED_FIELDS)})
+      -- an older copy (overlap re-read, a lagging page) never overwrites a newer one
+      AND (w.source_updated_at IS NULL OR EXCLUDED.source_updated_at >= w.source_updated_at)
+    RETURNING w.id, w.external_id, w.external_key, w.title, w.status, w.completed_at,
+              w.removed_upstream_at
+)
+SELECT wr.id, wr.external_id, wr.external_key, wr.title, wr.status AS new_status,
+       wr.completed_at AS new_completed_at, (f.prior).id IS NULL AS created,
+       (f.prior).status AS old_status, (f.prior).completed_at AS old_completed_at,
+       (wr.removed_upstream_at IS NOT NULL AND (f.prior).removed_upstream_at IS NULL
+        AND (f.prior).id IS NOT NULL) AS removed_now,
+       array_remove(ARRAY[{
+    ", ".join(
+        f"CASE WHEN (f.prior).{c} IS DISTINCT FROM f.{c} THEN '{c}' END"
+        for c in SYNCED_FIELDS
+        if c != "team_id"
+    )
+}], NULL) AS changed_fields
+FROM written wr JOIN final f USING (external_id)
+"""  # column names are this module's constants; every value is a parameter
+
+
+async def upsert_items(
+    conn: asyncpg.Connection,
+    *,
+    source: str,
+    team_id: uuid.UUID,
+    integration_id: uuid.UUID,
+    items: Sequence[WorkItem],
+) -> PageResult:
+    """Write one page; return what changed. Must run inside the caller's transaction."""
+    clean, rejected = sanitize.prepare_page(items)
+    result = PageResult(rejected=rejected)
+    if not clean:
+        return result
+    cols = sanitize.columns(clean)
+    rows = await conn.fetch(_UPSERT, *cols.values(), source, team_id, integration_id)
+    for r in rows:
+        result.changes.append(
+            Change(
+                work_item_id=r["id"],
+                external_id=r["external_id"],
+                external_key=r["external_key"],
+                title=r["title"],
+                created=r["created"],
+                old_status=r["old_status"],
+                new_status=r["new_status"],
+                changed_fields=tuple(r["changed_fields"]),
+                old_completed_at=r["old_completed_at"],
+                new_completed_at=r["new_completed_at"],
+                removed_now=r["removed_now"],
+            )
+        )
+    result.unchanged = len(clean) - len(rows)
+    return result
+
+
+async def mark_missing_upstream(
+    conn: asyncpg.Connection, integration_id: uuid.UUID, present_ids: Sequence[str]
+) -> list[asyncpg.Record]:
+    """Mark (never delete) this integration's rows whose ids are no longer upstream."""
+    return await conn.fetch(
+        "UPDATE work_items SET removed_upstream_at = now()"
+        " WHERE integration_id = $1 AND removed_upstream_at IS NULL"
+        "   AND NOT (external_id = ANY($2::text[]))"
+        " RETURNING id, team_id, external_id, external_key, title",
+        integration_id,
+        list(present_ids),
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Activity log
+# ---------------------------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class Activity:
+    event_type: str
+    message: str
+    metadata: Mapping[str, Any]
+    work_item_id: uuid.UUID | None = None
+
+
+async def log_activities(
+    conn: asyncpg.Connection | asyncpg.Pool, team_id: uuid.UUID, activities: Sequence[Activity]
+) -> None:
+    if not activities:
+        return
+    await conn.execute(
+        "INSERT INTO activity_logs (team_id, work_item_id, event_type, message, metadata)"
+        " SELECT $1, w, e, m, d FROM unnest($2::uuid[], $3::text[], $4::text[], $5::jsonb[])"
+        "   AS t(w, e, m, d)",
+        team_id,
+        [a.work_item_id for a in activities],
+        [a.event_type for a in activities],
+        [sanitize.clean_text(a.message) for a in activities],
+        [sanitize.clean_json(dict(a.metadata)) for a in activities],
+    )
+
+
+def cursor_to_json(cursor: Mapping[str, datetime]) -> dict[str, str]:
+    return {scope: at.isoformat() for scope, at in cursor.items()}
+
+
+def cursor_from_json(raw: Mapping[str, Any] | str | None) -> dict[str, datetime]:
+    data = json.loads(raw) if isinstance(raw, str) else raw
+    out: dict[str, datetime] = {}
+    for scope, value in (data or {}).items():
+        try:
+            out[str(scope)] = datetime.fromisoformat(str(value))
+        except ValueError:
+            continue  # a hand-edited, unreadable mark: that scope is read in full again
+    return out

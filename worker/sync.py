@@ -1,0 +1,493 @@
+"""One run of one integration: lock, due-check, pages (each committed with its cursor), result.
+
+Knows no tracker: it validates `integrations.config` with the connector's own model, resolves the
+token, and drives `Connector.changes()`; every write goes through `worker.store`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+import asyncpg
+from pydantic import ValidationError
+
+from connectors import registry
+from connectors.base import (
+    ConfigError,
+    Connector,
+    ConnectorContext,
+    ConnectorError,
+    FatalError,
+    Page,
+)
+from worker import redact, store, telemetry
+from worker.logs import get_logger
+from worker.settings import Settings
+
+log = get_logger(__name__)
+
+Outcome = Literal["succeeded", "failed", "skipped", "interrupted"]
+ConnectorLoader = Callable[[str], type[Connector]]
+
+
+@dataclass(slots=True)
+class RunResult:
+    integration_id: uuid.UUID
+    outcome: Outcome
+    source: str = ""
+    team: str = ""
+    run_id: uuid.UUID | None = None
+    created: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    removed: int = 0
+    pages: int = 0
+    duration_s: float = 0.0
+    reason: str = ""  # why skipped/interrupted, or the error message (redacted)
+    error_class: str = ""
+    touched: list[datetime] = field(default_factory=list)  # completion times moved (metrics)
+
+    def summary(self) -> str:
+        label = f"{self.team}/{self.source}" if self.team else str(self.integration_id)
+        if self.outcome in ("skipped",):
+            return f"{label}: skipped ({self.reason})"
+        counts = (
+            f"created={self.created} updated={self.updated} unchanged={self.unchanged}"
+            f" removed={self.removed} pages={self.pages} in {self.duration_s:.1f}s"
+        )
+        if self.outcome == "failed":
+            return f"{label}: FAILED {self.error_class}: {self.reason} ({counts})"
+        if self.outcome == "interrupted":
+            return f"{label}: interrupted ({self.reason}; {counts})"
+        return f"{label}: ok {counts}"
+
+
+@dataclass(frozen=True, slots=True)
+class RunOptions:
+    force: bool = False  # run even if not due (another replica synced it within the interval)
+    full: bool = False  # ignore the cursor and sweep deletions
+    stop: asyncio.Event | None = None  # set on SIGTERM: finish the current page, then stop
+
+
+class RunInterrupted(Exception):
+    pass
+
+
+def config_error_message(exc: ValidationError) -> str:
+    """Pydantic's own text quotes the input (a token could be in it): keep location + reason."""
+    parts = []
+    for err in exc.errors()[:5]:
+        where = ".".join(str(p) for p in err["loc"]) or "config"
+        parts.append(f"{where}: {err['msg']}")
+    return "invalid integrations.config: " + "; ".join(parts)
+
+
+def build_connector(
+    integration: store.Integration,
+    settings: Settings,
+    environ: Mapping[str, str],
+    loader: ConnectorLoader,
+    deadline: float,
+) -> Connector:
+    cls = loader(integration.type)
+    config_raw = integration.config
+    if not isinstance(config_raw, dict):
+        raise ConfigError("invalid integrations.config: must be a JSON object")
+    try:
+        config = cls.config_model.model_validate(config_raw)
+    except ValidationError as exc:
+        raise ConfigError(config_error_message(exc)) from None
+    token = config.resolve_token(environ)
+    redact.register(token.get_secret_value())
+    source = integration.type
+
+    def on_wait(reason: str, seconds: float) -> None:
+        telemetry.RATE_LIMIT_WAITS.labels(source=source).inc(seconds)
+        log.info(
+            "rate_limit_wait",
+            integration_id=str(integration.id),
+            source=source,
+            what=reason,
+            seconds=round(seconds, 2),
+        )
+
+    ctx = ConnectorContext(
+        integration_id=str(integration.id),
+        token=token,
+        cache_dir=settings.cache_dir / source,
+        deadline=deadline,
+        on_wait=on_wait,
+    )
+    ctx.cache_dir.mkdir(parents=True, exist_ok=True)
+    return cls(config, ctx)  # type: ignore[call-arg]
+
+
+def advance(
+    cursor: dict[str, datetime], checkpoint: Mapping[str, datetime], ceiling: datetime
+) -> dict[str, datetime]:
+    """The cursor after a committed page: per scope the later of the old mark and the page's
+    checkpoint, never past the run's start (an item changing during the run is read again)."""
+    out = dict(cursor)
+    for scope, at in checkpoint.items():
+        at = min(at.astimezone(UTC), ceiling)
+        if scope not in out or at > out[scope]:
+            out[scope] = at
+    return out
+
+
+def is_due(integration: store.Integration, state: store.SyncState, now: datetime) -> str | None:
+    """None when a run is due, else why not."""
+    last = state.last_success_at or integration.last_sync
+    if last is not None:
+        age = (now - last).total_seconds()
+        # 5% slack: a tick that fires a little early (jitter) still runs.
+        if age < integration.sync_interval * 0.95:
+            return f"synced {age:.0f}s ago, interval {integration.sync_interval}s"
+    config_edited_after_failure = (
+        state.last_error_at is not None and integration.updated_at > state.last_error_at
+    )
+    if state.next_attempt_at is not None and now < state.next_attempt_at:
+        if not config_edited_after_failure:  # an admin's fix is tried at once
+            wait = (state.next_attempt_at - now).total_seconds()
+            return f"backing off after {state.consecutive_failures} failure(s), {wait:.0f}s left"
+    return None
+
+
+async def run_integration(
+    pool: asyncpg.Pool,
+    integration_id: uuid.UUID,
+    settings: Settings,
+    *,
+    environ: Mapping[str, str],
+    options: RunOptions = RunOptions(),
+    loader: ConnectorLoader = registry.load,
+) -> RunResult:
+    """Run one sync of one integration. Never raises for a tracker's or a config's fault: the
+    result (and `activity_logs`) says what happened. Database failures do propagate."""
+    async with pool.acquire() as conn:
+        if not await store.try_lock_integration(conn, integration_id):
+            return RunResult(integration_id, "skipped", reason="running on another worker")
+        try:
+            return await _locked_run(conn, integration_id, settings, environ, options, loader)
+        finally:
+            if not conn.is_closed():
+                await store.unlock_integration(conn, integration_id)
+
+
+async def _locked_run(
+    conn: asyncpg.Connection,
+    integration_id: uuid.UUID,
+    settings: Settings,
+    environ: Mapping[str, str],
+    options: RunOptions,
+    loader: ConnectorLoader,
+) -> RunResult:
+    integration = await store.get_integration(conn, integration_id)
+    if integration is None or not integration.is_active:
+        return RunResult(integration_id, "skipped", reason="inactive or deleted")
+    state = await store.get_state(conn, integration_id)
+    started_wall = datetime.now(UTC)
+    if not (options.force or options.full):
+        why_not = is_due(integration, state, started_wall)
+        if why_not:
+            return RunResult(
+                integration_id, "skipped", integration.type, integration.team_name, reason=why_not
+            )
+
+    run_id = uuid.uuid4()
+    result = RunResult(integration_id, "succeeded", integration.type, integration.team_name, run_id)
+    fields: dict[str, Any] = {
+        "integration_id": str(integration_id),
+        "source": integration.type,
+        "run_id": str(run_id),
+    }
+    started = time.monotonic()
+    await store.mark_started(conn, integration_id, run_id)
+    await store.log_activities(
+        conn,
+        integration.team_id,
+        [
+            store.Activity(
+                "sync_started", f"{integration.type} sync started", {**fields, "full": options.full}
+            )
+        ],
+    )
+    log.info("sync_started", **fields, full=options.full)
+
+    connector: Connector | None = None
+    try:
+        deadline = started + settings.run_deadline_seconds
+        connector = build_connector(integration, settings, environ, loader, deadline)
+        cursor = {} if options.full else store.cursor_from_json(state.cursor)
+        since = {scope: at - connector.overlap for scope, at in cursor.items()}
+        pages = connector.changes(since)
+        async for page in pages:
+            cursor = await _commit_page(
+                conn, integration, page, cursor, started_wall, result, fields
+            )
+            if options.stop is not None and options.stop.is_set():
+                raise RunInterrupted("worker stopping")
+            if time.monotonic() > deadline:
+                raise RunInterrupted(f"run deadline of {settings.run_deadline_seconds:.0f}s")
+        sweep_due = settings.sweep_every_runs and state.runs_since_sweep + 1 >= (
+            settings.sweep_every_runs
+        )
+        swept = options.full or bool(sweep_due)
+        if swept:
+            await _sweep(conn, integration, connector, result, fields)
+    except RunInterrupted as exc:
+        result.outcome, result.reason = "interrupted", str(exc)
+    except Exception as exc:
+        if conn.is_closed() or isinstance(
+            exc, asyncpg.PostgresConnectionError | asyncpg.InterfaceError
+        ):
+            raise  # the database itself is gone: nothing can be recorded here; the caller logs it
+        # A tracker's, a config's or a connector's fault: record it, never crash.
+        await _record_failure(conn, integration, result, exc, started, settings, fields)
+    finally:
+        if connector is not None:
+            await _close_quietly(connector)
+
+    result.duration_s = time.monotonic() - started
+    if result.outcome == "succeeded":
+        await store.mark_succeeded(conn, integration_id, result.duration_s, swept)
+        await _log_end(conn, integration, result, "sync_completed", fields)
+    elif result.outcome == "interrupted":
+        await _log_end(conn, integration, result, "sync_interrupted", fields)
+    telemetry.observe_run(result)
+    return result
+
+
+async def _commit_page(
+    conn: asyncpg.Connection,
+    integration: store.Integration,
+    page: Page,
+    cursor: dict[str, datetime],
+    ceiling: datetime,
+    result: RunResult,
+    fields: dict[str, Any],
+) -> dict[str, datetime]:
+    """One page: rows, their activity and the advanced cursor, in one transaction."""
+    new_cursor = advance(cursor, page.checkpoint, ceiling)
+    async with conn.transaction():
+        written = await store.upsert_items(
+            conn,
+            source=integration.type,
+            team_id=integration.team_id,
+            integration_id=integration.id,
+            items=page.items,
+        )
+        await store.log_activities(
+            conn, integration.team_id, _item_activities(integration, written, fields)
+        )
+        if new_cursor != cursor:
+            await store.save_cursor(conn, integration.id, store.cursor_to_json(new_cursor))
+    result.pages += 1
+    result.created += written.created
+    result.updated += written.updated
+    result.unchanged += written.unchanged
+    for change in written.changes:
+        result.removed += change.removed_now
+        for at in (change.old_completed_at, change.new_completed_at):
+            if at is not None and change.old_completed_at != change.new_completed_at:
+                result.touched.append(at)
+    if written.rejected:
+        log.warning(
+            "items_rejected",
+            **fields,
+            count=len(written.rejected),
+            first=written.rejected[0].reason,
+        )
+    return new_cursor
+
+
+def _label(source: str, key: str | None, external_id: str) -> str:
+    return f"{source} {key or external_id}"
+
+
+def _item_activities(
+    integration: store.Integration, written: store.PageResult, fields: Mapping[str, Any]
+) -> list[store.Activity]:
+    source = integration.type
+    out = []
+    for c in written.changes:
+        base = {**fields, "external_id": c.external_id, "external_key": c.external_key}
+        label = _label(source, c.external_key, c.external_id)
+        if c.created:
+            out.append(
+                store.Activity(
+                    "work_item_created",
+                    f"{label} created: {c.title}",
+                    {**base, "status": c.new_status},
+                    c.work_item_id,
+                )
+            )
+        elif c.removed_now:
+            out.append(
+                store.Activity(
+                    "work_item_removed",
+                    f"{label} deleted upstream",
+                    {**base, "status": c.new_status},
+                    c.work_item_id,
+                )
+            )
+        elif c.old_status != c.new_status:
+            out.append(
+                store.Activity(
+                    "work_item_status_changed",
+                    f"{label}: {c.old_status} → {c.new_status}",
+                    {
+                        **base,
+                        "old_status": c.old_status,
+                        "new_status": c.new_status,
+                        "fields": list(c.changed_fields),
+                    },
+                    c.work_item_id,
+                )
+            )
+        else:
+            out.append(
+                store.Activity(
+                    "work_item_updated",
+                    f"{label} updated: {', '.join(c.changed_fields)}",
+                    {**base, "fields": list(c.changed_fields)},
+                    c.work_item_id,
+                )
+            )
+    for r in written.rejected:
+        out.append(
+            store.Activity(
+                "work_item_rejected",
+                f"{source} item {r.external_id} not stored: {r.reason}",
+                {**fields, "external_id": r.external_id, "reason": r.reason},
+            )
+        )
+    return out
+
+
+async def _sweep(
+    conn: asyncpg.Connection,
+    integration: store.Integration,
+    connector: Connector,
+    result: RunResult,
+    fields: dict[str, Any],
+) -> None:
+    """Mark rows whose items are gone upstream (polling never reports deletions)."""
+    present = [i async for batch in connector.all_ids() for i in batch]
+    if not present:
+        # Zero items upstream for a scope we have rows for is far likelier a lost permission or
+        # a mis-scoped query than a mass deletion: do not mark everything.
+        log.warning("sweep_skipped", **fields, reason="tracker listed no items")
+        return
+    async with conn.transaction():
+        gone = await store.mark_missing_upstream(conn, integration.id, present)
+        await store.log_activities(
+            conn,
+            integration.team_id,
+            [
+                store.Activity(
+                    "work_item_removed",
+                    f"{_label(integration.type, r['external_key'], r['external_id'])}"
+                    " no longer upstream",
+                    {**fields, "external_id": r["external_id"]},
+                    r["id"],
+                )
+                for r in gone
+            ],
+        )
+    result.removed += len(gone)
+
+
+async def _record_failure(
+    conn: asyncpg.Connection,
+    integration: store.Integration,
+    result: RunResult,
+    exc: BaseException,
+    started: float,
+    settings: Settings,
+    fields: dict[str, Any],
+) -> None:
+    result.outcome = "failed"
+    result.error_class = type(exc).__name__
+    message = redact.scrub(str(exc) or repr(exc))[:2000]
+    result.reason = message
+    result.duration_s = time.monotonic() - started
+    failures = await store.mark_failed(
+        conn,
+        integration.id,
+        error_class=result.error_class,
+        error=message,
+        duration_s=result.duration_s,
+        backoff_base_s=settings.backoff_base_seconds,
+        backoff_max_s=settings.backoff_max_seconds,
+    )
+    fatal = isinstance(exc, FatalError)
+    await _log_end(
+        conn,
+        integration,
+        result,
+        "sync_failed",
+        {
+            **fields,
+            "error_class": result.error_class,
+            "error": message,
+            "fatal": fatal,
+            "consecutive_failures": failures,
+        },
+    )
+    log_fn = log.error if fatal else log.warning
+    log_fn(
+        "sync_failed",
+        **fields,
+        error_class=result.error_class,
+        error=message,
+        consecutive_failures=failures,
+    )
+    if not isinstance(exc, ConnectorError):
+        # Not one of ours: a bug in a connector or an SDK. Keep the traceback in the log.
+        log.exception("sync_crashed", **fields)
+
+
+async def _log_end(
+    conn: asyncpg.Connection,
+    integration: store.Integration,
+    result: RunResult,
+    event: str,
+    fields: dict[str, Any],
+) -> None:
+    metadata = {
+        **fields,
+        "created": result.created,
+        "updated": result.updated,
+        "unchanged": result.unchanged,
+        "removed": result.removed,
+        "pages": result.pages,
+        "duration_s": round(result.duration_s, 3),
+    }
+    if result.outcome == "interrupted":
+        metadata["reason"] = result.reason
+    message = {
+        "sync_completed": f"{integration.type} sync completed: {result.created} created, "
+        f"{result.updated} updated, {result.unchanged} unchanged",
+        "sync_failed": f"{integration.type} sync failed: {result.error_class}: {result.reason}",
+        "sync_interrupted": f"{integration.type} sync interrupted ({result.reason}); "
+        "resumes from the committed cursor",
+    }[event]
+    await store.log_activities(
+        conn, integration.team_id, [store.Activity(event, message, metadata)]
+    )
+    if event != "sync_failed":
+        log.info(event, **{k: v for k, v in metadata.items()})
+
+
+async def _close_quietly(connector: Connector) -> None:
+    try:
+        await connector.aclose()
+    except Exception:
+        log.exception("connector_close_failed", source=connector.source)

@@ -1,0 +1,50 @@
+"""Prometheus metrics of the worker (served on /metrics by worker.http)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from prometheus_client import Counter, Gauge, Histogram
+
+if TYPE_CHECKING:
+    from worker.sync import RunResult
+
+RUNS = Counter("c9_sync_runs_total", "Sync runs by outcome", ["source", "outcome"])
+ITEMS = Counter("c9_sync_items_total", "Work items written, by action", ["source", "action"])
+RUN_DURATION = Histogram(
+    "c9_sync_run_duration_seconds",
+    "Duration of sync runs",
+    ["source"],
+    buckets=(0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800),
+)
+LAST_SUCCESS = Gauge(
+    "c9_sync_last_success_timestamp_seconds",
+    "Unix time of the last successful run",
+    ["integration_id", "source"],
+)
+CONSECUTIVE_FAILURES = Gauge(
+    "c9_sync_consecutive_failures", "Failed runs in a row", ["integration_id", "source"]
+)
+RATE_LIMIT_WAITS = Counter(
+    "c9_sync_rate_limit_wait_seconds_total",
+    "Seconds spent waiting out rate limits and retries",
+    ["source"],
+)
+RUNNING = Gauge("c9_sync_running_runs", "Sync runs in progress in this process")
+SCHEDULED = Gauge("c9_sync_scheduled_integrations", "Active integrations with a scheduled job")
+
+
+def observe_run(result: RunResult) -> None:
+    source = result.source or "unknown"
+    RUNS.labels(source=source, outcome=result.outcome).inc()
+    if result.outcome == "skipped":
+        return
+    RUN_DURATION.labels(source=source).observe(result.duration_s)
+    for action in ("created", "updated", "unchanged", "removed"):
+        ITEMS.labels(source=source, action=action).inc(getattr(result, action))
+    labels = {"integration_id": str(result.integration_id), "source": source}
+    if result.outcome == "succeeded":
+        LAST_SUCCESS.labels(**labels).set_to_current_time()
+        CONSECUTIVE_FAILURES.labels(**labels).set(0)
+    elif result.outcome == "failed":
+        CONSECUTIVE_FAILURES.labels(**labels).inc()
