@@ -41,21 +41,20 @@ def retry_delay(exc: BaseException | None, attempt: int, ctx: ConnectorContext) 
 
 async def with_retries(ctx: ConnectorContext, what: str, call: Callable[[], Awaitable[T]]) -> T:
     """Run `call` until it succeeds, retrying RetriableError within the context's limits."""
-    planned: dict[int, float] = {}
-
-    def stop(state: RetryCallState) -> bool:
-        exc = state.outcome.exception() if state.outcome else None
-        delay = retry_delay(exc, state.attempt_number, ctx)
-        if delay is None:
-            return True
-        planned[state.attempt_number] = delay
-        return False
+    # tenacity asks `wait` first, then `stop` (so a stop rule can see the coming sleep):
+    # decide once in `wait`, and let `stop` read that decision.
+    planned: dict[int, float | None] = {}
 
     def wait(state: RetryCallState) -> float:
-        return planned.get(state.attempt_number, 0.0)
+        exc = state.outcome.exception() if state.outcome else None
+        planned[state.attempt_number] = retry_delay(exc, state.attempt_number, ctx)
+        return planned[state.attempt_number] or 0.0
+
+    def stop(state: RetryCallState) -> bool:
+        return planned.get(state.attempt_number) is None
 
     def before_sleep(state: RetryCallState) -> None:
-        ctx.on_wait(what, planned.get(state.attempt_number, 0.0))
+        ctx.on_wait(what, planned.get(state.attempt_number) or 0.0)
 
     async for attempt in AsyncRetrying(
         retry=retry_if_exception_type(RetriableError),
