@@ -139,7 +139,10 @@ def parse_time(value: Any) -> datetime | None:
     """GitHub's `2025-05-01T12:34:56Z` as an aware UTC datetime."""
     if not isinstance(value, str) or not value:
         return None
-    return utc(datetime.fromisoformat(value.replace("Z", "+00:00")))
+    try:
+        return utc(datetime.fromisoformat(value.replace("Z", "+00:00")))
+    except ValueError:
+        return None
 
 
 def _merged_at(raw: Mapping[str, Any]) -> datetime | None:
@@ -358,7 +361,13 @@ def _page_of(listing: PaginatedList[Any]) -> list[dict[str, Any]]:
     `_fetchNextPage` follows the `Link: rel="next"` URL and only moves the list's cursor after a
     successful answer, so a failed call can be retried as is; it also keeps no copy of the items.
     """
-    objects = listing._fetchNextPage()
+    try:
+        objects = listing._fetchNextPage()
+    except (TypeError, AttributeError, KeyError) as exc:
+        # PyGithub builds Issue objects from whatever JSON came back: a dict, a list of numbers…
+        raise RetriableError(
+            "GitHub sent an issue list that is not a JSON array of objects (a proxy or an outage?)"
+        ) from exc
     raws = [getattr(obj, "_rawData", None) for obj in objects]
     if not all(isinstance(raw, dict) for raw in raws):
         raise RetriableError("GitHub sent an issue list that is not a list of objects")

@@ -321,6 +321,7 @@ class GitHubSandbox(SandboxServer):
         `403_rate_limit`: the primary limit by default (no Retry-After, `x-ratelimit-remaining: 0`,
         `x-ratelimit-reset` = now + retry_after); with another `body` message it is a secondary
         limit carrying `Retry-After`, or, with `retry_after=None`, a plain permission 403.
+        `malformed` with a `body` sends that body (bytes or JSON) as a 200.
         """
         wait = fault.retry_after if fault.retry_after is not None else 1.0
         if fault.kind == "403_rate_limit":
@@ -338,6 +339,9 @@ class GitHubSandbox(SandboxServer):
             headers = {**self._rate_headers(), "Retry-After": str(math.ceil(wait))}
             body = fault.body or _body(SECONDARY_LIMIT_MESSAGE)
             return Response(429, body, {**headers, **fault.headers})
+        if fault.kind == "malformed" and fault.body is not None:
+            # A proxy's HTML page or JSON of the wrong shape, served as 200.
+            return Response(200, fault.body, {**self._rate_headers(), **fault.headers})
         response = super().fault_response(fault)
         if fault.kind == "401" and fault.body is None:
             response.body = _body("Bad credentials")

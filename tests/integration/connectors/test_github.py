@@ -373,6 +373,21 @@ async def test_malformed_body_is_retriable(harness: GitHubHarness) -> None:
         await connector.aclose()
 
 
+@pytest.mark.parametrize(
+    "body", [b"<html><body>502 Bad Gateway</body></html>", {"message": "hi"}, [1, 2]]
+)
+async def test_wrong_shaped_list_is_retriable(harness: GitHubHarness, body: Any) -> None:
+    harness.seed(2, start=T0, step=timedelta(minutes=1))
+    connector = harness.connector()
+    try:
+        harness.sandbox.fail_next("malformed", count=10, body=body)
+        with pytest.raises(RetriableError, match="not a JSON array of objects"):
+            await collect(connector)
+    finally:
+        await connector.aclose()
+    assert len(_issue_requests(harness.sandbox)) == 3, "retried up to ctx.max_retries"
+
+
 async def test_mapping_of_a_rich_issue(harness: GitHubHarness) -> None:
     issue = harness.sandbox.add_issue(
         REPO,
