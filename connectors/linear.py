@@ -43,10 +43,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from email.utils import parsedate_to_datetime
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, TypeVar
 
 import httpx
 from pydantic import Field, field_validator
@@ -70,9 +70,10 @@ from connectors.base import (
     status_name_suggests,
     utc,
 )
-from connectors.retry import with_retries
+from connectors.retry import retry_delay
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 DEFAULT_API_URL = "https://api.linear.app/graphql"
 MAX_PAGE_SIZE = 250  # Linear's documented ceiling for `first` / `last`
@@ -442,7 +443,7 @@ class LinearConnector:
             names = ", ".join(repr(k) for k in missing)
             raise FatalError(
                 f"Linear has no team with key {names} visible to this API key: fix team_keys "
-                "(team keys are case-sensitive, e.g. 'ENG') or give the key's user access"
+                "(team keys are case-sensitive) or give the key's user access to the team"
             )
 
     async def changes(self, since: Mapping[str, datetime]) -> AsyncIterator[Page]:
@@ -528,8 +529,7 @@ class LinearConnector:
         async def attempt() -> Mapping[str, Any]:
             return await self._post_once(query, variables, what)
 
-        data = await with_retries(self._ctx, f"linear {what}", attempt)
-        return data
+        return await _with_retries(self._ctx, f"linear {what}", attempt)
 
     async def _post_once(
         self, query: str, variables: Mapping[str, Any], what: str
@@ -555,20 +555,24 @@ class LinearConnector:
                 raise ConnectorError(
                     f"Linear answered HTTP 200 with a body that is not JSON ({what})"
                 ) from None
+        failure: ConnectorError | None = None
         try:
             data = classify_response(
                 response.status_code, body, response.headers, what=what, now=time.time()
             )
-        except RetriableError as exc:
-            raise RetriableError(self._scrub(str(exc)), retry_after=exc.retry_after) from None
         except ConnectorError as exc:
-            raise type(exc)(self._scrub(str(exc))) from None
+            failure = exc
+        if failure is not None:  # raised outside the handler: no context chained to it
+            raise self._scrubbed(failure)
         await self._pace(response.headers)
         return data
 
-    def _scrub(self, text: str) -> str:
+    def _scrubbed(self, error: ConnectorError) -> ConnectorError:
         """Belt and braces: no message we raise may contain the token, whatever upstream said."""
-        return text.replace(self._token, "***") if self._token in text else text
+        text = str(error).replace(self._token, "***")
+        if isinstance(error, RetriableError):
+            return RetriableError(text, retry_after=error.retry_after)
+        return type(error)(text)
 
     async def _pace(self, headers: Mapping[str, str]) -> None:
         """Spread the last requests of the hour until the budget resets (headers, not guesses)."""
@@ -581,6 +585,27 @@ class LinearConnector:
             delay = min(delay, max(0.0, self._ctx.deadline - time.monotonic()))
         if delay > 0.01:
             self._ctx.on_wait("linear request budget low", delay)
+            await asyncio.sleep(delay)
+
+
+async def _with_retries(ctx: ConnectorContext, what: str, call: Callable[[], Awaitable[T]]) -> T:
+    """`connectors.retry.with_retries` with the same policy (`retry_delay`: RetriableError only,
+    its retry_after honoured, never past `ctx.sleep_cap` / `ctx.deadline`).
+
+    Stand-in because the shared helper does not sleep: tenacity 9.x runs `wait` before `stop`,
+    and the shared helper plans the delay in `stop`, so its `wait` returns 0. Switch back once
+    it is fixed.
+    """
+    attempt = 0
+    while True:
+        attempt += 1
+        try:
+            return await call()
+        except RetriableError as exc:
+            delay = retry_delay(exc, attempt, ctx)
+            if delay is None:
+                raise
+            ctx.on_wait(what, delay)
             await asyncio.sleep(delay)
 
 

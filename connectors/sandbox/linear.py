@@ -287,6 +287,52 @@ def check_variables(op: Operation, variables: Mapping[str, Any]) -> None:
             )
 
 
+_SCALARS = {
+    "Query": "",
+    "User": "id name email",
+    "Team": "id key name",
+    "WorkflowState": "id name type",
+    "IssueLabel": "id name",
+    "PageInfo": "hasNextPage hasPreviousPage startCursor endCursor",
+    "Edge": "cursor",
+    "TeamConnection": "",
+    "IssueConnection": "",
+    "IssueLabelConnection": "",
+    "Issue": "id identifier number title description priority priorityLabel estimate url "
+    "createdAt updatedAt startedAt completedAt canceledAt archivedAt trashed previousIdentifiers",
+}
+_OBJECTS: dict[str, dict[str, str]] = {
+    "Query": {"viewer": "User", "teams": "TeamConnection", "issues": "IssueConnection"},
+    "Issue": {"state": "WorkflowState", "team": "Team", "labels": "IssueLabelConnection"},
+    **{
+        f"{kind}Connection": {"nodes": kind, "edges": f"{kind}Edge", "pageInfo": "PageInfo"}
+        for kind in ("Team", "Issue", "IssueLabel")
+    },
+    **{f"{kind}Edge": {"node": kind} for kind in ("Team", "Issue", "IssueLabel")},
+}
+
+
+def validate_selection(fields: list[Selection] | None, type_name: str, where: str) -> None:
+    """Static check of a selection against the schema subset served (as GraphQL validates a
+    query before running it, whatever the data)."""
+    if fields is None:
+        raise GraphQLError(
+            f'Field "{where}" of type "{type_name}" must have a selection of subfields.'
+        )
+    scalars = set(_SCALARS["Edge" if type_name.endswith("Edge") else type_name].split())
+    objects = _OBJECTS.get(type_name, {})
+    for sel in fields:
+        if sel.name == "__typename" or sel.name in scalars:
+            if sel.fields is not None:
+                raise GraphQLError(
+                    f'Field "{sel.name}" must not have a selection since it is a scalar.'
+                )
+        elif sel.name in objects:
+            validate_selection(sel.fields, objects[sel.name], sel.name)
+        else:
+            raise GraphQLError(f'Cannot query field "{sel.name}" on type "{type_name}".')
+
+
 def project(value: Any, fields: list[Selection] | None, where: str) -> Any:
     """Keep only what the query selected (GraphQL answers exactly its selection set)."""
     if value is None:
@@ -341,6 +387,7 @@ def compare(
 ) -> bool:
     if not isinstance(cond, Mapping):
         raise GraphQLError(f'Expected type "{type_name}" to be an object.')
+    results = []  # every operator is checked (and validated), no short cut
     for op, raw in cond.items():
         if op not in _COMPARATORS:
             raise GraphQLError(f'Field "{op}" is not defined by type "{type_name}".')
@@ -357,34 +404,33 @@ def compare(
             ok = actual in (want or [])
         elif op == "nin":
             ok = actual not in (want or [])
+        elif actual is None or want is None:
+            ok = False
         else:
-            if actual is None or want is None:
-                ok = False
-            else:
-                ok = {
-                    "gt": actual > want,
-                    "gte": actual >= want,
-                    "lt": actual < want,
-                    "lte": actual <= want,
-                }[op]
-        if not ok:
-            return False
-    return True
+            ok = {
+                "gt": actual > want,
+                "gte": actual >= want,
+                "lt": actual < want,
+                "lte": actual <= want,
+            }[op]
+        results.append(ok)
+    return all(results)
 
 
 def _combine(
     node: Mapping[str, Any], flt: Mapping[str, Any], one: Callable[[Mapping, Mapping], bool]
 ) -> bool:
+    """`and`/`or` plus one field per key; every branch is evaluated, so every one is validated."""
+    results = []
     for key, cond in flt.items():
         if key == "and":
-            if not all(_combine(node, sub, one) for sub in cond or []):
-                return False
+            results.append(all([_combine(node, sub, one) for sub in cond or []]))
         elif key == "or":
-            if cond and not any(_combine(node, sub, one) for sub in cond):
-                return False
-        elif not one(node, {key: cond}):
-            return False
-    return True
+            subs = [_combine(node, sub, one) for sub in cond or []]
+            results.append(any(subs) if subs else True)
+        else:
+            results.append(one(node, {key: cond}))
+    return all(results)
 
 
 def match_team(team: Mapping[str, Any], flt: Mapping[str, Any]) -> bool:
@@ -431,6 +477,13 @@ class _Exec:
     complexity: float = 0.0
 
 
+_PROBE_ISSUE: dict[str, Any] = {  # what a filter is validated against before any data
+    **dict.fromkeys(_DATE_FIELDS),
+    "id": "",
+    "number": 0,
+    "team": {"id": "", "key": "", "name": ""},
+    "state": {"id": "", "name": "", "type": ""},
+}
 _ISSUES_ARGS = {"after", "before", "filter", "first", "includeArchived", "last", "orderBy"}
 _TEAMS_ARGS = {"after", "before", "filter", "first", "includeArchived", "last", "orderBy"}
 
@@ -679,6 +732,7 @@ class LinearSandbox(SandboxServer):
         run = _Exec()
         data: dict[str, Any] = {}
         with self._lock:
+            validate_selection(op.fields, "Query", "query")
             for sel in op.fields:
                 args = {k: resolve(v, variables, op.variables) for k, v in sel.args.items()}
                 value = self._root(sel, args, run)
@@ -698,6 +752,7 @@ class LinearSandbox(SandboxServer):
             _known_args(args, _TEAMS_ARGS, "teams")
             teams = [_public_team(t) for t in self._teams.values()]
             if args.get("filter") is not None:
+                match_team(_PROBE_ISSUE["team"], args["filter"])
                 teams = [t for t in teams if match_team(t, args["filter"])]
             teams.sort(key=lambda t: t["id"], reverse=True)
             return self._page(teams, args, lambda t: t["id"], sel, run)
@@ -714,6 +769,7 @@ class LinearSandbox(SandboxServer):
         if not args.get("includeArchived"):
             nodes = [n for n in nodes if n["archivedAt"] is None]
         if args.get("filter") is not None:
+            match_issue(_PROBE_ISSUE, args["filter"])  # validates it even when nothing is stored
             nodes = [n for n in nodes if match_issue(n, args["filter"])]
 
         def sort_key(node: Mapping[str, Any]) -> tuple[str, str]:

@@ -1,0 +1,565 @@
+"""The Linear connector against the Linear sandbox: the shared contract plus Linear's own rules
+(RATELIMITED as HTTP 400 with epoch-ms resets, trash vs archive, priority scale, team keys,
+variables-only GraphQL, backward pagination that keeps pages oldest first)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from pydantic import SecretStr
+
+from connectors.base import ConnectorContext, FatalError, Page, RetriableError, Status
+from connectors.linear import CHANGES_QUERY, CHECK_QUERY, IDS_QUERY, LinearConfig, LinearConnector
+from connectors.sandbox.linear import LinearSandbox
+from tests.integration.connectors.contract import (
+    PLANTED_TOKEN,
+    T0,
+    ConnectorContract,
+    collect,
+    items_of,
+)
+
+
+@dataclass
+class LinearHarness:
+    sandbox: LinearSandbox
+    tmp_path: Path
+    page_size: int = 5
+    waits: list[tuple[str, float]] = field(default_factory=list)
+
+    def seed(self, count: int, *, start: datetime, step: timedelta) -> list[str]:
+        return [
+            self.sandbox.add_issue(
+                "ENG",
+                title=f"Issue {n}",
+                created_at=start + n * step - timedelta(hours=1),
+                updated_at=start + n * step,
+                priority=n % 5,
+                estimate=n % 4 or None,
+            )["id"]
+            for n in range(count)
+        ]
+
+    def update(
+        self, external_id: str, *, at: datetime, title: str | None = None, done: bool | None = None
+    ) -> None:
+        changes: dict[str, Any] = {}
+        if title is not None:
+            changes["title"] = title
+        if done is not None:
+            changes["state"] = "Done" if done else "Todo"
+        self.sandbox.update_issue(external_id, at=at, **changes)
+
+    def connector(self, *, token: str = PLANTED_TOKEN, **config: Any) -> LinearConnector:
+        return self.build(token=token, config=config)
+
+    def build(
+        self, *, token: str = PLANTED_TOKEN, config: dict[str, Any] | None = None, **ctx: Any
+    ) -> LinearConnector:
+        values = {"team_keys": ["ENG"], "page_size": self.page_size, "timeout": 2.0}
+        values.update(config or {})
+        if "api_url" not in values:
+            values["api_url"] = f"{self.sandbox.url}/graphql"
+        settings: dict[str, Any] = {"max_retries": 3, "sleep_cap": 5.0, **ctx}
+        context = ConnectorContext(
+            integration_id="test",
+            token=SecretStr(token),
+            cache_dir=self.tmp_path,
+            on_wait=lambda reason, seconds: self.waits.append((reason, seconds)),
+            **settings,
+        )
+        return LinearConnector(LinearConfig.model_validate(values), context)
+
+
+@pytest.fixture
+def sandbox() -> Iterator[LinearSandbox]:
+    server = LinearSandbox(token=PLANTED_TOKEN)
+    server.timeout_stall = 3.0  # longer than the connector's 2 s timeout in these tests
+    with server:
+        yield server
+
+
+@pytest.fixture
+def harness(sandbox: LinearSandbox, tmp_path: Path) -> LinearHarness:
+    return LinearHarness(sandbox, tmp_path)
+
+
+class TestLinearContract(ConnectorContract):
+    pass
+
+
+def graphql_bodies(sandbox: LinearSandbox) -> list[dict[str, Any]]:
+    return [r.json() for r in sandbox.requests_to("/graphql", "POST")]
+
+
+# ---------------------------------------------------------------------------------------------
+# Rate limits
+# ---------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("status", [400, 429])
+async def test_ratelimited_then_success_waits_for_the_reset(
+    harness: LinearHarness, status: int
+) -> None:
+    harness.seed(3, start=T0, step=timedelta(minutes=1))
+    connector = harness.connector()
+    try:
+        await connector.check()
+        harness.sandbox.rate_limit_next(reset_in=1.5, status=status)
+        started = time.monotonic()
+        got = items_of(await collect(connector))
+    finally:
+        await connector.aclose()
+    elapsed = time.monotonic() - started
+    assert len(got) == 3
+    assert elapsed >= 1.4, f"the reset (1.5 s ahead, epoch ms) was not waited out: {elapsed:.2f}"
+    assert elapsed < 4.5, "waited far longer than the reset header said"
+    assert len(harness.waits) == 1 and 1.2 <= harness.waits[0][1] <= 1.5, harness.waits
+    assert len(harness.sandbox.requests_to("/graphql")) == 3  # check, limited page, the retry
+
+
+async def test_rate_limit_reset_beyond_the_cap_gives_up_with_the_wait(
+    harness: LinearHarness,
+) -> None:
+    harness.seed(2, start=T0, step=timedelta(minutes=1))
+    connector = harness.connector()
+    try:
+        harness.sandbox.rate_limit_next(reset_in=60)
+        started = time.monotonic()
+        with pytest.raises(RetriableError) as info:
+            await collect(connector)
+    finally:
+        await connector.aclose()
+    assert time.monotonic() - started < 2, "must not sleep past sleep_cap"
+    assert info.value.retry_after is not None and 55 <= info.value.retry_after <= 60
+    assert "rate limit" in str(info.value)
+
+
+@pytest.mark.parametrize("pace", [True, False])
+async def test_a_small_budget_is_paced_or_waited_out_from_live_headers(
+    tmp_path: Path, pace: bool
+) -> None:
+    # No injection: the sandbox's own budget (3 requests per 1.5 s window) runs low.
+    with LinearSandbox(token=PLANTED_TOKEN, requests_limit=3, rate_window=1.5) as sandbox:
+        harness = LinearHarness(sandbox, tmp_path, page_size=2)
+        harness.seed(7, start=T0, step=timedelta(minutes=1))  # 4 pages
+        connector = harness.connector()
+        if not pace:
+            connector.pace_below = 0
+        started = time.monotonic()
+        try:
+            got = items_of(await collect(connector))
+        finally:
+            await connector.aclose()
+        elapsed = time.monotonic() - started
+        sent = len(sandbox.requests_to("/graphql"))
+    assert [i.title for i in got] == [f"Issue {n}" for n in range(7)]
+    assert elapsed >= 0.5, "the budget's reset must have been waited for"
+    reasons = {reason for reason, _ in harness.waits}
+    if pace:
+        assert sent == 4, "pacing spreads the requests so none is refused"
+        assert reasons == {"linear request budget low"}
+    else:
+        assert sent == 5, "one request refused with RATELIMITED, then retried after the reset"
+        assert reasons == {"linear issues of team ENG"}
+
+
+# ---------------------------------------------------------------------------------------------
+# Mapping
+# ---------------------------------------------------------------------------------------------
+async def test_trashed_is_removed_and_archived_stays(harness: LinearHarness) -> None:
+    keep, archived, trashed = harness.seed(3, start=T0, step=timedelta(minutes=1))
+    harness.sandbox.archive_issue(archived, at=T0 + timedelta(hours=1))
+    harness.sandbox.trash_issue(trashed, at=T0 + timedelta(hours=2))
+    connector = harness.connector()
+    try:
+        got = {i.external_id: i for i in items_of(await collect(connector))}
+        ids = [i async for batch in connector.all_ids() for i in batch]
+    finally:
+        await connector.aclose()
+    assert got[trashed].removed is True
+    assert got[archived].removed is False and got[archived].raw["archivedAt"] is not None
+    assert got[keep].removed is False
+    assert sorted(ids) == sorted([keep, archived, trashed])
+
+
+async def test_priority_estimate_and_fields_are_mapped(harness: LinearHarness) -> None:
+    ids = {
+        linear: harness.sandbox.add_issue(
+            title=f"p{linear}",
+            updated_at=T0 + timedelta(minutes=linear),
+            priority=linear,
+            estimate=2.6 if linear == 2 else None,
+            description="**markdown** stays",
+        )["id"]
+        for linear in range(5)
+    }
+    connector = harness.connector()
+    try:
+        got = {i.external_id: i for i in items_of(await collect(connector))}
+    finally:
+        await connector.aclose()
+    ours = {linear: got[ids[linear]].priority for linear in range(5)}
+    assert ours == {0: 0, 1: 4, 2: 3, 3: 2, 4: 1}
+    assert got[ids[2]].story_points == 3 and got[ids[2]].raw["estimate"] == 2.6
+    assert got[ids[0]].story_points is None
+    item = got[ids[1]]
+    node = harness.sandbox.issue(ids[1])
+    assert item.external_key == node["identifier"] == "ENG-2"
+    assert item.external_url == node["url"] and "/issue/ENG-2/" in item.external_url
+    assert item.description == "**markdown** stays"
+    assert item.raw["id"] == ids[1] and item.raw["team"]["key"] == "ENG"
+
+
+async def test_timestamps_are_mapped(harness: LinearHarness) -> None:
+    sb = harness.sandbox
+    done = sb.add_issue(title="done", updated_at=T0)["id"]
+    sb.update_issue(done, at=T0 + timedelta(hours=1), state="In Progress")
+    sb.update_issue(done, at=T0 + timedelta(hours=5), state="Done")
+    cancelled = sb.add_issue(title="cancelled", updated_at=T0)["id"]
+    sb.update_issue(cancelled, at=T0 + timedelta(hours=2), state="Canceled")
+    open_ = sb.add_issue(title="open", updated_at=T0 + timedelta(hours=3))["id"]
+    connector = harness.connector()
+    try:
+        got = {i.external_id: i for i in items_of(await collect(connector))}
+    finally:
+        await connector.aclose()
+    assert got[done].started_at == T0 + timedelta(hours=1)
+    assert got[done].completed_at == T0 + timedelta(hours=5)
+    assert got[done].status is Status.COMPLETED
+    assert got[cancelled].completed_at == T0 + timedelta(hours=2)  # canceledAt
+    assert got[cancelled].started_at is None
+    assert got[cancelled].status is Status.CANCELLED
+    assert got[open_].started_at is None and got[open_].completed_at is None
+    assert got[done].updated_at == T0 + timedelta(hours=5)
+    assert got[done].updated_at.tzinfo is not None
+
+
+async def test_status_mapping_with_labels_and_overrides(harness: LinearHarness) -> None:
+    sb = harness.sandbox
+    cases = {
+        ("Triage", ()): Status.QUEUED,
+        ("Backlog", ()): Status.QUEUED,
+        ("Todo", ()): Status.QUEUED,
+        ("In Progress", ()): Status.IN_PROGRESS,
+        ("In Review", ()): Status.PR_READY,
+        ("Done", ()): Status.COMPLETED,
+        ("Canceled", ()): Status.CANCELLED,
+        ("Duplicate", ()): Status.CANCELLED,
+        ("In Progress", ("Blocked",)): Status.BLOCKED,
+        ("Todo", ("blocked", "Bug")): Status.BLOCKED,
+        ("Done", ("Blocked",)): Status.COMPLETED,
+    }
+    ids = {
+        case: sb.add_issue(
+            title=str(case), updated_at=T0 + timedelta(minutes=n), state=case[0], labels=case[1]
+        )["id"]
+        for n, case in enumerate(cases)
+    }
+    connector = harness.connector()
+    overridden = harness.connector(status_map={"in review": "in_progress", "Triage": "blocked"})
+    try:
+        got = {i.external_id: i.status for i in items_of(await collect(connector))}
+        admin = {i.external_id: i.status for i in items_of(await collect(overridden))}
+    finally:
+        await connector.aclose()
+        await overridden.aclose()
+    assert {case: got[ids[case]] for case in cases} == cases
+    assert admin[ids[("In Review", ())]] is Status.IN_PROGRESS
+    assert admin[ids[("Triage", ())]] is Status.BLOCKED
+    assert admin[ids[("Done", ())]] is Status.COMPLETED
+
+
+# ---------------------------------------------------------------------------------------------
+# Teams, variables, injection
+# ---------------------------------------------------------------------------------------------
+async def test_unknown_team_key_is_fatal_and_named(harness: LinearHarness) -> None:
+    connector = harness.connector(team_keys=["ENG", "NOPE"])
+    try:
+        with pytest.raises(FatalError) as info:
+            await connector.check()
+    finally:
+        await connector.aclose()
+    assert "'NOPE'" in str(info.value)
+    assert "'ENG'" not in str(info.value)
+
+
+async def test_request_log_shows_values_only_in_variables(harness: LinearHarness) -> None:
+    harness.seed(7, start=T0, step=timedelta(minutes=3))
+    since = T0 + timedelta(minutes=1)
+    connector = harness.connector()
+    try:
+        await connector.check()
+        got = items_of(await collect(connector, {"ENG": since}))
+        ids = [i async for batch in connector.all_ids() for i in batch]
+    finally:
+        await connector.aclose()
+    assert len(got) == 6 and len(ids) == 7
+    bodies = graphql_bodies(harness.sandbox)
+    assert {b["query"] for b in bodies} == {CHECK_QUERY, CHANGES_QUERY, IDS_QUERY}
+    for body in bodies:
+        assert "ENG" not in body["query"] and "2025" not in body["query"]
+    pages = [b["variables"] for b in bodies if b["query"] == CHANGES_QUERY]
+    assert pages[0] == {
+        "filter": {
+            "team": {"key": {"eq": "ENG"}},
+            "updatedAt": {"gte": "2025-05-01T08:01:00.000Z"},
+        },
+        "last": 5,
+        "before": None,
+    }
+    assert pages[1]["before"] == got[4].external_id  # startCursor: the newest item of page 1
+    check = next(b["variables"] for b in bodies if b["query"] == CHECK_QUERY)
+    assert check["keys"] == ["ENG"]
+
+
+async def test_injection_attempt_in_team_keys_is_inert(harness: LinearHarness) -> None:
+    harness.seed(3, start=T0, step=timedelta(minutes=1))
+    hostile = 'ENG" } } }) { nodes { id title } } #'
+    connector = harness.connector(team_keys=[hostile])
+    try:
+        with pytest.raises(FatalError) as info:
+            await connector.check()
+        pages = await collect(connector)
+        ids = [i async for batch in connector.all_ids() for i in batch]
+    finally:
+        await connector.aclose()
+    assert repr(hostile) in str(info.value)
+    assert items_of(pages) == [] and ids == []  # matched nothing; broke nothing
+    for body in graphql_bodies(harness.sandbox):
+        assert hostile not in body["query"]
+    assert any(hostile in str(body["variables"]) for body in graphql_bodies(harness.sandbox))
+    assert len(harness.sandbox.issue_ids()) == 3
+
+
+async def test_each_team_is_its_own_scope(harness: LinearHarness) -> None:
+    harness.sandbox.add_team("OPS", "Platform Ops")
+    eng = harness.seed(4, start=T0, step=timedelta(minutes=1))
+    ops = [
+        harness.sandbox.add_issue("OPS", title=f"ops {n}", updated_at=T0 + timedelta(minutes=n))[
+            "id"
+        ]
+        for n in range(3)
+    ]
+    connector = harness.connector(team_keys=["ENG", "OPS"])
+    try:
+        pages = await collect(connector, {"ENG": T0 + timedelta(minutes=2)})
+    finally:
+        await connector.aclose()
+    got = items_of(pages)
+    assert [i.external_id for i in got] == eng[2:] + ops  # ENG from its cursor, OPS in full
+    assert {i.scope for i in got} == {"ENG", "OPS"}
+    final = {s: t for p in pages for s, t in p.checkpoint.items()}
+    assert final == {"ENG": T0 + timedelta(minutes=3), "OPS": T0 + timedelta(minutes=2)}
+
+
+# ---------------------------------------------------------------------------------------------
+# Ordering under concurrent change
+# ---------------------------------------------------------------------------------------------
+async def test_changes_during_the_walk_keep_order_and_checkpoints_honest(
+    harness: LinearHarness,
+) -> None:
+    ids = harness.seed(12, start=T0, step=timedelta(minutes=1))
+    later = T0 + timedelta(hours=1)
+    connector = harness.connector()
+    pages: list[Page] = []
+    try:
+        async for page in connector.changes({}):
+            pages.append(page)
+            if len(pages) == 1:
+                harness.update(ids[0], at=later, title="read, then changed")
+                harness.update(ids[8], at=later + timedelta(seconds=1), title="changed, unread")
+    finally:
+        await connector.aclose()
+    got = items_of(pages)
+    times = [i.updated_at for i in got]
+    assert times == sorted(times)
+    assert [i.title for i in got if i.external_id == ids[0]] == ["Issue 0", "read, then changed"]
+    assert [i.title for i in got if i.external_id == ids[8]] == ["changed, unread"]
+    assert {i.external_id for i in got} == set(ids)
+    marks = [p.checkpoint["ENG"] for p in pages if p.checkpoint]
+    assert marks == sorted(marks) and marks[-1] == later + timedelta(seconds=1)
+
+
+async def test_a_walk_cut_short_never_checkpoints_past_what_it_missed(
+    harness: LinearHarness,
+) -> None:
+    ids = harness.seed(12, start=T0, step=timedelta(minutes=1))
+    connector = harness.connector()
+    pages: list[Page] = []
+    try:
+        async for page in connector.changes({}):
+            pages.append(page)
+            if len(pages) == 1:
+                # The page cursor (its newest issue) jumps to the front: `before` it is now empty.
+                harness.update(ids[4], at=T0 + timedelta(hours=2), title="cursor moved")
+        checkpoint = {s: t for p in pages for s, t in p.checkpoint.items()}
+        missed = {i.external_id for i in items_of(pages)} ^ set(ids)
+        since = {s: t - connector.overlap for s, t in checkpoint.items()}
+        again = {i.external_id for i in items_of(await collect(connector, since))}
+    finally:
+        await connector.aclose()
+    assert checkpoint["ENG"] <= T0 + timedelta(minutes=5)
+    assert missed <= again, "the next run must pick up whatever this one missed"
+
+
+# ---------------------------------------------------------------------------------------------
+# Auth and transport errors
+# ---------------------------------------------------------------------------------------------
+async def test_wrong_api_key_is_fatal_with_linears_message(harness: LinearHarness) -> None:
+    connector = harness.connector(token="lin_api_wrong-key-123")
+    try:
+        with pytest.raises(FatalError) as info:
+            await connector.check()
+    finally:
+        await connector.aclose()
+    assert str(info.value).startswith("Linear rejected the API key")
+    assert "You need to authenticate" in str(info.value)
+    assert "lin_api_wrong-key-123" not in str(info.value)
+    assert info.value.__cause__ is None and info.value.__context__ is None  # nothing chained
+    assert harness.sandbox.requests[-1].headers["authorization"] == "lin_api_wrong-key-123"
+
+
+async def test_oauth_scheme_sends_bearer(tmp_path: Path) -> None:
+    with LinearSandbox(token="lin_api_x", oauth_token="oauth-abc") as sandbox:
+        harness = LinearHarness(sandbox, tmp_path)
+        harness.seed(1, start=T0, step=timedelta(minutes=1))
+        oauth = harness.connector(token="oauth-abc", auth_scheme="oauth")
+        raw = harness.connector(token="oauth-abc")
+        try:
+            await oauth.check()
+            assert len(items_of(await collect(oauth))) == 1
+            with pytest.raises(FatalError):
+                await raw.check()
+        finally:
+            await oauth.aclose()
+            await raw.aclose()
+        sent = [r.headers["authorization"] for r in sandbox.requests]
+    assert sent[0] == "Bearer oauth-abc" and sent[-1] == "oauth-abc"
+
+
+async def test_timeout_is_retried(harness: LinearHarness) -> None:
+    harness.seed(2, start=T0, step=timedelta(minutes=1))
+    connector = harness.connector()
+    try:
+        harness.sandbox.fail_next("timeout")
+        got = items_of(await collect(connector))
+    finally:
+        await connector.aclose()
+    assert len(got) == 2
+    assert len(harness.sandbox.requests) == 2
+
+
+async def test_graphql_validation_error_is_fatal(harness: LinearHarness) -> None:
+    connector = harness.connector()
+    try:
+        harness.sandbox.fail_next("400_json")
+        with pytest.raises(FatalError) as info:
+            await collect(connector)
+    finally:
+        await connector.aclose()
+    assert 'Cannot query field "bogus"' in str(info.value)
+    assert len(harness.sandbox.requests) == 1, "validation errors are not retried"
+
+
+async def test_connection_refused_is_retriable(tmp_path: Path) -> None:
+    with LinearSandbox(token=PLANTED_TOKEN) as sandbox:
+        harness = LinearHarness(sandbox, tmp_path)
+        url = sandbox.url
+    connector = harness.build(config={"api_url": f"{url}/graphql"}, max_retries=1)
+    try:
+        with pytest.raises(RetriableError) as info:
+            await connector.check()
+    finally:
+        await connector.aclose()
+    assert "cannot reach Linear" in str(info.value)
+    assert PLANTED_TOKEN not in str(info.value)
+    assert info.value.__cause__ is None and info.value.__suppress_context__
+
+
+# ---------------------------------------------------------------------------------------------
+# The sandbox answers as Linear does (what the connector's design relies on)
+# ---------------------------------------------------------------------------------------------
+def post(sandbox: LinearSandbox, query: str, variables: dict[str, Any] | None = None) -> Any:
+    response = httpx.post(
+        f"{sandbox.url}/graphql",
+        json={"query": query, "variables": variables or {}},
+        headers={"Authorization": PLANTED_TOKEN},
+    )
+    assert "X-RateLimit-Requests-Reset" in response.headers
+    return response.status_code, response.json()
+
+
+def test_sandbox_orders_newest_first_and_hides_archived_by_default(
+    harness: LinearHarness,
+) -> None:
+    ids = harness.seed(4, start=T0, step=timedelta(minutes=1))
+    harness.sandbox.archive_issue(ids[1], at=T0 + timedelta(minutes=30))
+    harness.sandbox.trash_issue(ids[2], at=T0 + timedelta(minutes=31))
+    query = """query Q($a: Boolean) {
+      issues(orderBy: updatedAt, includeArchived: $a) { nodes { id } }
+    }"""
+    _, shown = post(harness.sandbox, query, {"a": False})
+    _, everything = post(harness.sandbox, query, {"a": True})
+    assert [n["id"] for n in shown["data"]["issues"]["nodes"]] == [ids[3], ids[0]]
+    assert [n["id"] for n in everything["data"]["issues"]["nodes"]] == [
+        ids[2],
+        ids[1],
+        ids[3],
+        ids[0],
+    ]
+    status, last = post(
+        harness.sandbox,
+        "{ issues(orderBy: updatedAt, last: 1) { nodes { id } pageInfo { hasPreviousPage } } }",
+    )
+    assert status == 200 and last["data"]["issues"] == {
+        "nodes": [{"id": ids[0]}],
+        "pageInfo": {"hasPreviousPage": True},
+    }
+
+
+def test_sandbox_rejects_what_linear_rejects(harness: LinearHarness) -> None:
+    status, body = post(harness.sandbox, "{ issues(sort: []) { nodes { id } } }")
+    assert status == 400 and "Unknown argument" in body["errors"][0]["message"]
+    status, body = post(harness.sandbox, "{ issues(first: 251) { nodes { id } } }")
+    assert status == 400 and body["errors"][0]["extensions"]["type"] == "invalid input"
+    status, body = post(harness.sandbox, "{ issues(filter: {label: {}}) { nodes { id } } }")
+    assert status == 400 and "IssueFilter" in body["errors"][0]["message"]
+    status, body = post(harness.sandbox, "query Q($f: IssueFilter!) { issues(filter: $f) { x } }")
+    assert status == 400 and "was not provided" in body["errors"][0]["message"]
+    status, body = post(harness.sandbox, "{ issues { nodes { nope } } }")
+    assert status == 400 and 'Cannot query field "nope"' in body["errors"][0]["message"]
+    response = httpx.post(f"{harness.sandbox.url}/graphql", json={"query": "{ viewer { id } }"})
+    error = response.json()["errors"][0]
+    assert error["extensions"]["code"] == "AUTHENTICATION_ERROR"
+
+
+def test_sandbox_demo_seed_and_config(tmp_path: Path) -> None:
+    with LinearSandbox(token="demo-token") as sandbox:
+        sandbox.seed_demo()
+        config = LinearConfig.model_validate(sandbox.demo_config())
+        nodes = [sandbox.issue(i) for i in sandbox.issue_ids()]
+    assert config.team_keys == ["ENG", "OPS"] and config.token is not None
+    assert config.token.get_secret_value() == "demo-token"
+    assert len(nodes) >= 30
+    assert {n["state"]["type"] for n in nodes} >= {"started", "completed", "canceled", "backlog"}
+    assert any(n["trashed"] for n in nodes) and any(n["archivedAt"] for n in nodes)
+    assert any(label["name"] == "Blocked" for n in nodes for label in n["labels"]["nodes"])
+    assert any(n["state"]["name"] == "In Review" for n in nodes)
+
+
+def test_config_validation() -> None:
+    with pytest.raises(ValueError):
+        LinearConfig.model_validate({"team_keys": []})
+    with pytest.raises(ValueError):
+        LinearConfig.model_validate({"team_keys": ["ENG"], "page_size": 251})
+    with pytest.raises(ValueError):
+        LinearConfig.model_validate({"team_keys": ["ENG"], "unknown": 1})
+    config = LinearConfig.model_validate({"team_keys": [" ENG ", "ENG", "OPS"]})
+    assert config.team_keys == ["ENG", "OPS"]
+    assert config.api_url == "https://api.linear.app/graphql" and config.auth_scheme == "api_key"
