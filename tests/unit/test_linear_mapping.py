@@ -1,0 +1,213 @@
+"""Pure parts of the Linear connector: mapping an issue node, classifying answers, reset waits."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from connectors.base import ConnectorError, FatalError, RetriableError, Status
+from connectors.linear import (
+    classify_response,
+    format_time,
+    map_issue,
+    map_issue_status,
+    map_priority,
+    parse_time,
+    rate_limit_wait,
+)
+
+NOW = 1_750_000_000.0  # epoch seconds used as "now"
+
+
+def node(**over: Any) -> dict[str, Any]:
+    base: dict[str, Any] = {
+        "id": "2f6c0b1e-8d3a-4c55-9f0e-1a2b3c4d5e6f",
+        "identifier": "ENG-123",
+        "title": "Add SSO",
+        "description": "markdown *kept*",
+        "priority": 2,
+        "estimate": 3,
+        "url": "https://linear.app/acme/issue/ENG-123/add-sso",
+        "createdAt": "2025-04-28T08:00:00.000Z",
+        "updatedAt": "2025-05-01T12:34:56.789Z",
+        "startedAt": "2025-04-29T10:00:00.000Z",
+        "completedAt": None,
+        "canceledAt": None,
+        "archivedAt": None,
+        "trashed": None,
+        "state": {"id": "s1", "name": "In Review", "type": "started"},
+        "team": {"id": "t1", "key": "ENG", "name": "Engineering"},
+        "labels": {"nodes": [{"name": "Feature"}]},
+    }
+    base.update(over)
+    return base
+
+
+def test_map_issue_from_the_notes_example() -> None:
+    item = map_issue(node(), scope="ENG", overrides={})
+    assert item.external_id == "2f6c0b1e-8d3a-4c55-9f0e-1a2b3c4d5e6f"
+    assert item.external_key == "ENG-123"
+    assert item.external_url == "https://linear.app/acme/issue/ENG-123/add-sso"
+    assert item.status is Status.PR_READY
+    assert item.priority == 3 and item.story_points == 3
+    assert item.updated_at == datetime(2025, 5, 1, 12, 34, 56, 789000, tzinfo=UTC)
+    assert item.started_at == datetime(2025, 4, 29, 10, tzinfo=UTC)
+    assert item.completed_at is None and item.removed is False
+    assert item.description == "markdown *kept*" and item.scope == "ENG"
+    assert item.raw == node()
+
+
+@pytest.mark.parametrize(
+    ("linear", "ours"), [(0, 0), (1, 4), (2, 3), (3, 2), (4, 1), (None, 0), (7, 0), (2.0, 3)]
+)
+def test_priority_scale(linear: Any, ours: int) -> None:
+    assert map_priority(linear) == ours
+
+
+def test_completed_at_falls_back_to_canceled_at_and_trash_is_removed() -> None:
+    item = map_issue(
+        node(
+            canceledAt="2025-05-02T00:00:00.000Z",
+            trashed=True,
+            archivedAt="2025-05-03T00:00:00.000Z",
+            state={"name": "Canceled", "type": "canceled"},
+            estimate=None,
+        ),
+        scope="ENG",
+        overrides={},
+    )
+    assert item.completed_at == datetime(2025, 5, 2, tzinfo=UTC)
+    assert item.removed is True and item.status is Status.CANCELLED
+    assert item.story_points is None
+    archived = map_issue(node(archivedAt="2025-05-03T00:00:00.000Z"), scope="", overrides={})
+    assert archived.removed is False
+
+
+@pytest.mark.parametrize(
+    ("state", "labels", "expected"),
+    [
+        ({"name": "Triage", "type": "triage"}, [], Status.QUEUED),
+        ({"name": "Backlog", "type": "backlog"}, [], Status.QUEUED),
+        ({"name": "Todo", "type": "unstarted"}, [], Status.QUEUED),
+        ({"name": "In Progress", "type": "started"}, [], Status.IN_PROGRESS),
+        ({"name": "Code Review", "type": "started"}, [], Status.PR_READY),
+        ({"name": "PR open", "type": "started"}, [], Status.PR_READY),
+        ({"name": "Preview build", "type": "started"}, [], Status.IN_PROGRESS),
+        ({"name": "Done", "type": "completed"}, [], Status.COMPLETED),
+        ({"name": "Canceled", "type": "canceled"}, [], Status.CANCELLED),
+        ({"name": "Duplicate", "type": "duplicate"}, [], Status.CANCELLED),
+        ({"name": "Todo", "type": "unstarted"}, [" Blocked "], Status.BLOCKED),
+        ({"name": "Done", "type": "completed"}, ["Blocked"], Status.COMPLETED),
+        ({"name": "Weird", "type": "mystery"}, [], Status.QUEUED),
+        (None, [], Status.QUEUED),
+    ],
+)
+def test_status_by_state_type(state: Any, labels: list[str], expected: Status) -> None:
+    assert map_issue_status(state, labels, {}) is expected
+
+
+def test_status_map_override_is_by_state_name() -> None:
+    overrides = {"in review": Status.IN_PROGRESS, "backlog": Status.CANCELLED}
+    review = {"name": "In Review", "type": "started"}
+    assert map_issue_status(review, [], overrides) is Status.IN_PROGRESS
+    assert map_issue_status({"name": "Backlog", "type": "backlog"}, [], overrides) is (
+        Status.CANCELLED
+    )
+    assert map_issue_status(review, ["Blocked"], overrides) is Status.BLOCKED
+
+
+def test_times_round_trip_and_bad_times_are_connector_errors() -> None:
+    at = parse_time("2025-05-01T12:34:56.789Z")
+    assert at is not None and format_time(at) == "2025-05-01T12:34:56.789Z"
+    assert parse_time(None) is None
+    with pytest.raises(ConnectorError):
+        parse_time("yesterday")
+    with pytest.raises(ConnectorError):
+        map_issue(node(updatedAt=None), scope="", overrides={})
+
+
+# ---------------------------------------------------------------------------------------------
+# Classification of answers
+# ---------------------------------------------------------------------------------------------
+def err(code: str = "", type_: str = "", message: str = "boom", **ext: Any) -> dict[str, Any]:
+    return {"errors": [{"message": message, "extensions": {"code": code, "type": type_, **ext}}]}
+
+
+def classify(status: int, body: Any, headers: dict[str, str] | None = None) -> Any:
+    return classify_response(status, body, headers or {}, what="test", now=NOW)
+
+
+def test_good_answer_returns_data() -> None:
+    assert classify(200, {"data": {"viewer": {"id": "u"}}}) == {"viewer": {"id": "u"}}
+
+
+@pytest.mark.parametrize("status", [400, 429, 200])
+def test_ratelimited_waits_until_the_epoch_ms_reset(status: int) -> None:
+    headers = {
+        "X-RateLimit-Requests-Remaining": "0",
+        "X-RateLimit-Requests-Reset": str(int((NOW + 42) * 1000)),
+        "X-RateLimit-Complexity-Remaining": "5000",
+        "X-RateLimit-Complexity-Reset": str(int((NOW + 900) * 1000)),
+    }
+    with pytest.raises(RetriableError) as info:
+        classify(status, err("RATELIMITED", message="Rate limit exceeded"), headers)
+    assert info.value.retry_after == pytest.approx(42, abs=0.01)
+
+
+def test_rate_limit_wait_rules() -> None:
+    ms = str(int((NOW + 10) * 1000))
+    assert rate_limit_wait({"X-RateLimit-Complexity-Reset": ms}, NOW) == pytest.approx(10, abs=0.01)
+    seconds = str(int(NOW + 5))  # epoch seconds tolerated
+    assert rate_limit_wait({"X-RateLimit-Requests-Reset": seconds}, NOW) == pytest.approx(5)
+    assert rate_limit_wait({"X-RateLimit-Requests-Reset": str(int(NOW * 1000) - 5000)}, NOW) == 0
+    far = str(int((NOW + 86_400) * 1000))
+    assert rate_limit_wait({"X-RateLimit-Requests-Reset": far}, NOW) == 3600
+    assert rate_limit_wait({"Retry-After": "7"}, NOW) == 7
+    assert rate_limit_wait({}, NOW) is None
+    with pytest.raises(RetriableError) as info:
+        classify(400, err(type_="ratelimited"))
+    assert info.value.retry_after is None  # no header: the retry policy's backoff
+
+
+@pytest.mark.parametrize("status", [200, 400, 401])
+def test_authentication_error_is_fatal_with_linears_words(status: int) -> None:
+    body = err(
+        "AUTHENTICATION_ERROR",
+        "authentication error",
+        "Authentication required, not authenticated",
+        userPresentableMessage="You need to authenticate to access this operation.",
+    )
+    with pytest.raises(FatalError) as info:
+        classify(status, body)
+    assert str(info.value).startswith("Linear rejected the API key (You need to authenticate")
+
+
+def test_forbidden_validation_and_transient_graphql_errors() -> None:
+    with pytest.raises(FatalError, match="refused access"):
+        classify(400, err("FORBIDDEN", "forbidden"))
+    with pytest.raises(FatalError, match='rejected the test query: Cannot query field "x"'):
+        classify(400, err("GRAPHQL_VALIDATION_FAILED", message='Cannot query field "x"'))
+    with pytest.raises(FatalError, match="invalid team"):
+        classify(200, {"data": None, **err(type_="invalid input", message="invalid team")})
+    with pytest.raises(RetriableError):
+        classify(200, err(type_="lock timeout"))
+    with pytest.raises(RetriableError):
+        classify(400, err("INTERNAL_SERVER_ERROR", "internal error"))
+
+
+def test_http_failures() -> None:
+    with pytest.raises(RetriableError) as info:
+        classify(503, None, {"Retry-After": "3"})
+    assert info.value.retry_after == 3
+    with pytest.raises(RetriableError):
+        classify(502, {"message": "bad gateway"})
+    with pytest.raises(FatalError):
+        classify(401, None)
+    with pytest.raises(FatalError):
+        classify(404, None)
+    with pytest.raises(ConnectorError):
+        classify(200, {"data": "nope"})
+    with pytest.raises(ConnectorError):
+        classify(200, ["not", "an", "object"])
