@@ -634,8 +634,9 @@ class _Jira(JIRA):
 class _Run:
     """What a run reads once at its start."""
 
-    server_time: datetime | None
-    tz: ZoneInfo | None
+    client: _Jira
+    server_time: datetime | None  # serverInfo.serverTime: checkpoints never pass it
+    tz: ZoneInfo | None  # the user's profile zone, in which Jira reads JQL date literals
     fields: FieldIds
 
 
@@ -657,9 +658,8 @@ class JiraConnector:
     # -- the contract -------------------------------------------------------------------------
     async def check(self) -> None:
         """Credentials, Cloud deployment, user, configured fields and the scope JQL all work."""
-        await self._run_start()
-        assert self._client is not None
-        await self._search(self._client, search_jql(self._scope, None), None, 1, ["id"])
+        run = await self._run_start()
+        await self._search(run.client, search_jql(self._scope, None), None, 1, ["id"])
 
     async def changes(self, since: Mapping[str, datetime]) -> AsyncIterator[Page]:
         """Pages of issues updated at or after `since[""]` (everything when absent)."""
@@ -668,8 +668,7 @@ class JiraConnector:
         literal = jql_time_literal(cursor, run.tz) if cursor is not None else None
         jql = search_jql(self._scope, literal)
         high: datetime | None = None
-        assert self._client is not None
-        pages = self._pages(self._client, jql, run.fields.search_fields(), self.config.page_size)
+        pages = self._pages(run.client, jql, run.fields.search_fields(), self.config.page_size)
         async for issues in pages:
             items = [self._map(raw, run.fields) for raw in issues]
             if not items:
@@ -702,7 +701,13 @@ class JiraConnector:
         if tz is None:
             log.warning("jira_unknown_time_zone", extra={"fields": {"time_zone": str(tz_name)}})
         fields = await self._field_ids(client)
-        return _Run(parse_jira_time(info.get("serverTime")), tz, fields)
+        try:
+            server_time = parse_jira_time(info.get("serverTime"))
+        except ValueError:
+            server_time = None
+        if server_time is None:
+            log.warning("jira_no_server_time", extra={"fields": {"server_time": "unreadable"}})
+        return _Run(client, server_time, tz, fields)
 
     async def _connect(self) -> tuple[_Jira, Mapping[str, Any]]:
         """The client (its constructor reads serverInfo) and a fresh serverInfo; must be Cloud."""

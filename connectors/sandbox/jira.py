@@ -144,6 +144,10 @@ class JiraSandbox(SandboxServer):
         self._next_id = 10000
         self._numbers: dict[str, int] = {}
 
+    def __enter__(self) -> JiraSandbox:
+        self.start()
+        return self
+
     # -- helpers for tests and the demo -------------------------------------------------------
     def now(self) -> datetime:
         return self.clock if self.clock is not None else datetime.now(UTC)
