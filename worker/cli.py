@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
+import uuid
 from collections.abc import Callable, Coroutine
 from typing import Any
 
@@ -44,6 +46,47 @@ async def cmd_migrate(args: argparse.Namespace, settings: Settings, url: str) ->
     return EXIT_OK
 
 
+async def cmd_sync(args: argparse.Namespace, settings: Settings, url: str) -> int:
+    from worker import daemon, db, store, sync, views
+
+    await daemon.ensure_schema(url, settings, _migration_sets(args))
+    pool = await db.create_pool(url, max_size=settings.max_concurrency + 2)
+    try:
+        chosen = await store.list_integrations(
+            pool, integration_id=args.integration, team_name=args.team
+        )
+        if not chosen:
+            if args.integration or args.team:
+                raise UsageError("no active integration matches --integration/--team")
+            views.say("no active integrations: insert a row into `integrations` first")
+            return EXIT_OK
+        stop = asyncio.Event()
+        daemon.install_stop_signals(stop)
+        limit = asyncio.Semaphore(settings.max_concurrency)
+        options = sync.RunOptions(force=args.force, full=args.full, stop=stop)
+        environ = dict(os.environ)
+
+        async def one(integration: store.Integration) -> sync.RunResult:
+            async with limit:
+                return await sync.run_integration(
+                    pool, integration.id, settings, environ=environ, options=options
+                )
+
+        results = await asyncio.gather(*(one(i) for i in chosen))
+    finally:
+        await pool.close()
+    for result in results:
+        views.say(result.summary())
+    return EXIT_FAILED if any(r.outcome == "failed" for r in results) else EXIT_OK
+
+
+def _uuid(value: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integration id (a UUID): {value!r}") from None
+
+
 async def cmd_run(args: argparse.Namespace, settings: Settings, url: str) -> int:
     from worker import daemon
 
@@ -74,6 +117,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--status", action="store_true", help="list applied and pending migrations")
     with_sets(p)
     p.set_defaults(func=cmd_migrate)
+
+    p = sub.add_parser(
+        "sync", help="one pass over active integrations, then exit (1 if any failed)"
+    )
+    p.add_argument("--integration", type=_uuid, metavar="ID", help="only this integration")
+    p.add_argument("--team", metavar="NAME", help="only this team's integrations")
+    p.add_argument(
+        "--full",
+        action="store_true",
+        help="ignore cursors: re-read everything and mark items deleted upstream",
+    )
+    p.add_argument("--force", action="store_true", help="run even if synced within its interval")
+    with_sets(p)
+    p.set_defaults(func=cmd_sync)
 
     p = sub.add_parser("run", help="run the daemon: sync every active integration on its interval")
     with_sets(p)

@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
+import uuid
+from collections.abc import Mapping
 
-from worker import db, migrate
+import asyncpg
+
+from worker import db, http, migrate, sync
 from worker.logs import get_logger
+from worker.scheduler import Scheduler
 from worker.settings import Settings
 
 log = get_logger(__name__)
@@ -37,17 +43,75 @@ def install_stop_signals(stop: asyncio.Event) -> None:
         loop.add_signal_handler(sig, stop.set)
 
 
-async def run(settings: Settings, url: str, *, sets: tuple[str, ...] = ("core",)) -> int:
+async def run(
+    settings: Settings,
+    url: str,
+    *,
+    sets: tuple[str, ...] = ("core",),
+    environ: Mapping[str, str] | None = None,
+) -> int:
+    """Run until SIGTERM/SIGINT (exit 0) or until a side task dies (exit 1)."""
     stop = asyncio.Event()
     install_stop_signals(stop)
+    environ = dict(os.environ if environ is None else environ)
     await ensure_schema(url, settings, sets)
     pool = await db.create_pool(url, max_size=settings.max_concurrency + 2)
+    server: asyncio.Server | None = None
+    exit_code = 0
     try:
+
+        async def run_one(integration_id: uuid.UUID) -> sync.RunResult:
+            options = sync.RunOptions(stop=stop)
+            try:
+                return await sync.run_integration(
+                    pool, integration_id, settings, environ=environ, options=options
+                )
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                # The database is unreachable: nothing can be recorded there; the next tick
+                # retries and the committed cursor keeps everything already synced.
+                log.error(
+                    "run_failed_database",
+                    integration_id=str(integration_id),
+                    error=f"{type(exc).__name__}: {exc}",
+                )
+                return sync.RunResult(integration_id, "failed", reason=str(exc))
+
+        async def ready() -> str | None:
+            try:
+                await asyncio.wait_for(pool.fetchval("SELECT 1"), 3)
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
+                return f"database: {type(exc).__name__}"
+            return None
+
+        if settings.http_port:
+            server = await http.serve(settings.http_host, settings.http_port, ready)
+        scheduler = Scheduler(pool, url, settings, run_one)
+        await scheduler.start()
         active = await pool.fetchval("SELECT count(*) FROM integrations WHERE is_active")
-        log.info("worker_started", active_integrations=active)
-        await stop.wait()
-        log.info("worker_stopping", reason="signal")
+        log.info(
+            "worker_started",
+            active_integrations=active,
+            pid=os.getpid(),
+            max_concurrency=settings.max_concurrency,
+        )
+
+        stop_wait = asyncio.create_task(stop.wait())
+        watched = {stop_wait, *scheduler.side_tasks}
+        done, _ = await asyncio.wait(watched, return_when=asyncio.FIRST_COMPLETED)
+        for task in done - {stop_wait}:
+            # A side task (listener, reconciler) must never end: if one did, stop loudly.
+            exc = task.exception() if not task.cancelled() else None
+            log.error("side_task_died", task=task.get_name(), error=repr(exc))
+            exit_code = 1
+        stop.set()
+        stop_wait.cancel()
+        log.info("worker_stopping", grace_s=settings.grace_seconds)
+        cut = await scheduler.stop(settings.grace_seconds)
+        if cut:
+            log.warning("runs_cut_off", count=cut)
     finally:
+        if server is not None:
+            server.close()
         await pool.close()
-    log.info("worker_stopped")
-    return 0
+    log.info("worker_stopped", exit_code=exit_code)
+    return exit_code

@@ -76,6 +76,7 @@ class SandboxServer:
     timeout_stall: float = 5.0
 
     def __init__(self) -> None:
+        self.response_delay = 0.0  # seconds every answer waits (a slow tracker, for tests)
         self.requests: list[Request] = []
         self._faults: deque[Fault] = deque()
         self._lock = threading.RLock()
@@ -189,6 +190,8 @@ def _make_handler(sandbox: SandboxServer) -> type[BaseHTTPRequestHandler]:
             )
             with sandbox._lock:
                 sandbox.requests.append(request)
+            if sandbox.response_delay:
+                time.sleep(sandbox.response_delay)
             fault = sandbox._take_fault(split.path)
             if fault is not None and fault.kind == "timeout":
                 time.sleep(sandbox.timeout_stall)

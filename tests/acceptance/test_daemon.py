@@ -1,0 +1,202 @@
+"""The daemon and the burst command as subprocesses, syncing the GitHub sandbox with the real SDK."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+
+import asyncpg
+import pytest
+
+from connectors.sandbox.github import GitHubSandbox
+from tests.acceptance.cli import cli_env, run_cli, start_cli
+from tests.helpers import make_integration, make_team
+
+T0 = datetime(2025, 5, 1, 8, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def github() -> Iterator[GitHubSandbox]:
+    with GitHubSandbox(token="sandbox-token") as sandbox:
+        for n in range(45):
+            sandbox.add_issue("acme/web", f"Issue {n}", updated_at=T0 + timedelta(minutes=n))
+        yield sandbox  # type: ignore[misc]
+
+
+def github_config(sandbox: GitHubSandbox) -> dict[str, object]:
+    return {
+        "token": "sandbox-token",
+        "base_url": sandbox.url,
+        "repos": ["acme/web"],
+        "per_page": 20,
+    }
+
+
+async def wait_for(
+    pool: asyncpg.Pool, sql: str, predicate, timeout: float, *args: object
+) -> object:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    value = None
+    while time.monotonic() < deadline:
+        value = await pool.fetchval(sql, *args)
+        if predicate(value):
+            return value
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"timed out after {timeout}s; last value {value!r} for {sql}")
+
+
+def stop(proc: subprocess.Popen[str], sig: int = signal.SIGTERM, timeout: float = 30) -> str:
+    proc.send_signal(sig)
+    try:
+        _, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        _, err = proc.communicate()
+        raise
+    return err
+
+
+async def test_daemon_follows_inserts_pauses_and_stops_on_sigterm(db_url, pool, github) -> None:
+    proc = start_cli("run", env=cli_env(db_url, C9_SYNC_RECONCILE_SECONDS="30"))
+    try:
+        team = await make_team(pool, "Alpha")
+        await asyncio.sleep(1.0)  # the daemon is up and listening before the insert
+        inserted = time.monotonic()
+        integration = await make_integration(
+            pool, team, "github", github_config(github), interval=5
+        )
+        await wait_for(pool, "SELECT count(*) FROM work_items", lambda n: n == 45, 10)
+        assert time.monotonic() - inserted < 5, "an inserted row is synced within 5 s"
+        # It runs again on its interval…
+        await wait_for(
+            pool,
+            "SELECT count(*) FROM activity_logs WHERE event_type = 'sync_completed'",
+            lambda n: n >= 2,
+            12,
+        )
+        # …until paused.
+        await pool.execute("UPDATE integrations SET is_active = false WHERE id = $1", integration)
+        await asyncio.sleep(1.0)
+        runs = await pool.fetchval(
+            "SELECT count(*) FROM activity_logs WHERE event_type = 'sync_started'"
+        )
+        await asyncio.sleep(7)
+        assert (
+            await pool.fetchval(
+                "SELECT count(*) FROM activity_logs WHERE event_type = 'sync_started'"
+            )
+            == runs
+        )
+    finally:
+        err = stop(proc)
+    assert proc.returncode == 0, err[-2000:]
+    assert '"worker_stopped"' in err
+
+
+async def test_sigterm_during_a_slow_run_exits_0_after_the_page_commits(
+    db_url, pool, github
+) -> None:
+    team = await make_team(pool, "Alpha")
+    await make_integration(pool, team, "github", github_config(github), interval=300)
+    github.response_delay = 1.0
+    proc = start_cli("run", env=cli_env(db_url, C9_SYNC_GRACE_SECONDS="20"))
+    try:
+        await wait_for(
+            pool,
+            "SELECT count(*) FROM activity_logs WHERE event_type = 'sync_started'",
+            lambda n: n == 1,
+            15,
+        )
+        await asyncio.sleep(0.5)  # mid-page: the first issues request is in flight
+    finally:
+        err = stop(proc)
+    assert proc.returncode == 0, err[-2000:]
+    committed = await pool.fetchval("SELECT count(*) FROM work_items")
+    assert committed in (20, 40), "only whole pages are committed"
+    [interrupted] = await pool.fetch(
+        "SELECT metadata FROM activity_logs WHERE event_type = 'sync_interrupted'"
+    )
+    assert interrupted["metadata"]["pages"] * 20 == committed
+    cursor = await pool.fetchval("SELECT cursor FROM integration_sync_state")
+    assert cursor, "the cursor of the committed page is saved"
+
+
+async def test_config_edit_takes_effect_without_restart(db_url, pool, github) -> None:
+    team = await make_team(pool, "Alpha")
+    config = github_config(github)
+    integration = await make_integration(
+        pool, team, "github", {**config, "token": "wrong"}, interval=300
+    )
+    proc = start_cli("run", env=cli_env(db_url))
+    try:
+        await wait_for(
+            pool,
+            "SELECT count(*) FROM activity_logs WHERE event_type = 'sync_failed'",
+            lambda n: n == 1,
+            15,
+        )
+        await pool.execute("UPDATE integrations SET config = $2 WHERE id = $1", integration, config)
+        await wait_for(pool, "SELECT count(*) FROM work_items", lambda n: n == 45, 5)
+        await pool.execute("DELETE FROM integrations WHERE id = $1", integration)
+        await asyncio.sleep(1)
+    finally:
+        err = stop(proc)
+    assert proc.returncode == 0
+    assert any(
+        json.loads(line).get("event") == "job_removed"
+        for line in err.splitlines()
+        if line.startswith("{")
+    )
+    assert "wrong" not in await pool.fetchval(
+        "SELECT string_agg(message || metadata::text, ' ') FROM activity_logs"
+    )
+
+
+async def test_two_sync_processes_at_once_one_runs_one_skips(db_url, pool, github) -> None:
+    team = await make_team(pool, "Alpha")
+    await make_integration(pool, team, "github", github_config(github), interval=300)
+    github.response_delay = 0.3
+    env = cli_env(db_url)
+    procs = [start_cli("sync", env=env) for _ in range(2)]
+    outputs = [p.communicate(timeout=60) for p in procs]
+    codes = sorted(p.returncode for p in procs)
+    assert codes == [0, 0], outputs
+    text = " ".join(out for out, _ in outputs)
+    assert text.count(": ok ") == 1 and text.count("skipped") == 1, text
+    assert (
+        await pool.fetchval(
+            "SELECT count(*) FROM activity_logs WHERE event_type = 'work_item_created'"
+        )
+        == 45
+    )
+    assert (
+        await pool.fetchval("SELECT count(*) FROM activity_logs WHERE event_type = 'sync_started'")
+        == 1
+    )
+
+
+async def test_sync_exit_code_and_summary(db_url, pool, github) -> None:
+    alpha, beta = await make_team(pool, "Alpha"), await make_team(pool, "Beta")
+    await make_integration(pool, alpha, "github", github_config(github))
+    await make_integration(pool, beta, "github", {**github_config(github), "token": "bad-token"})
+    env = cli_env(db_url)
+    result = run_cli("sync", env=env)
+    assert result.returncode == 1
+    assert "Alpha/github: ok created=45" in result.stdout
+    assert "Beta/github: FAILED FatalError" in result.stdout
+    # Incremental: only the 5-minute overlap before the cursor is read again (6 issues), no-ops.
+    only_alpha = run_cli("sync", "--team", "Alpha", "--force", env=env)
+    assert only_alpha.returncode == 0 and "created=0 updated=0 unchanged=6 " in only_alpha.stdout
+    assert "Beta" not in only_alpha.stdout
+    full = run_cli("sync", "--team", "Alpha", "--full", env=env)
+    assert full.returncode == 0 and "created=0 updated=0 unchanged=45 " in full.stdout
+    unknown = run_cli("sync", "--integration", str(uuid.uuid4()), env=env)
+    assert unknown.returncode == 2 and "no active integration" in unknown.stderr
+    bad_id = run_cli("sync", "--integration", "nope", env=env)
+    assert bad_id.returncode == 2 and "UUID" in bad_id.stderr

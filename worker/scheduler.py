@@ -1,0 +1,213 @@
+"""One APScheduler job per active integration, kept in step with the `integrations` table.
+
+Jobs are reconciled at start, on the table's NOTIFY (a dedicated LISTEN connection that
+reconnects), and on a slow timer as a safety net: an admin's insert, pause, interval or config
+change, or delete takes effect within seconds. Runs are tracked here (not by APScheduler, whose
+`shutdown()` cancels running coroutine jobs) so a SIGTERM can let them commit their page.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import asyncpg
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.triggers.interval import IntervalTrigger
+
+from worker import db, store, telemetry
+from worker.logs import get_logger
+from worker.settings import Settings
+
+log = get_logger(__name__)
+
+CHANNEL = "c9_sync_integrations"
+Runner = Callable[[uuid.UUID], Awaitable[object]]
+
+
+@dataclass(frozen=True, slots=True)
+class JobSpec:
+    interval: int
+    config_digest: str
+
+
+class Scheduler:
+    def __init__(self, pool: asyncpg.Pool, url: str, settings: Settings, runner: Runner) -> None:
+        self._pool = pool
+        self._url = url
+        self._settings = settings
+        self._runner = runner
+        self._aps = AsyncIOScheduler(timezone=UTC)
+        self._specs: dict[uuid.UUID, JobSpec] = {}
+        self._limit = asyncio.Semaphore(settings.max_concurrency)
+        self._running: set[asyncio.Task[object]] = set()
+        self._reconcile_wanted = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self.heartbeat = time.monotonic()  # last time the loop did scheduler work (for /healthz)
+
+    # -- lifecycle ----------------------------------------------------------------------------
+    async def start(self) -> None:
+        self._aps.start()
+        await self.reconcile()
+        self._tasks = [
+            asyncio.create_task(self._listen_forever(), name="integrations-listener"),
+            asyncio.create_task(self._reconcile_loop(), name="reconciler"),
+        ]
+
+    @property
+    def side_tasks(self) -> list[asyncio.Task[None]]:
+        return list(self._tasks)
+
+    async def stop(self, grace: float) -> int:
+        """Stop starting runs; give running ones `grace` seconds; return how many were cut off."""
+        self._aps.pause()
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        running = set(self._running)
+        pending: set[asyncio.Task[object]] = set()
+        if running:
+            log.info("waiting_for_runs", running=len(running), grace_s=grace)
+            _, pending = await asyncio.wait(running, timeout=grace)
+        for run in pending:
+            run.cancel()
+        if pending:
+            await asyncio.gather(*pending, return_exceptions=True)
+        self._aps.shutdown(wait=False)
+        return len(pending)
+
+    # -- jobs ---------------------------------------------------------------------------------
+    async def reconcile(self) -> None:
+        """Make the jobs match the active rows."""
+        self.heartbeat = time.monotonic()
+        rows = {r.id: r for r in await store.schedule_rows(self._pool)}
+        for gone in set(self._specs) - set(rows):
+            self._aps.remove_job(str(gone))
+            del self._specs[gone]
+            log.info("job_removed", integration_id=str(gone))
+        now = datetime.now(UTC)
+        for row in rows.values():
+            spec = JobSpec(row.sync_interval, row.config_digest)
+            old = self._specs.get(row.id)
+            if old == spec:
+                continue
+            if old is None or old.interval != spec.interval:
+                first = self._first_run(row, now)
+                self._aps.add_job(
+                    self._run_job,
+                    IntervalTrigger(seconds=spec.interval, jitter=self._jitter(spec.interval)),
+                    args=[row.id],
+                    id=str(row.id),
+                    replace_existing=True,
+                    max_instances=1,
+                    coalesce=True,
+                    misfire_grace_time=max(1, spec.interval),
+                    next_run_time=first,
+                )
+                log.info(
+                    "job_scheduled",
+                    integration_id=str(row.id),
+                    interval_s=spec.interval,
+                    first_run=first.isoformat(),
+                )
+            else:  # config changed: run now with it (an admin fixing a token wants to see it)
+                self._aps.modify_job(str(row.id), next_run_time=now)
+                log.info("job_config_changed", integration_id=str(row.id))
+            self._specs[row.id] = spec
+        telemetry.SCHEDULED.set(len(self._specs))
+
+    def _jitter(self, interval: int) -> int | None:
+        jitter = int(min(self._settings.jitter_seconds, interval / 10))
+        return jitter or None
+
+    @staticmethod
+    def _first_run(row: store.ScheduleRow, now: datetime) -> datetime:
+        """Due at last success + interval (now when never synced), or when backoff ends."""
+        due = now
+        if row.last_success_at is not None:
+            due = max(now, row.last_success_at + timedelta(seconds=row.sync_interval))
+        if row.next_attempt_at is not None:
+            due = max(due, row.next_attempt_at)
+        return due
+
+    async def _run_job(self, integration_id: uuid.UUID) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._running.add(task)
+        try:
+            async with self._limit:
+                telemetry.RUNNING.inc()
+                try:
+                    await self._runner(integration_id)
+                finally:
+                    telemetry.RUNNING.dec()
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # one integration's failure never stops the scheduler
+            log.exception("run_crashed", integration_id=str(integration_id))
+        finally:
+            self._running.discard(task)
+
+    # -- change notifications -----------------------------------------------------------------
+    def _on_notify(self, *args: object) -> None:
+        payload = args[-1]
+        try:
+            detail = json.loads(str(payload))
+        except ValueError:
+            detail = {"raw": str(payload)[:100]}
+        log.debug("integrations_changed", **detail)
+        self._reconcile_wanted.set()
+
+    async def _reconcile_loop(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(
+                    self._reconcile_wanted.wait(), self._settings.reconcile_seconds
+                )
+            self._reconcile_wanted.clear()
+            await asyncio.sleep(0.2)  # let a burst of edits settle into one reconcile
+            try:
+                await self.reconcile()
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                log.warning("reconcile_failed", error=f"{type(exc).__name__}: {exc}")
+
+    async def _listen_forever(self) -> None:
+        """LISTEN on a dedicated connection; reconnect with backoff when it drops."""
+        delay = 1.0
+        while True:
+            try:
+                conn = await db.connect(self._url)
+            except db.DatabaseUnavailable as exc:
+                log.warning("listener_connect_failed", error=str(exc), retry_in_s=delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 30)
+                continue
+            try:
+                await self._listen_on(conn)
+                delay = 1.0
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
+                log.warning("listener_lost", error=f"{type(exc).__name__}: {exc}")
+            finally:
+                with contextlib.suppress(Exception):
+                    await conn.close(timeout=2)
+            await asyncio.sleep(delay)
+
+    async def _listen_on(self, conn: asyncpg.Connection) -> None:
+        """Serve notifications until the connection drops."""
+        lost = asyncio.Event()
+        conn.add_termination_listener(lambda _c: lost.set())
+        await conn.add_listener(CHANNEL, self._on_notify)
+        log.info("listening", channel=CHANNEL)
+        self._reconcile_wanted.set()  # catch up on anything missed while disconnected
+        while not lost.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(lost.wait(), 15)
+            if not lost.is_set():
+                await conn.fetchval("SELECT 1", timeout=10)  # detect a silent drop
+        raise ConnectionResetError("LISTEN connection closed")
