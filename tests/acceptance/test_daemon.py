@@ -38,17 +38,15 @@ def github_config(sandbox: GitHubSandbox) -> dict[str, object]:
     }
 
 
-async def wait_for(
-    pool: asyncpg.Pool, sql: str, predicate, timeout: float, *args: object
-) -> object:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
+async def wait_for(pool: asyncpg.Pool, sql: str, predicate, within: float, *args: object) -> object:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + within
     value = None
     while time.monotonic() < deadline:
         value = await pool.fetchval(sql, *args)
         if predicate(value):
             return value
         await asyncio.sleep(0.1)
-    raise AssertionError(f"timed out after {timeout}s; last value {value!r} for {sql}")
+    raise AssertionError(f"timed out after {within}s; last value {value!r} for {sql}")
 
 
 def stop(proc: subprocess.Popen[str], sig: int = signal.SIGTERM, timeout: float = 30) -> str:
