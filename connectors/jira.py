@@ -12,7 +12,6 @@ read at the start of the run.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import math
@@ -48,7 +47,7 @@ from connectors.base import (
     status_name_suggests,
     utc,
 )
-from connectors.retry import retry_delay
+from connectors.retry import in_thread_with_retries
 
 log = logging.getLogger(__name__)
 
@@ -599,23 +598,6 @@ def _from_jira_error(exc: JIRAError, what: str) -> ConnectorError:
     return FatalError(f"Jira answered {status} while {what}: {_jira_said(exc)}")
 
 
-async def _in_thread_with_retries(ctx: ConnectorContext, what: str, call: Callable[[], T]) -> T:
-    """`connectors.retry.in_thread_with_retries`, minus its tenacity wiring: with tenacity 9 the
-    wait is computed before the stop callback has planned it, so `Retry-After` was never slept.
-    Same policy (`retry_delay`: Retry-After, backoff, sleep cap, deadline) in a plain loop."""
-    attempt = 0
-    while True:
-        attempt += 1
-        try:
-            return await asyncio.to_thread(call)
-        except RetriableError as exc:
-            delay = retry_delay(exc, attempt, ctx)
-            if delay is None:
-                raise
-            ctx.on_wait(what, delay)
-            await asyncio.sleep(delay)
-
-
 # ---------------------------------------------------------------------------------------------
 # The connector
 # ---------------------------------------------------------------------------------------------
@@ -820,7 +802,7 @@ class JiraConnector:
                     raise
                 raise converted from None  # SDK exception texts can carry request headers
 
-        return await _in_thread_with_retries(self._ctx, what, guarded)
+        return await in_thread_with_retries(self._ctx, what, guarded)
 
     # -- mapping ------------------------------------------------------------------------------
     def _map(self, raw: Mapping[str, Any], fields: FieldIds) -> WorkItem:
