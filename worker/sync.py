@@ -73,6 +73,7 @@ class RunOptions:
     force: bool = False  # run even if not due (another replica synced it within the interval)
     full: bool = False  # ignore the cursor and sweep deletions
     stop: asyncio.Event | None = None  # set on SIGTERM: finish the current page, then stop
+    on_page: Callable[[RunResult], None] | None = None  # progress display, after each commit
 
 
 class RunInterrupted(Exception):
@@ -226,11 +227,12 @@ async def _locked_run(
         connector = build_connector(integration, settings, environ, loader, deadline)
         cursor = {} if options.full else store.cursor_from_json(state.cursor)
         since = {scope: at - connector.overlap for scope, at in cursor.items()}
-        pages = connector.changes(since)
-        async for page in pages:
+        async for page in connector.changes(since):
             cursor = await _commit_page(
                 conn, integration, page, cursor, started_wall, result, fields
             )
+            if options.on_page is not None:
+                options.on_page(result)
             if options.stop is not None and options.stop.is_set():
                 raise RunInterrupted("worker stopping")
             if time.monotonic() > deadline:

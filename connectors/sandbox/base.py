@@ -84,9 +84,15 @@ class SandboxServer:
         self._thread: threading.Thread | None = None
 
     # -- lifecycle ----------------------------------------------------------------------------
-    def start(self) -> SandboxServer:
+    def start(self, port: int = 0) -> SandboxServer:
+        """Listen on 127.0.0.1:`port` (0: any free port; a busy fixed port falls back to any)."""
         handler = _make_handler(self)
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        try:
+            self._server = ThreadingHTTPServer(("127.0.0.1", port), handler)
+        except OSError:
+            if not port:
+                raise
+            self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
         self._server.daemon_threads = True
         self._thread = threading.Thread(
             target=self._server.serve_forever, name=type(self).__name__, daemon=True
