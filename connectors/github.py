@@ -3,9 +3,11 @@
 Each configured repository `owner/name` is its own scope. A run lists
 `GET /repos/{o}/{r}/issues?state=all&sort=updated&direction=asc[&since=…]` page by page (one
 `Page` per HTTP page, oldest change first) and checkpoints the newest `updated_at` seen so far in
-that repository. Pull requests come in the same list; they are told apart by the `pull_request` key
-of the list item's JSON (`_rawData`): reading `issue.pull_request` or `issue.raw_data` would cost
-one extra GET per item (tracker-api-notes 2.1).
+that repository. Requests go through PyGithub's Requester (auth, base_url, throttling, its
+exceptions); the connector follows `Link: rel="next"` itself and reads the list JSON as is, so a
+page can be retried exactly and no per-item `Issue` object exists whose `pull_request` or
+`raw_data` could cost one extra GET per item (tracker-api-notes 2.1). Pull requests come in the
+same list; only they carry the `pull_request` key.
 
 PyGithub's own retries are switched off (`retry=None`): every transient failure (rate limits,
 5xx, timeouts, malformed bodies) becomes a `RetriableError` and `connectors.retry` waits for it,
@@ -33,14 +35,14 @@ import asyncio
 import re
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import Any, ClassVar, TypeVar
 from urllib.parse import urlsplit
 
 import requests
 from github import Auth, Github, GithubException
-from github.PaginatedList import PaginatedList
+from github.Requester import Requester
 from pydantic import Field, field_validator
 
 from connectors.base import (
@@ -57,7 +59,7 @@ from connectors.base import (
     status_name_suggests,
     utc,
 )
-from connectors.retry import retry_delay
+from connectors.retry import in_thread_with_retries
 
 T = TypeVar("T")
 
@@ -350,48 +352,42 @@ def error_for(exc: BaseException, *, repo: str | None, timeout: float) -> Connec
         return RetriableError("cannot connect to GitHub (connection failed); will retry")
     if isinstance(exc, requests.exceptions.RequestException):
         return RetriableError(f"HTTP request to GitHub failed ({type(exc).__name__}); will retry")
+    if isinstance(exc, AssertionError):  # PyGithub refuses URLs outside base_url
+        return FatalError(
+            "GitHub answered with a link outside base_url (different host, port or path): set "
+            "base_url to the API URL the server itself uses"
+        )
     if isinstance(exc, ValueError):  # json.JSONDecodeError from PyGithub's body parsing
         return RetriableError("GitHub sent a body that is not valid JSON (a proxy or an outage?)")
     return None
 
 
-def _page_of(listing: PaginatedList[Any]) -> list[dict[str, Any]]:
-    """Fetch the next HTTP page of a PaginatedList (exactly one GET) as the items' JSON.
+_LINK = re.compile(r'<([^>]+)>\s*;\s*rel="([^"]+)"')
 
-    `_fetchNextPage` follows the `Link: rel="next"` URL and only moves the list's cursor after a
-    successful answer, so a failed call can be retried as is; it also keeps no copy of the items.
-    """
-    try:
-        objects = listing._fetchNextPage()
-    except (TypeError, AttributeError, KeyError) as exc:
-        # PyGithub builds Issue objects from whatever JSON came back: a dict, a list of numbers…
+
+def next_link(headers: Mapping[str, Any] | None) -> str | None:
+    """The `rel="next"` URL of GitHub's `Link` header (it carries every query parameter)."""
+    for url, rel in _LINK.findall(_header(headers, "link") or ""):
+        if rel == "next":
+            return str(url)
+    return None
+
+
+def issue_list(data: Any) -> list[dict[str, Any]]:
+    """The body of a list endpoint, checked to be a JSON array of objects."""
+    if not isinstance(data, list) or not all(isinstance(item, dict) for item in data):
         raise RetriableError(
             "GitHub sent an issue list that is not a JSON array of objects (a proxy or an outage?)"
-        ) from exc
-    raws = [getattr(obj, "_rawData", None) for obj in objects]
-    if not all(isinstance(raw, dict) for raw in raws):
-        raise RetriableError("GitHub sent an issue list that is not a list of objects")
-    return raws  # type: ignore[return-value]
+        )
+    return data
 
 
-async def _in_thread_with_retries(ctx: ConnectorContext, what: str, call: Callable[[], T]) -> T:
-    """`connectors.retry.in_thread_with_retries`, with the same policy (`retry_delay`).
-
-    Stand-in because the shared helper never actually sleeps: tenacity (9.x) computes `wait`
-    before `stop`, and the shared helper only plans the delay in `stop`, so `wait` returns 0.
-    Switch back to the shared helper once it is fixed.
-    """
-    attempt = 0
-    while True:
-        attempt += 1
-        try:
-            return await asyncio.to_thread(call)
-        except RetriableError as exc:
-            delay = retry_delay(exc, attempt, ctx)
-            if delay is None:
-                raise
-            ctx.on_wait(what, delay)
-            await asyncio.sleep(delay)
+def _get_list(
+    requester: Requester, url: str, params: dict[str, Any]
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """One GET of a list endpoint: (response headers, the array). Blocking: run in a thread."""
+    headers, data = requester.requestJsonAndCheck("GET", url, parameters=params)
+    return headers, issue_list(data)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -408,8 +404,8 @@ class GitHubConnector:
         self.config = config
         self.ctx = ctx
         self._prefix = site_prefix(config.base_url)
-        # No request happens here. lazy=True: get_repo() costs no GET; the issue list 404s for a
-        # missing repository anyway. retry=None: connectors.retry owns every wait.
+        # No request happens here (lazy=True: get_repo() costs no GET until check() completes
+        # it). retry=None: connectors.retry owns every wait.
         self._gh = Github(
             base_url=config.base_url,
             auth=Auth.Token(ctx.token.get_secret_value()),
@@ -439,7 +435,7 @@ class GitHubConnector:
                 # from None: the SDK's exception may carry request details.
                 raise error from None
 
-        return await _in_thread_with_retries(self.ctx, what, guarded)
+        return await in_thread_with_retries(self.ctx, what, guarded)
 
     async def check(self) -> None:
         """Each configured repository answers `GET /repos/{o}/{r}`; names every one that doesn't."""
@@ -462,35 +458,32 @@ class GitHubConnector:
                 yield page
 
     async def _repo_changes(self, repo: str, since: datetime | None) -> AsyncIterator[Page]:
-        options: dict[str, Any] = {"state": "all", "sort": "updated", "direction": "asc"}
+        query: dict[str, Any] = {"state": "all", "sort": "updated", "direction": "asc"}
         if since is not None:
-            options["since"] = utc(since)  # PyGithub formats it without converting the zone
-        # Builds the list object only (lazy repository): no request until the first page.
-        listing = self._gh.get_repo(repo).get_issues(**options)
-        newest: datetime | None = None
-        while listing._couldGrow():
-            raws = await self._call(f"list issues of {repo}", repo, partial(_page_of, listing))
-            items = []
-            for raw in raws:
-                item = map_issue(raw, repo=repo, prefix=self._prefix, config=self.config)
-                newest = item.updated_at if newest is None else max(newest, item.updated_at)
-                if self.config.include_pull_requests or not is_pull_request(raw):
-                    items.append(item)
-            if newest is None:
-                return
+            # GitHub's format, in UTC (PyGithub's get_issues would not convert the zone).
+            query["since"] = utc(since).strftime("%Y-%m-%dT%H:%M:%SZ")
+        newest = datetime.min.replace(tzinfo=UTC)
+        async for raws in self._list_pages(f"list issues of {repo}", repo, query):
+            mapped = [
+                (raw, map_issue(raw, repo=repo, prefix=self._prefix, config=self.config))
+                for raw in raws
+            ]
+            newest = max(newest, *(item.updated_at for _, item in mapped))
+            items = [
+                item
+                for raw, item in mapped
+                if self.config.include_pull_requests or not is_pull_request(raw)
+            ]
             # Pages come oldest first, so everything up to `newest` has been seen (items sharing
-            # its second on the next page are re-read through the overlap).
+            # its second on the next page are re-read through the overlap). Skipped PRs count.
             yield Page(items, {repo: newest})
 
     async def all_ids(self) -> AsyncIterator[list[str]]:
         """Every issue id (and PR id when included) of every repository, a page at a time."""
+        # Creation order never changes, so items created mid-sweep only append at the end.
+        query = {"state": "all", "sort": "created", "direction": "asc"}
         for repo in self.config.repos:
-            # Creation order never changes, so items created mid-sweep only append at the end.
-            listing = self._gh.get_repo(repo).get_issues(
-                state="all", sort="created", direction="asc"
-            )
-            while listing._couldGrow():
-                raws = await self._call(f"list ids of {repo}", repo, partial(_page_of, listing))
+            async for raws in self._list_pages(f"list ids of {repo}", repo, query):
                 ids = [
                     external_id(raw, self._prefix)
                     for raw in raws
@@ -498,6 +491,26 @@ class GitHubConnector:
                 ]
                 if ids:
                     yield ids
+
+    async def _list_pages(
+        self, what: str, repo: str, query: Mapping[str, Any]
+    ) -> AsyncIterator[list[dict[str, Any]]]:
+        """`GET /repos/{repo}/issues`, one non-empty HTTP page at a time, following `Link: next`.
+
+        PyGithub's Requester sends each request (auth, base_url, throttling, its exceptions), but
+        the cursor is ours: PaginatedList forgets its next URL before it parses a page, so a page
+        with a malformed body could not be fetched again. Here the URL only moves on after a page
+        was parsed, which makes every retry re-send the same request.
+        """
+        url: str | None = f"/repos/{repo}/issues"
+        params: dict[str, Any] = {**query, "per_page": self.config.per_page}
+        while url is not None:
+            request = partial(_get_list, self._gh.requester, url, params)
+            headers, raws = await self._call(what, repo, request)
+            if not raws:
+                return
+            yield raws
+            url, params = next_link(headers), {}  # the next URL carries every parameter
 
     async def aclose(self) -> None:
         await asyncio.to_thread(self._gh.close)

@@ -17,8 +17,10 @@ from connectors.github import (
     default_status,
     error_for,
     error_for_status,
+    issue_list,
     item_status,
     map_issue,
+    next_link,
     priority_of,
     rate_limit_wait,
     status_names,
@@ -196,3 +198,21 @@ def test_error_for_exceptions() -> None:
     ):
         assert isinstance(error_for(exc, repo="o/r", timeout=15), RetriableError), exc
     assert error_for(KeyError("bug"), repo="o/r", timeout=15) is None
+
+
+def test_next_link() -> None:
+    header = (
+        '<http://h:1/repos/o/r/issues?state=all&page=2>; rel="next", '
+        '<http://h:1/repos/o/r/issues?state=all&page=9>; rel="last"'
+    )
+    assert next_link({"link": header}) == "http://h:1/repos/o/r/issues?state=all&page=2"
+    assert next_link({"Link": header.split(", ")[1]}) is None
+    assert next_link({}) is None
+
+
+def test_issue_list_shape() -> None:
+    assert issue_list([{"id": 1}]) == [{"id": 1}]
+    assert issue_list([]) == []
+    for bad in ({"message": "x"}, [1], "text", None):
+        with pytest.raises(RetriableError):
+            issue_list(bad)

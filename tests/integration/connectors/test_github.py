@@ -388,6 +388,25 @@ async def test_wrong_shaped_list_is_retriable(harness: GitHubHarness, body: Any)
     assert len(_issue_requests(harness.sandbox)) == 3, "retried up to ctx.max_retries"
 
 
+async def test_a_bad_page_is_fetched_again_with_the_same_url(harness: GitHubHarness) -> None:
+    ids = harness.seed(10, start=T0, step=timedelta(minutes=1))
+    connector = harness.connector()
+    seen: list[str] = []
+    try:
+        pages = connector.changes({})
+        first = await anext(pages)
+        seen += [i.external_id for i in first.items]
+        # The second page comes back as a proxy's HTML once; the retry must ask for page 2 again.
+        harness.sandbox.fail_next("malformed", body=b"<html>502 Bad Gateway</html>")
+        async for page in pages:
+            seen += [i.external_id for i in page.items]
+    finally:
+        await connector.aclose()
+    assert seen == ids
+    urls = _issue_requests(harness.sandbox)
+    assert len(urls) == 4 and urls[1] == urls[2] and "page=2" in urls[1], urls
+
+
 async def test_mapping_of_a_rich_issue(harness: GitHubHarness) -> None:
     issue = harness.sandbox.add_issue(
         REPO,
