@@ -15,14 +15,16 @@ it. Instead we walk the documented newest-first order from its far end with Rela
 pagination (`last: N`, then `before: pageInfo.startCursor` while `pageInfo.hasPreviousPage`; Linear
 documents both first/after and last/before). Each page therefore holds the N least recently updated
 issues not yet read, and reversed it runs oldest to newest, so the pages come oldest change first
-and each can carry an honest checkpoint: the newest `updatedAt` yielded so far (items sharing that
-instant on the next page are re-read because the cursor filter is `gte`). An issue updated while we
-walk jumps to the newest end, which we have not reached yet, so it is read later in the same run or,
-if the server cuts the walk short, by the next run: the checkpoint is the newest time actually
-*seen*, never the run's start. If a server ever answers out of that order, we stop advancing the
-checkpoint until the scope's walk is complete (logged as `linear.order_unexpected`) instead of
-committing a point we cannot vouch for. Checkpoints are also clamped to the server's clock (the HTTP
-`Date` of the run's first answer).
+and each can carry an honest checkpoint: the newest `updatedAt` yielded so far (issues sharing that
+instant are re-read next run, the `since` filter being `gte` and the overlap 2 minutes). An issue
+updated while we walk jumps to the newest end, which we have not reached yet, so it is read later in
+the same run or, if the server cuts the walk short, by the next run: the checkpoint is the newest
+time actually *seen*, never the run's start. If a server ever answers out of that order, we stop
+advancing the checkpoint until the scope's walk is complete (logged as `linear.order_unexpected`)
+instead of committing a point we cannot vouch for; and when the first page says it has a next page,
+one probe (`first: 1, after: endCursor`) checks that no older issue follows (a server that read
+`last` as `first` stops the run before anything is yielded). Checkpoints are also clamped to the
+server's clock (the HTTP `Date` of the run's first answer).
 
 Scope. One cursor per team key: a team added to `team_keys` later is read in full on its next run
 instead of being hidden behind the other teams' cursor. Pages are oldest-first within each team.
@@ -30,12 +32,13 @@ instead of being hidden behind the other teams' cursor. Pages are oldest-first w
 
 Errors and rate limits (notes 4.4). Linear reports a rate limit as HTTP 400 (sometimes 429) whose
 body has `errors[].extensions.code == "RATELIMITED"` (or `type == "ratelimited"`); we wait until
-`X-RateLimit-Requests-Reset` / `X-RateLimit-Complexity-Reset` (epoch milliseconds) through
-`connectors.retry`, which never sleeps past the run's deadline. GraphQL errors are checked in every
-body, 200 or not: authentication and validation errors are fatal with Linear's own message; Linear's
-internal/lock-timeout errors, 5xx, timeouts and connection failures are retriable. httpx exceptions
-are re-raised `from None` with our own text, because their context can carry the request headers.
-When the request budget runs low (`X-RateLimit-Requests-Remaining`) we pace ourselves.
+`X-RateLimit-Requests-Reset` / `X-RateLimit-Complexity-Reset` (epoch milliseconds) under
+`connectors.retry.retry_delay`'s policy, which never sleeps past the cap or the run's deadline.
+GraphQL errors are checked in every body, 200 or not: authentication and validation errors are fatal
+with Linear's own message; Linear's internal/lock-timeout errors, 5xx, timeouts and connection
+failures are retriable; a 200 whose body is not JSON is a plain ConnectorError. httpx exceptions are
+re-raised `from None` with our own text, because their context can carry the request headers. When
+the request budget runs low (`X-RateLimit-Requests-Remaining`) we pace ourselves.
 """
 
 from __future__ import annotations
@@ -96,11 +99,19 @@ query SyncIssueChanges($filter: IssueFilter!, $last: Int!, $before: String) {
     nodes {"""
     + _ISSUE_FIELDS
     + """    }
-    pageInfo { hasPreviousPage startCursor }
+    pageInfo { hasPreviousPage hasNextPage startCursor endCursor }
   }
 }
 """
 )
+
+PROBE_QUERY = """
+query SyncIssueProbe($filter: IssueFilter!, $after: String) {
+  issues(filter: $filter, first: 1, after: $after, orderBy: updatedAt, includeArchived: true) {
+    nodes { id }
+  }
+}
+"""
 
 IDS_QUERY = """
 query SyncIssueIds($filter: IssueFilter!, $first: Int!, $after: String) {
@@ -494,6 +505,8 @@ class LinearConnector:
             if run_clock[0] is None:
                 run_clock[0] = self._server_date
             nodes, info = connection(data, "issues")
+            if variables["before"] is None and info.get("hasNextPage"):
+                await self._check_first_page_is_the_oldest(key, issue_filter, info)
             # Within a page Linear lists newest first too: reversed, the page runs oldest first.
             items = [
                 map_issue(n, scope=key, overrides=self._config.status_map) for n in reversed(nodes)
@@ -519,6 +532,21 @@ class LinearConnector:
             if cursor == variables["before"]:
                 raise ConnectorError(f"Linear returned the same page cursor twice (team {key})")
             variables["before"] = cursor
+
+    async def _check_first_page_is_the_oldest(
+        self, key: str, issue_filter: Mapping[str, Any], info: Mapping[str, Any]
+    ) -> None:
+        """`last: N` from the list's end has nothing after it (Relay). When the first page says
+        otherwise, look: if older issues do follow, the server paged from the newest end and a
+        checkpoint would skip them, so stop before anything is yielded."""
+        variables = {"filter": issue_filter, "after": info.get("endCursor")}
+        data = await self._graphql(PROBE_QUERY, variables, f"order probe of team {key}")
+        older, _ = connection(data, "issues", paged=False)
+        if older:
+            raise FatalError(
+                f"Linear did not page backwards as documented (team {key}: older issues follow "
+                "the first `last:` page); nothing was committed, please report this"
+            )
 
     # -- HTTP -----------------------------------------------------------------------------------
     async def _graphql(
@@ -632,6 +660,7 @@ __all__ = [
     "CHANGES_QUERY",
     "CHECK_QUERY",
     "IDS_QUERY",
+    "PROBE_QUERY",
     "LinearConfig",
     "LinearConnector",
     "classify_response",

@@ -301,7 +301,7 @@ async def test_request_log_shows_values_only_in_variables(harness: LinearHarness
         await connector.aclose()
     assert len(got) == 6 and len(ids) == 7
     bodies = graphql_bodies(harness.sandbox)
-    assert {b["query"] for b in bodies} == {CHECK_QUERY, CHANGES_QUERY, IDS_QUERY}
+    assert {b["query"] for b in bodies} == {CHECK_QUERY, CHANGES_QUERY, IDS_QUERY}  # constant
     for body in bodies:
         assert "ENG" not in body["query"] and "2025" not in body["query"]
     pages = [b["variables"] for b in bodies if b["query"] == CHANGES_QUERY]
@@ -406,6 +406,53 @@ async def test_a_walk_cut_short_never_checkpoints_past_what_it_missed(
         await connector.aclose()
     assert checkpoint["ENG"] <= T0 + timedelta(minutes=5)
     assert missed <= again, "the next run must pick up whatever this one missed"
+
+
+class ForwardOnlySandbox(LinearSandbox):
+    """A server that reads `last` as `first` (the failure the connector must not trust)."""
+
+    def _page(self, ordered: Any, args: Any, *rest: Any, **kw: Any) -> Any:
+        args = {**args, "first": args.get("last"), "last": None, "before": None}
+        return super()._page(ordered, args, *rest, **kw)
+
+
+async def test_a_server_that_ignores_backward_paging_is_refused(tmp_path: Path) -> None:
+    with ForwardOnlySandbox(token=PLANTED_TOKEN) as sandbox:
+        harness = LinearHarness(sandbox, tmp_path)
+        harness.seed(12, start=T0, step=timedelta(minutes=1))
+        connector = harness.connector()
+        pages: list[Page] = []
+        try:
+            with pytest.raises(FatalError, match="did not page backwards"):
+                async for page in connector.changes({}):
+                    pages.append(page)
+        finally:
+            await connector.aclose()
+    assert pages == [], "nothing may be yielded (or checkpointed) from such a walk"
+
+
+class LooseHasNextPageSandbox(LinearSandbox):
+    """Pages backwards correctly but always says hasNextPage (allowed for `before`, not spec for
+    a first `last:` page): the connector must check, not give up."""
+
+    def _page(self, *args: Any, **kw: Any) -> Any:
+        answer = super()._page(*args, **kw)
+        answer["pageInfo"]["hasNextPage"] = True
+        return answer
+
+
+async def test_a_loose_has_next_page_is_probed_not_trusted(tmp_path: Path) -> None:
+    with LooseHasNextPageSandbox(token=PLANTED_TOKEN) as sandbox:
+        harness = LinearHarness(sandbox, tmp_path)
+        ids = harness.seed(12, start=T0, step=timedelta(minutes=1))
+        connector = harness.connector()
+        try:
+            got = items_of(await collect(connector))
+        finally:
+            await connector.aclose()
+        names = [r.json()["query"].split("(")[0].split()[-1] for r in sandbox.requests]
+    assert [i.external_id for i in got] == ids
+    assert names == ["SyncIssueChanges", "SyncIssueProbe", "SyncIssueChanges", "SyncIssueChanges"]
 
 
 # ---------------------------------------------------------------------------------------------
