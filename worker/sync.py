@@ -26,7 +26,7 @@ from connectors.base import (
     FatalError,
     Page,
 )
-from worker import redact, store, telemetry
+from worker import metrics, redact, store, telemetry
 from worker.logs import get_logger
 from worker.settings import Settings
 
@@ -51,7 +51,7 @@ class RunResult:
     duration_s: float = 0.0
     reason: str = ""  # why skipped/interrupted, or the error message (redacted)
     error_class: str = ""
-    touched: list[datetime] = field(default_factory=list)  # completion times moved (metrics)
+    touched: list[datetime] = field(default_factory=list)  # completion times of changed items
 
     def summary(self) -> str:
         label = f"{self.team}/{self.source}" if self.team else str(self.integration_id)
@@ -257,6 +257,10 @@ async def _locked_run(
             await _close_quietly(connector)
 
     result.duration_s = time.monotonic() - started
+    if result.outcome in ("succeeded", "interrupted") and result.touched:
+        await metrics.recompute_touched(
+            conn, integration.team_id, result.touched, settings.metrics_tz
+        )
     if result.outcome == "succeeded":
         await store.mark_succeeded(conn, integration_id, result.duration_s, swept)
         await _log_end(conn, integration, result, "sync_completed", fields)
@@ -296,8 +300,9 @@ async def _commit_page(
     result.unchanged += written.unchanged
     for change in written.changes:
         result.removed += change.removed_now
+        # Any change to a completed item can move its day's numbers (count, mean duration).
         for at in (change.old_completed_at, change.new_completed_at):
-            if at is not None and change.old_completed_at != change.new_completed_at:
+            if at is not None:
                 result.touched.append(at)
     if written.rejected:
         log.warning(
