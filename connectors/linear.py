@@ -32,8 +32,8 @@ instead of being hidden behind the other teams' cursor. Pages are oldest-first w
 
 Errors and rate limits (notes 4.4). Linear reports a rate limit as HTTP 400 (sometimes 429) whose
 body has `errors[].extensions.code == "RATELIMITED"` (or `type == "ratelimited"`); we wait until
-`X-RateLimit-Requests-Reset` / `X-RateLimit-Complexity-Reset` (epoch milliseconds) under
-`connectors.retry.retry_delay`'s policy, which never sleeps past the cap or the run's deadline.
+`X-RateLimit-Requests-Reset` / `X-RateLimit-Complexity-Reset` (epoch milliseconds) with
+`connectors.retry.with_retries`, which never sleeps past the cap or the run's deadline.
 GraphQL errors are checked in every body, 200 or not: authentication and validation errors are fatal
 with Linear's own message; Linear's internal/lock-timeout errors, 5xx, timeouts and connection
 failures are retriable; a 200 whose body is not JSON is a plain ConnectorError. httpx exceptions are
@@ -46,10 +46,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from datetime import datetime, timedelta
 from email.utils import parsedate_to_datetime
-from typing import Any, ClassVar, Literal, TypeVar
+from typing import Any, ClassVar, Literal
 
 import httpx
 from pydantic import Field, field_validator
@@ -73,10 +73,9 @@ from connectors.base import (
     status_name_suggests,
     utc,
 )
-from connectors.retry import retry_delay
+from connectors.retry import with_retries
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
 
 DEFAULT_API_URL = "https://api.linear.app/graphql"
 MAX_PAGE_SIZE = 250  # Linear's documented ceiling for `first` / `last`
@@ -557,7 +556,7 @@ class LinearConnector:
         async def attempt() -> Mapping[str, Any]:
             return await self._post_once(query, variables, what)
 
-        return await _with_retries(self._ctx, f"linear {what}", attempt)
+        return await with_retries(self._ctx, f"linear {what}", attempt)
 
     async def _post_once(
         self, query: str, variables: Mapping[str, Any], what: str
@@ -613,27 +612,6 @@ class LinearConnector:
             delay = min(delay, max(0.0, self._ctx.deadline - time.monotonic()))
         if delay > 0.01:
             self._ctx.on_wait("linear request budget low", delay)
-            await asyncio.sleep(delay)
-
-
-async def _with_retries(ctx: ConnectorContext, what: str, call: Callable[[], Awaitable[T]]) -> T:
-    """`connectors.retry.with_retries` with the same policy (`retry_delay`: RetriableError only,
-    its retry_after honoured, never past `ctx.sleep_cap` / `ctx.deadline`).
-
-    Stand-in because the shared helper does not sleep: tenacity 9.x runs `wait` before `stop`,
-    and the shared helper plans the delay in `stop`, so its `wait` returns 0. Switch back once
-    it is fixed.
-    """
-    attempt = 0
-    while True:
-        attempt += 1
-        try:
-            return await call()
-        except RetriableError as exc:
-            delay = retry_delay(exc, attempt, ctx)
-            if delay is None:
-                raise
-            ctx.on_wait(what, delay)
             await asyncio.sleep(delay)
 
 
