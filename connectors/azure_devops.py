@@ -348,12 +348,8 @@ def html_to_text(value: Any) -> str | None:
     parser.feed(value)
     parser.close()
     text = "".join(parser.parts).replace("\xa0", " ")
-    lines = [re.sub(r"[ \t]+", " ", line).strip() for line in text.split("\n")]
-    out: list[str] = []
-    for line in lines:
-        if line or (out and out[-1]):
-            out.append(line)
-    return "\n".join(out).strip() or None
+    lines = (re.sub(r"[ \t]+", " ", line).strip() for line in text.split("\n"))
+    return "\n".join(line for line in lines if line) or None
 
 
 def story_points(fields: Mapping[str, Any]) -> int | None:
@@ -488,6 +484,7 @@ class _Window:
         self.upto: Position | None = None
         self.reached: Position | None = None
         self._reached_in_query: Position | None = None
+        self._bounded_from: Position | None = None  # start of the current bounded window
         self._stalls = 0
 
     def start(self) -> Position:
@@ -496,7 +493,8 @@ class _Window:
         return Position(self.since or EARLIEST, -1)  # -1: every id at `since` is still to read
 
     def narrow(self, horizon: datetime) -> None:
-        self.upto = split_window(self.start(), self.upto or Position(horizon, MAX_ID))
+        self._bounded_from = self.start()
+        self.upto = split_window(self._bounded_from, self.upto or Position(horizon, MAX_ID))
         self._reached_in_query = None
 
     def saw(self, position: Position, as_of: datetime) -> None:
@@ -513,13 +511,22 @@ class _Window:
             return {}
         return {"": min(self.reached.changed, first_as_of)}
 
-    def advance(self, full: bool) -> None:
+    def advance(self, full: bool, horizon: datetime) -> None:
         """After a query's ids were all fetched: continue after the last vouched-for item when
         the query came back full, else move past the exhausted bounded window."""
         reached, self._reached_in_query = self._reached_in_query, None
         if not full:
-            assert self.upto is not None
-            self.after, self.upto = self.upto, None
+            assert self.upto is not None and self._bounded_from is not None
+            done, began = self.upto, self._bounded_from
+            self.after, self.upto, self._bounded_from = done, None, done
+            # Next window: twice as wide as the one that fitted (instead of bisecting down from
+            # the whole remaining range again); narrowed again if the server still refuses it.
+            if done.changed > began.changed:
+                end = done.changed + 2 * (done.changed - began.changed)
+                self.upto = Position(end, MAX_ID) if end < horizon else None
+            elif done.item_id < MAX_ID:
+                end_id = done.item_id + 2 * (done.item_id - max(began.item_id, 0))
+                self.upto = Position(done.changed, end_id) if end_id < MAX_ID else None
             return
         if reached is None or (self.after is not None and reached <= self.after):
             self._stalls += 1  # every item of the window changed meanwhile: ask again
@@ -627,7 +634,6 @@ class AzureDevOpsConnector:
         with self._client_lock:
             if self._client is None:
                 from azure.devops.credentials import BasicAuthentication
-                from urllib3.util.retry import Retry
 
                 connection = _sdk().Connection(
                     base_url=self.config.organization_url,
@@ -635,19 +641,13 @@ class AzureDevOpsConnector:
                 )
                 client = connection.clients.get_work_item_tracking_client()
                 # No retries inside the SDK (msrest would sleep Retry-After in this thread with no
-                # deadline): every response comes back to us; connectors.retry decides.
-                client.config.retry_policy.policy = Retry(
-                    total=0,
-                    connect=0,
-                    read=0,
-                    redirect=0,
-                    status=0,
-                    other=0,
-                    status_forcelist=(),
-                    respect_retry_after_header=False,
-                    raise_on_status=False,
-                    raise_on_redirect=False,
-                )
+                # deadline): every response comes back to us; connectors.retry decides. Edit
+                # msrest's urllib3 Retry in place (msrest reads attributes a fresh one lacks).
+                policy = client.config.retry_policy.policy
+                policy.total = policy.connect = policy.read = policy.status = policy.other = 0
+                policy.status_forcelist = frozenset()
+                policy.respect_retry_after_header = False
+                policy.raise_on_status = False
                 client.config.connection.timeout = self.config.request_timeout
                 client.config.hooks.append(_record_response)
                 self._client = client
@@ -708,8 +708,8 @@ class AzureDevOpsConnector:
         if "VS402337" in message:
             return _CapExceeded(message)
         field = re.search(r"TF51535: Cannot find field ([\w.]+)", message)
-        if field and field.group(1) not in REQUIRED_FIELDS:
-            return _UnknownField(field.group(1))
+        if field and field.group(1).rstrip(".") not in REQUIRED_FIELDS:
+            return _UnknownField(field.group(1).rstrip("."))
         if "TF200016" in message or (status == 404 and "project" in message.casefold()):
             return FatalError(
                 f"Azure DevOps project {project!r} not found in {org}: check the project name "
@@ -873,7 +873,7 @@ class AzureDevOpsConnector:
                     yield Page(items, window.checkpoint(first_as_of))
             if last_query:
                 break
-            window.advance(full)
+            window.advance(full, (first_as_of or datetime.now(UTC)) + timedelta(days=1))
         if not final_sent:
             yield Page([], {"": first_as_of or datetime.now(UTC)})
 

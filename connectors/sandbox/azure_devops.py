@@ -516,6 +516,8 @@ class AzureDevOpsSandbox(SandboxServer):
         self.now: Callable[[], datetime] = now or (lambda: datetime.now(UTC))
         #: Emulate a server that counts matches before applying $top (then VS402337 even with it).
         self.cap_ignores_top = False
+        self.wiql_cap = WIQL_CAP  # tests lower it to exercise the VS402337 path cheaply
+        self.wiql_refusals = 0  # how many queries were refused with VS402337
         self._throttle: list[float] = []  # Retry-After to put on the next successful responses
         self._next_id = 1
         self._data_lock = threading.RLock()
@@ -941,10 +943,13 @@ class AzureDevOpsSandbox(SandboxServer):
             ]
         for name, descending in reversed(parsed.order):
             matched.sort(key=_sorter(name), reverse=descending)
-        if len(matched) > WIQL_CAP and (top is None or top > WIQL_CAP or self.cap_ignores_top):
+        cap = self.wiql_cap
+        if len(matched) > cap and (top is None or top > cap or self.cap_ignores_top):
+            with self._lock:
+                self.wiql_refusals += 1
             raise WiqlError(
                 "VS402337: The number of work items returned exceeds the size limit of "
-                f"{WIQL_CAP}. Change the query to return fewer work items."
+                f"{cap}. Change the query to return fewer work items."
             )
         if top is not None:
             matched = matched[:top]

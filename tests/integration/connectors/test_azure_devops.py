@@ -4,18 +4,27 @@ size, state categories, WIQL escaping)."""
 
 from __future__ import annotations
 
+import asyncio
+import base64
+import time
 from collections.abc import Iterator
-from datetime import datetime, timedelta
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
-from pydantic import SecretStr
+from pydantic import SecretStr, ValidationError
 
 from connectors.azure_devops import AzureDevOpsConfig, AzureDevOpsConnector
-from connectors.base import ConnectorContext
+from connectors.base import ConnectorContext, FatalError, Page, Status
 from connectors.sandbox.azure_devops import AzureDevOpsSandbox
-from tests.integration.connectors.contract import PLANTED_TOKEN, ConnectorContract
+from tests.integration.connectors.contract import (
+    PLANTED_TOKEN,
+    ConnectorContract,
+    collect,
+    items_of,
+)
 
 PAGE = 5  # batch_size in tests: "several pages" with a handful of items
 TOP = 7  # wiql_top in tests: the contract's larger seeds need more than one WIQL window
@@ -87,3 +96,381 @@ def harness(sandbox: AzureDevOpsSandbox, tmp_path: Path) -> AdoHarness:
 
 class TestAzureDevOpsContract(ConnectorContract):
     pass
+
+
+# ---------------------------------------------------------------------------------------------
+# Azure DevOps specifics
+# ---------------------------------------------------------------------------------------------
+DAY = datetime(2025, 5, 1, tzinfo=UTC)
+
+
+async def sync(
+    connector: AzureDevOpsConnector, since: dict[str, datetime] | None = None
+) -> list[Page]:
+    try:
+        return await collect(connector, since)
+    finally:
+        await connector.aclose()
+
+
+def wiql_texts(sandbox: AzureDevOpsSandbox) -> list[str]:
+    return [r.json()["query"] for r in sandbox.requests_to("/_apis/wit/wiql", "POST")]
+
+
+def batch_sizes(sandbox: AzureDevOpsSandbox) -> list[int]:
+    return [len(r.json()["ids"]) for r in sandbox.requests_to("/workItemsBatch", "POST")]
+
+
+async def test_45000_items_changed_in_one_day_sync_completely(harness: AdoHarness) -> None:
+    # 45,000 items over one day, 750 sharing each of 60 ChangedDate values (to the millisecond):
+    # WIQL windows of 19,000 end in the middle of a tie, so the (ChangedDate, Id) continuation
+    # must carry on inside it. Real SDK, default batch size (200) and $top (19,000).
+    sandbox = harness.sandbox
+    stamps = [DAY + timedelta(minutes=23 * k, milliseconds=417) for k in range(60)]
+    ids = sandbox.add_items_fast((f"Item {n}", stamps[n % 60]) for n in range(45_000))
+    connector = harness.connector(batch_size=200, wiql_top=19_000)
+    pages = await sync(connector)
+    got = items_of(pages)
+    assert len(got) == 45_000
+    assert {i.external_id for i in got} == {sandbox.external_id(i) for i in ids}
+    keys = [(i.updated_at, int(i.external_key or 0)) for i in got]
+    assert keys == sorted(keys), "(ChangedDate, Id) order across windows"
+    assert len(wiql_texts(sandbox)) == 3  # 19,000 + 19,000 + 7,000: no 400, no retry
+    assert sandbox.wiql_refusals == 0
+    sizes = batch_sizes(sandbox)
+    assert max(sizes) == 200 and sum(sizes) == 45_000
+    assert pages[-1].checkpoint[""] >= stamps[-1]
+
+
+async def test_server_refusing_big_windows_even_with_top_is_bisected(harness: AdoHarness) -> None:
+    # A server that counts matches before applying $top answers VS402337 anyway: the connector
+    # narrows the (ChangedDate, Id) window, down to id ranges inside one instant.
+    sandbox = harness.sandbox
+    sandbox.cap_ignores_top, sandbox.wiql_cap = True, 40
+    same = DAY + timedelta(hours=9)
+    ids = sandbox.add_items_fast([(f"Tie {n}", same) for n in range(150)])
+    ids += sandbox.add_items_fast([(f"Spread {n}", DAY + timedelta(minutes=n)) for n in range(120)])
+    pages = await sync(harness.connector(batch_size=50, wiql_top=30))
+    got = [i.external_id for i in items_of(pages)]
+    assert sandbox.wiql_refusals > 0, "the fallback must have been exercised"
+    assert sorted(got) == sorted(sandbox.external_id(i) for i in ids)
+    assert len(got) == len(set(got))
+
+
+async def test_429_on_wiql_post_is_retried_after_retry_after(harness: AdoHarness) -> None:
+    harness.seed(4, start=DAY, step=timedelta(minutes=1))
+    waits: list[tuple[str, float]] = []
+    connector = harness.connector()
+    connector.ctx = replace(connector.ctx, on_wait=lambda what, s: waits.append((what, s)))
+    harness.sandbox.fail_next("429", path_contains="/wiql", retry_after=1)
+    started = time.monotonic()
+    got = items_of(await sync(connector))
+    assert len(got) == 4
+    assert time.monotonic() - started >= 0.9
+    assert waits and waits[0] == ("WIQL query", 1.0)
+    assert len(wiql_texts(harness.sandbox)) == 2  # the refused POST and its retry
+
+
+async def test_5xx_on_batch_post_is_retried(harness: AdoHarness) -> None:
+    harness.seed(4, start=DAY, step=timedelta(minutes=1))
+    harness.sandbox.fail_next("5xx", count=2, path_contains="/workItemsBatch", retry_after=None)
+    got = items_of(await sync(harness.connector()))
+    assert len(got) == 4
+    assert len(harness.sandbox.requests_to("/workItemsBatch")) == 3
+
+
+async def test_retry_after_on_a_successful_response_slows_down(harness: AdoHarness) -> None:
+    harness.seed(2, start=DAY, step=timedelta(minutes=1))
+    waits: list[tuple[str, float]] = []
+    connector = harness.connector()
+    connector.ctx = replace(connector.ctx, on_wait=lambda what, s: waits.append((what, s)))
+    await connector.check()
+    harness.sandbox.throttle_next(1, retry_after=1)
+    started = time.monotonic()
+    assert len(items_of(await sync(connector))) == 2
+    assert time.monotonic() - started >= 0.9
+    assert waits == [("WIQL query", 1.0)]
+
+
+async def test_timeout_is_retried(harness: AdoHarness) -> None:
+    harness.seed(2, start=DAY, step=timedelta(minutes=1))
+    connector = harness.connector(request_timeout=0.5)
+    await connector.check()
+    harness.sandbox.fail_next("timeout", path_contains="/workItemsBatch")
+    assert len(items_of(await sync(connector))) == 2
+    assert len(harness.sandbox.requests_to("/workItemsBatch")) == 2  # timed out, then again
+
+
+async def test_batches_never_exceed_200_ids(harness: AdoHarness) -> None:
+    harness.sandbox.add_items_fast((f"I {n}", DAY + timedelta(seconds=n)) for n in range(650))
+    got = items_of(await sync(harness.connector(batch_size=200, wiql_top=19_000)))
+    assert len(got) == 650
+    assert batch_sizes(harness.sandbox) == [200, 200, 200, 50]
+    with pytest.raises(ValidationError):
+        harness.connector(batch_size=201)
+    with pytest.raises(ValidationError):
+        harness.connector(wiql_top=20_000)
+
+
+async def test_states_fetched_once_per_type(harness: AdoHarness) -> None:
+    sandbox = harness.sandbox
+    for n in range(12):
+        sandbox.add_item(
+            f"W {n}",
+            changed=DAY + timedelta(minutes=n),
+            work_item_type=("User Story", "Bug", "Task")[n % 3],
+            state="Active",
+        )
+    connector = harness.connector()
+    try:
+        first = items_of(await collect(connector))
+        sandbox.update_item(1, changed=DAY + timedelta(hours=2), state="Closed")
+        again = items_of(await collect(connector, {"": DAY + timedelta(hours=1)}))
+    finally:
+        await connector.aclose()
+    assert len(first) == 12 and [i.status for i in again] == [Status.COMPLETED]
+    states = [r.path for r in sandbox.requests_to("/states", "GET")]
+    assert sorted(states) == sorted(
+        f"/myorg/My%20Project/_apis/wit/workitemtypes/{t}/states"
+        for t in ("User%20Story", "Bug", "Task")
+    )
+
+
+async def test_status_mapping_through_the_sandbox(harness: AdoHarness) -> None:
+    sandbox = harness.sandbox
+    sandbox.set_states("Requirement", [("Proposed", "Proposed"), ("Active", "InProgress")])
+    cases = {
+        ("User Story", "New", ""): Status.QUEUED,
+        ("User Story", "Active", ""): Status.IN_PROGRESS,
+        ("User Story", "Active", "backend; Blocked"): Status.BLOCKED,
+        ("User Story", "In Review", ""): Status.PR_READY,
+        ("User Story", "Resolved", ""): Status.PR_READY,
+        ("User Story", "Closed", ""): Status.COMPLETED,
+        ("User Story", "Removed", ""): Status.CANCELLED,
+        ("Product Backlog Item", "Committed", ""): Status.IN_PROGRESS,
+        ("Product Backlog Item", "Done", ""): Status.COMPLETED,
+        ("Issue", "Doing", ""): Status.IN_PROGRESS,
+        ("Issue", "To Do", ""): Status.QUEUED,
+    }
+    expected = {}
+    for n, ((kind, state, tags), status) in enumerate(cases.items()):
+        item = sandbox.add_item(
+            f"{kind} {state}", changed=DAY + timedelta(minutes=n), work_item_type=kind
+        )
+        sandbox.update_item(
+            item, changed=DAY + timedelta(minutes=n, seconds=30), state=state, tags=tags
+        )
+        expected[sandbox.external_id(item)] = status
+    blocked = sandbox.add_item(
+        "CMMI blocked",
+        changed=DAY + timedelta(hours=5),
+        work_item_type="Requirement",
+        state="Active",
+        fields={"Microsoft.VSTS.CMMI.Blocked": "Yes"},
+    )
+    expected[sandbox.external_id(blocked)] = Status.BLOCKED
+    got = {i.external_id: i.status for i in items_of(await sync(harness.connector()))}
+    assert got == expected
+    # The admin's status_map (by state name) wins.
+    sandbox.clear_requests()
+    over = harness.connector(status_map={"Resolved": "completed", "in review": "in_progress"})
+    got = {i.title: i.status for i in items_of(await sync(over))}
+    assert got["User Story Resolved"] is Status.COMPLETED
+    assert got["User Story In Review"] is Status.IN_PROGRESS
+
+
+async def test_mapping_of_a_full_item(harness: AdoHarness) -> None:
+    sandbox = harness.sandbox
+    item = sandbox.add_item(
+        "Checkout flow",
+        changed=DAY,
+        fields={
+            "Microsoft.VSTS.Common.Priority": 1,
+            "Microsoft.VSTS.Scheduling.StoryPoints": 4.5,
+            "System.Description": "<div>Pay <b>fast</b>&nbsp;&amp; safely<br>twice</div>",
+            "Microsoft.VSTS.Common.AcceptanceCriteria": "<ul><li>card</li><li>PayPal</li></ul>",
+        },
+    )
+    sandbox.update_item(item, changed=DAY + timedelta(hours=1), state="Active")
+    sandbox.update_item(item, changed=DAY + timedelta(hours=3), state="Closed")
+    (got,) = items_of(await sync(harness.connector()))
+    assert got.external_id == f"127.0.0.1:{sandbox.port}/myorg/{item}"
+    assert got.external_key == str(item)
+    assert got.external_url == f"{sandbox.organization_url}/My%20Project/_workitems/edit/{item}"
+    assert got.title == "Checkout flow"
+    assert got.status is Status.COMPLETED
+    assert got.priority == 4 and got.story_points == 5
+    assert got.description == "Pay fast & safely\ntwice"
+    assert got.acceptance_criteria == "- card\n- PayPal"
+    assert got.updated_at == DAY + timedelta(hours=3)
+    assert got.started_at == DAY + timedelta(hours=1)
+    assert got.completed_at == DAY + timedelta(hours=3)
+    assert got.raw["id"] == item and got.raw["rev"] == 3
+    assert got.raw["fields"]["Microsoft.VSTS.Scheduling.StoryPoints"] == 4.5
+    # Empty fields are left out upstream and come back as None here.
+    assert "System.Tags" not in got.raw["fields"]
+
+
+async def test_scope_area_path_and_types(harness: AdoHarness) -> None:
+    sandbox = harness.sandbox
+    sandbox.add_project("Other")
+    web = sandbox.add_item("web story", changed=DAY, area_path="My Project\\Web")
+    deep = sandbox.add_item(
+        "web bug", changed=DAY, work_item_type="Bug", area_path="My Project\\Web\\UI"
+    )
+    sandbox.add_item("web task", changed=DAY, work_item_type="Task", area_path="My Project\\Web")
+    sandbox.add_item("mobile story", changed=DAY, area_path="My Project\\Mobile")
+    sandbox.add_item("webby sibling", changed=DAY, area_path="My Project\\Webby")
+    sandbox.add_item("other project", changed=DAY, project="Other")
+    connector = harness.connector(
+        area_path="My Project\\Web", work_item_types=["User Story", "Bug"]
+    )
+    got = sorted(i.external_id for i in items_of(await sync(connector)))
+    assert got == sorted(sandbox.external_id(i) for i in (web, deep))
+
+
+async def test_wiql_injection_in_names_is_inert(harness: AdoHarness) -> None:
+    sandbox = harness.sandbox
+    quoted = sandbox.add_item("O'Brien's area", changed=DAY, area_path="My Project\\O'Brien")
+    sandbox.add_item("elsewhere", changed=DAY, area_path="My Project\\Web")
+    # A quote in a real name is matched literally...
+    got = items_of(await sync(harness.connector(area_path="My Project\\O'Brien")))
+    assert [i.external_id for i in got] == [sandbox.external_id(quoted)]
+    # ...and one that tries to widen the query is one (missing) area path, not WIQL.
+    hostile = "My Project\\x' OR [System.Id] > '0"
+    connector = harness.connector(area_path=hostile)
+    with pytest.raises(FatalError, match="area_path"):
+        await sync(connector)
+    assert "UNDER 'My Project\\x'' OR [System.Id] > ''0'" in wiql_texts(sandbox)[-1]
+    typed = harness.connector(work_item_types=["Bug') OR ([System.Id] > 0"])
+    assert items_of(await sync(typed)) == []
+    # A project name goes into the URL, never into the WIQL text.
+    with pytest.raises(FatalError, match=r"project .*not found"):
+        await sync(harness.connector(project="My Project' OR 1=1 --"))
+
+
+async def test_unknown_project_is_fatal_and_named(harness: AdoHarness) -> None:
+    connector = harness.connector(project="Nope")
+    try:
+        with pytest.raises(FatalError, match="'Nope' not found"):
+            await connector.check()
+    finally:
+        await connector.aclose()
+
+
+async def test_401_says_the_pat_was_rejected(harness: AdoHarness) -> None:
+    connector = harness.connector(token="wrong-pat")
+    try:
+        with pytest.raises(FatalError, match=r"rejected the PAT \(401\)"):
+            await connector.check()
+    finally:
+        await connector.aclose()
+
+
+async def test_item_changed_mid_run_leaves_no_gap(harness: AdoHarness) -> None:
+    # The 7th item (last id of the first WIQL window) changes between the WIQL query and its
+    # batch: its new ChangedDate is past the window, so the continuation must come from the
+    # 6th item, or the items after it in the old order would be skipped.
+    ids = harness.seed(16, start=DAY, step=timedelta(minutes=1))
+    connector = harness.connector()
+    pages: list[Page] = []
+    try:
+        async for page in connector.changes({}):
+            pages.append(page)
+            if len(pages) == 1:
+                harness.update(ids[6], at=datetime.now(UTC), title="moved")
+    finally:
+        await connector.aclose()
+    got = [i.external_id for i in items_of(pages)]
+    assert set(got) == set(ids)
+    assert "moved" in [i.title for i in items_of(pages)]
+    checkpoints = [p.checkpoint[""] for p in pages if p.checkpoint]
+    assert checkpoints == sorted(checkpoints)
+    assert all(c <= datetime.now(UTC) for c in checkpoints)
+
+
+async def test_item_deleted_mid_run_is_skipped(harness: AdoHarness) -> None:
+    ids = harness.seed(8, start=DAY, step=timedelta(minutes=1))
+    connector = harness.connector()
+    pages: list[Page] = []
+    try:
+        async for page in connector.changes({}):
+            pages.append(page)
+            if len(pages) == 1:
+                harness.sandbox.delete_item(harness.ids[ids[5]])
+    finally:
+        await connector.aclose()
+    got = [i.external_id for i in items_of(pages)]
+    assert sorted(got) == sorted(ids[:5] + ids[6:])
+
+
+async def test_checkpoint_is_clamped_to_wiql_as_of(harness: AdoHarness) -> None:
+    as_of = DAY + timedelta(hours=12)
+    harness.sandbox.now = lambda: as_of
+    harness.seed(3, start=as_of - timedelta(minutes=1), step=timedelta(minutes=1))
+    pages = await sync(harness.connector())
+    assert [p.checkpoint[""] for p in pages] == [as_of]
+    assert max(i.updated_at for i in items_of(pages)) > as_of
+
+
+async def test_empty_run_still_advances_to_as_of(harness: AdoHarness) -> None:
+    as_of = DAY + timedelta(hours=12)
+    harness.sandbox.now = lambda: as_of
+    harness.seed(2, start=DAY, step=timedelta(minutes=1))
+    pages = await sync(harness.connector(), {"": DAY + timedelta(hours=1)})
+    assert [(len(p.items), p.checkpoint) for p in pages] == [(0, {"": as_of})]
+
+
+async def test_wiql_sent_is_the_documented_shape(harness: AdoHarness) -> None:
+    harness.seed(2, start=DAY, step=timedelta(minutes=1))
+    since = datetime(2025, 5, 1, 12, 0, tzinfo=UTC)
+    await sync(harness.connector(), {"": since})
+    (request,) = harness.sandbox.requests_to("/_apis/wit/wiql", "POST")
+    assert request.query == {"timePrecision": ["true"], "$top": [str(TOP)]}
+    assert request.json()["query"] == (
+        "SELECT [System.Id] FROM WorkItems WHERE [System.TeamProject] = @project "
+        "AND [System.ChangedDate] >= '2025-05-01T12:00:00Z' "
+        "ORDER BY [System.ChangedDate] ASC, [System.Id] ASC"
+    )
+    assert request.headers["accept"] == "application/json;api-version=7.0"
+    expected = "Basic " + base64.b64encode(f":{PLANTED_TOKEN}".encode()).decode()
+    assert request.headers["authorization"] == expected
+
+
+async def test_field_the_organization_lacks_is_dropped(harness: AdoHarness) -> None:
+    harness.sandbox.known_fields.discard("Microsoft.VSTS.CMMI.Blocked")
+    harness.seed(3, start=DAY, step=timedelta(minutes=1))
+    got = items_of(await sync(harness.connector()))
+    assert len(got) == 3
+    asked = [r.json()["fields"] for r in harness.sandbox.requests_to("/workItemsBatch")]
+    assert "Microsoft.VSTS.CMMI.Blocked" in asked[0]
+    assert all("Microsoft.VSTS.CMMI.Blocked" not in f for f in asked[1:]) and len(asked) == 2
+
+
+async def test_all_ids_windows_past_top(harness: AdoHarness) -> None:
+    ids = harness.seed(20, start=DAY, step=timedelta(minutes=1))
+    connector = harness.connector()
+    try:
+        batches = [b async for b in connector.all_ids()]
+    finally:
+        await connector.aclose()
+    assert [len(b) for b in batches] == [7, 7, 6]
+    assert [i for b in batches for i in b] == ids
+    queries = wiql_texts(harness.sandbox)
+    assert queries[1].endswith("AND [System.Id] > 7 ORDER BY [System.Id] ASC")
+
+
+def test_demo_seed_and_config(tmp_path: Path) -> None:
+    with AzureDevOpsSandbox(token="demo-token") as sandbox:
+        assert isinstance(sandbox, AzureDevOpsSandbox)
+        sandbox.seed_demo()
+        config = AzureDevOpsConfig.model_validate(sandbox.demo_config())
+        assert len(sandbox.items) >= 24
+        assert config.token is not None and config.token.get_secret_value() == "demo-token"
+        ctx = ConnectorContext(
+            integration_id="demo", token=config.token, cache_dir=tmp_path, max_retries=1
+        )
+        got = items_of(asyncio.run(collect(AzureDevOpsConnector(config, ctx))))
+    statuses = {i.status for i in got}
+    assert len(got) == len(sandbox.items)
+    assert statuses == set(Status)
