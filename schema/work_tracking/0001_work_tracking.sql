@@ -322,8 +322,9 @@ BEGIN
 END
 $fn$;
 
--- Number the rows without a short code in creation order (created_at, then id: deterministic),
--- after every code already given; then make short_code an identity GENERATED ALWAYS that
+-- Number the rows without a short code in creation order (created_at, then id: deterministic;
+-- a table that had no created_at got it in step 1, all equal, so its rows go by id), after every
+-- code already given; then make short_code an identity GENERATED ALWAYS that
 -- continues after the highest code ever handed out (including the seed's SERIAL, if it ran).
 CREATE FUNCTION pg_temp.wt_short_code(tbl text, id_col text) RETURNS void
 LANGUAGE plpgsql AS $fn$
@@ -673,8 +674,10 @@ ALTER TABLE claude.column_registry ALTER COLUMN valid_values SET NOT NULL;
 -- worker, an ORM, COPY). BEFORE so the row never reaches the table; NULL is left to the column's
 -- own NOT NULL. The error names the column, the bad value and the valid ones, and carries the
 -- SQLSTATE (23514) and schema/table/column fields of a CHECK violation for clients that read them.
+-- SECURITY DEFINER (with a fixed search_path) so a role that may write features but not read the
+-- registry is still checked rather than failing; a trigger function cannot be called directly.
 CREATE OR REPLACE FUNCTION claude.enforce_column_registry() RETURNS trigger
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     r record;
     v text;
@@ -751,9 +754,9 @@ $$;
 
 -- build_tasks/requirements: project_id is the feature's. Filled in when the client leaves it out,
 -- and followed when the row moves to another feature; a project_id that disagrees with the
--- feature's is refused by the (feature_id, project_id) foreign key.
+-- feature's is refused by the (feature_id, project_id) foreign key. SECURITY DEFINER as above.
 CREATE OR REPLACE FUNCTION claude.fill_project_from_feature() RETURNS trigger
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
     IF NEW.feature_id IS NOT NULL
        AND (NEW.project_id IS NULL

@@ -54,6 +54,78 @@ CREATE TABLE claude.requirements (
     created_at TIMESTAMPTZ DEFAULT now());
 """
 
+# The seed's own "Phase 1" script, verbatim: a user may have run it already.
+SEED_PHASE_1 = """
+-- Phase 1: FK Constraints for Work Tracking
+-- Run against claude schema
+
+-- 1. FEATURES
+ALTER TABLE claude.features
+  ALTER COLUMN project_id SET NOT NULL,
+  ADD COLUMN IF NOT EXISTS created_session_id UUID,
+  ADD COLUMN IF NOT EXISTS short_code SERIAL;
+
+ALTER TABLE claude.features
+  ADD CONSTRAINT fk_features_project
+    FOREIGN KEY (project_id)
+    REFERENCES claude.projects(project_id) ON DELETE RESTRICT,
+  ADD CONSTRAINT fk_features_session
+    FOREIGN KEY (created_session_id)
+    REFERENCES claude.sessions(session_id) ON DELETE SET NULL;
+
+-- 2. FEEDBACK
+ALTER TABLE claude.feedback
+  ALTER COLUMN project_id SET NOT NULL,
+  ADD COLUMN IF NOT EXISTS created_session_id UUID,
+  ADD COLUMN IF NOT EXISTS short_code SERIAL;
+
+ALTER TABLE claude.feedback
+  ADD CONSTRAINT fk_feedback_project
+    FOREIGN KEY (project_id)
+    REFERENCES claude.projects(project_id) ON DELETE RESTRICT,
+  ADD CONSTRAINT fk_feedback_session
+    FOREIGN KEY (created_session_id)
+    REFERENCES claude.sessions(session_id) ON DELETE SET NULL;
+
+-- 3. BUILD_TASKS
+ALTER TABLE claude.build_tasks
+  ADD COLUMN IF NOT EXISTS project_id UUID,
+  ADD COLUMN IF NOT EXISTS created_session_id UUID,
+  ADD COLUMN IF NOT EXISTS short_code SERIAL;
+
+ALTER TABLE claude.build_tasks
+  ADD CONSTRAINT fk_build_tasks_feature
+    FOREIGN KEY (feature_id)
+    REFERENCES claude.features(feature_id) ON DELETE RESTRICT,
+  ADD CONSTRAINT fk_build_tasks_project
+    FOREIGN KEY (project_id)
+    REFERENCES claude.projects(project_id) ON DELETE RESTRICT,
+  ADD CONSTRAINT fk_build_tasks_session
+    FOREIGN KEY (created_session_id)
+    REFERENCES claude.sessions(session_id) ON DELETE SET NULL;
+
+-- 4. REQUIREMENTS
+ALTER TABLE claude.requirements
+  ADD COLUMN IF NOT EXISTS project_id UUID,
+  ADD COLUMN IF NOT EXISTS created_session_id UUID;
+
+ALTER TABLE claude.requirements
+  ADD CONSTRAINT fk_requirements_feature
+    FOREIGN KEY (feature_id)
+    REFERENCES claude.features(feature_id) ON DELETE RESTRICT,
+  ADD CONSTRAINT fk_requirements_project
+    FOREIGN KEY (project_id)
+    REFERENCES claude.projects(project_id) ON DELETE RESTRICT;
+
+-- 5. INDEXES
+CREATE INDEX IF NOT EXISTS idx_features_project ON claude.features(project_id);
+CREATE INDEX IF NOT EXISTS idx_features_status ON claude.features(status);
+CREATE INDEX IF NOT EXISTS idx_feedback_project ON claude.feedback(project_id);
+CREATE INDEX IF NOT EXISTS idx_feedback_status ON claude.feedback(status);
+CREATE INDEX IF NOT EXISTS idx_build_tasks_feature ON claude.build_tasks(feature_id);
+CREATE INDEX IF NOT EXISTS idx_build_tasks_project ON claude.build_tasks(project_id);
+"""
+
 SEED_CONSTRAINTS = {
     ("features", "fk_features_project"),
     ("features", "fk_features_session"),
@@ -336,6 +408,27 @@ async def test_upgrade_ends_in_the_same_state_as_a_fresh_install(
         assert upgraded[part] == installed[part], part
 
 
+async def test_upgrade_after_the_seeds_own_script_ends_in_the_same_state(
+    old: asyncpg.Connection, db_url: str
+) -> None:
+    p = await project(old)
+    f = await old.fetchval(
+        "INSERT INTO claude.features (project_id, title) VALUES ($1, 'x') RETURNING feature_id", p
+    )
+    await old.execute("INSERT INTO claude.build_tasks (feature_id, title) VALUES ($1, 't')", f)
+    await old.execute(SEED_PHASE_1)
+    await migrate.apply(old, WT)
+    upgraded = await fingerprint(old)
+    fresh = await db.connect(db_url)
+    try:
+        installed = await fingerprint(fresh)
+    finally:
+        await fresh.close()
+    for part in FINGERPRINT:
+        assert upgraded[part] == installed[part], part
+    assert await old.fetchval("SELECT code FROM claude.build_tasks") == "BT1"
+
+
 async def test_upgrade_keeps_rows_backfills_projects_and_numbers_in_creation_order(
     old: asyncpg.Connection,
 ) -> None:
@@ -450,55 +543,97 @@ async def test_upgrade_continues_after_codes_the_seeds_serial_handed_out(
 
 
 BAD_ROWS = {
-    # kind: (SQL making one bad row, returning its id; expected problem line after "claude.")
+    # kind: (setup, SQL making one bad row and returning its id, its line after "claude.")
     "feature without project": (
+        None,
         "INSERT INTO claude.features (title) VALUES ('orphan') RETURNING feature_id",
         "features {id}: project_id is NULL",
     ),
     "feedback without project": (
+        None,
         "INSERT INTO claude.feedback (description) VALUES ('x') RETURNING feedback_id",
         "feedback {id}: project_id is NULL",
     ),
     "feature of a missing project": (
+        None,
         "INSERT INTO claude.features (project_id, title)"
         " VALUES ('00000000-0000-0000-0000-000000000001', 'x') RETURNING feature_id",
         "features {id}: project_id 00000000-0000-0000-0000-000000000001 is not in claude.projects",
     ),
     "build task of a missing feature": (
+        None,
         "INSERT INTO claude.build_tasks (feature_id, title)"
         " VALUES ('00000000-0000-0000-0000-000000000002', 'x') RETURNING task_id",
         "build_tasks {id}: feature_id 00000000-0000-0000-0000-000000000002"
         " is not in claude.features",
     ),
     "build task without feature": (
+        None,
         "INSERT INTO claude.build_tasks (title) VALUES ('x') RETURNING task_id",
         "build_tasks {id}: feature_id is NULL",
     ),
     "requirement of a missing feature": (
+        None,
         "INSERT INTO claude.requirements (feature_id)"
         " VALUES ('00000000-0000-0000-0000-000000000003') RETURNING requirement_id",
         "requirements {id}: feature_id 00000000-0000-0000-0000-000000000003"
         " is not in claude.features",
     ),
     "invalid feature status": (
+        None,
         "INSERT INTO claude.features (project_id, title, status)"
         " SELECT project_id, 'x', 'done' FROM claude.projects RETURNING feature_id",
         "features {id}: status 'done' is not one of: draft, planned, in_progress, blocked,"
         " completed, cancelled",
     ),
     "invalid feedback status": (
+        None,
         "INSERT INTO claude.feedback (project_id, status)"
         " SELECT project_id, 'open' FROM claude.projects RETURNING feedback_id",
         "feedback {id}: status 'open' is not one of: new, triaged, in_progress, resolved,"
         " wont_fix, duplicate",
     ),
     "invalid build task status": (
+        None,
         "INSERT INTO claude.build_tasks (feature_id, title, status)"
         " SELECT feature_id, 'x', 'Done' FROM claude.features RETURNING task_id",
         "build_tasks {id}: status 'Done' is not one of: pending, in_progress, blocked,"
         " completed, cancelled",
     ),
+    # Columns the migration adds may already exist (partly upgraded schemas): checked as well.
+    "task in another project than its feature's": (
+        "ALTER TABLE claude.build_tasks ADD COLUMN project_id UUID;"
+        "INSERT INTO claude.projects (project_id, name)"
+        " VALUES ('00000000-0000-0000-0000-000000000004', 'other')",
+        "INSERT INTO claude.build_tasks (feature_id, project_id, title)"
+        " SELECT feature_id, '00000000-0000-0000-0000-000000000004', 'x' FROM claude.features"
+        " RETURNING task_id",
+        "build_tasks {id}: project_id 00000000-0000-0000-0000-000000000004 differs from its"
+        " feature's project_id {project}",
+    ),
+    "link to a missing session": (
+        "ALTER TABLE claude.requirements ADD COLUMN created_session_id UUID",
+        "INSERT INTO claude.requirements (feature_id, created_session_id)"
+        " SELECT feature_id, '00000000-0000-0000-0000-000000000005' FROM claude.features"
+        " RETURNING requirement_id",
+        "requirements {id}: created_session_id 00000000-0000-0000-0000-000000000005"
+        " is not in claude.sessions",
+    ),
+    "empty title": (
+        None,
+        "INSERT INTO claude.features (project_id, title) SELECT project_id, '  '"
+        " FROM claude.projects RETURNING feature_id",
+        "features {id}: title is empty",
+    ),
+    "invalid feedback type": (
+        "ALTER TABLE claude.feedback ADD COLUMN feedback_type TEXT",
+        "INSERT INTO claude.feedback (project_id, feedback_type, status)"
+        " SELECT project_id, 'rant', 'new' FROM claude.projects RETURNING feedback_id",
+        "feedback {id}: feedback_type 'rant' is not one of: bug, idea, improvement, question,"
+        " other",
+    ),
     "NULL build task status": (
+        None,
         "INSERT INTO claude.build_tasks (feature_id, title, status)"
         " SELECT feature_id, 'x', NULL FROM claude.features RETURNING task_id",
         "build_tasks {id}: status is NULL",
@@ -516,7 +651,9 @@ async def test_upgrade_is_refused_on_a_bad_row_and_changes_nothing(
         p,
     )
     await old.execute("INSERT INTO claude.build_tasks (feature_id, title) VALUES ($1, 'good')", f)
-    sql, line = BAD_ROWS[kind]
+    setup, sql, line = BAD_ROWS[kind]
+    if setup:
+        await old.execute(setup)
     bad_id = await old.fetchval(sql)
     before = await snapshot(old)
 
@@ -526,7 +663,7 @@ async def test_upgrade_is_refused_on_a_bad_row_and_changes_nothing(
     message = str(caught.value)
     assert "0001_work_tracking.sql failed: work-tracking refused" in message
     assert "1 problem(s)" in message
-    assert "claude." + line.format(id=bad_id) in message
+    assert "claude." + line.format(id=bad_id, project=p) in message
     assert "nothing was changed" in message
     after = await snapshot(old)
     assert after.pop("migrations") == 0  # the table exists (the runner made it), no row in it
