@@ -6,7 +6,10 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -82,6 +85,10 @@ class AdoHarness:
         return AzureDevOpsConnector(AzureDevOpsConfig.model_validate(values), ctx)
 
 
+# A sandbox on a port an earlier one used gets its API locations from the SDK's process-wide
+# cache (Client._locations_cache) and skips OPTIONS: harmless, every sandbox serves the same
+# route table, and no test counts OPTIONS requests. The disk cache lives under the first test's
+# tmp_path (AZURE_DEVOPS_CACHE_DIR is read once, at the SDK's import).
 @pytest.fixture
 def sandbox() -> Iterator[AzureDevOpsSandbox]:
     with AzureDevOpsSandbox(token=PLANTED_TOKEN) as server:
@@ -474,3 +481,62 @@ def test_demo_seed_and_config(tmp_path: Path) -> None:
     statuses = {i.status for i in got}
     assert len(got) == len(sandbox.items)
     assert statuses == set(Status)
+
+
+# ---------------------------------------------------------------------------------------------
+# The sandbox itself answers like ADO (raw HTTP, so its refusals are visible as such)
+# ---------------------------------------------------------------------------------------------
+def _post(sandbox: AzureDevOpsSandbox, path: str, body: Any, token: str = PLANTED_TOKEN) -> Any:
+    auth = base64.b64encode(f"user:{token}".encode()).decode()
+    request = urllib.request.Request(
+        f"{sandbox.organization_url}/My%20Project/_apis/wit/{path}",
+        data=json.dumps(body).encode(),
+        method="POST",
+        headers={
+            "Authorization": f"Basic {auth}",
+            "Accept": "application/json;api-version=7.0",
+            "Content-Type": "application/json",
+        },
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        raw = exc.read()
+        return exc.code, json.loads(raw) if raw.startswith(b"{") else raw.decode()
+
+
+def test_sandbox_refuses_what_ado_refuses(sandbox: AzureDevOpsSandbox) -> None:
+    sandbox.wiql_cap = 3
+    for n in range(5):
+        sandbox.add_item(f"S {n}", changed=DAY + timedelta(minutes=n))
+    select = "SELECT [System.Id] FROM WorkItems WHERE [System.TeamProject] = @project"
+    status, body = _post(sandbox, "wiql?timePrecision=true&$top=2", {"query": select})
+    assert status == 200 and [w["id"] for w in body["workItems"]] == [1, 2]
+    status, body = _post(sandbox, "wiql?timePrecision=true", {"query": select})
+    assert status == 400 and body["message"].startswith("VS402337")
+    status, body = _post(
+        sandbox, "wiql", {"query": select + " AND [System.ChangedDate] >= '2025-05-01T00:03:00Z'"}
+    )
+    assert status == 400 and "timePrecision" in body["message"]
+    status, body = _post(sandbox, "wiql?timePrecision=true", {"query": select + " AND ("})
+    assert status == 400 and body["message"].startswith("TF51006")
+    status, body = _post(sandbox, "wiql", {"query": select + " AND [No.Such] = 1"})
+    assert status == 400 and body["message"].startswith("TF51005")
+    query = (
+        select + " AND [System.ChangedDate] > '2025-05-01T00:01:00Z' AND [System.Id] <> 4 "
+        "ORDER BY [System.ChangedDate] DESC"
+    )
+    status, body = _post(sandbox, "wiql?timePrecision=true", {"query": query})
+    assert status == 200 and [w["id"] for w in body["workItems"]] == [5, 3]
+    status, body = _post(sandbox, "workItemsBatch", {"ids": list(range(1, 202))})
+    assert status == 400 and body["message"].startswith("VS403474")
+    status, body = _post(
+        sandbox,
+        "workItemsBatch",
+        {"ids": [1, 99], "fields": ["System.Title"], "errorPolicy": "omit"},
+    )
+    assert status == 200 and body["value"][1] is None
+    assert body["value"][0]["fields"] == {"System.Title": "S 0"}
+    status, body = _post(sandbox, "workItemsBatch", {"ids": [1]}, token="wrong")
+    assert status == 401
