@@ -351,7 +351,9 @@ class GitHubSandbox(SandboxServer):
     # -- demo -----------------------------------------------------------------------------------
     def seed_demo(self) -> None:
         """Two repositories with a few dozen believable issues and pull requests in mixed states."""
-        now = datetime.now(UTC).replace(microsecond=0)
+        # Anchored to today's midnight: recent, yet identical when the demo runs again today
+        # (a second run then finds nothing changed instead of every issue "edited").
+        now = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
         start = now - timedelta(days=30)
         for n, spec in enumerate(_DEMO):
             repo, title, kind, labels, assignees = spec

@@ -253,7 +253,8 @@ class JiraSandbox(SandboxServer):
         rng = random.Random(42)
         self.add_project("PAY", "Payments")
         self.add_project("WEB", "Web App")
-        now = self.now().replace(microsecond=0)
+        # Anchored to today's midnight: recent, yet identical when the demo runs again today.
+        now = self.now().replace(hour=0, minute=0, second=0, microsecond=0)
         titles = {
             "PAY": [
                 "Retry failed card captures with idempotency keys",

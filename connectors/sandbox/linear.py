@@ -509,7 +509,7 @@ class LinearSandbox(SandboxServer):
         self.requests_limit = requests_limit
         self.complexity_limit = complexity_limit
         self.rate_window = rate_window
-        self.viewer_id = str(uuid.uuid4())
+        self.viewer_id = _stable_id("viewer")
         self._teams: dict[str, dict[str, Any]] = {}  # key -> team
         self._issues: dict[str, dict[str, Any]] = {}  # id -> stored node (no url)
         self._numbers: dict[str, int] = {}
@@ -523,10 +523,15 @@ class LinearSandbox(SandboxServer):
     # -- data helpers (tests, demo, benchmarks) ------------------------------------------------
     def add_team(self, key: str, name: str) -> dict[str, Any]:
         with self._lock:
-            team: dict[str, Any] = {"__typename": "Team", "id": str(uuid.uuid4())}
+            team: dict[str, Any] = {"__typename": "Team", "id": _stable_id(f"team/{key}")}
             team.update(key=key, name=name)
             team["_states"] = [
-                {"__typename": "WorkflowState", "id": str(uuid.uuid4()), "name": n, "type": t}
+                {
+                    "__typename": "WorkflowState",
+                    "id": _stable_id(f"state/{key}/{n}"),
+                    "name": n,
+                    "type": t,
+                }
                 for n, t in WORKFLOW
             ]
             self._teams[key] = team
@@ -621,7 +626,9 @@ class LinearSandbox(SandboxServer):
         """Two teams, three dozen believable issues in mixed states over the last five weeks."""
         if "OPS" not in self._teams:
             self.add_team("OPS", "Platform Ops")
-        now = datetime.now(UTC).replace(microsecond=0)
+        # Anchored to today's midnight with stable ids: recent, yet identical when the demo runs
+        # again today (a second run then changes nothing instead of duplicating every issue).
+        now = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
         for n, spec in enumerate(_DEMO):
             team, title, state, priority, estimate, labels = spec
             created = now - timedelta(days=35) + timedelta(hours=19 * n)
@@ -645,6 +652,7 @@ class LinearSandbox(SandboxServer):
                 started_at=started,
                 completed_at=done,
                 canceled_at=canceled,
+                issue_id=_stable_id(f"demo-issue/{n}"),
             )
         ids = self.issue_ids()
         self.archive_issue(ids[2], at=now - timedelta(days=2))
@@ -1027,3 +1035,8 @@ _DEMO: list[tuple[str, str, str, int, float | None, tuple[str, ...]]] = [
     ("OPS", "Grafana dashboards for the sync daemon", "In Progress", 3, 3, ()),
     ("OPS", "Spam issue created by a test script", "Todo", 0, None, ()),
 ]
+
+
+def _stable_id(name: str) -> str:
+    """A UUID that is the same in every sandbox process (ids in the demo stay put across runs)."""
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"https://linear.sandbox/{name}"))
