@@ -42,7 +42,6 @@ from connectors.base import (
     PRIORITY_NONE,
     ConnectorConfig,
     ConnectorContext,
-    ConnectorError,
     FatalError,
     Page,
     RetriableError,
@@ -906,14 +905,3 @@ class AzureDevOpsConnector:
     async def aclose(self) -> None:
         """Drop the client (its HTTP sessions live in the worker threads and close with them)."""
         self._client = None
-
-
-__all__ = [
-    "AzureDevOpsConfig",
-    "AzureDevOpsConnector",
-    "ConnectorError",
-    "changes_query",
-    "html_to_text",
-    "map_work_item",
-    "org_identity",
-]
