@@ -27,14 +27,15 @@ class UsageError(Exception):
     """Bad input on the command line: one clear line, exit 2."""
 
 
-def _migration_sets(args: argparse.Namespace) -> tuple[str, ...]:
-    return ("core", *[s for s in args.with_sets or [] if s != "core"])
+def _migration_sets(args: argparse.Namespace, settings: Settings) -> tuple[str, ...]:
+    """The sets chosen by C9_SYNC_WITH plus any `--with` on the command line."""
+    return tuple(dict.fromkeys((*settings.migration_sets, *(args.with_sets or []))))
 
 
 async def cmd_migrate(args: argparse.Namespace, settings: Settings, url: str) -> int:
     from worker import db, migrate, views
 
-    sets = _migration_sets(args)
+    sets = _migration_sets(args, settings)
     conn = await db.connect(url)
     try:
         if args.status:
@@ -50,7 +51,7 @@ async def cmd_migrate(args: argparse.Namespace, settings: Settings, url: str) ->
 async def cmd_sync(args: argparse.Namespace, settings: Settings, url: str) -> int:
     from worker import daemon, db, store, sync, views
 
-    await daemon.ensure_schema(url, settings, _migration_sets(args))
+    await daemon.ensure_schema(url, settings, _migration_sets(args, settings))
     pool = await db.create_pool(url, max_size=settings.max_concurrency + 2)
     try:
         chosen = await store.list_integrations(
@@ -93,13 +94,13 @@ async def cmd_demo(args: argparse.Namespace, settings: Settings, url: str) -> in
 
     if "C9_SYNC_LOG_LEVEL" not in os.environ:
         logging.getLogger().setLevel(logging.WARNING)  # the demo's own output tells the story
-    return await demo.run(settings, url, _migration_sets(args))
+    return await demo.run(settings, url, _migration_sets(args, settings))
 
 
 async def cmd_run(args: argparse.Namespace, settings: Settings, url: str) -> int:
     from worker import daemon
 
-    return await daemon.run(settings, url, sets=_migration_sets(args))
+    return await daemon.run(settings, url, sets=_migration_sets(args, settings))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -166,7 +167,8 @@ def main(argv: list[str] | None = None) -> int:
     except ValidationError as exc:
         first = exc.errors()[0]
         field = ".".join(str(p) for p in first["loc"])
-        name = "DATABASE_URL" if field == "database_url" else f"C9_SYNC_{field.upper()}"
+        # Aliased settings report their variable's own name; the rest carry the prefix.
+        name = field if field.isupper() else f"C9_SYNC_{field.upper()}"
         print(f"c9-sync: invalid setting {name}: {first['msg']}", file=sys.stderr)
         return EXIT_USAGE
     logs.configure(settings.log_level, settings.log_format)

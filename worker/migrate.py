@@ -148,8 +148,8 @@ async def apply(conn: asyncpg.Connection, sets: tuple[str, ...] = DEFAULT_SETS) 
                             m.checksum,
                         )
                 except asyncpg.PostgresError as exc:
-                    detail = f" ({exc.detail})" if getattr(exc, "detail", None) else ""
-                    raise MigrationError(f"{m.path} failed: {exc}{detail}") from None
+                    # str(exc) already carries PostgreSQL's DETAIL and HINT lines.
+                    raise MigrationError(f"{m.path} failed: {exc}") from None
                 log.info("migration_applied", set=m.migration_set, version=m.version, name=m.name)
                 done.append(m)
     finally:

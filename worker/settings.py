@@ -41,6 +41,8 @@ class Settings(BaseSettings):
     sweep_every_runs: int = Field(default=24, ge=0)
     metrics_tz: str = "UTC"
     auto_migrate: bool = True
+    # Optional migration sets to install besides the core, e.g. "work-tracking" (comma-separated).
+    with_sets: str = Field(default="", validation_alias=AliasChoices("C9_SYNC_WITH"))
 
     @field_validator("log_level", mode="before")
     @classmethod
@@ -57,6 +59,24 @@ class Settings(BaseSettings):
                 f"unknown time zone {value!r} (use an IANA name such as UTC)"
             ) from None
         return value
+
+    @field_validator("with_sets")
+    @classmethod
+    def _known_sets(cls, value: str) -> str:
+        from worker.migrate import SETS
+
+        unknown = [s for s in value.replace(",", " ").split() if s not in SETS]
+        if unknown:
+            raise ValueError(
+                f"unknown migration set(s) {', '.join(unknown)} (known: {', '.join(SETS)})"
+            )
+        return value
+
+    @property
+    def migration_sets(self) -> tuple[str, ...]:
+        """ "core" first, then the optional sets chosen by C9_SYNC_WITH."""
+        chosen = [s for s in self.with_sets.replace(",", " ").split() if s != "core"]
+        return ("core", *dict.fromkeys(chosen))
 
     @property
     def pgdata(self) -> Path:

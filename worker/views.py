@@ -35,3 +35,12 @@ def print_migration_status(statuses: Sequence[MigrationStatus]) -> None:
             (s.migration.migration_set, f"{s.migration.version:04d}", s.migration.name, state, when)
         )
     print_table("migrations", ("set", "version", "name", "state", "applied at"), rows)
+
+
+def print_json(data: object) -> None:
+    """Machine-readable output (`--json`): one JSON document on stdout, secrets scrubbed."""
+    import json
+    import sys
+
+    sys.stdout.write(redact.scrub(json.dumps(data, ensure_ascii=False, indent=2)) + "\n")
+    sys.stdout.flush()

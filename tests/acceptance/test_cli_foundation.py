@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 from tests.acceptance.cli import cli_env, run_cli, start_cli
+from worker import migrate
 
 
 def events(stderr: str) -> list[dict[str, object]]:
@@ -25,11 +26,30 @@ async def test_migrate_then_status_on_database_url(empty_db_url: str) -> None:
     env = cli_env(empty_db_url)
     first = run_cli("migrate", env=env)
     assert first.returncode == 0, first.stderr
-    assert "3 migration(s) applied" in first.stdout
+    assert f"{len(migrate.discover('core'))} migration(s) applied" in first.stdout
     assert run_cli("migrate", env=env).stdout.strip() == "schema is up to date"
     status = run_cli("migrate", "--status", env=env)
     assert status.returncode == 0 and "pending" not in status.stdout
     assert status.stdout.count("applied") >= 3
+    assert "work-tracking" not in status.stdout
+
+
+async def test_optional_sets_by_flag_or_setting(empty_db_url: str, pg_url: str) -> None:
+    env = cli_env(empty_db_url, C9_SYNC_WITH="work-tracking")
+    result = run_cli("migrate", env=env)
+    assert result.returncode == 0, result.stderr
+    core, extra = (len(migrate.discover(s)) for s in ("core", "work-tracking"))
+    assert f"{core + extra} migration(s) applied" in result.stdout
+    status = run_cli("migrate", "--status", env=cli_env(empty_db_url))
+    assert "work-tracking" not in status.stdout  # without the setting only core is listed
+    with_flag = run_cli("migrate", "--status", "--with", "work-tracking", env=cli_env(empty_db_url))
+    assert "work-tracking" in with_flag.stdout and "pending" not in with_flag.stdout
+
+
+def test_unknown_optional_set_is_refused() -> None:
+    result = run_cli("migrate", env=cli_env(None, C9_SYNC_WITH="bogus"))
+    assert result.returncode == 2 and "bogus" in result.stderr
+    assert "invalid setting C9_SYNC_WITH:" in result.stderr
 
 
 def test_embedded_database_is_used_when_database_url_is_unset(tmp_path: Path) -> None:
