@@ -690,7 +690,9 @@ class AzureDevOpsSandbox(SandboxServer):
     def seed_demo(self) -> None:
         """A few dozen believable work items in mixed states across two teams' area paths."""
         self.add_project(self.project, areas=("Web", "Mobile"))
-        base = datetime.now(UTC).replace(microsecond=0) - timedelta(days=14)
+        # Anchored to today's midnight: recent, yet identical when the demo runs again today.
+        midnight = self.now().astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+        base = midnight - timedelta(days=14)
         stories = [
             ("Checkout: support saved cards", "Active", 1, 8, "Web", ""),
             ("Login with SSO (Entra ID)", "In Review", 2, 5, "Web", ""),
