@@ -401,7 +401,7 @@ async def cmd_list(args: argparse.Namespace, settings: Settings, url: str) -> in
         views.say("no integrations" + (f" for team {args.team!r}" if args.team else ""))
         return EXIT_OK
     now = datetime.now(UTC)
-    views.print_table(
+    views.print_full_table(
         "integrations",
         (
             "id",
@@ -647,7 +647,7 @@ async def cmd_status(args: argparse.Namespace, settings: Settings, url: str) -> 
                 running,
             )
         )
-    views.print_table(
+    views.print_full_table(
         "status",
         ("integration", "health", "last success", "last error", "failures", "next run", "running"),
         table_rows,

