@@ -51,7 +51,7 @@ from connectors.base import (
     status_name_suggests,
     utc,
 )
-from connectors.retry import retry_delay
+from connectors.retry import in_thread_with_retries
 
 T = TypeVar("T")
 
@@ -582,26 +582,6 @@ def _service_message(exc: BaseException) -> str:
     return message if isinstance(message, str) else ""
 
 
-async def _in_thread_with_retries(ctx: ConnectorContext, what: str, call: Callable[[], T]) -> T:
-    """`connectors.retry.in_thread_with_retries`, same policy (`retry_delay`), without tenacity.
-
-    Stand-in until connectors/retry.py is fixed: tenacity 9 computes `wait` before `stop`, so that
-    helper's wait reads its plan before its stop hook writes it and never sleeps (Retry-After
-    ignored). Switch back to the shared helper once it is.
-    """
-    attempt = 0
-    while True:
-        attempt += 1
-        try:
-            return await asyncio.to_thread(call)
-        except RetriableError as exc:
-            delay = retry_delay(exc, attempt, ctx)
-            if delay is None:
-                raise
-            ctx.on_wait(what, delay)
-            await asyncio.sleep(delay)
-
-
 # ---------------------------------------------------------------------------------------------
 # The connector
 # ---------------------------------------------------------------------------------------------
@@ -663,7 +643,7 @@ class AzureDevOpsConnector:
         return result, retry_after_seconds(_LAST.headers)
 
     async def _call(self, what: str, call: Callable[[Any], T]) -> T:
-        result, pause = await _in_thread_with_retries(
+        result, pause = await in_thread_with_retries(
             self.ctx, what, lambda: self._blocking(what, call)
         )
         if pause:
