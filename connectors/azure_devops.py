@@ -47,6 +47,7 @@ from connectors.base import (
     RetriableError,
     Status,
     WorkItem,
+    http_url,
     map_status,
     status_name_suggests,
     utc,
@@ -132,11 +133,7 @@ class AzureDevOpsConfig(ConnectorConfig):
     @field_validator("organization_url")
     @classmethod
     def _http_url(cls, value: str) -> str:
-        value = value.strip().rstrip("/")
-        parts = urlsplit(value)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError("organization_url must look like https://dev.azure.com/<organization>")
-        return value
+        return http_url(value, "organization_url", "https://dev.azure.com/<organization>")
 
     @field_validator("project")
     @classmethod

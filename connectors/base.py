@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, ClassVar, Literal, Protocol, runtime_checkable
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, SecretStr, field_validator, model_validator
 
@@ -172,6 +173,18 @@ def status_name_suggests(name: str | None, *words: str) -> bool:
         return False
     folded = " " + "".join(c if c.isalnum() else " " for c in name.casefold()) + " "
     return any(f" {w} " in folded for w in words)
+
+
+def http_url(value: str, key: str, example: str) -> str:
+    """Validate a config URL: http(s), a host, no credentials, query or fragment; trailing "/"
+    dropped. Errors name the key and show an example, never the (possibly secret-bearing) value."""
+    value = value.strip().rstrip("/")
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"{key} must be an http(s) URL such as {example}")
+    if parts.username or parts.password or parts.query or parts.fragment:
+        raise ValueError(f"{key} must be a bare address (no credentials, query or fragment)")
+    return value
 
 
 def utc(value: datetime) -> datetime:

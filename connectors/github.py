@@ -55,6 +55,7 @@ from connectors.base import (
     RetriableError,
     Status,
     WorkItem,
+    http_url,
     map_status,
     status_name_suggests,
     utc,
@@ -103,11 +104,7 @@ class GitHubConfig(ConnectorConfig):
     @field_validator("base_url")
     @classmethod
     def _check_base_url(cls, value: str) -> str:
-        value = value.strip().rstrip("/")
-        split = urlsplit(value)
-        if split.scheme not in ("http", "https") or not split.hostname:
-            raise ValueError(f"base_url: {value!r} is not an http(s) URL")
-        return value
+        return http_url(value, "base_url", "https://api.github.com")
 
     @field_validator("priority_labels")
     @classmethod

@@ -43,6 +43,7 @@ from connectors.base import (
     RetriableError,
     Status,
     WorkItem,
+    http_url,
     map_status,
     status_name_suggests,
     utc,
@@ -135,13 +136,7 @@ class JiraConfig(ConnectorConfig):
     @field_validator("url")
     @classmethod
     def _site_url(cls, value: str) -> str:
-        value = value.strip().rstrip("/")
-        parts = urlsplit(value)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError("url must be the Jira site, e.g. https://your-site.atlassian.net")
-        if parts.username or parts.password or parts.query or parts.fragment:
-            raise ValueError("url must be the bare site address (no credentials, query, fragment)")
-        return value
+        return http_url(value, "url", "https://your-site.atlassian.net")
 
     @field_validator("email")
     @classmethod

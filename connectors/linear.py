@@ -69,6 +69,7 @@ from connectors.base import (
     RetriableError,
     Status,
     WorkItem,
+    http_url,
     map_status,
     status_name_suggests,
     utc,
@@ -159,10 +160,7 @@ class LinearConfig(ConnectorConfig):
     @field_validator("api_url")
     @classmethod
     def _http_url(cls, value: str) -> str:
-        value = value.strip()
-        if not value.startswith(("https://", "http://")):
-            raise ValueError("api_url must be an http(s) URL, e.g. https://api.linear.app/graphql")
-        return value
+        return http_url(value, "api_url", "https://api.linear.app/graphql")
 
 
 # ---------------------------------------------------------------------------------------------
