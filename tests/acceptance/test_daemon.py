@@ -198,3 +198,25 @@ async def test_sync_exit_code_and_summary(db_url, pool, github) -> None:
     assert unknown.returncode == 2 and "no active integration" in unknown.stderr
     bad_id = run_cli("sync", "--integration", "nope", env=env)
     assert bad_id.returncode == 2 and "UUID" in bad_id.stderr
+
+
+async def test_daemon_survives_lost_database_connections(db_url, pool, github) -> None:
+    """Every connection of the worker is killed (a database restart or failover): the listener
+    reconnects and the next admin edit is still picked up; the daemon keeps running."""
+    proc = start_cli("run", env=cli_env(db_url, C9_SYNC_RECONCILE_SECONDS="30"))
+    try:
+        team = await make_team(pool, "Alpha")
+        await asyncio.sleep(1.5)
+        killed = await pool.fetchval(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+        assert killed >= 1
+        await asyncio.sleep(2.5)  # the listener notices and reconnects
+        await make_integration(pool, team, "github", github_config(github), interval=300)
+        await wait_for(pool, "SELECT count(*) FROM work_items", lambda n: n == 45, 10)
+        assert proc.poll() is None, "the daemon must still be running"
+    finally:
+        err = stop(proc)
+    assert proc.returncode == 0, err[-2000:]
+    assert '"listener_lost"' in err
