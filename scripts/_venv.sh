@@ -9,4 +9,6 @@ if [ ! -x .venv/bin/python ]; then
   "$PYTHON" -m venv .venv
 fi
 .venv/bin/python -m pip install --quiet --disable-pip-version-check --upgrade pip >/dev/null
-.venv/bin/python -m pip install --quiet --disable-pip-version-check -e ".[${C9_EXTRAS:-}]"
+target="."
+[ -n "${C9_EXTRAS:-}" ] && target=".[${C9_EXTRAS}]"
+.venv/bin/python -m pip install --quiet --disable-pip-version-check -e "$target"
