@@ -192,6 +192,18 @@ async def recompute_touched(
     return result.written + result.deleted
 
 
+async def local_today(conn: asyncpg.Connection, tz: str) -> date:
+    """Today in `tz` by the database's clock. ValueError when PostgreSQL does not know the zone
+    (its time-zone database can differ from Python's): a daemon can call this at start."""
+    try:
+        today: date = await conn.fetchval("SELECT (now() AT TIME ZONE $1)::date", tz)
+    except asyncpg.InvalidParameterValueError:
+        raise ValueError(
+            f"C9_SYNC_METRICS_TZ: PostgreSQL does not know the time zone {tz!r}"
+        ) from None
+    return today
+
+
 @dataclass(frozen=True, slots=True)
 class TeamRange:
     team_id: uuid.UUID
@@ -279,11 +291,9 @@ async def cmd_rollup(args: argparse.Namespace, settings: Settings, url: str) -> 
     conn = await db.connect(url)
     try:
         try:
-            today: date = await conn.fetchval("SELECT (now() AT TIME ZONE $1)::date", tz)
-        except asyncpg.InvalidParameterValueError:
-            raise _usage(
-                f"C9_SYNC_METRICS_TZ: PostgreSQL does not know the time zone {tz!r}"
-            ) from None
+            today = await local_today(conn, tz)
+        except ValueError as exc:
+            raise _usage(str(exc)) from None
         since = parse_day(args.since, "--since", today) if args.since else None
         until = parse_day(args.until, "--until", today) if args.until else None
         if since and until and since > until:

@@ -583,3 +583,11 @@ async def test_team_metrics_view_and_metrics_checks(conn: asyncpg.Connection) ->
         await conn.execute("UPDATE metrics SET commits_count = -1")
     with pytest.raises(asyncpg.NotNullViolationError):
         await conn.execute("UPDATE metrics SET stories_completed = NULL")
+
+
+async def test_a_zone_postgresql_does_not_know_is_a_clear_error(conn: asyncpg.Connection) -> None:
+    with pytest.raises(ValueError, match="does not know the time zone 'Mars/Olympus'"):
+        await metrics.local_today(conn, "Mars/Olympus")
+    assert await metrics.local_today(conn, "UTC") == await conn.fetchval(
+        "SELECT (now() AT TIME ZONE 'UTC')::date"
+    )
