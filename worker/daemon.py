@@ -10,7 +10,7 @@ from collections.abc import Mapping
 
 import asyncpg
 
-from worker import db, http, migrate, sync
+from worker import db, http, metrics, migrate, sync
 from worker.logs import get_logger
 from worker.scheduler import Scheduler
 from worker.settings import Settings
@@ -27,6 +27,11 @@ async def ensure_schema(url: str, settings: Settings, sets: tuple[str, ...]) -> 
     that is behind: a worker must never write to tables it does not know."""
     conn = await db.connect(url)
     try:
+        # Python and PostgreSQL may know different zones: refuse now rather than after each run.
+        try:
+            await metrics.local_today(conn, settings.metrics_tz)
+        except ValueError as exc:
+            raise SchemaNotReady(str(exc)) from None
         waiting = await migrate.pending(conn, sets)
         if waiting and not settings.auto_migrate:
             names = ", ".join(m.path for m in waiting)

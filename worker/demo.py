@@ -23,7 +23,7 @@ from connectors.sandbox.base import SandboxServer
 from connectors.sandbox.github import GitHubSandbox
 from connectors.sandbox.jira import JiraSandbox
 from connectors.sandbox.linear import LinearSandbox
-from worker import daemon, db, sync, views
+from worker import daemon, db, metrics, sync, views
 from worker.settings import Settings
 
 TEAM = "Demo Team"
@@ -140,7 +140,7 @@ async def sync_with_progress(
         return list(await asyncio.gather(*(one(i) for i in ids)))
 
 
-async def print_summary(pool: asyncpg.Pool, team_id: uuid.UUID) -> None:
+async def print_summary(pool: asyncpg.Pool, team_id: uuid.UUID, tz: str) -> None:
     counts: dict[str, dict[str, int]] = {}
     for r in await pool.fetch(
         "SELECT source, status, count(*) AS n FROM work_items WHERE team_id = $1"
@@ -177,14 +177,27 @@ async def print_summary(pool: asyncpg.Pool, team_id: uuid.UUID) -> None:
         ],
     )
 
-    metrics = await pool.fetchrow(
-        "SELECT * FROM metrics WHERE team_id = $1 AND metric_date = current_date", team_id
+    async with pool.acquire() as conn:
+        today = await metrics.local_today(conn, tz)
+    days = await pool.fetch(
+        "SELECT metric_date, stories_completed, commits_count, avg_completion_time_hours"
+        " FROM metrics WHERE team_id = $1 AND metric_date > $2::date - 7 ORDER BY metric_date",
+        team_id,
+        today,
     )
-    if metrics is not None:
+    if days:
         views.print_table(
-            "today's metrics",
-            ("stories completed", "avg completion (h)"),
-            [(metrics["stories_completed"], metrics["avg_completion_time_hours"])],
+            f"metrics, last 7 days ({tz})",
+            ("day", "stories completed", "commits", "avg completion (h)"),
+            [
+                (
+                    d["metric_date"],
+                    d["stories_completed"],
+                    d["commits_count"],
+                    d["avg_completion_time_hours"],
+                )
+                for d in days
+            ],
         )
     activity = await pool.fetch(
         "SELECT event_type, count(*) AS n FROM activity_logs WHERE team_id = $1"
@@ -211,7 +224,7 @@ async def run(settings: Settings, url: str, sets: tuple[str, ...]) -> int:
             await pool.execute("UPDATE integrations SET is_active = false WHERE id = ANY($1)", ids)
         for result in results:
             views.say(result.summary())
-        await print_summary(pool, team_id)
+        await print_summary(pool, team_id, settings.metrics_tz)
     finally:
         await pool.close()
     failed = [r for r in results if r.outcome == "failed"]

@@ -370,7 +370,7 @@ async def mark_missing_upstream(
         "UPDATE work_items SET removed_upstream_at = now()"
         " WHERE integration_id = $1 AND removed_upstream_at IS NULL"
         "   AND NOT (external_id = ANY($2::text[]))"
-        " RETURNING id, team_id, external_id, external_key, title",
+        " RETURNING id, team_id, external_id, external_key, title, completed_at",
         integration_id,
         list(present_ids),
     )

@@ -257,7 +257,8 @@ async def _locked_run(
             await _close_quietly(connector)
 
     result.duration_s = time.monotonic() - started
-    if result.outcome in ("succeeded", "interrupted") and result.touched:
+    if result.outcome in ("succeeded", "interrupted"):
+        # The days this run's changes touched, plus today/yesterday (agents' events).
         await metrics.recompute_touched(
             conn, integration.team_id, result.touched, settings.metrics_tz
         )
@@ -409,6 +410,7 @@ async def _sweep(
             ],
         )
     result.removed += len(gone)
+    result.touched.extend(r["completed_at"] for r in gone if r["completed_at"] is not None)
 
 
 async def _record_failure(
