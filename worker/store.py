@@ -41,6 +41,7 @@ class Integration:
 @dataclass(frozen=True, slots=True)
 class SyncState:
     cursor: dict[str, str]
+    last_started_at: datetime | None
     last_success_at: datetime | None
     last_error_at: datetime | None
     consecutive_failures: int
@@ -112,13 +113,14 @@ async def schedule_rows(conn: asyncpg.Connection | asyncpg.Pool) -> list[Schedul
 
 async def get_state(conn: asyncpg.Connection, integration_id: uuid.UUID) -> SyncState:
     row = await conn.fetchrow(
-        "SELECT cursor, last_success_at, last_error_at, consecutive_failures, next_attempt_at,"
+        "SELECT cursor, last_started_at, last_success_at, last_error_at, consecutive_failures,"
+        "       next_attempt_at,"
         "       runs_since_sweep"
         " FROM integration_sync_state WHERE integration_id = $1",
         integration_id,
     )
     if row is None:
-        return SyncState({}, None, None, 0, None, 0)
+        return SyncState({}, None, None, None, 0, None, 0)
     return SyncState(**dict(row))
 
 

@@ -145,6 +145,10 @@ def advance(
 def is_due(integration: store.Integration, state: store.SyncState, now: datetime) -> str | None:
     """None when a run is due, else why not."""
     last = state.last_success_at or integration.last_sync
+    if last is not None and state.last_started_at is not None and state.last_started_at <= last:
+        # Measure from the start of that successful run: ticks are a fixed interval apart, so
+        # measuring from its end would skip every other tick of a run that takes a while.
+        last = state.last_started_at
     if last is not None:
         age = (now - last).total_seconds()
         # 5% slack: a tick that fires a little early (jitter) still runs.

@@ -1,0 +1,55 @@
+"""worker.sync.is_due: when a scheduled tick may run."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+
+from worker.store import Integration, SyncState
+from worker.sync import is_due
+
+NOW = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
+
+
+def integration(interval: int = 60, updated: datetime = NOW - timedelta(days=1)) -> Integration:
+    return Integration(
+        uuid.uuid4(), uuid.uuid4(), "t", "github", None, {}, True, interval, None, updated
+    )
+
+
+def state(
+    started: datetime | None = None,
+    success: datetime | None = None,
+    error: datetime | None = None,
+    next_attempt: datetime | None = None,
+    failures: int = 0,
+) -> SyncState:
+    return SyncState({}, started, success, error, failures, next_attempt, 0)
+
+
+def test_never_synced_is_due() -> None:
+    assert is_due(integration(), state(), NOW) is None
+
+
+def test_a_slow_run_does_not_skip_the_next_tick() -> None:
+    # The last run started 60 s ago and took 10 s: the tick 60 s after its start runs.
+    s = state(started=NOW - timedelta(seconds=60), success=NOW - timedelta(seconds=50))
+    assert is_due(integration(60), s, NOW) is None
+
+
+def test_synced_by_another_replica_within_the_interval_is_skipped() -> None:
+    s = state(started=NOW - timedelta(seconds=20), success=NOW - timedelta(seconds=15))
+    assert "synced" in (is_due(integration(60), s, NOW) or "")
+
+
+def test_a_later_failed_start_does_not_count_as_a_sync() -> None:
+    s = state(started=NOW - timedelta(seconds=5), success=NOW - timedelta(seconds=100))
+    assert is_due(integration(60), s, NOW) is None
+
+
+def test_backoff_holds_until_next_attempt_unless_the_row_was_edited() -> None:
+    failed = NOW - timedelta(seconds=30)
+    s = state(started=failed, error=failed, next_attempt=NOW + timedelta(seconds=90), failures=2)
+    assert "backing off after 2" in (is_due(integration(), s, NOW) or "")
+    edited = integration(updated=NOW - timedelta(seconds=10))
+    assert is_due(edited, s, NOW) is None
