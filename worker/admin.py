@@ -85,6 +85,9 @@ _CLEAR_BACKOFF = (
     "UPDATE integration_sync_state SET next_attempt_at = NULL WHERE integration_id = $1"
 )
 _NOTIFY = "SELECT pg_notify($1, $2)"
+_NOTIFY_SYNC_NOW = (
+    "SELECT pg_notify($1, json_build_object('op', 'sync_now', 'id', $2::uuid, 'at', now())::text)"
+)
 _DELETE = "DELETE FROM integrations WHERE id = $1"
 _COUNT_ITEMS = "SELECT count(*) FROM work_items WHERE integration_id = $1"
 
@@ -567,8 +570,9 @@ async def cmd_sync_now(args: argparse.Namespace, settings: Settings, url: str) -
             raise _usage(f"{target.label} is disabled: enable it first")
         async with conn.transaction():
             await conn.execute(_CLEAR_BACKOFF, target.id)
-            payload = json.dumps({"op": "sync_now", "id": str(target.id)})
-            await conn.execute(_NOTIFY, CHANNEL, payload)  # delivered at commit
+            # `at` by the database's clock: workers compare it with `last_started_at` (also the
+            # database's clock) under the integration's lock, so one replica runs the request.
+            await conn.execute(_NOTIFY_SYNC_NOW, CHANNEL, target.id)  # delivered at commit
     finally:
         await conn.close()
     views.say(

@@ -5,12 +5,14 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import time
 import uuid
 from collections.abc import Mapping
+from datetime import datetime
 
 import asyncpg
 
-from worker import db, http, metrics, migrate, sync
+from worker import db, http, metrics, migrate, sync, systemd
 from worker.logs import get_logger
 from worker.scheduler import Scheduler
 from worker.settings import Settings
@@ -62,11 +64,15 @@ async def run(
     await ensure_schema(url, settings, sets)
     pool = await db.create_pool(url, max_size=settings.max_concurrency + 2)
     server: asyncio.Server | None = None
+    notifier = systemd.Notifier.from_environ(environ)  # a no-op outside systemd
+    watchdog: asyncio.Task[None] | None = None
     exit_code = 0
     try:
 
-        async def run_one(integration_id: uuid.UUID) -> sync.RunResult:
-            options = sync.RunOptions(stop=stop)
+        async def run_one(
+            integration_id: uuid.UUID, requested_at: datetime | None = None
+        ) -> sync.RunResult:
+            options = sync.RunOptions(stop=stop, requested_at=requested_at)
             try:
                 return await sync.run_integration(
                     pool, integration_id, settings, environ=environ, options=options
@@ -100,8 +106,18 @@ async def run(
             max_concurrency=settings.max_concurrency,
         )
 
+        notifier.ready(f"syncing {active} active integration(s)")
+        # Pinged from the loop, and only while the scheduler still reconciles: a wedged loop or
+        # a stuck scheduler gets the service restarted by systemd.
+        stale_after = 3 * settings.reconcile_seconds
+        watchdog = asyncio.create_task(
+            notifier.watchdog_loop(
+                alive=lambda: time.monotonic() - scheduler.heartbeat < stale_after
+            ),
+            name="systemd-watchdog",
+        )
         stop_wait = asyncio.create_task(stop.wait())
-        watched = {stop_wait, *scheduler.side_tasks}
+        watched = {stop_wait, watchdog, *scheduler.side_tasks}
         done, _ = await asyncio.wait(watched, return_when=asyncio.FIRST_COMPLETED)
         for task in done - {stop_wait}:
             # A side task (listener, reconciler) must never end: if one did, stop loudly.
@@ -110,11 +126,15 @@ async def run(
             exit_code = 1
         stop.set()
         stop_wait.cancel()
+        notifier.stopping("letting running syncs commit their page")
         log.info("worker_stopping", grace_s=settings.grace_seconds)
         cut = await scheduler.stop(settings.grace_seconds)
         if cut:
             log.warning("runs_cut_off", count=cut)
     finally:
+        if watchdog is not None:
+            watchdog.cancel()
+        notifier.close()
         if server is not None:
             server.close()
         await pool.close()

@@ -86,6 +86,14 @@ def discover(migration_set: str) -> list[Migration]:
     return found
 
 
+def _permission_denied(what: str) -> MigrationError:
+    return MigrationError(
+        f"{what}: permission denied. Run `c9-sync migrate` as the schema's owner, and set "
+        "C9_SYNC_AUTO_MIGRATE=false for workers that run with fewer rights "
+        "(deploy/postgres/roles.sql)."
+    )
+
+
 async def _applied(conn: asyncpg.Connection) -> dict[tuple[str, int], asyncpg.Record]:
     rows = await conn.fetch("SELECT * FROM public.schema_migrations")
     return {(r["migration_set"], r["version"]): r for r in rows}
@@ -121,7 +129,10 @@ async def apply(conn: asyncpg.Connection, sets: tuple[str, ...] = DEFAULT_SETS) 
     done: list[Migration] = []
     await conn.execute("SELECT pg_advisory_lock($1)", _LOCK_KEY)
     try:
-        await conn.execute(_CREATE_TABLE)
+        try:
+            await conn.execute(_CREATE_TABLE)
+        except asyncpg.InsufficientPrivilegeError:
+            raise _permission_denied("schema_migrations") from None
         applied = await _applied(conn)
         for name in sets:
             for m in discover(name):
@@ -147,6 +158,8 @@ async def apply(conn: asyncpg.Connection, sets: tuple[str, ...] = DEFAULT_SETS) 
                             m.name,
                             m.checksum,
                         )
+                except asyncpg.InsufficientPrivilegeError:
+                    raise _permission_denied(m.path) from None
                 except asyncpg.PostgresError as exc:
                     # str(exc) already carries PostgreSQL's DETAIL and HINT lines.
                     raise MigrationError(f"{m.path} failed: {exc}") from None

@@ -28,7 +28,7 @@ from worker.settings import Settings
 log = get_logger(__name__)
 
 CHANNEL = "c9_sync_integrations"
-Runner = Callable[[uuid.UUID], Awaitable[object]]
+Runner = Callable[[uuid.UUID, datetime | None], Awaitable[object]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +48,7 @@ class Scheduler:
         self._limit = asyncio.Semaphore(settings.max_concurrency)
         self._running: set[asyncio.Task[object]] = set()
         self._reconcile_wanted = asyncio.Event()
+        self._requested: dict[uuid.UUID, datetime] = {}  # sync-now requests not yet run
         self._tasks: list[asyncio.Task[None]] = []
         self.heartbeat = time.monotonic()  # last time the loop did scheduler work (for /healthz)
 
@@ -144,7 +145,7 @@ class Scheduler:
             async with self._limit:
                 telemetry.RUNNING.inc()
                 try:
-                    await self._runner(integration_id)
+                    await self._runner(integration_id, self._requested.pop(integration_id, None))
                 finally:
                     telemetry.RUNNING.dec()
         except asyncio.CancelledError:
@@ -162,7 +163,26 @@ class Scheduler:
         except ValueError:
             detail = {"raw": str(payload)[:100]}
         log.debug("integrations_changed", **detail)
+        if detail.get("op") == "sync_now":
+            self._request_run(detail)
+            return
         self._reconcile_wanted.set()
+
+    def _request_run(self, detail: dict[str, object]) -> None:
+        """An admin's `sync-now`: run the job at once; the run itself decides, under the lock,
+        whether another replica already served the request."""
+        try:
+            integration_id = uuid.UUID(str(detail["id"]))
+            at = datetime.fromisoformat(str(detail["at"]))
+        except (KeyError, ValueError):
+            log.warning("sync_now_ignored", reason="malformed notification")
+            return
+        if integration_id not in self._specs:
+            self._reconcile_wanted.set()  # perhaps a row this replica has not seen yet
+            return
+        self._requested[integration_id] = at
+        self._aps.modify_job(str(integration_id), next_run_time=datetime.now(UTC))
+        log.info("sync_now_requested", integration_id=str(integration_id))
 
     async def _reconcile_loop(self) -> None:
         while True:

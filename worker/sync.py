@@ -74,6 +74,7 @@ class RunOptions:
     full: bool = False  # ignore the cursor and sweep deletions
     stop: asyncio.Event | None = None  # set on SIGTERM: finish the current page, then stop
     on_page: Callable[[RunResult], None] | None = None  # progress display, after each commit
+    requested_at: datetime | None = None  # an admin's `sync-now` (database clock)
 
 
 class RunInterrupted(Exception):
@@ -142,8 +143,18 @@ def advance(
     return out
 
 
-def is_due(integration: store.Integration, state: store.SyncState, now: datetime) -> str | None:
-    """None when a run is due, else why not."""
+def is_due(
+    integration: store.Integration,
+    state: store.SyncState,
+    now: datetime,
+    requested_at: datetime | None = None,
+) -> str | None:
+    """None when a run is due, else why not. An admin's request (`sync-now`) makes it due unless
+    some replica has started a run since the request."""
+    if requested_at is not None and (
+        state.last_started_at is None or state.last_started_at < requested_at
+    ):
+        return None
     last = state.last_success_at or integration.last_sync
     if last is not None and state.last_started_at is not None and state.last_started_at <= last:
         # Measure from the start of that successful run: ticks are a fixed interval apart, so
@@ -199,7 +210,7 @@ async def _locked_run(
     state = await store.get_state(conn, integration_id)
     started_wall = datetime.now(UTC)
     if not (options.force or options.full):
-        why_not = is_due(integration, state, started_wall)
+        why_not = is_due(integration, state, started_wall, options.requested_at)
         if why_not:
             return RunResult(
                 integration_id, "skipped", integration.type, integration.team_name, reason=why_not

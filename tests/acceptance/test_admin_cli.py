@@ -321,7 +321,8 @@ async def test_sync_now_clears_backoff_and_notifies_workers(db_url, pool, github
         assert now.returncode == 0, now.stderr
         assert "sync requested" in now.stdout
         payload = json.loads(await asyncio.wait_for(heard.get(), 5))
-        assert payload == {"op": "sync_now", "id": str(integration)}
+        assert {k: payload[k] for k in ("op", "id")} == {"op": "sync_now", "id": str(integration)}
+        assert datetime.fromisoformat(payload["at"]).tzinfo is not None  # the database's clock
     finally:
         await listener.close()
     state = await pool.fetchrow("SELECT * FROM integration_sync_state")

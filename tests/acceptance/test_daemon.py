@@ -220,3 +220,37 @@ async def test_daemon_survives_lost_database_connections(db_url, pool, github) -
         err = stop(proc)
     assert proc.returncode == 0, err[-2000:]
     assert '"listener_lost"' in err
+
+
+async def test_sync_now_runs_at_once_and_only_once_across_two_workers(db_url, pool, github) -> None:
+    team = await make_team(pool, "Alpha")
+    await make_integration(pool, team, "github", github_config(github), interval=300)
+    env = cli_env(db_url)
+    workers = [start_cli("run", env=env) for _ in range(2)]
+    try:
+        await wait_for(
+            pool,
+            "SELECT count(*) FROM activity_logs WHERE event_type = 'sync_completed'",
+            lambda n: n == 1,
+            15,
+        )
+        await asyncio.sleep(1)  # both workers have their job; the next tick is 300 s away
+        result = run_cli("integrations", "sync-now", "Alpha/github", env=env)
+        assert result.returncode == 0, result.stderr
+        await wait_for(
+            pool,
+            "SELECT count(*) FROM activity_logs WHERE event_type = 'sync_completed'",
+            lambda n: n == 2,
+            5,
+        )
+        await asyncio.sleep(2)  # the other worker heard it too, and must have skipped
+        assert (
+            await pool.fetchval(
+                "SELECT count(*) FROM activity_logs WHERE event_type = 'sync_started'"
+            )
+            == 2
+        )
+    finally:
+        errs = [stop(w) for w in workers]
+    assert [w.returncode for w in workers] == [0, 0], errs
+    assert sum('"sync_now_requested"' in e for e in errs) == 2
