@@ -2,10 +2,7 @@
 manifests (structure and field names of the kinds used, probes, replicas, secret references, PDB,
 migrate Job), the compose file, the Dockerfile (multi-stage, non-root, HEALTHCHECK on /healthz, no
 secrets) and the systemd unit (`systemd-analyze verify` and its offline security score when
-systemd-analyze exists; a parser check of the required directives always).
-
-YAML is read with PyYAML when installed, else with the small block-style reader below (the
-manifests keep to that subset on purpose: no anchors, no multi-line scalars)."""
+systemd-analyze exists; a parser check of the required directives always)."""
 
 from __future__ import annotations
 
@@ -23,175 +20,23 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
+
+from worker.settings import Settings
 
 ROOT = Path(__file__).parents[2]
 DEPLOY = ROOT / "deploy"
 K8S = DEPLOY / "kubernetes"
-GRACE_SECONDS = 30  # worker/settings.py: grace_seconds default
-
-
-# ---------------------------------------------------------------------------------------------
-# YAML: PyYAML when present, else a reader for block-style YAML
-# ---------------------------------------------------------------------------------------------
-def _strip_comment(line: str) -> str:
-    quote = None
-    for i, ch in enumerate(line):
-        if quote:
-            if ch == quote:
-                quote = None
-        elif ch in "\"'":
-            quote = ch
-        elif ch == "#" and (i == 0 or line[i - 1] in " \t"):
-            return line[:i].rstrip()
-    return line.rstrip()
-
-
-def _scalar(text: str) -> Any:
-    text = text.strip()
-    if text in ("", "~", "null"):
-        return None
-    if text in ("true", "false"):
-        return text == "true"
-    if text[0] == '"':
-        return json.loads(text)
-    if text[0] == "'":
-        assert text[-1] == "'", text
-        return text[1:-1].replace("''", "'")
-    if text[0] in "[{":
-        if text in ("[]", "{}"):
-            return [] if text == "[]" else {}
-        assert text[0] == "[", f"flow mappings are outside the supported subset: {text}"
-        return [_scalar(part) for part in _split_flow(text[1:-1])]
-    if re.fullmatch(r"-?\d+", text):
-        return int(text)
-    if re.fullmatch(r"-?\d+\.\d+", text):
-        return float(text)
-    return text
-
-
-def _split_flow(inner: str) -> list[str]:
-    parts, quote, current = [], None, ""
-    for ch in inner:
-        if quote:
-            current += ch
-            if ch == quote:
-                quote = None
-        elif ch in "\"'":
-            quote = ch
-            current += ch
-        elif ch == ",":
-            parts.append(current)
-            current = ""
-        else:
-            current += ch
-    if current.strip():
-        parts.append(current)
-    return parts
-
-
-def _key_value(content: str) -> tuple[str, str] | None:
-    quote = None
-    for i, ch in enumerate(content):
-        if quote:
-            if ch == quote:
-                quote = None
-        elif ch in "\"'":
-            quote = ch
-        elif ch == ":" and (i + 1 == len(content) or content[i + 1] == " "):
-            return content[:i].strip().strip("\"'"), content[i + 1 :].strip()
-    return None
-
-
-def _parse_block(lines: list[tuple[int, str]], i: int, indent: int) -> tuple[Any, int]:
-    if lines[i][1].startswith("- ") or lines[i][1] == "-":
-        out: list[Any] = []
-        while i < len(lines) and lines[i][0] == indent and lines[i][1].startswith("-"):
-            item = lines[i][1][1:].strip()
-            if not item:
-                value, i = _parse_block(lines, i + 1, lines[i + 1][0])
-            elif _key_value(item) is not None and not item.startswith(("'", '"', "[")):
-                # "- key: value" opens a mapping whose keys sit two columns in.
-                lines[i] = (indent + 2, item)
-                value, i = _parse_block(lines, i, indent + 2)
-            else:
-                value, i = _scalar(item), i + 1
-            out.append(value)
-        return out, i
-    mapping: dict[str, Any] = {}
-    while i < len(lines) and lines[i][0] == indent and not lines[i][1].startswith("- "):
-        kv = _key_value(lines[i][1])
-        assert kv is not None, f"not a mapping entry: {lines[i][1]!r}"
-        key, rest = kv
-        i += 1
-        if rest:
-            mapping[key] = _scalar(rest)
-        elif i < len(lines) and (
-            lines[i][0] > indent or (lines[i][0] == indent and lines[i][1].startswith("- "))
-        ):
-            mapping[key], i = _parse_block(lines, i, lines[i][0])
-        else:
-            mapping[key] = None
-    return mapping, i
-
-
-def _mini_load_all(text: str) -> list[Any]:
-    docs: list[Any] = []
-    for chunk in re.split(r"(?m)^---\s*$", text):
-        lines = []
-        for raw in chunk.splitlines():
-            line = _strip_comment(raw)
-            if line.strip():
-                lines.append((len(line) - len(line.lstrip(" ")), line.strip()))
-        if lines:
-            value, end = _parse_block(lines, 0, lines[0][0])
-            assert end == len(lines), f"unparsed line: {lines[end][1]!r}"
-            docs.append(value)
-    return docs
+GRACE_SECONDS = Settings.model_fields["grace_seconds"].default
 
 
 def load_all(path: Path) -> list[Any]:
-    try:
-        import yaml  # type: ignore[import-untyped]
-    except ImportError:
-        return _mini_load_all(path.read_text())
     return [d for d in yaml.safe_load_all(path.read_text()) if d is not None]
 
 
 def load(path: Path) -> Any:
     [doc] = load_all(path)
     return doc
-
-
-def test_mini_reader_on_the_subset() -> None:
-    text = """
-# comment
-a: 1
-b: "x # not a comment"   # a comment
-c:
-  - name: n
-    value: 'it''s'
-  - plain
-  - [ "CMD", x ]
-d:
-- 2.5
-e: {}
-f: true
-g:
----
-h: ${X:-y}
-"""
-    assert _mini_load_all(text) == [
-        {
-            "a": 1,
-            "b": "x # not a comment",
-            "c": [{"name": "n", "value": "it's"}, "plain", ["CMD", "x"]],
-            "d": [2.5],
-            "e": {},
-            "f": True,
-            "g": None,
-        },
-        {"h": "${X:-y}"},
-    ]
 
 
 # ---------------------------------------------------------------------------------------------
