@@ -237,21 +237,30 @@ async def _locked_run(
     log.info("sync_started", **fields, full=options.full)
 
     connector: Connector | None = None
+    swept = False
     try:
         deadline = started + settings.run_deadline_seconds
         connector = build_connector(integration, settings, environ, loader, deadline)
         cursor = {} if options.full else store.cursor_from_json(state.cursor)
         since = {scope: at - connector.overlap for scope, at in cursor.items()}
-        async for page in connector.changes(since):
-            cursor = await _commit_page(
-                conn, integration, page, cursor, started_wall, result, fields
-            )
-            if options.on_page is not None:
-                options.on_page(result)
-            if options.stop is not None and options.stop.is_set():
-                raise RunInterrupted("worker stopping")
-            if time.monotonic() > deadline:
-                raise RunInterrupted(f"run deadline of {settings.run_deadline_seconds:.0f}s")
+        pages = connector.changes(since)
+        try:
+            async for page in pages:
+                cursor = await _commit_page(
+                    conn, integration, page, cursor, started_wall, result, fields
+                )
+                if options.on_page is not None:
+                    options.on_page(result)
+                if options.stop is not None and options.stop.is_set():
+                    raise RunInterrupted("worker stopping")
+                if time.monotonic() > deadline:
+                    raise RunInterrupted(f"run deadline of {settings.run_deadline_seconds:.0f}s")
+        finally:
+            # A run that stops early closes the connector's generator (and its requests) now,
+            # not whenever the garbage collector gets to it.
+            aclose = getattr(pages, "aclose", None)
+            if aclose is not None:
+                await aclose()
         sweep_due = settings.sweep_every_runs and state.runs_since_sweep + 1 >= (
             settings.sweep_every_runs
         )
