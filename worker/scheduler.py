@@ -50,7 +50,7 @@ class Scheduler:
         self._reconcile_wanted = asyncio.Event()
         self._requested: dict[uuid.UUID, datetime] = {}  # sync-now requests not yet run
         self._tasks: list[asyncio.Task[None]] = []
-        self.heartbeat = time.monotonic()  # last time the loop did scheduler work (for /healthz)
+        self.heartbeat = time.monotonic()  # last reconcile: the systemd watchdog checks it
 
     # -- lifecycle ----------------------------------------------------------------------------
     async def start(self) -> None:

@@ -282,10 +282,17 @@ async def _locked_run(
 
     result.duration_s = time.monotonic() - started
     if result.outcome in ("succeeded", "interrupted"):
-        # The days this run's changes touched, plus today/yesterday (agents' events).
-        await metrics.recompute_touched(
-            conn, integration.team_id, result.touched, settings.metrics_tz
-        )
+        # The days this run's changes touched, plus today/yesterday (agents' events). Metrics
+        # are derived: a failure here is logged and repaired by the next run or a rollup, and
+        # never turns a committed sync into a failed one.
+        try:
+            await metrics.recompute_touched(
+                conn, integration.team_id, result.touched, settings.metrics_tz
+            )
+        except asyncpg.PostgresError as exc:
+            if conn.is_closed() or isinstance(exc, asyncpg.PostgresConnectionError):
+                raise
+            log.warning("metrics_recompute_failed", **fields, error=f"{type(exc).__name__}: {exc}")
     if result.outcome == "succeeded":
         await store.mark_succeeded(conn, integration_id, result.duration_s, swept)
         await _log_end(conn, integration, result, "sync_completed", fields)

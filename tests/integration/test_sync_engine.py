@@ -426,3 +426,22 @@ async def test_duplicate_ids_inside_one_page_keep_the_newest(
         )
     assert result.created == 1
     assert await pool.fetchval("SELECT title FROM work_items") == "new"
+
+
+async def test_a_failing_metrics_recompute_does_not_fail_the_sync(
+    pool, integration, settings, upstream, caplog
+) -> None:
+    await pool.execute("""
+        CREATE FUNCTION refuse_metrics() RETURNS trigger AS $$
+        BEGIN RAISE EXCEPTION 'metrics are read-only today'; END $$ LANGUAGE plpgsql;
+        CREATE TRIGGER refuse_metrics BEFORE INSERT OR UPDATE ON metrics
+            FOR EACH ROW EXECUTE FUNCTION refuse_metrics();
+    """)
+    done_at = datetime.now(UTC) - timedelta(hours=1)
+    upstream.add(2, status=Status.COMPLETED)
+    upstream.change("FAKE-1", done_at, completed_at=done_at)
+    result = await run(pool, integration, settings, upstream)
+    assert result.outcome == "succeeded" and result.created == 2
+    assert await pool.fetchval("SELECT last_success_at FROM integration_sync_state") is not None
+    assert await pool.fetchval("SELECT count(*) FROM metrics") == 0
+    assert any(r.getMessage() == "metrics_recompute_failed" for r in caplog.records)
