@@ -1,12 +1,14 @@
 """GitHub issues (and, on request, pull requests) through PyGithub, one cursor per repository.
 
 Each configured repository `owner/name` is its own scope. A run lists
-`GET /repos/{o}/{r}/issues?state=all&sort=updated&direction=asc[&since=…]` page by page (one
-`Page` per HTTP page, oldest change first) and checkpoints the newest `updated_at` seen so far in
-that repository. Requests go through PyGithub's Requester (auth, base_url, throttling, its
-exceptions); the connector follows `Link: rel="next"` itself and reads the list JSON as is, so a
-page can be retried exactly and no per-item `Issue` object exists whose `pull_request` or
-`raw_data` could cost one extra GET per item (tracker-api-notes 2.1). Pull requests come in the
+`GET /repos/{o}/{r}/issues?state=all&sort=updated&direction=asc&since=…` (one `Page` per HTTP page,
+oldest change first) and checkpoints the newest `updated_at` seen so far in that repository. It
+pages by keyset, not by page number: each request starts again at the newest second read, so an
+issue edited mid-run (which jumps to the end of the list) cannot shift another one onto a page
+already read (tracker-api-notes 2.3). Requests go through PyGithub's Requester (auth, base_url,
+throttling, its exceptions) and the list JSON is read as is, so a page can be retried exactly and
+no per-item `Issue` object exists whose `pull_request` or `raw_data` could cost one extra GET per
+item (tracker-api-notes 2.1). Pull requests come in the
 same list; only they carry the `pull_request` key.
 
 PyGithub's own retries are switched off (`retry=None`): every transient failure (rate limits,
@@ -455,12 +457,28 @@ class GitHubConnector:
                 yield page
 
     async def _repo_changes(self, repo: str, since: datetime | None) -> AsyncIterator[Page]:
-        query: dict[str, Any] = {"state": "all", "sort": "updated", "direction": "asc"}
-        if since is not None:
-            # GitHub's format, in UTC (PyGithub's get_issues would not convert the zone).
-            query["since"] = utc(since).strftime("%Y-%m-%dT%H:%M:%SZ")
+        """Keyset pagination on `since`: each request starts again at the newest `updated_at`
+        read so far (page 1) instead of following page numbers. An issue edited mid-run jumps to
+        the end of the list; with page numbers every later issue would shift back one slot and
+        one could fall onto a page already read, lost for good (its old time lies behind the
+        cursor). Issues sharing the boundary second come again and are dropped here; a page that
+        lies wholly within one second moves on by page number."""
+        boundary = utc(since) if since is not None else None
+        page_no = 1
+        at_boundary: set[Any] = set()  # ids already yielded whose updated_at is `boundary`
         newest = datetime.min.replace(tzinfo=UTC)
-        async for raws in self._list_pages(f"list issues of {repo}", repo, query):
+        while True:
+            query: dict[str, Any] = {
+                "state": "all", "sort": "updated", "direction": "asc",
+                "per_page": self.config.per_page, "page": page_no,
+            }  # fmt: skip
+            if boundary is not None:
+                # GitHub's format, in UTC (PyGithub's get_issues would not convert the zone).
+                query["since"] = boundary.strftime("%Y-%m-%dT%H:%M:%SZ")
+            request = partial(_get_list, self._gh.requester, f"/repos/{repo}/issues", query)
+            headers, raws = await self._call(f"list issues of {repo}", repo, request)
+            if not raws:
+                return
             mapped = [
                 (raw, map_issue(raw, repo=repo, prefix=self._prefix, config=self.config))
                 for raw in raws
@@ -469,11 +487,20 @@ class GitHubConnector:
             items = [
                 item
                 for raw, item in mapped
-                if self.config.include_pull_requests or not is_pull_request(raw)
+                if not (item.updated_at == boundary and raw.get("id") in at_boundary)
+                and (self.config.include_pull_requests or not is_pull_request(raw))
             ]
-            # Pages come oldest first, so everything up to `newest` has been seen (items sharing
-            # its second on the next page are re-read through the overlap). Skipped PRs count.
+            # Oldest first: everything up to `newest` has been seen. Skipped PRs count too.
             yield Page(items, {repo: newest})
+            if next_link(headers) is None:
+                return
+            last = mapped[-1][1].updated_at
+            ids_at_last = {raw.get("id") for raw, item in mapped if item.updated_at == last}
+            if boundary is None or last > boundary:
+                boundary, at_boundary, page_no = last, ids_at_last, 1
+            else:  # the whole page shares the boundary second
+                at_boundary |= ids_at_last
+                page_no += 1
 
     async def all_ids(self) -> AsyncIterator[list[str]]:
         """Every issue id (and PR id when included) of every repository, a page at a time."""
