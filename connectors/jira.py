@@ -639,21 +639,44 @@ class JiraConnector:
         await self._search(run.client, search_jql(self._scope, None), None, 1, ["id"])
 
     async def changes(self, since: Mapping[str, datetime]) -> AsyncIterator[Page]:
-        """Pages of issues updated at or after `since[""]` (everything when absent)."""
+        """Pages of issues updated at or after `since[""]` (everything when absent).
+
+        Keyset paging: when a page ends in a later minute than the query's `updated >=` literal,
+        the search starts again at that minute instead of following nextPageToken. The token is
+        an offset: an issue edited mid-run jumps to the end of the results and every later one
+        shifts back a slot, so one could fall onto a page already read and be lost for good (its
+        old time lies behind the cursor). Issues of the boundary minute come again and are dropped
+        here; within one minute the token is followed."""
         run = await self._run_start()
         cursor = since.get(SCOPE)
         literal = jql_time_literal(cursor, run.tz) if cursor is not None else None
-        jql = search_jql(self._scope, literal)
+        fields = run.fields.search_fields()
         high: datetime | None = None
-        pages = self._pages(run.client, jql, run.fields.search_fields(), self.config.page_size)
-        async for issues in pages:
-            items = [self._map(raw, run.fields) for raw in issues]
-            if not items:
-                continue
-            newest = max(i.updated_at for i in items)
-            high = newest if high is None else max(high, newest)
-            mark = high if run.server_time is None else min(high, run.server_time)
-            yield Page(items, {SCOPE: mark})
+        yielded: dict[str, datetime] = {}  # external_id -> the version already yielded
+        token: str | None = None
+        tokens_seen: set[str] = set()
+        while True:
+            jql = search_jql(self._scope, literal)
+            body = await self._search(run.client, jql, token, self.config.page_size, fields)
+            items = [self._map(raw, run.fields) for raw in body["issues"]]
+            fresh = [i for i in items if yielded.get(i.external_id) != i.updated_at]
+            yielded.update((i.external_id, i.updated_at) for i in fresh)
+            if items:
+                newest = max(i.updated_at for i in items)
+                high = newest if high is None else max(high, newest)
+                mark = high if run.server_time is None else min(high, run.server_time)
+                yield Page(fresh, {SCOPE: mark})
+            token = body.get("nextPageToken")
+            if not token or body.get("isLast") is True:
+                return
+            moved_on = jql_time_literal(newest, run.tz) if items else literal
+            if moved_on != literal:
+                literal, token = moved_on, None
+                tokens_seen.clear()
+            elif token in tokens_seen:
+                raise ConnectorError("Jira repeated a nextPageToken: stopping to avoid a loop")
+            else:
+                tokens_seen.add(token)
 
     async def all_ids(self) -> AsyncIterator[list[str]]:
         """Every issue id in scope (no time filter), a page at a time."""

@@ -7,6 +7,7 @@ token pagination.
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -268,7 +269,8 @@ async def test_long_jql_goes_in_a_post_body(harness: JiraHarness) -> None:
     assert len(got) == 7
     posts = harness.sandbox.requests_to("/search/jql", method="POST")
     assert len(posts) == 2 and not harness.sandbox.requests_to("/search/jql", method="GET")
-    assert "nextPageToken" not in posts[0].json() and posts[1].json()["nextPageToken"]
+    # The second page is a new search from the newest minute read (keyset paging), also a POST.
+    assert "nextPageToken" not in posts[0].json() and "updated >=" in posts[1].json()["jql"]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -502,22 +504,40 @@ async def test_wrong_token_is_fatal(harness: JiraHarness) -> None:
     assert str(info.value) == "Jira rejected the credentials (401): check email and token"
 
 
-async def test_paging_follows_next_page_token_without_start_at(harness: JiraHarness) -> None:
-    harness.seed(PAGE_SIZE * 3 + 1, start=T0, step=timedelta(minutes=1))
+async def test_paging_restarts_at_the_newest_minute_without_start_at(harness: JiraHarness) -> None:
+    ids = harness.seed(PAGE_SIZE * 3 + 1, start=T0, step=timedelta(minutes=1))
     pages = await collect_and_close(harness.connector())
-    assert [len(p.items) for p in pages] == [5, 5, 5, 1]
+    # Each search after the first starts at the newest minute read, which it reads once more
+    # (dropped): 5, then 4 new, 4 new, 3 new.
+    assert [len(p.items) for p in pages] == [5, 4, 4, 3]
+    assert sorted(i.external_id for p in pages for i in p.items) == sorted(ids)
     searches = harness.sandbox.requests_to("/search/jql", method="GET")
     assert len(searches) == 4
-    assert "nextPageToken" not in searches[0].query
-    tokens = [s.query["nextPageToken"][0] for s in searches[1:]]
-    assert len(set(tokens)) == 3
+    literals = [re.findall(r'updated >= "([^"]+)"', s.query["jql"][0]) for s in searches]
+    assert literals[0] == [] and literals[1:] == [
+        ["2025-05-01 08:04"],
+        ["2025-05-01 08:08"],
+        ["2025-05-01 08:12"],
+    ]
     for s in searches:
-        assert "startAt" not in s.query
+        assert "startAt" not in s.query and "nextPageToken" not in s.query
         assert s.query["maxResults"] == [str(PAGE_SIZE)]
     assert not [r for r in harness.sandbox.requests if r.path.endswith("/search")]
     # Checkpoints rise page by page to the newest update seen.
     marks = [p.checkpoint[""] for p in pages]
     assert marks == sorted(marks) and marks[-1] == T0 + timedelta(minutes=PAGE_SIZE * 3)
+
+
+async def test_issues_sharing_one_minute_are_paged_by_token(harness: JiraHarness) -> None:
+    """JQL cannot name a time finer than a minute: within one, nextPageToken is followed."""
+    ids = harness.seed(PAGE_SIZE * 2 + 2, start=T0, step=timedelta(seconds=2))
+    pages = await collect_and_close(harness.connector())
+    seen = [i.external_id for p in pages for i in p.items]
+    assert sorted(seen) == sorted(ids) and len(seen) == len(set(seen))
+    searches = harness.sandbox.requests_to("/search/jql", method="GET")
+    tokens = [s.query["nextPageToken"][0] for s in searches if "nextPageToken" in s.query]
+    assert len(tokens) == 2 and len(set(tokens)) == 2
+    assert all("startAt" not in s.query for s in searches)
 
 
 async def test_all_ids_asks_for_ids_only_without_a_time_filter(harness: JiraHarness) -> None:
