@@ -116,7 +116,7 @@ query SyncIssueProbe($filter: IssueFilter!, $after: String) {
 IDS_QUERY = """
 query SyncIssueIds($filter: IssueFilter!, $first: Int!, $after: String) {
   issues(filter: $filter, first: $first, after: $after, includeArchived: true) {
-    nodes { id }
+    nodes { id trashed }
     pageInfo { hasNextPage endCursor }
   }
 }
@@ -469,7 +469,9 @@ class LinearConnector:
         while True:
             data = await self._graphql(IDS_QUERY, variables, "issue ids")
             nodes, info = connection(data, "issues")
-            ids = [str(n["id"]) for n in nodes if n.get("id")]
+            # Trashed issues are deleted for us (`changes` marks them removed): not listed, so the
+            # deletion sweep agrees with `changes` about what exists.
+            ids = [str(n["id"]) for n in nodes if n.get("id") and not n.get("trashed")]
             if ids:
                 yield ids
             cursor = info.get("endCursor")

@@ -235,6 +235,7 @@ class Change:
     old_completed_at: datetime | None
     new_completed_at: datetime | None
     removed_now: bool  # removed_upstream_at went from NULL to set
+    restored_now: bool  # … and back: the item exists upstream again
 
 
 @dataclass(slots=True)
@@ -318,6 +319,8 @@ SELECT wr.id, wr.external_id, wr.external_key, wr.title, wr.status AS new_status
        (f.prior).status AS old_status, (f.prior).completed_at AS old_completed_at,
        (wr.removed_upstream_at IS NOT NULL AND (f.prior).removed_upstream_at IS NULL
         AND (f.prior).id IS NOT NULL) AS removed_now,
+       (wr.removed_upstream_at IS NULL AND (f.prior).removed_upstream_at IS NOT NULL)
+           AS restored_now,
        array_remove(ARRAY[{
     ", ".join(
         f"CASE WHEN (f.prior).{c} IS DISTINCT FROM f.{c} THEN '{c}' END"
@@ -358,6 +361,7 @@ async def upsert_items(
                 old_completed_at=r["old_completed_at"],
                 new_completed_at=r["new_completed_at"],
                 removed_now=r["removed_now"],
+                restored_now=r["restored_now"],
             )
         )
     result.unchanged = len(clean) - len(rows)
@@ -372,6 +376,21 @@ async def mark_missing_upstream(
         "UPDATE work_items SET removed_upstream_at = now()"
         " WHERE integration_id = $1 AND removed_upstream_at IS NULL"
         "   AND NOT (external_id = ANY($2::text[]))"
+        " RETURNING id, team_id, external_id, external_key, title, completed_at",
+        integration_id,
+        list(present_ids),
+    )
+
+
+async def unmark_present(
+    conn: asyncpg.Connection, integration_id: uuid.UUID, present_ids: Sequence[str]
+) -> list[asyncpg.Record]:
+    """Clear the mark of this integration's rows that are listed upstream again: an item
+    restored from the trash, or one a listing that shifted under a deletion had left out."""
+    return await conn.fetch(
+        "UPDATE work_items SET removed_upstream_at = NULL"
+        " WHERE integration_id = $1 AND removed_upstream_at IS NOT NULL"
+        "   AND external_id = ANY($2::text[])"
         " RETURNING id, team_id, external_id, external_key, title, completed_at",
         integration_id,
         list(present_ids),

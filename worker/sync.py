@@ -367,6 +367,15 @@ def _item_activities(
                     c.work_item_id,
                 )
             )
+        elif c.restored_now:
+            out.append(
+                store.Activity(
+                    "work_item_restored",
+                    f"{label} is upstream again",
+                    {**base, "status": c.new_status, "fields": list(c.changed_fields)},
+                    c.work_item_id,
+                )
+            )
         elif c.removed_now:
             out.append(
                 store.Activity(
@@ -417,7 +426,8 @@ async def _sweep(
     result: RunResult,
     fields: dict[str, Any],
 ) -> None:
-    """Mark rows whose items are gone upstream (polling never reports deletions)."""
+    """Mark rows whose items are gone upstream (polling never reports deletions), and clear the
+    mark of rows whose items are listed again (restored, or left out of an earlier listing)."""
     present = [i async for batch in connector.all_ids() for i in batch]
     if not present:
         # Zero items upstream for a scope we have rows for is far likelier a lost permission or
@@ -426,22 +436,28 @@ async def _sweep(
         return
     async with conn.transaction():
         gone = await store.mark_missing_upstream(conn, integration.id, present)
+        back = await store.unmark_present(conn, integration.id, present)
         await store.log_activities(
             conn,
             integration.team_id,
             [
                 store.Activity(
-                    "work_item_removed",
-                    f"{_label(integration.type, r['external_key'], r['external_id'])}"
-                    " no longer upstream",
+                    event,
+                    f"{_label(integration.type, r['external_key'], r['external_id'])} {what}",
                     {**fields, "external_id": r["external_id"]},
                     r["id"],
                 )
-                for r in gone
+                for event, what, rows in (
+                    ("work_item_removed", "no longer upstream", gone),
+                    ("work_item_restored", "is upstream again", back),
+                )
+                for r in rows
             ],
         )
     result.removed += len(gone)
-    result.touched.extend(r["completed_at"] for r in gone if r["completed_at"] is not None)
+    result.touched.extend(
+        r["completed_at"] for r in (*gone, *back) if r["completed_at"] is not None
+    )
 
 
 async def _record_failure(

@@ -445,3 +445,48 @@ async def test_a_failing_metrics_recompute_does_not_fail_the_sync(
     assert await pool.fetchval("SELECT last_success_at FROM integration_sync_state") is not None
     assert await pool.fetchval("SELECT count(*) FROM metrics") == 0
     assert any(r.getMessage() == "metrics_recompute_failed" for r in caplog.records)
+
+
+async def test_sweep_clears_a_mark_when_the_item_is_listed_again(
+    pool, integration, tmp_path, upstream
+) -> None:
+    settings = Settings(home=tmp_path, sweep_every_runs=1)  # every run sweeps
+    ids = upstream.add(30, step=timedelta(hours=1))
+    await run(pool, integration, settings, upstream)
+    hidden = upstream.items.pop(ids[1])  # left out of one listing (or deleted, then restored)
+    await run(pool, integration, settings, upstream)
+    assert await pool.fetchval(
+        "SELECT removed_upstream_at FROM work_items WHERE external_id = $1", ids[1]
+    )
+    upstream.items[ids[1]] = hidden  # unchanged and old: an incremental `changes` skips it
+    result = await run(pool, integration, settings, upstream)
+    assert upstream.since_seen[-1], "an incremental run"
+    assert result.created == result.updated == 0
+    assert (
+        await pool.fetchval(
+            "SELECT removed_upstream_at FROM work_items WHERE external_id = $1", ids[1]
+        )
+        is None
+    )
+    [restored] = await events(pool, "work_item_restored")
+    assert restored["metadata"]["external_id"] == ids[1]
+
+
+async def test_an_item_read_again_after_its_mark_is_logged_as_restored(
+    pool, integration, settings, upstream
+) -> None:
+    ids = upstream.add(3)
+    await run(pool, integration, settings, upstream)
+    hidden = upstream.items.pop(ids[1])
+    await run(pool, integration, settings, upstream, full=True)
+    upstream.items[ids[1]] = hidden
+    await run(pool, integration, settings, upstream, full=True)  # `changes` reads it again
+    assert (
+        await pool.fetchval(
+            "SELECT removed_upstream_at FROM work_items WHERE external_id = $1", ids[1]
+        )
+        is None
+    )
+    [restored] = await events(pool, "work_item_restored")
+    assert restored["metadata"]["external_id"] == ids[1] and restored["work_item_id"] is not None
+    assert await events(pool, "work_item_updated") == []

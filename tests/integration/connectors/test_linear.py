@@ -185,7 +185,8 @@ async def test_trashed_is_removed_and_archived_stays(harness: LinearHarness) -> 
     assert got[trashed].removed is True
     assert got[archived].removed is False and got[archived].raw["archivedAt"] is not None
     assert got[keep].removed is False
-    assert sorted(ids) == sorted([keep, archived, trashed])
+    # The sweep's listing agrees with `changes`: archived issues exist, trashed ones do not.
+    assert sorted(ids) == sorted([keep, archived])
 
 
 async def test_priority_estimate_and_fields_are_mapped(harness: LinearHarness) -> None:
