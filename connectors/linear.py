@@ -28,7 +28,8 @@ server's clock (the HTTP `Date` of the run's first answer).
 
 Scope. One cursor per team key: a team added to `team_keys` later is read in full on its next run
 instead of being hidden behind the other teams' cursor. Pages are oldest-first within each team.
-`all_ids()` lists every issue (archived and trashed included) of all configured teams at once.
+`all_ids()` lists every issue of all configured teams at once, archived included, trashed left out
+(trashed issues are deleted for us: `changes` reports them `removed`).
 
 Errors and rate limits (notes 4.4). Linear reports a rate limit as HTTP 400 (sometimes 429) whose
 body has `errors[].extensions.code == "RATELIMITED"` (or `type == "ratelimited"`); we wait until
