@@ -285,6 +285,7 @@ final AS (
         END AS completed_at,
         COALESCE(p.assigned_at, now()) AS assigned_at,
         CASE WHEN i.removed THEN COALESCE(p.removed_upstream_at, now()) END AS removed_upstream_at,
+        $16::uuid AS team_id,
         p AS prior
     FROM incoming i
     LEFT JOIN work_items p ON p.source = $15 AND p.external_id = i.external_id
@@ -323,9 +324,7 @@ SELECT wr.id, wr.external_id, wr.external_key, wr.title, wr.status AS new_status
            AS restored_now,
        array_remove(ARRAY[{
     ", ".join(
-        f"CASE WHEN (f.prior).{c} IS DISTINCT FROM f.{c} THEN '{c}' END"
-        for c in SYNCED_FIELDS
-        if c != "team_id"
+        f"CASE WHEN (f.prior).{c} IS DISTINCT FROM f.{c} THEN '{c}' END" for c in SYNCED_FIELDS
     )
 }], NULL) AS changed_fields
 FROM written wr JOIN final f USING (external_id)

@@ -490,3 +490,17 @@ async def test_an_item_read_again_after_its_mark_is_logged_as_restored(
     [restored] = await events(pool, "work_item_restored")
     assert restored["metadata"]["external_id"] == ids[1] and restored["work_item_id"] is not None
     assert await events(pool, "work_item_updated") == []
+
+
+async def test_an_item_moving_to_another_team_says_so(
+    pool, integration, settings, upstream
+) -> None:
+    upstream.add(1)
+    await run(pool, integration, settings, upstream)
+    beta = await make_team(pool, "Beta")
+    other = await make_integration(pool, beta, "github", {"token": TOKEN})
+    result = await run(pool, other, settings, upstream)  # the same upstream project
+    assert result.updated == 1
+    assert await pool.fetchval("SELECT team_id FROM work_items") == beta
+    [moved] = await events(pool, "work_item_updated")
+    assert moved["metadata"]["fields"] == ["team_id"] and moved["team_id"] == beta
