@@ -33,13 +33,11 @@ from connectors.base import (
     FatalError,
     RetriableError,
 )
-from worker import db, migrate, redact, views
+from worker import db, migrate, redact, store, views
 from worker.settings import Settings
 
 EXIT_OK, EXIT_FAILED = 0, 1
 MIN_INTERVAL = 5  # integrations_sync_interval_check
-CHANNEL = "c9_sync_integrations"  # worker.scheduler.CHANNEL (not imported: it pulls APScheduler)
-_LOCK_NAMESPACE = 0x6339  # worker.store._LOCK_NAMESPACE: the per-integration advisory lock
 
 # ---------------------------------------------------------------------------------------------
 # SQL (every value is a parameter)
@@ -84,7 +82,6 @@ _SET_INTERVAL = "UPDATE integrations SET sync_interval = $2 WHERE id = $1"
 _CLEAR_BACKOFF = (
     "UPDATE integration_sync_state SET next_attempt_at = NULL WHERE integration_id = $1"
 )
-_NOTIFY = "SELECT pg_notify($1, $2)"
 _NOTIFY_SYNC_NOW = (
     "SELECT pg_notify($1, json_build_object('op', 'sync_now', 'id', $2::uuid, 'at', now())::text)"
 )
@@ -201,7 +198,7 @@ async def overview(
     stalled_min_s: float = 60.0,
     no_history_limit_s: float = 1800.0,
 ) -> list[Health]:
-    rows = await conn.fetch(_OVERVIEW, _LOCK_NAMESPACE, integration_id)
+    rows = await conn.fetch(_OVERVIEW, store.INTEGRATION_LOCK_NAMESPACE, integration_id)
     return [health_of(r, stalled_factor, stalled_min_s, no_history_limit_s) for r in rows]
 
 
@@ -572,7 +569,8 @@ async def cmd_sync_now(args: argparse.Namespace, settings: Settings, url: str) -
             await conn.execute(_CLEAR_BACKOFF, target.id)
             # `at` by the database's clock: workers compare it with `last_started_at` (also the
             # database's clock) under the integration's lock, so one replica runs the request.
-            await conn.execute(_NOTIFY_SYNC_NOW, CHANNEL, target.id)  # delivered at commit
+            # delivered at commit
+            await conn.execute(_NOTIFY_SYNC_NOW, store.NOTIFY_CHANNEL, target.id)
     finally:
         await conn.close()
     views.say(

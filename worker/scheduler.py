@@ -27,7 +27,7 @@ from worker.settings import Settings
 
 log = get_logger(__name__)
 
-CHANNEL = "c9_sync_integrations"
+CHANNEL = store.NOTIFY_CHANNEL
 Runner = Callable[[uuid.UUID, datetime | None], Awaitable[object]]
 
 

@@ -196,24 +196,31 @@ async def mark_failed(
     return failures
 
 
+#: The channel of `integrations`' NOTIFY trigger (schema/0003) and of `sync-now` requests.
+NOTIFY_CHANNEL = "c9_sync_integrations"
+
 # ---------------------------------------------------------------------------------------------
 # Locks: one run of one integration at a time, across replicas
 # ---------------------------------------------------------------------------------------------
-_LOCK_NAMESPACE = 0x6339  # "c9": first key of the two-key advisory lock
+INTEGRATION_LOCK_NAMESPACE = 0x6339  # "c9": first key of the two-key advisory lock
 
 
 async def try_lock_integration(conn: asyncpg.Connection, integration_id: uuid.UUID) -> bool:
     """Session-level lock held on `conn` for the run; it dies with the connection, so a dead
     replica's lock is released by PostgreSQL."""
     locked: bool = await conn.fetchval(
-        "SELECT pg_try_advisory_lock($1, hashtext($2::uuid::text))", _LOCK_NAMESPACE, integration_id
+        "SELECT pg_try_advisory_lock($1, hashtext($2::uuid::text))",
+        INTEGRATION_LOCK_NAMESPACE,
+        integration_id,
     )
     return locked
 
 
 async def unlock_integration(conn: asyncpg.Connection, integration_id: uuid.UUID) -> None:
     await conn.execute(
-        "SELECT pg_advisory_unlock($1, hashtext($2::uuid::text))", _LOCK_NAMESPACE, integration_id
+        "SELECT pg_advisory_unlock($1, hashtext($2::uuid::text))",
+        INTEGRATION_LOCK_NAMESPACE,
+        integration_id,
     )
 
 
