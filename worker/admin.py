@@ -1,9 +1,8 @@
 """Admin commands: `c9-sync integrations …` (list, add, test, enable, disable, set-interval,
-sync-now, remove) and `c9-sync status`.
+sync-now, remove). `c9-sync status` is in `worker.health`.
 
 Integrations are named by id (a UUID) or by `TEAM/TYPE` (unique per the schema). Exit codes: 0 ok,
-1 a check or an operation failed (or, for `status`, an active integration is unhealthy), 2 bad
-input (one line on stderr). Tokens are never printed: `config` is never selected for display,
+1 a check or an operation failed, 2 bad input (one line on stderr). Tokens are never printed: `config` is never selected for display,
 output goes through `worker.views` (which scrubs every registered secret), and validation errors
 name the key and the reason, never the value.
 """
@@ -16,8 +15,8 @@ import json
 import sys
 import time
 import uuid
-from dataclasses import asdict, dataclass
-from datetime import UTC, datetime, timedelta
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +32,7 @@ from connectors.base import (
     FatalError,
     RetriableError,
 )
-from worker import db, migrate, redact, store, views
+from worker import health, migrate, redact, store, views
 from worker.settings import Settings
 
 EXIT_OK, EXIT_FAILED = 0, 1
@@ -42,24 +41,6 @@ MIN_INTERVAL = 5  # integrations_sync_interval_check
 # ---------------------------------------------------------------------------------------------
 # SQL (every value is a parameter)
 # ---------------------------------------------------------------------------------------------
-_OVERVIEW = """
-SELECT i.id, t.name AS team, i.type, i.name, i.is_active, i.sync_interval,
-       COALESCE(s.last_success_at, i.last_sync) AS last_success_at,
-       s.last_started_at, s.last_error_at, s.last_error_class, s.last_error,
-       COALESCE(s.consecutive_failures, 0) AS consecutive_failures,
-       s.next_attempt_at, s.last_duration_s,
-       EXISTS (SELECT 1 FROM pg_locks l
-               WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 2
-                 AND l.classid = $1::int4::oid
-                 AND l.objid = hashtext(i.id::text)::oid) AS running,
-       now() AS now
-FROM integrations i
-JOIN teams t ON t.id = i.team_id
-LEFT JOIN integration_sync_state s ON s.integration_id = i.id
-WHERE ($2::uuid IS NULL OR i.id = $2)
-ORDER BY t.name, i.type
-"""
-
 _FIND_BY_ID = """
 SELECT i.id, t.name AS team, i.type, i.is_active, i.sync_interval, i.config
 FROM integrations i JOIN teams t ON t.id = i.team_id WHERE i.id = $1
@@ -105,103 +86,6 @@ class Target:
         return f"{self.team}/{self.type}"
 
 
-@dataclass(frozen=True, slots=True)
-class Health:
-    """One integration's health, as `list` and `status` show it."""
-
-    id: uuid.UUID
-    team: str
-    type: str
-    name: str | None
-    active: bool
-    interval_s: int
-    state: str  # ok | never synced | failing | running | stalled | interrupted | disabled
-    last_success_at: datetime | None
-    last_started_at: datetime | None
-    last_error_at: datetime | None
-    last_error_class: str | None
-    last_error: str | None
-    consecutive_failures: int
-    next_run_at: datetime | None  # None: disabled
-    running_for_s: float | None  # set while a run holds the integration's lock
-    usual_duration_s: float | None
-
-    @property
-    def last_result(self) -> str:
-        if self.last_error_at and (
-            self.last_success_at is None or self.last_error_at > self.last_success_at
-        ):
-            return f"failed: {self.last_error_class or 'error'}"
-        return "ok" if self.last_success_at else "never"
-
-    @property
-    def unhealthy(self) -> bool:
-        return self.active and self.state in ("failing", "stalled")
-
-
-def health_of(
-    row: asyncpg.Record, stalled_factor: float, stalled_min_s: float, no_history_limit_s: float
-) -> Health:
-    """Derive the state from one `_OVERVIEW` row. A run is stalled when it has held its lock for
-    more than `stalled_factor` times the last run's duration (never before `stalled_min_s`), or,
-    with no earlier run to compare with, for more than `no_history_limit_s` (the run deadline)."""
-    now: datetime = row["now"]
-    last_success, last_error = row["last_success_at"], row["last_error_at"]
-    started, usual = row["last_started_at"], row["last_duration_s"]
-    ended = max((t for t in (last_success, last_error) if t is not None), default=None)
-    running_for = (now - started).total_seconds() if row["running"] and started else None
-    if not row["is_active"]:
-        state, next_run = "disabled", None
-    else:
-        due = now
-        if last_success is not None:
-            due = max(due, last_success + timedelta(seconds=row["sync_interval"]))
-        if row["next_attempt_at"] is not None:
-            due = max(due, row["next_attempt_at"])
-        next_run = due
-        if running_for is not None:
-            limit = stalled_factor * usual if usual else no_history_limit_s
-            state = "stalled" if running_for > max(stalled_min_s, limit) else "running"
-        elif row["consecutive_failures"] > 0:
-            state = "failing"
-        elif started is not None and (ended is None or started > ended):
-            state = "interrupted"  # the last run stopped without a result (SIGTERM, deadline)
-        elif last_success is None:
-            state = "never synced"
-        else:
-            state = "ok"
-    return Health(
-        id=row["id"],
-        team=row["team"],
-        type=row["type"],
-        name=row["name"],
-        active=row["is_active"],
-        interval_s=row["sync_interval"],
-        state=state,
-        last_success_at=last_success,
-        last_started_at=started,
-        last_error_at=last_error,
-        last_error_class=row["last_error_class"],
-        last_error=row["last_error"],
-        consecutive_failures=row["consecutive_failures"],
-        next_run_at=next_run,
-        running_for_s=running_for,
-        usual_duration_s=usual,
-    )
-
-
-async def overview(
-    conn: asyncpg.Connection,
-    *,
-    integration_id: uuid.UUID | None = None,
-    stalled_factor: float = 5.0,
-    stalled_min_s: float = 60.0,
-    no_history_limit_s: float = 1800.0,
-) -> list[Health]:
-    rows = await conn.fetch(_OVERVIEW, store.INTEGRATION_LOCK_NAMESPACE, integration_id)
-    return [health_of(r, stalled_factor, stalled_min_s, no_history_limit_s) for r in rows]
-
-
 # ---------------------------------------------------------------------------------------------
 # Helpers
 # ---------------------------------------------------------------------------------------------
@@ -219,53 +103,6 @@ def _interval(value: str) -> int:
     if seconds < MIN_INTERVAL:
         raise argparse.ArgumentTypeError(f"must be at least {MIN_INTERVAL} seconds, got {seconds}")
     return seconds
-
-
-def _positive(value: str) -> float:
-    try:
-        number = float(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {value!r}") from None
-    if not number > 0:
-        raise argparse.ArgumentTypeError(f"must be greater than 0, got {value}")
-    return number
-
-
-def _ago(at: datetime | None, now: datetime) -> str:
-    if at is None:
-        return ""
-    seconds = (now - at).total_seconds()
-    span = _span(abs(seconds))
-    return f"{span} ago" if seconds >= 0 else f"in {span}"
-
-
-def _span(seconds: float) -> str:
-    if seconds < 90:
-        return f"{seconds:.0f}s"
-    if seconds < 90 * 60:
-        return f"{seconds / 60:.0f}m"
-    if seconds < 36 * 3600:
-        return f"{seconds / 3600:.1f}h"
-    return f"{seconds / 86400:.1f}d"
-
-
-def _iso(at: datetime | None) -> str | None:
-    return at.astimezone(UTC).isoformat(timespec="seconds") if at else None
-
-
-async def _connect(url: str) -> asyncpg.Connection:
-    """A connection to a database whose core schema is up to date (else a clear error)."""
-    conn = await db.connect(url)
-    try:
-        waiting = await migrate.pending(conn, ("core",))
-    except BaseException:
-        await conn.close()
-        raise
-    if waiting:
-        await conn.close()
-        names = ", ".join(m.path for m in waiting)
-        raise migrate.MigrationError(f"schema is behind ({names}): run `c9-sync migrate` first")
-    return conn
 
 
 async def resolve(conn: asyncpg.Connection, ref: str) -> Target:
@@ -387,15 +224,15 @@ def _fail(message: str) -> int:
 # Commands
 # ---------------------------------------------------------------------------------------------
 async def cmd_list(args: argparse.Namespace, settings: Settings, url: str) -> int:
-    conn = await _connect(url)
+    conn = await migrate.connect_current(url)
     try:
-        rows = await overview(conn)
+        rows = await health.overview(conn)
     finally:
         await conn.close()
     if args.team:
         rows = [r for r in rows if r.team == args.team]
     if args.json:
-        views.print_json([_health_json(r) for r in rows])
+        views.print_json([health.health_json(r) for r in rows])
         return EXIT_OK
     if not rows:
         views.say("no integrations" + (f" for team {args.team!r}" if args.team else ""))
@@ -422,7 +259,7 @@ async def cmd_list(args: argparse.Namespace, settings: Settings, url: str) -> in
                 r.name or "",
                 "yes" if r.active else "no",
                 f"{r.interval_s}s",
-                _ago(r.last_success_at, now) or "never",
+                health.ago(r.last_success_at, now) or "never",
                 r.last_result,
                 r.consecutive_failures,
             )
@@ -442,7 +279,7 @@ async def cmd_add(args: argparse.Namespace, settings: Settings, url: str) -> int
     except ConfigError as exc:
         raise _usage(str(exc)) from None
     new_id = uuid.uuid4()
-    conn = await _connect(url)
+    conn = await migrate.connect_current(url)
     try:
         team_id = await conn.fetchval("SELECT id FROM teams WHERE name = $1", args.team)
         if team_id is None and not args.create_team:
@@ -504,7 +341,7 @@ async def cmd_add(args: argparse.Namespace, settings: Settings, url: str) -> int
 async def cmd_test(args: argparse.Namespace, settings: Settings, url: str) -> int:
     import os
 
-    conn = await _connect(url)
+    conn = await migrate.connect_current(url)
     try:
         target = await resolve(conn, args.integration)
     finally:
@@ -527,7 +364,7 @@ async def cmd_test(args: argparse.Namespace, settings: Settings, url: str) -> in
 
 async def _set_active(args: argparse.Namespace, url: str, active: bool) -> int:
     word = "enabled" if active else "disabled"
-    conn = await _connect(url)
+    conn = await migrate.connect_current(url)
     try:
         target = await resolve(conn, args.integration)
         if target.is_active == active:
@@ -549,7 +386,7 @@ async def cmd_disable(args: argparse.Namespace, settings: Settings, url: str) ->
 
 
 async def cmd_set_interval(args: argparse.Namespace, settings: Settings, url: str) -> int:
-    conn = await _connect(url)
+    conn = await migrate.connect_current(url)
     try:
         target = await resolve(conn, args.integration)
         await conn.execute(_SET_INTERVAL, target.id, args.seconds)
@@ -560,7 +397,7 @@ async def cmd_set_interval(args: argparse.Namespace, settings: Settings, url: st
 
 
 async def cmd_sync_now(args: argparse.Namespace, settings: Settings, url: str) -> int:
-    conn = await _connect(url)
+    conn = await migrate.connect_current(url)
     try:
         target = await resolve(conn, args.integration)
         if not target.is_active:
@@ -581,7 +418,7 @@ async def cmd_sync_now(args: argparse.Namespace, settings: Settings, url: str) -
 
 
 async def cmd_remove(args: argparse.Namespace, settings: Settings, url: str) -> int:
-    conn = await _connect(url)
+    conn = await migrate.connect_current(url)
     try:
         target = await resolve(conn, args.integration)
         if not args.yes:
@@ -600,75 +437,6 @@ async def cmd_remove(args: argparse.Namespace, settings: Settings, url: str) -> 
         f"removed {target.label} ({target.id}); its {items} work item(s) and their history are kept"
     )
     return EXIT_OK
-
-
-async def cmd_status(args: argparse.Namespace, settings: Settings, url: str) -> int:
-    conn = await _connect(url)
-    try:
-        rows = await overview(
-            conn,
-            stalled_factor=args.stalled_factor,
-            stalled_min_s=args.stalled_min_seconds,
-            no_history_limit_s=settings.run_deadline_seconds,
-        )
-    finally:
-        await conn.close()
-    unhealthy = [r for r in rows if r.unhealthy]
-    if args.json:
-        views.print_json([_health_json(r) for r in rows])
-        return EXIT_FAILED if unhealthy else EXIT_OK
-    if not rows:
-        views.say("no integrations: add one with `c9-sync integrations add`")
-        return EXIT_OK
-    now = datetime.now(UTC)
-    table_rows = []
-    for r in rows:
-        if r.running_for_s is not None:
-            running = f"{_span(r.running_for_s)}"
-            if r.usual_duration_s:
-                running += f" (usually {_span(r.usual_duration_s)})"
-        else:
-            running = ""
-        error = ""
-        if r.last_result.startswith("failed"):
-            error = f"{r.last_error_class}: {(r.last_error or '')[:160]}"
-        if r.next_run_at is None:
-            next_run = ""
-        elif r.next_run_at <= now:
-            next_run = "due"
-        else:
-            next_run = _ago(r.next_run_at, now)
-        table_rows.append(
-            (
-                f"{r.team}/{r.type}",
-                r.state.upper() if r.unhealthy else r.state,
-                _ago(r.last_success_at, now) or "never",
-                error,
-                r.consecutive_failures,
-                next_run,
-                running,
-            )
-        )
-    views.print_full_table(
-        "status",
-        ("integration", "health", "last success", "last error", "failures", "next run", "running"),
-        table_rows,
-    )
-    active = sum(1 for r in rows if r.active)
-    failing = sum(1 for r in unhealthy if r.state == "failing")
-    stalled = sum(1 for r in unhealthy if r.state == "stalled")
-    views.say(f"{active} active, {failing} failing, {stalled} stalled")
-    return EXIT_FAILED if unhealthy else EXIT_OK
-
-
-def _health_json(r: Health) -> dict[str, Any]:
-    out = asdict(r)
-    out["id"] = str(r.id)
-    out["last_result"] = r.last_result
-    for key, value in out.items():
-        if isinstance(value, datetime):
-            out[key] = _iso(value)
-    return out
 
 
 # ---------------------------------------------------------------------------------------------
@@ -705,13 +473,13 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     q.add_argument("--inactive", action="store_true", help="save it paused")
     q.add_argument("--no-check", action="store_true", help="save without calling the tracker")
     q.add_argument("--create-team", action="store_true", help="create the team when missing")
-    q.add_argument("--timeout", type=_positive, default=60.0, metavar="SECONDS")
+    q.add_argument("--timeout", type=health.positive, default=60.0, metavar="SECONDS")
     q.set_defaults(func=cmd_add)
 
     for name in ("test", "check"):
         q = isub.add_parser(name, help="call the tracker: do the credentials and scope work?")
         ref(q)
-        q.add_argument("--timeout", type=_positive, default=60.0, metavar="SECONDS")
+        q.add_argument("--timeout", type=health.positive, default=60.0, metavar="SECONDS")
         q.set_defaults(func=cmd_test)
 
     q = isub.add_parser("enable", help="start syncing it (running workers pick it up)")
@@ -734,23 +502,3 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     ref(q)
     q.add_argument("--yes", action="store_true", help="do not ask")
     q.set_defaults(func=cmd_remove)
-
-    p = sub.add_parser(
-        "status", help="health of every integration: last result, next run, stalled runs"
-    )
-    p.add_argument(
-        "--stalled-factor",
-        type=_positive,
-        default=5.0,
-        metavar="N",
-        help="a run is stalled after N times its last duration (default 5)",
-    )
-    p.add_argument(
-        "--stalled-min-seconds",
-        type=_positive,
-        default=60.0,
-        metavar="SECONDS",
-        help="…and never before this many seconds (default 60)",
-    )
-    p.add_argument("--json", action="store_true", help="JSON instead of a table")
-    p.set_defaults(func=cmd_status)

@@ -13,7 +13,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from worker import admin, logs, metrics, redact
+from worker import admin, health, logs, metrics, redact
 from worker.db import DatabaseUnavailable, database_url
 from worker.migrate import SETS, MigrationError
 from worker.settings import Settings
@@ -151,6 +151,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_demo)
 
     admin.register(sub)
+    health.register(sub)
     metrics.register(sub)
 
     p = sub.add_parser("run", help="run the daemon: sync every active integration on its interval")

@@ -20,10 +20,6 @@ from worker.settings import Settings
 log = get_logger(__name__)
 
 
-class SchemaNotReady(migrate.MigrationError):
-    pass
-
-
 async def ensure_schema(url: str, settings: Settings, sets: tuple[str, ...]) -> None:
     """Migrate when allowed (`C9_SYNC_AUTO_MIGRATE`, default on), else refuse to start on a schema
     that is behind: a worker must never write to tables it does not know."""
@@ -33,11 +29,10 @@ async def ensure_schema(url: str, settings: Settings, sets: tuple[str, ...]) -> 
         try:
             await metrics.local_today(conn, settings.metrics_tz)
         except ValueError as exc:
-            raise SchemaNotReady(str(exc)) from None
+            raise migrate.MigrationError(str(exc)) from None
         waiting = await migrate.pending(conn, sets)
         if waiting and not settings.auto_migrate:
-            names = ", ".join(m.path for m in waiting)
-            raise SchemaNotReady(f"schema is behind ({names}): run `c9-sync migrate` first")
+            raise migrate.behind(waiting)
         if waiting:
             await migrate.apply(conn, sets)
     finally:

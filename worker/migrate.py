@@ -15,6 +15,7 @@ from importlib import resources
 
 import asyncpg
 
+from worker import db
 from worker.logs import get_logger
 
 log = get_logger(__name__)
@@ -122,6 +123,24 @@ async def pending(
     conn: asyncpg.Connection, sets: tuple[str, ...] = DEFAULT_SETS
 ) -> list[Migration]:
     return [s.migration for s in await status(conn, sets) if s.applied_at is None]
+
+
+def behind(waiting: list[Migration]) -> MigrationError:
+    names = ", ".join(m.path for m in waiting)
+    return MigrationError(f"schema is behind ({names}): run `c9-sync migrate` first")
+
+
+async def connect_current(url: str, sets: tuple[str, ...] = DEFAULT_SETS) -> asyncpg.Connection:
+    """A connection to a database whose schema is up to date, else MigrationError."""
+    conn = await db.connect(url)
+    try:
+        waiting = await pending(conn, sets)
+        if waiting:
+            raise behind(waiting)
+    except BaseException:
+        await conn.close()
+        raise
+    return conn
 
 
 async def apply(conn: asyncpg.Connection, sets: tuple[str, ...] = DEFAULT_SETS) -> list[Migration]:
