@@ -2,9 +2,9 @@
 sync-now, remove). `c9-sync status` is in `worker.health`.
 
 Integrations are named by id (a UUID) or by `TEAM/TYPE` (unique per the schema). Exit codes: 0 ok,
-1 a check or an operation failed, 2 bad input (one line on stderr). Tokens are never printed: `config` is never selected for display,
-output goes through `worker.views` (which scrubs every registered secret), and validation errors
-name the key and the reason, never the value.
+1 a check or an operation failed, 2 bad input (one line on stderr). Tokens are never printed:
+`config` is never selected for display, output goes through `worker.views` (which scrubs every
+registered secret), and validation errors name the key and the reason, never the value.
 """
 
 from __future__ import annotations
@@ -238,7 +238,7 @@ async def cmd_list(args: argparse.Namespace, settings: Settings, url: str) -> in
         views.say("no integrations" + (f" for team {args.team!r}" if args.team else ""))
         return EXIT_OK
     now = datetime.now(UTC)
-    views.print_full_table(
+    views.print_table(
         "integrations",
         (
             "id",

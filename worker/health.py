@@ -219,7 +219,7 @@ async def cmd_status(args: argparse.Namespace, settings: Settings, url: str) -> 
                 running,
             )
         )
-    views.print_full_table(
+    views.print_table(
         "status",
         ("integration", "health", "last success", "last error", "failures", "next run", "running"),
         table_rows,

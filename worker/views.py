@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import sys
 from collections.abc import Sequence
 
 from rich.console import Console
@@ -18,12 +20,18 @@ def say(message: str) -> None:
 
 
 def print_table(title: str, columns: Sequence[str], rows: Sequence[Sequence[object]]) -> None:
+    """A table on a terminal; elsewhere (a pipe, a log, CI) at its natural width, so ids and
+    messages are never cut to fit 80 columns."""
     table = Table(title=title, title_justify="left")
     for column in columns:
         table.add_column(column)
     for row in rows:
         table.add_row(*(redact.scrub("" if v is None else str(v)) for v in row))
-    console.print(table)
+    if console.is_terminal:
+        console.print(table)
+        return
+    natural = console.measure(table, options=console.options.update_width(1000)).maximum
+    Console(file=console.file, width=max(console.width, natural), highlight=False).print(table)
 
 
 def print_migration_status(statuses: Sequence[MigrationStatus]) -> None:
@@ -39,24 +47,5 @@ def print_migration_status(statuses: Sequence[MigrationStatus]) -> None:
 
 def print_json(data: object) -> None:
     """Machine-readable output (`--json`): one JSON document on stdout, secrets scrubbed."""
-    import json
-    import sys
-
     sys.stdout.write(redact.scrub(json.dumps(data, ensure_ascii=False, indent=2)) + "\n")
     sys.stdout.flush()
-
-
-def print_full_table(title: str, columns: Sequence[str], rows: Sequence[Sequence[object]]) -> None:
-    """`print_table`, but when the output is not a terminal (a pipe, a log, CI) the table gets its
-    natural width: ids and messages are never cut to fit 80 columns."""
-    table = Table(title=title, title_justify="left")
-    for column in columns:
-        table.add_column(column)
-    for row in rows:
-        table.add_row(*(redact.scrub("" if v is None else str(v)) for v in row))
-    if console.is_terminal:
-        console.print(table)
-        return
-    natural = console.measure(table, options=console.options.update_width(1000)).maximum
-    wide = Console(file=console.file, width=max(console.width, natural), highlight=False)
-    wide.print(table)
