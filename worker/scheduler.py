@@ -37,6 +37,16 @@ class JobSpec:
     config_digest: str
 
 
+async def wait_event(event: asyncio.Event, seconds: float) -> bool:
+    """Wait for `event` at most `seconds`; True when it is set. `asyncio.timeout`, not
+    `wait_for`: on Python 3.11 `wait_for` can swallow a cancellation that arrives just as the
+    event fires, and a loop around it would then never stop."""
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(seconds):
+            await event.wait()
+    return event.is_set()
+
+
 class Scheduler:
     def __init__(self, pool: asyncpg.Pool, url: str, settings: Settings, runner: Runner) -> None:
         self._pool = pool
@@ -70,7 +80,8 @@ class Scheduler:
         self._aps.pause()
         for task in self._tasks:
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._tasks:  # bounded: shutdown must never hang on a side task
+            await asyncio.wait(self._tasks, timeout=5)
         running = set(self._running)
         pending: set[asyncio.Task[object]] = set()
         if running:
@@ -186,10 +197,7 @@ class Scheduler:
 
     async def _reconcile_loop(self) -> None:
         while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(
-                    self._reconcile_wanted.wait(), self._settings.reconcile_seconds
-                )
+            await wait_event(self._reconcile_wanted, self._settings.reconcile_seconds)
             self._reconcile_wanted.clear()
             await asyncio.sleep(0.2)  # let a burst of edits settle into one reconcile
             try:
@@ -226,8 +234,7 @@ class Scheduler:
         log.info("listening", channel=CHANNEL)
         self._reconcile_wanted.set()  # catch up on anything missed while disconnected
         while not lost.is_set():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(lost.wait(), 15)
+            await wait_event(lost, 15)
             if not lost.is_set():
                 await conn.fetchval("SELECT 1", timeout=10)  # detect a silent drop
         raise ConnectionResetError("LISTEN connection closed")
