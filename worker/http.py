@@ -21,9 +21,10 @@ _REASONS = {200: "OK", 404: "Not Found", 405: "Method Not Allowed", 503: "Servic
 async def serve(host: str, port: int, ready: ReadyCheck) -> asyncio.Server:
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
-            request_line = await asyncio.wait_for(reader.readline(), 5)
-            while (await asyncio.wait_for(reader.readline(), 5)) not in (b"\r\n", b"\n", b""):
-                pass  # headers are not needed
+            async with asyncio.timeout(5):  # the whole request head, not each line
+                request_line = await reader.readline()
+                while (await reader.readline()) not in (b"\r\n", b"\n", b""):
+                    pass  # headers are not needed
             method, _, rest = request_line.decode("latin-1").partition(" ")
             path = rest.split(" ", 1)[0].split("?", 1)[0]
             status, ctype, body = await _route(method, path, ready)
