@@ -404,9 +404,8 @@ async def cmd_sync_now(args: argparse.Namespace, settings: Settings, url: str) -
             raise _usage(f"{target.label} is disabled: enable it first")
         async with conn.transaction():
             await conn.execute(_CLEAR_BACKOFF, target.id)
-            # `at` by the database's clock: workers compare it with `last_started_at` (also the
-            # database's clock) under the integration's lock, so one replica runs the request.
-            # delivered at commit
+            # Delivered at commit. `at` is by the database's clock: workers compare it with
+            # `last_started_at` (also the database's) under the lock, so one replica runs it.
             await conn.execute(_NOTIFY_SYNC_NOW, store.NOTIFY_CHANNEL, target.id)
     finally:
         await conn.close()

@@ -10,12 +10,12 @@ from __future__ import annotations
 import argparse
 import uuid
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
 
-from worker import migrate, store, views
+from worker import migrate, store, sync, views
 from worker.settings import Settings
 
 EXIT_OK, EXIT_FAILED = 0, 1
@@ -87,12 +87,7 @@ def health_of(
     if not row["is_active"]:
         state, next_run = "disabled", None
     else:
-        due = now
-        if last_success is not None:
-            due = max(due, last_success + timedelta(seconds=row["sync_interval"]))
-        if row["next_attempt_at"] is not None:
-            due = max(due, row["next_attempt_at"])
-        next_run = due
+        next_run = sync.next_due(now, row["sync_interval"], last_success, row["next_attempt_at"])
         if running_for is not None:
             limit = stalled_factor * usual if usual else no_history_limit_s
             state = "stalled" if running_for > max(stalled_min_s, limit) else "running"

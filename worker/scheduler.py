@@ -15,13 +15,13 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 import asyncpg
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
-from worker import db, store, telemetry
+from worker import db, store, sync, telemetry
 from worker.logs import get_logger
 from worker.settings import Settings
 
@@ -110,7 +110,9 @@ class Scheduler:
             if old == spec:
                 continue
             if old is None or old.interval != spec.interval:
-                first = self._first_run(row, now)
+                first = sync.next_due(
+                    now, row.sync_interval, row.last_success_at, row.next_attempt_at
+                )
                 self._aps.add_job(
                     self._run_job,
                     IntervalTrigger(seconds=spec.interval, jitter=self._jitter(spec.interval)),
@@ -137,16 +139,6 @@ class Scheduler:
     def _jitter(self, interval: int) -> int | None:
         jitter = int(min(self._settings.jitter_seconds, interval / 10))
         return jitter or None
-
-    @staticmethod
-    def _first_run(row: store.ScheduleRow, now: datetime) -> datetime:
-        """Due at last success + interval (now when never synced), or when backoff ends."""
-        due = now
-        if row.last_success_at is not None:
-            due = max(now, row.last_success_at + timedelta(seconds=row.sync_interval))
-        if row.next_attempt_at is not None:
-            due = max(due, row.next_attempt_at)
-        return due
 
     async def _run_job(self, integration_id: uuid.UUID) -> None:
         task = asyncio.current_task()

@@ -11,7 +11,7 @@ import time
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 import asyncpg
@@ -173,6 +173,22 @@ def is_due(
             wait = (state.next_attempt_at - now).total_seconds()
             return f"backing off after {state.consecutive_failures} failure(s), {wait:.0f}s left"
     return None
+
+
+def next_due(
+    now: datetime,
+    interval: int,
+    last_success_at: datetime | None,
+    next_attempt_at: datetime | None,
+) -> datetime:
+    """When an integration's next run is due: last success + interval (now when never synced),
+    and not before its backoff ends. The scheduler's first tick and `c9-sync status` use it."""
+    due = now
+    if last_success_at is not None:
+        due = max(due, last_success_at + timedelta(seconds=interval))
+    if next_attempt_at is not None:
+        due = max(due, next_attempt_at)
+    return due
 
 
 async def run_integration(

@@ -53,3 +53,13 @@ def test_backoff_holds_until_next_attempt_unless_the_row_was_edited() -> None:
     assert "backing off after 2" in (is_due(integration(), s, NOW) or "")
     edited = integration(updated=NOW - timedelta(seconds=10))
     assert is_due(edited, s, NOW) is None
+
+
+def test_next_due_is_last_success_plus_interval_but_not_before_backoff_ends() -> None:
+    from worker.sync import next_due
+
+    assert next_due(NOW, 60, None, None) == NOW  # never synced: now
+    assert next_due(NOW, 60, NOW - timedelta(seconds=20), None) == NOW + timedelta(seconds=40)
+    assert next_due(NOW, 60, NOW - timedelta(hours=1), None) == NOW  # overdue: now
+    backoff = NOW + timedelta(minutes=5)
+    assert next_due(NOW, 60, NOW - timedelta(seconds=20), backoff) == backoff
