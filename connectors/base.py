@@ -199,11 +199,15 @@ def utc(value: datetime) -> datetime:
 # ---------------------------------------------------------------------------------------------
 @runtime_checkable
 class Connector(Protocol):
-    """What the sync run calls. Constructed as `cls(config, ctx)` with a validated config."""
+    """What the sync run calls. Built only by `connect` below, from a config validated by the
+    class's own `config_model`."""
 
     source: ClassVar[str]  # 'jira' | 'github' | 'azure_devops' | 'linear'
     config_model: ClassVar[type[ConnectorConfig]]
     overlap: ClassVar[timedelta]  # re-read this much before the committed high-water mark
+
+    def __init__(self, config: Any, ctx: ConnectorContext) -> None:
+        """`config` is an instance of `config_model` (typed Any: each connector names its own)."""
 
     async def check(self) -> None:
         """Credentials and scope work, else raise FatalError with a clear message."""
@@ -219,6 +223,13 @@ class Connector(Protocol):
 
     async def aclose(self) -> None:
         """Release clients and threads."""
+
+
+def connect(cls: type[Connector], config: ConnectorConfig, ctx: ConnectorContext) -> Connector:
+    """The one way to construct a connector: the class and a config its model validated."""
+    if not isinstance(config, cls.config_model):
+        raise ConfigError(f"{cls.source}: config is not a {cls.config_model.__name__}")
+    return cls(config, ctx)
 
 
 ENTRY_POINT_GROUP = "claude_nine_sync.connectors"

@@ -13,9 +13,11 @@ from datetime import datetime
 import asyncpg
 
 from worker import db, http, metrics, migrate, sync, systemd
+from worker.errors import MigrationError
 from worker.logs import get_logger
 from worker.scheduler import Scheduler
 from worker.settings import Settings
+from worker.store import integrations, notify
 
 log = get_logger(__name__)
 
@@ -29,7 +31,7 @@ async def ensure_schema(url: str, settings: Settings, sets: tuple[str, ...]) -> 
         try:
             await metrics.local_today(conn, settings.metrics_tz)
         except ValueError as exc:
-            raise migrate.MigrationError(str(exc)) from None
+            raise MigrationError(str(exc)) from None
         waiting = await migrate.pending(conn, sets)
         if waiting and not settings.auto_migrate:
             raise migrate.behind(waiting)
@@ -45,6 +47,116 @@ def install_stop_signals(stop: asyncio.Event) -> None:
         loop.add_signal_handler(sig, stop.set)
 
 
+class Worker:
+    """The daemon's parts: the pool, the health server, the scheduler and the systemd watchdog.
+    `start` brings them up, `watch` waits for a stop signal or a dead side task, `shutdown` lets
+    running syncs commit their page (bounded) and releases everything."""
+
+    def __init__(self, settings: Settings, url: str, environ: Mapping[str, str]) -> None:
+        self.settings = settings
+        self.url = url
+        self.environ = dict(environ)
+        self.stop = asyncio.Event()
+        self.notifier = systemd.Notifier.from_environ(self.environ)  # a no-op outside systemd
+        self._pool: asyncpg.Pool | None = None
+        self._server: asyncio.Server | None = None
+        self._scheduler: Scheduler | None = None
+        self._watchdog: asyncio.Task[None] | None = None
+
+    @property
+    def pool(self) -> asyncpg.Pool:
+        assert self._pool is not None, "Worker.start() first"
+        return self._pool
+
+    async def run_one(
+        self, integration_id: uuid.UUID, requested_at: datetime | None = None
+    ) -> sync.RunResult:
+        """The scheduler's runner: one run, and a database failure logged, never raised."""
+        options = sync.RunOptions(stop=self.stop, requested_at=requested_at)
+        try:
+            return await sync.run_integration(
+                self.pool, integration_id, self.settings, environ=self.environ, options=options
+            )
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            # The database is unreachable: nothing can be recorded there; the next tick
+            # retries and the committed cursor keeps everything already synced.
+            log.error(
+                "run_failed_database",
+                integration_id=str(integration_id),
+                error=f"{type(exc).__name__}: {exc}",
+            )
+            return sync.RunResult(integration_id, "failed", reason=str(exc))
+
+    async def ready(self) -> str | None:
+        """/readyz: None when the database answers, else why not."""
+        try:
+            await notify.ping(self.pool, within=3)
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
+            return f"database: {type(exc).__name__}"
+        return None
+
+    async def start(self, sets: tuple[str, ...]) -> None:
+        settings = self.settings
+        await ensure_schema(self.url, settings, sets)
+        self._pool = await db.create_pool(self.url, max_size=settings.max_concurrency + 2)
+        if settings.http_port:
+            self._server = await http.serve(settings.http_host, settings.http_port, self.ready)
+        scheduler = self._scheduler = Scheduler(self.pool, self.url, settings, self.run_one)
+        await scheduler.start()
+        active = await integrations.count_active(self.pool)
+        log.info(
+            "worker_started",
+            active_integrations=active,
+            pid=os.getpid(),
+            max_concurrency=settings.max_concurrency,
+        )
+        self.notifier.ready(f"syncing {active} active integration(s)")
+        # Pinged from the loop, and only while the scheduler still reconciles: a wedged loop or
+        # a stuck scheduler gets the service restarted by systemd.
+        stale_after = 3 * settings.reconcile_seconds
+        self._watchdog = asyncio.create_task(
+            self.notifier.watchdog_loop(
+                alive=lambda: time.monotonic() - scheduler.heartbeat < stale_after
+            ),
+            name="systemd-watchdog",
+        )
+
+    async def watch(self) -> int:
+        """Until a stop signal (0) or until a side task ends (1: they must never end)."""
+        assert self._scheduler is not None and self._watchdog is not None
+        stop_wait = asyncio.create_task(self.stop.wait())
+        watched = {stop_wait, self._watchdog, *self._scheduler.side_tasks}
+        done, _ = await asyncio.wait(watched, return_when=asyncio.FIRST_COMPLETED)
+        exit_code = 0
+        for task in done - {stop_wait}:
+            exc = task.exception() if not task.cancelled() else None
+            log.error("side_task_died", task=task.get_name(), error=repr(exc))
+            exit_code = 1
+        self.stop.set()
+        stop_wait.cancel()
+        return exit_code
+
+    async def shutdown(self) -> None:
+        """Let running syncs commit their page (bounded), then release everything. Safe after
+        a `start` that failed half-way."""
+        try:
+            if self._scheduler is not None:
+                self.stop.set()
+                self.notifier.stopping("letting running syncs commit their page")
+                log.info("worker_stopping", grace_s=self.settings.grace_seconds)
+                cut = await self._scheduler.stop(self.settings.grace_seconds)
+                if cut:
+                    log.warning("runs_cut_off", count=cut)
+        finally:
+            if self._watchdog is not None:
+                self._watchdog.cancel()
+            self.notifier.close()
+            if self._server is not None:
+                self._server.close()
+            if self._pool is not None:
+                await self._pool.close()
+
+
 async def run(
     settings: Settings,
     url: str,
@@ -53,85 +165,12 @@ async def run(
     environ: Mapping[str, str] | None = None,
 ) -> int:
     """Run until SIGTERM/SIGINT (exit 0) or until a side task dies (exit 1)."""
-    stop = asyncio.Event()
-    install_stop_signals(stop)
-    environ = dict(os.environ if environ is None else environ)
-    await ensure_schema(url, settings, sets)
-    pool = await db.create_pool(url, max_size=settings.max_concurrency + 2)
-    server: asyncio.Server | None = None
-    notifier = systemd.Notifier.from_environ(environ)  # a no-op outside systemd
-    watchdog: asyncio.Task[None] | None = None
-    exit_code = 0
+    worker = Worker(settings, url, os.environ if environ is None else environ)
+    install_stop_signals(worker.stop)
     try:
-
-        async def run_one(
-            integration_id: uuid.UUID, requested_at: datetime | None = None
-        ) -> sync.RunResult:
-            options = sync.RunOptions(stop=stop, requested_at=requested_at)
-            try:
-                return await sync.run_integration(
-                    pool, integration_id, settings, environ=environ, options=options
-                )
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-                # The database is unreachable: nothing can be recorded there; the next tick
-                # retries and the committed cursor keeps everything already synced.
-                log.error(
-                    "run_failed_database",
-                    integration_id=str(integration_id),
-                    error=f"{type(exc).__name__}: {exc}",
-                )
-                return sync.RunResult(integration_id, "failed", reason=str(exc))
-
-        async def ready() -> str | None:
-            try:
-                await asyncio.wait_for(pool.fetchval("SELECT 1"), 3)
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
-                return f"database: {type(exc).__name__}"
-            return None
-
-        if settings.http_port:
-            server = await http.serve(settings.http_host, settings.http_port, ready)
-        scheduler = Scheduler(pool, url, settings, run_one)
-        await scheduler.start()
-        active = await pool.fetchval("SELECT count(*) FROM integrations WHERE is_active")
-        log.info(
-            "worker_started",
-            active_integrations=active,
-            pid=os.getpid(),
-            max_concurrency=settings.max_concurrency,
-        )
-
-        notifier.ready(f"syncing {active} active integration(s)")
-        # Pinged from the loop, and only while the scheduler still reconciles: a wedged loop or
-        # a stuck scheduler gets the service restarted by systemd.
-        stale_after = 3 * settings.reconcile_seconds
-        watchdog = asyncio.create_task(
-            notifier.watchdog_loop(
-                alive=lambda: time.monotonic() - scheduler.heartbeat < stale_after
-            ),
-            name="systemd-watchdog",
-        )
-        stop_wait = asyncio.create_task(stop.wait())
-        watched = {stop_wait, watchdog, *scheduler.side_tasks}
-        done, _ = await asyncio.wait(watched, return_when=asyncio.FIRST_COMPLETED)
-        for task in done - {stop_wait}:
-            # A side task (listener, reconciler) must never end: if one did, stop loudly.
-            exc = task.exception() if not task.cancelled() else None
-            log.error("side_task_died", task=task.get_name(), error=repr(exc))
-            exit_code = 1
-        stop.set()
-        stop_wait.cancel()
-        notifier.stopping("letting running syncs commit their page")
-        log.info("worker_stopping", grace_s=settings.grace_seconds)
-        cut = await scheduler.stop(settings.grace_seconds)
-        if cut:
-            log.warning("runs_cut_off", count=cut)
+        await worker.start(sets)
+        exit_code = await worker.watch()
     finally:
-        if watchdog is not None:
-            watchdog.cancel()
-        notifier.close()
-        if server is not None:
-            server.close()
-        await pool.close()
+        await worker.shutdown()
     log.info("worker_stopped", exit_code=exit_code)
     return exit_code

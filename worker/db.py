@@ -19,14 +19,11 @@ from urllib.parse import urlsplit
 import asyncpg
 
 from worker import redact
+from worker.errors import DatabaseUnavailable
 from worker.logs import get_logger
 from worker.settings import Settings
 
 log = get_logger(__name__)
-
-
-class DatabaseUnavailable(Exception):
-    """The database cannot be reached or started; the message says which and why."""
 
 
 def _pid_alive(pid: int) -> bool:
@@ -57,6 +54,7 @@ def _forget_dead_holders(pgdata: Path) -> list[int]:
 @contextmanager
 def embedded_postgres(pgdata: Path) -> Iterator[str]:
     """Start (or join) the embedded server in `pgdata`; yield its URL; leave it when done."""
+    # Imported here, not at the top: only the embedded mode needs it, and it is slow to import.
     with warnings.catch_warnings():
         # platformdirs warns when XDG_RUNTIME_DIR is unset; pgserver then uses /tmp, which is fine.
         warnings.simplefilter("ignore")

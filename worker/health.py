@@ -7,7 +7,6 @@ interrupted, disabled; and when it runs next.
 
 from __future__ import annotations
 
-import argparse
 import uuid
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
@@ -15,28 +14,8 @@ from typing import Any
 
 import asyncpg
 
-from worker import migrate, store, sync, views
-from worker.settings import Settings
-
-EXIT_OK, EXIT_FAILED = 0, 1
-
-_OVERVIEW = """
-SELECT i.id, t.name AS team, i.type, i.name, i.is_active, i.sync_interval,
-       COALESCE(s.last_success_at, i.last_sync) AS last_success_at,
-       s.last_started_at, s.last_error_at, s.last_error_class, s.last_error,
-       COALESCE(s.consecutive_failures, 0) AS consecutive_failures,
-       s.next_attempt_at, s.last_duration_s,
-       EXISTS (SELECT 1 FROM pg_locks l
-               WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 2
-                 AND l.classid = $1::int4::oid
-                 AND l.objid = hashtext(i.id::text)::oid) AS running,
-       now() AS now
-FROM integrations i
-JOIN teams t ON t.id = i.team_id
-LEFT JOIN integration_sync_state s ON s.integration_id = i.id
-WHERE ($2::uuid IS NULL OR i.id = $2)
-ORDER BY t.name, i.type
-"""
+from worker import sync
+from worker.store import integrations as store
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,9 +55,10 @@ class Health:
 def health_of(
     row: asyncpg.Record, stalled_factor: float, stalled_min_s: float, no_history_limit_s: float
 ) -> Health:
-    """Derive the state from one `_OVERVIEW` row. A run is stalled when it has held its lock for
-    more than `stalled_factor` times the last run's duration (never before `stalled_min_s`), or,
-    with no earlier run to compare with, for more than `no_history_limit_s` (the run deadline)."""
+    """Derive the state from one `store.overview_rows` row. A run is stalled when it has held its
+    lock for more than `stalled_factor` times the last run's duration (never before
+    `stalled_min_s`), or, with no earlier run to compare with, for more than
+    `no_history_limit_s` (the run deadline)."""
     now: datetime = row["now"]
     last_success, last_error = row["last_success_at"], row["last_error_at"]
     started, usual = row["last_started_at"], row["last_duration_s"]
@@ -127,19 +107,8 @@ async def overview(
     stalled_min_s: float = 60.0,
     no_history_limit_s: float = 1800.0,
 ) -> list[Health]:
-    rows = await conn.fetch(_OVERVIEW, store.INTEGRATION_LOCK_NAMESPACE, integration_id)
+    rows = await store.overview_rows(conn, integration_id)
     return [health_of(r, stalled_factor, stalled_min_s, no_history_limit_s) for r in rows]
-
-
-def positive(value: str) -> float:
-    """argparse type: a number greater than 0."""
-    try:
-        number = float(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {value!r}") from None
-    if not number > 0:
-        raise argparse.ArgumentTypeError(f"must be greater than 0, got {value}")
-    return number
 
 
 def ago(at: datetime | None, now: datetime) -> str:
@@ -167,65 +136,6 @@ def iso(at: datetime | None) -> str | None:
     return at.astimezone(UTC).isoformat(timespec="seconds") if at else None
 
 
-async def cmd_status(args: argparse.Namespace, settings: Settings, url: str) -> int:
-    conn = await migrate.connect_current(url)
-    try:
-        rows = await overview(
-            conn,
-            stalled_factor=args.stalled_factor,
-            stalled_min_s=args.stalled_min_seconds,
-            no_history_limit_s=settings.run_deadline_seconds,
-        )
-    finally:
-        await conn.close()
-    unhealthy = [r for r in rows if r.unhealthy]
-    if args.json:
-        views.print_json([health_json(r) for r in rows])
-        return EXIT_FAILED if unhealthy else EXIT_OK
-    if not rows:
-        views.say("no integrations: add one with `c9-sync integrations add`")
-        return EXIT_OK
-    now = datetime.now(UTC)
-    table_rows = []
-    for r in rows:
-        if r.running_for_s is not None:
-            running = f"{span(r.running_for_s)}"
-            if r.usual_duration_s:
-                running += f" (usually {span(r.usual_duration_s)})"
-        else:
-            running = ""
-        error = ""
-        if r.last_result.startswith("failed"):
-            error = f"{r.last_error_class}: {(r.last_error or '')[:160]}"
-        if r.next_run_at is None:
-            next_run = ""
-        elif r.next_run_at <= now:
-            next_run = "due"
-        else:
-            next_run = ago(r.next_run_at, now)
-        table_rows.append(
-            (
-                f"{r.team}/{r.type}",
-                r.state.upper() if r.unhealthy else r.state,
-                ago(r.last_success_at, now) or "never",
-                error,
-                r.consecutive_failures,
-                next_run,
-                running,
-            )
-        )
-    views.print_table(
-        "status",
-        ("integration", "health", "last success", "last error", "failures", "next run", "running"),
-        table_rows,
-    )
-    active = sum(1 for r in rows if r.active)
-    failing = sum(1 for r in unhealthy if r.state == "failing")
-    stalled = sum(1 for r in unhealthy if r.state == "stalled")
-    views.say(f"{active} active, {failing} failing, {stalled} stalled")
-    return EXIT_FAILED if unhealthy else EXIT_OK
-
-
 def health_json(r: Health) -> dict[str, Any]:
     out = asdict(r)
     out["id"] = str(r.id)
@@ -234,26 +144,3 @@ def health_json(r: Health) -> dict[str, Any]:
         if isinstance(value, datetime):
             out[key] = iso(value)
     return out
-
-
-def register(sub: argparse._SubParsersAction[Any]) -> None:
-    """Add `c9-sync status` to the `c9-sync` parser."""
-    p = sub.add_parser(
-        "status", help="health of every integration: last result, next run, stalled runs"
-    )
-    p.add_argument(
-        "--stalled-factor",
-        type=positive,
-        default=5.0,
-        metavar="N",
-        help="a run is stalled after N times its last duration (default 5)",
-    )
-    p.add_argument(
-        "--stalled-min-seconds",
-        type=positive,
-        default=60.0,
-        metavar="SECONDS",
-        help="…and never before this many seconds (default 60)",
-    )
-    p.add_argument("--json", action="store_true", help="JSON instead of a table")
-    p.set_defaults(func=cmd_status)

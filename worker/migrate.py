@@ -15,13 +15,13 @@ from importlib import resources
 
 import asyncpg
 
+from schema import SETS
 from worker import db
+from worker.errors import MigrationError
 from worker.logs import get_logger
 
 log = get_logger(__name__)
 
-#: migration set name -> folder inside the `schema` package
-SETS: dict[str, str] = {"core": ".", "work-tracking": "work_tracking"}
 DEFAULT_SETS = ("core",)
 _FILE = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 _LOCK_KEY = 0x63397379_6E63  # "c9sync": one lock for every migrate, across replicas
@@ -36,10 +36,6 @@ CREATE TABLE IF NOT EXISTS public.schema_migrations (
     PRIMARY KEY (migration_set, version)
 )
 """
-
-
-class MigrationError(Exception):
-    """The schema cannot be brought up to date; the message says why and what to do."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -21,13 +20,13 @@ import asyncpg
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
-from worker import db, store, sync, telemetry
+from worker import db, sync, telemetry
 from worker.logs import get_logger
 from worker.settings import Settings
+from worker.store import integrations, notify
 
 log = get_logger(__name__)
 
-CHANNEL = store.NOTIFY_CHANNEL
 Runner = Callable[[uuid.UUID, datetime | None], Awaitable[object]]
 
 
@@ -98,7 +97,7 @@ class Scheduler:
     async def reconcile(self) -> None:
         """Make the jobs match the active rows."""
         self.heartbeat = time.monotonic()
-        rows = {r.id: r for r in await store.schedule_rows(self._pool)}
+        rows = {r.id: r for r in await integrations.schedule_rows(self._pool)}
         for gone in set(self._specs) - set(rows):
             self._aps.remove_job(str(gone))
             del self._specs[gone]
@@ -160,26 +159,22 @@ class Scheduler:
 
     # -- change notifications -----------------------------------------------------------------
     def _on_notify(self, *args: object) -> None:
-        payload = args[-1]
+        payload = str(args[-1])
         try:
-            detail = json.loads(str(payload))
-        except ValueError:
-            detail = {"raw": str(payload)[:100]}
-        log.debug("integrations_changed", **detail)
-        if detail.get("op") == "sync_now":
-            self._request_run(detail)
+            notice = notify.parse(payload)
+        except notify.MalformedNotice as exc:
+            log.warning("notification_ignored", reason=str(exc))
+            self._reconcile_wanted.set()  # something changed, or not: a reconcile is cheap
+            return
+        log.debug("integrations_changed", op=notice.op, id=str(notice.id))
+        if notice.op == "sync_now" and notice.id is not None and notice.at is not None:
+            self._request_run(notice.id, notice.at)
             return
         self._reconcile_wanted.set()
 
-    def _request_run(self, detail: dict[str, object]) -> None:
+    def _request_run(self, integration_id: uuid.UUID, at: datetime) -> None:
         """An admin's `sync-now`: run the job at once; the run itself decides, under the lock,
         whether another replica already served the request."""
-        try:
-            integration_id = uuid.UUID(str(detail["id"]))
-            at = datetime.fromisoformat(str(detail["at"]))
-        except (KeyError, ValueError):
-            log.warning("sync_now_ignored", reason="malformed notification")
-            return
         if integration_id not in self._specs:
             self._reconcile_wanted.set()  # perhaps a row this replica has not seen yet
             return
@@ -222,11 +217,11 @@ class Scheduler:
         """Serve notifications until the connection drops."""
         lost = asyncio.Event()
         conn.add_termination_listener(lambda _c: lost.set())
-        await conn.add_listener(CHANNEL, self._on_notify)
-        log.info("listening", channel=CHANNEL)
+        await conn.add_listener(notify.CHANNEL, self._on_notify)
+        log.info("listening", channel=notify.CHANNEL)
         self._reconcile_wanted.set()  # catch up on anything missed while disconnected
         while not lost.is_set():
             await wait_event(lost, 15)
             if not lost.is_set():
-                await conn.fetchval("SELECT 1", timeout=10)  # detect a silent drop
+                await notify.ping(conn, within=10)  # detect a silent drop
         raise ConnectionResetError("LISTEN connection closed")

@@ -13,6 +13,8 @@ import platformdirs
 from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from schema import SETS
+
 
 def default_home() -> Path:
     return platformdirs.user_data_path("c9-sync")
@@ -63,8 +65,6 @@ class Settings(BaseSettings):
     @field_validator("with_sets")
     @classmethod
     def _known_sets(cls, value: str) -> str:
-        from worker.migrate import SETS
-
         unknown = [s for s in value.replace(",", " ").split() if s not in SETS]
         if unknown:
             raise ValueError(

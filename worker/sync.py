@@ -15,25 +15,20 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 import asyncpg
-from pydantic import ValidationError
 
 from connectors import registry
-from connectors.base import (
-    ConfigError,
-    Connector,
-    ConnectorContext,
-    ConnectorError,
-    FatalError,
-    Page,
-)
-from worker import metrics, redact, store, telemetry
+from connectors.base import Connector, ConnectorError, FatalError, Page
+from worker import connecting, metrics, redact, telemetry
+from worker.connecting import ConnectorLoader
 from worker.logs import get_logger
 from worker.settings import Settings
+from worker.store import notify
+from worker.store import sync as store
+from worker.store.integrations import Integration, get_integration
 
 log = get_logger(__name__)
 
 Outcome = Literal["succeeded", "failed", "skipped", "interrupted"]
-ConnectorLoader = Callable[[str], type[Connector]]
 
 
 @dataclass(slots=True)
@@ -81,55 +76,6 @@ class RunInterrupted(Exception):
     pass
 
 
-def config_error_message(exc: ValidationError) -> str:
-    """Pydantic's own text quotes the input (a token could be in it): keep location + reason."""
-    parts = []
-    for err in exc.errors()[:5]:
-        where = ".".join(str(p) for p in err["loc"]) or "config"
-        parts.append(f"{where}: {err['msg']}")
-    return "invalid integrations.config: " + "; ".join(parts)
-
-
-def build_connector(
-    integration: store.Integration,
-    settings: Settings,
-    environ: Mapping[str, str],
-    loader: ConnectorLoader,
-    deadline: float,
-) -> Connector:
-    cls = loader(integration.type)
-    config_raw = integration.config
-    if not isinstance(config_raw, dict):
-        raise ConfigError("invalid integrations.config: must be a JSON object")
-    try:
-        config = cls.config_model.model_validate(config_raw)
-    except ValidationError as exc:
-        raise ConfigError(config_error_message(exc)) from None
-    token = config.resolve_token(environ)
-    redact.register(token.get_secret_value())
-    source = integration.type
-
-    def on_wait(reason: str, seconds: float) -> None:
-        telemetry.RATE_LIMIT_WAITS.labels(source=source).inc(seconds)
-        log.info(
-            "rate_limit_wait",
-            integration_id=str(integration.id),
-            source=source,
-            what=reason,
-            seconds=round(seconds, 2),
-        )
-
-    ctx = ConnectorContext(
-        integration_id=str(integration.id),
-        token=token,
-        cache_dir=settings.cache_dir / source,
-        deadline=deadline,
-        on_wait=on_wait,
-    )
-    ctx.cache_dir.mkdir(parents=True, exist_ok=True)
-    return cls(config, ctx)  # type: ignore[call-arg]
-
-
 def advance(
     cursor: dict[str, datetime], checkpoint: Mapping[str, datetime], ceiling: datetime
 ) -> dict[str, datetime]:
@@ -144,7 +90,7 @@ def advance(
 
 
 def is_due(
-    integration: store.Integration,
+    integration: Integration,
     state: store.SyncState,
     now: datetime,
     requested_at: datetime | None = None,
@@ -203,24 +149,28 @@ async def run_integration(
     """Run one sync of one integration. Never raises for a tracker's or a config's fault: the
     result (and `activity_logs`) says what happened. Database failures do propagate."""
     async with pool.acquire() as conn:
-        if not await store.try_lock_integration(conn, integration_id):
+        if not await notify.try_lock_integration(conn, integration_id):
             return RunResult(integration_id, "skipped", reason="running on another worker")
         try:
-            return await _locked_run(conn, integration_id, settings, environ, options, loader)
+            run = await _start(conn, integration_id, settings, options)
+            if isinstance(run, RunResult):
+                return run  # not due, inactive or deleted
+            await run.pull(environ, loader)
+            return await run.finish()
         finally:
             if not conn.is_closed():
-                await store.unlock_integration(conn, integration_id)
+                await notify.unlock_integration(conn, integration_id)
 
 
-async def _locked_run(
+async def _start(
     conn: asyncpg.Connection,
     integration_id: uuid.UUID,
     settings: Settings,
-    environ: Mapping[str, str],
     options: RunOptions,
-    loader: ConnectorLoader,
-) -> RunResult:
-    integration = await store.get_integration(conn, integration_id)
+) -> _Run | RunResult:
+    """Under the lock: re-read the row and its state, decide whether a run is due, and if so
+    record its start. A RunResult (skipped) when no run is due."""
+    integration = await get_integration(conn, integration_id)
     if integration is None or not integration.is_active:
         return RunResult(integration_id, "skipped", reason="inactive or deleted")
     state = await store.get_state(conn, integration_id)
@@ -231,96 +181,149 @@ async def _locked_run(
             return RunResult(
                 integration_id, "skipped", integration.type, integration.team_name, reason=why_not
             )
-
     run_id = uuid.uuid4()
-    result = RunResult(integration_id, "succeeded", integration.type, integration.team_name, run_id)
-    fields: dict[str, Any] = {
-        "integration_id": str(integration_id),
-        "source": integration.type,
-        "run_id": str(run_id),
-    }
-    started = time.monotonic()
+    run = _Run(
+        conn=conn,
+        integration=integration,
+        state=state,
+        settings=settings,
+        options=options,
+        result=RunResult(
+            integration_id, "succeeded", integration.type, integration.team_name, run_id
+        ),
+        fields={
+            "integration_id": str(integration_id),
+            "source": integration.type,
+            "run_id": str(run_id),
+        },
+        started_wall=started_wall,
+    )
     await store.mark_started(conn, integration_id, run_id)
     await store.log_activities(
         conn,
         integration.team_id,
         [
             store.Activity(
-                "sync_started", f"{integration.type} sync started", {**fields, "full": options.full}
+                "sync_started",
+                f"{integration.type} sync started",
+                {**run.fields, "full": options.full},
             )
         ],
     )
-    log.info("sync_started", **fields, full=options.full)
+    log.info("sync_started", **run.fields, full=options.full)
+    return run
 
-    connector: Connector | None = None
-    swept = False
-    try:
-        deadline = started + settings.run_deadline_seconds
-        connector = build_connector(integration, settings, environ, loader, deadline)
-        cursor = {} if options.full else store.cursor_from_json(state.cursor)
+
+@dataclass(slots=True)
+class _Run:
+    """One run that is due and has started: pull its pages, then finish it."""
+
+    conn: asyncpg.Connection
+    integration: Integration
+    state: store.SyncState
+    settings: Settings
+    options: RunOptions
+    result: RunResult
+    fields: dict[str, Any]
+    started_wall: datetime  # the run's start by this worker's clock: the cursor's ceiling
+    started: float = field(default_factory=time.monotonic)
+    swept: bool = False
+
+    @property
+    def deadline(self) -> float:
+        return self.started + self.settings.run_deadline_seconds
+
+    async def pull(self, environ: Mapping[str, str], loader: ConnectorLoader) -> None:
+        """Every page, each committed with its cursor, then the sweep when due. A tracker's,
+        a config's or a connector's fault is recorded as the run's failure, never raised."""
+        connector: Connector | None = None
+        try:
+            connector = connecting.open_connector(
+                self.integration.id,
+                self.integration.type,
+                self.integration.config,
+                self.settings,
+                environ,
+                deadline=self.deadline,
+                loader=loader,
+            )
+            await self._pages(connector)
+            sweep_due = self.settings.sweep_every_runs and self.state.runs_since_sweep + 1 >= (
+                self.settings.sweep_every_runs
+            )
+            self.swept = self.options.full or bool(sweep_due)
+            if self.swept:
+                await _sweep(self.conn, self.integration, connector, self.result, self.fields)
+        except RunInterrupted as exc:
+            self.result.outcome, self.result.reason = "interrupted", str(exc)
+        except Exception as exc:
+            if self.conn.is_closed() or isinstance(
+                exc, asyncpg.PostgresConnectionError | asyncpg.InterfaceError
+            ):
+                raise  # the database itself is gone: nothing can be recorded; the caller logs it
+            await _record_failure(
+                self.conn, self.integration, self.result, exc, self.started, self.settings,
+                self.fields,
+            )  # fmt: skip
+        finally:
+            if connector is not None:
+                await connecting.close_quietly(connector)
+
+    async def _pages(self, connector: Connector) -> None:
+        cursor = {} if self.options.full else store.cursor_from_json(self.state.cursor)
         since = {scope: at - connector.overlap for scope, at in cursor.items()}
         pages = connector.changes(since)
         try:
             async for page in pages:
                 cursor = await _commit_page(
-                    conn, integration, page, cursor, started_wall, result, fields
-                )
-                if options.on_page is not None:
-                    options.on_page(result)
-                if options.stop is not None and options.stop.is_set():
+                    self.conn, self.integration, page, cursor, self.started_wall, self.result,
+                    self.fields,
+                )  # fmt: skip
+                if self.options.on_page is not None:
+                    self.options.on_page(self.result)
+                if self.options.stop is not None and self.options.stop.is_set():
                     raise RunInterrupted("worker stopping")
-                if time.monotonic() > deadline:
-                    raise RunInterrupted(f"run deadline of {settings.run_deadline_seconds:.0f}s")
+                if time.monotonic() > self.deadline:
+                    raise RunInterrupted(
+                        f"run deadline of {self.settings.run_deadline_seconds:.0f}s"
+                    )
         finally:
             # A run that stops early closes the connector's generator (and its requests) now,
             # not whenever the garbage collector gets to it.
             aclose = getattr(pages, "aclose", None)
             if aclose is not None:
                 await aclose()
-        sweep_due = settings.sweep_every_runs and state.runs_since_sweep + 1 >= (
-            settings.sweep_every_runs
-        )
-        swept = options.full or bool(sweep_due)
-        if swept:
-            await _sweep(conn, integration, connector, result, fields)
-    except RunInterrupted as exc:
-        result.outcome, result.reason = "interrupted", str(exc)
-    except Exception as exc:
-        if conn.is_closed() or isinstance(
-            exc, asyncpg.PostgresConnectionError | asyncpg.InterfaceError
-        ):
-            raise  # the database itself is gone: nothing can be recorded here; the caller logs it
-        # A tracker's, a config's or a connector's fault: record it, never crash.
-        await _record_failure(conn, integration, result, exc, started, settings, fields)
-    finally:
-        if connector is not None:
-            await _close_quietly(connector)
 
-    result.duration_s = time.monotonic() - started
-    if result.outcome in ("succeeded", "interrupted"):
-        # The days this run's changes touched, plus today/yesterday (agents' events). Metrics
-        # are derived: a failure here is logged and repaired by the next run or a rollup, and
-        # never turns a committed sync into a failed one.
-        try:
-            await metrics.recompute_touched(
-                conn, integration.team_id, result.touched, settings.metrics_tz
-            )
-        except asyncpg.PostgresError as exc:
-            if conn.is_closed() or isinstance(exc, asyncpg.PostgresConnectionError):
-                raise
-            log.warning("metrics_recompute_failed", **fields, error=f"{type(exc).__name__}: {exc}")
-    if result.outcome == "succeeded":
-        await store.mark_succeeded(conn, integration_id, result.duration_s, swept)
-        await _log_end(conn, integration, result, "sync_completed", fields)
-    elif result.outcome == "interrupted":
-        await _log_end(conn, integration, result, "sync_interrupted", fields)
-    telemetry.observe_run(result)
-    return result
+    async def finish(self) -> RunResult:
+        """Metrics for the days touched, the run's end row and state, telemetry."""
+        conn, integration, result = self.conn, self.integration, self.result
+        result.duration_s = time.monotonic() - self.started
+        if result.outcome in ("succeeded", "interrupted"):
+            # The days this run's changes touched, plus today/yesterday (agents' events).
+            # Metrics are derived: a failure here is logged and repaired by the next run or a
+            # rollup, and never turns a committed sync into a failed one.
+            try:
+                await metrics.recompute_touched(
+                    conn, integration.team_id, result.touched, self.settings.metrics_tz
+                )
+            except asyncpg.PostgresError as exc:
+                if conn.is_closed() or isinstance(exc, asyncpg.PostgresConnectionError):
+                    raise
+                log.warning(
+                    "metrics_recompute_failed", **self.fields, error=f"{type(exc).__name__}: {exc}"
+                )
+        if result.outcome == "succeeded":
+            await store.mark_succeeded(conn, integration.id, result.duration_s, self.swept)
+            await _log_end(conn, integration, result, "sync_completed", self.fields)
+        elif result.outcome == "interrupted":
+            await _log_end(conn, integration, result, "sync_interrupted", self.fields)
+        telemetry.observe_run(result)
+        return result
 
 
 async def _commit_page(
     conn: asyncpg.Connection,
-    integration: store.Integration,
+    integration: Integration,
     page: Page,
     cursor: dict[str, datetime],
     ceiling: datetime,
@@ -367,7 +370,7 @@ def _label(source: str, key: str | None, external_id: str) -> str:
 
 
 def _item_activities(
-    integration: store.Integration, written: store.PageResult, fields: Mapping[str, Any]
+    integration: Integration, written: store.PageResult, fields: Mapping[str, Any]
 ) -> list[store.Activity]:
     source = integration.type
     out = []
@@ -437,7 +440,7 @@ def _item_activities(
 
 async def _sweep(
     conn: asyncpg.Connection,
-    integration: store.Integration,
+    integration: Integration,
     connector: Connector,
     result: RunResult,
     fields: dict[str, Any],
@@ -478,7 +481,7 @@ async def _sweep(
 
 async def _record_failure(
     conn: asyncpg.Connection,
-    integration: store.Integration,
+    integration: Integration,
     result: RunResult,
     exc: BaseException,
     started: float,
@@ -528,7 +531,7 @@ async def _record_failure(
 
 async def _log_end(
     conn: asyncpg.Connection,
-    integration: store.Integration,
+    integration: Integration,
     result: RunResult,
     event: str,
     fields: dict[str, Any],
@@ -556,10 +559,3 @@ async def _log_end(
     )
     if event != "sync_failed":
         log.info(event, **{k: v for k, v in metadata.items()})
-
-
-async def _close_quietly(connector: Connector) -> None:
-    try:
-        await connector.aclose()
-    except Exception:
-        log.exception("connector_close_failed", source=connector.source)

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import uuid
+from typing import Protocol
 
 from prometheus_client import Counter, Gauge, Histogram
-
-if TYPE_CHECKING:
-    from worker.sync import RunResult
 
 RUNS = Counter("c9_sync_runs_total", "Sync runs by outcome", ["source", "outcome"])
 ITEMS = Counter("c9_sync_items_total", "Work items written, by action", ["source", "action"])
@@ -34,7 +32,29 @@ RUNNING = Gauge("c9_sync_running_runs", "Sync runs in progress in this process")
 SCHEDULED = Gauge("c9_sync_scheduled_integrations", "Active integrations with a scheduled job")
 
 
-def observe_run(result: RunResult) -> None:
+class RunFigures(Protocol):
+    """What a finished run reports (`worker.sync.RunResult`); a protocol so that this module,
+    which the sync run imports, imports nothing back."""
+
+    @property
+    def integration_id(self) -> uuid.UUID: ...
+    @property
+    def source(self) -> str: ...
+    @property
+    def outcome(self) -> str: ...
+    @property
+    def duration_s(self) -> float: ...
+    @property
+    def created(self) -> int: ...
+    @property
+    def updated(self) -> int: ...
+    @property
+    def unchanged(self) -> int: ...
+    @property
+    def removed(self) -> int: ...
+
+
+def observe_run(result: RunFigures) -> None:
     source = result.source or "unknown"
     RUNS.labels(source=source, outcome=result.outcome).inc()
     if result.outcome == "skipped":

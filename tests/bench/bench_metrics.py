@@ -28,6 +28,7 @@ import asyncpg
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from worker import db, metrics, migrate
+from worker.store import metrics as metrics_store
 
 DB_NAME = "c9_bench_metrics"
 YEAR_START = date(2025, 1, 1)
@@ -162,7 +163,7 @@ async def bench(url: str) -> None:
         await explain(
             conn,
             "one team, one day (what a sync run does)",
-            metrics._RECOMPUTE,
+            metrics_store.RECOMPUTE,
             team_id,
             [day],
             TZ,
@@ -172,7 +173,7 @@ async def bench(url: str) -> None:
         await explain(
             conn,
             "one team, a year (one chunk of a rollup)",
-            metrics._RECOMPUTE,
+            metrics_store.RECOMPUTE,
             team_id,
             year_days,
             TZ,

@@ -21,6 +21,7 @@ from tests.fake_connector import T0, Upstream, fake_connector_class
 from tests.helpers import make_agent, make_integration, make_team, make_work_item
 from worker import db, metrics, sync
 from worker.settings import Settings
+from worker.store import metrics as metrics_store
 
 Row = tuple[str, date, int, int, int, Decimal | None]
 
@@ -333,7 +334,7 @@ async def test_day_queries_use_the_rollup_indexes(conn: asyncpg.Connection) -> N
         plan = "\n".join(
             r[0]
             for r in await conn.fetch(
-                "EXPLAIN " + metrics._RECOMPUTE, team, [d("2025-01-07")], "Europe/Paris", False
+                "EXPLAIN " + metrics_store.RECOMPUTE, team, [d("2025-01-07")], "Europe/Paris", False
             )
         )
     assert "idx_work_items_team_completed" in plan, plan

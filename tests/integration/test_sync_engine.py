@@ -411,7 +411,7 @@ async def test_duplicate_ids_inside_one_page_keep_the_newest(
     pool, integration, settings, upstream
 ) -> None:
     from connectors.base import Page, WorkItem
-    from worker import store
+    from worker.store import sync as store
 
     older = WorkItem("X-1", "old", Status.QUEUED, T0)
     newer = WorkItem("X-1", "new", Status.QUEUED, T0 + timedelta(minutes=1))

@@ -5,7 +5,8 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime, timedelta
 
-from worker.store import Integration, SyncState
+from worker.store.integrations import Integration
+from worker.store.sync import SyncState
 from worker.sync import is_due
 
 NOW = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)

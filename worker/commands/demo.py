@@ -8,14 +8,16 @@ Run it again: the second run finds everything already in place and changes nothi
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
+import logging
 import os
 import uuid
 from collections.abc import Iterator
 from typing import Any
 
-import asyncpg
+from asyncpg import Pool
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from connectors.sandbox.azure_devops import AzureDevOpsSandbox
@@ -24,7 +26,10 @@ from connectors.sandbox.github import GitHubSandbox
 from connectors.sandbox.jira import JiraSandbox
 from connectors.sandbox.linear import LinearSandbox
 from worker import daemon, db, metrics, sync, views
+from worker.commands.common import Subparsers, add_with_sets, migration_sets
 from worker.settings import Settings
+from worker.store import dashboard
+from worker.store import integrations as store
 
 TEAM = "Demo Team"
 STATUSES = ("queued", "in_progress", "pr_ready", "blocked", "completed", "cancelled")
@@ -52,53 +57,37 @@ def sandboxes() -> Iterator[dict[str, dict[str, Any]]]:
         yield configs
 
 
-async def seed_team(conn: asyncpg.Connection) -> uuid.UUID:
-    """The seed's example rows: Demo Team and its two agents (idempotent)."""
-    team_id: uuid.UUID = await conn.fetchval(
-        "INSERT INTO teams (name, product, repo_path, status)"
-        " VALUES ($1, 'Demo Product', '/repos/demo', 'active')"
-        " ON CONFLICT (name) DO UPDATE SET status = 'active' RETURNING id",
-        TEAM,
-    )
-    await conn.execute(
-        "INSERT INTO agents (team_id, name, role, goal, status) VALUES"
-        " ($1, 'backend_agent', 'Backend Developer', 'Build robust APIs and backend services',"
-        "  'idle'),"
-        " ($1, 'frontend_agent', 'Frontend Developer', 'Create responsive user interfaces',"
-        "  'idle')"
-        " ON CONFLICT (team_id, name) DO NOTHING",
-        team_id,
-    )
-    return team_id
-
-
-async def point_integrations(
-    conn: asyncpg.Connection, team_id: uuid.UUID, configs: dict[str, dict[str, Any]]
-) -> list[uuid.UUID]:
-    ids = []
-    for source, config in configs.items():
-        ids.append(
-            await conn.fetchval(
-                "INSERT INTO integrations (team_id, type, name, config, sync_interval)"
-                " VALUES ($1, $2, $3, $4, 300)"
-                " ON CONFLICT (team_id, type) DO UPDATE"
-                " SET config = EXCLUDED.config, is_active = true RETURNING id",
-                team_id,
-                source,
-                f"Demo {source} sandbox",
-                config,
+async def seed(pool: Pool, configs: dict[str, dict[str, Any]]) -> tuple[uuid.UUID, list[uuid.UUID]]:
+    """The seed's example rows (Demo Team and its two agents) and one integration per sandbox,
+    pointed at this run's sandboxes (idempotent: a second demo re-points the same rows)."""
+    async with pool.acquire() as conn, conn.transaction():
+        team_id = await store.insert_team(
+            conn, TEAM, product="Demo Product", repo_path="/repos/demo", status="active",
+            reactivate=True,
+        )  # fmt: skip
+        await store.seed_demo_agents(conn, team_id)
+        ids = []
+        for source, config in configs.items():
+            written = await store.insert_integration(
+                conn,
+                integration_id=uuid.uuid4(),
+                team_id=team_id,
+                type_=source,
+                name=f"Demo {source} sandbox",
+                config=config,
+                active=True,
+                interval=300,
+                replace=True,
             )
-        )
-    return ids
+            assert written is not None  # replace=True always returns the row's id
+            ids.append(written)
+    return team_id, ids
 
 
 async def sync_with_progress(
-    pool: asyncpg.Pool, ids: list[uuid.UUID], settings: Settings
+    pool: Pool, ids: list[uuid.UUID], settings: Settings
 ) -> list[sync.RunResult]:
-    names = {
-        r["id"]: r["type"]
-        for r in await pool.fetch("SELECT id, type FROM integrations WHERE id = ANY($1)", ids)
-    }
+    names = {i.id: i.type for i in await store.list_integrations(pool) if i.id in ids}
     with Progress(
         SpinnerColumn(),
         TextColumn("{task.description}"),
@@ -140,13 +129,9 @@ async def sync_with_progress(
         return list(await asyncio.gather(*(one(i) for i in ids)))
 
 
-async def print_summary(pool: asyncpg.Pool, team_id: uuid.UUID, tz: str) -> None:
+async def print_summary(pool: Pool, team_id: uuid.UUID, tz: str) -> None:
     counts: dict[str, dict[str, int]] = {}
-    for r in await pool.fetch(
-        "SELECT source, status, count(*) AS n FROM work_items WHERE team_id = $1"
-        " GROUP BY source, status",
-        team_id,
-    ):
+    for r in await dashboard.status_counts(pool, team_id):
         counts.setdefault(r["source"], {})[r["status"]] = r["n"]
     rows = [
         [source, *(by.get(s, 0) for s in STATUSES), sum(by.values())]
@@ -163,11 +148,7 @@ async def print_summary(pool: asyncpg.Pool, team_id: uuid.UUID, tz: str) -> None
         f"{TEAM}: work items by source and status", ("source", *STATUSES, "total"), rows
     )
 
-    queue = await pool.fetch(
-        "SELECT q.source, w.external_key, q.title, q.status, q.priority FROM v_team_work_queue q"
-        " JOIN work_items w ON w.id = q.id WHERE q.team_id = $1 LIMIT 10",
-        team_id,
-    )
+    queue = await dashboard.work_queue(pool, team_id, 10)
     views.print_table(
         "work queue (v_team_work_queue, top 10)",
         ("source", "key", "title", "status", "priority"),
@@ -179,12 +160,7 @@ async def print_summary(pool: asyncpg.Pool, team_id: uuid.UUID, tz: str) -> None
 
     async with pool.acquire() as conn:
         today = await metrics.local_today(conn, tz)
-    days = await pool.fetch(
-        "SELECT metric_date, stories_completed, commits_count, avg_completion_time_hours"
-        " FROM metrics WHERE team_id = $1 AND metric_date > $2::date - 7 ORDER BY metric_date",
-        team_id,
-        today,
-    )
+    days = await dashboard.recent_metrics(pool, team_id, today, 7)
     if days:
         views.print_table(
             f"metrics, last 7 days ({tz})",
@@ -199,29 +175,23 @@ async def print_summary(pool: asyncpg.Pool, team_id: uuid.UUID, tz: str) -> None
                 for d in days
             ],
         )
-    activity = await pool.fetch(
-        "SELECT event_type, count(*) AS n FROM activity_logs WHERE team_id = $1"
-        " GROUP BY event_type ORDER BY event_type",
-        team_id,
-    )
+    activity = await dashboard.activity_counts(pool, team_id)
     views.print_table(
         "activity_logs", ("event type", "rows"), [(a["event_type"], a["n"]) for a in activity]
     )
 
 
 async def run(settings: Settings, url: str, sets: tuple[str, ...]) -> int:
+    """The whole demo; exit 1 when a sync failed."""
     await daemon.ensure_schema(url, settings, sets)
     pool = await db.create_pool(url, max_size=8)
     try:
-        async with pool.acquire() as conn:
-            team_id = await seed_team(conn)
         with sandboxes() as configs:
-            async with pool.acquire() as conn:
-                ids = await point_integrations(conn, team_id, configs)
+            team_id, ids = await seed(pool, configs)
             results = await sync_with_progress(pool, ids, settings)
             # The sandboxes stop with the demo: pause their rows so a later `c9-sync run` does
             # not keep failing against trackers that are gone.
-            await pool.execute("UPDATE integrations SET is_active = false WHERE id = ANY($1)", ids)
+            await store.set_active(pool, ids, False)
         for result in results:
             views.say(result.summary())
         await print_summary(pool, team_id, settings.metrics_tz)
@@ -235,3 +205,19 @@ async def run(settings: Settings, url: str, sets: tuple[str, ...]) -> int:
         "own rows to `integrations` and start `c9-sync run`."
     )
     return 1 if failed else 0
+
+
+async def cmd_demo(args: argparse.Namespace, settings: Settings, url: str) -> int:
+    if "C9_SYNC_LOG_LEVEL" not in os.environ:
+        logging.getLogger().setLevel(logging.WARNING)  # the demo's own output tells the story
+    return await run(settings, url, migration_sets(args, settings))
+
+
+def register(sub: Subparsers) -> None:
+    p = sub.add_parser(
+        "demo",
+        help="sync four sandbox trackers into the database and show the "
+        "result (no accounts needed)",
+    )
+    add_with_sets(p)
+    p.set_defaults(func=cmd_demo)

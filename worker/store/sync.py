@@ -1,4 +1,4 @@
-"""Every SQL statement the worker runs, each behind one typed function. Knows no tracker.
+"""The writes of one sync run: the page upsert, its activity rows, the cursor and the run state.
 
 A page is written in one statement (`unnest` of parallel arrays, then INSERT … ON CONFLICT … DO
 UPDATE … WHERE … IS DISTINCT FROM …), its activity rows in a second, and the cursor in a third,
@@ -19,25 +19,10 @@ import asyncpg
 from connectors.base import WorkItem
 from worker import sanitize
 
+
 # ---------------------------------------------------------------------------------------------
-# Integrations and their sync state
+# Run state: cursor, last start, success, failure and backoff
 # ---------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Integration:
-    id: uuid.UUID
-    team_id: uuid.UUID
-    team_name: str
-    type: str
-    name: str | None
-    config: Any  # raw JSON as stored; validated by the connector's model
-    is_active: bool
-    sync_interval: int
-    last_sync: datetime | None
-    updated_at: datetime
-
-
 @dataclass(frozen=True, slots=True)
 class SyncState:
     cursor: dict[str, str]
@@ -47,68 +32,6 @@ class SyncState:
     consecutive_failures: int
     next_attempt_at: datetime | None
     runs_since_sweep: int
-
-
-_INTEGRATION_COLUMNS = """
-    i.id, i.team_id, t.name AS team_name, i.type, i.name, i.config, i.is_active,
-    i.sync_interval, i.last_sync, i.updated_at
-"""
-
-
-def _integration(row: asyncpg.Record) -> Integration:
-    return Integration(**dict(row))
-
-
-async def get_integration(
-    conn: asyncpg.Connection, integration_id: uuid.UUID
-) -> Integration | None:
-    row = await conn.fetchrow(
-        f"SELECT {_INTEGRATION_COLUMNS} FROM integrations i JOIN teams t ON t.id = i.team_id"
-        " WHERE i.id = $1",
-        integration_id,
-    )
-    return _integration(row) if row else None
-
-
-async def list_integrations(
-    conn: asyncpg.Connection | asyncpg.Pool,
-    *,
-    active_only: bool = True,
-    integration_id: uuid.UUID | None = None,
-    team_name: str | None = None,
-) -> list[Integration]:
-    rows = await conn.fetch(
-        f"SELECT {_INTEGRATION_COLUMNS} FROM integrations i JOIN teams t ON t.id = i.team_id"
-        " WHERE ($1::bool IS FALSE OR i.is_active)"
-        "   AND ($2::uuid IS NULL OR i.id = $2)"
-        "   AND ($3::text IS NULL OR t.name = $3)"
-        " ORDER BY t.name, i.type",
-        active_only,
-        integration_id,
-        team_name,
-    )
-    return [_integration(r) for r in rows]
-
-
-@dataclass(frozen=True, slots=True)
-class ScheduleRow:
-    """What the scheduler needs to know about one active integration."""
-
-    id: uuid.UUID
-    sync_interval: int
-    config_digest: str
-    last_success_at: datetime | None
-    next_attempt_at: datetime | None
-
-
-async def schedule_rows(conn: asyncpg.Connection | asyncpg.Pool) -> list[ScheduleRow]:
-    rows = await conn.fetch(
-        "SELECT i.id, i.sync_interval, md5(i.config::text) AS config_digest,"
-        "       COALESCE(s.last_success_at, i.last_sync) AS last_success_at, s.next_attempt_at"
-        " FROM integrations i LEFT JOIN integration_sync_state s ON s.integration_id = i.id"
-        " WHERE i.is_active"
-    )
-    return [ScheduleRow(**dict(r)) for r in rows]
 
 
 async def get_state(conn: asyncpg.Connection, integration_id: uuid.UUID) -> SyncState:
@@ -194,34 +117,6 @@ async def mark_failed(
         duration_s,
     )
     return failures
-
-
-#: The channel of `integrations`' NOTIFY trigger (schema/0003) and of `sync-now` requests.
-NOTIFY_CHANNEL = "c9_sync_integrations"
-
-# ---------------------------------------------------------------------------------------------
-# Locks: one run of one integration at a time, across replicas
-# ---------------------------------------------------------------------------------------------
-INTEGRATION_LOCK_NAMESPACE = 0x6339  # "c9": first key of the two-key advisory lock
-
-
-async def try_lock_integration(conn: asyncpg.Connection, integration_id: uuid.UUID) -> bool:
-    """Session-level lock held on `conn` for the run; it dies with the connection, so a dead
-    replica's lock is released by PostgreSQL."""
-    locked: bool = await conn.fetchval(
-        "SELECT pg_try_advisory_lock($1, hashtext($2::uuid::text))",
-        INTEGRATION_LOCK_NAMESPACE,
-        integration_id,
-    )
-    return locked
-
-
-async def unlock_integration(conn: asyncpg.Connection, integration_id: uuid.UUID) -> None:
-    await conn.execute(
-        "SELECT pg_advisory_unlock($1, hashtext($2::uuid::text))",
-        INTEGRATION_LOCK_NAMESPACE,
-        integration_id,
-    )
 
 
 # ---------------------------------------------------------------------------------------------

@@ -1,0 +1,92 @@
+"""`c9-sync status`: the health of every integration (exit 1 when one is failing or stalled)."""
+
+from __future__ import annotations
+
+import argparse
+from datetime import UTC, datetime
+
+from worker import health, migrate, views
+from worker.commands.common import Subparsers, positive
+from worker.errors import EXIT_FAILED, EXIT_OK
+from worker.settings import Settings
+
+
+async def cmd_status(args: argparse.Namespace, settings: Settings, url: str) -> int:
+    conn = await migrate.connect_current(url)
+    try:
+        rows = await health.overview(
+            conn,
+            stalled_factor=args.stalled_factor,
+            stalled_min_s=args.stalled_min_seconds,
+            no_history_limit_s=settings.run_deadline_seconds,
+        )
+    finally:
+        await conn.close()
+    unhealthy = [r for r in rows if r.unhealthy]
+    if args.json:
+        views.print_json([health.health_json(r) for r in rows])
+        return EXIT_FAILED if unhealthy else EXIT_OK
+    if not rows:
+        views.say("no integrations: add one with `c9-sync integrations add`")
+        return EXIT_OK
+    now = datetime.now(UTC)
+    table_rows = []
+    for r in rows:
+        if r.running_for_s is not None:
+            running = f"{health.span(r.running_for_s)}"
+            if r.usual_duration_s:
+                running += f" (usually {health.span(r.usual_duration_s)})"
+        else:
+            running = ""
+        error = ""
+        if r.last_result.startswith("failed"):
+            error = f"{r.last_error_class}: {(r.last_error or '')[:160]}"
+        if r.next_run_at is None:
+            next_run = ""
+        elif r.next_run_at <= now:
+            next_run = "due"
+        else:
+            next_run = health.ago(r.next_run_at, now)
+        table_rows.append(
+            (
+                f"{r.team}/{r.type}",
+                r.state.upper() if r.unhealthy else r.state,
+                health.ago(r.last_success_at, now) or "never",
+                error,
+                r.consecutive_failures,
+                next_run,
+                running,
+            )
+        )
+    views.print_table(
+        "status",
+        ("integration", "health", "last success", "last error", "failures", "next run", "running"),
+        table_rows,
+    )
+    active = sum(1 for r in rows if r.active)
+    failing = sum(1 for r in unhealthy if r.state == "failing")
+    stalled = sum(1 for r in unhealthy if r.state == "stalled")
+    views.say(f"{active} active, {failing} failing, {stalled} stalled")
+    return EXIT_FAILED if unhealthy else EXIT_OK
+
+
+def register(sub: Subparsers) -> None:
+    p = sub.add_parser(
+        "status", help="health of every integration: last result, next run, stalled runs"
+    )
+    p.add_argument(
+        "--stalled-factor",
+        type=positive,
+        default=5.0,
+        metavar="N",
+        help="a run is stalled after N times its last duration (default 5)",
+    )
+    p.add_argument(
+        "--stalled-min-seconds",
+        type=positive,
+        default=60.0,
+        metavar="SECONDS",
+        help="…and never before this many seconds (default 60)",
+    )
+    p.add_argument("--json", action="store_true", help="JSON instead of a table")
+    p.set_defaults(func=cmd_status)

@@ -1,0 +1,61 @@
+"""`c9-sync sync`: one pass over the active integrations (burst mode), then exit."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+
+from worker import daemon, db, sync, views
+from worker.commands.common import Subparsers, add_with_sets, integration_id, migration_sets
+from worker.errors import EXIT_FAILED, EXIT_OK, UsageError
+from worker.settings import Settings
+from worker.store import integrations as store
+
+
+async def cmd_sync(args: argparse.Namespace, settings: Settings, url: str) -> int:
+    await daemon.ensure_schema(url, settings, migration_sets(args, settings))
+    pool = await db.create_pool(url, max_size=settings.max_concurrency + 2)
+    try:
+        chosen = await store.list_integrations(
+            pool, integration_id=args.integration, team_name=args.team
+        )
+        if not chosen:
+            if args.integration or args.team:
+                raise UsageError("no active integration matches --integration/--team")
+            views.say("no active integrations: insert a row into `integrations` first")
+            return EXIT_OK
+        stop = asyncio.Event()
+        daemon.install_stop_signals(stop)
+        limit = asyncio.Semaphore(settings.max_concurrency)
+        options = sync.RunOptions(force=args.force, full=args.full, stop=stop)
+        environ = dict(os.environ)
+
+        async def one(integration: store.Integration) -> sync.RunResult:
+            async with limit:
+                return await sync.run_integration(
+                    pool, integration.id, settings, environ=environ, options=options
+                )
+
+        results = await asyncio.gather(*(one(i) for i in chosen))
+    finally:
+        await pool.close()
+    for result in results:
+        views.say(result.summary())
+    return EXIT_FAILED if any(r.outcome == "failed" for r in results) else EXIT_OK
+
+
+def register(sub: Subparsers) -> None:
+    p = sub.add_parser(
+        "sync", help="one pass over active integrations, then exit (1 if any failed)"
+    )
+    p.add_argument("--integration", type=integration_id, metavar="ID", help="only this integration")
+    p.add_argument("--team", metavar="NAME", help="only this team's integrations")
+    p.add_argument(
+        "--full",
+        action="store_true",
+        help="ignore cursors: re-read everything and mark items deleted upstream",
+    )
+    p.add_argument("--force", action="store_true", help="run even if synced within its interval")
+    add_with_sets(p)
+    p.set_defaults(func=cmd_sync)
