@@ -3,6 +3,7 @@ blocking-SDK guard and structured log fields."""
 
 from __future__ import annotations
 
+import ast
 import io
 import json
 import logging
@@ -19,7 +20,8 @@ import requests
 import urllib3
 from pydantic import SecretStr
 
-from connectors.base import ConnectorContext, FatalError, RetriableError
+from connectors import github, jira, linear
+from connectors.base import ConnectorContext, ConnectorError, FatalError, RetriableError
 from connectors.http import (
     call_sdk,
     header,
@@ -97,6 +99,19 @@ def test_header_and_http_date_helpers() -> None:
     assert header(None, "link") is None
     assert parse_http_date("Thu, 01 May 2025 12:00:05 GMT") == T + timedelta(seconds=5)
     assert parse_http_date("not a date") is None and parse_http_date(None) is None
+
+
+def test_every_tracker_reads_retry_after_through_the_kit() -> None:
+    """The tracker-specific waits keep their reset headers but take Retry-After (both forms, any
+    case) from `retry_after`."""
+    date = http_date(T + timedelta(seconds=20))
+    assert github.rate_limit_wait(429, {"Retry-After": date}, "", NOW) == 20.0
+    assert github.rate_limit_wait(403, {"retry-after": "soon"}, "", NOW) == 60.0  # still a limit
+    assert linear.rate_limit_wait({"retry-after": date}, NOW) == 20.0
+    assert jira.retry_after_seconds({"retry-after": date}, T) == 20.0
+    # Unreadable Retry-After: Jira falls back to its own reset header.
+    reset = {"Retry-After": "soon", "X-RateLimit-Reset": "2025-05-01T12:00:09Z"}
+    assert jira.retry_after_seconds(reset, T) == 9.0
 
 
 # ---------------------------------------------------------------------------------------------
@@ -283,3 +298,36 @@ def test_log_event_fields_land_in_the_json_line() -> None:
     assert first["event"] == "linear.order_unexpected" and first["level"] == "warning"
     assert first["team"] == "ENG" and first["pages"] == 3
     assert second["event"] == "plain_event" and second["level"] == "info"
+
+
+LOG_METHODS = {"debug", "info", "warning", "error", "exception", "critical", "log"}
+
+
+def test_connectors_log_only_through_log_event_and_never_import_worker() -> None:
+    """`extra=` outside log_event loses its fields in the worker's formatter; and the worker sits
+    above the connectors (DESIGN: nothing imports upwards)."""
+    root = Path(__file__).resolve().parents[2] / "connectors"
+    for path in root.rglob("*.py"):
+        tree = ast.parse(path.read_text(), str(path))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                names = [node.module or ""]
+            else:
+                names = []
+            assert not any(n == "worker" or n.startswith("worker.") for n in names), path
+            if (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Attribute)
+                and node.func.attr in LOG_METHODS
+                and path.name != "http.py"
+            ):
+                assert not any(k.arg == "extra" for k in node.keywords), (path, node.lineno)
+
+
+def test_linear_keeps_its_stricter_time_rule_on_top_of_the_kit() -> None:
+    assert linear.parse_time("2025-05-01T12:00:00.000Z") == T
+    assert linear.parse_time(None) is None
+    with pytest.raises(ConnectorError):
+        linear.parse_time("2025-13-01T00:00:00Z")
