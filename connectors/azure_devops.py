@@ -27,7 +27,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from email.utils import parsedate_to_datetime
+from functools import partial
 from html.parser import HTMLParser
 from typing import Any, ClassVar, TypeVar
 from urllib.parse import quote, urlsplit
@@ -52,7 +52,7 @@ from connectors.base import (
     status_name_suggests,
     utc,
 )
-from connectors.retry import in_thread_with_retries
+from connectors.http import call_sdk, parse_time, retry_after
 
 T = TypeVar("T")
 
@@ -279,24 +279,6 @@ def split_window(start: Position, upto: Position) -> Position:
     return Position(upto.changed, middle)
 
 
-def parse_time(value: Any) -> datetime | None:
-    """An ADO date field (ISO 8601, "Z", 0-7 fractional digits) as aware UTC."""
-    if isinstance(value, datetime):
-        return utc(value)
-    if not isinstance(value, str) or not value:
-        return None
-    text = value.strip()
-    if text.endswith(("Z", "z")):
-        text = text[:-1] + "+00:00"
-    match = re.match(r"^(.*T\d\d:\d\d:\d\d)\.(\d+)(.*)$", text)
-    if match:  # Python wants 3 or 6 fractional digits before 3.11; keep it tolerant of 7
-        text = f"{match[1]}.{match[2][:6].ljust(6, '0')}{match[3]}"
-    try:
-        return utc(datetime.fromisoformat(text))
-    except ValueError:
-        return None
-
-
 _BLOCK_TAGS = frozenset(
     "address article aside blockquote dd div dl dt fieldset figcaption figure footer form h1 h2 h3 "
     "h4 h5 h6 header hr li main nav ol p pre section table tbody thead tfoot tr ul".split()
@@ -442,24 +424,6 @@ def map_work_item(
         completed_at=completed,
         raw=dict(raw),
     )
-
-
-def retry_after_seconds(headers: Mapping[str, str] | None) -> float | None:
-    """`Retry-After` as seconds (a number or an HTTP date); None when absent or unreadable."""
-    if not headers:
-        return None
-    value = next((v for k, v in headers.items() if k.lower() == "retry-after"), None)
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, (utc(when) - datetime.now(UTC)).total_seconds())
 
 
 # ---------------------------------------------------------------------------------------------
@@ -629,19 +593,17 @@ class AzureDevOpsConnector:
                 self._client = client
             return self._client
 
-    def _blocking(self, what: str, call: Callable[[Any], T]) -> tuple[T, float | None]:
+    def _blocking(self, call: Callable[[Any], T]) -> tuple[T, float | None]:
         """Run one SDK call (in a worker thread): its result and any Retry-After the successful
-        response carried; SDK exceptions become ours."""
+        response carried."""
         _LAST.status, _LAST.headers = None, {}
-        try:
-            result = call(self._wit())
-        except Exception as exc:
-            raise self._translate(exc, what) from None
-        return result, retry_after_seconds(_LAST.headers)
+        result = call(self._wit())
+        return result, retry_after(_LAST.headers)
 
     async def _call(self, what: str, call: Callable[[Any], T]) -> T:
-        result, pause = await in_thread_with_retries(
-            self.ctx, what, lambda: self._blocking(what, call)
+        """One SDK call through the shared guard; `_translate` classifies its exceptions."""
+        result, pause = await call_sdk(
+            self.ctx, what, partial(self._blocking, call), partial(self._translate, what=what)
         )
         if pause:
             await self._pause(what, pause)
@@ -657,8 +619,9 @@ class AzureDevOpsConnector:
             self.ctx.on_wait(what, seconds)
             await asyncio.sleep(seconds)
 
-    def _translate(self, exc: Exception, what: str) -> BaseException:
-        """An SDK exception as RetriableError / FatalError (or an internal signal)."""
+    def _translate(self, exc: Exception, what: str) -> Exception | None:
+        """An SDK exception as RetriableError / FatalError (or an internal signal); None when it
+        is none of those (the guard then lets it propagate: a bug, not a transient failure)."""
         from azure.devops.exceptions import AzureDevOpsAuthenticationError
         from msrest.exceptions import ClientRequestError, DeserializationError
 
@@ -674,12 +637,12 @@ class AzureDevOpsConnector:
             )
         if status == 429 or "TF400733" in message:
             return RetriableError(
-                f"Azure DevOps rate limit (429) on {what}", retry_after=retry_after_seconds(headers)
+                f"Azure DevOps rate limit (429) on {what}", retry_after=retry_after(headers)
             )
         if status is not None and status >= 500:
             return RetriableError(
                 f"Azure DevOps server error ({status}) on {what}",
-                retry_after=retry_after_seconds(headers),
+                retry_after=retry_after(headers),
             )
         if "VS402337" in message:
             return _CapExceeded(message)
@@ -715,7 +678,7 @@ class AzureDevOpsConnector:
             return RetriableError(
                 f"could not reach Azure DevOps for the {what} ({type(exc).__name__})"
             )
-        return RetriableError(f"the Azure DevOps SDK failed on the {what} ({type(exc).__name__})")
+        return None
 
     # -- SDK calls ----------------------------------------------------------------------------
     async def _wiql(self, query: str, top: int) -> tuple[list[int], datetime]:

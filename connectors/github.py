@@ -62,7 +62,7 @@ from connectors.base import (
     status_name_suggests,
     utc,
 )
-from connectors.retry import in_thread_with_retries
+from connectors.http import call_sdk, header, parse_time, retry_after
 
 T = TypeVar("T")
 
@@ -134,16 +134,6 @@ def label_names(raw: Mapping[str, Any]) -> list[str]:
         if isinstance(name, str):
             names.append(name)
     return names
-
-
-def parse_time(value: Any) -> datetime | None:
-    """GitHub's `2025-05-01T12:34:56Z` as an aware UTC datetime."""
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        return utc(datetime.fromisoformat(value.replace("Z", "+00:00")))
-    except ValueError:
-        return None
 
 
 def _merged_at(raw: Mapping[str, Any]) -> datetime | None:
@@ -269,13 +259,6 @@ class RepositoryNotFound(FatalError):
         self.repo = repo
 
 
-def _header(headers: Mapping[str, Any] | None, name: str) -> str | None:
-    for key, value in (headers or {}).items():
-        if key.lower() == name:
-            return str(value)
-    return None
-
-
 def _message(data: Any) -> str:
     message = data.get("message") if isinstance(data, Mapping) else data
     return str(message or "")[:300]
@@ -291,14 +274,12 @@ def rate_limit_wait(
     """
     if status not in (403, 429):
         return None
-    retry_after = _header(headers, "retry-after")
-    if retry_after is not None:
-        try:
-            return max(0.0, float(retry_after))
-        except ValueError:
-            return SECONDARY_LIMIT_WAIT
-    reset = _header(headers, "x-ratelimit-reset")
-    if _header(headers, "x-ratelimit-remaining") == "0" and reset and reset.isdigit():
+    if header(headers, "retry-after") is not None:
+        wait = retry_after(headers, now)
+        # Present but unreadable: still a rate limit; wait as for a secondary one.
+        return SECONDARY_LIMIT_WAIT if wait is None else wait
+    reset = header(headers, "x-ratelimit-reset")
+    if header(headers, "x-ratelimit-remaining") == "0" and reset and reset.isdigit():
         return max(0.0, int(reset) - now) + 1.0
     lowered = message.casefold()
     if status == 429 or "rate limit" in lowered or "wait a few minutes" in lowered:
@@ -366,7 +347,7 @@ _LINK = re.compile(r'<([^>]+)>\s*;\s*rel="([^"]+)"')
 
 def next_link(headers: Mapping[str, Any] | None) -> str | None:
     """The `rel="next"` URL of GitHub's `Link` header (it carries every query parameter)."""
-    for url, rel in _LINK.findall(_header(headers, "link") or ""):
+    for url, rel in _LINK.findall(header(headers, "link") or ""):
         if rel == "next":
             return str(url)
     return None
@@ -420,21 +401,9 @@ class GitHubConnector:
         return f"GitHubConnector(repos={self.config.repos!r}, base_url={self.config.base_url!r})"
 
     async def _call(self, what: str, repo: str | None, call: Callable[[], T]) -> T:
-        """Run a blocking SDK call in a thread with retries; SDK errors become ours."""
-
-        def guarded() -> T:
-            try:
-                return call()
-            except ConnectorError:
-                raise
-            except Exception as exc:
-                error = error_for(exc, repo=repo, timeout=self.config.timeout)
-                if error is None:
-                    raise
-                # from None: the SDK's exception may carry request details.
-                raise error from None
-
-        return await in_thread_with_retries(self.ctx, what, guarded)
+        """Run a blocking SDK call through the shared guard; SDK errors become ours."""
+        classify = partial(error_for, repo=repo, timeout=self.config.timeout)
+        return await call_sdk(self.ctx, what, call, classify)
 
     async def check(self) -> None:
         """Each configured repository answers `GET /repos/{o}/{r}`; names every one that doesn't."""

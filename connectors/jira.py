@@ -19,7 +19,7 @@ import re
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from email.utils import parsedate_to_datetime
+from functools import partial
 from typing import Any, ClassVar, Literal, TypeVar
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -48,7 +48,7 @@ from connectors.base import (
     status_name_suggests,
     utc,
 )
-from connectors.retry import in_thread_with_retries
+from connectors.http import call_sdk, header, log_event, parse_time, retry_after
 
 log = logging.getLogger(__name__)
 
@@ -282,13 +282,6 @@ def user_time_zone(name: object) -> ZoneInfo | None:
 # ---------------------------------------------------------------------------------------------
 # Mapping (pure)
 # ---------------------------------------------------------------------------------------------
-def parse_jira_time(value: object) -> datetime | None:
-    """Jira's `2025-05-01T12:34:56.789+0000` (any offset) as aware UTC; None when absent."""
-    if not isinstance(value, str) or not value:
-        return None
-    return utc(datetime.fromisoformat(value.replace("Z", "+00:00")))
-
-
 def jira_status(
     name: str | None,
     category: str | None,
@@ -484,13 +477,13 @@ def map_issue(
         flagged=flagged,
         overrides=overrides,
     )
-    updated = parse_jira_time(f.get("updated"))
+    updated = parse_time(f.get("updated"))
     if updated is None:
         raise ValueError("no updated time")
     completed = None
     if mapped is Status.COMPLETED:
         # Team-managed workflows may finish without a resolution: fall back to the category change.
-        completed = parse_jira_time(f.get("resolutiondate")) or parse_jira_time(
+        completed = parse_time(f.get("resolutiondate")) or parse_time(
             f.get("statuscategorychangedate")
         )
     return WorkItem(
@@ -517,26 +510,15 @@ def map_issue(
 # Errors
 # ---------------------------------------------------------------------------------------------
 def retry_after_seconds(headers: Mapping[str, str], now: datetime | None = None) -> float | None:
-    """Seconds to wait from `Retry-After` (seconds or HTTP date) or `X-RateLimit-Reset` (ISO)."""
-    now = now or datetime.now(UTC)
-    value = headers.get("Retry-After")
-    if value:
-        try:
-            return max(0.0, float(value))
-        except ValueError:
-            try:
-                return max(0.0, (utc(parsedate_to_datetime(value)) - now).total_seconds())
-            except (TypeError, ValueError):
-                pass
-    reset = headers.get("X-RateLimit-Reset")
-    if reset:
-        try:
-            return max(
-                0.0,
-                (utc(datetime.fromisoformat(reset.replace("Z", "+00:00"))) - now).total_seconds(),
-            )
-        except ValueError:
-            pass
+    """Seconds to wait from `Retry-After` (seconds or HTTP date), else from Jira's
+    `X-RateLimit-Reset` (an ISO time); None when neither is readable."""
+    now = utc(now) if now is not None else datetime.now(UTC)
+    wait = retry_after(headers, now.timestamp())
+    if wait is not None:
+        return wait
+    reset = parse_time(header(headers, "X-RateLimit-Reset"))
+    if reset is not None:
+        return max(0.0, (reset - now).total_seconds())
     return None
 
 
@@ -699,14 +681,11 @@ class JiraConnector:
         tz_name = me.get("timeZone") if isinstance(me, Mapping) else None
         tz = user_time_zone(tz_name)
         if tz is None:
-            log.warning("jira_unknown_time_zone", extra={"fields": {"time_zone": str(tz_name)}})
+            log_event(log, "jira_unknown_time_zone", logging.WARNING, time_zone=str(tz_name))
         fields = await self._field_ids(client)
-        try:
-            server_time = parse_jira_time(info.get("serverTime"))
-        except ValueError:
-            server_time = None
+        server_time = parse_time(info.get("serverTime"))
         if server_time is None:
-            log.warning("jira_no_server_time", extra={"fields": {"server_time": "unreadable"}})
+            log_event(log, "jira_no_server_time", logging.WARNING, server_time="unreadable")
         return _Run(client, server_time, tz, fields)
 
     async def _connect(self) -> tuple[_Jira, Mapping[str, Any]]:
@@ -809,18 +788,8 @@ class JiraConnector:
         return body
 
     async def _call(self, what: str, call: Callable[[], T]) -> T:
-        """A blocking SDK call in a thread, its exceptions converted, retried when transient."""
-
-        def guarded() -> T:
-            try:
-                return call()
-            except Exception as exc:
-                converted = convert_error(exc, what)
-                if converted is None:
-                    raise
-                raise converted from None  # SDK exception texts can carry request headers
-
-        return await in_thread_with_retries(self._ctx, what, guarded)
+        """A blocking SDK call through the shared guard, its exceptions converted."""
+        return await call_sdk(self._ctx, what, call, partial(convert_error, what=what))
 
     # -- mapping ------------------------------------------------------------------------------
     def _map(self, raw: Mapping[str, Any], fields: FieldIds) -> WorkItem:

@@ -49,12 +49,12 @@ import logging
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from datetime import datetime, timedelta
-from email.utils import parsedate_to_datetime
 from typing import Any, ClassVar, Literal
 
 import httpx
 from pydantic import Field, field_validator
 
+from connectors import http
 from connectors.base import (
     PRIORITY_HIGH,
     PRIORITY_HIGHEST,
@@ -191,13 +191,16 @@ _OPEN = (Status.QUEUED, Status.IN_PROGRESS, Status.PR_READY)
 
 
 def parse_time(value: Any) -> datetime | None:
-    """Linear's ISO 8601 UTC timestamp (`2025-05-01T12:34:56.789Z`) as an aware datetime."""
+    """Linear's ISO 8601 UTC timestamp (`2025-05-01T12:34:56.789Z`) as an aware datetime; None
+    when absent. Stricter than `connectors.http.parse_time`, which it calls: Linear's schema types
+    these fields as DateTime, so other text means the answer is not what the schema promises and
+    is refused rather than read as "no time"."""
     if not value:
         return None
-    try:
-        return utc(datetime.fromisoformat(str(value)))
-    except ValueError:
-        raise ConnectorError(f"Linear sent a timestamp that is not ISO 8601: {value!r}") from None
+    parsed = http.parse_time(value)
+    if parsed is None:
+        raise ConnectorError(f"Linear sent a timestamp that is not ISO 8601: {value!r}")
+    return parsed
 
 
 def format_time(value: datetime) -> str:
@@ -324,13 +327,8 @@ def rate_limit_wait(headers: Mapping[str, str], now: float) -> float | None:
     resets = exhausted or [reset for _, reset in buckets]
     if resets:
         return min(MAX_RESET_WAIT, max(0.0, max(resets) - now))
-    retry_after = headers.get("Retry-After")
-    if retry_after is not None:
-        try:
-            return min(MAX_RESET_WAIT, max(0.0, float(retry_after)))
-        except ValueError:
-            return None
-    return None
+    wait = http.retry_after(headers, now)
+    return None if wait is None else min(MAX_RESET_WAIT, wait)
 
 
 def messages_of(errors: Sequence[Mapping[str, Any]], limit: int = 300) -> str:
@@ -360,10 +358,10 @@ def classify_response(
         wait = rate_limit_wait(headers, now)
         raise RetriableError(f"Linear rate limit reached ({what})", retry_after=wait)
     if status >= 500:
-        retry_after = headers.get("Retry-After")
+        wait = http.retry_after(headers, now)
         raise RetriableError(
             f"Linear answered HTTP {status} ({what}){': ' + said if said else ''}",
-            retry_after=rate_limit_wait({"Retry-After": retry_after}, now) if retry_after else None,
+            retry_after=None if wait is None else min(MAX_RESET_WAIT, wait),
         )
     if status == 401 or _has(kinds, "AUTHENTICATION_ERROR", "authentication error"):
         raise FatalError(
@@ -514,9 +512,12 @@ class LinearConnector:
             if items:
                 if in_order and not _ascending_after(items, high):
                     in_order = False
-                    log.warning(
+                    http.log_event(
+                        log,
                         "linear.order_unexpected",
-                        extra={"team": key, "detail": "checkpoints held until the walk ends"},
+                        logging.WARNING,
+                        team=key,
+                        detail="checkpoints held until the walk ends",
                     )
                 newest = max(i.updated_at for i in items)
                 high = newest if high is None else max(high, newest)
@@ -574,7 +575,7 @@ class LinearConnector:
             raise RetriableError(
                 f"cannot reach Linear at {self._config.api_url} ({type(exc).__name__}, {what})"
             ) from None
-        self._server_date = _http_date(response.headers.get("Date"))
+        self._server_date = http.parse_http_date(response.headers.get("Date"))
         try:
             body: Any = response.json()
         except ValueError:
@@ -624,15 +625,6 @@ def _ascending_after(items: Sequence[WorkItem], floor: datetime | None) -> bool:
 
 def _clamp(value: datetime, server_now: datetime | None) -> datetime:
     return value if server_now is None else min(value, server_now)
-
-
-def _http_date(value: str | None) -> datetime | None:
-    if not value:
-        return None
-    try:
-        return utc(parsedate_to_datetime(value))
-    except (TypeError, ValueError, IndexError):
-        return None
 
 
 __all__ = [

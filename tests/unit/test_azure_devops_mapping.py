@@ -17,9 +17,7 @@ from connectors.azure_devops import (
     html_to_text,
     map_work_item,
     org_identity,
-    parse_time,
     priority,
-    retry_after_seconds,
     split_window,
     status_of,
     story_points,
@@ -28,6 +26,8 @@ from connectors.azure_devops import (
     wiql_time,
 )
 from connectors.base import Status
+from connectors.http import parse_time
+from connectors.http import retry_after as retry_after_seconds
 
 CONFIG = AzureDevOpsConfig(organization_url="https://dev.azure.com/MyOrg/", project="My Project")
 T = datetime(2025, 5, 1, 12, 0, tzinfo=UTC)

@@ -12,6 +12,7 @@ from jira import JIRAError
 from pydantic import ValidationError
 
 from connectors.base import FatalError, RetriableError, Status
+from connectors.http import parse_time as parse_jira_time
 from connectors.jira import (
     FieldIds,
     JiraConfig,
@@ -22,7 +23,6 @@ from connectors.jira import (
     jql_quote,
     jql_time_literal,
     map_issue,
-    parse_jira_time,
     resolve_field,
     retry_after_seconds,
     rich_text,
