@@ -1,7 +1,7 @@
 """Azure DevOps Boards connector: work items of one project (optionally one area path and some
 work item types), through the `azure-devops` SDK (v7_0 work item tracking client).
 
-How a sync reads (tracker-api-notes section 3):
+How a sync reads (docs/trackers/azure_devops.md#overview):
 - WIQL on `[System.ChangedDate]` with `timePrecision=true`, ordered by (ChangedDate, Id), `$top`
   below the server's 20,000 cap. When a query comes back full, the next one continues after the
   last (ChangedDate, Id) read; if the server refuses a query for matching too much (VS402337),
@@ -371,8 +371,8 @@ def guess_category(state: str | None) -> str:
 def status_of(
     fields: Mapping[str, Any], category: str | None, overrides: Mapping[str, Status]
 ) -> Status:
-    """Notes 3.6: the state's category, refined for blocked / in-review work; the admin's
-    status_map (keyed by state name) wins."""
+    """The state's category, refined for blocked / in-review work; the admin's status_map (keyed
+    by state name) wins (docs/trackers/azure_devops.md#status-mapping)."""
     state = fields.get(F_STATE)
     state_name = state if isinstance(state, str) else None
     category = category or guess_category(state_name)

@@ -5,10 +5,10 @@ Each configured repository `owner/name` is its own scope. A run lists
 oldest change first) and checkpoints the newest `updated_at` seen so far in that repository. It
 pages by keyset, not by page number: each request starts again at the newest second read, so an
 issue edited mid-run (which jumps to the end of the list) cannot shift another one onto a page
-already read (tracker-api-notes 2.3). Requests go through PyGithub's Requester (auth, base_url,
-throttling, its exceptions) and the list JSON is read as is, so a page can be retried exactly and
-no per-item `Issue` object exists whose `pull_request` or `raw_data` could cost one extra GET per
-item (tracker-api-notes 2.1). Pull requests come in the
+already read (docs/trackers/github.md#paging). Requests go through PyGithub's Requester (auth,
+base_url, throttling, its exceptions) and the list JSON is read as is, so a page can be retried
+exactly and no per-item `Issue` object exists whose `pull_request` or `raw_data` could cost one
+extra GET per item (docs/trackers/github.md#extra-request-per-item). Pull requests come in the
 same list; only they carry the `pull_request` key.
 
 PyGithub's own retries are switched off (`retry=None`): every transient failure (rate limits,
@@ -16,7 +16,8 @@ PyGithub's own retries are switched off (`retry=None`): every transient failure 
 honouring `Retry-After` / `x-ratelimit-reset`, `ctx.sleep_cap` and `ctx.deadline`, so no thread
 ever sleeps an hour inside the SDK.
 
-Status mapping (tracker-api-notes 2.5) and the names `status_map` overrides are keyed on:
+Status mapping (docs/trackers/github.md#status-mapping) and the names `status_map` overrides are
+keyed on:
 
 * open issue: each of its label names (in the order GitHub lists them), then ``open``;
   default: a `blocked` label → blocked; an assignee or an `in progress` label → in_progress;
@@ -143,7 +144,8 @@ def _merged_at(raw: Mapping[str, Any]) -> datetime | None:
 
 
 def default_status(raw: Mapping[str, Any]) -> Status:
-    """Our status for an issue or PR per tracker-api-notes 2.5, before any `status_map`."""
+    """Our status for an issue or PR, before any `status_map`
+    (docs/trackers/github.md#status-mapping)."""
     closed = raw.get("state") == "closed"
     if is_pull_request(raw):
         if _merged_at(raw) is not None:

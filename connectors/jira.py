@@ -290,7 +290,8 @@ def jira_status(
     flagged: bool = False,
     overrides: Mapping[str, Status] | None = None,
 ) -> Status:
-    """Our status for a Jira status (notes 1.5), the admin's `status_map` (by name) winning."""
+    """Our status for a Jira status, the admin's `status_map` (by name) winning
+    (docs/trackers/jira.md#status-mapping)."""
     return map_status(name, _default_status(name, category, resolution, flagged), overrides or {})
 
 

@@ -5,41 +5,42 @@ constant text; every value (team keys, the `since` time, cursors, page sizes) tr
 `variables`, so nothing from config or from upstream is ever spliced into GraphQL.
 
 Authentication (`auth_scheme`). Linear takes a personal API key (`lin_api_…`) raw in the
-`Authorization` header and an OAuth access token as `Bearer <token>` (notes 4.1). The config says
-which one the token is: `auth_scheme: "api_key"` (default) sends the token as is, `"oauth"` sends
-`Bearer <token>`. Nothing is guessed from the token's shape.
+`Authorization` header and an OAuth access token as `Bearer <token>`
+(docs/trackers/linear.md#authentication). The config says which one the token is: `auth_scheme:
+"api_key"` (default) sends the token as is, `"oauth"` sends `Bearer <token>`. Nothing is guessed
+from the token's shape.
 
-Ordering (notes 4.1). `orderBy: updatedAt` lists the most recently updated issue FIRST, and the
-`sort:` argument that could flip it is marked [INTERNAL] in Linear's schema, so we do not rely on
-it. Instead we walk the documented newest-first order from its far end with Relay backward
-pagination (`last: N`, then `before: pageInfo.startCursor` while `pageInfo.hasPreviousPage`; Linear
-documents both first/after and last/before). Each page therefore holds the N least recently updated
-issues not yet read, and reversed it runs oldest to newest, so the pages come oldest change first
-and each can carry an honest checkpoint: the newest `updatedAt` yielded so far (issues sharing that
-instant are re-read next run, the `since` filter being `gte` and the overlap 2 minutes). An issue
-updated while we walk jumps to the newest end, which we have not reached yet, so it is read later in
-the same run or, if the server cuts the walk short, by the next run: the checkpoint is the newest
-time actually *seen*, never the run's start. If a server ever answers out of that order, we stop
-advancing the checkpoint until the scope's walk is complete (logged as `linear.order_unexpected`)
-instead of committing a point we cannot vouch for; and when the first page says it has a next page,
-one probe (`first: 1, after: endCursor`) checks that no older issue follows (a server that read
-`last` as `first` stops the run before anything is yielded). Checkpoints are also clamped to the
-server's clock (the HTTP `Date` of the run's first answer).
+Ordering (docs/trackers/linear.md#paging). `orderBy: updatedAt` lists the most recently updated
+issue FIRST, and the `sort:` argument that could flip it is marked [INTERNAL] in Linear's schema, so
+we do not rely on it. Instead we walk the documented newest-first order from its far end with Relay
+backward pagination (`last: N`, then `before: pageInfo.startCursor` while
+`pageInfo.hasPreviousPage`; Linear documents both first/after and last/before). Each page therefore
+holds the N least recently updated issues not yet read, and reversed it runs oldest to newest, so
+the pages come oldest change first and each can carry an honest checkpoint: the newest `updatedAt`
+yielded so far (issues sharing that instant are re-read next run, the `since` filter being `gte` and
+the overlap 2 minutes). An issue updated while we walk jumps to the newest end, which we have not
+reached yet, so it is read later in the same run or, if the server cuts the walk short, by the next
+run: the checkpoint is the newest time actually *seen*, never the run's start. If a server ever
+answers out of that order, we stop advancing the checkpoint until the scope's walk is complete
+(logged as `linear.order_unexpected`) instead of committing a point we cannot vouch for; and when
+the first page says it has a next page, one probe (`first: 1, after: endCursor`) checks that no
+older issue follows (a server that read `last` as `first` stops the run before anything is yielded).
+Checkpoints are also clamped to the server's clock (the HTTP `Date` of the run's first answer).
 
 Scope. One cursor per team key: a team added to `team_keys` later is read in full on its next run
 instead of being hidden behind the other teams' cursor. Pages are oldest-first within each team.
 `all_ids()` lists every issue of all configured teams at once, archived included, trashed left out
 (trashed issues are deleted for us: `changes` reports them `removed`).
 
-Errors and rate limits (notes 4.4). Linear reports a rate limit as HTTP 400 (sometimes 429) whose
-body has `errors[].extensions.code == "RATELIMITED"` (or `type == "ratelimited"`); we wait until
-`X-RateLimit-Requests-Reset` / `X-RateLimit-Complexity-Reset` (epoch milliseconds) with
-`connectors.retry.with_retries`, which never sleeps past the cap or the run's deadline.
-GraphQL errors are checked in every body, 200 or not: authentication and validation errors are fatal
-with Linear's own message; Linear's internal/lock-timeout errors, 5xx, timeouts and connection
-failures are retriable; a 200 whose body is not JSON is a plain ConnectorError. httpx exceptions are
-re-raised `from None` with our own text, because their context can carry the request headers. When
-the request budget runs low (`X-RateLimit-Requests-Remaining`) we pace ourselves.
+Errors and rate limits (docs/trackers/linear.md#rate-limits). Linear reports a rate limit as HTTP
+400 (sometimes 429) whose body has `errors[].extensions.code == "RATELIMITED"` (or `type ==
+"ratelimited"`); we wait until `X-RateLimit-Requests-Reset` / `X-RateLimit-Complexity-Reset` (epoch
+milliseconds) with `connectors.retry.with_retries`, which never sleeps past the cap or the run's
+deadline. GraphQL errors are checked in every body, 200 or not: authentication and validation errors
+are fatal with Linear's own message; Linear's internal/lock-timeout errors, 5xx, timeouts and
+connection failures are retriable; a 200 whose body is not JSON is a plain ConnectorError. httpx
+exceptions are re-raised `from None` with our own text, because their context can carry the request
+headers. When the request budget runs low (`X-RateLimit-Requests-Remaining`) we pace ourselves.
 """
 
 from __future__ import annotations
@@ -224,9 +225,10 @@ def label_names(node: Mapping[str, Any]) -> list[str]:
 def map_issue_status(
     state: Mapping[str, Any] | None, labels: Sequence[str], overrides: Mapping[str, Status]
 ) -> Status:
-    """Notes 4.5: by `state.type`; a started state whose name suggests review is `pr_ready`; the
-    admin's `status_map` (keyed by state name) overrides; an open issue labelled "Blocked" is
-    `blocked` (the label is the more specific signal, so it wins over an open state's mapping)."""
+    """By `state.type` (docs/trackers/linear.md#status-mapping); a started state whose name suggests
+    review is `pr_ready`; the admin's `status_map` (keyed by state name) overrides; an open issue
+    labelled "Blocked" is `blocked` (the label is the more specific signal, so it wins over an open
+    state's mapping)."""
     state = state or {}
     name = state.get("name")
     state_type = str(state.get("type") or "").casefold()
