@@ -519,9 +519,11 @@ class JiraSandbox(SandboxServer):
         raise JqlError(f"The value '{value}' does not exist for the field 'project'.")
 
     def status_category_name(self, status: str) -> str:
+        """What JQL's `statusCategory` compares: the name of the status's category."""
         return str(CATEGORIES[self._category(status)]["name"])
 
     def priority_rank(self, priority: str) -> int:
+        """Where JQL's `ORDER BY priority` puts a priority: its id in the default scheme."""
         return int(_priority_id(priority))
 
     # -- rendering ----------------------------------------------------------------------------
