@@ -1,7 +1,8 @@
 """The common part of the sandbox trackers: a threaded HTTP server on 127.0.0.1 (random port) that
 records every request and can inject faults before the tracker-specific handler runs.
 
-A tracker sandbox subclasses `SandboxServer` and implements `handle(request) -> Response`.
+A tracker sandbox subclasses `SandboxServer` and implements `handle(request) -> Response`, and for
+the demo `seed_demo()` and `demo_config()`.
 Used by the tests, the demo and the benchmarks; never by the worker in production.
 """
 
@@ -157,6 +158,16 @@ class SandboxServer:
 
     # -- to override --------------------------------------------------------------------------
     def handle(self, request: Request) -> Response:
+        raise NotImplementedError
+
+    def seed_demo(self) -> None:
+        """Seed realistic demo issues: a few dozen believable items in mixed states over the last
+        weeks, anchored to today so that seeding again the same day gives the same data."""
+        raise NotImplementedError
+
+    def demo_config(self) -> dict[str, Any]:
+        """The `integrations.config` dict of a row pointing at this running sandbox (its URL,
+        credentials and scope, as the tracker's connector reads them)."""
         raise NotImplementedError
 
     def fault_response(self, fault: Fault) -> Response:

@@ -4,9 +4,10 @@ Serves `GET /rest/api/{2,3}/serverInfo`, `/field`, `/myself` and `GET|POST .../s
 (enhanced search: `nextPageToken`/`isLast`, no `startAt`, fields filtering, page caps of 100 with
 fields and 5000 for ids only). Errors are Jira's `{"errorMessages":[...],"errors":{}}`.
 
-The JQL is parsed for real, so a query the connector builds wrongly, or an injected clause, shows:
-an unparseable query is a 400, an unknown project is a 400, and `updated >= "yyyy-MM-dd HH:mm"` is
-read in the user's profile time zone (`myself().timeZone`) at minute granularity, as Jira does.
+The JQL is parsed for real (`connectors.sandbox.jql`), so a query the connector builds wrongly, or
+an injected clause, shows: an unparseable query is a 400, an unknown project is a 400, and
+`updated >= "yyyy-MM-dd HH:mm"` is read in the user's profile time zone (`myself().timeZone`) at
+minute granularity, as Jira does.
 Times in bodies carry the user's offset, as Jira Cloud sends them. v3 renders rich text as ADF,
 v2 as plain text.
 """
@@ -24,7 +25,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from connectors.sandbox import jql as jql_language
 from connectors.sandbox.base import Fault, Request, Response, SandboxServer
+from connectors.sandbox.jql import JqlError
 
 CATEGORIES: dict[str, dict[str, Any]] = {
     "undefined": {"id": 1, "key": "undefined", "colorName": "medium-gray", "name": "No Category"},
@@ -115,10 +118,6 @@ class SandboxIssue:
     issuetype: str = "Story"
     labels: list[str] = field(default_factory=list)
     assignee: str | None = None
-
-
-class JqlError(ValueError):
-    """A query Jira would reject with 400; the message is Jira's errorMessages entry."""
 
 
 class JiraSandbox(SandboxServer):
@@ -502,15 +501,11 @@ class JiraSandbox(SandboxServer):
         except (ValueError, KeyError, TypeError):
             raise JqlError("The provided next page token is invalid or expired.") from None
 
-    # -- JQL ----------------------------------------------------------------------------------
+    # -- JQL (the language is connectors.sandbox.jql; this sandbox is its JqlSite) -------------
     def evaluate(self, jql: str) -> list[SandboxIssue]:
         """The issues a JQL query returns, in its order; JqlError where Jira would answer 400."""
         with self._lock:
-            predicate, order = _Parser(jql, self).parse()
-            found = [issue for issue in self.issues.values() if predicate(issue)]
-            for name, descending in reversed(order or [("key", True)]):
-                found.sort(key=_SORT_KEYS[name], reverse=descending)
-            return found
+            return jql_language.evaluate(jql, self.issues.values(), self)
 
     def zone(self) -> ZoneInfo:
         return ZoneInfo(self.time_zone)
@@ -522,6 +517,14 @@ class JiraSandbox(SandboxServer):
             if folded in (key.casefold(), project["name"].casefold(), project["id"]):
                 return key
         raise JqlError(f"The value '{value}' does not exist for the field 'project'.")
+
+    def status_category_name(self, status: str) -> str:
+        """What JQL's `statusCategory` compares: the name of the status's category."""
+        return str(CATEGORIES[self._category(status)]["name"])
+
+    def priority_rank(self, priority: str) -> int:
+        """Where JQL's `ORDER BY priority` puts a priority: its id in the default scheme."""
+        return int(_priority_id(priority))
 
     # -- rendering ----------------------------------------------------------------------------
     def _time(self, at: datetime | None) -> str | None:
@@ -663,344 +666,3 @@ def text_to_adf(text: str) -> dict[str, Any]:
                 inline.append({"type": "text", "text": line})
         paragraphs.append({"type": "paragraph", "content": inline})
     return {"type": "doc", "version": 1, "content": paragraphs}
-
-
-def _key_order(issue: SandboxIssue) -> tuple[str, int]:
-    return issue.project, int(issue.key.rsplit("-", 1)[1])
-
-
-_SORT_KEYS: dict[str, Callable[[SandboxIssue], Any]] = {
-    "updated": lambda i: i.updated,
-    "created": lambda i: i.created,
-    "key": _key_order,
-    "id": lambda i: int(i.id),
-    "summary": lambda i: i.summary.casefold(),
-    "status": lambda i: i.status.casefold(),
-    "priority": lambda i: int(_priority_id(i.priority)) if i.priority else 10**9,
-}
-_SORT_ALIASES = {"updateddate": "updated", "createddate": "created", "issuekey": "key"}
-
-# ---------------------------------------------------------------------------------------------
-# A JQL subset: clauses joined by AND / OR / NOT and parentheses, ORDER BY.
-# ---------------------------------------------------------------------------------------------
-_TOKEN = re.compile(
-    r"""\s*(?:
-        (?P<string>"(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*')
-      | (?P<op>!=|!~|>=|<=|=|>|<|~|\(|\)|,)
-      | (?P<word>[A-Za-z0-9_.\-\[\]:/+*]+)
-    )""",
-    re.VERBOSE | re.DOTALL,
-)
-_ESCAPES = {"n": "\n", "t": "\t", "r": "\r", '"': '"', "'": "'", "\\": "\\", " ": " "}
-_DATE_FORMATS = ("%Y-%m-%d %H:%M", "%Y/%m/%d %H:%M", "%Y-%m-%d", "%Y/%m/%d")
-_RELATIVE = re.compile(r"([-+]?)(\d+)([wdhm])")
-_UNIT = {"w": timedelta(weeks=1), "d": timedelta(days=1), "h": timedelta(hours=1)}
-_UNIT["m"] = timedelta(minutes=1)
-
-Predicate = Callable[[SandboxIssue], bool]
-
-
-@dataclass(frozen=True, slots=True)
-class _Tok:
-    kind: str  # string | op | word | end
-    text: str  # the value (unescaped for strings)
-    at: int
-
-
-def _tokenize(jql: str) -> list[_Tok]:
-    tokens: list[_Tok] = []
-    pos = 0
-    while pos < len(jql):
-        if jql[pos:].strip() == "":
-            break
-        m = _TOKEN.match(jql, pos)
-        if m is None or m.end() == pos:
-            bad = jql[pos:].lstrip()[:1]
-            if bad in "\"'":
-                raise JqlError(f"Error in the JQL Query: unterminated string at character {pos}.")
-            raise JqlError(
-                f"Error in the JQL Query: The character '{bad}' is a reserved JQL character. You "
-                f"must enclose it in a string or use the escape '\\u{ord(bad):04x}' instead."
-            )
-        kind = m.lastgroup or "word"
-        text = m.group(kind)
-        if kind == "string":
-            text = _unescape(text[1:-1], m.start(kind))
-        tokens.append(_Tok(kind, text, m.start(kind)))
-        pos = m.end()
-    tokens.append(_Tok("end", "", len(jql)))
-    return tokens
-
-
-def _unescape(body: str, at: int) -> str:
-    out = []
-    i = 0
-    while i < len(body):
-        c = body[i]
-        if c == "\\":
-            nxt = body[i + 1 : i + 2]
-            if nxt == "u" and re.fullmatch(r"[0-9a-fA-F]{4}", body[i + 2 : i + 6]):
-                out.append(chr(int(body[i + 2 : i + 6], 16)))
-                i += 6
-                continue
-            if nxt not in _ESCAPES:
-                raise JqlError(
-                    f"Error in the JQL Query: illegal escape sequence at character {at}."
-                )
-            out.append(_ESCAPES[nxt])
-            i += 2
-            continue
-        out.append(c)
-        i += 1
-    return "".join(out)
-
-
-class _Parser:
-    """Recursive descent over the tokens; builds a predicate and the ORDER BY list."""
-
-    def __init__(self, jql: str, sandbox: JiraSandbox) -> None:
-        self.tokens = _tokenize(jql)
-        self.pos = 0
-        self.sandbox = sandbox
-
-    # -- token helpers ------------------------------------------------------------------------
-    def peek(self, offset: int = 0) -> _Tok:
-        return self.tokens[min(self.pos + offset, len(self.tokens) - 1)]
-
-    def is_word(self, *words: str, offset: int = 0) -> bool:
-        tok = self.peek(offset)
-        return tok.kind == "word" and tok.text.casefold() in words
-
-    def take(self) -> _Tok:
-        tok = self.peek()
-        self.pos += 1
-        return tok
-
-    def expect_op(self, op: str) -> None:
-        tok = self.take()
-        if tok.kind != "op" or tok.text != op:
-            raise self.error(f"Expecting '{op}'", tok)
-
-    def error(self, what: str, tok: _Tok) -> JqlError:
-        got = tok.text if tok.kind != "end" else "end of query"
-        return JqlError(
-            f"Error in the JQL Query: {what} but got '{got}'. (line 1, character {tok.at + 1})"
-        )
-
-    # -- grammar ------------------------------------------------------------------------------
-    def parse(self) -> tuple[Predicate, list[tuple[str, bool]]]:
-        predicate: Predicate = lambda issue: True  # noqa: E731
-        if not self.is_word("order"):
-            if self.peek().kind == "end":
-                return predicate, []
-            predicate = self.or_expr()
-        order: list[tuple[str, bool]] = []
-        if self.is_word("order"):
-            self.take()
-            if not self.is_word("by"):
-                raise self.error("Expecting 'by'", self.peek())
-            self.take()
-            order = self.order_list()
-        if self.peek().kind != "end":
-            raise self.error("Expecting either 'OR' or 'AND'", self.peek())
-        return predicate, order
-
-    def order_list(self) -> list[tuple[str, bool]]:
-        order = []
-        while True:
-            tok = self.take()
-            name = _SORT_ALIASES.get(tok.text.casefold(), tok.text.casefold())
-            if tok.kind not in ("word", "string") or name not in _SORT_KEYS:
-                raise JqlError(f"Not able to sort using field '{tok.text}'.")
-            descending = False
-            if self.is_word("asc", "desc"):
-                descending = self.take().text.casefold() == "desc"
-            order.append((name, descending))
-            if not (self.peek().kind == "op" and self.peek().text == ","):
-                return order
-            self.take()
-
-    def or_expr(self) -> Predicate:
-        parts = [self.and_expr()]
-        while self.is_word("or"):
-            self.take()
-            parts.append(self.and_expr())
-        return parts[0] if len(parts) == 1 else lambda i: any(p(i) for p in parts)
-
-    def and_expr(self) -> Predicate:
-        parts = [self.not_expr()]
-        while self.is_word("and"):
-            self.take()
-            parts.append(self.not_expr())
-        return parts[0] if len(parts) == 1 else lambda i: all(p(i) for p in parts)
-
-    def not_expr(self) -> Predicate:
-        if self.is_word("not"):
-            self.take()
-            inner = self.not_expr()
-            return lambda i: not inner(i)
-        tok = self.peek()
-        if tok.kind == "op" and tok.text == "(":
-            self.take()
-            inner = self.or_expr()
-            self.expect_op(")")
-            return inner
-        return self.clause()
-
-    def clause(self) -> Predicate:
-        tok = self.take()
-        if tok.kind not in ("word", "string"):
-            raise self.error("Expecting a field name", tok)
-        name = tok.text.casefold()
-        operator = self.operator()
-        if operator in ("in", "not in"):
-            values = self.value_list()
-        elif operator in ("is", "is not"):
-            if not self.is_word("empty", "null"):
-                raise self.error("Expecting 'EMPTY' or 'NULL'", self.peek())
-            self.take()
-            values = []
-        else:
-            values = [self.value()]
-        return _clause(self.sandbox, name, tok.text, operator, values)
-
-    def operator(self) -> str:
-        tok = self.take()
-        if tok.kind == "op" and tok.text not in ("(", ")", ","):
-            return tok.text
-        if tok.kind == "word" and tok.text.casefold() in ("in", "is"):
-            word = tok.text.casefold()
-            if self.is_word("not"):
-                self.take()
-                return f"{word} not" if word == "is" else "not in"
-            return word
-        if tok.kind == "word" and tok.text.casefold() == "not" and self.is_word("in"):
-            self.take()
-            return "not in"
-        raise self.error("Expecting operator", tok)
-
-    def value(self) -> str:
-        tok = self.take()
-        if tok.kind not in ("word", "string") or (
-            tok.kind == "word" and tok.text.casefold() in ("and", "or", "order", "not")
-        ):
-            raise self.error("Expecting either a value, list or function", tok)
-        return tok.text
-
-    def value_list(self) -> list[str]:
-        self.expect_op("(")
-        values = [self.value()]
-        while True:
-            tok = self.take()
-            if tok.kind == "op" and tok.text == ")":
-                return values
-            if tok.kind != "op" or tok.text != ",":
-                raise self.error("Expecting ',' or ')'", tok)
-            values.append(self.value())
-
-
-def _clause(
-    sandbox: JiraSandbox, name: str, shown: str, operator: str, values: list[str]
-) -> Predicate:
-    """A predicate for `field operator values`."""
-    if name in ("updated", "updateddate", "created", "createddate", "resolved", "resolutiondate"):
-        return _date_clause(sandbox, name, shown, operator, values)
-    getter = _getter(sandbox, name, shown, values)
-    wanted = {v.casefold() for v in values}
-    if operator in ("=", "in"):
-        return lambda i: (getter(i) or "").casefold() in wanted
-    if operator in ("!=", "not in"):
-        # JQL's != never matches an empty field
-        return lambda i: (getter(i) or "") != "" and (getter(i) or "").casefold() not in wanted
-    if operator == "is":
-        return lambda i: not getter(i)
-    if operator == "is not":
-        return lambda i: bool(getter(i))
-    if operator in ("~", "!~") and name in ("summary", "text", "description"):
-        needle = values[0].casefold().strip("*")
-        found: Predicate = lambda i: needle in (getter(i) or "").casefold()  # noqa: E731
-        return found if operator == "~" else (lambda i: not found(i))
-    raise JqlError(f"The operator '{operator}' is not supported by the '{shown}' field.")
-
-
-def _getter(
-    sandbox: JiraSandbox, name: str, shown: str, values: list[str]
-) -> Callable[[SandboxIssue], str | None]:
-    if name == "project":
-        keys = [sandbox.project_of(v) for v in values]
-        values[:] = keys  # compare on keys from now on
-        return lambda i: i.project
-    if name in ("key", "issuekey", "issue", "id"):
-        return lambda i: i.key if not values or not values[0].isdigit() else i.id
-    if name == "status":
-        known = {s.casefold() for s in sandbox.statuses}
-        for v in values:
-            if v.casefold() not in known:
-                raise JqlError(f"The value '{v}' does not exist for the field 'status'.")
-        return lambda i: i.status
-    if name == "statuscategory":
-        return lambda i: CATEGORIES[sandbox.statuses.get(i.status, "undefined")]["name"]
-    if name == "resolution":
-        return lambda i: i.resolution or "Unresolved"
-    if name == "priority":
-        return lambda i: i.priority
-    if name in ("type", "issuetype"):
-        return lambda i: i.issuetype
-    if name in ("summary", "text"):
-        return lambda i: i.summary
-    if name == "description":
-        return lambda i: i.description
-    if name == "labels":
-        return lambda i: " ".join(i.labels) or None
-    raise JqlError(f"Field '{shown}' does not exist or you do not have permission to view it.")
-
-
-def _date_clause(
-    sandbox: JiraSandbox, name: str, shown: str, operator: str, values: list[str]
-) -> Predicate:
-    attr = {"updateddate": "updated", "createddate": "created", "resolved": "resolutiondate"}
-    attr_name = attr.get(name, name)
-    if operator in ("is", "is not"):
-        empty = operator == "is"
-        return lambda i: (getattr(i, attr_name) is None) == empty
-    if operator not in ("=", "!=", ">", ">=", "<", "<="):
-        raise JqlError(f"The operator '{operator}' is not supported by the '{shown}' field.")
-    at = _date_value(sandbox, shown, values[0])
-    compare: dict[str, Callable[[datetime], bool]] = {
-        ">=": lambda t: t >= at,
-        ">": lambda t: t > at,
-        "<=": lambda t: t <= at,
-        "<": lambda t: t < at,
-        "=": lambda t: at <= t < at + timedelta(minutes=1),
-        "!=": lambda t: not at <= t < at + timedelta(minutes=1),
-    }
-    test = compare[operator]
-
-    def predicate(issue: SandboxIssue) -> bool:
-        value = getattr(issue, attr_name)
-        return value is not None and test(value)
-
-    return predicate
-
-
-def _date_value(sandbox: JiraSandbox, shown: str, literal: str) -> datetime:
-    """A JQL date literal as an instant: absolute ones read in the user's time zone (fold 0),
-    relative ones (`-15m`, `-2d`) from the sandbox clock, both at minute granularity."""
-    text = literal.strip()
-    relative = _RELATIVE.fullmatch(text)
-    if relative:
-        sign, amount, unit = relative.groups()
-        delta = _UNIT[unit] * int(amount)
-        at = sandbox.now() + (-delta if sign == "-" else delta)
-        return at.replace(second=0, microsecond=0)
-    for fmt in _DATE_FORMATS:
-        try:
-            naive = datetime.strptime(text, fmt)
-        except ValueError:
-            continue
-        return naive.replace(tzinfo=sandbox.zone()).astimezone(UTC)
-    raise JqlError(
-        f"Date value '{literal}' for field '{shown}' is invalid. Valid formats include: "
-        "'yyyy/MM/dd HH:mm', 'yyyy-MM-dd HH:mm', 'yyyy/MM/dd', 'yyyy-MM-dd', or a period format "
-        "e.g. '-5d', '4w 2d'."
-    )

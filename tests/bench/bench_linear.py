@@ -24,7 +24,8 @@ from pydantic import SecretStr
 
 from connectors.base import ConnectorContext, Page
 from connectors.linear import LinearConfig, LinearConnector
-from connectors.sandbox.linear import LinearSandbox, parse_operation
+from connectors.sandbox import graphql
+from connectors.sandbox.linear import LinearSandbox
 
 TEAMS = [("ENG", "Engineering"), ("OPS", "Platform Ops")]
 T0 = datetime(2025, 1, 1, tzinfo=UTC)
@@ -36,7 +37,7 @@ def by_operation(sandbox: LinearSandbox) -> Counter[str]:
     """Requests grouped as `POST /graphql <operation name>`."""
     counts: Counter[str] = Counter()
     for request in sandbox.requests:
-        name = parse_operation(request.json()["query"]).name or "anonymous"
+        name = graphql.parse(request.json()["query"]).name or "anonymous"
         counts[f"{request.method} {request.path} {name}"] += 1
     return counts
 
