@@ -1,14 +1,12 @@
 """A local Azure DevOps (Boards) server that the real `azure-devops` SDK talks to unmodified.
 
-Serves what the SDK calls (tracker-api-notes 3.1-3.5): the `OPTIONS /{org}/_apis` location list,
-`GET /{org}/_apis/ResourceAreas` (empty: "on-prem", so the SDK stays on our base URL),
-`POST /{org}/{project}/_apis/wit/wiql` (the WIQL is parsed and evaluated for real, by
-`connectors.sandbox.wiql`),
-`POST /{org}/{project}/_apis/wit/workItemsBatch` and
-`GET /{org}/{project}/_apis/wit/workitemtypes/{type}/states`. Every request needs the PAT as Basic
-auth (any user name). Work items live in memory with explicit ChangedDate values, so tests control
-upstream time; the server's own clock (`now`) only answers WIQL `asOf`.
-"""
+Serves what the SDK calls (docs/trackers/azure_devops.md#requests): the `OPTIONS /{org}/_apis`
+location list, `GET /{org}/_apis/ResourceAreas` (empty: "on-prem", so the SDK stays on our base
+URL), `POST /{org}/{project}/_apis/wit/wiql` (the WIQL is parsed and evaluated for real, by
+`connectors.sandbox.wiql`), `POST /{org}/{project}/_apis/wit/workItemsBatch` and `GET
+/{org}/{project}/_apis/wit/workitemtypes/{type}/states`. Every request needs the PAT as Basic auth
+(any user name). Work items live in memory with explicit ChangedDate values, so tests control
+upstream time; the server's own clock (`now`) only answers WIQL `asOf`."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """A local Linear: one POST `/graphql` endpoint that reads the GraphQL it is sent and answers it the
-way api.linear.app does (notes 4.1-4.4, section 5).
+way api.linear.app does (docs/trackers/linear.md#sandbox).
 
 What it reproduces:
 - a small GraphQL reader, in `connectors.sandbox.graphql` (operation header and variable

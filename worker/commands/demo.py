@@ -52,8 +52,8 @@ def sandboxes() -> Iterator[dict[str, dict[str, Any]]]:
             server = cls()
             server.start(port)
             stack.callback(server.stop)
-            server.seed_demo()  # type: ignore[attr-defined]
-            configs[source] = server.demo_config()  # type: ignore[attr-defined]
+            server.seed_demo()
+            configs[source] = server.demo_config()
         yield configs
 
 
