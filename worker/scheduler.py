@@ -74,6 +74,10 @@ class Scheduler:
     def side_tasks(self) -> list[asyncio.Task[None]]:
         return list(self._tasks)
 
+    def jobs(self) -> dict[uuid.UUID, float]:
+        """The scheduled integrations and their intervals in seconds, as APScheduler holds them."""
+        return {uuid.UUID(job.id): job.trigger.interval_length for job in self._aps.get_jobs()}
+
     async def stop(self, grace: float) -> int:
         """Stop starting runs; give running ones `grace` seconds; return how many were cut off."""
         self._aps.pause()
