@@ -58,6 +58,9 @@ class Scheduler:
         self._running: set[asyncio.Task[object]] = set()
         self._reconcile_wanted = asyncio.Event()
         self._requested: dict[uuid.UUID, datetime] = {}  # sync-now requests not yet run
+        self._in_run: set[uuid.UUID] = set()  # integrations whose job is running here
+        self._again: set[uuid.UUID] = set()  # asked for while running: run once more at its end
+        self._stopping = False
         self._tasks: list[asyncio.Task[None]] = []
         self.heartbeat = time.monotonic()  # last reconcile: the systemd watchdog checks it
 
@@ -80,6 +83,7 @@ class Scheduler:
 
     async def stop(self, grace: float) -> int:
         """Stop starting runs; give running ones `grace` seconds; return how many were cut off."""
+        self._stopping = True
         self._aps.pause()
         for task in self._tasks:
             task.cancel()
@@ -134,7 +138,7 @@ class Scheduler:
                     first_run=first.isoformat(),
                 )
             else:  # config changed: run now with it (an admin fixing a token wants to see it)
-                self._aps.modify_job(str(row.id), next_run_time=now)
+                self._run_soon(row.id)
                 log.info("job_config_changed", integration_id=str(row.id))
             self._specs[row.id] = spec
         telemetry.SCHEDULED.set(len(self._specs))
@@ -143,10 +147,22 @@ class Scheduler:
         jitter = int(min(self._settings.jitter_seconds, interval / 10))
         return jitter or None
 
+    def _run_soon(self, integration_id: uuid.UUID) -> None:
+        """Run the job now, or, while this process runs it, once more as soon as it ends:
+        APScheduler would drop a second instance (max_instances=1), and with it the admin's
+        edit or request until the next interval tick."""
+        if integration_id in self._in_run:
+            self._again.add(integration_id)
+        elif integration_id in self._specs:
+            self._aps.modify_job(str(integration_id), next_run_time=datetime.now(UTC))
+
     async def _run_job(self, integration_id: uuid.UUID) -> None:
+        if self._stopping or integration_id in self._in_run:
+            return  # a tick during a re-run started below: that run serves it
         task = asyncio.current_task()
         assert task is not None
         self._running.add(task)
+        self._in_run.add(integration_id)
         try:
             async with self._limit:
                 telemetry.RUNNING.inc()
@@ -160,6 +176,14 @@ class Scheduler:
             log.exception("run_crashed", integration_id=str(integration_id))
         finally:
             self._running.discard(task)
+            self._in_run.discard(integration_id)
+            if integration_id in self._again:
+                # Started here, not through APScheduler: it still counts this run as running
+                # until the coroutine has returned, and would skip the re-run.
+                self._again.discard(integration_id)
+                rerun = asyncio.create_task(self._run_job(integration_id), name="rerun")
+                self._running.add(rerun)
+                rerun.add_done_callback(self._running.discard)
 
     # -- change notifications -----------------------------------------------------------------
     def _on_notify(self, *args: object) -> None:
@@ -183,7 +207,7 @@ class Scheduler:
             self._reconcile_wanted.set()  # perhaps a row this replica has not seen yet
             return
         self._requested[integration_id] = at
-        self._aps.modify_job(str(integration_id), next_run_time=datetime.now(UTC))
+        self._run_soon(integration_id)
         log.info("sync_now_requested", integration_id=str(integration_id))
 
     async def _reconcile_loop(self) -> None:

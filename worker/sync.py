@@ -96,11 +96,14 @@ def is_due(
     requested_at: datetime | None = None,
 ) -> str | None:
     """None when a run is due, else why not. An admin's request (`sync-now`) makes it due unless
-    some replica has started a run since the request."""
+    some replica has started a run since the request; so does a config edited since the last
+    run started."""
     if requested_at is not None and (
         state.last_started_at is None or state.last_started_at < requested_at
     ):
         return None
+    if state.config_digest is not None and state.config_digest != integration.config_digest:
+        return None  # an admin edited the config since the last run: run with it now
     last = state.last_success_at or integration.last_sync
     if last is not None and state.last_started_at is not None and state.last_started_at <= last:
         # Measure from the start of that successful run: ticks are a fixed interval apart, so
@@ -198,7 +201,7 @@ async def _start(
         },
         started_wall=started_wall,
     )
-    await store.mark_started(conn, integration_id, run_id)
+    await store.mark_started(conn, integration_id, run_id, integration.config_digest)
     await store.log_activities(
         conn,
         integration.team_id,

@@ -318,11 +318,6 @@ async def test_sync_now_runs_that_integration_with_the_request_time(
     assert runner.of(row)[2].requested_at == again
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="gap: a sync-now (or config change) that arrives while the same integration is running"
-    " is skipped by APScheduler (max_instances=1) and waits for the next interval tick",
-)
 async def test_a_sync_now_during_a_run_is_not_lost(pool, runner, schedulers) -> None:
     runner.gate = asyncio.Event()
     row = await add_integration(pool)

@@ -215,6 +215,26 @@ async def test_backoff_skips_until_due_and_an_admin_edit_retries_at_once(
     assert not_due.outcome == "skipped" and "synced" in not_due.reason
 
 
+async def test_a_config_edit_after_a_successful_run_runs_at_once(
+    pool, integration, settings, upstream
+) -> None:
+    upstream.add(2)
+    assert (await run(pool, integration, settings, upstream, force=False)).outcome == "succeeded"
+    not_due = await run(pool, integration, settings, upstream, force=False)
+    assert not_due.outcome == "skipped" and "synced" in not_due.reason
+    # An admin widens or fixes the config: the run started for the edit must not wait an interval.
+    await pool.execute(
+        'UPDATE integrations SET config = config || \'{"status_map": {"open": "blocked"}}\''
+        " WHERE id = $1",
+        integration,
+    )
+    edited = await run(pool, integration, settings, upstream, force=False)
+    assert edited.outcome == "succeeded"
+    # Once run with the new config, the interval rules again.
+    again = await run(pool, integration, settings, upstream, force=False)
+    assert again.outcome == "skipped" and "synced" in again.reason
+
+
 async def test_backoff_grows_and_is_capped(pool, integration, tmp_path, upstream) -> None:
     settings = Settings(home=tmp_path, backoff_base_seconds=10, backoff_max_seconds=35)
     upstream.add(1)

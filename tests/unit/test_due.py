@@ -12,9 +12,11 @@ from worker.sync import is_due
 NOW = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 
 
-def integration(interval: int = 60, updated: datetime = NOW - timedelta(days=1)) -> Integration:
+def integration(
+    interval: int = 60, updated: datetime = NOW - timedelta(days=1), digest: str = "d0"
+) -> Integration:
     return Integration(
-        uuid.uuid4(), uuid.uuid4(), "t", "github", None, {}, True, interval, None, updated
+        uuid.uuid4(), uuid.uuid4(), "t", "github", None, {}, True, interval, None, updated, digest
     )
 
 
@@ -24,8 +26,9 @@ def state(
     error: datetime | None = None,
     next_attempt: datetime | None = None,
     failures: int = 0,
+    digest: str | None = "d0",
 ) -> SyncState:
-    return SyncState({}, started, success, error, failures, next_attempt, 0)
+    return SyncState({}, started, success, error, failures, next_attempt, 0, digest)
 
 
 def test_never_synced_is_due() -> None:
@@ -41,6 +44,16 @@ def test_a_slow_run_does_not_skip_the_next_tick() -> None:
 def test_synced_by_another_replica_within_the_interval_is_skipped() -> None:
     s = state(started=NOW - timedelta(seconds=20), success=NOW - timedelta(seconds=15))
     assert "synced" in (is_due(integration(60), s, NOW) or "")
+
+
+def test_a_config_edited_since_the_last_run_is_due_at_once() -> None:
+    s = state(started=NOW - timedelta(seconds=20), success=NOW - timedelta(seconds=15))
+    assert is_due(integration(3600, digest="d1"), s, NOW) is None
+    # a state written before the digest was recorded: the interval rules as before
+    old = state(
+        started=NOW - timedelta(seconds=20), success=NOW - timedelta(seconds=15), digest=None
+    )
+    assert "synced" in (is_due(integration(3600, digest="d1"), old, NOW) or "")
 
 
 def test_a_later_failed_start_does_not_count_as_a_sync() -> None:

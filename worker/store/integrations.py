@@ -30,6 +30,7 @@ class Integration:
     sync_interval: int
     last_sync: datetime | None
     updated_at: datetime
+    config_digest: str  # md5 of the config's JSON text: a changed config makes a run due
 
     @property
     def label(self) -> str:
@@ -38,7 +39,7 @@ class Integration:
 
 _SELECT = """
 SELECT i.id, i.team_id, t.name AS team_name, i.type, i.name, i.config, i.is_active,
-       i.sync_interval, i.last_sync, i.updated_at
+       i.sync_interval, i.last_sync, i.updated_at, md5(i.config::text) AS config_digest
 FROM integrations i JOIN teams t ON t.id = i.team_id
 """
 

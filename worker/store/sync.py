@@ -32,13 +32,14 @@ class SyncState:
     consecutive_failures: int
     next_attempt_at: datetime | None
     runs_since_sweep: int
+    config_digest: str | None = None  # of the config the last started run read
 
 
 async def get_state(conn: asyncpg.Connection, integration_id: uuid.UUID) -> SyncState:
     row = await conn.fetchrow(
         "SELECT cursor, last_started_at, last_success_at, last_error_at, consecutive_failures,"
         "       next_attempt_at,"
-        "       runs_since_sweep"
+        "       runs_since_sweep, config_digest"
         " FROM integration_sync_state WHERE integration_id = $1",
         integration_id,
     )
@@ -48,15 +49,18 @@ async def get_state(conn: asyncpg.Connection, integration_id: uuid.UUID) -> Sync
 
 
 async def mark_started(
-    conn: asyncpg.Connection, integration_id: uuid.UUID, run_id: uuid.UUID
+    conn: asyncpg.Connection, integration_id: uuid.UUID, run_id: uuid.UUID, config_digest: str
 ) -> None:
     await conn.execute(
-        "INSERT INTO integration_sync_state (integration_id, last_run_id, last_started_at)"
-        " VALUES ($1, $2, now())"
+        "INSERT INTO integration_sync_state"
+        "       (integration_id, last_run_id, last_started_at, config_digest)"
+        " VALUES ($1, $2, now(), $3)"
         " ON CONFLICT (integration_id) DO UPDATE"
-        " SET last_run_id = EXCLUDED.last_run_id, last_started_at = EXCLUDED.last_started_at",
+        " SET last_run_id = EXCLUDED.last_run_id, last_started_at = EXCLUDED.last_started_at,"
+        "     config_digest = EXCLUDED.config_digest",
         integration_id,
         run_id,
+        config_digest,
     )
 
 
