@@ -87,13 +87,26 @@ class WorkItem:
 
 
 @dataclass(frozen=True, slots=True)
+class Rejected:
+    """An upstream item that cannot be stored (a connector cannot map it, or the store cannot
+    keep it). Recorded as a `work_item_rejected` activity row naming it, while the rest of the
+    page and every later page still land: one bad item never freezes an integration."""
+
+    external_id: str
+    reason: str
+    external_key: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Page:
     """One page of changes. `checkpoint` maps scope -> upstream time up to which everything has now
     been yielded (safe to resume from once this page commits). An empty mapping means "do not
-    advance yet" (e.g. a tracker that lists newest first can only checkpoint at the end)."""
+    advance yet" (e.g. a tracker that lists newest first can only checkpoint at the end).
+    A rejected item counts as yielded: the checkpoint may pass it."""
 
     items: Sequence[WorkItem]
     checkpoint: Mapping[str, datetime] = field(default_factory=dict)
+    rejected: Sequence[Rejected] = ()  # items of this page that could not be mapped
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,6 +13,7 @@ from connectors.base import (
     ConnectorContext,
     FatalError,
     Page,
+    Rejected,
     RetriableError,
     Status,
     WorkItem,
@@ -36,6 +37,7 @@ class Upstream:
     page_delay: float = 0.0
     since_seen: list[Mapping[str, datetime]] = field(default_factory=list)
     ids_listed: int = 0
+    unmappable: dict[str, str] = field(default_factory=dict)  # external_id -> why it cannot map
 
     def add(
         self,
@@ -94,7 +96,13 @@ def fake_connector_class(upstream: Upstream) -> type[Any]:
                 if upstream.fail_on_page == n:
                     raise upstream.fail_with
                 chunk = todo[start : start + upstream.page_size]
-                yield Page(chunk, {"": chunk[-1].updated_at})
+                rejected = [
+                    Rejected(i.external_id, upstream.unmappable[i.external_id], i.external_key)
+                    for i in chunk
+                    if i.external_id in upstream.unmappable
+                ]
+                mapped = [i for i in chunk if i.external_id not in upstream.unmappable]
+                yield Page(mapped, {"": chunk[-1].updated_at}, rejected)
 
         async def all_ids(self) -> AsyncIterator[list[str]]:
             upstream.ids_listed += 1

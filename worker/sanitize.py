@@ -5,24 +5,17 @@ fitted to their columns (a 600-character title is truncated, not a failed batch)
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
+from datetime import datetime
 from typing import Any
 
-from connectors.base import WorkItem, utc
+from connectors.base import Rejected, Status, WorkItem, utc
 
 TITLE_MAX = 500
 KEY_MAX = 255
 EXTERNAL_ID_MAX = 255
 INT4_MAX = 2**31 - 1
 ELLIPSIS = "…"
-
-
-@dataclass(frozen=True, slots=True)
-class Rejected:
-    """An item that cannot be stored as given (its identity itself is unusable)."""
-
-    external_id: str
-    reason: str
 
 
 def clean_text(value: str | None, limit: int | None = None) -> str | None:
@@ -49,13 +42,48 @@ def clean_json(value: Any) -> Any:
     return str(value)
 
 
+_TEXT_FIELDS = ("title", "external_key", "description", "acceptance_criteria", "external_url")
+
+
+def _wrong_type(item: WorkItem) -> str | None:
+    """Why a field of the item has a type no column takes (a connector passed upstream junk
+    through), or None. Checked before anything touches the values."""
+    for name in _TEXT_FIELDS:
+        value = getattr(item, name)
+        if value is not None and not isinstance(value, str):
+            return f"{name} is {type(value).__name__}, not text"
+    if not isinstance(item.updated_at, datetime):
+        return f"updated_at is {type(item.updated_at).__name__}, not a time"
+    for name in ("started_at", "completed_at"):
+        value = getattr(item, name)
+        if value is not None and not isinstance(value, datetime):
+            return f"{name} is {type(value).__name__}, not a time"
+    if not isinstance(item.status, Status):
+        return f"status {str(item.status)[:40]!r} is not one of ours"
+    if not isinstance(item.priority, int | None) or isinstance(item.priority, bool):
+        return f"priority is {type(item.priority).__name__}, not a number"
+    if item.story_points is not None and not isinstance(item.story_points, int):
+        return f"story_points is {type(item.story_points).__name__}, not a number"
+    if not isinstance(item.raw, Mapping):
+        return f"raw is {type(item.raw).__name__}, not an object"
+    return None
+
+
 def clean_item(item: WorkItem) -> WorkItem | Rejected:
-    external_id = item.external_id.replace("\x00", "") if item.external_id else ""
+    if not isinstance(item.external_id, str):
+        return Rejected(repr(item.external_id)[:80], "external_id is not text")
+    external_id = item.external_id.replace("\x00", "")
+    key = item.external_key[:KEY_MAX] if isinstance(item.external_key, str) else None
     if not external_id.strip():
-        return Rejected(repr(item.external_id), "empty external_id")
+        return Rejected(repr(item.external_id), "empty external_id", key)
     if len(external_id) > EXTERNAL_ID_MAX:
         # An id is identity: truncating it could merge two items. Refuse it instead.
-        return Rejected(external_id[:80] + ELLIPSIS, f"external_id longer than {EXTERNAL_ID_MAX}")
+        return Rejected(
+            external_id[:80] + ELLIPSIS, f"external_id longer than {EXTERNAL_ID_MAX}", key
+        )
+    problem = _wrong_type(item)
+    if problem is not None:
+        return Rejected(external_id, problem, key)
     points = item.story_points
     if points is not None and not (0 <= points <= INT4_MAX):
         points = None

@@ -343,6 +343,7 @@ async def _commit_page(
             integration_id=integration.id,
             items=page.items,
         )
+        written.rejected[:0] = page.rejected  # the connector's, then the store's
         await store.log_activities(
             conn, integration.team_id, _item_activities(integration, written, fields)
         )
@@ -434,8 +435,13 @@ def _item_activities(
         out.append(
             store.Activity(
                 "work_item_rejected",
-                f"{source} item {r.external_id} not stored: {r.reason}",
-                {**fields, "external_id": r.external_id, "reason": r.reason},
+                f"{_label(source, r.external_key, r.external_id)} not stored: {r.reason}",
+                {
+                    **fields,
+                    "external_id": r.external_id,
+                    "external_key": r.external_key,
+                    "reason": r.reason,
+                },
             )
         )
     return out

@@ -524,3 +524,26 @@ async def test_an_item_moving_to_another_team_says_so(
     assert await pool.fetchval("SELECT team_id FROM work_items") == beta
     [moved] = await events(pool, "work_item_updated")
     assert moved["metadata"]["fields"] == ["team_id"] and moved["team_id"] == beta
+
+
+async def test_one_malformed_item_is_rejected_by_name_and_the_rest_lands(
+    pool, integration, settings, upstream
+) -> None:
+    ids = upstream.add(25)  # three pages of 10
+    # The connector cannot map one item (say, a garbage `updated`), and another passes a
+    # description that is not text (Linear once crashed the page commit on that).
+    upstream.unmappable[ids[3]] = "updated: unreadable time 'soon'"
+    upstream.change(ids[14], upstream.items[ids[14]].updated_at, description={"doc": 1})
+    first = await run(pool, integration, settings, upstream, force=False)
+    assert first.outcome == "succeeded" and first.pages == 3
+    stored = {r["external_id"] for r in await pool.fetch("SELECT external_id FROM work_items")}
+    assert stored == set(ids) - {ids[3], ids[14]}
+    rejected = await events(pool, "work_item_rejected")
+    assert [(r["metadata"]["external_key"], r["metadata"]["reason"]) for r in rejected] == [
+        (ids[3], "updated: unreadable time 'soon'"),
+        (ids[14], "description is dict, not text"),
+    ]
+    assert all(ids[3] in r["message"] or ids[14] in r["message"] for r in rejected)
+    # Nothing froze: the cursor passed them, and the next run reads only the overlap.
+    second = await run(pool, integration, settings, upstream, force=True)
+    assert second.outcome == "succeeded" and second.created == 0

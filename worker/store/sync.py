@@ -16,7 +16,7 @@ from typing import Any
 
 import asyncpg
 
-from connectors.base import WorkItem
+from connectors.base import Rejected, WorkItem
 from worker import sanitize
 
 
@@ -148,7 +148,7 @@ class Change:
 class PageResult:
     changes: list[Change] = field(default_factory=list)
     unchanged: int = 0
-    rejected: list[sanitize.Rejected] = field(default_factory=list)
+    rejected: list[Rejected] = field(default_factory=list)
 
     @property
     def created(self) -> int:
