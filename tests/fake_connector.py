@@ -38,6 +38,8 @@ class Upstream:
     since_seen: list[Mapping[str, datetime]] = field(default_factory=list)
     ids_listed: int = 0
     unmappable: dict[str, str] = field(default_factory=dict)  # external_id -> why it cannot map
+    listing_drops: list[set[str]] = field(default_factory=list)  # ids left out, one set a listing
+    between_pages: Any = None  # an async callable run after each page is yielded
 
     def add(
         self,
@@ -103,10 +105,13 @@ def fake_connector_class(upstream: Upstream) -> type[Any]:
                 ]
                 mapped = [i for i in chunk if i.external_id not in upstream.unmappable]
                 yield Page(mapped, {"": chunk[-1].updated_at}, rejected)
+                if upstream.between_pages is not None:
+                    await upstream.between_pages(n)
 
         async def all_ids(self) -> AsyncIterator[list[str]]:
             upstream.ids_listed += 1
-            yield list(upstream.items)
+            drop = upstream.listing_drops.pop(0) if upstream.listing_drops else set()
+            yield [i for i in upstream.items if i not in drop]
 
         async def aclose(self) -> None:
             pass

@@ -17,7 +17,7 @@ from typing import Any, Literal
 import asyncpg
 
 from connectors import registry
-from connectors.base import Connector, ConnectorError, FatalError, Page
+from connectors.base import Connector, ConnectorError, FatalError, Page, RetriableError
 from worker import connecting, metrics, redact, telemetry
 from worker.connecting import ConnectorLoader
 from worker.logs import get_logger
@@ -47,6 +47,8 @@ class RunResult:
     reason: str = ""  # why skipped/interrupted, or the error message (redacted)
     error_class: str = ""
     touched: list[datetime] = field(default_factory=list)  # completion times of changed items
+    # items this run took from another active integration holding the same version, by its id
+    contested: dict[uuid.UUID, list[str]] = field(default_factory=dict)
 
     def summary(self) -> str:
         label = f"{self.team}/{self.source}" if self.team else str(self.integration_id)
@@ -74,6 +76,10 @@ class RunOptions:
 
 class RunInterrupted(Exception):
     pass
+
+
+class IntegrationDeleted(Exception):
+    """The integration's row was deleted while its run was writing."""
 
 
 def advance(
@@ -153,10 +159,13 @@ async def run_integration(
     result (and `activity_logs`) says what happened. Database failures do propagate."""
     async with pool.acquire() as conn:
         if not await notify.try_lock_integration(conn, integration_id):
-            return RunResult(integration_id, "skipped", reason="running on another worker")
+            skipped = RunResult(integration_id, "skipped", reason="running on another worker")
+            telemetry.observe_run(skipped)
+            return skipped
         try:
             run = await _start(conn, integration_id, settings, options)
             if isinstance(run, RunResult):
+                telemetry.observe_run(run)
                 return run  # not due, inactive or deleted
             await run.pull(environ, loader)
             return await run.finish()
@@ -179,7 +188,10 @@ async def _start(
     state = await store.get_state(conn, integration_id)
     started_wall = datetime.now(UTC)
     if not (options.force or options.full):
-        why_not = is_due(integration, state, started_wall, options.requested_at)
+        # The database's clock, as every time in the state: a skewed worker clock must not
+        # stall runs (or run them early).
+        db_now = await store.database_now(conn)
+        why_not = is_due(integration, state, db_now, options.requested_at)
         if why_not:
             return RunResult(
                 integration_id, "skipped", integration.type, integration.team_name, reason=why_not
@@ -264,6 +276,14 @@ class _Run:
                 exc, asyncpg.PostgresConnectionError | asyncpg.InterfaceError
             ):
                 raise  # the database itself is gone: nothing can be recorded; the caller logs it
+            if isinstance(exc, asyncpg.ForeignKeyViolationError) and (
+                await get_integration(self.conn, self.integration.id) is None
+            ):
+                # An admin deleted the row while it ran: its state went with it (cascade).
+                exc = IntegrationDeleted(
+                    "the integration was deleted during the run; the pages committed before"
+                    " stay, nothing after them was written"
+                )
             await _record_failure(
                 self.conn, self.integration, self.result, exc, self.started, self.settings,
                 self.fields,
@@ -315,6 +335,8 @@ class _Run:
                 log.warning(
                     "metrics_recompute_failed", **self.fields, error=f"{type(exc).__name__}: {exc}"
                 )
+        if result.contested:
+            await _warn_overlap(conn, integration, result, self.fields)
         if result.outcome == "succeeded":
             await store.mark_succeeded(conn, integration.id, result.duration_s, self.swept)
             await _log_end(conn, integration, result, "sync_completed", self.fields)
@@ -355,6 +377,9 @@ async def _commit_page(
     result.unchanged += written.unchanged
     for change in written.changes:
         result.removed += change.removed_now
+        if change.contested_with is not None:
+            keys = result.contested.setdefault(change.contested_with, [])
+            keys.append(change.external_key or change.external_id)
         # Any change to a completed item can move its day's numbers (count, mean duration).
         for at in (change.old_completed_at, change.new_completed_at):
             if at is not None:
@@ -456,12 +481,16 @@ async def _sweep(
 ) -> None:
     """Mark rows whose items are gone upstream (polling never reports deletions), and clear the
     mark of rows whose items are listed again (restored, or left out of an earlier listing)."""
-    present = [i async for batch in connector.all_ids() for i in batch]
+    present = {i async for batch in connector.all_ids() for i in batch}
     if not present:
         # Zero items upstream for a scope we have rows for is far likelier a lost permission or
         # a mis-scoped query than a mass deletion: do not mark everything.
         log.warning("sweep_skipped", **fields, reason="tracker listed no items")
         return
+    if await store.missing_upstream(conn, integration.id, present):
+        # Mark only what a second, complete listing confirms: a listing that shifted under a
+        # concurrent deletion, or a page a proxy served short, must not mark items that exist.
+        present |= {i async for batch in connector.all_ids() for i in batch}
     async with conn.transaction():
         gone = await store.mark_missing_upstream(conn, integration.id, present)
         back = await store.unmark_present(conn, integration.id, present)
@@ -488,6 +517,30 @@ async def _sweep(
     )
 
 
+async def _warn_overlap(
+    conn: asyncpg.Connection, integration: Integration, result: RunResult, fields: dict[str, Any]
+) -> None:
+    """Two active integrations cover the same items (the same repository or project on two
+    teams): each run takes them from the other. Say so once per run, with the other side."""
+    others = sorted(result.contested, key=str)
+    count = sum(len(keys) for keys in result.contested.values())
+    examples = [key for other in others for key in result.contested[other]][:5]
+    await store.log_activities(
+        conn,
+        integration.team_id,
+        [
+            store.Activity(
+                "scope_overlap",
+                f"{integration.type}: {count} item(s) are also synced by another active"
+                f" integration ({', '.join(map(str, others))}); each run takes them back."
+                " Narrow one of the two scopes.",
+                {**fields, "count": count, "other_integrations": others, "examples": examples},
+            )
+        ],
+    )
+    log.warning("scope_overlap", **fields, count=count, other_integrations=others)
+
+
 async def _record_failure(
     conn: asyncpg.Connection,
     integration: Integration,
@@ -502,15 +555,21 @@ async def _record_failure(
     message = redact.scrub(str(exc) or repr(exc))[:2000]
     result.reason = message
     result.duration_s = time.monotonic() - started
-    failures = await store.mark_failed(
-        conn,
-        integration.id,
-        error_class=result.error_class,
-        error=message,
-        duration_s=result.duration_s,
-        backoff_base_s=settings.backoff_base_seconds,
-        backoff_max_s=settings.backoff_max_seconds,
-    )
+    # A Retry-After longer than a run may wait is honoured by the next run's start.
+    retry_after = exc.retry_after if isinstance(exc, RetriableError) else None
+    if isinstance(exc, IntegrationDeleted):
+        failures = 0  # no state row is left to count in
+    else:
+        failures = await store.mark_failed(
+            conn,
+            integration.id,
+            error_class=result.error_class,
+            error=message,
+            duration_s=result.duration_s,
+            backoff_base_s=settings.backoff_base_seconds,
+            backoff_max_s=settings.backoff_max_seconds,
+            not_before_s=retry_after or 0.0,
+        )
     fatal = isinstance(exc, FatalError)
     await _log_end(
         conn,
@@ -533,7 +592,7 @@ async def _record_failure(
         error=message,
         consecutive_failures=failures,
     )
-    if not isinstance(exc, ConnectorError):
+    if not isinstance(exc, ConnectorError | IntegrationDeleted):
         # Not one of ours: a bug in a connector or an SDK. Keep the traceback in the log.
         log.exception("sync_crashed", **fields)
 

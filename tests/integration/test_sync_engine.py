@@ -547,3 +547,102 @@ async def test_one_malformed_item_is_rejected_by_name_and_the_rest_lands(
     # Nothing froze: the cursor passed them, and the next run reads only the overlap.
     second = await run(pool, integration, settings, upstream, force=True)
     assert second.outcome == "succeeded" and second.created == 0
+
+
+async def test_a_retry_after_longer_than_a_run_may_wait_delays_the_next_run(
+    pool, integration, settings, upstream
+) -> None:
+    upstream.add(1)
+    upstream.fail_on_page = 1
+    upstream.fail_with = RetriableError("rate limited (429)", retry_after=7200)
+    failed = await run(pool, integration, settings, upstream)
+    assert failed.outcome == "failed"
+    wait = await pool.fetchval(
+        "SELECT extract(epoch FROM next_attempt_at - now()) FROM integration_sync_state"
+        " WHERE integration_id = $1",
+        integration,
+    )
+    assert 7100 < wait <= 7200  # the tracker's word, not the 60 s first backoff
+    skipped = await run(pool, integration, settings, upstream, force=False)
+    assert skipped.outcome == "skipped" and "backing off" in skipped.reason
+
+
+async def test_an_integration_deleted_mid_run_fails_clearly_and_keeps_its_pages(
+    pool, integration, settings, upstream, team, caplog
+) -> None:
+    upstream.add(25)
+
+    async def delete_after_first(n: int) -> None:
+        if n == 1:
+            await pool.execute("DELETE FROM integrations WHERE id = $1", integration)
+
+    upstream.between_pages = delete_after_first
+    caplog.set_level(logging.INFO)
+    result = await run(pool, integration, settings, upstream)
+    assert result.outcome == "failed" and result.error_class == "IntegrationDeleted"
+    assert "deleted during the run" in result.reason
+    assert await pool.fetchval("SELECT count(*) FROM work_items") == 10  # page 1 stays
+    [failed] = await events(pool, "sync_failed")
+    assert failed["team_id"] == team and "deleted during the run" in failed["message"]
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert "ForeignKeyViolation" not in caplog.text
+
+
+async def test_two_integrations_covering_the_same_items_say_so(
+    pool, integration, settings, upstream
+) -> None:
+    upstream.add(3)
+    await run(pool, integration, settings, upstream)
+    beta = await make_team(pool, "Beta")
+    other = await make_integration(pool, beta, "github", {"token": TOKEN})
+    await run(pool, other, settings, upstream)
+    [overlap] = await events(pool, "scope_overlap")
+    assert overlap["team_id"] == beta
+    assert overlap["metadata"]["count"] == 3
+    assert overlap["metadata"]["other_integrations"] == [str(integration)]
+    # The first team's next run takes back the two unchanged items (an overlap) and the edited
+    # one with its newer version (a move, not counted).
+    upstream.change("FAKE-1", T0 + timedelta(days=1), title="edited")
+    await run(pool, integration, settings, upstream)
+    latest = (await events(pool, "scope_overlap"))[-1]
+    assert latest["team_id"] != beta
+    assert latest["metadata"]["count"] == 2 and "FAKE-1" not in latest["metadata"]["examples"]
+
+
+async def test_a_sweep_marks_only_what_a_second_listing_confirms(
+    pool, integration, team, tmp_path, upstream
+) -> None:
+    sweeping = Settings(home=tmp_path / "home", sweep_every_runs=1)
+    ids = upstream.add(20)
+    await run(pool, integration, sweeping, upstream)
+    # One listing comes back short (a page served empty, an offset shifted by a deletion).
+    upstream.listing_drops = [set(ids[5:15])]
+    await run(pool, integration, sweeping, upstream)
+    assert upstream.ids_listed == 3  # the short listing was checked by a second one
+    assert (
+        await pool.fetchval("SELECT count(*) FROM work_items WHERE removed_upstream_at IS NOT NULL")
+        == 0
+    )
+    assert await events(pool, "work_item_removed") == []
+    # A real deletion is missing from both listings, and is marked.
+    del upstream.items[ids[0]]
+    await run(pool, integration, sweeping, upstream)
+    assert (
+        await pool.fetchval(
+            "SELECT external_id FROM work_items WHERE removed_upstream_at IS NOT NULL"
+        )
+        == ids[0]
+    )
+
+
+async def test_skipped_runs_are_counted(pool, integration, settings, upstream) -> None:
+    from worker import telemetry
+
+    def skipped() -> float:
+        return telemetry.RUNS.labels(source="github", outcome="skipped")._value.get()
+
+    upstream.add(1)
+    await run(pool, integration, settings, upstream, force=False)
+    before = skipped()
+    assert (await run(pool, integration, settings, upstream, force=False)).outcome == "skipped"
+    assert skipped() == before + 1

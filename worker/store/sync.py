@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -46,6 +46,13 @@ async def get_state(conn: asyncpg.Connection, integration_id: uuid.UUID) -> Sync
     if row is None:
         return SyncState({}, None, None, None, 0, None, 0)
     return SyncState(**dict(row))
+
+
+async def database_now(conn: asyncpg.Connection) -> datetime:
+    """The database's clock: every "is it due" comparison is made against the times the database
+    wrote (`last_started_at`, `next_attempt_at`, a sync-now's `at`), never the worker's clock."""
+    now: datetime = await conn.fetchval("SELECT now()")
+    return now
 
 
 async def mark_started(
@@ -99,18 +106,21 @@ async def mark_failed(
     duration_s: float,
     backoff_base_s: float,
     backoff_max_s: float,
+    not_before_s: float = 0.0,
 ) -> int:
-    """Record a failure and schedule the next attempt with capped exponential backoff.
-    Returns the number of consecutive failures."""
+    """Record a failure and schedule the next attempt with capped exponential backoff, and not
+    sooner than `not_before_s` (a tracker's Retry-After longer than a run may wait). Returns the
+    number of consecutive failures."""
     failures: int = await conn.fetchval(
         "INSERT INTO integration_sync_state AS s (integration_id, last_error_at, last_error_class,"
         "       last_error, consecutive_failures, next_attempt_at, last_duration_s)"
-        " VALUES ($1, now(), $2, $3, 1, now() + make_interval(secs => $4), $6)"
+        " VALUES ($1, now(), $2, $3, 1,"
+        "         now() + make_interval(secs => GREATEST($7::float8, $4::float8)), $6)"
         " ON CONFLICT (integration_id) DO UPDATE SET"
         "   last_error_at = now(), last_error_class = $2, last_error = $3,"
         "   consecutive_failures = s.consecutive_failures + 1,"
-        "   next_attempt_at = now() + make_interval(secs => LEAST($5::float8,"
-        "       $4::float8 * power(2, LEAST(s.consecutive_failures, 30)))),"
+        "   next_attempt_at = now() + make_interval(secs => GREATEST($7::float8,"
+        "       LEAST($5::float8, $4::float8 * power(2, LEAST(s.consecutive_failures, 30))))),"
         "   last_duration_s = $6"
         " RETURNING consecutive_failures",
         integration_id,
@@ -119,6 +129,7 @@ async def mark_failed(
         backoff_base_s,
         backoff_max_s,
         duration_s,
+        not_before_s,
     )
     return failures
 
@@ -142,6 +153,7 @@ class Change:
     new_completed_at: datetime | None
     removed_now: bool  # removed_upstream_at went from NULL to set
     restored_now: bool  # … and back: the item exists upstream again
+    contested_with: uuid.UUID | None = None  # another active integration that also covers it
 
 
 @dataclass(slots=True)
@@ -228,6 +240,13 @@ SELECT wr.id, wr.external_id, wr.external_key, wr.title, wr.status AS new_status
         AND (f.prior).id IS NOT NULL) AS removed_now,
        (wr.removed_upstream_at IS NULL AND (f.prior).removed_upstream_at IS NOT NULL)
            AS restored_now,
+       -- taken from another active integration that holds the very same version: two
+       -- integrations cover this item, and each run would take it back
+       CASE WHEN (f.prior).source_updated_at = f.source_updated_at
+                 AND EXISTS (SELECT 1 FROM integrations oi
+                             WHERE oi.id = (f.prior).integration_id AND oi.id <> $17
+                               AND oi.is_active)
+            THEN (f.prior).integration_id END AS contested_with,
        array_remove(ARRAY[{
     ", ".join(
         f"CASE WHEN (f.prior).{c} IS DISTINCT FROM f.{c} THEN '{c}' END" for c in SYNCED_FIELDS
@@ -267,14 +286,29 @@ async def upsert_items(
                 new_completed_at=r["new_completed_at"],
                 removed_now=r["removed_now"],
                 restored_now=r["restored_now"],
+                contested_with=r["contested_with"],
             )
         )
     result.unchanged = len(clean) - len(rows)
     return result
 
 
+async def missing_upstream(
+    conn: asyncpg.Connection, integration_id: uuid.UUID, present_ids: Collection[str]
+) -> list[str]:
+    """This integration's unmarked rows whose ids a listing lacks (what a sweep would mark)."""
+    rows = await conn.fetch(
+        "SELECT external_id FROM work_items"
+        " WHERE integration_id = $1 AND removed_upstream_at IS NULL"
+        "   AND NOT (external_id = ANY($2::text[]))",
+        integration_id,
+        list(present_ids),
+    )
+    return [r["external_id"] for r in rows]
+
+
 async def mark_missing_upstream(
-    conn: asyncpg.Connection, integration_id: uuid.UUID, present_ids: Sequence[str]
+    conn: asyncpg.Connection, integration_id: uuid.UUID, present_ids: Collection[str]
 ) -> list[asyncpg.Record]:
     """Mark (never delete) this integration's rows whose ids are no longer upstream."""
     return await conn.fetch(
@@ -288,7 +322,7 @@ async def mark_missing_upstream(
 
 
 async def unmark_present(
-    conn: asyncpg.Connection, integration_id: uuid.UUID, present_ids: Sequence[str]
+    conn: asyncpg.Connection, integration_id: uuid.UUID, present_ids: Collection[str]
 ) -> list[asyncpg.Record]:
     """Clear the mark of this integration's rows that are listed upstream again: an item
     restored from the trash, or one a listing that shifted under a deletion had left out."""
