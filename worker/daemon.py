@@ -13,9 +13,9 @@ from datetime import datetime
 import asyncpg
 
 from worker import db, http, metrics, migrate, sync, systemd
-from worker.errors import MigrationError
+from worker.errors import DatabaseUnavailable, MigrationError
 from worker.logs import get_logger
-from worker.scheduler import Scheduler
+from worker.scheduler import Scheduler, wait_event
 from worker.settings import Settings
 from worker.store import integrations, notify
 
@@ -89,18 +89,21 @@ class Worker:
 
     async def ready(self) -> str | None:
         """/readyz: None when the database answers, else why not."""
+        if self._pool is None:
+            return "database: not connected yet"
         try:
             await notify.ping(self.pool, within=3)
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
             return f"database: {type(exc).__name__}"
         return None
 
-    async def start(self, sets: tuple[str, ...]) -> None:
+    async def start(self, sets: tuple[str, ...]) -> bool:
+        """Bring everything up; False when stopped while still waiting for the database."""
         settings = self.settings
-        await ensure_schema(self.url, settings, sets)
-        self._pool = await db.create_pool(self.url, max_size=settings.max_concurrency + 2)
-        if settings.http_port:
+        if settings.http_port:  # first: /healthz answers and /readyz says what it waits for
             self._server = await http.serve(settings.http_host, settings.http_port, self.ready)
+        if not await self._connect(sets):
+            return False
         scheduler = self._scheduler = Scheduler(self.pool, self.url, settings, self.run_one)
         await scheduler.start()
         active = await integrations.count_active(self.pool)
@@ -120,6 +123,30 @@ class Worker:
             ),
             name="systemd-watchdog",
         )
+        return True
+
+    async def _connect(self, sets: tuple[str, ...]) -> bool:
+        """Migrate (or check) the schema and open the pool, waiting with capped backoff while
+        the database cannot be reached: a worker started before its database (a host reboot, a
+        failover) waits instead of exiting. False when stopped while waiting."""
+        delay = 1.0
+        while True:
+            try:
+                await ensure_schema(self.url, self.settings, sets)
+                self._pool = await db.create_pool(
+                    self.url, max_size=self.settings.max_concurrency + 2
+                )
+                return True
+            except DatabaseUnavailable as exc:
+                log.warning("database_unavailable", error=str(exc), retry_in_s=delay)
+                # Keep systemd's start timeout from killing a worker that is only waiting.
+                self.notifier.notify(
+                    "STATUS=waiting for the database",
+                    f"EXTEND_TIMEOUT_USEC={int((delay + 30) * 1_000_000)}",
+                )
+            if await wait_event(self.stop, delay):
+                return False
+            delay = min(delay * 2, 30.0)
 
     async def watch(self) -> int:
         """Until a stop signal (0) or until a side task ends (1: they must never end)."""
@@ -167,9 +194,10 @@ async def run(
     """Run until SIGTERM/SIGINT (exit 0) or until a side task dies (exit 1)."""
     worker = Worker(settings, url, os.environ if environ is None else environ)
     install_stop_signals(worker.stop)
+    exit_code = 0
     try:
-        await worker.start(sets)
-        exit_code = await worker.watch()
+        if await worker.start(sets):
+            exit_code = await worker.watch()
     finally:
         await worker.shutdown()
     log.info("worker_stopped", exit_code=exit_code)

@@ -5,13 +5,16 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
+import socket
 import subprocess
 import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from urllib.parse import parse_qs, urlsplit, urlunsplit
 
 import asyncpg
+import httpx
 import pytest
 
 from connectors.sandbox.github import GitHubSandbox
@@ -254,3 +257,94 @@ async def test_sync_now_runs_at_once_and_only_once_across_two_workers(db_url, po
         errs = [stop(w) for w in workers]
     assert [w.returncode for w in workers] == [0, 0], errs
     assert sum('"sync_now_requested"' in e for e in errs) == 2
+
+
+class Forwarder:
+    """A TCP port that forwards to the test PostgreSQL (TCP or its unix socket), opened on
+    demand: until `open()`, connecting to it is refused, as to a database that is down."""
+
+    def __init__(self, db_url: str) -> None:
+        parts = urlsplit(db_url)
+        socket_dir = parse_qs(parts.query).get("host", [None])[0]
+        if socket_dir:
+            self._target: tuple[str, int] | str = f"{socket_dir}/.s.PGSQL.{parts.port or 5432}"
+        else:
+            self._target = (parts.hostname or "127.0.0.1", parts.port or 5432)
+        with socket.socket() as probe:  # a free port for later
+            probe.bind(("127.0.0.1", 0))
+            self.port = probe.getsockname()[1]
+        self.url = urlunsplit(
+            parts._replace(
+                netloc=f"{parts.username or 'postgres'}:{parts.password or ''}@127.0.0.1:{self.port}",
+                query="",
+            )
+        )
+        self._server: asyncio.Server | None = None
+
+    async def open(self) -> None:
+        async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            try:
+                while data := await reader.read(65536):
+                    writer.write(data)
+                    await writer.drain()
+            except (ConnectionError, OSError):
+                pass
+            finally:
+                writer.close()
+
+        async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            if isinstance(self._target, str):
+                up_reader, up_writer = await asyncio.open_unix_connection(self._target)
+            else:
+                up_reader, up_writer = await asyncio.open_connection(*self._target)
+            await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+
+        self._server = await asyncio.start_server(handle, "127.0.0.1", self.port)
+
+    def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+
+
+async def test_daemon_waits_for_a_database_that_is_down_at_start(db_url, pool, github) -> None:
+    forwarder = Forwarder(db_url)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        http_port = probe.getsockname()[1]
+    env = cli_env(forwarder.url, C9_SYNC_HTTP_PORT=str(http_port), C9_SYNC_RECONCILE_SECONDS="30")
+    team = await make_team(pool, "Alpha")
+    await make_integration(pool, team, "github", github_config(github), interval=60)
+    proc = start_cli("run", env=env)
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{http_port}") as client:
+
+            async def get(path: str) -> httpx.Response | None:
+                try:
+                    return await client.get(path, timeout=2)
+                except httpx.TransportError:
+                    return None
+
+            answer = None
+            for _ in range(75):  # the HTTP endpoint comes up within seconds
+                answer = await get("/readyz")
+                if answer is not None:
+                    break
+                await asyncio.sleep(0.2)
+            # Up, alive, not ready, and still waiting rather than exiting.
+            assert answer is not None and answer.status_code == 503
+            assert "not connected" in answer.text
+            assert (await get("/healthz")).status_code == 200  # type: ignore[union-attr]
+            await asyncio.sleep(2.5)
+            assert proc.poll() is None
+            await forwarder.open()  # the database comes up
+            await wait_for(pool, "SELECT count(*) FROM work_items", lambda n: n == 45, 40)
+            ready = await get("/readyz")
+            assert ready is not None and ready.status_code == 200
+        err = await asyncio.to_thread(stop, proc)  # the forwarder runs on this loop meanwhile
+        assert proc.returncode == 0, err
+        assert '"database_unavailable"' in err and '"worker_started"' in err
+    finally:
+        forwarder.close()
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
