@@ -781,6 +781,10 @@ class AzureDevOpsConnector:
         )
         await self._wiql(query, 1)
 
+    def scopes(self) -> list[str]:
+        """One scope for the project's query (per-scope keys: a later change)."""
+        return [""]
+
     async def changes(self, since: Mapping[str, datetime]) -> AsyncIterator[Page]:
         """Pages of work items changed at or after `since[""]`, in (ChangedDate, Id) order."""
         start = utc(since[""]) if "" in since else None

@@ -11,7 +11,7 @@ import enum
 import os
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any, ClassVar, Literal, Protocol, runtime_checkable
 from urllib.parse import urlsplit
@@ -134,6 +134,9 @@ class ConnectorConfig(BaseModel):
     token_env: str | None = None
     token_file: Path | None = None
     status_map: dict[str, Status] = {}
+    # Only items updated on or after this day (UTC) are synced: for huge instances whose old
+    # history nobody needs. Applied by the sync run to every scope's `since`.
+    start_date: date | None = None
 
     @model_validator(mode="after")
     def _one_token_source(self) -> ConnectorConfig:
@@ -224,6 +227,12 @@ class Connector(Protocol):
 
     async def check(self) -> None:
         """Credentials and scope work, else raise FatalError with a clear message."""
+
+    def scopes(self) -> list[str]:
+        """Every scope this config covers: the keys of `changes`' checkpoints and of its items'
+        `scope` (a repository, a project, a team; [""] for one cursor). A scope dropped from
+        the config marks its items out of scope; a scope added is read in full."""
+        ...
 
     def changes(self, since: Mapping[str, datetime]) -> AsyncIterator[Page]:
         """Pages of items changed at or after `since[scope]` (overlap already subtracted by the

@@ -421,6 +421,10 @@ class GitHubConnector:
                 " Check `repos` in the integration config and the token's access"
             )
 
+    def scopes(self) -> list[str]:
+        """One scope per configured repository."""
+        return list(self.config.repos)
+
     async def changes(self, since: Mapping[str, datetime]) -> AsyncIterator[Page]:
         """Pages of issues changed at or after `since[repo]`, per repository, oldest first."""
         for repo in self.config.repos:

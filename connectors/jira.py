@@ -621,6 +621,10 @@ class JiraConnector:
         run = await self._run_start()
         await self._search(run.client, search_jql(self._scope, None), None, 1, ["id"])
 
+    def scopes(self) -> list[str]:
+        """One scope for the whole JQL (per-project scopes: a later change)."""
+        return [SCOPE]
+
     async def changes(self, since: Mapping[str, datetime]) -> AsyncIterator[Page]:
         """Pages of issues updated at or after `since[""]` (everything when absent).
 

@@ -455,6 +455,10 @@ class LinearConnector:
                 "(team keys are case-sensitive) or give the key's user access to the team"
             )
 
+    def scopes(self) -> list[str]:
+        """One scope per configured team key."""
+        return list(self._config.team_keys)
+
     async def changes(self, since: Mapping[str, datetime]) -> AsyncIterator[Page]:
         run_clock: list[datetime | None] = [None]
         for key in self._config.team_keys:

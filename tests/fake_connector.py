@@ -24,6 +24,7 @@ T0 = datetime(2025, 5, 1, 8, 0, tzinfo=UTC)
 
 class FakeConfig(ConnectorConfig):
     project: str = "DEMO"
+    projects: list[str] | None = None  # one scope each (items carry their project as scope)
 
 
 @dataclass
@@ -48,6 +49,7 @@ class Upstream:
         start: datetime = T0,
         step: timedelta = timedelta(minutes=1),
         status: Status = Status.QUEUED,
+        scope: str = "",
     ) -> list[str]:
         base = len(self.items)
         ids = []
@@ -62,6 +64,7 @@ class Upstream:
                 raw={"id": ext, "n": base + k + 1},
                 description="d",
                 priority=2,
+                scope=scope,
             )
             ids.append(ext)
         return ids
@@ -86,13 +89,28 @@ def fake_connector_class(upstream: Upstream) -> type[Any]:
             if self.ctx.token.get_secret_value() == "bad":
                 raise FatalError("fake tracker rejected the token (401)")
 
+        def scopes(self) -> list[str]:
+            return list(self.config.projects) if self.config.projects else [""]
+
         async def changes(self, since: Mapping[str, datetime]) -> AsyncIterator[Page]:
             await self.check()
             upstream.since_seen.append(dict(since))
-            floor = since.get("")
+            n = 0
+            for scope in self.scopes():
+                async for page in self._scope_changes(scope, since.get(scope), n):
+                    n += 1
+                    yield page
+
+        async def _scope_changes(
+            self, scope: str, floor: datetime | None, pages_before: int
+        ) -> AsyncIterator[Page]:
             ordered = sorted(upstream.items.values(), key=lambda i: (i.updated_at, i.external_id))
-            todo = [i for i in ordered if floor is None or i.updated_at >= floor]
-            for n, start in enumerate(range(0, len(todo), upstream.page_size), start=1):
+            todo = [
+                i
+                for i in ordered
+                if (not scope or i.scope == scope) and (floor is None or i.updated_at >= floor)
+            ]
+            for n, start in enumerate(range(0, len(todo), upstream.page_size), pages_before + 1):
                 if upstream.page_delay:
                     await asyncio.sleep(upstream.page_delay)
                 if upstream.fail_on_page == n:
@@ -104,14 +122,19 @@ def fake_connector_class(upstream: Upstream) -> type[Any]:
                     if i.external_id in upstream.unmappable
                 ]
                 mapped = [i for i in chunk if i.external_id not in upstream.unmappable]
-                yield Page(mapped, {"": chunk[-1].updated_at}, rejected)
+                yield Page(mapped, {scope: chunk[-1].updated_at}, rejected)
                 if upstream.between_pages is not None:
                     await upstream.between_pages(n)
 
         async def all_ids(self) -> AsyncIterator[list[str]]:
             upstream.ids_listed += 1
             drop = upstream.listing_drops.pop(0) if upstream.listing_drops else set()
-            yield [i for i in upstream.items if i not in drop]
+            covered = set(self.scopes())
+            yield [
+                i
+                for i, item in upstream.items.items()
+                if i not in drop and (covered == {""} or item.scope in covered)
+            ]
 
         async def aclose(self) -> None:
             pass

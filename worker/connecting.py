@@ -95,8 +95,9 @@ def open_connector(
     *,
     deadline: float,
     loader: ConnectorLoader = registry.load,
-) -> Connector:
-    """The connector for one sync run; rate-limit waits are logged and counted."""
+) -> tuple[Connector, ConnectorConfig]:
+    """The connector for one sync run, and its validated config; rate-limit waits are logged
+    and counted."""
     cls = loader(type_)
     config = validate_config(cls, raw_config)
 
@@ -110,7 +111,10 @@ def open_connector(
             seconds=round(seconds, 2),
         )
 
-    return build(cls, config, integration_id, settings, environ, deadline=deadline, on_wait=on_wait)
+    connector = build(
+        cls, config, integration_id, settings, environ, deadline=deadline, on_wait=on_wait
+    )
+    return connector, config
 
 
 async def check_connection(

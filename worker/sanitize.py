@@ -137,4 +137,5 @@ def columns(items: Sequence[WorkItem]) -> dict[str, list[Any]]:
         "started_at": [i.started_at for i in items],
         "completed_at": [i.completed_at for i in items],
         "removed": [i.removed for i in items],
+        "sync_scope": [i.scope for i in items],
     }

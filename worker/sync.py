@@ -11,7 +11,8 @@ import time
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
+from datetime import time as dt_time
 from typing import Any, Literal
 
 import asyncpg
@@ -243,6 +244,7 @@ class _Run:
     started_wall: datetime  # the run's start by this worker's clock: the cursor's ceiling
     started: float = field(default_factory=time.monotonic)
     swept: bool = False
+    cursor: dict[str, datetime] = field(default_factory=dict)  # committed marks, in-scope only
 
     @property
     def deadline(self) -> float:
@@ -253,7 +255,7 @@ class _Run:
         a config's or a connector's fault is recorded as the run's failure, never raised."""
         connector: Connector | None = None
         try:
-            connector = connecting.open_connector(
+            connector, config = connecting.open_connector(
                 self.integration.id,
                 self.integration.type,
                 self.integration.config,
@@ -262,7 +264,9 @@ class _Run:
                 deadline=self.deadline,
                 loader=loader,
             )
-            await self._pages(connector)
+            scopes = connector.scopes()
+            await self._narrow(scopes)
+            await self._pages(connector, scopes, config.start_date)
             sweep_due = self.settings.sweep_every_runs and self.state.runs_since_sweep + 1 >= (
                 self.settings.sweep_every_runs
             )
@@ -292,9 +296,42 @@ class _Run:
             if connector is not None:
                 await connecting.close_quietly(connector)
 
-    async def _pages(self, connector: Connector) -> None:
-        cursor = {} if self.options.full else store.cursor_from_json(self.state.cursor)
+    async def _narrow(self, scopes: list[str]) -> None:
+        """What the config no longer covers: its rows are marked out of scope (an activity row
+        each), its cursors dropped (a scope added back later is read in full)."""
+        conn, integration = self.conn, self.integration
+        cursor = store.cursor_from_json(self.state.cursor)
+        async with conn.transaction():
+            gone = await store.mark_out_of_scope(conn, integration.id, scopes)
+            await store.log_activities(
+                conn,
+                integration.team_id,
+                [
+                    store.Activity(
+                        "work_item_out_of_scope",
+                        f"{_label(integration.type, r['external_key'], r['external_id'])} no"
+                        f" longer in scope ({r['sync_scope'] or 'its scope'} left the config)",
+                        {**self.fields, "external_id": r["external_id"], "scope": r["sync_scope"]},
+                        r["id"],
+                    )
+                    for r in gone
+                ],
+            )
+            kept = {scope: at for scope, at in cursor.items() if scope in scopes}
+            if kept != cursor:
+                await store.save_cursor(conn, integration.id, store.cursor_to_json(kept))
+        if gone:
+            log.info("items_out_of_scope", **self.fields, count=len(gone))
+        self.cursor = kept
+
+    async def _pages(
+        self, connector: Connector, scopes: list[str], start_date: date | None
+    ) -> None:
+        cursor = {} if self.options.full else self.cursor
         since = {scope: at - connector.overlap for scope, at in cursor.items()}
+        if start_date is not None:  # nothing older than the admin's start date, in any scope
+            floor = datetime.combine(start_date, dt_time(), UTC)
+            since = {scope: max(since.get(scope, floor), floor) for scope in scopes}
         pages = connector.changes(since)
         try:
             async for page in pages:
@@ -412,6 +449,15 @@ def _item_activities(
                     "work_item_created",
                     f"{label} created: {c.title}",
                     {**base, "status": c.new_status},
+                    c.work_item_id,
+                )
+            )
+        elif c.back_in_scope and not c.restored_now:
+            out.append(
+                store.Activity(
+                    "work_item_back_in_scope",
+                    f"{label} is in scope again",
+                    {**base, "status": c.new_status, "fields": list(c.changed_fields)},
                     c.work_item_id,
                 )
             )

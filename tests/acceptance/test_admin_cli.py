@@ -340,6 +340,42 @@ async def test_sync_now_clears_backoff_and_notifies_workers(db_url, pool, github
 
 
 # ---------------------------------------------------------------------------------------------
+# reset
+# ---------------------------------------------------------------------------------------------
+async def test_reset_forgets_the_cursor_so_the_next_run_reads_in_full(db_url, pool, github) -> None:
+    env = env_for(db_url)
+    team = await make_team(pool, "Alpha")
+    await make_integration(pool, team, "github", config(github, repos=["acme/web", "acme/api"]))
+    github.add_issue("acme/api", "API issue", updated_at=T0)
+    assert c9(env, "sync").returncode == 0
+    cursor = await pool.fetchval("SELECT cursor FROM integration_sync_state")
+    assert set(cursor) == {"acme/web", "acme/api"}
+
+    assert_refused(
+        c9(env, "integrations", "reset", "Alpha/github", "--scope", "acme/nope"),
+        2,
+        "has: acme/api, acme/web",
+    )
+    one = c9(env, "integrations", "reset", "Alpha/github", "--scope", "acme/api")
+    assert one.returncode == 0, one.stderr
+    assert "scope 'acme/api' forgotten" in one.stdout and "sync-now" in one.stdout
+    assert set(await pool.fetchval("SELECT cursor FROM integration_sync_state")) == {"acme/web"}
+    every = c9(env, "integrations", "reset", "Alpha/github")
+    assert every.returncode == 0 and "every scope" in every.stdout
+    assert await pool.fetchval("SELECT cursor FROM integration_sync_state") == {}
+    items = await pool.fetchval("SELECT count(*) FROM work_items")
+    assert items == 4  # nothing deleted
+
+    # The next run reads everything again (from the start: since is absent in each request)
+    # and rewrites nothing that did not change.
+    github.clear_requests()
+    ran = c9(env, "sync", "--force")
+    assert ran.returncode == 0 and "created=0 updated=0 unchanged=4" in ran.stdout, ran.stdout
+    lists = [r for r in github.requests if r.path.endswith("/issues")]
+    assert lists and all("since" not in r.query for r in lists)
+
+
+# ---------------------------------------------------------------------------------------------
 # status
 # ---------------------------------------------------------------------------------------------
 async def test_status_health_next_run_and_stalled_runs(db_url, pool, github) -> None:
@@ -438,6 +474,7 @@ def test_help_lists_every_admin_command() -> None:
         "disable",
         "set-interval",
         "sync-now",
+        "reset",
         "remove",
     ):
         assert action in result.stdout

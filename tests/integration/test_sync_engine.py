@@ -646,3 +646,93 @@ async def test_skipped_runs_are_counted(pool, integration, settings, upstream) -
     before = skipped()
     assert (await run(pool, integration, settings, upstream, force=False)).outcome == "skipped"
     assert skipped() == before + 1
+
+
+async def set_config(pool: asyncpg.Pool, integration_id: uuid.UUID, config: dict[str, Any]) -> None:
+    await pool.execute("UPDATE integrations SET config = $2 WHERE id = $1", integration_id, config)
+
+
+async def test_scope_widened_backfills_narrowed_marks_and_widened_again_restores(
+    pool, team, settings, upstream
+) -> None:
+    a_ids = upstream.add(12, scope="A", start=T0 + timedelta(days=1))
+    b_ids = upstream.add(8, scope="B", start=T0)  # older than everything A's cursor passed
+    integration = await make_integration(
+        pool, team, "github", {"token": TOKEN, "projects": ["A"]}, interval=3600
+    )
+    first = await run(pool, integration, settings, upstream, force=False)
+    assert first.created == 12
+
+    # Widened: B is read in full, A keeps its cursor; the edit alone makes the run due.
+    await set_config(pool, integration, {"token": TOKEN, "projects": ["A", "B"]})
+    widened = await run(pool, integration, settings, upstream, force=False)
+    assert widened.outcome == "succeeded" and widened.created == 8
+    assert set(upstream.since_seen[-1]) == {"A"}  # B had no mark: read from the start
+    state = await pool.fetchval(
+        "SELECT cursor FROM integration_sync_state WHERE integration_id = $1", integration
+    )
+    assert set(state) == {"A", "B"}
+
+    # Narrowed: B's items are out of scope (not deleted), its cursor is dropped.
+    await set_config(pool, integration, {"token": TOKEN, "projects": ["A"]})
+    narrowed = await run(pool, integration, settings, upstream, force=True, full=True)
+    assert narrowed.outcome == "succeeded" and narrowed.removed == 0
+    out = await pool.fetch(
+        "SELECT external_id, removed_upstream_at FROM work_items WHERE out_of_scope_at IS NOT NULL"
+    )
+    assert sorted(r["external_id"] for r in out) == sorted(b_ids)
+    assert all(r["removed_upstream_at"] is None for r in out)  # the sweep left them alone
+    assert len(await events(pool, "work_item_out_of_scope")) == 8
+    assert await events(pool, "work_item_removed") == []
+    queue = await pool.fetchval("SELECT count(*) FROM v_team_work_queue WHERE team_id = $1", team)
+    assert queue == 12
+    health = await pool.fetchrow(
+        "SELECT items, out_of_scope FROM v_integration_health WHERE integration_id = $1",
+        integration,
+    )
+    assert (health["items"], health["out_of_scope"]) == (12, 8)
+    state = await pool.fetchval(
+        "SELECT cursor FROM integration_sync_state WHERE integration_id = $1", integration
+    )
+    assert set(state) == {"A"}
+
+    # Widened again: B is read in full again and its items are back.
+    await set_config(pool, integration, {"token": TOKEN, "projects": ["A", "B"]})
+    again = await run(pool, integration, settings, upstream, force=False)
+    assert again.outcome == "succeeded" and again.created == 0 and again.updated == 8
+    assert (
+        await pool.fetchval("SELECT count(*) FROM work_items WHERE out_of_scope_at IS NOT NULL")
+        == 0
+    )
+    assert len(await events(pool, "work_item_back_in_scope")) == 8
+    assert set(a_ids) | set(b_ids) == {
+        r["external_id"] for r in await pool.fetch("SELECT external_id FROM work_items")
+    }
+
+
+async def test_start_date_skips_older_items_in_every_scope(pool, team, settings, upstream) -> None:
+    upstream.add(5, scope="A", start=T0, step=timedelta(days=1))  # T0 .. T0+4d
+    upstream.add(5, scope="B", start=T0, step=timedelta(days=1))
+    start = (T0 + timedelta(days=3)).date().isoformat()
+    integration = await make_integration(
+        pool, team, "github", {"token": TOKEN, "projects": ["A", "B"], "start_date": start}
+    )
+    result = await run(pool, integration, settings, upstream)
+    assert result.created == 4  # the last two days of each scope
+    midnight = datetime(2025, 5, 4, tzinfo=UTC)  # the start of the start date
+    assert upstream.since_seen[-1] == {"A": midnight, "B": midnight}
+
+
+async def test_a_row_synced_before_scopes_were_recorded_is_never_marked_out_of_scope(
+    pool, team, settings, upstream
+) -> None:
+    upstream.add(3, scope="A")
+    integration = await make_integration(pool, team, "github", {"token": TOKEN, "projects": ["A"]})
+    await run(pool, integration, settings, upstream)
+    await pool.execute("UPDATE work_items SET sync_scope = NULL")  # as 0006 found them
+    await set_config(pool, integration, {"token": TOKEN, "projects": ["B"]})
+    await run(pool, integration, settings, upstream)
+    assert (
+        await pool.fetchval("SELECT count(*) FROM work_items WHERE out_of_scope_at IS NOT NULL")
+        == 0
+    )

@@ -1,5 +1,5 @@
 """Admin commands: `c9-sync integrations …` (list, add, test, enable, disable, set-interval,
-sync-now, remove). `c9-sync status` is in `worker.commands.status`.
+sync-now, reset, remove). `c9-sync status` is in `worker.commands.status`.
 
 Integrations are named by id (a UUID) or by `TEAM/TYPE` (unique per the schema). Exit codes: 0 ok,
 1 a check or an operation failed, 2 bad input (one line on stderr). Tokens are never printed:
@@ -30,6 +30,7 @@ from worker.errors import EXIT_FAILED, EXIT_OK, UsageError
 from worker.settings import Settings
 from worker.store import integrations as store
 from worker.store import notify
+from worker.store import sync as sync_store
 from worker.store.integrations import Integration
 
 
@@ -280,6 +281,34 @@ async def cmd_sync_now(args: argparse.Namespace, settings: Settings, url: str) -
     return EXIT_OK
 
 
+async def cmd_reset(args: argparse.Namespace, settings: Settings, url: str) -> int:
+    conn = await migrate.connect_current(url)
+    try:
+        target = await resolve(conn, args.integration)
+        state = await sync_store.get_state(conn, target.id)
+        if args.scope is not None and args.scope not in state.cursor:
+            known = ", ".join(sorted(state.cursor)) or "none yet"
+            raise UsageError(
+                f"{target.label} has no cursor for scope {args.scope!r} (has: {known})"
+            )
+        # Under the run lock: a run in progress would write its own cursor back over the reset.
+        if not await notify.try_lock_integration(conn, target.id):
+            return _fail(f"{target.label} is running right now: reset it when the run has ended")
+        try:
+            await sync_store.forget_cursor(conn, target.id, args.scope)
+        finally:
+            await notify.unlock_integration(conn, target.id)
+    finally:
+        await conn.close()
+    what = f"scope {args.scope!r}" if args.scope is not None else "every scope"
+    views.say(
+        f"{target.label}: cursor of {what} forgotten; its next run reads it in full (items are"
+        f" kept and only what differs is rewritten). To run it now:"
+        f" c9-sync integrations sync-now {target.label}"
+    )
+    return EXIT_OK
+
+
 async def cmd_remove(args: argparse.Namespace, settings: Settings, url: str) -> int:
     conn = await migrate.connect_current(url)
     try:
@@ -358,6 +387,17 @@ def register(sub: Subparsers) -> None:
     q = isub.add_parser("sync-now", help="clear its backoff and ask running workers to sync it")
     ref(q)
     q.set_defaults(func=cmd_sync_now)
+
+    q = isub.add_parser(
+        "reset",
+        help="forget its cursor: the next run reads everything (or one --scope) in full;"
+        " nothing is deleted",
+    )
+    ref(q)
+    q.add_argument(
+        "--scope", metavar="SCOPE", help="only this scope (a repository, project or team key)"
+    )
+    q.set_defaults(func=cmd_reset)
 
     q = isub.add_parser("remove", help="delete it (its work items and history are kept)")
     ref(q)

@@ -154,6 +154,7 @@ class Change:
     removed_now: bool  # removed_upstream_at went from NULL to set
     restored_now: bool  # … and back: the item exists upstream again
     contested_with: uuid.UUID | None = None  # another active integration that also covers it
+    back_in_scope: bool = False  # out_of_scope_at went from set to NULL: covered again
 
 
 @dataclass(slots=True)
@@ -183,15 +184,16 @@ WITH incoming AS (
     SELECT * FROM unnest(
         $1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::int[],
         $8::int[], $9::text[], $10::jsonb[], $11::timestamptz[], $12::timestamptz[],
-        $13::timestamptz[], $14::bool[]
+        $13::timestamptz[], $14::bool[], $15::text[]
     ) AS t(external_id, external_key, title, description, acceptance_criteria, status, priority,
            story_points, external_url, external_data, source_updated_at, started_at,
-           completed_at, removed)
+           completed_at, removed, sync_scope)
 ),
 final AS (
     SELECT
         i.external_id, i.external_key, i.title, i.description, i.acceptance_criteria, i.status,
         i.priority, i.story_points, i.external_url, i.external_data, i.source_updated_at,
+        i.sync_scope,
         -- The tracker's own start time when it has one; else the first sync that sees work start.
         COALESCE(i.started_at, p.started_at,
                  CASE WHEN i.status IN ('in_progress', 'pr_ready') THEN now() END) AS started_at,
@@ -203,19 +205,20 @@ final AS (
         END AS completed_at,
         COALESCE(p.assigned_at, now()) AS assigned_at,
         CASE WHEN i.removed THEN COALESCE(p.removed_upstream_at, now()) END AS removed_upstream_at,
-        $16::uuid AS team_id,
+        $17::uuid AS team_id,
         p AS prior
     FROM incoming i
-    LEFT JOIN work_items p ON p.source = $15 AND p.external_id = i.external_id
+    LEFT JOIN work_items p ON p.source = $16 AND p.external_id = i.external_id
 ),
 written AS (
     INSERT INTO work_items AS w (
         team_id, integration_id, source, external_id, external_key, title, description,
         acceptance_criteria, status, priority, story_points, external_url, external_data,
-        source_updated_at, started_at, completed_at, assigned_at, removed_upstream_at)
-    SELECT $16, $17, $15, external_id, external_key, title, description, acceptance_criteria,
+        source_updated_at, started_at, completed_at, assigned_at, removed_upstream_at,
+        sync_scope)
+    SELECT $17, $18, $16, external_id, external_key, title, description, acceptance_criteria,
            status, priority, story_points, external_url, external_data, source_updated_at,
-           started_at, completed_at, assigned_at, removed_upstream_at
+           started_at, completed_at, assigned_at, removed_upstream_at, sync_scope
     FROM final
     ON CONFLICT (source, external_id) DO UPDATE SET
         team_id = EXCLUDED.team_id, integration_id = EXCLUDED.integration_id,
@@ -225,9 +228,12 @@ written AS (
         story_points = EXCLUDED.story_points, external_url = EXCLUDED.external_url,
         external_data = EXCLUDED.external_data, source_updated_at = EXCLUDED.source_updated_at,
         started_at = EXCLUDED.started_at, completed_at = EXCLUDED.completed_at,
-        assigned_at = EXCLUDED.assigned_at, removed_upstream_at = EXCLUDED.removed_upstream_at
-    WHERE ({", ".join(f"w.{f}" for f in SYNCED_FIELDS)})
-          IS DISTINCT FROM ({", ".join(f"EXCLUDED.{f}" for f in SYNCED_FIELDS)})
+        assigned_at = EXCLUDED.assigned_at, removed_upstream_at = EXCLUDED.removed_upstream_at,
+        sync_scope = EXCLUDED.sync_scope, out_of_scope_at = NULL
+    -- read again: in scope again, and the scope of a row synced before 0006 is filled in
+    WHERE ({", ".join(f"w.{f}" for f in (*SYNCED_FIELDS, "sync_scope"))}, w.out_of_scope_at)
+          IS DISTINCT FROM
+          ({", ".join(f"EXCLUDED.{f}" for f in (*SYNCED_FIELDS, "sync_scope"))}, NULL::timestamptz)
       -- an older copy (overlap re-read, a lagging page) never overwrites a newer one
       AND (w.source_updated_at IS NULL OR EXCLUDED.source_updated_at >= w.source_updated_at)
     RETURNING w.id, w.external_id, w.external_key, w.title, w.status, w.completed_at,
@@ -240,11 +246,12 @@ SELECT wr.id, wr.external_id, wr.external_key, wr.title, wr.status AS new_status
         AND (f.prior).id IS NOT NULL) AS removed_now,
        (wr.removed_upstream_at IS NULL AND (f.prior).removed_upstream_at IS NOT NULL)
            AS restored_now,
+       (f.prior).out_of_scope_at IS NOT NULL AS back_in_scope,
        -- taken from another active integration that holds the very same version: two
        -- integrations cover this item, and each run would take it back
        CASE WHEN (f.prior).source_updated_at = f.source_updated_at
                  AND EXISTS (SELECT 1 FROM integrations oi
-                             WHERE oi.id = (f.prior).integration_id AND oi.id <> $17
+                             WHERE oi.id = (f.prior).integration_id AND oi.id <> $18
                                AND oi.is_active)
             THEN (f.prior).integration_id END AS contested_with,
        array_remove(ARRAY[{
@@ -287,10 +294,42 @@ async def upsert_items(
                 removed_now=r["removed_now"],
                 restored_now=r["restored_now"],
                 contested_with=r["contested_with"],
+                back_in_scope=r["back_in_scope"],
             )
         )
-    result.unchanged = len(clean) - len(rows)
+    # A row rewritten only to fill in its scope (synced before 0006) did not change for anyone.
+    result.changes = [c for c in result.changes if c.created or c.changed_fields or c.back_in_scope]
+    result.unchanged = len(clean) - len(result.changes)
     return result
+
+
+async def mark_out_of_scope(
+    conn: asyncpg.Connection, integration_id: uuid.UUID, scopes: Collection[str]
+) -> list[asyncpg.Record]:
+    """Mark this integration's rows whose scope its config no longer covers (never a row whose
+    scope is unknown). Cleared by the upsert when a sync reads the item again."""
+    return await conn.fetch(
+        "UPDATE work_items SET out_of_scope_at = now()"
+        " WHERE integration_id = $1 AND out_of_scope_at IS NULL AND sync_scope IS NOT NULL"
+        "   AND NOT (sync_scope = ANY($2::text[]))"
+        " RETURNING id, external_id, external_key, sync_scope, completed_at",
+        integration_id,
+        list(scopes),
+    )
+
+
+async def forget_cursor(
+    conn: asyncpg.Connection, integration_id: uuid.UUID, scope: str | None
+) -> None:
+    """Drop one scope's high-water mark (all of them when `scope` is None): the next run reads
+    that scope in full. Items are kept; re-reading them changes only what differs."""
+    await conn.execute(
+        "UPDATE integration_sync_state"
+        " SET cursor = CASE WHEN $2::text IS NULL THEN '{}'::jsonb ELSE cursor - $2::text END"
+        " WHERE integration_id = $1",
+        integration_id,
+        scope,
+    )
 
 
 async def missing_upstream(
@@ -299,7 +338,7 @@ async def missing_upstream(
     """This integration's unmarked rows whose ids a listing lacks (what a sweep would mark)."""
     rows = await conn.fetch(
         "SELECT external_id FROM work_items"
-        " WHERE integration_id = $1 AND removed_upstream_at IS NULL"
+        " WHERE integration_id = $1 AND removed_upstream_at IS NULL AND out_of_scope_at IS NULL"
         "   AND NOT (external_id = ANY($2::text[]))",
         integration_id,
         list(present_ids),
@@ -313,7 +352,7 @@ async def mark_missing_upstream(
     """Mark (never delete) this integration's rows whose ids are no longer upstream."""
     return await conn.fetch(
         "UPDATE work_items SET removed_upstream_at = now()"
-        " WHERE integration_id = $1 AND removed_upstream_at IS NULL"
+        " WHERE integration_id = $1 AND removed_upstream_at IS NULL AND out_of_scope_at IS NULL"
         "   AND NOT (external_id = ANY($2::text[]))"
         " RETURNING id, team_id, external_id, external_key, title, completed_at",
         integration_id,
