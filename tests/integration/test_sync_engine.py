@@ -736,3 +736,20 @@ async def test_a_row_synced_before_scopes_were_recorded_is_never_marked_out_of_s
         await pool.fetchval("SELECT count(*) FROM work_items WHERE out_of_scope_at IS NOT NULL")
         == 0
     )
+
+
+async def test_edits_after_a_tracker_clock_stepped_back_are_not_hidden(
+    pool, integration, settings, upstream
+) -> None:
+    ahead = datetime.now(UTC) + timedelta(hours=1)  # the tracker's clock runs an hour ahead
+    [ext] = upstream.add(1, start=ahead)
+    await run(pool, integration, settings, upstream)
+    # The clock is set right; the next edit carries an honest, earlier stamp.
+    upstream.change(ext, datetime.now(UTC), title="edited after the clock was fixed")
+    await run(pool, integration, settings, upstream, full=True)
+    assert await pool.fetchval("SELECT title FROM work_items") == "edited after the clock was fixed"
+    # An ordinary older copy still never overwrites a newer one.
+    past = datetime.now(UTC) - timedelta(hours=1)
+    upstream.change(ext, past, title="a stale copy")
+    await run(pool, integration, settings, upstream, full=True)
+    assert await pool.fetchval("SELECT title FROM work_items") == "edited after the clock was fixed"

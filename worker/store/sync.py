@@ -234,8 +234,11 @@ written AS (
     WHERE ({", ".join(f"w.{f}" for f in (*SYNCED_FIELDS, "sync_scope"))}, w.out_of_scope_at)
           IS DISTINCT FROM
           ({", ".join(f"EXCLUDED.{f}" for f in (*SYNCED_FIELDS, "sync_scope"))}, NULL::timestamptz)
-      -- an older copy (overlap re-read, a lagging page) never overwrites a newer one
-      AND (w.source_updated_at IS NULL OR EXCLUDED.source_updated_at >= w.source_updated_at)
+      -- an older copy (overlap re-read, a lagging page) never overwrites a newer one; but a
+      -- stored time from the future was stamped by a tracker clock running ahead, and once that
+      -- clock is set right every later edit looks "older": the stamp cannot order those
+      AND (w.source_updated_at IS NULL OR EXCLUDED.source_updated_at >= w.source_updated_at
+           OR w.source_updated_at > now() + interval '5 minutes')
     RETURNING w.id, w.external_id, w.external_key, w.title, w.status, w.completed_at,
               w.removed_upstream_at
 )
