@@ -19,6 +19,7 @@ SDK never retries POSTs (WIQL, batch) anyway.
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 import os
 import re
@@ -52,9 +53,10 @@ from connectors.base import (
     status_name_suggests,
     utc,
 )
-from connectors.http import call_sdk, parse_time, retry_after
+from connectors.http import call_sdk, log_event, parse_time, retry_after
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 WIQL_CAP = 20_000  # the server refuses a WIQL result larger than this (VS402337)
 BATCH_CAP = 200  # the most ids one workItemsBatch accepts (VS403474)
@@ -703,7 +705,38 @@ class AzureDevOpsConnector:
         return await self._call("WIQL query", call)
 
     async def _fetch(self, ids: Sequence[int]) -> list[dict[str, Any]]:
-        """The fields of `ids` (at most 200) in the order asked; deleted ids are left out."""
+        """The fields of `ids` (at most 200) in the order asked, less those the service says it
+        cannot read (deleted since the WIQL query, or no longer readable).
+
+        Ids an answer leaves out without a `null` in their place (a short or empty `value`) are
+        asked for again, alone; the service's word is the `null` of errorPolicy=omit, so an id
+        still left out after that fails the run (RetriableError) instead of being skipped while
+        the checkpoint passes it (docs/trackers/azure_devops.md#response-bodies)."""
+        got, unaccounted = await self._batch(ids)
+        if unaccounted:
+            log_event(
+                log,
+                "azure_devops.short_batch",
+                logging.WARNING,
+                asked=len(ids),
+                left_out=len(unaccounted),
+            )
+            again, unaccounted = await self._batch(unaccounted)
+            got.update(again)
+            if unaccounted:
+                shown = ", ".join(str(i) for i in unaccounted[:10])
+                more = f" and {len(unaccounted) - 10} more" if len(unaccounted) > 10 else ""
+                raise RetriableError(
+                    f"Azure DevOps left out work item(s) {shown}{more} from a batch answer twice "
+                    "without saying they cannot be read; will retry"
+                )
+        return [got[i] for i in ids if i in got]
+
+    async def _batch(self, ids: Sequence[int]) -> tuple[dict[int, dict[str, Any]], list[int]]:
+        """One workItemsBatch request (re-sent without a field the organization lacks): the
+        items it returned by id, and the ids it did not account for. An id counts as accounted
+        for when the answer has its entry, or when it answered one entry per id asked and a
+        `null` stands for each id without an entry (errorPolicy=omit: cannot be read)."""
         while True:
             fields = list(self._fields)
 
@@ -716,12 +749,13 @@ class AzureDevOpsConnector:
                 return list(wit.get_work_items_batch(request, project=self.config.project) or [])
 
             try:
-                got = await self._call("work item batch", call)
+                answer = await self._call("work item batch", call)
             except _UnknownField as missing:
                 if missing.name not in self._fields:
                     raise RetriableError("Azure DevOps keeps refusing a field") from None
                 self._fields.remove(missing.name)
                 continue
+            asked = set(ids)
             by_id = {
                 int(w.id): {
                     "id": int(w.id),
@@ -729,10 +763,14 @@ class AzureDevOpsConnector:
                     "fields": dict(w.fields or {}),
                     "url": w.url,
                 }
-                for w in got
-                if w is not None and w.id is not None
+                for w in answer
+                if w is not None and w.id is not None and int(w.id) in asked
             }
-            return [by_id[i] for i in ids if i in by_id]
+            without = [i for i in ids if i not in by_id]
+            nulls = sum(1 for w in answer if w is None)
+            if len(answer) == len(ids) and nulls == len(without):
+                return by_id, []  # each id without an entry has its `null`: cannot be read
+            return by_id, without
 
     async def _category(self, work_item_type: str, state: str | None) -> str | None:
         """The category of `state` in `work_item_type` (states fetched once per type)."""

@@ -20,7 +20,7 @@ import pytest
 from pydantic import SecretStr, ValidationError
 
 from connectors.azure_devops import AzureDevOpsConfig, AzureDevOpsConnector
-from connectors.base import ConnectorContext, FatalError, Page, Status
+from connectors.base import ConnectorContext, FatalError, Page, RetriableError, Status
 from connectors.sandbox.azure_devops import AzureDevOpsSandbox
 from tests.integration.connectors.contract import (
     PLANTED_TOKEN,
@@ -409,6 +409,60 @@ async def test_item_deleted_mid_run_is_skipped(harness: AdoHarness) -> None:
         await connector.aclose()
     got = [i.external_id for i in items_of(pages)]
     assert sorted(got) == sorted(ids[:5] + ids[6:])
+
+
+# ---------------------------------------------------------------------------------------------
+# No silent gaps: a batch answer that leaves ids out is asked again, never skipped
+# ---------------------------------------------------------------------------------------------
+async def test_an_empty_batch_answer_is_asked_again_not_skipped(harness: AdoHarness) -> None:
+    ids = harness.seed(8, start=DAY, step=timedelta(minutes=1))
+    harness.sandbox.short_batch_next()  # the first batch answer: `value: []` for 5 ids asked
+    pages = await sync(harness.connector())
+    assert [i.external_id for i in items_of(pages)] == ids
+    # The five ids it left out were asked for again, alone, before anything was yielded.
+    assert batch_sizes(harness.sandbox) == [5, 5, 2, 1]
+
+
+async def test_ids_missing_from_a_batch_are_asked_again_alone(harness: AdoHarness) -> None:
+    ids = harness.seed(8, start=DAY, step=timedelta(minutes=1))
+    harness.sandbox.short_batch_next(drop=[2, 4])
+    pages = await sync(harness.connector())
+    assert [i.external_id for i in items_of(pages)] == ids
+    asked = [r.json()["ids"] for r in harness.sandbox.requests_to("/workItemsBatch")]
+    assert asked == [[1, 2, 3, 4, 5], [2, 4], [6, 7], [8]]
+
+
+async def test_ids_a_batch_keeps_leaving_out_fail_the_run(harness: AdoHarness) -> None:
+    ids = harness.seed(8, start=DAY, step=timedelta(minutes=1))
+    harness.sandbox.short_batch_next(count=50, drop=[3])
+    connector = harness.connector()
+    pages: list[Page] = []
+    try:
+        with pytest.raises(RetriableError, match=r"left out .*\b3\b"):
+            async for page in connector.changes({}):
+                pages.append(page)
+    finally:
+        await connector.aclose()
+    # Nothing was checkpointed at or past the item it never got.
+    assert all(t < DAY + timedelta(minutes=2) for p in pages for t in p.checkpoint.values())
+    assert ids[2] not in [i.external_id for i in items_of(pages)]
+
+
+async def test_an_id_deleted_before_it_is_asked_again_is_skipped(harness: AdoHarness) -> None:
+    # The first answer leaves item 3 out; before the re-ask it is deleted, so the re-ask
+    # answers `null` for it (errorPolicy=omit): the service says it cannot be read.
+    sandbox = harness.sandbox
+    ids = harness.seed(8, start=DAY, step=timedelta(minutes=1))
+
+    def leave_out_and_delete(body: dict[str, Any]) -> None:
+        body["value"] = [w for w in body["value"] if w is None or w["id"] != 3]
+        body["count"] = len(body["value"])
+        sandbox.delete_item(3)
+
+    sandbox.edit_next_answer("/workItemsBatch", leave_out_and_delete)
+    pages = await sync(harness.connector())
+    assert [i.external_id for i in items_of(pages)] == ids[:2] + ids[3:]
+    assert batch_sizes(sandbox) == [5, 1, 2, 1]
 
 
 async def test_checkpoint_is_clamped_to_wiql_as_of(harness: AdoHarness) -> None:
