@@ -43,8 +43,10 @@ from connectors.base import (
     PRIORITY_NONE,
     ConnectorConfig,
     ConnectorContext,
+    ConnectorError,
     FatalError,
     Page,
+    Rejected,
     RetriableError,
     Status,
     WorkItem,
@@ -344,7 +346,7 @@ def story_points(fields: Mapping[str, Any]) -> int | None:
 def priority(fields: Mapping[str, Any]) -> int:
     """ADO 1 (highest) .. 4 (lowest) onto our 0 none .. 4 highest."""
     value = fields.get(F_PRIORITY)
-    if isinstance(value, bool) or not isinstance(value, int | float):
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
         return PRIORITY_NONE
     return PRIORITIES.get(int(value), PRIORITY_NONE)
 
@@ -388,6 +390,41 @@ def status_of(
     return map_status(state_name, default, overrides)
 
 
+class UnmappableItem(ConnectorError):
+    """One work item the connector cannot map (a field of the wrong type, an unreadable change
+    time): it is rejected on its own (`Page.rejected`, naming the field) while the rest of the
+    page and every later page still land."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def _shown(value: Any) -> str:
+    """A field's value for a rejection reason: short, never the whole of a long value."""
+    text = repr(value)
+    return text if len(text) <= 40 else text[:39] + "…"
+
+
+def text_field(fields: Mapping[str, Any], name: str) -> str | None:
+    """A string field (plain or HTML); absent is None, anything else is refused."""
+    value = fields.get(name)
+    if value is None or isinstance(value, str):
+        return value
+    raise UnmappableItem(f"{name} is {type(value).__name__}, not text")
+
+
+def time_field(fields: Mapping[str, Any], name: str) -> datetime | None:
+    """A date field that must be readable when present (the change and creation times)."""
+    value = fields.get(name)
+    if value is None:
+        return None
+    parsed = parse_time(value)
+    if parsed is None:
+        raise UnmappableItem(f"{name} is not a date: {_shown(value)}")
+    return parsed
+
+
 def map_work_item(
     raw: Mapping[str, Any],
     *,
@@ -395,26 +432,31 @@ def map_work_item(
     site: str,
     category: str | None,
 ) -> WorkItem:
-    """One workItemsBatch entry ({"id","rev","fields","url"}) onto a WorkItem."""
+    """One workItemsBatch entry ({"id","rev","fields","url"}) onto a WorkItem. Raises
+    UnmappableItem (naming the field) for an item that cannot be mapped: a title or description
+    that is not text, a change time that is absent or unreadable. Optional dates (activated,
+    closed) that cannot be read are unknown (connectors/http.py)."""
     fields: Mapping[str, Any] = raw.get("fields") or {}
     item_id = int(raw["id"])
-    updated = parse_time(fields.get(F_CHANGED)) or parse_time(fields.get(F_CREATED))
+    updated = time_field(fields, F_CHANGED) or time_field(fields, F_CREATED)
     if updated is None:
-        raise RetriableError(f"Azure DevOps sent work item {item_id} without a ChangedDate")
+        raise UnmappableItem(f"no {F_CHANGED}")
+    title = text_field(fields, F_TITLE)
+    description = text_field(fields, F_DESCRIPTION)
+    acceptance = text_field(fields, F_ACCEPTANCE)
     status = status_of(fields, category, config.status_map)
     completed = parse_time(fields.get(F_CLOSED))
     if completed is None and status is Status.COMPLETED:
         completed = parse_time(fields.get(F_STATE_CHANGED))
     project = fields.get(F_PROJECT)
-    title = fields.get(F_TITLE)
     return WorkItem(
         external_id=f"{site}/{item_id}",
         external_key=str(item_id),
-        title=title if isinstance(title, str) else "",
+        title=title or "",
         status=status,
         updated_at=updated,
-        description=html_to_text(fields.get(F_DESCRIPTION)),
-        acceptance_criteria=html_to_text(fields.get(F_ACCEPTANCE)),
+        description=html_to_text(description),
+        acceptance_criteria=html_to_text(acceptance),
         priority=priority(fields),
         story_points=story_points(fields),
         external_url=web_url(
@@ -795,10 +837,15 @@ class AzureDevOpsConnector:
             return None
         return self._categories[key].get(state.casefold())
 
-    async def _map_page(self, raws: Iterable[Mapping[str, Any]]) -> list[WorkItem]:
-        items: list[WorkItem] = []
+    async def _map_page(
+        self, raws: Iterable[Mapping[str, Any]]
+    ) -> list[tuple[Position | None, WorkItem | Rejected]]:
+        """Each batch entry mapped on its own: a WorkItem, or a Rejected naming it and why. With
+        each, its place in the (ChangedDate, Id) order when its ChangedDate can be read."""
+        out: list[tuple[Position | None, WorkItem | Rejected]] = []
         for raw in raws:
             fields = raw.get("fields") or {}
+            item_id = int(raw["id"])
             work_item_type = fields.get(F_TYPE)
             state = fields.get(F_STATE)
             category = (
@@ -806,8 +853,15 @@ class AzureDevOpsConnector:
                 if isinstance(work_item_type, str) and work_item_type
                 else None
             )
-            items.append(map_work_item(raw, config=self.config, site=self.site, category=category))
-        return items
+            try:
+                item = map_work_item(raw, config=self.config, site=self.site, category=category)
+            except UnmappableItem as exc:
+                changed = parse_time(fields.get(F_CHANGED))
+                place = Position(changed, item_id) if changed is not None else None
+                out.append((place, Rejected(f"{self.site}/{item_id}", exc.reason, str(item_id))))
+                continue
+            out.append((Position(item.updated_at, item_id), item))
+        return out
 
     # -- the contract -------------------------------------------------------------------------
     async def check(self) -> None:
@@ -825,6 +879,9 @@ class AzureDevOpsConnector:
         window = _Window(since=start)
         first_as_of: datetime | None = None
         final_sent = False
+        # An item rejected without a readable ChangedDate gives the window no position, so the
+        # next query may read it again: report each rejected id once per run.
+        reported: set[str] = set()
         while True:
             query = changes_query(self.config, since=start, after=window.after, upto=window.upto)
             try:
@@ -838,16 +895,22 @@ class AzureDevOpsConnector:
             size = self.config.batch_size
             chunks = [ids[i : i + size] for i in range(0, len(ids), size)]
             for n, chunk in enumerate(chunks):
-                raws = await self._fetch(chunk)
-                items = await self._map_page(raws)
-                for raw, item in zip(raws, items, strict=True):
-                    window.saw(Position(item.updated_at, int(raw["id"])), as_of)
+                items: list[WorkItem] = []
+                rejected: list[Rejected] = []
+                for place, mapped in await self._map_page(await self._fetch(chunk)):
+                    if place is not None:  # a rejected item counts as read: it may be passed
+                        window.saw(place, as_of)
+                    if isinstance(mapped, WorkItem):
+                        items.append(mapped)
+                    elif mapped.external_id not in reported:
+                        reported.add(mapped.external_id)
+                        rejected.append(mapped)
                 final = last_query and n == len(chunks) - 1
                 if final:
                     final_sent = True
-                    yield Page(items, {"": first_as_of})
-                elif items:
-                    yield Page(items, window.checkpoint(first_as_of))
+                    yield Page(items, {"": first_as_of}, rejected)
+                elif items or rejected:
+                    yield Page(items, window.checkpoint(first_as_of), rejected)
             if last_query:
                 break
             window.advance(full, (first_as_of or datetime.now(UTC)) + timedelta(days=1))

@@ -465,6 +465,49 @@ async def test_an_id_deleted_before_it_is_asked_again_is_skipped(harness: AdoHar
     assert batch_sizes(sandbox) == [5, 1, 2, 1]
 
 
+# ---------------------------------------------------------------------------------------------
+# One malformed work item is rejected on its own, named; the page and later pages still land
+# ---------------------------------------------------------------------------------------------
+async def test_malformed_work_items_are_rejected_one_by_one(harness: AdoHarness) -> None:
+    sandbox = harness.sandbox
+    ids = harness.seed(12, start=DAY, step=timedelta(minutes=1))
+    sandbox.garble(3, "System.ChangedDate", "yesterday")  # and no usable CreatedDate either
+    sandbox.garble(3, "System.CreatedDate", "last week")
+    sandbox.garble(5, "System.Title", 42)
+    sandbox.garble(7, "System.ChangedDate", {"date": "2025-05-01"})  # CreatedDate is fine
+    sandbox.garble(9, "System.Description", {"html": "<p>rich</p>"})
+    connector = harness.connector()
+    try:
+        pages = await collect(connector)
+        again = await collect(connector, {"": DAY - timedelta(minutes=2)})  # the next run
+    finally:
+        await connector.aclose()
+    bad = {3, 5, 7, 9}
+    good = [x for n, x in enumerate(ids, start=1) if n not in bad]
+    assert [i.external_id for i in items_of(pages)] == good
+    assert [r.external_key for p in pages for r in p.rejected] == ["3", "5", "7", "9"]
+    rejected = {r.external_key: r for p in pages for r in p.rejected}
+    assert all(r.external_id == sandbox.external_id(int(k)) for k, r in rejected.items())
+    assert "System.ChangedDate" in rejected["3"].reason
+    assert "System.Title" in rejected["5"].reason and "int" in rejected["5"].reason
+    assert "System.ChangedDate" in rejected["7"].reason
+    assert "System.Description" in rejected["9"].reason
+    # Rejected items count as read: the run ends with its checkpoint, and the next run too.
+    assert pages[-1].checkpoint[""] >= DAY + timedelta(minutes=11)
+    assert [i.external_id for i in items_of(again)] == good
+    assert [r.external_key for p in again for r in p.rejected] == ["3", "5", "7", "9"]
+
+
+async def test_non_finite_numbers_do_not_crash_the_mapping(harness: AdoHarness) -> None:
+    sandbox = harness.sandbox
+    ids = harness.seed(3, start=DAY, step=timedelta(minutes=1))
+    sandbox.garble(2, "Microsoft.VSTS.Common.Priority", float("nan"))
+    sandbox.garble(3, "Microsoft.VSTS.Scheduling.StoryPoints", float("inf"))
+    got = items_of(await sync(harness.connector()))
+    assert [i.external_id for i in got] == ids
+    assert got[1].priority == 0 and got[2].story_points is None
+
+
 async def test_checkpoint_is_clamped_to_wiql_as_of(harness: AdoHarness) -> None:
     as_of = DAY + timedelta(hours=12)
     harness.sandbox.now = lambda: as_of
