@@ -68,6 +68,7 @@ from connectors.base import (
     ConnectorError,
     FatalError,
     Page,
+    Rejected,
     RetriableError,
     Status,
     WorkItem,
@@ -213,7 +214,7 @@ def map_priority(value: Any) -> int:
     """Linear's priority number onto our 0..4 scale (unknown values: none)."""
     try:
         return PRIORITY_FROM_LINEAR.get(round(float(value)), PRIORITY_NONE)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         return PRIORITY_NONE
 
 
@@ -246,33 +247,106 @@ def map_story_points(estimate: Any) -> int | None:
         return None
     try:
         return round(float(estimate))
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         return None
 
 
+class MalformedIssue(ConnectorError):
+    """One issue node that does not match Linear's schema (a field of the wrong type, a time that
+    is not ISO 8601): it is rejected on its own (`Page.rejected`, naming the field) while the
+    rest of the page and every later page still land."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(f"Linear sent a malformed issue: {reason}")
+        self.reason = reason
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:39] + "…"
+
+
+def _text(node: Mapping[str, Any], name: str, *, required: bool = False) -> str | None:
+    """A String field (Linear's schema: `description` is a nullable Markdown String, `title`,
+    `identifier` and `url` are String!). A value of another type is refused, never str()-ed."""
+    value = node.get(name)
+    if isinstance(value, str) or (value is None and not required):
+        return value
+    raise MalformedIssue(f"{name} is {type(value).__name__}, not a string")
+
+
+def _time(node: Mapping[str, Any], name: str) -> datetime | None:
+    """A DateTime field: null is None, anything but ISO 8601 text is refused."""
+    value = node.get(name)
+    if value is None:
+        return None
+    parsed = http.parse_time(value) if isinstance(value, str) else None
+    if parsed is None:
+        raise MalformedIssue(f"{name} is not an ISO 8601 time: {_shown(value)}")
+    return parsed
+
+
+def _object(node: Mapping[str, Any], name: str) -> Mapping[str, Any] | None:
+    value = node.get(name)
+    if value is None or isinstance(value, Mapping):
+        return value
+    raise MalformedIssue(f"{name} is {type(value).__name__}, not an object")
+
+
 def map_issue(node: Mapping[str, Any], *, scope: str, overrides: Mapping[str, Status]) -> WorkItem:
-    """One issue node (as selected by CHANGES_QUERY) as a WorkItem. `raw` is the node itself."""
+    """One issue node (as selected by CHANGES_QUERY) as a WorkItem. `raw` is the node itself.
+    Raises MalformedIssue (naming the field) when the node does not match the schema."""
     issue_id = node.get("id")
-    updated = parse_time(node.get("updatedAt"))
-    if not issue_id or updated is None:
-        raise ConnectorError("Linear sent an issue without id or updatedAt")
-    completed = node.get("completedAt") or node.get("canceledAt")
+    if not isinstance(issue_id, str) or not issue_id:
+        raise MalformedIssue(f"id is {_shown(issue_id)}")
+    updated = _time(node, "updatedAt")
+    if updated is None:
+        raise MalformedIssue("no updatedAt")
+    title = _text(node, "title")
+    state = _object(node, "state")
+    if state is not None:
+        for name in ("name", "type"):
+            if not isinstance(state.get(name), str | None):
+                raise MalformedIssue(f"state.{name} is {type(state[name]).__name__}, not a string")
+    labels = _object(node, "labels")
+    if labels is not None and not isinstance(labels.get("nodes"), list | None):
+        raise MalformedIssue(f"labels.nodes is {type(labels['nodes']).__name__}, not a list")
+    started = _time(node, "startedAt")
+    completed = _time(node, "completedAt") or _time(node, "canceledAt")
     return WorkItem(
-        external_id=str(issue_id),
-        external_key=node.get("identifier"),
-        external_url=node.get("url"),
-        title=str(node.get("title") or ""),
-        description=node.get("description"),
-        status=map_issue_status(node.get("state"), label_names(node), overrides),
+        external_id=issue_id,
+        external_key=_text(node, "identifier"),
+        external_url=_text(node, "url"),
+        title=title or "",
+        description=_text(node, "description"),
+        status=map_issue_status(state, label_names(node), overrides),
         priority=map_priority(node.get("priority")),
         story_points=map_story_points(node.get("estimate")),
         updated_at=updated,
-        started_at=parse_time(node.get("startedAt")),
-        completed_at=parse_time(completed),
+        started_at=started,
+        completed_at=completed,
         raw=dict(node),
         scope=scope,
         removed=node.get("trashed") is True,
     )
+
+
+def map_nodes(
+    nodes: Sequence[Mapping[str, Any]], *, scope: str, overrides: Mapping[str, Status]
+) -> tuple[list[WorkItem], list[Rejected]]:
+    """Each node mapped on its own: the issues, and the ones that cannot be mapped, named by id
+    and identifier with the reason."""
+    items: list[WorkItem] = []
+    rejected: list[Rejected] = []
+    for node in nodes:
+        try:
+            items.append(map_issue(node, scope=scope, overrides=overrides))
+        except MalformedIssue as exc:
+            key = node.get("identifier")
+            rejected.append(
+                Rejected(str(node.get("id")), exc.reason, key if isinstance(key, str) else None)
+            )
+    return items, rejected
 
 
 # ---------------------------------------------------------------------------------------------
@@ -508,9 +582,7 @@ class LinearConnector:
             if variables["before"] is None and info.get("hasNextPage"):
                 await self._check_first_page_is_the_oldest(key, issue_filter, info)
             # Within a page Linear lists newest first too: reversed, the page runs oldest first.
-            items = [
-                map_issue(n, scope=key, overrides=self._config.status_map) for n in reversed(nodes)
-            ]
+            items, rejected = map_nodes(nodes[::-1], scope=key, overrides=self._config.status_map)
             if items:
                 if in_order and not _ascending_after(items, high):
                     in_order = False
@@ -528,8 +600,8 @@ class LinearConnector:
             checkpoint: dict[str, datetime] = {}
             if high is not None and (in_order or not more):
                 checkpoint[key] = _clamp(high, run_clock[0])
-            if items or checkpoint:
-                yield Page(items=items, checkpoint=checkpoint)
+            if items or rejected or checkpoint:
+                yield Page(items=items, checkpoint=checkpoint, rejected=rejected)
             if not more:
                 return
             if cursor == variables["before"]:
@@ -639,6 +711,7 @@ __all__ = [
     "classify_response",
     "map_issue",
     "map_issue_status",
+    "map_nodes",
     "map_priority",
     "rate_limit_wait",
 ]

@@ -92,6 +92,9 @@ class LinearSandbox(SandboxServer):
         self._teams: dict[str, dict[str, Any]] = {}  # key -> team
         self._issues: dict[str, dict[str, Any]] = {}  # id -> stored node (no url)
         self._numbers: dict[str, int] = {}
+        #: id -> field -> what answers send for it (see `garble_issue`)
+        self._garbled: dict[str, dict[str, Any]] = {}
+        self._hollow: list[int] = []  # see hollow_pages_next
         self._window_start = time.time()
         self._requests_used = 0
         self._complexity_used = 0.0
@@ -193,6 +196,13 @@ class LinearSandbox(SandboxServer):
     def issue_ids(self) -> list[str]:
         with self._lock:
             return list(self._issues)
+
+    def garble_issue(self, issue_id: str, **fields: Any) -> None:
+        """From now on answers send these values (JSON as is, whatever the schema says) for the
+        issue's fields where a query selects them, while filters, order and cursors still use the
+        stored ones: one issue that comes back with a malformed or wrong-typed field."""
+        with self._lock:
+            self._garbled.setdefault(issue_id, {}).update(fields)
 
     def rate_limit_next(self, count: int = 1, *, reset_in: float = 1.0, status: int = 400) -> None:
         """The next `count` requests are rate limited as Linear does it: HTTP 400 (or 429) with
@@ -319,7 +329,21 @@ class LinearSandbox(SandboxServer):
         run = _Exec()
         with self._lock:
             data = graphql.execute(op, variables, lambda sel, args: self._root(sel, args, run))
+            self._garble(data)
         return {"data": data}, run.complexity
+
+    def _garble(self, data: dict[str, Any]) -> None:
+        """Overwrite the selected fields of garbled issues in an executed answer (on the wire,
+        past the schema's serialisation, as a faulty proxy or service would send them)."""
+        if not self._garbled:
+            return
+        for value in data.values():
+            nodes = value.get("nodes") if isinstance(value, dict) else None
+            for node in nodes or []:
+                changes = self._garbled.get(str(node.get("id"))) if isinstance(node, dict) else None
+                for name, garbled in (changes or {}).items():
+                    if name in node:
+                        node[name] = garbled
 
     def _root(self, sel: Selection, args: dict[str, Any], run: _Exec) -> Any:
         if sel.name == "viewer":

@@ -276,6 +276,62 @@ async def test_status_mapping_with_labels_and_overrides(harness: LinearHarness) 
     assert admin[ids[("Done", ())]] is Status.COMPLETED
 
 
+async def test_malformed_issues_are_rejected_one_by_one(harness: LinearHarness) -> None:
+    ids = harness.seed(12, start=T0, step=timedelta(minutes=1))
+    sb = harness.sandbox
+    sb.garble_issue(ids[2], updatedAt="yesterday")
+    sb.garble_issue(ids[5], description={"type": "doc", "content": []})  # rich text, not a String
+    sb.garble_issue(ids[7], title=42)
+    sb.garble_issue(ids[9], state={"id": "s", "name": ["Done"], "type": "completed"})
+    sb.garble_issue(ids[10], completedAt="soon")
+    connector = harness.connector()
+    try:
+        pages = await collect(connector)
+        again = await collect(connector, {"ENG": T0 + timedelta(minutes=5)})  # a later run
+    finally:
+        await connector.aclose()
+    bad = {2, 5, 7, 9, 10}
+    assert [i.external_id for i in items_of(pages)] == [
+        x for n, x in enumerate(ids) if n not in bad
+    ]
+    rejected = [r for p in pages for r in p.rejected]
+    assert [r.external_key for r in rejected] == ["ENG-3", "ENG-6", "ENG-8", "ENG-10", "ENG-11"]
+    assert [r.external_id for r in rejected] == [ids[n] for n in sorted(bad)]
+    reasons = [r.reason for r in rejected]
+    assert "updatedAt" in reasons[0] and "yesterday" in reasons[0]
+    assert "description" in reasons[1] and "dict" in reasons[1]
+    assert "title" in reasons[2] and "int" in reasons[2]
+    assert "state.name" in reasons[3] and "list" in reasons[3]
+    assert "completedAt" in reasons[4]
+    # Rejected issues count as read: the checkpoint reaches the newest issue.
+    assert {s: t for p in pages for s, t in p.checkpoint.items()} == {
+        "ENG": T0 + timedelta(minutes=11)
+    }
+    assert [r.external_key for p in again for r in p.rejected] == [
+        "ENG-6",
+        "ENG-8",
+        "ENG-10",
+        "ENG-11",
+    ]
+
+
+async def test_non_finite_numbers_do_not_crash_the_mapping(harness: LinearHarness) -> None:
+    ids = harness.seed(2, start=T0, step=timedelta(minutes=1))
+    harness.sandbox.garble_issue(ids[0], priority=float("inf"), estimate=float("nan"))
+    harness.sandbox.garble_issue(ids[1], estimate=float("-inf"))
+    connector = harness.connector()
+    try:
+        got = items_of(await collect(connector))
+    finally:
+        await connector.aclose()
+    assert [(i.priority, i.story_points) for i in got] == [(0, None), (harness_priority(1), None)]
+
+
+def harness_priority(n: int) -> int:
+    """Our priority for the seed's Linear priority n % 5."""
+    return {0: 0, 1: 4, 2: 3, 3: 2, 4: 1}[n % 5]
+
+
 # ---------------------------------------------------------------------------------------------
 # Teams, variables, injection
 # ---------------------------------------------------------------------------------------------
