@@ -608,7 +608,8 @@ class AzureDevOpsConnector:
         self._client: Any = None
         self._client_lock = threading.Lock()
         self._fields: list[str] = [*REQUIRED_FIELDS, *OPTIONAL_FIELDS]
-        self._categories: dict[str, dict[str, str]] = {}  # type -> state -> category (casefold)
+        #: type -> state -> category (casefold); None: the project has no such type
+        self._categories: dict[str, dict[str, str] | None] = {}
         _prepare_cache_dir(ctx)
 
     # -- plumbing -----------------------------------------------------------------------------
@@ -814,17 +815,18 @@ class AzureDevOpsConnector:
                 return by_id, []  # each id without an entry has its `null`: cannot be read
             return by_id, without
 
-    async def _category(self, work_item_type: str, state: str | None) -> str | None:
-        """The category of `state` in `work_item_type` (states fetched once per type)."""
+    async def _states(self, work_item_type: str) -> dict[str, str] | None:
+        """State name (casefold) -> category of `work_item_type`, fetched once per type; None
+        when the project has no such type (VS402323)."""
         key = work_item_type.casefold()
         if key not in self._categories:
 
-            def call(wit: Any) -> dict[str, str]:
+            def call(wit: Any) -> dict[str, str] | None:
                 try:
                     states = wit.get_work_item_type_states(self.config.project, work_item_type)
                 except Exception as exc:
-                    if "VS402323" in _service_message(exc):  # the type no longer exists
-                        return {}
+                    if "VS402323" in _service_message(exc):  # no such type (or no longer)
+                        return None
                     raise
                 return {
                     str(s.name).casefold(): str(s.category)
@@ -833,9 +835,27 @@ class AzureDevOpsConnector:
                 }
 
             self._categories[key] = await self._call(f"states of {work_item_type!r}", call)
-        if not state:
+        return self._categories[key]
+
+    async def _category(self, work_item_type: str, state: str | None) -> str | None:
+        """The category of `state` in `work_item_type` (None: guess it from the name)."""
+        states = await self._states(work_item_type)
+        if not state or not states:
             return None
-        return self._categories[key].get(state.casefold())
+        return states.get(state.casefold())
+
+    async def _check_types(self) -> None:
+        """Every configured work item type exists in the project, else FatalError naming the
+        missing ones: a WIQL filter on a misspelt type only matches nothing, which must not
+        read as "no work items"."""
+        missing = [t for t in self.config.work_item_types or [] if await self._states(t) is None]
+        if missing:
+            names = ", ".join(repr(t) for t in missing)
+            raise FatalError(
+                f"Azure DevOps project {self.config.project!r} has no work item type {names}: "
+                "fix work_item_types (type names as the project's process shows them, e.g. "
+                "'User Story', 'Bug')"
+            )
 
     async def _map_page(
         self, raws: Iterable[Mapping[str, Any]]
@@ -865,16 +885,19 @@ class AzureDevOpsConnector:
 
     # -- the contract -------------------------------------------------------------------------
     async def check(self) -> None:
-        """The PAT works and the project (and area path) exist: one WIQL with $top=1."""
+        """The PAT works and the project (and area path) exist: one WIQL with $top=1; and each
+        configured work item type exists (its states)."""
         query = (
             "SELECT [System.Id] FROM WorkItems WHERE "
             + " AND ".join(scope_clauses(self.config))
             + " ORDER BY [System.Id] ASC"
         )
         await self._wiql(query, 1)
+        await self._check_types()
 
     async def changes(self, since: Mapping[str, datetime]) -> AsyncIterator[Page]:
         """Pages of work items changed at or after `since[""]`, in (ChangedDate, Id) order."""
+        await self._check_types()
         start = utc(since[""]) if "" in since else None
         window = _Window(since=start)
         first_as_of: datetime | None = None
@@ -919,6 +942,7 @@ class AzureDevOpsConnector:
 
     async def all_ids(self) -> AsyncIterator[list[str]]:
         """Every work item id in scope, by id, `wiql_top` at a time."""
+        await self._check_types()
         top = self.config.wiql_top
         after_id, upto_id = 0, None
         while True:

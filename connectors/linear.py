@@ -506,6 +506,7 @@ class LinearConnector:
             follow_redirects=False,
         )
         self._server_date: datetime | None = None  # HTTP Date of the latest answer
+        self._teams_seen: set[str] = set()  # team keys Linear has shown to exist
 
     def __repr__(self) -> str:
         return (
@@ -514,13 +515,20 @@ class LinearConnector:
 
     # -- the contract ---------------------------------------------------------------------------
     async def check(self) -> None:
-        keys = self._config.team_keys
-        data = await self._graphql(CHECK_QUERY, {"keys": keys, "first": MAX_PAGE_SIZE}, "check")
+        await self._check_teams(self._config.team_keys)
+
+    async def _check_teams(self, keys: Sequence[str]) -> None:
+        """The key works and Linear lists every team in `keys`, else FatalError naming the
+        missing ones: a team key that matches nothing must not read as "no issues"."""
+        data = await self._graphql(
+            CHECK_QUERY, {"keys": list(keys), "first": MAX_PAGE_SIZE}, "check"
+        )
         viewer = data.get("viewer")
         if not isinstance(viewer, Mapping) or not viewer.get("id"):
             raise FatalError("Linear did not identify the API key's user (viewer is empty)")
         teams, _ = connection(data, "teams", paged=False)
         found = {str(t.get("key")) for t in teams}
+        self._teams_seen.update(k for k in keys if k in found)
         missing = [k for k in keys if k not in found]
         if missing:
             names = ", ".join(repr(k) for k in missing)
@@ -536,6 +544,11 @@ class LinearConnector:
                 yield page
 
     async def all_ids(self) -> AsyncIterator[list[str]]:
+        # A missing team would only shorten the listing (and the sweep would mark its issues
+        # deleted): every team must exist before anything is listed.
+        unseen = [k for k in self._config.team_keys if k not in self._teams_seen]
+        if unseen:
+            await self._check_teams(unseen)
         variables: dict[str, Any] = {
             "filter": {"team": {"key": {"in": list(self._config.team_keys)}}},
             "first": self.ids_page_size,
@@ -579,8 +592,13 @@ class LinearConnector:
             if run_clock[0] is None:
                 run_clock[0] = self._server_date
             nodes, info = connection(data, "issues")
-            if variables["before"] is None and info.get("hasNextPage"):
-                await self._check_first_page_is_the_oldest(key, issue_filter, info)
+            if variables["before"] is None:
+                if nodes:
+                    self._teams_seen.add(key)  # the filter is the team's key: it exists
+                elif key not in self._teams_seen:
+                    await self._check_teams([key])  # nothing listed: no changes, or no team?
+                if info.get("hasNextPage"):
+                    await self._check_first_page_is_the_oldest(key, issue_filter, info)
             # Within a page Linear lists newest first too: reversed, the page runs oldest first.
             items, rejected = map_nodes(nodes[::-1], scope=key, overrides=self._config.status_map)
             if items:

@@ -349,6 +349,9 @@ async def test_wiql_injection_in_names_is_inert(harness: AdoHarness) -> None:
     with pytest.raises(FatalError, match="area_path"):
         await sync(connector)
     assert "UNDER 'My Project\\x'' OR [System.Id] > ''0'" in wiql_texts(sandbox)[-1]
+    # A type by that name exists (a type that does not is an error): the literal must match
+    # only its items, none, not every item.
+    sandbox.set_states("Bug') OR ([System.Id] > 0", [("New", "Proposed")])
     typed = harness.connector(work_item_types=["Bug') OR ([System.Id] > 0"])
     assert items_of(await sync(typed)) == []
     # A project name goes into the URL, never into the WIQL text.
@@ -361,6 +364,33 @@ async def test_unknown_project_is_fatal_and_named(harness: AdoHarness) -> None:
     try:
         with pytest.raises(FatalError, match="'Nope' not found"):
             await connector.check()
+    finally:
+        await connector.aclose()
+
+
+@pytest.mark.parametrize(
+    ("config", "named"),
+    [
+        ({"project": "Nope"}, r"project 'Nope' not found"),
+        ({"area_path": "My Project\\Nowhere"}, r"area_path 'My Project\\\\Nowhere'"),
+        ({"work_item_types": ["User Story", "Storey"]}, r"work item type 'Storey'"),
+    ],
+    ids=["project", "area_path", "work_item_type"],
+)
+@pytest.mark.parametrize("call", ["check", "changes", "all_ids"])
+async def test_a_scope_target_that_does_not_exist_is_fatal_and_named(
+    harness: AdoHarness, config: dict[str, Any], named: str, call: str
+) -> None:
+    harness.seed(3, start=DAY, step=timedelta(minutes=1))
+    connector = harness.connector(**config)
+    try:
+        with pytest.raises(FatalError, match=named):
+            if call == "check":
+                await connector.check()
+            elif call == "changes":
+                await collect(connector)
+            else:
+                [i async for batch in connector.all_ids() for i in batch]
     finally:
         await connector.aclose()
 

@@ -346,6 +346,45 @@ async def test_unknown_team_key_is_fatal_and_named(harness: LinearHarness) -> No
     assert "'ENG'" not in str(info.value)
 
 
+@pytest.mark.parametrize("call", ["check", "changes", "all_ids"])
+async def test_a_team_key_that_does_not_exist_is_fatal_and_named(
+    harness: LinearHarness, call: str
+) -> None:
+    harness.seed(3, start=T0, step=timedelta(minutes=1))
+    connector = harness.connector(team_keys=["ENG", "NOPE"])
+    try:
+        with pytest.raises(FatalError, match="no team with key 'NOPE'"):
+            if call == "check":
+                await connector.check()
+            elif call == "changes":
+                await collect(connector)
+            else:
+                [i async for batch in connector.all_ids() for i in batch]
+    finally:
+        await connector.aclose()
+
+
+async def test_a_quiet_team_is_checked_once_not_every_run(harness: LinearHarness) -> None:
+    harness.seed(2, start=T0, step=timedelta(minutes=1))
+    connector = harness.connector()
+    later = {"ENG": T0 + timedelta(days=1)}  # nothing changed since: an empty first page
+    try:
+        assert items_of(await collect(connector, later)) == []
+        assert items_of(await collect(connector, later)) == []
+    finally:
+        await connector.aclose()
+    names = [r.json()["query"].split("(")[0].split()[-1] for r in harness.sandbox.requests]
+    assert names == ["SyncIssueChanges", "SyncCheck", "SyncIssueChanges"]
+
+
+def test_sandbox_lists_no_team_for_an_unknown_key(harness: LinearHarness) -> None:
+    query = 'query { teams(filter: {key: {eq: "NOPE"}}) { nodes { id key } } }'
+    status, body = post(harness.sandbox, query)
+    assert status == 200 and body == {"data": {"teams": {"nodes": []}}}
+    status, body = post(harness.sandbox, query.replace("NOPE", "ENG"))
+    assert [t["key"] for t in body["data"]["teams"]["nodes"]] == ["ENG"]
+
+
 async def test_request_log_shows_values_only_in_variables(harness: LinearHarness) -> None:
     harness.seed(7, start=T0, step=timedelta(minutes=3))
     since = T0 + timedelta(minutes=1)
@@ -382,12 +421,18 @@ async def test_injection_attempt_in_team_keys_is_inert(harness: LinearHarness) -
     try:
         with pytest.raises(FatalError) as info:
             await connector.check()
-        pages = await collect(connector)
-        ids = [i async for batch in connector.all_ids() for i in batch]
+        # The changes query carrying it matched nothing (a widened query would have listed ENG's
+        # issues), and a team key that matches nothing is an error, not "no issues" (the
+        # assertion here used to be `pages == [] and ids == []`).
+        with pytest.raises(FatalError) as in_changes:
+            await collect(connector)
+        with pytest.raises(FatalError) as in_ids:
+            [i async for batch in connector.all_ids() for i in batch]
     finally:
         await connector.aclose()
     assert repr(hostile) in str(info.value)
-    assert items_of(pages) == [] and ids == []  # matched nothing; broke nothing
+    assert str(in_changes.value) == str(in_ids.value) == str(info.value)  # broke nothing
+    assert CHANGES_QUERY in [body["query"] for body in graphql_bodies(harness.sandbox)]
     for body in graphql_bodies(harness.sandbox):
         assert hostile not in body["query"]
     assert any(hostile in str(body["variables"]) for body in graphql_bodies(harness.sandbox))
