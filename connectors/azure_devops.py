@@ -741,7 +741,9 @@ class AzureDevOpsConnector:
                 time_precision=True,
                 top=top,
             )
-            ids = [int(ref.id) for ref in result.work_items or []]
+            if result.work_items is None:  # an empty result is `"workItems": []`
+                raise RetriableError("Azure DevOps sent a WIQL answer without workItems")
+            ids = [int(ref.id) for ref in result.work_items]
             as_of = result.as_of
             return ids, utc(as_of) if isinstance(as_of, datetime) else datetime.now(UTC)
 

@@ -48,7 +48,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any, ClassVar, Literal
 
@@ -464,13 +464,43 @@ def classify_response(
 def connection(
     data: Mapping[str, Any], field: str, *, paged: bool = True
 ) -> tuple[list[Mapping[str, Any]], dict]:
-    """`nodes` and (when `paged`) `pageInfo` of a connection field, checked for shape."""
+    """`nodes` and (when `paged`) `pageInfo` of a connection field, checked for shape. A node
+    that is not an object is an error, never silently left out of a listing."""
     conn = data.get(field)
     nodes = conn.get("nodes") if isinstance(conn, Mapping) else None
     info = conn.get("pageInfo", {} if not paged else None) if isinstance(conn, Mapping) else None
     if not isinstance(nodes, list) or not isinstance(info, Mapping):
         raise ConnectorError(f"Linear's answer has no {field}.nodes / pageInfo")
-    return [n for n in nodes if isinstance(n, Mapping)], dict(info)
+    if not all(isinstance(n, Mapping) for n in nodes):
+        raise ConnectorError(f"Linear's answer has a {field}.nodes entry that is not an object")
+    return list(nodes), dict(info)
+
+
+def complete_page(
+    data: Mapping[str, Any], *, more: str, cursor: str, asked: int, what: str
+) -> tuple[list[Mapping[str, Any]], dict]:
+    """The `issues` nodes and pageInfo of a page that keeps its promise, else RetriableError.
+
+    Relay: a page that says there is more (`more`: hasNextPage for `first:`, hasPreviousPage for
+    `last:`) holds the full `asked` nodes and a `cursor` to go on from. An empty or short page
+    that still promises more, or an issue without an id, would end or skip part of the listing
+    while saying "done": the sweep would mark the rest deleted, the checkpoint pass it."""
+    nodes, info = connection(data, "issues")
+    promised = info.get(more)
+    if not isinstance(promised, bool):
+        raise RetriableError(f"Linear's answer ({what}) has no pageInfo.{more}")
+    if promised and (len(nodes) < asked or not info.get(cursor)):
+        without = "" if info.get(cursor) else f" and no {cursor}"
+        raise RetriableError(
+            f"Linear said {more} but sent {len(nodes)} of {asked} issues{without} ({what}); "
+            "the listing would have a gap"
+        )
+    for node in nodes:
+        if not isinstance(node.get("id"), str) or not node["id"]:
+            key = node.get("identifier")
+            named = f" ({key})" if isinstance(key, str) else ""
+            raise RetriableError(f"Linear sent an issue without an id{named} ({what})")
+    return nodes, info
 
 
 # ---------------------------------------------------------------------------------------------
@@ -554,16 +584,26 @@ class LinearConnector:
             "first": self.ids_page_size,
             "after": None,
         }
+
+        def page(data: Mapping[str, Any]) -> tuple[list[Mapping[str, Any]], dict]:
+            return complete_page(
+                data,
+                more="hasNextPage",
+                cursor="endCursor",
+                asked=variables["first"],
+                what="issue ids",
+            )
+
         while True:
-            data = await self._graphql(IDS_QUERY, variables, "issue ids")
-            nodes, info = connection(data, "issues")
+            data = await self._graphql(IDS_QUERY, variables, "issue ids", check=page)
+            nodes, info = page(data)
             # Trashed issues are deleted for us (`changes` marks them removed): not listed, so the
             # deletion sweep agrees with `changes` about what exists.
-            ids = [str(n["id"]) for n in nodes if n.get("id") and not n.get("trashed")]
+            ids = [str(n["id"]) for n in nodes if not n.get("trashed")]
             if ids:
                 yield ids
             cursor = info.get("endCursor")
-            if not info.get("hasNextPage") or not cursor:
+            if not info["hasNextPage"]:
                 return
             if cursor == variables["after"]:
                 raise ConnectorError("Linear returned the same page cursor twice (issue ids)")
@@ -587,11 +627,22 @@ class LinearConnector:
         }
         high: datetime | None = None  # newest updatedAt yielded so far
         in_order = True
+        what = f"issues of team {key}"
+
+        def page(data: Mapping[str, Any]) -> tuple[list[Mapping[str, Any]], dict]:
+            return complete_page(
+                data,
+                more="hasPreviousPage",
+                cursor="startCursor",
+                asked=variables["last"],
+                what=what,
+            )
+
         while True:
-            data = await self._graphql(CHANGES_QUERY, variables, f"issues of team {key}")
+            data = await self._graphql(CHANGES_QUERY, variables, what, check=page)
             if run_clock[0] is None:
                 run_clock[0] = self._server_date
-            nodes, info = connection(data, "issues")
+            nodes, info = page(data)
             if variables["before"] is None:
                 if nodes:
                     self._teams_seen.add(key)  # the filter is the team's key: it exists
@@ -614,7 +665,7 @@ class LinearConnector:
                 newest = max(i.updated_at for i in items)
                 high = newest if high is None else max(high, newest)
             cursor = info.get("startCursor")
-            more = bool(info.get("hasPreviousPage")) and bool(cursor)
+            more = info["hasPreviousPage"]  # with a cursor: complete_page checked it
             checkpoint: dict[str, datetime] = {}
             if high is not None and (in_order or not more):
                 checkpoint[key] = _clamp(high, run_clock[0])
@@ -643,12 +694,22 @@ class LinearConnector:
 
     # -- HTTP -----------------------------------------------------------------------------------
     async def _graphql(
-        self, query: str, variables: Mapping[str, Any], what: str
+        self,
+        query: str,
+        variables: Mapping[str, Any],
+        what: str,
+        *,
+        check: Callable[[Mapping[str, Any]], object] | None = None,
     ) -> Mapping[str, Any]:
-        """POST one operation (with retries); the `data` object or a ConnectorError."""
+        """POST one operation (with retries); the `data` object or a ConnectorError. `check`
+        vets the data inside each attempt: an answer it refuses with RetriableError (a page
+        that breaks its promise) is asked for again like any transient failure."""
 
         async def attempt() -> Mapping[str, Any]:
-            return await self._post_once(query, variables, what)
+            data = await self._post_once(query, variables, what)
+            if check is not None:
+                check(data)
+            return data
 
         return await with_retries(self._ctx, f"linear {what}", attempt)
 

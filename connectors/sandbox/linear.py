@@ -94,7 +94,7 @@ class LinearSandbox(SandboxServer):
         self._numbers: dict[str, int] = {}
         #: id -> field -> what answers send for it (see `garble_issue`)
         self._garbled: dict[str, dict[str, Any]] = {}
-        self._hollow: list[int] = []  # see hollow_pages_next
+        self._hollow: list[tuple[int, bool]] = []  # see hollow_pages_next
         self._window_start = time.time()
         self._requests_used = 0
         self._complexity_used = 0.0
@@ -203,6 +203,14 @@ class LinearSandbox(SandboxServer):
         stored ones: one issue that comes back with a malformed or wrong-typed field."""
         with self._lock:
             self._garbled.setdefault(issue_id, {}).update(fields)
+
+    def hollow_pages_next(self, count: int = 1, *, keep: int = 0, cursors: bool = True) -> None:
+        """The next `count` `issues` pages keep only their first `keep` nodes while `pageInfo`
+        stays as it was (hasNextPage / hasPreviousPage still promising more; with `cursors`
+        False, start and end cursors null, as an empty page has them): an answer that breaks
+        Relay's promise, as a faulty proxy or an overloaded service might send it."""
+        with self._lock:
+            self._hollow.extend([(keep, cursors)] * count)
 
     def rate_limit_next(self, count: int = 1, *, reset_in: float = 1.0, status: int = 400) -> None:
         """The next `count` requests are rate limited as Linear does it: HTTP 400 (or 429) with
@@ -360,7 +368,13 @@ class LinearSandbox(SandboxServer):
             return self._page(listed, args, sort_key, sel, run)
         if sel.name == "issues":
             nodes, sort_key = graphql.select_issues(self._issues.values(), args)
-            return self._page(nodes, args, sort_key, sel, run, view=self._view)
+            page = self._page(nodes, args, sort_key, sel, run, view=self._view)
+            if self._hollow:
+                keep, cursors = self._hollow.pop(0)
+                page["nodes"], page["edges"] = page["nodes"][:keep], page["edges"][:keep]
+                if not cursors:
+                    page["pageInfo"].update(startCursor=None, endCursor=None)
+            return page
         raise GraphQLError(f'Cannot query field "{sel.name}" on type "Query".')
 
     def _page(

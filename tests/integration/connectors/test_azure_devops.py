@@ -495,6 +495,23 @@ async def test_an_id_deleted_before_it_is_asked_again_is_skipped(harness: AdoHar
     assert batch_sizes(sandbox) == [5, 1, 2, 1]
 
 
+async def test_a_wiql_answer_without_work_items_is_not_an_empty_one(
+    harness: AdoHarness,
+) -> None:
+    ids = harness.seed(3, start=DAY, step=timedelta(minutes=1))
+    connector = harness.connector()
+    try:
+        harness.sandbox.edit_next_answer("/wiql", lambda body: body.pop("workItems"))
+        assert [i.external_id for i in items_of(await collect(connector))] == ids
+        harness.sandbox.edit_next_answer("/wiql", lambda body: body.pop("workItems"))
+        assert [i async for batch in connector.all_ids() for i in batch] == ids
+        harness.sandbox.edit_next_answer("/wiql", lambda body: body.pop("workItems"), count=50)
+        with pytest.raises(RetriableError, match="without workItems"):
+            await collect(connector)
+    finally:
+        await connector.aclose()
+
+
 # ---------------------------------------------------------------------------------------------
 # One malformed work item is rejected on its own, named; the page and later pages still land
 # ---------------------------------------------------------------------------------------------

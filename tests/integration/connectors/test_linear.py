@@ -510,6 +510,79 @@ async def test_a_walk_cut_short_never_checkpoints_past_what_it_missed(
     assert missed <= again, "the next run must pick up whatever this one missed"
 
 
+# ---------------------------------------------------------------------------------------------
+# Listings are complete or fail: a page that promises more than it holds is asked again
+# ---------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("keep", [0, 2], ids=["empty", "short"])
+async def test_a_hollow_changes_page_is_asked_again_not_skipped(
+    harness: LinearHarness, keep: int
+) -> None:
+    ids = harness.seed(12, start=T0, step=timedelta(minutes=1))
+    harness.sandbox.hollow_pages_next(keep=keep)  # the oldest page: hasPreviousPage, few nodes
+    connector = harness.connector()
+    try:
+        pages = await collect(connector)
+    finally:
+        await connector.aclose()
+    assert [i.external_id for i in items_of(pages)] == ids
+
+
+async def test_changes_pages_that_stay_hollow_fail_the_run(harness: LinearHarness) -> None:
+    harness.seed(12, start=T0, step=timedelta(minutes=1))
+    harness.sandbox.hollow_pages_next(count=50, cursors=False)
+    connector = harness.connector()
+    pages: list[Page] = []
+    try:
+        with pytest.raises(RetriableError, match="hasPreviousPage"):
+            async for page in connector.changes({}):
+                pages.append(page)
+    finally:
+        await connector.aclose()
+    assert pages == []
+
+
+@pytest.mark.parametrize("cursors", [True, False], ids=["cursors", "no_cursors"])
+async def test_a_hollow_ids_page_is_asked_again_not_cut_short(
+    harness: LinearHarness, cursors: bool
+) -> None:
+    connector = harness.connector()
+    connector.ids_page_size = 4
+    ids = harness.seed(10, start=T0, step=timedelta(minutes=1))
+    harness.sandbox.hollow_pages_next(keep=1, cursors=cursors)
+    try:
+        await connector.check()
+        listed = [i async for batch in connector.all_ids() for i in batch]
+    finally:
+        await connector.aclose()
+    assert sorted(listed) == sorted(ids)
+
+
+async def test_an_ids_listing_that_stays_incomplete_fails(harness: LinearHarness) -> None:
+    connector = harness.connector()
+    connector.ids_page_size = 4
+    harness.seed(10, start=T0, step=timedelta(minutes=1))
+    try:
+        await connector.check()
+        harness.sandbox.hollow_pages_next(count=50, cursors=False)
+        with pytest.raises(RetriableError, match="hasNextPage"):
+            [i async for batch in connector.all_ids() for i in batch]
+    finally:
+        await connector.aclose()
+
+
+async def test_an_issue_listed_without_an_id_fails_the_listing(harness: LinearHarness) -> None:
+    ids = harness.seed(3, start=T0, step=timedelta(minutes=1))
+    harness.sandbox.garble_issue(ids[1], id=None)
+    connector = harness.connector()
+    try:
+        with pytest.raises(RetriableError, match="without an id"):
+            [i async for batch in connector.all_ids() for i in batch]
+        with pytest.raises(RetriableError, match="without an id"):
+            await collect(connector)
+    finally:
+        await connector.aclose()
+
+
 class ForwardOnlySandbox(LinearSandbox):
     """A server that reads `last` as `first` (the failure the connector must not trust)."""
 
