@@ -652,8 +652,12 @@ class LinearConnector:
                     await self._check_first_page_is_the_oldest(key, issue_filter, info)
             # Within a page Linear lists newest first too: reversed, the page runs oldest first.
             items, rejected = map_nodes(nodes[::-1], scope=key, overrides=self._config.status_map)
-            if items:
-                if in_order and not _ascending_after(items, high):
+            # Every readable updatedAt, rejected issues' too: a rejected issue counts as read, so
+            # the checkpoint may pass it (else the newest issues, if malformed, are re-read and
+            # re-rejected by every run).
+            times = [t for t in map(_readable_time, nodes[::-1]) if t is not None]
+            if times:
+                if in_order and not _ascending_after(times, high):
                     in_order = False
                     http.log_event(
                         log,
@@ -662,7 +666,7 @@ class LinearConnector:
                         team=key,
                         detail="checkpoints held until the walk ends",
                     )
-                newest = max(i.updated_at for i in items)
+                newest = max(times)
                 high = newest if high is None else max(high, newest)
             cursor = info.get("startCursor")
             more = info["hasPreviousPage"]  # with a cursor: complete_page checked it
@@ -770,10 +774,15 @@ class LinearConnector:
             await asyncio.sleep(delay)
 
 
-def _ascending_after(items: Sequence[WorkItem], floor: datetime | None) -> bool:
+def _ascending_after(times: Sequence[datetime], floor: datetime | None) -> bool:
     """True when the page runs oldest first and starts no earlier than what came before."""
-    times = [i.updated_at for i in items]
-    return times == sorted(times) and (floor is None or times[0] >= floor)
+    return list(times) == sorted(times) and (floor is None or times[0] >= floor)
+
+
+def _readable_time(node: Mapping[str, Any]) -> datetime | None:
+    """The node's updatedAt when it can be read, else None (its mapping rejects it)."""
+    value = node.get("updatedAt")
+    return http.parse_time(value) if isinstance(value, str) else None
 
 
 def _clamp(value: datetime, server_now: datetime | None) -> datetime:

@@ -315,6 +315,19 @@ async def test_malformed_issues_are_rejected_one_by_one(harness: LinearHarness) 
     ]
 
 
+async def test_a_rejected_issue_counts_as_read(harness: LinearHarness) -> None:
+    ids = harness.seed(7, start=T0, step=timedelta(minutes=1))
+    harness.sandbox.garble_issue(ids[-1], title={"text": "newest, malformed"})
+    connector = harness.connector()
+    try:
+        pages = await collect(connector)
+    finally:
+        await connector.aclose()
+    assert [r.external_id for p in pages for r in p.rejected] == [ids[-1]]
+    # The checkpoint passes it, so the next run does not read (and reject) it again.
+    assert pages[-1].checkpoint == {"ENG": T0 + timedelta(minutes=6)}
+
+
 async def test_non_finite_numbers_do_not_crash_the_mapping(harness: LinearHarness) -> None:
     ids = harness.seed(2, start=T0, step=timedelta(minutes=1))
     harness.sandbox.garble_issue(ids[0], priority=float("inf"), estimate=float("nan"))
