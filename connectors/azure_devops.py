@@ -19,6 +19,7 @@ SDK never retries POSTs (WIQL, batch) anyway.
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 import os
 import re
@@ -42,8 +43,10 @@ from connectors.base import (
     PRIORITY_NONE,
     ConnectorConfig,
     ConnectorContext,
+    ConnectorError,
     FatalError,
     Page,
+    Rejected,
     RetriableError,
     Status,
     WorkItem,
@@ -52,9 +55,10 @@ from connectors.base import (
     status_name_suggests,
     utc,
 )
-from connectors.http import call_sdk, parse_time, retry_after
+from connectors.http import call_sdk, log_event, parse_time, retry_after
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 WIQL_CAP = 20_000  # the server refuses a WIQL result larger than this (VS402337)
 BATCH_CAP = 200  # the most ids one workItemsBatch accepts (VS403474)
@@ -342,7 +346,7 @@ def story_points(fields: Mapping[str, Any]) -> int | None:
 def priority(fields: Mapping[str, Any]) -> int:
     """ADO 1 (highest) .. 4 (lowest) onto our 0 none .. 4 highest."""
     value = fields.get(F_PRIORITY)
-    if isinstance(value, bool) or not isinstance(value, int | float):
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
         return PRIORITY_NONE
     return PRIORITIES.get(int(value), PRIORITY_NONE)
 
@@ -386,6 +390,41 @@ def status_of(
     return map_status(state_name, default, overrides)
 
 
+class UnmappableItem(ConnectorError):
+    """One work item the connector cannot map (a field of the wrong type, an unreadable change
+    time): it is rejected on its own (`Page.rejected`, naming the field) while the rest of the
+    page and every later page still land."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def _shown(value: Any) -> str:
+    """A field's value for a rejection reason: short, never the whole of a long value."""
+    text = repr(value)
+    return text if len(text) <= 40 else text[:39] + "…"
+
+
+def text_field(fields: Mapping[str, Any], name: str) -> str | None:
+    """A string field (plain or HTML); absent is None, anything else is refused."""
+    value = fields.get(name)
+    if value is None or isinstance(value, str):
+        return value
+    raise UnmappableItem(f"{name} is {type(value).__name__}, not text")
+
+
+def time_field(fields: Mapping[str, Any], name: str) -> datetime | None:
+    """A date field that must be readable when present (the change and creation times)."""
+    value = fields.get(name)
+    if value is None:
+        return None
+    parsed = parse_time(value)
+    if parsed is None:
+        raise UnmappableItem(f"{name} is not a date: {_shown(value)}")
+    return parsed
+
+
 def map_work_item(
     raw: Mapping[str, Any],
     *,
@@ -393,26 +432,31 @@ def map_work_item(
     site: str,
     category: str | None,
 ) -> WorkItem:
-    """One workItemsBatch entry ({"id","rev","fields","url"}) onto a WorkItem."""
+    """One workItemsBatch entry ({"id","rev","fields","url"}) onto a WorkItem. Raises
+    UnmappableItem (naming the field) for an item that cannot be mapped: a title or description
+    that is not text, a change time that is absent or unreadable. Optional dates (activated,
+    closed) that cannot be read are unknown (connectors/http.py)."""
     fields: Mapping[str, Any] = raw.get("fields") or {}
     item_id = int(raw["id"])
-    updated = parse_time(fields.get(F_CHANGED)) or parse_time(fields.get(F_CREATED))
+    updated = time_field(fields, F_CHANGED) or time_field(fields, F_CREATED)
     if updated is None:
-        raise RetriableError(f"Azure DevOps sent work item {item_id} without a ChangedDate")
+        raise UnmappableItem(f"no {F_CHANGED}")
+    title = text_field(fields, F_TITLE)
+    description = text_field(fields, F_DESCRIPTION)
+    acceptance = text_field(fields, F_ACCEPTANCE)
     status = status_of(fields, category, config.status_map)
     completed = parse_time(fields.get(F_CLOSED))
     if completed is None and status is Status.COMPLETED:
         completed = parse_time(fields.get(F_STATE_CHANGED))
     project = fields.get(F_PROJECT)
-    title = fields.get(F_TITLE)
     return WorkItem(
         external_id=f"{site}/{item_id}",
         external_key=str(item_id),
-        title=title if isinstance(title, str) else "",
+        title=title or "",
         status=status,
         updated_at=updated,
-        description=html_to_text(fields.get(F_DESCRIPTION)),
-        acceptance_criteria=html_to_text(fields.get(F_ACCEPTANCE)),
+        description=html_to_text(description),
+        acceptance_criteria=html_to_text(acceptance),
         priority=priority(fields),
         story_points=story_points(fields),
         external_url=web_url(
@@ -564,7 +608,8 @@ class AzureDevOpsConnector:
         self._client: Any = None
         self._client_lock = threading.Lock()
         self._fields: list[str] = [*REQUIRED_FIELDS, *OPTIONAL_FIELDS]
-        self._categories: dict[str, dict[str, str]] = {}  # type -> state -> category (casefold)
+        #: type -> state -> category (casefold); None: the project has no such type
+        self._categories: dict[str, dict[str, str] | None] = {}
         _prepare_cache_dir(ctx)
 
     # -- plumbing -----------------------------------------------------------------------------
@@ -696,14 +741,47 @@ class AzureDevOpsConnector:
                 time_precision=True,
                 top=top,
             )
-            ids = [int(ref.id) for ref in result.work_items or []]
+            if result.work_items is None:  # an empty result is `"workItems": []`
+                raise RetriableError("Azure DevOps sent a WIQL answer without workItems")
+            ids = [int(ref.id) for ref in result.work_items]
             as_of = result.as_of
             return ids, utc(as_of) if isinstance(as_of, datetime) else datetime.now(UTC)
 
         return await self._call("WIQL query", call)
 
     async def _fetch(self, ids: Sequence[int]) -> list[dict[str, Any]]:
-        """The fields of `ids` (at most 200) in the order asked; deleted ids are left out."""
+        """The fields of `ids` (at most 200) in the order asked, less those the service says it
+        cannot read (deleted since the WIQL query, or no longer readable).
+
+        Ids an answer leaves out without a `null` in their place (a short or empty `value`) are
+        asked for again, alone; the service's word is the `null` of errorPolicy=omit, so an id
+        still left out after that fails the run (RetriableError) instead of being skipped while
+        the checkpoint passes it (docs/trackers/azure_devops.md#response-bodies)."""
+        got, unaccounted = await self._batch(ids)
+        if unaccounted:
+            log_event(
+                log,
+                "azure_devops.short_batch",
+                logging.WARNING,
+                asked=len(ids),
+                left_out=len(unaccounted),
+            )
+            again, unaccounted = await self._batch(unaccounted)
+            got.update(again)
+            if unaccounted:
+                shown = ", ".join(str(i) for i in unaccounted[:10])
+                more = f" and {len(unaccounted) - 10} more" if len(unaccounted) > 10 else ""
+                raise RetriableError(
+                    f"Azure DevOps left out work item(s) {shown}{more} from a batch answer twice "
+                    "without saying they cannot be read; will retry"
+                )
+        return [got[i] for i in ids if i in got]
+
+    async def _batch(self, ids: Sequence[int]) -> tuple[dict[int, dict[str, Any]], list[int]]:
+        """One workItemsBatch request (re-sent without a field the organization lacks): the
+        items it returned by id, and the ids it did not account for. An id counts as accounted
+        for when the answer has its entry, or when it answered one entry per id asked and a
+        `null` stands for each id without an entry (errorPolicy=omit: cannot be read)."""
         while True:
             fields = list(self._fields)
 
@@ -716,12 +794,13 @@ class AzureDevOpsConnector:
                 return list(wit.get_work_items_batch(request, project=self.config.project) or [])
 
             try:
-                got = await self._call("work item batch", call)
+                answer = await self._call("work item batch", call)
             except _UnknownField as missing:
                 if missing.name not in self._fields:
                     raise RetriableError("Azure DevOps keeps refusing a field") from None
                 self._fields.remove(missing.name)
                 continue
+            asked = set(ids)
             by_id = {
                 int(w.id): {
                     "id": int(w.id),
@@ -729,22 +808,27 @@ class AzureDevOpsConnector:
                     "fields": dict(w.fields or {}),
                     "url": w.url,
                 }
-                for w in got
-                if w is not None and w.id is not None
+                for w in answer
+                if w is not None and w.id is not None and int(w.id) in asked
             }
-            return [by_id[i] for i in ids if i in by_id]
+            without = [i for i in ids if i not in by_id]
+            nulls = sum(1 for w in answer if w is None)
+            if len(answer) == len(ids) and nulls == len(without):
+                return by_id, []  # each id without an entry has its `null`: cannot be read
+            return by_id, without
 
-    async def _category(self, work_item_type: str, state: str | None) -> str | None:
-        """The category of `state` in `work_item_type` (states fetched once per type)."""
+    async def _states(self, work_item_type: str) -> dict[str, str] | None:
+        """State name (casefold) -> category of `work_item_type`, fetched once per type; None
+        when the project has no such type (VS402323)."""
         key = work_item_type.casefold()
         if key not in self._categories:
 
-            def call(wit: Any) -> dict[str, str]:
+            def call(wit: Any) -> dict[str, str] | None:
                 try:
                     states = wit.get_work_item_type_states(self.config.project, work_item_type)
                 except Exception as exc:
-                    if "VS402323" in _service_message(exc):  # the type no longer exists
-                        return {}
+                    if "VS402323" in _service_message(exc):  # no such type (or no longer)
+                        return None
                     raise
                 return {
                     str(s.name).casefold(): str(s.category)
@@ -753,14 +837,37 @@ class AzureDevOpsConnector:
                 }
 
             self._categories[key] = await self._call(f"states of {work_item_type!r}", call)
-        if not state:
-            return None
-        return self._categories[key].get(state.casefold())
+        return self._categories[key]
 
-    async def _map_page(self, raws: Iterable[Mapping[str, Any]]) -> list[WorkItem]:
-        items: list[WorkItem] = []
+    async def _category(self, work_item_type: str, state: str | None) -> str | None:
+        """The category of `state` in `work_item_type` (None: guess it from the name)."""
+        states = await self._states(work_item_type)
+        if not state or not states:
+            return None
+        return states.get(state.casefold())
+
+    async def _check_types(self) -> None:
+        """Every configured work item type exists in the project, else FatalError naming the
+        missing ones: a WIQL filter on a misspelt type only matches nothing, which must not
+        read as "no work items"."""
+        missing = [t for t in self.config.work_item_types or [] if await self._states(t) is None]
+        if missing:
+            names = ", ".join(repr(t) for t in missing)
+            raise FatalError(
+                f"Azure DevOps project {self.config.project!r} has no work item type {names}: "
+                "fix work_item_types (type names as the project's process shows them, e.g. "
+                "'User Story', 'Bug')"
+            )
+
+    async def _map_page(
+        self, raws: Iterable[Mapping[str, Any]]
+    ) -> list[tuple[Position | None, WorkItem | Rejected]]:
+        """Each batch entry mapped on its own: a WorkItem, or a Rejected naming it and why. With
+        each, its place in the (ChangedDate, Id) order when its ChangedDate can be read."""
+        out: list[tuple[Position | None, WorkItem | Rejected]] = []
         for raw in raws:
             fields = raw.get("fields") or {}
+            item_id = int(raw["id"])
             work_item_type = fields.get(F_TYPE)
             state = fields.get(F_STATE)
             category = (
@@ -768,18 +875,27 @@ class AzureDevOpsConnector:
                 if isinstance(work_item_type, str) and work_item_type
                 else None
             )
-            items.append(map_work_item(raw, config=self.config, site=self.site, category=category))
-        return items
+            try:
+                item = map_work_item(raw, config=self.config, site=self.site, category=category)
+            except UnmappableItem as exc:
+                changed = parse_time(fields.get(F_CHANGED))
+                place = Position(changed, item_id) if changed is not None else None
+                out.append((place, Rejected(f"{self.site}/{item_id}", exc.reason, str(item_id))))
+                continue
+            out.append((Position(item.updated_at, item_id), item))
+        return out
 
     # -- the contract -------------------------------------------------------------------------
     async def check(self) -> None:
-        """The PAT works and the project (and area path) exist: one WIQL with $top=1."""
+        """The PAT works and the project (and area path) exist: one WIQL with $top=1; and each
+        configured work item type exists (its states)."""
         query = (
             "SELECT [System.Id] FROM WorkItems WHERE "
             + " AND ".join(scope_clauses(self.config))
             + " ORDER BY [System.Id] ASC"
         )
         await self._wiql(query, 1)
+        await self._check_types()
 
     def scopes(self) -> list[str]:
         """One scope for the project's query (per-scope keys: a later change)."""
@@ -787,10 +903,14 @@ class AzureDevOpsConnector:
 
     async def changes(self, since: Mapping[str, datetime]) -> AsyncIterator[Page]:
         """Pages of work items changed at or after `since[""]`, in (ChangedDate, Id) order."""
+        await self._check_types()
         start = utc(since[""]) if "" in since else None
         window = _Window(since=start)
         first_as_of: datetime | None = None
         final_sent = False
+        # An item rejected without a readable ChangedDate gives the window no position, so the
+        # next query may read it again: report each rejected id once per run.
+        reported: set[str] = set()
         while True:
             query = changes_query(self.config, since=start, after=window.after, upto=window.upto)
             try:
@@ -804,16 +924,22 @@ class AzureDevOpsConnector:
             size = self.config.batch_size
             chunks = [ids[i : i + size] for i in range(0, len(ids), size)]
             for n, chunk in enumerate(chunks):
-                raws = await self._fetch(chunk)
-                items = await self._map_page(raws)
-                for raw, item in zip(raws, items, strict=True):
-                    window.saw(Position(item.updated_at, int(raw["id"])), as_of)
+                items: list[WorkItem] = []
+                rejected: list[Rejected] = []
+                for place, mapped in await self._map_page(await self._fetch(chunk)):
+                    if place is not None:  # a rejected item counts as read: it may be passed
+                        window.saw(place, as_of)
+                    if isinstance(mapped, WorkItem):
+                        items.append(mapped)
+                    elif mapped.external_id not in reported:
+                        reported.add(mapped.external_id)
+                        rejected.append(mapped)
                 final = last_query and n == len(chunks) - 1
                 if final:
                     final_sent = True
-                    yield Page(items, {"": first_as_of})
-                elif items:
-                    yield Page(items, window.checkpoint(first_as_of))
+                    yield Page(items, {"": first_as_of}, rejected)
+                elif items or rejected:
+                    yield Page(items, window.checkpoint(first_as_of), rejected)
             if last_query:
                 break
             window.advance(full, (first_as_of or datetime.now(UTC)) + timedelta(days=1))
@@ -822,6 +948,7 @@ class AzureDevOpsConnector:
 
     async def all_ids(self) -> AsyncIterator[list[str]]:
         """Every work item id in scope, by id, `wiql_top` at a time."""
+        await self._check_types()
         top = self.config.wiql_top
         after_id, upto_id = 0, None
         while True:

@@ -48,7 +48,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any, ClassVar, Literal
 
@@ -68,6 +68,7 @@ from connectors.base import (
     ConnectorError,
     FatalError,
     Page,
+    Rejected,
     RetriableError,
     Status,
     WorkItem,
@@ -213,7 +214,7 @@ def map_priority(value: Any) -> int:
     """Linear's priority number onto our 0..4 scale (unknown values: none)."""
     try:
         return PRIORITY_FROM_LINEAR.get(round(float(value)), PRIORITY_NONE)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         return PRIORITY_NONE
 
 
@@ -246,33 +247,106 @@ def map_story_points(estimate: Any) -> int | None:
         return None
     try:
         return round(float(estimate))
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         return None
 
 
+class MalformedIssue(ConnectorError):
+    """One issue node that does not match Linear's schema (a field of the wrong type, a time that
+    is not ISO 8601): it is rejected on its own (`Page.rejected`, naming the field) while the
+    rest of the page and every later page still land."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(f"Linear sent a malformed issue: {reason}")
+        self.reason = reason
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:39] + "…"
+
+
+def _text(node: Mapping[str, Any], name: str, *, required: bool = False) -> str | None:
+    """A String field (Linear's schema: `description` is a nullable Markdown String, `title`,
+    `identifier` and `url` are String!). A value of another type is refused, never str()-ed."""
+    value = node.get(name)
+    if isinstance(value, str) or (value is None and not required):
+        return value
+    raise MalformedIssue(f"{name} is {type(value).__name__}, not a string")
+
+
+def _time(node: Mapping[str, Any], name: str) -> datetime | None:
+    """A DateTime field: null is None, anything but ISO 8601 text is refused."""
+    value = node.get(name)
+    if value is None:
+        return None
+    parsed = http.parse_time(value) if isinstance(value, str) else None
+    if parsed is None:
+        raise MalformedIssue(f"{name} is not an ISO 8601 time: {_shown(value)}")
+    return parsed
+
+
+def _object(node: Mapping[str, Any], name: str) -> Mapping[str, Any] | None:
+    value = node.get(name)
+    if value is None or isinstance(value, Mapping):
+        return value
+    raise MalformedIssue(f"{name} is {type(value).__name__}, not an object")
+
+
 def map_issue(node: Mapping[str, Any], *, scope: str, overrides: Mapping[str, Status]) -> WorkItem:
-    """One issue node (as selected by CHANGES_QUERY) as a WorkItem. `raw` is the node itself."""
+    """One issue node (as selected by CHANGES_QUERY) as a WorkItem. `raw` is the node itself.
+    Raises MalformedIssue (naming the field) when the node does not match the schema."""
     issue_id = node.get("id")
-    updated = parse_time(node.get("updatedAt"))
-    if not issue_id or updated is None:
-        raise ConnectorError("Linear sent an issue without id or updatedAt")
-    completed = node.get("completedAt") or node.get("canceledAt")
+    if not isinstance(issue_id, str) or not issue_id:
+        raise MalformedIssue(f"id is {_shown(issue_id)}")
+    updated = _time(node, "updatedAt")
+    if updated is None:
+        raise MalformedIssue("no updatedAt")
+    title = _text(node, "title")
+    state = _object(node, "state")
+    if state is not None:
+        for name in ("name", "type"):
+            if not isinstance(state.get(name), str | None):
+                raise MalformedIssue(f"state.{name} is {type(state[name]).__name__}, not a string")
+    labels = _object(node, "labels")
+    if labels is not None and not isinstance(labels.get("nodes"), list | None):
+        raise MalformedIssue(f"labels.nodes is {type(labels['nodes']).__name__}, not a list")
+    started = _time(node, "startedAt")
+    completed = _time(node, "completedAt") or _time(node, "canceledAt")
     return WorkItem(
-        external_id=str(issue_id),
-        external_key=node.get("identifier"),
-        external_url=node.get("url"),
-        title=str(node.get("title") or ""),
-        description=node.get("description"),
-        status=map_issue_status(node.get("state"), label_names(node), overrides),
+        external_id=issue_id,
+        external_key=_text(node, "identifier"),
+        external_url=_text(node, "url"),
+        title=title or "",
+        description=_text(node, "description"),
+        status=map_issue_status(state, label_names(node), overrides),
         priority=map_priority(node.get("priority")),
         story_points=map_story_points(node.get("estimate")),
         updated_at=updated,
-        started_at=parse_time(node.get("startedAt")),
-        completed_at=parse_time(completed),
+        started_at=started,
+        completed_at=completed,
         raw=dict(node),
         scope=scope,
         removed=node.get("trashed") is True,
     )
+
+
+def map_nodes(
+    nodes: Sequence[Mapping[str, Any]], *, scope: str, overrides: Mapping[str, Status]
+) -> tuple[list[WorkItem], list[Rejected]]:
+    """Each node mapped on its own: the issues, and the ones that cannot be mapped, named by id
+    and identifier with the reason."""
+    items: list[WorkItem] = []
+    rejected: list[Rejected] = []
+    for node in nodes:
+        try:
+            items.append(map_issue(node, scope=scope, overrides=overrides))
+        except MalformedIssue as exc:
+            key = node.get("identifier")
+            rejected.append(
+                Rejected(str(node.get("id")), exc.reason, key if isinstance(key, str) else None)
+            )
+    return items, rejected
 
 
 # ---------------------------------------------------------------------------------------------
@@ -390,13 +464,43 @@ def classify_response(
 def connection(
     data: Mapping[str, Any], field: str, *, paged: bool = True
 ) -> tuple[list[Mapping[str, Any]], dict]:
-    """`nodes` and (when `paged`) `pageInfo` of a connection field, checked for shape."""
+    """`nodes` and (when `paged`) `pageInfo` of a connection field, checked for shape. A node
+    that is not an object is an error, never silently left out of a listing."""
     conn = data.get(field)
     nodes = conn.get("nodes") if isinstance(conn, Mapping) else None
     info = conn.get("pageInfo", {} if not paged else None) if isinstance(conn, Mapping) else None
     if not isinstance(nodes, list) or not isinstance(info, Mapping):
         raise ConnectorError(f"Linear's answer has no {field}.nodes / pageInfo")
-    return [n for n in nodes if isinstance(n, Mapping)], dict(info)
+    if not all(isinstance(n, Mapping) for n in nodes):
+        raise ConnectorError(f"Linear's answer has a {field}.nodes entry that is not an object")
+    return list(nodes), dict(info)
+
+
+def complete_page(
+    data: Mapping[str, Any], *, more: str, cursor: str, asked: int, what: str
+) -> tuple[list[Mapping[str, Any]], dict]:
+    """The `issues` nodes and pageInfo of a page that keeps its promise, else RetriableError.
+
+    Relay: a page that says there is more (`more`: hasNextPage for `first:`, hasPreviousPage for
+    `last:`) holds the full `asked` nodes and a `cursor` to go on from. An empty or short page
+    that still promises more, or an issue without an id, would end or skip part of the listing
+    while saying "done": the sweep would mark the rest deleted, the checkpoint pass it."""
+    nodes, info = connection(data, "issues")
+    promised = info.get(more)
+    if not isinstance(promised, bool):
+        raise RetriableError(f"Linear's answer ({what}) has no pageInfo.{more}")
+    if promised and (len(nodes) < asked or not info.get(cursor)):
+        without = "" if info.get(cursor) else f" and no {cursor}"
+        raise RetriableError(
+            f"Linear said {more} but sent {len(nodes)} of {asked} issues{without} ({what}); "
+            "the listing would have a gap"
+        )
+    for node in nodes:
+        if not isinstance(node.get("id"), str) or not node["id"]:
+            key = node.get("identifier")
+            named = f" ({key})" if isinstance(key, str) else ""
+            raise RetriableError(f"Linear sent an issue without an id{named} ({what})")
+    return nodes, info
 
 
 # ---------------------------------------------------------------------------------------------
@@ -432,6 +536,7 @@ class LinearConnector:
             follow_redirects=False,
         )
         self._server_date: datetime | None = None  # HTTP Date of the latest answer
+        self._teams_seen: set[str] = set()  # team keys Linear has shown to exist
 
     def __repr__(self) -> str:
         return (
@@ -440,13 +545,20 @@ class LinearConnector:
 
     # -- the contract ---------------------------------------------------------------------------
     async def check(self) -> None:
-        keys = self._config.team_keys
-        data = await self._graphql(CHECK_QUERY, {"keys": keys, "first": MAX_PAGE_SIZE}, "check")
+        await self._check_teams(self._config.team_keys)
+
+    async def _check_teams(self, keys: Sequence[str]) -> None:
+        """The key works and Linear lists every team in `keys`, else FatalError naming the
+        missing ones: a team key that matches nothing must not read as "no issues"."""
+        data = await self._graphql(
+            CHECK_QUERY, {"keys": list(keys), "first": MAX_PAGE_SIZE}, "check"
+        )
         viewer = data.get("viewer")
         if not isinstance(viewer, Mapping) or not viewer.get("id"):
             raise FatalError("Linear did not identify the API key's user (viewer is empty)")
         teams, _ = connection(data, "teams", paged=False)
         found = {str(t.get("key")) for t in teams}
+        self._teams_seen.update(k for k in keys if k in found)
         missing = [k for k in keys if k not in found]
         if missing:
             names = ", ".join(repr(k) for k in missing)
@@ -466,21 +578,36 @@ class LinearConnector:
                 yield page
 
     async def all_ids(self) -> AsyncIterator[list[str]]:
+        # A missing team would only shorten the listing (and the sweep would mark its issues
+        # deleted): every team must exist before anything is listed.
+        unseen = [k for k in self._config.team_keys if k not in self._teams_seen]
+        if unseen:
+            await self._check_teams(unseen)
         variables: dict[str, Any] = {
             "filter": {"team": {"key": {"in": list(self._config.team_keys)}}},
             "first": self.ids_page_size,
             "after": None,
         }
+
+        def page(data: Mapping[str, Any]) -> tuple[list[Mapping[str, Any]], dict]:
+            return complete_page(
+                data,
+                more="hasNextPage",
+                cursor="endCursor",
+                asked=variables["first"],
+                what="issue ids",
+            )
+
         while True:
-            data = await self._graphql(IDS_QUERY, variables, "issue ids")
-            nodes, info = connection(data, "issues")
+            data = await self._graphql(IDS_QUERY, variables, "issue ids", check=page)
+            nodes, info = page(data)
             # Trashed issues are deleted for us (`changes` marks them removed): not listed, so the
             # deletion sweep agrees with `changes` about what exists.
-            ids = [str(n["id"]) for n in nodes if n.get("id") and not n.get("trashed")]
+            ids = [str(n["id"]) for n in nodes if not n.get("trashed")]
             if ids:
                 yield ids
             cursor = info.get("endCursor")
-            if not info.get("hasNextPage") or not cursor:
+            if not info["hasNextPage"]:
                 return
             if cursor == variables["after"]:
                 raise ConnectorError("Linear returned the same page cursor twice (issue ids)")
@@ -504,19 +631,37 @@ class LinearConnector:
         }
         high: datetime | None = None  # newest updatedAt yielded so far
         in_order = True
+        what = f"issues of team {key}"
+
+        def page(data: Mapping[str, Any]) -> tuple[list[Mapping[str, Any]], dict]:
+            return complete_page(
+                data,
+                more="hasPreviousPage",
+                cursor="startCursor",
+                asked=variables["last"],
+                what=what,
+            )
+
         while True:
-            data = await self._graphql(CHANGES_QUERY, variables, f"issues of team {key}")
+            data = await self._graphql(CHANGES_QUERY, variables, what, check=page)
             if run_clock[0] is None:
                 run_clock[0] = self._server_date
-            nodes, info = connection(data, "issues")
-            if variables["before"] is None and info.get("hasNextPage"):
-                await self._check_first_page_is_the_oldest(key, issue_filter, info)
+            nodes, info = page(data)
+            if variables["before"] is None:
+                if nodes:
+                    self._teams_seen.add(key)  # the filter is the team's key: it exists
+                elif key not in self._teams_seen:
+                    await self._check_teams([key])  # nothing listed: no changes, or no team?
+                if info.get("hasNextPage"):
+                    await self._check_first_page_is_the_oldest(key, issue_filter, info)
             # Within a page Linear lists newest first too: reversed, the page runs oldest first.
-            items = [
-                map_issue(n, scope=key, overrides=self._config.status_map) for n in reversed(nodes)
-            ]
-            if items:
-                if in_order and not _ascending_after(items, high):
+            items, rejected = map_nodes(nodes[::-1], scope=key, overrides=self._config.status_map)
+            # Every readable updatedAt, rejected issues' too: a rejected issue counts as read, so
+            # the checkpoint may pass it (else the newest issues, if malformed, are re-read and
+            # re-rejected by every run).
+            times = [t for t in map(_readable_time, nodes[::-1]) if t is not None]
+            if times:
+                if in_order and not _ascending_after(times, high):
                     in_order = False
                     http.log_event(
                         log,
@@ -525,15 +670,15 @@ class LinearConnector:
                         team=key,
                         detail="checkpoints held until the walk ends",
                     )
-                newest = max(i.updated_at for i in items)
+                newest = max(times)
                 high = newest if high is None else max(high, newest)
             cursor = info.get("startCursor")
-            more = bool(info.get("hasPreviousPage")) and bool(cursor)
+            more = info["hasPreviousPage"]  # with a cursor: complete_page checked it
             checkpoint: dict[str, datetime] = {}
             if high is not None and (in_order or not more):
                 checkpoint[key] = _clamp(high, run_clock[0])
-            if items or checkpoint:
-                yield Page(items=items, checkpoint=checkpoint)
+            if items or rejected or checkpoint:
+                yield Page(items=items, checkpoint=checkpoint, rejected=rejected)
             if not more:
                 return
             if cursor == variables["before"]:
@@ -557,12 +702,22 @@ class LinearConnector:
 
     # -- HTTP -----------------------------------------------------------------------------------
     async def _graphql(
-        self, query: str, variables: Mapping[str, Any], what: str
+        self,
+        query: str,
+        variables: Mapping[str, Any],
+        what: str,
+        *,
+        check: Callable[[Mapping[str, Any]], object] | None = None,
     ) -> Mapping[str, Any]:
-        """POST one operation (with retries); the `data` object or a ConnectorError."""
+        """POST one operation (with retries); the `data` object or a ConnectorError. `check`
+        vets the data inside each attempt: an answer it refuses with RetriableError (a page
+        that breaks its promise) is asked for again like any transient failure."""
 
         async def attempt() -> Mapping[str, Any]:
-            return await self._post_once(query, variables, what)
+            data = await self._post_once(query, variables, what)
+            if check is not None:
+                check(data)
+            return data
 
         return await with_retries(self._ctx, f"linear {what}", attempt)
 
@@ -623,10 +778,15 @@ class LinearConnector:
             await asyncio.sleep(delay)
 
 
-def _ascending_after(items: Sequence[WorkItem], floor: datetime | None) -> bool:
+def _ascending_after(times: Sequence[datetime], floor: datetime | None) -> bool:
     """True when the page runs oldest first and starts no earlier than what came before."""
-    times = [i.updated_at for i in items]
-    return times == sorted(times) and (floor is None or times[0] >= floor)
+    return list(times) == sorted(times) and (floor is None or times[0] >= floor)
+
+
+def _readable_time(node: Mapping[str, Any]) -> datetime | None:
+    """The node's updatedAt when it can be read, else None (its mapping rejects it)."""
+    value = node.get("updatedAt")
+    return http.parse_time(value) if isinstance(value, str) else None
 
 
 def _clamp(value: datetime, server_now: datetime | None) -> datetime:
@@ -643,6 +803,7 @@ __all__ = [
     "classify_response",
     "map_issue",
     "map_issue_status",
+    "map_nodes",
     "map_priority",
     "rate_limit_wait",
 ]

@@ -164,6 +164,10 @@ class AzureDevOpsSandbox(SandboxServer):
         self.wiql_cap = WIQL_CAP  # tests lower it to exercise the VS402337 path cheaply
         self.wiql_refusals = 0  # how many queries were refused with VS402337
         self._throttle: list[float] = []  # Retry-After to put on the next successful responses
+        self._edits: list[tuple[str, Callable[[dict[str, Any]], None]]] = []  # see edit_next_answer
+        #: id -> field -> what batch answers send for it (see `garble`); the stored item, which
+        #: WIQL filters and sorts on, keeps its real value.
+        self.garbled: dict[int, dict[str, Any]] = {}
         self._next_id = 1
         self._data_lock = threading.RLock()
         self.add_project(project)
@@ -331,6 +335,40 @@ class AzureDevOpsSandbox(SandboxServer):
         with self._lock:
             self._throttle.extend([retry_after] * count)
 
+    def edit_next_answer(
+        self, path_contains: str, edit: Callable[[dict[str, Any]], None], count: int = 1
+    ) -> None:
+        """Pass the JSON body of the next `count` successful answers to a path containing
+        `path_contains` through `edit` (in place) before it is sent: a proxy or a service fault
+        that mangles a well-formed answer. Off unless a test asks for it."""
+        with self._lock:
+            self._edits.extend([(path_contains, edit)] * count)
+
+    def short_batch_next(self, count: int = 1, *, drop: Iterable[int] | None = None) -> None:
+        """The next `count` workItemsBatch answers leave out the entries of `drop` (every id
+        asked when None) entirely, with no `null` in their place: an answer that does not account
+        for every id it was asked for, unlike errorPolicy=omit, which answers `null` for an id it
+        cannot read."""
+        dropped = None if drop is None else frozenset(drop)
+
+        def edit(body: dict[str, Any]) -> None:
+            value = body.get("value") or []
+            kept = [
+                w
+                for w in value
+                if dropped is not None and (w is None or int(w["id"]) not in dropped)
+            ]
+            body["value"], body["count"] = kept, len(kept)
+
+        self.edit_next_answer("/workItemsBatch", edit, count)
+
+    def garble(self, item_id: int, field: str, value: Any) -> None:
+        """From now on batch answers send `value` (JSON as is; None leaves the field out) for
+        `field` of `item_id`, while WIQL still filters and sorts on the stored value: one work
+        item whose field comes back malformed or wrong-typed."""
+        with self._data_lock:
+            self.garbled.setdefault(item_id, {})[field] = value
+
     # -- the demo -----------------------------------------------------------------------------
     def seed_demo(self) -> None:
         """A few dozen believable work items in mixed states across two teams' area paths."""
@@ -496,6 +534,11 @@ class AzureDevOpsSandbox(SandboxServer):
         if response.status < 300:
             with self._lock:
                 delay = self._throttle.pop(0) if self._throttle else None
+                edit = next((e for e in self._edits if e[0] in request.path), None)
+                if edit is not None:
+                    self._edits.remove(edit)
+            if edit is not None and isinstance(response.body, dict):
+                edit[1](response.body)
             if delay is not None:
                 response.headers.update(
                     {
@@ -692,6 +735,13 @@ class AzureDevOpsSandbox(SandboxServer):
             if value is None or value == "":  # ADO leaves empty fields out entirely
                 continue
             out[name] = ado_time(value) if isinstance(value, datetime) else value
+        for name, value in self.garbled.get(item_id, {}).items():
+            if fields and name not in fields:
+                continue
+            if value is None:
+                out.pop(name, None)
+            else:
+                out[name] = value
         return {
             "id": item_id,
             "rev": item["rev"],

@@ -92,6 +92,9 @@ class LinearSandbox(SandboxServer):
         self._teams: dict[str, dict[str, Any]] = {}  # key -> team
         self._issues: dict[str, dict[str, Any]] = {}  # id -> stored node (no url)
         self._numbers: dict[str, int] = {}
+        #: id -> field -> what answers send for it (see `garble_issue`)
+        self._garbled: dict[str, dict[str, Any]] = {}
+        self._hollow: list[tuple[int, bool]] = []  # see hollow_pages_next
         self._window_start = time.time()
         self._requests_used = 0
         self._complexity_used = 0.0
@@ -193,6 +196,21 @@ class LinearSandbox(SandboxServer):
     def issue_ids(self) -> list[str]:
         with self._lock:
             return list(self._issues)
+
+    def garble_issue(self, issue_id: str, **fields: Any) -> None:
+        """From now on answers send these values (JSON as is, whatever the schema says) for the
+        issue's fields where a query selects them, while filters, order and cursors still use the
+        stored ones: one issue that comes back with a malformed or wrong-typed field."""
+        with self._lock:
+            self._garbled.setdefault(issue_id, {}).update(fields)
+
+    def hollow_pages_next(self, count: int = 1, *, keep: int = 0, cursors: bool = True) -> None:
+        """The next `count` `issues` pages keep only their first `keep` nodes while `pageInfo`
+        stays as it was (hasNextPage / hasPreviousPage still promising more; with `cursors`
+        False, start and end cursors null, as an empty page has them): an answer that breaks
+        Relay's promise, as a faulty proxy or an overloaded service might send it."""
+        with self._lock:
+            self._hollow.extend([(keep, cursors)] * count)
 
     def rate_limit_next(self, count: int = 1, *, reset_in: float = 1.0, status: int = 400) -> None:
         """The next `count` requests are rate limited as Linear does it: HTTP 400 (or 429) with
@@ -319,7 +337,21 @@ class LinearSandbox(SandboxServer):
         run = _Exec()
         with self._lock:
             data = graphql.execute(op, variables, lambda sel, args: self._root(sel, args, run))
+            self._garble(data)
         return {"data": data}, run.complexity
+
+    def _garble(self, data: dict[str, Any]) -> None:
+        """Overwrite the selected fields of garbled issues in an executed answer (on the wire,
+        past the schema's serialisation, as a faulty proxy or service would send them)."""
+        if not self._garbled:
+            return
+        for value in data.values():
+            nodes = value.get("nodes") if isinstance(value, dict) else None
+            for node in nodes or []:
+                changes = self._garbled.get(str(node.get("id"))) if isinstance(node, dict) else None
+                for name, garbled in (changes or {}).items():
+                    if name in node:
+                        node[name] = garbled
 
     def _root(self, sel: Selection, args: dict[str, Any], run: _Exec) -> Any:
         if sel.name == "viewer":
@@ -336,7 +368,13 @@ class LinearSandbox(SandboxServer):
             return self._page(listed, args, sort_key, sel, run)
         if sel.name == "issues":
             nodes, sort_key = graphql.select_issues(self._issues.values(), args)
-            return self._page(nodes, args, sort_key, sel, run, view=self._view)
+            page = self._page(nodes, args, sort_key, sel, run, view=self._view)
+            if self._hollow:
+                keep, cursors = self._hollow.pop(0)
+                page["nodes"], page["edges"] = page["nodes"][:keep], page["edges"][:keep]
+                if not cursors:
+                    page["pageInfo"].update(startCursor=None, endCursor=None)
+            return page
         raise GraphQLError(f'Cannot query field "{sel.name}" on type "Query".')
 
     def _page(

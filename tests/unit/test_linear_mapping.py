@@ -13,6 +13,7 @@ from connectors.linear import (
     format_time,
     map_issue,
     map_issue_status,
+    map_nodes,
     map_priority,
     parse_time,
     rate_limit_wait,
@@ -126,6 +127,34 @@ def test_times_round_trip_and_bad_times_are_connector_errors() -> None:
         parse_time("yesterday")
     with pytest.raises(ConnectorError):
         map_issue(node(updatedAt=None), scope="", overrides={})
+
+
+@pytest.mark.parametrize(
+    ("over", "field"),
+    [
+        ({"description": {"type": "doc"}}, "description"),
+        ({"title": ["A"]}, "title"),
+        ({"identifier": 12}, "identifier"),
+        ({"url": 1}, "url"),
+        ({"updatedAt": "tomorrow"}, "updatedAt"),
+        ({"updatedAt": 1746100000}, "updatedAt"),
+        ({"startedAt": "soon"}, "startedAt"),
+        ({"canceledAt": False, "completedAt": None}, "canceledAt"),
+        ({"state": "Done"}, "state"),
+        ({"state": {"name": 3, "type": "started"}}, "state.name"),
+        ({"labels": ["Blocked"]}, "labels"),
+        ({"labels": {"nodes": "Blocked"}}, "labels.nodes"),
+    ],
+)
+def test_a_malformed_node_is_rejected_alone_naming_the_field(
+    over: dict[str, Any], field: str
+) -> None:
+    bad = node(id="bad-id", **{"identifier": "ENG-9", **over})
+    items, rejected = map_nodes([node(), bad, node(id="other")], scope="ENG", overrides={})
+    assert [i.external_id for i in items] == [node()["id"], "other"]
+    (r,) = rejected
+    assert r.external_id == "bad-id" and r.reason.startswith(field + " ")
+    assert r.external_key == ("ENG-9" if "identifier" not in over else None)
 
 
 # ---------------------------------------------------------------------------------------------

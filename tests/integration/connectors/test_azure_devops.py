@@ -20,7 +20,7 @@ import pytest
 from pydantic import SecretStr, ValidationError
 
 from connectors.azure_devops import AzureDevOpsConfig, AzureDevOpsConnector
-from connectors.base import ConnectorContext, FatalError, Page, Status
+from connectors.base import ConnectorContext, FatalError, Page, RetriableError, Status
 from connectors.sandbox.azure_devops import AzureDevOpsSandbox
 from tests.integration.connectors.contract import (
     PLANTED_TOKEN,
@@ -349,6 +349,9 @@ async def test_wiql_injection_in_names_is_inert(harness: AdoHarness) -> None:
     with pytest.raises(FatalError, match="area_path"):
         await sync(connector)
     assert "UNDER 'My Project\\x'' OR [System.Id] > ''0'" in wiql_texts(sandbox)[-1]
+    # A type by that name exists (a type that does not is an error): the literal must match
+    # only its items, none, not every item.
+    sandbox.set_states("Bug') OR ([System.Id] > 0", [("New", "Proposed")])
     typed = harness.connector(work_item_types=["Bug') OR ([System.Id] > 0"])
     assert items_of(await sync(typed)) == []
     # A project name goes into the URL, never into the WIQL text.
@@ -361,6 +364,33 @@ async def test_unknown_project_is_fatal_and_named(harness: AdoHarness) -> None:
     try:
         with pytest.raises(FatalError, match="'Nope' not found"):
             await connector.check()
+    finally:
+        await connector.aclose()
+
+
+@pytest.mark.parametrize(
+    ("config", "named"),
+    [
+        ({"project": "Nope"}, r"project 'Nope' not found"),
+        ({"area_path": "My Project\\Nowhere"}, r"area_path 'My Project\\\\Nowhere'"),
+        ({"work_item_types": ["User Story", "Storey"]}, r"work item type 'Storey'"),
+    ],
+    ids=["project", "area_path", "work_item_type"],
+)
+@pytest.mark.parametrize("call", ["check", "changes", "all_ids"])
+async def test_a_scope_target_that_does_not_exist_is_fatal_and_named(
+    harness: AdoHarness, config: dict[str, Any], named: str, call: str
+) -> None:
+    harness.seed(3, start=DAY, step=timedelta(minutes=1))
+    connector = harness.connector(**config)
+    try:
+        with pytest.raises(FatalError, match=named):
+            if call == "check":
+                await connector.check()
+            elif call == "changes":
+                await collect(connector)
+            else:
+                [i async for batch in connector.all_ids() for i in batch]
     finally:
         await connector.aclose()
 
@@ -409,6 +439,120 @@ async def test_item_deleted_mid_run_is_skipped(harness: AdoHarness) -> None:
         await connector.aclose()
     got = [i.external_id for i in items_of(pages)]
     assert sorted(got) == sorted(ids[:5] + ids[6:])
+
+
+# ---------------------------------------------------------------------------------------------
+# No silent gaps: a batch answer that leaves ids out is asked again, never skipped
+# ---------------------------------------------------------------------------------------------
+async def test_an_empty_batch_answer_is_asked_again_not_skipped(harness: AdoHarness) -> None:
+    ids = harness.seed(8, start=DAY, step=timedelta(minutes=1))
+    harness.sandbox.short_batch_next()  # the first batch answer: `value: []` for 5 ids asked
+    pages = await sync(harness.connector())
+    assert [i.external_id for i in items_of(pages)] == ids
+    # The five ids it left out were asked for again, alone, before anything was yielded.
+    assert batch_sizes(harness.sandbox) == [5, 5, 2, 1]
+
+
+async def test_ids_missing_from_a_batch_are_asked_again_alone(harness: AdoHarness) -> None:
+    ids = harness.seed(8, start=DAY, step=timedelta(minutes=1))
+    harness.sandbox.short_batch_next(drop=[2, 4])
+    pages = await sync(harness.connector())
+    assert [i.external_id for i in items_of(pages)] == ids
+    asked = [r.json()["ids"] for r in harness.sandbox.requests_to("/workItemsBatch")]
+    assert asked == [[1, 2, 3, 4, 5], [2, 4], [6, 7], [8]]
+
+
+async def test_ids_a_batch_keeps_leaving_out_fail_the_run(harness: AdoHarness) -> None:
+    ids = harness.seed(8, start=DAY, step=timedelta(minutes=1))
+    harness.sandbox.short_batch_next(count=50, drop=[3])
+    connector = harness.connector()
+    pages: list[Page] = []
+    try:
+        with pytest.raises(RetriableError, match=r"left out .*\b3\b"):
+            async for page in connector.changes({}):
+                pages.append(page)
+    finally:
+        await connector.aclose()
+    # Nothing was checkpointed at or past the item it never got.
+    assert all(t < DAY + timedelta(minutes=2) for p in pages for t in p.checkpoint.values())
+    assert ids[2] not in [i.external_id for i in items_of(pages)]
+
+
+async def test_an_id_deleted_before_it_is_asked_again_is_skipped(harness: AdoHarness) -> None:
+    # The first answer leaves item 3 out; before the re-ask it is deleted, so the re-ask
+    # answers `null` for it (errorPolicy=omit): the service says it cannot be read.
+    sandbox = harness.sandbox
+    ids = harness.seed(8, start=DAY, step=timedelta(minutes=1))
+
+    def leave_out_and_delete(body: dict[str, Any]) -> None:
+        body["value"] = [w for w in body["value"] if w is None or w["id"] != 3]
+        body["count"] = len(body["value"])
+        sandbox.delete_item(3)
+
+    sandbox.edit_next_answer("/workItemsBatch", leave_out_and_delete)
+    pages = await sync(harness.connector())
+    assert [i.external_id for i in items_of(pages)] == ids[:2] + ids[3:]
+    assert batch_sizes(sandbox) == [5, 1, 2, 1]
+
+
+async def test_a_wiql_answer_without_work_items_is_not_an_empty_one(
+    harness: AdoHarness,
+) -> None:
+    ids = harness.seed(3, start=DAY, step=timedelta(minutes=1))
+    connector = harness.connector()
+    try:
+        harness.sandbox.edit_next_answer("/wiql", lambda body: body.pop("workItems"))
+        assert [i.external_id for i in items_of(await collect(connector))] == ids
+        harness.sandbox.edit_next_answer("/wiql", lambda body: body.pop("workItems"))
+        assert [i async for batch in connector.all_ids() for i in batch] == ids
+        harness.sandbox.edit_next_answer("/wiql", lambda body: body.pop("workItems"), count=50)
+        with pytest.raises(RetriableError, match="without workItems"):
+            await collect(connector)
+    finally:
+        await connector.aclose()
+
+
+# ---------------------------------------------------------------------------------------------
+# One malformed work item is rejected on its own, named; the page and later pages still land
+# ---------------------------------------------------------------------------------------------
+async def test_malformed_work_items_are_rejected_one_by_one(harness: AdoHarness) -> None:
+    sandbox = harness.sandbox
+    ids = harness.seed(12, start=DAY, step=timedelta(minutes=1))
+    sandbox.garble(3, "System.ChangedDate", "yesterday")  # and no usable CreatedDate either
+    sandbox.garble(3, "System.CreatedDate", "last week")
+    sandbox.garble(5, "System.Title", 42)
+    sandbox.garble(7, "System.ChangedDate", {"date": "2025-05-01"})  # CreatedDate is fine
+    sandbox.garble(9, "System.Description", {"html": "<p>rich</p>"})
+    connector = harness.connector()
+    try:
+        pages = await collect(connector)
+        again = await collect(connector, {"": DAY - timedelta(minutes=2)})  # the next run
+    finally:
+        await connector.aclose()
+    bad = {3, 5, 7, 9}
+    good = [x for n, x in enumerate(ids, start=1) if n not in bad]
+    assert [i.external_id for i in items_of(pages)] == good
+    assert [r.external_key for p in pages for r in p.rejected] == ["3", "5", "7", "9"]
+    rejected = {r.external_key: r for p in pages for r in p.rejected}
+    assert all(r.external_id == sandbox.external_id(int(k)) for k, r in rejected.items())
+    assert "System.ChangedDate" in rejected["3"].reason
+    assert "System.Title" in rejected["5"].reason and "int" in rejected["5"].reason
+    assert "System.ChangedDate" in rejected["7"].reason
+    assert "System.Description" in rejected["9"].reason
+    # Rejected items count as read: the run ends with its checkpoint, and the next run too.
+    assert pages[-1].checkpoint[""] >= DAY + timedelta(minutes=11)
+    assert [i.external_id for i in items_of(again)] == good
+    assert [r.external_key for p in again for r in p.rejected] == ["3", "5", "7", "9"]
+
+
+async def test_non_finite_numbers_do_not_crash_the_mapping(harness: AdoHarness) -> None:
+    sandbox = harness.sandbox
+    ids = harness.seed(3, start=DAY, step=timedelta(minutes=1))
+    sandbox.garble(2, "Microsoft.VSTS.Common.Priority", float("nan"))
+    sandbox.garble(3, "Microsoft.VSTS.Scheduling.StoryPoints", float("inf"))
+    got = items_of(await sync(harness.connector()))
+    assert [i.external_id for i in got] == ids
+    assert got[1].priority == 0 and got[2].story_points is None
 
 
 async def test_checkpoint_is_clamped_to_wiql_as_of(harness: AdoHarness) -> None:

@@ -276,6 +276,75 @@ async def test_status_mapping_with_labels_and_overrides(harness: LinearHarness) 
     assert admin[ids[("Done", ())]] is Status.COMPLETED
 
 
+async def test_malformed_issues_are_rejected_one_by_one(harness: LinearHarness) -> None:
+    ids = harness.seed(12, start=T0, step=timedelta(minutes=1))
+    sb = harness.sandbox
+    sb.garble_issue(ids[2], updatedAt="yesterday")
+    sb.garble_issue(ids[5], description={"type": "doc", "content": []})  # rich text, not a String
+    sb.garble_issue(ids[7], title=42)
+    sb.garble_issue(ids[9], state={"id": "s", "name": ["Done"], "type": "completed"})
+    sb.garble_issue(ids[10], completedAt="soon")
+    connector = harness.connector()
+    try:
+        pages = await collect(connector)
+        again = await collect(connector, {"ENG": T0 + timedelta(minutes=5)})  # a later run
+    finally:
+        await connector.aclose()
+    bad = {2, 5, 7, 9, 10}
+    assert [i.external_id for i in items_of(pages)] == [
+        x for n, x in enumerate(ids) if n not in bad
+    ]
+    rejected = [r for p in pages for r in p.rejected]
+    assert [r.external_key for r in rejected] == ["ENG-3", "ENG-6", "ENG-8", "ENG-10", "ENG-11"]
+    assert [r.external_id for r in rejected] == [ids[n] for n in sorted(bad)]
+    reasons = [r.reason for r in rejected]
+    assert "updatedAt" in reasons[0] and "yesterday" in reasons[0]
+    assert "description" in reasons[1] and "dict" in reasons[1]
+    assert "title" in reasons[2] and "int" in reasons[2]
+    assert "state.name" in reasons[3] and "list" in reasons[3]
+    assert "completedAt" in reasons[4]
+    # Rejected issues count as read: the checkpoint reaches the newest issue.
+    assert {s: t for p in pages for s, t in p.checkpoint.items()} == {
+        "ENG": T0 + timedelta(minutes=11)
+    }
+    assert [r.external_key for p in again for r in p.rejected] == [
+        "ENG-6",
+        "ENG-8",
+        "ENG-10",
+        "ENG-11",
+    ]
+
+
+async def test_a_rejected_issue_counts_as_read(harness: LinearHarness) -> None:
+    ids = harness.seed(7, start=T0, step=timedelta(minutes=1))
+    harness.sandbox.garble_issue(ids[-1], title={"text": "newest, malformed"})
+    connector = harness.connector()
+    try:
+        pages = await collect(connector)
+    finally:
+        await connector.aclose()
+    assert [r.external_id for p in pages for r in p.rejected] == [ids[-1]]
+    # The checkpoint passes it, so the next run does not read (and reject) it again.
+    assert pages[-1].checkpoint == {"ENG": T0 + timedelta(minutes=6)}
+
+
+async def test_non_finite_numbers_do_not_crash_the_mapping(harness: LinearHarness) -> None:
+    ids = harness.seed(2, start=T0, step=timedelta(minutes=1))
+    harness.sandbox.garble_issue(ids[0], priority=float("inf"), estimate=float("nan"))
+    harness.sandbox.garble_issue(ids[1], estimate=float("-inf"))
+    connector = harness.connector()
+    try:
+        got = items_of(await collect(connector))
+    finally:
+        await connector.aclose()
+    assert [(i.priority, i.story_points) for i in got] == [(0, None), (harness_priority(1), None)]
+
+
+def harness_priority(n: int) -> int:
+    """Our priority for the seed's Linear priority n % 5."""
+    return {0: 0, 1: 4, 2: 3, 3: 2, 4: 1}[n % 5]
+
+
 # ---------------------------------------------------------------------------------------------
 # Teams, variables, injection
 # ---------------------------------------------------------------------------------------------
@@ -288,6 +357,45 @@ async def test_unknown_team_key_is_fatal_and_named(harness: LinearHarness) -> No
         await connector.aclose()
     assert "'NOPE'" in str(info.value)
     assert "'ENG'" not in str(info.value)
+
+
+@pytest.mark.parametrize("call", ["check", "changes", "all_ids"])
+async def test_a_team_key_that_does_not_exist_is_fatal_and_named(
+    harness: LinearHarness, call: str
+) -> None:
+    harness.seed(3, start=T0, step=timedelta(minutes=1))
+    connector = harness.connector(team_keys=["ENG", "NOPE"])
+    try:
+        with pytest.raises(FatalError, match="no team with key 'NOPE'"):
+            if call == "check":
+                await connector.check()
+            elif call == "changes":
+                await collect(connector)
+            else:
+                [i async for batch in connector.all_ids() for i in batch]
+    finally:
+        await connector.aclose()
+
+
+async def test_a_quiet_team_is_checked_once_not_every_run(harness: LinearHarness) -> None:
+    harness.seed(2, start=T0, step=timedelta(minutes=1))
+    connector = harness.connector()
+    later = {"ENG": T0 + timedelta(days=1)}  # nothing changed since: an empty first page
+    try:
+        assert items_of(await collect(connector, later)) == []
+        assert items_of(await collect(connector, later)) == []
+    finally:
+        await connector.aclose()
+    names = [r.json()["query"].split("(")[0].split()[-1] for r in harness.sandbox.requests]
+    assert names == ["SyncIssueChanges", "SyncCheck", "SyncIssueChanges"]
+
+
+def test_sandbox_lists_no_team_for_an_unknown_key(harness: LinearHarness) -> None:
+    query = 'query { teams(filter: {key: {eq: "NOPE"}}) { nodes { id key } } }'
+    status, body = post(harness.sandbox, query)
+    assert status == 200 and body == {"data": {"teams": {"nodes": []}}}
+    status, body = post(harness.sandbox, query.replace("NOPE", "ENG"))
+    assert [t["key"] for t in body["data"]["teams"]["nodes"]] == ["ENG"]
 
 
 async def test_request_log_shows_values_only_in_variables(harness: LinearHarness) -> None:
@@ -326,12 +434,18 @@ async def test_injection_attempt_in_team_keys_is_inert(harness: LinearHarness) -
     try:
         with pytest.raises(FatalError) as info:
             await connector.check()
-        pages = await collect(connector)
-        ids = [i async for batch in connector.all_ids() for i in batch]
+        # The changes query carrying it matched nothing (a widened query would have listed ENG's
+        # issues), and a team key that matches nothing is an error, not "no issues" (the
+        # assertion here used to be `pages == [] and ids == []`).
+        with pytest.raises(FatalError) as in_changes:
+            await collect(connector)
+        with pytest.raises(FatalError) as in_ids:
+            [i async for batch in connector.all_ids() for i in batch]
     finally:
         await connector.aclose()
     assert repr(hostile) in str(info.value)
-    assert items_of(pages) == [] and ids == []  # matched nothing; broke nothing
+    assert str(in_changes.value) == str(in_ids.value) == str(info.value)  # broke nothing
+    assert CHANGES_QUERY in [body["query"] for body in graphql_bodies(harness.sandbox)]
     for body in graphql_bodies(harness.sandbox):
         assert hostile not in body["query"]
     assert any(hostile in str(body["variables"]) for body in graphql_bodies(harness.sandbox))
@@ -407,6 +521,79 @@ async def test_a_walk_cut_short_never_checkpoints_past_what_it_missed(
         await connector.aclose()
     assert checkpoint["ENG"] <= T0 + timedelta(minutes=5)
     assert missed <= again, "the next run must pick up whatever this one missed"
+
+
+# ---------------------------------------------------------------------------------------------
+# Listings are complete or fail: a page that promises more than it holds is asked again
+# ---------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("keep", [0, 2], ids=["empty", "short"])
+async def test_a_hollow_changes_page_is_asked_again_not_skipped(
+    harness: LinearHarness, keep: int
+) -> None:
+    ids = harness.seed(12, start=T0, step=timedelta(minutes=1))
+    harness.sandbox.hollow_pages_next(keep=keep)  # the oldest page: hasPreviousPage, few nodes
+    connector = harness.connector()
+    try:
+        pages = await collect(connector)
+    finally:
+        await connector.aclose()
+    assert [i.external_id for i in items_of(pages)] == ids
+
+
+async def test_changes_pages_that_stay_hollow_fail_the_run(harness: LinearHarness) -> None:
+    harness.seed(12, start=T0, step=timedelta(minutes=1))
+    harness.sandbox.hollow_pages_next(count=50, cursors=False)
+    connector = harness.connector()
+    pages: list[Page] = []
+    try:
+        with pytest.raises(RetriableError, match="hasPreviousPage"):
+            async for page in connector.changes({}):
+                pages.append(page)
+    finally:
+        await connector.aclose()
+    assert pages == []
+
+
+@pytest.mark.parametrize("cursors", [True, False], ids=["cursors", "no_cursors"])
+async def test_a_hollow_ids_page_is_asked_again_not_cut_short(
+    harness: LinearHarness, cursors: bool
+) -> None:
+    connector = harness.connector()
+    connector.ids_page_size = 4
+    ids = harness.seed(10, start=T0, step=timedelta(minutes=1))
+    harness.sandbox.hollow_pages_next(keep=1, cursors=cursors)
+    try:
+        await connector.check()
+        listed = [i async for batch in connector.all_ids() for i in batch]
+    finally:
+        await connector.aclose()
+    assert sorted(listed) == sorted(ids)
+
+
+async def test_an_ids_listing_that_stays_incomplete_fails(harness: LinearHarness) -> None:
+    connector = harness.connector()
+    connector.ids_page_size = 4
+    harness.seed(10, start=T0, step=timedelta(minutes=1))
+    try:
+        await connector.check()
+        harness.sandbox.hollow_pages_next(count=50, cursors=False)
+        with pytest.raises(RetriableError, match="hasNextPage"):
+            [i async for batch in connector.all_ids() for i in batch]
+    finally:
+        await connector.aclose()
+
+
+async def test_an_issue_listed_without_an_id_fails_the_listing(harness: LinearHarness) -> None:
+    ids = harness.seed(3, start=T0, step=timedelta(minutes=1))
+    harness.sandbox.garble_issue(ids[1], id=None)
+    connector = harness.connector()
+    try:
+        with pytest.raises(RetriableError, match="without an id"):
+            [i async for batch in connector.all_ids() for i in batch]
+        with pytest.raises(RetriableError, match="without an id"):
+            await collect(connector)
+    finally:
+        await connector.aclose()
 
 
 class ForwardOnlySandbox(LinearSandbox):
