@@ -26,7 +26,7 @@ import re
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from html.parser import HTMLParser
@@ -209,15 +209,25 @@ class Position:
     item_id: int
 
 
-def scope_clauses(config: AzureDevOpsConfig) -> list[str]:
-    """The WHERE clauses every query of this integration shares."""
+def scope_clauses(config: AzureDevOpsConfig, work_item_type: str | None = None) -> list[str]:
+    """The WHERE clauses every query of this integration shares; with `work_item_type`, those
+    of that one type's scope."""
     clauses = ["[System.TeamProject] = @project"]
     if config.area_path:
         clauses.append(f"[System.AreaPath] UNDER {wiql_string(config.area_path)}")
-    if config.work_item_types:
+    if work_item_type is not None:
+        clauses.append(f"[System.WorkItemType] = {wiql_string(work_item_type)}")
+    elif config.work_item_types:
         types = ", ".join(wiql_string(t) for t in config.work_item_types)
         clauses.append(f"[System.WorkItemType] IN ({types})")
     return clauses
+
+
+def scope_key(config: AzureDevOpsConfig, work_item_type: str | None) -> str:
+    """The cursor key of one scope: project, area path, work item type (`*`: all). Adding a
+    type to the config adds a scope, read in full, while the others keep their cursors; a new
+    project or area path is a new scope altogether."""
+    return f"{config.project}/{config.area_path or '*'}/{work_item_type or '*'}"
 
 
 def changes_query(
@@ -226,10 +236,11 @@ def changes_query(
     since: datetime | None,
     after: Position | None,
     upto: Position | None,
+    work_item_type: str | None = None,
 ) -> str:
     """Ids changed at or after `since`, strictly after position `after`, up to and including
-    position `upto`, in (ChangedDate, Id) order."""
-    clauses = scope_clauses(config)
+    position `upto`, in (ChangedDate, Id) order (of one type's scope when given)."""
+    clauses = scope_clauses(config, work_item_type)
     if since is not None:
         clauses.append(f"[System.ChangedDate] >= {wiql_time(since)}")
     if after is not None:
@@ -508,12 +519,12 @@ class _Window:
             if self.reached is None or position > self.reached:
                 self.reached = position
 
-    def checkpoint(self, first_as_of: datetime) -> dict[str, datetime]:
+    def checkpoint(self, scope: str, first_as_of: datetime) -> dict[str, datetime]:
         """Resume point after the items so far: nothing unread before it (clamped to the run's
         first asOf, past which items may have changed during the run)."""
         if self.reached is None:
             return {}
-        return {"": min(self.reached.changed, first_as_of)}
+        return {scope: min(self.reached.changed, first_as_of)}
 
     def advance(self, full: bool, horizon: datetime) -> None:
         """After a query's ids were all fetched: continue after the last vouched-for item when
@@ -897,14 +908,28 @@ class AzureDevOpsConnector:
         await self._wiql(query, 1)
         await self._check_types()
 
+    def _scope_types(self) -> list[str | None]:
+        """One scope per configured work item type; one for all types when none is named."""
+        if not self.config.work_item_types:
+            return [None]
+        return list(self.config.work_item_types)
+
     def scopes(self) -> list[str]:
-        """One scope for the project's query (per-scope keys: a later change)."""
-        return [""]
+        return [scope_key(self.config, t) for t in self._scope_types()]
 
     async def changes(self, since: Mapping[str, datetime]) -> AsyncIterator[Page]:
-        """Pages of work items changed at or after `since[""]`, in (ChangedDate, Id) order."""
+        """Per scope (work item type), pages of work items changed at or after `since[scope]`,
+        in (ChangedDate, Id) order."""
         await self._check_types()
-        start = utc(since[""]) if "" in since else None
+        for work_item_type in self._scope_types():
+            scope = scope_key(self.config, work_item_type)
+            async for page in self._scope_changes(scope, work_item_type, since.get(scope)):
+                yield page
+
+    async def _scope_changes(
+        self, scope: str, work_item_type: str | None, since: datetime | None
+    ) -> AsyncIterator[Page]:
+        start = utc(since) if since is not None else None
         window = _Window(since=start)
         first_as_of: datetime | None = None
         final_sent = False
@@ -912,7 +937,13 @@ class AzureDevOpsConnector:
         # next query may read it again: report each rejected id once per run.
         reported: set[str] = set()
         while True:
-            query = changes_query(self.config, since=start, after=window.after, upto=window.upto)
+            query = changes_query(
+                self.config,
+                since=start,
+                after=window.after,
+                upto=window.upto,
+                work_item_type=work_item_type,
+            )
             try:
                 ids, as_of = await self._wiql(query, self.config.wiql_top)
             except _CapExceeded:
@@ -930,21 +961,21 @@ class AzureDevOpsConnector:
                     if place is not None:  # a rejected item counts as read: it may be passed
                         window.saw(place, as_of)
                     if isinstance(mapped, WorkItem):
-                        items.append(mapped)
+                        items.append(replace(mapped, scope=scope))
                     elif mapped.external_id not in reported:
                         reported.add(mapped.external_id)
                         rejected.append(mapped)
                 final = last_query and n == len(chunks) - 1
                 if final:
                     final_sent = True
-                    yield Page(items, {"": first_as_of}, rejected)
+                    yield Page(items, {scope: first_as_of}, rejected)
                 elif items or rejected:
-                    yield Page(items, window.checkpoint(first_as_of), rejected)
+                    yield Page(items, window.checkpoint(scope, first_as_of), rejected)
             if last_query:
                 break
             window.advance(full, (first_as_of or datetime.now(UTC)) + timedelta(days=1))
         if not final_sent:
-            yield Page([], {"": first_as_of or datetime.now(UTC)})
+            yield Page([], {scope: first_as_of or datetime.now(UTC)})
 
     async def all_ids(self) -> AsyncIterator[list[str]]:
         """Every work item id in scope, by id, `wiql_top` at a time."""

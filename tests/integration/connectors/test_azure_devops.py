@@ -109,6 +109,7 @@ class TestAzureDevOpsContract(ConnectorContract):
 # Azure DevOps specifics
 # ---------------------------------------------------------------------------------------------
 DAY = datetime(2025, 5, 1, tzinfo=UTC)
+ALL = "My Project/*/*"  # the one scope of a config that names no area path and no types
 
 
 async def sync(
@@ -146,7 +147,7 @@ async def test_45000_items_changed_in_one_day_sync_completely(harness: AdoHarnes
     assert sandbox.wiql_refusals == 0
     sizes = batch_sizes(sandbox)
     assert max(sizes) == 200 and sum(sizes) == 45_000
-    assert pages[-1].checkpoint[""] >= stamps[-1]
+    assert pages[-1].checkpoint[ALL] >= stamps[-1]
 
 
 async def test_server_refusing_big_windows_even_with_top_is_bisected(harness: AdoHarness) -> None:
@@ -232,7 +233,7 @@ async def test_states_fetched_once_per_type(harness: AdoHarness) -> None:
     try:
         first = items_of(await collect(connector))
         sandbox.update_item(1, changed=DAY + timedelta(hours=2), state="Closed")
-        again = items_of(await collect(connector, {"": DAY + timedelta(hours=1)}))
+        again = items_of(await collect(connector, {ALL: DAY + timedelta(hours=1)}))
     finally:
         await connector.aclose()
     assert len(first) == 12 and [i.status for i in again] == [Status.COMPLETED]
@@ -336,6 +337,41 @@ async def test_scope_area_path_and_types(harness: AdoHarness) -> None:
     assert got == sorted(sandbox.external_id(i) for i in (web, deep))
 
 
+async def test_each_work_item_type_is_a_scope_so_a_type_added_is_read_in_full(
+    harness: AdoHarness,
+) -> None:
+    sandbox = harness.sandbox
+    stories = [sandbox.add_item(f"story {n}", changed=DAY + timedelta(hours=n)) for n in range(3)]
+    bugs = [
+        sandbox.add_item(f"bug {n}", changed=DAY - timedelta(days=5), work_item_type="Bug")
+        for n in range(2)
+    ]
+    first = harness.connector(work_item_types=["User Story"])
+    assert first.scopes() == ["My Project/*/User Story"]
+    pages = await sync(first)
+    assert {i.scope for i in items_of(pages)} == {"My Project/*/User Story"}
+    mark = pages[-1].checkpoint["My Project/*/User Story"]
+
+    # Bug added: its scope has no mark and is read in full (its items are older than the
+    # stories' mark), while the stories' scope is read from its own mark.
+    widened = harness.connector(work_item_types=["User Story", "Bug"])
+    assert widened.scopes() == ["My Project/*/User Story", "My Project/*/Bug"]
+    sandbox.clear_requests()
+    got = items_of(await sync(widened, {"My Project/*/User Story": mark}))
+    by_scope = {i.scope: set() for i in got}
+    for i in got:
+        by_scope[i.scope].add(i.external_id)
+    assert by_scope["My Project/*/Bug"] == {sandbox.external_id(b) for b in bugs}
+    assert by_scope.get("My Project/*/User Story", set()) <= {
+        sandbox.external_id(s) for s in stories
+    }
+    queries = wiql_texts(sandbox)
+    story_q = [q for q in queries if "= 'User Story'" in q]
+    bug_q = [q for q in queries if "= 'Bug'" in q]
+    assert story_q and all("[System.ChangedDate] >=" in q for q in story_q)
+    assert bug_q and all("[System.ChangedDate] >=" not in q for q in bug_q)
+
+
 async def test_wiql_injection_in_names_is_inert(harness: AdoHarness) -> None:
     sandbox = harness.sandbox
     quoted = sandbox.add_item("O'Brien's area", changed=DAY, area_path="My Project\\O'Brien")
@@ -421,7 +457,7 @@ async def test_item_changed_mid_run_leaves_no_gap(harness: AdoHarness) -> None:
     got = [i.external_id for i in items_of(pages)]
     assert set(got) == set(ids)
     assert "moved" in [i.title for i in items_of(pages)]
-    checkpoints = [p.checkpoint[""] for p in pages if p.checkpoint]
+    checkpoints = [p.checkpoint[ALL] for p in pages if p.checkpoint]
     assert checkpoints == sorted(checkpoints)
     assert all(c <= datetime.now(UTC) for c in checkpoints)
 
@@ -526,7 +562,7 @@ async def test_malformed_work_items_are_rejected_one_by_one(harness: AdoHarness)
     connector = harness.connector()
     try:
         pages = await collect(connector)
-        again = await collect(connector, {"": DAY - timedelta(minutes=2)})  # the next run
+        again = await collect(connector, {ALL: DAY - timedelta(minutes=2)})  # the next run
     finally:
         await connector.aclose()
     bad = {3, 5, 7, 9}
@@ -540,7 +576,7 @@ async def test_malformed_work_items_are_rejected_one_by_one(harness: AdoHarness)
     assert "System.ChangedDate" in rejected["7"].reason
     assert "System.Description" in rejected["9"].reason
     # Rejected items count as read: the run ends with its checkpoint, and the next run too.
-    assert pages[-1].checkpoint[""] >= DAY + timedelta(minutes=11)
+    assert pages[-1].checkpoint[ALL] >= DAY + timedelta(minutes=11)
     assert [i.external_id for i in items_of(again)] == good
     assert [r.external_key for p in again for r in p.rejected] == ["3", "5", "7", "9"]
 
@@ -560,7 +596,7 @@ async def test_checkpoint_is_clamped_to_wiql_as_of(harness: AdoHarness) -> None:
     harness.sandbox.now = lambda: as_of
     harness.seed(3, start=as_of - timedelta(minutes=1), step=timedelta(minutes=1))
     pages = await sync(harness.connector())
-    assert [p.checkpoint[""] for p in pages] == [as_of]
+    assert [p.checkpoint[ALL] for p in pages] == [as_of]
     assert max(i.updated_at for i in items_of(pages)) > as_of
 
 
@@ -568,14 +604,14 @@ async def test_empty_run_still_advances_to_as_of(harness: AdoHarness) -> None:
     as_of = DAY + timedelta(hours=12)
     harness.sandbox.now = lambda: as_of
     harness.seed(2, start=DAY, step=timedelta(minutes=1))
-    pages = await sync(harness.connector(), {"": DAY + timedelta(hours=1)})
-    assert [(len(p.items), p.checkpoint) for p in pages] == [(0, {"": as_of})]
+    pages = await sync(harness.connector(), {ALL: DAY + timedelta(hours=1)})
+    assert [(len(p.items), p.checkpoint) for p in pages] == [(0, {ALL: as_of})]
 
 
 async def test_wiql_sent_is_the_documented_shape(harness: AdoHarness) -> None:
     harness.seed(2, start=DAY, step=timedelta(minutes=1))
     since = datetime(2025, 5, 1, 12, 0, tzinfo=UTC)
-    await sync(harness.connector(), {"": since})
+    await sync(harness.connector(), {ALL: since})
     (request,) = harness.sandbox.requests_to("/_apis/wit/wiql", "POST")
     assert request.query == {"timePrecision": ["true"], "$top": [str(TOP)]}
     assert request.json()["query"] == (
