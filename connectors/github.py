@@ -5,7 +5,23 @@ Each configured repository `owner/name` is its own scope. A run lists
 oldest change first) and checkpoints the newest `updated_at` seen so far in that repository. It
 pages by keyset, not by page number: each request starts again at the newest second read, so an
 issue edited mid-run (which jumps to the end of the list) cannot shift another one onto a page
-already read (docs/trackers/github.md#paging). Requests go through PyGithub's Requester (auth,
+already read (docs/trackers/github.md#paging).
+
+Tie groups. `since` has whole seconds, so when more issues than a page share one `updated_at`
+second (a bulk edit) the keyset cannot move inside that second: the group is walked by page
+number, and a member already read that is edited or deleted meanwhile shifts the later ones back
+a slot, so one can be skipped. The rule: while a group is being walked the checkpoint stays at the
+group's second; when the walk has reached a later second (or the end of the list) the group is
+read again, with GitHub's largest page (100). That re-read is trusted when it is one answer (one
+answer is one consistent snapshot), or when it lists exactly the members the walk before it did:
+a skip needs a member that was read and then left the group (edited to a later second, or
+deleted), and such a member is missing from the next walk, so two walks that list the same members
+prove the first one skipped none. Otherwise the group is read again. Members can only leave a past
+second, so this ends; a group of the current second can also gain members, which the next run
+reads again because the worker never moves the cursor past the run's start. Only then does the
+keyset move on, from the newest second of the trusted walk.
+
+Requests go through PyGithub's Requester (auth,
 base_url, throttling, its exceptions) and the list JSON is read as is, so a page can be retried
 exactly and no per-item `Issue` object exists whose `pull_request` or `raw_data` could cost one
 extra GET per item (docs/trackers/github.md#extra-request-per-item). Pull requests come in the
@@ -38,7 +54,8 @@ import asyncio
 import re
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
-from datetime import UTC, datetime, timedelta
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from functools import partial
 from typing import Any, ClassVar, TypeVar
 from urllib.parse import urlsplit
@@ -74,6 +91,10 @@ _POINTS_LABEL = re.compile(
 )
 #: GitHub's advice for a secondary limit without Retry-After: wait at least a minute.
 SECONDARY_LIMIT_WAIT = 60.0
+#: GitHub's largest page: re-reads of a tie group use it (one answer is a consistent snapshot).
+GROUP_PAGE = 100
+#: Re-reads of one tie group before the run gives up (each follows a change seen in the group).
+MAX_GROUP_WALKS = 20
 
 
 # ---------------------------------------------------------------------------------------------
@@ -373,6 +394,81 @@ def _get_list(
 
 
 # ---------------------------------------------------------------------------------------------
+# Paging state (module docstring: keyset on `since`, tie groups)
+# ---------------------------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class _Answer:
+    """One answer of the issues list: its items, each one's `updated_at` when readable, and
+    whether its `Link` header promises a next page."""
+
+    raws: list[dict[str, Any]]
+    times: list[datetime | None]
+    more: bool
+
+    @property
+    def newest(self) -> datetime | None:
+        known = [t for t in self.times if t is not None]
+        return max(known) if known else None
+
+    def beyond(self, second: datetime | None) -> bool:
+        """Whether it holds an item of a later second than `second` (any dated one for None)."""
+        return any(t is not None and (second is None or t > second) for t in self.times)
+
+
+def _identity(raw: Mapping[str, Any], position: int) -> str:
+    """What tells one listed item from another, even a malformed one."""
+    for key in ("id", "number"):
+        value = raw.get(key)
+        if isinstance(value, int) and not isinstance(value, bool):
+            return f"{key}:{value}"
+    return f"position:{position}"
+
+
+def group_members(walk: list[_Answer], second: datetime | None) -> set[str]:
+    """Every item a walk listed before its first item of a later second than `second`."""
+    members: set[str] = set()
+    position = 0
+    for answer in walk:
+        for raw, at in zip(answer.raws, answer.times, strict=True):
+            if at is not None and (second is None or at > second):
+                return members
+            members.add(_identity(raw, position))
+            position += 1
+    return members
+
+
+class _RepoRun:
+    """What one repository's walk has yielded, and the checkpoint it has handed out."""
+
+    def __init__(self, repo: str, prefix: str, config: GitHubConfig) -> None:
+        self.repo = repo
+        self.prefix = prefix
+        self.config = config
+        self.mark: datetime | None = None
+        self._yielded: dict[str, datetime] = {}  # external_id -> updated_at of what was yielded
+
+    def page(self, answer: _Answer, *, advance: bool) -> Page:
+        """The page of an answer: items not yielded yet (in this version). The checkpoint moves
+        to the answer's newest second only with `advance` (never while a tie group is open)."""
+        items = []
+        for raw in answer.raws:
+            item = map_issue(raw, repo=self.repo, prefix=self.prefix, config=self.config)
+            if not self.config.include_pull_requests and is_pull_request(raw):
+                continue  # still counts for the checkpoint (newest), like every listed item
+            if self._yielded.get(item.external_id) == item.updated_at:
+                continue  # read again at a boundary second or in a re-read of a group
+            self._yielded[item.external_id] = item.updated_at
+            items.append(item)
+        if advance and answer.newest is not None:
+            self.mark = answer.newest if self.mark is None else max(self.mark, answer.newest)
+        return Page(items, {} if self.mark is None else {self.repo: self.mark})
+
+    def forget_before(self, second: datetime) -> None:
+        """Keyset moved on to `second`: an older version can never be listed again."""
+        self._yielded = {k: at for k, at in self._yielded.items() if at >= second}
+
+
+# ---------------------------------------------------------------------------------------------
 # The connector
 # ---------------------------------------------------------------------------------------------
 class GitHubConnector:
@@ -429,49 +525,76 @@ class GitHubConnector:
 
     async def _repo_changes(self, repo: str, since: datetime | None) -> AsyncIterator[Page]:
         """Keyset pagination on `since`: each request starts again at the newest `updated_at`
-        read so far (page 1) instead of following page numbers. An issue edited mid-run jumps to
-        the end of the list; with page numbers every later issue would shift back one slot and
-        one could fall onto a page already read, lost for good (its old time lies behind the
-        cursor). Issues sharing the boundary second come again and are dropped here; a page that
-        lies wholly within one second moves on by page number."""
-        boundary = utc(since) if since is not None else None
-        page_no = 1
-        at_boundary: set[Any] = set()  # ids already yielded whose updated_at is `boundary`
-        newest = datetime.min.replace(tzinfo=UTC)
+        second read so far (page 1) instead of following page numbers. An issue edited mid-run
+        jumps to the end of the list; with page numbers every later issue would shift back one
+        slot and one could fall onto a page already read, lost for good (its old time lies behind
+        the cursor). Issues of the boundary second come again and are dropped here. A first page
+        that lies wholly within one second opens a tie group (module docstring)."""
+        run = _RepoRun(repo, self._prefix, self.config)
+        second = utc(since).replace(microsecond=0) if since is not None else None
         while True:
-            query: dict[str, Any] = {
-                "state": "all", "sort": "updated", "direction": "asc",
-                "per_page": self.config.per_page, "page": page_no,
-            }  # fmt: skip
-            if boundary is not None:
-                # GitHub's format, in UTC (PyGithub's get_issues would not convert the zone).
-                query["since"] = boundary.strftime("%Y-%m-%dT%H:%M:%SZ")
-            request = partial(_get_list, self._gh.requester, f"/repos/{repo}/issues", query)
-            headers, raws = await self._call(f"list issues of {repo}", repo, request)
-            if not raws:
+            first = await self._answer(repo, second, 1, self.config.per_page)
+            if not first.raws:
                 return
-            mapped = [
-                (raw, map_issue(raw, repo=repo, prefix=self._prefix, config=self.config))
-                for raw in raws
-            ]
-            newest = max(newest, *(item.updated_at for _, item in mapped))
-            items = [
-                item
-                for raw, item in mapped
-                if not (item.updated_at == boundary and raw.get("id") in at_boundary)
-                and (self.config.include_pull_requests or not is_pull_request(raw))
-            ]
-            # Oldest first: everything up to `newest` has been seen. Skipped PRs count too.
-            yield Page(items, {repo: newest})
-            if next_link(headers) is None:
+            yield run.page(first, advance=True)
+            if not first.more:
                 return
-            last = mapped[-1][1].updated_at
-            ids_at_last = {raw.get("id") for raw, item in mapped if item.updated_at == last}
-            if boundary is None or last > boundary:
-                boundary, at_boundary, page_no = last, ids_at_last, 1
-            else:  # the whole page shares the boundary second
-                at_boundary |= ids_at_last
-                page_no += 1
+            if first.beyond(second):
+                second = first.newest
+            else:
+                # More than a page within `second`: walk the group by page number, then re-read
+                # it until a walk can be trusted. The checkpoint stays where it is meanwhile.
+                walk = [first]
+                async for page in self._walk(repo, second, self.config.per_page, walk, run):
+                    yield page
+                for _ in range(MAX_GROUP_WALKS):
+                    again: list[_Answer] = []
+                    async for page in self._walk(repo, second, GROUP_PAGE, again, run):
+                        yield page
+                    if len(again) == 1:  # one answer: a snapshot of the whole group
+                        walk = again
+                        break
+                    if group_members(again, second) == group_members(walk, second):
+                        break  # `walk` skipped nobody
+                    walk = again
+                else:
+                    raise RetriableError(
+                        f"GitHub issues of {repo} updated at {second} kept changing while they "
+                        "were read; will retry"
+                    )
+                # The group is read whole: the checkpoint may pass it now.
+                last = walk[-1]
+                yield run.page(last, advance=True)
+                if not last.more:
+                    return
+                second = last.newest
+            assert second is not None
+            run.forget_before(second)
+
+    async def _walk(
+        self, repo: str, second: datetime | None, size: int, walk: list[_Answer], run: _RepoRun
+    ) -> AsyncIterator[Page]:
+        """Page-number walk of `since=second` (from page len(walk) + 1), appending each answer to
+        `walk`, until one holds a later second or the list ends. The checkpoint does not move."""
+        while not walk or (walk[-1].more and not walk[-1].beyond(second)):
+            answer = await self._answer(repo, second, len(walk) + 1, size)
+            walk.append(answer)
+            if answer.raws:
+                yield run.page(answer, advance=False)
+
+    async def _answer(self, repo: str, second: datetime | None, page_no: int, size: int) -> _Answer:
+        """One page of `GET /repos/{repo}/issues` sorted by update, from `second` on."""
+        query: dict[str, Any] = {
+            "state": "all", "sort": "updated", "direction": "asc",
+            "per_page": size, "page": page_no,
+        }  # fmt: skip
+        if second is not None:
+            # GitHub's format, in UTC (PyGithub's get_issues would not convert the zone).
+            query["since"] = second.strftime("%Y-%m-%dT%H:%M:%SZ")
+        request = partial(_get_list, self._gh.requester, f"/repos/{repo}/issues", query)
+        headers, raws = await self._call(f"list issues of {repo}", repo, request)
+        times = [parse_time(raw.get("updated_at")) for raw in raws]
+        return _Answer(raws, times, next_link(headers) is not None)
 
     async def all_ids(self) -> AsyncIterator[list[str]]:
         """Every issue id (and PR id when included) of every repository, a page at a time."""

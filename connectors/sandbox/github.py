@@ -6,7 +6,8 @@ back at this server) and `GET /repos/{o}/{r}/issues/{n}` (so a client that fetch
 shows up in the request log). Bodies follow docs/trackers/github.md#response-bodies: every API `url`
 points at the sandbox, the `pull_request` key exists on pull requests only, and every response
 carries the `x-ratelimit-*` headers. Faults use GitHub's own shapes (primary rate limit: 403 with
-`x-ratelimit-remaining: 0` and an epoch `x-ratelimit-reset`; secondary: `Retry-After`)."""
+`x-ratelimit-remaining: 0` and an epoch `x-ratelimit-reset`; secondary: `Retry-After`). A deleted
+issue (`delete()`) leaves every list, as on GitHub, and its own URL answers 410."""
 
 from __future__ import annotations
 
@@ -83,6 +84,7 @@ class GitHubSandbox(SandboxServer):
         self._next_id = 1001  # ids are unique across repositories, as on github.com
         self._used = 0
         self._data_lock = threading.RLock()
+        self._deleted: dict[str, set[int]] = {}  # repo -> numbers of deleted issues (410)
         for name in repos:
             self.add_repo(name)
 
@@ -121,7 +123,8 @@ class GitHubSandbox(SandboxServer):
             issue = SandboxIssue(
                 repo=repo,
                 id=self._next_id,
-                number=len(self.issues[repo]) + 1,
+                # Numbers are never reused, even after a deletion.
+                number=len(self.issues[repo]) + len(self._deleted.get(repo, ())) + 1,
                 title=title,
                 body=body,
                 created_at=created_at or updated_at,
@@ -138,6 +141,14 @@ class GitHubSandbox(SandboxServer):
             self._next_id += 1
             self.issues[repo].append(issue)
             return issue
+
+    def delete(self, issue_id: int) -> None:
+        """Delete an issue, as a repository admin can: it leaves every list, and
+        `GET /repos/{o}/{r}/issues/{n}` answers 410 Gone."""
+        with self._data_lock:
+            issue = self.find(issue_id)
+            self.issues[issue.repo].remove(issue)
+            self._deleted.setdefault(issue.repo, set()).add(issue.number)
 
     def find(self, issue_id: int) -> SandboxIssue:
         """The issue or pull request with this (global) id."""
@@ -269,6 +280,8 @@ class GitHubSandbox(SandboxServer):
                 for issue in self.issues[full_name]:
                     if issue.number == number:
                         return Response(200, self.issue_json(issue))
+                if number in self._deleted.get(full_name, ()):
+                    return _error(410, "This issue was deleted")
         return _error(404, "Not Found")
 
     def _list_issues(self, full_name: str, request: Request) -> Response:

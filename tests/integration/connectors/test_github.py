@@ -19,6 +19,7 @@ from pydantic import SecretStr, ValidationError
 from connectors.base import (
     ConnectorContext,
     FatalError,
+    Page,
     RetriableError,
     Status,
 )
@@ -577,3 +578,91 @@ async def test_issues_sharing_one_second_across_pages_are_read_once(harness: Git
         await connector.aclose()
     assert sorted(seen) == sorted(ids + later) and len(seen) == len(set(seen))
     assert len(_issue_requests(harness.sandbox)) <= 6
+
+
+# ---------------------------------------------------------------------------------------------
+# No silent gaps: tie groups, malformed items, short listings
+# ---------------------------------------------------------------------------------------------
+def _numeric_id(external_id: str) -> int:
+    return int(external_id.rsplit("/", 1)[1])
+
+
+def _change(harness: GitHubHarness, external_id: str, change: str, at: datetime) -> None:
+    """Edit (the item jumps to the newest end of the list) or delete an item upstream."""
+    if change == "edit":
+        harness.update(external_id, at=at, title="edited mid-walk")
+    else:
+        harness.sandbox.delete(_numeric_id(external_id))
+
+
+def _assert_group_read_whole(
+    pages: list[Page], group: list[str], later: list[str], gone: set[str], second: datetime
+) -> None:
+    """Every item that still exists was yielded, and no checkpoint passed the group's second
+    before every member of the group had been yielded."""
+    yielded: set[str] = set()
+    members = set(group) - gone
+    for n, page in enumerate(pages):
+        yielded |= {i.external_id for i in page.items}
+        mark = page.checkpoint.get(REPO)
+        if mark is not None and mark > second:
+            missing = members - yielded
+            assert not missing, f"page {n} checkpoints {mark} with {len(missing)} unread"
+    missing = (members | set(later)) - yielded
+    assert not missing, f"{len(missing)} item(s) never read: {sorted(missing)[:5]}"
+
+
+@pytest.mark.parametrize("change", ["edit", "delete"])
+async def test_a_tie_group_longer_than_a_page_is_read_whole_when_a_read_member_changes(
+    harness: GitHubHarness, change: str
+) -> None:
+    """More issues than a page share one `updated_at` second; a member already read is edited
+    (it jumps to the newest end) or deleted between two page requests. With page numbers every
+    later member shifts back a slot and one is never read while the checkpoint moves past the
+    second, for good once the second is older than the overlap."""
+    group = [
+        harness.external_id(harness.sandbox.add_issue(REPO, f"bulk {n}", updated_at=T0).id)
+        for n in range(harness.page_size * 3)
+    ]
+    later = harness.seed(3, start=T0 + timedelta(minutes=1), step=timedelta(minutes=1))
+    connector = harness.connector()
+    pages: list[Page] = []
+    try:
+        async for page in connector.changes({}):
+            pages.append(page)
+            if len(pages) == 2:  # between two page requests, within the group
+                _change(harness, group[1], change, T0 + timedelta(days=1))
+    finally:
+        await connector.aclose()
+    gone = {group[1]} if change == "delete" else set()
+    _assert_group_read_whole(pages, group, later, gone, T0)
+    if change == "edit":
+        assert "edited mid-walk" in [i.title for i in items_of(pages)]
+
+
+@pytest.mark.parametrize("change", ["edit", "delete"])
+async def test_a_tie_group_of_several_full_pages_survives_changes_during_each_walk(
+    harness: GitHubHarness, change: str
+) -> None:
+    """A group longer than GitHub's largest page (100) is walked by page number more than once;
+    members already read change during the first walk and again during the re-read that checks
+    it: the group is still read whole, and the checkpoint waits for it."""
+    group = [
+        harness.external_id(harness.sandbox.add_issue(REPO, f"bulk {n}", updated_at=T0).id)
+        for n in range(250)
+    ]
+    later = harness.seed(3, start=T0 + timedelta(minutes=1), step=timedelta(minutes=1))
+    connector = harness.connector(per_page=100)
+    pages: list[Page] = []
+    changed: set[str] = set()
+    try:
+        async for page in connector.changes({}):
+            pages.append(page)
+            if len(pages) in (2, 5, 7):  # read members change between page requests
+                victim = group[len(pages)]
+                _change(harness, victim, change, T0 + timedelta(days=1, seconds=len(pages)))
+                changed.add(victim)
+    finally:
+        await connector.aclose()
+    gone = changed if change == "delete" else set()
+    _assert_group_read_whole(pages, group, later, gone, T0)
