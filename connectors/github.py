@@ -21,6 +21,12 @@ second, so this ends; a group of the current second can also gain members, which
 reads again because the worker never moves the cursor past the run's start. Only then does the
 keyset move on, from the newest second of the trusted walk.
 
+Malformed items. Each listed issue is mapped on its own: one that cannot be (`shape_problem`: no
+numeric id, no readable `updated_at`, a wrong-typed field) goes into `Page.rejected`, named by its
+id, else `owner/repo#N`, else its URL; the rest of the page and every later page still land
+(docs/trackers/github.md#response-bodies). The sweep's listing is the exception: an unreadable id
+there fails it, as a listing with a gap would mark an existing issue deleted.
+
 Requests go through PyGithub's Requester (auth,
 base_url, throttling, its exceptions) and the list JSON is read as is, so a page can be retried
 exactly and no per-item `Issue` object exists whose `pull_request` or `raw_data` could cost one
@@ -72,6 +78,7 @@ from connectors.base import (
     ConnectorError,
     FatalError,
     Page,
+    Rejected,
     RetriableError,
     Status,
     WorkItem,
@@ -267,6 +274,88 @@ def map_issue(raw: Mapping[str, Any], *, repo: str, prefix: str, config: GitHubC
     )
 
 
+#: The keys the mapping reads whose type would make it fail or mean something else, and the JSON
+#: types GitHub sends for them (None: null). A key that is absent is fine, except `id` (checked on
+#: its own), `number`, `state` and `updated_at`.
+_SHAPE: dict[str, tuple[type, ...]] = {
+    "number": (int,),
+    "state": (str,),
+    "updated_at": (str,),
+    "title": (str, type(None)),
+    "body": (str, type(None)),
+    "labels": (list, type(None)),
+    "assignees": (list, type(None)),
+    "assignee": (dict, type(None)),
+    "pull_request": (dict,),
+}
+_REQUIRED = ("number", "state", "updated_at")
+
+
+def _shown(value: object) -> str:
+    """A value, short, for a rejection reason (the tracker's data; never a secret of ours)."""
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def shape_problem(raw: Mapping[str, Any]) -> str | None:
+    """Why an issue object cannot be mapped faithfully, or None: the first missing or
+    wrong-typed key the mapping reads, or an `updated_at` that is not a time."""
+    if not _is_int(raw.get("id")):
+        return f"id is not a number ({_shown(raw.get('id'))})"
+    for key, types in _SHAPE.items():
+        if key not in raw:
+            if key in _REQUIRED:
+                return f"{key} is missing"
+            continue
+        value = raw[key]
+        if not isinstance(value, types) or (key == "number" and isinstance(value, bool)):
+            return f"{key} is {type(value).__name__}, not {' or '.join(_json_type(types))}"
+    if parse_time(raw["updated_at"]) is None:
+        return f"updated_at is not a time ({_shown(raw['updated_at'])})"
+    return None
+
+
+def _json_type(types: tuple[type, ...]) -> list[str]:
+    names = {int: "a number", str: "a string", list: "a list", dict: "an object"}
+    return [names.get(t, "null") for t in types]
+
+
+def rejection(raw: Mapping[str, Any], reason: str, *, repo: str, prefix: str) -> Rejected:
+    """An issue that cannot be mapped, named by its id when readable, else its key
+    (`owner/repo#N`), else its html_url."""
+    number = raw.get("number")
+    key = f"{repo}#{number}" if _is_int(number) else None
+    html_url = raw.get("html_url")
+    if _is_int(raw.get("id")):
+        named = f"{prefix}{raw['id']}"
+    elif key is not None:
+        named = key
+    elif isinstance(html_url, str) and html_url:
+        named = html_url[:300]
+    else:
+        named = f"{repo}: an issue without id, number or html_url"
+    return Rejected(named, reason[:200], key)
+
+
+def map_or_reject(
+    raw: Mapping[str, Any], *, repo: str, prefix: str, config: GitHubConfig
+) -> WorkItem | Rejected:
+    """`map_issue`, or a `Rejected` naming the issue and why when it cannot be mapped: one
+    malformed issue is set aside on its own, the rest of its page still lands."""
+    problem = shape_problem(raw)
+    if problem is not None:
+        return rejection(raw, problem, repo=repo, prefix=prefix)
+    try:
+        return map_issue(raw, repo=repo, prefix=prefix, config=config)
+    except (TypeError, ValueError, AttributeError, KeyError, OverflowError) as exc:
+        # A shape _SHAPE does not describe (a label that is neither an object nor a string, …).
+        return rejection(raw, f"{type(exc).__name__}: {exc}", repo=repo, prefix=prefix)
+
+
 # ---------------------------------------------------------------------------------------------
 # Errors: every SDK/HTTP failure becomes RetriableError or FatalError
 # ---------------------------------------------------------------------------------------------
@@ -446,13 +535,20 @@ class _RepoRun:
         self.config = config
         self.mark: datetime | None = None
         self._yielded: dict[str, datetime] = {}  # external_id -> updated_at of what was yielded
+        self._rejected: set[str] = set()  # external_ids of the issues rejected so far
 
     def page(self, answer: _Answer, *, advance: bool) -> Page:
         """The page of an answer: items not yielded yet (in this version). The checkpoint moves
         to the answer's newest second only with `advance` (never while a tie group is open)."""
-        items = []
+        items: list[WorkItem] = []
+        rejected: list[Rejected] = []
         for raw in answer.raws:
-            item = map_issue(raw, repo=self.repo, prefix=self.prefix, config=self.config)
+            item = map_or_reject(raw, repo=self.repo, prefix=self.prefix, config=self.config)
+            if isinstance(item, Rejected):
+                if item.external_id not in self._rejected:  # named once a run, not per re-read
+                    self._rejected.add(item.external_id)
+                    rejected.append(item)
+                continue
             if not self.config.include_pull_requests and is_pull_request(raw):
                 continue  # still counts for the checkpoint (newest), like every listed item
             if self._yielded.get(item.external_id) == item.updated_at:
@@ -461,7 +557,7 @@ class _RepoRun:
             items.append(item)
         if advance and answer.newest is not None:
             self.mark = answer.newest if self.mark is None else max(self.mark, answer.newest)
-        return Page(items, {} if self.mark is None else {self.repo: self.mark})
+        return Page(items, {} if self.mark is None else {self.repo: self.mark}, rejected)
 
     def forget_before(self, second: datetime) -> None:
         """Keyset moved on to `second`: an older version can never be listed again."""
@@ -603,12 +699,23 @@ class GitHubConnector:
         for repo in self.config.repos:
             async for raws in self._list_pages(f"list ids of {repo}", repo, query):
                 ids = [
-                    external_id(raw, self._prefix)
+                    self._listed_id(raw, repo)
                     for raw in raws
                     if self.config.include_pull_requests or not is_pull_request(raw)
                 ]
                 if ids:
                     yield ids
+
+    def _listed_id(self, raw: Mapping[str, Any], repo: str) -> str:
+        """The external_id of a listed issue. The sweep marks every row it does not list, so an
+        issue whose id cannot be read fails the listing (named) rather than leave a gap."""
+        if not _is_int(raw.get("id")):
+            named = rejection(raw, "", repo=repo, prefix=self._prefix).external_id
+            raise RetriableError(
+                f"GitHub listed {named} without a numeric id ({_shown(raw.get('id'))}); the "
+                "deletion sweep needs every id, will retry"
+            )
+        return f"{self._prefix}{raw['id']}"
 
     async def _list_pages(
         self, what: str, repo: str, query: Mapping[str, Any]

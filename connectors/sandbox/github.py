@@ -7,7 +7,11 @@ shows up in the request log). Bodies follow docs/trackers/github.md#response-bod
 points at the sandbox, the `pull_request` key exists on pull requests only, and every response
 carries the `x-ratelimit-*` headers. Faults use GitHub's own shapes (primary rate limit: 403 with
 `x-ratelimit-remaining: 0` and an epoch `x-ratelimit-reset`; secondary: `Retry-After`). A deleted
-issue (`delete()`) leaves every list, as on GitHub, and its own URL answers 410."""
+issue (`delete()`) leaves every list, as on GitHub, and its own URL answers 410.
+
+Fault knob for what GitHub itself should never send but a client must not trust blindly:
+`corrupt()` serves chosen JSON keys of one item instead of the real ones (a garbage `updated_at`,
+a wrong-typed field), without changing where it sorts."""
 
 from __future__ import annotations
 
@@ -68,6 +72,7 @@ class SandboxIssue:
     is_pr: bool = False
     draft: bool = False
     merged_at: datetime | None = None
+    corrupt: dict[str, Any] = field(default_factory=dict)  # fault knob: JSON keys served instead
 
 
 class GitHubSandbox(SandboxServer):
@@ -149,6 +154,12 @@ class GitHubSandbox(SandboxServer):
             issue = self.find(issue_id)
             self.issues[issue.repo].remove(issue)
             self._deleted.setdefault(issue.repo, set()).add(issue.number)
+
+    def corrupt(self, issue_id: int, **json_fields: Any) -> None:
+        """Fault knob: serve these JSON keys of the item instead of the real ones (a value of
+        `...` drops the key), without changing its place in any list."""
+        with self._data_lock:
+            self.find(issue_id).corrupt.update(json_fields)
 
     def find(self, issue_id: int) -> SandboxIssue:
         """The issue or pull request with this (global) id."""
@@ -235,6 +246,11 @@ class GitHubSandbox(SandboxServer):
                 "patch_url": f"{body['html_url']}.patch",
                 "merged_at": iso(issue.merged_at),
             }
+        for key, value in issue.corrupt.items():
+            if value is ...:
+                body.pop(key, None)
+            else:
+                body[key] = value
         return body
 
     # -- HTTP -----------------------------------------------------------------------------------

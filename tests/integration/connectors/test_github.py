@@ -666,3 +666,67 @@ async def test_a_tie_group_of_several_full_pages_survives_changes_during_each_wa
         await connector.aclose()
     gone = changed if change == "delete" else set()
     _assert_group_read_whole(pages, group, later, gone, T0)
+
+
+@pytest.mark.parametrize(
+    ("junk", "named"),
+    [
+        ({"updated_at": "last Tuesday"}, "updated_at"),
+        ({"updated_at": ...}, "updated_at"),
+        ({"labels": 5}, "labels"),
+        ({"id": None}, "id"),
+        ({"id": "I_kw123"}, "id"),
+    ],
+)
+async def test_one_malformed_issue_is_rejected_and_every_other_one_lands(
+    harness: GitHubHarness, junk: dict[str, Any], named: str
+) -> None:
+    ids = harness.seed(10, start=T0, step=timedelta(minutes=1))
+    bad = 5  # the middle of the second page (pages of 4: 0-3, then 3-6 from the newest second)
+    harness.sandbox.corrupt(_numeric_id(ids[bad]), **junk)
+    connector = harness.connector()
+    try:
+        pages = await collect(connector)
+    finally:
+        await connector.aclose()
+    got = [i.external_id for i in items_of(pages)]
+    assert sorted(set(got)) == sorted(set(ids) - {ids[bad]})
+    (rejected,) = [r for page in pages for r in page.rejected]
+    assert rejected.external_key == f"{REPO}#{bad + 1}"
+    if "id" not in junk:
+        assert rejected.external_id == ids[bad]
+    else:
+        assert f"{REPO}#{bad + 1}" in rejected.external_id
+    assert named in rejected.reason and PLANTED_TOKEN not in rejected.reason
+    assert len(rejected.reason) <= 200
+    final = [p.checkpoint[REPO] for p in pages if p.checkpoint]
+    assert final[-1] == T0 + timedelta(minutes=9), "the checkpoint may pass the rejected item"
+
+
+async def test_an_issue_without_id_or_number_is_rejected_by_what_identifies_it(
+    harness: GitHubHarness,
+) -> None:
+    ids = harness.seed(3, start=T0, step=timedelta(minutes=1))
+    harness.sandbox.corrupt(_numeric_id(ids[1]), id=..., number=...)
+    connector = harness.connector()
+    try:
+        pages = await collect(connector)
+    finally:
+        await connector.aclose()
+    assert [i.external_id for i in items_of(pages)] == [ids[0], ids[2]]
+    (rejected,) = [r for page in pages for r in page.rejected]
+    assert rejected.external_id == f"https://github.com/{REPO}/issues/2"
+    assert "id" in rejected.reason
+
+
+async def test_all_ids_names_an_issue_without_id_and_lists_no_gap(harness: GitHubHarness) -> None:
+    """The sweep marks every row it is not given: a listing that skipped an unreadable id would
+    report an existing issue deleted. It fails, naming the issue."""
+    ids = harness.seed(3, start=T0, step=timedelta(minutes=1))
+    harness.sandbox.corrupt(_numeric_id(ids[1]), id="I_kw1")
+    connector = harness.connector()
+    try:
+        with pytest.raises(RetriableError, match=f"{REPO}#2 without a numeric id"):
+            [i async for batch in connector.all_ids() for i in batch]
+    finally:
+        await connector.aclose()
