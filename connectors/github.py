@@ -21,6 +21,10 @@ second, so this ends; a group of the current second can also gain members, which
 reads again because the worker never moves the cursor past the run's start. Only then does the
 keyset move on, from the newest second of the trusted walk.
 
+Broken promises. GitHub fills every page but the last, so an answer with fewer items than asked
+whose `Link` still says `next` (empty or short) is a RetriableError, sent again; it never ends a
+walk or a listing early (docs/trackers/github.md#paging).
+
 Malformed items. Each listed issue is mapped on its own: one that cannot be (`shape_problem`: no
 numeric id, no readable `updated_at`, a wrong-typed field) goes into `Page.rejected`, named by its
 id, else `owner/repo#N`, else its URL; the rest of the page and every later page still land
@@ -475,11 +479,21 @@ def issue_list(data: Any) -> list[dict[str, Any]]:
 
 
 def _get_list(
-    requester: Requester, url: str, params: dict[str, Any]
+    requester: Requester, url: str, params: dict[str, Any], page_size: int
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """One GET of a list endpoint: (response headers, the array). Blocking: run in a thread."""
+    """One GET of a list endpoint: (response headers, the array). Blocking: run in a thread.
+
+    An answer with fewer than `page_size` items whose `Link` still says `next` broke its promise
+    (GitHub fills every page but the last): a listing that went on, or stopped, after it could
+    leave a gap, so it is a RetriableError and the same request is sent again."""
     headers, data = requester.requestJsonAndCheck("GET", url, parameters=params)
-    return headers, issue_list(data)
+    raws = issue_list(data)
+    if len(raws) < page_size and next_link(headers) is not None:
+        raise RetriableError(
+            f"GitHub promised a next page after a page of {len(raws)} of {page_size} issues "
+            "(a page came back empty or short); will retry"
+        )
+    return headers, raws
 
 
 # ---------------------------------------------------------------------------------------------
@@ -687,7 +701,8 @@ class GitHubConnector:
         if second is not None:
             # GitHub's format, in UTC (PyGithub's get_issues would not convert the zone).
             query["since"] = second.strftime("%Y-%m-%dT%H:%M:%SZ")
-        request = partial(_get_list, self._gh.requester, f"/repos/{repo}/issues", query)
+        url = f"/repos/{repo}/issues"
+        request = partial(_get_list, self._gh.requester, url, query, size)
         headers, raws = await self._call(f"list issues of {repo}", repo, request)
         times = [parse_time(raw.get("updated_at")) for raw in raws]
         return _Answer(raws, times, next_link(headers) is not None)
@@ -720,7 +735,9 @@ class GitHubConnector:
     async def _list_pages(
         self, what: str, repo: str, query: Mapping[str, Any]
     ) -> AsyncIterator[list[dict[str, Any]]]:
-        """`GET /repos/{repo}/issues`, one non-empty HTTP page at a time, following `Link: next`.
+        """`GET /repos/{repo}/issues`, one non-empty HTTP page at a time, following `Link: next`
+        to the end; a page that comes back empty or short while `Link` promises more is sent again
+        (`_get_list`), never taken for the end: the sweep marks every issue it is not given.
 
         PyGithub's Requester sends each request (auth, base_url, throttling, its exceptions), but
         the cursor is ours: PaginatedList forgets its next URL before it parses a page, so a page
@@ -730,7 +747,7 @@ class GitHubConnector:
         url: str | None = f"/repos/{repo}/issues"
         params: dict[str, Any] = {**query, "per_page": self.config.per_page}
         while url is not None:
-            request = partial(_get_list, self._gh.requester, url, params)
+            request = partial(_get_list, self._gh.requester, url, params, self.config.per_page)
             headers, raws = await self._call(what, repo, request)
             if not raws:
                 return

@@ -9,9 +9,10 @@ carries the `x-ratelimit-*` headers. Faults use GitHub's own shapes (primary rat
 `x-ratelimit-remaining: 0` and an epoch `x-ratelimit-reset`; secondary: `Retry-After`). A deleted
 issue (`delete()`) leaves every list, as on GitHub, and its own URL answers 410.
 
-Fault knob for what GitHub itself should never send but a client must not trust blindly:
+Fault knobs for what GitHub itself should never send but a client must not trust blindly:
 `corrupt()` serves chosen JSON keys of one item instead of the real ones (a garbage `updated_at`,
-a wrong-typed field), without changing where it sorts."""
+a wrong-typed field), without changing where it sorts; `answer_short()` cuts list answers short
+while their `Link` header still promises a next page."""
 
 from __future__ import annotations
 
@@ -90,6 +91,7 @@ class GitHubSandbox(SandboxServer):
         self._used = 0
         self._data_lock = threading.RLock()
         self._deleted: dict[str, set[int]] = {}  # repo -> numbers of deleted issues (410)
+        self._short: list[list[int]] = []  # [skip, count, keep] of answer_short(), in order
         for name in repos:
             self.add_repo(name)
 
@@ -160,6 +162,27 @@ class GitHubSandbox(SandboxServer):
         `...` drops the key), without changing its place in any list."""
         with self._data_lock:
             self.find(issue_id).corrupt.update(json_fields)
+
+    def answer_short(self, keep: int = 0, *, skip: int = 0, count: int = 1) -> None:
+        """Fault knob: after `skip` more list answers, cut the next `count` to their first `keep`
+        items while their `Link` header still promises the next page (an empty or short page
+        mid-listing)."""
+        with self._data_lock:
+            self._short.append([skip, count, keep])
+
+    def _cut(self) -> int | None:
+        """How many items the list answer being built may keep (None: all), per answer_short()."""
+        with self._data_lock:
+            if not self._short:
+                return None
+            fault = self._short[0]
+            if fault[0] > 0:
+                fault[0] -= 1
+                return None
+            fault[1] -= 1
+            if fault[1] <= 0:
+                self._short.pop(0)
+            return fault[2]
 
     def find(self, issue_id: int) -> SandboxIssue:
         """The issue or pull request with this (global) id."""
@@ -324,6 +347,9 @@ class GitHubSandbox(SandboxServer):
         items.sort(key=lambda i: (getattr(i, key), i.number), reverse=direction == "desc")
         last = max(1, math.ceil(len(items) / per_page))
         chunk = items[(page - 1) * per_page : page * per_page]
+        keep = self._cut()
+        if keep is not None:
+            chunk = chunk[:keep]
         headers = {}
         link = self._link(f"/repos/{full_name}/issues", query, page, last)
         if link:

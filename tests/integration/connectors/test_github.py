@@ -730,3 +730,50 @@ async def test_all_ids_names_an_issue_without_id_and_lists_no_gap(harness: GitHu
             [i async for batch in connector.all_ids() for i in batch]
     finally:
         await connector.aclose()
+
+
+@pytest.mark.parametrize("keep", [0, 2])
+async def test_all_ids_fails_rather_than_end_early_on_a_page_that_promises_more(
+    harness: GitHubHarness, keep: int
+) -> None:
+    """An empty or short page whose `Link` still says `next`: stopping there would make the
+    sweep mark every later issue deleted."""
+    harness.seed(10, start=T0, step=timedelta(minutes=1))
+    harness.sandbox.answer_short(keep, skip=1, count=50)  # page 2, and every retry of it
+    connector = harness.connector()
+    try:
+        with pytest.raises(RetriableError, match="promised"):
+            [i async for batch in connector.all_ids() for i in batch]
+    finally:
+        await connector.aclose()
+
+
+async def test_all_ids_retries_a_one_off_empty_page(harness: GitHubHarness) -> None:
+    ids = harness.seed(10, start=T0, step=timedelta(minutes=1))
+    harness.sandbox.answer_short(0, skip=1)
+    connector = harness.connector()
+    try:
+        seen = [i async for batch in connector.all_ids() for i in batch]
+    finally:
+        await connector.aclose()
+    assert sorted(seen) == sorted(ids)
+
+
+@pytest.mark.parametrize("keep", [0, 2])
+async def test_changes_fails_rather_than_end_ok_on_a_page_that_promises_more(
+    harness: GitHubHarness, keep: int
+) -> None:
+    ids = harness.seed(10, start=T0, step=timedelta(minutes=1))
+    harness.sandbox.answer_short(keep, skip=1, count=50)
+    connector = harness.connector()
+    pages: list[Page] = []
+    try:
+        with pytest.raises(RetriableError, match="promised"):
+            async for page in connector.changes({}):
+                pages.append(page)
+    finally:
+        await connector.aclose()
+    # Nothing past what was yielded is checkpointed: the next run resumes from there.
+    read = {i.external_id for i in items_of(pages)}
+    marks = [p.checkpoint[REPO] for p in pages if p.checkpoint]
+    assert read == set(ids[:4]) and marks == [T0 + timedelta(minutes=3)]
