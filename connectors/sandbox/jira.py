@@ -9,7 +9,8 @@ an injected clause, shows: an unparseable query is a 400, an unknown project is 
 `updated >= "yyyy-MM-dd HH:mm"` is read in the user's profile time zone (`myself().timeZone`) at
 minute granularity, as Jira does.
 Times in bodies carry the user's offset, as Jira Cloud sends them. v3 renders rich text as ADF,
-v2 as plain text.
+v2 as plain text. `page_cap` lowers the largest page the search answers, as Jira Cloud may return
+fewer issues than `maxResults` asks.
 """
 
 from __future__ import annotations
@@ -142,6 +143,7 @@ class JiraSandbox(SandboxServer):
         self.issues: dict[str, SandboxIssue] = {}
         self._next_id = 10000
         self._numbers: dict[str, int] = {}
+        self.page_cap: int | None = None  # at most this many issues per search answer
 
     def __enter__(self) -> JiraSandbox:
         self.start()
@@ -479,7 +481,7 @@ class JiraSandbox(SandboxServer):
             return Response(400, _errors("maxResults must be a number."))
         wanted = set(fields) or {"id"}
         cap = 5000 if wanted <= IDS_ONLY else 100
-        size = max(1, min(size, cap))
+        size = max(1, min(size, cap, self.page_cap or cap))
         chunk = matches[offset : offset + size]
         end = offset + len(chunk)
         body_out: dict[str, Any] = {

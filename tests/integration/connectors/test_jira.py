@@ -21,6 +21,7 @@ from connectors.base import (
     ConfigError,
     ConnectorContext,
     FatalError,
+    Page,
     RetriableError,
     Status,
 )
@@ -551,3 +552,90 @@ async def test_all_ids_asks_for_ids_only_without_a_time_filter(harness: JiraHarn
     (search,) = harness.sandbox.requests_to("/search/jql")
     assert "updated" not in search.query["jql"][0]
     assert set(search.query["fields"]) <= {"id", "issuekey"}
+
+
+# ---------------------------------------------------------------------------------------------
+# No silent gaps: minute groups, malformed issues, short listings, unknown projects
+# ---------------------------------------------------------------------------------------------
+def _change(harness: JiraHarness, issue: Any, change: str, at: datetime) -> None:
+    """Edit (the issue jumps to the newest end of the results) or delete an issue upstream."""
+    if change == "edit":
+        harness.sandbox.update_issue(issue.id, at=at, summary="edited mid-walk")
+    else:
+        harness.sandbox.delete_issue(issue.id)
+
+
+def _assert_minute_read_whole(
+    pages: list[Page], group: list[str], later: list[str], gone: set[str], minute: datetime
+) -> None:
+    """Every issue that still exists was yielded, and no checkpoint left the group's minute
+    before every member of the group had been yielded."""
+    yielded: set[str] = set()
+    members = set(group) - gone
+    for n, page in enumerate(pages):
+        yielded |= {i.external_id for i in page.items}
+        mark = page.checkpoint.get("")
+        if mark is not None and mark >= minute + timedelta(minutes=1):
+            missing = members - yielded
+            assert not missing, f"page {n} checkpoints {mark} with {len(missing)} unread"
+    missing = (members | set(later)) - yielded
+    assert not missing, f"{len(missing)} issue(s) never read: {sorted(missing)[:5]}"
+
+
+def _minute_group(harness: JiraHarness, count: int) -> tuple[list[Any], list[str]]:
+    """`count` issues updated within the minute T0 (a bulk edit), then three later ones."""
+    step = timedelta(seconds=50) / count
+    group = [
+        harness.sandbox.add_issue("ABC", f"bulk {n}", updated=T0 + n * step) for n in range(count)
+    ]
+    later = harness.seed(3, start=T0 + timedelta(minutes=2), step=timedelta(minutes=1))
+    return group, later
+
+
+@pytest.mark.parametrize("change", ["edit", "delete"])
+async def test_a_minute_group_longer_than_a_page_is_read_whole_when_a_read_member_changes(
+    harness: JiraHarness, change: str
+) -> None:
+    """More issues than a page updated within one minute; a member already read is edited (it
+    jumps to the end of the results) or deleted between two page requests. Following the token
+    (an offset) every later member shifts back a slot and one is never read while the checkpoint
+    leaves the minute, for good once the minute is older than the overlap."""
+    group, later = _minute_group(harness, PAGE_SIZE * 3)
+    connector = harness.connector()
+    pages: list[Page] = []
+    try:
+        async for page in connector.changes({}):
+            pages.append(page)
+            if len(pages) == 2:  # between two page requests, within the minute
+                _change(harness, group[1], change, T0 + timedelta(days=1))
+    finally:
+        await connector.aclose()
+    ids = [harness.sandbox.external_id(i) for i in group]
+    gone = {ids[1]} if change == "delete" else set()
+    _assert_minute_read_whole(pages, ids, later, gone, T0)
+    if change == "edit":
+        assert "edited mid-walk" in [i.title for i in items_of(pages)]
+
+
+@pytest.mark.parametrize("change", ["edit", "delete"])
+async def test_a_minute_group_survives_changes_during_each_walk_when_jira_pages_small(
+    harness: JiraHarness, change: str
+) -> None:
+    """Jira may answer fewer issues than asked: here never more than a page of 5, so every re-read
+    of the group is paged too, and read members change during each walk."""
+    harness.sandbox.page_cap = PAGE_SIZE
+    group, later = _minute_group(harness, PAGE_SIZE * 3)
+    connector = harness.connector()
+    pages: list[Page] = []
+    changed: set[str] = set()
+    try:
+        async for page in connector.changes({}):
+            pages.append(page)
+            if len(pages) in (2, 5, 8):  # members read on the first page change
+                victim = group[{2: 1, 5: 3, 8: 4}[len(pages)]]
+                _change(harness, victim, change, T0 + timedelta(days=1, seconds=len(pages)))
+                changed.add(harness.sandbox.external_id(victim))
+    finally:
+        await connector.aclose()
+    ids = [harness.sandbox.external_id(i) for i in group]
+    _assert_minute_read_whole(pages, ids, later, changed if change == "delete" else set(), T0)
