@@ -26,6 +26,12 @@ none. Otherwise the minute is read again. Issues only leave a past minute, so th
 current minute can also gain issues, which the next run reads again as checkpoints never pass the
 server's clock at the run's start. Only then does the checkpoint pass the minute and the keyset
 move on, from the newest minute of the trusted walk.
+
+Malformed issues. Each search result is mapped on its own: one that cannot be (`shape_problem`: no
+readable id or `updated`, a wrong-typed field) goes into `Page.rejected`, named by
+`<site>/<id>` (else its key); the rest of the page and every later page still land
+(docs/trackers/jira.md#response-bodies). The sweep's listing is the exception: an unreadable id
+there fails it, as a listing with a gap would mark an existing issue deleted.
 """
 
 from __future__ import annotations
@@ -58,6 +64,7 @@ from connectors.base import (
     ConnectorError,
     FatalError,
     Page,
+    Rejected,
     RetriableError,
     Status,
     WorkItem,
@@ -528,6 +535,77 @@ def map_issue(
     )
 
 
+#: Fields the mapping reads whose type would make it fail or mean something else, and the JSON
+#: types Jira sends for them (absent is fine, except `updated`).
+_FIELD_SHAPE: dict[str, tuple[type, ...]] = {
+    "updated": (str,),
+    "summary": (str, type(None)),
+    "status": (dict, type(None)),
+    "resolution": (dict, type(None)),
+}
+_ISSUE_ID = re.compile(r"[0-9]+")
+
+
+_TYPE_NAMES: dict[type, str] = {
+    type(None): "null",
+    bool: "a boolean",
+    int: "a number",
+    float: "a number",
+    str: "a string",
+    list: "a list",
+    dict: "an object",
+}
+
+
+def _json_name(value: object) -> str:
+    """The JSON type of a parsed value, for a rejection reason."""
+    return _TYPE_NAMES.get(type(value), type(value).__name__)
+
+
+def _shown(value: object) -> str:
+    """A value, short, for a rejection reason (Jira's data; never a secret of ours)."""
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def issue_id_of(raw: object) -> str | None:
+    """An issue's id (digits, as Jira writes it), or None when the result has no readable one."""
+    value = raw.get("id") if isinstance(raw, Mapping) else None
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return str(value)
+    if isinstance(value, str) and _ISSUE_ID.fullmatch(value):
+        return value
+    return None
+
+
+def shape_problem(raw: object) -> str | None:
+    """Why a search result cannot be mapped faithfully, or None: no readable id, `fields` or
+    `updated`, or a field the mapping reads with a type Jira never sends for it."""
+    if not isinstance(raw, Mapping):
+        return f"the issue is {_json_name(raw)}, not an object"
+    if issue_id_of(raw) is None:
+        return f"id is not an issue id ({_shown(raw.get('id'))})"
+    if not isinstance(raw.get("key"), str | None):
+        return f"key is {_json_name(raw.get('key'))}, not a string"
+    f = raw.get("fields")
+    if not isinstance(f, Mapping):
+        return f"fields is {_json_name(f)}, not an object"
+    if "updated" not in f:
+        return "updated is missing"
+    for name, types in _FIELD_SHAPE.items():
+        if name in f and not isinstance(f[name], types):
+            wanted = " or ".join(_TYPE_NAMES[t] for t in types)
+            return f"{name} is {_json_name(f[name])}, not {wanted}"
+    status = f.get("status") or {}
+    if not isinstance(status.get("name"), str | None):
+        return f"status.name is {_json_name(status.get('name'))}, not a string"
+    if not isinstance(status.get("statusCategory"), dict | None):
+        return f"status.statusCategory is {_json_name(status.get('statusCategory'))}"
+    if parse_time(f["updated"]) is None:
+        return f"updated is not a time ({_shown(f['updated'])})"
+    return None
+
+
 # ---------------------------------------------------------------------------------------------
 # Errors
 # ---------------------------------------------------------------------------------------------
@@ -685,20 +763,31 @@ class _Progress:
         self._connector = connector
         self._run = run
         self._yielded: dict[str, datetime] = {}  # external_id -> the version already yielded
+        self._rejected: set[str] = set()  # external_ids of the results rejected so far
         self.mark: datetime | None = None
 
     def page(self, answer: _Answer, *, advance: bool) -> Page:
-        """The page of an answer: issues not yielded yet (in this version). The checkpoint moves
-        to the answer's newest `updated` (never past the server's clock) only with `advance`."""
-        items = [self._connector._map(raw, self._run.fields) for raw in answer.raws]
-        fresh = [i for i in items if self._yielded.get(i.external_id) != i.updated_at]
-        self._yielded.update((i.external_id, i.updated_at) for i in fresh)
+        """The page of an answer: issues not yielded yet (in this version), and the ones that
+        cannot be mapped, each named once a run. The checkpoint moves to the answer's newest
+        `updated` (never past the server's clock) only with `advance`; it may pass a rejected
+        issue."""
+        fresh: list[WorkItem] = []
+        rejected: list[Rejected] = []
+        for raw in answer.raws:
+            item = self._connector._map(raw, self._run.fields)
+            if isinstance(item, Rejected):
+                if item.external_id not in self._rejected:
+                    self._rejected.add(item.external_id)
+                    rejected.append(item)
+            elif self._yielded.get(item.external_id) != item.updated_at:
+                self._yielded[item.external_id] = item.updated_at
+                fresh.append(item)
         newest = answer.newest
         if advance and newest is not None:
             if self._run.server_time is not None:
                 newest = min(newest, self._run.server_time)
             self.mark = newest if self.mark is None else max(self.mark, newest)
-        return Page(fresh, {} if self.mark is None else {SCOPE: self.mark})
+        return Page(fresh, {} if self.mark is None else {SCOPE: self.mark}, rejected)
 
 
 class JiraConnector:
@@ -943,23 +1032,43 @@ class JiraConnector:
         return await call_sdk(self._ctx, what, call, partial(convert_error, what=what))
 
     # -- mapping ------------------------------------------------------------------------------
-    def _map(self, raw: Mapping[str, Any], fields: FieldIds) -> WorkItem:
-        try:
-            return map_issue(
-                raw,
-                site=self._site,
-                base_url=self.config.url,
-                fields=fields,
-                overrides=self.config.status_map,
-            )
-        except (KeyError, TypeError, ValueError, AttributeError) as exc:
-            raise ConnectorError(
-                f"Jira issue {raw.get('key') or raw.get('id')!r} has an unexpected shape "
-                f"({type(exc).__name__}: {exc})"
-            ) from None
+    def _map(self, raw: Any, fields: FieldIds) -> WorkItem | Rejected:
+        """The WorkItem of a search result, or a Rejected naming it and why when it cannot be
+        mapped: one malformed issue is set aside on its own, the rest of its page still lands."""
+        problem = shape_problem(raw)
+        if problem is None:
+            try:
+                return map_issue(
+                    raw,
+                    site=self._site,
+                    base_url=self.config.url,
+                    fields=fields,
+                    overrides=self.config.status_map,
+                )
+            except (KeyError, TypeError, ValueError, AttributeError, OverflowError) as exc:
+                problem = f"{type(exc).__name__}: {exc}"  # a shape shape_problem does not know
+        return self._rejection(raw, problem)
 
-    def _issue_id(self, raw: Mapping[str, Any]) -> str:
-        issue_id = raw.get("id") if isinstance(raw, Mapping) else None
+    def _rejection(self, raw: Any, reason: str) -> Rejected:
+        """Name a result by its id when readable, else its key."""
+        key = raw.get("key") if isinstance(raw, Mapping) else None
+        key = key if isinstance(key, str) and key else None
+        issue_id = issue_id_of(raw)
+        if issue_id is not None:
+            named = f"{self._site}/{issue_id}"
+        else:
+            named = key or f"{self._site}: an issue without id or key"
+        return Rejected(named, reason[:200], key)
+
+    def _issue_id(self, raw: Any) -> str:
+        """The id of a listed issue. The sweep marks every row it is not given, so an issue whose
+        id cannot be read fails the listing (named) rather than leave a gap."""
+        issue_id = issue_id_of(raw)
         if issue_id is None:
-            raise ConnectorError("Jira's search answer has an issue without an id")
-        return str(issue_id)
+            key = raw.get("key") if isinstance(raw, Mapping) else None
+            raise RetriableError(
+                f"Jira listed {key or 'an issue'} without a readable id "
+                f"({_shown(raw.get('id') if isinstance(raw, Mapping) else raw)}); the deletion "
+                "sweep needs every id, will retry"
+            )
+        return issue_id

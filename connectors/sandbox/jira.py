@@ -11,6 +11,10 @@ minute granularity, as Jira does.
 Times in bodies carry the user's offset, as Jira Cloud sends them. v3 renders rich text as ADF,
 v2 as plain text. `page_cap` lowers the largest page the search answers, as Jira Cloud may return
 fewer issues than `maxResults` asks.
+
+A fault knob for what Jira itself should never send but a client must not trust blindly:
+`corrupt_issue()` serves chosen keys of one issue instead of the real ones (a garbage `updated`,
+a wrong-typed field), without changing where it sorts.
 """
 
 from __future__ import annotations
@@ -119,6 +123,7 @@ class SandboxIssue:
     issuetype: str = "Story"
     labels: list[str] = field(default_factory=list)
     assignee: str | None = None
+    corrupt: dict[str, Any] = field(default_factory=dict)  # fault knob: keys served instead
 
 
 class JiraSandbox(SandboxServer):
@@ -226,6 +231,14 @@ class JiraSandbox(SandboxServer):
             issue.project, issue.key = project, f"{project}-{self._numbers[project]}"
             issue.updated = at
             return issue
+
+    def corrupt_issue(self, ref: str, **values: Any) -> None:
+        """Fault knob: serve these keys of the issue instead of the real ones, without changing
+        where it sorts. `id`, `key` and `fields` replace the issue's top-level keys; any other
+        name replaces that field inside `fields` (when the answer carries it); a value of `...`
+        drops the key."""
+        with self._lock:
+            self.issue(ref).corrupt.update(values)
 
     def issue(self, ref: str) -> SandboxIssue:
         with self._lock:
@@ -552,6 +565,15 @@ class JiraSandbox(SandboxServer):
         fields = {n: values[n] for n in names if n in values and f"-{n}" not in wanted}
         if fields or not wanted <= IDS_ONLY:
             rendered["fields"] = fields
+        for name, value in issue.corrupt.items():
+            top = name in ("id", "key", "fields")
+            target = rendered if top else rendered.get("fields")
+            if not isinstance(target, dict) or not (top or name in target):
+                continue  # a field this answer does not carry stays absent
+            if value is ...:
+                target.pop(name, None)
+            else:
+                target[name] = value
         return rendered
 
     def _field_values(self, issue: SandboxIssue, version: str) -> dict[str, Any]:

@@ -639,3 +639,53 @@ async def test_a_minute_group_survives_changes_during_each_walk_when_jira_pages_
         await connector.aclose()
     ids = [harness.sandbox.external_id(i) for i in group]
     _assert_minute_read_whole(pages, ids, later, changed if change == "delete" else set(), T0)
+
+
+@pytest.mark.parametrize(
+    ("junk", "named"),
+    [
+        ({"updated": "yesterday"}, "updated"),
+        ({"updated": ...}, "updated"),
+        ({"status": "Done"}, "status"),
+        ({"id": None}, "id"),
+        ({"fields": None}, "fields"),
+    ],
+)
+async def test_one_malformed_issue_is_rejected_and_every_other_one_lands(
+    harness: JiraHarness, junk: dict[str, Any], named: str
+) -> None:
+    ids = harness.seed(12, start=T0, step=timedelta(minutes=1))
+    bad = 6  # the middle of the second page (pages of 5: 0-4, then 4-8 from the newest minute)
+    issue = harness.sandbox.issue(ids[bad].rsplit("/", 1)[1])
+    harness.sandbox.corrupt_issue(issue.id, **junk)
+    connector = harness.connector()
+    try:
+        pages = await collect(connector)
+    finally:
+        await connector.aclose()
+    got = [i.external_id for i in items_of(pages)]
+    assert sorted(set(got)) == sorted(set(ids) - {ids[bad]})
+    assert len(got) == len(set(got))
+    (rejected,) = [r for page in pages for r in page.rejected]
+    assert rejected.external_key == issue.key
+    if "id" in junk:
+        assert issue.key in rejected.external_id
+    else:
+        assert rejected.external_id == ids[bad]
+    assert named in rejected.reason and PLANTED_TOKEN not in rejected.reason
+    assert len(rejected.reason) <= 200
+    final = [p.checkpoint[""] for p in pages if p.checkpoint]
+    assert final[-1] == T0 + timedelta(minutes=11), "the checkpoint may pass the rejected issue"
+
+
+async def test_all_ids_names_an_issue_without_id_and_lists_no_gap(harness: JiraHarness) -> None:
+    """The sweep marks every row it is not given: a listing that skipped an unreadable id would
+    report an existing issue deleted. It fails, naming the issue."""
+    ids = harness.seed(3, start=T0, step=timedelta(minutes=1))
+    harness.sandbox.corrupt_issue(ids[1].rsplit("/", 1)[1], id=None)
+    connector = harness.connector()
+    try:
+        with pytest.raises(RetriableError, match="ABC-2 without a readable id"):
+            [i async for batch in connector.all_ids() for i in batch]
+    finally:
+        await connector.aclose()
