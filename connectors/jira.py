@@ -27,6 +27,10 @@ current minute can also gain issues, which the next run reads again as checkpoin
 server's clock at the run's start. Only then does the checkpoint pass the minute and the keyset
 move on, from the newest minute of the trusted walk.
 
+Broken promises. Jira may answer fewer issues than asked, so a short page is fine; but an empty
+page whose `nextPageToken` promises more, or `isLast: false` without a token, is a RetriableError
+(the same request is sent again), never the end of a walk or of the sweep's listing.
+
 Malformed issues. Each search result is mapped on its own: one that cannot be (`shape_problem`: no
 readable id or `updated`, a wrong-typed field) goes into `Page.rejected`, named by
 `<site>/<id>` (else its key); the rest of the page and every later page still land
@@ -994,7 +998,9 @@ class JiraConnector:
     async def _pages(
         self, client: _Jira, jql: str, fields: list[str], size: int
     ) -> AsyncIterator[list[Mapping[str, Any]]]:
-        """One list of raw issues per search/jql page, following nextPageToken to the end."""
+        """One list of raw issues per search/jql page, following nextPageToken to the end (an
+        empty page that promises more fails in `_search`: the sweep marks every issue it is not
+        given as deleted)."""
         token: str | None = None
         seen: set[str] = set()
         while True:
@@ -1010,8 +1016,13 @@ class JiraConnector:
     async def _search(
         self, client: _Jira, jql: str, token: str | None, size: int, fields: list[str]
     ) -> dict[str, Any]:
-        def page() -> Any:
-            return client.enhanced_search_issues(
+        """One search page. Checked where the request is made, so a broken answer is a
+        RetriableError that sends the same request again: no issues list, `isLast: false` with no
+        token to follow, or no issue at all while a token promises more (Jira may answer fewer
+        issues than asked, but an empty page that promises more is never the end)."""
+
+        def page() -> dict[str, Any]:
+            body = client.enhanced_search_issues(
                 jql,
                 nextPageToken=token,
                 maxResults=size,
@@ -1019,13 +1030,25 @@ class JiraConnector:
                 json_result=True,  # the raw page: no Resource objects, and it keeps isLast
                 use_post=len(jql) > LONG_JQL,
             )
+            if body is None:  # the SDK's @cloud_api answer for a non-Cloud server
+                raise FatalError(
+                    f"{self.config.url} is not Jira Cloud: enhanced search unavailable"
+                )
+            if not isinstance(body, dict) or not isinstance(body.get("issues"), list):
+                raise RetriableError("Jira's search answer has no issues list")
+            following = body.get("nextPageToken")
+            if body.get("isLast") is False and not following:
+                raise RetriableError(
+                    "Jira's search answer says isLast: false but has no nextPageToken to follow; "
+                    "will retry"
+                )
+            if not body["issues"] and following and body.get("isLast") is not True:
+                raise RetriableError(
+                    "Jira promised more issues (nextPageToken) after an empty page; will retry"
+                )
+            return body
 
-        body = await self._call("searching issues", page)
-        if body is None:  # the SDK's @cloud_api answer for a non-Cloud server
-            raise FatalError(f"{self.config.url} is not Jira Cloud: enhanced search unavailable")
-        if not isinstance(body, dict) or not isinstance(body.get("issues"), list):
-            raise RetriableError("Jira's search answer has no issues list")
-        return body
+        return await self._call("searching issues", page)
 
     async def _call(self, what: str, call: Callable[[], T]) -> T:
         """A blocking SDK call through the shared guard, its exceptions converted."""

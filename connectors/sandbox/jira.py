@@ -12,9 +12,10 @@ Times in bodies carry the user's offset, as Jira Cloud sends them. v3 renders ri
 v2 as plain text. `page_cap` lowers the largest page the search answers, as Jira Cloud may return
 fewer issues than `maxResults` asks.
 
-A fault knob for what Jira itself should never send but a client must not trust blindly:
+Fault knobs for what Jira itself should never send but a client must not trust blindly:
 `corrupt_issue()` serves chosen keys of one issue instead of the real ones (a garbage `updated`,
-a wrong-typed field), without changing where it sorts.
+a wrong-typed field), without changing where it sorts; `answer_short()` cuts search answers short
+while `nextPageToken` and `isLast: false` still promise more.
 """
 
 from __future__ import annotations
@@ -149,6 +150,7 @@ class JiraSandbox(SandboxServer):
         self._next_id = 10000
         self._numbers: dict[str, int] = {}
         self.page_cap: int | None = None  # at most this many issues per search answer
+        self._short: list[list[int]] = []  # [skip, count, keep] of answer_short(), in order
 
     def __enter__(self) -> JiraSandbox:
         self.start()
@@ -239,6 +241,26 @@ class JiraSandbox(SandboxServer):
         drops the key."""
         with self._lock:
             self.issue(ref).corrupt.update(values)
+
+    def answer_short(self, keep: int = 0, *, skip: int = 0, count: int = 1) -> None:
+        """Fault knob: after `skip` more search answers, cut the next `count` to their first
+        `keep` issues while `nextPageToken` and `isLast: false` still promise more."""
+        with self._lock:
+            self._short.append([skip, count, keep])
+
+    def _cut(self) -> int | None:
+        """How many issues the search answer being built may keep (None: all)."""
+        with self._lock:
+            if not self._short:
+                return None
+            fault = self._short[0]
+            if fault[0] > 0:
+                fault[0] -= 1
+                return None
+            fault[1] -= 1
+            if fault[1] <= 0:
+                self._short.pop(0)
+            return fault[2]
 
     def issue(self, ref: str) -> SandboxIssue:
         with self._lock:
@@ -497,8 +519,9 @@ class JiraSandbox(SandboxServer):
         size = max(1, min(size, cap, self.page_cap or cap))
         chunk = matches[offset : offset + size]
         end = offset + len(chunk)
+        keep = self._cut()
         body_out: dict[str, Any] = {
-            "issues": [self._render(issue, wanted, version) for issue in chunk],
+            "issues": [self._render(issue, wanted, version) for issue in chunk[:keep]],
             "isLast": end >= len(matches),
         }
         if end < len(matches):

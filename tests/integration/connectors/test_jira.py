@@ -26,6 +26,7 @@ from connectors.base import (
     Status,
 )
 from connectors.jira import JiraConfig, JiraConnector, jql_quote
+from connectors.sandbox.base import Request, Response
 from connectors.sandbox.jira import JiraSandbox, JqlError
 from tests.integration.connectors.contract import (
     PLANTED_TOKEN,
@@ -687,5 +688,76 @@ async def test_all_ids_names_an_issue_without_id_and_lists_no_gap(harness: JiraH
     try:
         with pytest.raises(RetriableError, match="ABC-2 without a readable id"):
             [i async for batch in connector.all_ids() for i in batch]
+    finally:
+        await connector.aclose()
+
+
+async def test_all_ids_fails_rather_than_end_early_on_an_empty_page_that_promises_more(
+    harness: JiraHarness,
+) -> None:
+    """An empty page whose nextPageToken (and isLast: false) promise more: going on or stopping
+    there would make the sweep mark existing issues deleted."""
+    harness.sandbox.page_cap = PAGE_SIZE
+    harness.seed(12, start=T0, step=timedelta(minutes=1))
+    harness.sandbox.answer_short(0, skip=1, count=50)  # page 2, and every retry of it
+    connector = harness.connector()
+    try:
+        with pytest.raises(RetriableError, match="promised"):
+            [i async for batch in connector.all_ids() for i in batch]
+    finally:
+        await connector.aclose()
+
+
+async def test_all_ids_retries_a_one_off_empty_page(harness: JiraHarness) -> None:
+    harness.sandbox.page_cap = PAGE_SIZE
+    ids = harness.seed(12, start=T0, step=timedelta(minutes=1))
+    harness.sandbox.answer_short(0, skip=1)
+    connector = harness.connector()
+    try:
+        seen = [i async for batch in connector.all_ids() for i in batch]
+    finally:
+        await connector.aclose()
+    assert sorted(seen) == sorted(ids)
+
+
+async def test_changes_fails_rather_than_go_on_past_an_empty_page_that_promises_more(
+    harness: JiraHarness,
+) -> None:
+    ids = harness.seed(12, start=T0, step=timedelta(minutes=1))
+    harness.sandbox.answer_short(0, skip=1, count=50)
+    connector = harness.connector()
+    pages: list[Page] = []
+    try:
+        with pytest.raises(RetriableError, match="promised"):
+            async for page in connector.changes({}):
+                pages.append(page)
+    finally:
+        await connector.aclose()
+    assert {i.external_id for i in items_of(pages)} == set(ids[:5])
+    assert [p.checkpoint[""] for p in pages] == [T0 + timedelta(minutes=4)]
+
+
+async def test_is_last_false_without_a_token_is_not_the_end(
+    harness: JiraHarness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`isLast: false` promises more; without a nextPageToken to follow, stopping would end the
+    listing early."""
+    harness.sandbox.page_cap = PAGE_SIZE
+    harness.seed(12, start=T0, step=timedelta(minutes=1))
+    handle = harness.sandbox.handle
+
+    def without_token(request: Request) -> Response:
+        response = handle(request)
+        if isinstance(response.body, dict):
+            response.body.pop("nextPageToken", None)
+        return response
+
+    monkeypatch.setattr(harness.sandbox, "handle", without_token)
+    connector = harness.connector()
+    try:
+        with pytest.raises(RetriableError, match="isLast"):
+            [i async for batch in connector.all_ids() for i in batch]
+        with pytest.raises(RetriableError, match="isLast"):
+            await collect(connector)
     finally:
         await connector.aclose()
