@@ -777,3 +777,13 @@ async def test_changes_fails_rather_than_end_ok_on_a_page_that_promises_more(
     read = {i.external_id for i in items_of(pages)}
     marks = [p.checkpoint[REPO] for p in pages if p.checkpoint]
     assert read == set(ids[:4]) and marks == [T0 + timedelta(minutes=3)]
+
+
+async def test_all_ids_of_a_missing_repository_is_fatal_and_named(harness: GitHubHarness) -> None:
+    harness.seed(1, start=T0, step=timedelta(minutes=1))
+    connector = harness.connector(repos=[REPO, "octo/nope"])
+    try:
+        with pytest.raises(FatalError, match=r"'octo/nope'.*404"):
+            [i async for batch in connector.all_ids() for i in batch]
+    finally:
+        await connector.aclose()

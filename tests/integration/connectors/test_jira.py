@@ -761,3 +761,22 @@ async def test_is_last_false_without_a_token_is_not_the_end(
             await collect(connector)
     finally:
         await connector.aclose()
+
+
+@pytest.mark.parametrize("scope", [{"projects": ["ABC", "NOPE"]}, {"jql": "project = NOPE"}])
+async def test_a_project_that_does_not_exist_is_fatal_and_named(
+    harness: JiraHarness, scope: dict[str, Any]
+) -> None:
+    """Jira answers 400 to JQL naming an unknown project (or one the account cannot browse):
+    not "ok, 0 issues" but a FatalError quoting Jira, which names the key."""
+    harness.seed(2, start=T0, step=timedelta(minutes=1))
+    connector = harness.connector(**scope)
+    try:
+        with pytest.raises(FatalError, match="'NOPE' does not exist for the field 'project'"):
+            await connector.check()
+        with pytest.raises(FatalError, match="'NOPE' does not exist"):
+            await collect(connector)
+        with pytest.raises(FatalError, match="'NOPE' does not exist"):
+            [i async for batch in connector.all_ids() for i in batch]
+    finally:
+        await connector.aclose()
