@@ -557,14 +557,14 @@ class _RepoRun:
         items: list[WorkItem] = []
         rejected: list[Rejected] = []
         for raw in answer.raws:
+            if not self.config.include_pull_requests and is_pull_request(raw):
+                continue  # still counts for the checkpoint (newest), like every listed item
             item = map_or_reject(raw, repo=self.repo, prefix=self.prefix, config=self.config)
             if isinstance(item, Rejected):
                 if item.external_id not in self._rejected:  # named once a run, not per re-read
                     self._rejected.add(item.external_id)
                     rejected.append(item)
                 continue
-            if not self.config.include_pull_requests and is_pull_request(raw):
-                continue  # still counts for the checkpoint (newest), like every listed item
             if self._yielded.get(item.external_id) == item.updated_at:
                 continue  # read again at a boundary second or in a re-read of a group
             self._yielded[item.external_id] = item.updated_at

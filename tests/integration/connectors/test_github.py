@@ -787,3 +787,17 @@ async def test_all_ids_of_a_missing_repository_is_fatal_and_named(harness: GitHu
             [i async for batch in connector.all_ids() for i in batch]
     finally:
         await connector.aclose()
+
+
+async def test_a_malformed_pull_request_left_out_is_not_rejected(harness: GitHubHarness) -> None:
+    """Pull requests are not kept without include_pull_requests: one that is malformed is no item
+    of ours, so it is not reported as one we failed to store."""
+    made = _seed_prs(harness.sandbox)
+    harness.sandbox.corrupt(made["open pr"], labels=5)
+    connector = harness.connector()
+    try:
+        pages = await collect(connector)
+    finally:
+        await connector.aclose()
+    assert [i.title for i in items_of(pages)] == ["plain"]
+    assert not [r for page in pages for r in page.rejected]
