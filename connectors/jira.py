@@ -10,8 +10,8 @@ floored to the minute. Checkpoints are the newest `updated` seen, never past `se
 read at the start of the run.
 
 Paging (docs/trackers/jira.md#paging): keyset by minute. When a page reaches a later minute than
-the search started at, the search starts again at that minute (no token): a token is an offset,
-and an issue edited mid-run jumps to the end of the results, shifting later ones back a slot.
+the search started at, the search starts again at that minute (no token): the token may be an
+offset, and an issue edited mid-run jumps to the end of the results, shifting later ones back.
 
 Minute groups. Within one minute the keyset cannot move, so when a page holds nothing of a later
 minute the token is followed, and a member already read that is edited or deleted meanwhile
