@@ -5,7 +5,33 @@ Each configured repository `owner/name` is its own scope. A run lists
 oldest change first) and checkpoints the newest `updated_at` seen so far in that repository. It
 pages by keyset, not by page number: each request starts again at the newest second read, so an
 issue edited mid-run (which jumps to the end of the list) cannot shift another one onto a page
-already read (docs/trackers/github.md#paging). Requests go through PyGithub's Requester (auth,
+already read (docs/trackers/github.md#paging).
+
+Tie groups. `since` has whole seconds, so when more issues than a page share one `updated_at`
+second (a bulk edit) the keyset cannot move inside that second: the group is walked by page
+number, and a member already read that is edited or deleted meanwhile shifts the later ones back
+a slot, so one can be skipped. The rule: while a group is being walked the checkpoint stays at the
+group's second; when the walk has reached a later second (or the end of the list) the group is
+read again, with GitHub's largest page (100). That re-read is trusted when it is one answer (one
+answer is one consistent snapshot), or when it lists exactly the members the walk before it did:
+a skip needs a member that was read and then left the group (edited to a later second, or
+deleted), and such a member is missing from the next walk, so two walks that list the same members
+prove the first one skipped none. Otherwise the group is read again. Members can only leave a past
+second, so this ends; a group of the current second can also gain members, which the next run
+reads again because the worker never moves the cursor past the run's start. Only then does the
+keyset move on, from the newest second of the trusted walk.
+
+Broken promises. GitHub fills every page but the last, so an answer with fewer items than asked
+whose `Link` still says `next` (empty or short) is a RetriableError, sent again; it never ends a
+walk or a listing early (docs/trackers/github.md#paging).
+
+Malformed items. Each listed issue is mapped on its own: one that cannot be (`shape_problem`: no
+numeric id, no readable `updated_at`, a wrong-typed field) goes into `Page.rejected`, named by its
+id, else `owner/repo#N`, else its URL; the rest of the page and every later page still land
+(docs/trackers/github.md#response-bodies). The sweep's listing is the exception: an unreadable id
+there fails it, as a listing with a gap would mark an existing issue deleted.
+
+Requests go through PyGithub's Requester (auth,
 base_url, throttling, its exceptions) and the list JSON is read as is, so a page can be retried
 exactly and no per-item `Issue` object exists whose `pull_request` or `raw_data` could cost one
 extra GET per item (docs/trackers/github.md#extra-request-per-item). Pull requests come in the
@@ -38,7 +64,8 @@ import asyncio
 import re
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
-from datetime import UTC, datetime, timedelta
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from functools import partial
 from typing import Any, ClassVar, TypeVar
 from urllib.parse import urlsplit
@@ -55,6 +82,7 @@ from connectors.base import (
     ConnectorError,
     FatalError,
     Page,
+    Rejected,
     RetriableError,
     Status,
     WorkItem,
@@ -74,6 +102,10 @@ _POINTS_LABEL = re.compile(
 )
 #: GitHub's advice for a secondary limit without Retry-After: wait at least a minute.
 SECONDARY_LIMIT_WAIT = 60.0
+#: GitHub's largest page: re-reads of a tie group use it (one answer is a consistent snapshot).
+GROUP_PAGE = 100
+#: Re-reads of one tie group before the run gives up (each follows a change seen in the group).
+MAX_GROUP_WALKS = 20
 
 
 # ---------------------------------------------------------------------------------------------
@@ -246,6 +278,88 @@ def map_issue(raw: Mapping[str, Any], *, repo: str, prefix: str, config: GitHubC
     )
 
 
+#: The keys the mapping reads whose type would make it fail or mean something else, and the JSON
+#: types GitHub sends for them (None: null). A key that is absent is fine, except `id` (checked on
+#: its own), `number`, `state` and `updated_at`.
+_SHAPE: dict[str, tuple[type, ...]] = {
+    "number": (int,),
+    "state": (str,),
+    "updated_at": (str,),
+    "title": (str, type(None)),
+    "body": (str, type(None)),
+    "labels": (list, type(None)),
+    "assignees": (list, type(None)),
+    "assignee": (dict, type(None)),
+    "pull_request": (dict,),
+}
+_REQUIRED = ("number", "state", "updated_at")
+
+
+def _shown(value: object) -> str:
+    """A value, short, for a rejection reason (the tracker's data; never a secret of ours)."""
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def shape_problem(raw: Mapping[str, Any]) -> str | None:
+    """Why an issue object cannot be mapped faithfully, or None: the first missing or
+    wrong-typed key the mapping reads, or an `updated_at` that is not a time."""
+    if not _is_int(raw.get("id")):
+        return f"id is not a number ({_shown(raw.get('id'))})"
+    for key, types in _SHAPE.items():
+        if key not in raw:
+            if key in _REQUIRED:
+                return f"{key} is missing"
+            continue
+        value = raw[key]
+        if not isinstance(value, types) or (key == "number" and isinstance(value, bool)):
+            return f"{key} is {type(value).__name__}, not {' or '.join(_json_type(types))}"
+    if parse_time(raw["updated_at"]) is None:
+        return f"updated_at is not a time ({_shown(raw['updated_at'])})"
+    return None
+
+
+def _json_type(types: tuple[type, ...]) -> list[str]:
+    names = {int: "a number", str: "a string", list: "a list", dict: "an object"}
+    return [names.get(t, "null") for t in types]
+
+
+def rejection(raw: Mapping[str, Any], reason: str, *, repo: str, prefix: str) -> Rejected:
+    """An issue that cannot be mapped, named by its id when readable, else its key
+    (`owner/repo#N`), else its html_url."""
+    number = raw.get("number")
+    key = f"{repo}#{number}" if _is_int(number) else None
+    html_url = raw.get("html_url")
+    if _is_int(raw.get("id")):
+        named = f"{prefix}{raw['id']}"
+    elif key is not None:
+        named = key
+    elif isinstance(html_url, str) and html_url:
+        named = html_url[:300]
+    else:
+        named = f"{repo}: an issue without id, number or html_url"
+    return Rejected(named, reason[:200], key)
+
+
+def map_or_reject(
+    raw: Mapping[str, Any], *, repo: str, prefix: str, config: GitHubConfig
+) -> WorkItem | Rejected:
+    """`map_issue`, or a `Rejected` naming the issue and why when it cannot be mapped: one
+    malformed issue is set aside on its own, the rest of its page still lands."""
+    problem = shape_problem(raw)
+    if problem is not None:
+        return rejection(raw, problem, repo=repo, prefix=prefix)
+    try:
+        return map_issue(raw, repo=repo, prefix=prefix, config=config)
+    except (TypeError, ValueError, AttributeError, KeyError, OverflowError) as exc:
+        # A shape _SHAPE does not describe (a label that is neither an object nor a string, …).
+        return rejection(raw, f"{type(exc).__name__}: {exc}", repo=repo, prefix=prefix)
+
+
 # ---------------------------------------------------------------------------------------------
 # Errors: every SDK/HTTP failure becomes RetriableError or FatalError
 # ---------------------------------------------------------------------------------------------
@@ -365,11 +479,103 @@ def issue_list(data: Any) -> list[dict[str, Any]]:
 
 
 def _get_list(
-    requester: Requester, url: str, params: dict[str, Any]
+    requester: Requester, url: str, params: dict[str, Any], page_size: int
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """One GET of a list endpoint: (response headers, the array). Blocking: run in a thread."""
+    """One GET of a list endpoint: (response headers, the array). Blocking: run in a thread.
+
+    An answer with fewer than `page_size` items whose `Link` still says `next` broke its promise
+    (GitHub fills every page but the last): a listing that went on, or stopped, after it could
+    leave a gap, so it is a RetriableError and the same request is sent again."""
     headers, data = requester.requestJsonAndCheck("GET", url, parameters=params)
-    return headers, issue_list(data)
+    raws = issue_list(data)
+    if len(raws) < page_size and next_link(headers) is not None:
+        raise RetriableError(
+            f"GitHub promised a next page after a page of {len(raws)} of {page_size} issues "
+            "(a page came back empty or short); will retry"
+        )
+    return headers, raws
+
+
+# ---------------------------------------------------------------------------------------------
+# Paging state (module docstring: keyset on `since`, tie groups)
+# ---------------------------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class _Answer:
+    """One answer of the issues list: its items, each one's `updated_at` when readable, and
+    whether its `Link` header promises a next page."""
+
+    raws: list[dict[str, Any]]
+    times: list[datetime | None]
+    more: bool
+
+    @property
+    def newest(self) -> datetime | None:
+        known = [t for t in self.times if t is not None]
+        return max(known) if known else None
+
+    def beyond(self, second: datetime | None) -> bool:
+        """Whether it holds an item of a later second than `second` (any dated one for None)."""
+        return any(t is not None and (second is None or t > second) for t in self.times)
+
+
+def _identity(raw: Mapping[str, Any], position: int) -> str:
+    """What tells one listed item from another, even a malformed one."""
+    for key in ("id", "number"):
+        value = raw.get(key)
+        if isinstance(value, int) and not isinstance(value, bool):
+            return f"{key}:{value}"
+    return f"position:{position}"
+
+
+def group_members(walk: list[_Answer], second: datetime | None) -> set[str]:
+    """Every item a walk listed before its first item of a later second than `second`."""
+    members: set[str] = set()
+    position = 0
+    for answer in walk:
+        for raw, at in zip(answer.raws, answer.times, strict=True):
+            if at is not None and (second is None or at > second):
+                return members
+            members.add(_identity(raw, position))
+            position += 1
+    return members
+
+
+class _RepoRun:
+    """What one repository's walk has yielded, and the checkpoint it has handed out."""
+
+    def __init__(self, repo: str, prefix: str, config: GitHubConfig) -> None:
+        self.repo = repo
+        self.prefix = prefix
+        self.config = config
+        self.mark: datetime | None = None
+        self._yielded: dict[str, datetime] = {}  # external_id -> updated_at of what was yielded
+        self._rejected: set[str] = set()  # external_ids of the issues rejected so far
+
+    def page(self, answer: _Answer, *, advance: bool) -> Page:
+        """The page of an answer: items not yielded yet (in this version). The checkpoint moves
+        to the answer's newest second only with `advance` (never while a tie group is open)."""
+        items: list[WorkItem] = []
+        rejected: list[Rejected] = []
+        for raw in answer.raws:
+            if not self.config.include_pull_requests and is_pull_request(raw):
+                continue  # still counts for the checkpoint (newest), like every listed item
+            item = map_or_reject(raw, repo=self.repo, prefix=self.prefix, config=self.config)
+            if isinstance(item, Rejected):
+                if item.external_id not in self._rejected:  # named once a run, not per re-read
+                    self._rejected.add(item.external_id)
+                    rejected.append(item)
+                continue
+            if self._yielded.get(item.external_id) == item.updated_at:
+                continue  # read again at a boundary second or in a re-read of a group
+            self._yielded[item.external_id] = item.updated_at
+            items.append(item)
+        if advance and answer.newest is not None:
+            self.mark = answer.newest if self.mark is None else max(self.mark, answer.newest)
+        return Page(items, {} if self.mark is None else {self.repo: self.mark}, rejected)
+
+    def forget_before(self, second: datetime) -> None:
+        """Keyset moved on to `second`: an older version can never be listed again."""
+        self._yielded = {k: at for k, at in self._yielded.items() if at >= second}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -433,49 +639,77 @@ class GitHubConnector:
 
     async def _repo_changes(self, repo: str, since: datetime | None) -> AsyncIterator[Page]:
         """Keyset pagination on `since`: each request starts again at the newest `updated_at`
-        read so far (page 1) instead of following page numbers. An issue edited mid-run jumps to
-        the end of the list; with page numbers every later issue would shift back one slot and
-        one could fall onto a page already read, lost for good (its old time lies behind the
-        cursor). Issues sharing the boundary second come again and are dropped here; a page that
-        lies wholly within one second moves on by page number."""
-        boundary = utc(since) if since is not None else None
-        page_no = 1
-        at_boundary: set[Any] = set()  # ids already yielded whose updated_at is `boundary`
-        newest = datetime.min.replace(tzinfo=UTC)
+        second read so far (page 1) instead of following page numbers. An issue edited mid-run
+        jumps to the end of the list; with page numbers every later issue would shift back one
+        slot and one could fall onto a page already read, lost for good (its old time lies behind
+        the cursor). Issues of the boundary second come again and are dropped here. A first page
+        that lies wholly within one second opens a tie group (module docstring)."""
+        run = _RepoRun(repo, self._prefix, self.config)
+        second = utc(since).replace(microsecond=0) if since is not None else None
         while True:
-            query: dict[str, Any] = {
-                "state": "all", "sort": "updated", "direction": "asc",
-                "per_page": self.config.per_page, "page": page_no,
-            }  # fmt: skip
-            if boundary is not None:
-                # GitHub's format, in UTC (PyGithub's get_issues would not convert the zone).
-                query["since"] = boundary.strftime("%Y-%m-%dT%H:%M:%SZ")
-            request = partial(_get_list, self._gh.requester, f"/repos/{repo}/issues", query)
-            headers, raws = await self._call(f"list issues of {repo}", repo, request)
-            if not raws:
+            first = await self._answer(repo, second, 1, self.config.per_page)
+            if not first.raws:
                 return
-            mapped = [
-                (raw, map_issue(raw, repo=repo, prefix=self._prefix, config=self.config))
-                for raw in raws
-            ]
-            newest = max(newest, *(item.updated_at for _, item in mapped))
-            items = [
-                item
-                for raw, item in mapped
-                if not (item.updated_at == boundary and raw.get("id") in at_boundary)
-                and (self.config.include_pull_requests or not is_pull_request(raw))
-            ]
-            # Oldest first: everything up to `newest` has been seen. Skipped PRs count too.
-            yield Page(items, {repo: newest})
-            if next_link(headers) is None:
+            yield run.page(first, advance=True)
+            if not first.more:
                 return
-            last = mapped[-1][1].updated_at
-            ids_at_last = {raw.get("id") for raw, item in mapped if item.updated_at == last}
-            if boundary is None or last > boundary:
-                boundary, at_boundary, page_no = last, ids_at_last, 1
-            else:  # the whole page shares the boundary second
-                at_boundary |= ids_at_last
-                page_no += 1
+            if first.beyond(second):
+                second = first.newest
+            else:
+                # More than a page within `second`: walk the group by page number, then re-read
+                # it until a walk can be trusted. The checkpoint stays where it is meanwhile.
+                walk = [first]
+                async for page in self._walk(repo, second, self.config.per_page, walk, run):
+                    yield page
+                for _ in range(MAX_GROUP_WALKS):
+                    again: list[_Answer] = []
+                    async for page in self._walk(repo, second, GROUP_PAGE, again, run):
+                        yield page
+                    if len(again) == 1:  # one answer: a snapshot of the whole group
+                        walk = again
+                        break
+                    if group_members(again, second) == group_members(walk, second):
+                        break  # `walk` skipped nobody
+                    walk = again
+                else:
+                    raise RetriableError(
+                        f"GitHub issues of {repo} updated at {second} kept changing while they "
+                        "were read; will retry"
+                    )
+                # The group is read whole: the checkpoint may pass it now.
+                last = walk[-1]
+                yield run.page(last, advance=True)
+                if not last.more:
+                    return
+                second = last.newest
+            assert second is not None
+            run.forget_before(second)
+
+    async def _walk(
+        self, repo: str, second: datetime | None, size: int, walk: list[_Answer], run: _RepoRun
+    ) -> AsyncIterator[Page]:
+        """Page-number walk of `since=second` (from page len(walk) + 1), appending each answer to
+        `walk`, until one holds a later second or the list ends. The checkpoint does not move."""
+        while not walk or (walk[-1].more and not walk[-1].beyond(second)):
+            answer = await self._answer(repo, second, len(walk) + 1, size)
+            walk.append(answer)
+            if answer.raws:
+                yield run.page(answer, advance=False)
+
+    async def _answer(self, repo: str, second: datetime | None, page_no: int, size: int) -> _Answer:
+        """One page of `GET /repos/{repo}/issues` sorted by update, from `second` on."""
+        query: dict[str, Any] = {
+            "state": "all", "sort": "updated", "direction": "asc",
+            "per_page": size, "page": page_no,
+        }  # fmt: skip
+        if second is not None:
+            # GitHub's format, in UTC (PyGithub's get_issues would not convert the zone).
+            query["since"] = second.strftime("%Y-%m-%dT%H:%M:%SZ")
+        url = f"/repos/{repo}/issues"
+        request = partial(_get_list, self._gh.requester, url, query, size)
+        headers, raws = await self._call(f"list issues of {repo}", repo, request)
+        times = [parse_time(raw.get("updated_at")) for raw in raws]
+        return _Answer(raws, times, next_link(headers) is not None)
 
     async def all_ids(self) -> AsyncIterator[list[str]]:
         """Every issue id (and PR id when included) of every repository, a page at a time."""
@@ -484,17 +718,30 @@ class GitHubConnector:
         for repo in self.config.repos:
             async for raws in self._list_pages(f"list ids of {repo}", repo, query):
                 ids = [
-                    external_id(raw, self._prefix)
+                    self._listed_id(raw, repo)
                     for raw in raws
                     if self.config.include_pull_requests or not is_pull_request(raw)
                 ]
                 if ids:
                     yield ids
 
+    def _listed_id(self, raw: Mapping[str, Any], repo: str) -> str:
+        """The external_id of a listed issue. The sweep marks every row it does not list, so an
+        issue whose id cannot be read fails the listing (named) rather than leave a gap."""
+        if not _is_int(raw.get("id")):
+            named = rejection(raw, "", repo=repo, prefix=self._prefix).external_id
+            raise RetriableError(
+                f"GitHub listed {named} without a numeric id ({_shown(raw.get('id'))}); the "
+                "deletion sweep needs every id, will retry"
+            )
+        return f"{self._prefix}{raw['id']}"
+
     async def _list_pages(
         self, what: str, repo: str, query: Mapping[str, Any]
     ) -> AsyncIterator[list[dict[str, Any]]]:
-        """`GET /repos/{repo}/issues`, one non-empty HTTP page at a time, following `Link: next`.
+        """`GET /repos/{repo}/issues`, one non-empty HTTP page at a time, following `Link: next`
+        to the end; a page that comes back empty or short while `Link` promises more is sent again
+        (`_get_list`), never taken for the end: the sweep marks every issue it is not given.
 
         PyGithub's Requester sends each request (auth, base_url, throttling, its exceptions), but
         the cursor is ours: PaginatedList forgets its next URL before it parses a page, so a page
@@ -504,7 +751,7 @@ class GitHubConnector:
         url: str | None = f"/repos/{repo}/issues"
         params: dict[str, Any] = {**query, "per_page": self.config.per_page}
         while url is not None:
-            request = partial(_get_list, self._gh.requester, url, params)
+            request = partial(_get_list, self._gh.requester, url, params, self.config.per_page)
             headers, raws = await self._call(what, repo, request)
             if not raws:
                 return

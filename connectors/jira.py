@@ -8,6 +8,34 @@ Cursor: JQL compares `updated` with a literal read in the searching user's profi
 minute granularity, so the caller's cursor is rendered in that zone (from `myself().timeZone`) and
 floored to the minute. Checkpoints are the newest `updated` seen, never past `serverInfo.serverTime`
 read at the start of the run.
+
+Paging (docs/trackers/jira.md#paging): keyset by minute. When a page reaches a later minute than
+the search started at, the search starts again at that minute (no token): the token may be an
+offset, and an issue edited mid-run jumps to the end of the results, shifting later ones back.
+
+Minute groups. Within one minute the keyset cannot move, so when a page holds nothing of a later
+minute the token is followed, and a member already read that is edited or deleted meanwhile
+shifts the later ones back: one can be skipped. The rule: while such a group is walked the
+checkpoint stays where it was (inside the minute); when the walk has reached a later minute (or
+the end) the minute is searched again with the largest page (100). That re-read is trusted when it
+is one answer (one answer is one consistent snapshot), or when it lists exactly the issues (up to
+the first of a later minute) the walk before it did: a skip needs an issue that was read and then
+left the group (edited to a later minute, deleted, moved out of scope), and such an issue is
+missing from the next walk, so two walks that list the same issues prove the first one skipped
+none. Otherwise the minute is read again. Issues only leave a past minute, so this ends; the
+current minute can also gain issues, which the next run reads again as checkpoints never pass the
+server's clock at the run's start. Only then does the checkpoint pass the minute and the keyset
+move on, from the newest minute of the trusted walk.
+
+Broken promises. Jira may answer fewer issues than asked, so a short page is fine; but an empty
+page whose `nextPageToken` promises more, or `isLast: false` without a token, is a RetriableError
+(the same request is sent again), never the end of a walk or of the sweep's listing.
+
+Malformed issues. Each search result is mapped on its own: one that cannot be (`shape_problem`: no
+readable id or `updated`, a wrong-typed field) goes into `Page.rejected`, named by
+`<site>/<id>` (else its key); the rest of the page and every later page still land
+(docs/trackers/jira.md#response-bodies). The sweep's listing is the exception: an unreadable id
+there fails it, as a listing with a gap would mark an existing issue deleted.
 """
 
 from __future__ import annotations
@@ -40,6 +68,7 @@ from connectors.base import (
     ConnectorError,
     FatalError,
     Page,
+    Rejected,
     RetriableError,
     Status,
     WorkItem,
@@ -58,6 +87,9 @@ SCOPE = ""  # one cursor per integration: the JQL scope is searched as a whole
 ORDER = "updated ASC, key ASC"
 IDS_PAGE_SIZE = 1000  # search/jql returns up to 5000 per page when only ids are asked for
 LONG_JQL = 1500  # longer queries go in a POST body rather than the URL
+GROUP_PAGE = 100  # the largest page with fields: re-reads of a minute group use it
+MAX_GROUP_WALKS = 20  # re-reads of one minute group before the run gives up
+MINUTE = timedelta(minutes=1)
 
 #: Fields every search asks for (plus the resolved custom fields).
 BASE_FIELDS = (
@@ -507,6 +539,77 @@ def map_issue(
     )
 
 
+#: Fields the mapping reads whose type would make it fail or mean something else, and the JSON
+#: types Jira sends for them (absent is fine, except `updated`).
+_FIELD_SHAPE: dict[str, tuple[type, ...]] = {
+    "updated": (str,),
+    "summary": (str, type(None)),
+    "status": (dict, type(None)),
+    "resolution": (dict, type(None)),
+}
+_ISSUE_ID = re.compile(r"[0-9]+")
+
+
+_TYPE_NAMES: dict[type, str] = {
+    type(None): "null",
+    bool: "a boolean",
+    int: "a number",
+    float: "a number",
+    str: "a string",
+    list: "a list",
+    dict: "an object",
+}
+
+
+def _json_name(value: object) -> str:
+    """The JSON type of a parsed value, for a rejection reason."""
+    return _TYPE_NAMES.get(type(value), type(value).__name__)
+
+
+def _shown(value: object) -> str:
+    """A value, short, for a rejection reason (Jira's data; never a secret of ours)."""
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def issue_id_of(raw: object) -> str | None:
+    """An issue's id (digits, as Jira writes it), or None when the result has no readable one."""
+    value = raw.get("id") if isinstance(raw, Mapping) else None
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return str(value)
+    if isinstance(value, str) and _ISSUE_ID.fullmatch(value):
+        return value
+    return None
+
+
+def shape_problem(raw: object) -> str | None:
+    """Why a search result cannot be mapped faithfully, or None: no readable id, `fields` or
+    `updated`, or a field the mapping reads with a type Jira never sends for it."""
+    if not isinstance(raw, Mapping):
+        return f"the issue is {_json_name(raw)}, not an object"
+    if issue_id_of(raw) is None:
+        return f"id is not an issue id ({_shown(raw.get('id'))})"
+    if not isinstance(raw.get("key"), str | None):
+        return f"key is {_json_name(raw.get('key'))}, not a string"
+    f = raw.get("fields")
+    if not isinstance(f, Mapping):
+        return f"fields is {_json_name(f)}, not an object"
+    if "updated" not in f:
+        return "updated is missing"
+    for name, types in _FIELD_SHAPE.items():
+        if name in f and not isinstance(f[name], types):
+            wanted = " or ".join(_TYPE_NAMES[t] for t in types)
+            return f"{name} is {_json_name(f[name])}, not {wanted}"
+    status = f.get("status") or {}
+    if not isinstance(status.get("name"), str | None):
+        return f"status.name is {_json_name(status.get('name'))}, not a string"
+    if not isinstance(status.get("statusCategory"), dict | None):
+        return f"status.statusCategory is {_json_name(status.get('statusCategory'))}"
+    if parse_time(f["updated"]) is None:
+        return f"updated is not a time ({_shown(f['updated'])})"
+    return None
+
+
 # ---------------------------------------------------------------------------------------------
 # Errors
 # ---------------------------------------------------------------------------------------------
@@ -577,6 +680,63 @@ def _from_jira_error(exc: JIRAError, what: str) -> ConnectorError:
 
 
 # ---------------------------------------------------------------------------------------------
+# Paging state (module docstring: keyset by minute, minute groups)
+# ---------------------------------------------------------------------------------------------
+def minute_of(at: datetime) -> datetime:
+    """The UTC minute `at` falls in (every zone in use today is offset by whole minutes, so it is
+    also the minute of the user's zone that JQL literals name)."""
+    return utc(at).replace(second=0, microsecond=0)
+
+
+def updated_of(raw: object) -> datetime | None:
+    """An issue's `fields.updated`, when it is there and readable."""
+    fields = raw.get("fields") if isinstance(raw, Mapping) else None
+    return parse_time(fields.get("updated")) if isinstance(fields, Mapping) else None
+
+
+@dataclass(frozen=True, slots=True)
+class _Answer:
+    """One search answer: its issues, each one's `updated` when readable, and the token of the
+    next page (None when the answer is the last)."""
+
+    raws: list[Any]
+    times: list[datetime | None]
+    token: str | None
+
+    @property
+    def newest(self) -> datetime | None:
+        known = [t for t in self.times if t is not None]
+        return max(known) if known else None
+
+    def beyond(self, minute: datetime | None) -> bool:
+        """Whether it holds an issue of a later minute than `minute` (any dated one for None)."""
+        return any(t is not None and (minute is None or t >= minute + MINUTE) for t in self.times)
+
+
+def _identity(raw: object, position: int) -> str:
+    """What tells one listed issue from another, even a malformed one."""
+    if isinstance(raw, Mapping):
+        for key in ("id", "key"):
+            value = raw.get(key)
+            if isinstance(value, str | int) and not isinstance(value, bool) and value != "":
+                return f"{key}:{value}"
+    return f"position:{position}"
+
+
+def group_members(walk: list[_Answer], minute: datetime | None) -> set[str]:
+    """Every issue a walk listed before its first issue of a later minute than `minute`."""
+    members: set[str] = set()
+    position = 0
+    for answer in walk:
+        for raw, at in zip(answer.raws, answer.times, strict=True):
+            if at is not None and (minute is None or at >= minute + MINUTE):
+                return members
+            members.add(_identity(raw, position))
+            position += 1
+    return members
+
+
+# ---------------------------------------------------------------------------------------------
 # The connector
 # ---------------------------------------------------------------------------------------------
 class _Jira(JIRA):
@@ -598,6 +758,40 @@ class _Run:
     server_time: datetime | None  # serverInfo.serverTime: checkpoints never pass it
     tz: ZoneInfo | None  # the user's profile zone, in which Jira reads JQL date literals
     fields: FieldIds
+
+
+class _Progress:
+    """What one run of `changes` has yielded, and the checkpoint it has handed out."""
+
+    def __init__(self, connector: JiraConnector, run: _Run) -> None:
+        self._connector = connector
+        self._run = run
+        self._yielded: dict[str, datetime] = {}  # external_id -> the version already yielded
+        self._rejected: set[str] = set()  # external_ids of the results rejected so far
+        self.mark: datetime | None = None
+
+    def page(self, answer: _Answer, *, advance: bool) -> Page:
+        """The page of an answer: issues not yielded yet (in this version), and the ones that
+        cannot be mapped, each named once a run. The checkpoint moves to the answer's newest
+        `updated` (never past the server's clock) only with `advance`; it may pass a rejected
+        issue."""
+        fresh: list[WorkItem] = []
+        rejected: list[Rejected] = []
+        for raw in answer.raws:
+            item = self._connector._map(raw, self._run.fields)
+            if isinstance(item, Rejected):
+                if item.external_id not in self._rejected:
+                    self._rejected.add(item.external_id)
+                    rejected.append(item)
+            elif self._yielded.get(item.external_id) != item.updated_at:
+                self._yielded[item.external_id] = item.updated_at
+                fresh.append(item)
+        newest = answer.newest
+        if advance and newest is not None:
+            if self._run.server_time is not None:
+                newest = min(newest, self._run.server_time)
+            self.mark = newest if self.mark is None else max(self.mark, newest)
+        return Page(fresh, {} if self.mark is None else {SCOPE: self.mark}, rejected)
 
 
 class JiraConnector:
@@ -633,37 +827,86 @@ class JiraConnector:
         an offset: an issue edited mid-run jumps to the end of the results and every later one
         shifts back a slot, so one could fall onto a page already read and be lost for good (its
         old time lies behind the cursor). Issues of the boundary minute come again and are dropped
-        here; within one minute the token is followed."""
+        here; within one minute the token is followed, and the minute is then read again until a
+        walk of it is proven complete (module docstring)."""
         run = await self._run_start()
         cursor = since.get(SCOPE)
+        minute = minute_of(cursor) if cursor is not None else None
         literal = jql_time_literal(cursor, run.tz) if cursor is not None else None
         fields = run.fields.search_fields()
-        high: datetime | None = None
-        yielded: dict[str, datetime] = {}  # external_id -> the version already yielded
-        token: str | None = None
-        tokens_seen: set[str] = set()
+        progress = _Progress(self, run)
         while True:
             jql = search_jql(self._scope, literal)
-            body = await self._search(run.client, jql, token, self.config.page_size, fields)
-            items = [self._map(raw, run.fields) for raw in body["issues"]]
-            fresh = [i for i in items if yielded.get(i.external_id) != i.updated_at]
-            yielded.update((i.external_id, i.updated_at) for i in fresh)
-            if items:
-                newest = max(i.updated_at for i in items)
-                high = newest if high is None else max(high, newest)
-                mark = high if run.server_time is None else min(high, run.server_time)
-                yield Page(fresh, {SCOPE: mark})
-            token = body.get("nextPageToken")
-            if not token or body.get("isLast") is True:
+            first = await self._answer(run, jql, None, self.config.page_size, fields)
+            if first.raws:
+                yield progress.page(first, advance=True)
+            if first.token is None:
                 return
-            moved_on = jql_time_literal(newest, run.tz) if items else literal
-            if moved_on != literal:
-                literal, token = moved_on, None
-                tokens_seen.clear()
-            elif token in tokens_seen:
-                raise ConnectorError("Jira repeated a nextPageToken: stopping to avoid a loop")
-            else:
-                tokens_seen.add(token)
+            if not first.beyond(minute):
+                # Nothing past `minute` on a page that promises more: walk the minute by token,
+                # then read it again until a walk can be trusted; the checkpoint waits.
+                walk = [first]
+                async for page in self._walk(
+                    run, jql, self.config.page_size, walk, minute, progress
+                ):
+                    yield page
+                for _ in range(MAX_GROUP_WALKS):
+                    again: list[_Answer] = []
+                    async for page in self._walk(run, jql, GROUP_PAGE, again, minute, progress):
+                        yield page
+                    if len(again) == 1:  # one answer: a snapshot of the whole minute
+                        walk = again
+                        break
+                    if group_members(again, minute) == group_members(walk, minute):
+                        break  # `walk` skipped nobody
+                    walk = again
+                else:
+                    raise RetriableError(
+                        f"Jira issues updated in the minute from {minute} kept changing while "
+                        "they were read; will retry"
+                    )
+                first = walk[-1]
+                yield progress.page(first, advance=True)  # the minute is read whole
+                if first.token is None:
+                    return
+            newest = first.newest
+            assert newest is not None  # it holds an issue of a later minute
+            minute, literal = minute_of(newest), jql_time_literal(newest, run.tz)
+
+    async def _walk(
+        self,
+        run: _Run,
+        jql: str,
+        size: int,
+        walk: list[_Answer],
+        minute: datetime | None,
+        progress: _Progress,
+    ) -> AsyncIterator[Page]:
+        """Follow the tokens of `jql` (from its first page when `walk` is empty), appending each
+        answer to `walk`, until one holds a later minute or the results end. The checkpoint does
+        not move."""
+        fields = run.fields.search_fields()
+        seen: set[str] = set()
+        while not walk or (walk[-1].token is not None and not walk[-1].beyond(minute)):
+            token = walk[-1].token if walk else None
+            if token is not None:
+                if token in seen:
+                    raise ConnectorError("Jira repeated a nextPageToken: stopping to avoid a loop")
+                seen.add(token)
+            answer = await self._answer(run, jql, token, size, fields)
+            walk.append(answer)
+            if answer.raws:
+                yield progress.page(answer, advance=False)
+
+    async def _answer(
+        self, run: _Run, jql: str, token: str | None, size: int, fields: list[str]
+    ) -> _Answer:
+        """One search page, its issues' times read and its promise of more taken."""
+        body = await self._search(run.client, jql, token, size, fields)
+        raws = body["issues"]
+        following = body.get("nextPageToken")
+        more = bool(following) and body.get("isLast") is not True
+        return _Answer(raws, [updated_of(raw) for raw in raws], str(following) if more else None)
 
     async def all_ids(self) -> AsyncIterator[list[str]]:
         """Every issue id in scope (no time filter), a page at a time."""
@@ -759,7 +1002,9 @@ class JiraConnector:
     async def _pages(
         self, client: _Jira, jql: str, fields: list[str], size: int
     ) -> AsyncIterator[list[Mapping[str, Any]]]:
-        """One list of raw issues per search/jql page, following nextPageToken to the end."""
+        """One list of raw issues per search/jql page, following nextPageToken to the end (an
+        empty page that promises more fails in `_search`: the sweep marks every issue it is not
+        given as deleted)."""
         token: str | None = None
         seen: set[str] = set()
         while True:
@@ -775,8 +1020,13 @@ class JiraConnector:
     async def _search(
         self, client: _Jira, jql: str, token: str | None, size: int, fields: list[str]
     ) -> dict[str, Any]:
-        def page() -> Any:
-            return client.enhanced_search_issues(
+        """One search page. Checked where the request is made, so a broken answer is a
+        RetriableError that sends the same request again: no issues list, `isLast: false` with no
+        token to follow, or no issue at all while a token promises more (Jira may answer fewer
+        issues than asked, but an empty page that promises more is never the end)."""
+
+        def page() -> dict[str, Any]:
+            body = client.enhanced_search_issues(
                 jql,
                 nextPageToken=token,
                 maxResults=size,
@@ -784,36 +1034,68 @@ class JiraConnector:
                 json_result=True,  # the raw page: no Resource objects, and it keeps isLast
                 use_post=len(jql) > LONG_JQL,
             )
+            if body is None:  # the SDK's @cloud_api answer for a non-Cloud server
+                raise FatalError(
+                    f"{self.config.url} is not Jira Cloud: enhanced search unavailable"
+                )
+            if not isinstance(body, dict) or not isinstance(body.get("issues"), list):
+                raise RetriableError("Jira's search answer has no issues list")
+            following = body.get("nextPageToken")
+            if body.get("isLast") is False and not following:
+                raise RetriableError(
+                    "Jira's search answer says isLast: false but has no nextPageToken to follow; "
+                    "will retry"
+                )
+            if not body["issues"] and following and body.get("isLast") is not True:
+                raise RetriableError(
+                    "Jira promised more issues (nextPageToken) after an empty page; will retry"
+                )
+            return body
 
-        body = await self._call("searching issues", page)
-        if body is None:  # the SDK's @cloud_api answer for a non-Cloud server
-            raise FatalError(f"{self.config.url} is not Jira Cloud: enhanced search unavailable")
-        if not isinstance(body, dict) or not isinstance(body.get("issues"), list):
-            raise RetriableError("Jira's search answer has no issues list")
-        return body
+        return await self._call("searching issues", page)
 
     async def _call(self, what: str, call: Callable[[], T]) -> T:
         """A blocking SDK call through the shared guard, its exceptions converted."""
         return await call_sdk(self._ctx, what, call, partial(convert_error, what=what))
 
     # -- mapping ------------------------------------------------------------------------------
-    def _map(self, raw: Mapping[str, Any], fields: FieldIds) -> WorkItem:
-        try:
-            return map_issue(
-                raw,
-                site=self._site,
-                base_url=self.config.url,
-                fields=fields,
-                overrides=self.config.status_map,
-            )
-        except (KeyError, TypeError, ValueError, AttributeError) as exc:
-            raise ConnectorError(
-                f"Jira issue {raw.get('key') or raw.get('id')!r} has an unexpected shape "
-                f"({type(exc).__name__}: {exc})"
-            ) from None
+    def _map(self, raw: Any, fields: FieldIds) -> WorkItem | Rejected:
+        """The WorkItem of a search result, or a Rejected naming it and why when it cannot be
+        mapped: one malformed issue is set aside on its own, the rest of its page still lands."""
+        problem = shape_problem(raw)
+        if problem is None:
+            try:
+                return map_issue(
+                    raw,
+                    site=self._site,
+                    base_url=self.config.url,
+                    fields=fields,
+                    overrides=self.config.status_map,
+                )
+            except (KeyError, TypeError, ValueError, AttributeError, OverflowError) as exc:
+                problem = f"{type(exc).__name__}: {exc}"  # a shape shape_problem does not know
+        return self._rejection(raw, problem)
 
-    def _issue_id(self, raw: Mapping[str, Any]) -> str:
-        issue_id = raw.get("id") if isinstance(raw, Mapping) else None
+    def _rejection(self, raw: Any, reason: str) -> Rejected:
+        """Name a result by its id when readable, else its key."""
+        key = raw.get("key") if isinstance(raw, Mapping) else None
+        key = key if isinstance(key, str) and key else None
+        issue_id = issue_id_of(raw)
+        if issue_id is not None:
+            named = f"{self._site}/{issue_id}"
+        else:
+            named = key or f"{self._site}: an issue without id or key"
+        return Rejected(named, reason[:200], key)
+
+    def _issue_id(self, raw: Any) -> str:
+        """The id of a listed issue. The sweep marks every row it is not given, so an issue whose
+        id cannot be read fails the listing (named) rather than leave a gap."""
+        issue_id = issue_id_of(raw)
         if issue_id is None:
-            raise ConnectorError("Jira's search answer has an issue without an id")
-        return str(issue_id)
+            key = raw.get("key") if isinstance(raw, Mapping) else None
+            raise RetriableError(
+                f"Jira listed {key or 'an issue'} without a readable id "
+                f"({_shown(raw.get('id') if isinstance(raw, Mapping) else raw)}); the deletion "
+                "sweep needs every id, will retry"
+            )
+        return issue_id

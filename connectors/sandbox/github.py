@@ -6,7 +6,13 @@ back at this server) and `GET /repos/{o}/{r}/issues/{n}` (so a client that fetch
 shows up in the request log). Bodies follow docs/trackers/github.md#response-bodies: every API `url`
 points at the sandbox, the `pull_request` key exists on pull requests only, and every response
 carries the `x-ratelimit-*` headers. Faults use GitHub's own shapes (primary rate limit: 403 with
-`x-ratelimit-remaining: 0` and an epoch `x-ratelimit-reset`; secondary: `Retry-After`)."""
+`x-ratelimit-remaining: 0` and an epoch `x-ratelimit-reset`; secondary: `Retry-After`). A deleted
+issue (`delete()`) leaves every list, as on GitHub, and its own URL answers 410.
+
+Fault knobs for what GitHub itself should never send but a client must not trust blindly:
+`corrupt()` serves chosen JSON keys of one item instead of the real ones (a garbage `updated_at`,
+a wrong-typed field), without changing where it sorts; `answer_short()` cuts list answers short
+while their `Link` header still promises a next page."""
 
 from __future__ import annotations
 
@@ -67,6 +73,7 @@ class SandboxIssue:
     is_pr: bool = False
     draft: bool = False
     merged_at: datetime | None = None
+    corrupt: dict[str, Any] = field(default_factory=dict)  # fault knob: JSON keys served instead
 
 
 class GitHubSandbox(SandboxServer):
@@ -83,6 +90,8 @@ class GitHubSandbox(SandboxServer):
         self._next_id = 1001  # ids are unique across repositories, as on github.com
         self._used = 0
         self._data_lock = threading.RLock()
+        self._deleted: dict[str, set[int]] = {}  # repo -> numbers of deleted issues (410)
+        self._short: list[list[int]] = []  # [skip, count, keep] of answer_short(), in order
         for name in repos:
             self.add_repo(name)
 
@@ -121,7 +130,8 @@ class GitHubSandbox(SandboxServer):
             issue = SandboxIssue(
                 repo=repo,
                 id=self._next_id,
-                number=len(self.issues[repo]) + 1,
+                # Numbers are never reused, even after a deletion.
+                number=len(self.issues[repo]) + len(self._deleted.get(repo, ())) + 1,
                 title=title,
                 body=body,
                 created_at=created_at or updated_at,
@@ -138,6 +148,41 @@ class GitHubSandbox(SandboxServer):
             self._next_id += 1
             self.issues[repo].append(issue)
             return issue
+
+    def delete(self, issue_id: int) -> None:
+        """Delete an issue, as a repository admin can: it leaves every list, and
+        `GET /repos/{o}/{r}/issues/{n}` answers 410 Gone."""
+        with self._data_lock:
+            issue = self.find(issue_id)
+            self.issues[issue.repo].remove(issue)
+            self._deleted.setdefault(issue.repo, set()).add(issue.number)
+
+    def corrupt(self, issue_id: int, **json_fields: Any) -> None:
+        """Fault knob: serve these JSON keys of the item instead of the real ones (a value of
+        `...` drops the key), without changing its place in any list."""
+        with self._data_lock:
+            self.find(issue_id).corrupt.update(json_fields)
+
+    def answer_short(self, keep: int = 0, *, skip: int = 0, count: int = 1) -> None:
+        """Fault knob: after `skip` more list answers, cut the next `count` to their first `keep`
+        items while their `Link` header still promises the next page (an empty or short page
+        mid-listing)."""
+        with self._data_lock:
+            self._short.append([skip, count, keep])
+
+    def _cut(self) -> int | None:
+        """How many items the list answer being built may keep (None: all), per answer_short()."""
+        with self._data_lock:
+            if not self._short:
+                return None
+            fault = self._short[0]
+            if fault[0] > 0:
+                fault[0] -= 1
+                return None
+            fault[1] -= 1
+            if fault[1] <= 0:
+                self._short.pop(0)
+            return fault[2]
 
     def find(self, issue_id: int) -> SandboxIssue:
         """The issue or pull request with this (global) id."""
@@ -224,6 +269,11 @@ class GitHubSandbox(SandboxServer):
                 "patch_url": f"{body['html_url']}.patch",
                 "merged_at": iso(issue.merged_at),
             }
+        for key, value in issue.corrupt.items():
+            if value is ...:
+                body.pop(key, None)
+            else:
+                body[key] = value
         return body
 
     # -- HTTP -----------------------------------------------------------------------------------
@@ -269,6 +319,8 @@ class GitHubSandbox(SandboxServer):
                 for issue in self.issues[full_name]:
                     if issue.number == number:
                         return Response(200, self.issue_json(issue))
+                if number in self._deleted.get(full_name, ()):
+                    return _error(410, "This issue was deleted")
         return _error(404, "Not Found")
 
     def _list_issues(self, full_name: str, request: Request) -> Response:
@@ -295,6 +347,9 @@ class GitHubSandbox(SandboxServer):
         items.sort(key=lambda i: (getattr(i, key), i.number), reverse=direction == "desc")
         last = max(1, math.ceil(len(items) / per_page))
         chunk = items[(page - 1) * per_page : page * per_page]
+        keep = self._cut()
+        if keep is not None:
+            chunk = chunk[:keep]
         headers = {}
         link = self._link(f"/repos/{full_name}/issues", query, page, last)
         if link:

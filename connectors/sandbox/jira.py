@@ -9,7 +9,13 @@ an injected clause, shows: an unparseable query is a 400, an unknown project is 
 `updated >= "yyyy-MM-dd HH:mm"` is read in the user's profile time zone (`myself().timeZone`) at
 minute granularity, as Jira does.
 Times in bodies carry the user's offset, as Jira Cloud sends them. v3 renders rich text as ADF,
-v2 as plain text.
+v2 as plain text. `page_cap` lowers the largest page the search answers, as Jira Cloud may return
+fewer issues than `maxResults` asks.
+
+Fault knobs for what Jira itself should never send but a client must not trust blindly:
+`corrupt_issue()` serves chosen keys of one issue instead of the real ones (a garbage `updated`,
+a wrong-typed field), without changing where it sorts; `answer_short()` cuts search answers short
+while `nextPageToken` and `isLast: false` still promise more.
 """
 
 from __future__ import annotations
@@ -118,6 +124,7 @@ class SandboxIssue:
     issuetype: str = "Story"
     labels: list[str] = field(default_factory=list)
     assignee: str | None = None
+    corrupt: dict[str, Any] = field(default_factory=dict)  # fault knob: keys served instead
 
 
 class JiraSandbox(SandboxServer):
@@ -142,6 +149,8 @@ class JiraSandbox(SandboxServer):
         self.issues: dict[str, SandboxIssue] = {}
         self._next_id = 10000
         self._numbers: dict[str, int] = {}
+        self.page_cap: int | None = None  # at most this many issues per search answer
+        self._short: list[list[int]] = []  # [skip, count, keep] of answer_short(), in order
 
     def __enter__(self) -> JiraSandbox:
         self.start()
@@ -224,6 +233,34 @@ class JiraSandbox(SandboxServer):
             issue.project, issue.key = project, f"{project}-{self._numbers[project]}"
             issue.updated = at
             return issue
+
+    def corrupt_issue(self, ref: str, **values: Any) -> None:
+        """Fault knob: serve these keys of the issue instead of the real ones, without changing
+        where it sorts. `id`, `key` and `fields` replace the issue's top-level keys; any other
+        name replaces that field inside `fields` (when the answer carries it); a value of `...`
+        drops the key."""
+        with self._lock:
+            self.issue(ref).corrupt.update(values)
+
+    def answer_short(self, keep: int = 0, *, skip: int = 0, count: int = 1) -> None:
+        """Fault knob: after `skip` more search answers, cut the next `count` to their first
+        `keep` issues while `nextPageToken` and `isLast: false` still promise more."""
+        with self._lock:
+            self._short.append([skip, count, keep])
+
+    def _cut(self) -> int | None:
+        """How many issues the search answer being built may keep (None: all)."""
+        with self._lock:
+            if not self._short:
+                return None
+            fault = self._short[0]
+            if fault[0] > 0:
+                fault[0] -= 1
+                return None
+            fault[1] -= 1
+            if fault[1] <= 0:
+                self._short.pop(0)
+            return fault[2]
 
     def issue(self, ref: str) -> SandboxIssue:
         with self._lock:
@@ -479,11 +516,12 @@ class JiraSandbox(SandboxServer):
             return Response(400, _errors("maxResults must be a number."))
         wanted = set(fields) or {"id"}
         cap = 5000 if wanted <= IDS_ONLY else 100
-        size = max(1, min(size, cap))
+        size = max(1, min(size, cap, self.page_cap or cap))
         chunk = matches[offset : offset + size]
         end = offset + len(chunk)
+        keep = self._cut()
         body_out: dict[str, Any] = {
-            "issues": [self._render(issue, wanted, version) for issue in chunk],
+            "issues": [self._render(issue, wanted, version) for issue in chunk[:keep]],
             "isLast": end >= len(matches),
         }
         if end < len(matches):
@@ -550,6 +588,15 @@ class JiraSandbox(SandboxServer):
         fields = {n: values[n] for n in names if n in values and f"-{n}" not in wanted}
         if fields or not wanted <= IDS_ONLY:
             rendered["fields"] = fields
+        for name, value in issue.corrupt.items():
+            top = name in ("id", "key", "fields")
+            target = rendered if top else rendered.get("fields")
+            if not isinstance(target, dict) or not (top or name in target):
+                continue  # a field this answer does not carry stays absent
+            if value is ...:
+                target.pop(name, None)
+            else:
+                target[name] = value
         return rendered
 
     def _field_values(self, issue: SandboxIssue, version: str) -> dict[str, Any]:

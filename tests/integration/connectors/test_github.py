@@ -19,6 +19,7 @@ from pydantic import SecretStr, ValidationError
 from connectors.base import (
     ConnectorContext,
     FatalError,
+    Page,
     RetriableError,
     Status,
 )
@@ -577,3 +578,226 @@ async def test_issues_sharing_one_second_across_pages_are_read_once(harness: Git
         await connector.aclose()
     assert sorted(seen) == sorted(ids + later) and len(seen) == len(set(seen))
     assert len(_issue_requests(harness.sandbox)) <= 6
+
+
+# ---------------------------------------------------------------------------------------------
+# No silent gaps: tie groups, malformed items, short listings
+# ---------------------------------------------------------------------------------------------
+def _numeric_id(external_id: str) -> int:
+    return int(external_id.rsplit("/", 1)[1])
+
+
+def _change(harness: GitHubHarness, external_id: str, change: str, at: datetime) -> None:
+    """Edit (the item jumps to the newest end of the list) or delete an item upstream."""
+    if change == "edit":
+        harness.update(external_id, at=at, title="edited mid-walk")
+    else:
+        harness.sandbox.delete(_numeric_id(external_id))
+
+
+def _assert_group_read_whole(
+    pages: list[Page], group: list[str], later: list[str], gone: set[str], second: datetime
+) -> None:
+    """Every item that still exists was yielded, and no checkpoint passed the group's second
+    before every member of the group had been yielded."""
+    yielded: set[str] = set()
+    members = set(group) - gone
+    for n, page in enumerate(pages):
+        yielded |= {i.external_id for i in page.items}
+        mark = page.checkpoint.get(REPO)
+        if mark is not None and mark > second:
+            missing = members - yielded
+            assert not missing, f"page {n} checkpoints {mark} with {len(missing)} unread"
+    missing = (members | set(later)) - yielded
+    assert not missing, f"{len(missing)} item(s) never read: {sorted(missing)[:5]}"
+
+
+@pytest.mark.parametrize("change", ["edit", "delete"])
+async def test_a_tie_group_longer_than_a_page_is_read_whole_when_a_read_member_changes(
+    harness: GitHubHarness, change: str
+) -> None:
+    """More issues than a page share one `updated_at` second; a member already read is edited
+    (it jumps to the newest end) or deleted between two page requests. With page numbers every
+    later member shifts back a slot and one is never read while the checkpoint moves past the
+    second, for good once the second is older than the overlap."""
+    group = [
+        harness.external_id(harness.sandbox.add_issue(REPO, f"bulk {n}", updated_at=T0).id)
+        for n in range(harness.page_size * 3)
+    ]
+    later = harness.seed(3, start=T0 + timedelta(minutes=1), step=timedelta(minutes=1))
+    connector = harness.connector()
+    pages: list[Page] = []
+    try:
+        async for page in connector.changes({}):
+            pages.append(page)
+            if len(pages) == 2:  # between two page requests, within the group
+                _change(harness, group[1], change, T0 + timedelta(days=1))
+    finally:
+        await connector.aclose()
+    gone = {group[1]} if change == "delete" else set()
+    _assert_group_read_whole(pages, group, later, gone, T0)
+    if change == "edit":
+        assert "edited mid-walk" in [i.title for i in items_of(pages)]
+
+
+@pytest.mark.parametrize("change", ["edit", "delete"])
+async def test_a_tie_group_of_several_full_pages_survives_changes_during_each_walk(
+    harness: GitHubHarness, change: str
+) -> None:
+    """A group longer than GitHub's largest page (100) is walked by page number more than once;
+    members already read change during the first walk and again during the re-read that checks
+    it: the group is still read whole, and the checkpoint waits for it."""
+    group = [
+        harness.external_id(harness.sandbox.add_issue(REPO, f"bulk {n}", updated_at=T0).id)
+        for n in range(250)
+    ]
+    later = harness.seed(3, start=T0 + timedelta(minutes=1), step=timedelta(minutes=1))
+    connector = harness.connector(per_page=100)
+    pages: list[Page] = []
+    changed: set[str] = set()
+    try:
+        async for page in connector.changes({}):
+            pages.append(page)
+            if len(pages) in (2, 5, 7):  # read members change between page requests
+                victim = group[len(pages)]
+                _change(harness, victim, change, T0 + timedelta(days=1, seconds=len(pages)))
+                changed.add(victim)
+    finally:
+        await connector.aclose()
+    gone = changed if change == "delete" else set()
+    _assert_group_read_whole(pages, group, later, gone, T0)
+
+
+@pytest.mark.parametrize(
+    ("junk", "named"),
+    [
+        ({"updated_at": "last Tuesday"}, "updated_at"),
+        ({"updated_at": ...}, "updated_at"),
+        ({"labels": 5}, "labels"),
+        ({"id": None}, "id"),
+        ({"id": "I_kw123"}, "id"),
+    ],
+)
+async def test_one_malformed_issue_is_rejected_and_every_other_one_lands(
+    harness: GitHubHarness, junk: dict[str, Any], named: str
+) -> None:
+    ids = harness.seed(10, start=T0, step=timedelta(minutes=1))
+    bad = 5  # the middle of the second page (pages of 4: 0-3, then 3-6 from the newest second)
+    harness.sandbox.corrupt(_numeric_id(ids[bad]), **junk)
+    connector = harness.connector()
+    try:
+        pages = await collect(connector)
+    finally:
+        await connector.aclose()
+    got = [i.external_id for i in items_of(pages)]
+    assert sorted(set(got)) == sorted(set(ids) - {ids[bad]})
+    (rejected,) = [r for page in pages for r in page.rejected]
+    assert rejected.external_key == f"{REPO}#{bad + 1}"
+    if "id" not in junk:
+        assert rejected.external_id == ids[bad]
+    else:
+        assert f"{REPO}#{bad + 1}" in rejected.external_id
+    assert named in rejected.reason and PLANTED_TOKEN not in rejected.reason
+    assert len(rejected.reason) <= 200
+    final = [p.checkpoint[REPO] for p in pages if p.checkpoint]
+    assert final[-1] == T0 + timedelta(minutes=9), "the checkpoint may pass the rejected item"
+
+
+async def test_an_issue_without_id_or_number_is_rejected_by_what_identifies_it(
+    harness: GitHubHarness,
+) -> None:
+    ids = harness.seed(3, start=T0, step=timedelta(minutes=1))
+    harness.sandbox.corrupt(_numeric_id(ids[1]), id=..., number=...)
+    connector = harness.connector()
+    try:
+        pages = await collect(connector)
+    finally:
+        await connector.aclose()
+    assert [i.external_id for i in items_of(pages)] == [ids[0], ids[2]]
+    (rejected,) = [r for page in pages for r in page.rejected]
+    assert rejected.external_id == f"https://github.com/{REPO}/issues/2"
+    assert "id" in rejected.reason
+
+
+async def test_all_ids_names_an_issue_without_id_and_lists_no_gap(harness: GitHubHarness) -> None:
+    """The sweep marks every row it is not given: a listing that skipped an unreadable id would
+    report an existing issue deleted. It fails, naming the issue."""
+    ids = harness.seed(3, start=T0, step=timedelta(minutes=1))
+    harness.sandbox.corrupt(_numeric_id(ids[1]), id="I_kw1")
+    connector = harness.connector()
+    try:
+        with pytest.raises(RetriableError, match=f"{REPO}#2 without a numeric id"):
+            [i async for batch in connector.all_ids() for i in batch]
+    finally:
+        await connector.aclose()
+
+
+@pytest.mark.parametrize("keep", [0, 2])
+async def test_all_ids_fails_rather_than_end_early_on_a_page_that_promises_more(
+    harness: GitHubHarness, keep: int
+) -> None:
+    """An empty or short page whose `Link` still says `next`: stopping there would make the
+    sweep mark every later issue deleted."""
+    harness.seed(10, start=T0, step=timedelta(minutes=1))
+    harness.sandbox.answer_short(keep, skip=1, count=50)  # page 2, and every retry of it
+    connector = harness.connector()
+    try:
+        with pytest.raises(RetriableError, match="promised"):
+            [i async for batch in connector.all_ids() for i in batch]
+    finally:
+        await connector.aclose()
+
+
+async def test_all_ids_retries_a_one_off_empty_page(harness: GitHubHarness) -> None:
+    ids = harness.seed(10, start=T0, step=timedelta(minutes=1))
+    harness.sandbox.answer_short(0, skip=1)
+    connector = harness.connector()
+    try:
+        seen = [i async for batch in connector.all_ids() for i in batch]
+    finally:
+        await connector.aclose()
+    assert sorted(seen) == sorted(ids)
+
+
+@pytest.mark.parametrize("keep", [0, 2])
+async def test_changes_fails_rather_than_end_ok_on_a_page_that_promises_more(
+    harness: GitHubHarness, keep: int
+) -> None:
+    ids = harness.seed(10, start=T0, step=timedelta(minutes=1))
+    harness.sandbox.answer_short(keep, skip=1, count=50)
+    connector = harness.connector()
+    pages: list[Page] = []
+    try:
+        with pytest.raises(RetriableError, match="promised"):
+            async for page in connector.changes({}):
+                pages.append(page)
+    finally:
+        await connector.aclose()
+    # Nothing past what was yielded is checkpointed: the next run resumes from there.
+    read = {i.external_id for i in items_of(pages)}
+    marks = [p.checkpoint[REPO] for p in pages if p.checkpoint]
+    assert read == set(ids[:4]) and marks == [T0 + timedelta(minutes=3)]
+
+
+async def test_all_ids_of_a_missing_repository_is_fatal_and_named(harness: GitHubHarness) -> None:
+    harness.seed(1, start=T0, step=timedelta(minutes=1))
+    connector = harness.connector(repos=[REPO, "octo/nope"])
+    try:
+        with pytest.raises(FatalError, match=r"'octo/nope'.*404"):
+            [i async for batch in connector.all_ids() for i in batch]
+    finally:
+        await connector.aclose()
+
+
+async def test_a_malformed_pull_request_left_out_is_not_rejected(harness: GitHubHarness) -> None:
+    """Pull requests are not kept without include_pull_requests: one that is malformed is no item
+    of ours, so it is not reported as one we failed to store."""
+    made = _seed_prs(harness.sandbox)
+    harness.sandbox.corrupt(made["open pr"], labels=5)
+    connector = harness.connector()
+    try:
+        pages = await collect(connector)
+    finally:
+        await connector.aclose()
+    assert [i.title for i in items_of(pages)] == ["plain"]
+    assert not [r for page in pages for r in page.rejected]

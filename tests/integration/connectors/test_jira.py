@@ -21,10 +21,12 @@ from connectors.base import (
     ConfigError,
     ConnectorContext,
     FatalError,
+    Page,
     RetriableError,
     Status,
 )
 from connectors.jira import JiraConfig, JiraConnector, jql_quote
+from connectors.sandbox.base import Request, Response
 from connectors.sandbox.jira import JiraSandbox, JqlError
 from tests.integration.connectors.contract import (
     PLANTED_TOKEN,
@@ -551,3 +553,230 @@ async def test_all_ids_asks_for_ids_only_without_a_time_filter(harness: JiraHarn
     (search,) = harness.sandbox.requests_to("/search/jql")
     assert "updated" not in search.query["jql"][0]
     assert set(search.query["fields"]) <= {"id", "issuekey"}
+
+
+# ---------------------------------------------------------------------------------------------
+# No silent gaps: minute groups, malformed issues, short listings, unknown projects
+# ---------------------------------------------------------------------------------------------
+def _change(harness: JiraHarness, issue: Any, change: str, at: datetime) -> None:
+    """Edit (the issue jumps to the newest end of the results) or delete an issue upstream."""
+    if change == "edit":
+        harness.sandbox.update_issue(issue.id, at=at, summary="edited mid-walk")
+    else:
+        harness.sandbox.delete_issue(issue.id)
+
+
+def _assert_minute_read_whole(
+    pages: list[Page], group: list[str], later: list[str], gone: set[str], minute: datetime
+) -> None:
+    """Every issue that still exists was yielded, and no checkpoint left the group's minute
+    before every member of the group had been yielded."""
+    yielded: set[str] = set()
+    members = set(group) - gone
+    for n, page in enumerate(pages):
+        yielded |= {i.external_id for i in page.items}
+        mark = page.checkpoint.get("")
+        if mark is not None and mark >= minute + timedelta(minutes=1):
+            missing = members - yielded
+            assert not missing, f"page {n} checkpoints {mark} with {len(missing)} unread"
+    missing = (members | set(later)) - yielded
+    assert not missing, f"{len(missing)} issue(s) never read: {sorted(missing)[:5]}"
+
+
+def _minute_group(harness: JiraHarness, count: int) -> tuple[list[Any], list[str]]:
+    """`count` issues updated within the minute T0 (a bulk edit), then three later ones."""
+    step = timedelta(seconds=50) / count
+    group = [
+        harness.sandbox.add_issue("ABC", f"bulk {n}", updated=T0 + n * step) for n in range(count)
+    ]
+    later = harness.seed(3, start=T0 + timedelta(minutes=2), step=timedelta(minutes=1))
+    return group, later
+
+
+@pytest.mark.parametrize("change", ["edit", "delete"])
+async def test_a_minute_group_longer_than_a_page_is_read_whole_when_a_read_member_changes(
+    harness: JiraHarness, change: str
+) -> None:
+    """More issues than a page updated within one minute; a member already read is edited (it
+    jumps to the end of the results) or deleted between two page requests. Following the token
+    (an offset) every later member shifts back a slot and one is never read while the checkpoint
+    leaves the minute, for good once the minute is older than the overlap."""
+    group, later = _minute_group(harness, PAGE_SIZE * 3)
+    connector = harness.connector()
+    pages: list[Page] = []
+    try:
+        async for page in connector.changes({}):
+            pages.append(page)
+            if len(pages) == 2:  # between two page requests, within the minute
+                _change(harness, group[1], change, T0 + timedelta(days=1))
+    finally:
+        await connector.aclose()
+    ids = [harness.sandbox.external_id(i) for i in group]
+    gone = {ids[1]} if change == "delete" else set()
+    _assert_minute_read_whole(pages, ids, later, gone, T0)
+    if change == "edit":
+        assert "edited mid-walk" in [i.title for i in items_of(pages)]
+
+
+@pytest.mark.parametrize("change", ["edit", "delete"])
+async def test_a_minute_group_survives_changes_during_each_walk_when_jira_pages_small(
+    harness: JiraHarness, change: str
+) -> None:
+    """Jira may answer fewer issues than asked: here never more than a page of 5, so every re-read
+    of the group is paged too, and read members change during each walk."""
+    harness.sandbox.page_cap = PAGE_SIZE
+    group, later = _minute_group(harness, PAGE_SIZE * 3)
+    connector = harness.connector()
+    pages: list[Page] = []
+    changed: set[str] = set()
+    try:
+        async for page in connector.changes({}):
+            pages.append(page)
+            if len(pages) in (2, 5, 8):  # members read on the first page change
+                victim = group[{2: 1, 5: 3, 8: 4}[len(pages)]]
+                _change(harness, victim, change, T0 + timedelta(days=1, seconds=len(pages)))
+                changed.add(harness.sandbox.external_id(victim))
+    finally:
+        await connector.aclose()
+    ids = [harness.sandbox.external_id(i) for i in group]
+    _assert_minute_read_whole(pages, ids, later, changed if change == "delete" else set(), T0)
+
+
+@pytest.mark.parametrize(
+    ("junk", "named"),
+    [
+        ({"updated": "yesterday"}, "updated"),
+        ({"updated": ...}, "updated"),
+        ({"status": "Done"}, "status"),
+        ({"id": None}, "id"),
+        ({"fields": None}, "fields"),
+    ],
+)
+async def test_one_malformed_issue_is_rejected_and_every_other_one_lands(
+    harness: JiraHarness, junk: dict[str, Any], named: str
+) -> None:
+    ids = harness.seed(12, start=T0, step=timedelta(minutes=1))
+    bad = 6  # the middle of the second page (pages of 5: 0-4, then 4-8 from the newest minute)
+    issue = harness.sandbox.issue(ids[bad].rsplit("/", 1)[1])
+    harness.sandbox.corrupt_issue(issue.id, **junk)
+    connector = harness.connector()
+    try:
+        pages = await collect(connector)
+    finally:
+        await connector.aclose()
+    got = [i.external_id for i in items_of(pages)]
+    assert sorted(set(got)) == sorted(set(ids) - {ids[bad]})
+    assert len(got) == len(set(got))
+    (rejected,) = [r for page in pages for r in page.rejected]
+    assert rejected.external_key == issue.key
+    if "id" in junk:
+        assert issue.key in rejected.external_id
+    else:
+        assert rejected.external_id == ids[bad]
+    assert named in rejected.reason and PLANTED_TOKEN not in rejected.reason
+    assert len(rejected.reason) <= 200
+    final = [p.checkpoint[""] for p in pages if p.checkpoint]
+    assert final[-1] == T0 + timedelta(minutes=11), "the checkpoint may pass the rejected issue"
+
+
+async def test_all_ids_names_an_issue_without_id_and_lists_no_gap(harness: JiraHarness) -> None:
+    """The sweep marks every row it is not given: a listing that skipped an unreadable id would
+    report an existing issue deleted. It fails, naming the issue."""
+    ids = harness.seed(3, start=T0, step=timedelta(minutes=1))
+    harness.sandbox.corrupt_issue(ids[1].rsplit("/", 1)[1], id=None)
+    connector = harness.connector()
+    try:
+        with pytest.raises(RetriableError, match="ABC-2 without a readable id"):
+            [i async for batch in connector.all_ids() for i in batch]
+    finally:
+        await connector.aclose()
+
+
+async def test_all_ids_fails_rather_than_end_early_on_an_empty_page_that_promises_more(
+    harness: JiraHarness,
+) -> None:
+    """An empty page whose nextPageToken (and isLast: false) promise more: going on or stopping
+    there would make the sweep mark existing issues deleted."""
+    harness.sandbox.page_cap = PAGE_SIZE
+    harness.seed(12, start=T0, step=timedelta(minutes=1))
+    harness.sandbox.answer_short(0, skip=1, count=50)  # page 2, and every retry of it
+    connector = harness.connector()
+    try:
+        with pytest.raises(RetriableError, match="promised"):
+            [i async for batch in connector.all_ids() for i in batch]
+    finally:
+        await connector.aclose()
+
+
+async def test_all_ids_retries_a_one_off_empty_page(harness: JiraHarness) -> None:
+    harness.sandbox.page_cap = PAGE_SIZE
+    ids = harness.seed(12, start=T0, step=timedelta(minutes=1))
+    harness.sandbox.answer_short(0, skip=1)
+    connector = harness.connector()
+    try:
+        seen = [i async for batch in connector.all_ids() for i in batch]
+    finally:
+        await connector.aclose()
+    assert sorted(seen) == sorted(ids)
+
+
+async def test_changes_fails_rather_than_go_on_past_an_empty_page_that_promises_more(
+    harness: JiraHarness,
+) -> None:
+    ids = harness.seed(12, start=T0, step=timedelta(minutes=1))
+    harness.sandbox.answer_short(0, skip=1, count=50)
+    connector = harness.connector()
+    pages: list[Page] = []
+    try:
+        with pytest.raises(RetriableError, match="promised"):
+            async for page in connector.changes({}):
+                pages.append(page)
+    finally:
+        await connector.aclose()
+    assert {i.external_id for i in items_of(pages)} == set(ids[:5])
+    assert [p.checkpoint[""] for p in pages] == [T0 + timedelta(minutes=4)]
+
+
+async def test_is_last_false_without_a_token_is_not_the_end(
+    harness: JiraHarness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`isLast: false` promises more; without a nextPageToken to follow, stopping would end the
+    listing early."""
+    harness.sandbox.page_cap = PAGE_SIZE
+    harness.seed(12, start=T0, step=timedelta(minutes=1))
+    handle = harness.sandbox.handle
+
+    def without_token(request: Request) -> Response:
+        response = handle(request)
+        if isinstance(response.body, dict):
+            response.body.pop("nextPageToken", None)
+        return response
+
+    monkeypatch.setattr(harness.sandbox, "handle", without_token)
+    connector = harness.connector()
+    try:
+        with pytest.raises(RetriableError, match="isLast"):
+            [i async for batch in connector.all_ids() for i in batch]
+        with pytest.raises(RetriableError, match="isLast"):
+            await collect(connector)
+    finally:
+        await connector.aclose()
+
+
+@pytest.mark.parametrize("scope", [{"projects": ["ABC", "NOPE"]}, {"jql": "project = NOPE"}])
+async def test_a_project_that_does_not_exist_is_fatal_and_named(
+    harness: JiraHarness, scope: dict[str, Any]
+) -> None:
+    """Jira answers 400 to JQL naming an unknown project (or one the account cannot browse):
+    not "ok, 0 issues" but a FatalError quoting Jira, which names the key."""
+    harness.seed(2, start=T0, step=timedelta(minutes=1))
+    connector = harness.connector(**scope)
+    try:
+        with pytest.raises(FatalError, match="'NOPE' does not exist for the field 'project'"):
+            await connector.check()
+        with pytest.raises(FatalError, match="'NOPE' does not exist"):
+            await collect(connector)
+        with pytest.raises(FatalError, match="'NOPE' does not exist"):
+            [i async for batch in connector.all_ids() for i in batch]
+    finally:
+        await connector.aclose()
