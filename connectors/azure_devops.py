@@ -48,6 +48,7 @@ from connectors.base import (
     Page,
     Rejected,
     RetriableError,
+    ScopeIds,
     Status,
     WorkItem,
     http_url,
@@ -265,9 +266,16 @@ def changes_query(
     )
 
 
-def ids_query(config: AzureDevOpsConfig, *, after_id: int, upto_id: int | None) -> str:
-    """Ids in scope greater than `after_id` (and at most `upto_id`), in id order."""
-    clauses = scope_clauses(config)
+def ids_query(
+    config: AzureDevOpsConfig,
+    *,
+    after_id: int,
+    upto_id: int | None,
+    work_item_type: str | None = None,
+) -> str:
+    """Ids in scope greater than `after_id` (and at most `upto_id`), in id order (of one type's
+    scope when given)."""
+    clauses = scope_clauses(config, work_item_type)
     if after_id > 0:
         clauses.append(f"[System.Id] > {after_id}")
     if upto_id is not None:
@@ -977,16 +985,24 @@ class AzureDevOpsConnector:
         if not final_sent:
             yield Page([], {scope: first_as_of or datetime.now(UTC)})
 
-    async def all_ids(self) -> AsyncIterator[list[str]]:
-        """Every work item id in scope, by id, `wiql_top` at a time."""
+    async def all_ids(self) -> AsyncIterator[ScopeIds]:
+        """Every work item id in scope, scope (work item type) by scope, by id, `wiql_top` at a
+        time."""
         await self._check_types()
+        for work_item_type in self._scope_types():
+            scope = scope_key(self.config, work_item_type)
+            async for ids in self._scope_ids(work_item_type):
+                yield ScopeIds(scope, [f"{self.site}/{i}" for i in ids])
+
+    async def _scope_ids(self, work_item_type: str | None) -> AsyncIterator[list[int]]:
         top = self.config.wiql_top
         after_id, upto_id = 0, None
         while True:
+            query = ids_query(
+                self.config, after_id=after_id, upto_id=upto_id, work_item_type=work_item_type
+            )
             try:
-                ids, _ = await self._wiql(
-                    ids_query(self.config, after_id=after_id, upto_id=upto_id), top
-                )
+                ids, _ = await self._wiql(query, top)
             except _CapExceeded:
                 ceiling = upto_id if upto_id is not None else MAX_ID
                 if ceiling - after_id <= 1:
@@ -996,7 +1012,7 @@ class AzureDevOpsConnector:
                 upto_id = after_id + (ceiling - after_id) // 2
                 continue
             if ids:
-                yield [f"{self.site}/{i}" for i in ids]
+                yield ids
             if len(ids) >= top:
                 after_id = ids[-1]
                 continue

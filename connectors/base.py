@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import enum
 import os
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -107,6 +107,27 @@ class Page:
     items: Sequence[WorkItem]
     checkpoint: Mapping[str, datetime] = field(default_factory=dict)
     rejected: Sequence[Rejected] = ()  # items of this page that could not be mapped
+    # scope -> why this credential cannot read it any more (not found, forbidden): the other
+    # scopes go on; the run fails at its end, naming it
+    lost: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class ScopeIds:
+    """Part of the complete listing of one scope, from `all_ids` (the deletion sweep and the
+    census). `lost` says this credential cannot read the scope any more (a repository, project or
+    team not found or forbidden), with the reason: its items are never marked deleted for it.
+    It iterates (and measures) as its ids."""
+
+    scope: str
+    ids: Sequence[str]
+    lost: str | None = None
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.ids)
+
+    def __len__(self) -> int:
+        return len(self.ids)
 
 
 @dataclass(frozen=True, slots=True)
@@ -239,8 +260,10 @@ class Connector(Protocol):
         caller; a scope missing from `since` is read in full), oldest change first."""
         ...
 
-    def all_ids(self) -> AsyncIterator[list[str]]:
-        """Every external_id that exists upstream in scope, for the deletion sweep."""
+    def all_ids(self) -> AsyncIterator[ScopeIds]:
+        """Every external_id that exists upstream, scope by scope (a scope may come in several
+        parts), for the deletion sweep and the census. Complete or an error: never a listing cut
+        short. A scope this credential cannot read is one `ScopeIds(scope, [], lost=reason)`."""
         ...
 
     async def aclose(self) -> None:

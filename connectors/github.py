@@ -84,6 +84,7 @@ from connectors.base import (
     Page,
     Rejected,
     RetriableError,
+    ScopeIds,
     Status,
     WorkItem,
     http_url,
@@ -711,8 +712,9 @@ class GitHubConnector:
         times = [parse_time(raw.get("updated_at")) for raw in raws]
         return _Answer(raws, times, next_link(headers) is not None)
 
-    async def all_ids(self) -> AsyncIterator[list[str]]:
-        """Every issue id (and PR id when included) of every repository, a page at a time."""
+    async def all_ids(self) -> AsyncIterator[ScopeIds]:
+        """Every issue id (and PR id when included) of every repository (its scope), a page at
+        a time."""
         # Creation order never changes, so items created mid-sweep only append at the end.
         query = {"state": "all", "sort": "created", "direction": "asc"}
         for repo in self.config.repos:
@@ -723,7 +725,7 @@ class GitHubConnector:
                     if self.config.include_pull_requests or not is_pull_request(raw)
                 ]
                 if ids:
-                    yield ids
+                    yield ScopeIds(repo, ids)
 
     def _listed_id(self, raw: Mapping[str, Any], repo: str) -> str:
         """The external_id of a listed issue. The sweep marks every row it does not list, so an

@@ -40,12 +40,13 @@ there fails it, as a listing with a gap would mark an existing issue deleted.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import math
 import re
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import Any, ClassVar, Literal, TypeVar
@@ -70,6 +71,7 @@ from connectors.base import (
     Page,
     Rejected,
     RetriableError,
+    ScopeIds,
     Status,
     WorkItem,
     http_url,
@@ -83,7 +85,7 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-SCOPE = ""  # one cursor per integration: the JQL scope is searched as a whole
+SCOPE = ""  # what `map_work_item` stamps; `changes` sets each item's scope to its project / JQL
 ORDER = "updated ASC, key ASC"
 IDS_PAGE_SIZE = 1000  # search/jql returns up to 5000 per page when only ids are asked for
 LONG_JQL = 1500  # longer queries go in a POST body rather than the URL
@@ -273,6 +275,18 @@ def scope_jql(config: JiraConfig) -> str:
     assert config.jql is not None
     admin = strip_order_by(config.jql)
     return f"({admin})" if admin else ""
+
+
+def scope_conditions(config: JiraConfig) -> dict[str, str]:
+    """Scope key -> its JQL condition: one scope per project in `projects` (adding a project
+    reads it in full while the others keep their cursors; one taken out marks its issues out of
+    scope), or one for the admin's `jql`, keyed by a digest of it (an edited JQL is a new scope,
+    read in full)."""
+    if config.projects is not None:
+        return {p: f"project = {jql_quote(p)}" for p in config.projects}
+    condition = scope_jql(config)
+    digest = hashlib.sha256(condition.encode()).hexdigest()[:12]
+    return {f"jql:{digest}": condition}
 
 
 def search_jql(scope: str, since_literal: str | None, order: str = ORDER) -> str:
@@ -763,9 +777,10 @@ class _Run:
 class _Progress:
     """What one run of `changes` has yielded, and the checkpoint it has handed out."""
 
-    def __init__(self, connector: JiraConnector, run: _Run) -> None:
+    def __init__(self, connector: JiraConnector, run: _Run, scope: str) -> None:
         self._connector = connector
         self._run = run
+        self._scope = scope
         self._yielded: dict[str, datetime] = {}  # external_id -> the version already yielded
         self._rejected: set[str] = set()  # external_ids of the results rejected so far
         self.mark: datetime | None = None
@@ -785,13 +800,13 @@ class _Progress:
                     rejected.append(item)
             elif self._yielded.get(item.external_id) != item.updated_at:
                 self._yielded[item.external_id] = item.updated_at
-                fresh.append(item)
+                fresh.append(replace(item, scope=self._scope))
         newest = answer.newest
         if advance and newest is not None:
             if self._run.server_time is not None:
                 newest = min(newest, self._run.server_time)
             self.mark = newest if self.mark is None else max(self.mark, newest)
-        return Page(fresh, {} if self.mark is None else {SCOPE: self.mark}, rejected)
+        return Page(fresh, {} if self.mark is None else {self._scope: self.mark}, rejected)
 
 
 class JiraConnector:
@@ -806,6 +821,7 @@ class JiraConnector:
         self._ctx = ctx
         self._site = site_of(config.url)
         self._scope = scope_jql(config)
+        self._scopes = scope_conditions(config)
         self._client: _Jira | None = None
         self._fields: FieldIds | None = None
 
@@ -816,11 +832,11 @@ class JiraConnector:
         await self._search(run.client, search_jql(self._scope, None), None, 1, ["id"])
 
     def scopes(self) -> list[str]:
-        """One scope for the whole JQL (per-project scopes: a later change)."""
-        return [SCOPE]
+        return list(self._scopes)
 
     async def changes(self, since: Mapping[str, datetime]) -> AsyncIterator[Page]:
-        """Pages of issues updated at or after `since[""]` (everything when absent).
+        """Per scope (project, or the admin's JQL), pages of issues updated at or after
+        `since[scope]` (everything when absent).
 
         Keyset paging: when a page ends in a later minute than the query's `updated >=` literal,
         the search starts again at that minute instead of following nextPageToken. The token is
@@ -830,13 +846,19 @@ class JiraConnector:
         here; within one minute the token is followed, and the minute is then read again until a
         walk of it is proven complete (module docstring)."""
         run = await self._run_start()
-        cursor = since.get(SCOPE)
+        for scope, condition in self._scopes.items():
+            async for page in self._scope_changes(run, scope, condition, since.get(scope)):
+                yield page
+
+    async def _scope_changes(
+        self, run: _Run, scope: str, condition: str, cursor: datetime | None
+    ) -> AsyncIterator[Page]:
         minute = minute_of(cursor) if cursor is not None else None
         literal = jql_time_literal(cursor, run.tz) if cursor is not None else None
         fields = run.fields.search_fields()
-        progress = _Progress(self, run)
+        progress = _Progress(self, run, scope)
         while True:
-            jql = search_jql(self._scope, literal)
+            jql = search_jql(condition, literal)
             first = await self._answer(run, jql, None, self.config.page_size, fields)
             if first.raws:
                 yield progress.page(first, advance=True)
@@ -908,13 +930,14 @@ class JiraConnector:
         more = bool(following) and body.get("isLast") is not True
         return _Answer(raws, [updated_of(raw) for raw in raws], str(following) if more else None)
 
-    async def all_ids(self) -> AsyncIterator[list[str]]:
+    async def all_ids(self) -> AsyncIterator[ScopeIds]:
         """Every issue id in scope (no time filter), a page at a time."""
         client, _ = await self._connect()
         await self._field_ids(client)
-        jql = search_jql(self._scope, None, order="key ASC")
-        async for issues in self._pages(client, jql, ["id"], IDS_PAGE_SIZE):
-            yield [f"{self._site}/{self._issue_id(raw)}" for raw in issues]
+        for scope, condition in self._scopes.items():
+            jql = search_jql(condition, None, order="key ASC")
+            async for issues in self._pages(client, jql, ["id"], IDS_PAGE_SIZE):
+                yield ScopeIds(scope, [f"{self._site}/{self._issue_id(raw)}" for raw in issues])
 
     async def aclose(self) -> None:
         client, self._client = self._client, None

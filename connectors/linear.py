@@ -70,6 +70,7 @@ from connectors.base import (
     Page,
     Rejected,
     RetriableError,
+    ScopeIds,
     Status,
     WorkItem,
     http_url,
@@ -119,7 +120,7 @@ query SyncIssueProbe($filter: IssueFilter!, $after: String) {
 IDS_QUERY = """
 query SyncIssueIds($filter: IssueFilter!, $first: Int!, $after: String) {
   issues(filter: $filter, first: $first, after: $after, includeArchived: true) {
-    nodes { id trashed }
+    nodes { id trashed team { key } }
     pageInfo { hasNextPage endCursor }
   }
 }
@@ -506,6 +507,15 @@ def complete_page(
 # ---------------------------------------------------------------------------------------------
 # The connector
 # ---------------------------------------------------------------------------------------------
+def _team_key(node: Mapping[str, Any]) -> str:
+    """The scope of a listed issue: its team's key (the filter only lists configured teams)."""
+    team = node.get("team")
+    key = team.get("key") if isinstance(team, Mapping) else None
+    if not isinstance(key, str) or not key:
+        raise RetriableError("Linear listed an issue without its team's key (issue ids)")
+    return key
+
+
 class LinearConnector:
     """Issues of `team_keys` from Linear (see the module docstring for ordering and scopes)."""
 
@@ -577,7 +587,7 @@ class LinearConnector:
             async for page in self._team_changes(key, since.get(key), run_clock):
                 yield page
 
-    async def all_ids(self) -> AsyncIterator[list[str]]:
+    async def all_ids(self) -> AsyncIterator[ScopeIds]:
         # A missing team would only shorten the listing (and the sweep would mark its issues
         # deleted): every team must exist before anything is listed.
         unseen = [k for k in self._config.team_keys if k not in self._teams_seen]
@@ -603,9 +613,12 @@ class LinearConnector:
             nodes, info = page(data)
             # Trashed issues are deleted for us (`changes` marks them removed): not listed, so the
             # deletion sweep agrees with `changes` about what exists.
-            ids = [str(n["id"]) for n in nodes if not n.get("trashed")]
-            if ids:
-                yield ids
+            by_team: dict[str, list[str]] = {}
+            for n in nodes:
+                if not n.get("trashed"):
+                    by_team.setdefault(_team_key(n), []).append(str(n["id"]))
+            for key, ids in by_team.items():
+                yield ScopeIds(key, ids)
             cursor = info.get("endCursor")
             if not info["hasNextPage"]:
                 return

@@ -15,6 +15,7 @@ from connectors.base import (
     Page,
     Rejected,
     RetriableError,
+    ScopeIds,
     Status,
     WorkItem,
 )
@@ -41,6 +42,7 @@ class Upstream:
     unmappable: dict[str, str] = field(default_factory=dict)  # external_id -> why it cannot map
     listing_drops: list[set[str]] = field(default_factory=list)  # ids left out, one set a listing
     between_pages: Any = None  # an async callable run after each page is yielded
+    lost: dict[str, str] = field(default_factory=dict)  # scope -> why the token cannot read it
 
     def add(
         self,
@@ -104,6 +106,9 @@ def fake_connector_class(upstream: Upstream) -> type[Any]:
         async def _scope_changes(
             self, scope: str, floor: datetime | None, pages_before: int
         ) -> AsyncIterator[Page]:
+            if scope in upstream.lost:
+                yield Page([], {}, lost={scope: upstream.lost[scope]})
+                return
             ordered = sorted(upstream.items.values(), key=lambda i: (i.updated_at, i.external_id))
             todo = [
                 i
@@ -126,15 +131,21 @@ def fake_connector_class(upstream: Upstream) -> type[Any]:
                 if upstream.between_pages is not None:
                     await upstream.between_pages(n)
 
-        async def all_ids(self) -> AsyncIterator[list[str]]:
+        async def all_ids(self) -> AsyncIterator[ScopeIds]:
             upstream.ids_listed += 1
             drop = upstream.listing_drops.pop(0) if upstream.listing_drops else set()
-            covered = set(self.scopes())
-            yield [
-                i
-                for i, item in upstream.items.items()
-                if i not in drop and (covered == {""} or item.scope in covered)
-            ]
+            for scope in self.scopes():
+                if scope in upstream.lost:
+                    yield ScopeIds(scope, [], lost=upstream.lost[scope])
+                    continue
+                yield ScopeIds(
+                    scope,
+                    [
+                        i
+                        for i, item in upstream.items.items()
+                        if i not in drop and (not scope or item.scope == scope)
+                    ],
+                )
 
         async def aclose(self) -> None:
             pass

@@ -19,7 +19,7 @@ import asyncpg
 
 from connectors import registry
 from connectors.base import Connector, ConnectorError, FatalError, Page, RetriableError
-from worker import connecting, metrics, redact, telemetry
+from worker import connecting, metrics, redact, sweep, telemetry
 from worker.connecting import ConnectorLoader
 from worker.logs import get_logger
 from worker.settings import Settings
@@ -50,6 +50,7 @@ class RunResult:
     touched: list[datetime] = field(default_factory=list)  # completion times of changed items
     # items this run took from another active integration holding the same version, by its id
     contested: dict[uuid.UUID, list[str]] = field(default_factory=dict)
+    lost: dict[str, str] = field(default_factory=dict)  # scopes the credential cannot read
 
     def summary(self) -> str:
         label = f"{self.team}/{self.source}" if self.team else str(self.integration_id)
@@ -272,7 +273,25 @@ class _Run:
             )
             self.swept = self.options.full or bool(sweep_due)
             if self.swept:
-                await _sweep(self.conn, self.integration, connector, self.result, self.fields)
+                swept = await sweep.sweep(
+                    self.conn,
+                    self.integration,
+                    connector,
+                    self.fields,
+                    alarm=config.start_date is None,
+                )
+                self.result.removed += len(swept.removed)
+                self.result.touched.extend(swept.touched)
+                self.result.lost.update(swept.lost)
+            if self.result.lost:
+                # Every other scope is synced and committed; the run still fails: someone must
+                # give the credential its access back, or take the scope out of the config.
+                raise FatalError(
+                    "cannot read "
+                    + "; ".join(f"{s!r} ({why})" for s, why in sorted(self.result.lost.items()))
+                    + ": the other scopes are synced; restore the credential's access or take"
+                    " the scope out of the config"
+                )
         except RunInterrupted as exc:
             self.result.outcome, self.result.reason = "interrupted", str(exc)
         except Exception as exc:
@@ -403,6 +422,21 @@ async def _commit_page(
             items=page.items,
         )
         written.rejected[:0] = page.rejected  # the connector's, then the store's
+        newly_lost = {s: why for s, why in page.lost.items() if s not in result.lost}
+        await store.log_activities(
+            conn,
+            integration.team_id,
+            [
+                store.Activity(
+                    "visibility_lost",
+                    f"{integration.type} cannot read {scope!r} any more ({why});"
+                    " its items are kept, not marked deleted",
+                    {**fields, "scope": scope, "reason": why},
+                )
+                for scope, why in newly_lost.items()
+            ],
+        )
+        result.lost.update(newly_lost)
         await store.log_activities(
             conn, integration.team_id, _item_activities(integration, written, fields)
         )
@@ -516,51 +550,6 @@ def _item_activities(
             )
         )
     return out
-
-
-async def _sweep(
-    conn: asyncpg.Connection,
-    integration: Integration,
-    connector: Connector,
-    result: RunResult,
-    fields: dict[str, Any],
-) -> None:
-    """Mark rows whose items are gone upstream (polling never reports deletions), and clear the
-    mark of rows whose items are listed again (restored, or left out of an earlier listing)."""
-    present = {i async for batch in connector.all_ids() for i in batch}
-    if not present:
-        # Zero items upstream for a scope we have rows for is far likelier a lost permission or
-        # a mis-scoped query than a mass deletion: do not mark everything.
-        log.warning("sweep_skipped", **fields, reason="tracker listed no items")
-        return
-    if await store.missing_upstream(conn, integration.id, present):
-        # Mark only what a second, complete listing confirms: a listing that shifted under a
-        # concurrent deletion, or a page a proxy served short, must not mark items that exist.
-        present |= {i async for batch in connector.all_ids() for i in batch}
-    async with conn.transaction():
-        gone = await store.mark_missing_upstream(conn, integration.id, present)
-        back = await store.unmark_present(conn, integration.id, present)
-        await store.log_activities(
-            conn,
-            integration.team_id,
-            [
-                store.Activity(
-                    event,
-                    f"{_label(integration.type, r['external_key'], r['external_id'])} {what}",
-                    {**fields, "external_id": r["external_id"]},
-                    r["id"],
-                )
-                for event, what, rows in (
-                    ("work_item_removed", "no longer upstream", gone),
-                    ("work_item_restored", "is upstream again", back),
-                )
-                for r in rows
-            ],
-        )
-    result.removed += len(gone)
-    result.touched.extend(
-        r["completed_at"] for r in (*gone, *back) if r["completed_at"] is not None
-    )
 
 
 async def _warn_overlap(

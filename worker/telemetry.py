@@ -29,6 +29,11 @@ RATE_LIMIT_WAITS = Counter(
     ["source"],
 )
 RUNNING = Gauge("c9_sync_running_runs", "Sync runs in progress in this process")
+CENSUS_MISSING = Gauge(
+    "c9_sync_census_missing",
+    "Items the tracker lists that no present row holds, per integration and scope (last census)",
+    ["integration_id", "scope"],
+)
 SCHEDULED = Gauge("c9_sync_scheduled_integrations", "Active integrations with a scheduled job")
 
 

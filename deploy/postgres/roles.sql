@@ -68,6 +68,7 @@ GRANT SELECT ON public.teams TO c9_sync_worker;                       -- team na
 GRANT SELECT ON public.integrations TO c9_sync_worker;                -- incl. config (tokens)
 GRANT UPDATE (last_sync) ON public.integrations TO c9_sync_worker;    -- and nothing else there
 GRANT SELECT, INSERT, UPDATE ON public.integration_sync_state TO c9_sync_worker;
+GRANT SELECT, INSERT, UPDATE, DELETE ON public.integration_census TO c9_sync_worker;  -- replaced
 GRANT SELECT, INSERT, UPDATE ON public.work_items TO c9_sync_worker;  -- marks, never deletes
 GRANT SELECT, INSERT ON public.activity_logs TO c9_sync_worker;       -- append-only
 GRANT SELECT, INSERT, UPDATE, DELETE ON public.metrics TO c9_sync_worker;  -- derived rows

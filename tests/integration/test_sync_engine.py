@@ -753,3 +753,71 @@ async def test_edits_after_a_tracker_clock_stepped_back_are_not_hidden(
     upstream.change(ext, past, title="a stale copy")
     await run(pool, integration, settings, upstream, full=True)
     assert await pool.fetchval("SELECT title FROM work_items") == "edited after the clock was fixed"
+
+
+async def census_rows(pool: asyncpg.Pool, integration_id: uuid.UUID) -> dict[str, tuple]:
+    rows = await pool.fetch(
+        "SELECT scope, upstream, held, removed, missing, lost FROM integration_census"
+        " WHERE integration_id = $1",
+        integration_id,
+    )
+    return {r["scope"]: tuple(r)[1:] for r in rows}
+
+
+async def test_the_census_counts_each_scope_and_says_when_items_are_missing(
+    pool, team, tmp_path, upstream
+) -> None:
+    from worker import telemetry
+
+    sweeping = Settings(home=tmp_path / "home", sweep_every_runs=1)
+    a = upstream.add(6, scope="A")
+    upstream.add(4, scope="B")
+    integration = await make_integration(
+        pool, team, "github", {"token": TOKEN, "projects": ["A", "B"]}
+    )
+    await run(pool, integration, sweeping, upstream)
+    assert await census_rows(pool, integration) == {
+        "A": (6, 6, 0, 0, None),
+        "B": (4, 4, 0, 0, None),
+    }
+    assert await events(pool, "census_mismatch") == []
+
+    # One item can never be stored, one is deleted upstream: the census shows both.
+    upstream.unmappable[a[0]] = "updated: unreadable"
+    upstream.change(a[0], T0 + timedelta(days=1), title="now unmappable")
+    await pool.execute("DELETE FROM work_items WHERE external_id = $1", a[0])  # never synced
+    del upstream.items[a[1]]
+    await run(pool, integration, sweeping, upstream)
+    assert (await census_rows(pool, integration))["A"] == (5, 4, 1, 1, None)
+    [mismatch] = await events(pool, "census_mismatch")
+    assert mismatch["metadata"]["scope"] == "A" and mismatch["metadata"]["missing"] == 1
+    gauge = telemetry.CENSUS_MISSING.labels(str(integration), "A")._value.get()
+    assert gauge == 1
+
+
+async def test_a_scope_the_credential_lost_is_never_mass_marked_deleted(
+    pool, team, tmp_path, upstream
+) -> None:
+    sweeping = Settings(home=tmp_path / "home", sweep_every_runs=1)
+    upstream.add(5, scope="A")
+    upstream.add(5, scope="B")
+    integration = await make_integration(
+        pool, team, "github", {"token": TOKEN, "projects": ["A", "B"]}
+    )
+    await run(pool, integration, sweeping, upstream)
+    upstream.lost["B"] = "404: repository not found or not visible to this token"
+    upstream.change("FAKE-1", T0 + timedelta(days=1), title="A goes on")
+    result = await run(pool, integration, sweeping, upstream)
+    # A is synced, B's items are kept, and the run fails saying what to fix.
+    assert result.outcome == "failed" and "'B'" in result.reason and "404" in result.reason
+    assert await pool.fetchval("SELECT title FROM work_items WHERE external_id = 'FAKE-1'") == (
+        "A goes on"
+    )
+    assert (
+        await pool.fetchval("SELECT count(*) FROM work_items WHERE removed_upstream_at IS NOT NULL")
+        == 0
+    )
+    lost = await events(pool, "visibility_lost")
+    assert lost and all(r["metadata"]["scope"] == "B" for r in lost)
+    census = await census_rows(pool, integration)
+    assert census["B"][4].startswith("404") and census["B"][1] == 5  # held, not deleted

@@ -1,5 +1,5 @@
 """Admin commands: `c9-sync integrations …` (list, add, test, enable, disable, set-interval,
-sync-now, reset, remove). `c9-sync status` is in `worker.commands.status`.
+sync-now, reset, census, remove). `c9-sync status` is in `worker.commands.status`.
 
 Integrations are named by id (a UUID) or by `TEAM/TYPE` (unique per the schema). Exit codes: 0 ok,
 1 a check or an operation failed, 2 bad input (one line on stderr). Tokens are never printed:
@@ -23,9 +23,10 @@ from typing import Any
 import asyncpg
 
 from connectors import registry
-from connectors.base import ConfigError, Connector, FatalError
-from worker import connecting, health, migrate, redact, views
+from connectors.base import ConfigError, Connector, ConnectorError, FatalError
+from worker import connecting, health, migrate, redact, sweep, views
 from worker.commands.common import Subparsers, interval, positive
+from worker.commands.status import census_json
 from worker.errors import EXIT_FAILED, EXIT_OK, UsageError
 from worker.settings import Settings
 from worker.store import integrations as store
@@ -309,6 +310,57 @@ async def cmd_reset(args: argparse.Namespace, settings: Settings, url: str) -> i
     return EXIT_OK
 
 
+async def cmd_census(args: argparse.Namespace, settings: Settings, url: str) -> int:
+    conn = await migrate.connect_current(url)
+    try:
+        target = await resolve(conn, args.integration)
+        try:
+            connector, config = connecting.open_connector(
+                target.id,
+                target.type,
+                target.config,
+                settings,
+                dict(os.environ),
+                deadline=time.monotonic() + args.timeout,
+            )
+        except FatalError as exc:
+            return _fail(f"{target.label}: census FAILED: {exc}")
+        fields = {"integration_id": str(target.id), "source": target.type}
+        try:
+            listing = await asyncio.wait_for(sweep.list_upstream(connector), args.timeout)
+        except (TimeoutError, ConnectorError) as exc:
+            problem = (
+                f"no answer within {args.timeout:.0f}s" if isinstance(exc, TimeoutError) else exc
+            )
+            return _fail(f"{target.label}: census FAILED: {problem}")
+        finally:
+            await connecting.close_quietly(connector)
+        census = await sweep.take_census(
+            conn, target, listing, fields, alarm=config.start_date is None
+        )
+    finally:
+        await conn.close()
+    if args.json:
+        views.print_json([census_json(c) for c in census])
+    else:
+        views.print_table(
+            f"census of {target.label}",
+            ("scope", "upstream", "held", "removed", "missing", "lost"),
+            [
+                (c.scope or "(all)", c.upstream, c.held, c.removed, c.missing, c.lost or "")
+                for c in census
+            ],
+        )
+        if config.start_date is not None:
+            views.say(
+                f"start_date {config.start_date}: older items upstream are missing on purpose"
+            )
+    bad = any(c.lost for c in census) or (
+        config.start_date is None and any(c.missing for c in census)
+    )
+    return EXIT_FAILED if bad else EXIT_OK
+
+
 async def cmd_remove(args: argparse.Namespace, settings: Settings, url: str) -> int:
     conn = await migrate.connect_current(url)
     try:
@@ -398,6 +450,16 @@ def register(sub: Subparsers) -> None:
         "--scope", metavar="SCOPE", help="only this scope (a repository, project or team key)"
     )
     q.set_defaults(func=cmd_reset)
+
+    q = isub.add_parser(
+        "census",
+        help="list every item upstream now and compare with what is held, per scope"
+        " (exit 1 when items are missing or a scope cannot be read)",
+    )
+    ref(q)
+    q.add_argument("--timeout", type=positive, default=600.0, metavar="SECONDS")
+    q.add_argument("--json", action="store_true", help="JSON instead of a table")
+    q.set_defaults(func=cmd_census)
 
     q = isub.add_parser("remove", help="delete it (its work items and history are kept)")
     ref(q)

@@ -9,6 +9,8 @@ from worker import health, migrate, views
 from worker.commands.common import Subparsers, positive
 from worker.errors import EXIT_FAILED, EXIT_OK
 from worker.settings import Settings
+from worker.store import census as census_store
+from worker.store.census import ScopeCensus
 
 
 async def cmd_status(args: argparse.Namespace, settings: Settings, url: str) -> int:
@@ -20,11 +22,20 @@ async def cmd_status(args: argparse.Namespace, settings: Settings, url: str) -> 
             stalled_min_s=args.stalled_min_seconds,
             no_history_limit_s=settings.run_deadline_seconds,
         )
+        censuses = await census_store.latest(conn)
     finally:
         await conn.close()
     unhealthy = [r for r in rows if r.unhealthy]
     if args.json:
-        views.print_json([health.health_json(r) for r in rows])
+        views.print_json(
+            [
+                {
+                    **health.health_json(r),
+                    "census": [census_json(c) for c in censuses.get(r.id, [])],
+                }
+                for r in rows
+            ]
+        )
         return EXIT_FAILED if unhealthy else EXIT_OK
     if not rows:
         views.say("no integrations: add one with `c9-sync integrations add`")
@@ -56,11 +67,21 @@ async def cmd_status(args: argparse.Namespace, settings: Settings, url: str) -> 
                 r.consecutive_failures,
                 next_run,
                 running,
+                census_cell(censuses.get(r.id, [])),
             )
         )
     views.print_table(
         "status",
-        ("integration", "health", "last success", "last error", "failures", "next run", "running"),
+        (
+            "integration",
+            "health",
+            "last success",
+            "last error",
+            "failures",
+            "next run",
+            "running",
+            "census",
+        ),
         table_rows,
     )
     active = sum(1 for r in rows if r.active)
@@ -68,6 +89,29 @@ async def cmd_status(args: argparse.Namespace, settings: Settings, url: str) -> 
     stalled = sum(1 for r in unhealthy if r.state == "stalled")
     views.say(f"{active} active, {failing} failing, {stalled} stalled")
     return EXIT_FAILED if unhealthy else EXIT_OK
+
+
+def census_cell(census: list[ScopeCensus]) -> str:
+    """ "104/104", "82/104, 22 missing", "lost: acme/api"; "" before the first census."""
+    if not census:
+        return ""
+    upstream = sum(c.upstream for c in census)
+    missing = sum(c.missing for c in census)
+    text = f"{upstream - missing}/{upstream}" + (f", {missing} missing" if missing else "")
+    lost = [c.scope for c in census if c.lost]
+    return text + (f"; lost: {', '.join(lost)}" if lost else "")
+
+
+def census_json(c: ScopeCensus) -> dict[str, object]:
+    return {
+        "scope": c.scope,
+        "upstream": c.upstream,
+        "held": c.held,
+        "removed": c.removed,
+        "missing": c.missing,
+        "lost": c.lost,
+        "checked_at": health.iso(c.checked_at),
+    }
 
 
 def register(sub: Subparsers) -> None:

@@ -335,31 +335,48 @@ async def forget_cursor(
     )
 
 
+_SPARED = """
+   AND NOT (sync_scope = ANY($3::text[]))
+   AND (cardinality($3::text[]) = 0 OR sync_scope IS NOT NULL)"""  # unknown scope: maybe spared
+
+
 async def missing_upstream(
-    conn: asyncpg.Connection, integration_id: uuid.UUID, present_ids: Collection[str]
+    conn: asyncpg.Connection,
+    integration_id: uuid.UUID,
+    present_ids: Collection[str],
+    spared: Collection[str] = (),
 ) -> list[str]:
-    """This integration's unmarked rows whose ids a listing lacks (what a sweep would mark)."""
+    """This integration's unmarked rows whose ids a listing lacks (what a sweep would mark).
+    Rows of `spared` scopes (the credential lost them) are never counted, nor rows of unknown
+    scope while any scope is spared."""
     rows = await conn.fetch(
         "SELECT external_id FROM work_items"
         " WHERE integration_id = $1 AND removed_upstream_at IS NULL AND out_of_scope_at IS NULL"
-        "   AND NOT (external_id = ANY($2::text[]))",
+        "   AND NOT (external_id = ANY($2::text[]))" + _SPARED,
         integration_id,
         list(present_ids),
+        list(spared),
     )
     return [r["external_id"] for r in rows]
 
 
 async def mark_missing_upstream(
-    conn: asyncpg.Connection, integration_id: uuid.UUID, present_ids: Collection[str]
+    conn: asyncpg.Connection,
+    integration_id: uuid.UUID,
+    present_ids: Collection[str],
+    spared: Collection[str] = (),
 ) -> list[asyncpg.Record]:
-    """Mark (never delete) this integration's rows whose ids are no longer upstream."""
+    """Mark (never delete) this integration's rows whose ids are no longer upstream, `spared`
+    scopes aside (as `missing_upstream`)."""
     return await conn.fetch(
         "UPDATE work_items SET removed_upstream_at = now()"
         " WHERE integration_id = $1 AND removed_upstream_at IS NULL AND out_of_scope_at IS NULL"
         "   AND NOT (external_id = ANY($2::text[]))"
-        " RETURNING id, team_id, external_id, external_key, title, completed_at",
+        + _SPARED
+        + " RETURNING id, team_id, external_id, external_key, title, completed_at",
         integration_id,
         list(present_ids),
+        list(spared),
     )
 
 

@@ -133,7 +133,7 @@ async def test_no_update_near_the_cursor_is_lost_in_the_users_time_zone(
         label: sandbox.add_issue("ABC", label, updated=since + delta).key
         for label, delta in offsets.items()
     }
-    got = {i.external_key for i in await run(harness.connector(), {"": since})}
+    got = {i.external_key for i in await run(harness.connector(), {"ABC": since})}
     must = {keys[k] for k in offsets if offsets[k] >= timedelta(0)}
     assert must <= got, f"lost {must - got} in {zone}"
     # The literal is floored to the minute in the user's zone, not shifted by hours: an issue
@@ -151,11 +151,11 @@ async def test_cursor_flows_across_runs_in_a_non_utc_zone(harness: JiraHarness) 
     connector = harness.connector()
     try:
         pages = await collect(connector)
-        checkpoint = pages[-1].checkpoint[""]
+        checkpoint = pages[-1].checkpoint["ABC"]
         assert checkpoint == T0 + timedelta(minutes=18)
         # A change lands 30 s after the committed high-water mark.
         late = sandbox.add_issue("ABC", "late", updated=checkpoint + timedelta(seconds=30))
-        since = {"": checkpoint - connector.overlap}
+        since = {"ABC": checkpoint - connector.overlap}
         again = items_of(await collect(connector, since))
     finally:
         await connector.aclose()
@@ -168,7 +168,7 @@ async def test_checkpoint_never_passes_the_server_clock(harness: JiraHarness) ->
     harness.sandbox.set_clock(T0 + timedelta(minutes=10))
     harness.seed(3, start=T0, step=timedelta(minutes=8))  # the last one is "in the future"
     pages = await collect_and_close(harness.connector())
-    assert pages[-1].checkpoint[""] == T0 + timedelta(minutes=10)
+    assert pages[-1].checkpoint["ABC"] == T0 + timedelta(minutes=10)
 
 
 async def collect_and_close(connector: JiraConnector) -> list[Any]:
@@ -204,7 +204,7 @@ async def test_jql_injection_in_projects_is_inert(harness: JiraHarness, hostile:
     # Quoted, the hostile key is one (unknown) project value; Jira says so and nothing leaks.
     assert "does not exist for the field 'project'" in str(info.value)
     sent = sandbox.requests_to("/search/jql")[-1].query["jql"][0]
-    assert sent.startswith(f'project in ("ABC", {jql_quote(hostile)})')
+    assert sent.startswith(f"project = {jql_quote(hostile)} ")  # each project is its own scope
     # The sandbox really holds both projects, so a leak would have shown.
     assert {i.key for i in sandbox.evaluate('project in ("ABC", "XYZ")')} >= {mine.key}
     assert len(sandbox.evaluate('project in ("ABC", "XYZ")')) == 2
@@ -244,7 +244,9 @@ async def test_admin_jql_is_wrapped_and_its_order_by_dropped(harness: JiraHarnes
     sandbox.add_issue("XYZ", "old xyz", updated=T0)
     new = sandbox.add_issue("XYZ", "new xyz", updated=T0 + timedelta(hours=2))
     connector = harness.connector(jql="project = ABC OR project = XYZ ORDER BY created DESC")
-    got = await run(connector, {"": T0 + timedelta(hours=1)})
+    [scope] = connector.scopes()  # one scope for an admin's JQL, keyed by its digest
+    assert scope.startswith("jql:")
+    got = await run(connector, {scope: T0 + timedelta(hours=1)})
     # Without the parentheses `… OR project = XYZ AND updated >= …` would return all of ABC.
     assert [i.external_key for i in got] == [new.key]
     sent = sandbox.requests_to("/search/jql")[-1].query["jql"][0]
@@ -424,7 +426,9 @@ async def test_mapping_of_ids_keys_urls_and_priorities(harness: JiraHarness) -> 
     assert first.updated_at.tzinfo is UTC
     # Moved to another project: new key, same identity.
     sandbox.move_issue("ABC-1", "NEW", at=T0 + timedelta(hours=1))
-    again = await run(harness.connector(projects=["ABC", "NEW"]), {"": T0 + timedelta(minutes=30)})
+    again = await run(
+        harness.connector(projects=["ABC", "NEW"]), {"ABC": T0 + timedelta(minutes=30)}
+    )
     assert [(i.external_id, i.external_key) for i in again] == [(first.external_id, "NEW-1")]
 
 
@@ -526,7 +530,7 @@ async def test_paging_restarts_at_the_newest_minute_without_start_at(harness: Ji
         assert s.query["maxResults"] == [str(PAGE_SIZE)]
     assert not [r for r in harness.sandbox.requests if r.path.endswith("/search")]
     # Checkpoints rise page by page to the newest update seen.
-    marks = [p.checkpoint[""] for p in pages]
+    marks = [p.checkpoint["ABC"] for p in pages]
     assert marks == sorted(marks) and marks[-1] == T0 + timedelta(minutes=PAGE_SIZE * 3)
 
 
@@ -675,7 +679,7 @@ async def test_one_malformed_issue_is_rejected_and_every_other_one_lands(
         assert rejected.external_id == ids[bad]
     assert named in rejected.reason and PLANTED_TOKEN not in rejected.reason
     assert len(rejected.reason) <= 200
-    final = [p.checkpoint[""] for p in pages if p.checkpoint]
+    final = [p.checkpoint["ABC"] for p in pages if p.checkpoint]
     assert final[-1] == T0 + timedelta(minutes=11), "the checkpoint may pass the rejected issue"
 
 
@@ -734,7 +738,7 @@ async def test_changes_fails_rather_than_go_on_past_an_empty_page_that_promises_
     finally:
         await connector.aclose()
     assert {i.external_id for i in items_of(pages)} == set(ids[:5])
-    assert [p.checkpoint[""] for p in pages] == [T0 + timedelta(minutes=4)]
+    assert [p.checkpoint["ABC"] for p in pages] == [T0 + timedelta(minutes=4)]
 
 
 async def test_is_last_false_without_a_token_is_not_the_end(
@@ -780,3 +784,26 @@ async def test_a_project_that_does_not_exist_is_fatal_and_named(
             [i async for batch in connector.all_ids() for i in batch]
     finally:
         await connector.aclose()
+
+
+async def test_each_project_is_a_scope_so_a_project_added_is_read_in_full(
+    harness: JiraHarness,
+) -> None:
+    sandbox = harness.sandbox
+    sandbox.add_project("NEW", "New")
+    for n in range(3):
+        sandbox.add_issue("ABC", f"abc {n}", updated=T0 + timedelta(hours=n))
+    old = [sandbox.add_issue("NEW", f"new {n}", updated=T0 - timedelta(days=3)) for n in range(2)]
+    first = harness.connector(projects=["ABC"])
+    pages = await collect(first)
+    await first.aclose()
+    mark = pages[-1].checkpoint["ABC"]
+    widened = harness.connector(projects=["ABC", "NEW"])
+    assert widened.scopes() == ["ABC", "NEW"]
+    sandbox.clear_requests()
+    got = await run(widened, {"ABC": mark})
+    assert {i.external_key for i in got if i.scope == "NEW"} == {i.key for i in old}
+    assert all(i.scope in ("ABC", "NEW") for i in got)
+    sent = [r.query["jql"][0] for r in sandbox.requests_to("/search/jql")]
+    assert any(q.startswith('project = "ABC" AND updated >= ') for q in sent)
+    assert any(q.startswith('project = "NEW" ORDER BY') for q in sent)  # in full
