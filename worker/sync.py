@@ -215,18 +215,21 @@ async def _start(
         },
         started_wall=started_wall,
     )
-    await store.mark_started(conn, integration_id, run_id, integration.config_digest)
-    await store.log_activities(
-        conn,
-        integration.team_id,
-        [
-            store.Activity(
-                "sync_started",
-                f"{integration.type} sync started",
-                {**run.fields, "full": options.full},
-            )
-        ],
-    )
+    # One transaction, so one time (now()): the start the due-check measures the interval from
+    # is the start the log shows, and a worker killed in between cannot leave only one of them.
+    async with conn.transaction():
+        await store.mark_started(conn, integration_id, run_id, integration.config_digest)
+        await store.log_activities(
+            conn,
+            integration.team_id,
+            [
+                store.Activity(
+                    "sync_started",
+                    f"{integration.type} sync started",
+                    {**run.fields, "full": options.full},
+                )
+            ],
+        )
     log.info("sync_started", **run.fields, full=options.full)
     return run
 

@@ -821,3 +821,15 @@ async def test_a_scope_the_credential_lost_is_never_mass_marked_deleted(
     assert lost and all(r["metadata"]["scope"] == "B" for r in lost)
     census = await census_rows(pool, integration)
     assert census["B"][4].startswith("404") and census["B"][1] == 5  # held, not deleted
+
+
+async def test_a_run_start_is_one_record_at_one_time(pool, integration, settings, upstream) -> None:
+    """The state's `last_started_at` (what the due-check measures the interval from) and the run's
+    `sync_started` row are written together, with one time: a dashboard reading the log sees the
+    start the scheduler used, and a worker killed in between cannot leave one without the other."""
+    upstream.add(3)
+    result = await run(pool, integration, settings, upstream)
+    [started] = await events(pool, "sync_started")
+    state = await pool.fetchrow("SELECT last_run_id, last_started_at FROM integration_sync_state")
+    assert started["metadata"]["run_id"] == str(state["last_run_id"]) == str(result.run_id)
+    assert started["created_at"] == state["last_started_at"]
