@@ -83,7 +83,7 @@ class Worker:
             log.error(
                 "run_failed_database",
                 integration_id=str(integration_id),
-                error=f"{type(exc).__name__}: {exc}",
+                error=db.describe_failure(exc),
             )
             return sync.RunResult(integration_id, "failed", reason=str(exc))
 

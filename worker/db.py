@@ -125,3 +125,22 @@ async def create_pool(url: str, *, max_size: int = 10) -> asyncpg.Pool:
 def _describe(url: str, exc: BaseException) -> str:
     where = redact.dsn_for_display(url)
     return redact.scrub(f"cannot connect to {where}: {type(exc).__name__}: {exc}")
+
+
+def describe_failure(exc: BaseException) -> str:
+    """`Type: message` of what went wrong with the database. A connection that drops mid-run
+    surfaces as asyncpg's "released back to the pool" (raised by the next call on the detached
+    proxy): the error it was raised over says what happened, else it is said plainly."""
+    seen: set[int] = set()
+    while (
+        isinstance(exc, asyncpg.InterfaceError)
+        and "released back to the pool" in str(exc)
+        and exc.__context__ is not None
+        and id(exc) not in seen
+    ):
+        seen.add(id(exc))
+        exc = exc.__context__
+    if isinstance(exc, asyncpg.InterfaceError) and "released back to the pool" in str(exc):
+        # The pool saw the connection die and detached it before the run's next call.
+        return "connection lost: PostgreSQL closed the run's connection (restart, failover, kill)"
+    return redact.scrub(f"{type(exc).__name__}: {exc}")

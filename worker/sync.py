@@ -76,6 +76,19 @@ class RunOptions:
     requested_at: datetime | None = None  # an admin's `sync-now` (database clock)
 
 
+def _database_lost(conn: asyncpg.Connection, exc: BaseException | None = None) -> bool:
+    """Whether the run's connection to the database is gone (so nothing more can be recorded).
+    Asks without raising: once asyncpg has detached a dropped pooled connection, every call on
+    it — `is_closed()` too — raises "released back to the pool", which would hide the real
+    error."""
+    if isinstance(exc, asyncpg.PostgresConnectionError | asyncpg.InterfaceError | OSError):
+        return True
+    try:
+        return conn.is_closed()
+    except asyncpg.InterfaceError:
+        return True
+
+
 class RunInterrupted(Exception):
     pass
 
@@ -172,7 +185,7 @@ async def run_integration(
             await run.pull(environ, loader)
             return await run.finish()
         finally:
-            if not conn.is_closed():
+            if not _database_lost(conn):
                 await notify.unlock_integration(conn, integration_id)
 
 
@@ -298,9 +311,7 @@ class _Run:
         except RunInterrupted as exc:
             self.result.outcome, self.result.reason = "interrupted", str(exc)
         except Exception as exc:
-            if self.conn.is_closed() or isinstance(
-                exc, asyncpg.PostgresConnectionError | asyncpg.InterfaceError
-            ):
+            if _database_lost(self.conn, exc):
                 raise  # the database itself is gone: nothing can be recorded; the caller logs it
             if isinstance(exc, asyncpg.ForeignKeyViolationError) and (
                 await get_integration(self.conn, self.integration.id) is None
@@ -389,7 +400,7 @@ class _Run:
                     conn, integration.team_id, result.touched, self.settings.metrics_tz
                 )
             except asyncpg.PostgresError as exc:
-                if conn.is_closed() or isinstance(exc, asyncpg.PostgresConnectionError):
+                if _database_lost(conn, exc):
                     raise
                 log.warning(
                     "metrics_recompute_failed", **self.fields, error=f"{type(exc).__name__}: {exc}"
