@@ -1,6 +1,11 @@
 """The common part of the sandbox trackers: a threaded HTTP server on 127.0.0.1 (random port) that
 records every request and can inject faults before the tracker-specific handler runs.
 
+`between_requests` (a callable, off unless a test sets it) is called with each request after it is
+recorded and before any fault or answer: the place to change the tracker's data while a client is
+paging (an edit, a deletion, a move "between two requests"), or to queue a fault for this very
+request. It runs on the server's request thread.
+
 A tracker sandbox subclasses `SandboxServer` and implements `handle(request) -> Response`, and for
 the demo `seed_demo()` and `demo_config()`.
 Used by the tests, the demo and the benchmarks; never by the worker in production.
@@ -9,6 +14,8 @@ Used by the tests, the demo and the benchmarks; never by the worker in productio
 from __future__ import annotations
 
 import json
+import socket
+import struct
 import threading
 import time
 from collections import deque
@@ -18,7 +25,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Literal
 from urllib.parse import parse_qs, urlsplit
 
-FaultKind = Literal["429", "403_rate_limit", "5xx", "401", "malformed", "timeout", "400_json"]
+FaultKind = Literal[
+    "429", "403_rate_limit", "5xx", "401", "malformed", "timeout", "400_json", "reset"
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +88,8 @@ class SandboxServer:
     def __init__(self) -> None:
         self.response_delay = 0.0  # seconds every answer waits (a slow tracker, for tests)
         self.requests: list[Request] = []
+        # Called with each request before its fault or answer (see the module docstring).
+        self.between_requests: Callable[[Request], None] | None = None
         self._faults: deque[Fault] = deque()
         self._lock = threading.RLock()
         self._server: ThreadingHTTPServer | None = None
@@ -133,6 +144,11 @@ class SandboxServer:
 
     def fail_next(self, kind: FaultKind, count: int = 1, **kw: Any) -> None:
         self.inject(Fault(kind, count, **kw))
+
+    def clear_faults(self) -> None:
+        """Drop every injected fault not taken yet (sandboxes add their own knobs)."""
+        with self._lock:
+            self._faults.clear()
 
     def clear_requests(self) -> None:
         with self._lock:
@@ -214,9 +230,19 @@ def _make_handler(sandbox: SandboxServer) -> type[BaseHTTPRequestHandler]:
             )
             with sandbox._lock:
                 sandbox.requests.append(request)
+            hook = sandbox.between_requests
+            if hook is not None:
+                hook(request)
             if sandbox.response_delay:
                 time.sleep(sandbox.response_delay)
             fault = sandbox._take_fault(split.path)
+            if fault is not None and fault.kind == "reset":
+                # The connection is reset before any answer: SO_LINGER 0 makes close() send RST.
+                self.connection.setsockopt(
+                    socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)
+                )
+                self.close_connection = True
+                return
             if fault is not None and fault.kind == "timeout":
                 time.sleep(sandbox.timeout_stall)
                 response = Response(504, {"message": "gateway timeout"})
@@ -235,7 +261,10 @@ def _make_handler(sandbox: SandboxServer) -> type[BaseHTTPRequestHandler]:
             self.send_header("Content-Length", str(len(payload)))
             self.end_headers()
             if self.command != "HEAD":
-                self.wfile.write(payload)
+                try:
+                    self.wfile.write(payload)
+                except (BrokenPipeError, ConnectionResetError):
+                    self.close_connection = True  # the client gave up (its timeout): nobody reads
 
         do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_OPTIONS = do_HEAD = _serve
 

@@ -170,6 +170,11 @@ class GitHubSandbox(SandboxServer):
         with self._data_lock:
             self._short.append([skip, count, keep])
 
+    def clear_faults(self) -> None:
+        super().clear_faults()
+        with self._data_lock:
+            self._short.clear()
+
     def _cut(self) -> int | None:
         """How many items the list answer being built may keep (None: all), per answer_short()."""
         with self._data_lock:

@@ -248,6 +248,11 @@ class JiraSandbox(SandboxServer):
         with self._lock:
             self._short.append([skip, count, keep])
 
+    def clear_faults(self) -> None:
+        super().clear_faults()
+        with self._lock:
+            self._short.clear()
+
     def _cut(self) -> int | None:
         """How many issues the search answer being built may keep (None: all)."""
         with self._lock:
