@@ -3,7 +3,8 @@
 Serves `GET /repos/{o}/{r}`, `GET /repos/{o}/{r}/issues` (with `state`, `since`, `sort`,
 `direction`, `per_page`, `page` and a `Link` header whose URLs carry every query parameter and point
 back at this server) and `GET /repos/{o}/{r}/issues/{n}` (so a client that fetches issues one by one
-shows up in the request log). Bodies follow docs/trackers/github.md#response-bodies: every API `url`
+shows up in the request log). `transfer()` moves an issue to another repository as GitHub does: a
+new issue (new id, next number) there, the old URL answering 301. Bodies follow docs/trackers/github.md#response-bodies: every API `url`
 points at the sandbox, the `pull_request` key exists on pull requests only, and every response
 carries the `x-ratelimit-*` headers. Faults use GitHub's own shapes (primary rate limit: 403 with
 `x-ratelimit-remaining: 0` and an epoch `x-ratelimit-reset`; secondary: `Retry-After`). A deleted
@@ -91,6 +92,8 @@ class GitHubSandbox(SandboxServer):
         self._used = 0
         self._data_lock = threading.RLock()
         self._deleted: dict[str, set[int]] = {}  # repo -> numbers of deleted issues (410)
+        self._moved: dict[str, dict[int, tuple[str, int]]] = {}  # repo -> number -> new place
+        self._numbers: dict[str, int] = {}  # repo -> the last number given (never reused)
         self._short: list[list[int]] = []  # [skip, count, keep] of answer_short(), in order
         for name in repos:
             self.add_repo(name)
@@ -102,6 +105,7 @@ class GitHubSandbox(SandboxServer):
             if full_name not in self.repos:
                 self.repos[full_name] = len(self.repos) + 1
                 self.issues[full_name] = []
+                self._numbers[full_name] = 0
 
     def add_issue(
         self,
@@ -127,11 +131,12 @@ class GitHubSandbox(SandboxServer):
                 closed_at = merged_at or updated_at
             if state == "closed" and state_reason is None and not is_pr:
                 state_reason = "completed"
+            self._numbers[repo] += 1
             issue = SandboxIssue(
                 repo=repo,
                 id=self._next_id,
-                # Numbers are never reused, even after a deletion.
-                number=len(self.issues[repo]) + len(self._deleted.get(repo, ())) + 1,
+                # Numbers are never reused, even after a deletion or a transfer.
+                number=self._numbers[repo],
                 title=title,
                 body=body,
                 created_at=created_at or updated_at,
@@ -156,6 +161,41 @@ class GitHubSandbox(SandboxServer):
             issue = self.find(issue_id)
             self.issues[issue.repo].remove(issue)
             self._deleted.setdefault(issue.repo, set()).add(issue.number)
+
+    def transfer(self, issue_id: int, repo: str, *, at: datetime) -> SandboxIssue:
+        """Transfer an issue to another repository, as GitHub does: it leaves every list of its
+        repository and its old URL answers 301 to the new one; in `repo` it is a new issue with
+        a new id (GitHub does not keep the id across a transfer) and the next number, keeping
+        title, body, state, labels, assignees and creation time, updated at `at`. Pull requests
+        cannot be transferred."""
+        with self._data_lock:
+            old = self.find(issue_id)
+            if old.is_pr:
+                raise ValueError("pull requests cannot be transferred")
+            if repo == old.repo:
+                raise ValueError("an issue is transferred to another repository")
+            self.add_repo(repo)
+            self.issues[old.repo].remove(old)
+            self._numbers[repo] += 1
+            new = SandboxIssue(
+                repo=repo,
+                id=self._next_id,
+                number=self._numbers[repo],
+                title=old.title,
+                body=old.body,
+                created_at=old.created_at,
+                updated_at=at,
+                state=old.state,
+                state_reason=old.state_reason,
+                closed_at=old.closed_at,
+                labels=list(old.labels),
+                assignees=list(old.assignees),
+                author=old.author,
+            )
+            self._next_id += 1
+            self.issues[repo].append(new)
+            self._moved.setdefault(old.repo, {})[old.number] = (repo, new.number)
+            return new
 
     def corrupt(self, issue_id: int, **json_fields: Any) -> None:
         """Fault knob: serve these JSON keys of the item instead of the real ones (a value of
@@ -326,6 +366,12 @@ class GitHubSandbox(SandboxServer):
                         return Response(200, self.issue_json(issue))
                 if number in self._deleted.get(full_name, ()):
                     return _error(410, "This issue was deleted")
+                moved = self._moved.get(full_name, {}).get(number)
+                if moved is not None:
+                    where = f"{self.url}/repos/{moved[0]}/issues/{moved[1]}"
+                    return Response(
+                        301, {**_body("Moved Permanently"), "url": where}, {"Location": where}
+                    )
         return _error(404, "Not Found")
 
     def _list_issues(self, full_name: str, request: Request) -> Response:
