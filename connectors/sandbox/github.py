@@ -4,9 +4,10 @@ Serves `GET /repos/{o}/{r}`, `GET /repos/{o}/{r}/issues` (with `state`, `since`,
 `direction`, `per_page`, `page` and a `Link` header whose URLs carry every query parameter and point
 back at this server) and `GET /repos/{o}/{r}/issues/{n}` (so a client that fetches issues one by one
 shows up in the request log). `transfer()` moves an issue to another repository as GitHub does: a
-new issue (new id, next number) there, the old URL answering 301. Bodies follow docs/trackers/github.md#response-bodies: every API `url`
-points at the sandbox, the `pull_request` key exists on pull requests only, and every response
-carries the `x-ratelimit-*` headers. Faults use GitHub's own shapes (primary rate limit: 403 with
+new issue (new id, next number) there, the old URL answering 301. Bodies follow
+docs/trackers/github.md#response-bodies: every API `url` points at the sandbox, the
+`pull_request` key exists on pull requests only, and every response carries the `x-ratelimit-*`
+headers. Faults use GitHub's own shapes (primary rate limit: 403 with
 `x-ratelimit-remaining: 0` and an epoch `x-ratelimit-reset`; secondary: `Retry-After`). A deleted
 issue (`delete()`) leaves every list, as on GitHub, and its own URL answers 410.
 
