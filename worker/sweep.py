@@ -90,15 +90,15 @@ async def sweep(
         # a mis-scoped query than a mass deletion: mark nothing.
         log.warning("sweep_skipped", **fields, reason="tracker listed no items")
     else:
-        spared = list(listing.lost)
-        if await store.missing_upstream(conn, integration.id, present, spared):
+        spared, listed = list(listing.lost), list(listing.ids)
+        if await store.missing_upstream(conn, integration.id, present, spared, listed):
             # Mark only what a second, complete listing confirms: a listing that shifted under a
             # concurrent deletion, or a page a proxy served short, must not mark live items.
             listing.merge(await list_upstream(connector))
             present, spared = listing.present, list(listing.lost)
         async with conn.transaction():
             result.removed = await store.mark_missing_upstream(
-                conn, integration.id, present, spared
+                conn, integration.id, present, spared, listed
             )
             result.restored = await store.unmark_present(conn, integration.id, present)
             await store.log_activities(

@@ -833,3 +833,32 @@ async def test_a_run_start_is_one_record_at_one_time(pool, integration, settings
     state = await pool.fetchrow("SELECT last_run_id, last_started_at FROM integration_sync_state")
     assert started["metadata"]["run_id"] == str(state["last_run_id"]) == str(result.run_id)
     assert started["created_at"] == state["last_started_at"]
+
+
+async def test_an_item_deleted_while_its_scope_was_out_is_marked_removed_when_it_is_back(
+    pool, team, settings, upstream
+) -> None:
+    """Found by the model test (tests/model). An item whose scope was taken out of the config is
+    deleted upstream meanwhile; when the scope is configured again, the sweep must mark it
+    removed (it is covered again, and gone), not leave it "out of scope" for good."""
+    upstream.add(1, scope="A")
+    gone, kept = upstream.add(2, scope="B")
+    integration = await make_integration(
+        pool, team, "github", {"token": TOKEN, "projects": ["A", "B"]}
+    )
+    await run(pool, integration, settings, upstream)
+    await set_config(pool, integration, {"token": TOKEN, "projects": ["A"]})
+    await run(pool, integration, settings, upstream)
+    del upstream.items[gone]
+    await set_config(pool, integration, {"token": TOKEN, "projects": ["A", "B"]})
+    result = await run(pool, integration, settings, upstream, full=True)
+    assert result.outcome == "succeeded" and result.removed == 1
+    rows = {
+        r["external_id"]: (r["removed_upstream_at"] is not None, r["out_of_scope_at"] is not None)
+        for r in await pool.fetch("SELECT * FROM work_items WHERE sync_scope = 'B'")
+    }
+    assert rows == {gone: (True, False), kept: (False, False)}
+    [removed] = await events(pool, "work_item_removed")
+    assert removed["metadata"]["external_id"] == gone
+    census = await census_rows(pool, integration)
+    assert census["B"] == (1, 1, 1, 0, None)

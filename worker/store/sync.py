@@ -335,6 +335,8 @@ async def forget_cursor(
     )
 
 
+_COVERED = """
+   AND (out_of_scope_at IS NULL OR sync_scope = ANY($4::text[]))"""  # out, but configured again
 _SPARED = """
    AND NOT (sync_scope = ANY($3::text[]))
    AND (cardinality($3::text[]) = 0 OR sync_scope IS NOT NULL)"""  # unknown scope: maybe spared
@@ -345,17 +347,22 @@ async def missing_upstream(
     integration_id: uuid.UUID,
     present_ids: Collection[str],
     spared: Collection[str] = (),
+    listed: Collection[str] = (),
 ) -> list[str]:
     """This integration's unmarked rows whose ids a listing lacks (what a sweep would mark).
     Rows of `spared` scopes (the credential lost them) are never counted, nor rows of unknown
-    scope while any scope is spared."""
+    scope while any scope is spared. A row marked out of scope counts when its scope is `listed`
+    again (the config covers it again; an item not listed there is gone)."""
     rows = await conn.fetch(
         "SELECT external_id FROM work_items"
-        " WHERE integration_id = $1 AND removed_upstream_at IS NULL AND out_of_scope_at IS NULL"
-        "   AND NOT (external_id = ANY($2::text[]))" + _SPARED,
+        " WHERE integration_id = $1 AND removed_upstream_at IS NULL"
+        + _COVERED
+        + "   AND NOT (external_id = ANY($2::text[]))"
+        + _SPARED,
         integration_id,
         list(present_ids),
         list(spared),
+        list(listed),
     )
     return [r["external_id"] for r in rows]
 
@@ -365,18 +372,22 @@ async def mark_missing_upstream(
     integration_id: uuid.UUID,
     present_ids: Collection[str],
     spared: Collection[str] = (),
+    listed: Collection[str] = (),
 ) -> list[asyncpg.Record]:
     """Mark (never delete) this integration's rows whose ids are no longer upstream, `spared`
-    scopes aside (as `missing_upstream`)."""
+    scopes aside (as `missing_upstream`); a row out of scope whose scope is `listed` again is
+    marked removed and in scope."""
     return await conn.fetch(
-        "UPDATE work_items SET removed_upstream_at = now()"
-        " WHERE integration_id = $1 AND removed_upstream_at IS NULL AND out_of_scope_at IS NULL"
-        "   AND NOT (external_id = ANY($2::text[]))"
+        "UPDATE work_items SET removed_upstream_at = now(), out_of_scope_at = NULL"
+        " WHERE integration_id = $1 AND removed_upstream_at IS NULL"
+        + _COVERED
+        + "   AND NOT (external_id = ANY($2::text[]))"
         + _SPARED
         + " RETURNING id, team_id, external_id, external_key, title, completed_at",
         integration_id,
         list(present_ids),
         list(spared),
+        list(listed),
     )
 
 
