@@ -869,7 +869,7 @@ class AzureDevOpsConnector:
         """Every configured work item type exists in the project, else FatalError naming the
         missing ones: a WIQL filter on a misspelt type only matches nothing, which must not
         read as "no work items"."""
-        missing = [t for t in self.config.work_item_types or [] if await self._states(t) is None]
+        missing = await self._missing_types()
         if missing:
             names = ", ".join(repr(t) for t in missing)
             raise FatalError(
@@ -877,6 +877,15 @@ class AzureDevOpsConnector:
                 "fix work_item_types (type names as the project's process shows them, e.g. "
                 "'User Story', 'Bug')"
             )
+
+    async def _missing_types(self) -> list[str]:
+        return [t for t in self.config.work_item_types or [] if await self._states(t) is None]
+
+    def _type_lost(self, work_item_type: str) -> str:
+        return (
+            f"project {self.config.project!r} has no work item type {work_item_type!r} (any"
+            " more): fix work_item_types"
+        )
 
     async def _map_page(
         self, raws: Iterable[Mapping[str, Any]]
@@ -928,9 +937,12 @@ class AzureDevOpsConnector:
     async def changes(self, since: Mapping[str, datetime]) -> AsyncIterator[Page]:
         """Per scope (work item type), pages of work items changed at or after `since[scope]`,
         in (ChangedDate, Id) order."""
-        await self._check_types()
+        missing = await self._missing_types()
         for work_item_type in self._scope_types():
             scope = scope_key(self.config, work_item_type)
+            if work_item_type in missing:  # lost: the other types go on, the run fails naming it
+                yield Page([], {}, lost={scope: self._type_lost(work_item_type)})
+                continue
             async for page in self._scope_changes(scope, work_item_type, since.get(scope)):
                 yield page
 
@@ -988,9 +1000,12 @@ class AzureDevOpsConnector:
     async def all_ids(self) -> AsyncIterator[ScopeIds]:
         """Every work item id in scope, scope (work item type) by scope, by id, `wiql_top` at a
         time."""
-        await self._check_types()
+        missing = await self._missing_types()
         for work_item_type in self._scope_types():
             scope = scope_key(self.config, work_item_type)
+            if work_item_type in missing:  # lost, never an empty listing taken for deletions
+                yield ScopeIds(scope, [], lost=self._type_lost(work_item_type))
+                continue
             async for ids in self._scope_ids(work_item_type):
                 yield ScopeIds(scope, [f"{self.site}/{i}" for i in ids])
 

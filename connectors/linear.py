@@ -507,6 +507,12 @@ def complete_page(
 # ---------------------------------------------------------------------------------------------
 # The connector
 # ---------------------------------------------------------------------------------------------
+TEAM_NOT_VISIBLE = (
+    "visible to this API key: fix team_keys (team keys are case-sensitive) or give the key's"
+    " user access to the team"
+)
+
+
 def _team_key(node: Mapping[str, Any]) -> str:
     """The scope of a listed issue: its team's key (the filter only lists configured teams)."""
     team = node.get("team")
@@ -560,6 +566,13 @@ class LinearConnector:
     async def _check_teams(self, keys: Sequence[str]) -> None:
         """The key works and Linear lists every team in `keys`, else FatalError naming the
         missing ones: a team key that matches nothing must not read as "no issues"."""
+        missing = await self._missing_teams(keys)
+        if missing:
+            names = ", ".join(repr(k) for k in missing)
+            raise FatalError(f"Linear has no team with key {names} {TEAM_NOT_VISIBLE}")
+
+    async def _missing_teams(self, keys: Sequence[str]) -> list[str]:
+        """The keys among `keys` Linear lists no team for (the API key must work)."""
         data = await self._graphql(
             CHECK_QUERY, {"keys": list(keys), "first": MAX_PAGE_SIZE}, "check"
         )
@@ -569,13 +582,7 @@ class LinearConnector:
         teams, _ = connection(data, "teams", paged=False)
         found = {str(t.get("key")) for t in teams}
         self._teams_seen.update(k for k in keys if k in found)
-        missing = [k for k in keys if k not in found]
-        if missing:
-            names = ", ".join(repr(k) for k in missing)
-            raise FatalError(
-                f"Linear has no team with key {names} visible to this API key: fix team_keys "
-                "(team keys are case-sensitive) or give the key's user access to the team"
-            )
+        return [k for k in keys if k not in found]
 
     def scopes(self) -> list[str]:
         """One scope per configured team key."""
@@ -588,13 +595,17 @@ class LinearConnector:
                 yield page
 
     async def all_ids(self) -> AsyncIterator[ScopeIds]:
-        # A missing team would only shorten the listing (and the sweep would mark its issues
-        # deleted): every team must exist before anything is listed.
+        # A team Linear no longer shows would only shorten the listing (and the sweep would mark
+        # its issues deleted): it is reported lost instead, and the others are listed.
         unseen = [k for k in self._config.team_keys if k not in self._teams_seen]
-        if unseen:
-            await self._check_teams(unseen)
+        lost = await self._missing_teams(unseen) if unseen else []
+        for key in lost:
+            yield ScopeIds(key, [], lost=f"no team with this key {TEAM_NOT_VISIBLE}")
+        listed = [k for k in self._config.team_keys if k not in lost]
+        if not listed:
+            return
         variables: dict[str, Any] = {
-            "filter": {"team": {"key": {"in": list(self._config.team_keys)}}},
+            "filter": {"team": {"key": {"in": listed}}},
             "first": self.ids_page_size,
             "after": None,
         }
@@ -663,8 +674,11 @@ class LinearConnector:
             if variables["before"] is None:
                 if nodes:
                     self._teams_seen.add(key)  # the filter is the team's key: it exists
-                elif key not in self._teams_seen:
-                    await self._check_teams([key])  # nothing listed: no changes, or no team?
+                elif key not in self._teams_seen and await self._missing_teams([key]):
+                    # Nothing listed and no such team: lost, not "no changes". The other teams
+                    # go on; the run fails naming it.
+                    yield Page([], {}, lost={key: f"no team with this key {TEAM_NOT_VISIBLE}"})
+                    return
                 if info.get("hasNextPage"):
                     await self._check_first_page_is_the_oldest(key, issue_filter, info)
             # Within a page Linear lists newest first too: reversed, the page runs oldest first.

@@ -366,13 +366,19 @@ async def test_a_team_key_that_does_not_exist_is_fatal_and_named(
     harness.seed(3, start=T0, step=timedelta(minutes=1))
     connector = harness.connector(team_keys=["ENG", "NOPE"])
     try:
-        with pytest.raises(FatalError, match="no team with key 'NOPE'"):
-            if call == "check":
+        if call == "check":  # setting it up: an error naming it
+            with pytest.raises(FatalError, match="no team with key 'NOPE'"):
                 await connector.check()
-            elif call == "changes":
-                await collect(connector)
-            else:
-                [i async for batch in connector.all_ids() for i in batch]
+        elif call == "changes":  # syncing: lost (the run fails naming it), ENG still synced
+            pages = await collect(connector)
+            [lost] = [p.lost for p in pages if p.lost]
+            assert list(lost) == ["NOPE"] and lost["NOPE"].startswith("no team with this key")
+            assert len(items_of(pages)) == 3
+        else:  # listing: lost, never an empty listing the sweep would take for deletions
+            parts = [part async for part in connector.all_ids()]
+            lost_parts = [part for part in parts if part.lost]
+            assert [(p.scope, list(p.ids)) for p in lost_parts] == [("NOPE", [])]
+            assert sum(len(p) for p in parts if p.scope == "ENG") == 3
     finally:
         await connector.aclose()
 
@@ -435,16 +441,15 @@ async def test_injection_attempt_in_team_keys_is_inert(harness: LinearHarness) -
         with pytest.raises(FatalError) as info:
             await connector.check()
         # The changes query carrying it matched nothing (a widened query would have listed ENG's
-        # issues), and a team key that matches nothing is an error, not "no issues" (the
+        # issues), and a team key that matches nothing is a lost scope, not "no issues" (the
         # assertion here used to be `pages == [] and ids == []`).
-        with pytest.raises(FatalError) as in_changes:
-            await collect(connector)
-        with pytest.raises(FatalError) as in_ids:
-            [i async for batch in connector.all_ids() for i in batch]
+        pages = await collect(connector)
+        parts = [part async for part in connector.all_ids()]
     finally:
         await connector.aclose()
     assert repr(hostile) in str(info.value)
-    assert str(in_changes.value) == str(in_ids.value) == str(info.value)  # broke nothing
+    assert items_of(pages) == [] and [list(p.lost) for p in pages if p.lost] == [[hostile]]
+    assert [(p.scope, list(p.ids), bool(p.lost)) for p in parts] == [(hostile, [], True)]
     assert CHANGES_QUERY in [body["query"] for body in graphql_bodies(harness.sandbox)]
     for body in graphql_bodies(harness.sandbox):
         assert hostile not in body["query"]
