@@ -667,6 +667,52 @@ async def test_all_ids_windows_past_top(harness: AdoHarness) -> None:
     assert queries[1].endswith("AND [System.Id] > 7 ORDER BY [System.Id] ASC")
 
 
+async def test_all_ids_window_adapts_after_a_refusal(harness: AdoHarness) -> None:
+    # A server that counts matches before $top, with a cap of 25: the listing must narrow its
+    # id window once and then carry on from the size that fitted (growing it again), not
+    # bisect down from 2^31 after every refusal (that made 189 refused queries here).
+    sandbox = harness.sandbox
+    sandbox.cap_ignores_top, sandbox.wiql_cap = True, 25
+    ids = sandbox.add_items_fast((f"I {n}", DAY + timedelta(minutes=n)) for n in range(130))
+    connector = harness.connector(wiql_top=20)
+    try:
+        listed = [i async for batch in connector.all_ids() for i in batch]
+    finally:
+        await connector.aclose()
+    assert listed == [sandbox.external_id(i) for i in ids]
+    # The whole range, refused, drops to a window of $top ids (it cannot match more than
+    # $top items); each window that fits is followed by one twice as wide, refused while
+    # the ids are this dense: (20,60], (40,80], (60,100], (80,120], (100,140]. Then (120,160]
+    # fits (10 ids), (160,240] is empty and the open-ended rest ends the listing.
+    assert sandbox.wiql_refusals == 6
+    assert len(wiql_texts(sandbox)) == 6 + 9
+
+
+async def test_all_ids_window_grows_through_sparse_ids(harness: AdoHarness) -> None:
+    # The scope's items are a few among many of another project (ids are per organization):
+    # after the first refusal the id window doubles while it fits, so a sparse scope takes a
+    # handful of queries, not one per $top ids; past the last id, the open-ended rest ends it.
+    sandbox = harness.sandbox
+    sandbox.add_project("Other")
+    sandbox.cap_ignores_top, sandbox.wiql_cap = True, 25
+    ours: list[int] = []
+    for n in range(2_000):
+        if n % 50 == 0:
+            ours.append(sandbox.add_item(f"ours {n}", changed=DAY))
+        else:
+            sandbox.add_item(f"theirs {n}", changed=DAY, project="Other")
+    connector = harness.connector(wiql_top=20)
+    try:
+        listed = [i async for batch in connector.all_ids() for i in batch]
+    finally:
+        await connector.aclose()
+    assert listed == [sandbox.external_id(i) for i in ours]
+    # 40 of ours: the open-ended query is refused once; windows of 20, 40, ... 1,280 ids fit
+    # (at most 14 of ours each), the next one is empty, the open-ended rest is empty too.
+    assert sandbox.wiql_refusals == 1
+    assert len(wiql_texts(sandbox)) == 1 + 7 + 1 + 1
+
+
 def test_demo_seed_and_config(tmp_path: Path) -> None:
     with AzureDevOpsSandbox(token="demo-token") as sandbox:
         assert isinstance(sandbox, AzureDevOpsSandbox)
