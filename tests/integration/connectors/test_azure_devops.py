@@ -786,3 +786,135 @@ def test_sandbox_refuses_what_ado_refuses(sandbox: AzureDevOpsSandbox) -> None:
     assert body["value"][0]["fields"] == {"System.Title": "S 0"}
     status, body = _post(sandbox, "workItemsBatch", {"ids": [1]}, token="wrong")
     assert status == 401
+
+
+IDENTITY_REF_KEYS = {"displayName", "url", "_links", "id", "uniqueName", "imageUrl", "descriptor"}
+
+
+def test_sandbox_wiql_answer_has_the_published_shape(sandbox: AzureDevOpsSandbox) -> None:
+    # WorkItemQueryResult (wit 7.0/7.1 workItemTracking.json) and its example
+    # (httpExamples/wiql/GET__wit_get_id_workitems.json): the columns are the SELECT list and
+    # the sortColumns the ORDER BY, each a WorkItemFieldReference (referenceName, name, url).
+    sandbox.now = lambda: DAY + timedelta(hours=12, milliseconds=617)
+    for n in range(3):
+        sandbox.add_item(f"S {n}", changed=DAY + timedelta(minutes=n))
+    query = (
+        "SELECT [System.Id], [System.Title], [State] FROM WorkItems "
+        "WHERE [System.TeamProject] = @project "
+        "ORDER BY [System.ChangedDate] DESC, [System.Id] ASC"
+    )
+    status, body = _post(sandbox, "wiql?timePrecision=true&$top=2", {"query": query})
+    assert status == 200
+    fields = f"{sandbox.organization_url}/_apis/wit/fields"
+    assert body == {
+        "queryType": "flat",
+        "queryResultType": "workItem",
+        "asOf": "2025-05-01T12:00:00.617Z",
+        "columns": [
+            {"referenceName": "System.Id", "name": "ID", "url": f"{fields}/System.Id"},
+            {"referenceName": "System.Title", "name": "Title", "url": f"{fields}/System.Title"},
+            {"referenceName": "System.State", "name": "State", "url": f"{fields}/System.State"},
+        ],
+        "sortColumns": [
+            {
+                "field": {
+                    "referenceName": "System.ChangedDate",
+                    "name": "Changed Date",
+                    "url": f"{fields}/System.ChangedDate",
+                },
+                "descending": True,
+            },
+            {
+                "field": {"referenceName": "System.Id", "name": "ID", "url": f"{fields}/System.Id"},
+                "descending": False,
+            },
+        ],
+        "workItems": [
+            {"id": i, "url": f"{sandbox.organization_url}/_apis/wit/workItems/{i}"} for i in (3, 2)
+        ],
+    }
+    # Without ORDER BY there is nothing to sort by: no sortColumns (as a real answer quoted on
+    # Microsoft's Tech Community shows; the spec marks no property required).
+    status, body = _post(sandbox, "wiql", {"query": "SELECT [System.Id] FROM WorkItems"})
+    assert status == 200 and "sortColumns" not in body and len(body["workItems"]) == 3
+
+
+def test_sandbox_identity_fields_are_identity_refs(sandbox: AzureDevOpsSandbox) -> None:
+    # System.AssignedTo / CreatedBy / ChangedBy are IdentityRef objects (wit 7.1
+    # httpExamples/workItems/GET__wit_WorkItems_id.json); every item has a creator and a last
+    # changer; an unassigned item has no AssignedTo at all.
+    assigned = sandbox.add_item(
+        "mine",
+        changed=DAY,
+        fields={"System.AssignedTo": "Jamal Hartnett <fabrikamfiber4@hotmail.com>"},
+    )
+    unassigned = sandbox.add_item("nobody's", changed=DAY + timedelta(minutes=1))
+    sandbox.update_item(
+        unassigned,
+        changed=DAY + timedelta(minutes=2),
+        state="Active",
+        fields={"System.ChangedBy": "Christie Church <fabrikamfiber1@hotmail.com>"},
+    )
+    status, body = _post(sandbox, "workItemsBatch", {"ids": [assigned, unassigned]})
+    assert status == 200
+    first, second = (w["fields"] for w in body["value"])
+    assert first["System.Rev"] == body["value"][0]["rev"] == 1
+    jamal = first["System.AssignedTo"]
+    assert set(jamal) == IDENTITY_REF_KEYS
+    assert jamal["displayName"] == "Jamal Hartnett"
+    assert jamal["uniqueName"] == "fabrikamfiber4@hotmail.com"
+    assert jamal["_links"] == {"avatar": {"href": jamal["_links"]["avatar"]["href"]}}
+    assert jamal["descriptor"] in jamal["_links"]["avatar"]["href"]
+    assert jamal["id"] in jamal["url"] and jamal["id"] in jamal["imageUrl"]
+    for fields in (first, second):
+        assert set(fields["System.CreatedBy"]) == IDENTITY_REF_KEYS
+        assert set(fields["System.ChangedBy"]) == IDENTITY_REF_KEYS
+    assert "System.AssignedTo" not in second
+    assert second["System.ChangedBy"]["displayName"] == "Christie Church"
+    assert second["System.CreatedBy"] == first["System.CreatedBy"]  # the sandbox's own user
+    # WIQL compares an identity with its display name, its unique name or both.
+    select = "SELECT [System.Id] FROM WorkItems WHERE [System.AssignedTo] = "
+    for who in ("Jamal Hartnett", "fabrikamfiber4@hotmail.com"):
+        status, body = _post(sandbox, "wiql", {"query": f"{select}'{who}'"})
+        assert [w["id"] for w in body["workItems"]] == [assigned]
+    # An older server (TFS 2018, api-version 4.1 examples) sends "Name <unique name>" text.
+    sandbox.identities_as_strings = True
+    status, body = _post(
+        sandbox, "workItemsBatch", {"ids": [assigned], "fields": ["System.AssignedTo"]}
+    )
+    assert body["value"][0]["fields"] == {
+        "System.AssignedTo": "Jamal Hartnett <fabrikamfiber4@hotmail.com>"
+    }
+
+
+@pytest.mark.parametrize("as_strings", [False, True], ids=["IdentityRef", "text"])
+async def test_identity_fields_are_read_as_objects_or_text(
+    harness: AdoHarness, as_strings: bool
+) -> None:
+    # The connector maps no identity field to a column: an IdentityRef (or an older server's
+    # text) changes nothing but the raw item it keeps.
+    sandbox = harness.sandbox
+    sandbox.identities_as_strings = as_strings
+    mine = sandbox.add_item(
+        "mine",
+        changed=DAY,
+        fields={
+            "System.AssignedTo": "Jamal Hartnett <fabrikamfiber4@hotmail.com>",
+            "Microsoft.VSTS.Common.Priority": 1,
+        },
+    )
+    sandbox.update_item(mine, changed=DAY + timedelta(hours=1), state="Active", tags="Blocked")
+    other = sandbox.add_item(
+        "other", changed=DAY + timedelta(hours=2), fields={"Microsoft.VSTS.Common.Priority": 3}
+    )
+    got = {i.external_key: i for i in items_of(await sync(harness.connector()))}
+    assert got[str(mine)].status is Status.BLOCKED and got[str(mine)].priority == 4
+    assert got[str(other)].status is Status.QUEUED and got[str(other)].priority == 2
+    assigned = got[str(mine)].raw["fields"]["System.AssignedTo"]
+    if as_strings:
+        assert assigned == "Jamal Hartnett <fabrikamfiber4@hotmail.com>"
+    else:
+        assert set(assigned) == IDENTITY_REF_KEYS
+        assert assigned["displayName"] == "Jamal Hartnett"
+        assert assigned["_links"]["avatar"]["href"].startswith(sandbox.organization_url)
+    assert "System.AssignedTo" not in got[str(other)].raw["fields"]
