@@ -22,6 +22,7 @@ from pydantic import SecretStr, ValidationError
 from connectors.azure_devops import AzureDevOpsConfig, AzureDevOpsConnector
 from connectors.base import ConnectorContext, FatalError, Page, RetriableError, Status
 from connectors.sandbox.azure_devops import AzureDevOpsSandbox
+from tests.conformance import checker
 from tests.integration.connectors.contract import (
     PLANTED_TOKEN,
     ConnectorContract,
@@ -29,6 +30,9 @@ from tests.integration.connectors.contract import (
     items_of,
 )
 
+#: The endpoints the connector may call, as Microsoft's published spec describes them
+#: (tests/conformance/azure_devops.json): every request of every test here is checked against it.
+ADO_API = checker.load("azure_devops")
 PAGE = 5  # batch_size in tests: "several pages" with a handful of items
 TOP = 7  # wiql_top in tests: the contract's larger seeds need more than one WIQL window
 
@@ -91,6 +95,17 @@ class AdoHarness:
 # tmp_path (AZURE_DEVOPS_CACHE_DIR is read once, at the SDK's import).
 @pytest.fixture
 def sandbox() -> Iterator[AzureDevOpsSandbox]:
+    """A sandbox whose request log must conform to the published API when the test ends: a
+    method, path, query parameter or body field the description does not allow fails it."""
+    with AzureDevOpsSandbox(token=PLANTED_TOKEN) as server:
+        assert isinstance(server, AzureDevOpsSandbox)
+        yield server
+    checker.assert_conforms(ADO_API, server.requests)
+
+
+@pytest.fixture
+def off_spec_sandbox() -> Iterator[AzureDevOpsSandbox]:
+    """A sandbox for tests that send what the service refuses on purpose (not checked)."""
     with AzureDevOpsSandbox(token=PLANTED_TOKEN) as server:
         assert isinstance(server, AzureDevOpsSandbox)
         yield server
@@ -713,6 +728,43 @@ async def test_all_ids_window_grows_through_sparse_ids(harness: AdoHarness) -> N
     assert len(wiql_texts(sandbox)) == 1 + 7 + 1 + 1
 
 
+async def test_requests_conform_to_the_published_api(harness: AdoHarness) -> None:
+    # Every endpoint the connector uses, with area path and types, windows and a refusal: the
+    # log is checked against tests/conformance/azure_devops.json (the fixture checks it again).
+    sandbox = harness.sandbox
+    sandbox.add_area("My Project\\Web")
+    sandbox.cap_ignores_top, sandbox.wiql_cap = True, 4
+    for n in range(12):
+        sandbox.add_item(
+            f"W {n}",
+            changed=DAY + timedelta(minutes=n),
+            work_item_type=("User Story", "Bug")[n % 2],
+            area_path="My Project\\Web",
+        )
+    connector = harness.connector(
+        area_path="My Project\\Web", work_item_types=["User Story", "Bug"]
+    )
+    try:
+        assert len(items_of(await collect(connector))) == 12
+        assert sum([len(p) async for p in connector.all_ids()]) == 12
+    finally:
+        await connector.aclose()
+    log = list(sandbox.requests)
+    assert {checker.operation(ADO_API, r) for r in log} >= {
+        "Wiql_Query By Wiql",
+        "Work Items_Get Work Items Batch",
+        "Work Item Type States_List",
+    }
+    checker.assert_conforms(ADO_API, log)
+    assert sandbox.wiql_refusals > 0
+    # The same log with one body field the spec does not have is refused, naming it.
+    batch = next(r for r in log if r.path.endswith("/workItemsBatch"))
+    body = {**batch.json(), "top": 5}
+    drifted = replace(batch, body=json.dumps(body).encode())
+    with pytest.raises(AssertionError, match=r"body\.top: a field the description does not have"):
+        checker.assert_conforms(ADO_API, [*log, drifted])
+
+
 def test_demo_seed_and_config(tmp_path: Path) -> None:
     with AzureDevOpsSandbox(token="demo-token") as sandbox:
         assert isinstance(sandbox, AzureDevOpsSandbox)
@@ -724,6 +776,7 @@ def test_demo_seed_and_config(tmp_path: Path) -> None:
             integration_id="demo", token=config.token, cache_dir=tmp_path, max_retries=1
         )
         got = items_of(asyncio.run(collect(AzureDevOpsConnector(config, ctx))))
+    checker.assert_conforms(ADO_API, sandbox.requests)
     statuses = {i.status for i in got}
     assert len(got) == len(sandbox.items)
     assert statuses == set(Status)
@@ -752,7 +805,8 @@ def _post(sandbox: AzureDevOpsSandbox, path: str, body: Any, token: str = PLANTE
         return exc.code, json.loads(raw) if raw.startswith(b"{") else raw.decode()
 
 
-def test_sandbox_refuses_what_ado_refuses(sandbox: AzureDevOpsSandbox) -> None:
+def test_sandbox_refuses_what_ado_refuses(off_spec_sandbox: AzureDevOpsSandbox) -> None:
+    sandbox = off_spec_sandbox
     sandbox.wiql_cap = 3
     for n in range(5):
         sandbox.add_item(f"S {n}", changed=DAY + timedelta(minutes=n))
