@@ -971,7 +971,10 @@ class AzureDevOpsConnector:
             + " AND ".join(scope_clauses(self.config))
             + " ORDER BY [System.Id] ASC"
         )
-        await self._wiql(query, 1)
+        try:
+            await self._wiql(query, 1)
+        except _CapExceeded:
+            pass  # the query ran (a server that counts before $top): PAT, project, area path fine
         await self._check_types()
 
     def _scope_types(self) -> list[str | None]:

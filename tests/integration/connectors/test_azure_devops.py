@@ -466,6 +466,20 @@ async def _a_missing_type_is_a_lost_scope(connector: AzureDevOpsConnector, call:
         assert sum(len(p) for p in parts if p.scope == story) == 3
 
 
+async def test_check_passes_on_a_project_too_big_for_one_query(harness: AdoHarness) -> None:
+    # A server that counts matches before $top refuses check()'s $top=1 query (VS402337) on a
+    # big project: the query ran, so the PAT, the project and the area path are fine.
+    sandbox = harness.sandbox
+    sandbox.cap_ignores_top, sandbox.wiql_cap = True, 3
+    harness.seed(5, start=DAY, step=timedelta(minutes=1))
+    connector = harness.connector(work_item_types=["User Story"])
+    try:
+        await connector.check()
+    finally:
+        await connector.aclose()
+    assert sandbox.wiql_refusals == 1
+
+
 async def test_401_says_the_pat_was_rejected(harness: AdoHarness) -> None:
     connector = harness.connector(token="wrong-pat")
     try:
@@ -745,6 +759,7 @@ async def test_requests_conform_to_the_published_api(harness: AdoHarness) -> Non
         area_path="My Project\\Web", work_item_types=["User Story", "Bug"]
     )
     try:
+        await connector.check()
         assert len(items_of(await collect(connector))) == 12
         assert sum([len(p) async for p in connector.all_ids()]) == 12
     finally:
