@@ -1,6 +1,7 @@
-"""Conformance of recorded requests to a tracker's published API: each request a connector made
-(as a sandbox logged it: `sandbox.requests`) must be one its description allows, down to the
-method, the path, every query parameter and every body field, with their types.
+"""Conformance to a tracker's published API: each request a connector made (as a sandbox
+logged it: `sandbox.requests`) must be one its description allows, down to the method, the
+path, every query parameter and every body field, with their types; and each successful answer
+a sandbox gives must have the shape the description gives it (`check_response`).
 
 A description is a JSON file next to this module, `<tracker>.json`, derived by hand from the
 tracker's published API description (it names the file, version and commit it was read from).
@@ -10,6 +11,7 @@ It lists only the endpoints the connector uses. The format, tracker-neutral:
       "tracker": "azure_devops",
       "source": {...},                    # where it was derived from (free form, for people)
       "case_insensitive_paths": true,     # literal path segments compare without case
+      "array_responses": "wrapped",       # optional: an array answer comes as {count, value}
       "version": {                        # optional: an API version every request must carry
         "name": "api-version",
         "in": ["query", "accept"],        # a query parameter and/or a parameter of Accept
@@ -23,6 +25,7 @@ It lists only the endpoints the connector uses. The format, tracker-neutral:
           "path_params": {"project": {"type": "string", "optional": true}, ...},
           "query": {"$top": {"type": "integer", "format": "int32"}, ...},
           "body": {"required": true, "schema": {...}},   # absent: the request has no body
+          "response": {"schema": {...}},                 # optional: a 2xx answer's JSON
           "version": {...} | null                        # optional: overrides the top level
         }
       ]
@@ -36,11 +39,13 @@ listed (the version parameter aside), once each, of their type (`string`, `integ
 ones must be present. Body schemas are a subset of JSON Schema (OpenAPI 2 flavour): `type`
 (object, array, string, integer, number, boolean), `properties`, `required`,
 `additionalProperties` (schema or bool), `items`, `minItems`, `maxItems`, `enum`, `format`
-(int32, int64, date-time). **An object allows only the properties it lists** unless it says
-`additionalProperties`: a body field the description does not name is a violation.
+(int32, int64, date-time), `nullable`; a schema without `type` allows any value. **An object
+allows only the properties it lists** unless it says `additionalProperties`: a body field (or an
+answer's field) the description does not name is a violation. Keys starting with `x-` are notes.
 
     violations = check(load("azure_devops"), sandbox.requests)
     assert_conforms(load("azure_devops"), sandbox.requests)  # AssertionError listing them all
+    check_response(description, request, status, body)     # e.g. from a sandbox response_hook
 """
 
 from __future__ import annotations
@@ -165,6 +170,36 @@ def check_request(description: Mapping[str, Any], request: RecordedRequest) -> l
         *_check_body(endpoint, request),
     ]
     return [Violation(label, operation, p) for p in problems]
+
+
+def check_response(
+    description: Mapping[str, Any], request: RecordedRequest, status: int, body: Any
+) -> list[Violation]:
+    """The violations of a successful answer (`body`: JSON, parsed or as bytes) to `request`
+    by the response schema of its endpoint (none: nothing to check; errors are not described)."""
+    if not 200 <= status < 300:
+        return []
+    matched = _match(description, request)
+    if isinstance(matched, str) or "response" not in matched[0]:
+        return []
+    endpoint = matched[0]
+    label, operation = _label(request), endpoint.get("operation")
+    if isinstance(body, bytes | bytearray):
+        try:
+            body = json.loads(body)
+        except ValueError:
+            return [Violation(label, operation, "the answer is not JSON")]
+    schema = endpoint["response"]["schema"]
+    if schema.get("type") == "array" and description.get("array_responses") == "wrapped":
+        schema = {
+            "type": "object",
+            "properties": {"count": {"type": "integer"}, "value": schema},
+            "required": ["count", "value"],
+        }
+    return [
+        Violation(label, operation, f"answer{path}: {problem}")
+        for path, problem in validate(body, schema)
+    ]
 
 
 # -- paths --------------------------------------------------------------------------------------
@@ -340,6 +375,8 @@ def _check_body(endpoint: Mapping[str, Any], request: RecordedRequest) -> list[s
 
 def validate(value: Any, schema: Mapping[str, Any], path: str = "") -> list[tuple[str, str]]:
     """(JSON path, problem) for each way `value` breaks `schema` (the subset described above)."""
+    if value is None and schema.get("nullable"):
+        return []
     if "enum" in schema and value not in schema["enum"]:
         return [(path, f"{value!r} is not one of {schema['enum']}")]
     kind = schema.get("type")

@@ -6,8 +6,10 @@ Swagger 2.0 (OpenAPI 2) file, the form Microsoft publishes the Azure DevOps REST
         "Wiql_Query By Wiql" "Work Items_Get Work Items Batch" "Work Item Type States_List"
 
 Path parameters the spec marks `x-ms-required: false` become `optional`; the `api-version`
-parameter is left to the description's `version`; body schemas have their `$ref`s resolved and
-their objects closed (`additionalProperties: false` unless the spec says otherwise). Anything
+parameter is left to the description's `version`; body and 200-response schemas have their
+`$ref`s resolved and their objects closed (`additionalProperties: false` unless the spec says
+otherwise), except a bare `{"type": "object"}`, which stands for .NET's `object` (any value,
+e.g. a work item field's). Anything
 the spec says only in words (the 200-id cap of workItemsBatch) is added by hand, marked
 `x-added` in the description.
 """
@@ -36,6 +38,10 @@ def resolve(spec: Mapping[str, Any], node: Any, depth: int = 0) -> Any:
         for part in str(node["$ref"]).lstrip("#/").split("/"):
             target = target[part]
         return resolve(spec, target, depth + 1)
+    if node.get("type") == "object" and not {"properties", "additionalProperties", "allOf"} & set(
+        node
+    ):
+        return {}  # a bare object: .NET's `object`, any JSON value (a work item field's value)
     out: dict[str, Any] = {}
     for base in node.get("allOf", []):
         merged = resolve(spec, base, depth + 1)
@@ -87,6 +93,9 @@ def endpoints(spec: Mapping[str, Any], operations: list[str]) -> list[dict[str, 
                         "required": bool(param.get("required")),
                         "schema": resolve(spec, param["schema"]),
                     }
+            answer = (op.get("responses") or {}).get("200", {}).get("schema")
+            if answer is not None:
+                endpoint["response"] = {"schema": resolve(spec, answer)}
             found[op["operationId"]] = endpoint
     missing = [o for o in operations if o not in found]
     if missing:

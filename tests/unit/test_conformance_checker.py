@@ -243,3 +243,62 @@ def test_azure_devops_description_on_typical_requests(
         assert found == ["no endpoint of the description has this path"]
     else:
         assert found == expected
+
+
+def test_answers_are_checked_against_the_response_schema() -> None:
+    ado = checker.load("azure_devops")
+    wiql = Req("POST", "/myorg/p/_apis/wit/wiql", body=b'{"query": "q"}')
+    good = {
+        "queryType": "flat",
+        "queryResultType": "workItem",
+        "asOf": "2025-05-01T12:00:00.617Z",
+        "columns": [{"referenceName": "System.Id", "name": "ID", "url": "u"}],
+        "sortColumns": [
+            {"field": {"referenceName": "System.Id", "name": "ID", "url": "u"}, "descending": False}
+        ],
+        "workItems": [{"id": 1, "url": "u"}],
+    }
+
+    def answer(request: Req, body: Any, status: int = 200) -> list[str]:
+        return [v.problem for v in checker.check_response(ado, request, status, body)]
+
+    assert answer(wiql, good) == []
+    assert answer(wiql, json.dumps(good).encode()) == []  # bytes are parsed
+    assert answer(wiql, {**good, "continuationToken": "x"}) == [
+        "answer.continuationToken: a field the description does not have"
+    ]
+    assert answer(wiql, {**good, "queryType": "list"}) == [
+        "answer.queryType: 'list' is not one of ['flat', 'tree', 'oneHop']"
+    ]
+    assert answer(wiql, {**good, "sortColumns": [{"field": "System.Id"}]}) == [
+        "answer.sortColumns[0].field: str, not an object"
+    ]
+    assert answer(wiql, {"message": "VS402337"}, status=400) == []  # errors are not described
+    assert answer(wiql, b"{oops") == ["the answer is not JSON"]
+
+    batch = Req("POST", "/myorg/p/_apis/wit/workItemsBatch", body=b'{"ids": [1, 2]}')
+    item = {
+        "id": 1,
+        "rev": 2,
+        "fields": {"System.AssignedTo": {"displayName": "x"}, "System.Title": "t", "n": 1.5},
+        "url": "u",
+        "_links": {"self": {"href": "u"}},
+    }
+    assert answer(batch, {"count": 2, "value": [item, None]}) == []  # null: omitted id
+    assert answer(batch, [item]) == ["answer: list, not an object"]  # arrays come wrapped
+    assert answer(batch, {"count": 1, "value": [{**item, "rev": "2"}]}) == [
+        "answer.value[0].rev: str, not an integer"
+    ]
+    assert answer(batch, {"count": 1, "value": [{**item, "_links": {"self": "u"}}]}) == [
+        "answer.value[0]._links.self: str, not an object"
+    ]
+    states = Req("GET", "/myorg/p/_apis/wit/workitemtypes/Bug/states")
+    assert (
+        answer(
+            states,
+            {"count": 1, "value": [{"name": "New", "color": "b2b2b2", "category": "Proposed"}]},
+        )
+        == []
+    )
+    assert answer(states, {"value": []}) == ["answer: required field 'count' missing"]
+    assert answer(Req("OPTIONS", "/myorg/_apis"), {"anything": 1}) == []  # no response schema
