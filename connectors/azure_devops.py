@@ -561,6 +561,55 @@ class _Window:
         self._stalls, self.after = 0, reached
 
 
+class _IdWindow:
+    """Where an `all_ids` listing stands in id order: every id up to `after` is listed; the
+    next query asks for ids in (`after`, `upto`] (`upto` None: every id above `after`).
+
+    The first query is open-ended. Once the server refuses a window (VS402337: more than
+    20,000 matches, even with `$top` on some servers), the listing goes on in id windows whose
+    width adapts like the (ChangedDate, Id) window of `changes`: halved while refused, twice
+    as wide after one that fitted. A refusal then costs about one query per window, instead of
+    a bisection down from 2^31 after every window. Past the last id the windows come back
+    empty: the next query is open-ended again, so the listing ends there instead of doubling
+    its way up to 2^31.
+    """
+
+    def __init__(self, top: int) -> None:
+        self.top = top
+        self.after = 0
+        self.upto: int | None = None
+        self._span = 0  # width of the current (or next) bounded window; 0: none fitted yet
+
+    def narrow(self) -> None:
+        """The server refused (after, upto]. A bounded window: half as wide. The open-ended
+        range: the bounded window the listing would have used, or at first `top` ids (so wide
+        a window cannot match more than `top` items, below the server's cap; a server with a
+        lower cap halves it further)."""
+        ceiling = self.upto if self.upto is not None else MAX_ID
+        width = ceiling - self.after
+        if width <= 1:
+            raise RetriableError("Azure DevOps refused a WIQL id window of one item")
+        if self.upto is not None:
+            self._span = width // 2
+        else:
+            self._span = min(width // 2, self._span or self.top)
+        self.upto = self.after + self._span
+
+    def advance(self, ids: Sequence[int]) -> bool:
+        """After a query's answer (ascending ids): False when the listing is complete. A full
+        answer continues after its last id in the same window; an exhausted bounded window is
+        followed by one twice as wide, or by the open-ended rest after an empty one."""
+        if len(ids) >= self.top and (self.upto is None or ids[-1] < self.upto):
+            self.after = ids[-1]
+            return True
+        if self.upto is None:
+            return False
+        self.after, self._span = self.upto, 2 * self._span
+        end = self.after + self._span
+        self.upto = end if ids and end < MAX_ID else None
+        return True
+
+
 class _CapExceeded(Exception):
     """The server refused a WIQL query for matching more than 20,000 items (VS402337)."""
 
@@ -922,7 +971,10 @@ class AzureDevOpsConnector:
             + " AND ".join(scope_clauses(self.config))
             + " ORDER BY [System.Id] ASC"
         )
-        await self._wiql(query, 1)
+        try:
+            await self._wiql(query, 1)
+        except _CapExceeded:
+            pass  # the query ran (a server that counts before $top): PAT, project, area path fine
         await self._check_types()
 
     def _scope_types(self) -> list[str | None]:
@@ -1011,29 +1063,23 @@ class AzureDevOpsConnector:
 
     async def _scope_ids(self, work_item_type: str | None) -> AsyncIterator[list[int]]:
         top = self.config.wiql_top
-        after_id, upto_id = 0, None
+        window = _IdWindow(top)
         while True:
             query = ids_query(
-                self.config, after_id=after_id, upto_id=upto_id, work_item_type=work_item_type
+                self.config,
+                after_id=window.after,
+                upto_id=window.upto,
+                work_item_type=work_item_type,
             )
             try:
                 ids, _ = await self._wiql(query, top)
             except _CapExceeded:
-                ceiling = upto_id if upto_id is not None else MAX_ID
-                if ceiling - after_id <= 1:
-                    raise RetriableError(
-                        "Azure DevOps refused a WIQL id window of one item"
-                    ) from None
-                upto_id = after_id + (ceiling - after_id) // 2
+                window.narrow()
                 continue
             if ids:
                 yield ids
-            if len(ids) >= top:
-                after_id = ids[-1]
-                continue
-            if upto_id is None:
+            if not window.advance(ids):
                 return
-            after_id, upto_id = upto_id, None
 
     async def aclose(self) -> None:
         """Drop the client (its HTTP sessions live in the worker threads and close with them)."""
