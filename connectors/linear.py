@@ -47,6 +47,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from datetime import datetime, timedelta
@@ -244,12 +245,15 @@ def map_issue_status(
 
 
 def map_story_points(estimate: Any) -> int | None:
-    if estimate is None:
+    """`estimate` (a Float, on the team's scale) as whole story points, rounded half up as the
+    Jira and Azure DevOps connectors round (`work_items.story_points` is an integer): 0.5 is 1, not
+    Python's half-to-even 0 (docs/trackers/linear.md#priority-and-story-points). None when absent
+    or not a finite number."""
+    if isinstance(estimate, bool) or not isinstance(estimate, int | float):
         return None
-    try:
-        return round(float(estimate))
-    except (TypeError, ValueError, OverflowError):
+    if not math.isfinite(estimate):
         return None
+    return math.floor(estimate + 0.5)
 
 
 class MalformedIssue(ConnectorError):

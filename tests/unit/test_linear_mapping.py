@@ -15,6 +15,7 @@ from connectors.linear import (
     map_issue_status,
     map_nodes,
     map_priority,
+    map_story_points,
     parse_time,
     rate_limit_wait,
 )
@@ -65,6 +66,28 @@ def test_map_issue_from_the_notes_example() -> None:
 )
 def test_priority_scale(linear: Any, ours: int) -> None:
     assert map_priority(linear) == ours
+
+
+@pytest.mark.parametrize(
+    ("estimate", "points"),
+    [
+        (0.5, 1),  # half up, as the Jira and Azure DevOps connectors round (not half to even)
+        (1.5, 2),
+        (2.5, 3),
+        (2.4, 2),
+        (2.6, 3),
+        (3, 3),
+        (0, 0),
+        (None, None),
+        (float("nan"), None),
+        (float("inf"), None),
+        (True, None),
+        ("3", None),  # Linear's estimate is a Float: text is not one
+    ],
+)
+def test_story_points_round_half_up_like_the_other_connectors(estimate: Any, points: Any) -> None:
+    assert map_story_points(estimate) == points
+    assert map_issue(node(estimate=estimate), scope="ENG", overrides={}).story_points == points
 
 
 def test_completed_at_falls_back_to_canceled_at_and_trash_is_removed() -> None:
