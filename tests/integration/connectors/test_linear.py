@@ -764,19 +764,135 @@ def test_sandbox_orders_newest_first_and_hides_archived_by_default(
 
 
 def test_sandbox_rejects_what_linear_rejects(harness: LinearHarness) -> None:
-    status, body = post(harness.sandbox, "{ issues(sort: []) { nodes { id } } }")
+    status, body = post(harness.sandbox, "{ issues(bogus: []) { nodes { id } } }")
     assert status == 400 and "Unknown argument" in body["errors"][0]["message"]
+    # `sort` is Linear's ([INTERNAL]): refused as not served, not as unknown (this asserted
+    # "Unknown argument" for it, which Linear never says about `sort`).
+    status, body = post(harness.sandbox, "{ issues(sort: []) { nodes { id } } }")
+    assert status == 400 and "does not serve the argument" in body["errors"][0]["message"]
     status, body = post(harness.sandbox, "{ issues(first: 251) { nodes { id } } }")
     assert status == 400 and body["errors"][0]["extensions"]["type"] == "invalid input"
     status, body = post(harness.sandbox, "{ issues(filter: {label: {}}) { nodes { id } } }")
     assert status == 400 and "IssueFilter" in body["errors"][0]["message"]
-    status, body = post(harness.sandbox, "query Q($f: IssueFilter!) { issues(filter: $f) { x } }")
+    # (This used to select `{ x }`: Linear validates the document before it reads variables, so
+    # that query is refused for `x`, as below, and never gets to the missing variable.)
+    query = "query Q($f: IssueFilter!) { issues(filter: $f) { nodes { id } } }"
+    status, body = post(harness.sandbox, query)
     assert status == 400 and "was not provided" in body["errors"][0]["message"]
     status, body = post(harness.sandbox, "{ issues { nodes { nope } } }")
     assert status == 400 and 'Cannot query field "nope"' in body["errors"][0]["message"]
     response = httpx.post(f"{harness.sandbox.url}/graphql", json={"query": "{ viewer { id } }"})
     error = response.json()["errors"][0]
     assert error["extensions"]["code"] == "AUTHENTICATION_ERROR"
+
+
+@pytest.mark.parametrize(
+    ("query", "variables", "code", "message"),
+    [
+        (  # an unknown argument on a nested field
+            "{ issues { nodes { labels(bogus: 1) { nodes { name } } } } }",
+            {},
+            "GRAPHQL_VALIDATION_FAILED",
+            'Unknown argument "bogus" on field "Issue.labels".',
+        ),
+        (  # a variable declared with the wrong type
+            "query($n: String) { issues(last: $n) { nodes { id } } }",
+            {"n": "5"},
+            "GRAPHQL_VALIDATION_FAILED",
+            'Variable "$n" of type "String" used in position expecting type "Int".',
+        ),
+        (  # a value of the wrong type for its variable
+            "query($n: Int) { issues(last: $n) { nodes { id } } }",
+            {"n": "5"},
+            "BAD_USER_INPUT",
+            'Variable "$n" got invalid value "5"; Int cannot represent non-integer value: "5"',
+        ),
+        (  # a number for a String
+            "{ teams(filter: {key: {eq: 5}}) { nodes { id } } }",
+            {},
+            "GRAPHQL_VALIDATION_FAILED",
+            "String cannot represent a non string value: 5",
+        ),
+        (  # eqIgnoreCase on an id comparator, written in the document
+            '{ issues(filter: {id: {eqIgnoreCase: "x"}}) { nodes { id } } }',
+            {},
+            "GRAPHQL_VALIDATION_FAILED",
+            'Field "eqIgnoreCase" is not defined by type "IssueIDComparator".',
+        ),
+        (  # … and sent in a variable
+            "query($f: IssueFilter) { issues(filter: $f) { nodes { id } } }",
+            {"f": {"id": {"eqIgnoreCase": "x"}}},
+            "BAD_USER_INPUT",
+            'Variable "$f" got invalid value {"eqIgnoreCase": "x"} at "f.id"; Field "eqIgnoreCase"'
+            ' is not defined by type "IssueIDComparator".',
+        ),
+        (  # above Linear's 10,000 points: 250 x (Issue 1 + 50 labels x 1.1) = 14,000
+            "{ issues(first: 250) { nodes { labels { nodes { name } } } } }",
+            {},
+            "INPUT_ERROR",
+            "Query too complex",
+        ),
+    ],
+)
+def test_sandbox_refuses_what_linear_refuses_with_linears_errors(
+    harness: LinearHarness, query: str, variables: dict[str, Any], code: str, message: str
+) -> None:
+    harness.seed(2, start=T0, step=timedelta(minutes=1))
+    status, body = post(harness.sandbox, query, variables)
+    assert status == 400 and body["data"] is None
+    assert body["errors"][0]["message"] == message
+    assert body["errors"][0]["extensions"]["code"] == code
+    if code == "INPUT_ERROR":
+        assert body["errors"][0]["extensions"]["userPresentableMessage"] == (
+            "The query is too complex. Complexity: 14000. Maximum allowed complexity: 10000."
+        )
+
+
+def test_sandbox_reports_complexity_as_linear_scores_it(harness: LinearHarness) -> None:
+    harness.seed(3, start=T0, step=timedelta(minutes=1))
+    query = "{ issues(last: 7) { nodes { id title labels(first: 2) { nodes { name } } } } }"
+    first = httpx.post(
+        f"{harness.sandbox.url}/graphql",
+        json={"query": query},
+        headers={"Authorization": PLANTED_TOKEN},
+    )
+    second = httpx.post(
+        f"{harness.sandbox.url}/graphql",
+        json={"query": query},
+        headers={"Authorization": PLANTED_TOKEN},
+    )
+    # 7 x (Issue 1 + id, title 0.2 + 2 x (IssueLabel 1 + name 0.1)) = 23.8, rounded up
+    assert first.status_code == 200 and first.headers["X-Complexity"] == "24"
+    spent = int(first.headers["X-RateLimit-Complexity-Remaining"]) - int(
+        second.headers["X-RateLimit-Complexity-Remaining"]
+    )
+    assert spent == 24
+
+
+def test_sandbox_pages_labels_and_finds_an_issue_by_id_or_identifier(
+    harness: LinearHarness,
+) -> None:
+    names = [f"L{n}" for n in range(5)]
+    issue = harness.sandbox.add_issue(title="many labels", updated_at=T0, labels=names)
+    query = """query Q($id: String!, $after: String) {
+      issue(id: $id) {
+        identifier
+        labels(first: 2, after: $after) { nodes { name } pageInfo { hasNextPage endCursor } }
+      }
+    }"""
+    seen: list[str] = []
+    after = None
+    for key in (issue["id"], "ENG-1", "ENG-1"):
+        status, body = post(harness.sandbox, query, {"id": key, "after": after})
+        assert status == 200 and body["data"]["issue"]["identifier"] == "ENG-1"
+        labels = body["data"]["issue"]["labels"]
+        seen += [label["name"] for label in labels["nodes"]]
+        after = labels["pageInfo"]["endCursor"]
+        if not labels["pageInfo"]["hasNextPage"]:
+            break
+    assert seen == names
+    status, body = post(harness.sandbox, query, {"id": "ENG-404"})
+    assert status == 400 and body["errors"][0]["message"] == "Entity not found: Issue"
 
 
 def test_sandbox_demo_seed_and_config(tmp_path: Path) -> None:
