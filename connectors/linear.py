@@ -84,18 +84,38 @@ from connectors.retry import with_retries
 log = logging.getLogger(__name__)
 
 DEFAULT_API_URL = "https://api.linear.app/graphql"
-MAX_PAGE_SIZE = 250  # Linear's documented ceiling for `first` / `last`
+#: The largest `first` / `last` the connector asks for. 250 is the ceiling third-party sources give
+#: (Linear's pagination page names none); a changes page of 250 issues stays under
+#: COMPLEXITY_CEILING (tests/unit/test_linear_complexity.py), so the page size is bounded by both.
+MAX_PAGE_SIZE = 250
+
+# ---------------------------------------------------------------------------------------------
+# Complexity (docs/trackers/linear.md#rate-limits): Linear scores a query before running it, 0.1
+# a property, 1 an object, and a connection multiplies its children by its `first` / `last`, or
+# by 50 when it has neither; a query above 10,000 points is refused. Every connection below
+# therefore says how many nodes it wants, and each query's worst case stays under the ceiling.
+# ---------------------------------------------------------------------------------------------
+MAX_QUERY_COMPLEXITY = 10_000  # Linear's maximum for a single query
+COMPLEXITY_CEILING = 7_500  # ours: a quarter under it, for a scoring that reads differently
+#: Labels read with each issue of a changes page. Issues rarely have more; one that does says so
+#: (`labels.pageInfo.hasNextPage`) and has all its labels read with LABELS_QUERY.
+LABELS_PER_ISSUE = 10
+LABELS_PAGE = 100  # labels per LABELS_QUERY page
 
 # ---------------------------------------------------------------------------------------------
 # Queries: constant texts; values only ever go in `variables`.
 # ---------------------------------------------------------------------------------------------
-_ISSUE_FIELDS = """
+_ISSUE_FIELDS = (
+    """
       id identifier title description priority estimate url
       createdAt updatedAt startedAt completedAt canceledAt archivedAt trashed
       state { id name type }
       team { id key name }
-      labels { nodes { name } }
+      labels(first: """
+    + str(LABELS_PER_ISSUE)
+    + """) { nodes { name } pageInfo { hasNextPage } }
 """
+)
 
 CHANGES_QUERY = (
     """
@@ -126,6 +146,18 @@ query SyncIssueIds($filter: IssueFilter!, $first: Int!, $after: String) {
   }
 }
 """
+
+LABELS_QUERY = (
+    """
+query SyncIssueLabels($id: String!, $after: String) {
+  issue(id: $id) {
+    labels(first: """
+    + str(LABELS_PAGE)
+    + """, after: $after) { nodes { name } pageInfo { hasNextPage endCursor } }
+  }
+}
+"""
+)
 
 CHECK_QUERY = """
 query SyncCheck($keys: [String!]!, $first: Int!) {
@@ -508,6 +540,28 @@ def complete_page(
     return nodes, info
 
 
+def label_page(data: Mapping[str, Any], what: str) -> tuple[list[Mapping[str, Any]], bool, Any]:
+    """The label nodes of a LABELS_QUERY answer, whether more follow, and the cursor to go on
+    from; a page that promises more must be full and carry that cursor (as `complete_page`)."""
+    issue = data.get("issue")
+    labels = issue.get("labels") if isinstance(issue, Mapping) else None
+    nodes = labels.get("nodes") if isinstance(labels, Mapping) else None
+    info = labels.get("pageInfo") if isinstance(labels, Mapping) else None
+    if not isinstance(nodes, list) or not isinstance(info, Mapping):
+        raise ConnectorError(f"Linear's answer has no issue.labels.nodes / pageInfo ({what})")
+    if not all(isinstance(n, Mapping) for n in nodes):
+        raise ConnectorError(f"Linear's answer has a label that is not an object ({what})")
+    more = info.get("hasNextPage")
+    if not isinstance(more, bool):
+        raise RetriableError(f"Linear's answer ({what}) has no pageInfo.hasNextPage")
+    cursor = info.get("endCursor")
+    if more and (len(nodes) < LABELS_PAGE or not cursor):
+        raise RetriableError(
+            f"Linear said hasNextPage but sent {len(nodes)} of {LABELS_PAGE} labels ({what})"
+        )
+    return list(nodes), more, cursor
+
+
 # ---------------------------------------------------------------------------------------------
 # The connector
 # ---------------------------------------------------------------------------------------------
@@ -675,6 +729,7 @@ class LinearConnector:
             if run_clock[0] is None:
                 run_clock[0] = self._server_date
             nodes, info = page(data)
+            nodes = [await self._with_every_label(node, key) for node in nodes]
             if variables["before"] is None:
                 if nodes:
                     self._teams_seen.add(key)  # the filter is the team's key: it exists
@@ -715,6 +770,35 @@ class LinearConnector:
             if cursor == variables["before"]:
                 raise ConnectorError(f"Linear returned the same page cursor twice (team {key})")
             variables["before"] = cursor
+
+    async def _with_every_label(self, node: Mapping[str, Any], key: str) -> Mapping[str, Any]:
+        """The node, with every label when its first LABELS_PER_ISSUE did not hold them all
+        (`labels.pageInfo.hasNextPage`): the rest are read with LABELS_QUERY, so a "Blocked"
+        label past the tenth still counts. A node whose labels are malformed is left as it is,
+        for the mapping to reject."""
+        labels = node.get("labels")
+        info = labels.get("pageInfo") if isinstance(labels, Mapping) else None
+        issue_id = node.get("id")
+        if not isinstance(info, Mapping) or info.get("hasNextPage") is not True:
+            return node
+        if not isinstance(issue_id, str):
+            return node
+        what = f"labels of an issue of team {key}"
+        variables: dict[str, Any] = {"id": issue_id, "after": None}
+
+        def page(data: Mapping[str, Any]) -> tuple[list[Mapping[str, Any]], bool, Any]:
+            return label_page(data, what)
+
+        every: list[Mapping[str, Any]] = []
+        while True:
+            data = await self._graphql(LABELS_QUERY, variables, what, check=page)
+            found, more, cursor = page(data)
+            every += found
+            if not more:
+                return {**node, "labels": {"nodes": every, "pageInfo": {"hasNextPage": False}}}
+            if cursor == variables["after"]:
+                raise ConnectorError(f"Linear returned the same page cursor twice ({what})")
+            variables["after"] = cursor
 
     async def _check_first_page_is_the_oldest(
         self, key: str, issue_filter: Mapping[str, Any], info: Mapping[str, Any]
@@ -828,6 +912,7 @@ __all__ = [
     "CHANGES_QUERY",
     "CHECK_QUERY",
     "IDS_QUERY",
+    "LABELS_QUERY",
     "PROBE_QUERY",
     "LinearConfig",
     "LinearConnector",

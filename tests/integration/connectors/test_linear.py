@@ -16,7 +16,15 @@ import pytest
 from pydantic import SecretStr
 
 from connectors.base import ConnectorContext, FatalError, Page, RetriableError, Status
-from connectors.linear import CHANGES_QUERY, CHECK_QUERY, IDS_QUERY, LinearConfig, LinearConnector
+from connectors.linear import (
+    CHANGES_QUERY,
+    CHECK_QUERY,
+    COMPLEXITY_CEILING,
+    IDS_QUERY,
+    LinearConfig,
+    LinearConnector,
+)
+from connectors.sandbox import graphql as sandbox_graphql
 from connectors.sandbox.linear import LinearSandbox
 from tests.integration.connectors.contract import (
     PLANTED_TOKEN,
@@ -167,6 +175,38 @@ async def test_a_small_budget_is_paced_or_waited_out_from_live_headers(
     else:
         assert sent == 5, "one request refused with RATELIMITED, then retried after the reset"
         assert reasons == {"linear issues of team ENG"}
+
+
+# ---------------------------------------------------------------------------------------------
+# Complexity: every query within Linear's 10,000 points, labels read in full
+# ---------------------------------------------------------------------------------------------
+async def test_the_largest_page_stays_within_linears_complexity_and_every_label_is_read(
+    harness: LinearHarness,
+) -> None:
+    ids = harness.seed(260, start=T0, step=timedelta(minutes=1))  # two pages of 250
+    twelve = [f"Label {n}" for n in range(11)] + ["Blocked"]  # "Blocked" is the 12th
+    many = [f"Tag {n:03d}" for n in range(205)]  # three pages of the labels query
+    harness.sandbox.update_issue(ids[3], at=T0 + timedelta(days=1), labels=twelve)
+    harness.sandbox.update_issue(ids[7], at=T0 + timedelta(days=1, minutes=1), labels=many)
+    connector = harness.connector(page_size=250)
+    try:
+        got = {i.external_id: i for i in items_of(await collect(connector))}
+    finally:
+        await connector.aclose()
+    assert len(got) == 260
+    assert got[ids[3]].status is Status.BLOCKED
+    assert [n["name"] for n in got[ids[3]].raw["labels"]["nodes"]] == twelve
+    assert [n["name"] for n in got[ids[7]].raw["labels"]["nodes"]] == many
+    bodies = graphql_bodies(harness.sandbox)
+    names = [sandbox_graphql.operation_name(b["query"]) for b in bodies]
+    assert names.count("SyncIssueLabels") == 1 + 3  # one page for the 12, three for the 205
+    assert {b["variables"]["id"] for b in bodies if "SyncIssueLabels" in b["query"]} == {
+        ids[3],
+        ids[7],
+    }
+    for body in bodies:  # what Linear would charge each request, far from its maximum
+        points = sandbox_graphql.prepare(body["query"], body["variables"]).complexity
+        assert points < COMPLEXITY_CEILING, (body["query"][:40], points)
 
 
 # ---------------------------------------------------------------------------------------------
