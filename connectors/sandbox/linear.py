@@ -100,6 +100,7 @@ class LinearSandbox(SandboxServer):
         #: endpoint; "when_limited": only on the answer that refuses (Linear's page is unclear)
         self.endpoint_headers = endpoint_headers
         self._endpoint_windows: dict[str, _Window] = {}
+        self.ratelimited = 0  # answers refused with RATELIMITED (tests count them)
         self.viewer_id = _stable_id("viewer")
         self._teams: dict[str, dict[str, Any]] = {}  # key -> team
         self._issues: dict[str, dict[str, Any]] = {}  # id -> stored node (no url)
@@ -625,6 +626,8 @@ class LinearSandbox(SandboxServer):
         return max(0, self.endpoint_limits[name][0] - self._endpoint_windows[name].used)
 
     def _rate_limited(self, headers: dict[str, str], status: int = 400) -> Response:
+        with self._budget_lock:
+            self.ratelimited += 1
         body = GraphQLError(
             "Rate limit exceeded", code="RATELIMITED", type_="ratelimited", status=status
         ).body()

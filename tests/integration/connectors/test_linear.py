@@ -169,12 +169,114 @@ async def test_a_small_budget_is_paced_or_waited_out_from_live_headers(
     assert [i.title for i in got] == [f"Issue {n}" for n in range(7)]
     assert elapsed >= 0.5, "the budget's reset must have been waited for"
     reasons = {reason for reason, _ in harness.waits}
-    if pace:
-        assert sent == 4, "pacing spreads the requests so none is refused"
-        assert reasons == {"linear request budget low"}
-    else:
-        assert sent == 5, "one request refused with RATELIMITED, then retried after the reset"
-        assert reasons == {"linear issues of team ENG"}
+    assert sent == 4, "no request is sent into a spent budget, so none is refused"
+    assert reasons == {"linear request budget low"}
+    if not pace:
+        # Without spreading, the connector still waits for the spent budget's reset before the
+        # next request. (This used to expect 5 requests: one sent into the spent budget, refused
+        # with RATELIMITED, and retried after the reset, the hammering this fix removes.)
+        assert len(harness.waits) == 1
+
+
+def ratelimited_answers(sandbox: LinearSandbox) -> int:
+    """How many requests the sandbox refused with RATELIMITED."""
+    return sandbox.ratelimited
+
+
+async def test_a_complexity_budget_too_small_for_the_next_page_is_waited_out_not_hit(
+    tmp_path: Path,
+) -> None:
+    # A page of 5 issues costs 142 points (28.4 each); 300 points a 1.5 s window hold two pages.
+    with LinearSandbox(token=PLANTED_TOKEN, complexity_limit=300, rate_window=1.5) as sandbox:
+        harness = LinearHarness(sandbox, tmp_path, page_size=5)
+        harness.seed(18, start=T0, step=timedelta(minutes=1))  # 4 pages
+        connector = harness.connector()
+        connector.pace_below = 0  # no spreading: only the spent budget makes it wait
+        try:
+            got = items_of(await collect(connector))
+        finally:
+            await connector.aclose()
+        sent = len(sandbox.requests_to("/graphql"))
+        refused = ratelimited_answers(sandbox)
+    assert [i.title for i in got] == [f"Issue {n}" for n in range(18)]
+    assert (sent, refused) == (4, 0), "no page is sent into a complexity budget it cannot fit"
+    assert {reason for reason, _ in harness.waits} == {"linear complexity budget low"}
+
+
+@pytest.mark.parametrize("endpoint_headers", ["always", "when_limited"])
+async def test_an_endpoint_specific_limit_is_waited_for_not_the_hourly_reset(
+    tmp_path: Path, endpoint_headers: str
+) -> None:
+    # `issues` allows 2 requests a second of its own; the global budgets (an hour) are plenty.
+    with LinearSandbox(
+        token=PLANTED_TOKEN,
+        endpoint_limits={"issues": (2, 1.0)},
+        endpoint_headers=endpoint_headers,
+    ) as sandbox:
+        harness = LinearHarness(sandbox, tmp_path, page_size=2)
+        harness.seed(7, start=T0, step=timedelta(minutes=1))  # 4 pages
+        connector = harness.connector()
+        started = time.monotonic()
+        try:
+            got = items_of(await collect(connector))
+        finally:
+            await connector.aclose()
+        elapsed = time.monotonic() - started
+        refused = ratelimited_answers(sandbox)
+    assert [i.title for i in got] == [f"Issue {n}" for n in range(7)]
+    assert 0.8 <= elapsed < 4, elapsed
+    if endpoint_headers == "always":  # the headers said it before the limit was hit
+        assert refused == 0
+        assert {reason for reason, _ in harness.waits} == {"linear issues endpoint budget low"}
+    else:  # they come only with the refusal: one RATELIMITED, then the endpoint's reset
+        assert refused == 1
+        assert [reason for reason, _ in harness.waits] == ["linear issues of team ENG"]
+        assert harness.waits[0][1] <= 1.0
+
+
+async def test_a_spent_budget_with_a_distant_reset_ends_the_run_before_sending(
+    tmp_path: Path,
+) -> None:
+    # Two requests a minute: after two pages the budget is spent for about a minute, longer
+    # than the run may sleep (sleep_cap 5 s). Nothing is sent to be refused and nothing sleeps;
+    # the error carries the reset, which the worker honours before the next run.
+    with LinearSandbox(token=PLANTED_TOKEN, requests_limit=2, rate_window=60) as sandbox:
+        harness = LinearHarness(sandbox, tmp_path, page_size=2)
+        harness.seed(7, start=T0, step=timedelta(minutes=1))
+        connector = harness.connector()
+        connector.pace_below = 0
+        pages: list[Page] = []
+        started = time.monotonic()
+        try:
+            with pytest.raises(RetriableError) as info:
+                async for page in connector.changes({}):
+                    pages.append(page)
+        finally:
+            await connector.aclose()
+        sent = len(sandbox.requests_to("/graphql"))
+    assert time.monotonic() - started < 2, "must not sleep towards a reset past the cap"
+    assert sent == 2 and len(pages) == 2, "the two pages that fit land, checkpointed"
+    assert info.value.retry_after is not None and 55 <= info.value.retry_after <= 60
+    assert "request budget is spent" in str(info.value)
+
+
+async def test_budget_waits_never_pass_the_runs_deadline(tmp_path: Path) -> None:
+    # The budget resets in 3 s and the sleep cap would allow it, but the run must end in 1 s.
+    with LinearSandbox(token=PLANTED_TOKEN, requests_limit=2, rate_window=3) as sandbox:
+        harness = LinearHarness(sandbox, tmp_path, page_size=2)
+        harness.seed(7, start=T0, step=timedelta(minutes=1))
+        deadline = time.monotonic() + 1.0
+        connector = harness.build(deadline=deadline)
+        started = time.monotonic()
+        try:
+            with pytest.raises(RetriableError):
+                await collect(connector)
+        finally:
+            await connector.aclose()
+        sent = len(sandbox.requests_to("/graphql"))
+    assert time.monotonic() <= deadline + 0.3, "slept past the run's deadline"
+    assert time.monotonic() - started < 1.3
+    assert sent == 2
 
 
 # ---------------------------------------------------------------------------------------------
