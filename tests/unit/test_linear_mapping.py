@@ -252,6 +252,23 @@ def test_forbidden_validation_and_transient_graphql_errors() -> None:
         classify(400, err("INTERNAL_SERVER_ERROR", "internal error"))
 
 
+def test_a_query_too_complex_is_fatal_and_says_its_complexity() -> None:
+    # Linear's answer to a query above 10,000 points (seen in public bug reports)
+    body = err(
+        "INPUT_ERROR",
+        "invalid input",
+        message="Query too complex",
+        statusCode=400,
+        userError=True,
+        userPresentableMessage=(
+            "The query is too complex. Complexity: 12304.999999999998. "
+            "Maximum allowed complexity: 10000."
+        ),
+    )
+    with pytest.raises(FatalError, match=r"Complexity: 12304\.9+8\. Maximum allowed complexity"):
+        classify(400, body)
+
+
 def test_http_failures() -> None:
     with pytest.raises(RetriableError) as info:
         classify(503, None, {"Retry-After": "3"})
