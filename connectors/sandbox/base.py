@@ -90,6 +90,9 @@ class SandboxServer:
         self.requests: list[Request] = []
         # Called with each request before its fault or answer (see the module docstring).
         self.between_requests: Callable[[Request], None] | None = None
+        #: Called with each request and the answer `handle` gives it (injected faults aside), before
+        #: it is sent: tests check the answer's shape.
+        self.response_hook: Callable[[Request, Response], None] | None = None
         self._faults: deque[Fault] = deque()
         self._lock = threading.RLock()
         self._server: ThreadingHTTPServer | None = None
@@ -253,6 +256,8 @@ def _make_handler(sandbox: SandboxServer) -> type[BaseHTTPRequestHandler]:
                     response = sandbox.handle(request)
                 except Exception as exc:  # a sandbox bug shows as a 500 with the reason
                     response = Response(500, {"message": f"sandbox error: {exc!r}"})
+                if sandbox.response_hook is not None:
+                    sandbox.response_hook(request, response)
             payload = response.encode()
             self.send_response(response.status)
             headers = {"Content-Type": "application/json", **response.headers}
