@@ -364,16 +364,41 @@ def map_or_reject(
 # ---------------------------------------------------------------------------------------------
 # Errors: every SDK/HTTP failure becomes RetriableError or FatalError
 # ---------------------------------------------------------------------------------------------
-class RepositoryNotFound(FatalError):
-    """A configured repository does not exist or the token cannot see it (404)."""
+class RepositoryLost(FatalError):
+    """A configured repository this token cannot read (any more): 404 or a plain 403. While
+    syncing it is a lost scope (`Page.lost`, `ScopeIds.lost`): the other repositories go on."""
+
+    def __init__(self, repo: str, message: str, reason: str) -> None:
+        super().__init__(message)
+        self.repo = repo
+        self.reason = reason  # short, for `lost`: the run fails naming the repository and this
+
+
+class RepositoryNotFound(RepositoryLost):
+    """A configured repository does not exist or the token cannot see it (404): deleted,
+    renamed or transferred away, made private, or the token lost access."""
 
     def __init__(self, repo: str) -> None:
         super().__init__(
+            repo,
             f"GitHub repository {repo!r} was not found (404): check `repos` in the integration "
             "config and that the token can read it (private repositories need a token with "
-            "access to them)"
+            "access to them)",
+            "not found or not visible to this token (404): deleted, renamed or transferred "
+            "away, or the token lost access",
         )
-        self.repo = repo
+
+
+class RepositoryForbidden(RepositoryLost):
+    """GitHub refuses this token the repository's issues (a plain 403, not a rate limit)."""
+
+    def __init__(self, repo: str, detail: str) -> None:
+        super().__init__(
+            repo,
+            f"GitHub refused access for {repo} (403){detail}. Check the token's permissions "
+            "(classic: repo scope; fine-grained: Issues read) and any SSO authorization",
+            f"access refused to this token (403){detail}",
+        )
 
 
 def _message(data: Any) -> str:
@@ -420,6 +445,8 @@ def error_for_status(
         return RetriableError(
             f"GitHub rate limit hit{where} ({status}); retry in {wait:.0f}s", retry_after=wait
         )
+    if status == 403 and repo:
+        return RepositoryForbidden(repo, detail)
     if status == 403:
         return FatalError(
             f"GitHub refused access{where} (403){detail}. Check the token's permissions "
@@ -620,7 +647,7 @@ class GitHubConnector:
         for repo in self.config.repos:
             try:
                 await self._call(f"read {repo}", repo, self._gh.get_repo(repo).complete)
-            except RepositoryNotFound:
+            except RepositoryLost:
                 missing.append(repo)
         if missing:
             raise FatalError(
@@ -633,10 +660,15 @@ class GitHubConnector:
         return list(self.config.repos)
 
     async def changes(self, since: Mapping[str, datetime]) -> AsyncIterator[Page]:
-        """Pages of issues changed at or after `since[repo]`, per repository, oldest first."""
+        """Pages of issues changed at or after `since[repo]`, per repository, oldest first. A
+        repository that answers 404 or a plain 403 is lost (`Page.lost`): the others go on and
+        the run fails naming it; what was read of it before stays (its checkpoints too)."""
         for repo in self.config.repos:
-            async for page in self._repo_changes(repo, since.get(repo)):
-                yield page
+            try:
+                async for page in self._repo_changes(repo, since.get(repo)):
+                    yield page
+            except RepositoryLost as exc:
+                yield Page([], {}, lost={repo: exc.reason})
 
     async def _repo_changes(self, repo: str, since: datetime | None) -> AsyncIterator[Page]:
         """Keyset pagination on `since`: each request starts again at the newest `updated_at`
@@ -718,14 +750,19 @@ class GitHubConnector:
         # Creation order never changes, so items created mid-sweep only append at the end.
         query = {"state": "all", "sort": "created", "direction": "asc"}
         for repo in self.config.repos:
-            async for raws in self._list_pages(f"list ids of {repo}", repo, query):
-                ids = [
-                    self._listed_id(raw, repo)
-                    for raw in raws
-                    if self.config.include_pull_requests or not is_pull_request(raw)
-                ]
-                if ids:
-                    yield ScopeIds(repo, ids)
+            try:
+                async for raws in self._list_pages(f"list ids of {repo}", repo, query):
+                    ids = [
+                        self._listed_id(raw, repo)
+                        for raw in raws
+                        if self.config.include_pull_requests or not is_pull_request(raw)
+                    ]
+                    if ids:
+                        yield ScopeIds(repo, ids)
+            except RepositoryLost as exc:
+                # Lost, never an empty listing the sweep would take for deletions. Parts already
+                # yielded are harmless: the sweep never marks anything in a lost scope.
+                yield ScopeIds(repo, [], lost=exc.reason)
 
     def _listed_id(self, raw: Mapping[str, Any], repo: str) -> str:
         """The external_id of a listed issue. The sweep marks every row it does not list, so an

@@ -666,6 +666,32 @@ def convert_error(exc: BaseException, what: str) -> ConnectorError | None:
     return None
 
 
+#: Jira's 400 for JQL naming a project that does not exist or that the account cannot browse
+#: (Jira does not tell the two apart).
+_NO_PROJECT = re.compile(
+    r"The value '((?:[^']|'(?! does not))*)' does not exist for the field 'project'"
+)
+
+
+class ProjectNotFound(FatalError):
+    """The scope's JQL names a project Jira says does not exist (deleted, its key changed, or
+    the account lost browse permission). While syncing that scope is lost (`Page.lost`,
+    `ScopeIds.lost`): the other scopes go on and the run fails naming it."""
+
+    def __init__(self, message: str, projects: Sequence[str]) -> None:
+        super().__init__(message)
+        self.projects = list(projects)
+
+    @property
+    def reason(self) -> str:
+        """Short, for `lost`."""
+        names = ", ".join(repr(p) for p in self.projects)
+        return (
+            f"Jira says project {names} does not exist (deleted, key changed, or this account "
+            "cannot browse it)"
+        )
+
+
 def _from_jira_error(exc: JIRAError, what: str) -> ConnectorError:
     status = exc.status_code
     headers = exc.response.headers if exc.response is not None else {}
@@ -682,7 +708,11 @@ def _from_jira_error(exc: JIRAError, what: str) -> ConnectorError:
             f"(https://<site>.atlassian.net). Jira said: {_jira_said(exc)}"
         )
     if status == 400:
-        return FatalError(f"Jira rejected the query (400): {_jira_said(exc)}")
+        said = _jira_said(exc)
+        missing = _NO_PROJECT.findall(said)
+        if missing:
+            return ProjectNotFound(f"Jira rejected the query (400): {said}", missing)
+        return FatalError(f"Jira rejected the query (400): {said}")
     if status in (429, 503):
         return RetriableError(
             f"Jira is rate limiting or unavailable ({status}) while {what}",
@@ -847,8 +877,11 @@ class JiraConnector:
         walk of it is proven complete (module docstring)."""
         run = await self._run_start()
         for scope, condition in self._scopes.items():
-            async for page in self._scope_changes(run, scope, condition, since.get(scope)):
-                yield page
+            try:
+                async for page in self._scope_changes(run, scope, condition, since.get(scope)):
+                    yield page
+            except ProjectNotFound as exc:  # lost: the other scopes go on, the run fails
+                yield Page([], {}, lost={scope: exc.reason})
 
     async def _scope_changes(
         self, run: _Run, scope: str, condition: str, cursor: datetime | None
@@ -936,8 +969,12 @@ class JiraConnector:
         await self._field_ids(client)
         for scope, condition in self._scopes.items():
             jql = search_jql(condition, None, order="key ASC")
-            async for issues in self._pages(client, jql, ["id"], IDS_PAGE_SIZE):
-                yield ScopeIds(scope, [f"{self._site}/{self._issue_id(raw)}" for raw in issues])
+            try:
+                async for issues in self._pages(client, jql, ["id"], IDS_PAGE_SIZE):
+                    ids = [f"{self._site}/{self._issue_id(raw)}" for raw in issues]
+                    yield ScopeIds(scope, ids)
+            except ProjectNotFound as exc:  # lost, never an empty listing taken for deletions
+                yield ScopeIds(scope, [], lost=exc.reason)
 
     async def aclose(self) -> None:
         client, self._client = self._client, None

@@ -13,6 +13,7 @@ from github import GithubException
 from connectors.base import FatalError, RetriableError, Status
 from connectors.github import (
     GitHubConfig,
+    RepositoryLost,
     RepositoryNotFound,
     default_status,
     error_for,
@@ -181,7 +182,9 @@ def test_error_for_status() -> None:
     limited = error_for_status(403, {"retry-after": "3"}, "", "o/r", NOW)
     assert isinstance(limited, RetriableError) and limited.retry_after == 3.0
     forbidden = error_for_status(403, {}, "Must have admin rights", "o/r", NOW)
-    assert isinstance(forbidden, FatalError) and "admin rights" in str(forbidden)
+    assert isinstance(forbidden, RepositoryLost) and "admin rights" in str(forbidden)
+    assert forbidden.repo == "o/r" and "403" in forbidden.reason
+    assert not isinstance(error_for_status(403, {}, "Forbidden", None, NOW), RepositoryLost)
     assert isinstance(error_for_status(502, {}, "", "o/r", NOW), RetriableError)
     assert isinstance(error_for_status(410, {}, "Issues are disabled", "o/r", NOW), FatalError)
     assert isinstance(error_for_status(422, {}, "Validation Failed", "o/r", NOW), FatalError)

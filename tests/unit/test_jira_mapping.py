@@ -16,6 +16,7 @@ from connectors.http import parse_time as parse_jira_time
 from connectors.jira import (
     FieldIds,
     JiraConfig,
+    ProjectNotFound,
     adf_to_text,
     convert_error,
     jira_priority,
@@ -385,6 +386,18 @@ def test_convert_error_classes() -> None:
     assert isinstance(convert_error(_jira_error(401), "x"), FatalError)
     bad_jql = convert_error(_jira_error(400, text="Field 'x' does not exist"), "searching")
     assert isinstance(bad_jql, FatalError) and "Field 'x' does not exist" in str(bad_jql)
+    assert not isinstance(bad_jql, ProjectNotFound)
+    said = (
+        "The value 'NOPE' does not exist for the field 'project'. "
+        "The value 'it's' does not exist for the field 'project'."
+    )
+    gone = convert_error(_jira_error(400, text=said), "searching")
+    assert isinstance(gone, ProjectNotFound) and gone.projects == ["NOPE", "it's"]
+    assert "'NOPE'" in gone.reason and "does not exist" in str(gone)
+    status = convert_error(
+        _jira_error(400, text="The value 'X' does not exist for the field 'status'."), "s"
+    )
+    assert not isinstance(status, ProjectNotFound)
     limited = convert_error(_jira_error(429, {"Retry-After": "7"}), "x")
     assert isinstance(limited, RetriableError) and limited.retry_after == 7
     busy = convert_error(_jira_error(503, {"Retry-After": "2"}), "x")

@@ -261,20 +261,23 @@ async def test_secondary_rate_limit_honours_retry_after(harness: GitHubHarness) 
     assert harness.waits and harness.waits[0][1] == 1.0
 
 
-async def test_plain_403_is_fatal(harness: GitHubHarness) -> None:
+async def test_plain_403_loses_the_repository_and_is_not_retried(harness: GitHubHarness) -> None:
     harness.seed(1, start=T0, step=timedelta(minutes=1))
-    connector = harness.connector()
+    harness.sandbox.add_issue(OTHER, "other", updated_at=T0)
+    connector = harness.connector(repos=[REPO, OTHER])
     try:
         harness.sandbox.fail_next(
             "403_rate_limit",
             retry_after=None,
             body={"message": "Resource not accessible by personal access token"},
         )
-        with pytest.raises(FatalError, match=r"403.*Resource not accessible"):
-            await collect(connector)
+        pages = await collect(connector)
     finally:
         await connector.aclose()
-    assert len(harness.sandbox.requests) == 1, "a permission error is not retried"
+    [lost] = [p.lost for p in pages if p.lost]
+    assert list(lost) == [REPO] and re.search(r"403.*Resource not accessible", lost[REPO])
+    assert [i.title for i in items_of(pages)] == ["other"]  # the other repository goes on
+    assert len(harness.sandbox.requests_to(f"/repos/{REPO}/")) == 1, "a 403 is not retried"
 
 
 async def test_401_message_says_what_to_do(harness: GitHubHarness) -> None:
@@ -313,18 +316,26 @@ async def test_two_repositories_two_scopes(harness: GitHubHarness) -> None:
     assert since_sent[0] == ["2025-05-01T08:05:00Z"] and since_sent[1] is None
 
 
-async def test_missing_repository_is_fatal_and_named(harness: GitHubHarness) -> None:
-    harness.seed(1, start=T0, step=timedelta(minutes=1))
-    connector = harness.connector(repos=[REPO, "octo/nope", "ghost/gone"])
+async def test_missing_repository_fails_check_and_is_lost_while_syncing(
+    harness: GitHubHarness,
+) -> None:
+    """check() names every missing repository (an admin setting up); changes() reports each as
+    lost and goes on with the others (the worker fails the run naming them)."""
+    [first] = harness.seed(1, start=T0, step=timedelta(minutes=1))
+    connector = harness.connector(repos=["octo/nope", REPO, "ghost/gone"])
     try:
         with pytest.raises(FatalError) as checked:
             await connector.check()
-        with pytest.raises(FatalError, match=r"'octo/nope'.*404"):
-            await collect(connector)
+        pages = await collect(connector)
     finally:
         await connector.aclose()
     assert "octo/nope" in str(checked.value) and "ghost/gone" in str(checked.value)
     assert REPO + "," not in str(checked.value)
+    lost = [p.lost for p in pages if p.lost]
+    assert [list(x) for x in lost] == [["octo/nope"], ["ghost/gone"]]
+    assert all("404" in why for x in lost for why in x.values())
+    assert [p for p in pages if p.lost and (p.items or p.checkpoint)] == []
+    assert [i.external_id for i in items_of(pages)] == [first]
 
 
 async def test_check_reads_each_repository(harness: GitHubHarness) -> None:
@@ -779,14 +790,19 @@ async def test_changes_fails_rather_than_end_ok_on_a_page_that_promises_more(
     assert read == set(ids[:4]) and marks == [T0 + timedelta(minutes=3)]
 
 
-async def test_all_ids_of_a_missing_repository_is_fatal_and_named(harness: GitHubHarness) -> None:
-    harness.seed(1, start=T0, step=timedelta(minutes=1))
-    connector = harness.connector(repos=[REPO, "octo/nope"])
+async def test_all_ids_of_a_missing_repository_is_lost_not_empty(harness: GitHubHarness) -> None:
+    """Never an empty listing the sweep would take for deletions; the others are listed."""
+    [first] = harness.seed(1, start=T0, step=timedelta(minutes=1))
+    connector = harness.connector(repos=["octo/nope", REPO])
     try:
-        with pytest.raises(FatalError, match=r"'octo/nope'.*404"):
-            [i async for batch in connector.all_ids() for i in batch]
+        parts = [part async for part in connector.all_ids()]
     finally:
         await connector.aclose()
+    assert [(p.scope, list(p.ids), p.lost is not None) for p in parts] == [
+        ("octo/nope", [], True),
+        (REPO, [first], False),
+    ]
+    assert parts[0].lost is not None and "404" in parts[0].lost
 
 
 async def test_a_malformed_pull_request_left_out_is_not_rejected(harness: GitHubHarness) -> None:

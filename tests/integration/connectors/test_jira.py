@@ -197,12 +197,13 @@ async def test_jql_injection_in_projects_is_inert(harness: JiraHarness, hostile:
     sandbox.add_issue("XYZ", "other project's", updated=T0)
     connector = harness.connector(projects=["ABC", hostile])
     try:
-        with pytest.raises(FatalError) as info:
-            await collect(connector)
+        pages = await collect(connector)
     finally:
         await connector.aclose()
-    # Quoted, the hostile key is one (unknown) project value; Jira says so and nothing leaks.
-    assert "does not exist for the field 'project'" in str(info.value)
+    # Quoted, the hostile key is one (unknown) project value; Jira says so (the scope is lost)
+    # and nothing leaks.
+    assert [list(p.lost) for p in pages if p.lost] == [[hostile]]
+    assert [i.external_key for i in items_of(pages)] == [mine.key]
     sent = sandbox.requests_to("/search/jql")[-1].query["jql"][0]
     assert sent.startswith(f"project = {jql_quote(hostile)} ")  # each project is its own scope
     # The sandbox really holds both projects, so a leak would have shown.
@@ -767,23 +768,34 @@ async def test_is_last_false_without_a_token_is_not_the_end(
         await connector.aclose()
 
 
-@pytest.mark.parametrize("scope", [{"projects": ["ABC", "NOPE"]}, {"jql": "project = NOPE"}])
-async def test_a_project_that_does_not_exist_is_fatal_and_named(
+@pytest.mark.parametrize(
+    "scope", [{"projects": ["NOPE", "ABC"]}, {"jql": "project = NOPE OR project = ABC"}]
+)
+async def test_a_project_that_does_not_exist_fails_check_and_is_lost_while_syncing(
     harness: JiraHarness, scope: dict[str, Any]
 ) -> None:
-    """Jira answers 400 to JQL naming an unknown project (or one the account cannot browse):
-    not "ok, 0 issues" but a FatalError quoting Jira, which names the key."""
-    harness.seed(2, start=T0, step=timedelta(minutes=1))
+    """Jira answers 400 to JQL naming an unknown project (or one the account cannot browse).
+    check() is a FatalError quoting Jira, which names the key (an admin setting up); while
+    syncing the scope is lost, never "ok, 0 issues" nor an empty listing the sweep would take
+    for deletions, and the other scopes go on."""
+    ids = harness.seed(2, start=T0, step=timedelta(minutes=1))
     connector = harness.connector(**scope)
     try:
         with pytest.raises(FatalError, match="'NOPE' does not exist for the field 'project'"):
             await connector.check()
-        with pytest.raises(FatalError, match="'NOPE' does not exist"):
-            await collect(connector)
-        with pytest.raises(FatalError, match="'NOPE' does not exist"):
-            [i async for batch in connector.all_ids() for i in batch]
+        pages = await collect(connector)
+        parts = [part async for part in connector.all_ids()]
     finally:
         await connector.aclose()
+    [scope_key, *others] = connector.scopes()
+    lost = [p.lost for p in pages if p.lost]
+    assert [list(x) for x in lost] == [[scope_key]] and "'NOPE'" in lost[0][scope_key]
+    assert [p for p in pages if p.lost and (p.items or p.checkpoint)] == []
+    assert [(p.scope, list(p.ids), p.lost is not None) for p in parts] == [
+        (scope_key, [], True),
+        *[(other, ids, False) for other in others],
+    ]
+    assert sorted(i.external_id for i in items_of(pages)) == (ids if others else [])
 
 
 async def test_each_project_is_a_scope_so_a_project_added_is_read_in_full(
