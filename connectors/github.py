@@ -52,7 +52,10 @@ keyed on:
   as ``completed``), then ``closed``; default: not_planned/duplicate → cancelled, else completed.
 * pull request (with `include_pull_requests`): while open, its label names, then ``pr_draft`` or
   ``pr_open``; once closed ``pr_merged`` or ``pr_closed``; defaults: draft → in_progress,
-  open → pr_ready, merged → completed, closed unmerged → cancelled.
+  open → pr_ready, merged → completed, closed unmerged → cancelled. A closed PR whose item does
+  not say whether it was merged (no `merged_at` key: older GitHub Enterprise Server) is
+  ``pr_<state_reason>`` (e.g. ``pr_not_planned``) or ``pr_closed_unknown``; default: cancelled
+  only for not_planned/duplicate, else completed.
 
 The first of those names present in `status_map` (case-insensitive) wins; e.g.
 ``{"needs review": "pr_ready", "not_planned": "completed"}``.
@@ -176,12 +179,27 @@ def _merged_at(raw: Mapping[str, Any]) -> datetime | None:
     return parse_time(merged or raw.get("merged_at"))
 
 
+def merge_known(raw: Mapping[str, Any]) -> bool:
+    """Whether the item says if the PR was merged: GitHub's OpenAPI `issue` schema makes
+    `pull_request.merged_at` optional (only `url`, `html_url`, `diff_url`, `patch_url` are
+    required) and older GitHub Enterprise Server answers leave it out. Without the key a closed
+    PR may be merged or not (docs/trackers/github.md#status-mapping)."""
+    pull = raw.get("pull_request")
+    return (isinstance(pull, Mapping) and "merged_at" in pull) or "merged_at" in raw
+
+
 def default_status(raw: Mapping[str, Any]) -> Status:
     """Our status for an issue or PR, before any `status_map`
     (docs/trackers/github.md#status-mapping)."""
     closed = raw.get("state") == "closed"
     if is_pull_request(raw):
         if _merged_at(raw) is not None:
+            return Status.COMPLETED
+        if closed and not merge_known(raw):
+            # Merge state not sent: cancelled only when `state_reason` says so; a merged PR
+            # must not count as cancelled.
+            if raw.get("state_reason") in ("not_planned", "duplicate"):
+                return Status.CANCELLED
             return Status.COMPLETED
         if closed:
             return Status.CANCELLED
@@ -205,6 +223,9 @@ def status_names(raw: Mapping[str, Any]) -> list[str]:
     if is_pull_request(raw):
         if _merged_at(raw) is not None:
             return ["pr_merged"]
+        if raw.get("state") == "closed" and not merge_known(raw):
+            reason = raw.get("state_reason")
+            return [f"pr_{reason}" if isinstance(reason, str) and reason else "pr_closed_unknown"]
         if raw.get("state") == "closed":
             return ["pr_closed"]
         return [*label_names(raw), "pr_draft" if raw.get("draft") else "pr_open"]

@@ -83,6 +83,10 @@ class GitHubSandbox(SandboxServer):
 
     html_base = "https://github.com"
     rate_limit = 5000
+    #: Serve pull requests as older GitHub Enterprise Server does: `pull_request` without
+    #: `merged_at` (optional in GitHub's OpenAPI `issue` schema), so a list item does not say
+    #: whether a closed PR was merged.
+    legacy_pull_requests = False
 
     def __init__(self, token: str = "sandbox-token", *, repos: Iterable[str] = ()) -> None:
         super().__init__()
@@ -315,6 +319,8 @@ class GitHubSandbox(SandboxServer):
                 "patch_url": f"{body['html_url']}.patch",
                 "merged_at": iso(issue.merged_at),
             }
+            if self.legacy_pull_requests:
+                del body["pull_request"]["merged_at"]
         for key, value in issue.corrupt.items():
             if value is ...:
                 body.pop(key, None)

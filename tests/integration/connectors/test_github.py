@@ -170,6 +170,34 @@ async def test_pull_requests_on_request_with_their_statuses(harness: GitHubHarne
     assert got["plain"].started_at is None
 
 
+async def test_a_merged_pull_request_without_merged_at_is_not_cancelled(
+    harness: GitHubHarness,
+) -> None:
+    """Older GitHub Enterprise Server lists PRs without `pull_request.merged_at` (optional in
+    GitHub's OpenAPI `issue` schema): a merged PR must not map to cancelled; a closed one is
+    cancelled only when `state_reason` says so."""
+    ids = _seed_prs(harness.sandbox)
+    harness.sandbox.update(
+        ids["closed pr"], at=T0 + timedelta(minutes=5), state_reason="not_planned"
+    )
+    harness.sandbox.legacy_pull_requests = True
+    connector = harness.connector(include_pull_requests=True)
+    try:
+        pages = await collect(connector)
+    finally:
+        await connector.aclose()
+    got = {i.title: i for i in items_of(pages)}
+    assert all("merged_at" not in i.raw["pull_request"] for i in got.values() if "pr" in i.title)
+    assert {t: i.status for t, i in got.items()} == {
+        "plain": Status.QUEUED,
+        "open pr": Status.PR_READY,
+        "draft pr": Status.IN_PROGRESS,
+        "merged pr": Status.COMPLETED,
+        "closed pr": Status.CANCELLED,
+    }
+    assert got["merged pr"].completed_at == T0 + timedelta(minutes=3)  # its closed_at
+
+
 async def test_no_request_per_issue(harness: GitHubHarness) -> None:
     """Items are read from the list JSON only: `issue.pull_request` / `issue.raw_data` on a
     list item would each cost a GET /repos/o/r/issues/N, and the sandbox logs those."""
