@@ -208,6 +208,14 @@ class JiraConfig(ConnectorConfig):
             raise ValueError("jql is empty")
         if _has_control_chars(value, allowed="\n\r\t"):
             raise ValueError("jql contains a control character")
+        if not strip_order_by(value):
+            # Jira Cloud's search/jql refuses an unbounded query (400): the full sync and the
+            # sweep's listing would send this one as it is.
+            raise ValueError(
+                "jql has no search restriction (it is only an ORDER BY): Jira Cloud's search "
+                "requires a bounded query; say what to sync, e.g. `project in (ABC, XYZ)`, or "
+                "`project is not EMPTY` for every project the account can browse"
+            )
         return value
 
     @field_validator("story_points_field", "acceptance_criteria_field")
@@ -269,7 +277,7 @@ def strip_order_by(jql: str) -> str:
 
 
 def scope_jql(config: JiraConfig) -> str:
-    """The admin's scope as a JQL condition (may be "" for a whole-site JQL such as `ORDER BY`)."""
+    """The admin's scope as a JQL condition (never "": the config refuses an unbounded `jql`)."""
     if config.projects is not None:
         return f"project in ({', '.join(jql_quote(p) for p in config.projects)})"
     assert config.jql is not None
@@ -793,6 +801,22 @@ class _Jira(JIRA):
         self.last_server_info = info if isinstance(info, dict) else {}
         return info
 
+    def search_jql_post(self, jql: str, token: str | None, size: int, fields: Sequence[str]) -> Any:
+        """`POST search/jql` with only the properties Jira's published schema allows
+        (`SearchAndReconcileRequestBean`: additionalProperties false, none nullable). The SDK's
+        own POST sends `"expand": null, "properties": null`. None when not Cloud, as the SDK."""
+        if not self._is_cloud:
+            return None
+        cache = self._fields_cache  # JQL names -> ids, as the SDK translates them
+        body: dict[str, Any] = {
+            "jql": jql,
+            "fields": [cache.get(f, f) for f in fields],
+            "maxResults": size,
+        }
+        if token:
+            body["nextPageToken"] = token
+        return self._get_json("search/jql", params=body, use_post=True)
+
 
 @dataclass(frozen=True, slots=True)
 class _Run:
@@ -1086,14 +1110,16 @@ class JiraConnector:
         issues than asked, but an empty page that promises more is never the end)."""
 
         def page() -> dict[str, Any]:
-            body = client.enhanced_search_issues(
-                jql,
-                nextPageToken=token,
-                maxResults=size,
-                fields=list(fields),  # the SDK rewrites the list in place
-                json_result=True,  # the raw page: no Resource objects, and it keeps isLast
-                use_post=len(jql) > LONG_JQL,
-            )
+            if len(jql) > LONG_JQL:  # too long for a URL: a POST body, schema-clean
+                body = client.search_jql_post(jql, token, size, fields)
+            else:
+                body = client.enhanced_search_issues(
+                    jql,
+                    nextPageToken=token,
+                    maxResults=size,
+                    fields=list(fields),  # the SDK rewrites the list in place
+                    json_result=True,  # the raw page: no Resource objects, and it keeps isLast
+                )
             if body is None:  # the SDK's @cloud_api answer for a non-Cloud server
                 raise FatalError(
                     f"{self.config.url} is not Jira Cloud: enhanced search unavailable"

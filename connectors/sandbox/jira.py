@@ -501,6 +501,9 @@ class JiraSandbox(SandboxServer):
                 body = request.json() or {}
             except ValueError:
                 return Response(400, _errors("Invalid request payload. Refer to the REST API."))
+            problem = search_body_problem(body)
+            if problem is not None:
+                return Response(400, _errors(problem))
             jql = body.get("jql") or ""
             fields = list(body.get("fields") or [])
             max_results = body.get("maxResults")
@@ -512,6 +515,8 @@ class JiraSandbox(SandboxServer):
             max_results = _first(query.get("maxResults"))
             token = _first(query.get("nextPageToken"))
         try:
+            if not jql_language.is_bounded(jql, self):
+                raise JqlError(jql_language.UNBOUNDED)
             matches = self.evaluate(jql)
             offset = self._offset(token, jql)
             size = int(max_results) if max_results not in (None, "") else 50
@@ -678,6 +683,43 @@ class JiraSandbox(SandboxServer):
 
 
 _UNAUTHENTICATED = "Client must be authenticated to access this resource."
+
+
+#: `SearchAndReconcileRequestBean`, the body of `POST /rest/api/{2,3}/search/jql` in Jira Cloud's
+#: OpenAPI description: these properties, none nullable, `additionalProperties: false`.
+SEARCH_BODY: dict[str, tuple[type, type | None]] = {
+    "expand": (str, None),
+    "fields": (list, str),
+    "fieldsByKeys": (bool, None),
+    "jql": (str, None),
+    "maxResults": (int, None),
+    "nextPageToken": (str, None),
+    "properties": (list, str),
+    "reconcileIssues": (list, int),
+}
+
+
+def search_body_problem(body: object) -> str | None:
+    """Why a search/jql POST body does not match the published schema, or None. (The wording is
+    the sandbox's; the rule is the schema's.)"""
+    if not isinstance(body, dict):
+        return "Invalid request payload. Refer to the REST API."
+    for key, value in body.items():
+        if key not in SEARCH_BODY:
+            return f'Unrecognized field "{key}": not a property of SearchAndReconcileRequestBean.'
+        kind, item = SEARCH_BODY[key]
+        ok = isinstance(value, kind) and not (kind is int and isinstance(value, bool))
+        if ok and item is not None:
+            ok = all(
+                isinstance(v, item) and not (item is int and isinstance(v, bool)) for v in value
+            )
+        if not ok:
+            return f"Invalid value for {key!r}: expected {kind.__name__}, got {_json_type(value)}."
+    return None
+
+
+def _json_type(value: object) -> str:
+    return "null" if value is None else type(value).__name__
 
 
 def _errors(*messages: str) -> dict[str, Any]:

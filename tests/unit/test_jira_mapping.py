@@ -93,16 +93,21 @@ def test_strip_order_by(jql: str, stripped: str) -> None:
     assert strip_order_by(jql) == stripped
 
 
+@pytest.mark.parametrize("jql", ["order by key", "  ORDER BY created DESC ", "ORDER\nBY key"])
+def test_a_jql_that_is_only_an_order_by_is_refused(jql: str) -> None:
+    """Unbounded: Jira Cloud's search/jql refuses it (its OpenAPI: "requires a bounded query")."""
+    with pytest.raises(ValidationError, match="no search restriction"):
+        JiraConfig(**BASE, jql=jql)
+
+
 def test_scope_and_search_jql() -> None:
     projects = JiraConfig(**BASE, projects=["A", 'B"'])
     assert scope_jql(projects) == 'project in ("A", "B\\"")'
     admin = JiraConfig(**BASE, jql="project = A OR project = B order by key")
     assert scope_jql(admin) == "(project = A OR project = B)"
-    assert scope_jql(JiraConfig(**BASE, jql="order by key")) == ""
     assert search_jql("(x = 1)", "2025-05-01 10:00") == (
         '(x = 1) AND updated >= "2025-05-01 10:00" ORDER BY updated ASC, key ASC'
     )
-    assert search_jql("", None) == "ORDER BY updated ASC, key ASC"
     assert search_jql("", "2025-05-01 10:00", order="key ASC") == (
         'updated >= "2025-05-01 10:00" ORDER BY key ASC'
     )

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 from pydantic import SecretStr, ValidationError
 
 from connectors.base import (
@@ -27,7 +28,8 @@ from connectors.base import (
 )
 from connectors.jira import JiraConfig, JiraConnector, jql_quote
 from connectors.sandbox.base import Request, Response
-from connectors.sandbox.jira import JiraSandbox, JqlError
+from connectors.sandbox.jira import JiraSandbox, JqlError, search_body_problem
+from connectors.sandbox.jql import UNBOUNDED
 from tests.integration.connectors.contract import (
     PLANTED_TOKEN,
     T0,
@@ -276,6 +278,55 @@ async def test_long_jql_goes_in_a_post_body(harness: JiraHarness) -> None:
     assert len(posts) == 2 and not harness.sandbox.requests_to("/search/jql", method="GET")
     # The second page is a new search from the newest minute read (keyset paging), also a POST.
     assert "nextPageToken" not in posts[0].json() and "updated >=" in posts[1].json()["jql"]
+    # Only what SearchAndReconcileRequestBean allows, nothing null (the SDK sends
+    # "expand": null, "properties": null, which the sandbox, like the schema, refuses).
+    for post in posts:
+        assert set(post.json()) == {"jql", "fields", "maxResults"}
+        assert search_body_problem(post.json()) is None
+
+
+@pytest.mark.parametrize(
+    ("body", "problem"),
+    [
+        ({"jql": "project = ABC", "expand": None}, "'expand': expected str, got null"),
+        ({"jql": "project = ABC", "properties": None}, "'properties': expected list"),
+        ({"jql": "project = ABC", "failFast": True}, 'Unrecognized field "failFast"'),
+        ({"jql": "project = ABC", "fields": ["id", 3]}, "'fields': expected list"),
+        ({"jql": "project = ABC", "maxResults": True}, "'maxResults': expected int"),
+    ],
+)
+def test_the_sandbox_refuses_a_search_body_the_schema_does_not_allow(
+    sandbox: JiraSandbox, body: dict[str, Any], problem: str
+) -> None:
+    answer = requests.post(
+        f"{sandbox.url}/rest/api/3/search/jql",
+        json=body,
+        auth=(sandbox.email, PLANTED_TOKEN),
+        timeout=5,
+    )
+    assert answer.status_code == 400 and problem in answer.json()["errorMessages"][0]
+    allowed = {"jql": "project = ABC", "fields": ["id"], "maxResults": 5, "fieldsByKeys": False}
+    ok = requests.post(
+        f"{sandbox.url}/rest/api/3/search/jql",
+        json=allowed,
+        auth=(sandbox.email, PLANTED_TOKEN),
+        timeout=5,
+    )
+    assert ok.status_code == 200
+
+
+@pytest.mark.parametrize("jql", ["", "ORDER BY key DESC", "order by updated"])
+def test_the_sandbox_refuses_an_unbounded_query_as_jira_cloud_does(
+    sandbox: JiraSandbox, jql: str
+) -> None:
+    answer = requests.get(
+        f"{sandbox.url}/rest/api/3/search/jql",
+        params={"jql": jql},
+        auth=(sandbox.email, PLANTED_TOKEN),
+        timeout=5,
+    )
+    assert answer.status_code == 400
+    assert answer.json()["errorMessages"] == [UNBOUNDED]
 
 
 # ---------------------------------------------------------------------------------------------
