@@ -582,6 +582,54 @@ def test_sandbox_rate_limit_headers_and_error_shapes(harness: GitHubHarness) -> 
     assert answers[4][2]["message"] == "Bad credentials"
 
 
+# The keys GitHub's OpenAPI description requires (github/rest-api-description,
+# descriptions/api.github.com/api.github.com.yaml, components/schemas/…/required).
+SIMPLE_USER_REQUIRED = (
+    "avatar_url events_url followers_url following_url gists_url gravatar_id html_url id node_id "
+    "login organizations_url received_events_url repos_url site_admin starred_url "
+    "subscriptions_url type url"
+).split()
+REPOSITORY_REQUIRED = (
+    "archive_url assignees_url blobs_url branches_url collaborators_url comments_url commits_url "
+    "compare_url contents_url contributors_url deployments_url description downloads_url "
+    "events_url fork forks_url full_name git_commits_url git_refs_url git_tags_url hooks_url "
+    "html_url id node_id issue_comment_url issue_events_url issues_url keys_url labels_url "
+    "languages_url merges_url milestones_url name notifications_url owner private pulls_url "
+    "releases_url stargazers_url statuses_url subscribers_url subscription_url tags_url "
+    "teams_url trees_url url clone_url default_branch forks forks_count git_url has_downloads "
+    "has_issues has_projects has_wiki has_pages homepage language archived disabled mirror_url "
+    "open_issues open_issues_count license pushed_at size ssh_url stargazers_count svn_url "
+    "watchers watchers_count created_at updated_at"
+).split()
+ISSUE_REQUIRED = (
+    "assignee closed_at comments comments_url events_url html_url id node_id labels labels_url "
+    "milestone number repository_url state locked title url user created_at updated_at"
+).split()
+LABEL_REQUIRED = "id node_id url name description color default".split()
+PULL_REQUEST_REQUIRED = "diff_url html_url patch_url url".split()
+
+
+def test_sandbox_bodies_carry_every_key_the_api_always_sends(harness: GitHubHarness) -> None:
+    sandbox = harness.sandbox
+    sandbox.add_issue(REPO, "one", updated_at=T0, labels=["bug"], assignees=["mira"])
+    sandbox.add_issue(REPO, "pr", updated_at=T0, is_pr=True, state="closed", merged_at=T0)
+    status, _, repo = _get(sandbox, f"/repos/{REPO}")
+    assert status == 200
+    assert [k for k in REPOSITORY_REQUIRED if k not in repo] == []
+    assert [k for k in SIMPLE_USER_REQUIRED if k not in repo["owner"]] == []
+    status, _, issues = _get(sandbox, f"/repos/{REPO}/issues?state=all")
+    assert status == 200 and len(issues) == 2
+    for item in issues:
+        assert [k for k in ISSUE_REQUIRED if k not in item] == []
+        for user in [item["user"], *item["assignees"]]:
+            assert [k for k in SIMPLE_USER_REQUIRED if k not in user] == []
+            assert isinstance(user["site_admin"], bool) and isinstance(user["id"], int)
+        for label in item["labels"]:
+            assert [k for k in LABEL_REQUIRED if k not in label] == []
+    [pull] = [item["pull_request"] for item in issues if "pull_request" in item]
+    assert [k for k in PULL_REQUEST_REQUIRED if k not in pull] == []
+
+
 def test_sandbox_link_header_carries_every_parameter(harness: GitHubHarness) -> None:
     harness.seed(10, start=T0, step=timedelta(minutes=1))
     query = "state=all&sort=updated&direction=asc&since=2025-05-01T08%3A01%3A00Z&per_page=3"
