@@ -443,7 +443,6 @@ class JiraSandbox(SandboxServer):
                 "serverTime": self._time(self.now()),
                 "scmInfo": "0",
                 "serverTitle": "Jira",
-                "defaultLocale": {"locale": "en_US"},
                 "serverTimeZone": "Etc/UTC",
             },
         )
@@ -469,7 +468,6 @@ class JiraSandbox(SandboxServer):
                     "id": fid,
                     "key": fid,
                     "name": name,
-                    "untranslatedName": name,
                     "custom": True,
                     "orderable": True,
                     "navigable": True,

@@ -319,10 +319,12 @@ def _check_query(
         if spec is None:
             problems.append(f"query parameter {name!r} is not in the description")
             continue
-        if len(values) != 1:
+        # An `array` parameter may come once per item (OpenAPI's form style, explode: true).
+        if len(values) != 1 and spec.get("type") != "array":
             problems.append(f"query parameter {name!r} sent {len(values)} times")
+        item = spec.get("items") or {} if spec.get("type") == "array" else spec
         for value in values:
-            problems += [f"query parameter {name}: {p}" for p in _check_text(value, spec)]
+            problems += [f"query parameter {name}: {p}" for p in _check_text(value, item)]
     for name, spec in specs.items():
         if spec.get("required") and name not in request.query:
             problems.append(f"required query parameter {name!r} missing")

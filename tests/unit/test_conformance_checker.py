@@ -27,6 +27,7 @@ DESCRIPTION: dict[str, Any] = {
                 "$top": {"type": "integer", "format": "int32"},
                 "exact": {"type": "boolean"},
                 "mode": {"type": "string", "enum": ["a", "b"]},
+                "fields": {"type": "array", "items": {"type": "string", "enum": ["id", "key"]}},
             },
             "body": {
                 "required": True,
@@ -130,6 +131,11 @@ def test_query_parameters_must_be_described_and_typed() -> None:
     twice = post()
     twice.query = {"$top": ["1", "2"]}
     assert problems(twice) == ["query parameter '$top' sent 2 times"]
+    repeated = post()  # an array parameter comes once per item (form style, explode)
+    repeated.query = {"fields": ["id", "key"]}
+    assert problems(repeated) == []
+    repeated.query = {"fields": ["id", "nope"]}
+    assert problems(repeated) == ["query parameter fields: 'nope' is not one of ['id', 'key']"]
     assert problems(Req("GET", "/o/p/_apis/types/Bug/states")) == [
         "required query parameter 'depth' missing"
     ]

@@ -30,6 +30,7 @@ from connectors.jira import JiraConfig, JiraConnector, jql_quote
 from connectors.sandbox.base import Request, Response
 from connectors.sandbox.jira import JiraSandbox, JqlError, search_body_problem
 from connectors.sandbox.jql import UNBOUNDED
+from tests.conformance import checker
 from tests.integration.connectors.contract import (
     PLANTED_TOKEN,
     T0,
@@ -88,8 +89,38 @@ class JiraHarness:
         return JiraConnector(JiraConfig.model_validate(values), ctx)
 
 
+#: Jira Cloud's published API, for the endpoints the connector calls
+#: (tests/conformance/jira.json): every request of every test here is checked against it.
+JIRA_API = checker.load("jira")
+
+
 @pytest.fixture
 def sandbox() -> Iterator[JiraSandbox]:
+    """A sandbox whose request log must conform to the published API when the test ends, and
+    whose successful answers must have the shapes the description gives them."""
+    answers: list[checker.Violation] = []
+    with JiraSandbox(token=PLANTED_TOKEN) as server:
+        server.timeout_stall = 1.5
+        server.add_project("ABC", "Alpha")
+        server.response_hook = lambda request, response: answers.extend(
+            checker.check_response(JIRA_API, request, response.status, response.body)
+        )
+        yield server
+    checker.assert_conforms(JIRA_API, server.requests)
+    assert not answers, "sandbox answers off the published shape:\n" + "\n".join(
+        str(v) for v in answers[:20]
+    )
+
+
+@pytest.fixture
+def harness(sandbox: JiraSandbox, tmp_path: Path) -> JiraHarness:
+    return JiraHarness(sandbox, tmp_path)
+
+
+@pytest.fixture
+def off_spec_sandbox() -> Iterator[JiraSandbox]:
+    """A sandbox for tests that send, or make it answer, what the published API does not allow
+    on purpose (malformed issues, refused bodies): not checked."""
     with JiraSandbox(token=PLANTED_TOKEN) as server:
         server.timeout_stall = 1.5
         server.add_project("ABC", "Alpha")
@@ -97,8 +128,8 @@ def sandbox() -> Iterator[JiraSandbox]:
 
 
 @pytest.fixture
-def harness(sandbox: JiraSandbox, tmp_path: Path) -> JiraHarness:
-    return JiraHarness(sandbox, tmp_path)
+def off_spec_harness(off_spec_sandbox: JiraSandbox, tmp_path: Path) -> JiraHarness:
+    return JiraHarness(off_spec_sandbox, tmp_path)
 
 
 class TestJiraContract(ConnectorContract):
@@ -296,8 +327,9 @@ async def test_long_jql_goes_in_a_post_body(harness: JiraHarness) -> None:
     ],
 )
 def test_the_sandbox_refuses_a_search_body_the_schema_does_not_allow(
-    sandbox: JiraSandbox, body: dict[str, Any], problem: str
+    off_spec_sandbox: JiraSandbox, body: dict[str, Any], problem: str
 ) -> None:
+    sandbox = off_spec_sandbox
     answer = requests.post(
         f"{sandbox.url}/rest/api/3/search/jql",
         json=body,
@@ -317,8 +349,9 @@ def test_the_sandbox_refuses_a_search_body_the_schema_does_not_allow(
 
 @pytest.mark.parametrize("jql", ["", "ORDER BY key DESC", "order by updated"])
 def test_the_sandbox_refuses_an_unbounded_query_as_jira_cloud_does(
-    sandbox: JiraSandbox, jql: str
+    off_spec_sandbox: JiraSandbox, jql: str
 ) -> None:
+    sandbox = off_spec_sandbox
     answer = requests.get(
         f"{sandbox.url}/rest/api/3/search/jql",
         params={"jql": jql},
@@ -709,8 +742,9 @@ async def test_a_minute_group_survives_changes_during_each_walk_when_jira_pages_
     ],
 )
 async def test_one_malformed_issue_is_rejected_and_every_other_one_lands(
-    harness: JiraHarness, junk: dict[str, Any], named: str
+    off_spec_harness: JiraHarness, junk: dict[str, Any], named: str
 ) -> None:
+    harness = off_spec_harness
     ids = harness.seed(12, start=T0, step=timedelta(minutes=1))
     bad = 6  # the middle of the second page (pages of 5: 0-4, then 4-8 from the newest minute)
     issue = harness.sandbox.issue(ids[bad].rsplit("/", 1)[1])
@@ -735,9 +769,12 @@ async def test_one_malformed_issue_is_rejected_and_every_other_one_lands(
     assert final[-1] == T0 + timedelta(minutes=11), "the checkpoint may pass the rejected issue"
 
 
-async def test_all_ids_names_an_issue_without_id_and_lists_no_gap(harness: JiraHarness) -> None:
+async def test_all_ids_names_an_issue_without_id_and_lists_no_gap(
+    off_spec_harness: JiraHarness,
+) -> None:
     """The sweep marks every row it is not given: a listing that skipped an unreadable id would
     report an existing issue deleted. It fails, naming the issue."""
+    harness = off_spec_harness
     ids = harness.seed(3, start=T0, step=timedelta(minutes=1))
     harness.sandbox.corrupt_issue(ids[1].rsplit("/", 1)[1], id=None)
     connector = harness.connector()
