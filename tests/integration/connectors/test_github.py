@@ -25,6 +25,7 @@ from connectors.base import (
 )
 from connectors.github import GitHubConfig, GitHubConnector
 from connectors.sandbox.github import GitHubSandbox
+from tests.conformance import checker
 from tests.integration.connectors.contract import (
     PLANTED_TOKEN,
     T0,
@@ -90,8 +91,36 @@ class GitHubHarness:
         return GitHubConnector(GitHubConfig(**settings), ctx)
 
 
+#: GitHub's published REST API, for the endpoints the connector calls
+#: (tests/conformance/github.json): every request of every test here is checked against it.
+GITHUB_API = checker.load("github")
+
+
 @pytest.fixture
 def harness(tmp_path: Path) -> Iterator[GitHubHarness]:
+    """A harness whose sandbox's request log must conform to the published API when the test
+    ends, and whose successful answers must have the shapes the description gives them."""
+    answers: list[checker.Violation] = []
+    sandbox = GitHubSandbox(token=PLANTED_TOKEN, repos=[REPO])
+    sandbox.timeout_stall = 2.0
+    sandbox.response_hook = lambda request, response: answers.extend(
+        checker.check_response(GITHUB_API, request, response.status, response.body)
+    )
+    sandbox.start()
+    try:
+        yield GitHubHarness(sandbox, tmp_path)
+    finally:
+        sandbox.stop()
+    checker.assert_conforms(GITHUB_API, sandbox.requests)
+    assert not answers, "sandbox answers off the published shape:\n" + "\n".join(
+        str(v) for v in answers[:20]
+    )
+
+
+@pytest.fixture
+def off_spec_harness(tmp_path: Path) -> Iterator[GitHubHarness]:
+    """For tests that send, or make the sandbox answer, what the published API does not allow
+    on purpose (malformed items, per-issue GETs): not checked."""
     sandbox = GitHubSandbox(token=PLANTED_TOKEN, repos=[REPO])
     sandbox.timeout_stall = 2.0
     sandbox.start()
@@ -219,8 +248,9 @@ async def test_no_request_per_issue(harness: GitHubHarness) -> None:
         assert len(urls) == 9, urls
 
 
-async def test_sandbox_would_catch_a_per_issue_get(harness: GitHubHarness) -> None:
+async def test_sandbox_would_catch_a_per_issue_get(off_spec_harness: GitHubHarness) -> None:
     """Guard for the test above: reading the PyGithub property does hit the sandbox."""
+    harness = off_spec_harness
     from github import Auth, Github
 
     harness.sandbox.add_issue(REPO, "plain", updated_at=T0)
@@ -766,8 +796,9 @@ async def test_a_tie_group_of_several_full_pages_survives_changes_during_each_wa
     ],
 )
 async def test_one_malformed_issue_is_rejected_and_every_other_one_lands(
-    harness: GitHubHarness, junk: dict[str, Any], named: str
+    off_spec_harness: GitHubHarness, junk: dict[str, Any], named: str
 ) -> None:
+    harness = off_spec_harness
     ids = harness.seed(10, start=T0, step=timedelta(minutes=1))
     bad = 5  # the middle of the second page (pages of 4: 0-3, then 3-6 from the newest second)
     harness.sandbox.corrupt(_numeric_id(ids[bad]), **junk)
@@ -791,8 +822,9 @@ async def test_one_malformed_issue_is_rejected_and_every_other_one_lands(
 
 
 async def test_an_issue_without_id_or_number_is_rejected_by_what_identifies_it(
-    harness: GitHubHarness,
+    off_spec_harness: GitHubHarness,
 ) -> None:
+    harness = off_spec_harness
     ids = harness.seed(3, start=T0, step=timedelta(minutes=1))
     harness.sandbox.corrupt(_numeric_id(ids[1]), id=..., number=...)
     connector = harness.connector()
@@ -806,9 +838,12 @@ async def test_an_issue_without_id_or_number_is_rejected_by_what_identifies_it(
     assert "id" in rejected.reason
 
 
-async def test_all_ids_names_an_issue_without_id_and_lists_no_gap(harness: GitHubHarness) -> None:
+async def test_all_ids_names_an_issue_without_id_and_lists_no_gap(
+    off_spec_harness: GitHubHarness,
+) -> None:
     """The sweep marks every row it is not given: a listing that skipped an unreadable id would
     report an existing issue deleted. It fails, naming the issue."""
+    harness = off_spec_harness
     ids = harness.seed(3, start=T0, step=timedelta(minutes=1))
     harness.sandbox.corrupt(_numeric_id(ids[1]), id="I_kw1")
     connector = harness.connector()
@@ -881,9 +916,12 @@ async def test_all_ids_of_a_missing_repository_is_lost_not_empty(harness: GitHub
     assert parts[0].lost is not None and "404" in parts[0].lost
 
 
-async def test_a_malformed_pull_request_left_out_is_not_rejected(harness: GitHubHarness) -> None:
+async def test_a_malformed_pull_request_left_out_is_not_rejected(
+    off_spec_harness: GitHubHarness,
+) -> None:
     """Pull requests are not kept without include_pull_requests: one that is malformed is no item
     of ours, so it is not reported as one we failed to store."""
+    harness = off_spec_harness
     made = _seed_prs(harness.sandbox)
     harness.sandbox.corrupt(made["open pr"], labels=5)
     connector = harness.connector()
