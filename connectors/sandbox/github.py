@@ -99,7 +99,6 @@ class GitHubSandbox(SandboxServer):
         self._deleted: dict[str, set[int]] = {}  # repo -> numbers of deleted issues (410)
         self._moved: dict[str, dict[int, tuple[str, int]]] = {}  # repo -> number -> new place
         self._numbers: dict[str, int] = {}  # repo -> the last number given (never reused)
-        self._short: list[list[int]] = []  # [skip, count, keep] of answer_short(), in order
         for name in repos:
             self.add_repo(name)
 
@@ -207,32 +206,6 @@ class GitHubSandbox(SandboxServer):
         `...` drops the key), without changing its place in any list."""
         with self._data_lock:
             self.find(issue_id).corrupt.update(json_fields)
-
-    def answer_short(self, keep: int = 0, *, skip: int = 0, count: int = 1) -> None:
-        """Fault knob: after `skip` more list answers, cut the next `count` to their first `keep`
-        items while their `Link` header still promises the next page (an empty or short page
-        mid-listing)."""
-        with self._data_lock:
-            self._short.append([skip, count, keep])
-
-    def clear_faults(self) -> None:
-        super().clear_faults()
-        with self._data_lock:
-            self._short.clear()
-
-    def _cut(self) -> int | None:
-        """How many items the list answer being built may keep (None: all), per answer_short()."""
-        with self._data_lock:
-            if not self._short:
-                return None
-            fault = self._short[0]
-            if fault[0] > 0:
-                fault[0] -= 1
-                return None
-            fault[1] -= 1
-            if fault[1] <= 0:
-                self._short.pop(0)
-            return fault[2]
 
     def find(self, issue_id: int) -> SandboxIssue:
         """The issue or pull request with this (global) id."""

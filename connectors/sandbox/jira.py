@@ -150,7 +150,6 @@ class JiraSandbox(SandboxServer):
         self._next_id = 10000
         self._numbers: dict[str, int] = {}
         self.page_cap: int | None = None  # at most this many issues per search answer
-        self._short: list[list[int]] = []  # [skip, count, keep] of answer_short(), in order
 
     def __enter__(self) -> JiraSandbox:
         self.start()
@@ -241,31 +240,6 @@ class JiraSandbox(SandboxServer):
         drops the key."""
         with self._lock:
             self.issue(ref).corrupt.update(values)
-
-    def answer_short(self, keep: int = 0, *, skip: int = 0, count: int = 1) -> None:
-        """Fault knob: after `skip` more search answers, cut the next `count` to their first
-        `keep` issues while `nextPageToken` and `isLast: false` still promise more."""
-        with self._lock:
-            self._short.append([skip, count, keep])
-
-    def clear_faults(self) -> None:
-        super().clear_faults()
-        with self._lock:
-            self._short.clear()
-
-    def _cut(self) -> int | None:
-        """How many issues the search answer being built may keep (None: all)."""
-        with self._lock:
-            if not self._short:
-                return None
-            fault = self._short[0]
-            if fault[0] > 0:
-                fault[0] -= 1
-                return None
-            fault[1] -= 1
-            if fault[1] <= 0:
-                self._short.pop(0)
-            return fault[2]
 
     def issue(self, ref: str) -> SandboxIssue:
         with self._lock:
