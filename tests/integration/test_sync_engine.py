@@ -886,3 +886,31 @@ async def test_a_sweep_that_lists_no_item_at_all_marks_nothing(
     result = await run(pool, integration, settings, upstream, full=True)
     assert (result.outcome, result.created, result.removed) == ("succeeded", 1, 2)
     assert (await census_rows(pool, integration))["A"] == (1, 1, 2, 0, None)
+
+
+async def test_a_row_removed_upstream_is_not_also_marked_out_of_scope(
+    pool, team, settings, upstream
+) -> None:
+    """Found by the model test (tests/model). A row already marked removed upstream whose scope
+    is then taken out of the config stays removed, not also "out of scope": otherwise, with the
+    scope configured again, it would stay out of a scope the config covers (nothing reads a
+    deleted item again, and the sweep leaves marked rows alone)."""
+    upstream.add(1, scope="A")
+    gone, kept = upstream.add(2, scope="B")
+    integration = await make_integration(
+        pool, team, "github", {"token": TOKEN, "projects": ["A", "B"]}
+    )
+    await run(pool, integration, settings, upstream)
+    del upstream.items[gone]
+    assert (await run(pool, integration, settings, upstream, full=True)).removed == 1
+    await set_config(pool, integration, {"token": TOKEN, "projects": ["A"]})
+    await run(pool, integration, settings, upstream)
+    await set_config(pool, integration, {"token": TOKEN, "projects": ["A", "B"]})
+    await run(pool, integration, settings, upstream, full=True)
+    rows = {
+        r["external_id"]: (r["removed_upstream_at"] is not None, r["out_of_scope_at"] is not None)
+        for r in await pool.fetch("SELECT * FROM work_items WHERE sync_scope = 'B'")
+    }
+    assert rows == {gone: (True, False), kept: (False, False)}
+    out = await events(pool, "work_item_out_of_scope")
+    assert [e["metadata"]["external_id"] for e in out] == [kept]
