@@ -127,7 +127,21 @@ class Op:
 
 #: Faults a run can be hit by. HTTP ones are armed at the run's `at`-th request.
 HTTP_FAULTS = ("429", "5xx", "timeout", "reset", "malformed", "short")
-RUN_FAULTS = ("kill_after_page", "kill_at_request", "stop_after_page", "pg_terminate", "corrupt")
+#: Run faults: a worker killed (its task cancelled) after its first committed page, while a
+#: request is out, or inside a page's transaction (before its cursor is written); a graceful stop
+#: after the first page; every PostgreSQL connection of the database terminated while a request
+#: is out or inside a page's transaction; one item served malformed (until healed).
+RUN_FAULTS = (
+    "kill_after_page",
+    "kill_at_request",
+    "kill_in_commit",
+    "stop_after_page",
+    "pg_terminate",
+    "pg_terminate_in_commit",
+    "corrupt",
+)
+KILLS = ("kill_after_page", "kill_at_request", "kill_in_commit")
+DATABASE_FAULTS = ("pg_terminate", "pg_terminate_in_commit")
 
 TEXT = st.text(alphabet=st.sampled_from("abcdefghij XYZ0123-_ éß東😀"), min_size=1, max_size=12)
 
@@ -552,6 +566,7 @@ class ConvergenceMachine(RuleBasedStateMachine):
         assert self.pool is not None and self.settings is not None
         loop = asyncio.get_running_loop()
         before = await self.rows()
+        cursor_before = await self.cursor()
         self.driver.before_run()
         stop = asyncio.Event()
         pages = 0
@@ -585,6 +600,22 @@ class ConvergenceMachine(RuleBasedStateMachine):
             if refs:
                 self.driver.corrupt(refs[at % len(refs)])
                 self.corrupted = True
+        save_cursor = store.save_cursor
+        if fault in ("kill_in_commit", "pg_terminate_in_commit"):
+            # Inside a page's transaction: its rows and activity are written, its cursor not yet.
+            calls = 0
+
+            async def faulty_save_cursor(*args: Any, **kwargs: Any) -> None:
+                nonlocal calls
+                calls += 1
+                if calls == 1 + at % 2:
+                    if fault == "kill_in_commit" and self.task is not None:
+                        self.task.cancel()
+                    else:
+                        await self._terminate_backends()
+                await save_cursor(*args, **kwargs)
+
+            store.save_cursor = faulty_save_cursor  # type: ignore[assignment]
         self.requests_this_run = 0
         record = RunRecord(full, fault, "?", datetime.now(UTC))
         options = RunOptions(force=True, full=full, stop=stop, on_page=on_page)
@@ -605,14 +636,15 @@ class ConvergenceMachine(RuleBasedStateMachine):
                 raise AssertionError(f"a forced run was skipped: {result.reason}")
             self.lost_grace = False
         except asyncio.CancelledError:
-            assert fault in ("kill_after_page", "kill_at_request"), "run cancelled by itself"
+            assert fault in KILLS, "run cancelled by itself"
             record.outcome = "killed"
         except Exception as exc:
-            if not (_is_database_lost(exc) and (fault == "pg_terminate" or self.lost_grace)):
+            if not (_is_database_lost(exc) and (fault in DATABASE_FAULTS or self.lost_grace)):
                 raise
             record.outcome = "database_lost"
             self.lost_grace = True
         finally:
+            store.save_cursor = save_cursor  # type: ignore[assignment]
             self.task = None
             self.during_run.clear()
             self.driver.clear_faults()
@@ -622,8 +654,23 @@ class ConvergenceMachine(RuleBasedStateMachine):
         STATS[f"run {record.outcome}"] += 1
         STATS[f"fault {fault}"] += 1
         await self.check_run(before)
+        if not full:
+            # An incremental run only moves a kept scope's cursor forward (a --full run starts
+            # from nothing, and may leave it behind where it stopped).
+            after = await self.cursor()
+            for scope, mark in cursor_before.items():
+                if scope in self.configured and scope in after:
+                    assert after[scope] >= mark, f"cursor of {scope} went back: {mark} -> {after}"
 
     # -- invariants after every run -------------------------------------------------------------
+    async def cursor(self) -> dict[str, datetime]:
+        assert self.admin is not None
+        raw = await self.admin.fetchval(
+            "SELECT cursor FROM integration_sync_state WHERE integration_id = $1",
+            self.integration,
+        )
+        return store.cursor_from_json(raw)
+
     async def rows(self) -> dict[str, asyncpg.Record]:
         assert self.admin is not None
         rows = await self.admin.fetch(
