@@ -57,6 +57,7 @@ class GitHubDriver(Driver):
     scopes = ("octo/alpha", "octo/beta", "octo/gamma")
     granularity = timedelta(seconds=1)  # GitHub's timestamps have whole seconds
     can_move = True  # a transfer: a new issue (new id) in the other repository
+    variants = 2  # without / with pull requests (include_pull_requests)
 
     def __init__(self) -> None:
         super().__init__()
@@ -76,6 +77,7 @@ class GitHubDriver(Driver):
 
     def start(self, knobs: dict[str, Any]) -> None:
         self.knob = knobs
+        self.variant = int(knobs["include_pull_requests"])
         self._sandbox.start()
 
     def config(self, scopes: Sequence[str]) -> dict[str, Any]:
@@ -84,7 +86,7 @@ class GitHubDriver(Driver):
             "base_url": self._sandbox.url,
             "repos": list(scopes),
             "per_page": self.knob["per_page"],
-            "include_pull_requests": self.knob["include_pull_requests"],
+            "include_pull_requests": self.variant == 1,
             "seconds_between_requests": 0,
             "timeout": 1,
         }
@@ -103,7 +105,7 @@ class GitHubDriver(Driver):
         return fields
 
     def create(self, scope: str, title: str, choice: int, at: datetime) -> str:
-        is_pr = self.knob["include_pull_requests"] and choice % 3 == 2
+        is_pr = choice % 3 == 2  # an item only while the config includes pull requests
         fields = self._fields(is_pr, choice // 3, at)
         return self.ref(self._sandbox.add_issue(scope, title, updated_at=at, is_pr=is_pr, **fields))
 
@@ -154,10 +156,10 @@ class GitHubDriver(Driver):
                     status=expected_status(i),
                     scope=i.repo,
                     updated_at=i.updated_at,
+                    synced=self.variant == 1 or not i.is_pr,
                 )
                 for issues in self._sandbox.issues.values()
                 for i in issues
-                if self.knob.get("include_pull_requests") or not i.is_pr
             }
 
 
