@@ -91,6 +91,10 @@ class GitHubDriver(Driver):
             "timeout": 1,
         }
 
+    def cursor_scopes(self, scopes: Sequence[str]) -> set[str]:
+        # docs/trackers/github.md#overview: a repository's pull requests are a scope of their own
+        return {*scopes, *(f"{repo}:pulls" for repo in scopes if self.variant == 1)}
+
     def _id(self, ref: str) -> int:
         return int(ref.rsplit("/", 1)[1])
 
@@ -154,7 +158,7 @@ class GitHubDriver(Driver):
                     title=i.title,
                     description=i.body,
                     status=expected_status(i),
-                    scope=i.repo,
+                    scope=f"{i.repo}:pulls" if i.is_pr else i.repo,
                     updated_at=i.updated_at,
                     synced=self.variant == 1 or not i.is_pr,
                 )
