@@ -5,8 +5,9 @@ drawn per example."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 from hypothesis import strategies as st
@@ -37,6 +38,26 @@ CATEGORY = {
     "Done": "done",
     "Cancelled": "done",
 }
+
+
+def last_transition(zone: str, before: datetime) -> datetime | None:
+    """The last change of `zone`'s UTC offset (a DST switch) before `before`, to the minute."""
+    tz = ZoneInfo(zone)
+    at = before.replace(minute=0, second=0, microsecond=0)
+    for _ in range(24 * 400):
+        earlier = at - timedelta(hours=1)
+        if earlier.astimezone(tz).utcoffset() != at.astimezone(tz).utcoffset():
+            low, high = earlier, at  # the offset changes in (low, high]
+            while high - low > timedelta(minutes=1):
+                mid = low + (high - low) / 2
+                mid = mid.replace(second=0, microsecond=0)
+                if mid.astimezone(tz).utcoffset() == low.astimezone(tz).utcoffset():
+                    low = mid
+                else:
+                    high = mid
+            return high
+        at = earlier
+    return None
 
 
 def expected_status(issue: SandboxIssue) -> str:
@@ -85,6 +106,9 @@ class JiraDriver(Driver):
                     ]
                 ),
                 "rest_api_version": st.sampled_from(["2", "3"]),
+                # the history starts 150 s before the zone's last DST switch (where it has one):
+                # JQL literals are local times, and an autumn hour happens twice
+                "dst": st.booleans(),
             }
         )
 
@@ -92,6 +116,10 @@ class JiraDriver(Driver):
         self.knob = knobs
         self._sandbox.page_cap = knobs["page_cap"]
         self._sandbox.time_zone = knobs["time_zone"]
+        now = datetime.now(UTC)
+        switch = last_transition(knobs["time_zone"], now) if knobs["dst"] else None
+        if switch is not None:
+            self.offset = switch - timedelta(seconds=150) - now
         for key in self.scopes:
             self._sandbox.add_project(key)
         self._sandbox.start()
