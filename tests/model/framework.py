@@ -3,26 +3,37 @@
 A `hypothesis.stateful` machine makes random upstream histories in a tracker's sandbox (creates,
 edits, status changes, moves between scopes, deletions and restores, tie groups of many items
 sharing one change time, edits while a run is paging, a tracker clock ahead of or behind the
-worker's, the config's scope widened and narrowed) and interleaves them with sync runs
-(incremental, sometimes `--full`) hit by faults (429 with Retry-After, 5xx, timeouts, connection
-resets, malformed and short pages, a malformed item, a worker killed mid-run, PostgreSQL
-connections terminated mid-run). A run may fail because of a fault; it must never lose what was
-committed. After every run cheap invariants hold; at the end one clean `--full` run (no faults)
-must leave PostgreSQL holding exactly what the sandbox holds (`ConvergenceMachine.final_check`).
+worker's, the config's scope widened and narrowed, now or while a run pages) and interleaves them
+with sync runs (incremental, sometimes `--full`) hit by faults (429 with Retry-After, 5xx,
+timeouts, connection resets, malformed and short pages, a malformed item, a worker killed
+mid-run, PostgreSQL connections terminated mid-run). A run may fail because of a fault; it must
+never lose what was committed. After every run cheap invariants hold (`check_run`); at the end,
+with every fault gone, one clean incremental run with its sweep and then one clean `--full` run
+must each leave PostgreSQL holding exactly what the sandbox holds (`final_check`, `converged`).
 
-The only tracker-specific part is a `Driver` (tests/model/test_<tracker>.py): it knows how to
-create/edit/change status/move/delete/restore items in its sandbox, set the sandbox's clock,
-inject faults, build the integration's config for a set of scopes, and compute the row the
-worker must hold for each live item (`Expected`, from docs/trackers/<tracker>.md, not from the
-connector's code). A tracker's test module is then three lines:
+The only tracker-specific part is a `Driver` (tests/model/test_<tracker>.py). It knows how to
+create/edit/change status/move/delete/restore items in its sandbox (`can_move`, `can_restore`
+say which it has), set the sandbox's clock (`offset`, `now()`, `before_run()`), inject faults
+(`inject`, `corrupt`/`heal`), build the integration's config for a set of scopes (`config`,
+with `variants` an admin switches between, and `cursor_scopes` when the connector's scopes are
+not the config's), draw per-example knobs (`knobs`: page sizes, a time zone) and compute the row
+the worker must hold for each live item (`live()` -> `Expected`, from docs/trackers/<tracker>.md,
+not from the connector's code). Refs are external_ids. A tracker's test module is then a driver
+and three lines:
 
     class LinearMachine(ConvergenceMachine):
         driver_class = LinearDriver
 
     def test_linear_converges(model_env): run_model(LinearMachine, model_env)
 
+A scenario the model found can be replayed by hand: make the machine, call its rules as methods
+(`setup`, `upstream`, `sync_clean`, `reconfigure`, ...; `data` arguments take any object whose
+`draw()` returns the values in turn), then `teardown()` (which runs the final check).
+
 Profiles: `C9_MODEL_PROFILE=ci` (default: bounded, derandomized, no example database; what CI
-runs) or `long` (>= 2,000 examples per tracker, random; run by hand or nightly).
+runs) or `long` (2,000 random examples per tracker, `C9_MODEL_EXAMPLES` to bound it; run by
+hand or nightly). `C9_MODEL_SHRINK=0` reports a failure as found, unshrunk. Figures of what ran
+are printed at the end (`pytest -s`).
 """
 
 from __future__ import annotations
