@@ -1,6 +1,7 @@
 """GitHub issues (and, on request, pull requests) through PyGithub, one cursor per repository.
 
-Each configured repository `owner/name` is its own scope. A run lists
+Each configured repository `owner/name` is its own scope, and with `include_pull_requests` its
+pull requests are one more (`owner/name:pulls`, see `pulls_scope`). A run lists
 `GET /repos/{o}/{r}/issues?state=all&sort=updated&direction=asc&since=…` (one `Page` per HTTP page,
 oldest change first) and checkpoints the newest `updated_at` seen so far in that repository. It
 pages by keyset, not by page number: each request starts again at the newest second read, so an
@@ -296,8 +297,16 @@ def map_issue(raw: Mapping[str, Any], *, repo: str, prefix: str, config: GitHubC
         started_at=parse_time(raw.get("created_at")) if pull else None,
         completed_at=completed_at,
         raw=dict(raw),
-        scope=repo,
+        scope=pulls_scope(repo) if pull else repo,
     )
+
+
+def pulls_scope(repo: str) -> str:
+    """The scope of a repository's pull requests (`owner/name:pulls`; `:` is never part of a
+    repository name): with `include_pull_requests` they are a scope of their own, so switching
+    the option on reads them in full instead of from the issues' cursor, which passed them while
+    they were left out, and switching it off marks them out of scope, not deleted."""
+    return f"{repo}:pulls"
 
 
 #: The keys the mapping reads whose type would make it fail or mean something else, and the JSON
@@ -592,8 +601,9 @@ def group_members(walk: list[_Answer], second: datetime | None) -> set[str]:
 class _RepoRun:
     """What one repository's walk has yielded, and the checkpoint it has handed out."""
 
-    def __init__(self, repo: str, prefix: str, config: GitHubConfig) -> None:
+    def __init__(self, repo: str, keys: list[str], prefix: str, config: GitHubConfig) -> None:
         self.repo = repo
+        self.keys = keys  # the repository's scopes: each page checkpoints them all
         self.prefix = prefix
         self.config = config
         self.mark: datetime | None = None
@@ -620,7 +630,8 @@ class _RepoRun:
             items.append(item)
         if advance and answer.newest is not None:
             self.mark = answer.newest if self.mark is None else max(self.mark, answer.newest)
-        return Page(items, {} if self.mark is None else {self.repo: self.mark}, rejected)
+        mark = self.mark
+        return Page(items, {} if mark is None else dict.fromkeys(self.keys, mark), rejected)
 
     def forget_before(self, second: datetime) -> None:
         """Keyset moved on to `second`: an older version can never be listed again."""
@@ -677,19 +688,28 @@ class GitHubConnector:
             )
 
     def scopes(self) -> list[str]:
-        """One scope per configured repository."""
-        return list(self.config.repos)
+        """One scope per configured repository, and one for its pull requests when included."""
+        return [key for repo in self.config.repos for key in self._keys(repo)]
+
+    def _keys(self, repo: str) -> list[str]:
+        """The scopes of one repository: its issues, and its pull requests when included."""
+        return [repo, pulls_scope(repo)] if self.config.include_pull_requests else [repo]
 
     async def changes(self, since: Mapping[str, datetime]) -> AsyncIterator[Page]:
-        """Pages of issues changed at or after `since[repo]`, per repository, oldest first. A
-        repository that answers 404 or a plain 403 is lost (`Page.lost`): the others go on and
+        """Pages of issues changed at or after `since[scope]`, per repository, oldest first. One
+        list holds a repository's issues and pull requests: it is read from the older of their
+        two marks (in full when either has none), and each page checkpoints both. A repository
+        that answers 404 or a plain 403 is lost (`Page.lost`, its scopes): the others go on and
         the run fails naming it; what was read of it before stays (its checkpoints too)."""
         for repo in self.config.repos:
+            marks = [since.get(key) for key in self._keys(repo)]
+            known = [m for m in marks if m is not None]
+            start = min(known) if len(known) == len(marks) else None
             try:
-                async for page in self._repo_changes(repo, since.get(repo)):
+                async for page in self._repo_changes(repo, start):
                     yield page
             except RepositoryLost as exc:
-                yield Page([], {}, lost={repo: exc.reason})
+                yield Page([], {}, lost={key: exc.reason for key in self._keys(repo)})
 
     async def _repo_changes(self, repo: str, since: datetime | None) -> AsyncIterator[Page]:
         """Keyset pagination on `since`: each request starts again at the newest `updated_at`
@@ -698,7 +718,7 @@ class GitHubConnector:
         slot and one could fall onto a page already read, lost for good (its old time lies behind
         the cursor). Issues of the boundary second come again and are dropped here. A first page
         that lies wholly within one second opens a tie group (module docstring)."""
-        run = _RepoRun(repo, self._prefix, self.config)
+        run = _RepoRun(repo, self._keys(repo), self._prefix, self.config)
         second = utc(since).replace(microsecond=0) if since is not None else None
         while True:
             first = await self._answer(repo, second, 1, self.config.per_page)
@@ -766,24 +786,25 @@ class GitHubConnector:
         return _Answer(raws, times, next_link(headers) is not None)
 
     async def all_ids(self) -> AsyncIterator[ScopeIds]:
-        """Every issue id (and PR id when included) of every repository (its scope), a page at
-        a time."""
+        """Every issue id of every repository (its scope), and every PR id (its repository's
+        pulls scope) when included, a page at a time."""
         # Creation order never changes, so items created mid-sweep only append at the end.
         query = {"state": "all", "sort": "created", "direction": "asc"}
         for repo in self.config.repos:
             try:
                 async for raws in self._list_pages(f"list ids of {repo}", repo, query):
-                    ids = [
-                        self._listed_id(raw, repo)
-                        for raw in raws
-                        if self.config.include_pull_requests or not is_pull_request(raw)
-                    ]
-                    if ids:
-                        yield ScopeIds(repo, ids)
+                    issues = [self._listed_id(r, repo) for r in raws if not is_pull_request(r)]
+                    if issues:
+                        yield ScopeIds(repo, issues)
+                    if self.config.include_pull_requests:
+                        pulls = [self._listed_id(r, repo) for r in raws if is_pull_request(r)]
+                        if pulls:
+                            yield ScopeIds(pulls_scope(repo), pulls)
             except RepositoryLost as exc:
                 # Lost, never an empty listing the sweep would take for deletions. Parts already
                 # yielded are harmless: the sweep never marks anything in a lost scope.
-                yield ScopeIds(repo, [], lost=exc.reason)
+                for key in self._keys(repo):
+                    yield ScopeIds(key, [], lost=exc.reason)
 
     def _listed_id(self, raw: Mapping[str, Any], repo: str) -> str:
         """The external_id of a listed issue. The sweep marks every row it does not list, so an

@@ -862,3 +862,55 @@ async def test_an_item_deleted_while_its_scope_was_out_is_marked_removed_when_it
     assert removed["metadata"]["external_id"] == gone
     census = await census_rows(pool, integration)
     assert census["B"] == (1, 1, 1, 0, None)
+
+
+async def test_a_sweep_that_lists_no_item_at_all_marks_nothing(
+    pool, team, settings, upstream
+) -> None:
+    """Found by the model test (tests/model) as the one exception to "every item gone upstream is
+    marked": when the listing holds no item in any scope, the sweep marks nothing (an empty
+    answer is likelier a lost permission or a mis-scoped query than everything deleted). The
+    rows stay present, and the census shows it (upstream 0, held 2); one item upstream again is
+    enough for the next sweep to mark the others."""
+    ids = upstream.add(2, scope="A")
+    integration = await make_integration(pool, team, "github", {"token": TOKEN, "projects": ["A"]})
+    await run(pool, integration, settings, upstream)
+    survivor = upstream.items[ids[0]]
+    upstream.items.clear()
+    result = await run(pool, integration, settings, upstream, full=True)
+    assert (result.outcome, result.removed) == ("succeeded", 0)
+    assert await events(pool, "work_item_removed") == []
+    assert (await census_rows(pool, integration))["A"] == (0, 2, 0, 0, None)
+
+    upstream.items["FAKE-NEW"] = replace(survivor, external_id="FAKE-NEW", external_key="FAKE-NEW")
+    result = await run(pool, integration, settings, upstream, full=True)
+    assert (result.outcome, result.created, result.removed) == ("succeeded", 1, 2)
+    assert (await census_rows(pool, integration))["A"] == (1, 1, 2, 0, None)
+
+
+async def test_a_row_removed_upstream_is_not_also_marked_out_of_scope(
+    pool, team, settings, upstream
+) -> None:
+    """Found by the model test (tests/model). A row already marked removed upstream whose scope
+    is then taken out of the config stays removed, not also "out of scope": otherwise, with the
+    scope configured again, it would stay out of a scope the config covers (nothing reads a
+    deleted item again, and the sweep leaves marked rows alone)."""
+    upstream.add(1, scope="A")
+    gone, kept = upstream.add(2, scope="B")
+    integration = await make_integration(
+        pool, team, "github", {"token": TOKEN, "projects": ["A", "B"]}
+    )
+    await run(pool, integration, settings, upstream)
+    del upstream.items[gone]
+    assert (await run(pool, integration, settings, upstream, full=True)).removed == 1
+    await set_config(pool, integration, {"token": TOKEN, "projects": ["A"]})
+    await run(pool, integration, settings, upstream)
+    await set_config(pool, integration, {"token": TOKEN, "projects": ["A", "B"]})
+    await run(pool, integration, settings, upstream, full=True)
+    rows = {
+        r["external_id"]: (r["removed_upstream_at"] is not None, r["out_of_scope_at"] is not None)
+        for r in await pool.fetch("SELECT * FROM work_items WHERE sync_scope = 'B'")
+    }
+    assert rows == {gone: (True, False), kept: (False, False)}
+    out = await events(pool, "work_item_out_of_scope")
+    assert [e["metadata"]["external_id"] for e in out] == [kept]

@@ -310,10 +310,13 @@ async def mark_out_of_scope(
     conn: asyncpg.Connection, integration_id: uuid.UUID, scopes: Collection[str]
 ) -> list[asyncpg.Record]:
     """Mark this integration's rows whose scope its config no longer covers (never a row whose
-    scope is unknown). Cleared by the upsert when a sync reads the item again."""
+    scope is unknown, nor one already marked removed upstream: gone is the stronger fact, and
+    nothing would clear the mark once the scope is configured again). Cleared by the upsert when
+    a sync reads the item again."""
     return await conn.fetch(
         "UPDATE work_items SET out_of_scope_at = now()"
         " WHERE integration_id = $1 AND out_of_scope_at IS NULL AND sync_scope IS NOT NULL"
+        "   AND removed_upstream_at IS NULL"
         "   AND NOT (sync_scope = ANY($2::text[]))"
         " RETURNING id, external_id, external_key, sync_scope, completed_at",
         integration_id,

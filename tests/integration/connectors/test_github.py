@@ -931,3 +931,37 @@ async def test_a_malformed_pull_request_left_out_is_not_rejected(
         await connector.aclose()
     assert [i.title for i in items_of(pages)] == ["plain"]
     assert not [r for page in pages for r in page.rejected]
+
+
+async def test_pull_requests_switched_on_are_read_in_full(harness: GitHubHarness) -> None:
+    """Found by the model test (tests/model). Pull requests left out still move the repository's
+    cursor; switched on later, the ones older than it were never read (the census counted them
+    missing for good). They are a scope of their own (`owner/name:pulls`), read in full when the
+    option is switched on, and out of scope, not deleted, when it is switched off."""
+    harness.sandbox.add_issue(REPO, "old issue", updated_at=T0)
+    pr = harness.sandbox.add_issue(
+        REPO, "old pr", updated_at=T0 + timedelta(minutes=10), is_pr=True
+    )
+    harness.sandbox.add_issue(REPO, "new issue", updated_at=T0 + timedelta(minutes=20))
+    issues_only = harness.connector()
+    with_prs = harness.connector(include_pull_requests=True)
+    try:
+        assert issues_only.scopes() == [REPO]
+        pages = await collect(issues_only)
+        cursor = {s: t for p in pages for s, t in p.checkpoint.items()}
+        assert cursor == {REPO: T0 + timedelta(minutes=20)}
+        assert [i.title for i in items_of(pages)] == ["old issue", "new issue"]
+
+        assert with_prs.scopes() == [REPO, f"{REPO}:pulls"]
+        pages = await collect(with_prs, cursor)  # the pulls scope has no mark: read in full
+        got = {i.title: i.scope for i in items_of(pages)}
+        assert got == {"old issue": REPO, "old pr": f"{REPO}:pulls", "new issue": REPO}
+        assert pages[-1].checkpoint == {REPO: cursor[REPO], f"{REPO}:pulls": cursor[REPO]}
+        listing: dict[str, set[str]] = {}
+        async for part in with_prs.all_ids():
+            listing.setdefault(part.scope, set()).update(part.ids)
+        assert listing[f"{REPO}:pulls"] == {harness.external_id(pr.id)}
+        assert len(listing[REPO]) == 2
+    finally:
+        await issues_only.aclose()
+        await with_prs.aclose()
