@@ -561,6 +561,55 @@ class _Window:
         self._stalls, self.after = 0, reached
 
 
+class _IdWindow:
+    """Where an `all_ids` listing stands in id order: every id up to `after` is listed; the
+    next query asks for ids in (`after`, `upto`] (`upto` None: every id above `after`).
+
+    The first query is open-ended. Once the server refuses a window (VS402337: more than
+    20,000 matches, even with `$top` on some servers), the listing goes on in id windows whose
+    width adapts like the (ChangedDate, Id) window of `changes`: halved while refused, twice
+    as wide after one that fitted. A refusal then costs about one query per window, instead of
+    a bisection down from 2^31 after every window. Past the last id the windows come back
+    empty: the next query is open-ended again, so the listing ends there instead of doubling
+    its way up to 2^31.
+    """
+
+    def __init__(self, top: int) -> None:
+        self.top = top
+        self.after = 0
+        self.upto: int | None = None
+        self._span = 0  # width of the current (or next) bounded window; 0: none fitted yet
+
+    def narrow(self) -> None:
+        """The server refused (after, upto]. A bounded window: half as wide. The open-ended
+        range: the bounded window the listing would have used, or at first `top` ids (so wide
+        a window cannot match more than `top` items, below the server's cap; a server with a
+        lower cap halves it further)."""
+        ceiling = self.upto if self.upto is not None else MAX_ID
+        width = ceiling - self.after
+        if width <= 1:
+            raise RetriableError("Azure DevOps refused a WIQL id window of one item")
+        if self.upto is not None:
+            self._span = width // 2
+        else:
+            self._span = min(width // 2, self._span or self.top)
+        self.upto = self.after + self._span
+
+    def advance(self, ids: Sequence[int]) -> bool:
+        """After a query's answer (ascending ids): False when the listing is complete. A full
+        answer continues after its last id in the same window; an exhausted bounded window is
+        followed by one twice as wide, or by the open-ended rest after an empty one."""
+        if len(ids) >= self.top and (self.upto is None or ids[-1] < self.upto):
+            self.after = ids[-1]
+            return True
+        if self.upto is None:
+            return False
+        self.after, self._span = self.upto, 2 * self._span
+        end = self.after + self._span
+        self.upto = end if ids and end < MAX_ID else None
+        return True
+
+
 class _CapExceeded(Exception):
     """The server refused a WIQL query for matching more than 20,000 items (VS402337)."""
 
@@ -869,7 +918,7 @@ class AzureDevOpsConnector:
         """Every configured work item type exists in the project, else FatalError naming the
         missing ones: a WIQL filter on a misspelt type only matches nothing, which must not
         read as "no work items"."""
-        missing = [t for t in self.config.work_item_types or [] if await self._states(t) is None]
+        missing = await self._missing_types()
         if missing:
             names = ", ".join(repr(t) for t in missing)
             raise FatalError(
@@ -877,6 +926,15 @@ class AzureDevOpsConnector:
                 "fix work_item_types (type names as the project's process shows them, e.g. "
                 "'User Story', 'Bug')"
             )
+
+    async def _missing_types(self) -> list[str]:
+        return [t for t in self.config.work_item_types or [] if await self._states(t) is None]
+
+    def _type_lost(self, work_item_type: str) -> str:
+        return (
+            f"project {self.config.project!r} has no work item type {work_item_type!r} (any"
+            " more): fix work_item_types"
+        )
 
     async def _map_page(
         self, raws: Iterable[Mapping[str, Any]]
@@ -913,7 +971,10 @@ class AzureDevOpsConnector:
             + " AND ".join(scope_clauses(self.config))
             + " ORDER BY [System.Id] ASC"
         )
-        await self._wiql(query, 1)
+        try:
+            await self._wiql(query, 1)
+        except _CapExceeded:
+            pass  # the query ran (a server that counts before $top): PAT, project, area path fine
         await self._check_types()
 
     def _scope_types(self) -> list[str | None]:
@@ -928,9 +989,12 @@ class AzureDevOpsConnector:
     async def changes(self, since: Mapping[str, datetime]) -> AsyncIterator[Page]:
         """Per scope (work item type), pages of work items changed at or after `since[scope]`,
         in (ChangedDate, Id) order."""
-        await self._check_types()
+        missing = await self._missing_types()
         for work_item_type in self._scope_types():
             scope = scope_key(self.config, work_item_type)
+            if work_item_type in missing:  # lost: the other types go on, the run fails naming it
+                yield Page([], {}, lost={scope: self._type_lost(work_item_type)})
+                continue
             async for page in self._scope_changes(scope, work_item_type, since.get(scope)):
                 yield page
 
@@ -988,37 +1052,34 @@ class AzureDevOpsConnector:
     async def all_ids(self) -> AsyncIterator[ScopeIds]:
         """Every work item id in scope, scope (work item type) by scope, by id, `wiql_top` at a
         time."""
-        await self._check_types()
+        missing = await self._missing_types()
         for work_item_type in self._scope_types():
             scope = scope_key(self.config, work_item_type)
+            if work_item_type in missing:  # lost, never an empty listing taken for deletions
+                yield ScopeIds(scope, [], lost=self._type_lost(work_item_type))
+                continue
             async for ids in self._scope_ids(work_item_type):
                 yield ScopeIds(scope, [f"{self.site}/{i}" for i in ids])
 
     async def _scope_ids(self, work_item_type: str | None) -> AsyncIterator[list[int]]:
         top = self.config.wiql_top
-        after_id, upto_id = 0, None
+        window = _IdWindow(top)
         while True:
             query = ids_query(
-                self.config, after_id=after_id, upto_id=upto_id, work_item_type=work_item_type
+                self.config,
+                after_id=window.after,
+                upto_id=window.upto,
+                work_item_type=work_item_type,
             )
             try:
                 ids, _ = await self._wiql(query, top)
             except _CapExceeded:
-                ceiling = upto_id if upto_id is not None else MAX_ID
-                if ceiling - after_id <= 1:
-                    raise RetriableError(
-                        "Azure DevOps refused a WIQL id window of one item"
-                    ) from None
-                upto_id = after_id + (ceiling - after_id) // 2
+                window.narrow()
                 continue
             if ids:
                 yield ids
-            if len(ids) >= top:
-                after_id = ids[-1]
-                continue
-            if upto_id is None:
+            if not window.advance(ids):
                 return
-            after_id, upto_id = upto_id, None
 
     async def aclose(self) -> None:
         """Drop the client (its HTTP sessions live in the worker threads and close with them)."""

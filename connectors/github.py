@@ -52,7 +52,10 @@ keyed on:
   as ``completed``), then ``closed``; default: not_planned/duplicate → cancelled, else completed.
 * pull request (with `include_pull_requests`): while open, its label names, then ``pr_draft`` or
   ``pr_open``; once closed ``pr_merged`` or ``pr_closed``; defaults: draft → in_progress,
-  open → pr_ready, merged → completed, closed unmerged → cancelled.
+  open → pr_ready, merged → completed, closed unmerged → cancelled. A closed PR whose item does
+  not say whether it was merged (no `merged_at` key: older GitHub Enterprise Server) is
+  ``pr_<state_reason>`` (e.g. ``pr_not_planned``) or ``pr_closed_unknown``; default: cancelled
+  only for not_planned/duplicate, else completed.
 
 The first of those names present in `status_map` (case-insensitive) wins; e.g.
 ``{"needs review": "pr_ready", "not_planned": "completed"}``.
@@ -176,12 +179,27 @@ def _merged_at(raw: Mapping[str, Any]) -> datetime | None:
     return parse_time(merged or raw.get("merged_at"))
 
 
+def merge_known(raw: Mapping[str, Any]) -> bool:
+    """Whether the item says if the PR was merged: GitHub's OpenAPI `issue` schema makes
+    `pull_request.merged_at` optional (only `url`, `html_url`, `diff_url`, `patch_url` are
+    required) and older GitHub Enterprise Server answers leave it out. Without the key a closed
+    PR may be merged or not (docs/trackers/github.md#status-mapping)."""
+    pull = raw.get("pull_request")
+    return (isinstance(pull, Mapping) and "merged_at" in pull) or "merged_at" in raw
+
+
 def default_status(raw: Mapping[str, Any]) -> Status:
     """Our status for an issue or PR, before any `status_map`
     (docs/trackers/github.md#status-mapping)."""
     closed = raw.get("state") == "closed"
     if is_pull_request(raw):
         if _merged_at(raw) is not None:
+            return Status.COMPLETED
+        if closed and not merge_known(raw):
+            # Merge state not sent: cancelled only when `state_reason` says so; a merged PR
+            # must not count as cancelled.
+            if raw.get("state_reason") in ("not_planned", "duplicate"):
+                return Status.CANCELLED
             return Status.COMPLETED
         if closed:
             return Status.CANCELLED
@@ -205,6 +223,9 @@ def status_names(raw: Mapping[str, Any]) -> list[str]:
     if is_pull_request(raw):
         if _merged_at(raw) is not None:
             return ["pr_merged"]
+        if raw.get("state") == "closed" and not merge_known(raw):
+            reason = raw.get("state_reason")
+            return [f"pr_{reason}" if isinstance(reason, str) and reason else "pr_closed_unknown"]
         if raw.get("state") == "closed":
             return ["pr_closed"]
         return [*label_names(raw), "pr_draft" if raw.get("draft") else "pr_open"]
@@ -364,16 +385,41 @@ def map_or_reject(
 # ---------------------------------------------------------------------------------------------
 # Errors: every SDK/HTTP failure becomes RetriableError or FatalError
 # ---------------------------------------------------------------------------------------------
-class RepositoryNotFound(FatalError):
-    """A configured repository does not exist or the token cannot see it (404)."""
+class RepositoryLost(FatalError):
+    """A configured repository this token cannot read (any more): 404 or a plain 403. While
+    syncing it is a lost scope (`Page.lost`, `ScopeIds.lost`): the other repositories go on."""
+
+    def __init__(self, repo: str, message: str, reason: str) -> None:
+        super().__init__(message)
+        self.repo = repo
+        self.reason = reason  # short, for `lost`: the run fails naming the repository and this
+
+
+class RepositoryNotFound(RepositoryLost):
+    """A configured repository does not exist or the token cannot see it (404): deleted,
+    renamed or transferred away, made private, or the token lost access."""
 
     def __init__(self, repo: str) -> None:
         super().__init__(
+            repo,
             f"GitHub repository {repo!r} was not found (404): check `repos` in the integration "
             "config and that the token can read it (private repositories need a token with "
-            "access to them)"
+            "access to them)",
+            "not found or not visible to this token (404): deleted, renamed or transferred "
+            "away, or the token lost access",
         )
-        self.repo = repo
+
+
+class RepositoryForbidden(RepositoryLost):
+    """GitHub refuses this token the repository's issues (a plain 403, not a rate limit)."""
+
+    def __init__(self, repo: str, detail: str) -> None:
+        super().__init__(
+            repo,
+            f"GitHub refused access for {repo} (403){detail}. Check the token's permissions "
+            "(classic: repo scope; fine-grained: Issues read) and any SSO authorization",
+            f"access refused to this token (403){detail}",
+        )
 
 
 def _message(data: Any) -> str:
@@ -420,6 +466,8 @@ def error_for_status(
         return RetriableError(
             f"GitHub rate limit hit{where} ({status}); retry in {wait:.0f}s", retry_after=wait
         )
+    if status == 403 and repo:
+        return RepositoryForbidden(repo, detail)
     if status == 403:
         return FatalError(
             f"GitHub refused access{where} (403){detail}. Check the token's permissions "
@@ -620,7 +668,7 @@ class GitHubConnector:
         for repo in self.config.repos:
             try:
                 await self._call(f"read {repo}", repo, self._gh.get_repo(repo).complete)
-            except RepositoryNotFound:
+            except RepositoryLost:
                 missing.append(repo)
         if missing:
             raise FatalError(
@@ -633,10 +681,15 @@ class GitHubConnector:
         return list(self.config.repos)
 
     async def changes(self, since: Mapping[str, datetime]) -> AsyncIterator[Page]:
-        """Pages of issues changed at or after `since[repo]`, per repository, oldest first."""
+        """Pages of issues changed at or after `since[repo]`, per repository, oldest first. A
+        repository that answers 404 or a plain 403 is lost (`Page.lost`): the others go on and
+        the run fails naming it; what was read of it before stays (its checkpoints too)."""
         for repo in self.config.repos:
-            async for page in self._repo_changes(repo, since.get(repo)):
-                yield page
+            try:
+                async for page in self._repo_changes(repo, since.get(repo)):
+                    yield page
+            except RepositoryLost as exc:
+                yield Page([], {}, lost={repo: exc.reason})
 
     async def _repo_changes(self, repo: str, since: datetime | None) -> AsyncIterator[Page]:
         """Keyset pagination on `since`: each request starts again at the newest `updated_at`
@@ -718,14 +771,19 @@ class GitHubConnector:
         # Creation order never changes, so items created mid-sweep only append at the end.
         query = {"state": "all", "sort": "created", "direction": "asc"}
         for repo in self.config.repos:
-            async for raws in self._list_pages(f"list ids of {repo}", repo, query):
-                ids = [
-                    self._listed_id(raw, repo)
-                    for raw in raws
-                    if self.config.include_pull_requests or not is_pull_request(raw)
-                ]
-                if ids:
-                    yield ScopeIds(repo, ids)
+            try:
+                async for raws in self._list_pages(f"list ids of {repo}", repo, query):
+                    ids = [
+                        self._listed_id(raw, repo)
+                        for raw in raws
+                        if self.config.include_pull_requests or not is_pull_request(raw)
+                    ]
+                    if ids:
+                        yield ScopeIds(repo, ids)
+            except RepositoryLost as exc:
+                # Lost, never an empty listing the sweep would take for deletions. Parts already
+                # yielded are harmless: the sweep never marks anything in a lost scope.
+                yield ScopeIds(repo, [], lost=exc.reason)
 
     def _listed_id(self, raw: Mapping[str, Any], repo: str) -> str:
         """The external_id of a listed issue. The sweep marks every row it does not list, so an

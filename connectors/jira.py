@@ -208,6 +208,14 @@ class JiraConfig(ConnectorConfig):
             raise ValueError("jql is empty")
         if _has_control_chars(value, allowed="\n\r\t"):
             raise ValueError("jql contains a control character")
+        if not strip_order_by(value):
+            # Jira Cloud's search/jql refuses an unbounded query (400): the full sync and the
+            # sweep's listing would send this one as it is.
+            raise ValueError(
+                "jql has no search restriction (it is only an ORDER BY): Jira Cloud's search "
+                "requires a bounded query; say what to sync, e.g. `project in (ABC, XYZ)`, or "
+                "`project is not EMPTY` for every project the account can browse"
+            )
         return value
 
     @field_validator("story_points_field", "acceptance_criteria_field")
@@ -269,7 +277,7 @@ def strip_order_by(jql: str) -> str:
 
 
 def scope_jql(config: JiraConfig) -> str:
-    """The admin's scope as a JQL condition (may be "" for a whole-site JQL such as `ORDER BY`)."""
+    """The admin's scope as a JQL condition (never "": the config refuses an unbounded `jql`)."""
     if config.projects is not None:
         return f"project in ({', '.join(jql_quote(p) for p in config.projects)})"
     assert config.jql is not None
@@ -666,6 +674,32 @@ def convert_error(exc: BaseException, what: str) -> ConnectorError | None:
     return None
 
 
+#: Jira's 400 for JQL naming a project that does not exist or that the account cannot browse
+#: (Jira does not tell the two apart).
+_NO_PROJECT = re.compile(
+    r"The value '((?:[^']|'(?! does not))*)' does not exist for the field 'project'"
+)
+
+
+class ProjectNotFound(FatalError):
+    """The scope's JQL names a project Jira says does not exist (deleted, its key changed, or
+    the account lost browse permission). While syncing that scope is lost (`Page.lost`,
+    `ScopeIds.lost`): the other scopes go on and the run fails naming it."""
+
+    def __init__(self, message: str, projects: Sequence[str]) -> None:
+        super().__init__(message)
+        self.projects = list(projects)
+
+    @property
+    def reason(self) -> str:
+        """Short, for `lost`."""
+        names = ", ".join(repr(p) for p in self.projects)
+        return (
+            f"Jira says project {names} does not exist (deleted, key changed, or this account "
+            "cannot browse it)"
+        )
+
+
 def _from_jira_error(exc: JIRAError, what: str) -> ConnectorError:
     status = exc.status_code
     headers = exc.response.headers if exc.response is not None else {}
@@ -682,7 +716,11 @@ def _from_jira_error(exc: JIRAError, what: str) -> ConnectorError:
             f"(https://<site>.atlassian.net). Jira said: {_jira_said(exc)}"
         )
     if status == 400:
-        return FatalError(f"Jira rejected the query (400): {_jira_said(exc)}")
+        said = _jira_said(exc)
+        missing = _NO_PROJECT.findall(said)
+        if missing:
+            return ProjectNotFound(f"Jira rejected the query (400): {said}", missing)
+        return FatalError(f"Jira rejected the query (400): {said}")
     if status in (429, 503):
         return RetriableError(
             f"Jira is rate limiting or unavailable ({status}) while {what}",
@@ -762,6 +800,22 @@ class _Jira(JIRA):
         info = super().server_info()
         self.last_server_info = info if isinstance(info, dict) else {}
         return info
+
+    def search_jql_post(self, jql: str, token: str | None, size: int, fields: Sequence[str]) -> Any:
+        """`POST search/jql` with only the properties Jira's published schema allows
+        (`SearchAndReconcileRequestBean`: additionalProperties false, none nullable). The SDK's
+        own POST sends `"expand": null, "properties": null`. None when not Cloud, as the SDK."""
+        if not self._is_cloud:
+            return None
+        cache = self._fields_cache  # JQL names -> ids, as the SDK translates them
+        body: dict[str, Any] = {
+            "jql": jql,
+            "fields": [cache.get(f, f) for f in fields],
+            "maxResults": size,
+        }
+        if token:
+            body["nextPageToken"] = token
+        return self._get_json("search/jql", params=body, use_post=True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -847,8 +901,11 @@ class JiraConnector:
         walk of it is proven complete (module docstring)."""
         run = await self._run_start()
         for scope, condition in self._scopes.items():
-            async for page in self._scope_changes(run, scope, condition, since.get(scope)):
-                yield page
+            try:
+                async for page in self._scope_changes(run, scope, condition, since.get(scope)):
+                    yield page
+            except ProjectNotFound as exc:  # lost: the other scopes go on, the run fails
+                yield Page([], {}, lost={scope: exc.reason})
 
     async def _scope_changes(
         self, run: _Run, scope: str, condition: str, cursor: datetime | None
@@ -936,8 +993,12 @@ class JiraConnector:
         await self._field_ids(client)
         for scope, condition in self._scopes.items():
             jql = search_jql(condition, None, order="key ASC")
-            async for issues in self._pages(client, jql, ["id"], IDS_PAGE_SIZE):
-                yield ScopeIds(scope, [f"{self._site}/{self._issue_id(raw)}" for raw in issues])
+            try:
+                async for issues in self._pages(client, jql, ["id"], IDS_PAGE_SIZE):
+                    ids = [f"{self._site}/{self._issue_id(raw)}" for raw in issues]
+                    yield ScopeIds(scope, ids)
+            except ProjectNotFound as exc:  # lost, never an empty listing taken for deletions
+                yield ScopeIds(scope, [], lost=exc.reason)
 
     async def aclose(self) -> None:
         client, self._client = self._client, None
@@ -1049,14 +1110,16 @@ class JiraConnector:
         issues than asked, but an empty page that promises more is never the end)."""
 
         def page() -> dict[str, Any]:
-            body = client.enhanced_search_issues(
-                jql,
-                nextPageToken=token,
-                maxResults=size,
-                fields=list(fields),  # the SDK rewrites the list in place
-                json_result=True,  # the raw page: no Resource objects, and it keeps isLast
-                use_post=len(jql) > LONG_JQL,
-            )
+            if len(jql) > LONG_JQL:  # too long for a URL: a POST body, schema-clean
+                body = client.search_jql_post(jql, token, size, fields)
+            else:
+                body = client.enhanced_search_issues(
+                    jql,
+                    nextPageToken=token,
+                    maxResults=size,
+                    fields=list(fields),  # the SDK rewrites the list in place
+                    json_result=True,  # the raw page: no Resource objects, and it keeps isLast
+                )
             if body is None:  # the SDK's @cloud_api answer for a non-Cloud server
                 raise FatalError(
                     f"{self.config.url} is not Jira Cloud: enhanced search unavailable"

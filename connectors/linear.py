@@ -32,23 +32,31 @@ instead of being hidden behind the other teams' cursor. Pages are oldest-first w
 `all_ids()` lists every issue of all configured teams at once, archived included, trashed left out
 (trashed issues are deleted for us: `changes` reports them `removed`).
 
-Errors and rate limits (docs/trackers/linear.md#rate-limits). Linear reports a rate limit as HTTP
-400 (sometimes 429) whose body has `errors[].extensions.code == "RATELIMITED"` (or `type ==
-"ratelimited"`); we wait until `X-RateLimit-Requests-Reset` / `X-RateLimit-Complexity-Reset` (epoch
-milliseconds) with `connectors.retry.with_retries`, which never sleeps past the cap or the run's
-deadline. GraphQL errors are checked in every body, 200 or not: authentication and validation errors
-are fatal with Linear's own message; Linear's internal/lock-timeout errors, 5xx, timeouts and
-connection failures are retriable; a 200 whose body is not JSON is a plain ConnectorError. httpx
-exceptions are re-raised `from None` with our own text, because their context can carry the request
-headers. When the request budget runs low (`X-RateLimit-Requests-Remaining`) we pace ourselves.
+Errors and rate limits (docs/trackers/linear.md#rate-limits). Linear scores each query before
+running it and refuses one above 10,000 points, so every connection we ask for says its size
+(`first`/`last`; an issue's labels too) and each query's worst case stays under
+COMPLEXITY_CEILING. Before each request we read the budgets the latest answers reported (requests,
+complexity at the query's last cost, an endpoint's own limit): a budget that cannot take the
+request is waited out until its reset, and the last few a budget allows are spread until it, never
+past the cap or the run's deadline (a reset further off ends the run with RetriableError and its
+retry_after, before anything is sent). Linear reports a rate limit as HTTP 400 (sometimes 429)
+whose body has `errors[].extensions.code == "RATELIMITED"` (or `type == "ratelimited"`); we then
+wait until the exhausted bucket's reset (epoch milliseconds) with `connectors.retry.with_retries`,
+which never sleeps past the cap or the run's deadline. GraphQL errors are checked in every body,
+200 or not: authentication and validation errors (a query too complex among them) are fatal with
+Linear's own message; Linear's internal/lock-timeout errors, 5xx, timeouts and connection
+failures are retriable; a 200 whose body is not JSON is a plain ConnectorError. httpx exceptions
+are re-raised `from None` with our own text, because their context can carry the request headers.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, ClassVar, Literal
 
@@ -83,18 +91,38 @@ from connectors.retry import with_retries
 log = logging.getLogger(__name__)
 
 DEFAULT_API_URL = "https://api.linear.app/graphql"
-MAX_PAGE_SIZE = 250  # Linear's documented ceiling for `first` / `last`
+#: The largest `first` / `last` the connector asks for. 250 is the ceiling third-party sources give
+#: (Linear's pagination page names none); a changes page of 250 issues stays under
+#: COMPLEXITY_CEILING (tests/unit/test_linear_complexity.py), so the page size is bounded by both.
+MAX_PAGE_SIZE = 250
+
+# ---------------------------------------------------------------------------------------------
+# Complexity (docs/trackers/linear.md#rate-limits): Linear scores a query before running it, 0.1
+# a property, 1 an object, and a connection multiplies its children by its `first` / `last`, or
+# by 50 when it has neither; a query above 10,000 points is refused. Every connection below
+# therefore says how many nodes it wants, and each query's worst case stays under the ceiling.
+# ---------------------------------------------------------------------------------------------
+MAX_QUERY_COMPLEXITY = 10_000  # Linear's maximum for a single query
+COMPLEXITY_CEILING = 7_500  # ours: a quarter under it, for a scoring that reads differently
+#: Labels read with each issue of a changes page. Issues rarely have more; one that does says so
+#: (`labels.pageInfo.hasNextPage`) and has all its labels read with LABELS_QUERY.
+LABELS_PER_ISSUE = 10
+LABELS_PAGE = 100  # labels per LABELS_QUERY page
 
 # ---------------------------------------------------------------------------------------------
 # Queries: constant texts; values only ever go in `variables`.
 # ---------------------------------------------------------------------------------------------
-_ISSUE_FIELDS = """
+_ISSUE_FIELDS = (
+    """
       id identifier title description priority estimate url
       createdAt updatedAt startedAt completedAt canceledAt archivedAt trashed
       state { id name type }
       team { id key name }
-      labels { nodes { name } }
+      labels(first: """
+    + str(LABELS_PER_ISSUE)
+    + """) { nodes { name } pageInfo { hasNextPage } }
 """
+)
 
 CHANGES_QUERY = (
     """
@@ -125,6 +153,18 @@ query SyncIssueIds($filter: IssueFilter!, $first: Int!, $after: String) {
   }
 }
 """
+
+LABELS_QUERY = (
+    """
+query SyncIssueLabels($id: String!, $after: String) {
+  issue(id: $id) {
+    labels(first: """
+    + str(LABELS_PAGE)
+    + """, after: $after) { nodes { name } pageInfo { hasNextPage endCursor } }
+  }
+}
+"""
+)
 
 CHECK_QUERY = """
 query SyncCheck($keys: [String!]!, $first: Int!) {
@@ -244,12 +284,15 @@ def map_issue_status(
 
 
 def map_story_points(estimate: Any) -> int | None:
-    if estimate is None:
+    """`estimate` (a Float, on the team's scale) as whole story points, rounded half up as the
+    Jira and Azure DevOps connectors round (`work_items.story_points` is an integer): 0.5 is 1, not
+    Python's half-to-even 0 (docs/trackers/linear.md#priority-and-story-points). None when absent
+    or not a finite number."""
+    if isinstance(estimate, bool) or not isinstance(estimate, int | float):
         return None
-    try:
-        return round(float(estimate))
-    except (TypeError, ValueError, OverflowError):
+    if not math.isfinite(estimate):
         return None
+    return math.floor(estimate + 0.5)
 
 
 class MalformedIssue(ConnectorError):
@@ -381,27 +424,120 @@ def _epoch_seconds(value: str | None) -> float | None:
         number = float(value)
     except ValueError:
         return None
+    if not math.isfinite(number):
+        return None
     return number / 1000.0 if number > 1e11 else number
 
 
-def _int_header(headers: Mapping[str, str], name: str) -> int | None:
+def _number_header(headers: Mapping[str, str], name: str) -> float | None:
+    value = http.header(headers, name)
     try:
-        return int(float(headers[name]))
-    except (KeyError, ValueError):
+        number = float(value) if value is not None else None
+    except ValueError:
         return None
+    return number if number is not None and math.isfinite(number) else None
 
 
-def rate_limit_wait(headers: Mapping[str, str], now: float) -> float | None:
-    """Seconds until the exhausted bucket resets (requests or complexity), from the epoch-ms
-    reset headers; `Retry-After` when they are absent; None when nothing says (-> backoff)."""
-    buckets = []
-    for bucket in ("Requests", "Complexity"):
-        reset = _epoch_seconds(headers.get(f"X-RateLimit-{bucket}-Reset"))
-        if reset is not None:
-            remaining = _int_header(headers, f"X-RateLimit-{bucket}-Remaining")
-            buckets.append((remaining is not None and remaining <= 0, reset))
-    exhausted = [reset for empty, reset in buckets if empty]
-    resets = exhausted or [reset for _, reset in buckets]
+@dataclass(frozen=True, slots=True)
+class Budget:
+    """One of Linear's rate-limit buckets as an answer's headers left it."""
+
+    remaining: float | None  # None: the answer gave a reset only
+    reset: float  # epoch seconds
+    limit: float | None = None
+
+
+#: bucket -> (header prefix, what we call it in logs and waits)
+_BUCKETS = {
+    "requests": ("X-RateLimit-Requests", "request"),
+    "complexity": ("X-RateLimit-Complexity", "complexity"),
+    "endpoint": ("X-RateLimit-Endpoint-Requests", "endpoint"),
+}
+
+
+def read_budgets(headers: Mapping[str, str], roots: Sequence[str] = ()) -> dict[str, Budget]:
+    """The buckets an answer reports: `requests`, `complexity`, and `endpoint:<name>` for a
+    query- or mutation-specific limit (`X-RateLimit-Endpoint-Name`; without it, the root
+    fields of the query that got the answer). A bucket without a Reset is left out."""
+    found: dict[str, Budget] = {}
+    for bucket, (prefix, _) in _BUCKETS.items():
+        remaining = _number_header(headers, f"{prefix}-Remaining")
+        reset = _epoch_seconds(http.header(headers, f"{prefix}-Reset"))
+        if reset is None:
+            continue
+        budget = Budget(remaining, reset, _number_header(headers, f"{prefix}-Limit"))
+        if bucket != "endpoint":
+            found[bucket] = budget
+            continue
+        name = http.header(headers, "X-RateLimit-Endpoint-Name")
+        for endpoint in [name] if name else roots:
+            found[f"endpoint:{endpoint}"] = budget
+    return found
+
+
+@dataclass(frozen=True, slots=True)
+class BudgetWait:
+    seconds: float
+    bucket: str
+    spent: bool  # the next request cannot fit (else: spreading the last few out)
+
+    @property
+    def reason(self) -> str:
+        kind, _, endpoint = self.bucket.partition(":")
+        name = f"{endpoint} endpoint" if endpoint else _BUCKETS[kind][1]
+        return f"linear {name} budget low"
+
+
+def budget_wait(
+    budgets: Mapping[str, Budget],
+    *,
+    cost: float,
+    roots: Sequence[str],
+    now: float,
+    pace_below: int,
+) -> BudgetWait | None:
+    """How long to wait before a request of `cost` complexity points to the root fields `roots`,
+    from the budgets the last answers reported (docs/trackers/linear.md#rate-limits): until a
+    bucket's reset when the request cannot fit in it (spent), or a share of the time to the
+    reset when fewer than `pace_below` such requests fit (the last ones spread out instead of
+    sent at once); the longest of these. None when nothing asks to wait (a reset passed is a
+    refilled bucket)."""
+    longest: BudgetWait | None = None
+    for bucket, budget in budgets.items():
+        kind, _, endpoint = bucket.partition(":")
+        if endpoint and endpoint not in roots:
+            continue
+        until = budget.reset - now
+        if until <= 0 or budget.remaining is None:
+            continue
+        need = max(1.0, cost) if kind == "complexity" else 1.0
+        fits = math.floor(budget.remaining / need)
+        if fits < 1:
+            wait = BudgetWait(until, bucket, spent=True)
+        elif fits < pace_below:
+            wait = BudgetWait(until / (fits + 1), bucket, spent=False)
+        else:
+            continue
+        if longest is None or wait.seconds > longest.seconds:
+            longest = wait
+    return longest
+
+
+def rate_limit_wait(
+    headers: Mapping[str, str], now: float, *, cost: float | None = None
+) -> float | None:
+    """Seconds until the exhausted bucket resets: requests, complexity (also when fewer points
+    remain than the query's `cost`) or an endpoint's own limit, from the epoch-ms reset headers,
+    the latest when several are; the latest reset given when none says it is exhausted;
+    `Retry-After` when there are no reset headers; None when nothing says (-> backoff)."""
+    budgets = read_budgets(headers, roots=("?",))
+    exhausted = [
+        b.reset
+        for name, b in budgets.items()
+        if b.remaining is not None
+        and (b.remaining <= 0 or (name == "complexity" and cost is not None and b.remaining < cost))
+    ]
+    resets = exhausted or [b.reset for b in budgets.values()]
     if resets:
         return min(MAX_RESET_WAIT, max(0.0, max(resets) - now))
     wait = http.retry_after(headers, now)
@@ -423,16 +559,23 @@ def messages_of(errors: Sequence[Mapping[str, Any]], limit: int = 300) -> str:
 
 
 def classify_response(
-    status: int, body: Any, headers: Mapping[str, str], *, what: str, now: float
+    status: int,
+    body: Any,
+    headers: Mapping[str, str],
+    *,
+    what: str,
+    now: float,
+    cost: float | None = None,
 ) -> Mapping[str, Any]:
-    """The `data` of a good answer, else the error a connector raises for it."""
+    """The `data` of a good answer, else the error a connector raises for it (`cost`: the
+    complexity the query is expected to cost, for reading a complexity refusal)."""
     errors = body.get("errors") if isinstance(body, Mapping) else None
     errors = [e for e in errors if isinstance(e, Mapping)] if isinstance(errors, list) else []
     kinds = [_error_kind(e) for e in errors]
     said = messages_of(errors) if errors else None
 
     if status == 429 or is_rate_limited(errors):
-        wait = rate_limit_wait(headers, now)
+        wait = rate_limit_wait(headers, now, cost=cost)
         raise RetriableError(f"Linear rate limit reached ({what})", retry_after=wait)
     if status >= 500:
         wait = http.retry_after(headers, now)
@@ -504,9 +647,37 @@ def complete_page(
     return nodes, info
 
 
+def label_page(data: Mapping[str, Any], what: str) -> tuple[list[Mapping[str, Any]], bool, Any]:
+    """The label nodes of a LABELS_QUERY answer, whether more follow, and the cursor to go on
+    from; a page that promises more must be full and carry that cursor (as `complete_page`)."""
+    issue = data.get("issue")
+    labels = issue.get("labels") if isinstance(issue, Mapping) else None
+    nodes = labels.get("nodes") if isinstance(labels, Mapping) else None
+    info = labels.get("pageInfo") if isinstance(labels, Mapping) else None
+    if not isinstance(nodes, list) or not isinstance(info, Mapping):
+        raise ConnectorError(f"Linear's answer has no issue.labels.nodes / pageInfo ({what})")
+    if not all(isinstance(n, Mapping) for n in nodes):
+        raise ConnectorError(f"Linear's answer has a label that is not an object ({what})")
+    more = info.get("hasNextPage")
+    if not isinstance(more, bool):
+        raise RetriableError(f"Linear's answer ({what}) has no pageInfo.hasNextPage")
+    cursor = info.get("endCursor")
+    if more and (len(nodes) < LABELS_PAGE or not cursor):
+        raise RetriableError(
+            f"Linear said hasNextPage but sent {len(nodes)} of {LABELS_PAGE} labels ({what})"
+        )
+    return list(nodes), more, cursor
+
+
 # ---------------------------------------------------------------------------------------------
 # The connector
 # ---------------------------------------------------------------------------------------------
+TEAM_NOT_VISIBLE = (
+    "visible to this API key: fix team_keys (team keys are case-sensitive) or give the key's"
+    " user access to the team"
+)
+
+
 def _team_key(node: Mapping[str, Any]) -> str:
     """The scope of a listed issue: its team's key (the filter only lists configured teams)."""
     team = node.get("team")
@@ -525,7 +696,8 @@ class LinearConnector:
 
     #: ids per all_ids() request (ids are cheap in Linear's complexity budget)
     ids_page_size: int = MAX_PAGE_SIZE
-    #: below this many requests left in the hour, spread the rest until the reset
+    #: below this many requests (or pages' worth of complexity) left before a budget's reset,
+    #: spread the rest until the reset
     pace_below: int = 10
 
     def __init__(self, config: LinearConfig, ctx: ConnectorContext) -> None:
@@ -546,6 +718,9 @@ class LinearConnector:
             follow_redirects=False,
         )
         self._server_date: datetime | None = None  # HTTP Date of the latest answer
+        #: what the latest answers said of Linear's budgets (docs/trackers/linear.md#rate-limits)
+        self._budgets: dict[str, Budget] = {}
+        self._costs: dict[str, float] = {}  # query -> its latest X-Complexity
         self._teams_seen: set[str] = set()  # team keys Linear has shown to exist
 
     def __repr__(self) -> str:
@@ -560,6 +735,13 @@ class LinearConnector:
     async def _check_teams(self, keys: Sequence[str]) -> None:
         """The key works and Linear lists every team in `keys`, else FatalError naming the
         missing ones: a team key that matches nothing must not read as "no issues"."""
+        missing = await self._missing_teams(keys)
+        if missing:
+            names = ", ".join(repr(k) for k in missing)
+            raise FatalError(f"Linear has no team with key {names} {TEAM_NOT_VISIBLE}")
+
+    async def _missing_teams(self, keys: Sequence[str]) -> list[str]:
+        """The keys among `keys` Linear lists no team for (the API key must work)."""
         data = await self._graphql(
             CHECK_QUERY, {"keys": list(keys), "first": MAX_PAGE_SIZE}, "check"
         )
@@ -569,13 +751,7 @@ class LinearConnector:
         teams, _ = connection(data, "teams", paged=False)
         found = {str(t.get("key")) for t in teams}
         self._teams_seen.update(k for k in keys if k in found)
-        missing = [k for k in keys if k not in found]
-        if missing:
-            names = ", ".join(repr(k) for k in missing)
-            raise FatalError(
-                f"Linear has no team with key {names} visible to this API key: fix team_keys "
-                "(team keys are case-sensitive) or give the key's user access to the team"
-            )
+        return [k for k in keys if k not in found]
 
     def scopes(self) -> list[str]:
         """One scope per configured team key."""
@@ -588,13 +764,17 @@ class LinearConnector:
                 yield page
 
     async def all_ids(self) -> AsyncIterator[ScopeIds]:
-        # A missing team would only shorten the listing (and the sweep would mark its issues
-        # deleted): every team must exist before anything is listed.
+        # A team Linear no longer shows would only shorten the listing (and the sweep would mark
+        # its issues deleted): it is reported lost instead, and the others are listed.
         unseen = [k for k in self._config.team_keys if k not in self._teams_seen]
-        if unseen:
-            await self._check_teams(unseen)
+        lost = await self._missing_teams(unseen) if unseen else []
+        for key in lost:
+            yield ScopeIds(key, [], lost=f"no team with this key {TEAM_NOT_VISIBLE}")
+        listed = [k for k in self._config.team_keys if k not in lost]
+        if not listed:
+            return
         variables: dict[str, Any] = {
-            "filter": {"team": {"key": {"in": list(self._config.team_keys)}}},
+            "filter": {"team": {"key": {"in": listed}}},
             "first": self.ids_page_size,
             "after": None,
         }
@@ -660,11 +840,15 @@ class LinearConnector:
             if run_clock[0] is None:
                 run_clock[0] = self._server_date
             nodes, info = page(data)
+            nodes = [await self._with_every_label(node, key) for node in nodes]
             if variables["before"] is None:
                 if nodes:
                     self._teams_seen.add(key)  # the filter is the team's key: it exists
-                elif key not in self._teams_seen:
-                    await self._check_teams([key])  # nothing listed: no changes, or no team?
+                elif key not in self._teams_seen and await self._missing_teams([key]):
+                    # Nothing listed and no such team: lost, not "no changes". The other teams
+                    # go on; the run fails naming it.
+                    yield Page([], {}, lost={key: f"no team with this key {TEAM_NOT_VISIBLE}"})
+                    return
                 if info.get("hasNextPage"):
                     await self._check_first_page_is_the_oldest(key, issue_filter, info)
             # Within a page Linear lists newest first too: reversed, the page runs oldest first.
@@ -697,6 +881,35 @@ class LinearConnector:
             if cursor == variables["before"]:
                 raise ConnectorError(f"Linear returned the same page cursor twice (team {key})")
             variables["before"] = cursor
+
+    async def _with_every_label(self, node: Mapping[str, Any], key: str) -> Mapping[str, Any]:
+        """The node, with every label when its first LABELS_PER_ISSUE did not hold them all
+        (`labels.pageInfo.hasNextPage`): the rest are read with LABELS_QUERY, so a "Blocked"
+        label past the tenth still counts. A node whose labels are malformed is left as it is,
+        for the mapping to reject."""
+        labels = node.get("labels")
+        info = labels.get("pageInfo") if isinstance(labels, Mapping) else None
+        issue_id = node.get("id")
+        if not isinstance(info, Mapping) or info.get("hasNextPage") is not True:
+            return node
+        if not isinstance(issue_id, str):
+            return node
+        what = f"labels of an issue of team {key}"
+        variables: dict[str, Any] = {"id": issue_id, "after": None}
+
+        def page(data: Mapping[str, Any]) -> tuple[list[Mapping[str, Any]], bool, Any]:
+            return label_page(data, what)
+
+        every: list[Mapping[str, Any]] = []
+        while True:
+            data = await self._graphql(LABELS_QUERY, variables, what, check=page)
+            found, more, cursor = page(data)
+            every += found
+            if not more:
+                return {**node, "labels": {"nodes": every, "pageInfo": {"hasNextPage": False}}}
+            if cursor == variables["after"]:
+                raise ConnectorError(f"Linear returned the same page cursor twice ({what})")
+            variables["after"] = cursor
 
     async def _check_first_page_is_the_oldest(
         self, key: str, issue_filter: Mapping[str, Any], info: Mapping[str, Any]
@@ -738,6 +951,7 @@ class LinearConnector:
         self, query: str, variables: Mapping[str, Any], what: str
     ) -> Mapping[str, Any]:
         payload = {"query": query, "variables": dict(variables)}
+        await self._within_budgets(query, what)
         try:
             response = await self._client.post(self._config.api_url, json=payload)
         except httpx.TimeoutException:
@@ -750,6 +964,7 @@ class LinearConnector:
                 f"cannot reach Linear at {self._config.api_url} ({type(exc).__name__}, {what})"
             ) from None
         self._server_date = http.parse_http_date(response.headers.get("Date"))
+        self._note_budgets(query, response.headers)
         try:
             body: Any = response.json()
         except ValueError:
@@ -761,13 +976,17 @@ class LinearConnector:
         failure: ConnectorError | None = None
         try:
             data = classify_response(
-                response.status_code, body, response.headers, what=what, now=time.time()
+                response.status_code,
+                body,
+                response.headers,
+                what=what,
+                now=time.time(),
+                cost=self._costs.get(query),
             )
         except ConnectorError as exc:
             failure = exc
         if failure is not None:  # raised outside the handler: no context chained to it
             raise self._scrubbed(failure)
-        await self._pace(response.headers)
         return data
 
     def _scrubbed(self, error: ConnectorError) -> ConnectorError:
@@ -777,18 +996,63 @@ class LinearConnector:
             return RetriableError(text, retry_after=error.retry_after)
         return type(error)(text)
 
-    async def _pace(self, headers: Mapping[str, str]) -> None:
-        """Spread the last requests of the hour until the budget resets (headers, not guesses)."""
-        remaining = _int_header(headers, "X-RateLimit-Requests-Remaining")
-        reset = _epoch_seconds(headers.get("X-RateLimit-Requests-Reset"))
-        if remaining is None or reset is None or remaining >= self.pace_below:
+    def _note_budgets(self, query: str, headers: Mapping[str, str]) -> None:
+        """Keep what an answer says of the budgets, and what the query cost (`X-Complexity`,
+        absent or 0 on a refusal: the previous cost stands)."""
+        self._budgets.update(read_budgets(headers, _ROOTS.get(query, ())))
+        cost = _number_header(headers, "X-Complexity")
+        if cost:
+            self._costs[query] = cost
+
+    async def _within_budgets(self, query: str, what: str) -> None:
+        """Before a request: wait while a budget it needs is spent, or spread the last requests
+        a budget allows until its reset (requests, complexity at the query's last known cost,
+        and the endpoint limit of its root fields), instead of sending into RATELIMITED. Never
+        past the run's deadline or the context's sleep cap: a spent budget whose reset is
+        further off ends the attempt with RetriableError(retry_after=…), so the run stops
+        cleanly (the next run starts after the reset) and nothing is sent to be refused."""
+        wait = budget_wait(
+            self._budgets,
+            cost=self._costs.get(query, 1.0),
+            roots=_ROOTS.get(query, ()),
+            now=time.time(),
+            pace_below=self.pace_below,
+        )
+        if wait is None or wait.seconds <= 0.01:
             return
-        delay = min(max(0.0, reset - time.time()) / (remaining + 1), self._ctx.sleep_cap)
+        room = self._ctx.sleep_cap
         if self._ctx.deadline is not None:
-            delay = min(delay, max(0.0, self._ctx.deadline - time.monotonic()))
-        if delay > 0.01:
-            self._ctx.on_wait("linear request budget low", delay)
-            await asyncio.sleep(delay)
+            room = min(room, max(0.0, self._ctx.deadline - time.monotonic()))
+        budget = self._budgets[wait.bucket]
+        fields: dict[str, Any] = {
+            "bucket": wait.bucket,
+            "remaining": budget.remaining,
+            "reset_in": round(wait.seconds if wait.spent else budget.reset - time.time(), 3),
+            "what": what,
+        }
+        if wait.spent and wait.seconds > room:
+            http.log_event(log, "linear.budget_spent", logging.WARNING, **fields)
+            raise RetriableError(
+                f"Linear's {wait.reason.removeprefix('linear ').removesuffix(' low')} is spent "
+                f"until its reset in {wait.seconds:.0f}s ({what}); the run stops here",
+                retry_after=wait.seconds,
+            )
+        delay = min(wait.seconds, room)
+        if delay <= 0.01:
+            return
+        http.log_event(log, "linear.budget_wait", wait=round(delay, 3), spent=wait.spent, **fields)
+        self._ctx.on_wait(wait.reason, delay)
+        await asyncio.sleep(delay)
+
+
+#: the root fields each query asks for: the endpoints whose own request limits it spends
+_ROOTS: dict[str, tuple[str, ...]] = {
+    CHECK_QUERY: ("viewer", "teams"),
+    CHANGES_QUERY: ("issues",),
+    PROBE_QUERY: ("issues",),
+    IDS_QUERY: ("issues",),
+    LABELS_QUERY: ("issue",),
+}
 
 
 def _ascending_after(times: Sequence[datetime], floor: datetime | None) -> bool:
@@ -810,13 +1074,16 @@ __all__ = [
     "CHANGES_QUERY",
     "CHECK_QUERY",
     "IDS_QUERY",
+    "LABELS_QUERY",
     "PROBE_QUERY",
     "LinearConfig",
     "LinearConnector",
+    "budget_wait",
     "classify_response",
     "map_issue",
     "map_issue_status",
     "map_nodes",
     "map_priority",
     "rate_limit_wait",
+    "read_budgets",
 ]

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 import threading
+import uuid
 from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -20,10 +22,12 @@ from urllib.parse import unquote
 
 from connectors.sandbox import wiql
 from connectors.sandbox.base import Fault, Request, Response, SandboxServer
-from connectors.sandbox.wiql import KNOWN_FIELDS, WiqlError
+from connectors.sandbox.wiql import FIELD_NAMES, IDENTITY_FIELDS, KNOWN_FIELDS, WiqlError
 
 WIQL_CAP = 20_000  # the server's hard limit on a WIQL result (VS402337)
 BATCH_CAP = 200  # the most ids one workItemsBatch accepts (VS403474)
+#: Who creates and changes items unless a test says otherwise ("Name <unique name>").
+SANDBOX_USER = "Sandbox User <sandbox.user@example.com>"
 
 # Location rows of the OPTIONS answer: (id, area, resourceName, routeTemplate, resourceVersion).
 LOCATIONS: tuple[tuple[str, str, str, str, int], ...] = (
@@ -119,6 +123,22 @@ def to_ms(value: datetime) -> datetime:
     return value.replace(microsecond=value.microsecond // 1000 * 1000)
 
 
+def identity(value: Any) -> dict[str, str]:
+    """An identity as the sandbox stores it, `{"displayName", "uniqueName"}`, from "Name <unique
+    name>", a bare name (unique name made up from it) or such a dict."""
+    if isinstance(value, Mapping):
+        display = str(value.get("displayName") or "")
+        unique = str(value.get("uniqueName") or "")
+    else:
+        match = re.fullmatch(r"\s*(.*?)\s*<([^<>]*)>\s*", str(value))
+        if match:
+            display, unique = match.group(1), match.group(2)
+        else:
+            display = str(value).strip()
+            unique = ".".join(display.casefold().split()) + "@example.com"
+    return {"displayName": display or unique, "uniqueName": unique}
+
+
 def error_body(message: str, type_key: str = "InvalidQueryException") -> dict[str, Any]:
     """The WrappedException shape ADO uses for every error."""
     return {
@@ -161,6 +181,10 @@ class AzureDevOpsSandbox(SandboxServer):
         self.now: Callable[[], datetime] = now or (lambda: datetime.now(UTC))
         #: Emulate a server that counts matches before applying $top (then VS402337 even with it).
         self.cap_ignores_top = False
+        #: Answer identity fields as "Name <unique name>" text, as servers before api-version 5.0
+        #: (TFS 2018) did, instead of IdentityRef objects.
+        self.identities_as_strings = False
+        self.user = identity(SANDBOX_USER)  # the PAT's user: creates and changes items
         self.wiql_cap = WIQL_CAP  # tests lower it to exercise the VS402337 path cheaply
         self.wiql_refusals = 0  # how many queries were refused with VS402337
         self._throttle: list[float] = []  # Retry-After to put on the next successful responses
@@ -212,7 +236,8 @@ class AzureDevOpsSandbox(SandboxServer):
         fields: Mapping[str, Any] | None = None,
         item_id: int | None = None,
     ) -> int:
-        """Create a work item; returns its id. `fields` are reference name -> value."""
+        """Create a work item; returns its id. `fields` are reference name -> value; identity
+        fields take "Name <unique name>" or a name. The sandbox user creates it."""
         with self._data_lock:
             if item_id is None:
                 item_id = self._next_id
@@ -231,12 +256,13 @@ class AzureDevOpsSandbox(SandboxServer):
                 "System.Reason": "New",
                 "System.CreatedDate": at,
                 "System.ChangedDate": at,
+                "System.CreatedBy": self.user,
+                "System.ChangedBy": self.user,
                 "Microsoft.VSTS.Common.StateChangeDate": at,
                 "System.Title": title,
             }
-            self.items[item_id] = {"rev": 1, "fields": values}
-            self._apply(item_id, fields or {}, at)
-            self.items[item_id]["rev"] = 1
+            self.items[item_id] = {"rev": 0, "fields": values}
+            self._apply(item_id, fields or {}, at)  # revision 1
             return item_id
 
     def add_items_fast(self, rows: Iterable[tuple[str, datetime]]) -> list[int]:
@@ -257,8 +283,11 @@ class AzureDevOpsSandbox(SandboxServer):
                         "System.WorkItemType": "User Story",
                         "System.State": "New",
                         "System.Reason": "New",
+                        "System.Rev": 1,
                         "System.CreatedDate": at,
                         "System.ChangedDate": at,
+                        "System.CreatedBy": self.user,
+                        "System.ChangedBy": self.user,
                         "Microsoft.VSTS.Common.StateChangeDate": at,
                         "System.Title": title,
                         "Microsoft.VSTS.Common.Priority": 2,
@@ -276,7 +305,9 @@ class AzureDevOpsSandbox(SandboxServer):
         **short: Any,
     ) -> None:
         """Change an item at upstream time `changed` (a new revision). `short` accepts title=,
-        state=, tags=, priority=, story_points=, description= for convenience."""
+        state=, tags=, priority=, story_points=, description=, area_path=, assigned_to= for
+        convenience. Identity fields take "Name <unique name>" or a name ("" unassigns); the
+        change is the sandbox user's unless `System.ChangedBy` says otherwise."""
         names = {
             "title": "System.Title",
             "state": "System.State",
@@ -285,6 +316,7 @@ class AzureDevOpsSandbox(SandboxServer):
             "story_points": "Microsoft.VSTS.Scheduling.StoryPoints",
             "description": "System.Description",
             "area_path": "System.AreaPath",
+            "assigned_to": "System.AssignedTo",
         }
         values = dict(fields or {})
         for key, value in short.items():
@@ -307,11 +339,14 @@ class AzureDevOpsSandbox(SandboxServer):
                 current["Microsoft.VSTS.Common.ClosedDate"] = at
             elif category != "Removed":
                 current.pop("Microsoft.VSTS.Common.ClosedDate", None)
+        current["System.ChangedBy"] = self.user  # unless the change names who made it
         for name, value in values.items():
             if name == "System.AreaPath" and value:
                 self.add_area(str(value))
             if value is None or value == "":
                 current.pop(name, None)
+            elif name in IDENTITY_FIELDS:
+                current[name] = identity(value)
             else:
                 current[name] = to_ms(value) if isinstance(value, datetime) else value
         current["System.ChangedDate"] = at
@@ -409,14 +444,20 @@ class AzureDevOpsSandbox(SandboxServer):
             ("Load test the search endpoint", "Active", "Web"),
             ("Update store screenshots", "Removed", "Mobile"),
         ]
+        people = (
+            "Amara Okafor <amara.okafor@example.com>",
+            "Lukas Novak <lukas.novak@example.com>",
+            "Mei Tanaka <mei.tanaka@example.com>",
+        )
         minutes = 0
-        for title, state, priority, points, area, tags in stories:
+        for n, (title, state, priority, points, area, tags) in enumerate(stories):
             minutes += 97
             item = self.add_item(
                 title,
                 changed=base + timedelta(minutes=minutes),
                 area_path=f"{self.project}\\{area}",
                 fields={
+                    "System.AssignedTo": people[n % len(people)] if state != "New" else None,
                     "Microsoft.VSTS.Common.Priority": priority,
                     "Microsoft.VSTS.Scheduling.StoryPoints": float(points),
                     "System.Description": f"<div><p>As a customer I want <b>{title.lower()}</b>"
@@ -621,6 +662,11 @@ class AzureDevOpsSandbox(SandboxServer):
         self, query: str, *, project: str | None, time_precision: bool, top: int | None
     ) -> list[int]:
         """Evaluate a WIQL query: the matching ids in its order (WiqlError like the server)."""
+        return self._evaluate(query, project=project, time_precision=time_precision, top=top)[1]
+
+    def _evaluate(
+        self, query: str, *, project: str | None, time_precision: bool, top: int | None
+    ) -> tuple[wiql.ParsedQuery, list[int]]:
         with self._data_lock:
             parsed = wiql.parse(
                 query,
@@ -640,7 +686,7 @@ class AzureDevOpsSandbox(SandboxServer):
             )
         if top is not None:
             matched = matched[:top]
-        return [int(f["System.Id"]) for f in matched]
+        return parsed, [int(f["System.Id"]) for f in matched]
 
     def _wiql(self, request: Request, project: str | None) -> Response:
         body = request.json()
@@ -651,27 +697,55 @@ class AzureDevOpsSandbox(SandboxServer):
         top_text = request.query.get("$top", [None])[0]
         try:
             top = int(top_text) if top_text is not None else None
-            ids = self.run_wiql(query, project=project, time_precision=time_precision, top=top)
+            parsed, ids = self._evaluate(
+                query, project=project, time_precision=time_precision, top=top
+            )
         except (WiqlError, ValueError) as exc:
             return Response(400, error_body(str(exc)))
         base = self.organization_url
-        return Response(
-            200,
-            {
-                "queryType": "flat",
-                "queryResultType": "workItem",
-                "asOf": ado_time(to_ms(self.now())),
-                "columns": [
-                    {
-                        "referenceName": "System.Id",
-                        "name": "ID",
-                        "url": f"{base}/_apis/wit/fields/System.Id",
-                    }
-                ],
-                "sortColumns": [],
-                "workItems": [{"id": i, "url": f"{base}/_apis/wit/workItems/{i}"} for i in ids],
-            },
-        )
+        # WorkItemQueryResult (wit 7.0/7.1): columns are the SELECT list, sortColumns the ORDER
+        # BY; a query without ORDER BY gets no sortColumns.
+        answer: dict[str, Any] = {
+            "queryType": "flat",
+            "queryResultType": "workItem",
+            "asOf": ado_time(to_ms(self.now())),
+            "columns": [self._field_reference(name) for name in parsed.fields],
+        }
+        if parsed.order:
+            answer["sortColumns"] = [
+                {"field": self._field_reference(name), "descending": descending}
+                for name, descending in parsed.order
+            ]
+        answer["workItems"] = [{"id": i, "url": f"{base}/_apis/wit/workItems/{i}"} for i in ids]
+        return Response(200, answer)
+
+    def _field_reference(self, name: str) -> dict[str, str]:
+        """WorkItemFieldReference: reference name, friendly name, REST URL."""
+        return {
+            "referenceName": name,
+            "name": FIELD_NAMES.get(name, name),
+            "url": f"{self.organization_url}/_apis/wit/fields/{name}",
+        }
+
+    def identity_ref(self, value: Mapping[str, str]) -> dict[str, Any] | str:
+        """A stored identity as the service answers it: an IdentityRef (wit 7.1
+        `httpExamples/workItems/GET__wit_WorkItems_id.json`), or "Name <unique name>" text when
+        the sandbox plays an older server."""
+        display, unique = value["displayName"], value["uniqueName"]
+        if self.identities_as_strings:
+            return f"{display} <{unique}>"
+        guid = str(uuid.uuid5(uuid.NAMESPACE_URL, f"{self.organization}/{unique.casefold()}"))
+        descriptor = "aad." + base64.b64encode(guid.encode()).decode().rstrip("=")
+        base = self.organization_url
+        return {
+            "displayName": display,
+            "url": f"{base}/_apis/Identities/{guid}",
+            "_links": {"avatar": {"href": f"{base}/_apis/GraphProfile/MemberAvatars/{descriptor}"}},
+            "id": guid,
+            "uniqueName": unique,
+            "imageUrl": f"{base}/_api/_common/identityImage?id={guid}",
+            "descriptor": descriptor,
+        }
 
     # -- batch and states --------------------------------------------------------------------
     def _batch(self, request: Request) -> Response:
@@ -734,7 +808,10 @@ class AzureDevOpsSandbox(SandboxServer):
             value = stored.get(name)
             if value is None or value == "":  # ADO leaves empty fields out entirely
                 continue
-            out[name] = ado_time(value) if isinstance(value, datetime) else value
+            if name in IDENTITY_FIELDS and isinstance(value, Mapping):
+                out[name] = self.identity_ref(value)
+            else:
+                out[name] = ado_time(value) if isinstance(value, datetime) else value
         for name, value in self.garbled.get(item_id, {}).items():
             if fields and name not in fields:
                 continue

@@ -90,7 +90,11 @@ class SandboxServer:
         self.requests: list[Request] = []
         # Called with each request before its fault or answer (see the module docstring).
         self.between_requests: Callable[[Request], None] | None = None
+        #: Called with each request and the answer `handle` gives it (injected faults aside), before
+        #: it is sent: tests check the answer's shape.
+        self.response_hook: Callable[[Request, Response], None] | None = None
         self._faults: deque[Fault] = deque()
+        self._short: list[list[int]] = []  # [skip, count, keep] of answer_short(), in order
         self._lock = threading.RLock()
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -149,6 +153,28 @@ class SandboxServer:
         """Drop every injected fault not taken yet (sandboxes add their own knobs)."""
         with self._lock:
             self._faults.clear()
+            self._short.clear()
+
+    def answer_short(self, keep: int = 0, *, skip: int = 0, count: int = 1) -> None:
+        """Fault knob: after `skip` more list answers, cut the next `count` to their first `keep`
+        items while the answer still promises more (the sandbox's paging says how: a `Link`
+        header, a `nextPageToken`): an empty or short page mid-listing."""
+        with self._lock:
+            self._short.append([skip, count, keep])
+
+    def _cut(self) -> int | None:
+        """How many items the list answer being built may keep (None: all), per answer_short()."""
+        with self._lock:
+            if not self._short:
+                return None
+            fault = self._short[0]
+            if fault[0] > 0:
+                fault[0] -= 1
+                return None
+            fault[1] -= 1
+            if fault[1] <= 0:
+                self._short.pop(0)
+            return fault[2]
 
     def clear_requests(self) -> None:
         with self._lock:
@@ -253,6 +279,8 @@ def _make_handler(sandbox: SandboxServer) -> type[BaseHTTPRequestHandler]:
                     response = sandbox.handle(request)
                 except Exception as exc:  # a sandbox bug shows as a 500 with the reason
                     response = Response(500, {"message": f"sandbox error: {exc!r}"})
+                if sandbox.response_hook is not None:
+                    sandbox.response_hook(request, response)
             payload = response.encode()
             self.send_response(response.status)
             headers = {"Content-Type": "application/json", **response.headers}

@@ -83,6 +83,10 @@ class GitHubSandbox(SandboxServer):
 
     html_base = "https://github.com"
     rate_limit = 5000
+    #: Serve pull requests as older GitHub Enterprise Server does: `pull_request` without
+    #: `merged_at` (optional in GitHub's OpenAPI `issue` schema), so a list item does not say
+    #: whether a closed PR was merged.
+    legacy_pull_requests = False
 
     def __init__(self, token: str = "sandbox-token", *, repos: Iterable[str] = ()) -> None:
         super().__init__()
@@ -95,7 +99,6 @@ class GitHubSandbox(SandboxServer):
         self._deleted: dict[str, set[int]] = {}  # repo -> numbers of deleted issues (410)
         self._moved: dict[str, dict[int, tuple[str, int]]] = {}  # repo -> number -> new place
         self._numbers: dict[str, int] = {}  # repo -> the last number given (never reused)
-        self._short: list[list[int]] = []  # [skip, count, keep] of answer_short(), in order
         for name in repos:
             self.add_repo(name)
 
@@ -204,32 +207,6 @@ class GitHubSandbox(SandboxServer):
         with self._data_lock:
             self.find(issue_id).corrupt.update(json_fields)
 
-    def answer_short(self, keep: int = 0, *, skip: int = 0, count: int = 1) -> None:
-        """Fault knob: after `skip` more list answers, cut the next `count` to their first `keep`
-        items while their `Link` header still promises the next page (an empty or short page
-        mid-listing)."""
-        with self._data_lock:
-            self._short.append([skip, count, keep])
-
-    def clear_faults(self) -> None:
-        super().clear_faults()
-        with self._data_lock:
-            self._short.clear()
-
-    def _cut(self) -> int | None:
-        """How many items the list answer being built may keep (None: all), per answer_short()."""
-        with self._data_lock:
-            if not self._short:
-                return None
-            fault = self._short[0]
-            if fault[0] > 0:
-                fault[0] -= 1
-                return None
-            fault[1] -= 1
-            if fault[1] <= 0:
-                self._short.pop(0)
-            return fault[2]
-
     def find(self, issue_id: int) -> SandboxIssue:
         """The issue or pull request with this (global) id."""
         with self._data_lock:
@@ -262,20 +239,55 @@ class GitHubSandbox(SandboxServer):
 
     # -- JSON bodies ----------------------------------------------------------------------------
     def repo_json(self, full_name: str) -> dict[str, Any]:
+        """`GET /repos/{o}/{r}`: every key GitHub's OpenAPI `repository` schema requires."""
         owner, name = full_name.split("/", 1)
-        return {
+        api = f"{self.url}/repos/{full_name}"
+        html = f"{self.html_base}/{full_name}"
+        open_issues = sum(1 for i in self.issues[full_name] if i.state == "open")
+        body: dict[str, Any] = {
             "id": self.repos[full_name],
             "node_id": f"R_{self.repos[full_name]}",
             "name": name,
             "full_name": full_name,
             "private": False,
-            "owner": {"login": owner, "id": 1, "type": "Organization"},
-            "url": f"{self.url}/repos/{full_name}",
-            "html_url": f"{self.html_base}/{full_name}",
-            "issues_url": f"{self.url}/repos/{full_name}/issues{{/number}}",
+            "owner": _user(owner, self.url, self.html_base, kind="Organization"),
+            "url": api,
+            "html_url": html,
+            "description": None,
+            "fork": False,
+            "issues_url": f"{api}/issues{{/number}}",
             "has_issues": True,
-            "open_issues_count": sum(1 for i in self.issues[full_name] if i.state == "open"),
+            "open_issues_count": open_issues,
+            "open_issues": open_issues,
+            "clone_url": f"{html}.git",
+            "git_url": f"git://{html.split('://', 1)[-1]}.git",
+            "ssh_url": f"git@{html.split('://', 1)[-1].split('/', 1)[0]}:{full_name}.git",
+            "svn_url": html,
+            "mirror_url": None,
+            "homepage": None,
+            "language": None,
+            "license": None,
+            "default_branch": "main",
+            "forks": 0,
+            "forks_count": 0,
+            "stargazers_count": 0,
+            "watchers": 0,
+            "watchers_count": 0,
+            "size": 0,
+            "has_downloads": True,
+            "has_projects": True,
+            "has_wiki": True,
+            "has_pages": False,
+            "archived": False,
+            "disabled": False,
+            "visibility": "public",
+            "pushed_at": None,
+            "created_at": "2020-01-01T00:00:00Z",
+            "updated_at": "2020-01-01T00:00:00Z",
         }
+        for key, suffix in _REPO_URLS:
+            body[key] = f"{api}/{suffix}"
+        return body
 
     def issue_json(self, issue: SandboxIssue) -> dict[str, Any]:
         api = f"{self.url}/repos/{issue.repo}"
@@ -292,13 +304,15 @@ class GitHubSandbox(SandboxServer):
             "html_url": f"{self.html_base}/{issue.repo}/{kind}/{issue.number}",
             "title": issue.title,
             "body": issue.body,
-            "user": _user(issue.author),
+            "user": _user(issue.author, self.url, self.html_base),
             "labels": [_label(api, name) for name in issue.labels],
             "state": issue.state,
             "state_reason": issue.state_reason,
             "locked": False,
-            "assignee": _user(issue.assignees[0]) if issue.assignees else None,
-            "assignees": [_user(login) for login in issue.assignees],
+            "assignee": (
+                _user(issue.assignees[0], self.url, self.html_base) if issue.assignees else None
+            ),
+            "assignees": [_user(login, self.url, self.html_base) for login in issue.assignees],
             "milestone": None,
             "comments": 0,
             "created_at": iso(issue.created_at),
@@ -315,6 +329,8 @@ class GitHubSandbox(SandboxServer):
                 "patch_url": f"{body['html_url']}.patch",
                 "merged_at": iso(issue.merged_at),
             }
+            if self.legacy_pull_requests:
+                del body["pull_request"]["merged_at"]
         for key, value in issue.corrupt.items():
             if value is ...:
                 body.pop(key, None)
@@ -495,13 +511,77 @@ class GitHubSandbox(SandboxServer):
         }
 
 
-def _user(login: str) -> dict[str, Any]:
-    return {"login": login, "id": zlib.crc32(login.encode()) % 10**6, "type": "User"}
+#: The templated `*_url` keys GitHub's OpenAPI `repository` schema requires (under its API URL).
+_REPO_URLS = (
+    ("archive_url", "{archive_format}{/ref}"),
+    ("assignees_url", "assignees{/user}"),
+    ("blobs_url", "git/blobs{/sha}"),
+    ("branches_url", "branches{/branch}"),
+    ("collaborators_url", "collaborators{/collaborator}"),
+    ("comments_url", "comments{/number}"),
+    ("commits_url", "commits{/sha}"),
+    ("compare_url", "compare/{base}...{head}"),
+    ("contents_url", "contents/{+path}"),
+    ("contributors_url", "contributors"),
+    ("deployments_url", "deployments"),
+    ("downloads_url", "downloads"),
+    ("events_url", "events"),
+    ("forks_url", "forks"),
+    ("git_commits_url", "git/commits{/sha}"),
+    ("git_refs_url", "git/refs{/sha}"),
+    ("git_tags_url", "git/tags{/sha}"),
+    ("hooks_url", "hooks"),
+    ("issue_comment_url", "issues/comments{/number}"),
+    ("issue_events_url", "issues/events{/number}"),
+    ("keys_url", "keys{/key_id}"),
+    ("labels_url", "labels{/name}"),
+    ("languages_url", "languages"),
+    ("merges_url", "merges"),
+    ("milestones_url", "milestones{/number}"),
+    ("notifications_url", "notifications{?since,all,participating}"),
+    ("pulls_url", "pulls{/number}"),
+    ("releases_url", "releases{/id}"),
+    ("stargazers_url", "stargazers"),
+    ("statuses_url", "statuses/{sha}"),
+    ("subscribers_url", "subscribers"),
+    ("subscription_url", "subscription"),
+    ("tags_url", "tags"),
+    ("teams_url", "teams"),
+    ("trees_url", "git/trees{/sha}"),
+)
+
+
+def _user(login: str, api: str, html: str, *, kind: str = "User") -> dict[str, Any]:
+    """A `simple-user`: every key GitHub's OpenAPI schema requires (`api`: the API base URL)."""
+    user_id = zlib.crc32(login.encode()) % 10**6
+    url = f"{api}/users/{login}"
+    return {
+        "login": login,
+        "id": user_id,
+        "node_id": f"{'O' if kind == 'Organization' else 'U'}_kg{user_id}",
+        "avatar_url": f"{html}/avatars/u/{user_id}",
+        "gravatar_id": "",
+        "url": url,
+        "html_url": f"{html}/{login}",
+        "followers_url": f"{url}/followers",
+        "following_url": f"{url}/following{{/other_user}}",
+        "gists_url": f"{url}/gists{{/gist_id}}",
+        "starred_url": f"{url}/starred{{/owner}}{{/repo}}",
+        "subscriptions_url": f"{url}/subscriptions",
+        "organizations_url": f"{url}/orgs",
+        "repos_url": f"{url}/repos",
+        "events_url": f"{url}/events{{/privacy}}",
+        "received_events_url": f"{url}/received_events",
+        "type": kind,
+        "site_admin": False,
+    }
 
 
 def _label(api: str, name: str) -> dict[str, Any]:
+    label_id = zlib.crc32(name.encode()) % 10**8
     return {
-        "id": zlib.crc32(name.encode()) % 10**8,
+        "id": label_id,
+        "node_id": f"LA_kw{label_id}",
         "name": name,
         "url": f"{api}/labels/{name}",
         "color": "ededed",

@@ -150,7 +150,6 @@ class JiraSandbox(SandboxServer):
         self._next_id = 10000
         self._numbers: dict[str, int] = {}
         self.page_cap: int | None = None  # at most this many issues per search answer
-        self._short: list[list[int]] = []  # [skip, count, keep] of answer_short(), in order
 
     def __enter__(self) -> JiraSandbox:
         self.start()
@@ -241,31 +240,6 @@ class JiraSandbox(SandboxServer):
         drops the key."""
         with self._lock:
             self.issue(ref).corrupt.update(values)
-
-    def answer_short(self, keep: int = 0, *, skip: int = 0, count: int = 1) -> None:
-        """Fault knob: after `skip` more search answers, cut the next `count` to their first
-        `keep` issues while `nextPageToken` and `isLast: false` still promise more."""
-        with self._lock:
-            self._short.append([skip, count, keep])
-
-    def clear_faults(self) -> None:
-        super().clear_faults()
-        with self._lock:
-            self._short.clear()
-
-    def _cut(self) -> int | None:
-        """How many issues the search answer being built may keep (None: all)."""
-        with self._lock:
-            if not self._short:
-                return None
-            fault = self._short[0]
-            if fault[0] > 0:
-                fault[0] -= 1
-                return None
-            fault[1] -= 1
-            if fault[1] <= 0:
-                self._short.pop(0)
-            return fault[2]
 
     def issue(self, ref: str) -> SandboxIssue:
         with self._lock:
@@ -443,7 +417,6 @@ class JiraSandbox(SandboxServer):
                 "serverTime": self._time(self.now()),
                 "scmInfo": "0",
                 "serverTitle": "Jira",
-                "defaultLocale": {"locale": "en_US"},
                 "serverTimeZone": "Etc/UTC",
             },
         )
@@ -469,7 +442,6 @@ class JiraSandbox(SandboxServer):
                     "id": fid,
                     "key": fid,
                     "name": name,
-                    "untranslatedName": name,
                     "custom": True,
                     "orderable": True,
                     "navigable": True,
@@ -501,6 +473,9 @@ class JiraSandbox(SandboxServer):
                 body = request.json() or {}
             except ValueError:
                 return Response(400, _errors("Invalid request payload. Refer to the REST API."))
+            problem = search_body_problem(body)
+            if problem is not None:
+                return Response(400, _errors(problem))
             jql = body.get("jql") or ""
             fields = list(body.get("fields") or [])
             max_results = body.get("maxResults")
@@ -512,6 +487,8 @@ class JiraSandbox(SandboxServer):
             max_results = _first(query.get("maxResults"))
             token = _first(query.get("nextPageToken"))
         try:
+            if not jql_language.is_bounded(jql, self):
+                raise JqlError(jql_language.UNBOUNDED)
             matches = self.evaluate(jql)
             offset = self._offset(token, jql)
             size = int(max_results) if max_results not in (None, "") else 50
@@ -678,6 +655,43 @@ class JiraSandbox(SandboxServer):
 
 
 _UNAUTHENTICATED = "Client must be authenticated to access this resource."
+
+
+#: `SearchAndReconcileRequestBean`, the body of `POST /rest/api/{2,3}/search/jql` in Jira Cloud's
+#: OpenAPI description: these properties, none nullable, `additionalProperties: false`.
+SEARCH_BODY: dict[str, tuple[type, type | None]] = {
+    "expand": (str, None),
+    "fields": (list, str),
+    "fieldsByKeys": (bool, None),
+    "jql": (str, None),
+    "maxResults": (int, None),
+    "nextPageToken": (str, None),
+    "properties": (list, str),
+    "reconcileIssues": (list, int),
+}
+
+
+def search_body_problem(body: object) -> str | None:
+    """Why a search/jql POST body does not match the published schema, or None. (The wording is
+    the sandbox's; the rule is the schema's.)"""
+    if not isinstance(body, dict):
+        return "Invalid request payload. Refer to the REST API."
+    for key, value in body.items():
+        if key not in SEARCH_BODY:
+            return f'Unrecognized field "{key}": not a property of SearchAndReconcileRequestBean.'
+        kind, item = SEARCH_BODY[key]
+        ok = isinstance(value, kind) and not (kind is int and isinstance(value, bool))
+        if ok and item is not None:
+            ok = all(
+                isinstance(v, item) and not (item is int and isinstance(v, bool)) for v in value
+            )
+        if not ok:
+            return f"Invalid value for {key!r}: expected {kind.__name__}, got {_json_type(value)}."
+    return None
+
+
+def _json_type(value: object) -> str:
+    return "null" if value is None else type(value).__name__
 
 
 def _errors(*messages: str) -> dict[str, Any]:

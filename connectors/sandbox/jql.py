@@ -124,6 +124,19 @@ def evaluate(jql: str, issues: Iterable[IssueT], site: JqlSite) -> list[IssueT]:
     return parse(jql, site).select(issues)
 
 
+#: Jira Cloud's answer (400) to a query without a search restriction on the enhanced search.
+UNBOUNDED = (
+    "Unbounded JQL queries are not allowed here. Please add a search restriction to your query."
+)
+
+
+def is_bounded(jql: str, site: JqlSite) -> bool:
+    """Whether a query has a search restriction (a clause before any ORDER BY): Jira Cloud's
+    `search/jql` refuses one that has none ("requires a bounded query", its OpenAPI says)."""
+    parser = _Parser(jql, site)
+    return not (parser.is_word("order") or parser.peek().kind == "end")
+
+
 def _key_order(issue: JqlIssue) -> tuple[str, int]:
     return issue.project, int(issue.key.rsplit("-", 1)[1])
 

@@ -1,28 +1,30 @@
-"""A local Linear: one POST `/graphql` endpoint that reads the GraphQL it is sent and answers it the
-way api.linear.app does (docs/trackers/linear.md#sandbox).
+"""A local Linear: one POST `/graphql` endpoint that answers the GraphQL it is sent the way
+api.linear.app does (docs/trackers/linear.md#sandbox).
 
 What it reproduces:
-- a small GraphQL reader, in `connectors.sandbox.graphql` (operation header and variable
-  definitions, fields, aliases, arguments, object/list/enum/string literals, `$variables`): it
-  answers only the fields a query selects, checks required variables, and rejects unknown root
-  fields, arguments, filter keys and enum values with GraphQL validation errors. Root fields:
-  `viewer`, `teams`, `issues`.
+- Linear's schema, the part served (`linear.graphql`, Linear's names, types, nullability and
+  arguments): every document is parsed, validated, its variables coerced and its complexity
+  scored by `connectors.sandbox.graphql` (graphql-core, graphql-js's rules and texts), so what
+  Linear refuses is refused with Linear's error body, HTTP 400. Root fields: `viewer`, `teams`,
+  `issues`, `issue(id:)` (the UUID or the identifier); `Issue.labels` is a connection.
 - `issues` as Linear lists them: newest first by `createdAt` (default) or `updatedAt`
   (`orderBy: updatedAt` = most recently updated first), ties by id; Relay pagination with
   `first`/`after` and `last`/`before` (at most 250; default first 50); cursors are issue ids and are
   resolved against the issue's *current* sort key, as Linear's are; `pageInfo` on every page;
-  `includeArchived` (default false hides archived and trashed issues); `IssueFilter` subset: `team`
-  (`key`/`id`/`name`), `id`, `number`, `state` (`type`/`name`), date comparators on
-  `createdAt`/`updatedAt`/`startedAt`/`completedAt`/`canceledAt`/`archivedAt`, `and`/`or`.
+  `includeArchived` (default false hides archived and trashed issues); the `IssueFilter` fields the
+  schema keeps (`team`, `id`, `number`, `title`, `state`, the issue times, `and`/`or`) with every
+  comparator operator.
 - authentication: a personal API key raw in `Authorization` (an OAuth token as `Bearer …` when the
   sandbox is given one); anything else gets Linear's AUTHENTICATION_ERROR body (HTTP 400, as
   Linear answers GraphQL errors; `auth_error_status` changes it).
-- rate limits: `X-RateLimit-Requests-*`, `X-RateLimit-Complexity-*` (resets in epoch
-  milliseconds) and `X-Complexity` on every answer; an exhausted budget, or an injected "429"/
-  `rate_limit_next()` fault, is HTTP 400 with `{"errors":[{"message":"Rate limit exceeded",
-  "extensions":{"code":"RATELIMITED",…}}]}`.
-Not reproduced: fragments, directives, mutations, the [INTERNAL] `sort:` argument, ISO durations in
-date filters (each answered with an explicit GraphQL error, never silently ignored).
+- rate limits: request and complexity budgets per window, and endpoint-specific request limits
+  (`endpoint_limits`); `X-RateLimit-Requests-*`, `X-RateLimit-Complexity-*`,
+  `X-RateLimit-Endpoint-*` (resets in epoch milliseconds) and `X-Complexity` (the query's score,
+  rounded up); a query above 10,000 points is refused ("Query too complex", INPUT_ERROR); a budget
+  that cannot take a request, or an injected "429"/`rate_limit_next()` fault, is HTTP 400 with
+  `{"errors":[{"message":"Rate limit exceeded","extensions":{"code":"RATELIMITED",…}}]}`.
+Not reproduced: mutations; `sort:` ([INTERNAL]) and the filter fields the schema leaves out, each
+refused by name as not served; ISO durations in date filters (refused explicitly, never ignored).
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ from typing import Any
 
 from connectors.sandbox import graphql
 from connectors.sandbox.base import Fault, Request, Response, SandboxServer
-from connectors.sandbox.graphql import GraphQLError, Selection, iso
+from connectors.sandbox.graphql import GraphQLError, Prepared, iso
 
 ORG_KEY = "acme"
 MAX_PAGE = 250
@@ -61,10 +63,11 @@ PRIORITY_LABELS = {0: "No priority", 1: "Urgent", 2: "High", 3: "Medium", 4: "Lo
 # The sandbox
 # ---------------------------------------------------------------------------------------------
 @dataclass(slots=True)
-class _Exec:
-    """Per-request bookkeeping: the complexity points the answer cost."""
+class _Window:
+    """One fixed rate-limit window of an endpoint-specific limit."""
 
-    complexity: float = 0.0
+    start: float
+    used: int = 0
 
 
 class LinearSandbox(SandboxServer):
@@ -80,6 +83,8 @@ class LinearSandbox(SandboxServer):
         requests_limit: int = 5000,
         complexity_limit: int = 250_000,
         rate_window: float = 3600.0,
+        endpoint_limits: Mapping[str, tuple[int, float]] | None = None,
+        endpoint_headers: str = "always",
         teams: Sequence[tuple[str, str]] = (("ENG", "Engineering"),),
     ) -> None:
         super().__init__()
@@ -88,6 +93,14 @@ class LinearSandbox(SandboxServer):
         self.requests_limit = requests_limit
         self.complexity_limit = complexity_limit
         self.rate_window = rate_window
+        #: root field -> (requests, window seconds): Linear's "query- and mutation-specific
+        #: request limits", lower than the global one, each with its own window
+        self.endpoint_limits = dict(endpoint_limits or {})
+        #: "always": the X-RateLimit-Endpoint-* headers come on every answer of a limited
+        #: endpoint; "when_limited": only on the answer that refuses (Linear's page is unclear)
+        self.endpoint_headers = endpoint_headers
+        self._endpoint_windows: dict[str, _Window] = {}
+        self.ratelimited = 0  # answers refused with RATELIMITED (tests count them)
         self.viewer_id = _stable_id("viewer")
         self._teams: dict[str, dict[str, Any]] = {}  # key -> team
         self._issues: dict[str, dict[str, Any]] = {}  # id -> stored node (no url)
@@ -98,7 +111,7 @@ class LinearSandbox(SandboxServer):
         self._window_start = time.time()
         self._requests_used = 0
         self._complexity_used = 0.0
-        self._budget_lock = threading.Lock()
+        self._budget_lock = threading.RLock()
         for key, name in teams:
             self.add_team(key, name)
 
@@ -269,16 +282,26 @@ class LinearSandbox(SandboxServer):
         if request.method == "GET" and request.path.startswith(f"/{ORG_KEY}/issue/"):
             return self._web_page(request.path)
         if request.path != "/graphql" or request.method != "POST":
-            return Response(404, {"message": "Not found"}, self._rate_headers(0))
+            return Response(404, {"message": "Not found"}, self._rate_headers())
         if not self._authorised(request.headers.get("authorization")):
             return self.auth_failure()
         if not self._spend_request():
-            return self._rate_limited(self._budget_reset(), self._rate_headers(0), 400)
+            return self._rate_limited(self._rate_headers())
         try:
-            body, complexity = self._answer(request)
-            return Response(200, body, self._rate_headers(complexity))
+            prepared = self._prepare(request)
         except GraphQLError as exc:
-            return Response(exc.status, exc.body(), self._rate_headers(0))
+            return Response(exc.status, exc.body(), self._rate_headers())
+        refused = self._spend_query(prepared)
+        if refused is not None:
+            return refused
+        try:
+            with self._lock:
+                data = graphql.execute(prepared, self._resolvers())
+                self._garble(data)
+        except GraphQLError as exc:
+            return Response(exc.status, exc.body(), self._rate_headers(roots=prepared.roots))
+        headers = self._rate_headers(prepared.points, prepared.roots)
+        return Response(200, {"data": data}, headers)
 
     def auth_failure(self, status: int | None = None) -> Response:
         body = GraphQLError(
@@ -289,14 +312,21 @@ class LinearSandbox(SandboxServer):
         body["errors"][0]["extensions"]["userPresentableMessage"] = (
             "You need to authenticate to access this operation."
         )
-        return Response(status or self.auth_error_status, body, self._rate_headers(0))
+        return Response(status or self.auth_error_status, body, self._rate_headers())
 
     def fault_response(self, fault: Fault) -> Response:
         headers = {k: v for k, v in fault.headers.items() if not k.startswith("X-Sandbox-")}
         if fault.kind == "429":
-            reset = None if fault.retry_after is None else time.time() + fault.retry_after
+            # An injected limit says the request budget is spent until `retry_after` from now.
+            limited = {**self._rate_headers(), "X-RateLimit-Requests-Remaining": "0"}
+            if fault.retry_after is None:
+                for name in ("X-RateLimit-Requests-Reset", "X-RateLimit-Complexity-Reset"):
+                    limited.pop(name, None)
+            else:
+                reset = time.time() + fault.retry_after
+                limited["X-RateLimit-Requests-Reset"] = str(int(reset * 1000))
             status = int(fault.headers.get("X-Sandbox-Status", "400"))
-            response = self._rate_limited(reset, {**self._rate_headers(0), **headers}, status)
+            response = self._rate_limited({**limited, **headers}, status)
             if fault.body is not None:
                 response.body = fault.body
             return response
@@ -305,10 +335,10 @@ class LinearSandbox(SandboxServer):
             response.headers.update(headers)
             return response
         if fault.kind == "400_json" and fault.body is None:
-            error = GraphQLError('Cannot query field "bogus" on type "Query".')
-            return Response(400, error.body(), {**self._rate_headers(0), **headers})
+            error = GraphQLError('Cannot query field "bogus" on type "Query".', presentable=False)
+            return Response(400, error.body(), {**self._rate_headers(), **headers})
         response = super().fault_response(fault)
-        response.headers = {**self._rate_headers(0), **response.headers}
+        response.headers = {**self._rate_headers(), **response.headers}
         return response
 
     # -- internals -----------------------------------------------------------------------------
@@ -319,7 +349,7 @@ class LinearSandbox(SandboxServer):
             return True
         return self.oauth_token is not None and header == f"Bearer {self.oauth_token}"
 
-    def _answer(self, request: Request) -> tuple[dict[str, Any], float]:
+    def _prepare(self, request: Request) -> Prepared:
         try:
             payload = request.json()
         except ValueError:
@@ -332,13 +362,8 @@ class LinearSandbox(SandboxServer):
         variables = payload.get("variables") or {}
         if not isinstance(variables, dict):
             raise GraphQLError("Variables must be an object.", code="BAD_REQUEST")
-        op = graphql.parse(payload["query"])
-        graphql.check_variables(op, variables)
-        run = _Exec()
-        with self._lock:
-            data = graphql.execute(op, variables, lambda sel, args: self._root(sel, args, run))
-            self._garble(data)
-        return {"data": data}, run.complexity
+        name = payload.get("operationName")
+        return graphql.prepare(payload["query"], variables, name if isinstance(name, str) else None)
 
     def _garble(self, data: dict[str, Any]) -> None:
         """Overwrite the selected fields of garbled issues in an executed answer (on the wire,
@@ -353,50 +378,92 @@ class LinearSandbox(SandboxServer):
                     if name in node:
                         node[name] = garbled
 
-    def _root(self, sel: Selection, args: dict[str, Any], run: _Exec) -> Any:
-        if sel.name == "viewer":
-            run.complexity += 1
-            return {
-                "__typename": "User",
-                "id": self.viewer_id,
-                "name": "Sandbox Admin",
-                "email": "admin@sandbox.test",
-            }
-        if sel.name == "teams":
-            teams = (_public_team(t) for t in self._teams.values())
-            listed, sort_key = graphql.select_teams(teams, args)
-            return self._page(listed, args, sort_key, sel, run)
-        if sel.name == "issues":
-            nodes, sort_key = graphql.select_issues(self._issues.values(), args)
-            page = self._page(nodes, args, sort_key, sel, run, view=self._view)
-            if self._hollow:
-                keep, cursors = self._hollow.pop(0)
-                page["nodes"], page["edges"] = page["nodes"][:keep], page["edges"][:keep]
-                if not cursors:
-                    page["pageInfo"].update(startCursor=None, endCursor=None)
-            return page
-        raise GraphQLError(f'Cannot query field "{sel.name}" on type "Query".')
+    def _resolvers(self) -> dict[str, graphql.Resolver]:
+        """The fields the sandbox computes; every other field is read from the stored dicts."""
+        return {
+            "Query.viewer": lambda _, args: self._viewer(),
+            "Query.teams": lambda _, args: self._teams_page(args),
+            "Query.issues": lambda _, args: self._issues_page(args),
+            "Query.issue": lambda _, args: self._one_issue(args["id"]),
+            "Issue.labels": lambda issue, args: self._label_page(issue, args),
+        }
+
+    def _viewer(self) -> dict[str, Any]:
+        return {"id": self.viewer_id, "name": "Sandbox Admin", "email": "admin@sandbox.test"}
+
+    def _teams_page(self, args: dict[str, Any]) -> dict[str, Any]:
+        teams = (_public_team(t) for t in self._teams.values())
+        listed, sort_key = graphql.select_teams(teams, args)
+        return self._page(listed, args, sort_key)
+
+    def _issues_page(self, args: dict[str, Any]) -> dict[str, Any]:
+        nodes, sort_key = graphql.select_issues(self._issues.values(), args)
+        page = self._page(nodes, args, sort_key, view=self._view)
+        if self._hollow:
+            keep, cursors = self._hollow.pop(0)
+            page["nodes"], page["edges"] = page["nodes"][:keep], page["edges"][:keep]
+            if not cursors:
+                page["pageInfo"].update(startCursor=None, endCursor=None)
+        return page
+
+    def _one_issue(self, key: str) -> dict[str, Any]:
+        """`issue(id:)` takes the UUID or the identifier (ENG-123), archived and trashed too."""
+        node = self._issues.get(key) or next(
+            (
+                n
+                for n in self._issues.values()
+                if key in (n["identifier"], *n["previousIdentifiers"])
+            ),
+            None,
+        )
+        if node is None:
+            raise GraphQLError(
+                "Entity not found: Issue",
+                code="INPUT_ERROR",
+                type_="invalid input",
+                presentable="Could not find referenced Issue.",
+            )
+        return self._view(node)
+
+    def _label_page(self, issue: Mapping[str, Any], args: dict[str, Any]) -> dict[str, Any]:
+        """`Issue.labels(...)`: the issue's labels in their stored order, filtered, sliced by
+        Relay's algorithm (default first 50, like every connection); cursors are label ids."""
+        flt = args.get("filter")
+        graphql.check_input(flt, "IssueLabelFilter")
+        labels = [
+            label
+            for label in (issue.get("labels") or {}).get("nodes") or []
+            if graphql.match(label, flt, "IssueLabelFilter")
+        ]
+        first, last = _page_sizes(args)
+        ids = [label["id"] for label in labels]
+        start, end = 0, len(labels)
+        for name, cursor in (("after", args.get("after")), ("before", args.get("before"))):
+            if cursor is None:
+                continue
+            if cursor not in ids:
+                raise _invalid_cursor()
+            if name == "after":
+                start = ids.index(cursor) + 1
+            else:
+                end = ids.index(cursor)
+        edges = labels[start:end]
+        has_prev, has_next = start > 0, end < len(labels)
+        if first is not None and len(edges) > first:
+            edges, has_next = edges[:first], True
+        if last is not None and len(edges) > last:
+            edges, has_prev = edges[len(edges) - last :], True
+        return _connection(edges, has_prev=has_prev, has_next=has_next)
 
     def _page(
         self,
         ordered: list[dict[str, Any]],
         args: Mapping[str, Any],
         sort_key: Callable[[Mapping[str, Any]], Any],
-        sel: Selection,
-        run: _Exec,
         view: Callable[[dict[str, Any]], dict[str, Any]] = lambda n: n,
     ) -> dict[str, Any]:
         """Relay slicing of a newest-first list (the spec's algorithm, keyed like Linear's)."""
-        first, last = args.get("first"), args.get("last")
-        for name, value in (("first", first), ("last", last)):
-            if value is not None and (not isinstance(value, int) or not 0 <= value <= MAX_PAGE):
-                raise GraphQLError(
-                    f"{name} must be between 0 and {MAX_PAGE}",
-                    code="BAD_USER_INPUT",
-                    type_="invalid input",
-                )
-        if first is None and last is None:
-            first = 50
+        first, last = _page_sizes(args)
         edges = ordered
         has_prev = has_next = False
         if args.get("after") is not None:
@@ -411,20 +478,7 @@ class LinearSandbox(SandboxServer):
             edges, has_next = edges[:first], True
         if last is not None and len(edges) > last:
             edges, has_prev = edges[len(edges) - last :], True
-        views = [view(n) for n in edges]
-        run.complexity += 1 + (first if first is not None else last or 0) * _weight(sel)
-        return {
-            "__typename": "Connection",
-            "nodes": views,
-            "edges": [{"__typename": "Edge", "node": v, "cursor": v["id"]} for v in views],
-            "pageInfo": {
-                "__typename": "PageInfo",
-                "hasNextPage": has_next,
-                "hasPreviousPage": has_prev,
-                "startCursor": views[0]["id"] if views else None,
-                "endCursor": views[-1]["id"] if views else None,
-            },
-        }
+        return _connection([view(n) for n in edges], has_prev=has_prev, has_next=has_next)
 
     def _cursor_key(self, cursor: Any, sort_key: Callable[[Mapping[str, Any]], Any]) -> Any:
         # Linear's cursors name an entity; its *current* sort value is where the page starts.
@@ -432,11 +486,7 @@ class LinearSandbox(SandboxServer):
             (t for t in self._teams.values() if t["id"] == cursor), None
         )
         if node is None:
-            raise GraphQLError(
-                "Invalid cursor: the entity was not found",
-                code="INVALID_INPUT",
-                type_="invalid input",
-            )
+            raise _invalid_cursor()
         return sort_key(node)
 
     def _view(self, node: dict[str, Any]) -> dict[str, Any]:
@@ -494,6 +544,10 @@ class LinearSandbox(SandboxServer):
         now = time.time()
         if now - self._window_start >= self.rate_window:
             self._window_start, self._requests_used, self._complexity_used = now, 0, 0.0
+        for name, (_, window) in self.endpoint_limits.items():
+            current = self._endpoint_windows.get(name)
+            if current is None or now - current.start >= window:
+                self._endpoint_windows[name] = _Window(now)
 
     def _budget_reset(self) -> float:
         return self._window_start + self.rate_window
@@ -501,20 +555,40 @@ class LinearSandbox(SandboxServer):
     def _spend_request(self) -> bool:
         with self._budget_lock:
             self._roll_window()
-            if (
-                self._requests_used >= self.requests_limit
-                or self._complexity_used >= self.complexity_limit
-            ):
+            if self._requests_used >= self.requests_limit:
                 return False
             self._requests_used += 1
             return True
 
-    def _rate_headers(self, complexity: float) -> dict[str, str]:
+    def _spend_query(self, prepared: Prepared) -> Response | None:
+        """Charge a query its complexity and its endpoints one request each, or answer
+        RATELIMITED when a budget cannot take it (nothing is charged then)."""
         with self._budget_lock:
             self._roll_window()
-            self._complexity_used += complexity
+            if prepared.points > self.complexity_limit - self._complexity_used:
+                return self._rate_limited(self._rate_headers(roots=prepared.roots))
+            for name in prepared.roots:
+                if name in self.endpoint_limits:
+                    limit, _ = self.endpoint_limits[name]
+                    if self._endpoint_windows[name].used >= limit:
+                        headers = self._rate_headers(roots=prepared.roots, limited=name)
+                        return self._rate_limited(headers)
+            self._complexity_used += prepared.points
+            for name in prepared.roots:
+                if name in self.endpoint_limits:
+                    self._endpoint_windows[name].used += 1
+            return None
+
+    def _rate_headers(
+        self, complexity: int = 0, roots: Sequence[str] = (), limited: str | None = None
+    ) -> dict[str, str]:
+        """Linear's rate-limit headers (resets in epoch milliseconds): the request and
+        complexity budgets always, an endpoint's own limit for a query that uses one (the
+        tightest, or `limited`, the one that refused it)."""
+        with self._budget_lock:
+            self._roll_window()
             reset_ms = str(int(self._budget_reset() * 1000))
-            return {
+            headers = {
                 "X-RateLimit-Requests-Limit": str(self.requests_limit),
                 "X-RateLimit-Requests-Remaining": str(
                     max(0, self.requests_limit - self._requests_used)
@@ -525,24 +599,42 @@ class LinearSandbox(SandboxServer):
                     max(0, int(self.complexity_limit - self._complexity_used))
                 ),
                 "X-RateLimit-Complexity-Reset": reset_ms,
-                "X-Complexity": str(int(complexity)),
+                "X-Complexity": str(complexity),
             }
+            endpoints = [n for n in roots if n in self.endpoint_limits]
+            if limited is None and self.endpoint_headers != "always":
+                endpoints = []
+            if limited is not None:
+                endpoints = [limited]
+            if endpoints:
+                name = min(endpoints, key=self._endpoint_left)
+                limit, window = self.endpoint_limits[name]
+                current = self._endpoint_windows[name]
+                headers.update(
+                    {
+                        "X-RateLimit-Endpoint-Requests-Limit": str(limit),
+                        "X-RateLimit-Endpoint-Requests-Remaining": str(self._endpoint_left(name)),
+                        "X-RateLimit-Endpoint-Requests-Reset": str(
+                            int((current.start + window) * 1000)
+                        ),
+                        "X-RateLimit-Endpoint-Name": name,
+                    }
+                )
+            return headers
 
-    def _rate_limited(self, reset: float | None, headers: dict[str, str], status: int) -> Response:
-        headers = dict(headers)
-        headers["X-RateLimit-Requests-Remaining"] = "0"
-        if reset is None:
-            for name in ("X-RateLimit-Requests-Reset", "X-RateLimit-Complexity-Reset"):
-                headers.pop(name, None)
-        else:
-            headers["X-RateLimit-Requests-Reset"] = str(int(reset * 1000))
+    def _endpoint_left(self, name: str) -> int:
+        return max(0, self.endpoint_limits[name][0] - self._endpoint_windows[name].used)
+
+    def _rate_limited(self, headers: dict[str, str], status: int = 400) -> Response:
+        with self._budget_lock:
+            self.ratelimited += 1
         body = GraphQLError(
             "Rate limit exceeded", code="RATELIMITED", type_="ratelimited", status=status
         ).body()
         body["errors"][0]["extensions"]["userPresentableMessage"] = (
             "Too many requests. Please try again later."
         )
-        return Response(status, body, headers)
+        return Response(status, body, {**headers, "X-Complexity": "0"})
 
     def _web_page(self, path: str) -> Response:
         identifier = path.split("/")[3] if path.count("/") >= 3 else ""
@@ -554,14 +646,41 @@ class LinearSandbox(SandboxServer):
         return Response(200, page.encode(), {"Content-Type": "text/html; charset=utf-8"})
 
 
-def _weight(sel: Selection) -> float:
-    """Rough complexity per node: 0.1 per scalar, 1 per object (Linear's published model)."""
-    nodes = next((f for f in sel.fields or [] if f.name in ("nodes", "edges")), None)
+def _page_sizes(args: Mapping[str, Any]) -> tuple[int | None, int | None]:
+    """`first` / `last` checked (0..MAX_PAGE); `first: 50` when neither is given."""
+    first, last = args.get("first"), args.get("last")
+    for name, value in (("first", first), ("last", last)):
+        if value is not None and (not isinstance(value, int) or not 0 <= value <= MAX_PAGE):
+            raise GraphQLError(
+                f"{name} must be between 0 and {MAX_PAGE}",
+                code="BAD_USER_INPUT",
+                type_="invalid input",
+            )
+    if first is None and last is None:
+        first = graphql.DEFAULT_PAGE
+    return first, last
 
-    def cost(fields: list[Selection] | None) -> float:
-        return sum(0.1 if f.fields is None else 1 + cost(f.fields) for f in fields or [])
 
-    return max(0.1, cost(nodes.fields if nodes else None))
+def _connection(nodes: list[dict[str, Any]], *, has_prev: bool, has_next: bool) -> dict[str, Any]:
+    """A Relay connection of `nodes` (each with an `id`, its cursor)."""
+    return {
+        "nodes": nodes,
+        "edges": [{"node": v, "cursor": v["id"]} for v in nodes],
+        "pageInfo": {
+            "hasNextPage": has_next,
+            "hasPreviousPage": has_prev,
+            "startCursor": nodes[0]["id"] if nodes else None,
+            "endCursor": nodes[-1]["id"] if nodes else None,
+        },
+    }
+
+
+def _invalid_cursor() -> GraphQLError:
+    return GraphQLError(
+        "Invalid cursor: the entity was not found",
+        code="INVALID_INPUT",
+        type_="invalid input",
+    )
 
 
 def _public_team(team: Mapping[str, Any]) -> dict[str, Any]:

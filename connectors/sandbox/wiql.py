@@ -3,9 +3,13 @@ for real on the stored fields of each work item.
 
     SELECT [field], ... FROM WorkItems [WHERE condition] [ORDER BY [field] [ASC|DESC], ...]
 
+Fields are named by reference name (`[System.State]`) or friendly name (`[State]`), without case.
 Conditions: `=`, `<>`, `>`, `>=`, `<`, `<=`, `[NOT] IN (...)`, `[NOT] UNDER` (area and iteration
 paths), joined by AND / OR / NOT and parentheses. Literals: 'strings' ('' escapes a quote), numbers,
-`@project` (the project of the request URL) and `@today`. String comparisons ignore case; without
+`@project` (the project of the request URL) and `@today`. An identity field (`System.AssignedTo`,
+...; stored as `{"displayName", "uniqueName"}` or as the older "Name <unique name>" text) equals a
+literal that is its display name, its unique name or "Name <unique name>"; it orders by display
+name. String comparisons ignore case; without
 `timePrecision` dates compare by day and a literal with a time is refused (VS402625), with it they
 compare to the instant (a naive literal is UTC). Every refusal is a `WiqlError` carrying the
 server's message (TF51005 an unknown field, TF51006 a syntax error, ...); the sandbox answers it
@@ -63,16 +67,91 @@ STRING_FIELDS = frozenset(
         "System.Title",
         "System.Description",
         "System.Tags",
-        "System.AssignedTo",
-        "System.CreatedBy",
-        "System.ChangedBy",
         "Microsoft.VSTS.Common.AcceptanceCriteria",
         "Microsoft.VSTS.CMMI.Blocked",
         "Microsoft.VSTS.Common.ValueArea",
     }
 )
+#: Identity fields: the service answers them as IdentityRef objects (`isIdentity` in the fields
+#: list of the published spec's examples, wit 7.1 `fields/GET__wit_fields.json`).
+IDENTITY_FIELDS = frozenset({"System.AssignedTo", "System.CreatedBy", "System.ChangedBy"})
 #: Every field reference name the sandbox organization defines.
-KNOWN_FIELDS = DATE_FIELDS | INT_FIELDS | NUMBER_FIELDS | STRING_FIELDS
+KNOWN_FIELDS = DATE_FIELDS | INT_FIELDS | NUMBER_FIELDS | STRING_FIELDS | IDENTITY_FIELDS
+#: Reference name -> friendly name (`WorkItemFieldReference.name` in WIQL answers; a query may use
+#: either). From the published spec's field list example (wit 7.1 `fields/GET__wit_fields.json`)
+#: where it has them; Story Points, Size, Resolved Date and Value Area as the process templates
+#: name them.
+FIELD_NAMES: dict[str, str] = {
+    "System.Id": "ID",
+    "System.Rev": "Rev",
+    "System.Title": "Title",
+    "System.State": "State",
+    "System.Reason": "Reason",
+    "System.TeamProject": "Team Project",
+    "System.AreaPath": "Area Path",
+    "System.IterationPath": "Iteration Path",
+    "System.WorkItemType": "Work Item Type",
+    "System.Description": "Description",
+    "System.Tags": "Tags",
+    "System.AssignedTo": "Assigned To",
+    "System.CreatedBy": "Created By",
+    "System.ChangedBy": "Changed By",
+    "System.CreatedDate": "Created Date",
+    "System.ChangedDate": "Changed Date",
+    "System.AuthorizedDate": "Authorized Date",
+    "System.RevisedDate": "Revised Date",
+    "Microsoft.VSTS.Common.StateChangeDate": "State Change Date",
+    "Microsoft.VSTS.Common.ActivatedDate": "Activated Date",
+    "Microsoft.VSTS.Common.ResolvedDate": "Resolved Date",
+    "Microsoft.VSTS.Common.ClosedDate": "Closed Date",
+    "Microsoft.VSTS.Common.Priority": "Priority",
+    "Microsoft.VSTS.Common.AcceptanceCriteria": "Acceptance Criteria",
+    "Microsoft.VSTS.Common.ValueArea": "Value Area",
+    "Microsoft.VSTS.Scheduling.StoryPoints": "Story Points",
+    "Microsoft.VSTS.Scheduling.Effort": "Effort",
+    "Microsoft.VSTS.Scheduling.Size": "Size",
+    "Microsoft.VSTS.Scheduling.RemainingWork": "Remaining Work",
+    "Microsoft.VSTS.CMMI.Blocked": "Blocked",
+}
+_BY_NAME = {
+    **{name.casefold(): ref for ref, name in FIELD_NAMES.items()},
+    **{ref.casefold(): ref for ref in KNOWN_FIELDS},
+}
+
+
+def field_reference(name: str) -> str | None:
+    """The reference name of a field named by reference or friendly name (any case); None when
+    the organization has no such field."""
+    return _BY_NAME.get(name.strip().casefold())
+
+
+def identity_names(value: Any) -> frozenset[str]:
+    """The (case-folded) texts an identity field's value equals in WIQL: its display name, its
+    unique name and "Name <unique name>"."""
+    if isinstance(value, Mapping):
+        display = str(value.get("displayName") or "")
+        unique = str(value.get("uniqueName") or "")
+        names = {display, unique, f"{display} <{unique}>"} if unique else {display}
+    elif isinstance(value, str):
+        names = {value}
+        match = re.fullmatch(r"\s*(.*?)\s*<([^<>]*)>\s*", value)
+        if match:
+            names |= {match.group(1), match.group(2)}
+    else:
+        return frozenset()
+    return frozenset(n.casefold() for n in names if n)
+
+
+def identity_display(value: Any) -> str | None:
+    """An identity field's display name (the object's `displayName`, or the name before the
+    `<unique name>` of the older text form)."""
+    if isinstance(value, Mapping):
+        display = value.get("displayName")
+        return str(display) if display is not None else None
+    if isinstance(value, str):
+        return value.split("<", 1)[0].strip() if "<" in value else value
+    return None
+
 
 # ---------------------------------------------------------------------------------------------
 _TOKEN = re.compile(
@@ -180,12 +259,13 @@ class WiqlParser:
                 f"TF51006: Expecting field name. The error is caused by «{token.text}»."
             )
         name = token.text[1:-1].strip()
-        if name not in KNOWN_FIELDS:
+        reference = field_reference(name)
+        if reference is None:
             raise WiqlError(
                 f"TF51005: The query references a field that does not exist. "
                 f"The error is caused by «{name}»."
             )
-        return name
+        return reference
 
     # -- grammar --------------------------------------------------------------------------
     def parse(self) -> ParsedQuery:
@@ -270,6 +350,8 @@ class WiqlParser:
                 values.append(self.value(name))
             self.expect_op(")")
             wanted = set(values)
+            if name in IDENTITY_FIELDS:
+                return lambda f: bool(identity_names(f.get(name)) & wanted) != negate
             return lambda f: (self.key(name, f.get(name)) in wanted) != negate
         if self.at_word("UNDER"):
             self.take()
@@ -300,6 +382,8 @@ class WiqlParser:
 
     def compare(self, name: str, op: str, rhs: Any) -> Predicate:
         key = self.key
+        if name in IDENTITY_FIELDS and op in ("=", "<>"):
+            return lambda f: (rhs in identity_names(f.get(name))) == (op == "=")
         if op == "=":
             return lambda f: key(name, f.get(name)) == rhs
         if op == "<>":
@@ -341,7 +425,7 @@ class WiqlParser:
                     raise WiqlError(f"TF51006: «{text}» is not a number.") from None
             return text.casefold()
         if token.kind == "number":
-            if name in DATE_FIELDS or name in STRING_FIELDS:
+            if name in DATE_FIELDS or name in STRING_FIELDS or name in IDENTITY_FIELDS:
                 raise WiqlError(f"TF51006: A number cannot be compared with «{name}».")
             return float(token.text)
         raise WiqlError(f"TF51006: Expecting a value. The error is caused by «{token.text}».")
@@ -371,14 +455,20 @@ class WiqlParser:
             return raw if self.time_precision else raw.date()
         if name in INT_FIELDS or name in NUMBER_FIELDS:
             return float(raw)
+        if name in IDENTITY_FIELDS:
+            display = identity_display(raw)
+            return display.casefold() if display is not None else None
         return str(raw).casefold()
 
 
 def _sorter(name: str) -> Callable[[Mapping[str, Any]], tuple[int, Any]]:
-    """ORDER BY key of one field: None sorts first; strings without case."""
+    """ORDER BY key of one field: None sorts first; strings without case; identities by display
+    name."""
 
     def key(fields: Mapping[str, Any]) -> tuple[int, Any]:
         value = fields.get(name)
+        if name in IDENTITY_FIELDS:
+            value = identity_display(value)
         if value is None:
             return (0, 0)
         if isinstance(value, str):

@@ -478,5 +478,7 @@ def test_help_lists_every_admin_command() -> None:
         "remove",
     ):
         assert action in result.stdout
+    add = run_cli("integrations", "add", "--help", env=cli_env(None))
+    assert "start_date" in add.stdout
     missing = run_cli("integrations", env=cli_env(None))
     assert missing.returncode == 2 and "ACTION" in missing.stderr

@@ -37,7 +37,7 @@ def by_operation(sandbox: LinearSandbox) -> Counter[str]:
     """Requests grouped as `POST /graphql <operation name>`."""
     counts: Counter[str] = Counter()
     for request in sandbox.requests:
-        name = graphql.parse(request.json()["query"]).name or "anonymous"
+        name = graphql.operation_name(request.json()["query"]) or "anonymous"
         counts[f"{request.method} {request.path} {name}"] += 1
     return counts
 

@@ -169,6 +169,43 @@ def test_map_work_item() -> None:
     assert item.raw == raw and item.scope == "" and not item.removed
 
 
+JAMAL_REF = {  # wit 7.1 httpExamples/workItems/GET__wit_WorkItems_id.json, shortened
+    "displayName": "Jamal Hartnett",
+    "url": "https://vssps.dev.azure.com/fabrikam/_apis/Identities/d291b0c4",
+    "_links": {"avatar": {"href": "https://dev.azure.com/mseng/_apis/GraphProfile/x"}},
+    "id": "d291b0c4",
+    "uniqueName": "fabrikamfiber4@hotmail.com",
+    "imageUrl": "https://dev.azure.com/fabrikam/_api/_common/identityImage?id=d291b0c4",
+    "descriptor": "aad.YTkz",
+}
+
+
+@pytest.mark.parametrize(
+    "who",
+    [JAMAL_REF, "Jamal Hartnett <fabrikamfiber4@hotmail.com>", None],
+    ids=["IdentityRef", "older text", "absent"],
+)
+def test_identity_fields_change_no_column(who: Any) -> None:
+    # No column comes from System.AssignedTo / CreatedBy / ChangedBy: an IdentityRef, an older
+    # server's "Name <unique name>" text, or nothing map to the same item; raw keeps the value.
+    fields: dict[str, Any] = {
+        "System.WorkItemType": "Bug",
+        "System.State": "Active",
+        "System.Title": "t",
+        "System.Tags": "Blocked",
+        "Microsoft.VSTS.Common.Priority": 1,
+        "System.ChangedDate": "2025-05-01T12:00:00Z",
+    }
+    if who is not None:
+        fields |= {
+            name: who for name in ("System.AssignedTo", "System.CreatedBy", "System.ChangedBy")
+        }
+    raw = {"id": 7, "rev": 2, "fields": fields, "url": "u"}
+    item = map_work_item(raw, config=CONFIG, site="s", category="InProgress")
+    assert (item.status, item.priority, item.title) == (Status.BLOCKED, 4, "t")
+    assert item.raw["fields"].get("System.AssignedTo") == who
+
+
 def test_parse_time_variants() -> None:
     assert parse_time("2025-05-01T12:00:00Z") == T
     assert parse_time("2025-05-01T12:00:00.1Z") == T + timedelta(milliseconds=100)

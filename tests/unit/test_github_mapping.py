@@ -13,6 +13,7 @@ from github import GithubException
 from connectors.base import FatalError, RetriableError, Status
 from connectors.github import (
     GitHubConfig,
+    RepositoryLost,
     RepositoryNotFound,
     default_status,
     error_for,
@@ -60,6 +61,16 @@ def pr(merged_at: str | None = None, **fields: Any) -> dict[str, Any]:
     )
 
 
+def legacy_pr(**fields: Any) -> dict[str, Any]:
+    """A PR list item as older GitHub Enterprise Server answers: `pull_request` without
+    `merged_at` (and no `state_reason` unless given)."""
+    raw = pr(**fields)
+    del raw["pull_request"]["merged_at"]
+    if "state_reason" not in fields:
+        del raw["state_reason"]
+    return raw
+
+
 @pytest.mark.parametrize(
     ("raw", "expected"),
     [
@@ -69,6 +80,14 @@ def pr(merged_at: str | None = None, **fields: Any) -> dict[str, Any]:
         (pr(draft=True), Status.IN_PROGRESS),
         (pr(), Status.PR_READY),
         (pr(labels=["blocked"]), Status.PR_READY),  # PR state wins over issue labels
+        # No `merged_at` key (optional in GitHub's OpenAPI `issue` schema; older GHES): a
+        # closed PR is cancelled only when state_reason says so, never for being merged.
+        (legacy_pr(state="closed"), Status.COMPLETED),
+        (legacy_pr(state="closed", state_reason="completed"), Status.COMPLETED),
+        (legacy_pr(state="closed", state_reason="not_planned"), Status.CANCELLED),
+        (legacy_pr(state="closed", state_reason="duplicate"), Status.CANCELLED),
+        (legacy_pr(), Status.PR_READY),
+        (legacy_pr(draft=True), Status.IN_PROGRESS),
         # Open issues
         (issue(labels=["blocked"]), Status.BLOCKED),
         (issue(labels=["status: Blocked"], assignees=[{"login": "u"}]), Status.BLOCKED),
@@ -101,6 +120,9 @@ def test_status_names() -> None:
     assert status_names(pr()) == ["pr_open"]
     assert status_names(pr(merged_at="2025-05-01T12:00:00Z", state="closed")) == ["pr_merged"]
     assert status_names(pr(state="closed")) == ["pr_closed"]
+    assert status_names(legacy_pr(state="closed")) == ["pr_closed_unknown"]
+    assert status_names(legacy_pr(state="closed", state_reason="not_planned")) == ["pr_not_planned"]
+    assert status_names(legacy_pr()) == ["pr_open"]
 
 
 def test_status_map_overrides_first_name_found() -> None:
@@ -181,7 +203,9 @@ def test_error_for_status() -> None:
     limited = error_for_status(403, {"retry-after": "3"}, "", "o/r", NOW)
     assert isinstance(limited, RetriableError) and limited.retry_after == 3.0
     forbidden = error_for_status(403, {}, "Must have admin rights", "o/r", NOW)
-    assert isinstance(forbidden, FatalError) and "admin rights" in str(forbidden)
+    assert isinstance(forbidden, RepositoryLost) and "admin rights" in str(forbidden)
+    assert forbidden.repo == "o/r" and "403" in forbidden.reason
+    assert not isinstance(error_for_status(403, {}, "Forbidden", None, NOW), RepositoryLost)
     assert isinstance(error_for_status(502, {}, "", "o/r", NOW), RetriableError)
     assert isinstance(error_for_status(410, {}, "Issues are disabled", "o/r", NOW), FatalError)
     assert isinstance(error_for_status(422, {}, "Validation Failed", "o/r", NOW), FatalError)

@@ -16,6 +16,7 @@ from connectors.http import parse_time as parse_jira_time
 from connectors.jira import (
     FieldIds,
     JiraConfig,
+    ProjectNotFound,
     adf_to_text,
     convert_error,
     jira_priority,
@@ -92,16 +93,21 @@ def test_strip_order_by(jql: str, stripped: str) -> None:
     assert strip_order_by(jql) == stripped
 
 
+@pytest.mark.parametrize("jql", ["order by key", "  ORDER BY created DESC ", "ORDER\nBY key"])
+def test_a_jql_that_is_only_an_order_by_is_refused(jql: str) -> None:
+    """Unbounded: Jira Cloud's search/jql refuses it (its OpenAPI: "requires a bounded query")."""
+    with pytest.raises(ValidationError, match="no search restriction"):
+        JiraConfig(**BASE, jql=jql)
+
+
 def test_scope_and_search_jql() -> None:
     projects = JiraConfig(**BASE, projects=["A", 'B"'])
     assert scope_jql(projects) == 'project in ("A", "B\\"")'
     admin = JiraConfig(**BASE, jql="project = A OR project = B order by key")
     assert scope_jql(admin) == "(project = A OR project = B)"
-    assert scope_jql(JiraConfig(**BASE, jql="order by key")) == ""
     assert search_jql("(x = 1)", "2025-05-01 10:00") == (
         '(x = 1) AND updated >= "2025-05-01 10:00" ORDER BY updated ASC, key ASC'
     )
-    assert search_jql("", None) == "ORDER BY updated ASC, key ASC"
     assert search_jql("", "2025-05-01 10:00", order="key ASC") == (
         'updated >= "2025-05-01 10:00" ORDER BY key ASC'
     )
@@ -385,6 +391,18 @@ def test_convert_error_classes() -> None:
     assert isinstance(convert_error(_jira_error(401), "x"), FatalError)
     bad_jql = convert_error(_jira_error(400, text="Field 'x' does not exist"), "searching")
     assert isinstance(bad_jql, FatalError) and "Field 'x' does not exist" in str(bad_jql)
+    assert not isinstance(bad_jql, ProjectNotFound)
+    said = (
+        "The value 'NOPE' does not exist for the field 'project'. "
+        "The value 'it's' does not exist for the field 'project'."
+    )
+    gone = convert_error(_jira_error(400, text=said), "searching")
+    assert isinstance(gone, ProjectNotFound) and gone.projects == ["NOPE", "it's"]
+    assert "'NOPE'" in gone.reason and "does not exist" in str(gone)
+    status = convert_error(
+        _jira_error(400, text="The value 'X' does not exist for the field 'status'."), "s"
+    )
+    assert not isinstance(status, ProjectNotFound)
     limited = convert_error(_jira_error(429, {"Retry-After": "7"}), "x")
     assert isinstance(limited, RetriableError) and limited.retry_after == 7
     busy = convert_error(_jira_error(503, {"Retry-After": "2"}), "x")

@@ -9,14 +9,18 @@ import pytest
 
 from connectors.base import ConnectorError, FatalError, RetriableError, Status
 from connectors.linear import (
+    Budget,
+    budget_wait,
     classify_response,
     format_time,
     map_issue,
     map_issue_status,
     map_nodes,
     map_priority,
+    map_story_points,
     parse_time,
     rate_limit_wait,
+    read_budgets,
 )
 
 NOW = 1_750_000_000.0  # epoch seconds used as "now"
@@ -65,6 +69,28 @@ def test_map_issue_from_the_notes_example() -> None:
 )
 def test_priority_scale(linear: Any, ours: int) -> None:
     assert map_priority(linear) == ours
+
+
+@pytest.mark.parametrize(
+    ("estimate", "points"),
+    [
+        (0.5, 1),  # half up, as the Jira and Azure DevOps connectors round (not half to even)
+        (1.5, 2),
+        (2.5, 3),
+        (2.4, 2),
+        (2.6, 3),
+        (3, 3),
+        (0, 0),
+        (None, None),
+        (float("nan"), None),
+        (float("inf"), None),
+        (True, None),
+        ("3", None),  # Linear's estimate is a Float: text is not one
+    ],
+)
+def test_story_points_round_half_up_like_the_other_connectors(estimate: Any, points: Any) -> None:
+    assert map_story_points(estimate) == points
+    assert map_issue(node(estimate=estimate), scope="ENG", overrides={}).story_points == points
 
 
 def test_completed_at_falls_back_to_canceled_at_and_trash_is_removed() -> None:
@@ -226,6 +252,23 @@ def test_forbidden_validation_and_transient_graphql_errors() -> None:
         classify(400, err("INTERNAL_SERVER_ERROR", "internal error"))
 
 
+def test_a_query_too_complex_is_fatal_and_says_its_complexity() -> None:
+    # Linear's answer to a query above 10,000 points (seen in public bug reports)
+    body = err(
+        "INPUT_ERROR",
+        "invalid input",
+        message="Query too complex",
+        statusCode=400,
+        userError=True,
+        userPresentableMessage=(
+            "The query is too complex. Complexity: 12304.999999999998. "
+            "Maximum allowed complexity: 10000."
+        ),
+    )
+    with pytest.raises(FatalError, match=r"Complexity: 12304\.9+8\. Maximum allowed complexity"):
+        classify(400, body)
+
+
 def test_http_failures() -> None:
     with pytest.raises(RetriableError) as info:
         classify(503, None, {"Retry-After": "3"})
@@ -240,3 +283,82 @@ def test_http_failures() -> None:
         classify(200, {"data": "nope"})
     with pytest.raises(ConnectorError):
         classify(200, ["not", "an", "object"])
+
+
+def ms(seconds_from_now: float) -> str:
+    return str(int((NOW + seconds_from_now) * 1000))
+
+
+def test_rate_limited_by_an_endpoint_limit_waits_for_that_endpoint() -> None:
+    # Linear's query- and mutation-specific limits: the global budgets are fine, the endpoint's
+    # is spent. Waiting for the global reset (an hour off) would give up; the endpoint's is near.
+    headers = {
+        "X-RateLimit-Requests-Remaining": "4000",
+        "X-RateLimit-Requests-Reset": ms(3000),
+        "X-RateLimit-Complexity-Remaining": "200000",
+        "X-RateLimit-Complexity-Reset": ms(3000),
+        "X-RateLimit-Endpoint-Requests-Limit": "2",
+        "X-RateLimit-Endpoint-Requests-Remaining": "0",
+        "X-RateLimit-Endpoint-Requests-Reset": ms(20),
+        "X-RateLimit-Endpoint-Name": "issues",
+    }
+    assert rate_limit_wait(headers, NOW) == pytest.approx(20, abs=0.01)
+
+
+def test_rate_limited_by_complexity_waits_for_the_complexity_reset() -> None:
+    # Linear refuses a query that costs more than the points left, even when some are left.
+    headers = {
+        "X-RateLimit-Requests-Remaining": "4000",
+        "X-RateLimit-Requests-Reset": ms(3000),
+        "X-RateLimit-Complexity-Remaining": "500",
+        "X-RateLimit-Complexity-Reset": ms(30),
+    }
+    assert rate_limit_wait(headers, NOW, cost=2840) == pytest.approx(30, abs=0.01)
+    assert rate_limit_wait(headers, NOW) == pytest.approx(3000, abs=0.01)  # cost unknown
+
+
+def test_read_budgets_keeps_each_bucket_and_names_the_endpoint() -> None:
+    headers = {
+        "x-ratelimit-requests-limit": "5000",  # any case
+        "x-ratelimit-requests-remaining": "12",
+        "x-ratelimit-requests-reset": ms(60),
+        "X-RateLimit-Complexity-Remaining": "900",
+        "X-RateLimit-Complexity-Reset": ms(90),
+        "X-RateLimit-Endpoint-Requests-Remaining": "1",
+        "X-RateLimit-Endpoint-Requests-Reset": ms(5),
+    }
+    found = read_budgets(headers, roots=("issues",))
+    assert found["requests"] == Budget(12, NOW + 60, 5000)
+    assert found["complexity"] == Budget(900, NOW + 90, None)
+    assert found["endpoint:issues"] == Budget(1, NOW + 5, None)  # no name: the query's roots
+    named = read_budgets({**headers, "X-RateLimit-Endpoint-Name": "issue"}, roots=("issues",))
+    assert set(named) == {"requests", "complexity", "endpoint:issue"}
+    assert read_budgets({"X-RateLimit-Requests-Remaining": "3"}) == {}  # no reset: no bucket
+
+
+def wait_for(budgets: dict[str, Budget], cost: float = 100, roots: tuple[str, ...] = ("issues",)):
+    return budget_wait(budgets, cost=cost, roots=roots, now=NOW, pace_below=10)
+
+
+def test_budget_wait_before_a_request() -> None:
+    plenty = Budget(4000, NOW + 3000)
+    assert wait_for({"requests": plenty, "complexity": Budget(250_000, NOW + 3000)}) is None
+    # the query's cost does not fit the complexity left: wait for its reset
+    spent = wait_for({"requests": plenty, "complexity": Budget(99, NOW + 30)})
+    assert spent is not None and spent.spent and spent.seconds == pytest.approx(30)
+    assert spent.reason == "linear complexity budget low"
+    # five pages' worth left: spread them over the time to the reset (1/6 each)
+    paced = wait_for({"complexity": Budget(500, NOW + 60)})
+    assert paced is not None and not paced.spent and paced.seconds == pytest.approx(10)
+    # requests: no request left
+    assert wait_for({"requests": Budget(0, NOW + 42)}).seconds == pytest.approx(42)
+    # an endpoint's own limit counts for queries to that endpoint only
+    endpoint = {"endpoint:issues": Budget(0, NOW + 7)}
+    assert wait_for(endpoint).seconds == pytest.approx(7)
+    assert wait_for(endpoint).reason == "linear issues endpoint budget low"
+    assert wait_for(endpoint, roots=("viewer", "teams")) is None
+    # a reset already passed is a refilled bucket; several buckets: the longest wait
+    assert wait_for({"requests": Budget(0, NOW - 1)}) is None
+    both = wait_for({"requests": Budget(0, NOW + 5), "endpoint:issues": Budget(0, NOW + 8)})
+    assert both.seconds == pytest.approx(8) and both.bucket == "endpoint:issues"
+    assert wait_for({"requests": Budget(None, NOW + 5)}) is None  # remaining unknown

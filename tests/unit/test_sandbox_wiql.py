@@ -118,11 +118,36 @@ def test_parse_returns_the_selected_fields_and_the_order() -> None:
     assert all(parsed.where(row) for row in ROWS)  # no WHERE: everything
 
 
-def test_every_known_field_has_exactly_one_type() -> None:
-    groups = [wiql.DATE_FIELDS, wiql.INT_FIELDS, wiql.NUMBER_FIELDS, wiql.STRING_FIELDS]
+def test_every_known_field_has_exactly_one_type_and_a_friendly_name() -> None:
+    groups = [
+        wiql.DATE_FIELDS,
+        wiql.INT_FIELDS,
+        wiql.NUMBER_FIELDS,
+        wiql.STRING_FIELDS,
+        wiql.IDENTITY_FIELDS,
+    ]
     assert sum(len(g) for g in groups) == len(wiql.KNOWN_FIELDS)
     assert "System.ChangedDate" in wiql.DATE_FIELDS
     assert "System.Id" in wiql.INT_FIELDS
+    assert "System.AssignedTo" in wiql.IDENTITY_FIELDS
+    assert set(wiql.FIELD_NAMES) == wiql.KNOWN_FIELDS
+    assert len(set(wiql.FIELD_NAMES.values())) == len(wiql.FIELD_NAMES)
+
+
+def test_fields_by_friendly_name_or_reference_name_without_case() -> None:
+    # The published spec's own example: "... AND [State] <> 'Closed' ... order by
+    # [Microsoft.VSTS.Common.Priority] asc, [System.CreatedDate] desc".
+    parsed = wiql.parse(
+        "Select [System.Id], [System.Title], [System.State] From WorkItems Where "
+        "[System.WorkItemType] = 'Task' AND [State] <> 'Closed' AND [State] <> 'Removed' "
+        "order by [Microsoft.VSTS.Common.Priority] asc, [System.CreatedDate] desc"
+    )
+    assert parsed.fields == ["System.Id", "System.Title", "System.State"]
+    assert parsed.order == [("Microsoft.VSTS.Common.Priority", False), ("System.CreatedDate", True)]
+    assert where("[work item type] = 'bug'") == [2]
+    assert where("[system.title] = 'alpha'") == [1]
+    assert wiql.field_reference("Changed Date") == "System.ChangedDate"
+    assert wiql.field_reference("Nope") is None
 
 
 # -- conditions -------------------------------------------------------------------------------
@@ -131,6 +156,48 @@ def test_strings_compare_without_case_and_quotes_escape_by_doubling() -> None:
     assert where("[System.Title] <> 'alpha'") == [2, 3, 4]
     rows = [item(7, "it's"), item(8, "its")]
     assert ids(f"{SELECT} WHERE [System.Title] = 'It''s'", rows) == [7]
+
+
+JAMAL = {"displayName": "Jamal Hartnett", "uniqueName": "fabrikamfiber4@hotmail.com"}
+CHRISTIE = {"displayName": "Christie Church", "uniqueName": "fabrikamfiber1@hotmail.com"}
+
+
+def test_identity_fields_match_display_name_unique_name_or_both() -> None:
+    rows = [
+        item(1, "a", AssignedTo=JAMAL),
+        item(2, "b", AssignedTo=CHRISTIE),
+        item(3, "c"),  # unassigned: the field is absent
+        item(4, "d", AssignedTo="Jamal Hartnett <fabrikamfiber4@hotmail.com>"),  # older servers
+    ]
+
+    def match(condition: str) -> list[int]:
+        return sorted(ids(f"{SELECT} WHERE {condition}", rows))
+
+    assert match("[System.AssignedTo] = 'Jamal Hartnett'") == [1, 4]
+    assert match("[Assigned To] = 'FABRIKAMFIBER4@hotmail.com'") == [1, 4]
+    assert match("[System.AssignedTo] = 'Jamal Hartnett <fabrikamfiber4@hotmail.com>'") == [1, 4]
+    assert match("[System.AssignedTo] <> 'Jamal Hartnett'") == [2, 3]
+    assert match("[System.AssignedTo] IN ('Christie Church', 'nobody')") == [2]
+    assert match("[System.AssignedTo] NOT IN ('Christie Church')") == [1, 3, 4]
+    order = ids(f"{SELECT} ORDER BY [System.AssignedTo] DESC, [System.Id]", rows)
+    assert order == [1, 4, 2, 3]  # by display name; unassigned first ascending, last here
+
+
+def test_identity_texts() -> None:
+    assert wiql.identity_names(JAMAL) == {
+        "jamal hartnett",
+        "fabrikamfiber4@hotmail.com",
+        "jamal hartnett <fabrikamfiber4@hotmail.com>",
+    }
+    assert wiql.identity_names("Jamal Hartnett <x@y>") == {
+        "jamal hartnett <x@y>",
+        "jamal hartnett",
+        "x@y",
+    }
+    assert wiql.identity_names(None) == frozenset()
+    assert wiql.identity_display("Jamal Hartnett <x@y>") == "Jamal Hartnett"
+    assert wiql.identity_display(JAMAL) == "Jamal Hartnett"
+    assert wiql.identity_display(3) is None
 
 
 def test_in_and_not_in() -> None:

@@ -408,7 +408,9 @@ def register(sub: Subparsers) -> None:
         "--config",
         required=True,
         metavar="JSON|@FILE",
-        help="the integration's config (@- reads stdin)",
+        help="the integration's config (@- reads stdin). Common keys: token_env | token_file |"
+        " token, status_map, start_date (YYYY-MM-DD: only items updated since then); the"
+        " tracker's own keys are in the README",
     )
     q.add_argument("--name", metavar="TEXT", help="a display name")
     q.add_argument("--interval", type=interval, default=300, metavar="SECONDS")

@@ -22,6 +22,7 @@ from pydantic import SecretStr, ValidationError
 from connectors.azure_devops import AzureDevOpsConfig, AzureDevOpsConnector
 from connectors.base import ConnectorContext, FatalError, Page, RetriableError, Status
 from connectors.sandbox.azure_devops import AzureDevOpsSandbox
+from tests.conformance import checker
 from tests.integration.connectors.contract import (
     PLANTED_TOKEN,
     ConnectorContract,
@@ -29,6 +30,9 @@ from tests.integration.connectors.contract import (
     items_of,
 )
 
+#: The endpoints the connector may call, as Microsoft's published spec describes them
+#: (tests/conformance/azure_devops.json): every request of every test here is checked against it.
+ADO_API = checker.load("azure_devops")
 PAGE = 5  # batch_size in tests: "several pages" with a handful of items
 TOP = 7  # wiql_top in tests: the contract's larger seeds need more than one WIQL window
 
@@ -91,6 +95,25 @@ class AdoHarness:
 # tmp_path (AZURE_DEVOPS_CACHE_DIR is read once, at the SDK's import).
 @pytest.fixture
 def sandbox() -> Iterator[AzureDevOpsSandbox]:
+    """A sandbox whose request log must conform to the published API when the test ends (a
+    method, path, query parameter or body field the description does not allow fails it), and
+    whose answers must have the shapes the description gives them."""
+    answers: list[checker.Violation] = []
+    with AzureDevOpsSandbox(token=PLANTED_TOKEN) as server:
+        assert isinstance(server, AzureDevOpsSandbox)
+        server.response_hook = lambda request, response: answers.extend(
+            checker.check_response(ADO_API, request, response.status, response.body)
+        )
+        yield server
+    checker.assert_conforms(ADO_API, server.requests)
+    assert not answers, "sandbox answers off the published shape:\n" + "\n".join(
+        str(v) for v in answers[:20]
+    )
+
+
+@pytest.fixture
+def off_spec_sandbox() -> Iterator[AzureDevOpsSandbox]:
+    """A sandbox for tests that send what the service refuses on purpose (not checked)."""
     with AzureDevOpsSandbox(token=PLANTED_TOKEN) as server:
         assert isinstance(server, AzureDevOpsSandbox)
         yield server
@@ -420,6 +443,9 @@ async def test_a_scope_target_that_does_not_exist_is_fatal_and_named(
     harness.seed(3, start=DAY, step=timedelta(minutes=1))
     connector = harness.connector(**config)
     try:
+        if "work_item_types" in config and call != "check":
+            await _a_missing_type_is_a_lost_scope(connector, call)
+            return
         with pytest.raises(FatalError, match=named):
             if call == "check":
                 await connector.check()
@@ -429,6 +455,37 @@ async def test_a_scope_target_that_does_not_exist_is_fatal_and_named(
                 [i async for batch in connector.all_ids() for i in batch]
     finally:
         await connector.aclose()
+
+
+async def _a_missing_type_is_a_lost_scope(connector: AzureDevOpsConnector, call: str) -> None:
+    """While syncing, a type that does not exist (any more) is a lost scope: the other types
+    are read, the sweep never takes it for deletions, and the run fails naming it."""
+    story, storey = "My Project/*/User Story", "My Project/*/Storey"
+    if call == "changes":
+        pages = await collect(connector)
+        assert [dict(p.lost) for p in pages if p.lost] == [
+            {storey: "project 'My Project' has no work item type 'Storey' (any more):"
+             " fix work_item_types"}
+        ]  # fmt: skip
+        assert len(items_of(pages)) == 3 and {i.scope for i in items_of(pages)} == {story}
+    else:
+        parts = [part async for part in connector.all_ids()]
+        assert [(p.scope, list(p.ids)) for p in parts if p.lost] == [(storey, [])]
+        assert sum(len(p) for p in parts if p.scope == story) == 3
+
+
+async def test_check_passes_on_a_project_too_big_for_one_query(harness: AdoHarness) -> None:
+    # A server that counts matches before $top refuses check()'s $top=1 query (VS402337) on a
+    # big project: the query ran, so the PAT, the project and the area path are fine.
+    sandbox = harness.sandbox
+    sandbox.cap_ignores_top, sandbox.wiql_cap = True, 3
+    harness.seed(5, start=DAY, step=timedelta(minutes=1))
+    connector = harness.connector(work_item_types=["User Story"])
+    try:
+        await connector.check()
+    finally:
+        await connector.aclose()
+    assert sandbox.wiql_refusals == 1
 
 
 async def test_401_says_the_pat_was_rejected(harness: AdoHarness) -> None:
@@ -647,6 +704,90 @@ async def test_all_ids_windows_past_top(harness: AdoHarness) -> None:
     assert queries[1].endswith("AND [System.Id] > 7 ORDER BY [System.Id] ASC")
 
 
+async def test_all_ids_window_adapts_after_a_refusal(harness: AdoHarness) -> None:
+    # A server that counts matches before $top, with a cap of 25: the listing must narrow its
+    # id window once and then carry on from the size that fitted (growing it again), not
+    # bisect down from 2^31 after every refusal (that made 189 refused queries here).
+    sandbox = harness.sandbox
+    sandbox.cap_ignores_top, sandbox.wiql_cap = True, 25
+    ids = sandbox.add_items_fast((f"I {n}", DAY + timedelta(minutes=n)) for n in range(130))
+    connector = harness.connector(wiql_top=20)
+    try:
+        listed = [i async for batch in connector.all_ids() for i in batch]
+    finally:
+        await connector.aclose()
+    assert listed == [sandbox.external_id(i) for i in ids]
+    # The whole range, refused, drops to a window of $top ids (it cannot match more than
+    # $top items); each window that fits is followed by one twice as wide, refused while
+    # the ids are this dense: (20,60], (40,80], (60,100], (80,120], (100,140]. Then (120,160]
+    # fits (10 ids), (160,240] is empty and the open-ended rest ends the listing.
+    assert sandbox.wiql_refusals == 6
+    assert len(wiql_texts(sandbox)) == 6 + 9
+
+
+async def test_all_ids_window_grows_through_sparse_ids(harness: AdoHarness) -> None:
+    # The scope's items are a few among many of another project (ids are per organization):
+    # after the first refusal the id window doubles while it fits, so a sparse scope takes a
+    # handful of queries, not one per $top ids; past the last id, the open-ended rest ends it.
+    sandbox = harness.sandbox
+    sandbox.add_project("Other")
+    sandbox.cap_ignores_top, sandbox.wiql_cap = True, 25
+    ours: list[int] = []
+    for n in range(2_000):
+        if n % 50 == 0:
+            ours.append(sandbox.add_item(f"ours {n}", changed=DAY))
+        else:
+            sandbox.add_item(f"theirs {n}", changed=DAY, project="Other")
+    connector = harness.connector(wiql_top=20)
+    try:
+        listed = [i async for batch in connector.all_ids() for i in batch]
+    finally:
+        await connector.aclose()
+    assert listed == [sandbox.external_id(i) for i in ours]
+    # 40 of ours: the open-ended query is refused once; windows of 20, 40, ... 1,280 ids fit
+    # (at most 14 of ours each), the next one is empty, the open-ended rest is empty too.
+    assert sandbox.wiql_refusals == 1
+    assert len(wiql_texts(sandbox)) == 1 + 7 + 1 + 1
+
+
+async def test_requests_conform_to_the_published_api(harness: AdoHarness) -> None:
+    # Every endpoint the connector uses, with area path and types, windows and a refusal: the
+    # log is checked against tests/conformance/azure_devops.json (the fixture checks it again).
+    sandbox = harness.sandbox
+    sandbox.add_area("My Project\\Web")
+    sandbox.cap_ignores_top, sandbox.wiql_cap = True, 4
+    for n in range(12):
+        sandbox.add_item(
+            f"W {n}",
+            changed=DAY + timedelta(minutes=n),
+            work_item_type=("User Story", "Bug")[n % 2],
+            area_path="My Project\\Web",
+        )
+    connector = harness.connector(
+        area_path="My Project\\Web", work_item_types=["User Story", "Bug"]
+    )
+    try:
+        await connector.check()
+        assert len(items_of(await collect(connector))) == 12
+        assert sum([len(p) async for p in connector.all_ids()]) == 12
+    finally:
+        await connector.aclose()
+    log = list(sandbox.requests)
+    assert {checker.operation(ADO_API, r) for r in log} >= {
+        "Wiql_Query By Wiql",
+        "Work Items_Get Work Items Batch",
+        "Work Item Type States_List",
+    }
+    checker.assert_conforms(ADO_API, log)
+    assert sandbox.wiql_refusals > 0
+    # The same log with one body field the spec does not have is refused, naming it.
+    batch = next(r for r in log if r.path.endswith("/workItemsBatch"))
+    body = {**batch.json(), "top": 5}
+    drifted = replace(batch, body=json.dumps(body).encode())
+    with pytest.raises(AssertionError, match=r"body\.top: a field the description does not have"):
+        checker.assert_conforms(ADO_API, [*log, drifted])
+
+
 def test_demo_seed_and_config(tmp_path: Path) -> None:
     with AzureDevOpsSandbox(token="demo-token") as sandbox:
         assert isinstance(sandbox, AzureDevOpsSandbox)
@@ -658,6 +799,7 @@ def test_demo_seed_and_config(tmp_path: Path) -> None:
             integration_id="demo", token=config.token, cache_dir=tmp_path, max_retries=1
         )
         got = items_of(asyncio.run(collect(AzureDevOpsConnector(config, ctx))))
+    checker.assert_conforms(ADO_API, sandbox.requests)
     statuses = {i.status for i in got}
     assert len(got) == len(sandbox.items)
     assert statuses == set(Status)
@@ -686,7 +828,8 @@ def _post(sandbox: AzureDevOpsSandbox, path: str, body: Any, token: str = PLANTE
         return exc.code, json.loads(raw) if raw.startswith(b"{") else raw.decode()
 
 
-def test_sandbox_refuses_what_ado_refuses(sandbox: AzureDevOpsSandbox) -> None:
+def test_sandbox_refuses_what_ado_refuses(off_spec_sandbox: AzureDevOpsSandbox) -> None:
+    sandbox = off_spec_sandbox
     sandbox.wiql_cap = 3
     for n in range(5):
         sandbox.add_item(f"S {n}", changed=DAY + timedelta(minutes=n))
@@ -720,3 +863,135 @@ def test_sandbox_refuses_what_ado_refuses(sandbox: AzureDevOpsSandbox) -> None:
     assert body["value"][0]["fields"] == {"System.Title": "S 0"}
     status, body = _post(sandbox, "workItemsBatch", {"ids": [1]}, token="wrong")
     assert status == 401
+
+
+IDENTITY_REF_KEYS = {"displayName", "url", "_links", "id", "uniqueName", "imageUrl", "descriptor"}
+
+
+def test_sandbox_wiql_answer_has_the_published_shape(sandbox: AzureDevOpsSandbox) -> None:
+    # WorkItemQueryResult (wit 7.0/7.1 workItemTracking.json) and its example
+    # (httpExamples/wiql/GET__wit_get_id_workitems.json): the columns are the SELECT list and
+    # the sortColumns the ORDER BY, each a WorkItemFieldReference (referenceName, name, url).
+    sandbox.now = lambda: DAY + timedelta(hours=12, milliseconds=617)
+    for n in range(3):
+        sandbox.add_item(f"S {n}", changed=DAY + timedelta(minutes=n))
+    query = (
+        "SELECT [System.Id], [System.Title], [State] FROM WorkItems "
+        "WHERE [System.TeamProject] = @project "
+        "ORDER BY [System.ChangedDate] DESC, [System.Id] ASC"
+    )
+    status, body = _post(sandbox, "wiql?timePrecision=true&$top=2", {"query": query})
+    assert status == 200
+    fields = f"{sandbox.organization_url}/_apis/wit/fields"
+    assert body == {
+        "queryType": "flat",
+        "queryResultType": "workItem",
+        "asOf": "2025-05-01T12:00:00.617Z",
+        "columns": [
+            {"referenceName": "System.Id", "name": "ID", "url": f"{fields}/System.Id"},
+            {"referenceName": "System.Title", "name": "Title", "url": f"{fields}/System.Title"},
+            {"referenceName": "System.State", "name": "State", "url": f"{fields}/System.State"},
+        ],
+        "sortColumns": [
+            {
+                "field": {
+                    "referenceName": "System.ChangedDate",
+                    "name": "Changed Date",
+                    "url": f"{fields}/System.ChangedDate",
+                },
+                "descending": True,
+            },
+            {
+                "field": {"referenceName": "System.Id", "name": "ID", "url": f"{fields}/System.Id"},
+                "descending": False,
+            },
+        ],
+        "workItems": [
+            {"id": i, "url": f"{sandbox.organization_url}/_apis/wit/workItems/{i}"} for i in (3, 2)
+        ],
+    }
+    # Without ORDER BY there is nothing to sort by: no sortColumns (as a real answer quoted on
+    # Microsoft's Tech Community shows; the spec marks no property required).
+    status, body = _post(sandbox, "wiql", {"query": "SELECT [System.Id] FROM WorkItems"})
+    assert status == 200 and "sortColumns" not in body and len(body["workItems"]) == 3
+
+
+def test_sandbox_identity_fields_are_identity_refs(sandbox: AzureDevOpsSandbox) -> None:
+    # System.AssignedTo / CreatedBy / ChangedBy are IdentityRef objects (wit 7.1
+    # httpExamples/workItems/GET__wit_WorkItems_id.json); every item has a creator and a last
+    # changer; an unassigned item has no AssignedTo at all.
+    assigned = sandbox.add_item(
+        "mine",
+        changed=DAY,
+        fields={"System.AssignedTo": "Jamal Hartnett <fabrikamfiber4@hotmail.com>"},
+    )
+    unassigned = sandbox.add_item("nobody's", changed=DAY + timedelta(minutes=1))
+    sandbox.update_item(
+        unassigned,
+        changed=DAY + timedelta(minutes=2),
+        state="Active",
+        fields={"System.ChangedBy": "Christie Church <fabrikamfiber1@hotmail.com>"},
+    )
+    status, body = _post(sandbox, "workItemsBatch", {"ids": [assigned, unassigned]})
+    assert status == 200
+    first, second = (w["fields"] for w in body["value"])
+    assert first["System.Rev"] == body["value"][0]["rev"] == 1
+    jamal = first["System.AssignedTo"]
+    assert set(jamal) == IDENTITY_REF_KEYS
+    assert jamal["displayName"] == "Jamal Hartnett"
+    assert jamal["uniqueName"] == "fabrikamfiber4@hotmail.com"
+    assert jamal["_links"] == {"avatar": {"href": jamal["_links"]["avatar"]["href"]}}
+    assert jamal["descriptor"] in jamal["_links"]["avatar"]["href"]
+    assert jamal["id"] in jamal["url"] and jamal["id"] in jamal["imageUrl"]
+    for fields in (first, second):
+        assert set(fields["System.CreatedBy"]) == IDENTITY_REF_KEYS
+        assert set(fields["System.ChangedBy"]) == IDENTITY_REF_KEYS
+    assert "System.AssignedTo" not in second
+    assert second["System.ChangedBy"]["displayName"] == "Christie Church"
+    assert second["System.CreatedBy"] == first["System.CreatedBy"]  # the sandbox's own user
+    # WIQL compares an identity with its display name, its unique name or both.
+    select = "SELECT [System.Id] FROM WorkItems WHERE [System.AssignedTo] = "
+    for who in ("Jamal Hartnett", "fabrikamfiber4@hotmail.com"):
+        status, body = _post(sandbox, "wiql", {"query": f"{select}'{who}'"})
+        assert [w["id"] for w in body["workItems"]] == [assigned]
+    # An older server (TFS 2018, api-version 4.1 examples) sends "Name <unique name>" text.
+    sandbox.identities_as_strings = True
+    status, body = _post(
+        sandbox, "workItemsBatch", {"ids": [assigned], "fields": ["System.AssignedTo"]}
+    )
+    assert body["value"][0]["fields"] == {
+        "System.AssignedTo": "Jamal Hartnett <fabrikamfiber4@hotmail.com>"
+    }
+
+
+@pytest.mark.parametrize("as_strings", [False, True], ids=["IdentityRef", "text"])
+async def test_identity_fields_are_read_as_objects_or_text(
+    harness: AdoHarness, as_strings: bool
+) -> None:
+    # The connector maps no identity field to a column: an IdentityRef (or an older server's
+    # text) changes nothing but the raw item it keeps.
+    sandbox = harness.sandbox
+    sandbox.identities_as_strings = as_strings
+    mine = sandbox.add_item(
+        "mine",
+        changed=DAY,
+        fields={
+            "System.AssignedTo": "Jamal Hartnett <fabrikamfiber4@hotmail.com>",
+            "Microsoft.VSTS.Common.Priority": 1,
+        },
+    )
+    sandbox.update_item(mine, changed=DAY + timedelta(hours=1), state="Active", tags="Blocked")
+    other = sandbox.add_item(
+        "other", changed=DAY + timedelta(hours=2), fields={"Microsoft.VSTS.Common.Priority": 3}
+    )
+    got = {i.external_key: i for i in items_of(await sync(harness.connector()))}
+    assert got[str(mine)].status is Status.BLOCKED and got[str(mine)].priority == 4
+    assert got[str(other)].status is Status.QUEUED and got[str(other)].priority == 2
+    assigned = got[str(mine)].raw["fields"]["System.AssignedTo"]
+    if as_strings:
+        assert assigned == "Jamal Hartnett <fabrikamfiber4@hotmail.com>"
+    else:
+        assert set(assigned) == IDENTITY_REF_KEYS
+        assert assigned["displayName"] == "Jamal Hartnett"
+        assert assigned["_links"]["avatar"]["href"].startswith(sandbox.organization_url)
+    assert "System.AssignedTo" not in got[str(other)].raw["fields"]

@@ -25,6 +25,7 @@ from connectors.base import (
 )
 from connectors.github import GitHubConfig, GitHubConnector
 from connectors.sandbox.github import GitHubSandbox
+from tests.conformance import checker
 from tests.integration.connectors.contract import (
     PLANTED_TOKEN,
     T0,
@@ -90,8 +91,36 @@ class GitHubHarness:
         return GitHubConnector(GitHubConfig(**settings), ctx)
 
 
+#: GitHub's published REST API, for the endpoints the connector calls
+#: (tests/conformance/github.json): every request of every test here is checked against it.
+GITHUB_API = checker.load("github")
+
+
 @pytest.fixture
 def harness(tmp_path: Path) -> Iterator[GitHubHarness]:
+    """A harness whose sandbox's request log must conform to the published API when the test
+    ends, and whose successful answers must have the shapes the description gives them."""
+    answers: list[checker.Violation] = []
+    sandbox = GitHubSandbox(token=PLANTED_TOKEN, repos=[REPO])
+    sandbox.timeout_stall = 2.0
+    sandbox.response_hook = lambda request, response: answers.extend(
+        checker.check_response(GITHUB_API, request, response.status, response.body)
+    )
+    sandbox.start()
+    try:
+        yield GitHubHarness(sandbox, tmp_path)
+    finally:
+        sandbox.stop()
+    checker.assert_conforms(GITHUB_API, sandbox.requests)
+    assert not answers, "sandbox answers off the published shape:\n" + "\n".join(
+        str(v) for v in answers[:20]
+    )
+
+
+@pytest.fixture
+def off_spec_harness(tmp_path: Path) -> Iterator[GitHubHarness]:
+    """For tests that send, or make the sandbox answer, what the published API does not allow
+    on purpose (malformed items, per-issue GETs): not checked."""
     sandbox = GitHubSandbox(token=PLANTED_TOKEN, repos=[REPO])
     sandbox.timeout_stall = 2.0
     sandbox.start()
@@ -170,6 +199,34 @@ async def test_pull_requests_on_request_with_their_statuses(harness: GitHubHarne
     assert got["plain"].started_at is None
 
 
+async def test_a_merged_pull_request_without_merged_at_is_not_cancelled(
+    harness: GitHubHarness,
+) -> None:
+    """Older GitHub Enterprise Server lists PRs without `pull_request.merged_at` (optional in
+    GitHub's OpenAPI `issue` schema): a merged PR must not map to cancelled; a closed one is
+    cancelled only when `state_reason` says so."""
+    ids = _seed_prs(harness.sandbox)
+    harness.sandbox.update(
+        ids["closed pr"], at=T0 + timedelta(minutes=5), state_reason="not_planned"
+    )
+    harness.sandbox.legacy_pull_requests = True
+    connector = harness.connector(include_pull_requests=True)
+    try:
+        pages = await collect(connector)
+    finally:
+        await connector.aclose()
+    got = {i.title: i for i in items_of(pages)}
+    assert all("merged_at" not in i.raw["pull_request"] for i in got.values() if "pr" in i.title)
+    assert {t: i.status for t, i in got.items()} == {
+        "plain": Status.QUEUED,
+        "open pr": Status.PR_READY,
+        "draft pr": Status.IN_PROGRESS,
+        "merged pr": Status.COMPLETED,
+        "closed pr": Status.CANCELLED,
+    }
+    assert got["merged pr"].completed_at == T0 + timedelta(minutes=3)  # its closed_at
+
+
 async def test_no_request_per_issue(harness: GitHubHarness) -> None:
     """Items are read from the list JSON only: `issue.pull_request` / `issue.raw_data` on a
     list item would each cost a GET /repos/o/r/issues/N, and the sandbox logs those."""
@@ -191,8 +248,9 @@ async def test_no_request_per_issue(harness: GitHubHarness) -> None:
         assert len(urls) == 9, urls
 
 
-async def test_sandbox_would_catch_a_per_issue_get(harness: GitHubHarness) -> None:
+async def test_sandbox_would_catch_a_per_issue_get(off_spec_harness: GitHubHarness) -> None:
     """Guard for the test above: reading the PyGithub property does hit the sandbox."""
+    harness = off_spec_harness
     from github import Auth, Github
 
     harness.sandbox.add_issue(REPO, "plain", updated_at=T0)
@@ -261,20 +319,23 @@ async def test_secondary_rate_limit_honours_retry_after(harness: GitHubHarness) 
     assert harness.waits and harness.waits[0][1] == 1.0
 
 
-async def test_plain_403_is_fatal(harness: GitHubHarness) -> None:
+async def test_plain_403_loses_the_repository_and_is_not_retried(harness: GitHubHarness) -> None:
     harness.seed(1, start=T0, step=timedelta(minutes=1))
-    connector = harness.connector()
+    harness.sandbox.add_issue(OTHER, "other", updated_at=T0)
+    connector = harness.connector(repos=[REPO, OTHER])
     try:
         harness.sandbox.fail_next(
             "403_rate_limit",
             retry_after=None,
             body={"message": "Resource not accessible by personal access token"},
         )
-        with pytest.raises(FatalError, match=r"403.*Resource not accessible"):
-            await collect(connector)
+        pages = await collect(connector)
     finally:
         await connector.aclose()
-    assert len(harness.sandbox.requests) == 1, "a permission error is not retried"
+    [lost] = [p.lost for p in pages if p.lost]
+    assert list(lost) == [REPO] and re.search(r"403.*Resource not accessible", lost[REPO])
+    assert [i.title for i in items_of(pages)] == ["other"]  # the other repository goes on
+    assert len(harness.sandbox.requests_to(f"/repos/{REPO}/")) == 1, "a 403 is not retried"
 
 
 async def test_401_message_says_what_to_do(harness: GitHubHarness) -> None:
@@ -313,18 +374,26 @@ async def test_two_repositories_two_scopes(harness: GitHubHarness) -> None:
     assert since_sent[0] == ["2025-05-01T08:05:00Z"] and since_sent[1] is None
 
 
-async def test_missing_repository_is_fatal_and_named(harness: GitHubHarness) -> None:
-    harness.seed(1, start=T0, step=timedelta(minutes=1))
-    connector = harness.connector(repos=[REPO, "octo/nope", "ghost/gone"])
+async def test_missing_repository_fails_check_and_is_lost_while_syncing(
+    harness: GitHubHarness,
+) -> None:
+    """check() names every missing repository (an admin setting up); changes() reports each as
+    lost and goes on with the others (the worker fails the run naming them)."""
+    [first] = harness.seed(1, start=T0, step=timedelta(minutes=1))
+    connector = harness.connector(repos=["octo/nope", REPO, "ghost/gone"])
     try:
         with pytest.raises(FatalError) as checked:
             await connector.check()
-        with pytest.raises(FatalError, match=r"'octo/nope'.*404"):
-            await collect(connector)
+        pages = await collect(connector)
     finally:
         await connector.aclose()
     assert "octo/nope" in str(checked.value) and "ghost/gone" in str(checked.value)
     assert REPO + "," not in str(checked.value)
+    lost = [p.lost for p in pages if p.lost]
+    assert [list(x) for x in lost] == [["octo/nope"], ["ghost/gone"]]
+    assert all("404" in why for x in lost for why in x.values())
+    assert [p for p in pages if p.lost and (p.items or p.checkpoint)] == []
+    assert [i.external_id for i in items_of(pages)] == [first]
 
 
 async def test_check_reads_each_repository(harness: GitHubHarness) -> None:
@@ -543,6 +612,54 @@ def test_sandbox_rate_limit_headers_and_error_shapes(harness: GitHubHarness) -> 
     assert answers[4][2]["message"] == "Bad credentials"
 
 
+# The keys GitHub's OpenAPI description requires (github/rest-api-description,
+# descriptions/api.github.com/api.github.com.yaml, components/schemas/…/required).
+SIMPLE_USER_REQUIRED = (
+    "avatar_url events_url followers_url following_url gists_url gravatar_id html_url id node_id "
+    "login organizations_url received_events_url repos_url site_admin starred_url "
+    "subscriptions_url type url"
+).split()
+REPOSITORY_REQUIRED = (
+    "archive_url assignees_url blobs_url branches_url collaborators_url comments_url commits_url "
+    "compare_url contents_url contributors_url deployments_url description downloads_url "
+    "events_url fork forks_url full_name git_commits_url git_refs_url git_tags_url hooks_url "
+    "html_url id node_id issue_comment_url issue_events_url issues_url keys_url labels_url "
+    "languages_url merges_url milestones_url name notifications_url owner private pulls_url "
+    "releases_url stargazers_url statuses_url subscribers_url subscription_url tags_url "
+    "teams_url trees_url url clone_url default_branch forks forks_count git_url has_downloads "
+    "has_issues has_projects has_wiki has_pages homepage language archived disabled mirror_url "
+    "open_issues open_issues_count license pushed_at size ssh_url stargazers_count svn_url "
+    "watchers watchers_count created_at updated_at"
+).split()
+ISSUE_REQUIRED = (
+    "assignee closed_at comments comments_url events_url html_url id node_id labels labels_url "
+    "milestone number repository_url state locked title url user created_at updated_at"
+).split()
+LABEL_REQUIRED = "id node_id url name description color default".split()
+PULL_REQUEST_REQUIRED = "diff_url html_url patch_url url".split()
+
+
+def test_sandbox_bodies_carry_every_key_the_api_always_sends(harness: GitHubHarness) -> None:
+    sandbox = harness.sandbox
+    sandbox.add_issue(REPO, "one", updated_at=T0, labels=["bug"], assignees=["mira"])
+    sandbox.add_issue(REPO, "pr", updated_at=T0, is_pr=True, state="closed", merged_at=T0)
+    status, _, repo = _get(sandbox, f"/repos/{REPO}")
+    assert status == 200
+    assert [k for k in REPOSITORY_REQUIRED if k not in repo] == []
+    assert [k for k in SIMPLE_USER_REQUIRED if k not in repo["owner"]] == []
+    status, _, issues = _get(sandbox, f"/repos/{REPO}/issues?state=all")
+    assert status == 200 and len(issues) == 2
+    for item in issues:
+        assert [k for k in ISSUE_REQUIRED if k not in item] == []
+        for user in [item["user"], *item["assignees"]]:
+            assert [k for k in SIMPLE_USER_REQUIRED if k not in user] == []
+            assert isinstance(user["site_admin"], bool) and isinstance(user["id"], int)
+        for label in item["labels"]:
+            assert [k for k in LABEL_REQUIRED if k not in label] == []
+    [pull] = [item["pull_request"] for item in issues if "pull_request" in item]
+    assert [k for k in PULL_REQUEST_REQUIRED if k not in pull] == []
+
+
 def test_sandbox_link_header_carries_every_parameter(harness: GitHubHarness) -> None:
     harness.seed(10, start=T0, step=timedelta(minutes=1))
     query = "state=all&sort=updated&direction=asc&since=2025-05-01T08%3A01%3A00Z&per_page=3"
@@ -679,8 +796,9 @@ async def test_a_tie_group_of_several_full_pages_survives_changes_during_each_wa
     ],
 )
 async def test_one_malformed_issue_is_rejected_and_every_other_one_lands(
-    harness: GitHubHarness, junk: dict[str, Any], named: str
+    off_spec_harness: GitHubHarness, junk: dict[str, Any], named: str
 ) -> None:
+    harness = off_spec_harness
     ids = harness.seed(10, start=T0, step=timedelta(minutes=1))
     bad = 5  # the middle of the second page (pages of 4: 0-3, then 3-6 from the newest second)
     harness.sandbox.corrupt(_numeric_id(ids[bad]), **junk)
@@ -704,8 +822,9 @@ async def test_one_malformed_issue_is_rejected_and_every_other_one_lands(
 
 
 async def test_an_issue_without_id_or_number_is_rejected_by_what_identifies_it(
-    harness: GitHubHarness,
+    off_spec_harness: GitHubHarness,
 ) -> None:
+    harness = off_spec_harness
     ids = harness.seed(3, start=T0, step=timedelta(minutes=1))
     harness.sandbox.corrupt(_numeric_id(ids[1]), id=..., number=...)
     connector = harness.connector()
@@ -719,9 +838,12 @@ async def test_an_issue_without_id_or_number_is_rejected_by_what_identifies_it(
     assert "id" in rejected.reason
 
 
-async def test_all_ids_names_an_issue_without_id_and_lists_no_gap(harness: GitHubHarness) -> None:
+async def test_all_ids_names_an_issue_without_id_and_lists_no_gap(
+    off_spec_harness: GitHubHarness,
+) -> None:
     """The sweep marks every row it is not given: a listing that skipped an unreadable id would
     report an existing issue deleted. It fails, naming the issue."""
+    harness = off_spec_harness
     ids = harness.seed(3, start=T0, step=timedelta(minutes=1))
     harness.sandbox.corrupt(_numeric_id(ids[1]), id="I_kw1")
     connector = harness.connector()
@@ -779,19 +901,27 @@ async def test_changes_fails_rather_than_end_ok_on_a_page_that_promises_more(
     assert read == set(ids[:4]) and marks == [T0 + timedelta(minutes=3)]
 
 
-async def test_all_ids_of_a_missing_repository_is_fatal_and_named(harness: GitHubHarness) -> None:
-    harness.seed(1, start=T0, step=timedelta(minutes=1))
-    connector = harness.connector(repos=[REPO, "octo/nope"])
+async def test_all_ids_of_a_missing_repository_is_lost_not_empty(harness: GitHubHarness) -> None:
+    """Never an empty listing the sweep would take for deletions; the others are listed."""
+    [first] = harness.seed(1, start=T0, step=timedelta(minutes=1))
+    connector = harness.connector(repos=["octo/nope", REPO])
     try:
-        with pytest.raises(FatalError, match=r"'octo/nope'.*404"):
-            [i async for batch in connector.all_ids() for i in batch]
+        parts = [part async for part in connector.all_ids()]
     finally:
         await connector.aclose()
+    assert [(p.scope, list(p.ids), p.lost is not None) for p in parts] == [
+        ("octo/nope", [], True),
+        (REPO, [first], False),
+    ]
+    assert parts[0].lost is not None and "404" in parts[0].lost
 
 
-async def test_a_malformed_pull_request_left_out_is_not_rejected(harness: GitHubHarness) -> None:
+async def test_a_malformed_pull_request_left_out_is_not_rejected(
+    off_spec_harness: GitHubHarness,
+) -> None:
     """Pull requests are not kept without include_pull_requests: one that is malformed is no item
     of ours, so it is not reported as one we failed to store."""
+    harness = off_spec_harness
     made = _seed_prs(harness.sandbox)
     harness.sandbox.corrupt(made["open pr"], labels=5)
     connector = harness.connector()

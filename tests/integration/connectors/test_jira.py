@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 from pydantic import SecretStr, ValidationError
 
 from connectors.base import (
@@ -27,7 +28,9 @@ from connectors.base import (
 )
 from connectors.jira import JiraConfig, JiraConnector, jql_quote
 from connectors.sandbox.base import Request, Response
-from connectors.sandbox.jira import JiraSandbox, JqlError
+from connectors.sandbox.jira import JiraSandbox, JqlError, search_body_problem
+from connectors.sandbox.jql import UNBOUNDED
+from tests.conformance import checker
 from tests.integration.connectors.contract import (
     PLANTED_TOKEN,
     T0,
@@ -86,8 +89,38 @@ class JiraHarness:
         return JiraConnector(JiraConfig.model_validate(values), ctx)
 
 
+#: Jira Cloud's published API, for the endpoints the connector calls
+#: (tests/conformance/jira.json): every request of every test here is checked against it.
+JIRA_API = checker.load("jira")
+
+
 @pytest.fixture
 def sandbox() -> Iterator[JiraSandbox]:
+    """A sandbox whose request log must conform to the published API when the test ends, and
+    whose successful answers must have the shapes the description gives them."""
+    answers: list[checker.Violation] = []
+    with JiraSandbox(token=PLANTED_TOKEN) as server:
+        server.timeout_stall = 1.5
+        server.add_project("ABC", "Alpha")
+        server.response_hook = lambda request, response: answers.extend(
+            checker.check_response(JIRA_API, request, response.status, response.body)
+        )
+        yield server
+    checker.assert_conforms(JIRA_API, server.requests)
+    assert not answers, "sandbox answers off the published shape:\n" + "\n".join(
+        str(v) for v in answers[:20]
+    )
+
+
+@pytest.fixture
+def harness(sandbox: JiraSandbox, tmp_path: Path) -> JiraHarness:
+    return JiraHarness(sandbox, tmp_path)
+
+
+@pytest.fixture
+def off_spec_sandbox() -> Iterator[JiraSandbox]:
+    """A sandbox for tests that send, or make it answer, what the published API does not allow
+    on purpose (malformed issues, refused bodies): not checked."""
     with JiraSandbox(token=PLANTED_TOKEN) as server:
         server.timeout_stall = 1.5
         server.add_project("ABC", "Alpha")
@@ -95,8 +128,8 @@ def sandbox() -> Iterator[JiraSandbox]:
 
 
 @pytest.fixture
-def harness(sandbox: JiraSandbox, tmp_path: Path) -> JiraHarness:
-    return JiraHarness(sandbox, tmp_path)
+def off_spec_harness(off_spec_sandbox: JiraSandbox, tmp_path: Path) -> JiraHarness:
+    return JiraHarness(off_spec_sandbox, tmp_path)
 
 
 class TestJiraContract(ConnectorContract):
@@ -197,12 +230,13 @@ async def test_jql_injection_in_projects_is_inert(harness: JiraHarness, hostile:
     sandbox.add_issue("XYZ", "other project's", updated=T0)
     connector = harness.connector(projects=["ABC", hostile])
     try:
-        with pytest.raises(FatalError) as info:
-            await collect(connector)
+        pages = await collect(connector)
     finally:
         await connector.aclose()
-    # Quoted, the hostile key is one (unknown) project value; Jira says so and nothing leaks.
-    assert "does not exist for the field 'project'" in str(info.value)
+    # Quoted, the hostile key is one (unknown) project value; Jira says so (the scope is lost)
+    # and nothing leaks.
+    assert [list(p.lost) for p in pages if p.lost] == [[hostile]]
+    assert [i.external_key for i in items_of(pages)] == [mine.key]
     sent = sandbox.requests_to("/search/jql")[-1].query["jql"][0]
     assert sent.startswith(f"project = {jql_quote(hostile)} ")  # each project is its own scope
     # The sandbox really holds both projects, so a leak would have shown.
@@ -275,6 +309,57 @@ async def test_long_jql_goes_in_a_post_body(harness: JiraHarness) -> None:
     assert len(posts) == 2 and not harness.sandbox.requests_to("/search/jql", method="GET")
     # The second page is a new search from the newest minute read (keyset paging), also a POST.
     assert "nextPageToken" not in posts[0].json() and "updated >=" in posts[1].json()["jql"]
+    # Only what SearchAndReconcileRequestBean allows, nothing null (the SDK sends
+    # "expand": null, "properties": null, which the sandbox, like the schema, refuses).
+    for post in posts:
+        assert set(post.json()) == {"jql", "fields", "maxResults"}
+        assert search_body_problem(post.json()) is None
+
+
+@pytest.mark.parametrize(
+    ("body", "problem"),
+    [
+        ({"jql": "project = ABC", "expand": None}, "'expand': expected str, got null"),
+        ({"jql": "project = ABC", "properties": None}, "'properties': expected list"),
+        ({"jql": "project = ABC", "failFast": True}, 'Unrecognized field "failFast"'),
+        ({"jql": "project = ABC", "fields": ["id", 3]}, "'fields': expected list"),
+        ({"jql": "project = ABC", "maxResults": True}, "'maxResults': expected int"),
+    ],
+)
+def test_the_sandbox_refuses_a_search_body_the_schema_does_not_allow(
+    off_spec_sandbox: JiraSandbox, body: dict[str, Any], problem: str
+) -> None:
+    sandbox = off_spec_sandbox
+    answer = requests.post(
+        f"{sandbox.url}/rest/api/3/search/jql",
+        json=body,
+        auth=(sandbox.email, PLANTED_TOKEN),
+        timeout=5,
+    )
+    assert answer.status_code == 400 and problem in answer.json()["errorMessages"][0]
+    allowed = {"jql": "project = ABC", "fields": ["id"], "maxResults": 5, "fieldsByKeys": False}
+    ok = requests.post(
+        f"{sandbox.url}/rest/api/3/search/jql",
+        json=allowed,
+        auth=(sandbox.email, PLANTED_TOKEN),
+        timeout=5,
+    )
+    assert ok.status_code == 200
+
+
+@pytest.mark.parametrize("jql", ["", "ORDER BY key DESC", "order by updated"])
+def test_the_sandbox_refuses_an_unbounded_query_as_jira_cloud_does(
+    off_spec_sandbox: JiraSandbox, jql: str
+) -> None:
+    sandbox = off_spec_sandbox
+    answer = requests.get(
+        f"{sandbox.url}/rest/api/3/search/jql",
+        params={"jql": jql},
+        auth=(sandbox.email, PLANTED_TOKEN),
+        timeout=5,
+    )
+    assert answer.status_code == 400
+    assert answer.json()["errorMessages"] == [UNBOUNDED]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -657,8 +742,9 @@ async def test_a_minute_group_survives_changes_during_each_walk_when_jira_pages_
     ],
 )
 async def test_one_malformed_issue_is_rejected_and_every_other_one_lands(
-    harness: JiraHarness, junk: dict[str, Any], named: str
+    off_spec_harness: JiraHarness, junk: dict[str, Any], named: str
 ) -> None:
+    harness = off_spec_harness
     ids = harness.seed(12, start=T0, step=timedelta(minutes=1))
     bad = 6  # the middle of the second page (pages of 5: 0-4, then 4-8 from the newest minute)
     issue = harness.sandbox.issue(ids[bad].rsplit("/", 1)[1])
@@ -683,9 +769,12 @@ async def test_one_malformed_issue_is_rejected_and_every_other_one_lands(
     assert final[-1] == T0 + timedelta(minutes=11), "the checkpoint may pass the rejected issue"
 
 
-async def test_all_ids_names_an_issue_without_id_and_lists_no_gap(harness: JiraHarness) -> None:
+async def test_all_ids_names_an_issue_without_id_and_lists_no_gap(
+    off_spec_harness: JiraHarness,
+) -> None:
     """The sweep marks every row it is not given: a listing that skipped an unreadable id would
     report an existing issue deleted. It fails, naming the issue."""
+    harness = off_spec_harness
     ids = harness.seed(3, start=T0, step=timedelta(minutes=1))
     harness.sandbox.corrupt_issue(ids[1].rsplit("/", 1)[1], id=None)
     connector = harness.connector()
@@ -767,23 +856,34 @@ async def test_is_last_false_without_a_token_is_not_the_end(
         await connector.aclose()
 
 
-@pytest.mark.parametrize("scope", [{"projects": ["ABC", "NOPE"]}, {"jql": "project = NOPE"}])
-async def test_a_project_that_does_not_exist_is_fatal_and_named(
+@pytest.mark.parametrize(
+    "scope", [{"projects": ["NOPE", "ABC"]}, {"jql": "project = NOPE OR project = ABC"}]
+)
+async def test_a_project_that_does_not_exist_fails_check_and_is_lost_while_syncing(
     harness: JiraHarness, scope: dict[str, Any]
 ) -> None:
-    """Jira answers 400 to JQL naming an unknown project (or one the account cannot browse):
-    not "ok, 0 issues" but a FatalError quoting Jira, which names the key."""
-    harness.seed(2, start=T0, step=timedelta(minutes=1))
+    """Jira answers 400 to JQL naming an unknown project (or one the account cannot browse).
+    check() is a FatalError quoting Jira, which names the key (an admin setting up); while
+    syncing the scope is lost, never "ok, 0 issues" nor an empty listing the sweep would take
+    for deletions, and the other scopes go on."""
+    ids = harness.seed(2, start=T0, step=timedelta(minutes=1))
     connector = harness.connector(**scope)
     try:
         with pytest.raises(FatalError, match="'NOPE' does not exist for the field 'project'"):
             await connector.check()
-        with pytest.raises(FatalError, match="'NOPE' does not exist"):
-            await collect(connector)
-        with pytest.raises(FatalError, match="'NOPE' does not exist"):
-            [i async for batch in connector.all_ids() for i in batch]
+        pages = await collect(connector)
+        parts = [part async for part in connector.all_ids()]
     finally:
         await connector.aclose()
+    [scope_key, *others] = connector.scopes()
+    lost = [p.lost for p in pages if p.lost]
+    assert [list(x) for x in lost] == [[scope_key]] and "'NOPE'" in lost[0][scope_key]
+    assert [p for p in pages if p.lost and (p.items or p.checkpoint)] == []
+    assert [(p.scope, list(p.ids), p.lost is not None) for p in parts] == [
+        (scope_key, [], True),
+        *[(other, ids, False) for other in others],
+    ]
+    assert sorted(i.external_id for i in items_of(pages)) == (ids if others else [])
 
 
 async def test_each_project_is_a_scope_so_a_project_added_is_read_in_full(
