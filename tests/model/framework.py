@@ -218,6 +218,12 @@ class Driver(abc.ABC):
     @abc.abstractmethod
     def delete(self, ref: str) -> None: ...
 
+    def version_of_removed(self, ref: str) -> datetime | None:
+        """The change time of an item that is no longer live but still served, marked deleted (a
+        Linear issue in the trash: deleting it is a change the worker reads); None when the
+        tracker no longer serves it at all."""
+        return None
+
     def restore(self, at: datetime) -> str | None:
         """Restore the item deleted last (when the tracker can); its ref, or None."""
         return None
@@ -427,6 +433,7 @@ class ConvergenceMachine(RuleBasedStateMachine):
                 touched.append(moved)
         elif op.kind == "delete":
             driver.delete(ref)
+            touched.append(ref)
         if op.kind == "restore":
             restored = driver.restore(at)
             if restored is not None:
@@ -434,8 +441,9 @@ class ConvergenceMachine(RuleBasedStateMachine):
         live = driver.live()
         for r in touched:
             self.ever.add(r)
-            if r in live:
-                self.latest[r] = max(self.latest.get(r, live[r].updated_at), live[r].updated_at)
+            version = live[r].updated_at if r in live else driver.version_of_removed(r)
+            if version is not None:
+                self.latest[r] = max(self.latest.get(r, version), version)
 
     def _op_kinds(self) -> list[str]:
         kinds = ["create", "create", "edit", "status", "delete"]
@@ -779,7 +787,10 @@ class ConvergenceMachine(RuleBasedStateMachine):
             if ext in wanted:
                 continue
             if r["sync_scope"] not in configured:
-                assert r["out_of_scope_at"] is not None, f"{ext} of {r['sync_scope']}: not out"
+                # Out of scope, or already marked removed upstream before its scope left the
+                # config (store.mark_out_of_scope leaves those alone: gone is the stronger fact).
+                marked = r["out_of_scope_at"] is not None or r["removed_upstream_at"] is not None
+                assert marked, f"{ext} of {r['sync_scope']}: not out"
             else:
                 assert r["removed_upstream_at"] is not None, f"{ext}: gone upstream, not marked"
                 assert r["out_of_scope_at"] is None, f"{ext}: marked out of a configured scope"
