@@ -495,8 +495,16 @@ def _item_activities(
             out.append(
                 store.Activity(
                     "work_item_created",
-                    f"{label} created: {c.title}",
-                    {**base, "status": c.new_status},
+                    # First seen already deleted upstream (a tracker that still serves its
+                    # deleted items): one row tells both, in order, as the row stands.
+                    f"{label} created, already deleted upstream: {c.title}"
+                    if c.removed_now
+                    else f"{label} created: {c.title}",
+                    {
+                        **base,
+                        "status": c.new_status,
+                        **({"removed": True} if c.removed_now else {}),
+                    },
                     c.work_item_id,
                 )
             )

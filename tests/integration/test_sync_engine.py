@@ -914,3 +914,20 @@ async def test_a_row_removed_upstream_is_not_also_marked_out_of_scope(
     assert rows == {gone: (True, False), kept: (False, False)}
     out = await events(pool, "work_item_out_of_scope")
     assert [e["metadata"]["external_id"] for e in out] == [kept]
+
+
+async def test_an_item_first_read_already_deleted_has_its_removal_logged(
+    pool, integration, settings, upstream
+) -> None:
+    """A tracker that still serves deleted items marked deleted (a trashed Linear issue: its
+    `changes` report it `removed`) may show the worker an item for the first time already
+    deleted. If the worker keeps a row for it, marked removed, the activity log must say so too:
+    every row's story ends where the row is."""
+    (ext,) = upstream.add(1)
+    upstream.change(ext, T0 + timedelta(minutes=5), removed=True)
+    await run(pool, integration, settings, upstream)
+    row = await pool.fetchrow("SELECT * FROM work_items WHERE external_id = $1", ext)
+    assert row is not None and row["removed_upstream_at"] is not None
+    story = [e for e in await events(pool) if e["work_item_id"] == row["id"]]
+    assert [e["event_type"] for e in story] == ["work_item_created"]
+    assert story[0]["metadata"]["removed"] is True and "already deleted" in story[0]["message"]

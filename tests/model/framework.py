@@ -241,6 +241,12 @@ class Driver(abc.ABC):
     @abc.abstractmethod
     def delete(self, ref: str) -> None: ...
 
+    def version_of_removed(self, ref: str) -> datetime | None:
+        """The change time of an item that is no longer live but still served, marked deleted (a
+        Linear issue in the trash: deleting it is a change the worker reads); None when the
+        tracker no longer serves it at all."""
+        return None
+
     def restore(self, at: datetime) -> str | None:
         """Restore the item deleted last (when the tracker can); its ref, or None."""
         return None
@@ -455,6 +461,7 @@ class ConvergenceMachine(RuleBasedStateMachine):
                 touched.append(moved)
         elif op.kind == "delete":
             driver.delete(ref)
+            touched.append(ref)
         if op.kind == "restore":
             restored = driver.restore(at)
             if restored is not None:
@@ -462,8 +469,9 @@ class ConvergenceMachine(RuleBasedStateMachine):
         live = driver.live()
         for r in touched:
             self.ever.add(r)
-            if r in live:
-                self.latest[r] = max(self.latest.get(r, live[r].updated_at), live[r].updated_at)
+            version = live[r].updated_at if r in live else driver.version_of_removed(r)
+            if version is not None:
+                self.latest[r] = max(self.latest.get(r, version), version)
 
     def _op_kinds(self) -> list[str]:
         kinds = ["create", "create", "edit", "status", "delete"]
@@ -892,8 +900,8 @@ class ConvergenceMachine(RuleBasedStateMachine):
                     status = meta["new_status"]
                 elif "status" in meta:
                     status = meta["status"]
-                if kind == "work_item_created":
-                    removed, out = False, False
+                if kind == "work_item_created":  # first seen already deleted: `removed`
+                    removed, out = bool(meta.get("removed", False)), False
                 elif kind == "work_item_removed":
                     removed, out = True, False  # whoever marks it removed, it is in scope
                 elif kind == "work_item_restored":

@@ -151,7 +151,7 @@ class Change:
     changed_fields: tuple[str, ...]
     old_completed_at: datetime | None
     new_completed_at: datetime | None
-    removed_now: bool  # removed_upstream_at went from NULL to set
+    removed_now: bool  # removed_upstream_at went from NULL (or no row) to set
     restored_now: bool  # … and back: the item exists upstream again
     contested_with: uuid.UUID | None = None  # another active integration that also covers it
     back_in_scope: bool = False  # out_of_scope_at went from set to NULL: covered again
@@ -245,8 +245,10 @@ written AS (
 SELECT wr.id, wr.external_id, wr.external_key, wr.title, wr.status AS new_status,
        wr.completed_at AS new_completed_at, (f.prior).id IS NULL AS created,
        (f.prior).status AS old_status, (f.prior).completed_at AS old_completed_at,
-       (wr.removed_upstream_at IS NOT NULL AND (f.prior).removed_upstream_at IS NULL
-        AND (f.prior).id IS NOT NULL) AS removed_now,
+       -- set now: on an existing row, or on a row created already removed (a tracker that
+       -- still serves its deleted items showed this one first after its deletion)
+       (wr.removed_upstream_at IS NOT NULL AND (f.prior).removed_upstream_at IS NULL)
+           AS removed_now,
        (wr.removed_upstream_at IS NULL AND (f.prior).removed_upstream_at IS NOT NULL)
            AS restored_now,
        (f.prior).out_of_scope_at IS NOT NULL AS back_in_scope,
