@@ -86,8 +86,8 @@ _COMMON: dict[str, Any] = {
 }
 settings.register_profile(
     "ci",
-    max_examples=25,
-    stateful_step_count=15,
+    max_examples=15,
+    stateful_step_count=30,
     derandomize=True,  # the same examples on every CI run
     database=None,
     phases=[Phase.explicit, Phase.generate, Phase.shrink],
