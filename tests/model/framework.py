@@ -42,6 +42,7 @@ import abc
 import asyncio
 import contextlib
 import os
+import threading
 import time
 import uuid
 from collections import Counter
@@ -85,8 +86,8 @@ _COMMON: dict[str, Any] = {
 }
 settings.register_profile(
     "ci",
-    max_examples=25,
-    stateful_step_count=15,
+    max_examples=15,
+    stateful_step_count=30,
     derandomize=True,  # the same examples on every CI run
     database=None,
     phases=[Phase.explicit, Phase.generate, Phase.shrink],
@@ -322,7 +323,10 @@ class ConvergenceMachine(RuleBasedStateMachine):
         self.started = False
         self.db_name = f"c9_model_{uuid.uuid4().hex[:12]}"
         self.pool: asyncpg.Pool | None = None
-        self.admin: asyncpg.Connection | None = None
+        self.admin: asyncpg.Connection | None = None  # the checks' connection
+        self.side: asyncpg.Connection | None = None  # what the sandbox's hook does in the database
+        self.hooks_running = 0  # sandbox hooks in progress (on request threads)
+        self.hooks_lock = threading.Lock()
         self.integration: uuid.UUID | None = None
         self.settings: Settings | None = None
         self.configured: list[str] = []
@@ -393,6 +397,7 @@ class ConvergenceMachine(RuleBasedStateMachine):
             await admin.close()
         url = url_for(self.env.pg_url, self.db_name)
         self.admin = await db.connect(url)
+        self.side = await db.connect(url)
         self.pool = await db.create_pool(url, max_size=4)
         team = await make_team(self.admin, f"model-{self.db_name[-6:]}")
         self.integration = await make_integration(
@@ -420,6 +425,8 @@ class ConvergenceMachine(RuleBasedStateMachine):
             await self.pool.close()
         if self.admin is not None:
             await self.admin.close()
+        if self.side is not None:
+            await self.side.close()
         admin = await asyncpg.connect(self.env.pg_url)
         try:
             await admin.execute(f'DROP DATABASE IF EXISTS "{self.db_name}" WITH (FORCE)')
@@ -549,8 +556,8 @@ class ConvergenceMachine(RuleBasedStateMachine):
         def edit() -> None:
             self.configured = self._scopes_of(picked)
             self.driver.variant = variant % self.driver.variants
-            assert self.admin is not None
-            write = self.admin.execute(
+            assert self.admin is not None and self.side is not None
+            write = (self.admin if while_paging is None else self.side).execute(
                 "UPDATE integrations SET config = $2::jsonb WHERE id = $1",
                 self.integration,
                 self.driver.config(self.configured),
@@ -610,19 +617,37 @@ class ConvergenceMachine(RuleBasedStateMachine):
     # -- runs ---------------------------------------------------------------------------------
     def _between_requests(self, request: Request) -> None:
         """The sandbox's hook, on its request thread: fire what is due at this request."""
-        self.requests_this_run += 1
-        due = [a for n, a in self.during_run if n == self.requests_this_run]
-        for action in due:
-            try:
-                action()
-            except BaseException as exc:  # reported by the run's step, not lost in a thread
-                self.background_errors.append(exc)
+        with self.hooks_lock:
+            self.hooks_running += 1
+        try:
+            self.requests_this_run += 1
+            due = [a for n, a in self.during_run if n == self.requests_this_run]
+            for action in due:
+                try:
+                    action()
+                except BaseException as exc:  # reported by the run's step, not lost in a thread
+                    self.background_errors.append(exc)
+        finally:
+            with self.hooks_lock:
+                self.hooks_running -= 1
+
+    async def _hooks_settled(self) -> None:
+        """Wait for hooks still running on request threads (a run killed while a request was
+        out ends before that request's hook has)."""
+        deadline = time.monotonic() + 60
+        # polled: the hooks run on other threads and may themselves need this loop
+        while self.hooks_running and time.monotonic() < deadline:  # noqa: ASYNC110
+            await asyncio.sleep(0.01)
+        assert not self.hooks_running, "a sandbox hook did not end"
 
     async def _terminate_backends(self) -> None:
-        assert self.admin is not None
-        await self.admin.execute(
+        """What a PostgreSQL restart does to the worker: every connection of the example's
+        database dies (the model's own two aside)."""
+        assert self.admin is not None and self.side is not None
+        await self.side.execute(
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            " WHERE datname = current_database() AND pid <> pg_backend_pid() AND pid <> $1",
+            self.admin.get_server_pid(),
         )
 
     async def _sync(self, full: bool, fault: str | None, at: int, count: int) -> None:
@@ -708,6 +733,7 @@ class ConvergenceMachine(RuleBasedStateMachine):
             self.lost_grace = True
         finally:
             store.save_cursor = save_cursor  # type: ignore[assignment]
+            await self._hooks_settled()
             self.task = None
             self.during_run.clear()
             self.driver.clear_faults()
