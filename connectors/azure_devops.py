@@ -690,7 +690,7 @@ class AzureDevOpsConnector:
 
                 connection = _sdk().Connection(
                     base_url=self.config.organization_url,
-                    creds=BasicAuthentication("", self.ctx.token.get_secret_value()),
+                    creds=BasicAuthentication("", self.ctx.bearer().get_secret_value()),
                 )
                 client = connection.clients.get_work_item_tracking_client()
                 # No retries inside the SDK (msrest would sleep Retry-After in this thread with no

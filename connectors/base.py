@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import enum
 import os
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -131,16 +131,78 @@ class ScopeIds:
 
 
 @dataclass(frozen=True, slots=True)
+class CredentialExpiry:
+    """When the credential a connector authenticates with stops working, as the tracker or the
+    credential itself says (a PAT's expiration header, a certificate's notAfter, a minted token's
+    `expires_at`). `renewable` credentials are renewed by the connector on its own (installation
+    and Entra tokens, OAuth access tokens): they feed the gauge but never an expiry warning."""
+
+    kind: str  # e.g. "pat", "app_installation_token", "entra_token", "oauth_access", "certificate"
+    expires_at: datetime
+    renewable: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Grant:
+    """An OAuth grant as the token endpoint answered it. `refresh_token` is the rotated one (the
+    previous one is dead once this is issued); None for grants without refresh."""
+
+    access_token: SecretStr
+    expires_at: datetime
+    refresh_token: SecretStr | None = None
+
+
+class GrantVault(Protocol):
+    """Where an OAuth grant lives between runs, processes and replicas (the worker keeps it
+    encrypted in a table only its role can read). Connectors never see the database."""
+
+    async def access(
+        self,
+        refresh: Callable[[SecretStr], Awaitable[Grant]],
+        *,
+        seed: SecretStr | None,
+        margin: timedelta,
+    ) -> Grant:
+        """The stored grant while its access token is good for `margin` more; else, under the
+        integration's row lock, `refresh(stored refresh token, or seed when none is stored)`, whose
+        answer is stored and committed before it is returned (a rotated refresh token is never
+        lost). `refresh` raises FatalError for a revoked grant: nothing is stored then."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
 class ConnectorContext:
     """What the worker hands a connector for one run."""
 
     integration_id: str
-    token: SecretStr
+    token: SecretStr | None  # None when the config authenticates another way (`uses_token`)
     cache_dir: Path
     deadline: float | None = None  # time.monotonic() after which a connector must not sleep
     on_wait: Callable[[str, float], None] = lambda reason, seconds: None  # rate-limit waits
     max_retries: int = 5
     sleep_cap: float = 120.0  # never wait longer than this for one retry
+    # the worker's environment: where `*_env` config keys (client secrets, private keys) resolve
+    environ: Mapping[str, str] = field(default_factory=dict)
+    # every secret a connector resolves or mints at run time goes here first (redacted everywhere)
+    on_secret: Callable[[str], None] = lambda secret: None
+    # what the connector learns of its credential's expiry (gauge, status, warnings ahead)
+    on_credential: Callable[[CredentialExpiry], None] = lambda expiry: None
+    vault: GrantVault | None = None  # OAuth grants with rotating refresh tokens
+
+    def bearer(self) -> SecretStr:
+        """The resolved token of a token-authenticated config."""
+        if self.token is None:
+            raise ConfigError("no token: set one of token, token_env, token_file")
+        return self.token
+
+    def secret(
+        self, key: str, value: SecretStr | None, env: str | None, file: Path | None
+    ) -> SecretStr:
+        """A secret given inline, by environment variable or by file (config keys `key`,
+        `key_env`, `key_file`), registered for redaction before it is returned."""
+        resolved = resolve_secret(key, value, env, file, self.environ)
+        self.on_secret(resolved.get_secret_value())
+        return resolved
 
 
 # ---------------------------------------------------------------------------------------------
@@ -172,26 +234,43 @@ class ConnectorConfig(BaseModel):
     def _fold_status_keys(cls, value: dict[str, Status]) -> dict[str, Status]:
         return {k.strip().casefold(): v for k, v in value.items()}
 
+    def uses_token(self) -> bool:
+        """False when this config authenticates without `token*` (an app key, a client secret,
+        an OAuth grant): then the worker resolves no token and `ConnectorContext.token` is None."""
+        return True
+
     def resolve_token(self, environ: Mapping[str, str]) -> SecretStr:
         """The token, read from wherever the config says. Errors name the key, never the value."""
-        if self.token is not None:
-            return self.token
-        if self.token_env is not None:
-            value = environ.get(self.token_env)
-            if not value:
-                raise ConfigError(f"token_env: environment variable {self.token_env!r} is not set")
-            return SecretStr(value.strip())
-        if self.token_file is not None:
-            try:
-                value = Path(os.path.expanduser(self.token_file)).read_text().strip()
-            except OSError as exc:
-                raise ConfigError(
-                    f"token_file: cannot read {str(self.token_file)!r} ({exc.strerror})"
-                ) from None
-            if not value:
-                raise ConfigError(f"token_file: {str(self.token_file)!r} is empty")
-            return SecretStr(value)
-        raise ConfigError("no token: set one of token, token_env, token_file")
+        return resolve_secret("token", self.token, self.token_env, self.token_file, environ)
+
+
+def resolve_secret(
+    key: str,
+    value: SecretStr | None,
+    env: str | None,
+    file: Path | None,
+    environ: Mapping[str, str],
+) -> SecretStr:
+    """A secret from config key `key` (inline), `key_env` (environment variable) or `key_file`
+    (a file, e.g. a PEM key or a Kubernetes secret mount). Errors name the key, never the value."""
+    if value is not None:
+        return value
+    if env is not None:
+        found = environ.get(env)
+        if not found:
+            raise ConfigError(f"{key}_env: environment variable {env!r} is not set")
+        return SecretStr(found.strip())
+    if file is not None:
+        try:
+            text = Path(os.path.expanduser(file)).read_text().strip()
+        except OSError as exc:
+            raise ConfigError(f"{key}_file: cannot read {str(file)!r} ({exc.strerror})") from None
+        except UnicodeDecodeError:
+            raise ConfigError(f"{key}_file: {str(file)!r} is not text") from None
+        if not text:
+            raise ConfigError(f"{key}_file: {str(file)!r} is empty")
+        return SecretStr(text)
+    raise ConfigError(f"no {key}: set one of {key}, {key}_env, {key}_file")
 
 
 def map_status(native: str | None, default: Status, overrides: Mapping[str, Status]) -> Status:

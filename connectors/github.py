@@ -656,7 +656,7 @@ class GitHubConnector:
         # it). retry=None: connectors.retry owns every wait.
         self._gh = Github(
             base_url=config.base_url,
-            auth=Auth.Token(ctx.token.get_secret_value()),
+            auth=Auth.Token(ctx.bearer().get_secret_value()),
             per_page=config.per_page,
             timeout=config.timeout,
             retry=None,

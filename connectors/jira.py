@@ -1039,7 +1039,7 @@ class JiraConnector:
         try:
             return _Jira(
                 server=self.config.url,
-                basic_auth=(self.config.email, self._ctx.token.get_secret_value()),
+                basic_auth=(self.config.email, self._ctx.bearer().get_secret_value()),
                 options={"rest_api_version": self.config.rest_api_version, "check_update": False},
                 max_retries=0,  # the SDK would sleep up to 60 s per retry: connectors.retry does it
                 timeout=self.config.request_timeout,

@@ -703,7 +703,7 @@ class LinearConnector:
     def __init__(self, config: LinearConfig, ctx: ConnectorContext) -> None:
         self._config = config
         self._ctx = ctx
-        token = ctx.token.get_secret_value().strip()
+        token = ctx.bearer().get_secret_value().strip()
         if not token:
             raise ConfigError("the Linear token is empty")
         self._token = token

@@ -11,6 +11,7 @@ import asyncio
 import time
 import uuid
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from typing import Any
 
 from pydantic import ValidationError
@@ -21,7 +22,9 @@ from connectors.base import (
     Connector,
     ConnectorConfig,
     ConnectorContext,
+    CredentialExpiry,
     FatalError,
+    GrantVault,
     RetriableError,
     connect,
 )
@@ -64,10 +67,15 @@ def build(
     on_wait: Callable[[str, float], None] | None = None,
     max_retries: int = 5,
     sleep_cap: float = 120.0,
+    on_credential: Callable[[CredentialExpiry], None] | None = None,
+    vault: GrantVault | None = None,
 ) -> Connector:
-    """Resolve the token (registered for redaction at once), make the cache dir, construct."""
-    token = config.resolve_token(environ)
-    redact.register(token.get_secret_value())
+    """Resolve the token when the config uses one (registered for redaction at once; every
+    secret the connector resolves or mints later is registered through `on_secret`), make the
+    cache dir, construct."""
+    token = config.resolve_token(environ) if config.uses_token() else None
+    if token is not None:
+        redact.register(token.get_secret_value())
     ctx = ConnectorContext(
         integration_id=str(integration_id),
         token=token,
@@ -75,8 +83,14 @@ def build(
         deadline=deadline,
         max_retries=max_retries,
         sleep_cap=sleep_cap,
-        **({"on_wait": on_wait} if on_wait is not None else {}),
+        environ=environ,
+        on_secret=redact.register,
+        vault=vault,
     )
+    if on_wait is not None:
+        ctx = replace(ctx, on_wait=on_wait)
+    if on_credential is not None:
+        ctx = replace(ctx, on_credential=on_credential)
     try:
         ctx.cache_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
