@@ -220,6 +220,23 @@ class ConnectorConfig(BaseModel):
     # Only items updated on or after this day (UTC) are synced: for huge instances whose old
     # history nobody needs. Applied by the sync run to every scope's `since`.
     start_date: date | None = None
+    # TLS towards a self-hosted tracker (Jira Data Center, GitHub Enterprise Server, Azure DevOps
+    # Server): a corporate CA bundle (file or directory), or an explicit verify_tls: false, which
+    # the worker logs at every run and `status` shows. Never a silent "don't verify".
+    ca_bundle: Path | None = None
+    verify_tls: bool = True
+
+    @model_validator(mode="after")
+    def _tls_is_one_choice(self) -> ConnectorConfig:
+        if self.ca_bundle is not None and not self.verify_tls:
+            raise ValueError("give ca_bundle or verify_tls: false, not both")
+        return self
+
+    def tls_verify(self) -> bool | str:
+        """What `requests`' `verify` and httpx's `verify` take: True, False or a CA bundle path."""
+        if self.ca_bundle is not None:
+            return os.path.expanduser(str(self.ca_bundle))
+        return self.verify_tls
 
     @model_validator(mode="after")
     def _one_token_source(self) -> ConnectorConfig:
