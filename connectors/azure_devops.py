@@ -983,7 +983,7 @@ class AzureDevOpsConnector:
             return [None]
         return list(self.config.work_item_types)
 
-    def scopes(self) -> list[str]:
+    async def scopes(self) -> list[str]:
         return [scope_key(self.config, t) for t in self._scope_types()]
 
     async def changes(self, since: Mapping[str, datetime]) -> AsyncIterator[Page]:

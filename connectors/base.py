@@ -345,10 +345,12 @@ class Connector(Protocol):
     async def check(self) -> None:
         """Credentials and scope work, else raise FatalError with a clear message."""
 
-    def scopes(self) -> list[str]:
+    async def scopes(self) -> list[str]:
         """Every scope this config covers: the keys of `changes`' checkpoints and of its items'
         `scope` (a repository, a project, a team; [""] for one cursor). A scope dropped from
-        the config marks its items out of scope; a scope added is read in full."""
+        the config marks its items out of scope; a scope added is read in full. Async: a
+        pattern such as `acme/*` is resolved by listing what the credential can read (once a
+        run, completely or an error: a short listing would mark items out of scope)."""
         ...
 
     def changes(self, since: Mapping[str, datetime]) -> AsyncIterator[Page]:

@@ -687,7 +687,7 @@ class GitHubConnector:
                 " Check `repos` in the integration config and the token's access"
             )
 
-    def scopes(self) -> list[str]:
+    async def scopes(self) -> list[str]:
         """One scope per configured repository, and one for its pull requests when included."""
         return [key for repo in self.config.repos for key in self._keys(repo)]
 

@@ -885,7 +885,7 @@ class JiraConnector:
         run = await self._run_start()
         await self._search(run.client, search_jql(self._scope, None), None, 1, ["id"])
 
-    def scopes(self) -> list[str]:
+    async def scopes(self) -> list[str]:
         return list(self._scopes)
 
     async def changes(self, since: Mapping[str, datetime]) -> AsyncIterator[Page]:

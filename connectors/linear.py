@@ -753,7 +753,7 @@ class LinearConnector:
         self._teams_seen.update(k for k in keys if k in found)
         return [k for k in keys if k not in found]
 
-    def scopes(self) -> list[str]:
+    async def scopes(self) -> list[str]:
         """One scope per configured team key."""
         return list(self._config.team_keys)
 

@@ -91,14 +91,14 @@ def fake_connector_class(upstream: Upstream) -> type[Any]:
             if self.ctx.token.get_secret_value() == "bad":
                 raise FatalError("fake tracker rejected the token (401)")
 
-        def scopes(self) -> list[str]:
+        async def scopes(self) -> list[str]:
             return list(self.config.projects) if self.config.projects else [""]
 
         async def changes(self, since: Mapping[str, datetime]) -> AsyncIterator[Page]:
             await self.check()
             upstream.since_seen.append(dict(since))
             n = 0
-            for scope in self.scopes():
+            for scope in await self.scopes():
                 async for page in self._scope_changes(scope, since.get(scope), n):
                     n += 1
                     yield page
@@ -134,7 +134,7 @@ def fake_connector_class(upstream: Upstream) -> type[Any]:
         async def all_ids(self) -> AsyncIterator[ScopeIds]:
             upstream.ids_listed += 1
             drop = upstream.listing_drops.pop(0) if upstream.listing_drops else set()
-            for scope in self.scopes():
+            for scope in await self.scopes():
                 if scope in upstream.lost:
                     yield ScopeIds(scope, [], lost=upstream.lost[scope])
                     continue

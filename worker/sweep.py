@@ -46,7 +46,8 @@ class Listing:
 
 
 async def list_upstream(connector: Connector) -> Listing:
-    listing = Listing({scope: set() for scope in connector.scopes()})  # empty scopes count too
+    # every configured scope, empty ones too (a pattern's repositories are listed anew)
+    listing = Listing({scope: set() for scope in await connector.scopes()})
     async for part in connector.all_ids():
         listing.ids.setdefault(part.scope, set()).update(part.ids)
         if part.lost is not None:

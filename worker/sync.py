@@ -281,7 +281,7 @@ class _Run:
                 deadline=self.deadline,
                 loader=loader,
             )
-            scopes = connector.scopes()
+            scopes = await connector.scopes()
             await self._narrow(scopes)
             await self._pages(connector, scopes, config.start_date)
             sweep_due = self.settings.sweep_every_runs and self.state.runs_since_sweep + 1 >= (

@@ -370,7 +370,7 @@ async def test_each_work_item_type_is_a_scope_so_a_type_added_is_read_in_full(
         for n in range(2)
     ]
     first = harness.connector(work_item_types=["User Story"])
-    assert first.scopes() == ["My Project/*/User Story"]
+    assert await first.scopes() == ["My Project/*/User Story"]
     pages = await sync(first)
     assert {i.scope for i in items_of(pages)} == {"My Project/*/User Story"}
     mark = pages[-1].checkpoint["My Project/*/User Story"]
@@ -378,7 +378,7 @@ async def test_each_work_item_type_is_a_scope_so_a_type_added_is_read_in_full(
     # Bug added: its scope has no mark and is read in full (its items are older than the
     # stories' mark), while the stories' scope is read from its own mark.
     widened = harness.connector(work_item_types=["User Story", "Bug"])
-    assert widened.scopes() == ["My Project/*/User Story", "My Project/*/Bug"]
+    assert await widened.scopes() == ["My Project/*/User Story", "My Project/*/Bug"]
     sandbox.clear_requests()
     got = items_of(await sync(widened, {"My Project/*/User Story": mark}))
     by_scope = {i.scope: set() for i in got}

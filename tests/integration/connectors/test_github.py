@@ -946,13 +946,13 @@ async def test_pull_requests_switched_on_are_read_in_full(harness: GitHubHarness
     issues_only = harness.connector()
     with_prs = harness.connector(include_pull_requests=True)
     try:
-        assert issues_only.scopes() == [REPO]
+        assert await issues_only.scopes() == [REPO]
         pages = await collect(issues_only)
         cursor = {s: t for p in pages for s, t in p.checkpoint.items()}
         assert cursor == {REPO: T0 + timedelta(minutes=20)}
         assert [i.title for i in items_of(pages)] == ["old issue", "new issue"]
 
-        assert with_prs.scopes() == [REPO, f"{REPO}:pulls"]
+        assert await with_prs.scopes() == [REPO, f"{REPO}:pulls"]
         pages = await collect(with_prs, cursor)  # the pulls scope has no mark: read in full
         got = {i.title: i.scope for i in items_of(pages)}
         assert got == {"old issue": REPO, "old pr": f"{REPO}:pulls", "new issue": REPO}

@@ -278,7 +278,7 @@ async def test_admin_jql_is_wrapped_and_its_order_by_dropped(harness: JiraHarnes
     sandbox.add_issue("XYZ", "old xyz", updated=T0)
     new = sandbox.add_issue("XYZ", "new xyz", updated=T0 + timedelta(hours=2))
     connector = harness.connector(jql="project = ABC OR project = XYZ ORDER BY created DESC")
-    [scope] = connector.scopes()  # one scope for an admin's JQL, keyed by its digest
+    [scope] = await connector.scopes()  # one scope for an admin's JQL, keyed by its digest
     assert scope.startswith("jql:")
     got = await run(connector, {scope: T0 + timedelta(hours=1)})
     # Without the parentheses `… OR project = XYZ AND updated >= …` would return all of ABC.
@@ -875,7 +875,7 @@ async def test_a_project_that_does_not_exist_fails_check_and_is_lost_while_synci
         parts = [part async for part in connector.all_ids()]
     finally:
         await connector.aclose()
-    [scope_key, *others] = connector.scopes()
+    [scope_key, *others] = await connector.scopes()
     lost = [p.lost for p in pages if p.lost]
     assert [list(x) for x in lost] == [[scope_key]] and "'NOPE'" in lost[0][scope_key]
     assert [p for p in pages if p.lost and (p.items or p.checkpoint)] == []
@@ -899,7 +899,7 @@ async def test_each_project_is_a_scope_so_a_project_added_is_read_in_full(
     await first.aclose()
     mark = pages[-1].checkpoint["ABC"]
     widened = harness.connector(projects=["ABC", "NEW"])
-    assert widened.scopes() == ["ABC", "NEW"]
+    assert await widened.scopes() == ["ABC", "NEW"]
     sandbox.clear_requests()
     got = await run(widened, {"ABC": mark})
     assert {i.external_key for i in got if i.scope == "NEW"} == {i.key for i in old}
