@@ -24,6 +24,7 @@ from worker import db, sync, telemetry
 from worker.logs import get_logger
 from worker.settings import Settings
 from worker.store import integrations, notify
+from worker.store import sync as store_sync
 
 log = get_logger(__name__)
 
@@ -110,6 +111,8 @@ class Scheduler:
             self._aps.remove_job(str(gone))
             del self._specs[gone]
             log.info("job_removed", integration_id=str(gone))
+        async with self._pool.acquire() as conn:
+            db_now = await store_sync.database_now(conn)
         now = datetime.now(UTC)
         for row in rows.values():
             spec = JobSpec(row.sync_interval, row.config_digest)
@@ -117,8 +120,8 @@ class Scheduler:
             if old == spec:
                 continue
             if old is None or old.interval != spec.interval:
-                first = sync.next_due(
-                    now, row.sync_interval, row.last_success_at, row.next_attempt_at
+                first = sync.first_tick(
+                    now, db_now, row.sync_interval, row.last_success_at, row.next_attempt_at
                 )
                 self._aps.add_job(
                     self._run_job,

@@ -161,6 +161,19 @@ def next_due(
     return due
 
 
+def first_tick(
+    worker_now: datetime,
+    db_now: datetime,
+    interval: int,
+    last_success_at: datetime | None,
+    next_attempt_at: datetime | None,
+) -> datetime:
+    """The scheduler's first tick for a job, on the worker's clock (APScheduler runs on it), for
+    the due time `next_due` computes on the database's clock (every stored time is the
+    database's): a skew between the two hosts' clocks neither stalls the job nor runs it early."""
+    return worker_now + (next_due(db_now, interval, last_success_at, next_attempt_at) - db_now)
+
+
 async def run_integration(
     pool: asyncpg.Pool,
     integration_id: uuid.UUID,

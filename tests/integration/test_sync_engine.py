@@ -931,3 +931,28 @@ async def test_an_item_first_read_already_deleted_has_its_removal_logged(
     story = [e for e in await events(pool) if e["work_item_id"] == row["id"]]
     assert [e["event_type"] for e in story] == ["work_item_created"]
     assert story[0]["metadata"]["removed"] is True and "already deleted" in story[0]["message"]
+
+
+@pytest.mark.parametrize("skew", [timedelta(hours=1), -timedelta(hours=1)])
+async def test_a_skewed_worker_clock_neither_stalls_nor_hurries_a_scheduled_run(
+    pool, integration, settings, upstream, monkeypatch, skew
+) -> None:
+    upstream.add(3)
+    await run(pool, integration, settings, upstream)  # the last success, by the database's clock
+
+    class SkewedClock(datetime):
+        @classmethod
+        def now(cls, tz=None):  # type: ignore[no-untyped-def,override]
+            return datetime.now(tz) - skew
+
+    monkeypatch.setattr(sync, "datetime", SkewedClock)
+    # Within the interval by the database's clock: skipped, however far the worker's clock runs.
+    early = await run(pool, integration, settings, upstream, force=False)
+    assert early.outcome == "skipped", early.reason
+    # Due by the database's clock: runs, though the worker's clock says otherwise.
+    await pool.execute(
+        "UPDATE integration_sync_state SET last_started_at = now() - interval '61 seconds',"
+        " last_success_at = now() - interval '61 seconds'"
+    )
+    due = await run(pool, integration, settings, upstream, force=False)
+    assert due.outcome == "succeeded", due.reason

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 from worker.store.integrations import Integration
 from worker.store.sync import SyncState
-from worker.sync import is_due
+from worker.sync import first_tick, is_due
 
 NOW = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 
@@ -77,3 +77,16 @@ def test_next_due_is_last_success_plus_interval_but_not_before_backoff_ends() ->
     assert next_due(NOW, 60, NOW - timedelta(hours=1), None) == NOW  # overdue: now
     backoff = NOW + timedelta(minutes=5)
     assert next_due(NOW, 60, NOW - timedelta(seconds=20), backoff) == backoff
+
+
+def test_the_first_tick_follows_the_database_clock_whatever_the_skew() -> None:
+    # Synced 50 s ago by the database's clock, 60 s interval: due in 10 s, on any worker clock.
+    db_now = NOW
+    for skew in (timedelta(hours=1), -timedelta(hours=1), timedelta(0)):
+        worker_now = db_now - skew  # the database host runs `skew` ahead of the worker's
+        first = first_tick(worker_now, db_now, 60, db_now - timedelta(seconds=50), None)
+        assert first == worker_now + timedelta(seconds=10), skew
+    # Backoff ends in 2 minutes by the database's clock: 2 minutes on the worker's too.
+    worker_now = db_now - timedelta(hours=3)
+    first = first_tick(worker_now, db_now, 60, None, db_now + timedelta(minutes=2))
+    assert first == worker_now + timedelta(minutes=2)
