@@ -45,7 +45,45 @@ def test_config_needs_exactly_one_scope() -> None:
         JiraConfig(**BASE, jql="project = A", projects=["A"])
     config = JiraConfig(**BASE, projects=[" ABC ", "ABC", "DEF"])
     assert config.projects == ["ABC", "DEF"]
-    assert config.rest_api_version == "3" and config.page_size == 100
+    assert config.api_version == "3" and config.page_size == 100
+
+
+DC = {"url": "https://jira.corp.example/jira", "projects": ["ABC"]}
+
+
+@pytest.mark.parametrize(
+    ("given", "auth", "version"),
+    [
+        ({**BASE, "projects": ["A"]}, "cloud", "3"),
+        ({**BASE, "projects": ["A"], "rest_api_version": "2"}, "cloud", "2"),
+        (DC, "pat", "2"),
+        ({**DC, "username": "sync-bot"}, "basic", "2"),
+    ],
+)
+def test_the_way_to_sign_in_follows_the_keys_given(
+    given: dict[str, Any], auth: str, version: str
+) -> None:
+    config = JiraConfig(**given)
+    assert config.auth == auth and config.api_version == version
+
+
+@pytest.mark.parametrize(
+    ("given", "problem"),
+    [
+        ({**DC, "email": "a@b.c", "username": "bot"}, "give email (Jira Cloud"),
+        ({**DC, "rest_api_version": "3"}, "Jira Data Center has REST v2"),
+        ({**DC, "username": "bot", "rest_api_version": "3"}, "Jira Data Center has REST v2"),
+        ({**DC, "username": "a:b"}, "username must be"),
+        ({**DC, "username": " "}, "username must be"),
+        ({**DC, "max_result_window": 0}, "max_result_window"),
+    ],
+)
+def test_sign_in_combinations_that_cannot_work_are_one_line_errors(
+    given: dict[str, Any], problem: str
+) -> None:
+    with pytest.raises(ValidationError, match=problem) as info:
+        JiraConfig(**given)
+    assert info.value.error_count() == 1
 
 
 @pytest.mark.parametrize(
