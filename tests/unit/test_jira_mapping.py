@@ -70,7 +70,7 @@ def test_the_way_to_sign_in_follows_the_keys_given(
 @pytest.mark.parametrize(
     ("given", "problem"),
     [
-        ({**DC, "email": "a@b.c", "username": "bot"}, "give email (Jira Cloud"),
+        ({**DC, "email": "a@b.c", "username": "bot"}, "give email .Jira Cloud"),
         ({**DC, "rest_api_version": "3"}, "Jira Data Center has REST v2"),
         ({**DC, "username": "bot", "rest_api_version": "3"}, "Jira Data Center has REST v2"),
         ({**DC, "username": "a:b"}, "username must be"),
