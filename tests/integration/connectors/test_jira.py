@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -28,7 +29,12 @@ from connectors.base import (
 )
 from connectors.jira import JiraConfig, JiraConnector, jql_quote
 from connectors.sandbox.base import Request, Response
-from connectors.sandbox.jira import JiraSandbox, JqlError, search_body_problem
+from connectors.sandbox.jira import (
+    JiraDataCenterSandbox,
+    JiraSandbox,
+    JqlError,
+    search_body_problem,
+)
 from connectors.sandbox.jql import UNBOUNDED
 from tests.conformance import checker
 from tests.integration.connectors.contract import (
@@ -43,13 +49,20 @@ PAGE_SIZE = 5
 
 
 class JiraHarness:
-    """The contract's Harness for Jira: project ABC in the sandbox."""
+    """The contract's Harness for Jira: project ABC in the sandbox, Jira Cloud (email + API
+    token) or, for a `JiraDataCenterSandbox`, Data Center (a personal access token, or
+    `username` + password when `basic`)."""
 
     page_size = PAGE_SIZE
 
-    def __init__(self, sandbox: JiraSandbox, tmp_path: Path) -> None:
+    def __init__(self, sandbox: JiraSandbox, tmp_path: Path, *, basic: bool = False) -> None:
         self.sandbox = sandbox
         self.tmp_path = tmp_path
+        self.basic = basic
+
+    @property
+    def dc(self) -> bool:
+        return isinstance(self.sandbox, JiraDataCenterSandbox)
 
     def seed(self, count: int, *, start: datetime, step: timedelta) -> list[str]:
         issues = [
@@ -71,11 +84,15 @@ class JiraHarness:
     def connector(self, *, token: str = PLANTED_TOKEN, **config: Any) -> JiraConnector:
         values: dict[str, Any] = {
             "url": self.sandbox.url,
-            "email": self.sandbox.email,
             "projects": ["ABC"],
             "page_size": PAGE_SIZE,
             "request_timeout": 2.0,
         }
+        if isinstance(self.sandbox, JiraDataCenterSandbox):
+            if self.basic:
+                values["username"] = self.sandbox.username
+        else:
+            values["email"] = self.sandbox.email
         values.update(config)
         if "jql" in config:
             values.pop("projects", None)
@@ -89,32 +106,57 @@ class JiraHarness:
         return JiraConnector(JiraConfig.model_validate(values), ctx)
 
 
-#: Jira Cloud's published API, for the endpoints the connector calls
-#: (tests/conformance/jira.json): every request of every test here is checked against it.
+#: Jira Cloud's and Jira Data Center's published APIs, for the endpoints the connector calls
+#: (tests/conformance/jira.json, jira_dc.json): every request of every test here is checked.
 JIRA_API = checker.load("jira")
+JIRA_DC_API = checker.load("jira_dc")
 
 
-@pytest.fixture
-def sandbox() -> Iterator[JiraSandbox]:
-    """A sandbox whose request log must conform to the published API when the test ends, and
-    whose successful answers must have the shapes the description gives them."""
+@contextmanager
+def checked(server: JiraSandbox) -> Iterator[JiraSandbox]:
+    """A started sandbox whose request log must conform to its deployment's published API when
+    the test ends, and whose successful answers must have the shapes the description gives."""
+    api = JIRA_DC_API if isinstance(server, JiraDataCenterSandbox) else JIRA_API
     answers: list[checker.Violation] = []
-    with JiraSandbox(token=PLANTED_TOKEN) as server:
+    with server:
         server.timeout_stall = 1.5
         server.add_project("ABC", "Alpha")
         server.response_hook = lambda request, response: answers.extend(
-            checker.check_response(JIRA_API, request, response.status, response.body)
+            checker.check_response(api, request, response.status, response.body)
         )
         yield server
-    checker.assert_conforms(JIRA_API, server.requests)
+    checker.assert_conforms(api, server.requests)
     assert not answers, "sandbox answers off the published shape:\n" + "\n".join(
         str(v) for v in answers[:20]
     )
 
 
 @pytest.fixture
+def sandbox() -> Iterator[JiraSandbox]:
+    """A Jira Cloud sandbox, checked against Cloud's published API."""
+    with checked(JiraSandbox(token=PLANTED_TOKEN)) as server:
+        yield server
+
+
+@pytest.fixture
 def harness(sandbox: JiraSandbox, tmp_path: Path) -> JiraHarness:
     return JiraHarness(sandbox, tmp_path)
+
+
+#: Both deployments, and Data Center's two ways of signing in.
+MODES = ["cloud", "dc-pat", "dc-basic"]
+
+
+@pytest.fixture(params=MODES)
+def any_harness(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[JiraHarness]:
+    """The harness in each mode: Jira Cloud, Data Center with a PAT, Data Center with basic."""
+    mode = request.param
+    if mode == "cloud":
+        server: JiraSandbox = JiraSandbox(token=PLANTED_TOKEN)
+    else:
+        server = JiraDataCenterSandbox(token=PLANTED_TOKEN, password=PLANTED_TOKEN)
+    with checked(server) as started:
+        yield JiraHarness(started, tmp_path, basic=mode == "dc-basic")
 
 
 @pytest.fixture
@@ -133,7 +175,16 @@ def off_spec_harness(off_spec_sandbox: JiraSandbox, tmp_path: Path) -> JiraHarne
 
 
 class TestJiraContract(ConnectorContract):
-    """The shared contract suite."""
+    """The shared contract suite, against Jira Cloud and Jira Data Center (PAT and basic)."""
+
+    @pytest.fixture
+    def harness(self, any_harness: JiraHarness) -> JiraHarness:
+        return any_harness
+
+
+def searches(sandbox: JiraSandbox, method: str | None = None) -> list[Request]:
+    """The search requests, whichever the deployment's search is (`search/jql`, `search`)."""
+    return sandbox.requests_to("/search", method)
 
 
 async def run(connector: JiraConnector, since: dict[str, datetime] | None = None) -> list[Any]:
