@@ -40,6 +40,7 @@ there fails it, as a listing with a gap would mark an existing issue deleted.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import logging
@@ -719,9 +720,7 @@ CREDENTIAL_HINTS: dict[str, str] = {
 CONNECTING = "connecting (serverInfo)"
 
 
-def convert_error(
-    exc: BaseException, what: str, auth: AuthKind = "cloud"
-) -> ConnectorError | None:
+def convert_error(exc: BaseException, what: str, auth: AuthKind = "cloud") -> ConnectorError | None:
     """The ConnectorError for an SDK/HTTP exception, or None when it is not one of those."""
     if isinstance(exc, ConnectorError):
         return exc
@@ -754,6 +753,10 @@ def convert_error(
     return None
 
 
+class CredentialsRejected(FatalError):
+    """Jira answered 401: the credentials, or the way the config signs in, are wrong."""
+
+
 #: Jira's 400 for JQL naming a project that does not exist or that the account cannot browse
 #: (Jira does not tell the two apart).
 _NO_PROJECT = re.compile(
@@ -784,7 +787,7 @@ def _from_jira_error(exc: JIRAError, what: str, auth: AuthKind = "cloud") -> Con
     status = exc.status_code
     headers = exc.response.headers if exc.response is not None else {}
     if status == 401:
-        return FatalError(f"Jira rejected the credentials (401): {CREDENTIAL_HINTS[auth]}")
+        return CredentialsRejected(f"Jira rejected the credentials (401): {CREDENTIAL_HINTS[auth]}")
     if status == 403:
         return FatalError(
             f"Jira refused access while {what} (403): give the account browse permission on the "
@@ -1106,7 +1109,13 @@ class JiraConnector:
         `deploymentType` says Cloud or Data Center ("Cloud" is Cloud, anything else is DC); the
         config's way of signing in must be one that deployment takes."""
         if self._client is None:
-            self._client = await self._call(CONNECTING, self._new_client)
+            try:
+                self._client = await self._call(CONNECTING, self._new_client)
+            except CredentialsRejected:
+                # Refused before serverInfo was read: when the site says, anonymously, that it
+                # is the other deployment, that is the cause worth telling.
+                self._check_sign_in(await self._anonymous_deployment())
+                raise
             info = self._client.last_server_info
         else:
             info = await self._call("reading serverInfo", self._client.server_info)
@@ -1116,6 +1125,16 @@ class JiraConnector:
                 f"{self.config.url}: serverInfo has no deploymentType; check that url is a Jira "
                 "site"
             )
+        self._check_sign_in(kind)
+        if self._server is None:
+            log_event(log, "jira_deployment", deployment=kind, auth=self.config.auth)
+        self._server = kind != "Cloud"
+        return self._client, info
+
+    def _check_sign_in(self, kind: str | None) -> None:
+        """FatalError when the config signs in a way deployment `kind` does not take."""
+        if kind is None:
+            return
         server = kind != "Cloud"
         if server and self.config.auth == "cloud":
             raise FatalError(
@@ -1128,10 +1147,23 @@ class JiraConnector:
                 f"{self.config.url} is Jira Cloud: give email with an API token (personal "
                 "access tokens and username + password are Jira Data Center's)"
             )
-        if self._server is None:
-            log_event(log, "jira_deployment", deployment=kind, auth=self.config.auth)
-        self._server = server
-        return self._client, info
+
+    async def _anonymous_deployment(self) -> str | None:
+        """`deploymentType` of the anonymous `GET /rest/api/2/serverInfo` (both deployments
+        answer it without credentials), or None when that cannot be read."""
+        url = f"{self.config.url}/rest/api/2/serverInfo"
+
+        def probe() -> str | None:
+            try:
+                answer = requests.get(
+                    url, timeout=self.config.request_timeout, verify=self.config.tls_verify()
+                )
+                kind = answer.json().get("deploymentType") if answer.ok else None
+            except (requests.RequestException, ValueError, AttributeError):
+                return None
+            return kind if isinstance(kind, str) and kind else None
+
+        return await asyncio.to_thread(probe)
 
     def _new_client(self) -> _Jira:
         secret = self._ctx.bearer().get_secret_value()

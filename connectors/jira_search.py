@@ -71,8 +71,7 @@ def cloud_page(
     following = body.get("nextPageToken")
     if body.get("isLast") is False and not following:
         raise RetriableError(
-            "Jira's search answer says isLast: false but has no nextPageToken to follow; "
-            "will retry"
+            "Jira's search answer says isLast: false but has no nextPageToken to follow; will retry"
         )
     more = bool(following) and body.get("isLast") is not True
     if not issues and more:

@@ -401,6 +401,8 @@ class JiraSandbox(SandboxServer):
         if match is None:
             return Response(404, _errors("Not found"))
         version, path = match.groups()
+        if path == "serverInfo" and "authorization" not in request.headers:
+            return self._server_info(request, version)  # Jira answers it anonymously
         if not self._authorised(request):
             return Response(401, _errors(_UNAUTHENTICATED))
         routes: dict[tuple[str, str], Callable[[Request, str], Response]] = {
@@ -838,6 +840,8 @@ class JiraDataCenterSandbox(JiraSandbox):
         match = re.fullmatch(r"/rest/api/2/(.+)", request.path)
         if match is None:
             return self._no_resource(request)
+        if match.group(1) == "serverInfo" and "authorization" not in request.headers:
+            return self._server_info(request, "2")  # anonymous; wrong credentials are a 401
         if not self._authorised(request):
             return Response(
                 401,
