@@ -1,4 +1,13 @@
-"""Jira Cloud connector: issues through the enhanced search (`/rest/api/{2,3}/search/jql`).
+"""Jira connector: Jira Cloud through the enhanced search (`/rest/api/{2,3}/search/jql`), Jira
+Data Center / Server (9.x, 10.x) through the Server search (`/rest/api/2/search`).
+
+Deployment: `serverInfo.deploymentType` ("Cloud" is Cloud, anything else is Data Center), read at
+connect; the config's way of signing in must fit it (docs/trackers/jira.md#jira-data-center):
+Cloud takes `email` + API token (basic), DC a personal access token alone (Bearer) or `username`
++ password (basic). A 401 before serverInfo was read is explained by the anonymous serverInfo when
+the site is the other deployment. The two searches answer one page shape
+(connectors/jira_search.py), so the paging below is the same on both: on DC the "token" is the
+next `startAt`. TLS: `ca_bundle` / `verify_tls` go to the SDK's `options["verify"]`.
 
 The blocking `jira` SDK runs in worker threads. Its own retry loop is switched off
 (`max_retries=0`: its waits of up to 60 s would ignore the run's deadline); transient failures are
@@ -914,7 +923,8 @@ class _Progress:
 
 
 class JiraConnector:
-    """Jira Cloud issues in the configured projects or JQL, oldest change first."""
+    """Jira Cloud or Data Center issues in the configured projects or JQL, oldest change
+    first."""
 
     source: ClassVar[str] = "jira"
     config_model: ClassVar[type[ConnectorConfig]] = JiraConfig
@@ -932,7 +942,8 @@ class JiraConnector:
 
     # -- the contract -------------------------------------------------------------------------
     async def check(self) -> None:
-        """Credentials, Cloud deployment, user, configured fields and the scope JQL all work."""
+        """Credentials and the deployment they fit, user, configured fields and the scope JQL
+        (every project browsable) all work."""
         run = await self._run_start()
         await self._search(run.client, search_jql(self._scope, None), None, 1, ["id"])
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -14,6 +15,9 @@ from pydantic import ValidationError
 from connectors.base import FatalError, RetriableError, Status
 from connectors.http import parse_time as parse_jira_time
 from connectors.jira import (
+    CONNECTING,
+    CREDENTIAL_HINTS,
+    CredentialsRejected,
     FieldIds,
     JiraConfig,
     ProjectNotFound,
@@ -450,6 +454,32 @@ def test_convert_error_classes() -> None:
     assert isinstance(convert_error(requests.exceptions.ReadTimeout(), "x"), RetriableError)
     assert isinstance(convert_error(requests.exceptions.ConnectionError(), "x"), RetriableError)
     assert convert_error(KeyError("x"), "x") is None
+
+
+@pytest.mark.parametrize("auth", ["cloud", "pat", "basic"])
+def test_a_401_says_what_to_check_for_each_way_of_signing_in(auth: Any) -> None:
+    rejected = convert_error(_jira_error(401), "x", auth)
+    assert isinstance(rejected, CredentialsRejected)
+    assert str(rejected) == f"Jira rejected the credentials (401): {CREDENTIAL_HINTS[auth]}"
+
+
+def test_a_page_instead_of_json_is_fatal_only_while_connecting() -> None:
+    html = json.JSONDecodeError("Expecting value", "<!DOCTYPE html><html>", 0)
+    first = convert_error(html, CONNECTING)
+    assert isinstance(first, FatalError) and "an HTML page" in str(first)
+    empty = convert_error(json.JSONDecodeError("Expecting value", "null;", 0), CONNECTING)
+    assert isinstance(empty, FatalError) and "not JSON" in str(empty)
+    assert isinstance(convert_error(html, "searching issues"), RetriableError)
+
+
+def test_an_untrusted_certificate_is_fatal_and_names_ca_bundle() -> None:
+    untrusted = requests.exceptions.SSLError(
+        "[SSL: CERTIFICATE_VERIFY_FAILED] certificate verify failed: unable to get local issuer"
+    )
+    error = convert_error(untrusted, CONNECTING)
+    assert isinstance(error, FatalError) and "set ca_bundle" in str(error)
+    other = convert_error(requests.exceptions.SSLError("EOF occurred in violation"), "x")
+    assert isinstance(other, RetriableError)  # a dropped TLS connection is the network's
 
 
 def test_retry_after_forms() -> None:
