@@ -1230,7 +1230,7 @@ class JiraConnector:
         if found is None:
             raise ConfigError(
                 f"{key}: no field {wanted!r} on this Jira site; give its id (e.g. "
-                "customfield_10016) or its exact name as listed by GET /rest/api/3/field"
+                "customfield_10016) or its exact name as listed by GET /rest/api/<version>/field"
             )
         return found
 
