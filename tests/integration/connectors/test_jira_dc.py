@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import pytest
 import requests
 from cryptography import x509
@@ -29,8 +30,11 @@ from connectors.base import ConnectorContext, ConnectorError, FatalError, Page
 from connectors.jira import CREDENTIAL_HINTS, JiraConfig, JiraConnector
 from connectors.sandbox.base import Request, Response
 from connectors.sandbox.jira import JiraDataCenterSandbox, JiraSandbox, server_search_body_problem
+from tests.helpers import make_integration, make_team
 from tests.integration.connectors.contract import PLANTED_TOKEN, T0, collect, items_of
 from tests.integration.connectors.test_jira import PAGE_SIZE, JiraHarness, checked, searches
+from worker import sync
+from worker.settings import Settings
 
 MINUTE = dt.timedelta(minutes=1)
 
@@ -503,3 +507,42 @@ async def test_https_with_verify_tls_false_is_accepted_and_said_at_every_run(
         await connector.aclose()
     warned = [r for r in caplog.records if r.getMessage() == "jira_tls_unverified"]
     assert len(warned) == 2
+
+
+# ---------------------------------------------------------------------------------------------
+# Through the sync run (real PostgreSQL, the connector the registry loads)
+# ---------------------------------------------------------------------------------------------
+async def test_a_dc_url_turned_login_page_fails_the_run_clearly_and_keeps_what_was_synced(
+    pool: asyncpg.Pool,
+    off_spec_dc: JiraHarness,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A run against DC with a PAT lands the issues; when the URL starts answering a login page
+    (an SSO proxy put in front of Jira), the next run is a clear `sync_failed` row naming url,
+    never a crash, and nothing already synced is touched. The PAT is in no row and no log."""
+    caplog.set_level(logging.DEBUG)
+    ids = off_spec_dc.seed(3, start=T0, step=MINUTE)
+    team = await make_team(pool, "Ops")
+    config = {"url": off_spec_dc.sandbox.url, "token": PLANTED_TOKEN, "projects": ["ABC"]}
+    integration = await make_integration(pool, team, "jira", config, interval=60)
+    settings = Settings(home=tmp_path / "home", sweep_every_runs=0)
+    options = sync.RunOptions(force=True)
+    first = await sync.run_integration(pool, integration, settings, environ={}, options=options)
+    assert first.outcome == "succeeded" and first.created == 3
+    before = await pool.fetch("SELECT * FROM work_items ORDER BY external_id")
+    assert sorted(r["external_id"] for r in before) == sorted(ids)
+
+    _login_page(off_spec_dc.sandbox, monkeypatch)
+    failed = await sync.run_integration(pool, integration, settings, environ={}, options=options)
+    assert failed.outcome == "failed"
+    [row] = await pool.fetch("SELECT * FROM activity_logs WHERE event_type = 'sync_failed'")
+    assert row["metadata"]["error_class"] == "FatalError"
+    assert "url answered an HTML page instead of Jira's REST API" in row["message"]
+    assert [dict(r) for r in await pool.fetch("SELECT * FROM work_items ORDER BY external_id")] == [
+        dict(r) for r in before
+    ]
+    rows = await pool.fetch("SELECT message, metadata::text AS metadata FROM activity_logs")
+    assert rows and not [r for r in rows if PLANTED_TOKEN in str(dict(r))]
+    assert PLANTED_TOKEN not in caplog.text
