@@ -30,6 +30,7 @@ from connectors.base import ConnectorContext, ConnectorError, FatalError, Page
 from connectors.jira import CREDENTIAL_HINTS, JiraConfig, JiraConnector
 from connectors.sandbox.base import Request, Response
 from connectors.sandbox.jira import JiraDataCenterSandbox, JiraSandbox, server_search_body_problem
+from tests.acceptance.cli import cli_env, run_cli
 from tests.helpers import make_integration, make_team
 from tests.integration.connectors.contract import PLANTED_TOKEN, T0, collect, items_of
 from tests.integration.connectors.test_jira import PAGE_SIZE, JiraHarness, checked, searches
@@ -37,6 +38,7 @@ from worker import sync
 from worker.settings import Settings
 
 MINUTE = dt.timedelta(minutes=1)
+CHECKOUT = str(Path(__file__).resolve().parents[3])  # the CLI subprocess runs this code
 
 
 @pytest.fixture
@@ -546,3 +548,34 @@ async def test_a_dc_url_turned_login_page_fails_the_run_clearly_and_keeps_what_w
     rows = await pool.fetch("SELECT message, metadata::text AS metadata FROM activity_logs")
     assert rows and not [r for r in rows if PLANTED_TOKEN in str(dict(r))]
     assert PLANTED_TOKEN not in caplog.text
+
+
+async def test_integrations_test_says_the_token_cannot_browse_a_project(
+    db_url: str, pool: asyncpg.Pool, off_spec_dc: JiraHarness
+) -> None:
+    """`c9-sync integrations test` (check()) on DC, the CLI as a subprocess: a PAT whose user
+    cannot browse one of the projects fails in one line naming the project and the permission;
+    once the user may browse it, ok. The PAT is never printed."""
+    sandbox = off_spec_dc.sandbox
+    sandbox.add_project("OPS", "Operations")
+    sandbox.unbrowsable.add("OPS")
+    team = await make_team(pool, "Ops")
+    config = {"url": sandbox.url, "token_env": "C9_TEST_JIRA_PAT", "projects": ["ABC", "OPS"]}
+    await make_integration(pool, team, "jira", config)
+    env = cli_env(
+        db_url,
+        C9_TEST_JIRA_PAT=PLANTED_TOKEN,
+        PYTHONPATH=CHECKOUT,
+    )
+    refused = await asyncio.to_thread(run_cli, "integrations", "test", "Ops/jira", env=env)
+    assert refused.returncode == 1, (refused.stdout, refused.stderr)
+    said = [line for line in refused.stderr.splitlines() if line and not line.startswith("{")]
+    assert "Ops/jira: check FAILED" in said[-1]
+    assert "'OPS' does not exist for the field 'project'" in said[-1]
+    assert "no Browse Projects permission" in said[-1]
+    sandbox.unbrowsable.clear()
+    ok = await asyncio.to_thread(run_cli, "integrations", "test", "Ops/jira", env=env)
+    assert ok.returncode == 0, (ok.stdout, ok.stderr)
+    assert "Ops/jira: ok" in ok.stdout
+    shown = refused.stdout + refused.stderr + ok.stdout + ok.stderr
+    assert PLANTED_TOKEN not in shown
