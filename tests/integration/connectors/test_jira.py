@@ -46,6 +46,8 @@ from tests.integration.connectors.contract import (
 )
 
 PAGE_SIZE = 5
+#: Both deployments, and Data Center's two ways of signing in.
+MODES = ["cloud", "dc-pat", "dc-basic"]
 
 
 class JiraHarness:
@@ -143,10 +145,6 @@ def harness(sandbox: JiraSandbox, tmp_path: Path) -> JiraHarness:
     return JiraHarness(sandbox, tmp_path)
 
 
-#: Both deployments, and Data Center's two ways of signing in.
-MODES = ["cloud", "dc-pat", "dc-basic"]
-
-
 @pytest.fixture(params=MODES)
 def any_harness(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[JiraHarness]:
     """The harness in each mode: Jira Cloud, Data Center with a PAT, Data Center with basic."""
@@ -169,9 +167,18 @@ def off_spec_sandbox() -> Iterator[JiraSandbox]:
         yield server
 
 
-@pytest.fixture
-def off_spec_harness(off_spec_sandbox: JiraSandbox, tmp_path: Path) -> JiraHarness:
-    return JiraHarness(off_spec_sandbox, tmp_path)
+@pytest.fixture(params=MODES)
+def off_spec_harness(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[JiraHarness]:
+    """`off_spec_sandbox` in each mode (Cloud, DC with a PAT, DC with basic)."""
+    mode = request.param
+    if mode == "cloud":
+        server: JiraSandbox = JiraSandbox(token=PLANTED_TOKEN)
+    else:
+        server = JiraDataCenterSandbox(token=PLANTED_TOKEN, password=PLANTED_TOKEN)
+    with server:
+        server.timeout_stall = 1.5
+        server.add_project("ABC", "Alpha")
+        yield JiraHarness(server, tmp_path, basic=mode == "dc-basic")
 
 
 class TestJiraContract(ConnectorContract):
