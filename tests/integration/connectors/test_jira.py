@@ -727,7 +727,7 @@ def _assert_minute_read_whole(
     members = set(group) - gone
     for n, page in enumerate(pages):
         yielded |= {i.external_id for i in page.items}
-        mark = page.checkpoint.get("")
+        mark = page.checkpoint.get("ABC")  # the scope of `projects: [ABC]`
         if mark is not None and mark >= minute + timedelta(minutes=1):
             missing = members - yielded
             assert not missing, f"page {n} checkpoints {mark} with {len(missing)} unread"
