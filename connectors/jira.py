@@ -1,4 +1,13 @@
-"""Jira Cloud connector: issues through the enhanced search (`/rest/api/{2,3}/search/jql`).
+"""Jira connector: Jira Cloud through the enhanced search (`/rest/api/{2,3}/search/jql`), Jira
+Data Center / Server (9.x, 10.x) through the Server search (`/rest/api/2/search`).
+
+Deployment: `serverInfo.deploymentType` ("Cloud" is Cloud, anything else is Data Center), read at
+connect; the config's way of signing in must fit it (docs/trackers/jira.md#jira-data-center):
+Cloud takes `email` + API token (basic), DC a personal access token alone (Bearer) or `username`
++ password (basic). A 401 before serverInfo was read is explained by the anonymous serverInfo when
+the site is the other deployment. The two searches answer one page shape
+(connectors/jira_search.py), so the paging below is the same on both: on DC the "token" is the
+next `startAt`. TLS: `ca_bundle` / `verify_tls` go to the SDK's `options["verify"]`.
 
 The blocking `jira` SDK runs in worker threads. Its own retry loop is switched off
 (`max_retries=0`: its waits of up to 60 s would ignore the run's deadline); transient failures are
@@ -40,6 +49,7 @@ there fails it, as a listing with a gap would mark an existing issue deleted.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import logging
@@ -80,6 +90,14 @@ from connectors.base import (
     utc,
 )
 from connectors.http import call_sdk, header, log_event, parse_time, retry_after
+from connectors.jira_search import (
+    Answer,
+    SearchPage,
+    cloud_page,
+    group_members,
+    minute_of,
+    server_page,
+)
 
 log = logging.getLogger(__name__)
 
@@ -88,10 +106,8 @@ T = TypeVar("T")
 SCOPE = ""  # what `map_work_item` stamps; `changes` sets each item's scope to its project / JQL
 ORDER = "updated ASC, key ASC"
 IDS_PAGE_SIZE = 1000  # search/jql returns up to 5000 per page when only ids are asked for
-LONG_JQL = 1500  # longer queries go in a POST body rather than the URL
 GROUP_PAGE = 100  # the largest page with fields: re-reads of a minute group use it
 MAX_GROUP_WALKS = 20  # re-reads of one minute group before the run gives up
-MINUTE = timedelta(minutes=1)
 
 #: Fields every search asks for (plus the resolved custom fields).
 BASE_FIELDS = (
@@ -154,18 +170,28 @@ def _has_control_chars(value: str, allowed: str = "") -> bool:
     return any((ord(c) < 32 or ord(c) == 127) and c not in allowed for c in value)
 
 
+#: How a config signs in: Cloud (email + API token), DC personal access token (Bearer), DC basic.
+AuthKind = Literal["cloud", "pat", "basic"]
+
+
 class JiraConfig(ConnectorConfig):
-    """`integrations.config` of a Jira Cloud integration."""
+    """`integrations.config` of a Jira integration. Jira Cloud: `email` + API token. Jira Data
+    Center / Server: a personal access token alone (sent as Bearer), or `username` + password
+    (basic auth); either way the secret is in `token`/`token_env`/`token_file`."""
 
     url: str
-    email: str
+    email: str | None = None
+    username: str | None = None
     jql: str | None = None
     projects: list[str] | None = None
     story_points_field: str | None = None
     acceptance_criteria_field: str | None = None
     page_size: int = Field(100, ge=1, le=100)
-    rest_api_version: Literal["2", "3"] = "3"
+    # Cloud defaults to 3; Data Center has REST v2 only
+    rest_api_version: Literal["2", "3"] | None = None
     request_timeout: float = Field(30.0, gt=0, le=300)
+    # DC: jira.search.platform.max.result.window (startAt + maxResults may not pass it)
+    max_result_window: int = Field(10_000, ge=1)
 
     @field_validator("url")
     @classmethod
@@ -174,10 +200,22 @@ class JiraConfig(ConnectorConfig):
 
     @field_validator("email")
     @classmethod
-    def _email(cls, value: str) -> str:
+    def _email(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
         value = value.strip()
         if not value or _has_control_chars(value):
             raise ValueError("email must be the Atlassian account's e-mail address")
+        return value
+
+    @field_validator("username")
+    @classmethod
+    def _username(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        value = value.strip()
+        if not value or _has_control_chars(value) or ":" in value:
+            raise ValueError("username must be the Jira Data Center user name (no colon)")
         return value
 
     @field_validator("projects")
@@ -233,6 +271,32 @@ class JiraConfig(ConnectorConfig):
         if (self.jql is None) == (self.projects is None):
             raise ValueError("give exactly one of jql or projects")
         return self
+
+    @model_validator(mode="after")
+    def _one_sign_in(self) -> JiraConfig:
+        if self.email is not None and self.username is not None:
+            raise ValueError(
+                "give email (Jira Cloud, with an API token) or username (Jira Data Center, with "
+                "a password), not both"
+            )
+        if self.email is None and self.rest_api_version == "3":
+            raise ValueError(
+                "rest_api_version 3 is Jira Cloud's (with email): Jira Data Center has REST v2"
+            )
+        return self
+
+    @property
+    def auth(self) -> AuthKind:
+        if self.email is not None:
+            return "cloud"
+        return "basic" if self.username is not None else "pat"
+
+    @property
+    def api_version(self) -> str:
+        """The REST version the client speaks: configured, else 3 on Cloud and 2 on DC."""
+        if self.rest_api_version is not None:
+            return self.rest_api_version
+        return "3" if self.auth == "cloud" else "2"
 
 
 def site_of(url: str) -> str:
@@ -654,16 +718,40 @@ def _jira_said(exc: JIRAError) -> str:
     return text[:500] if text else "no message"
 
 
-def convert_error(exc: BaseException, what: str) -> ConnectorError | None:
+#: What to check after a 401, by the way the config signs in.
+CREDENTIAL_HINTS: dict[str, str] = {
+    "cloud": "check email and token",
+    "pat": "check the personal access token in token (expired or revoked?) and that url is "
+    "the Jira Data Center it was made on",
+    "basic": "check username and password; a personal access token is given without "
+    "username (it is sent as Bearer, and Jira refuses it as a password)",
+}
+CONNECTING = "connecting (serverInfo)"
+
+
+def convert_error(exc: BaseException, what: str, auth: AuthKind = "cloud") -> ConnectorError | None:
     """The ConnectorError for an SDK/HTTP exception, or None when it is not one of those."""
     if isinstance(exc, ConnectorError):
         return exc
     if isinstance(exc, JIRAError):
-        return _from_jira_error(exc, what)
+        return _from_jira_error(exc, what, auth)
     if isinstance(exc, json.JSONDecodeError | requests.exceptions.JSONDecodeError):
+        if what == CONNECTING:  # the first answer is a page, not Jira: a login page, a proxy
+            html = str(getattr(exc, "doc", "")).lstrip()[:1].startswith("<")
+            return FatalError(
+                f"url answered {'an HTML page' if html else 'a body that is not JSON'} instead "
+                "of Jira's REST API while connecting (serverInfo): check url (with the context "
+                "path, e.g. https://jira.example.com/jira), and that no login page or proxy "
+                "stands in front of the REST API for token sign-ins"
+            )
         return RetriableError(
             f"Jira sent a body that is not JSON while {what}; if this persists, check that url "
             "points at the Jira site"
+        )
+    if isinstance(exc, requests.exceptions.SSLError) and "CERTIFICATE_VERIFY_FAILED" in str(exc):
+        return FatalError(
+            f"Jira's TLS certificate is not trusted while {what} (certificate verify failed): "
+            "set ca_bundle to the CA bundle (PEM) that signed it, e.g. your corporate CA"
         )
     if isinstance(exc, requests.exceptions.Timeout):
         return RetriableError(f"Jira did not answer in time while {what} ({type(exc).__name__})")
@@ -672,6 +760,10 @@ def convert_error(exc: BaseException, what: str) -> ConnectorError | None:
     if isinstance(exc, requests.exceptions.RequestException):
         return RetriableError(f"HTTP error while {what} ({type(exc).__name__})")
     return None
+
+
+class CredentialsRejected(FatalError):
+    """Jira answered 401: the credentials, or the way the config signs in, are wrong."""
 
 
 #: Jira's 400 for JQL naming a project that does not exist or that the account cannot browse
@@ -696,30 +788,41 @@ class ProjectNotFound(FatalError):
         names = ", ".join(repr(p) for p in self.projects)
         return (
             f"Jira says project {names} does not exist (deleted, key changed, or this account "
-            "cannot browse it)"
+            "has no Browse Projects permission on it)"
         )
 
 
-def _from_jira_error(exc: JIRAError, what: str) -> ConnectorError:
+def _from_jira_error(exc: JIRAError, what: str, auth: AuthKind = "cloud") -> ConnectorError:
     status = exc.status_code
     headers = exc.response.headers if exc.response is not None else {}
     if status == 401:
-        return FatalError("Jira rejected the credentials (401): check email and token")
+        return CredentialsRejected(f"Jira rejected the credentials (401): {CREDENTIAL_HINTS[auth]}")
     if status == 403:
         return FatalError(
             f"Jira refused access while {what} (403): give the account browse permission on the "
             f"projects, or solve a pending CAPTCHA by logging in once. Jira said: {_jira_said(exc)}"
         )
     if status == 404:
+        hint = (
+            " (Jira Data Center has no REST API v3: for DC leave out email)"
+            if what == CONNECTING and auth == "cloud"
+            else ""
+        )
         return FatalError(
             f"Jira answered 404 while {what}: check that url is the site address "
-            f"(https://<site>.atlassian.net). Jira said: {_jira_said(exc)}"
+            "(https://<site>.atlassian.net, or the Data Center base URL with its context path)"
+            f"{hint}. Jira said: {_jira_said(exc)}"
         )
     if status == 400:
         said = _jira_said(exc)
         missing = _NO_PROJECT.findall(said)
         if missing:
-            return ProjectNotFound(f"Jira rejected the query (400): {said}", missing)
+            return ProjectNotFound(
+                f"Jira rejected the query (400): {said} The project is deleted, its key "
+                "changed, or the account this token signs in as has no Browse Projects "
+                "permission on it",
+                missing,
+            )
         return FatalError(f"Jira rejected the query (400): {said}")
     if status in (429, 503):
         return RetriableError(
@@ -729,63 +832,6 @@ def _from_jira_error(exc: JIRAError, what: str) -> ConnectorError:
     if status is None or status >= 500:
         return RetriableError(f"Jira failed while {what} ({status or 'no response'})")
     return FatalError(f"Jira answered {status} while {what}: {_jira_said(exc)}")
-
-
-# ---------------------------------------------------------------------------------------------
-# Paging state (module docstring: keyset by minute, minute groups)
-# ---------------------------------------------------------------------------------------------
-def minute_of(at: datetime) -> datetime:
-    """The UTC minute `at` falls in (every zone in use today is offset by whole minutes, so it is
-    also the minute of the user's zone that JQL literals name)."""
-    return utc(at).replace(second=0, microsecond=0)
-
-
-def updated_of(raw: object) -> datetime | None:
-    """An issue's `fields.updated`, when it is there and readable."""
-    fields = raw.get("fields") if isinstance(raw, Mapping) else None
-    return parse_time(fields.get("updated")) if isinstance(fields, Mapping) else None
-
-
-@dataclass(frozen=True, slots=True)
-class _Answer:
-    """One search answer: its issues, each one's `updated` when readable, and the token of the
-    next page (None when the answer is the last)."""
-
-    raws: list[Any]
-    times: list[datetime | None]
-    token: str | None
-
-    @property
-    def newest(self) -> datetime | None:
-        known = [t for t in self.times if t is not None]
-        return max(known) if known else None
-
-    def beyond(self, minute: datetime | None) -> bool:
-        """Whether it holds an issue of a later minute than `minute` (any dated one for None)."""
-        return any(t is not None and (minute is None or t >= minute + MINUTE) for t in self.times)
-
-
-def _identity(raw: object, position: int) -> str:
-    """What tells one listed issue from another, even a malformed one."""
-    if isinstance(raw, Mapping):
-        for key in ("id", "key"):
-            value = raw.get(key)
-            if isinstance(value, str | int) and not isinstance(value, bool) and value != "":
-                return f"{key}:{value}"
-    return f"position:{position}"
-
-
-def group_members(walk: list[_Answer], minute: datetime | None) -> set[str]:
-    """Every issue a walk listed before its first issue of a later minute than `minute`."""
-    members: set[str] = set()
-    position = 0
-    for answer in walk:
-        for raw, at in zip(answer.raws, answer.times, strict=True):
-            if at is not None and (minute is None or at >= minute + MINUTE):
-                return members
-            members.add(_identity(raw, position))
-            position += 1
-    return members
 
 
 # ---------------------------------------------------------------------------------------------
@@ -817,6 +863,19 @@ class _Jira(JIRA):
             body["nextPageToken"] = token
         return self._get_json("search/jql", params=body, use_post=True)
 
+    def search_post(self, jql: str, start: int, size: int, fields: Sequence[str]) -> Any:
+        """`POST /rest/api/2/search` (Jira Data Center) with the keys of the Server
+        `SearchRequest` only; the SDK's own POST sends `"expand": null`."""
+        cache = self._fields_cache
+        body = {
+            "jql": jql,
+            "startAt": start,
+            "maxResults": size,
+            "fields": [cache.get(f, f) for f in fields],
+            "validateQuery": True,
+        }
+        return self._get_json("search", params=body, use_post=True)
+
 
 @dataclass(frozen=True, slots=True)
 class _Run:
@@ -839,7 +898,7 @@ class _Progress:
         self._rejected: set[str] = set()  # external_ids of the results rejected so far
         self.mark: datetime | None = None
 
-    def page(self, answer: _Answer, *, advance: bool) -> Page:
+    def page(self, answer: Answer, *, advance: bool) -> Page:
         """The page of an answer: issues not yielded yet (in this version), and the ones that
         cannot be mapped, each named once a run. The checkpoint moves to the answer's newest
         `updated` (never past the server's clock) only with `advance`; it may pass a rejected
@@ -864,7 +923,8 @@ class _Progress:
 
 
 class JiraConnector:
-    """Jira Cloud issues in the configured projects or JQL, oldest change first."""
+    """Jira Cloud or Data Center issues in the configured projects or JQL, oldest change
+    first."""
 
     source: ClassVar[str] = "jira"
     config_model: ClassVar[type[ConnectorConfig]] = JiraConfig
@@ -878,10 +938,12 @@ class JiraConnector:
         self._scopes = scope_conditions(config)
         self._client: _Jira | None = None
         self._fields: FieldIds | None = None
+        self._server: bool | None = None  # Jira Data Center / Server (from serverInfo)
 
     # -- the contract -------------------------------------------------------------------------
     async def check(self) -> None:
-        """Credentials, Cloud deployment, user, configured fields and the scope JQL all work."""
+        """Credentials and the deployment they fit, user, configured fields and the scope JQL
+        (every project browsable) all work."""
         run = await self._run_start()
         await self._search(run.client, search_jql(self._scope, None), None, 1, ["id"])
 
@@ -910,29 +972,43 @@ class JiraConnector:
     async def _scope_changes(
         self, run: _Run, scope: str, condition: str, cursor: datetime | None
     ) -> AsyncIterator[Page]:
+        progress = _Progress(self, run, scope)
+        fields = run.fields.search_fields()
+        walk = self._keyset(run, condition, cursor, self.config.page_size, GROUP_PAGE, fields)
+        async for answer, advance in walk:
+            yield progress.page(answer, advance=advance)
+
+    async def _keyset(
+        self,
+        run: _Run,
+        condition: str,
+        cursor: datetime | None,
+        size: int,
+        group_size: int,
+        fields: list[str],
+    ) -> AsyncIterator[tuple[Answer, bool]]:
+        """The answers of the keyset walk over `condition` from `cursor`, each with whether the
+        checkpoint may move to its newest `updated` (module docstring: keyset by minute, minute
+        groups). The same walk for Cloud's tokens and DC's startAt."""
         minute = minute_of(cursor) if cursor is not None else None
         literal = jql_time_literal(cursor, run.tz) if cursor is not None else None
-        fields = run.fields.search_fields()
-        progress = _Progress(self, run, scope)
         while True:
             jql = search_jql(condition, literal)
-            first = await self._answer(run, jql, None, self.config.page_size, fields)
+            first = await self._answer(run, jql, None, size, fields)
             if first.raws:
-                yield progress.page(first, advance=True)
+                yield first, True
             if first.token is None:
                 return
             if not first.beyond(minute):
                 # Nothing past `minute` on a page that promises more: walk the minute by token,
                 # then read it again until a walk can be trusted; the checkpoint waits.
                 walk = [first]
-                async for page in self._walk(
-                    run, jql, self.config.page_size, walk, minute, progress
-                ):
-                    yield page
+                async for answer in self._walk(run, jql, size, walk, minute, fields):
+                    yield answer, False
                 for _ in range(MAX_GROUP_WALKS):
-                    again: list[_Answer] = []
-                    async for page in self._walk(run, jql, GROUP_PAGE, again, minute, progress):
-                        yield page
+                    again: list[Answer] = []
+                    async for answer in self._walk(run, jql, group_size, again, minute, fields):
+                        yield answer, False
                     if len(again) == 1:  # one answer: a snapshot of the whole minute
                         walk = again
                         break
@@ -945,7 +1021,7 @@ class JiraConnector:
                         "they were read; will retry"
                     )
                 first = walk[-1]
-                yield progress.page(first, advance=True)  # the minute is read whole
+                yield first, True  # the minute is read whole
                 if first.token is None:
                     return
             newest = first.newest
@@ -957,14 +1033,13 @@ class JiraConnector:
         run: _Run,
         jql: str,
         size: int,
-        walk: list[_Answer],
+        walk: list[Answer],
         minute: datetime | None,
-        progress: _Progress,
-    ) -> AsyncIterator[Page]:
+        fields: list[str],
+    ) -> AsyncIterator[Answer]:
         """Follow the tokens of `jql` (from its first page when `walk` is empty), appending each
         answer to `walk`, until one holds a later minute or the results end. The checkpoint does
         not move."""
-        fields = run.fields.search_fields()
         seen: set[str] = set()
         while not walk or (walk[-1].token is not None and not walk[-1].beyond(minute)):
             token = walk[-1].token if walk else None
@@ -975,30 +1050,48 @@ class JiraConnector:
             answer = await self._answer(run, jql, token, size, fields)
             walk.append(answer)
             if answer.raws:
-                yield progress.page(answer, advance=False)
+                yield answer
 
     async def _answer(
         self, run: _Run, jql: str, token: str | None, size: int, fields: list[str]
-    ) -> _Answer:
+    ) -> Answer:
         """One search page, its issues' times read and its promise of more taken."""
-        body = await self._search(run.client, jql, token, size, fields)
-        raws = body["issues"]
-        following = body.get("nextPageToken")
-        more = bool(following) and body.get("isLast") is not True
-        return _Answer(raws, [updated_of(raw) for raw in raws], str(following) if more else None)
+        return Answer.of(await self._search(run.client, jql, token, size, fields))
 
     async def all_ids(self) -> AsyncIterator[ScopeIds]:
-        """Every issue id in scope (no time filter), a page at a time."""
+        """Every issue id in scope (no time filter), a page at a time. On Data Center the listing
+        is the keyset walk by `updated` (ids and times only): offset paging by key would stop at
+        the result window."""
         client, _ = await self._connect()
+        run = await self._run_start() if self._server else None
         await self._field_ids(client)
         for scope, condition in self._scopes.items():
-            jql = search_jql(condition, None, order="key ASC")
             try:
-                async for issues in self._pages(client, jql, ["id"], IDS_PAGE_SIZE):
+                if run is not None:
+                    parts = self._keyset_ids(run, condition)
+                else:
+                    jql = search_jql(condition, None, order="key ASC")
+                    parts = self._pages(client, jql, ["id"], IDS_PAGE_SIZE)
+                async for issues in parts:
                     ids = [f"{self._site}/{self._issue_id(raw)}" for raw in issues]
                     yield ScopeIds(scope, ids)
             except ProjectNotFound as exc:  # lost, never an empty listing taken for deletions
                 yield ScopeIds(scope, [], lost=exc.reason)
+
+    async def _keyset_ids(self, run: _Run, condition: str) -> AsyncIterator[list[Any]]:
+        """The issues of `condition` (id and updated only), each once, by the keyset walk."""
+        listed: set[str] = set()
+        size = min(IDS_PAGE_SIZE, self.config.max_result_window)
+        walk = self._keyset(run, condition, None, size, size, ["id", "updated"])
+        async for answer, _ in walk:
+            fresh = []
+            for raw in answer.raws:
+                issue_id = self._issue_id(raw)
+                if issue_id not in listed:
+                    listed.add(issue_id)
+                    fresh.append(raw)
+            if fresh:
+                yield fresh
 
     async def aclose(self) -> None:
         client, self._client = self._client, None
@@ -1007,8 +1100,10 @@ class JiraConnector:
 
     # -- run start ----------------------------------------------------------------------------
     async def _run_start(self) -> _Run:
-        """serverInfo (clock, Cloud), myself (time zone), the site's fields: once per run."""
+        """serverInfo (clock, deployment), myself (time zone), the site's fields: once per run."""
         client, info = await self._connect()
+        if not self.config.verify_tls:  # said at every run: the admin chose it, nobody forgets
+            log_event(log, "jira_tls_unverified", logging.WARNING, verify_tls=False)
         me = await self._call("reading the user's profile (myself)", client.myself)
         tz_name = me.get("timeZone") if isinstance(me, Mapping) else None
         tz = user_time_zone(tz_name)
@@ -1021,29 +1116,86 @@ class JiraConnector:
         return _Run(client, server_time, tz, fields)
 
     async def _connect(self) -> tuple[_Jira, Mapping[str, Any]]:
-        """The client (its constructor reads serverInfo) and a fresh serverInfo; must be Cloud."""
+        """The client (its constructor reads serverInfo) and a fresh serverInfo, whose
+        `deploymentType` says Cloud or Data Center ("Cloud" is Cloud, anything else is DC); the
+        config's way of signing in must be one that deployment takes."""
         if self._client is None:
-            self._client = await self._call("connecting (serverInfo)", self._new_client)
+            try:
+                self._client = await self._call(CONNECTING, self._new_client)
+            except CredentialsRejected:
+                # Refused before serverInfo was read: when the site says, anonymously, that it
+                # is the other deployment, that is the cause worth telling.
+                self._check_sign_in(await self._anonymous_deployment())
+                raise
             info = self._client.last_server_info
         else:
             info = await self._call("reading serverInfo", self._client.server_info)
-        if not isinstance(info, Mapping) or info.get("deploymentType") != "Cloud":
-            kind = info.get("deploymentType") if isinstance(info, Mapping) else None
+        kind = info.get("deploymentType") if isinstance(info, Mapping) else None
+        if not isinstance(kind, str) or not kind:
             raise FatalError(
-                f"{self.config.url} is not Jira Cloud (deploymentType={kind!r}): this connector "
-                "uses the Cloud enhanced search"
+                f"{self.config.url}: serverInfo has no deploymentType; check that url is a Jira "
+                "site"
             )
+        self._check_sign_in(kind)
+        if self._server is None:
+            log_event(log, "jira_deployment", deployment=kind, auth=self.config.auth)
+        self._server = kind != "Cloud"
         return self._client, info
 
+    def _check_sign_in(self, kind: str | None) -> None:
+        """FatalError when the config signs in a way deployment `kind` does not take."""
+        if kind is None:
+            return
+        server = kind != "Cloud"
+        if server and self.config.auth == "cloud":
+            raise FatalError(
+                f"{self.config.url} is Jira Data Center/Server (deploymentType={kind!r}), where "
+                "email + API token do not sign in: give a personal access token in token "
+                "without email, or username with the password in token"
+            )
+        if not server and self.config.auth != "cloud":
+            raise FatalError(
+                f"{self.config.url} is Jira Cloud: give email with an API token (personal "
+                "access tokens and username + password are Jira Data Center's)"
+            )
+
+    async def _anonymous_deployment(self) -> str | None:
+        """`deploymentType` of the anonymous `GET /rest/api/2/serverInfo` (both deployments
+        answer it without credentials), or None when that cannot be read."""
+        url = f"{self.config.url}/rest/api/2/serverInfo"
+
+        def probe() -> str | None:
+            try:
+                answer = requests.get(
+                    url, timeout=self.config.request_timeout, verify=self.config.tls_verify()
+                )
+                kind = answer.json().get("deploymentType") if answer.ok else None
+            except (requests.RequestException, ValueError, AttributeError):
+                return None
+            return kind if isinstance(kind, str) and kind else None
+
+        return await asyncio.to_thread(probe)
+
     def _new_client(self) -> _Jira:
+        secret = self._ctx.bearer().get_secret_value()
+        auth: dict[str, Any]
+        if self.config.auth == "pat":
+            auth = {"token_auth": secret}  # Authorization: Bearer <PAT>
+        else:
+            user = self.config.email if self.config.auth == "cloud" else self.config.username
+            auth = {"basic_auth": (user, secret)}
         try:
             return _Jira(
                 server=self.config.url,
-                basic_auth=(self.config.email, self._ctx.bearer().get_secret_value()),
-                options={"rest_api_version": self.config.rest_api_version, "check_update": False},
+                options={
+                    "rest_api_version": self.config.api_version,
+                    "check_update": False,
+                    "verify": self.config.tls_verify(),  # a corporate CA, or explicitly off
+                },
                 max_retries=0,  # the SDK would sleep up to 60 s per retry: connectors.retry does it
                 timeout=self.config.request_timeout,
                 logging=False,  # the SDK logs response bodies at error level; we report errors
+                **auth,
             )
         except (KeyError, TypeError) as exc:  # serverInfo without versionNumbers
             raise ConnectorError(
@@ -1078,7 +1230,7 @@ class JiraConnector:
         if found is None:
             raise ConfigError(
                 f"{key}: no field {wanted!r} on this Jira site; give its id (e.g. "
-                "customfield_10016) or its exact name as listed by GET /rest/api/3/field"
+                "customfield_10016) or its exact name as listed by GET /rest/api/<version>/field"
             )
         return found
 
@@ -1092,10 +1244,10 @@ class JiraConnector:
         token: str | None = None
         seen: set[str] = set()
         while True:
-            body = await self._search(client, jql, token, size, fields)
-            yield body["issues"]
-            token = body.get("nextPageToken")
-            if not token or body.get("isLast") is True:
+            page = await self._search(client, jql, token, size, fields)
+            yield page.issues
+            token = page.next
+            if token is None:
                 return
             if token in seen:
                 raise ConnectorError("Jira repeated a nextPageToken: stopping to avoid a loop")
@@ -1103,46 +1255,25 @@ class JiraConnector:
 
     async def _search(
         self, client: _Jira, jql: str, token: str | None, size: int, fields: list[str]
-    ) -> dict[str, Any]:
-        """One search page. Checked where the request is made, so a broken answer is a
-        RetriableError that sends the same request again: no issues list, `isLast: false` with no
-        token to follow, or no issue at all while a token promises more (Jira may answer fewer
-        issues than asked, but an empty page that promises more is never the end)."""
-
-        def page() -> dict[str, Any]:
-            if len(jql) > LONG_JQL:  # too long for a URL: a POST body, schema-clean
-                body = client.search_jql_post(jql, token, size, fields)
-            else:
-                body = client.enhanced_search_issues(
-                    jql,
-                    nextPageToken=token,
-                    maxResults=size,
-                    fields=list(fields),  # the SDK rewrites the list in place
-                    json_result=True,  # the raw page: no Resource objects, and it keeps isLast
-                )
-            if body is None:  # the SDK's @cloud_api answer for a non-Cloud server
-                raise FatalError(
-                    f"{self.config.url} is not Jira Cloud: enhanced search unavailable"
-                )
-            if not isinstance(body, dict) or not isinstance(body.get("issues"), list):
-                raise RetriableError("Jira's search answer has no issues list")
-            following = body.get("nextPageToken")
-            if body.get("isLast") is False and not following:
-                raise RetriableError(
-                    "Jira's search answer says isLast: false but has no nextPageToken to follow; "
-                    "will retry"
-                )
-            if not body["issues"] and following and body.get("isLast") is not True:
-                raise RetriableError(
-                    "Jira promised more issues (nextPageToken) after an empty page; will retry"
-                )
-            return body
-
-        return await self._call("searching issues", page)
+    ) -> SearchPage:
+        """One search page through the deployment's search (connectors.jira_search). Checked
+        where the request is made, so a broken answer is a RetriableError that sends the same
+        request again."""
+        if self._server:
+            window = self.config.max_result_window
+            return await self._call(
+                "searching issues",
+                lambda: server_page(client, jql, token, size, fields, window=window),
+            )
+        return await self._call(
+            "searching issues", lambda: cloud_page(client, jql, token, size, fields)
+        )
 
     async def _call(self, what: str, call: Callable[[], T]) -> T:
         """A blocking SDK call through the shared guard, its exceptions converted."""
-        return await call_sdk(self._ctx, what, call, partial(convert_error, what=what))
+        return await call_sdk(
+            self._ctx, what, call, partial(convert_error, what=what, auth=self.config.auth)
+        )
 
     # -- mapping ------------------------------------------------------------------------------
     def _map(self, raw: Any, fields: FieldIds) -> WorkItem | Rejected:

@@ -25,6 +25,7 @@ import hashlib
 import json
 import random
 import re
+import ssl
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -137,8 +138,10 @@ class JiraSandbox(SandboxServer):
         email: str = "sync-bot@example.com",
         time_zone: str = "UTC",
         clock: datetime | None = None,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         super().__init__()
+        self.tls = tls  # serve HTTPS with this server context (a test's own CA signed its cert)
         self.token = token
         self.email = email
         self.time_zone = time_zone
@@ -150,10 +153,26 @@ class JiraSandbox(SandboxServer):
         self._next_id = 10000
         self._numbers: dict[str, int] = {}
         self.page_cap: int | None = None  # at most this many issues per search answer
+        # projects the signed-in user has no Browse Projects permission on: Jira answers as if
+        # they did not exist (JQL naming one is a 400, their issues are never listed)
+        self.unbrowsable: set[str] = set()
 
     def __enter__(self) -> JiraSandbox:
         self.start()
         return self
+
+    def start(self, port: int = 0) -> JiraSandbox:
+        super().start(port)
+        if self.tls is not None and self._server is not None:
+            # Handshakes happen in the request threads (on first read), not in the accept loop.
+            self._server.socket = self.tls.wrap_socket(
+                self._server.socket, server_side=True, do_handshake_on_connect=False
+            )
+        return self
+
+    @property
+    def url(self) -> str:
+        return f"{'https' if self.tls is not None else 'http'}://127.0.0.1:{self.port}"
 
     # -- helpers for tests and the demo -------------------------------------------------------
     def now(self) -> datetime:
@@ -382,6 +401,8 @@ class JiraSandbox(SandboxServer):
         if match is None:
             return Response(404, _errors("Not found"))
         version, path = match.groups()
+        if path == "serverInfo" and "authorization" not in request.headers:
+            return self._server_info(request, version)  # Jira answers it anonymously
         if not self._authorised(request):
             return Response(401, _errors(_UNAUTHENTICATED))
         routes: dict[tuple[str, str], Callable[[Request, str], Response]] = {
@@ -525,7 +546,8 @@ class JiraSandbox(SandboxServer):
     def evaluate(self, jql: str) -> list[SandboxIssue]:
         """The issues a JQL query returns, in its order; JqlError where Jira would answer 400."""
         with self._lock:
-            return jql_language.evaluate(jql, self.issues.values(), self)
+            visible = [i for i in self.issues.values() if i.project not in self.unbrowsable]
+            return jql_language.evaluate(jql, visible, self)
 
     def zone(self) -> ZoneInfo:
         return ZoneInfo(self.time_zone)
@@ -534,6 +556,8 @@ class JiraSandbox(SandboxServer):
         """The project key a JQL project value names (key, name or id), else JqlError."""
         folded = value.casefold()
         for key, project in self.projects.items():
+            if key in self.unbrowsable:
+                continue  # Jira does not tell "no permission" from "no such project"
             if folded in (key.casefold(), project["name"].casefold(), project["id"]):
                 return key
         raise JqlError(f"The value '{value}' does not exist for the field 'project'.")
@@ -732,3 +756,246 @@ def text_to_adf(text: str) -> dict[str, Any]:
                 inline.append({"type": "text", "text": line})
         paragraphs.append({"type": "paragraph", "content": inline})
     return {"type": "doc", "version": 1, "content": paragraphs}
+
+
+# ---------------------------------------------------------------------------------------------
+# Jira Data Center / Server
+# ---------------------------------------------------------------------------------------------
+#: The Server `SearchRequest` (jira.js `src/server/models/searchRequest.ts`): the body of
+#: `POST /rest/api/2/search`, these keys only.
+SERVER_SEARCH_BODY: dict[str, tuple[type, type | None]] = {
+    "expand": (list, str),
+    "fields": (list, str),
+    "jql": (str, None),
+    "maxResults": (int, None),
+    "startAt": (int, None),
+    "validateQuery": (bool, None),
+}
+
+#: The 500 Jira DC answers past `jira.search.platform.max.result.window` (KB "Handling JQL REST
+#: API searching exceeding max_result_window"), a Jersey status document.
+SEARCH_LIMIT = (
+    "Search limit exceeded. We couldn't complete your search because it requests {asked:,} "
+    "results which exceeded the search platform limit of {window:,}. Try refining your query or "
+    "contact your Jira administrator. Repeating the same search may not work."
+)
+
+
+class JiraDataCenterSandbox(JiraSandbox):
+    """In-memory Jira Data Center 10.x: REST v2 only (`/rest/api/3/...` and `search/jql` are 404,
+    "null for uri", as Jersey answers an unknown resource), `serverInfo.deploymentType` "Server",
+    the Server search `GET|POST /rest/api/2/search` (`startAt`, `maxResults` clamped to
+    `max_results_cap` and echoed, `total`; a 500 "Search limit exceeded" when `startAt +
+    maxResults` passes `result_window`), personal access tokens as `Authorization: Bearer` and
+    basic auth with `username`/`password` (a PAT sent as a basic password is a 401), and the DC
+    rate limiter's headers on 429. JQL is the same language, without Cloud's refusal of an
+    unbounded query."""
+
+    def __init__(
+        self,
+        token: str = "sandbox-pat",
+        *,
+        username: str = "sync-bot",
+        password: str = "sandbox-password",
+        time_zone: str = "UTC",
+        clock: datetime | None = None,
+        tls: ssl.SSLContext | None = None,
+        max_results_cap: int = 1000,  # jira.search.views.default.max
+        result_window: int = 10_000,  # jira.search.platform.max.result.window
+    ) -> None:
+        super().__init__(
+            token, email=f"{username}@example.com", time_zone=time_zone, clock=clock, tls=tls
+        )
+        self.deployment_type = "Server"
+        self.username = username
+        self.password = password
+        self.max_results_cap = max_results_cap
+        self.result_window = result_window
+
+    def __enter__(self) -> JiraDataCenterSandbox:
+        self.start()
+        return self
+
+    def demo_config(self) -> dict[str, Any]:
+        config = super().demo_config()
+        del config["email"]  # a personal access token alone
+        return config
+
+    # -- HTTP ---------------------------------------------------------------------------------
+    def fault_response(self, fault: Fault) -> Response:
+        """DC's rate limiter (8.6+): a token bucket per user; its headers on a 429."""
+        if fault.kind == "429":
+            headers = {
+                "X-RateLimit-Limit": "20",
+                "X-RateLimit-Remaining": "0",
+                "X-RateLimit-Interval-Seconds": "1",
+                "X-RateLimit-FillRate": "10",
+                "retry-after": str(int(fault.retry_after or 0)),
+                **fault.headers,
+            }
+            return Response(429, fault.body or _errors("Rate limit exceeded."), headers)
+        return super().fault_response(fault)
+
+    def handle(self, request: Request) -> Response:
+        match = re.fullmatch(r"/rest/api/2/(.+)", request.path)
+        if match is None:
+            return self._no_resource(request)
+        if match.group(1) == "serverInfo" and "authorization" not in request.headers:
+            return self._server_info(request, "2")  # anonymous; wrong credentials are a 401
+        if not self._authorised(request):
+            return Response(
+                401,
+                _errors(
+                    "You are not authenticated. Authentication required to perform this operation."
+                ),
+                {"X-Seraph-LoginReason": "AUTHENTICATED_FAILED"},
+            )
+        routes: dict[tuple[str, str], Callable[[Request, str], Response]] = {
+            ("GET", "serverInfo"): self._server_info,
+            ("GET", "field"): self._fields,
+            ("GET", "myself"): self._myself,
+            ("GET", "search"): self._server_search,
+            ("POST", "search"): self._server_search,
+        }
+        route = routes.get((request.method, match.group(1)))
+        if route is None:
+            return self._no_resource(request)
+        with self._lock:
+            return route(request, "2")
+
+    def _no_resource(self, request: Request) -> Response:
+        return Response(
+            404, {"message": f"null for uri: {self.url}{request.path}", "status-code": 404}
+        )
+
+    def _authorised(self, request: Request) -> bool:
+        scheme, _, value = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() == "bearer":
+            return value == self.token  # a personal access token
+        if scheme.lower() == "basic":
+            try:
+                user, _, password = base64.b64decode(value).decode().partition(":")
+            except ValueError:
+                return False
+            return (user, password) == (self.username, self.password)
+        return False
+
+    def _server_info(self, request: Request, version: str) -> Response:
+        return Response(
+            200,
+            {
+                "baseUrl": self.url,
+                "version": "10.3.4",
+                "versionNumbers": [10, 3, 4],
+                "deploymentType": self.deployment_type,
+                "buildNumber": 10030004,
+                "buildDate": "2025-02-18T00:00:00.000+0000",
+                "databaseBuildNumber": 10030004,
+                "serverTime": self._time(self.now()),
+                "scmInfo": "0a0b0c0d0e0f",
+                "serverTitle": "Jira",
+            },
+        )
+
+    def _fields(self, request: Request, version: str) -> Response:
+        listed = super()._fields(request, version)
+        for field_ in listed.body:  # DC lists fields without Cloud's `key`
+            field_.pop("key", None)
+        return listed
+
+    def _myself(self, request: Request, version: str) -> Response:
+        return Response(
+            200,
+            {
+                "self": f"{self.url}/rest/api/2/user?username={self.username}",
+                "key": "JIRAUSER10100",
+                "name": self.username,
+                "emailAddress": self.email,
+                "avatarUrls": {"48x48": f"{self.url}/secure/useravatar?avatarId=10122"},
+                "displayName": "Sync Bot",
+                "active": True,
+                "deleted": False,
+                "timeZone": self.time_zone,
+                "locale": "en_US",
+                "groups": {"size": 1, "items": []},
+                "applicationRoles": {"size": 1, "items": []},
+                "expand": "groups,applicationRoles",
+            },
+        )
+
+    def _server_search(self, request: Request, version: str) -> Response:
+        if request.method == "POST":
+            try:
+                body = request.json() or {}
+            except ValueError:
+                return Response(400, _errors("Invalid request payload. Refer to the REST API."))
+            problem = server_search_body_problem(body)
+            if problem is not None:
+                return Response(400, _errors(problem))
+            jql = body.get("jql") or ""
+            fields = list(body.get("fields") or [])
+            start_at: object = body.get("startAt", 0)
+            max_results: object = body.get("maxResults", 50)
+        else:
+            query = request.query
+            jql = (query.get("jql") or [""])[0]
+            fields = [f for value in query.get("fields", []) for f in value.split(",") if f]
+            start_at = _first(query.get("startAt")) or 0
+            max_results = _first(query.get("maxResults")) or 50
+        try:
+            start, size = int(str(start_at)), int(str(max_results))
+        except ValueError:
+            return Response(400, _errors("startAt and maxResults must be numbers."))
+        try:
+            matches = self.evaluate(jql)
+        except JqlError as exc:
+            return Response(400, _errors(str(exc)))
+        start = max(0, start)
+        size = max(0, min(size, self.max_results_cap))  # clamped, and the cap echoed
+        if start + size > self.result_window:
+            text = SEARCH_LIMIT.format(asked=start + size, window=self.result_window)
+            return Response(
+                500,
+                f"<status><status-code>500</status-code><message>{text}</message></status>".encode(),
+                {"Content-Type": "application/xml"},
+            )
+        served = min(size, self.page_cap) if self.page_cap else size
+        chunk = matches[start : start + served]
+        keep = self._cut()
+        wanted = set(fields) or {"*navigable"}
+        return Response(
+            200,
+            {
+                "expand": "names,schema",
+                "startAt": start,
+                "maxResults": size,
+                "total": len(matches),
+                "issues": [self._render(issue, wanted, version) for issue in chunk[:keep]],
+            },
+        )
+
+    def _field_values(self, issue: SandboxIssue, version: str) -> dict[str, Any]:
+        values = super()._field_values(issue, version)
+        if issue.assignee:  # DC users have a name and key, no accountId
+            values["assignee"] = {
+                "name": issue.assignee.casefold().replace(" ", "."),
+                "key": f"JIRAUSER{_stable_id(issue.assignee)}",
+                "displayName": issue.assignee,
+            }
+        return values
+
+
+def server_search_body_problem(body: object) -> str | None:
+    """Why a `POST /rest/api/2/search` body is not a Server `SearchRequest`, or None."""
+    if not isinstance(body, dict):
+        return "Invalid request payload. Refer to the REST API."
+    for key, value in body.items():
+        if key not in SERVER_SEARCH_BODY:
+            return f'Unrecognized field "{key}" (class SearchRequestBean), not marked as ignorable'
+        kind, item = SERVER_SEARCH_BODY[key]
+        ok = isinstance(value, kind) and (kind is bool or not isinstance(value, bool))
+        if ok and item is not None:
+            ok = all(isinstance(v, item) for v in value)
+        if not ok:
+            return f"Invalid value for {key!r}: expected {kind.__name__}, got {_json_type(value)}."
+    return None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -14,6 +15,9 @@ from pydantic import ValidationError
 from connectors.base import FatalError, RetriableError, Status
 from connectors.http import parse_time as parse_jira_time
 from connectors.jira import (
+    CONNECTING,
+    CREDENTIAL_HINTS,
+    CredentialsRejected,
     FieldIds,
     JiraConfig,
     ProjectNotFound,
@@ -45,7 +49,45 @@ def test_config_needs_exactly_one_scope() -> None:
         JiraConfig(**BASE, jql="project = A", projects=["A"])
     config = JiraConfig(**BASE, projects=[" ABC ", "ABC", "DEF"])
     assert config.projects == ["ABC", "DEF"]
-    assert config.rest_api_version == "3" and config.page_size == 100
+    assert config.api_version == "3" and config.page_size == 100
+
+
+DC = {"url": "https://jira.corp.example/jira", "projects": ["ABC"]}
+
+
+@pytest.mark.parametrize(
+    ("given", "auth", "version"),
+    [
+        ({**BASE, "projects": ["A"]}, "cloud", "3"),
+        ({**BASE, "projects": ["A"], "rest_api_version": "2"}, "cloud", "2"),
+        (DC, "pat", "2"),
+        ({**DC, "username": "sync-bot"}, "basic", "2"),
+    ],
+)
+def test_the_way_to_sign_in_follows_the_keys_given(
+    given: dict[str, Any], auth: str, version: str
+) -> None:
+    config = JiraConfig(**given)
+    assert config.auth == auth and config.api_version == version
+
+
+@pytest.mark.parametrize(
+    ("given", "problem"),
+    [
+        ({**DC, "email": "a@b.c", "username": "bot"}, "give email .Jira Cloud"),
+        ({**DC, "rest_api_version": "3"}, "Jira Data Center has REST v2"),
+        ({**DC, "username": "bot", "rest_api_version": "3"}, "Jira Data Center has REST v2"),
+        ({**DC, "username": "a:b"}, "username must be"),
+        ({**DC, "username": " "}, "username must be"),
+        ({**DC, "max_result_window": 0}, "max_result_window"),
+    ],
+)
+def test_sign_in_combinations_that_cannot_work_are_one_line_errors(
+    given: dict[str, Any], problem: str
+) -> None:
+    with pytest.raises(ValidationError, match=problem) as info:
+        JiraConfig(**given)
+    assert info.value.error_count() == 1
 
 
 @pytest.mark.parametrize(
@@ -412,6 +454,32 @@ def test_convert_error_classes() -> None:
     assert isinstance(convert_error(requests.exceptions.ReadTimeout(), "x"), RetriableError)
     assert isinstance(convert_error(requests.exceptions.ConnectionError(), "x"), RetriableError)
     assert convert_error(KeyError("x"), "x") is None
+
+
+@pytest.mark.parametrize("auth", ["cloud", "pat", "basic"])
+def test_a_401_says_what_to_check_for_each_way_of_signing_in(auth: Any) -> None:
+    rejected = convert_error(_jira_error(401), "x", auth)
+    assert isinstance(rejected, CredentialsRejected)
+    assert str(rejected) == f"Jira rejected the credentials (401): {CREDENTIAL_HINTS[auth]}"
+
+
+def test_a_page_instead_of_json_is_fatal_only_while_connecting() -> None:
+    html = json.JSONDecodeError("Expecting value", "<!DOCTYPE html><html>", 0)
+    first = convert_error(html, CONNECTING)
+    assert isinstance(first, FatalError) and "an HTML page" in str(first)
+    empty = convert_error(json.JSONDecodeError("Expecting value", "null;", 0), CONNECTING)
+    assert isinstance(empty, FatalError) and "not JSON" in str(empty)
+    assert isinstance(convert_error(html, "searching issues"), RetriableError)
+
+
+def test_an_untrusted_certificate_is_fatal_and_names_ca_bundle() -> None:
+    untrusted = requests.exceptions.SSLError(
+        "[SSL: CERTIFICATE_VERIFY_FAILED] certificate verify failed: unable to get local issuer"
+    )
+    error = convert_error(untrusted, CONNECTING)
+    assert isinstance(error, FatalError) and "set ca_bundle" in str(error)
+    other = convert_error(requests.exceptions.SSLError("EOF occurred in violation"), "x")
+    assert isinstance(other, RetriableError)  # a dropped TLS connection is the network's
 
 
 def test_retry_after_forms() -> None:

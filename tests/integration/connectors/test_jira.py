@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -28,7 +29,12 @@ from connectors.base import (
 )
 from connectors.jira import JiraConfig, JiraConnector, jql_quote
 from connectors.sandbox.base import Request, Response
-from connectors.sandbox.jira import JiraSandbox, JqlError, search_body_problem
+from connectors.sandbox.jira import (
+    JiraDataCenterSandbox,
+    JiraSandbox,
+    JqlError,
+    search_body_problem,
+)
 from connectors.sandbox.jql import UNBOUNDED
 from tests.conformance import checker
 from tests.integration.connectors.contract import (
@@ -40,16 +46,25 @@ from tests.integration.connectors.contract import (
 )
 
 PAGE_SIZE = 5
+#: Both deployments, and Data Center's two ways of signing in.
+MODES = ["cloud", "dc-pat", "dc-basic"]
 
 
 class JiraHarness:
-    """The contract's Harness for Jira: project ABC in the sandbox."""
+    """The contract's Harness for Jira: project ABC in the sandbox, Jira Cloud (email + API
+    token) or, for a `JiraDataCenterSandbox`, Data Center (a personal access token, or
+    `username` + password when `basic`)."""
 
     page_size = PAGE_SIZE
 
-    def __init__(self, sandbox: JiraSandbox, tmp_path: Path) -> None:
+    def __init__(self, sandbox: JiraSandbox, tmp_path: Path, *, basic: bool = False) -> None:
         self.sandbox = sandbox
         self.tmp_path = tmp_path
+        self.basic = basic
+
+    @property
+    def dc(self) -> bool:
+        return isinstance(self.sandbox, JiraDataCenterSandbox)
 
     def seed(self, count: int, *, start: datetime, step: timedelta) -> list[str]:
         issues = [
@@ -71,11 +86,15 @@ class JiraHarness:
     def connector(self, *, token: str = PLANTED_TOKEN, **config: Any) -> JiraConnector:
         values: dict[str, Any] = {
             "url": self.sandbox.url,
-            "email": self.sandbox.email,
             "projects": ["ABC"],
             "page_size": PAGE_SIZE,
             "request_timeout": 2.0,
         }
+        if isinstance(self.sandbox, JiraDataCenterSandbox):
+            if self.basic:
+                values["username"] = self.sandbox.username
+        else:
+            values["email"] = self.sandbox.email
         values.update(config)
         if "jql" in config:
             values.pop("projects", None)
@@ -89,32 +108,53 @@ class JiraHarness:
         return JiraConnector(JiraConfig.model_validate(values), ctx)
 
 
-#: Jira Cloud's published API, for the endpoints the connector calls
-#: (tests/conformance/jira.json): every request of every test here is checked against it.
+#: Jira Cloud's and Jira Data Center's published APIs, for the endpoints the connector calls
+#: (tests/conformance/jira.json, jira_dc.json): every request of every test here is checked.
 JIRA_API = checker.load("jira")
+JIRA_DC_API = checker.load("jira_dc")
 
 
-@pytest.fixture
-def sandbox() -> Iterator[JiraSandbox]:
-    """A sandbox whose request log must conform to the published API when the test ends, and
-    whose successful answers must have the shapes the description gives them."""
+@contextmanager
+def checked(server: JiraSandbox) -> Iterator[JiraSandbox]:
+    """A started sandbox whose request log must conform to its deployment's published API when
+    the test ends, and whose successful answers must have the shapes the description gives."""
+    api = JIRA_DC_API if isinstance(server, JiraDataCenterSandbox) else JIRA_API
     answers: list[checker.Violation] = []
-    with JiraSandbox(token=PLANTED_TOKEN) as server:
+    with server:
         server.timeout_stall = 1.5
         server.add_project("ABC", "Alpha")
         server.response_hook = lambda request, response: answers.extend(
-            checker.check_response(JIRA_API, request, response.status, response.body)
+            checker.check_response(api, request, response.status, response.body)
         )
         yield server
-    checker.assert_conforms(JIRA_API, server.requests)
+    checker.assert_conforms(api, server.requests)
     assert not answers, "sandbox answers off the published shape:\n" + "\n".join(
         str(v) for v in answers[:20]
     )
 
 
 @pytest.fixture
+def sandbox() -> Iterator[JiraSandbox]:
+    """A Jira Cloud sandbox, checked against Cloud's published API."""
+    with checked(JiraSandbox(token=PLANTED_TOKEN)) as server:
+        yield server
+
+
+@pytest.fixture
 def harness(sandbox: JiraSandbox, tmp_path: Path) -> JiraHarness:
     return JiraHarness(sandbox, tmp_path)
+
+
+@pytest.fixture(params=MODES)
+def any_harness(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[JiraHarness]:
+    """The harness in each mode: Jira Cloud, Data Center with a PAT, Data Center with basic."""
+    mode = request.param
+    if mode == "cloud":
+        server: JiraSandbox = JiraSandbox(token=PLANTED_TOKEN)
+    else:
+        server = JiraDataCenterSandbox(token=PLANTED_TOKEN, password=PLANTED_TOKEN)
+    with checked(server) as started:
+        yield JiraHarness(started, tmp_path, basic=mode == "dc-basic")
 
 
 @pytest.fixture
@@ -127,13 +167,31 @@ def off_spec_sandbox() -> Iterator[JiraSandbox]:
         yield server
 
 
-@pytest.fixture
-def off_spec_harness(off_spec_sandbox: JiraSandbox, tmp_path: Path) -> JiraHarness:
-    return JiraHarness(off_spec_sandbox, tmp_path)
+@pytest.fixture(params=MODES)
+def off_spec_harness(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[JiraHarness]:
+    """`off_spec_sandbox` in each mode (Cloud, DC with a PAT, DC with basic)."""
+    mode = request.param
+    if mode == "cloud":
+        server: JiraSandbox = JiraSandbox(token=PLANTED_TOKEN)
+    else:
+        server = JiraDataCenterSandbox(token=PLANTED_TOKEN, password=PLANTED_TOKEN)
+    with server:
+        server.timeout_stall = 1.5
+        server.add_project("ABC", "Alpha")
+        yield JiraHarness(server, tmp_path, basic=mode == "dc-basic")
 
 
 class TestJiraContract(ConnectorContract):
-    """The shared contract suite."""
+    """The shared contract suite, against Jira Cloud and Jira Data Center (PAT and basic)."""
+
+    @pytest.fixture
+    def harness(self, any_harness: JiraHarness) -> JiraHarness:
+        return any_harness
+
+
+def searches(sandbox: JiraSandbox, method: str | None = None) -> list[Request]:
+    """The search requests, whichever the deployment's search is (`search/jql`, `search`)."""
+    return sandbox.requests_to("/search", method)
 
 
 async def run(connector: JiraConnector, since: dict[str, datetime] | None = None) -> list[Any]:
@@ -148,8 +206,9 @@ async def run(connector: JiraConnector, since: dict[str, datetime] | None = None
 # ---------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("zone", ["Australia/Sydney", "America/Los_Angeles", "Asia/Kolkata"])
 async def test_no_update_near_the_cursor_is_lost_in_the_users_time_zone(
-    harness: JiraHarness, zone: str
+    any_harness: JiraHarness, zone: str
 ) -> None:
+    harness = any_harness
     sandbox = harness.sandbox
     sandbox.time_zone = zone
     since = datetime(2025, 5, 1, 8, 7, 20, tzinfo=UTC)
@@ -172,12 +231,13 @@ async def test_no_update_near_the_cursor_is_lost_in_the_users_time_zone(
     # The literal is floored to the minute in the user's zone, not shifted by hours: an issue
     # two minutes before the cursor is not re-read (it would be if the zone were ignored).
     assert keys["2 min before"] not in got
-    search = sandbox.requests_to("/search/jql")[0].query["jql"][0]
+    search = sandbox.requests_to("/search")[0].query["jql"][0]
     local = since.astimezone(sandbox.zone()).strftime("%Y-%m-%d %H:%M")
     assert f'updated >= "{local}"' in search
 
 
-async def test_cursor_flows_across_runs_in_a_non_utc_zone(harness: JiraHarness) -> None:
+async def test_cursor_flows_across_runs_in_a_non_utc_zone(any_harness: JiraHarness) -> None:
+    harness = any_harness
     sandbox = harness.sandbox
     sandbox.time_zone = "America/Los_Angeles"
     ids = harness.seed(7, start=T0, step=timedelta(minutes=3))
@@ -197,7 +257,8 @@ async def test_cursor_flows_across_runs_in_a_non_utc_zone(harness: JiraHarness) 
     assert len(keys) < len(ids), "only the overlap window and the change"
 
 
-async def test_checkpoint_never_passes_the_server_clock(harness: JiraHarness) -> None:
+async def test_checkpoint_never_passes_the_server_clock(any_harness: JiraHarness) -> None:
+    harness = any_harness
     harness.sandbox.set_clock(T0 + timedelta(minutes=10))
     harness.seed(3, start=T0, step=timedelta(minutes=8))  # the last one is "in the future"
     pages = await collect_and_close(harness.connector())
@@ -223,7 +284,8 @@ INJECTIONS = [
 
 
 @pytest.mark.parametrize("hostile", INJECTIONS)
-async def test_jql_injection_in_projects_is_inert(harness: JiraHarness, hostile: str) -> None:
+async def test_jql_injection_in_projects_is_inert(any_harness: JiraHarness, hostile: str) -> None:
+    harness = any_harness
     sandbox = harness.sandbox
     sandbox.add_project("XYZ", "Secret")
     mine = sandbox.add_issue("ABC", "mine", updated=T0)
@@ -237,7 +299,7 @@ async def test_jql_injection_in_projects_is_inert(harness: JiraHarness, hostile:
     # and nothing leaks.
     assert [list(p.lost) for p in pages if p.lost] == [[hostile]]
     assert [i.external_key for i in items_of(pages)] == [mine.key]
-    sent = sandbox.requests_to("/search/jql")[-1].query["jql"][0]
+    sent = sandbox.requests_to("/search")[-1].query["jql"][0]
     assert sent.startswith(f"project = {jql_quote(hostile)} ")  # each project is its own scope
     # The sandbox really holds both projects, so a leak would have shown.
     assert {i.key for i in sandbox.evaluate('project in ("ABC", "XYZ")')} >= {mine.key}
@@ -255,7 +317,8 @@ def test_the_sandbox_would_show_an_unquoted_injection(sandbox: JiraSandbox) -> N
         sandbox.evaluate('project in ("ABC" OR project != "ABC")')
 
 
-async def test_a_project_name_with_quotes_stays_one_literal(harness: JiraHarness) -> None:
+async def test_a_project_name_with_quotes_stays_one_literal(any_harness: JiraHarness) -> None:
+    harness = any_harness
     sandbox = harness.sandbox
     sandbox.add_project("QT", 'Team "Q" \\ Tools')
     sandbox.add_project("XYZ", "Secret")
@@ -271,7 +334,8 @@ def test_control_characters_in_projects_are_a_config_error(bad: str) -> None:
         JiraConfig(url="https://x.atlassian.net", email="a@b.c", projects=[bad])
 
 
-async def test_admin_jql_is_wrapped_and_its_order_by_dropped(harness: JiraHarness) -> None:
+async def test_admin_jql_is_wrapped_and_its_order_by_dropped(any_harness: JiraHarness) -> None:
+    harness = any_harness
     sandbox = harness.sandbox
     sandbox.add_project("XYZ", "Other")
     sandbox.add_issue("ABC", "old abc", updated=T0)
@@ -283,12 +347,13 @@ async def test_admin_jql_is_wrapped_and_its_order_by_dropped(harness: JiraHarnes
     got = await run(connector, {scope: T0 + timedelta(hours=1)})
     # Without the parentheses `… OR project = XYZ AND updated >= …` would return all of ABC.
     assert [i.external_key for i in got] == [new.key]
-    sent = sandbox.requests_to("/search/jql")[-1].query["jql"][0]
+    sent = sandbox.requests_to("/search")[-1].query["jql"][0]
     assert sent.startswith("(project = ABC OR project = XYZ) AND updated >= ")
     assert sent.endswith("ORDER BY updated ASC, key ASC")
 
 
-async def test_bad_jql_is_fatal_and_quotes_jira(harness: JiraHarness) -> None:
+async def test_bad_jql_is_fatal_and_quotes_jira(any_harness: JiraHarness) -> None:
+    harness = any_harness
     connector = harness.connector(jql="project = ABC AND updated >=")
     try:
         with pytest.raises(FatalError) as info:
@@ -383,7 +448,8 @@ STATUS_CASES = [
 ]
 
 
-async def test_status_mapping_through_the_sandbox(harness: JiraHarness) -> None:
+async def test_status_mapping_through_the_sandbox(any_harness: JiraHarness) -> None:
+    harness = any_harness
     sandbox = harness.sandbox
     keys = []
     for n, (status, resolution, flagged, _) in enumerate(STATUS_CASES):
@@ -403,7 +469,8 @@ async def test_status_mapping_through_the_sandbox(harness: JiraHarness) -> None:
     assert got[keys[1]].completed_at is None and got[keys[8]].completed_at is None
 
 
-async def test_status_map_override_by_name(harness: JiraHarness) -> None:
+async def test_status_map_override_by_name(any_harness: JiraHarness) -> None:
+    harness = any_harness
     harness.sandbox.add_issue("ABC", "qa", updated=T0, status="QA")
     harness.sandbox.add_issue("ABC", "review", updated=T0, status="In Review")
     got = await run(harness.connector(status_map={"qa": "pr_ready", "In Review": "in_progress"}))
@@ -472,20 +539,22 @@ async def test_descriptions_are_readable_text_in_both_api_versions(
     assert all(r.path.startswith(f"/rest/api/{version}/") for r in sandbox.requests)
 
 
-async def test_story_points_field_by_name_is_resolved_via_field(harness: JiraHarness) -> None:
+async def test_story_points_field_by_name_is_resolved_via_field(any_harness: JiraHarness) -> None:
+    harness = any_harness
     sandbox = harness.sandbox
     for n, points in enumerate([2.5, 0.5, None, 8.0]):
         sandbox.add_issue("ABC", f"sp {n}", updated=T0 + timedelta(minutes=n), story_points=points)
     got = await run(harness.connector(story_points_field="Story point estimate"))
     assert [i.story_points for i in got] == [3, 1, None, 8]
     assert got[0].raw["fields"]["customfield_10016"] == 2.5
-    search = sandbox.requests_to("/search/jql")[0]
+    search = sandbox.requests_to("/search")[0]
     assert "customfield_10016" in search.query["fields"]
     # We read GET /field once and hand the list to the SDK, which would fetch it again.
     assert len(sandbox.requests_to("/field")) == 1
 
 
-async def test_unknown_story_points_field_is_a_config_error(harness: JiraHarness) -> None:
+async def test_unknown_story_points_field_is_a_config_error(any_harness: JiraHarness) -> None:
+    harness = any_harness
     connector = harness.connector(story_points_field="Story Pointz")
     try:
         with pytest.raises(ConfigError) as info:
@@ -495,7 +564,8 @@ async def test_unknown_story_points_field_is_a_config_error(harness: JiraHarness
     assert "Story Pointz" in str(info.value)
 
 
-async def test_mapping_of_ids_keys_urls_and_priorities(harness: JiraHarness) -> None:
+async def test_mapping_of_ids_keys_urls_and_priorities(any_harness: JiraHarness) -> None:
+    harness = any_harness
     sandbox = harness.sandbox
     sandbox.add_project("NEW", "New home")
     names = ["Highest", "High", "Medium", "Low", "Lowest", None]
@@ -520,23 +590,25 @@ async def test_mapping_of_ids_keys_urls_and_priorities(harness: JiraHarness) -> 
 # ---------------------------------------------------------------------------------------------
 # Errors, retries, pagination
 # ---------------------------------------------------------------------------------------------
-async def test_503_with_retry_after_is_retried(harness: JiraHarness) -> None:
+async def test_503_with_retry_after_is_retried(any_harness: JiraHarness) -> None:
+    harness = any_harness
     harness.seed(3, start=T0, step=timedelta(minutes=1))
     connector = harness.connector()
     try:
         await connector.check()
-        harness.sandbox.fail_next("5xx", retry_after=1, path_contains="/search/jql")
+        harness.sandbox.fail_next("5xx", retry_after=1, path_contains="/search")
         started = time.monotonic()
         got = items_of(await collect(connector))
     finally:
         await connector.aclose()
     assert len(got) == 3
     assert time.monotonic() - started >= 0.9
-    searches = harness.sandbox.requests_to("/search/jql")
+    searches = harness.sandbox.requests_to("/search")
     assert len(searches) == 3  # check's probe, the 503, the retry
 
 
-async def test_persistent_429_gives_up_with_retriable_error(harness: JiraHarness) -> None:
+async def test_persistent_429_gives_up_with_retriable_error(any_harness: JiraHarness) -> None:
+    harness = any_harness
     harness.seed(1, start=T0, step=timedelta(minutes=1))
     connector = harness.connector()
     try:
@@ -551,19 +623,21 @@ async def test_persistent_429_gives_up_with_retriable_error(harness: JiraHarness
     assert time.monotonic() - started < 2, "the SDK must not sleep on its own"
 
 
-async def test_timeout_is_retried(harness: JiraHarness) -> None:
+async def test_timeout_is_retried(any_harness: JiraHarness) -> None:
+    harness = any_harness
     harness.seed(2, start=T0, step=timedelta(minutes=1))
     connector = harness.connector(request_timeout=0.5)
     try:
         await connector.check()
-        harness.sandbox.fail_next("timeout", path_contains="/search/jql")
+        harness.sandbox.fail_next("timeout", path_contains="/search")
         got = items_of(await collect(connector))
     finally:
         await connector.aclose()
     assert len(got) == 2
 
 
-async def test_persistent_timeouts_raise_retriable_error(harness: JiraHarness) -> None:
+async def test_persistent_timeouts_raise_retriable_error(any_harness: JiraHarness) -> None:
+    harness = any_harness
     connector = harness.connector(request_timeout=0.3)
     harness.sandbox.fail_next("timeout", count=10)
     try:
@@ -572,17 +646,6 @@ async def test_persistent_timeouts_raise_retriable_error(harness: JiraHarness) -
     finally:
         await connector.aclose()
     assert "in time" in str(info.value)
-
-
-async def test_server_deployment_is_refused(harness: JiraHarness) -> None:
-    harness.sandbox.deployment_type = "Server"
-    connector = harness.connector()
-    try:
-        with pytest.raises(FatalError) as info:
-            await connector.check()
-    finally:
-        await connector.aclose()
-    assert "not Jira Cloud" in str(info.value)
 
 
 async def test_wrong_token_is_fatal(harness: JiraHarness) -> None:
@@ -639,7 +702,7 @@ async def test_all_ids_asks_for_ids_only_without_a_time_filter(harness: JiraHarn
     finally:
         await connector.aclose()
     assert sorted(seen) == sorted(ids)
-    (search,) = harness.sandbox.requests_to("/search/jql")
+    (search,) = harness.sandbox.requests_to("/search")
     assert "updated" not in search.query["jql"][0]
     assert set(search.query["fields"]) <= {"id", "issuekey"}
 
@@ -664,7 +727,7 @@ def _assert_minute_read_whole(
     members = set(group) - gone
     for n, page in enumerate(pages):
         yielded |= {i.external_id for i in page.items}
-        mark = page.checkpoint.get("")
+        mark = page.checkpoint.get("ABC")  # the scope of `projects: [ABC]`
         if mark is not None and mark >= minute + timedelta(minutes=1):
             missing = members - yielded
             assert not missing, f"page {n} checkpoints {mark} with {len(missing)} unread"
@@ -684,12 +747,13 @@ def _minute_group(harness: JiraHarness, count: int) -> tuple[list[Any], list[str
 
 @pytest.mark.parametrize("change", ["edit", "delete"])
 async def test_a_minute_group_longer_than_a_page_is_read_whole_when_a_read_member_changes(
-    harness: JiraHarness, change: str
+    any_harness: JiraHarness, change: str
 ) -> None:
     """More issues than a page updated within one minute; a member already read is edited (it
     jumps to the end of the results) or deleted between two page requests. Following the token
     (an offset) every later member shifts back a slot and one is never read while the checkpoint
     leaves the minute, for good once the minute is older than the overlap."""
+    harness = any_harness
     group, later = _minute_group(harness, PAGE_SIZE * 3)
     connector = harness.connector()
     pages: list[Page] = []
@@ -709,10 +773,11 @@ async def test_a_minute_group_longer_than_a_page_is_read_whole_when_a_read_membe
 
 @pytest.mark.parametrize("change", ["edit", "delete"])
 async def test_a_minute_group_survives_changes_during_each_walk_when_jira_pages_small(
-    harness: JiraHarness, change: str
+    any_harness: JiraHarness, change: str
 ) -> None:
     """Jira may answer fewer issues than asked: here never more than a page of 5, so every re-read
     of the group is paged too, and read members change during each walk."""
+    harness = any_harness
     harness.sandbox.page_cap = PAGE_SIZE
     group, later = _minute_group(harness, PAGE_SIZE * 3)
     connector = harness.connector()
@@ -786,10 +851,11 @@ async def test_all_ids_names_an_issue_without_id_and_lists_no_gap(
 
 
 async def test_all_ids_fails_rather_than_end_early_on_an_empty_page_that_promises_more(
-    harness: JiraHarness,
+    any_harness: JiraHarness,
 ) -> None:
     """An empty page whose nextPageToken (and isLast: false) promise more: going on or stopping
     there would make the sweep mark existing issues deleted."""
+    harness = any_harness
     harness.sandbox.page_cap = PAGE_SIZE
     harness.seed(12, start=T0, step=timedelta(minutes=1))
     harness.sandbox.answer_short(0, skip=1, count=50)  # page 2, and every retry of it
@@ -801,7 +867,8 @@ async def test_all_ids_fails_rather_than_end_early_on_an_empty_page_that_promise
         await connector.aclose()
 
 
-async def test_all_ids_retries_a_one_off_empty_page(harness: JiraHarness) -> None:
+async def test_all_ids_retries_a_one_off_empty_page(any_harness: JiraHarness) -> None:
+    harness = any_harness
     harness.sandbox.page_cap = PAGE_SIZE
     ids = harness.seed(12, start=T0, step=timedelta(minutes=1))
     harness.sandbox.answer_short(0, skip=1)
@@ -814,8 +881,9 @@ async def test_all_ids_retries_a_one_off_empty_page(harness: JiraHarness) -> Non
 
 
 async def test_changes_fails_rather_than_go_on_past_an_empty_page_that_promises_more(
-    harness: JiraHarness,
+    any_harness: JiraHarness,
 ) -> None:
+    harness = any_harness
     ids = harness.seed(12, start=T0, step=timedelta(minutes=1))
     harness.sandbox.answer_short(0, skip=1, count=50)
     connector = harness.connector()
@@ -860,12 +928,13 @@ async def test_is_last_false_without_a_token_is_not_the_end(
     "scope", [{"projects": ["NOPE", "ABC"]}, {"jql": "project = NOPE OR project = ABC"}]
 )
 async def test_a_project_that_does_not_exist_fails_check_and_is_lost_while_syncing(
-    harness: JiraHarness, scope: dict[str, Any]
+    any_harness: JiraHarness, scope: dict[str, Any]
 ) -> None:
     """Jira answers 400 to JQL naming an unknown project (or one the account cannot browse).
     check() is a FatalError quoting Jira, which names the key (an admin setting up); while
     syncing the scope is lost, never "ok, 0 issues" nor an empty listing the sweep would take
     for deletions, and the other scopes go on."""
+    harness = any_harness
     ids = harness.seed(2, start=T0, step=timedelta(minutes=1))
     connector = harness.connector(**scope)
     try:
@@ -887,8 +956,9 @@ async def test_a_project_that_does_not_exist_fails_check_and_is_lost_while_synci
 
 
 async def test_each_project_is_a_scope_so_a_project_added_is_read_in_full(
-    harness: JiraHarness,
+    any_harness: JiraHarness,
 ) -> None:
+    harness = any_harness
     sandbox = harness.sandbox
     sandbox.add_project("NEW", "New")
     for n in range(3):
@@ -904,6 +974,6 @@ async def test_each_project_is_a_scope_so_a_project_added_is_read_in_full(
     got = await run(widened, {"ABC": mark})
     assert {i.external_key for i in got if i.scope == "NEW"} == {i.key for i in old}
     assert all(i.scope in ("ABC", "NEW") for i in got)
-    sent = [r.query["jql"][0] for r in sandbox.requests_to("/search/jql")]
+    sent = [r.query["jql"][0] for r in sandbox.requests_to("/search")]
     assert any(q.startswith('project = "ABC" AND updated >= ') for q in sent)
     assert any(q.startswith('project = "NEW" ORDER BY') for q in sent)  # in full
