@@ -20,10 +20,10 @@ import asyncpg
 import pytest
 from prometheus_client import generate_latest
 
-from connectors.base import RetriableError
+from connectors.base import CredentialExpiry, RetriableError
 from tests.fake_connector import Upstream, fake_connector_class
 from tests.helpers import make_integration, make_team
-from worker import credentials, sync, telemetry
+from worker import connecting, credentials, sync, telemetry
 from worker.logs import JsonFormatter
 from worker.settings import Settings
 from worker.store import credentials as credential_store
@@ -389,3 +389,19 @@ async def test_no_secret_in_the_table_activity_or_logs(
     formatted = "\n".join(JsonFormatter().format(r) for r in caplog.records)
     assert "credential_expired" in formatted and "tls_unverified" in formatted
     assert TOKEN not in dumped and TOKEN not in formatted
+
+
+async def test_integrations_check_hands_the_expiry_to_its_caller(settings, upstream) -> None:
+    """`integrations add/test` build the connector as a run does: what `check()` learns of the
+    credential reaches the caller's `on_credential` (to show it)."""
+    at = datetime(2027, 1, 15, 9, 30, tzinfo=UTC)
+    cls = fake_connector_class(upstream)
+    config = connecting.validate_config(
+        cls, {"token": TOKEN, "credential_expires_at": at.isoformat()}
+    )
+    seen = credentials.Collector({})
+    problem = await connecting.check_connection(
+        cls, config, uuid.uuid4(), settings, {}, 5.0, on_credential=seen
+    )
+    assert problem is None
+    assert list(seen.reported.values()) == [CredentialExpiry("pat", at, False)]
