@@ -11,6 +11,7 @@ from typing import Any, ClassVar
 from connectors.base import (
     ConnectorConfig,
     ConnectorContext,
+    CredentialExpiry,
     FatalError,
     Page,
     Rejected,
@@ -26,6 +27,11 @@ T0 = datetime(2025, 5, 1, 8, 0, tzinfo=UTC)
 class FakeConfig(ConnectorConfig):
     project: str = "DEMO"
     projects: list[str] | None = None  # one scope each (items carry their project as scope)
+    # Reported through ctx.on_credential by check() (so before any page, as a tracker's header
+    # on the first answer would be): what the credential's expiry looks like to the worker.
+    credential_expires_at: datetime | None = None
+    credential_kind: str = "pat"
+    credential_renewable: bool = False
 
 
 @dataclass
@@ -88,7 +94,15 @@ def fake_connector_class(upstream: Upstream) -> type[Any]:
             self.ctx = ctx
 
         async def check(self) -> None:
-            if self.ctx.token.get_secret_value() == "bad":
+            if self.config.credential_expires_at is not None:
+                self.ctx.on_credential(
+                    CredentialExpiry(
+                        self.config.credential_kind,
+                        self.config.credential_expires_at,
+                        self.config.credential_renewable,
+                    )
+                )
+            if self.ctx.bearer().get_secret_value() == "bad":
                 raise FatalError("fake tracker rejected the token (401)")
 
         async def scopes(self) -> list[str]:

@@ -109,9 +109,10 @@ def open_connector(
     *,
     deadline: float,
     loader: ConnectorLoader = registry.load,
+    on_credential: Callable[[CredentialExpiry], None] | None = None,
 ) -> tuple[Connector, ConnectorConfig]:
     """The connector for one sync run, and its validated config; rate-limit waits are logged
-    and counted."""
+    and counted, what it learns of its credential's expiry goes to `on_credential`."""
     cls = loader(type_)
     config = validate_config(cls, raw_config)
 
@@ -126,7 +127,14 @@ def open_connector(
         )
 
     connector = build(
-        cls, config, integration_id, settings, environ, deadline=deadline, on_wait=on_wait
+        cls,
+        config,
+        integration_id,
+        settings,
+        environ,
+        deadline=deadline,
+        on_wait=on_wait,
+        on_credential=on_credential,
     )
     return connector, config
 
@@ -138,9 +146,11 @@ async def check_connection(
     settings: Settings,
     environ: Mapping[str, str],
     within: float,
+    on_credential: Callable[[CredentialExpiry], None] | None = None,
 ) -> str | None:
     """Build the connector as a run would and call `check()`. None when it passed, else a plain
-    sentence saying what failed. Few, short retries: an admin is waiting."""
+    sentence saying what failed. Few, short retries: an admin is waiting. What the check
+    learns of the credential's expiry goes to `on_credential` (to show it)."""
     try:
         connector = build(
             cls,
@@ -151,6 +161,7 @@ async def check_connection(
             deadline=time.monotonic() + within,
             max_retries=2,
             sleep_cap=min(5.0, within / 4),
+            on_credential=on_credential,
         )
     except ConfigError as exc:  # the token: this shell's environment is not the worker's
         return f"{exc} (in this shell's environment; the worker resolves it in its own)"

@@ -19,7 +19,7 @@ import asyncpg
 
 from connectors import registry
 from connectors.base import Connector, ConnectorError, FatalError, Page, RetriableError
-from worker import connecting, metrics, redact, sweep, telemetry
+from worker import connecting, credentials, metrics, redact, sweep, telemetry
 from worker.connecting import ConnectorLoader
 from worker.logs import get_logger
 from worker.settings import Settings
@@ -284,6 +284,9 @@ class _Run:
         """Every page, each committed with its cursor, then the sweep when due. A tracker's,
         a config's or a connector's fault is recorded as the run's failure, never raised."""
         connector: Connector | None = None
+        # What the connector learns of its credential's expiry, and the config's TLS mode:
+        # recorded after the run whatever its outcome (a 401 after an expiry is when it matters).
+        seen = credentials.Collector(self.fields)
         try:
             connector, config = connecting.open_connector(
                 self.integration.id,
@@ -293,7 +296,9 @@ class _Run:
                 environ,
                 deadline=self.deadline,
                 loader=loader,
+                on_credential=seen,
             )
+            seen.saw(config)
             scopes = await connector.scopes()
             await self._narrow(scopes)
             await self._pages(connector, scopes, config.start_date)
@@ -341,6 +346,9 @@ class _Run:
         finally:
             if connector is not None:
                 await connecting.close_quietly(connector)
+        await credentials.record(
+            self.conn, self.integration, seen, succeeded=self.result.outcome == "succeeded"
+        )
 
     async def _narrow(self, scopes: list[str]) -> None:
         """What the config no longer covers: its rows are marked out of scope (an activity row

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterable
+from datetime import datetime
 from typing import Protocol
 
 from prometheus_client import Counter, Gauge, Histogram
@@ -33,6 +35,12 @@ CENSUS_MISSING = Gauge(
     "c9_sync_census_missing",
     "Items the tracker lists that no present row holds, per integration and scope (last census)",
     ["integration_id", "scope"],
+)
+CREDENTIAL_EXPIRY = Gauge(
+    "c9_sync_credential_expiry_timestamp_seconds",
+    "Unix time the credential of an integration expires, per kind, as its last run learned"
+    " (renewable tokens too: they are renewed by the worker)",
+    ["integration_id", "kind"],
 )
 SCHEDULED = Gauge("c9_sync_scheduled_integrations", "Active integrations with a scheduled job")
 
@@ -73,3 +81,14 @@ def observe_run(result: RunFigures) -> None:
         CONSECUTIVE_FAILURES.labels(**labels).set(0)
     elif result.outcome == "failed":
         CONSECUTIVE_FAILURES.labels(**labels).inc()
+
+
+def show_credential_expiries(expiries: Iterable[tuple[uuid.UUID, str, datetime]]) -> None:
+    """Replace every `c9_sync_credential_expiry_timestamp_seconds` series with these (all the
+    stored rows): fed from the database, every replica exports the same values, and the series of
+    a deleted integration or a dropped credential go away."""
+    CREDENTIAL_EXPIRY.clear()
+    for integration_id, kind, expires_at in expiries:
+        CREDENTIAL_EXPIRY.labels(integration_id=str(integration_id), kind=kind).set(
+            expires_at.timestamp()
+        )

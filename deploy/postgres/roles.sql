@@ -14,7 +14,8 @@
 -- c9_sync_worker: exactly what `c9-sync run` / `c9-sync sync` do, nothing more. It reads
 --   integrations (config included: it needs the tokens), writes only integrations.last_sync,
 --   upserts work_items (never deletes: items gone upstream are marked), appends activity_logs,
---   keeps integration_sync_state and the derived metrics rows, and reads schema_migrations to
+--   keeps integration_sync_state, the census, credential expiries and TLS modes (no secret in
+--   them) and the derived metrics rows, and reads schema_migrations to
 --   refuse an old schema. It cannot change teams, agents or the integrations admins configure,
 --   and cannot create, alter or drop anything: run the worker with C9_SYNC_AUTO_MIGRATE=false and
 --   migrate as the owner first.
@@ -69,6 +70,8 @@ GRANT SELECT ON public.integrations TO c9_sync_worker;                -- incl. c
 GRANT UPDATE (last_sync) ON public.integrations TO c9_sync_worker;    -- and nothing else there
 GRANT SELECT, INSERT, UPDATE ON public.integration_sync_state TO c9_sync_worker;
 GRANT SELECT, INSERT, UPDATE, DELETE ON public.integration_census TO c9_sync_worker;  -- replaced
+GRANT SELECT, INSERT, UPDATE, DELETE ON public.integration_credentials TO c9_sync_worker;  -- expiries
+GRANT SELECT, INSERT, UPDATE ON public.integration_tls TO c9_sync_worker;  -- TLS mode per run
 GRANT SELECT, INSERT, UPDATE ON public.work_items TO c9_sync_worker;  -- marks, never deletes
 GRANT SELECT, INSERT ON public.activity_logs TO c9_sync_worker;       -- append-only
 GRANT SELECT, INSERT, UPDATE, DELETE ON public.metrics TO c9_sync_worker;  -- derived rows

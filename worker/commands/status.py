@@ -5,12 +5,21 @@ from __future__ import annotations
 import argparse
 from datetime import UTC, datetime
 
-from worker import health, migrate, views
+from worker import credentials, health, migrate, views
 from worker.commands.common import Subparsers, positive
 from worker.errors import EXIT_FAILED, EXIT_OK
 from worker.settings import Settings
 from worker.store import census as census_store
+from worker.store import credentials as credential_store
 from worker.store.census import ScopeCensus
+from worker.store.credentials import StoredCredential
+
+# integration_tls.verification -> the status cell
+_TLS_CELL = {
+    "system": "verified",
+    "custom_ca": "verified (custom CA)",
+    "unverified": "NOT VERIFIED",
+}
 
 
 async def cmd_status(args: argparse.Namespace, settings: Settings, url: str) -> int:
@@ -23,15 +32,20 @@ async def cmd_status(args: argparse.Namespace, settings: Settings, url: str) -> 
             no_history_limit_s=settings.run_deadline_seconds,
         )
         censuses = await census_store.latest(conn)
+        expiries = await credential_store.latest(conn)
+        tls = await credential_store.tls_modes(conn)
     finally:
         await conn.close()
     unhealthy = [r for r in rows if r.unhealthy]
+    now = datetime.now(UTC)
     if args.json:
         views.print_json(
             [
                 {
                     **health.health_json(r),
                     "census": [census_json(c) for c in censuses.get(r.id, [])],
+                    "credentials": [credential_json(c, now) for c in expiries.get(r.id, [])],
+                    "tls": tls.get(r.id),
                 }
                 for r in rows
             ]
@@ -40,7 +54,6 @@ async def cmd_status(args: argparse.Namespace, settings: Settings, url: str) -> 
     if not rows:
         views.say("no integrations: add one with `c9-sync integrations add`")
         return EXIT_OK
-    now = datetime.now(UTC)
     table_rows = []
     for r in rows:
         if r.running_for_s is not None:
@@ -68,6 +81,8 @@ async def cmd_status(args: argparse.Namespace, settings: Settings, url: str) -> 
                 next_run,
                 running,
                 census_cell(censuses.get(r.id, [])),
+                credential_cell(expiries.get(r.id, []), now),
+                _TLS_CELL.get(tls.get(r.id) or "", ""),
             )
         )
     views.print_table(
@@ -81,6 +96,8 @@ async def cmd_status(args: argparse.Namespace, settings: Settings, url: str) -> 
             "next run",
             "running",
             "census",
+            "credential",
+            "tls",
         ),
         table_rows,
     )
@@ -111,6 +128,32 @@ def census_json(c: ScopeCensus) -> dict[str, object]:
         "missing": c.missing,
         "lost": c.lost,
         "checked_at": health.iso(c.checked_at),
+    }
+
+
+def credential_cell(stored: list[StoredCredential], now: datetime) -> str:
+    """The nearest expiry: "pat expires 2026-12-05 (6 d)", "pat EXPIRED 2026-11-20 (9 d ago)",
+    "entra_token renewed by the worker"; "" when no run has learned one."""
+    c = credentials.nearest(stored)
+    if c is None:
+        return ""
+    if c.renewable:
+        return f"{c.kind} renewed by the worker"
+    day = c.expires_at.astimezone(UTC).date().isoformat()
+    left = credentials.describe_left(c.expires_at, now)
+    if c.expires_at <= now:
+        return f"{c.kind} EXPIRED {day} ({left})"
+    return f"{c.kind} expires {day} ({left})"
+
+
+def credential_json(c: StoredCredential, now: datetime) -> dict[str, object]:
+    return {
+        "kind": c.kind,
+        "expires_at": health.iso(c.expires_at),
+        "renewable": c.renewable,
+        "expired": c.expires_at <= now,
+        "seconds_left": round((c.expires_at - now).total_seconds()),
+        "observed_at": health.iso(c.observed_at),
     }
 
 
