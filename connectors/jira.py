@@ -1102,8 +1102,6 @@ class JiraConnector:
     async def _run_start(self) -> _Run:
         """serverInfo (clock, deployment), myself (time zone), the site's fields: once per run."""
         client, info = await self._connect()
-        if not self.config.verify_tls:  # said at every run: the admin chose it, nobody forgets
-            log_event(log, "jira_tls_unverified", logging.WARNING, verify_tls=False)
         me = await self._call("reading the user's profile (myself)", client.myself)
         tz_name = me.get("timeZone") if isinstance(me, Mapping) else None
         tz = user_time_zone(tz_name)
