@@ -775,7 +775,10 @@ class GitHubConnector:
                 )
             return error_for(exc, repo=repo, timeout=self.config.timeout)
 
-        return await call_sdk(self.ctx, what, call, classify)
+        result = await call_sdk(self.ctx, what, call, classify)
+        if auth is not None:
+            auth.confirmed()
+        return result
 
     async def _client(
         self, owner: str, repo: str | None = None

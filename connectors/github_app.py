@@ -177,6 +177,11 @@ class InstallationAuth(Auth.AppInstallationAuth):
         self._minted_after_refusal, self._renewing = self._renewing, False
         return minted
 
+    def confirmed(self) -> None:
+        """A request with the current token went through: a later 401 is news again."""
+        with self._lock:
+            self._minted_after_refusal = False
+
     def refused(self) -> bool:
         """GitHub answered 401 to the current token: drop it, so the next request mints another.
         False when that token was itself minted after a refusal: new tokens are refused too."""

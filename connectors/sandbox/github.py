@@ -577,6 +577,11 @@ class GitHubSandbox(SandboxServer):
                 return self._owner_repos(request, caller, parts[0], parts[1], prefix)
             return self._repo_route(request, parts, caller, prefix)
 
+    def _canonical(self, full_name: str) -> str:
+        """The repository's own spelling: GitHub resolves names without regard to case."""
+        wanted = full_name.casefold()
+        return next((n for n in self.repos if n.casefold() == wanted), full_name)
+
     def _visible(self, caller: _Caller, full_name: str) -> bool:
         return full_name in self.repos and (
             caller.installation is None or caller.installation.covers(full_name)
@@ -587,7 +592,7 @@ class GitHubSandbox(SandboxServer):
     ) -> Response:
         if len(parts) < 3 or parts[0] != "repos":
             return _error(404, "Not Found")
-        full_name = f"{parts[1]}/{parts[2]}"
+        full_name = self._canonical(f"{parts[1]}/{parts[2]}")
         if not self._visible(caller, full_name):
             return _error(404, "Not Found")
         if len(parts) == 3:
@@ -646,7 +651,7 @@ class GitHubSandbox(SandboxServer):
         if parts[0] == "app" and len(parts) == 3 and parts[2].isdigit():
             installation = next((i for i in mine if i.id == int(parts[2])), None)
         elif parts[0] == "repos":
-            full_name = f"{parts[1]}/{parts[2]}"
+            full_name = self._canonical(f"{parts[1]}/{parts[2]}")
             if full_name in self.repos:
                 installation = next((i for i in mine if i.covers(full_name)), None)
         else:  # orgs/{org}/installation, users/{user}/installation
