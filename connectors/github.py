@@ -563,6 +563,11 @@ def error_for(exc: BaseException, *, repo: str | None, timeout: float) -> Connec
         return error_for_status(exc.status, exc.headers, _message(exc.data), repo, time.time())
     if isinstance(exc, requests.exceptions.RetryError):
         return RetriableError("GitHub kept failing (SDK retries exhausted); will retry")
+    if isinstance(exc, requests.exceptions.SSLError) and "CERTIFICATE_VERIFY_FAILED" in str(exc):
+        return FatalError(
+            "GitHub's TLS certificate is not trusted by this machine: for GitHub Enterprise "
+            "Server behind a corporate CA set ca_bundle to the CA's PEM file"
+        )
     if isinstance(exc, requests.exceptions.Timeout):
         return RetriableError(f"GitHub did not answer within {timeout:g}s; will retry")
     if isinstance(exc, requests.exceptions.ConnectionError):
