@@ -467,6 +467,13 @@ class RepositoryLost(FatalError):
         self.reason = reason  # short, for `lost`: the run fails naming the repository and this
 
 
+class NotInstalledOn(RepositoryLost):
+    """The GitHub App is not installed on a named repository (its installation lookup is 404)."""
+
+    def __init__(self, repo: str, message: str) -> None:
+        super().__init__(repo, message, "the GitHub App is not installed on it")
+
+
 class RepositoryNotFound(RepositoryLost):
     """A configured repository does not exist or the token cannot see it (404): deleted,
     renamed or transferred away, made private, or the token lost access."""
@@ -805,7 +812,7 @@ class GitHubConnector:
         try:
             return await self._client(owner, name)
         except NotInstalled as exc:
-            raise RepositoryLost(repo, str(exc), "the GitHub App is not installed on it") from None
+            raise NotInstalledOn(repo, str(exc)) from None
 
     def _note(self, headers: Mapping[str, Any] | None) -> None:
         """A token's expiry, as GitHub announces it on each answer (fine-grained and expiring
@@ -832,6 +839,8 @@ class GitHubConnector:
         for repo in [r for r in self.config.repos if not is_pattern(r)]:
             try:
                 await self._get(repo, f"/repos/{repo}")
+            except NotInstalledOn as exc:
+                missing.append(f"{repo} ({exc.reason})")
             except RepositoryLost:
                 missing.append(repo)
         empty = [p for p in self.config.repos if is_pattern(p) and not await self._listed(p)]

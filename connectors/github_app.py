@@ -20,6 +20,7 @@ Every refusal of the app's JWT or of the installation is a one-line FatalError s
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -36,6 +37,22 @@ from connectors.base import ConfigError, ConnectorError, CredentialExpiry, Fatal
 
 #: The kind reported to `ctx.on_credential` for installation tokens.
 TOKEN_KIND = "app_installation_token"
+
+
+class _WithholdMintedTokens(logging.Filter):
+    """PyGithub's Requester logs every response body at DEBUG, and the body of
+    `POST /app/installations/{id}/access_tokens` is the new token, logged before anyone could
+    register it for redaction. Such records keep their line but lose the body. (The worker keeps
+    the `github` logger at WARNING anyway; this holds when someone turns it up.)"""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        if isinstance(args, tuple) and len(args) > 4 and "access_tokens" in str(args[3]):
+            record.args = (*args[:-1], "(installation token withheld)")
+        return True
+
+
+logging.getLogger("github.Requester").addFilter(_WithholdMintedTokens())
 
 
 # ---------------------------------------------------------------------------------------------

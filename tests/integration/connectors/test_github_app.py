@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import re
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
@@ -339,7 +340,10 @@ async def test_an_app_not_installed_on_a_repository_loses_only_that_one(
     sandbox.add_issue(REPO, "kept", updated_at=T0)
     connector = harness.connector(repos=[OTHER, REPO], installation_id=None)
     try:
-        with pytest.raises(FatalError, match=f"not visible to this GitHub App: {OTHER}"):
+        expected = (
+            f"not visible to this GitHub App: {OTHER} (the GitHub App is not installed on it)"
+        )
+        with pytest.raises(FatalError, match=re.escape(expected)):
             await connector.check()
         pages = await collect(connector)
     finally:
@@ -543,6 +547,7 @@ async def test_no_key_or_token_in_logs_or_errors(
     installation token stay out of every log line and every error, through renewals,
     refusals and a failed run."""
     caplog.set_level(logging.DEBUG)
+    caplog.set_level(logging.DEBUG, logger="github")  # PyGithub logs bodies at DEBUG
     harness.seed(harness.page_size + 1, start=T0, step=timedelta(minutes=1))
     harness.sandbox.token_lifetime = 21
     errors: list[str] = []
@@ -565,6 +570,7 @@ async def test_no_key_or_token_in_logs_or_errors(
     assert len(harness.minted()) >= 2 and jwts
     text = caplog.text + "\n".join(errors)
     assert "access_tokens" in caplog.text, "PyGithub's debug log should have been captured"
+    assert "(installation token withheld)" in caplog.text
     leaked = [s[:12] for s in secrets if s in text]
     assert not leaked, leaked
 
