@@ -745,9 +745,12 @@ class GitHubConnector:
             pem = ctx.secret(
                 "private_key", config.private_key, config.private_key_env, config.private_key_file
             )
+            key = check_private_key(pem.get_secret_value())
+            if key.strip() != pem.get_secret_value():
+                ctx.on_secret(key.strip())  # the `\n`-escaped form, restored, is secret too
             self._app = GitHubApp(
                 config.app_id,
-                check_private_key(pem.get_secret_value()),
+                key,
                 installation_id=config.installation_id,
                 client_kwargs=kwargs,
                 on_secret=ctx.on_secret,
@@ -801,9 +804,11 @@ class GitHubConnector:
             assert self._gh is not None
             return self._gh, None
         app = self._app
-        where = f"{owner}/{repo}" if repo else f"{owner}/*"
-        lookup = partial(app.installation_for, owner, repo)
-        installation = await self._call(f"find the app installation of {where}", None, lookup)
+        installation = app.known(owner)
+        if installation is None:
+            where = f"{owner}/{repo}" if repo else f"{owner}/*"
+            lookup = partial(app.installation_for, owner, repo)
+            installation = await self._call(f"find the app installation of {where}", None, lookup)
         return app.client(installation)
 
     async def _repo_client(self, repo: str) -> tuple[Github, InstallationAuth | None]:

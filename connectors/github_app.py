@@ -244,6 +244,13 @@ class GitHubApp:
         self._on_secret(minted.token)
         self._on_credential(CredentialExpiry(TOKEN_KIND, minted.expires_at, renewable=True))
 
+    def known(self, owner: str) -> int | None:
+        """The installation of `owner` when no lookup is needed (configured or found before)."""
+        if self._fixed is not None:
+            return self._fixed
+        with self._lock:
+            return self._by_owner.get(owner.casefold())
+
     def installation_for(self, owner: str, repo: str | None = None) -> int:
         """The installation holding `owner`'s repositories: the configured one, else looked up
         once per owner (by repository when one is named: that also works for user accounts)."""
