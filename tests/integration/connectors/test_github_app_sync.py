@@ -24,6 +24,7 @@ from tests.integration.connectors.test_github_app import (
     make_key,
 )
 from worker import sync
+from worker.connecting import check_connection, validate_config
 from worker.settings import Settings
 
 
@@ -125,3 +126,47 @@ async def test_a_malformed_key_fails_the_run_in_one_line(
     )
     assert len(failed) == 1 and "private_key" in failed[0]["message"]
     assert "PLANTEDkeyMaterial" not in caplog.text + failed[0]["message"] + failed[0]["metadata"]
+
+
+@pytest.mark.parametrize(
+    ("case", "expected"),
+    [
+        ("ok", None),
+        ("clock", "this machine's clock may be off"),
+        ("not installed", "GitHub App 4242 is not installed on account 'acme'"),
+        ("suspended", "is suspended (403)"),
+        ("bad key", "private_key: not a readable PEM private key"),
+    ],
+)
+async def test_integrations_test_explains_app_failures_in_one_line(
+    settings: Settings, app_key: AppKey, case: str, expected: str | None
+) -> None:
+    """What `c9-sync integrations add/test` prints (worker.connecting.check_connection)."""
+    with GitHubSandbox(token=PLANTED_TOKEN, repos=["acme/web"]) as sandbox:
+        assert isinstance(sandbox, GitHubSandbox)
+        sandbox.add_app(APP_ID, app_key.public_pem)
+        if case != "not installed":
+            installation = sandbox.install(APP_ID, "acme")
+            if case == "suspended":
+                sandbox.suspend(installation.id)
+        if case == "clock":
+            sandbox.clock_offset = 600.0
+        config = validate_config(
+            GitHubConnector,
+            {
+                "repos": ["acme/*"],
+                "app_id": str(APP_ID),
+                "private_key_env": KEY_ENV,
+                "base_url": sandbox.url,
+            },
+        )
+        pem = "PLANTED garbage" if case == "bad key" else app_key.pem
+        said = await check_connection(
+            GitHubConnector, config, uuid.uuid4(), settings, {KEY_ENV: pem}, within=20
+        )
+    if expected is None:
+        assert said is None
+    else:
+        assert said is not None and expected in said and "\n" not in said
+        assert "PLANTED" not in said and not [k for k in key_lines(app_key.pem) if k in said]
+        assert not [t for t in sandbox.installation_tokens if t in said]
