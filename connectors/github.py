@@ -32,6 +32,14 @@ id, else `owner/repo#N`, else its URL; the rest of the page and every later page
 (docs/trackers/github.md#response-bodies). The sweep's listing is the exception: an unreadable id
 there fails it, as a listing with a gap would mark an existing issue deleted.
 
+Credentials (docs/trackers/github.md#authentication): a token (`token*`), or a GitHub App
+(`app_id`, `private_key*`, optionally `installation_id`): connectors/github_app.py finds each
+owner's installation and mints installation tokens as they fall due, each registered for
+redaction before use. `repos` may hold patterns (`owner/*`), listed once a run by
+connectors/github_repos.py; the run's repositories are the named ones and the patterns' matches.
+`base_url` may be GitHub Enterprise Server's `https://HOST/api/v3`; `ca_bundle`/`verify_tls` go
+to every PyGithub client.
+
 Requests go through PyGithub's Requester (auth,
 base_url, throttling, its exceptions) and the list JSON is read as is, so a page can be retried
 exactly and no per-item `Issue` object exists whose `pull_request` or `raw_data` could cost one
@@ -727,8 +735,8 @@ class GitHubConnector:
         self.config = config
         self.ctx = ctx
         self._prefix = site_prefix(config.base_url)
-        # No request happens here (lazy=True: get_repo() costs no GET until check() completes
-        # it). retry=None: connectors.retry owns every wait.
+        # No request happens here (lazy=True; an app's installation and tokens are looked up on
+        # first use). retry=None: connectors.retry owns every wait.
         kwargs: dict[str, Any] = {
             "base_url": config.base_url,
             "per_page": config.per_page,
