@@ -32,6 +32,14 @@ id, else `owner/repo#N`, else its URL; the rest of the page and every later page
 (docs/trackers/github.md#response-bodies). The sweep's listing is the exception: an unreadable id
 there fails it, as a listing with a gap would mark an existing issue deleted.
 
+Credentials (docs/trackers/github.md#authentication): a token (`token*`), or a GitHub App
+(`app_id`, `private_key*`, optionally `installation_id`): connectors/github_app.py finds each
+owner's installation and mints installation tokens as they fall due, each registered for
+redaction before use. `repos` may hold patterns (`owner/*`), listed once a run by
+connectors/github_repos.py; the run's repositories are the named ones and the patterns' matches.
+`base_url` may be GitHub Enterprise Server's `https://HOST/api/v3`; `ca_bundle`/`verify_tls` go
+to every PyGithub client.
+
 Requests go through PyGithub's Requester (auth,
 base_url, throttling, its exceptions) and the list JSON is read as is, so a page can be retried
 exactly and no per-item `Issue` object exists whose `pull_request` or `raw_data` could cost one
@@ -71,19 +79,21 @@ from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import partial
+from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 from urllib.parse import urlsplit
 
 import requests
 from github import Auth, Github, GithubException
 from github.Requester import Requester
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 
 from connectors.base import (
     PRIORITY_NONE,
     ConnectorConfig,
     ConnectorContext,
     ConnectorError,
+    CredentialExpiry,
     FatalError,
     Page,
     Rejected,
@@ -96,12 +106,23 @@ from connectors.base import (
     status_name_suggests,
     utc,
 )
+from connectors.github_app import (
+    GitHubApp,
+    InstallationAuth,
+    NotInstalled,
+    check_private_key,
+    pat_expiry,
+)
+from connectors.github_repos import installation_repos, is_pattern, matches, owner_repos
 from connectors.http import call_sdk, header, parse_time, retry_after
 
 T = TypeVar("T")
 
 PUBLIC_API = "https://api.github.com"
 _REPO = re.compile(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
+_OWNER = re.compile(r"^[A-Za-z0-9_.-]+$")
+_GLOB = re.compile(r"^[A-Za-z0-9_.*?-]+$")
+_APP_ID = re.compile(r"^(?:[0-9]+|Iv[A-Za-z0-9._-]+)$")
 _POINTS_LABEL = re.compile(
     r"^(?:points?|story[ _-]?points?|sp|estimate)\s*[:=]\s*(\d+(?:\.\d+)?)$", re.IGNORECASE
 )
@@ -117,9 +138,13 @@ MAX_GROUP_WALKS = 20
 # Config
 # ---------------------------------------------------------------------------------------------
 class GitHubConfig(ConnectorConfig):
-    """`integrations.config` of a GitHub integration."""
+    """`integrations.config` of a GitHub integration: a token (`token*`) or a GitHub App
+    (`app_id`, `private_key*`, optionally `installation_id`), never both."""
 
+    # `owner/name`, or `owner/*` (a glob on the name: `owner/svc-*`) for every repository of the
+    # owner that the credential reads, listed again each run (connectors/github_repos.py)
     repos: list[str] = Field(min_length=1)
+    # https://api.github.com, or GitHub Enterprise Server's https://HOST/api/v3
     base_url: str = PUBLIC_API
     include_pull_requests: bool = False
     priority_labels: dict[str, int] = Field(default_factory=dict)  # label -> 0 none … 4 highest
@@ -128,6 +153,12 @@ class GitHubConfig(ConnectorConfig):
     # Client-side spacing of requests: keeps a big first sync well under GitHub's secondary
     # limit (900 REST points a minute) without blocking a thread for long.
     seconds_between_requests: float = Field(0.1, ge=0, le=5)
+    # GitHub App: its ID (numeric) or client ID (`Iv23…`), the JWT's `iss`
+    app_id: str | None = None
+    installation_id: int | None = Field(None, ge=1)  # else found from each owner
+    private_key: SecretStr | None = None  # PEM
+    private_key_env: str | None = None
+    private_key_file: Path | None = None
 
     @field_validator("repos")
     @classmethod
@@ -136,10 +167,50 @@ class GitHubConfig(ConnectorConfig):
         for entry in value:
             name = entry.strip().strip("/")
             owner, _, repo = name.partition("/")
-            if not _REPO.match(name) or owner in (".", "..") or repo in (".", ".."):
+            if is_pattern(name):
+                if not _OWNER.match(owner) or not _GLOB.match(repo):
+                    raise ValueError(
+                        f"repos: {entry!r} is not of the form 'owner/name' or 'owner/*'"
+                    )
+            elif not _REPO.match(name) or owner in (".", "..") or repo in (".", ".."):
                 raise ValueError(f"repos: {entry!r} is not of the form 'owner/name'")
             seen.setdefault(name.casefold(), name)
         return list(seen.values())
+
+    @field_validator("app_id", mode="before")
+    @classmethod
+    def _check_app_id(cls, value: Any) -> Any:
+        if isinstance(value, int) and not isinstance(value, bool):
+            value = str(value)
+        if isinstance(value, str) and not _APP_ID.match(value.strip()):
+            raise ValueError("app_id must be the app's numeric ID or its client ID (Iv…)")
+        return value.strip() if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _one_credential(self) -> GitHubConfig:
+        keys = ("private_key", "private_key_env", "private_key_file")
+        keys_given = [k for k in keys if getattr(self, k) is not None]
+        tokens = [k for k in ("token", "token_env", "token_file") if getattr(self, k) is not None]
+        if self.app_id is None:
+            if keys_given or self.installation_id is not None:
+                extra = ", ".join(
+                    [*keys_given, *(["installation_id"] if self.installation_id else [])]
+                )
+                raise ValueError(f"{extra} belong to a GitHub App: give app_id too")
+            return self
+        if tokens:
+            raise ValueError(
+                f"give a token ({', '.join(tokens)}) or a GitHub App (app_id), not both"
+            )
+        if len(keys_given) != 1:
+            got = f" (got {', '.join(keys_given)})" if keys_given else ""
+            raise ValueError(
+                f"app_id needs exactly one of private_key, private_key_env, private_key_file{got}"
+            )
+        return self
+
+    def uses_token(self) -> bool:
+        return self.app_id is None
 
     @field_validator("base_url")
     @classmethod
@@ -404,6 +475,13 @@ class RepositoryLost(FatalError):
         self.reason = reason  # short, for `lost`: the run fails naming the repository and this
 
 
+class NotInstalledOn(RepositoryLost):
+    """The GitHub App is not installed on a named repository (its installation lookup is 404)."""
+
+    def __init__(self, repo: str, message: str) -> None:
+        super().__init__(repo, message, "the GitHub App is not installed on it")
+
+
 class RepositoryNotFound(RepositoryLost):
     """A configured repository does not exist or the token cannot see it (404): deleted,
     renamed or transferred away, made private, or the token lost access."""
@@ -500,6 +578,11 @@ def error_for(exc: BaseException, *, repo: str | None, timeout: float) -> Connec
         return error_for_status(exc.status, exc.headers, _message(exc.data), repo, time.time())
     if isinstance(exc, requests.exceptions.RetryError):
         return RetriableError("GitHub kept failing (SDK retries exhausted); will retry")
+    if isinstance(exc, requests.exceptions.SSLError) and "CERTIFICATE_VERIFY_FAILED" in str(exc):
+        return FatalError(
+            "GitHub's TLS certificate is not trusted by this machine: for GitHub Enterprise "
+            "Server behind a corporate CA set ca_bundle to the CA's PEM file"
+        )
     if isinstance(exc, requests.exceptions.Timeout):
         return RetriableError(f"GitHub did not answer within {timeout:g}s; will retry")
     if isinstance(exc, requests.exceptions.ConnectionError):
@@ -652,44 +735,171 @@ class GitHubConnector:
         self.config = config
         self.ctx = ctx
         self._prefix = site_prefix(config.base_url)
-        # No request happens here (lazy=True: get_repo() costs no GET until check() completes
-        # it). retry=None: connectors.retry owns every wait.
-        self._gh = Github(
-            base_url=config.base_url,
-            auth=Auth.Token(ctx.bearer().get_secret_value()),
-            per_page=config.per_page,
-            timeout=config.timeout,
-            retry=None,
-            seconds_between_requests=config.seconds_between_requests or None,
-            seconds_between_writes=None,
-            lazy=True,
-        )
+        # No request happens here (lazy=True; an app's installation and tokens are looked up on
+        # first use). retry=None: connectors.retry owns every wait.
+        kwargs: dict[str, Any] = {
+            "base_url": config.base_url,
+            "per_page": config.per_page,
+            "timeout": config.timeout,
+            "retry": None,
+            "seconds_between_requests": config.seconds_between_requests or None,
+            "seconds_between_writes": None,
+            "verify": config.tls_verify(),
+            "lazy": True,
+        }
+        self._app: GitHubApp | None = None
+        self._gh: Github | None = None
+        if config.app_id is not None:
+            pem = ctx.secret(
+                "private_key", config.private_key, config.private_key_env, config.private_key_file
+            )
+            key = check_private_key(pem.get_secret_value())
+            if key.strip() != pem.get_secret_value():
+                ctx.on_secret(key.strip())  # the `\n`-escaped form, restored, is secret too
+            self._app = GitHubApp(
+                config.app_id,
+                key,
+                installation_id=config.installation_id,
+                client_kwargs=kwargs,
+                on_secret=ctx.on_secret,
+                on_credential=ctx.on_credential,
+            )
+        else:
+            self._gh = Github(auth=Auth.Token(ctx.bearer().get_secret_value()), **kwargs)
+        self._resolved: list[str] | None = None  # the repositories of this run (patterns listed)
+        self._listings: dict[str, list[str]] = {}  # pattern -> its matches, listed once a run
+        self._pat_expiry: datetime | None = None  # last reported
 
     def __repr__(self) -> str:
         return f"GitHubConnector(repos={self.config.repos!r}, base_url={self.config.base_url!r})"
 
-    async def _call(self, what: str, repo: str | None, call: Callable[[], T]) -> T:
-        """Run a blocking SDK call through the shared guard; SDK errors become ours."""
-        classify = partial(error_for, repo=repo, timeout=self.config.timeout)
-        return await call_sdk(self.ctx, what, call, classify)
+    async def _call(
+        self,
+        what: str,
+        repo: str | None,
+        call: Callable[[], T],
+        auth: InstallationAuth | None = None,
+    ) -> T:
+        """Run a blocking SDK call through the shared guard; SDK errors become ours. With an
+        installation's `auth`, a 401 drops its token and the call is sent again with a new one."""
+
+        def classify(exc: Exception) -> ConnectorError | None:
+            if auth is not None and isinstance(exc, GithubException) and exc.status == 401:
+                if auth.refused():
+                    return RetriableError(
+                        "GitHub refused the installation token (401) before its expiry; a new "
+                        "one is minted, will retry",
+                        retry_after=0,
+                    )
+                return FatalError(
+                    "GitHub refused newly minted installation tokens (401): the app's "
+                    "installation may have been removed or suspended; check it in the owner's "
+                    "Settings → GitHub Apps"
+                )
+            return error_for(exc, repo=repo, timeout=self.config.timeout)
+
+        result = await call_sdk(self.ctx, what, call, classify)
+        if auth is not None:
+            auth.confirmed()
+        return result
+
+    async def _client(
+        self, owner: str, repo: str | None = None
+    ) -> tuple[Github, InstallationAuth | None]:
+        """The client for `owner`'s repositories: the token's, or the app installation's (found
+        once per owner; `repo` names the repository to look it up by)."""
+        if self._app is None:
+            assert self._gh is not None
+            return self._gh, None
+        app = self._app
+        installation = app.known(owner)
+        if installation is None:
+            where = f"{owner}/{repo}" if repo else f"{owner}/*"
+            lookup = partial(app.installation_for, owner, repo)
+            installation = await self._call(f"find the app installation of {where}", None, lookup)
+        return app.client(installation)
+
+    async def _repo_client(self, repo: str) -> tuple[Github, InstallationAuth | None]:
+        """`_client` for one repository; an app not installed on it loses it (RepositoryLost)."""
+        owner, _, name = repo.partition("/")
+        try:
+            return await self._client(owner, name)
+        except NotInstalled as exc:
+            raise NotInstalledOn(repo, str(exc)) from None
+
+    def _note(self, headers: Mapping[str, Any] | None) -> None:
+        """A token's expiry, as GitHub announces it on each answer (fine-grained and expiring
+        classic PATs), reported when first seen or changed."""
+        if self._app is not None:
+            return
+        when = pat_expiry(header(headers, "github-authentication-token-expiration"))
+        if when is not None and when != self._pat_expiry:
+            self._pat_expiry = when
+            self.ctx.on_credential(CredentialExpiry("pat", when, renewable=False))
+
+    async def _get(self, repo: str, url: str) -> tuple[dict[str, Any], Any]:
+        """One GET of a repository's endpoint (headers, JSON)."""
+        gh, auth = await self._repo_client(repo)
+        request = partial(gh.requester.requestJsonAndCheck, "GET", url)
+        headers, data = await self._call(f"read {repo}", repo, request, auth)
+        self._note(headers)
+        return headers, data
 
     async def check(self) -> None:
-        """Each configured repository answers `GET /repos/{o}/{r}`; names every one that doesn't."""
+        """Each configured repository answers `GET /repos/{o}/{r}` and each pattern matches at
+        least one readable repository; names every one that doesn't."""
         missing: list[str] = []
-        for repo in self.config.repos:
+        for repo in [r for r in self.config.repos if not is_pattern(r)]:
             try:
-                await self._call(f"read {repo}", repo, self._gh.get_repo(repo).complete)
+                await self._get(repo, f"/repos/{repo}")
+            except NotInstalledOn as exc:
+                missing.append(f"{repo} ({exc.reason})")
             except RepositoryLost:
                 missing.append(repo)
+        empty = [p for p in self.config.repos if is_pattern(p) and not await self._listed(p)]
         if missing:
+            who = "this GitHub App" if self._app is not None else "this token"
             raise FatalError(
-                f"GitHub repositories not found or not visible to this token: {', '.join(missing)}."
-                " Check `repos` in the integration config and the token's access"
+                f"GitHub repositories not found or not visible to {who}: {', '.join(missing)}."
+                " Check `repos` in the integration config and the credential's access"
+            )
+        if empty:
+            raise FatalError(
+                f"repos: {', '.join(empty)} matches no repository (with issues) that this "
+                "credential can read"
             )
 
     async def scopes(self) -> list[str]:
-        """One scope per configured repository, and one for its pull requests when included."""
-        return [key for repo in self.config.repos for key in self._keys(repo)]
+        """One scope per repository, and one for its pull requests when included; patterns are
+        listed (once a run, completely or an error)."""
+        return [key for repo in await self._repos() for key in self._keys(repo)]
+
+    async def _repos(self) -> list[str]:
+        """The repositories of this run: the named ones, then each pattern's matches."""
+        if self._resolved is None:
+            found: dict[str, str] = {}
+            for entry in self.config.repos:
+                names = await self._listed(entry) if is_pattern(entry) else [entry]
+                for name in names:
+                    found.setdefault(name.casefold(), name)
+            self._resolved = list(found.values())
+        return self._resolved
+
+    async def _listed(self, pattern: str) -> list[str]:
+        """The readable repositories matching `pattern`, sorted by name (listed once a run)."""
+        if pattern in self._listings:
+            return self._listings[pattern]
+        owner = pattern.partition("/")[0]
+        gh, auth = await self._client(owner)
+        per_page = GROUP_PAGE
+        if auth is not None:
+            listing = partial(installation_repos, gh.requester, per_page)
+        else:
+            listing = partial(owner_repos, gh.requester, owner, per_page)
+        names = await self._call(f"list the repositories of {owner}", None, listing, auth)
+        found = sorted((n for n in names if matches(n, pattern)), key=str.casefold)
+        self._listings[pattern] = found
+        return found
 
     def _keys(self, repo: str) -> list[str]:
         """The scopes of one repository: its issues, and its pull requests when included."""
@@ -701,7 +911,7 @@ class GitHubConnector:
         two marks (in full when either has none), and each page checkpoints both. A repository
         that answers 404 or a plain 403 is lost (`Page.lost`, its scopes): the others go on and
         the run fails naming it; what was read of it before stays (its checkpoints too)."""
-        for repo in self.config.repos:
+        for repo in await self._repos():
             marks = [since.get(key) for key in self._keys(repo)]
             known = [m for m in marks if m is not None]
             start = min(known) if len(known) == len(marks) else None
@@ -780,8 +990,10 @@ class GitHubConnector:
             # GitHub's format, in UTC (PyGithub's get_issues would not convert the zone).
             query["since"] = second.strftime("%Y-%m-%dT%H:%M:%SZ")
         url = f"/repos/{repo}/issues"
-        request = partial(_get_list, self._gh.requester, url, query, size)
-        headers, raws = await self._call(f"list issues of {repo}", repo, request)
+        gh, auth = await self._repo_client(repo)
+        request = partial(_get_list, gh.requester, url, query, size)
+        headers, raws = await self._call(f"list issues of {repo}", repo, request, auth)
+        self._note(headers)
         times = [parse_time(raw.get("updated_at")) for raw in raws]
         return _Answer(raws, times, next_link(headers) is not None)
 
@@ -790,7 +1002,7 @@ class GitHubConnector:
         pulls scope) when included, a page at a time."""
         # Creation order never changes, so items created mid-sweep only append at the end.
         query = {"state": "all", "sort": "created", "direction": "asc"}
-        for repo in self.config.repos:
+        for repo in await self._repos():
             try:
                 async for raws in self._list_pages(f"list ids of {repo}", repo, query):
                     issues = [self._listed_id(r, repo) for r in raws if not is_pull_request(r)]
@@ -831,13 +1043,18 @@ class GitHubConnector:
         """
         url: str | None = f"/repos/{repo}/issues"
         params: dict[str, Any] = {**query, "per_page": self.config.per_page}
+        gh, auth = await self._repo_client(repo)
         while url is not None:
-            request = partial(_get_list, self._gh.requester, url, params, self.config.per_page)
-            headers, raws = await self._call(what, repo, request)
+            request = partial(_get_list, gh.requester, url, params, self.config.per_page)
+            headers, raws = await self._call(what, repo, request, auth)
+            self._note(headers)
             if not raws:
                 return
             yield raws
             url, params = next_link(headers), {}  # the next URL carries every parameter
 
     async def aclose(self) -> None:
-        await asyncio.to_thread(self._gh.close)
+        if self._gh is not None:
+            await asyncio.to_thread(self._gh.close)
+        if self._app is not None:
+            await asyncio.to_thread(self._app.close)

@@ -19,6 +19,7 @@ while their `Link` header still promises a next page."""
 from __future__ import annotations
 
 import math
+import secrets
 import threading
 import time
 import zlib
@@ -27,6 +28,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlencode
+
+import jwt
+from cryptography.hazmat.primitives import serialization
 
 from connectors.sandbox.base import Fault, Request, Response, SandboxServer
 
@@ -38,6 +42,22 @@ PRIMARY_LIMIT_MESSAGE = (
 SECONDARY_LIMIT_MESSAGE = (
     "You have exceeded a secondary rate limit. Please wait a few minutes before you try again."
 )
+#: GitHub's 401 messages for app JWTs it refuses (docs: "Generating a JSON Web Token (JWT) for a
+#: GitHub App"; the wording as GitHub sends it, seen in client issue trackers).
+JWT_UNDECODABLE = "A JSON web token could not be decoded"
+JWT_NO_ISSUER = "Missing 'issuer' claim ('iss') in assertion"
+JWT_BAD_IAT = (
+    "'Issued at' claim ('iat') must be an Integer representing the time that the assertion was "
+    "issued"
+)
+JWT_BAD_EXP = (
+    "'Expiration time' claim ('exp') must be a numeric value representing the future time at "
+    "which the assertion expires"
+)
+JWT_EXP_TOO_FAR = "'Expiration time' claim ('exp') is too far in the future"
+SUSPENDED = "This installation has been suspended"
+#: Where GitHub Enterprise Server serves the REST API (the sandbox serves it at the root too).
+GHES_PREFIX = "/api/v3"
 
 
 def iso(value: datetime | None) -> str | None:
@@ -78,6 +98,43 @@ class SandboxIssue:
     corrupt: dict[str, Any] = field(default_factory=dict)  # fault knob: JSON keys served instead
 
 
+@dataclass(slots=True)
+class SandboxApp:
+    """A GitHub App as the sandbox knows it: only its PUBLIC key (the test holds the private)."""
+
+    id: int
+    client_id: str
+    slug: str
+    public_key: Any  # a cryptography RSA public key
+
+
+@dataclass(slots=True)
+class SandboxInstallation:
+    """An app installed on one account: all its repositories, or the `repos` selected."""
+
+    id: int
+    app_id: int
+    account: str
+    account_type: str  # Organization | User
+    repos: set[str] | None = None  # full names (casefolded); None: all
+    suspended_at: datetime | None = None
+
+    def covers(self, full_name: str) -> bool:
+        owner = full_name.partition("/")[0].casefold()
+        if owner != self.account.casefold():
+            return False
+        return self.repos is None or full_name.casefold() in self.repos
+
+
+@dataclass(slots=True)
+class _Caller:
+    """Who sent a request: a personal access token, the app (its JWT) or an installation."""
+
+    kind: str  # pat | app | installation
+    app: SandboxApp | None = None
+    installation: SandboxInstallation | None = None
+
+
 class GitHubSandbox(SandboxServer):
     """An in-memory GitHub holding repositories and their issues/pull requests."""
 
@@ -99,6 +156,17 @@ class GitHubSandbox(SandboxServer):
         self._deleted: dict[str, set[int]] = {}  # repo -> numbers of deleted issues (410)
         self._moved: dict[str, dict[int, tuple[str, int]]] = {}  # repo -> number -> new place
         self._numbers: dict[str, int] = {}  # repo -> the last number given (never reused)
+        self.users: set[str] = set()  # owners (casefolded) that are user accounts, not orgs
+        self.issues_disabled: set[str] = set()  # full names whose issues are switched off
+        # GitHub Apps (add_app, install): tokens are minted against the app's JWT
+        self.apps: dict[int, SandboxApp] = {}
+        self.installations: dict[int, SandboxInstallation] = {}
+        self.token_lifetime = 3600.0  # seconds an installation token lives (GitHub: one hour)
+        self.clock_offset = 0.0  # seconds the server's clock is ahead of this machine's
+        # token -> (installation id, expiry as server time); every token ever issued, in order
+        self.installation_tokens: dict[str, tuple[int, float]] = {}
+        # a PAT's expiry, announced as GitHub does (GitHub-Authentication-Token-Expiration)
+        self.pat_expires_at: datetime | None = None
         for name in repos:
             self.add_repo(name)
 
@@ -110,6 +178,67 @@ class GitHubSandbox(SandboxServer):
                 self.repos[full_name] = len(self.repos) + 1
                 self.issues[full_name] = []
                 self._numbers[full_name] = 0
+
+    def add_app(
+        self, app_id: int, public_key_pem: bytes | str, *, client_id: str = "", slug: str = ""
+    ) -> SandboxApp:
+        """Register a GitHub App by its PUBLIC key (PEM): the sandbox verifies its JWTs."""
+        pem = public_key_pem.encode() if isinstance(public_key_pem, str) else public_key_pem
+        app = SandboxApp(
+            id=app_id,
+            client_id=client_id or f"Iv23li{app_id:014d}",
+            slug=slug or f"sync-app-{app_id}",
+            public_key=serialization.load_pem_public_key(pem),
+        )
+        with self._data_lock:
+            self.apps[app_id] = app
+        return app
+
+    def install(
+        self,
+        app_id: int,
+        account: str,
+        *,
+        repos: Iterable[str] | None = None,
+        account_type: str = "Organization",
+    ) -> SandboxInstallation:
+        """Install an app on an account (all its repositories, or only `repos`)."""
+        with self._data_lock:
+            installation = SandboxInstallation(
+                id=70000 + len(self.installations) + 1,
+                app_id=app_id,
+                account=account,
+                account_type=account_type,
+                repos=None if repos is None else {r.casefold() for r in repos},
+            )
+            self.installations[installation.id] = installation
+            if account_type == "User":
+                self.users.add(account.casefold())
+            return installation
+
+    def suspend(self, installation_id: int) -> None:
+        """Suspend an installation: no new tokens (403), and its tokens stop working."""
+        with self._data_lock:
+            self.installations[installation_id].suspended_at = datetime.now(UTC)
+
+    def uninstall(self, installation_id: int) -> None:
+        """Remove an installation: its tokens die, minting answers 404."""
+        with self._data_lock:
+            del self.installations[installation_id]
+
+    def expire_tokens(self) -> None:
+        """Every installation token issued so far dies now, whatever its `expires_at` said
+        (revoked, or GitHub's clock ahead of the client's): the next use answers 401."""
+        with self._data_lock:
+            self.installation_tokens = {
+                token: (inst, 0.0) for token, (inst, _) in self.installation_tokens.items()
+            }
+
+    def remove_repo(self, full_name: str) -> None:
+        """Delete a repository (it leaves every listing; its URLs answer 404)."""
+        with self._data_lock:
+            del self.repos[full_name]
+            del self.issues[full_name]
 
     def add_issue(
         self,
@@ -256,7 +385,7 @@ class GitHubSandbox(SandboxServer):
             "description": None,
             "fork": False,
             "issues_url": f"{api}/issues{{/number}}",
-            "has_issues": True,
+            "has_issues": full_name not in self.issues_disabled,
             "open_issues_count": open_issues,
             "open_issues": open_issues,
             "clone_url": f"{html}.git",
@@ -356,42 +485,297 @@ class GitHubSandbox(SandboxServer):
 
     def handle(self, request: Request) -> Response:
         response = self._route(request)
-        response.headers = {**self._rate_headers(), **response.headers}
+        headers = self._rate_headers()
+        _, _, credential = request.headers.get("authorization", "").partition(" ")
+        if self.pat_expires_at is not None and credential == self.token:
+            # GitHub's format for fine-grained and expiring classic tokens
+            when = self.pat_expires_at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+            headers["GitHub-Authentication-Token-Expiration"] = when
+        response.headers = {**headers, **response.headers}
         return response
 
-    def _route(self, request: Request) -> Response:
-        if request.method != "GET":
-            return _error(404, "Not Found")
-        auth = request.headers.get("authorization", "")
-        if auth not in (f"token {self.token}", f"Bearer {self.token}"):
+    def _now(self) -> float:
+        """The server's clock (`clock_offset` ahead of this machine's)."""
+        return time.time() + self.clock_offset
+
+    def _caller(self, request: Request) -> _Caller | Response:
+        """Who is asking, as GitHub tells: the PAT, an installation token (`token` or `Bearer`),
+        or the app's JWT (`Bearer` only), verified with the app's public key."""
+        scheme, _, credential = request.headers.get("authorization", "").partition(" ")
+        scheme = scheme.casefold()
+        if scheme not in ("token", "bearer") or not credential:
             return _error(401, "Bad credentials")
-        parts = request.path.strip("/").split("/")
+        if credential == self.token:
+            return _Caller("pat")
+        if credential in self.installation_tokens:
+            installation_id, expires = self.installation_tokens[credential]
+            installation = self.installations.get(installation_id)
+            if installation is None or expires <= self._now():
+                return _error(401, "Bad credentials")  # expired, or the app was uninstalled
+            if installation.suspended_at is not None:
+                return _error(403, SUSPENDED)
+            return _Caller("installation", installation=installation)
+        if scheme == "bearer" and credential.count(".") == 2:
+            return self._verify_jwt(credential)
+        return _error(401, "Bad credentials")
+
+    def _verify_jwt(self, token: str) -> _Caller | Response:
+        """GitHub's checks of an app JWT: RS256 signed by the key of the app named by `iss`
+        (app ID or client ID), `iat` not in the future, `exp` in the future and at most ten
+        minutes ahead (server time)."""
+        try:
+            alg = jwt.get_unverified_header(token).get("alg")
+            claims = jwt.decode(token, options={"verify_signature": False})
+        except jwt.PyJWTError:
+            return _error(401, JWT_UNDECODABLE)
+        if alg != "RS256":
+            return _error(401, JWT_UNDECODABLE)
+        if "iss" not in claims:
+            return _error(401, JWT_NO_ISSUER)
+        issuer = str(claims["iss"])
+        app = next((a for a in self.apps.values() if issuer in (str(a.id), a.client_id)), None)
+        if app is None:
+            return _error(401, JWT_UNDECODABLE)
+        try:
+            jwt.decode(
+                token,
+                app.public_key,
+                algorithms=["RS256"],
+                options={"verify_exp": False, "verify_iat": False, "verify_nbf": False},
+            )
+        except jwt.PyJWTError:  # signed by another key
+            return _error(401, JWT_UNDECODABLE)
+        now = self._now()
+        iat, exp = claims.get("iat"), claims.get("exp")
+        if not isinstance(iat, int) or iat > now:
+            return _error(401, JWT_BAD_IAT)
+        if not isinstance(exp, int | float) or exp <= now:
+            return _error(401, JWT_BAD_EXP)
+        if exp - now > 600:
+            return _error(401, JWT_EXP_TOO_FAR)
+        return _Caller("app", app=app)
+
+    def _route(self, request: Request) -> Response:
+        path, prefix = request.path, ""
+        if path == GHES_PREFIX or path.startswith(GHES_PREFIX + "/"):
+            prefix, path = GHES_PREFIX, path[len(GHES_PREFIX) :]
+        parts = path.strip("/").split("/")
+        with self._data_lock:
+            caller = self._caller(request)
+            if isinstance(caller, Response):
+                return caller
+            if _app_endpoint(parts):
+                return self._app_route(request, parts, caller, prefix)
+            if request.method != "GET":
+                return _error(404, "Not Found")
+            if caller.kind == "app":
+                # The JWT authenticates as the app only: no repository data with it.
+                return _error(401, "Bad credentials")
+            if parts == ["installation", "repositories"]:
+                return self._installation_repos(request, caller, prefix)
+            if len(parts) == 3 and parts[0] in ("orgs", "users") and parts[2] == "repos":
+                return self._owner_repos(request, caller, parts[0], parts[1], prefix)
+            return self._repo_route(request, parts, caller, prefix)
+
+    def _canonical(self, full_name: str) -> str:
+        """The repository's own spelling: GitHub resolves names without regard to case."""
+        wanted = full_name.casefold()
+        return next((n for n in self.repos if n.casefold() == wanted), full_name)
+
+    def _visible(self, caller: _Caller, full_name: str) -> bool:
+        return full_name in self.repos and (
+            caller.installation is None or caller.installation.covers(full_name)
+        )
+
+    def _repo_route(
+        self, request: Request, parts: list[str], caller: _Caller, prefix: str
+    ) -> Response:
         if len(parts) < 3 or parts[0] != "repos":
             return _error(404, "Not Found")
-        full_name = f"{parts[1]}/{parts[2]}"
-        with self._data_lock:
-            if full_name not in self.repos:
-                return _error(404, "Not Found")
-            if len(parts) == 3:
-                return Response(200, self.repo_json(full_name))
-            if len(parts) == 4 and parts[3] == "issues":
-                return self._list_issues(full_name, request)
-            if len(parts) == 5 and parts[3] == "issues" and parts[4].isdigit():
-                number = int(parts[4])
-                for issue in self.issues[full_name]:
-                    if issue.number == number:
-                        return Response(200, self.issue_json(issue))
-                if number in self._deleted.get(full_name, ()):
-                    return _error(410, "This issue was deleted")
-                moved = self._moved.get(full_name, {}).get(number)
-                if moved is not None:
-                    where = f"{self.url}/repos/{moved[0]}/issues/{moved[1]}"
-                    return Response(
-                        301, {**_body("Moved Permanently"), "url": where}, {"Location": where}
-                    )
+        full_name = self._canonical(f"{parts[1]}/{parts[2]}")
+        if not self._visible(caller, full_name):
+            return _error(404, "Not Found")
+        if len(parts) == 3:
+            return Response(200, self.repo_json(full_name))
+        if len(parts) == 4 and parts[3] == "issues":
+            if full_name in self.issues_disabled:
+                return _error(410, "Issues are disabled for this repo")
+            return self._list_issues(full_name, request, prefix)
+        if len(parts) == 5 and parts[3] == "issues" and parts[4].isdigit():
+            number = int(parts[4])
+            for issue in self.issues[full_name]:
+                if issue.number == number:
+                    return Response(200, self.issue_json(issue))
+            if number in self._deleted.get(full_name, ()):
+                return _error(410, "This issue was deleted")
+            moved = self._moved.get(full_name, {}).get(number)
+            if moved is not None:
+                where = f"{self.url}/repos/{moved[0]}/issues/{moved[1]}"
+                return Response(
+                    301, {**_body("Moved Permanently"), "url": where}, {"Location": where}
+                )
         return _error(404, "Not Found")
 
-    def _list_issues(self, full_name: str, request: Request) -> Response:
+    # -- GitHub Apps ------------------------------------------------------------------------------
+    def _app_route(
+        self, request: Request, parts: list[str], caller: _Caller, prefix: str
+    ) -> Response:
+        """The endpoints that take the app's JWT (`Bearer`) and nothing else."""
+        if caller.app is None:
+            return _error(401, JWT_UNDECODABLE)
+        app = caller.app
+        mine = [i for i in self.installations.values() if i.app_id == app.id]
+        if request.method == "POST":
+            if len(parts) == 4 and parts[3] == "access_tokens" and parts[2].isdigit():
+                found = self.installations.get(int(parts[2]))
+                if found is None or found.app_id != app.id:
+                    return _error(404, "Not Found")
+                if found.suspended_at is not None:
+                    return _error(403, SUSPENDED)
+                return self._mint(found)
+            return _error(404, "Not Found")
+        if request.method != "GET":
+            return _error(404, "Not Found")
+        if parts == ["app"]:
+            return Response(200, self.app_json(app))
+        if parts == ["app", "installations"]:
+            per_page, page = _paging(request)
+            chunk = mine[(page - 1) * per_page : page * per_page]
+            last = max(1, math.ceil(len(mine) / per_page))
+            query = {k: v[-1] for k, v in request.query.items()}
+            link = self._link(f"{prefix}/app/installations", query, page, last)
+            return Response(
+                200, [self.installation_json(i) for i in chunk], {"Link": link} if link else {}
+            )
+        installation: SandboxInstallation | None = None
+        if parts[0] == "app" and len(parts) == 3 and parts[2].isdigit():
+            installation = next((i for i in mine if i.id == int(parts[2])), None)
+        elif parts[0] == "repos":
+            full_name = self._canonical(f"{parts[1]}/{parts[2]}")
+            if full_name in self.repos:
+                installation = next((i for i in mine if i.covers(full_name)), None)
+        else:  # orgs/{org}/installation, users/{user}/installation
+            kind = "Organization" if parts[0] == "orgs" else "User"
+            installation = next(
+                (
+                    i
+                    for i in mine
+                    if i.account.casefold() == parts[1].casefold() and i.account_type == kind
+                ),
+                None,
+            )
+        if installation is None:
+            return _error(404, "Not Found")
+        return Response(200, self.installation_json(installation))
+
+    def _mint(self, installation: SandboxInstallation) -> Response:
+        """`POST /app/installations/{id}/access_tokens`: a new token, good for `token_lifetime`
+        (GitHub: one hour). Never assume a length: GitHub's formats change."""
+        token = "ghs_" + secrets.token_urlsafe(27)
+        expires = self._now() + self.token_lifetime
+        self.installation_tokens[token] = (installation.id, expires)
+        return Response(
+            201,
+            {
+                "token": token,
+                # Whole seconds, rounded down: never later than the token really dies.
+                "expires_at": iso(datetime.fromtimestamp(math.floor(expires), UTC)),
+                "permissions": {"issues": "read", "metadata": "read"},
+                "repository_selection": "all" if installation.repos is None else "selected",
+            },
+        )
+
+    def _installation_repos(self, request: Request, caller: _Caller, prefix: str) -> Response:
+        """`GET /installation/repositories` (installation token only): paged, with
+        `total_count`."""
+        installation = caller.installation
+        if installation is None:
+            return _error(
+                403,
+                "You must authenticate with an installation access token in order to list "
+                "repositories for an installation.",
+            )
+        names = sorted(n for n in self.repos if installation.covers(n))
+        per_page, page = _paging(request)
+        chunk = names[(page - 1) * per_page : page * per_page]
+        keep = self._cut()
+        if keep is not None:
+            chunk = chunk[:keep]
+        query = {k: v[-1] for k, v in request.query.items()}
+        last = max(1, math.ceil(len(names) / per_page))
+        link = self._link(f"{prefix}/installation/repositories", query, page, last)
+        body = {
+            "total_count": len(names),
+            "repository_selection": "all" if installation.repos is None else "selected",
+            "repositories": [self.repo_json(n) for n in chunk],
+        }
+        return Response(200, body, {"Link": link} if link else {})
+
+    def _owner_repos(
+        self, request: Request, caller: _Caller, kind: str, owner: str, prefix: str
+    ) -> Response:
+        """`GET /orgs/{org}/repos` (404 for a user account) and `GET /users/{user}/repos`."""
+        is_user = owner.casefold() in self.users
+        names = sorted(n for n in self.repos if n.partition("/")[0].casefold() == owner.casefold())
+        if (kind == "orgs" and is_user) or not (names or is_user):
+            return _error(404, "Not Found")
+        names = [n for n in names if self._visible(caller, n)]
+        per_page, page = _paging(request)
+        chunk = names[(page - 1) * per_page : page * per_page]
+        keep = self._cut()
+        if keep is not None:
+            chunk = chunk[:keep]
+        query = {k: v[-1] for k, v in request.query.items()}
+        last = max(1, math.ceil(len(names) / per_page))
+        link = self._link(f"{prefix}/{kind}/{owner}/repos", query, page, last)
+        return Response(200, [self.repo_json(n) for n in chunk], {"Link": link} if link else {})
+
+    def app_json(self, app: SandboxApp) -> dict[str, Any]:
+        """`GET /app`: the `integration` schema's required keys."""
+        owner = next(iter(self.installations.values()), None)
+        login = owner.account if owner is not None else "acme"
+        return {
+            "id": app.id,
+            "slug": app.slug,
+            "client_id": app.client_id,
+            "node_id": f"A_kw{app.id}",
+            "owner": _user(login, self.url, self.html_base, kind="Organization"),
+            "name": app.slug.replace("-", " ").title(),
+            "description": "Syncs issues into PostgreSQL",
+            "external_url": "https://example.com",
+            "html_url": f"{self.html_base}/apps/{app.slug}",
+            "created_at": "2024-01-01T00:00:00Z",
+            "updated_at": "2024-01-01T00:00:00Z",
+            "permissions": {"issues": "read", "metadata": "read"},
+            "events": [],
+        }
+
+    def installation_json(self, installation: SandboxInstallation) -> dict[str, Any]:
+        """An `installation`: the keys GitHub's schema requires."""
+        app = self.apps[installation.app_id]
+        return {
+            "id": installation.id,
+            "account": _user(
+                installation.account, self.url, self.html_base, kind=installation.account_type
+            ),
+            "repository_selection": "all" if installation.repos is None else "selected",
+            "access_tokens_url": f"{self.url}/app/installations/{installation.id}/access_tokens",
+            "repositories_url": f"{self.url}/installation/repositories",
+            "html_url": f"{self.html_base}/settings/installations/{installation.id}",
+            "app_id": app.id,
+            "app_slug": app.slug,
+            "target_id": zlib.crc32(installation.account.encode()) % 10**6,
+            "target_type": installation.account_type,
+            "permissions": {"issues": "read", "metadata": "read"},
+            "events": [],
+            "created_at": "2024-01-01T00:00:00Z",
+            "updated_at": "2024-01-01T00:00:00Z",
+            "single_file_name": None,
+            "suspended_by": None,
+            "suspended_at": iso(installation.suspended_at),
+        }
+
+    def _list_issues(self, full_name: str, request: Request, prefix: str = "") -> Response:
         query = {k: v[-1] for k, v in request.query.items()}
         state = query.get("state", "open")
         sort = query.get("sort", "created")
@@ -419,7 +803,7 @@ class GitHubSandbox(SandboxServer):
         if keep is not None:
             chunk = chunk[:keep]
         headers = {}
-        link = self._link(f"/repos/{full_name}/issues", query, page, last)
+        link = self._link(f"{prefix}/repos/{full_name}/issues", query, page, last)
         if link:
             headers["Link"] = link
         return Response(200, [self.issue_json(i) for i in chunk], headers)
@@ -588,6 +972,26 @@ def _label(api: str, name: str) -> dict[str, Any]:
         "default": False,
         "description": None,
     }
+
+
+def _app_endpoint(parts: list[str]) -> bool:
+    """The routes that take the app's JWT: /app…, and the installation lookups."""
+    return (
+        parts[0] == "app"
+        or (len(parts) == 3 and parts[0] in ("orgs", "users") and parts[2] == "installation")
+        or (len(parts) == 4 and parts[0] == "repos" and parts[3] == "installation")
+    )
+
+
+def _paging(request: Request) -> tuple[int, int]:
+    """`per_page` (1-100, default 30) and `page` (from 1) of a list request."""
+    query = {k: v[-1] for k, v in request.query.items()}
+    try:
+        per_page = min(100, max(1, int(query.get("per_page", "30"))))
+        page = max(1, int(query.get("page", "1")))
+    except ValueError:
+        return 30, 1
+    return per_page, page
 
 
 def _body(message: str) -> dict[str, Any]:
