@@ -218,7 +218,7 @@ class EntraToken:
         self.ctx = ctx
         self.verify = verify
         self._lock = threading.Lock()
-        self._reported: float | None = None  # expires_on of the last token reported
+        self._last: str | None = None  # the last token seen (its expiry is reported once)
         self._build: Callable[[], TokenCredential] = self._factory()
         self._credential: TokenCredential = self._build()
 
@@ -324,8 +324,7 @@ class EntraToken:
             raise self._refusal(exc) from None
         self.ctx.on_secret(token.token)
         with self._lock:
-            fresh = self._reported != token.expires_on
-            self._reported = token.expires_on
+            fresh, self._last = self._last != token.token, token.token
         if fresh:
             expires = datetime.fromtimestamp(token.expires_on, UTC)
             self.ctx.on_credential(CredentialExpiry("entra_token", expires, renewable=True))
