@@ -721,6 +721,12 @@ def _connection_class() -> Any:
     return ConfiguredConnection
 
 
+def _tls_refused(exc: Exception) -> bool:
+    """msrest wraps requests' exception: a certificate this host does not trust (no retry helps)."""
+    inner = getattr(exc, "inner_exception", None)
+    return "CERTIFICATE_VERIFY_FAILED" in str(inner or "")
+
+
 def _service_message(exc: BaseException) -> str:
     """The server's own error text (never carries request headers)."""
     message = getattr(exc, "message", None)
@@ -880,6 +886,11 @@ class AzureDevOpsConnector:
             )
         if isinstance(exc, DeserializationError | ValueError):
             return RetriableError(f"Azure DevOps sent a malformed response to the {what}")
+        if isinstance(exc, ClientRequestError) and _tls_refused(exc):
+            return FatalError(
+                f"TLS verification of {urlsplit(org).hostname} failed: set ca_bundle to the CA "
+                "that signed its certificate (or, knowingly, verify_tls: false)"
+            )
         if isinstance(exc, ClientRequestError):
             return RetriableError(
                 f"could not reach Azure DevOps for the {what} ({type(exc).__name__})"

@@ -317,6 +317,11 @@ class EntraToken:
         except ClientAuthenticationError as exc:
             raise self._refusal(exc) from None
         except ServiceRequestError as exc:
+            if "CERTIFICATE_VERIFY_FAILED" in str(exc):
+                raise FatalError(
+                    "TLS verification of the Entra authority failed: set ca_bundle to the CA "
+                    "that signed its certificate"
+                ) from None
             raise RetriableError(
                 f"could not reach Microsoft Entra ID for a token ({type(exc).__name__}); will retry"
             ) from None
@@ -338,7 +343,13 @@ class EntraToken:
         code = codes[0] if codes else None
         who = self.config.principal()
         kind = self.config.kind()
-        if code == "90002" or ("tenant" in text.casefold() and "not found" in text.casefold()):
+        if "CERTIFICATE_VERIFY_FAILED" in text:
+            return FatalError(
+                "TLS verification of the Entra authority failed: set ca_bundle to the CA that "
+                "signed its certificate"
+            )
+        # MSAL words an unknown tenant's failed discovery (400 AADSTS90002) its own way
+        if code == "90002" or (code is None and "authority configuration" in text):
             return FatalError(
                 f"Microsoft Entra ID does not know tenant {self.config.tenant_id!r} "
                 "(AADSTS90002): check entra.tenant_id (the directory the Azure DevOps "

@@ -498,8 +498,9 @@ class EntraSandbox(HttpsMixin, SandboxServer):
             (
                 c
                 for c in app.certificates
-                if header.get("x5t#S256") == thumbprint(c, hashes.SHA256())
-                or header.get("x5t") == thumbprint(c, hashes.SHA1())
+                # MSAL pads its base64url thumbprints; RFC 7515 leaves the padding out
+                if str(header.get("x5t#S256", "")).rstrip("=") == thumbprint(c, hashes.SHA256())
+                or str(header.get("x5t", "")).rstrip("=") == thumbprint(c, hashes.SHA1())
             ),
             None,
         )
