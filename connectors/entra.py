@@ -343,6 +343,12 @@ class EntraToken:
         code = codes[0] if codes else None
         who = self.config.principal()
         kind = self.config.kind()
+        status = getattr(getattr(exc, "response", None), "status_code", None)
+        server_error = re.search(r"HTTP Error: (5\d\d)", text)
+        if code is None and (server_error or (isinstance(status, int) and status >= 500)):
+            # azure-core has already retried it three times; the run's retries take over
+            shown = server_error.group(1) if server_error else status
+            return RetriableError(f"Microsoft Entra ID answered {shown} for a token; will retry")
         if "CERTIFICATE_VERIFY_FAILED" in text:
             return FatalError(
                 "TLS verification of the Entra authority failed: set ca_bundle to the CA that "

@@ -9,7 +9,7 @@ import logging
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -20,7 +20,13 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from pydantic import SecretStr
 
 from connectors.azure_devops import AzureDevOpsConfig, AzureDevOpsConnector
-from connectors.base import ConfigError, ConnectorContext, CredentialExpiry, FatalError
+from connectors.base import (
+    ConfigError,
+    ConnectorContext,
+    CredentialExpiry,
+    FatalError,
+    RetriableError,
+)
 from connectors.sandbox.azure_devops import AzureDevOpsSandbox
 from connectors.sandbox.entra import (
     EXCHANGE_AUDIENCE,
@@ -517,6 +523,29 @@ async def test_workload_identity_without_a_matching_federated_credential(
     text = assert_one_line_without(await _check_fails(h.connector()), service_account_token)
     assert "AADSTS70021" in text and "federated credential" in text
     assert service_account_token in h.record.secrets
+
+
+async def test_entra_server_errors_are_retriable(
+    entra: EntraSandbox, ado: AzureDevOpsSandbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # azure-core retries a 503 on its own (3 times); past that the run's retries decide
+    h = _harness("client_secret", entra, ado, tmp_path, monkeypatch)
+    h.seed(1, start=DAY, step=timedelta(minutes=1))
+    entra.fail_next("5xx", count=1, path_contains="/token", retry_after=None)
+    connector = h.connector()
+    try:
+        await connector.check()
+        assert len(entra.requests_to("/oauth2/v2.0/token")) == 2
+    finally:
+        await connector.aclose()
+    entra.fail_next("5xx", count=4, path_contains="/token", retry_after=None)
+    connector = h.connector()
+    connector.ctx = replace(connector.ctx, max_retries=0)
+    try:
+        with pytest.raises(RetriableError, match="answered 503 for a token"):
+            await connector.check()
+    finally:
+        await connector.aclose()
 
 
 async def test_authority_not_trusted_without_its_ca(
