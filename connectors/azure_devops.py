@@ -1135,7 +1135,7 @@ class AzureDevOpsConnector:
             for t in self._scope_types()
         ]
 
-    def _project_lost(self, gone: _ProjectGone) -> bool:
+    def _project_lost(self) -> bool:
         """With several projects, one that is gone is a lost scope (the others go on, the run
         fails naming it); a config of one project fails outright."""
         return len(self.config.project_names()) > 1
@@ -1148,7 +1148,7 @@ class AzureDevOpsConnector:
                 async for page in self._project_changes(project, since):
                     yield page
             except _ProjectGone as gone:
-                if not self._project_lost(gone):
+                if not self._project_lost():
                     raise
                 lost = {scope_key(self.config, t, project): str(gone) for t in self._scope_types()}
                 yield Page([], {}, lost=lost)
@@ -1225,7 +1225,7 @@ class AzureDevOpsConnector:
                 async for part in self._project_ids(project):
                     yield part
             except _ProjectGone as gone:
-                if not self._project_lost(gone):
+                if not self._project_lost():
                     raise
                 for t in self._scope_types():
                     yield ScopeIds(scope_key(self.config, t, project), [], lost=str(gone))
