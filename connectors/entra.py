@@ -207,7 +207,14 @@ def _load_certificate(path: Path, password: bytes | None) -> tuple[bytes, str, d
             f"entra.certificate_file: the private key in {shown} cannot be read (malformed, or "
             "a wrong password)"
         ) from None
-    return data, key_block.group(0).decode("ascii", "replace"), certificate.not_valid_after_utc
+    not_after = certificate.not_valid_after_utc
+    if not_after <= datetime.now(UTC):
+        raise ConfigError(
+            f"entra.certificate_file: the certificate in {shown} expired on "
+            f"{not_after:%Y-%m-%d}: create a new one, upload it to the app registration and "
+            "replace the file"
+        )
+    return data, key_block.group(0).decode("ascii", "replace"), not_after
 
 
 class EntraToken:
@@ -219,6 +226,8 @@ class EntraToken:
         self.verify = verify
         self._lock = threading.Lock()
         self._last: str | None = None  # the last token seen (its expiry is reported once)
+        self._token_file: Path | None = None  # workload identity's service-account token
+        self._token_file_stamp: tuple[int, int] | None = None
         self._build: Callable[[], TokenCredential] = self._factory()
         self._credential: TokenCredential = self._build()
 
@@ -290,8 +299,9 @@ class EntraToken:
                 'environment (is the pod labelled azure.workload.identity/use: "true"?)'
             )
         path = Path(token_file).expanduser()
+        self._token_file = path
         try:
-            ctx.on_secret(path.read_text().strip())
+            self._register_token_file()
         except OSError as exc:
             raise ConfigError(
                 f"entra.token_file: cannot read {str(token_file)!r} ({exc.strerror})"
@@ -299,6 +309,17 @@ class EntraToken:
         return lambda: WorkloadIdentityCredential(
             tenant_id=tenant, client_id=client, token_file_path=str(path), **self._common()
         )
+
+    def _register_token_file(self) -> None:
+        """Register the service-account token for redaction, again whenever the kubelet has
+        rotated it (azure-identity re-reads the file on its own, every 600 s)."""
+        if self._token_file is None:
+            return
+        status = self._token_file.stat()
+        stamp = (status.st_mtime_ns, status.st_size)
+        if stamp != self._token_file_stamp:
+            self.ctx.on_secret(self._token_file.read_text().strip())
+            self._token_file_stamp = stamp
 
     def renew(self) -> None:
         """Drop the cached token: the next request gets a new one (after a 401 for a token the
@@ -312,6 +333,10 @@ class EntraToken:
         it expires), registered for redaction before it is returned."""
         with self._lock:
             credential = self._credential
+        try:
+            self._register_token_file()
+        except OSError:
+            pass  # azure-identity keeps the token it read; it says so itself when it cannot
         try:
             token = credential.get_token(ADO_SCOPE)
         except ClientAuthenticationError as exc:

@@ -437,6 +437,7 @@ async def test_certificate_not_registered_on_the_app(
         (b"CERT-ONLY", "no PEM private key"),
         (b"TRUNCATED-KEY", "cannot be read"),
         (b"ENCRYPTED", "encrypted: set entra.certificate_password_env"),
+        (b"EXPIRED", "expired on"),
     ],
 )
 def test_malformed_certificate_file_is_a_config_error(
@@ -452,6 +453,8 @@ def test_malformed_certificate_file_is_a_config_error(
         content = b"\n".join(lines[:1] + lines[5:]) + b"\n-----END PRIVATE KEY-----\n" + cert_part
     elif content == b"ENCRYPTED":
         content = pem_bundle(key, certificate, password=b"hunter2-password")
+    elif content == b"EXPIRED":
+        content = pem_bundle(key, self_signed("old", days=-2, key=key)[1])
     (tmp_path / "bad.pem").write_bytes(content)
     config = AzureDevOpsConfig.model_validate(
         {
@@ -523,6 +526,21 @@ async def test_workload_identity_without_a_matching_federated_credential(
     text = assert_one_line_without(await _check_fails(h.connector()), service_account_token)
     assert "AADSTS70021" in text and "federated credential" in text
     assert service_account_token in h.record.secrets
+
+
+async def test_a_rotated_service_account_token_is_registered_too(
+    entra: EntraSandbox, ado: AzureDevOpsSandbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    h = _harness("workload_identity", entra, ado, tmp_path, monkeypatch)
+    connector = h.connector()
+    try:
+        await connector.check()
+        rotated = "rotated." + "x" * 40 + ".sig"
+        (tmp_path / "sa-token").write_text(rotated)  # the kubelet's rotation, mid-run
+        await connector.check()
+    finally:
+        await connector.aclose()
+    assert rotated in h.record.secrets
 
 
 async def test_entra_server_errors_are_retriable(
