@@ -1,5 +1,6 @@
-"""Azure DevOps Boards connector: work items of one project (optionally one area path and some
-work item types), through the `azure-devops` SDK (v7_0 work item tracking client).
+"""Azure DevOps Boards connector: work items of one or more projects (optionally one area path
+and some work item types), through the `azure-devops` SDK (v7_0 work item tracking client), on
+Azure DevOps Services or Server, with a PAT or a Microsoft Entra ID credential (`connectors.entra`).
 
 How a sync reads (docs/trackers/azure_devops.md#overview):
 - WIQL on `[System.ChangedDate]` with `timePrecision=true`, ordered by (ChangedDate, Id), `$top`
@@ -33,7 +34,7 @@ from html.parser import HTMLParser
 from typing import Any, ClassVar, TypeVar
 from urllib.parse import quote, urlsplit
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from connectors.base import (
     PRIORITY_HIGH,
@@ -56,6 +57,7 @@ from connectors.base import (
     status_name_suggests,
     utc,
 )
+from connectors.entra import EntraAuth, EntraConfig, EntraToken
 from connectors.http import call_sdk, log_event, parse_time, retry_after
 
 T = TypeVar("T")
@@ -127,8 +129,13 @@ PRIORITIES = {1: PRIORITY_HIGHEST, 2: PRIORITY_HIGH, 3: PRIORITY_MEDIUM, 4: PRIO
 class AzureDevOpsConfig(ConnectorConfig):
     """`integrations.config` of an azure_devops row."""
 
-    organization_url: str  # https://dev.azure.com/myorg (or https://myorg.visualstudio.com)
-    project: str
+    # https://dev.azure.com/myorg (or https://myorg.visualstudio.com); Azure DevOps Server: the
+    # collection, https://server:8080/tfs/DefaultCollection (or without /tfs)
+    organization_url: str
+    project: str | None = None  # one project, or
+    projects: list[str] | None = None  # several, each its own scopes
+    # Microsoft Entra ID instead of a PAT (token*): service principal, managed or workload identity
+    entra: EntraConfig | None = None
     area_path: str | None = None  # e.g. "My Project\\Web": that area and everything under it
     work_item_types: list[str] | None = None  # e.g. ["User Story", "Bug"]; None = every type
     batch_size: int = Field(default=200, ge=1, le=BATCH_CAP)
@@ -142,11 +149,48 @@ class AzureDevOpsConfig(ConnectorConfig):
 
     @field_validator("project")
     @classmethod
-    def _non_empty(cls, value: str) -> str:
+    def _non_empty(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
         value = value.strip()
         if not value:
             raise ValueError("project must not be empty")
         return value
+
+    @field_validator("projects")
+    @classmethod
+    def _names(cls, value: list[str] | None) -> list[str] | None:
+        if value is None:
+            return None
+        names: list[str] = []
+        for name in (n.strip() for n in value):
+            if not name:
+                raise ValueError("projects must not hold an empty name")
+            if name.casefold() in (n.casefold() for n in names):
+                raise ValueError(f"projects names {name!r} twice")
+            names.append(name)
+        if not names:
+            raise ValueError("projects must name at least one project")
+        return names
+
+    @model_validator(mode="after")
+    def _one_project_key_and_one_credential(self) -> AzureDevOpsConfig:
+        if (self.project is None) == (self.projects is None):
+            raise ValueError("give project (one) or projects (a list), exactly one of them")
+        if self.area_path and len(self.project_names()) > 1:
+            raise ValueError("area_path names one project's area: use it with a single project")
+        if self.entra is not None:
+            given = [k for k in ("token", "token_env", "token_file") if getattr(self, k)]
+            if given:
+                raise ValueError(f"give entra or {given[0]}, not both")
+        return self
+
+    def project_names(self) -> list[str]:
+        """The configured projects, in config order."""
+        return list(self.projects) if self.projects is not None else [str(self.project)]
+
+    def uses_token(self) -> bool:
+        return self.entra is None
 
     @field_validator("area_path")
     @classmethod
@@ -213,6 +257,7 @@ class Position:
 def scope_clauses(config: AzureDevOpsConfig, work_item_type: str | None = None) -> list[str]:
     """The WHERE clauses every query of this integration shares; with `work_item_type`, those
     of that one type's scope."""
+    # @project is the project of the request's route (each project is queried on its own)
     clauses = ["[System.TeamProject] = @project"]
     if config.area_path:
         clauses.append(f"[System.AreaPath] UNDER {wiql_string(config.area_path)}")
@@ -224,11 +269,11 @@ def scope_clauses(config: AzureDevOpsConfig, work_item_type: str | None = None) 
     return clauses
 
 
-def scope_key(config: AzureDevOpsConfig, work_item_type: str | None) -> str:
+def scope_key(config: AzureDevOpsConfig, work_item_type: str | None, project: str) -> str:
     """The cursor key of one scope: project, area path, work item type (`*`: all). Adding a
-    type to the config adds a scope, read in full, while the others keep their cursors; a new
-    project or area path is a new scope altogether."""
-    return f"{config.project}/{config.area_path or '*'}/{work_item_type or '*'}"
+    type (or a project) to the config adds a scope, read in full, while the others keep their
+    cursors; a new area path is a new scope altogether."""
+    return f"{project}/{config.area_path or '*'}/{work_item_type or '*'}"
 
 
 def changes_query(
@@ -450,6 +495,7 @@ def map_work_item(
     config: AzureDevOpsConfig,
     site: str,
     category: str | None,
+    project: str | None = None,
 ) -> WorkItem:
     """One workItemsBatch entry ({"id","rev","fields","url"}) onto a WorkItem. Raises
     UnmappableItem (naming the field) for an item that cannot be mapped: a title or description
@@ -467,7 +513,7 @@ def map_work_item(
     completed = parse_time(fields.get(F_CLOSED))
     if completed is None and status is Status.COMPLETED:
         completed = parse_time(fields.get(F_STATE_CHANGED))
-    project = fields.get(F_PROJECT)
+    name = fields.get(F_PROJECT)
     return WorkItem(
         external_id=f"{site}/{item_id}",
         external_key=str(item_id),
@@ -480,7 +526,7 @@ def map_work_item(
         story_points=story_points(fields),
         external_url=web_url(
             config.organization_url,
-            project if isinstance(project, str) else config.project,
+            name if isinstance(name, str) else (project or config.project_names()[0]),
             item_id,
         ),
         started_at=parse_time(fields.get(F_ACTIVATED)),
@@ -649,6 +695,38 @@ def _prepare_cache_dir(ctx: ConnectorContext) -> None:
     os.environ.setdefault("AZURE_DEVOPS_CACHE_DIR", str(path))
 
 
+class _ProjectGone(FatalError):
+    """A configured project does not exist (any more) or this credential cannot see it."""
+
+    def __init__(self, message: str, project: str) -> None:
+        super().__init__(message)
+        self.project = project
+
+
+def _connection_class() -> Any:
+    """The SDK's Connection, with every client it makes configured by `configure`: the location
+    client it builds on its own for ResourceAreas included (hence the SDK's one per-client hook,
+    named for Fiddler, which it calls on each client it creates when `use_fiddler` is set)."""
+    base = _sdk().Connection
+
+    class ConfiguredConnection(base):  # type: ignore[misc, valid-type]
+        def __init__(self, *args: Any, configure: Callable[[Any], None], **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self._configure = configure
+            self.use_fiddler = True
+
+        def _configure_client_for_fiddler(self, client: Any) -> None:
+            self._configure(client)
+
+    return ConfiguredConnection
+
+
+def _tls_refused(exc: Exception) -> bool:
+    """msrest wraps requests' exception: a certificate this host does not trust (no retry helps)."""
+    inner = getattr(exc, "inner_exception", None)
+    return "CERTIFICATE_VERIFY_FAILED" in str(inner or "")
+
+
 def _service_message(exc: BaseException) -> str:
     """The server's own error text (never carries request headers)."""
     message = getattr(exc, "message", None)
@@ -659,7 +737,7 @@ def _service_message(exc: BaseException) -> str:
 # The connector
 # ---------------------------------------------------------------------------------------------
 class AzureDevOpsConnector:
-    """Work items of one Azure DevOps project."""
+    """Work items of one or more Azure DevOps projects."""
 
     source: ClassVar[str] = "azure_devops"
     config_model: ClassVar[type[ConnectorConfig]] = AzureDevOpsConfig
@@ -676,8 +754,16 @@ class AzureDevOpsConnector:
         self._client: Any = None
         self._client_lock = threading.Lock()
         self._fields: list[str] = [*REQUIRED_FIELDS, *OPTIONAL_FIELDS]
-        #: type -> state -> category (casefold); None: the project has no such type
-        self._categories: dict[str, dict[str, str] | None] = {}
+        #: (project, type) -> state -> category (casefold); None: the project has no such type
+        self._categories: dict[tuple[str, str], dict[str, str] | None] = {}
+        #: the Entra credential (None: a PAT); built here, so a bad secret or certificate is a
+        #: ConfigError before any request
+        self._entra = (
+            EntraToken(self.config.entra, ctx, self.config.tls_verify())
+            if self.config.entra is not None
+            else None
+        )
+        self._renewed = False  # a 401 already led to a new token, with no success since
         _prepare_cache_dir(ctx)
 
     # -- plumbing -----------------------------------------------------------------------------
@@ -686,37 +772,52 @@ class AzureDevOpsConnector:
         it calls OPTIONS /_apis and GET /_apis/ResourceAreas)."""
         with self._client_lock:
             if self._client is None:
-                from azure.devops.credentials import BasicAuthentication
-
-                connection = _sdk().Connection(
+                connection = _connection_class()(
                     base_url=self.config.organization_url,
-                    creds=BasicAuthentication("", self.ctx.bearer().get_secret_value()),
+                    creds=self._creds(),
+                    configure=self._configure,
                 )
-                client = connection.clients.get_work_item_tracking_client()
-                # No retries inside the SDK (msrest would sleep Retry-After in this thread with no
-                # deadline): every response comes back to us; connectors.retry decides. Edit
-                # msrest's urllib3 Retry in place (msrest reads attributes a fresh one lacks).
-                policy = client.config.retry_policy.policy
-                policy.total = policy.connect = policy.read = policy.status = policy.other = 0
-                policy.status_forcelist = frozenset()
-                policy.respect_retry_after_header = False
-                policy.raise_on_status = False
-                client.config.connection.timeout = self.config.request_timeout
-                client.config.hooks.append(_record_response)
-                self._client = client
+                self._client = connection.clients.get_work_item_tracking_client()
             return self._client
+
+    def _creds(self) -> Any:
+        """msrest authentication: Entra bearer tokens, or the PAT as Basic auth."""
+        if self._entra is not None:
+            return EntraAuth(self._entra)
+        from azure.devops.credentials import BasicAuthentication
+
+        return BasicAuthentication("", self.ctx.bearer().get_secret_value())
+
+    def _configure(self, client: Any) -> None:
+        """Each SDK client (its own msrest config): no retries inside the SDK (msrest would
+        sleep Retry-After in this thread with no deadline; every response comes back to us and
+        connectors.retry decides), our timeout, the response hook, and the TLS trust
+        (`ca_bundle` / `verify_tls`)."""
+        # Edit msrest's urllib3 Retry in place (msrest reads attributes a fresh one lacks).
+        policy = client.config.retry_policy.policy
+        policy.total = policy.connect = policy.read = policy.status = policy.other = 0
+        policy.status_forcelist = frozenset()
+        policy.respect_retry_after_header = False
+        policy.raise_on_status = False
+        client.config.connection.timeout = self.config.request_timeout
+        client.config.connection.verify = self.config.tls_verify()
+        client.config.hooks.append(_record_response)
 
     def _blocking(self, call: Callable[[Any], T]) -> tuple[T, float | None]:
         """Run one SDK call (in a worker thread): its result and any Retry-After the successful
         response carried."""
         _LAST.status, _LAST.headers = None, {}
         result = call(self._wit())
+        self._renewed = False
         return result, retry_after(_LAST.headers)
 
-    async def _call(self, what: str, call: Callable[[Any], T]) -> T:
+    async def _call(self, what: str, call: Callable[[Any], T], project: str) -> T:
         """One SDK call through the shared guard; `_translate` classifies its exceptions."""
         result, pause = await call_sdk(
-            self.ctx, what, partial(self._blocking, call), partial(self._translate, what=what)
+            self.ctx,
+            what,
+            partial(self._blocking, call),
+            partial(self._translate, what=what, project=project),
         )
         if pause:
             await self._pause(what, pause)
@@ -732,7 +833,7 @@ class AzureDevOpsConnector:
             self.ctx.on_wait(what, seconds)
             await asyncio.sleep(seconds)
 
-    def _translate(self, exc: Exception, what: str) -> Exception | None:
+    def _translate(self, exc: Exception, what: str, project: str) -> Exception | None:
         """An SDK exception as RetriableError / FatalError (or an internal signal); None when it
         is none of those (the guard then lets it propagate: a bug, not a transient failure)."""
         from azure.devops.exceptions import AzureDevOpsAuthenticationError
@@ -741,13 +842,9 @@ class AzureDevOpsConnector:
         status: int | None = getattr(_LAST, "status", None)
         headers: Mapping[str, str] = getattr(_LAST, "headers", {}) or {}
         message = _service_message(exc)
-        org, project = self.config.organization_url, self.config.project
+        org = self.config.organization_url
         if isinstance(exc, AzureDevOpsAuthenticationError) or status == 401:
-            return FatalError(
-                f"Azure DevOps rejected the PAT (401) for {org}: create a new personal access "
-                "token with the Work Items (Read) scope for this organization and update the "
-                "integration's token"
-            )
+            return self._unauthorized(message)
         if status == 429 or "TF400733" in message:
             return RetriableError(
                 f"Azure DevOps rate limit (429) on {what}", retry_after=retry_after(headers)
@@ -763,9 +860,10 @@ class AzureDevOpsConnector:
         if field and field.group(1).rstrip(".") not in REQUIRED_FIELDS:
             return _UnknownField(field.group(1).rstrip("."))
         if "TF200016" in message or (status == 404 and "project" in message.casefold()):
-            return FatalError(
+            return _ProjectGone(
                 f"Azure DevOps project {project!r} not found in {org}: check the project name "
-                "(as shown in the project's URL) and that the PAT's user can see it"
+                f"(as shown in the project's URL) and that {self._who()} can see it",
+                project,
             )
         if "TF51011" in message and self.config.area_path:
             return FatalError(
@@ -774,8 +872,9 @@ class AzureDevOpsConnector:
             )
         if status == 403:
             return FatalError(
-                f"Azure DevOps denied access (403) to project {project!r}: give the PAT's user "
-                "read access to its work items"
+                f"Azure DevOps denied access (403) to project {project!r}: give {self._who()} "
+                "read access to its work items (an access level of Basic; Stakeholder is not "
+                "enough)"
             )
         if status is not None and 400 <= status < 500:
             detail = message or f"HTTP {status}"
@@ -787,14 +886,52 @@ class AzureDevOpsConnector:
             )
         if isinstance(exc, DeserializationError | ValueError):
             return RetriableError(f"Azure DevOps sent a malformed response to the {what}")
+        if isinstance(exc, ClientRequestError) and _tls_refused(exc):
+            return FatalError(
+                f"TLS verification of {urlsplit(org).hostname} failed: set ca_bundle to the CA "
+                "that signed its certificate (or, knowingly, verify_tls: false)"
+            )
         if isinstance(exc, ClientRequestError):
             return RetriableError(
                 f"could not reach Azure DevOps for the {what} ({type(exc).__name__})"
             )
         return None
 
+    def _who(self) -> str:
+        """Who this integration reads as, for messages."""
+        if self.config.entra is not None:
+            return self.config.entra.principal()
+        return "the PAT's user"
+
+    def _unauthorized(self, message: str) -> Exception:
+        """A 401. With a PAT: the token is bad. With Entra: a service principal the organization
+        does not know (TF400813), or a token the service no longer takes (expired in flight,
+        revoked): then one new token is tried before giving up."""
+        org = self.config.organization_url
+        if self._entra is None:
+            return FatalError(
+                f"Azure DevOps rejected the PAT (401) for {org}: create a new personal access "
+                "token with the Work Items (Read) scope for this organization and update the "
+                "integration's token"
+            )
+        if "TF400813" in message:
+            return FatalError(
+                f"Azure DevOps does not know {self._who()} (401 TF400813): a Project Collection "
+                f"Administrator of {org} must add the service principal to the organization "
+                "(Organization settings > Users > Add users, access level Basic) and to the "
+                "projects' Readers"
+            )
+        if not self._renewed:
+            self._renewed = True
+            self._entra.renew()
+            return RetriableError("Azure DevOps refused the Entra token (401): getting a new one")
+        return FatalError(
+            f"Azure DevOps refused new Entra tokens of {self._who()} (401) for {org}: check that "
+            "the organization is connected to the credential's tenant"
+        )
+
     # -- SDK calls ----------------------------------------------------------------------------
-    async def _wiql(self, query: str, top: int) -> tuple[list[int], datetime]:
+    async def _wiql(self, query: str, top: int, project: str) -> tuple[list[int], datetime]:
         """One WIQL query: the ids in its order and the server's asOf."""
 
         def call(wit: Any) -> tuple[list[int], datetime]:
@@ -805,7 +942,7 @@ class AzureDevOpsConnector:
 
             result = wit.query_by_wiql(
                 Wiql(query=query),
-                team_context=TeamContext(project=self.config.project),
+                team_context=TeamContext(project=project),
                 time_precision=True,
                 top=top,
             )
@@ -815,9 +952,9 @@ class AzureDevOpsConnector:
             as_of = result.as_of
             return ids, utc(as_of) if isinstance(as_of, datetime) else datetime.now(UTC)
 
-        return await self._call("WIQL query", call)
+        return await self._call("WIQL query", call, project)
 
-    async def _fetch(self, ids: Sequence[int]) -> list[dict[str, Any]]:
+    async def _fetch(self, ids: Sequence[int], project: str) -> list[dict[str, Any]]:
         """The fields of `ids` (at most 200) in the order asked, less those the service says it
         cannot read (deleted since the WIQL query, or no longer readable).
 
@@ -825,7 +962,7 @@ class AzureDevOpsConnector:
         asked for again, alone; the service's word is the `null` of errorPolicy=omit, so an id
         still left out after that fails the run (RetriableError) instead of being skipped while
         the checkpoint passes it (docs/trackers/azure_devops.md#response-bodies)."""
-        got, unaccounted = await self._batch(ids)
+        got, unaccounted = await self._batch(ids, project)
         if unaccounted:
             log_event(
                 log,
@@ -834,7 +971,7 @@ class AzureDevOpsConnector:
                 asked=len(ids),
                 left_out=len(unaccounted),
             )
-            again, unaccounted = await self._batch(unaccounted)
+            again, unaccounted = await self._batch(unaccounted, project)
             got.update(again)
             if unaccounted:
                 shown = ", ".join(str(i) for i in unaccounted[:10])
@@ -845,7 +982,9 @@ class AzureDevOpsConnector:
                 )
         return [got[i] for i in ids if i in got]
 
-    async def _batch(self, ids: Sequence[int]) -> tuple[dict[int, dict[str, Any]], list[int]]:
+    async def _batch(
+        self, ids: Sequence[int], project: str
+    ) -> tuple[dict[int, dict[str, Any]], list[int]]:
         """One workItemsBatch request (re-sent without a field the organization lacks): the
         items it returned by id, and the ids it did not account for. An id counts as accounted
         for when the answer has its entry, or when it answered one entry per id asked and a
@@ -859,10 +998,10 @@ class AzureDevOpsConnector:
                 )
 
                 request = WorkItemBatchGetRequest(ids=list(ids), fields=fields, error_policy="omit")
-                return list(wit.get_work_items_batch(request, project=self.config.project) or [])
+                return list(wit.get_work_items_batch(request, project=project) or [])
 
             try:
-                answer = await self._call("work item batch", call)
+                answer = await self._call("work item batch", call, project)
             except _UnknownField as missing:
                 if missing.name not in self._fields:
                     raise RetriableError("Azure DevOps keeps refusing a field") from None
@@ -885,15 +1024,15 @@ class AzureDevOpsConnector:
                 return by_id, []  # each id without an entry has its `null`: cannot be read
             return by_id, without
 
-    async def _states(self, work_item_type: str) -> dict[str, str] | None:
-        """State name (casefold) -> category of `work_item_type`, fetched once per type; None
-        when the project has no such type (VS402323)."""
-        key = work_item_type.casefold()
+    async def _states(self, project: str, work_item_type: str) -> dict[str, str] | None:
+        """State name (casefold) -> category of `work_item_type` in `project`, fetched once per
+        type; None when the project has no such type (VS402323)."""
+        key = (project.casefold(), work_item_type.casefold())
         if key not in self._categories:
 
             def call(wit: Any) -> dict[str, str] | None:
                 try:
-                    states = wit.get_work_item_type_states(self.config.project, work_item_type)
+                    states = wit.get_work_item_type_states(project, work_item_type)
                 except Exception as exc:
                     if "VS402323" in _service_message(exc):  # no such type (or no longer)
                         return None
@@ -904,40 +1043,41 @@ class AzureDevOpsConnector:
                     if s.name and s.category
                 }
 
-            self._categories[key] = await self._call(f"states of {work_item_type!r}", call)
+            self._categories[key] = await self._call(f"states of {work_item_type!r}", call, project)
         return self._categories[key]
 
-    async def _category(self, work_item_type: str, state: str | None) -> str | None:
+    async def _category(self, project: str, work_item_type: str, state: str | None) -> str | None:
         """The category of `state` in `work_item_type` (None: guess it from the name)."""
-        states = await self._states(work_item_type)
+        states = await self._states(project, work_item_type)
         if not state or not states:
             return None
         return states.get(state.casefold())
 
-    async def _check_types(self) -> None:
+    async def _check_types(self, project: str) -> None:
         """Every configured work item type exists in the project, else FatalError naming the
         missing ones: a WIQL filter on a misspelt type only matches nothing, which must not
         read as "no work items"."""
-        missing = await self._missing_types()
+        missing = await self._missing_types(project)
         if missing:
             names = ", ".join(repr(t) for t in missing)
             raise FatalError(
-                f"Azure DevOps project {self.config.project!r} has no work item type {names}: "
+                f"Azure DevOps project {project!r} has no work item type {names}: "
                 "fix work_item_types (type names as the project's process shows them, e.g. "
                 "'User Story', 'Bug')"
             )
 
-    async def _missing_types(self) -> list[str]:
-        return [t for t in self.config.work_item_types or [] if await self._states(t) is None]
+    async def _missing_types(self, project: str) -> list[str]:
+        types = self.config.work_item_types or []
+        return [t for t in types if await self._states(project, t) is None]
 
-    def _type_lost(self, work_item_type: str) -> str:
+    def _type_lost(self, project: str, work_item_type: str) -> str:
         return (
-            f"project {self.config.project!r} has no work item type {work_item_type!r} (any"
+            f"project {project!r} has no work item type {work_item_type!r} (any"
             " more): fix work_item_types"
         )
 
     async def _map_page(
-        self, raws: Iterable[Mapping[str, Any]]
+        self, raws: Iterable[Mapping[str, Any]], project: str
     ) -> list[tuple[Position | None, WorkItem | Rejected]]:
         """Each batch entry mapped on its own: a WorkItem, or a Rejected naming it and why. With
         each, its place in the (ChangedDate, Id) order when its ChangedDate can be read."""
@@ -948,12 +1088,16 @@ class AzureDevOpsConnector:
             work_item_type = fields.get(F_TYPE)
             state = fields.get(F_STATE)
             category = (
-                await self._category(work_item_type, state if isinstance(state, str) else None)
+                await self._category(
+                    project, work_item_type, state if isinstance(state, str) else None
+                )
                 if isinstance(work_item_type, str) and work_item_type
                 else None
             )
             try:
-                item = map_work_item(raw, config=self.config, site=self.site, category=category)
+                item = map_work_item(
+                    raw, config=self.config, site=self.site, category=category, project=project
+                )
             except UnmappableItem as exc:
                 changed = parse_time(fields.get(F_CHANGED))
                 place = Position(changed, item_id) if changed is not None else None
@@ -964,18 +1108,19 @@ class AzureDevOpsConnector:
 
     # -- the contract -------------------------------------------------------------------------
     async def check(self) -> None:
-        """The PAT works and the project (and area path) exist: one WIQL with $top=1; and each
-        configured work item type exists (its states)."""
+        """The credential works and each project (and the area path) exists: one WIQL with
+        $top=1 per project; and each configured work item type exists there (its states)."""
         query = (
             "SELECT [System.Id] FROM WorkItems WHERE "
             + " AND ".join(scope_clauses(self.config))
             + " ORDER BY [System.Id] ASC"
         )
-        try:
-            await self._wiql(query, 1)
-        except _CapExceeded:
-            pass  # the query ran (a server that counts before $top): PAT, project, area path fine
-        await self._check_types()
+        for project in self.config.project_names():
+            try:
+                await self._wiql(query, 1, project)
+            except _CapExceeded:
+                pass  # the query ran (a server that counts before $top): credential, scope fine
+            await self._check_types(project)
 
     def _scope_types(self) -> list[str | None]:
         """One scope per configured work item type; one for all types when none is named."""
@@ -984,22 +1129,44 @@ class AzureDevOpsConnector:
         return list(self.config.work_item_types)
 
     async def scopes(self) -> list[str]:
-        return [scope_key(self.config, t) for t in self._scope_types()]
+        return [
+            scope_key(self.config, t, project)
+            for project in self.config.project_names()
+            for t in self._scope_types()
+        ]
+
+    def _project_lost(self) -> bool:
+        """With several projects, one that is gone is a lost scope (the others go on, the run
+        fails naming it); a config of one project fails outright."""
+        return len(self.config.project_names()) > 1
 
     async def changes(self, since: Mapping[str, datetime]) -> AsyncIterator[Page]:
-        """Per scope (work item type), pages of work items changed at or after `since[scope]`,
-        in (ChangedDate, Id) order."""
-        missing = await self._missing_types()
+        """Per project and scope (work item type), pages of work items changed at or after
+        `since[scope]`, in (ChangedDate, Id) order."""
+        for project in self.config.project_names():
+            try:
+                async for page in self._project_changes(project, since):
+                    yield page
+            except _ProjectGone as gone:
+                if not self._project_lost():
+                    raise
+                lost = {scope_key(self.config, t, project): str(gone) for t in self._scope_types()}
+                yield Page([], {}, lost=lost)
+
+    async def _project_changes(
+        self, project: str, since: Mapping[str, datetime]
+    ) -> AsyncIterator[Page]:
+        missing = await self._missing_types(project)
         for work_item_type in self._scope_types():
-            scope = scope_key(self.config, work_item_type)
+            scope = scope_key(self.config, work_item_type, project)
             if work_item_type in missing:  # lost: the other types go on, the run fails naming it
-                yield Page([], {}, lost={scope: self._type_lost(work_item_type)})
+                yield Page([], {}, lost={scope: self._type_lost(project, work_item_type)})
                 continue
-            async for page in self._scope_changes(scope, work_item_type, since.get(scope)):
+            async for page in self._scope_changes(project, scope, work_item_type, since.get(scope)):
                 yield page
 
     async def _scope_changes(
-        self, scope: str, work_item_type: str | None, since: datetime | None
+        self, project: str, scope: str, work_item_type: str | None, since: datetime | None
     ) -> AsyncIterator[Page]:
         start = utc(since) if since is not None else None
         window = _Window(since=start)
@@ -1017,7 +1184,7 @@ class AzureDevOpsConnector:
                 work_item_type=work_item_type,
             )
             try:
-                ids, as_of = await self._wiql(query, self.config.wiql_top)
+                ids, as_of = await self._wiql(query, self.config.wiql_top, project)
             except _CapExceeded:
                 window.narrow((first_as_of or datetime.now(UTC)) + timedelta(days=1))
                 continue
@@ -1029,7 +1196,8 @@ class AzureDevOpsConnector:
             for n, chunk in enumerate(chunks):
                 items: list[WorkItem] = []
                 rejected: list[Rejected] = []
-                for place, mapped in await self._map_page(await self._fetch(chunk)):
+                fetched = await self._fetch(chunk, project)
+                for place, mapped in await self._map_page(fetched, project):
                     if place is not None:  # a rejected item counts as read: it may be passed
                         window.saw(place, as_of)
                     if isinstance(mapped, WorkItem):
@@ -1050,18 +1218,31 @@ class AzureDevOpsConnector:
             yield Page([], {scope: first_as_of or datetime.now(UTC)})
 
     async def all_ids(self) -> AsyncIterator[ScopeIds]:
-        """Every work item id in scope, scope (work item type) by scope, by id, `wiql_top` at a
-        time."""
-        missing = await self._missing_types()
+        """Every work item id in scope, project by project and scope (work item type) by scope,
+        by id, `wiql_top` at a time."""
+        for project in self.config.project_names():
+            try:
+                async for part in self._project_ids(project):
+                    yield part
+            except _ProjectGone as gone:
+                if not self._project_lost():
+                    raise
+                for t in self._scope_types():
+                    yield ScopeIds(scope_key(self.config, t, project), [], lost=str(gone))
+
+    async def _project_ids(self, project: str) -> AsyncIterator[ScopeIds]:
+        missing = await self._missing_types(project)
         for work_item_type in self._scope_types():
-            scope = scope_key(self.config, work_item_type)
+            scope = scope_key(self.config, work_item_type, project)
             if work_item_type in missing:  # lost, never an empty listing taken for deletions
-                yield ScopeIds(scope, [], lost=self._type_lost(work_item_type))
+                yield ScopeIds(scope, [], lost=self._type_lost(project, work_item_type))
                 continue
-            async for ids in self._scope_ids(work_item_type):
+            async for ids in self._scope_ids(project, work_item_type):
                 yield ScopeIds(scope, [f"{self.site}/{i}" for i in ids])
 
-    async def _scope_ids(self, work_item_type: str | None) -> AsyncIterator[list[int]]:
+    async def _scope_ids(
+        self, project: str, work_item_type: str | None
+    ) -> AsyncIterator[list[int]]:
         top = self.config.wiql_top
         window = _IdWindow(top)
         while True:
@@ -1072,7 +1253,7 @@ class AzureDevOpsConnector:
                 work_item_type=work_item_type,
             )
             try:
-                ids, _ = await self._wiql(query, top)
+                ids, _ = await self._wiql(query, top, project)
             except _CapExceeded:
                 window.narrow()
                 continue

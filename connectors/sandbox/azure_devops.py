@@ -5,8 +5,12 @@ location list, `GET /{org}/_apis/ResourceAreas` (empty: "on-prem", so the SDK st
 URL), `POST /{org}/{project}/_apis/wit/wiql` (the WIQL is parsed and evaluated for real, by
 `connectors.sandbox.wiql`), `POST /{org}/{project}/_apis/wit/workItemsBatch` and `GET
 /{org}/{project}/_apis/wit/workitemtypes/{type}/states`. Every request needs the PAT as Basic auth
-(any user name). Work items live in memory with explicit ChangedDate values, so tests control
-upstream time; the server's own clock (`now`) only answers WIQL `asOf`."""
+(any user name), or a Microsoft Entra token issued by an `EntraSandbox` for Azure DevOps, unexpired,
+to a principal added to the organization (`members`). `{org}` may be several segments (an Azure
+DevOps Server collection, `tfs/DefaultCollection`); `tls` serves HTTPS; `max_api_version` plays
+an older server (Server 2019: "5.0"), to which the SDK negotiates down. Work items live in memory
+with explicit ChangedDate values, so tests control upstream time; the server's own clock (`now`)
+only answers WIQL `asOf`."""
 
 from __future__ import annotations
 
@@ -22,8 +26,10 @@ from urllib.parse import unquote
 
 from connectors.sandbox import wiql
 from connectors.sandbox.base import Fault, Request, Response, SandboxServer
+from connectors.sandbox.entra import EntraSandbox, HttpsMixin, TestCA
 from connectors.sandbox.wiql import FIELD_NAMES, IDENTITY_FIELDS, KNOWN_FIELDS, WiqlError
 
+ADO_RESOURCE = "499b84ac-1321-427f-aa17-267ca6975798"  # Azure DevOps' Entra application id
 WIQL_CAP = 20_000  # the server's hard limit on a WIQL result (VS402337)
 BATCH_CAP = 200  # the most ids one workItemsBatch accepts (VS403474)
 #: Who creates and changes items unless a test says otherwise ("Name <unique name>").
@@ -156,20 +162,30 @@ def error_body(message: str, type_key: str = "InvalidQueryException") -> dict[st
 # ---------------------------------------------------------------------------------------------
 # The server
 # ---------------------------------------------------------------------------------------------
-class AzureDevOpsSandbox(SandboxServer):
+class AzureDevOpsSandbox(HttpsMixin, SandboxServer):
     """An in-memory Azure DevOps organization with one or more projects."""
 
     def __init__(
         self,
-        token: str = "sandbox-pat",
+        token: str | None = "sandbox-pat",
         *,
         organization: str = "myorg",
         project: str = "My Project",
         now: Callable[[], datetime] | None = None,
+        entra: EntraSandbox | None = None,
+        tls: TestCA | None = None,
+        max_api_version: str = "7.2",
+        released_version: str = "7.1",
     ) -> None:
         super().__init__()
-        self.token = token
-        self.organization = organization
+        self.token = token  # the PAT (None: none is accepted)
+        self.entra = entra  # the authority whose tokens are accepted (None: none are)
+        #: app ids / object ids of the service principals and managed identities added to the
+        #: organization (Organization settings > Users)
+        self.members: set[str] = set()
+        self.tls = tls
+        self.max_api_version, self.released_version = max_api_version, released_version
+        self.organization = organization.strip("/")
         self.project = project
         self.projects: dict[str, str] = {}  # casefold -> name
         self.area_paths: set[str] = set()  # casefold
@@ -555,7 +571,7 @@ class AzureDevOpsSandbox(SandboxServer):
 
     def _authorized(self, request: Request) -> bool:
         header = request.headers.get("authorization", "")
-        if not header.startswith("Basic "):
+        if self.token is None or not header.startswith("Basic "):
             return False
         try:
             decoded = base64.b64decode(header[6:], validate=True).decode()
@@ -564,13 +580,55 @@ class AzureDevOpsSandbox(SandboxServer):
         _, _, password = decoded.partition(":")
         return password == self.token
 
+    def add_member(self, *principal_ids: str) -> None:
+        """Add service principals / managed identities (by app id or object id) to the org."""
+        with self._lock:
+            self.members.update(p.casefold() for p in principal_ids)
+
+    def _bearer_refusal(self, request: Request) -> Response | None:
+        """None when the request carries an Entra token this organization takes; else the
+        401 Azure DevOps answers: a token that is not (or no longer) valid, or one of a
+        principal the organization does not know (TF400813, as the service words it)."""
+        header = request.headers.get("authorization", "")
+        token = header[7:].strip() if header.startswith("Bearer ") else ""
+        principal = self.entra.principal_of(token, ADO_RESOURCE) if self.entra else None
+        if principal is None:
+            return Response(
+                401,
+                b"Access Denied: The access token is expired or is not valid.",
+                {
+                    "Content-Type": "text/plain; charset=utf-8",
+                    "WWW-Authenticate": "Bearer authorization_uri="
+                    "https://login.microsoftonline.com/common",
+                },
+            )
+        known = {principal.app_id.casefold(), principal.object_id.casefold()}
+        if not known & self.members:
+            body = error_body(
+                f"TF400813: The user '{principal.object_id}' is not authorized to access this "
+                "resource.",
+                "UnauthorizedRequestException",
+            )
+            body["typeName"] = (
+                "Microsoft.TeamFoundation.Framework.Server.UnauthorizedRequestException, "
+                "Microsoft.TeamFoundation.Framework.Server"
+            )
+            body["eventId"] = 3000
+            return Response(401, body)
+        return None
+
     def handle(self, request: Request) -> Response:
-        if not self._authorized(request):
+        if request.headers.get("authorization", "").startswith("Bearer "):
+            refusal = self._bearer_refusal(request)
+            if refusal is not None:
+                return refusal
+        elif not self._authorized(request):
             return self._unauthorized()
         parts = [unquote(p) for p in request.path.strip("/").split("/")]
-        if not parts or parts[0].casefold() != self.organization.casefold():
+        org = self.organization.split("/")
+        if [p.casefold() for p in parts[: len(org)]] != [p.casefold() for p in org]:
             return Response(404, error_body("TF400813: Organization not found.", "NotFound"))
-        rest = parts[1:]
+        rest = parts[len(org) :]
         response = self._route(request, rest)
         if response.status < 300:
             with self._lock:
@@ -650,8 +708,8 @@ class AzureDevOpsSandbox(SandboxServer):
                 "routeTemplate": template,
                 "resourceVersion": version,
                 "minVersion": "1.0",
-                "maxVersion": "7.2",
-                "releasedVersion": "7.1",
+                "maxVersion": self.max_api_version,
+                "releasedVersion": self.released_version,
             }
             for location_id, area, resource, template, version in LOCATIONS
         ]
