@@ -24,7 +24,7 @@ import pytest
 from cryptography.fernet import Fernet, InvalidToken
 from pydantic import SecretStr
 
-from connectors.base import ConnectorContext, FatalError
+from connectors.base import ConnectorContext, CredentialExpiry, FatalError
 from connectors.linear import LinearConfig, LinearConnector
 from connectors.sandbox.base import Request, Response
 from connectors.sandbox.linear import LinearSandbox
@@ -83,9 +83,12 @@ def oauth_config(sandbox: LinearSandbox, **oauth: Any) -> dict[str, Any]:
     }
 
 
-async def linear_integration(pool: asyncpg.Pool, sandbox: LinearSandbox, **oauth: Any) -> uuid.UUID:
+async def linear_integration(
+    pool: asyncpg.Pool, sandbox: LinearSandbox, *, page_size: int = 5, **oauth: Any
+) -> uuid.UUID:
     team = await make_team(pool, f"Team-{uuid.uuid4().hex[:6]}")
-    return await make_integration(pool, team, "linear", oauth_config(sandbox, **oauth))
+    config = {**oauth_config(sandbox, **oauth), "page_size": page_size}
+    return await make_integration(pool, team, "linear", config)
 
 
 async def store_consent(pool: asyncpg.Pool, integration: uuid.UUID, refresh_token: str) -> None:
@@ -160,9 +163,9 @@ def assert_no_secret(sandbox: LinearSandbox, *texts: str) -> None:
 # Runs
 # ---------------------------------------------------------------------------------------------
 async def test_a_sync_runs_across_access_token_expiries(pool, linear, tmp_path) -> None:
-    linear.access_lifetime = 1.2
-    linear.response_delay = 0.3  # below the 0.4 s renewal margin; the run outlives 2 tokens
-    integration = await linear_integration(pool, linear, renew_before_seconds=0.4)
+    linear.access_lifetime = 1.5
+    linear.response_delay = 0.3  # well below the 0.6 s renewal margin; the run outlives 2 tokens
+    integration = await linear_integration(pool, linear, page_size=3, renew_before_seconds=0.6)
     await store_consent(pool, integration, linear.consent(CLIENT_ID))
     seen = statuses(linear)
     started = time.monotonic()
@@ -171,7 +174,7 @@ async def test_a_sync_runs_across_access_token_expiries(pool, linear, tmp_path) 
 
     assert result.outcome == "succeeded", result.reason
     assert result.created == ISSUES
-    assert time.monotonic() - started > 2 * linear.access_lifetime
+    assert time.monotonic() - started > 2 * linear.access_lifetime  # 8 pages + 3 tokens, 0.3 s each
     assert linear.refreshes >= 2  # renewed before each expiry, never refused on the way
     assert ("/graphql", 401) not in seen and all(status == 200 for _, status in seen)
     assert await stored_refresh_token(pool, integration) == linear.live_refresh_tokens()[0]
@@ -235,6 +238,8 @@ async def test_two_replicas_refreshing_at_once_rotate_once_and_both_succeed(
     linear.between_requests = slow_token_endpoint
     pools = [await asyncpg.create_pool(db_url, min_size=1, max_size=2) for _ in range(2)]
     connectors = []
+    expiries: list[CredentialExpiry] = []
+    registered: list[str] = []
     try:
         for replica in pools:
             ctx = ConnectorContext(
@@ -242,8 +247,10 @@ async def test_two_replicas_refreshing_at_once_rotate_once_and_both_succeed(
                 token=None,
                 cache_dir=tmp_path,
                 environ=ENVIRON,
+                on_secret=registered.append,
+                on_credential=expiries.append,
                 vault=vault.DatabaseVault(
-                    replica.acquire, integration, SecretStr(KEY1), lambda s: None
+                    replica.acquire, integration, SecretStr(KEY1), registered.append
                 ),
             )
             config = LinearConfig.model_validate(oauth_config(linear))
@@ -258,6 +265,10 @@ async def test_two_replicas_refreshing_at_once_rotate_once_and_both_succeed(
     assert linear.refreshes == 1
     used = {r.headers["authorization"] for r in linear.requests_to("/graphql", "POST")}
     assert len(used) == 1  # the second replica used the token the first one stored
+    access = used.pop().removeprefix("Bearer ")
+    assert {CLIENT_SECRET, access, *linear.live_refresh_tokens()} <= set(registered)
+    assert [(e.kind, e.renewable) for e in expiries] == [("oauth_access", True)] * 2
+    assert abs((expiries[0].expires_at - expiries[1].expires_at).total_seconds()) < 1
     assert await stored_refresh_token(pool, integration) == linear.live_refresh_tokens()[0]
 
 
@@ -268,15 +279,36 @@ async def test_a_daemon_run_and_integrations_test_refreshing_at_once_lose_nothin
     await store_consent(pool, integration, linear.consent(CLIENT_ID))
     # Slower than the CLI's start: `integrations test` reaches the row lock while the run holds it.
     linear.between_requests = lambda r: time.sleep(2.5) if r.path == "/oauth/token" else None
+    waiters: list[int] = []
+    done = asyncio.Event()
 
-    checked, synced = await asyncio.gather(
-        asyncio.to_thread(cli, "integrations", "test", str(integration), db_url=db_url, **ENVIRON),
-        run(pool, integration, settings_for(tmp_path)),
-    )
+    async def watch_lock_waits() -> None:
+        while not done.is_set():
+            waiters.append(
+                await pool.fetchval(
+                    "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+                    " AND query LIKE '%FROM oauth_grants%FOR UPDATE%'"
+                )
+            )
+            await asyncio.sleep(0.05)
+
+    async def both() -> tuple[subprocess.CompletedProcess[str], sync.RunResult]:
+        try:
+            return await asyncio.gather(
+                asyncio.to_thread(
+                    cli, "integrations", "test", str(integration), db_url=db_url, **ENVIRON
+                ),
+                run(pool, integration, settings_for(tmp_path)),
+            )
+        finally:
+            done.set()
+
+    (checked, synced), _ = await asyncio.gather(both(), watch_lock_waits())
 
     assert checked.returncode == 0, checked.stdout + checked.stderr
     assert synced.outcome == "succeeded", synced.reason
-    assert linear.refreshes == 1
+    assert max(waiters) == 1  # the check waited on the row lock while the run refreshed
+    assert linear.refreshes == 1 and len(linear.requests_to("/oauth/token")) == 1
     assert await stored_refresh_token(pool, integration) == linear.live_refresh_tokens()[0]
     assert_no_secret(linear, checked.stdout, checked.stderr)
 
@@ -483,12 +515,17 @@ async def test_planted_secrets_stay_out_of_logs_exceptions_and_activity(
     pool, linear, tmp_path, caplog
 ) -> None:
     caplog.set_level(logging.DEBUG)
-    linear.access_lifetime = 1.0
-    integration = await linear_integration(pool, linear, renew_before_seconds=0.2)
+    integration = await linear_integration(pool, linear)
     await store_consent(pool, integration, linear.consent(CLIENT_ID))
-    linear.response_delay = 0.15
+    calls = [0]
+
+    def expire_on_the_second(request: Request) -> None:
+        calls[0] += request.path == "/graphql"
+        if calls[0] == 2 and request.path == "/graphql":
+            linear.expire_access_tokens()  # a refusal, a second refresh, a third access token
+
+    linear.between_requests = expire_on_the_second
     ok = await run(pool, integration, settings_for(tmp_path))
-    linear.response_delay = 0
     linear.revoke_grants()
     failed = await run(pool, integration, settings_for(tmp_path))
     assert ok.outcome == "succeeded" and failed.outcome == "failed"
