@@ -13,7 +13,8 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -29,7 +30,8 @@ from connectors.linear import LinearConfig, LinearConnector
 from connectors.sandbox.base import Request, Response
 from connectors.sandbox.linear import LinearSandbox
 from tests.helpers import make_integration, make_team
-from tests.integration.connectors.contract import T0
+from tests.integration.connectors import test_linear as token_mode
+from tests.integration.connectors.contract import PLANTED_TOKEN, T0, ConnectorContract
 from worker import connecting, sync, vault
 from worker.settings import Settings
 from worker.store import grants
@@ -157,6 +159,45 @@ def assert_no_secret(sandbox: LinearSandbox, *texts: str) -> None:
     for text in texts:
         for secret in planted:
             assert secret not in text
+
+
+# ---------------------------------------------------------------------------------------------
+# The shared connector contract, with OAuth: the planted "token" is the client secret, the
+# access token comes from the vault on a real database and is renewed when refused.
+# ---------------------------------------------------------------------------------------------
+@dataclass
+class OAuthHarness(token_mode.LinearHarness):
+    pool: asyncpg.Pool | None = None
+    integration: uuid.UUID | None = None
+
+    def connector(self, *, token: str = PLANTED_TOKEN, **config: Any) -> LinearConnector:
+        assert self.pool is not None and self.integration is not None
+        values = {**oauth_config(self.sandbox), "page_size": self.page_size, "timeout": 2.0}
+        values.update(config)
+        ctx = ConnectorContext(
+            integration_id=str(self.integration),
+            token=None,
+            cache_dir=self.tmp_path,
+            environ={SECRET_VAR: token},
+            max_retries=3,
+            sleep_cap=5.0,
+            on_wait=lambda reason, seconds: self.waits.append((reason, seconds)),
+            vault=vault.DatabaseVault(
+                self.pool.acquire, self.integration, SecretStr(KEY1), lambda s: None
+            ),
+        )
+        return LinearConnector(LinearConfig.model_validate(values), ctx)
+
+
+class TestLinearOAuthContract(ConnectorContract):
+    @pytest.fixture
+    async def harness(self, pool: asyncpg.Pool, tmp_path: Path) -> AsyncIterator[OAuthHarness]:
+        server = LinearSandbox(token="lin_api_unused", oauth_clients={CLIENT_ID: PLANTED_TOKEN})
+        server.timeout_stall = 3.0
+        with server:
+            integration = await linear_integration(pool, server)
+            await store_consent(pool, integration, server.consent(CLIENT_ID))
+            yield OAuthHarness(server, tmp_path, pool=pool, integration=integration)
 
 
 # ---------------------------------------------------------------------------------------------
