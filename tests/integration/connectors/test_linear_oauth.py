@@ -11,6 +11,7 @@ import logging
 import os
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -318,8 +319,9 @@ async def test_a_daemon_run_and_integrations_test_refreshing_at_once_lose_nothin
 ) -> None:
     integration = await linear_integration(pool, linear)
     await store_consent(pool, integration, linear.consent(CLIENT_ID))
-    # Slower than the CLI's start: `integrations test` reaches the row lock while the run holds it.
-    linear.between_requests = lambda r: time.sleep(2.5) if r.path == "/oauth/token" else None
+    # The first refresh is held until the other refresher is seen waiting on the row lock.
+    release = threading.Event()
+    linear.between_requests = lambda r: release.wait(30) if r.path == "/oauth/token" else None
     waiters: list[int] = []
     done = asyncio.Event()
 
@@ -331,7 +333,10 @@ async def test_a_daemon_run_and_integrations_test_refreshing_at_once_lose_nothin
                     " AND query LIKE '%FROM oauth_grants%FOR UPDATE%'"
                 )
             )
+            if waiters[-1]:
+                release.set()
             await asyncio.sleep(0.05)
+        release.set()
 
     async def both() -> tuple[subprocess.CompletedProcess[str], sync.RunResult]:
         try:
