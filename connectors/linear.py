@@ -4,11 +4,13 @@ Requests. One POST endpoint (`api_url`, default https://api.linear.app/graphql).
 constant text; every value (team keys, the `since` time, cursors, page sizes) travels in
 `variables`, so nothing from config or from upstream is ever spliced into GraphQL.
 
-Authentication (`auth_scheme`). Linear takes a personal API key (`lin_api_…`) raw in the
+Authentication (`auth_scheme`, `oauth`). Linear takes a personal API key (`lin_api_…`) raw in the
 `Authorization` header and an OAuth access token as `Bearer <token>`
 (docs/trackers/linear.md#authentication). The config says which one the token is: `auth_scheme:
 "api_key"` (default) sends the token as is, `"oauth"` sends `Bearer <token>`. Nothing is guessed
-from the token's shape.
+from the token's shape. With `oauth: {client_id, client_secret…}` instead of `token*`, the access
+token comes from an OAuth grant with rotating refresh tokens kept by the worker
+(`connectors.linear_oauth`): renewed before it expires, and once more when Linear refuses it.
 
 Ordering (docs/trackers/linear.md#paging). `orderBy: updatedAt` lists the most recently updated
 issue FIRST, and the `sort:` argument that could flip it is marked [INTERNAL] in Linear's schema, so
@@ -61,7 +63,7 @@ from datetime import datetime, timedelta
 from typing import Any, ClassVar, Literal
 
 import httpx
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from connectors import http
 from connectors.base import (
@@ -86,6 +88,7 @@ from connectors.base import (
     status_name_suggests,
     utc,
 )
+from connectors.linear_oauth import REAUTHORIZE, LinearOAuth, LinearTokens
 from connectors.retry import with_retries
 
 log = logging.getLogger(__name__)
@@ -188,6 +191,18 @@ class LinearConfig(ConnectorConfig):
     timeout: float = Field(default=30.0, gt=0, le=600)
     #: "api_key": the token is a personal API key, sent raw; "oauth": sent as `Bearer <token>`.
     auth_scheme: Literal["api_key", "oauth"] = "api_key"
+    #: an OAuth app's grant instead of `token*` (connectors.linear_oauth)
+    oauth: LinearOAuth | None = None
+
+    def uses_token(self) -> bool:
+        return self.oauth is None
+
+    @model_validator(mode="after")
+    def _token_or_oauth(self) -> LinearConfig:
+        given = [k for k in ("token", "token_env", "token_file") if getattr(self, k) is not None]
+        if self.oauth is not None and given:
+            raise ValueError(f"give oauth or {given[0]}, not both")
+        return self
 
     @field_validator("team_keys")
     @classmethod
@@ -703,19 +718,29 @@ class LinearConnector:
     def __init__(self, config: LinearConfig, ctx: ConnectorContext) -> None:
         self._config = config
         self._ctx = ctx
-        token = ctx.bearer().get_secret_value().strip()
-        if not token:
-            raise ConfigError("the Linear token is empty")
-        self._token = token
-        auth = f"Bearer {token}" if config.auth_scheme == "oauth" else token
+        headers = {
+            "Content-Type": "application/json",
+            "User-Agent": "claude-nine-sync (linear connector)",
+        }
+        self._tokens: LinearTokens | None = None
+        self._token_client: httpx.AsyncClient | None = None
+        if config.oauth is not None:
+            self._token = ""
+            # The token endpoint's own client: form bodies, and never an Authorization header.
+            self._token_client = httpx.AsyncClient(
+                timeout=httpx.Timeout(config.timeout),
+                headers={"User-Agent": headers["User-Agent"]},
+                follow_redirects=False,
+            )
+            self._tokens = LinearTokens(config.oauth, ctx, self._token_client)
+        else:
+            token = ctx.bearer().get_secret_value().strip()
+            if not token:
+                raise ConfigError("the Linear token is empty")
+            self._token = token
+            headers["Authorization"] = f"Bearer {token}" if config.auth_scheme == "oauth" else token
         self._client = httpx.AsyncClient(
-            timeout=httpx.Timeout(config.timeout),
-            headers={
-                "Authorization": auth,
-                "Content-Type": "application/json",
-                "User-Agent": "claude-nine-sync (linear connector)",
-            },
-            follow_redirects=False,
+            timeout=httpx.Timeout(config.timeout), headers=headers, follow_redirects=False
         )
         self._server_date: datetime | None = None  # HTTP Date of the latest answer
         #: what the latest answers said of Linear's budgets (docs/trackers/linear.md#rate-limits)
@@ -808,6 +833,8 @@ class LinearConnector:
 
     async def aclose(self) -> None:
         await self._client.aclose()
+        if self._token_client is not None:
+            await self._token_client.aclose()
 
     # -- changes of one team --------------------------------------------------------------------
     async def _team_changes(
@@ -952,17 +979,19 @@ class LinearConnector:
     ) -> Mapping[str, Any]:
         payload = {"query": query, "variables": dict(variables)}
         await self._within_budgets(query, what)
-        try:
-            response = await self._client.post(self._config.api_url, json=payload)
-        except httpx.TimeoutException:
-            raise RetriableError(
-                f"Linear did not answer within {self._config.timeout:g}s ({what})"
-            ) from None
-        except httpx.TransportError as exc:
-            # The exception's text and context may carry the request (and its headers): drop it.
-            raise RetriableError(
-                f"cannot reach Linear at {self._config.api_url} ({type(exc).__name__}, {what})"
-            ) from None
+        authorization = await self._tokens.bearer() if self._tokens is not None else None
+        response = await self._send(payload, what, authorization)
+        if self._tokens is not None and _refused(response):
+            # Revoked, or replaced by a refresh elsewhere: one newer token, one more try.
+            self._note_budgets(query, response.headers)
+            authorization = await self._tokens.bearer(refused=True)
+            response = await self._send(payload, what, authorization)
+            if _refused(response):
+                raise FatalError(
+                    f"Linear refused the OAuth access token ({what}, HTTP"
+                    f" {response.status_code}) right after it was renewed: the grant may have"
+                    " been revoked; " + REAUTHORIZE.format(id=self._ctx.integration_id)
+                )
         self._server_date = http.parse_http_date(response.headers.get("Date"))
         self._note_budgets(query, response.headers)
         try:
@@ -989,9 +1018,28 @@ class LinearConnector:
             raise self._scrubbed(failure)
         return data
 
+    async def _send(
+        self, payload: Mapping[str, Any], what: str, authorization: str | None
+    ) -> httpx.Response:
+        """One POST; `authorization` overrides the client's header (an OAuth access token)."""
+        headers = {"Authorization": authorization} if authorization is not None else None
+        try:
+            return await self._client.post(self._config.api_url, json=payload, headers=headers)
+        except httpx.TimeoutException:
+            raise RetriableError(
+                f"Linear did not answer within {self._config.timeout:g}s ({what})"
+            ) from None
+        except httpx.TransportError as exc:
+            # The exception's text and context may carry the request (and its headers): drop it.
+            raise RetriableError(
+                f"cannot reach Linear at {self._config.api_url} ({type(exc).__name__}, {what})"
+            ) from None
+
     def _scrubbed(self, error: ConnectorError) -> ConnectorError:
-        """Belt and braces: no message we raise may contain the token, whatever upstream said."""
-        text = str(error).replace(self._token, "***")
+        """Belt and braces: no message we raise may contain a token, whatever upstream said."""
+        text = str(error)
+        for secret in ({self._token} if self._tokens is None else self._tokens.secrets) - {""}:
+            text = text.replace(secret, "***")
         if isinstance(error, RetriableError):
             return RetriableError(text, retry_after=error.retry_after)
         return type(error)(text)
@@ -1053,6 +1101,21 @@ _ROOTS: dict[str, tuple[str, ...]] = {
     IDS_QUERY: ("issues",),
     LABELS_QUERY: ("issue",),
 }
+
+
+def _refused(response: httpx.Response) -> bool:
+    """Linear refused the credential: HTTP 401, or its AUTHENTICATION_ERROR body (any status)."""
+    if response.status_code == 401:
+        return True
+    if response.status_code == 200 and b"AUTHENTICATION_ERROR" not in response.content:
+        return False
+    try:
+        body = response.json()
+    except ValueError:
+        return False
+    errors = body.get("errors") if isinstance(body, Mapping) else None
+    kinds = [_error_kind(e) for e in errors or [] if isinstance(e, Mapping)]
+    return _has(kinds, "AUTHENTICATION_ERROR", "authentication error")
 
 
 def _ascending_after(times: Sequence[datetime], floor: datetime | None) -> bool:

@@ -28,7 +28,7 @@ from connectors.base import (
     RetriableError,
     connect,
 )
-from worker import redact, telemetry
+from worker import redact, telemetry, vault
 from worker.logs import get_logger
 from worker.settings import Settings
 
@@ -100,6 +100,15 @@ def build(
     return connect(cls, config, ctx)
 
 
+def grant_vault(
+    grants_db: vault.Connect | None, integration_id: uuid.UUID, settings: Settings
+) -> GrantVault | None:
+    """The OAuth grant vault of one integration, when a database is at hand for it."""
+    if grants_db is None:
+        return None
+    return vault.DatabaseVault(grants_db, integration_id, settings.secret_keys, redact.register)
+
+
 def open_connector(
     integration_id: uuid.UUID,
     type_: str,
@@ -110,9 +119,11 @@ def open_connector(
     deadline: float,
     loader: ConnectorLoader = registry.load,
     on_credential: Callable[[CredentialExpiry], None] | None = None,
+    grants_db: vault.Connect | None = None,
 ) -> tuple[Connector, ConnectorConfig]:
     """The connector for one sync run, and its validated config; rate-limit waits are logged
-    and counted, what it learns of its credential's expiry goes to `on_credential`."""
+    and counted, what it learns of its credential's expiry goes to `on_credential`.
+    `grants_db` reaches the OAuth grants (oauth_grants) of OAuth configs."""
     cls = loader(type_)
     config = validate_config(cls, raw_config)
 
@@ -135,6 +146,7 @@ def open_connector(
         deadline=deadline,
         on_wait=on_wait,
         on_credential=on_credential,
+        vault=grant_vault(grants_db, integration_id, settings),
     )
     return connector, config
 
@@ -147,10 +159,13 @@ async def check_connection(
     environ: Mapping[str, str],
     within: float,
     on_credential: Callable[[CredentialExpiry], None] | None = None,
+    *,
+    grants_db: vault.Connect | None = None,
 ) -> str | None:
     """Build the connector as a run would and call `check()`. None when it passed, else a plain
     sentence saying what failed. Few, short retries: an admin is waiting. What the check
-    learns of the credential's expiry goes to `on_credential` (to show it)."""
+    learns of the credential's expiry goes to `on_credential` (to show it). With `grants_db`,
+    an OAuth config refreshes through the stored grant as a run would (under the row's lock)."""
     try:
         connector = build(
             cls,
@@ -162,6 +177,7 @@ async def check_connection(
             max_retries=2,
             sleep_cap=min(5.0, within / 4),
             on_credential=on_credential,
+            vault=grant_vault(grants_db, integration_id, settings),
         )
     except ConfigError as exc:  # the token: this shell's environment is not the worker's
         return f"{exc} (in this shell's environment; the worker resolves it in its own)"

@@ -10,8 +10,8 @@ from __future__ import annotations
 import json
 import os
 import warnings
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -109,6 +109,17 @@ async def connect(url: str, **kwargs: Any) -> asyncpg.Connection:
         raise DatabaseUnavailable(_describe(url, exc)) from None
     await _init_connection(conn)
     return conn
+
+
+@asynccontextmanager
+async def connection(url: str) -> AsyncIterator[asyncpg.Connection]:
+    """One connection for a short piece of work, closed after it (an admin command's OAuth
+    refresh, while its own connection is elsewhere)."""
+    conn = await connect(url)
+    try:
+        yield conn
+    finally:
+        await conn.close()
 
 
 async def create_pool(url: str, *, max_size: int = 10) -> asyncpg.Pool:

@@ -43,6 +43,9 @@ class Settings(BaseSettings):
     sweep_every_runs: int = Field(default=24, ge=0)
     metrics_tz: str = "UTC"
     auto_migrate: bool = True
+    # Fernet keys (comma-separated, the first encrypts) of the OAuth grants kept in oauth_grants:
+    # parsed by worker.vault when a grant is needed, so a bad key fails that run, not the daemon.
+    secret_keys: SecretStr | None = None
     # Optional migration sets to install besides the core, e.g. "work-tracking" (comma-separated).
     with_sets: str = Field(default="", validation_alias=AliasChoices("C9_SYNC_WITH"))
 

@@ -19,7 +19,7 @@ import asyncpg
 
 from connectors import registry
 from connectors.base import Connector, ConnectorError, FatalError, Page, RetriableError
-from worker import connecting, credentials, metrics, redact, sweep, telemetry
+from worker import connecting, credentials, metrics, redact, sweep, telemetry, vault
 from worker.connecting import ConnectorLoader
 from worker.logs import get_logger
 from worker.settings import Settings
@@ -195,7 +195,7 @@ async def run_integration(
             if isinstance(run, RunResult):
                 telemetry.observe_run(run)
                 return run  # not due, inactive or deleted
-            await run.pull(environ, loader)
+            await run.pull(environ, loader, grants_db=pool.acquire)
             return await run.finish()
         finally:
             if not _database_lost(conn):
@@ -280,7 +280,12 @@ class _Run:
     def deadline(self) -> float:
         return self.started + self.settings.run_deadline_seconds
 
-    async def pull(self, environ: Mapping[str, str], loader: ConnectorLoader) -> None:
+    async def pull(
+        self,
+        environ: Mapping[str, str],
+        loader: ConnectorLoader,
+        grants_db: vault.Connect | None = None,
+    ) -> None:
         """Every page, each committed with its cursor, then the sweep when due. A tracker's,
         a config's or a connector's fault is recorded as the run's failure, never raised."""
         connector: Connector | None = None
@@ -297,6 +302,7 @@ class _Run:
                 deadline=self.deadline,
                 loader=loader,
                 on_credential=seen,
+                grants_db=grants_db,  # its own connection: the run's is busy between pages
             )
             seen.saw(config)
             scopes = await connector.scopes()

@@ -17,6 +17,15 @@ What it reproduces:
 - authentication: a personal API key raw in `Authorization` (an OAuth token as `Bearer …` when the
   sandbox is given one); anything else gets Linear's AUTHENTICATION_ERROR body (HTTP 400, as
   Linear answers GraphQL errors; `auth_error_status` changes it).
+- OAuth 2.0 (`POST /oauth/token`, as api.linear.app/oauth/token): form-encoded bodies only; the
+  client authenticates with `client_id` + `client_secret` in the body or HTTP Basic
+  (`oauth_clients`); `grant_type=refresh_token` rotates: each refresh returns a new refresh token
+  and kills the one it was given (reusing it is `invalid_grant`); `grant_type=client_credentials`
+  when the app allows it (`client_credentials=True`), with no refresh token. Access tokens live
+  `access_lifetime` seconds (Linear: 24 h; tests shorten it to cross an expiry) and are accepted as
+  `Bearer …` only until then: an expired, revoked or unknown one gets the AUTHENTICATION_ERROR
+  body with `oauth_error_status` (401). `consent()` stands for the admin's consent (a refresh
+  token as the code exchange returns it), `revoke_grants()` for the app being revoked.
 - rate limits: request and complexity budgets per window, and endpoint-specific request limits
   (`endpoint_limits`); `X-RateLimit-Requests-*`, `X-RateLimit-Complexity-*`,
   `X-RateLimit-Endpoint-*` (resets in epoch milliseconds) and `X-Complexity` (the query's score,
@@ -29,6 +38,7 @@ refused by name as not served; ISO durations in date filters (refused explicitly
 
 from __future__ import annotations
 
+import base64
 import html
 import re
 import threading
@@ -38,6 +48,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import parse_qs, unquote
 
 from connectors.sandbox import graphql
 from connectors.sandbox.base import Fault, Request, Response, SandboxServer
@@ -86,10 +97,23 @@ class LinearSandbox(SandboxServer):
         endpoint_limits: Mapping[str, tuple[int, float]] | None = None,
         endpoint_headers: str = "always",
         teams: Sequence[tuple[str, str]] = (("ENG", "Engineering"),),
+        oauth_clients: Mapping[str, str] | None = None,
+        access_lifetime: float = 86_400.0,
+        client_credentials: bool = False,
     ) -> None:
         super().__init__()
         self.token = token
         self.oauth_token = oauth_token
+        #: OAuth apps: client_id -> client_secret
+        self.oauth_clients = dict(oauth_clients or {})
+        self.access_lifetime = access_lifetime
+        self.client_credentials = client_credentials
+        self.oauth_error_status = 401
+        self._access_tokens: dict[str, tuple[str, float]] = {}  # token -> (client, expiry epoch)
+        self._refresh_tokens: dict[str, str] = {}  # live refresh token -> client
+        self.refreshes = 0  # refresh_token grants answered (tests count rotations)
+        self.issued: list[str] = []  # every token it ever issued (tests grep outputs for them)
+        self.client_grants = 0  # client_credentials grants answered
         self.requests_limit = requests_limit
         self.complexity_limit = complexity_limit
         self.rate_window = rate_window
@@ -277,13 +301,52 @@ class LinearSandbox(SandboxServer):
             "page_size": 50,
         }
 
+    # -- OAuth (tests) -------------------------------------------------------------------------
+    def consent(self, client_id: str) -> str:
+        """What an admin's consent and the code exchange leave the app with: a live refresh
+        token of `client_id`."""
+        with self._lock:
+            if client_id not in self.oauth_clients:
+                raise KeyError(client_id)
+            token = f"lin_oauth_rt_{uuid.uuid4().hex}"
+            self._refresh_tokens[token] = client_id
+            self.issued.append(token)
+            return token
+
+    def revoke_grants(self) -> None:
+        """The app's authorization revoked in Linear: every refresh and access token dies."""
+        with self._lock:
+            self._refresh_tokens.clear()
+            # kept, expired: a revoked token is refused as one (not as an unknown header)
+            self._access_tokens = {t: (c, 0.0) for t, (c, _) in self._access_tokens.items()}
+
+    def expire_access_tokens(self) -> None:
+        """Every access token issued so far expires now (as if its lifetime had passed)."""
+        with self._lock:
+            self._access_tokens = {t: (c, 0.0) for t, (c, _) in self._access_tokens.items()}
+
+    def live_refresh_tokens(self) -> list[str]:
+        with self._lock:
+            return list(self._refresh_tokens)
+
+    def live_access_tokens(self) -> list[str]:
+        now = time.time()
+        with self._lock:
+            return [t for t, (_, exp) in self._access_tokens.items() if exp > now]
+
     # -- HTTP ----------------------------------------------------------------------------------
     def handle(self, request: Request) -> Response:
         if request.method == "GET" and request.path.startswith(f"/{ORG_KEY}/issue/"):
             return self._web_page(request.path)
+        if request.path == "/oauth/token":
+            return self._token_endpoint(request)
         if request.path != "/graphql" or request.method != "POST":
             return Response(404, {"message": "Not found"}, self._rate_headers())
-        if not self._authorised(request.headers.get("authorization")):
+        header = request.headers.get("authorization")
+        oauth = self._oauth_access(header)
+        if oauth is False:  # one of our OAuth tokens, expired or revoked
+            return self.auth_failure(self.oauth_error_status)
+        if oauth is None and not self._authorised(header):
             return self.auth_failure()
         if not self._spend_request():
             return self._rate_limited(self._rate_headers())
@@ -348,6 +411,72 @@ class LinearSandbox(SandboxServer):
         if header == self.token:
             return True
         return self.oauth_token is not None and header == f"Bearer {self.oauth_token}"
+
+    def _oauth_access(self, header: str | None) -> bool | None:
+        """None: not a token this OAuth server issued; else whether it is still valid."""
+        if header is None or not header.startswith("Bearer "):
+            return None
+        with self._lock:
+            issued = self._access_tokens.get(header.removeprefix("Bearer "))
+        if issued is None:
+            return None
+        return issued[1] > time.time()
+
+    def _token_endpoint(self, request: Request) -> Response:
+        """RFC 6749 token endpoint as Linear serves it: form-encoded, errors as
+        `{"error", "error_description"}` (400; 401 for client authentication)."""
+        if request.method != "POST":
+            return Response(405, {"error": "invalid_request", "error_description": "POST only"})
+        content_type = request.headers.get("content-type", "").split(";")[0].strip()
+        if content_type != "application/x-www-form-urlencoded":
+            return _oauth_error(400, "invalid_request", "Body must be form-encoded")
+        form = {k: v[0] for k, v in parse_qs(request.body.decode(), keep_blank_values=True).items()}
+        client_id, secret = form.get("client_id"), form.get("client_secret")
+        basic = request.headers.get("authorization", "")
+        if basic.startswith("Basic "):
+            try:
+                pair = base64.b64decode(basic.removeprefix("Basic ")).decode()
+            except ValueError:
+                pair = ""
+            basic_id, _, basic_secret = pair.partition(":")
+            client_id, secret = unquote(basic_id), unquote(basic_secret)
+        if not client_id or self.oauth_clients.get(client_id) != secret or not secret:
+            return _oauth_error(401, "invalid_client", "Client authentication failed")
+        grant_type = form.get("grant_type")
+        with self._lock:
+            if grant_type == "refresh_token":
+                given = form.get("refresh_token")
+                if not given:
+                    return _oauth_error(400, "invalid_request", "Missing refresh_token")
+                if self._refresh_tokens.get(given) != client_id:
+                    return _oauth_error(400, "invalid_grant", "Token has been expired or revoked.")
+                del self._refresh_tokens[given]  # rotation: the token just used is dead
+                self.refreshes += 1
+                refresh: str | None = f"lin_oauth_rt_{uuid.uuid4().hex}"
+                self._refresh_tokens[str(refresh)] = client_id
+            elif grant_type == "client_credentials":
+                if not self.client_credentials:
+                    return _oauth_error(
+                        400,
+                        "unauthorized_client",
+                        "Client does not support the client_credentials grant type",
+                    )
+                self.client_grants += 1
+                refresh = None
+            else:
+                return _oauth_error(400, "unsupported_grant_type", "Unsupported grant type")
+            access = f"lin_oauth_{uuid.uuid4().hex}"
+            self._access_tokens[access] = (client_id, time.time() + self.access_lifetime)
+            self.issued += [access] if refresh is None else [access, refresh]
+        body: dict[str, Any] = {
+            "access_token": access,
+            "token_type": "Bearer",
+            "expires_in": _whole(self.access_lifetime),
+            "scope": form.get("scope") or "read",
+        }
+        if refresh is not None:
+            body["refresh_token"] = refresh
+        return Response(200, body, {"Cache-Control": "no-store"})
 
     def _prepare(self, request: Request) -> Prepared:
         try:
@@ -744,3 +873,12 @@ _DEMO: list[tuple[str, str, str, int, float | None, tuple[str, ...]]] = [
 def _stable_id(name: str) -> str:
     """A UUID that is the same in every sandbox process (ids in the demo stay put across runs)."""
     return str(uuid.uuid5(uuid.NAMESPACE_URL, f"https://linear.sandbox/{name}"))
+
+
+def _oauth_error(status: int, error: str, description: str) -> Response:
+    return Response(status, {"error": error, "error_description": description})
+
+
+def _whole(seconds: float) -> float | int:
+    """Seconds as Linear writes them (an integer), unless a test asked for a fraction."""
+    return int(seconds) if float(seconds).is_integer() else seconds

@@ -19,7 +19,8 @@
 --   refuse an old schema. It cannot change teams, agents or the integrations admins configure,
 --   and cannot create, alter or drop anything: run the worker with C9_SYNC_AUTO_MIGRATE=false and
 --   migrate as the owner first.
--- c9_dashboard: reads every table and view, except integrations.config (tokens may live there):
+-- c9_dashboard: reads every table and view, except integrations.config (tokens may live there)
+--   and oauth_grants (encrypted OAuth tokens, never readable by it):
 --   on integrations it may select every other column; views never expose config. It writes
 --   nothing. Tables and views created later by the owner are readable by it at once (default
 --   privileges); a new column of integrations is not, until it is added to the list below.
@@ -75,10 +76,12 @@ GRANT SELECT, INSERT, UPDATE ON public.integration_tls TO c9_sync_worker;  -- TL
 GRANT SELECT, INSERT, UPDATE ON public.work_items TO c9_sync_worker;  -- marks, never deletes
 GRANT SELECT, INSERT ON public.activity_logs TO c9_sync_worker;       -- append-only
 GRANT SELECT, INSERT, UPDATE, DELETE ON public.metrics TO c9_sync_worker;  -- derived rows
+GRANT SELECT, INSERT, UPDATE ON public.oauth_grants TO c9_sync_worker;  -- encrypted OAuth grants
 
 -- Dashboards ---------------------------------------------------------------------------------
 GRANT SELECT ON ALL TABLES IN SCHEMA public TO c9_dashboard;          -- tables and views
 REVOKE SELECT ON public.integrations FROM c9_dashboard;
+REVOKE SELECT ON public.oauth_grants FROM c9_dashboard;               -- tokens, even encrypted
 GRANT SELECT (id, team_id, type, name, is_active, last_sync, sync_interval, created_at, updated_at)
     ON public.integrations TO c9_dashboard;                           -- every column but config
 ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT SELECT ON TABLES TO c9_dashboard;

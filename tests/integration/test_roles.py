@@ -130,7 +130,7 @@ async def test_dashboard_reads_every_table_and_view_but_never_config(pool, login
     dash = await asyncpg.connect(logins.dashboard)
     try:
         for name in names:
-            if name == "integrations":
+            if name in ("integrations", "oauth_grants"):  # never readable: see below
                 continue
             rows = await dash.fetch(f'SELECT * FROM public."{name}"')
             assert PLANTED not in repr(rows), f"{name} exposes a token"
@@ -290,6 +290,63 @@ async def test_worker_role_can_do_nothing_else(pool, logins) -> None:
                 await worker.execute(sql)
     finally:
         await worker.close()
+
+
+async def test_oauth_grants_are_the_workers_alone(pool, logins, db_url) -> None:
+    """The encrypted OAuth grants (schema/0009): the worker reads, locks and rewrites them; the
+    dashboard role cannot read a column, even when the migration runs after roles.sql (whose
+    default privileges would otherwise hand it every new table)."""
+    integration = await seed(pool)
+    await pool.execute(
+        "INSERT INTO oauth_grants (integration_id, refresh_token) VALUES ($1, $2)",
+        integration,
+        b"ciphertext",
+    )
+    migration = (Path(__file__).parents[2] / "schema" / "0009_oauth_grants.sql").read_text()
+    for migrated_after_roles in (False, True):
+        if migrated_after_roles:
+            owner = await asyncpg.connect(db_url)
+            try:
+                await owner.execute("DROP TABLE oauth_grants")
+                await owner.execute(migration)
+                await owner.execute(
+                    "INSERT INTO oauth_grants (integration_id, refresh_token) VALUES ($1, $2)",
+                    integration,
+                    b"ciphertext",
+                )
+            finally:
+                await owner.close()
+        dash = await asyncpg.connect(logins.dashboard)
+        worker = await asyncpg.connect(logins.worker)
+        try:
+            for sql in (
+                "SELECT * FROM oauth_grants",
+                "SELECT count(*) FROM oauth_grants",
+                "SELECT integration_id, access_expires_at FROM oauth_grants",
+                "UPDATE oauth_grants SET refreshes = 0",
+                "DELETE FROM oauth_grants",
+            ):
+                with pytest.raises(DENIED):
+                    await dash.execute(sql)
+            async with worker.transaction():
+                locked = await worker.fetchval(
+                    "SELECT refresh_token FROM oauth_grants WHERE integration_id = $1 FOR UPDATE",
+                    integration,
+                )
+                assert locked == b"ciphertext"
+                await worker.execute(
+                    "UPDATE oauth_grants SET access_token = $2, access_expires_at = now(),"
+                    " refresh_token = $2 WHERE integration_id = $1",
+                    integration,
+                    b"rotated",
+                )
+            with pytest.raises(DENIED):
+                await worker.execute("DELETE FROM oauth_grants")  # only with its integration
+        finally:
+            await dash.close()
+            await worker.close()
+    await pool.execute("DELETE FROM integrations WHERE id = $1", integration)
+    assert await pool.fetchval("SELECT count(*) FROM oauth_grants") == 0  # cascades
 
 
 async def test_migrations_are_refused_to_the_worker(pool, logins) -> None:

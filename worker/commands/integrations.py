@@ -24,7 +24,7 @@ import asyncpg
 
 from connectors import registry
 from connectors.base import ConfigError, Connector, ConnectorError, FatalError
-from worker import connecting, health, migrate, redact, sweep, views
+from worker import connecting, db, health, migrate, redact, sweep, views
 from worker.commands.common import Subparsers, interval, positive
 from worker.commands.status import census_json
 from worker.errors import EXIT_FAILED, EXIT_OK, UsageError
@@ -219,8 +219,9 @@ async def cmd_test(args: argparse.Namespace, settings: Settings, url: str) -> in
         return _fail(f"{target.label}: check FAILED: {exc}")
     started = time.monotonic()
     problem = await connecting.check_connection(
-        cls, config, target.id, settings, dict(os.environ), args.timeout
-    )
+        cls, config, target.id, settings, dict(os.environ), args.timeout,
+        grants_db=lambda: db.connection(url),
+    )  # fmt: skip
     if problem:
         return _fail(f"{target.label}: check FAILED: {problem}")
     views.say(
@@ -322,6 +323,7 @@ async def cmd_census(args: argparse.Namespace, settings: Settings, url: str) -> 
                 settings,
                 dict(os.environ),
                 deadline=time.monotonic() + args.timeout,
+                grants_db=lambda: db.connection(url),
             )
         except FatalError as exc:
             return _fail(f"{target.label}: census FAILED: {exc}")
