@@ -59,6 +59,31 @@ class ConfigError(FatalError):
 # ---------------------------------------------------------------------------------------------
 # Records
 # ---------------------------------------------------------------------------------------------
+HISTORY_FIELDS = ("status", "assignee", "parent", "sprint", "priority", "story_points")
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryEntry:
+    """One change of a tracked field as the tracker recorded it, with its own time and actor.
+
+    `change_id` is the tracker's id of the change (a Jira history id, an Azure DevOps revision, a
+    GitHub event id, a Linear IssueHistory id): with `field` it makes a re-read a no-op. The value
+    at creation is an entry whose `from_value` is None. For `status`, the values are the tracker's
+    own names and `from_status`/`to_status` their mapping onto `Status` (through the admin's
+    `status_map`, as the item's own status). Actors are a display name or login and the tracker's
+    account id, never an e-mail address."""
+
+    change_id: str
+    field: str  # one of HISTORY_FIELDS
+    changed_at: datetime
+    from_value: str | None = None
+    to_value: str | None = None
+    from_status: Status | None = None
+    to_status: Status | None = None
+    actor_name: str | None = None
+    actor_id: str | None = None
+
+
 @dataclass(frozen=True, slots=True)
 class WorkItem:
     """One upstream item, mapped onto the columns of `work_items`.
@@ -84,6 +109,8 @@ class WorkItem:
     raw: Mapping[str, Any] = field(default_factory=dict)
     scope: str = ""
     removed: bool = False  # the tracker says it is deleted/trashed: the row is marked, not dropped
+    # changes the connector read with the item (stored idempotently; more may come later)
+    history: Sequence[HistoryEntry] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,11 +9,12 @@ from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
-from connectors.base import Rejected, Status, WorkItem, utc
+from connectors.base import HISTORY_FIELDS, HistoryEntry, Rejected, Status, WorkItem, utc
 
 TITLE_MAX = 500
 KEY_MAX = 255
 EXTERNAL_ID_MAX = 255
+HISTORY_VALUE_MAX = 500  # a history value is a status, a person, a sprint: never a document
 INT4_MAX = 2**31 - 1
 ELLIPSIS = "…"
 
@@ -66,7 +67,45 @@ def _wrong_type(item: WorkItem) -> str | None:
         return f"story_points is {type(item.story_points).__name__}, not a number"
     if not isinstance(item.raw, Mapping):
         return f"raw is {type(item.raw).__name__}, not an object"
+    for n, entry in enumerate(item.history):
+        problem = _wrong_history(entry)
+        if problem is not None:
+            return f"history entry {n}: {problem}"
     return None
+
+
+def _wrong_history(entry: object) -> str | None:
+    if not isinstance(entry, HistoryEntry):
+        return f"is {type(entry).__name__}, not a HistoryEntry"
+    if not isinstance(entry.change_id, str) or not entry.change_id.strip():
+        return "change_id is not text"
+    if len(entry.change_id) > EXTERNAL_ID_MAX:  # an id is identity: never truncated
+        return f"change_id longer than {EXTERNAL_ID_MAX}"
+    if entry.field not in HISTORY_FIELDS:
+        return f"field {str(entry.field)[:40]!r} is not one we keep"
+    if not isinstance(entry.changed_at, datetime):
+        return f"changed_at is {type(entry.changed_at).__name__}, not a time"
+    for name in ("from_value", "to_value", "actor_name", "actor_id"):
+        value = getattr(entry, name)
+        if value is not None and not isinstance(value, str):
+            return f"{name} is {type(value).__name__}, not text"
+    for name in ("from_status", "to_status"):
+        value = getattr(entry, name)
+        if value is not None and not isinstance(value, Status):
+            return f"{name} {str(value)[:40]!r} is not one of ours"
+    return None
+
+
+def clean_history(entry: HistoryEntry) -> HistoryEntry:
+    return replace(
+        entry,
+        change_id=entry.change_id.replace("\x00", ""),
+        changed_at=utc(entry.changed_at),
+        from_value=clean_text(entry.from_value, HISTORY_VALUE_MAX),
+        to_value=clean_text(entry.to_value, HISTORY_VALUE_MAX),
+        actor_name=clean_text(entry.actor_name, KEY_MAX),
+        actor_id=clean_text(entry.actor_id, KEY_MAX),
+    )
 
 
 def clean_item(item: WorkItem) -> WorkItem | Rejected:
@@ -101,6 +140,7 @@ def clean_item(item: WorkItem) -> WorkItem | Rejected:
         started_at=utc(item.started_at) if item.started_at else None,
         completed_at=utc(item.completed_at) if item.completed_at else None,
         raw=clean_json(dict(item.raw)),
+        history=tuple(clean_history(e) for e in item.history),
     )
 
 
@@ -138,4 +178,21 @@ def columns(items: Sequence[WorkItem]) -> dict[str, list[Any]]:
         "completed_at": [i.completed_at for i in items],
         "removed": [i.removed for i in items],
         "sync_scope": [i.scope for i in items],
+    }
+
+
+def history_columns(items: Sequence[WorkItem]) -> dict[str, list[Any]]:
+    """Every history entry of the page as parallel arrays, one per column, for `unnest`."""
+    pairs = [(i.external_id, e) for i in items for e in i.history]
+    return {
+        "external_id": [x for x, _ in pairs],
+        "change_id": [e.change_id for _, e in pairs],
+        "field": [e.field for _, e in pairs],
+        "changed_at": [e.changed_at for _, e in pairs],
+        "from_value": [e.from_value for _, e in pairs],
+        "to_value": [e.to_value for _, e in pairs],
+        "from_status": [None if e.from_status is None else str(e.from_status) for _, e in pairs],
+        "to_status": [None if e.to_status is None else str(e.to_status) for _, e in pairs],
+        "actor_name": [e.actor_name for _, e in pairs],
+        "actor_id": [e.actor_id for _, e in pairs],
     }

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Collection, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -18,6 +18,7 @@ import asyncpg
 
 from connectors.base import Rejected, WorkItem
 from worker import sanitize
+from worker.store import history
 
 
 # ---------------------------------------------------------------------------------------------
@@ -179,6 +180,9 @@ SYNCED_FIELDS = (
     "removed_upstream_at", "team_id",
 )  # fmt: skip
 
+# Written with every read but never reported as a change of the item.
+_BOOKKEEPING = ("sync_scope", "time_basis")
+
 _UPSERT = f"""
 WITH incoming AS (
     SELECT * FROM unnest(
@@ -189,36 +193,54 @@ WITH incoming AS (
            story_points, external_url, external_data, source_updated_at, started_at,
            completed_at, removed, sync_scope)
 ),
-final AS (
+timed AS (
     SELECT
-        i.external_id, i.external_key, i.title, i.description, i.acceptance_criteria, i.status,
-        i.priority, i.story_points, i.external_url, i.external_data, i.source_updated_at,
-        i.sync_scope,
-        -- The tracker's own start time when it has one; else the first sync that sees work start.
-        COALESCE(i.started_at, p.started_at,
-                 CASE WHEN i.status IN ('in_progress', 'pr_ready') THEN now() END) AS started_at,
+        i.*,
+        -- Times derived from the tracker's history stay until history says otherwise
+        -- (store.history.derive_times, after this statement); else the tracker's own start
+        -- time; else the first sync that sees work start.
+        COALESCE(CASE WHEN p.time_basis = 'history' THEN p.started_at END, i.started_at,
+                 p.started_at,
+                 CASE WHEN i.status IN ('in_progress', 'pr_ready') THEN now() END) AS started,
         -- Only completed items have a completion time (a reopened item loses it; cancelled
-        -- items are not completions). Tracker's time first, else the first sync that saw it.
+        -- items are not completions). History's time, the tracker's, else the first sync that
+        -- saw it.
         CASE WHEN i.status = 'completed' THEN
-            COALESCE(i.completed_at,
+            COALESCE(CASE WHEN p.time_basis = 'history' AND p.status = 'completed'
+                          THEN p.completed_at END,
+                     i.completed_at,
                      CASE WHEN p.status = 'completed' THEN p.completed_at END, now())
-        END AS completed_at,
-        COALESCE(p.assigned_at, now()) AS assigned_at,
-        CASE WHEN i.removed THEN COALESCE(p.removed_upstream_at, now()) END AS removed_upstream_at,
-        $17::uuid AS team_id,
+        END AS completed,
         p AS prior
     FROM incoming i
     LEFT JOIN work_items p ON p.source = $16 AND p.external_id = i.external_id
+),
+final AS (
+    SELECT
+        t.external_id, t.external_key, t.title, t.description, t.acceptance_criteria, t.status,
+        t.priority, t.story_points, t.external_url, t.external_data, t.source_updated_at,
+        t.sync_scope, t.started AS started_at, t.completed AS completed_at,
+        CASE WHEN t.started IS NULL AND t.completed IS NULL THEN NULL
+             WHEN (t.prior).time_basis = 'history' THEN 'history'
+             WHEN t.started_at IS NOT NULL OR t.completed_at IS NOT NULL THEN 'tracker'
+             ELSE 'observed'
+        END AS time_basis,
+        COALESCE((t.prior).assigned_at, now()) AS assigned_at,
+        CASE WHEN t.removed THEN COALESCE((t.prior).removed_upstream_at, now())
+        END AS removed_upstream_at,
+        $17::uuid AS team_id,
+        t.prior
+    FROM timed t
 ),
 written AS (
     INSERT INTO work_items AS w (
         team_id, integration_id, source, external_id, external_key, title, description,
         acceptance_criteria, status, priority, story_points, external_url, external_data,
         source_updated_at, started_at, completed_at, assigned_at, removed_upstream_at,
-        sync_scope)
+        sync_scope, time_basis)
     SELECT $17, $18, $16, external_id, external_key, title, description, acceptance_criteria,
            status, priority, story_points, external_url, external_data, source_updated_at,
-           started_at, completed_at, assigned_at, removed_upstream_at, sync_scope
+           started_at, completed_at, assigned_at, removed_upstream_at, sync_scope, time_basis
     FROM final
     ON CONFLICT (source, external_id) DO UPDATE SET
         team_id = EXCLUDED.team_id, integration_id = EXCLUDED.integration_id,
@@ -229,11 +251,14 @@ written AS (
         external_data = EXCLUDED.external_data, source_updated_at = EXCLUDED.source_updated_at,
         started_at = EXCLUDED.started_at, completed_at = EXCLUDED.completed_at,
         assigned_at = EXCLUDED.assigned_at, removed_upstream_at = EXCLUDED.removed_upstream_at,
-        sync_scope = EXCLUDED.sync_scope, out_of_scope_at = NULL
-    -- read again: in scope again, and the scope of a row synced before 0006 is filled in
-    WHERE ({", ".join(f"w.{f}" for f in (*SYNCED_FIELDS, "sync_scope"))}, w.out_of_scope_at)
+        sync_scope = EXCLUDED.sync_scope, time_basis = EXCLUDED.time_basis,
+        out_of_scope_at = NULL
+    -- read again: in scope again, and the scope (0006) and time basis (0011) of a row synced
+    -- before those migrations are filled in
+    WHERE ({", ".join(f"w.{f}" for f in (*SYNCED_FIELDS, *_BOOKKEEPING))}, w.out_of_scope_at)
           IS DISTINCT FROM
-          ({", ".join(f"EXCLUDED.{f}" for f in (*SYNCED_FIELDS, "sync_scope"))}, NULL::timestamptz)
+          ({", ".join(f"EXCLUDED.{f}" for f in (*SYNCED_FIELDS, *_BOOKKEEPING))},
+           NULL::timestamptz)
       -- an older copy (overlap re-read, a lagging page) never overwrites a newer one; but a
       -- stored time from the future was stamped by a tracker clock running ahead, and once that
       -- clock is set right every later edit looks "older": the stamp cannot order those
@@ -302,10 +327,61 @@ async def upsert_items(
                 back_in_scope=r["back_in_scope"],
             )
         )
+    await _apply_history(conn, source, clean, result)
     # A row rewritten only to fill in its scope (synced before 0006) did not change for anyone.
     result.changes = [c for c in result.changes if c.created or c.changed_fields or c.back_in_scope]
     result.unchanged = len(clean) - len(result.changes)
     return result
+
+
+async def _apply_history(
+    conn: asyncpg.Connection, source: str, items: Sequence[WorkItem], result: PageResult
+) -> None:
+    """Store the history the page's items carry, re-derive the times of the items that gained
+    some, and fold what that changed into the page's changes (one change per item)."""
+    gained = await history.record(conn, source, sanitize.history_columns(items))
+    if not gained:
+        return
+    by_id = {c.work_item_id: n for n, c in enumerate(result.changes)}
+    derived = await history.derive_times(conn, sorted(gained))
+    rows = {r["external_id"]: r for r in await _current(conn, [r["id"] for r in derived])}
+    for r in derived:
+        fields = tuple(
+            name for name in ("started_at", "completed_at") if r[f"old_{name}"] != r[f"new_{name}"]
+        )
+        n = by_id.get(r["id"])
+        if n is not None:
+            change = result.changes[n]
+            result.changes[n] = replace(
+                change,
+                changed_fields=tuple(dict.fromkeys((*change.changed_fields, *fields))),
+                new_completed_at=r["new_completed_at"],
+            )
+            continue
+        row = rows[next(k for k, v in rows.items() if v["id"] == r["id"])]
+        result.changes.append(
+            Change(
+                work_item_id=r["id"],
+                external_id=row["external_id"],
+                external_key=row["external_key"],
+                title=row["title"],
+                created=False,
+                old_status=row["status"],
+                new_status=row["status"],
+                changed_fields=fields,
+                old_completed_at=r["old_completed_at"],
+                new_completed_at=r["new_completed_at"],
+                removed_now=False,
+                restored_now=False,
+            )
+        )
+
+
+async def _current(conn: asyncpg.Connection, ids: Sequence[uuid.UUID]) -> list[asyncpg.Record]:
+    return await conn.fetch(
+        "SELECT id, external_id, external_key, title, status FROM work_items WHERE id = ANY($1)",
+        list(ids),
+    )
 
 
 async def mark_out_of_scope(
