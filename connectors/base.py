@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, ClassVar, Literal, Protocol, runtime_checkable
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, SecretStr, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 
 class Status(enum.StrEnum):
@@ -111,6 +111,9 @@ class WorkItem:
     removed: bool = False  # the tracker says it is deleted/trashed: the row is marked, not dropped
     # changes the connector read with the item (stored idempotently; more may come later)
     history: Sequence[HistoryEntry] = ()
+    # its history did not come whole with it (a changelog cut at the search's limit): the worker
+    # asks `HistorySource.history` for it by id, within the run's history budget
+    history_pending: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,6 +140,33 @@ class Page:
     # scope -> why this credential cannot read it any more (not found, forbidden): the other
     # scopes go on; the run fails at its end, naming it
     lost: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryTodo:
+    """What history a run asks for, within `budget` requests: `feeds` maps each scope whose
+    history comes from a feed (a project's revisions, a repository's issue events) to the token
+    it resumes from (None: from the start); `items` are external ids whose history is read one by
+    one (oldest change first)."""
+
+    feeds: Mapping[str, str | None]
+    items: Sequence[str]
+    budget: int
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryPage:
+    """History read apart from the items. `entries` by external id (an item the store does not
+    hold yet keeps them until it arrives); `checkpoint`: feed scope -> the token to resume from
+    once this page commits; `through`: feed scope -> the upstream time up to which its history
+    is now read; `complete`: item ids whose history is now read whole; `requests`: what the page
+    cost (counted against the budget)."""
+
+    entries: Mapping[str, Sequence[HistoryEntry]]
+    checkpoint: Mapping[str, str] = field(default_factory=dict)
+    through: Mapping[str, datetime] = field(default_factory=dict)
+    complete: Sequence[str] = ()
+    requests: int = 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -252,6 +282,9 @@ class ConnectorConfig(BaseModel):
     # the worker logs at every run and `status` shows. Never a silent "don't verify".
     ca_bundle: Path | None = None
     verify_tls: bool = True
+    # requests a run may spend on history for this integration (default: the worker's
+    # C9_SYNC_HISTORY_BUDGET; 0 reads none)
+    history_budget: int | None = Field(default=None, ge=0)
 
     @model_validator(mode="after")
     def _tls_is_one_choice(self) -> ConnectorConfig:
@@ -393,6 +426,22 @@ class Connector(Protocol):
 
     async def aclose(self) -> None:
         """Release clients and threads."""
+
+
+@runtime_checkable
+class HistorySource(Protocol):
+    """A connector that reads history apart from its items (optional: without it, history is
+    what comes with the items). The worker calls it after the item pages, only for scopes whose
+    items changed beyond their feed's `through` and for items marked `history_pending`."""
+
+    def feed_scopes(self) -> Sequence[str]:
+        """The scopes whose history comes from a feed ([] when all comes per item)."""
+        ...
+
+    def history(self, todo: HistoryTodo) -> AsyncIterator[HistoryPage]:
+        """Pages of history, each committed before the next is asked for; stop before the
+        budget is spent (a page's `requests` say what it cost)."""
+        ...
 
 
 def connect(cls: type[Connector], config: ConnectorConfig, ctx: ConnectorContext) -> Connector:

@@ -133,3 +133,40 @@ WHERE w.removed_upstream_at IS NULL AND f.first_at IS NOT NULL
 GROUP BY w.team_id, d.day, s.status;
 
 COMMENT ON VIEW v_cumulative_flow IS 'Items per team, UTC day (last 180 days) and status at the day''s end, from history';
+
+-- Reading history costs requests, so it is budgeted per run and resumable:
+--  * `work_items.history_pending`: the item's history did not come whole with it (a changelog cut
+--    at the search's limit); read by id in a later history phase, within the budget.
+--  * `integration_sync_state.history_cursor`: feed scope -> the token its history feed resumes
+--    from (a continuation token, an event id); `history_through`: feed scope -> the upstream time
+--    up to which its history is read. Items changed after it are the feed's backlog.
+--  * `history_orphans`: changes a feed returned for an item not synced yet (created upstream
+--    after the item listing); moved into work_item_history when the item arrives.
+ALTER TABLE work_items ADD COLUMN history_pending BOOLEAN NOT NULL DEFAULT false;
+COMMENT ON COLUMN work_items.history_pending IS 'The item''s history is not read whole yet (read by id within the history budget)';
+CREATE INDEX work_items_history_pending ON work_items (integration_id, source_updated_at)
+    WHERE history_pending;
+
+ALTER TABLE integration_sync_state
+    ADD COLUMN history_cursor JSONB NOT NULL DEFAULT '{}'::jsonb,
+    ADD COLUMN history_through JSONB NOT NULL DEFAULT '{}'::jsonb;
+COMMENT ON COLUMN integration_sync_state.history_cursor IS 'Feed scope -> token its history feed resumes from';
+COMMENT ON COLUMN integration_sync_state.history_through IS 'Feed scope -> upstream time up to which its history is read';
+
+CREATE TABLE history_orphans (
+    integration_id UUID NOT NULL REFERENCES integrations(id) ON DELETE CASCADE,
+    source VARCHAR(50) NOT NULL,
+    external_id VARCHAR(255) NOT NULL,
+    change_id TEXT NOT NULL,
+    field TEXT NOT NULL,
+    changed_at TIMESTAMPTZ NOT NULL,
+    from_value TEXT,
+    to_value TEXT,
+    from_status VARCHAR(50),
+    to_status VARCHAR(50),
+    actor_name TEXT,
+    actor_id TEXT,
+    recorded_at TIMESTAMPTZ NOT NULL DEFAULT now(),
+    PRIMARY KEY (source, external_id, change_id, field)
+);
+COMMENT ON TABLE history_orphans IS 'History read before its item was synced; moved to work_item_history when the item arrives';

@@ -178,12 +178,37 @@ def columns(items: Sequence[WorkItem]) -> dict[str, list[Any]]:
         "completed_at": [i.completed_at for i in items],
         "removed": [i.removed for i in items],
         "sync_scope": [i.scope for i in items],
+        "history_pending": [bool(i.history_pending) for i in items],
     }
 
 
-def history_columns(items: Sequence[WorkItem]) -> dict[str, list[Any]]:
-    """Every history entry of the page as parallel arrays, one per column, for `unnest`."""
-    pairs = [(i.external_id, e) for i in items for e in i.history]
+def history_pairs(items: Sequence[WorkItem]) -> list[tuple[str, HistoryEntry]]:
+    """The history the page's (clean) items carry, as (external_id, entry)."""
+    return [(i.external_id, e) for i in items for e in i.history]
+
+
+def clean_history_page(
+    entries: Mapping[str, Sequence[HistoryEntry]],
+) -> tuple[list[tuple[str, HistoryEntry]], list[str]]:
+    """A history page's entries, cleaned, as (external_id, entry); and why each bad one was left
+    out (a connector passed junk through: the other entries still land)."""
+    pairs: list[tuple[str, HistoryEntry]] = []
+    problems: list[str] = []
+    for external_id, found in entries.items():
+        if not isinstance(external_id, str) or not external_id.strip():
+            problems.append(f"{str(external_id)[:40]!r}: external_id is not text")
+            continue
+        for entry in found:
+            problem = _wrong_history(entry)
+            if problem is not None:
+                problems.append(f"{external_id[:80]}: {problem}")
+                continue
+            pairs.append((external_id.replace("\x00", ""), clean_history(entry)))
+    return pairs, problems
+
+
+def history_columns(pairs: Sequence[tuple[str, HistoryEntry]]) -> dict[str, list[Any]]:
+    """History entries as parallel arrays, one per column, for `unnest`."""
     return {
         "external_id": [x for x, _ in pairs],
         "change_id": [e.change_id for _, e in pairs],

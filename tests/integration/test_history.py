@@ -5,18 +5,28 @@ in-test connector handing items with their history to a real sync run."""
 from __future__ import annotations
 
 import uuid
-from dataclasses import replace
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import pytest
 
-from connectors.base import HistoryEntry, Status, WorkItem
+from connectors.base import (
+    HistoryEntry,
+    HistoryPage,
+    HistoryTodo,
+    RetriableError,
+    Status,
+    WorkItem,
+)
 from tests.fake_connector import T0, Upstream, fake_connector_class
 from tests.helpers import make_integration, make_team
 from worker import sync
 from worker.settings import Settings
+from worker.store import history as history_store
 from worker.sync import RunOptions
 
 H = timedelta(hours=1)
@@ -222,3 +232,194 @@ async def test_dashboard_views_read_the_history(pool, integration, settings) -> 
         "SELECT day, status, items FROM v_cumulative_flow ORDER BY day DESC LIMIT 1"
     )
     assert [(r["status"], r["items"]) for r in flow] == [("completed", 1)]
+
+
+# ---------------------------------------------------------------------------------------------
+# The history phase: feeds and items read by id, within a budget, resumable
+# ---------------------------------------------------------------------------------------------
+@dataclass
+class Feed:
+    """A tracker's history feed (say a project's revisions): events in order, read `page` at a
+    time from a token; and per-item histories for items marked pending."""
+
+    events: list[tuple[str, HistoryEntry]] = field(default_factory=list)  # (external_id, entry)
+    page: int = 2
+    per_item: dict[str, list[HistoryEntry]] = field(default_factory=dict)
+    asked: list[HistoryTodo] = field(default_factory=list)
+    fail_at_event: int | None = None
+
+    def add_flow(self, ext: str, flow: list[tuple], hours_offset: float = 0) -> None:
+        for entry in status_history(flow):
+            moved = replace(
+                entry,
+                changed_at=entry.changed_at + hours_offset * H,
+                change_id=f"{ext}/{entry.change_id}",
+            )
+            self.events.append((ext, moved))
+
+
+def with_history(up: Upstream, feed: Feed) -> type[Any]:
+    base = fake_connector_class(up)
+
+    class WithHistory(base):  # type: ignore[misc, valid-type]
+        def feed_scopes(self) -> list[str]:
+            return [""]
+
+        async def history(self, todo: HistoryTodo) -> AsyncIterator[HistoryPage]:
+            feed.asked.append(todo)
+            if "" in todo.feeds:
+                start = int(todo.feeds[""] or 0)
+                for at in range(start, len(feed.events), feed.page):
+                    if feed.fail_at_event is not None and at >= feed.fail_at_event:
+                        raise RetriableError("feed 503")
+                    chunk = feed.events[at : at + feed.page]
+                    entries: dict[str, list[HistoryEntry]] = {}
+                    for ext, entry in chunk:
+                        entries.setdefault(ext, []).append(entry)
+                    yield HistoryPage(
+                        entries,
+                        checkpoint={"": str(at + len(chunk))},
+                        through={"": chunk[-1][1].changed_at},
+                    )
+            for ext in todo.items:
+                yield HistoryPage({ext: feed.per_item.get(ext, [])}, complete=[ext])
+
+    return WithHistory
+
+
+async def run_with(pool, integration, settings, up, feed, **options: Any):
+    result = await sync.run_integration(
+        pool,
+        integration,
+        settings,
+        environ={},
+        options=RunOptions(force=True, **options),
+        loader=lambda source: with_history(up, feed),
+    )
+    return result
+
+
+async def test_a_feed_reads_history_after_the_items_and_not_again_when_nothing_changed(
+    pool, integration, settings
+) -> None:
+    up, feed = Upstream(), Feed(page=10)
+    up.items["H-1"] = WorkItem("H-1", "a", Status.COMPLETED, T0 + 40 * H)
+    feed.add_flow("H-1", FLOW)
+    first = await run_with(pool, integration, settings, up, feed)
+    assert first.outcome == "succeeded", first.reason
+    assert (first.history_requests, first.history_rows) == (1, len(FLOW))
+    row = await pool.fetchrow("SELECT started_at, completed_at, time_basis FROM work_items")
+    assert tuple(row) == (T0 + 2 * H, T0 + 40 * H, "history")
+    # the item's times changed after its page: an activity row says so
+    updated = await pool.fetchrow(
+        "SELECT metadata FROM activity_logs WHERE event_type = 'work_item_updated'"
+    )
+    assert set(updated["metadata"]["fields"]) == {"started_at", "completed_at"}
+
+    second = await run_with(pool, integration, settings, up, feed)
+    assert second.outcome == "succeeded" and second.history_requests == 0
+    assert len(feed.asked) == 1  # nothing changed: the feed is not asked at all
+    async with pool.acquire() as conn:
+        assert await history_store.backlog(conn, integration, [""]) == 0
+
+
+async def test_the_budget_bounds_a_run_and_the_next_run_resumes_where_it_stopped(
+    pool, integration, settings
+) -> None:
+    up, feed = Upstream(), Feed(page=2)
+    for n in range(1, 6):
+        ext = f"H-{n}"
+        up.items[ext] = WorkItem(ext, ext, Status.COMPLETED, T0 + (40 + n) * H)
+        feed.add_flow(ext, FLOW, hours_offset=n)
+    integration_budget = 2
+    await pool.execute(
+        "UPDATE integrations SET config = config || jsonb_build_object('history_budget', $1::int)",
+        integration_budget,
+    )
+    runs = []
+    while True:
+        result = await run_with(pool, integration, settings, up, feed)
+        assert result.outcome == "succeeded", result.reason
+        runs.append(result.history_requests)
+        if result.history_requests == 0:
+            break
+        assert result.history_requests <= integration_budget
+        assert len(runs) < 20
+    assert sum(runs) == 15  # 30 events, 2 a page: every page read once, none twice
+    assert [todo.feeds[""] for todo in feed.asked] == [None, "4", "8", "12", "16", "20", "24", "28"]
+    assert await pool.fetchval("SELECT count(*) FROM work_item_history") == 30
+    assert (
+        await pool.fetchval(
+            "SELECT count(*) FROM work_items WHERE time_basis = 'history'"
+            " AND started_at = $1::timestamptz + (substr(external_id, 3)::int + 2) * interval '1 hour'",
+            T0,
+        )
+        == 5
+    )
+
+
+async def test_a_feed_that_fails_keeps_the_pages_it_committed(pool, integration, settings) -> None:
+    up, feed = Upstream(), Feed(page=2, fail_at_event=4)
+    up.items["H-1"] = WorkItem("H-1", "a", Status.COMPLETED, T0 + 40 * H)
+    feed.add_flow("H-1", FLOW)
+    failed = await run_with(pool, integration, settings, up, feed)
+    assert failed.outcome == "failed" and "feed 503" in failed.reason
+    assert await pool.fetchval("SELECT count(*) FROM work_items") == 1  # the items stay
+    assert await pool.fetchval("SELECT count(*) FROM work_item_history") == 4
+    feed.fail_at_event = None
+    again = await run_with(pool, integration, settings, up, feed)
+    assert again.outcome == "succeeded" and again.history_requests == 1
+    assert feed.asked[-1].feeds[""] == "4"
+    assert await pool.fetchval("SELECT count(*) FROM work_item_history") == len(FLOW)
+
+
+async def test_history_of_an_item_not_synced_yet_waits_for_it(pool, integration, settings) -> None:
+    up, feed = Upstream(), Feed(page=10)
+    up.items["H-1"] = WorkItem("H-1", "a", Status.QUEUED, T0)
+    feed.add_flow("H-1", FLOW[:1])
+    feed.add_flow("H-2", FLOW)  # created upstream after the items were listed
+    await run_with(pool, integration, settings, up, feed)
+    assert await pool.fetchval("SELECT count(*) FROM history_orphans") == len(FLOW)
+
+    up.items["H-2"] = WorkItem("H-2", "b", Status.COMPLETED, T0 + 40 * H)
+    await run_with(pool, integration, settings, up, feed)
+    assert await pool.fetchval("SELECT count(*) FROM history_orphans") == 0
+    row = await pool.fetchrow(
+        "SELECT started_at, completed_at, time_basis FROM work_items WHERE external_id = 'H-2'"
+    )
+    assert tuple(row) == (T0 + 2 * H, T0 + 40 * H, "history")
+
+
+async def test_items_whose_history_is_pending_are_read_by_id_oldest_first(
+    pool, integration, settings
+) -> None:
+    up, feed = Upstream(), Feed()
+    for n in (1, 2, 3):
+        ext = f"P-{n}"
+        up.items[ext] = replace(
+            item(Status.COMPLETED, 40 + n, FLOW[3:], ext=ext), history_pending=True
+        )
+        feed.per_item[ext] = list(status_history(FLOW))
+    await pool.execute(
+        "UPDATE integrations SET config = config || '{\"history_budget\": 2}'::jsonb"
+    )
+    await run_with(pool, integration, settings, up, feed)
+    assert feed.asked[-1].items == ["P-1", "P-2"]
+    pending = [r[0] for r in await pool.fetch(
+        "SELECT external_id FROM work_items WHERE history_pending ORDER BY 1"
+    )]  # fmt: skip
+    assert pending == ["P-3"]
+    started = await pool.fetchval("SELECT started_at FROM work_items WHERE external_id = 'P-1'")
+    assert started == T0 + 2 * H  # the whole history reaches back to creation now
+    await run_with(pool, integration, settings, up, feed)
+    assert feed.asked[-1].items == ["P-3"]
+    assert not await pool.fetchval("SELECT bool_or(history_pending) FROM work_items")
+
+
+async def test_a_budget_of_zero_reads_no_history(pool, integration, settings) -> None:
+    up, feed = Upstream(), Feed()
+    up.items["H-1"] = WorkItem("H-1", "a", Status.COMPLETED, T0 + 40 * H)
+    feed.add_flow("H-1", FLOW)
+    await pool.execute("UPDATE integrations SET config = config || '{\"history_budget\": 0}'")
+    result = await run_with(pool, integration, settings, up, feed)
+    assert result.outcome == "succeeded" and feed.asked == []

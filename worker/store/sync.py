@@ -16,7 +16,7 @@ from typing import Any
 
 import asyncpg
 
-from connectors.base import Rejected, WorkItem
+from connectors.base import HistoryEntry, Rejected, WorkItem
 from worker import sanitize
 from worker.store import history
 
@@ -181,17 +181,17 @@ SYNCED_FIELDS = (
 )  # fmt: skip
 
 # Written with every read but never reported as a change of the item.
-_BOOKKEEPING = ("sync_scope", "time_basis")
+_BOOKKEEPING = ("sync_scope", "time_basis", "history_pending")
 
 _UPSERT = f"""
 WITH incoming AS (
     SELECT * FROM unnest(
         $1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::int[],
         $8::int[], $9::text[], $10::jsonb[], $11::timestamptz[], $12::timestamptz[],
-        $13::timestamptz[], $14::bool[], $15::text[]
+        $13::timestamptz[], $14::bool[], $15::text[], $19::bool[]
     ) AS t(external_id, external_key, title, description, acceptance_criteria, status, priority,
            story_points, external_url, external_data, source_updated_at, started_at,
-           completed_at, removed, sync_scope)
+           completed_at, removed, sync_scope, history_pending)
 ),
 timed AS (
     SELECT
@@ -219,7 +219,7 @@ final AS (
     SELECT
         t.external_id, t.external_key, t.title, t.description, t.acceptance_criteria, t.status,
         t.priority, t.story_points, t.external_url, t.external_data, t.source_updated_at,
-        t.sync_scope, t.started AS started_at, t.completed AS completed_at,
+        t.sync_scope, t.history_pending, t.started AS started_at, t.completed AS completed_at,
         CASE WHEN t.started IS NULL AND t.completed IS NULL THEN NULL
              WHEN (t.prior).time_basis = 'history' THEN 'history'
              WHEN t.started_at IS NOT NULL OR t.completed_at IS NOT NULL THEN 'tracker'
@@ -237,10 +237,11 @@ written AS (
         team_id, integration_id, source, external_id, external_key, title, description,
         acceptance_criteria, status, priority, story_points, external_url, external_data,
         source_updated_at, started_at, completed_at, assigned_at, removed_upstream_at,
-        sync_scope, time_basis)
+        sync_scope, time_basis, history_pending)
     SELECT $17, $18, $16, external_id, external_key, title, description, acceptance_criteria,
            status, priority, story_points, external_url, external_data, source_updated_at,
-           started_at, completed_at, assigned_at, removed_upstream_at, sync_scope, time_basis
+           started_at, completed_at, assigned_at, removed_upstream_at, sync_scope, time_basis,
+           history_pending
     FROM final
     ON CONFLICT (source, external_id) DO UPDATE SET
         team_id = EXCLUDED.team_id, integration_id = EXCLUDED.integration_id,
@@ -252,7 +253,7 @@ written AS (
         started_at = EXCLUDED.started_at, completed_at = EXCLUDED.completed_at,
         assigned_at = EXCLUDED.assigned_at, removed_upstream_at = EXCLUDED.removed_upstream_at,
         sync_scope = EXCLUDED.sync_scope, time_basis = EXCLUDED.time_basis,
-        out_of_scope_at = NULL
+        history_pending = EXCLUDED.history_pending, out_of_scope_at = NULL
     -- read again: in scope again, and the scope (0006) and time basis (0011) of a row synced
     -- before those migrations are filled in
     WHERE ({", ".join(f"w.{f}" for f in (*SYNCED_FIELDS, *_BOOKKEEPING))}, w.out_of_scope_at)
@@ -307,7 +308,8 @@ async def upsert_items(
     if not clean:
         return result
     cols = sanitize.columns(clean)
-    rows = await conn.fetch(_UPSERT, *cols.values(), source, team_id, integration_id)
+    pending = cols.pop("history_pending")
+    rows = await conn.fetch(_UPSERT, *cols.values(), source, team_id, integration_id, pending)
     for r in rows:
         result.changes.append(
             Change(
@@ -327,25 +329,43 @@ async def upsert_items(
                 back_in_scope=r["back_in_scope"],
             )
         )
-    await _apply_history(conn, source, clean, result)
+    gained = await history.adopt(conn, source, [i.external_id for i in clean])
+    recorded = await history.record(
+        conn, source, sanitize.history_columns(sanitize.history_pairs(clean))
+    )
+    await _derive(conn, [*gained, *recorded.gained], result)
     # A row rewritten only to fill in its scope (synced before 0006) did not change for anyone.
     result.changes = [c for c in result.changes if c.created or c.changed_fields or c.back_in_scope]
     result.unchanged = len(clean) - len(result.changes)
     return result
 
 
-async def _apply_history(
-    conn: asyncpg.Connection, source: str, items: Sequence[WorkItem], result: PageResult
+async def record_history(
+    conn: asyncpg.Connection,
+    source: str,
+    integration_id: uuid.UUID,
+    pairs: Sequence[tuple[str, HistoryEntry]],
+) -> tuple[PageResult, history.Recorded]:
+    """A history page (clean entries by external id): stored, items not synced yet keep theirs
+    waiting, times re-derived; what changed, as a page's changes. Inside the caller's
+    transaction."""
+    result = PageResult()
+    recorded = await history.record(
+        conn, source, sanitize.history_columns(pairs), orphans_of=integration_id
+    )
+    await _derive(conn, recorded.gained, result)
+    return result, recorded
+
+
+async def _derive(
+    conn: asyncpg.Connection, gained: Sequence[uuid.UUID], result: PageResult
 ) -> None:
-    """Store the history the page's items carry, re-derive the times of the items that gained
-    some, and fold what that changed into the page's changes (one change per item)."""
-    gained = await history.record(conn, source, sanitize.history_columns(items))
+    """Re-derive the times of the items that gained history and fold what that changed into
+    the page's changes (one change per item)."""
     if not gained:
         return
     by_id = {c.work_item_id: n for n, c in enumerate(result.changes)}
-    derived = await history.derive_times(conn, sorted(gained))
-    rows = {r["external_id"]: r for r in await _current(conn, [r["id"] for r in derived])}
-    for r in derived:
+    for r in await history.derive_times(conn, sorted(set(gained))):
         fields = tuple(
             name for name in ("started_at", "completed_at") if r[f"old_{name}"] != r[f"new_{name}"]
         )
@@ -358,16 +378,15 @@ async def _apply_history(
                 new_completed_at=r["new_completed_at"],
             )
             continue
-        row = rows[next(k for k, v in rows.items() if v["id"] == r["id"])]
         result.changes.append(
             Change(
                 work_item_id=r["id"],
-                external_id=row["external_id"],
-                external_key=row["external_key"],
-                title=row["title"],
+                external_id=r["external_id"],
+                external_key=r["external_key"],
+                title=r["title"],
                 created=False,
-                old_status=row["status"],
-                new_status=row["status"],
+                old_status=r["status"],
+                new_status=r["status"],
                 changed_fields=fields,
                 old_completed_at=r["old_completed_at"],
                 new_completed_at=r["new_completed_at"],
@@ -375,13 +394,6 @@ async def _apply_history(
                 restored_now=False,
             )
         )
-
-
-async def _current(conn: asyncpg.Connection, ids: Sequence[uuid.UUID]) -> list[asyncpg.Record]:
-    return await conn.fetch(
-        "SELECT id, external_id, external_key, title, status FROM work_items WHERE id = ANY($1)",
-        list(ids),
-    )
 
 
 async def mark_out_of_scope(
