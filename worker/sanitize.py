@@ -160,8 +160,20 @@ def prepare_page(items: Iterable[WorkItem]) -> tuple[list[WorkItem], list[Reject
     return list(newest.values()), rejected
 
 
+# The page's columns, in the order `columns` gives them, with their PostgreSQL array types.
+PAGE_COLUMNS = (
+    ("external_id", "text"), ("external_key", "text"), ("title", "text"),
+    ("description", "text"), ("acceptance_criteria", "text"), ("status", "text"),
+    ("priority", "int"), ("story_points", "int"), ("external_url", "text"),
+    ("external_data", "jsonb"), ("source_updated_at", "timestamptz"),
+    ("started_at", "timestamptz"), ("completed_at", "timestamptz"), ("removed", "bool"),
+    ("sync_scope", "text"), ("history_pending", "bool"),
+)  # fmt: skip
+
+
 def columns(items: Sequence[WorkItem]) -> dict[str, list[Any]]:
-    """The page as parallel arrays, one per column, for `unnest`."""
+    """The page as parallel arrays, one per column of PAGE_COLUMNS (in its order), for
+    `unnest`."""
     return {
         "external_id": [i.external_id for i in items],
         "external_key": [i.external_key for i in items],

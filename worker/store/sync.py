@@ -186,12 +186,8 @@ _BOOKKEEPING = ("sync_scope", "time_basis", "history_pending")
 _UPSERT = f"""
 WITH incoming AS (
     SELECT * FROM unnest(
-        $1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::int[],
-        $8::int[], $9::text[], $10::jsonb[], $11::timestamptz[], $12::timestamptz[],
-        $13::timestamptz[], $14::bool[], $15::text[], $19::bool[]
-    ) AS t(external_id, external_key, title, description, acceptance_criteria, status, priority,
-           story_points, external_url, external_data, source_updated_at, started_at,
-           completed_at, removed, sync_scope, history_pending)
+        {", ".join(f"${n}::{kind}[]" for n, (_, kind) in enumerate(sanitize.PAGE_COLUMNS, 4))}
+    ) AS t({", ".join(name for name, _ in sanitize.PAGE_COLUMNS)})
 ),
 timed AS (
     SELECT
@@ -213,7 +209,7 @@ timed AS (
         END AS completed,
         p AS prior
     FROM incoming i
-    LEFT JOIN work_items p ON p.source = $16 AND p.external_id = i.external_id
+    LEFT JOIN work_items p ON p.source = $1 AND p.external_id = i.external_id
 ),
 final AS (
     SELECT
@@ -228,7 +224,7 @@ final AS (
         COALESCE((t.prior).assigned_at, now()) AS assigned_at,
         CASE WHEN t.removed THEN COALESCE((t.prior).removed_upstream_at, now())
         END AS removed_upstream_at,
-        $17::uuid AS team_id,
+        $2::uuid AS team_id,
         t.prior
     FROM timed t
 ),
@@ -238,7 +234,7 @@ written AS (
         acceptance_criteria, status, priority, story_points, external_url, external_data,
         source_updated_at, started_at, completed_at, assigned_at, removed_upstream_at,
         sync_scope, time_basis, history_pending)
-    SELECT $17, $18, $16, external_id, external_key, title, description, acceptance_criteria,
+    SELECT $2, $3, $1, external_id, external_key, title, description, acceptance_criteria,
            status, priority, story_points, external_url, external_data, source_updated_at,
            started_at, completed_at, assigned_at, removed_upstream_at, sync_scope, time_basis,
            history_pending
@@ -282,7 +278,7 @@ SELECT wr.id, wr.external_id, wr.external_key, wr.title, wr.status AS new_status
        -- integrations cover this item, and each run would take it back
        CASE WHEN (f.prior).source_updated_at = f.source_updated_at
                  AND EXISTS (SELECT 1 FROM integrations oi
-                             WHERE oi.id = (f.prior).integration_id AND oi.id <> $18
+                             WHERE oi.id = (f.prior).integration_id AND oi.id <> $3
                                AND oi.is_active)
             THEN (f.prior).integration_id END AS contested_with,
        array_remove(ARRAY[{
@@ -308,8 +304,7 @@ async def upsert_items(
     if not clean:
         return result
     cols = sanitize.columns(clean)
-    pending = cols.pop("history_pending")
-    rows = await conn.fetch(_UPSERT, *cols.values(), source, team_id, integration_id, pending)
+    rows = await conn.fetch(_UPSERT, source, team_id, integration_id, *cols.values())
     for r in rows:
         result.changes.append(
             Change(
