@@ -59,6 +59,33 @@ class ConfigError(FatalError):
 # ---------------------------------------------------------------------------------------------
 # Records
 # ---------------------------------------------------------------------------------------------
+# The tracker-neutral kinds of `work_items.item_type` (the tracker's own name is kept beside it).
+ITEM_TYPES = (
+    "epic", "feature", "story", "task", "bug", "sub_task", "issue", "pull_request", "other",
+)  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class Person:
+    """Someone an item is assigned to: a display name or login and the tracker's account id,
+    never an e-mail address."""
+
+    name: str | None
+    account_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Sprint:
+    """A sprint, iteration, cycle or milestone an item belongs to, as the tracker names it.
+    `external_id` is unique per source (site-qualified where the tracker's ids are per site)."""
+
+    external_id: str
+    name: str
+    state: str | None = None  # "future" | "active" | "closed"
+    starts_at: datetime | None = None
+    ends_at: datetime | None = None
+
+
 HISTORY_FIELDS = ("status", "assignee", "parent", "sprint", "priority", "story_points")
 
 
@@ -114,6 +141,17 @@ class WorkItem:
     # its history did not come whole with it (a changelog cut at the search's limit): the worker
     # asks `HistorySource.history` for it by id, within the run's history budget
     history_pending: bool = False
+    # The richer model (0012). The parent's external_id in the same source (linked whichever of
+    # the two is synced first); the kind of item (one of ITEM_TYPES) and the tracker's name for
+    # it; labels; assignees; the sprints/iterations/cycles/milestones it is in now; the
+    # integration's `extra_fields`, keyed by the name the admin gave.
+    parent_external_id: str | None = None
+    item_type: str | None = None
+    item_type_name: str | None = None
+    labels: Sequence[str] = ()
+    assignees: Sequence[Person] = ()
+    sprints: Sequence[Sprint] = ()
+    custom_fields: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)

@@ -75,6 +75,8 @@ GRANT SELECT, INSERT ON public.activity_logs TO c9_sync_worker;       -- append-
 GRANT SELECT, INSERT ON public.work_item_history TO c9_sync_worker;   -- the trackers' own facts
 GRANT USAGE ON SEQUENCE public.work_item_history_id_seq TO c9_sync_worker;
 GRANT SELECT, INSERT, DELETE ON public.history_orphans TO c9_sync_worker;  -- until the item comes
+GRANT SELECT, INSERT, UPDATE ON public.sprints TO c9_sync_worker;
+GRANT SELECT, INSERT, UPDATE ON public.work_item_sprints TO c9_sync_worker;  -- ended, not deleted
 GRANT SELECT, INSERT, UPDATE, DELETE ON public.metrics TO c9_sync_worker;  -- derived rows
 
 -- Dashboards ---------------------------------------------------------------------------------

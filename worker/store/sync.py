@@ -18,7 +18,7 @@ import asyncpg
 
 from connectors.base import HistoryEntry, Rejected, WorkItem
 from worker import sanitize
-from worker.store import history
+from worker.store import history, model
 
 
 # ---------------------------------------------------------------------------------------------
@@ -177,11 +177,12 @@ class PageResult:
 SYNCED_FIELDS = (
     "external_key", "title", "description", "acceptance_criteria", "status", "priority",
     "story_points", "external_url", "external_data", "started_at", "completed_at",
-    "removed_upstream_at", "team_id",
+    "removed_upstream_at", "team_id", "parent_external_id", "item_type", "item_type_name",
+    "labels", "assignees", "fields",
 )  # fmt: skip
 
 # Written with every read but never reported as a change of the item.
-_BOOKKEEPING = ("sync_scope", "time_basis", "history_pending")
+_BOOKKEEPING = ("sync_scope", "time_basis", "history_pending", "parent_id")
 
 _UPSERT = f"""
 WITH incoming AS (
@@ -216,6 +217,12 @@ final AS (
         t.external_id, t.external_key, t.title, t.description, t.acceptance_criteria, t.status,
         t.priority, t.story_points, t.external_url, t.external_data, t.source_updated_at,
         t.sync_scope, t.history_pending, t.started AS started_at, t.completed AS completed_at,
+        t.parent_external_id, t.item_type, t.item_type_name, t.assignees::jsonb AS assignees,
+        t.fields, ARRAY(SELECT jsonb_array_elements_text(t.labels::jsonb)) AS labels,
+        -- the parent when it is synced already (else linked when it arrives: link_children)
+        (SELECT pw.id FROM work_items pw
+         WHERE pw.source = $1 AND pw.external_id = t.parent_external_id
+           AND t.parent_external_id <> t.external_id) AS parent_id,
         CASE WHEN t.started IS NULL AND t.completed IS NULL THEN NULL
              WHEN (t.prior).time_basis = 'history' THEN 'history'
              WHEN t.started_at IS NOT NULL OR t.completed_at IS NOT NULL THEN 'tracker'
@@ -233,11 +240,13 @@ written AS (
         team_id, integration_id, source, external_id, external_key, title, description,
         acceptance_criteria, status, priority, story_points, external_url, external_data,
         source_updated_at, started_at, completed_at, assigned_at, removed_upstream_at,
-        sync_scope, time_basis, history_pending)
+        sync_scope, time_basis, history_pending, parent_external_id, parent_id, item_type,
+        item_type_name, labels, assignees, fields)
     SELECT $2, $3, $1, external_id, external_key, title, description, acceptance_criteria,
            status, priority, story_points, external_url, external_data, source_updated_at,
            started_at, completed_at, assigned_at, removed_upstream_at, sync_scope, time_basis,
-           history_pending
+           history_pending, parent_external_id, parent_id, item_type, item_type_name, labels,
+           assignees, fields
     FROM final
     ON CONFLICT (source, external_id) DO UPDATE SET
         team_id = EXCLUDED.team_id, integration_id = EXCLUDED.integration_id,
@@ -249,7 +258,11 @@ written AS (
         started_at = EXCLUDED.started_at, completed_at = EXCLUDED.completed_at,
         assigned_at = EXCLUDED.assigned_at, removed_upstream_at = EXCLUDED.removed_upstream_at,
         sync_scope = EXCLUDED.sync_scope, time_basis = EXCLUDED.time_basis,
-        history_pending = EXCLUDED.history_pending, out_of_scope_at = NULL
+        history_pending = EXCLUDED.history_pending,
+        parent_external_id = EXCLUDED.parent_external_id, parent_id = EXCLUDED.parent_id,
+        item_type = EXCLUDED.item_type, item_type_name = EXCLUDED.item_type_name,
+        labels = EXCLUDED.labels, assignees = EXCLUDED.assignees, fields = EXCLUDED.fields,
+        out_of_scope_at = NULL
     -- read again: in scope again, and the scope (0006) and time basis (0011) of a row synced
     -- before those migrations are filled in
     WHERE ({", ".join(f"w.{f}" for f in (*SYNCED_FIELDS, *_BOOKKEEPING))}, w.out_of_scope_at)
@@ -324,6 +337,16 @@ async def upsert_items(
                 back_in_scope=r["back_in_scope"],
             )
         )
+    written = {r["external_id"] for r in rows}
+    await model.link_children(conn, source, [i.external_id for i in clean])
+    await model.set_sprints(
+        conn,
+        source=source,
+        team_id=team_id,
+        integration_id=integration_id,
+        items=[i.external_id for i in clean if i.external_id in written],
+        pairs=[(x, s) for x, s in sanitize.sprint_pairs(clean) if x in written],
+    )
     gained = await history.adopt(conn, source, [i.external_id for i in clean])
     recorded = await history.record(
         conn, source, sanitize.history_columns(sanitize.history_pairs(clean))
