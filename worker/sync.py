@@ -185,21 +185,50 @@ async def run_integration(
 ) -> RunResult:
     """Run one sync of one integration. Never raises for a tracker's or a config's fault: the
     result (and `activity_logs`) says what happened. Database failures do propagate."""
-    async with pool.acquire() as conn:
-        if not await notify.try_lock_integration(conn, integration_id):
-            skipped = RunResult(integration_id, "skipped", reason="running on another worker")
-            telemetry.observe_run(skipped)
-            return skipped
-        try:
-            run = await _start(conn, integration_id, settings, options)
-            if isinstance(run, RunResult):
-                telemetry.observe_run(run)
-                return run  # not due, inactive or deleted
-            await run.pull(environ, loader)
-            return await run.finish()
-        finally:
-            if not _database_lost(conn):
-                await notify.unlock_integration(conn, integration_id)
+    for attempt in (1, 2):
+        async with pool.acquire() as conn:
+            try:
+                locked = await notify.try_lock_integration(conn, integration_id)
+            except _CONNECTION_GONE:
+                # A pooled connection the server dropped while idle (PostgreSQL restarted, an
+                # admin terminated it): nothing has happened yet; released, the pool replaces it.
+                if attempt == 2:
+                    raise
+                log.info("database_connection_replaced", integration_id=str(integration_id))
+                continue
+            return await _locked_run(
+                conn, integration_id, settings, environ, options, loader, locked
+            )
+    raise AssertionError("unreachable")
+
+
+_CONNECTION_GONE = (asyncpg.PostgresConnectionError, asyncpg.InterfaceError, OSError)
+
+
+async def _locked_run(
+    conn: asyncpg.Connection,
+    integration_id: uuid.UUID,
+    settings: Settings,
+    environ: Mapping[str, str],
+    options: RunOptions,
+    loader: ConnectorLoader,
+    locked: bool,
+) -> RunResult:
+    """The run, on a connection that holds the integration's lock (when `locked`)."""
+    if not locked:
+        skipped = RunResult(integration_id, "skipped", reason="running on another worker")
+        telemetry.observe_run(skipped)
+        return skipped
+    try:
+        run = await _start(conn, integration_id, settings, options)
+        if isinstance(run, RunResult):
+            telemetry.observe_run(run)
+            return run  # not due, inactive or deleted
+        await run.pull(environ, loader)
+        return await run.finish()
+    finally:
+        if not _database_lost(conn):
+            await notify.unlock_integration(conn, integration_id)
 
 
 async def _start(
