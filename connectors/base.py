@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, ClassVar, Literal, Protocol, runtime_checkable
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, SecretStr, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 
 class Status(enum.StrEnum):
@@ -59,6 +59,58 @@ class ConfigError(FatalError):
 # ---------------------------------------------------------------------------------------------
 # Records
 # ---------------------------------------------------------------------------------------------
+# The tracker-neutral kinds of `work_items.item_type` (the tracker's own name is kept beside it).
+ITEM_TYPES = (
+    "epic", "feature", "story", "task", "bug", "sub_task", "issue", "pull_request", "other",
+)  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class Person:
+    """Someone an item is assigned to: a display name or login and the tracker's account id,
+    never an e-mail address."""
+
+    name: str | None
+    account_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Sprint:
+    """A sprint, iteration, cycle or milestone an item belongs to, as the tracker names it.
+    `external_id` is unique per source (site-qualified where the tracker's ids are per site)."""
+
+    external_id: str
+    name: str
+    state: str | None = None  # "future" | "active" | "closed"
+    starts_at: datetime | None = None
+    ends_at: datetime | None = None
+
+
+HISTORY_FIELDS = ("status", "assignee", "parent", "sprint", "priority", "story_points")
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryEntry:
+    """One change of a tracked field as the tracker recorded it, with its own time and actor.
+
+    `change_id` is the tracker's id of the change (a Jira history id, an Azure DevOps revision, a
+    GitHub event id, a Linear IssueHistory id): with `field` it makes a re-read a no-op. The value
+    at creation is an entry whose `from_value` is None. For `status`, the values are the tracker's
+    own names and `from_status`/`to_status` their mapping onto `Status` (through the admin's
+    `status_map`, as the item's own status). Actors are a display name or login and the tracker's
+    account id, never an e-mail address."""
+
+    change_id: str
+    field: str  # one of HISTORY_FIELDS
+    changed_at: datetime
+    from_value: str | None = None
+    to_value: str | None = None
+    from_status: Status | None = None
+    to_status: Status | None = None
+    actor_name: str | None = None
+    actor_id: str | None = None
+
+
 @dataclass(frozen=True, slots=True)
 class WorkItem:
     """One upstream item, mapped onto the columns of `work_items`.
@@ -84,6 +136,22 @@ class WorkItem:
     raw: Mapping[str, Any] = field(default_factory=dict)
     scope: str = ""
     removed: bool = False  # the tracker says it is deleted/trashed: the row is marked, not dropped
+    # changes the connector read with the item (stored idempotently; more may come later)
+    history: Sequence[HistoryEntry] = ()
+    # its history did not come whole with it (a changelog cut at the search's limit): the worker
+    # asks `HistorySource.history` for it by id, within the run's history budget
+    history_pending: bool = False
+    # The richer model (0012). The parent's external_id in the same source (linked whichever of
+    # the two is synced first); the kind of item (one of ITEM_TYPES) and the tracker's name for
+    # it; labels; assignees; the sprints/iterations/cycles/milestones it is in now; the
+    # integration's `extra_fields`, keyed by the name the admin gave.
+    parent_external_id: str | None = None
+    item_type: str | None = None
+    item_type_name: str | None = None
+    labels: Sequence[str] = ()
+    assignees: Sequence[Person] = ()
+    sprints: Sequence[Sprint] = ()
+    custom_fields: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,6 +178,33 @@ class Page:
     # scope -> why this credential cannot read it any more (not found, forbidden): the other
     # scopes go on; the run fails at its end, naming it
     lost: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryTodo:
+    """What history a run asks for, within `budget` requests: `feeds` maps each scope whose
+    history comes from a feed (a project's revisions, a repository's issue events) to the token
+    it resumes from (None: from the start); `items` are external ids whose history is read one by
+    one (oldest change first)."""
+
+    feeds: Mapping[str, str | None]
+    items: Sequence[str]
+    budget: int
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryPage:
+    """History read apart from the items. `entries` by external id (an item the store does not
+    hold yet keeps them until it arrives); `checkpoint`: feed scope -> the token to resume from
+    once this page commits; `through`: feed scope -> the upstream time up to which its history
+    is now read; `complete`: item ids whose history is now read whole; `requests`: what the page
+    cost (counted against the budget)."""
+
+    entries: Mapping[str, Sequence[HistoryEntry]]
+    checkpoint: Mapping[str, str] = field(default_factory=dict)
+    through: Mapping[str, datetime] = field(default_factory=dict)
+    complete: Sequence[str] = ()
+    requests: int = 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -225,6 +320,9 @@ class ConnectorConfig(BaseModel):
     # the worker logs at every run and `status` shows. Never a silent "don't verify".
     ca_bundle: Path | None = None
     verify_tls: bool = True
+    # requests a run may spend on history for this integration (default: the worker's
+    # C9_SYNC_HISTORY_BUDGET; 0 reads none)
+    history_budget: int | None = Field(default=None, ge=0)
 
     @model_validator(mode="after")
     def _tls_is_one_choice(self) -> ConnectorConfig:
@@ -366,6 +464,22 @@ class Connector(Protocol):
 
     async def aclose(self) -> None:
         """Release clients and threads."""
+
+
+@runtime_checkable
+class HistorySource(Protocol):
+    """A connector that reads history apart from its items (optional: without it, history is
+    what comes with the items). The worker calls it after the item pages, only for scopes whose
+    items changed beyond their feed's `through` and for items marked `history_pending`."""
+
+    def feed_scopes(self) -> Sequence[str]:
+        """The scopes whose history comes from a feed ([] when all comes per item)."""
+        ...
+
+    def history(self, todo: HistoryTodo) -> AsyncIterator[HistoryPage]:
+        """Pages of history, each committed before the next is asked for; stop before the
+        budget is spent (a page's `requests` say what it cost)."""
+        ...
 
 
 def connect(cls: type[Connector], config: ConnectorConfig, ctx: ConnectorContext) -> Connector:

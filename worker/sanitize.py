@@ -4,16 +4,28 @@ fitted to their columns (a 600-character title is truncated, not a failed batch)
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
-from connectors.base import Rejected, Status, WorkItem, utc
+from connectors.base import (
+    HISTORY_FIELDS,
+    ITEM_TYPES,
+    HistoryEntry,
+    Person,
+    Rejected,
+    Sprint,
+    Status,
+    WorkItem,
+    utc,
+)
 
 TITLE_MAX = 500
 KEY_MAX = 255
 EXTERNAL_ID_MAX = 255
+HISTORY_VALUE_MAX = 500  # a history value is a status, a person, a sprint: never a document
 INT4_MAX = 2**31 - 1
 ELLIPSIS = "…"
 
@@ -66,7 +78,100 @@ def _wrong_type(item: WorkItem) -> str | None:
         return f"story_points is {type(item.story_points).__name__}, not a number"
     if not isinstance(item.raw, Mapping):
         return f"raw is {type(item.raw).__name__}, not an object"
+    problem = _wrong_model(item)
+    if problem is not None:
+        return problem
+    for n, entry in enumerate(item.history):
+        problem = _wrong_history(entry)
+        if problem is not None:
+            return f"history entry {n}: {problem}"
     return None
+
+
+def _wrong_model(item: WorkItem) -> str | None:
+    """The richer model's fields (0012), checked as the others: a wrong type rejects the item."""
+    for name in ("parent_external_id", "item_type_name"):
+        value = getattr(item, name)
+        if value is not None and not isinstance(value, str):
+            return f"{name} is {type(value).__name__}, not text"
+    if item.item_type is not None and item.item_type not in ITEM_TYPES:
+        return f"item_type {str(item.item_type)[:40]!r} is not one of ours"
+    if isinstance(item.labels, str) or not all(isinstance(x, str) for x in item.labels):
+        return "labels are not a list of text"
+    if not all(isinstance(p, Person) for p in item.assignees):
+        return "assignees are not Persons"
+    for sprint in item.sprints:
+        if not isinstance(sprint, Sprint) or not isinstance(sprint.external_id, str):
+            return "sprints are not Sprints"
+        if not sprint.external_id.strip() or len(sprint.external_id) > EXTERNAL_ID_MAX:
+            return f"sprint id {sprint.external_id[:40]!r} is empty or too long"
+        for when in (sprint.starts_at, sprint.ends_at):
+            if when is not None and not isinstance(when, datetime):
+                return f"sprint {sprint.external_id[:40]!r} has a date that is not a time"
+        if sprint.state not in (None, "future", "active", "closed"):
+            return f"sprint state {str(sprint.state)[:20]!r} is not future, active or closed"
+    if not isinstance(item.custom_fields, Mapping):
+        return f"custom_fields is {type(item.custom_fields).__name__}, not an object"
+    return None
+
+
+def _clean_model(item: WorkItem) -> dict[str, Any]:
+    parent = clean_text(item.parent_external_id)
+    return {
+        # an id is identity: one too long to store links nothing (never a truncated one)
+        "parent_external_id": parent if parent and len(parent) <= EXTERNAL_ID_MAX else None,
+        "item_type_name": clean_text(item.item_type_name, KEY_MAX),
+        "labels": tuple(dict.fromkeys(t for x in item.labels if (t := clean_text(x, KEY_MAX)))),
+        "assignees": tuple(
+            Person(clean_text(p.name, KEY_MAX), clean_text(p.account_id, KEY_MAX))
+            for p in item.assignees
+        ),
+        "sprints": tuple(
+            Sprint(
+                s.external_id.replace("\x00", ""),
+                clean_text(s.name, TITLE_MAX) or s.external_id,
+                s.state,
+                utc(s.starts_at) if s.starts_at else None,
+                utc(s.ends_at) if s.ends_at else None,
+            )
+            for s in {s.external_id: s for s in item.sprints}.values()  # one per sprint
+        ),
+        "custom_fields": clean_json(dict(item.custom_fields)),
+    }
+
+
+def _wrong_history(entry: object) -> str | None:
+    if not isinstance(entry, HistoryEntry):
+        return f"is {type(entry).__name__}, not a HistoryEntry"
+    if not isinstance(entry.change_id, str) or not entry.change_id.strip():
+        return "change_id is not text"
+    if len(entry.change_id) > EXTERNAL_ID_MAX:  # an id is identity: never truncated
+        return f"change_id longer than {EXTERNAL_ID_MAX}"
+    if entry.field not in HISTORY_FIELDS:
+        return f"field {str(entry.field)[:40]!r} is not one we keep"
+    if not isinstance(entry.changed_at, datetime):
+        return f"changed_at is {type(entry.changed_at).__name__}, not a time"
+    for name in ("from_value", "to_value", "actor_name", "actor_id"):
+        value = getattr(entry, name)
+        if value is not None and not isinstance(value, str):
+            return f"{name} is {type(value).__name__}, not text"
+    for name in ("from_status", "to_status"):
+        value = getattr(entry, name)
+        if value is not None and not isinstance(value, Status):
+            return f"{name} {str(value)[:40]!r} is not one of ours"
+    return None
+
+
+def clean_history(entry: HistoryEntry) -> HistoryEntry:
+    return replace(
+        entry,
+        change_id=entry.change_id.replace("\x00", ""),
+        changed_at=utc(entry.changed_at),
+        from_value=clean_text(entry.from_value, HISTORY_VALUE_MAX),
+        to_value=clean_text(entry.to_value, HISTORY_VALUE_MAX),
+        actor_name=clean_text(entry.actor_name, KEY_MAX),
+        actor_id=clean_text(entry.actor_id, KEY_MAX),
+    )
 
 
 def clean_item(item: WorkItem) -> WorkItem | Rejected:
@@ -101,6 +206,8 @@ def clean_item(item: WorkItem) -> WorkItem | Rejected:
         started_at=utc(item.started_at) if item.started_at else None,
         completed_at=utc(item.completed_at) if item.completed_at else None,
         raw=clean_json(dict(item.raw)),
+        history=tuple(clean_history(e) for e in item.history),
+        **_clean_model(item),
     )
 
 
@@ -120,8 +227,23 @@ def prepare_page(items: Iterable[WorkItem]) -> tuple[list[WorkItem], list[Reject
     return list(newest.values()), rejected
 
 
+# The page's columns, in the order `columns` gives them, with their PostgreSQL array types.
+PAGE_COLUMNS = (
+    ("external_id", "text"), ("external_key", "text"), ("title", "text"),
+    ("description", "text"), ("acceptance_criteria", "text"), ("status", "text"),
+    ("priority", "int"), ("story_points", "int"), ("external_url", "text"),
+    ("external_data", "jsonb"), ("source_updated_at", "timestamptz"),
+    ("started_at", "timestamptz"), ("completed_at", "timestamptz"), ("removed", "bool"),
+    ("sync_scope", "text"), ("history_pending", "bool"), ("parent_external_id", "text"),
+    # lists go as JSON text: asyncpg would take a list inside an array for a second dimension
+    ("item_type", "text"), ("item_type_name", "text"), ("labels", "text"),
+    ("assignees", "text"), ("fields", "jsonb"),
+)  # fmt: skip
+
+
 def columns(items: Sequence[WorkItem]) -> dict[str, list[Any]]:
-    """The page as parallel arrays, one per column, for `unnest`."""
+    """The page as parallel arrays, one per column of PAGE_COLUMNS (in its order), for
+    `unnest`."""
     return {
         "external_id": [i.external_id for i in items],
         "external_key": [i.external_key for i in items],
@@ -138,4 +260,60 @@ def columns(items: Sequence[WorkItem]) -> dict[str, list[Any]]:
         "completed_at": [i.completed_at for i in items],
         "removed": [i.removed for i in items],
         "sync_scope": [i.scope for i in items],
+        "history_pending": [bool(i.history_pending) for i in items],
+        "parent_external_id": [i.parent_external_id for i in items],
+        "item_type": [i.item_type for i in items],
+        "item_type_name": [i.item_type_name for i in items],
+        "labels": [json.dumps(list(i.labels)) for i in items],
+        "assignees": [
+            json.dumps([{"name": p.name, "account_id": p.account_id} for p in i.assignees])
+            for i in items
+        ],
+        "fields": [i.custom_fields for i in items],
+    }
+
+
+def sprint_pairs(items: Sequence[WorkItem]) -> list[tuple[str, Sprint]]:
+    """(external_id, sprint) for every sprint the page's (clean) items are in."""
+    return [(i.external_id, s) for i in items for s in i.sprints]
+
+
+def history_pairs(items: Sequence[WorkItem]) -> list[tuple[str, HistoryEntry]]:
+    """The history the page's (clean) items carry, as (external_id, entry)."""
+    return [(i.external_id, e) for i in items for e in i.history]
+
+
+def clean_history_page(
+    entries: Mapping[str, Sequence[HistoryEntry]],
+) -> tuple[list[tuple[str, HistoryEntry]], list[str]]:
+    """A history page's entries, cleaned, as (external_id, entry); and why each bad one was left
+    out (a connector passed junk through: the other entries still land)."""
+    pairs: list[tuple[str, HistoryEntry]] = []
+    problems: list[str] = []
+    for external_id, found in entries.items():
+        if not isinstance(external_id, str) or not external_id.strip():
+            problems.append(f"{str(external_id)[:40]!r}: external_id is not text")
+            continue
+        for entry in found:
+            problem = _wrong_history(entry)
+            if problem is not None:
+                problems.append(f"{external_id[:80]}: {problem}")
+                continue
+            pairs.append((external_id.replace("\x00", ""), clean_history(entry)))
+    return pairs, problems
+
+
+def history_columns(pairs: Sequence[tuple[str, HistoryEntry]]) -> dict[str, list[Any]]:
+    """History entries as parallel arrays, one per column, for `unnest`."""
+    return {
+        "external_id": [x for x, _ in pairs],
+        "change_id": [e.change_id for _, e in pairs],
+        "field": [e.field for _, e in pairs],
+        "changed_at": [e.changed_at for _, e in pairs],
+        "from_value": [e.from_value for _, e in pairs],
+        "to_value": [e.to_value for _, e in pairs],
+        "from_status": [None if e.from_status is None else str(e.from_status) for _, e in pairs],
+        "to_status": [None if e.to_status is None else str(e.to_status) for _, e in pairs],
+        "actor_name": [e.actor_name for _, e in pairs],
+        "actor_id": [e.actor_id for _, e in pairs],
     }

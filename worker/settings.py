@@ -41,6 +41,10 @@ class Settings(BaseSettings):
     backoff_base_seconds: float = Field(default=60.0, gt=0)
     backoff_max_seconds: float = Field(default=3600.0, gt=0)
     sweep_every_runs: int = Field(default=24, ge=0)
+    # Requests a run may spend reading history (a tracker's changelog, revisions, issue events)
+    # after its items; the rest waits for the next run. 0: read no history. An integration's
+    # `history_budget` config key lowers or raises it for that integration.
+    history_budget: int = Field(default=50, ge=0)
     metrics_tz: str = "UTC"
     auto_migrate: bool = True
     # Fernet keys (comma-separated, the first encrypts) of the OAuth grants kept in oauth_grants:

@@ -18,11 +18,31 @@ from typing import Any, Literal
 import asyncpg
 
 from connectors import registry
-from connectors.base import Connector, ConnectorError, FatalError, Page, RetriableError
-from worker import connecting, credentials, metrics, redact, sweep, telemetry, vault
+from connectors.base import (
+    Connector,
+    ConnectorConfig,
+    ConnectorError,
+    FatalError,
+    HistoryPage,
+    HistorySource,
+    HistoryTodo,
+    Page,
+    RetriableError,
+)
+from worker import (
+    connecting,
+    credentials,
+    metrics,
+    redact,
+    sanitize,
+    sweep,
+    telemetry,
+    vault,
+)
 from worker.connecting import ConnectorLoader
 from worker.logs import get_logger
 from worker.settings import Settings
+from worker.store import history as history_store
 from worker.store import notify
 from worker.store import sync as store
 from worker.store.integrations import Integration, get_integration
@@ -51,6 +71,8 @@ class RunResult:
     # items this run took from another active integration holding the same version, by its id
     contested: dict[uuid.UUID, list[str]] = field(default_factory=dict)
     lost: dict[str, str] = field(default_factory=dict)  # scopes the credential cannot read
+    history_requests: int = 0  # spent on history after the items
+    history_rows: int = 0  # history rows stored (or kept for items not synced yet)
 
     def summary(self) -> str:
         label = f"{self.team}/{self.source}" if self.team else str(self.integration_id)
@@ -185,21 +207,51 @@ async def run_integration(
 ) -> RunResult:
     """Run one sync of one integration. Never raises for a tracker's or a config's fault: the
     result (and `activity_logs`) says what happened. Database failures do propagate."""
-    async with pool.acquire() as conn:
-        if not await notify.try_lock_integration(conn, integration_id):
-            skipped = RunResult(integration_id, "skipped", reason="running on another worker")
-            telemetry.observe_run(skipped)
-            return skipped
-        try:
-            run = await _start(conn, integration_id, settings, options)
-            if isinstance(run, RunResult):
-                telemetry.observe_run(run)
-                return run  # not due, inactive or deleted
-            await run.pull(environ, loader, grants_db=pool.acquire)
-            return await run.finish()
-        finally:
-            if not _database_lost(conn):
-                await notify.unlock_integration(conn, integration_id)
+    for attempt in (1, 2):
+        async with pool.acquire() as conn:
+            try:
+                locked = await notify.try_lock_integration(conn, integration_id)
+            except _CONNECTION_GONE:
+                # A pooled connection the server dropped while idle (PostgreSQL restarted, an
+                # admin terminated it): nothing has happened yet; released, the pool replaces it.
+                if attempt == 2:
+                    raise
+                log.info("database_connection_replaced", integration_id=str(integration_id))
+                continue
+            return await _locked_run(
+                conn, integration_id, settings, environ, options, loader, locked, pool.acquire
+            )
+    raise AssertionError("unreachable")
+
+
+_CONNECTION_GONE = (asyncpg.PostgresConnectionError, asyncpg.InterfaceError, OSError)
+
+
+async def _locked_run(
+    conn: asyncpg.Connection,
+    integration_id: uuid.UUID,
+    settings: Settings,
+    environ: Mapping[str, str],
+    options: RunOptions,
+    loader: ConnectorLoader,
+    locked: bool,
+    grants_db: vault.Connect,
+) -> RunResult:
+    """The run, on a connection that holds the integration's lock (when `locked`)."""
+    if not locked:
+        skipped = RunResult(integration_id, "skipped", reason="running on another worker")
+        telemetry.observe_run(skipped)
+        return skipped
+    try:
+        run = await _start(conn, integration_id, settings, options)
+        if isinstance(run, RunResult):
+            telemetry.observe_run(run)
+            return run  # not due, inactive or deleted
+        await run.pull(environ, loader, grants_db=grants_db)
+        return await run.finish()
+    finally:
+        if not _database_lost(conn):
+            await notify.unlock_integration(conn, integration_id)
 
 
 async def _start(
@@ -308,6 +360,7 @@ class _Run:
             scopes = await connector.scopes()
             await self._narrow(scopes)
             await self._pages(connector, scopes, config.start_date)
+            await self._history(connector, config)
             sweep_due = self.settings.sweep_every_runs and self.state.runs_since_sweep + 1 >= (
                 self.settings.sweep_every_runs
             )
@@ -414,6 +467,43 @@ class _Run:
             if aclose is not None:
                 await aclose()
 
+    async def _history(self, connector: Connector, config: ConnectorConfig) -> None:
+        """History read apart from the items, within the run's budget: the feeds of scopes
+        whose items changed after what their feed has read, then items whose history is
+        pending. Each page commits with its progress; the rest waits for the next run."""
+        budget = self.settings.history_budget
+        if config.history_budget is not None:
+            budget = config.history_budget
+        if budget <= 0 or not isinstance(connector, HistorySource):
+            return
+        conn, integration = self.conn, self.integration
+        progress = await history_store.progress(conn, integration.id)
+        feeds = {
+            scope: progress.cursor.get(scope)
+            for scope in connector.feed_scopes()
+            if scope in progress.newest
+            and (scope not in progress.through or progress.newest[scope] > progress.through[scope])
+        }
+        items = await history_store.pending(conn, integration.id, budget)
+        if not feeds and not items:
+            return  # nothing changed: no request
+        pages = connector.history(HistoryTodo(feeds, items, budget))
+        try:
+            async for page in pages:
+                await _commit_history(conn, integration, page, self.result, self.fields)
+                if self.result.history_requests >= budget:
+                    break
+                if self.options.stop is not None and self.options.stop.is_set():
+                    raise RunInterrupted("worker stopping")
+                if time.monotonic() > self.deadline:
+                    raise RunInterrupted(
+                        f"run deadline of {self.settings.run_deadline_seconds:.0f}s"
+                    )
+        finally:
+            aclose = getattr(pages, "aclose", None)
+            if aclose is not None:
+                await aclose()
+
     async def finish(self) -> RunResult:
         """Metrics for the days touched, the run's end row and state, telemetry."""
         conn, integration, result = self.conn, self.integration, self.result
@@ -504,6 +594,36 @@ async def _commit_page(
             first=written.rejected[0].reason,
         )
     return new_cursor
+
+
+async def _commit_history(
+    conn: asyncpg.Connection,
+    integration: Integration,
+    page: HistoryPage,
+    result: RunResult,
+    fields: dict[str, Any],
+) -> None:
+    """One history page: its rows, the times they change (with activity rows, as a page of
+    items), the items now read whole and the feeds' progress, in one transaction."""
+    pairs, problems = sanitize.clean_history_page(page.entries)
+    async with conn.transaction():
+        written, recorded = await store.record_history(
+            conn, integration.type, integration.id, pairs
+        )
+        await store.log_activities(
+            conn, integration.team_id, _item_activities(integration, written, fields)
+        )
+        await history_store.mark_read(conn, integration.type, page.complete)
+        await history_store.save_progress(conn, integration.id, page.checkpoint, page.through)
+    result.history_requests += page.requests
+    result.history_rows += recorded.stored + recorded.waiting
+    result.updated += written.updated
+    for change in written.changes:
+        for at in (change.old_completed_at, change.new_completed_at):
+            if at is not None:
+                result.touched.append(at)
+    if problems:
+        log.warning("history_entries_rejected", **fields, count=len(problems), first=problems[0])
 
 
 def _label(source: str, key: str | None, external_id: str) -> str:

@@ -18,9 +18,12 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 import pytest
 
+from connectors.base import HistoryEntry, Status, WorkItem
 from connectors.sandbox.github import GitHubSandbox
 from tests.acceptance.cli import cli_env, run_cli, start_cli
 from tests.helpers import make_agent, make_integration, make_team, make_work_item
+from worker import db
+from worker.store import sync as store
 
 ROLES_SQL = (Path(__file__).parents[2] / "deploy" / "postgres" / "roles.sql").read_text()
 PLANTED = "ghp_PLANTEDsecretForRoles77"
@@ -262,7 +265,7 @@ async def test_worker_role_runs_real_syncs_and_the_daemon(pool, logins, github) 
 
 async def test_worker_role_can_do_nothing_else(pool, logins) -> None:
     integration = await seed(pool)
-    worker = await asyncpg.connect(logins.worker)
+    worker = await db.connect(logins.worker)
     try:
         # What it needs: read the config (tokens), stamp last_sync.
         assert PLANTED in str(await worker.fetchval("SELECT config FROM integrations"))
@@ -368,7 +371,7 @@ async def test_later_tables_and_reruns(pool, logins, db_url) -> None:
     await pool.execute("CREATE TABLE later_table (id int); INSERT INTO later_table VALUES (1)")
     await pool.execute("CREATE VIEW v_later AS SELECT count(*) AS n FROM work_items")
     dash = await asyncpg.connect(logins.dashboard)
-    worker = await asyncpg.connect(logins.worker)
+    worker = await db.connect(logins.worker)
     try:
         assert await dash.fetchval("SELECT id FROM later_table") == 1
         assert await dash.fetchval("SELECT n FROM v_later") == 1
@@ -396,3 +399,25 @@ async def test_later_tables_and_reruns(pool, logins, db_url) -> None:
     finally:
         await dash.close()
         await worker.close()
+
+
+async def test_worker_role_records_history_and_derives_times(pool, logins) -> None:
+    team = await make_team(pool, "Alpha")
+    integration = await make_integration(pool, team, "github", {"token": "x" * 8})
+    entries = (
+        HistoryEntry("1", "status", T0, None, "open", None, Status.QUEUED),
+        HistoryEntry("2", "status", T0 + timedelta(hours=3), "open", "closed",
+                     Status.QUEUED, Status.COMPLETED),
+    )  # fmt: skip
+    item = WorkItem("R-1", "t", Status.COMPLETED, T0 + timedelta(hours=3), history=entries)
+    worker = await db.connect(logins.worker)
+    try:
+        async with worker.transaction():
+            await store.upsert_items(
+                worker, source="github", team_id=team, integration_id=integration, items=[item]
+            )
+    finally:
+        await worker.close()
+    assert await pool.fetchval("SELECT count(*) FROM work_item_history") == 2
+    row = await pool.fetchrow("SELECT started_at, completed_at, time_basis FROM work_items")
+    assert tuple(row) == (T0 + timedelta(hours=3), T0 + timedelta(hours=3), "history")

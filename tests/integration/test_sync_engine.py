@@ -956,3 +956,26 @@ async def test_a_skewed_worker_clock_neither_stalls_nor_hurries_a_scheduled_run(
     )
     due = await run(pool, integration, settings, upstream, force=False)
     assert due.outcome == "succeeded", due.reason
+
+
+async def test_a_run_after_the_server_dropped_the_pools_idle_connections_still_runs(
+    pool, integration, settings, upstream, db_url
+) -> None:
+    upstream.add(3)
+    await run(pool, integration, settings, upstream)
+    # PostgreSQL restarted, or an admin terminated idle sessions: the pool still holds them.
+    admin = await asyncpg.connect(db_url)
+    try:
+        killed = await admin.fetchval(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+    finally:
+        await admin.close()
+    assert killed >= 1
+    upstream.change("FAKE-1", T0 + timedelta(hours=1), title="after the restart")
+    again = await run(pool, integration, settings, upstream)
+    assert again.outcome == "succeeded", again.reason
+    assert await pool.fetchval("SELECT title FROM work_items WHERE external_id = 'FAKE-1'") == (
+        "after the restart"
+    )

@@ -10,14 +10,15 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Collection, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
 import asyncpg
 
-from connectors.base import Rejected, WorkItem
+from connectors.base import HistoryEntry, Rejected, WorkItem
 from worker import sanitize
+from worker.store import history, model
 
 
 # ---------------------------------------------------------------------------------------------
@@ -176,49 +177,76 @@ class PageResult:
 SYNCED_FIELDS = (
     "external_key", "title", "description", "acceptance_criteria", "status", "priority",
     "story_points", "external_url", "external_data", "started_at", "completed_at",
-    "removed_upstream_at", "team_id",
+    "removed_upstream_at", "team_id", "parent_external_id", "item_type", "item_type_name",
+    "labels", "assignees", "fields",
 )  # fmt: skip
+
+# Written with every read but never reported as a change of the item.
+_BOOKKEEPING = ("sync_scope", "time_basis", "history_pending", "parent_id")
 
 _UPSERT = f"""
 WITH incoming AS (
     SELECT * FROM unnest(
-        $1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::int[],
-        $8::int[], $9::text[], $10::jsonb[], $11::timestamptz[], $12::timestamptz[],
-        $13::timestamptz[], $14::bool[], $15::text[]
-    ) AS t(external_id, external_key, title, description, acceptance_criteria, status, priority,
-           story_points, external_url, external_data, source_updated_at, started_at,
-           completed_at, removed, sync_scope)
+        {", ".join(f"${n}::{kind}[]" for n, (_, kind) in enumerate(sanitize.PAGE_COLUMNS, 4))}
+    ) AS t({", ".join(name for name, _ in sanitize.PAGE_COLUMNS)})
+),
+timed AS (
+    SELECT
+        i.*,
+        -- Times derived from the tracker's history stay until history says otherwise
+        -- (store.history.derive_times, after this statement); else the tracker's own start
+        -- time; else the first sync that sees work start.
+        COALESCE(CASE WHEN p.time_basis = 'history' THEN p.started_at END, i.started_at,
+                 p.started_at,
+                 CASE WHEN i.status IN ('in_progress', 'pr_ready') THEN now() END) AS started,
+        -- Only completed items have a completion time (a reopened item loses it; cancelled
+        -- items are not completions). History's time, the tracker's, else the first sync that
+        -- saw it.
+        CASE WHEN i.status = 'completed' THEN
+            COALESCE(CASE WHEN p.time_basis = 'history' AND p.status = 'completed'
+                          THEN p.completed_at END,
+                     i.completed_at,
+                     CASE WHEN p.status = 'completed' THEN p.completed_at END, now())
+        END AS completed,
+        p AS prior
+    FROM incoming i
+    LEFT JOIN work_items p ON p.source = $1 AND p.external_id = i.external_id
 ),
 final AS (
     SELECT
-        i.external_id, i.external_key, i.title, i.description, i.acceptance_criteria, i.status,
-        i.priority, i.story_points, i.external_url, i.external_data, i.source_updated_at,
-        i.sync_scope,
-        -- The tracker's own start time when it has one; else the first sync that sees work start.
-        COALESCE(i.started_at, p.started_at,
-                 CASE WHEN i.status IN ('in_progress', 'pr_ready') THEN now() END) AS started_at,
-        -- Only completed items have a completion time (a reopened item loses it; cancelled
-        -- items are not completions). Tracker's time first, else the first sync that saw it.
-        CASE WHEN i.status = 'completed' THEN
-            COALESCE(i.completed_at,
-                     CASE WHEN p.status = 'completed' THEN p.completed_at END, now())
-        END AS completed_at,
-        COALESCE(p.assigned_at, now()) AS assigned_at,
-        CASE WHEN i.removed THEN COALESCE(p.removed_upstream_at, now()) END AS removed_upstream_at,
-        $17::uuid AS team_id,
-        p AS prior
-    FROM incoming i
-    LEFT JOIN work_items p ON p.source = $16 AND p.external_id = i.external_id
+        t.external_id, t.external_key, t.title, t.description, t.acceptance_criteria, t.status,
+        t.priority, t.story_points, t.external_url, t.external_data, t.source_updated_at,
+        t.sync_scope, t.history_pending, t.started AS started_at, t.completed AS completed_at,
+        t.parent_external_id, t.item_type, t.item_type_name, t.assignees::jsonb AS assignees,
+        t.fields, ARRAY(SELECT jsonb_array_elements_text(t.labels::jsonb)) AS labels,
+        -- the parent when it is synced already (else linked when it arrives: link_children)
+        (SELECT pw.id FROM work_items pw
+         WHERE pw.source = $1 AND pw.external_id = t.parent_external_id
+           AND t.parent_external_id <> t.external_id) AS parent_id,
+        CASE WHEN t.started IS NULL AND t.completed IS NULL THEN NULL
+             WHEN (t.prior).time_basis = 'history' THEN 'history'
+             WHEN t.started_at IS NOT NULL OR t.completed_at IS NOT NULL THEN 'tracker'
+             ELSE 'observed'
+        END AS time_basis,
+        COALESCE((t.prior).assigned_at, now()) AS assigned_at,
+        CASE WHEN t.removed THEN COALESCE((t.prior).removed_upstream_at, now())
+        END AS removed_upstream_at,
+        $2::uuid AS team_id,
+        t.prior
+    FROM timed t
 ),
 written AS (
     INSERT INTO work_items AS w (
         team_id, integration_id, source, external_id, external_key, title, description,
         acceptance_criteria, status, priority, story_points, external_url, external_data,
         source_updated_at, started_at, completed_at, assigned_at, removed_upstream_at,
-        sync_scope)
-    SELECT $17, $18, $16, external_id, external_key, title, description, acceptance_criteria,
+        sync_scope, time_basis, history_pending, parent_external_id, parent_id, item_type,
+        item_type_name, labels, assignees, fields)
+    SELECT $2, $3, $1, external_id, external_key, title, description, acceptance_criteria,
            status, priority, story_points, external_url, external_data, source_updated_at,
-           started_at, completed_at, assigned_at, removed_upstream_at, sync_scope
+           started_at, completed_at, assigned_at, removed_upstream_at, sync_scope, time_basis,
+           history_pending, parent_external_id, parent_id, item_type, item_type_name, labels,
+           assignees, fields
     FROM final
     ON CONFLICT (source, external_id) DO UPDATE SET
         team_id = EXCLUDED.team_id, integration_id = EXCLUDED.integration_id,
@@ -229,11 +257,18 @@ written AS (
         external_data = EXCLUDED.external_data, source_updated_at = EXCLUDED.source_updated_at,
         started_at = EXCLUDED.started_at, completed_at = EXCLUDED.completed_at,
         assigned_at = EXCLUDED.assigned_at, removed_upstream_at = EXCLUDED.removed_upstream_at,
-        sync_scope = EXCLUDED.sync_scope, out_of_scope_at = NULL
-    -- read again: in scope again, and the scope of a row synced before 0006 is filled in
-    WHERE ({", ".join(f"w.{f}" for f in (*SYNCED_FIELDS, "sync_scope"))}, w.out_of_scope_at)
+        sync_scope = EXCLUDED.sync_scope, time_basis = EXCLUDED.time_basis,
+        history_pending = EXCLUDED.history_pending,
+        parent_external_id = EXCLUDED.parent_external_id, parent_id = EXCLUDED.parent_id,
+        item_type = EXCLUDED.item_type, item_type_name = EXCLUDED.item_type_name,
+        labels = EXCLUDED.labels, assignees = EXCLUDED.assignees, fields = EXCLUDED.fields,
+        out_of_scope_at = NULL
+    -- read again: in scope again, and the scope (0006) and time basis (0011) of a row synced
+    -- before those migrations are filled in
+    WHERE ({", ".join(f"w.{f}" for f in (*SYNCED_FIELDS, *_BOOKKEEPING))}, w.out_of_scope_at)
           IS DISTINCT FROM
-          ({", ".join(f"EXCLUDED.{f}" for f in (*SYNCED_FIELDS, "sync_scope"))}, NULL::timestamptz)
+          ({", ".join(f"EXCLUDED.{f}" for f in (*SYNCED_FIELDS, *_BOOKKEEPING))},
+           NULL::timestamptz)
       -- an older copy (overlap re-read, a lagging page) never overwrites a newer one; but a
       -- stored time from the future was stamped by a tracker clock running ahead, and once that
       -- clock is set right every later edit looks "older": the stamp cannot order those
@@ -256,7 +291,7 @@ SELECT wr.id, wr.external_id, wr.external_key, wr.title, wr.status AS new_status
        -- integrations cover this item, and each run would take it back
        CASE WHEN (f.prior).source_updated_at = f.source_updated_at
                  AND EXISTS (SELECT 1 FROM integrations oi
-                             WHERE oi.id = (f.prior).integration_id AND oi.id <> $18
+                             WHERE oi.id = (f.prior).integration_id AND oi.id <> $3
                                AND oi.is_active)
             THEN (f.prior).integration_id END AS contested_with,
        array_remove(ARRAY[{
@@ -282,7 +317,7 @@ async def upsert_items(
     if not clean:
         return result
     cols = sanitize.columns(clean)
-    rows = await conn.fetch(_UPSERT, *cols.values(), source, team_id, integration_id)
+    rows = await conn.fetch(_UPSERT, source, team_id, integration_id, *cols.values())
     for r in rows:
         result.changes.append(
             Change(
@@ -302,10 +337,81 @@ async def upsert_items(
                 back_in_scope=r["back_in_scope"],
             )
         )
+    written = {r["external_id"] for r in rows}
+    await model.link_children(conn, source, [i.external_id for i in clean])
+    await model.set_sprints(
+        conn,
+        source=source,
+        team_id=team_id,
+        integration_id=integration_id,
+        items=[i.external_id for i in clean if i.external_id in written],
+        pairs=[(x, s) for x, s in sanitize.sprint_pairs(clean) if x in written],
+    )
+    gained = await history.adopt(conn, source, [i.external_id for i in clean])
+    recorded = await history.record(
+        conn, source, sanitize.history_columns(sanitize.history_pairs(clean))
+    )
+    await _derive(conn, [*gained, *recorded.gained], result)
     # A row rewritten only to fill in its scope (synced before 0006) did not change for anyone.
     result.changes = [c for c in result.changes if c.created or c.changed_fields or c.back_in_scope]
     result.unchanged = len(clean) - len(result.changes)
     return result
+
+
+async def record_history(
+    conn: asyncpg.Connection,
+    source: str,
+    integration_id: uuid.UUID,
+    pairs: Sequence[tuple[str, HistoryEntry]],
+) -> tuple[PageResult, history.Recorded]:
+    """A history page (clean entries by external id): stored, items not synced yet keep theirs
+    waiting, times re-derived; what changed, as a page's changes. Inside the caller's
+    transaction."""
+    result = PageResult()
+    recorded = await history.record(
+        conn, source, sanitize.history_columns(pairs), orphans_of=integration_id
+    )
+    await _derive(conn, recorded.gained, result)
+    return result, recorded
+
+
+async def _derive(
+    conn: asyncpg.Connection, gained: Sequence[uuid.UUID], result: PageResult
+) -> None:
+    """Re-derive the times of the items that gained history and fold what that changed into
+    the page's changes (one change per item)."""
+    if not gained:
+        return
+    by_id = {c.work_item_id: n for n, c in enumerate(result.changes)}
+    for r in await history.derive_times(conn, sorted(set(gained))):
+        fields = tuple(
+            name for name in ("started_at", "completed_at") if r[f"old_{name}"] != r[f"new_{name}"]
+        )
+        n = by_id.get(r["id"])
+        if n is not None:
+            change = result.changes[n]
+            result.changes[n] = replace(
+                change,
+                changed_fields=tuple(dict.fromkeys((*change.changed_fields, *fields))),
+                new_completed_at=r["new_completed_at"],
+            )
+            continue
+        result.changes.append(
+            Change(
+                work_item_id=r["id"],
+                external_id=r["external_id"],
+                external_key=r["external_key"],
+                title=r["title"],
+                created=False,
+                old_status=r["status"],
+                new_status=r["status"],
+                changed_fields=fields,
+                old_completed_at=r["old_completed_at"],
+                new_completed_at=r["new_completed_at"],
+                removed_now=False,
+                restored_now=False,
+            )
+        )
 
 
 async def mark_out_of_scope(

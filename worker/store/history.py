@@ -1,0 +1,254 @@
+"""The SQL of the trackers' history (schema 0011): store the changes a tracker recorded
+(idempotently, on its own change ids; changes of an item not synced yet wait in
+`history_orphans`), derive start and completion times from them, and keep the history phase's
+progress (feed tokens, how far each feed has read, items whose history is pending)."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+_ENTRIES = """
+    SELECT * FROM unnest($2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::text[],
+                         $7::text[], $8::text[], $9::text[], $10::text[], $11::text[])
+        AS t(external_id, change_id, field, changed_at, from_value, to_value, from_status,
+             to_status, actor_name, actor_id)
+"""
+
+_RECORD = f"""
+WITH entries AS ({_ENTRIES}),
+stored AS (
+    INSERT INTO work_item_history AS h (
+        work_item_id, change_id, field, changed_at, from_value, to_value, from_status,
+        to_status, actor_name, actor_id)
+    SELECT w.id, t.change_id, t.field, t.changed_at, t.from_value, t.to_value, t.from_status,
+           t.to_status, t.actor_name, t.actor_id
+    FROM entries t
+    JOIN work_items w ON w.source = $1 AND w.external_id = t.external_id
+    ON CONFLICT (work_item_id, change_id, field) DO NOTHING
+    RETURNING h.work_item_id
+),
+waiting AS (
+    INSERT INTO history_orphans (
+        integration_id, source, external_id, change_id, field, changed_at, from_value, to_value,
+        from_status, to_status, actor_name, actor_id)
+    SELECT $12, $1, t.external_id, t.change_id, t.field, t.changed_at, t.from_value, t.to_value,
+           t.from_status, t.to_status, t.actor_name, t.actor_id
+    FROM entries t
+    WHERE $12::uuid IS NOT NULL
+      AND NOT EXISTS (SELECT 1 FROM work_items w
+                      WHERE w.source = $1 AND w.external_id = t.external_id)
+    ON CONFLICT DO NOTHING
+    RETURNING 1
+)
+SELECT (SELECT array_agg(DISTINCT work_item_id) FROM stored) AS gained,
+       (SELECT count(*) FROM stored)::int AS stored,
+       (SELECT count(*) FROM waiting)::int AS waiting
+"""
+
+# Changes read before their item was synced: into the history once the item is there.
+_ADOPT = """
+WITH moved AS (
+    DELETE FROM history_orphans o
+    USING work_items w
+    WHERE o.source = $1 AND o.external_id = ANY($2::text[])
+      AND w.source = o.source AND w.external_id = o.external_id
+    RETURNING w.id AS work_item_id, o.*
+),
+stored AS (
+    INSERT INTO work_item_history (
+        work_item_id, change_id, field, changed_at, from_value, to_value, from_status,
+        to_status, actor_name, actor_id)
+    SELECT work_item_id, change_id, field, changed_at, from_value, to_value, from_status,
+           to_status, actor_name, actor_id
+    FROM moved
+    ON CONFLICT (work_item_id, change_id, field) DO NOTHING
+    RETURNING work_item_id
+)
+SELECT DISTINCT work_item_id FROM stored
+"""
+
+# started_at: the first move into in_progress or later, when the history reaches back to the
+# item's creation (else an earlier move may be missing: the time stays as it was).
+# completed_at: the last move into completed, while the item is completed (a reopened item has
+# none). Only rows whose times change are written.
+_DERIVE = """
+WITH h AS (
+    SELECT work_item_id,
+           bool_or(from_value IS NULL) AS from_creation,
+           min(changed_at) FILTER (WHERE to_status IN ('in_progress', 'pr_ready', 'completed'))
+               AS first_start,
+           max(changed_at) FILTER (WHERE to_status = 'completed') AS last_completion
+    FROM work_item_history
+    WHERE field = 'status' AND work_item_id = ANY($1::uuid[])
+    GROUP BY work_item_id
+),
+want AS (
+    SELECT w.id,
+           CASE WHEN h.from_creation AND h.first_start IS NOT NULL THEN h.first_start
+                ELSE w.started_at END AS started_at,
+           CASE WHEN w.status = 'completed' THEN COALESCE(h.last_completion, w.completed_at)
+           END AS completed_at,
+           CASE WHEN (h.from_creation AND h.first_start IS NOT NULL)
+                     OR (w.status = 'completed' AND h.last_completion IS NOT NULL)
+                THEN 'history' ELSE w.time_basis END AS time_basis
+    FROM work_items w JOIN h ON h.work_item_id = w.id
+)
+UPDATE work_items w
+SET started_at = want.started_at, completed_at = want.completed_at,
+    time_basis = want.time_basis
+FROM want JOIN work_items old ON old.id = want.id
+WHERE w.id = want.id
+  AND (w.started_at, w.completed_at, w.time_basis)
+      IS DISTINCT FROM (want.started_at, want.completed_at, want.time_basis)
+RETURNING w.id, w.external_id, w.external_key, w.title, w.status,
+          old.started_at AS old_started_at, w.started_at AS new_started_at,
+          old.completed_at AS old_completed_at, w.completed_at AS new_completed_at
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Recorded:
+    gained: list[uuid.UUID]  # items that gained at least one row
+    stored: int  # rows written
+    waiting: int  # rows kept for items not synced yet
+
+
+async def record(
+    conn: asyncpg.Connection,
+    source: str,
+    columns: dict[str, list[Any]],
+    orphans_of: uuid.UUID | None = None,
+) -> Recorded:
+    """Store history entries (arrays from `sanitize.history_columns`); a change already stored
+    is skipped. With `orphans_of` (an integration), entries of items not synced yet wait for
+    them; without, they are dropped (the page's own items always exist)."""
+    if not columns["change_id"]:
+        return Recorded([], 0, 0)
+    row = await conn.fetchrow(_RECORD, source, *columns.values(), orphans_of)
+    return Recorded(list(row["gained"] or []), row["stored"], row["waiting"])
+
+
+async def adopt(
+    conn: asyncpg.Connection, source: str, external_ids: Sequence[str]
+) -> list[uuid.UUID]:
+    """Move the waiting changes of these (now synced) items into their history."""
+    if not external_ids:
+        return []
+    rows = await conn.fetch(_ADOPT, source, list(external_ids))
+    return [r["work_item_id"] for r in rows]
+
+
+async def derive_times(conn: asyncpg.Connection, ids: Sequence[uuid.UUID]) -> list[asyncpg.Record]:
+    """Re-derive `started_at`/`completed_at` of these items from their stored history; the rows
+    whose times changed, with the times before and after."""
+    if not ids:
+        return []
+    return await conn.fetch(_DERIVE, list(ids))
+
+
+# ---------------------------------------------------------------------------------------------
+# The history phase's progress
+# ---------------------------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class Progress:
+    cursor: dict[str, str]  # feed scope -> resume token
+    through: dict[str, datetime]  # feed scope -> read up to this upstream time
+    newest: dict[str, datetime]  # scope -> newest source_updated_at held
+
+
+async def progress(conn: asyncpg.Connection, integration_id: uuid.UUID) -> Progress:
+    state = await conn.fetchrow(
+        "SELECT history_cursor, history_through FROM integration_sync_state"
+        " WHERE integration_id = $1",
+        integration_id,
+    )
+    newest = await conn.fetch(
+        "SELECT sync_scope, max(source_updated_at) AS newest FROM work_items"
+        " WHERE integration_id = $1 AND sync_scope IS NOT NULL AND out_of_scope_at IS NULL"
+        " GROUP BY sync_scope",
+        integration_id,
+    )
+    cursor = _json(state["history_cursor"]) if state else {}
+    through = _json(state["history_through"]) if state else {}
+    return Progress(
+        {str(k): str(v) for k, v in cursor.items()},
+        {str(k): datetime.fromisoformat(str(v)) for k, v in through.items()},
+        {r["sync_scope"]: r["newest"] for r in newest if r["newest"] is not None},
+    )
+
+
+async def save_progress(
+    conn: asyncpg.Connection,
+    integration_id: uuid.UUID,
+    cursor: Mapping[str, str],
+    through: Mapping[str, datetime],
+) -> None:
+    """Merge a committed page's feed tokens and read-through times into the state."""
+    if not cursor and not through:
+        return
+    await conn.execute(
+        "INSERT INTO integration_sync_state (integration_id, history_cursor, history_through)"
+        " VALUES ($1, $2::jsonb, $3::jsonb)"
+        " ON CONFLICT (integration_id) DO UPDATE"
+        " SET history_cursor = integration_sync_state.history_cursor || EXCLUDED.history_cursor,"
+        "     history_through = integration_sync_state.history_through"
+        "                       || EXCLUDED.history_through",
+        integration_id,
+        dict(cursor),
+        {k: v.isoformat() for k, v in through.items()},
+    )
+
+
+async def pending(conn: asyncpg.Connection, integration_id: uuid.UUID, limit: int) -> list[str]:
+    """Items whose history is to be read by id, oldest change first."""
+    rows = await conn.fetch(
+        "SELECT external_id FROM work_items"
+        " WHERE integration_id = $1 AND history_pending"
+        "   AND removed_upstream_at IS NULL AND out_of_scope_at IS NULL"
+        " ORDER BY source_updated_at, external_id LIMIT $2",
+        integration_id,
+        limit,
+    )
+    return [r["external_id"] for r in rows]
+
+
+async def mark_read(conn: asyncpg.Connection, source: str, external_ids: Sequence[str]) -> None:
+    if external_ids:
+        await conn.execute(
+            "UPDATE work_items SET history_pending = false"
+            " WHERE source = $1 AND external_id = ANY($2::text[]) AND history_pending",
+            source,
+            list(external_ids),
+        )
+
+
+async def backlog(
+    conn: asyncpg.Connection, integration_id: uuid.UUID, feed_scopes: Sequence[str]
+) -> int:
+    """Items whose history is not read yet: pending ones, and those changed after their feed's
+    read-through time (`feed_scopes`)."""
+    count: int = await conn.fetchval(
+        "SELECT count(*) FROM work_items w"
+        " LEFT JOIN integration_sync_state s ON s.integration_id = w.integration_id"
+        " WHERE w.integration_id = $1 AND w.removed_upstream_at IS NULL"
+        "   AND w.out_of_scope_at IS NULL"
+        "   AND (w.history_pending OR (w.sync_scope = ANY($2::text[]) AND (s.history_through"
+        "        ->> w.sync_scope IS NULL OR w.source_updated_at"
+        "        > (s.history_through ->> w.sync_scope)::timestamptz)))",
+        integration_id,
+        list(feed_scopes),
+    )
+    return count
+
+
+def _json(value: Any) -> dict[str, Any]:
+    if isinstance(value, str):
+        value = json.loads(value)
+    return dict(value or {})
