@@ -212,11 +212,13 @@ async def run_integration(
             try:
                 locked = await notify.try_lock_integration(conn, integration_id)
             except _CONNECTION_GONE:
-                # A pooled connection the server dropped while idle (PostgreSQL restarted, an
-                # admin terminated it): nothing has happened yet; released, the pool replaces it.
+                # Pooled connections the server dropped while idle (PostgreSQL restarted, an
+                # admin terminated them): nothing has happened yet. The pool replaces all of
+                # them (a restart killed every one), and the run starts on a fresh one.
                 if attempt == 2:
                     raise
-                log.info("database_connection_replaced", integration_id=str(integration_id))
+                log.info("database_connections_replaced", integration_id=str(integration_id))
+                await pool.expire_connections()
                 continue
             return await _locked_run(
                 conn, integration_id, settings, environ, options, loader, locked, pool.acquire
