@@ -226,7 +226,15 @@ async def run_integration(
     raise AssertionError("unreachable")
 
 
-_CONNECTION_GONE = (asyncpg.PostgresConnectionError, asyncpg.InterfaceError, OSError)
+# What a pooled connection the server dropped raises on its next statement: a connection error,
+# or, when the server's termination notice is still being read, asyncpg's "another operation is
+# in progress" (InternalClientError).
+_CONNECTION_GONE = (
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.exceptions._base.InternalClientError,
+    OSError,
+)
 
 
 async def _locked_run(
