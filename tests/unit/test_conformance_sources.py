@@ -104,3 +104,26 @@ def test_a_source_without_commit_or_with_unread_parts_is_refused() -> None:
     assert source_problems({"endpoints": []}) == ["no source"]
     vendored = {"file": "spec.json as vendored in github.com/a/b at commit " + "ab" * 20}
     assert source_problems({"source": vendored, "endpoints": []}) == []
+
+
+def test_the_github_description_has_what_was_read() -> None:
+    github = checker.load("github")
+    ops = {e["operation"]: e for e in github["endpoints"]}
+    issues = ops["issues/list-for-repo"]["query"]
+    assert list(issues) == [  # the operation's parameters, in its order, sent or not
+        "milestone", "state", "assignee", "type", "creator", "mentioned", "issue_field_values",
+        "labels", "sort", "direction", "since", "per_page", "page",
+    ]  # fmt: skip
+    assert issues["since"]["format"] == "date-time"
+    assert "maximum" not in issues["per_page"]  # "(max 100)" is only in its description
+    full = ops["repos/get"]["response"]["schema"]
+    assert len(full["required"]) == 75 and "has_downloads" not in full["required"]
+    assert {"has_discussions", "network_count", "subscribers_count"} <= set(full["required"])
+    minimal = ops["repos/list-for-org"]["response"]["schema"]["items"]
+    assert len(minimal["required"]) == 46 and "has_issues" not in minimal["required"]
+    token = ops["apps/create-installation-access-token"]
+    assert token["body"]["required"] is False
+    assert token["response"]["schema"]["required"] == ["token", "expires_at"]
+    assert "format" not in token["response"]["schema"]["properties"]["expires_at"]
+    permissions = token["body"]["schema"]["properties"]["permissions"]["properties"]
+    assert len(permissions) == 55 and permissions["workflows"]["enum"] == ["write"]
