@@ -368,7 +368,8 @@ class GitHubSandbox(SandboxServer):
 
     # -- JSON bodies ----------------------------------------------------------------------------
     def repo_json(self, full_name: str) -> dict[str, Any]:
-        """`GET /repos/{o}/{r}`: every key GitHub's OpenAPI `repository` schema requires."""
+        """A repository in a list (`/orgs/{o}/repos`, `/installation/repositories`): every key
+        GitHub's OpenAPI `repository` schema requires."""
         owner, name = full_name.split("/", 1)
         api = f"{self.url}/repos/{full_name}"
         html = f"{self.html_base}/{full_name}"
@@ -407,16 +408,23 @@ class GitHubSandbox(SandboxServer):
             "has_projects": True,
             "has_wiki": True,
             "has_pages": False,
+            "has_discussions": False,
             "archived": False,
             "disabled": False,
             "visibility": "public",
-            "pushed_at": None,
+            "pushed_at": "2020-01-01T00:00:00Z",
             "created_at": "2020-01-01T00:00:00Z",
             "updated_at": "2020-01-01T00:00:00Z",
         }
         for key, suffix in _REPO_URLS:
             body[key] = f"{api}/{suffix}"
         return body
+
+    def full_repo_json(self, full_name: str) -> dict[str, Any]:
+        """`GET /repos/{o}/{r}`: the `full-repository` schema, which also requires
+        `network_count` and `subscribers_count` (and, unlike a list's `repository`, a
+        non-null `pushed_at`)."""
+        return {**self.repo_json(full_name), "network_count": 0, "subscribers_count": 0}
 
     def issue_json(self, issue: SandboxIssue) -> dict[str, Any]:
         api = f"{self.url}/repos/{issue.repo}"
@@ -596,7 +604,7 @@ class GitHubSandbox(SandboxServer):
         if not self._visible(caller, full_name):
             return _error(404, "Not Found")
         if len(parts) == 3:
-            return Response(200, self.repo_json(full_name))
+            return Response(200, self.full_repo_json(full_name))
         if len(parts) == 4 and parts[3] == "issues":
             if full_name in self.issues_disabled:
                 return _error(410, "Issues are disabled for this repo")

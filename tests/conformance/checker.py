@@ -34,7 +34,8 @@ It lists only the endpoints the connector uses. The format, tracker-neutral:
 Path templates: `{name}` is one segment (percent-decoded, not empty) described in
 `path_params` (default: a required string); an `optional` one may be left out, segment and all
 (as an SDK drops a route value it was not given). Query parameters a request sends must be
-listed (the version parameter aside), once each, of their type (`string`, `integer` with
+listed (the version parameter aside), once each, of their type (`string`, with `format`
+date-time an ISO 8601 timestamp, `integer` with
 `format` int32/int64, `number`, `boolean` as `true`/`false` without case, `enum`); `required`
 ones must be present. Body schemas are a subset of JSON Schema (OpenAPI 2 flavour): `type`
 (object, array, string, integer, number, boolean), `properties`, `required`,
@@ -337,6 +338,8 @@ def _check_text(value: str, spec: Mapping[str, Any]) -> list[str]:
     if "enum" in spec and value not in spec["enum"]:
         return [f"{value!r} is not one of {spec['enum']}"]
     if kind == "string":
+        if spec.get("format") == "date-time" and value and not _is_date_time(value):
+            return [f"{value!r} is not a date-time"]
         return [] if value else ["empty"]
     if kind == "boolean":
         return [] if value.casefold() in ("true", "false") else [f"{value!r} is not a boolean"]

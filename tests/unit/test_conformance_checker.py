@@ -27,6 +27,7 @@ DESCRIPTION: dict[str, Any] = {
                 "$top": {"type": "integer", "format": "int32"},
                 "exact": {"type": "boolean"},
                 "mode": {"type": "string", "enum": ["a", "b"]},
+                "since": {"type": "string", "format": "date-time"},
                 "fields": {"type": "array", "items": {"type": "string", "enum": ["id", "key"]}},
             },
             "body": {
@@ -128,6 +129,10 @@ def test_query_parameters_must_be_described_and_typed() -> None:
     ]
     assert problems(post(exact="yes")) == ["query parameter exact: 'yes' is not a boolean"]
     assert problems(post(mode="c")) == ["query parameter mode: 'c' is not one of ['a', 'b']"]
+    assert problems(post(since="2025-05-01T12:00:00Z")) == []
+    assert problems(post(since="2025-05-01")) == [
+        "query parameter since: '2025-05-01' is not a date-time"
+    ]
     twice = post()
     twice.query = {"$top": ["1", "2"]}
     assert problems(twice) == ["query parameter '$top' sent 2 times"]
