@@ -231,9 +231,13 @@ written AS (
         assigned_at = EXCLUDED.assigned_at, removed_upstream_at = EXCLUDED.removed_upstream_at,
         sync_scope = EXCLUDED.sync_scope, out_of_scope_at = NULL
     -- read again: in scope again, and the scope of a row synced before 0006 is filled in
-    WHERE ({", ".join(f"w.{f}" for f in (*SYNCED_FIELDS, "sync_scope"))}, w.out_of_scope_at)
+    -- (integration_id: another integration of the same team reading the item takes it, as
+    -- one of another team does through team_id, so that their overlap is seen and reported)
+    WHERE ({", ".join(f"w.{f}" for f in (*SYNCED_FIELDS, "sync_scope"))}, w.out_of_scope_at,
+           w.integration_id)
           IS DISTINCT FROM
-          ({", ".join(f"EXCLUDED.{f}" for f in (*SYNCED_FIELDS, "sync_scope"))}, NULL::timestamptz)
+          ({", ".join(f"EXCLUDED.{f}" for f in (*SYNCED_FIELDS, "sync_scope"))}, NULL::timestamptz,
+           EXCLUDED.integration_id)
       -- an older copy (overlap re-read, a lagging page) never overwrites a newer one; but a
       -- stored time from the future was stamped by a tracker clock running ahead, and once that
       -- clock is set right every later edit looks "older": the stamp cannot order those
@@ -263,7 +267,10 @@ SELECT wr.id, wr.external_id, wr.external_key, wr.title, wr.status AS new_status
     ", ".join(
         f"CASE WHEN (f.prior).{c} IS DISTINCT FROM f.{c} THEN '{c}' END" for c in SYNCED_FIELDS
     )
-}], NULL) AS changed_fields
+},
+       -- moved between two integrations of one team (between teams, team_id says it)
+       CASE WHEN (f.prior).integration_id <> $18 AND (f.prior).team_id = $17
+            THEN 'integration_id' END], NULL) AS changed_fields
 FROM written wr JOIN final f USING (external_id)
 """  # column names are this module's constants; every value is a parameter
 
