@@ -90,8 +90,8 @@ async def test_add_checks_credentials_then_saves(db_url, pool, github, tmp_path)
     assert github.requests_to("/repos/acme/web"), "the check called the tracker"
 
     again = c9(env, "integrations", "add", "--team", "Alpha", "--type", "github",
-               "--config", json.dumps(config(github)))  # fmt: skip
-    assert_refused(again, 2, "already has a github integration")
+               "--config", json.dumps(config(github)), "--name", "Web")  # fmt: skip
+    assert_refused(again, 2, "already has a github integration named 'Web'", str(row["id"]))
 
     # @FILE, --inactive, --create-team
     path = tmp_path / "beta.json"

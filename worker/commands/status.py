@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import uuid
+from collections import Counter
 from datetime import UTC, datetime
 
 from worker import health, migrate, views
@@ -11,6 +13,7 @@ from worker.errors import EXIT_FAILED, EXIT_OK
 from worker.settings import Settings
 from worker.store import census as census_store
 from worker.store.census import ScopeCensus
+from worker.store.integrations import label
 
 
 async def cmd_status(args: argparse.Namespace, settings: Settings, url: str) -> int:
@@ -41,6 +44,7 @@ async def cmd_status(args: argparse.Namespace, settings: Settings, url: str) -> 
         views.say("no integrations: add one with `c9-sync integrations add`")
         return EXIT_OK
     now = datetime.now(UTC)
+    labels = health_labels(rows)
     table_rows = []
     for r in rows:
         if r.running_for_s is not None:
@@ -60,7 +64,7 @@ async def cmd_status(args: argparse.Namespace, settings: Settings, url: str) -> 
             next_run = health.ago(r.next_run_at, now)
         table_rows.append(
             (
-                f"{r.team}/{r.type}",
+                labels[r.id],
                 r.state.upper() if r.unhealthy else r.state,
                 health.ago(r.last_success_at, now) or "never",
                 error,
@@ -89,6 +93,13 @@ async def cmd_status(args: argparse.Namespace, settings: Settings, url: str) -> 
     stalled = sum(1 for r in unhealthy if r.state == "stalled")
     views.say(f"{active} active, {failing} failing, {stalled} stalled")
     return EXIT_FAILED if unhealthy else EXIT_OK
+
+
+def health_labels(rows: list[health.Health]) -> dict[uuid.UUID, str]:
+    """Each integration as the CLI names it: TEAM/TYPE, or TEAM/TYPE/NAME when its team has
+    several of that type (`rows` must hold all of them, as `health.overview` returns)."""
+    siblings = Counter((r.team, r.type) for r in rows)
+    return {r.id: label(r.team, r.type, r.name, siblings[r.team, r.type]) for r in rows}
 
 
 def census_cell(census: list[ScopeCensus]) -> str:
