@@ -75,9 +75,9 @@ async def test_two_of_one_type_are_added_listed_checked_and_named(db_url, pool, 
     by_name = table_rows(listed, 4)
     assert ids["acme"] in by_name["acme"] and ids["globex"] in by_name["globex"]
     as_json = json.loads(c9(env, "integrations", "list", "--json").stdout)
-    assert sorted((e["team"], e["type"], e["name"]) for e in as_json) == [
-        ("Alpha", "github", "acme"),
-        ("Alpha", "github", "globex"),
+    assert sorted((e["team"], e["type"], e["name"], e["target"]) for e in as_json) == [
+        ("Alpha", "github", "acme", "Alpha/github/acme"),
+        ("Alpha", "github", "globex", "Alpha/github/globex"),
     ]
 
     checked = c9(env, "integrations", "test", "Alpha/github/globex")
@@ -179,7 +179,7 @@ async def test_sync_status_reset_and_census_keep_two_of_one_type_apart(
     rows = table_rows(status, 1)
     assert " ok " in rows["Alpha/github/acme"] and " ok " in rows["Alpha/github/globex"]
     as_json = json.loads(c9(env, "status", "--json").stdout)
-    assert sorted(e["name"] for e in as_json) == ["acme", "globex"]
+    assert sorted(e["target"] for e in as_json) == ["Alpha/github/acme", "Alpha/github/globex"]
 
     census = c9(env, "integrations", "census", "Alpha/github/globex")
     assert census.returncode == 0, census.stderr

@@ -28,7 +28,7 @@ from connectors import registry
 from connectors.base import ConfigError, Connector, ConnectorError, FatalError
 from worker import connecting, health, migrate, redact, sweep, views
 from worker.commands.common import Subparsers, interval, positive
-from worker.commands.status import census_json
+from worker.commands.status import census_json, health_labels
 from worker.errors import EXIT_FAILED, EXIT_OK, UsageError
 from worker.settings import Settings
 from worker.store import integrations as store
@@ -139,7 +139,8 @@ async def cmd_list(args: argparse.Namespace, settings: Settings, url: str) -> in
     if args.team:
         rows = [r for r in rows if r.team == args.team]
     if args.json:
-        views.print_json([health.health_json(r) for r in rows])
+        targets = health_labels(rows)
+        views.print_json([{**health.health_json(r), "target": targets[r.id]} for r in rows])
         return EXIT_OK
     if not rows:
         views.say("no integrations" + (f" for team {args.team!r}" if args.team else ""))

@@ -29,11 +29,13 @@ async def cmd_status(args: argparse.Namespace, settings: Settings, url: str) -> 
     finally:
         await conn.close()
     unhealthy = [r for r in rows if r.unhealthy]
+    labels = health_labels(rows)
     if args.json:
         views.print_json(
             [
                 {
                     **health.health_json(r),
+                    "target": labels[r.id],  # what the admin commands take
                     "census": [census_json(c) for c in censuses.get(r.id, [])],
                 }
                 for r in rows
@@ -44,7 +46,6 @@ async def cmd_status(args: argparse.Namespace, settings: Settings, url: str) -> 
         views.say("no integrations: add one with `c9-sync integrations add`")
         return EXIT_OK
     now = datetime.now(UTC)
-    labels = health_labels(rows)
     table_rows = []
     for r in rows:
         if r.running_for_s is not None:
