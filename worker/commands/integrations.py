@@ -43,8 +43,8 @@ async def resolve(conn: asyncpg.Connection, ref: str) -> Integration:
     try:
         found = await store.get_integration(conn, uuid.UUID(ref))
     except ValueError:
-        team, slash, type_ = ref.rpartition("/")
-        if not slash or not team or not type_:
+        head, slash, tail = ref.rpartition("/")
+        if not slash or not head or not tail:
             raise UsageError(
                 f"{ref!r} is neither an integration id (UUID) nor TEAM/TYPE[/NAME]"
                 " (e.g. Alpha/github or Alpha/jira/site-b)"
