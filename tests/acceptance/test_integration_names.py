@@ -18,6 +18,7 @@ from tests.helpers import make_integration, make_team
 
 T0 = datetime(2025, 5, 1, 8, 0, tzinfo=UTC)
 TOKEN = "sandbox-token-5a1f"  # what test_admin_cli.env_for puts in C9_TEST_GH_TOKEN
+PLANTED = "ghp_PLANTEDteamNamesNeverShown7"  # a literal token some admin stored in a config
 
 
 @pytest.fixture
@@ -98,7 +99,9 @@ async def test_an_ambiguous_team_type_target_is_a_one_line_usage_error(
 ) -> None:
     env = env_for(db_url)
     team = await make_team(pool, "Alpha")
-    acme = await make_integration(pool, team, "github", config(github), name="acme")
+    acme = await make_integration(
+        pool, team, "github", config(github, token_env=None, token=PLANTED), name="acme"
+    )
     globex = await make_integration(pool, team, "github", config(github), name="globex")
     before = await pool.fetch("SELECT * FROM integrations ORDER BY id")
     for args in (
@@ -122,6 +125,7 @@ async def test_an_ambiguous_team_type_target_is_a_one_line_usage_error(
             "TEAM/TYPE/NAME",
         )
         assert len([x for x in result.stderr.splitlines() if not x.startswith("{")]) == 1, args
+        assert PLANTED not in result.stdout + result.stderr
     ambiguous_sync = c9(env, "sync", "--integration", "Alpha/github")
     assert_refused(ambiguous_sync, 2, "is ambiguous", str(acme), str(globex))
     assert await pool.fetch("SELECT * FROM integrations ORDER BY id") == before  # nothing done
@@ -132,6 +136,12 @@ async def test_an_ambiguous_team_type_target_is_a_one_line_usage_error(
     off = c9(env, "integrations", "disable", "Alpha/github")
     assert off.returncode == 0 and "Alpha/github disabled" in off.stdout
     assert await pool.fetchval("SELECT is_active FROM integrations WHERE id = $1", globex) is False
+
+    # A name may contain '/': a target is compared whole.
+    eu = await make_integration(pool, team, "github", config(github), name="acme/eu")
+    on = c9(env, "integrations", "disable", "Alpha/github/acme/eu")
+    assert on.returncode == 0 and "Alpha/github/acme/eu disabled" in on.stdout
+    assert await pool.fetchval("SELECT is_active FROM integrations WHERE id = $1", eu) is False
 
 
 async def test_sync_status_reset_and_census_keep_two_of_one_type_apart(
