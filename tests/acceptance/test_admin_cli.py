@@ -90,8 +90,8 @@ async def test_add_checks_credentials_then_saves(db_url, pool, github, tmp_path)
     assert github.requests_to("/repos/acme/web"), "the check called the tracker"
 
     again = c9(env, "integrations", "add", "--team", "Alpha", "--type", "github",
-               "--config", json.dumps(config(github)))  # fmt: skip
-    assert_refused(again, 2, "already has a github integration")
+               "--config", json.dumps(config(github)), "--name", "Web")  # fmt: skip
+    assert_refused(again, 2, "already has a github integration named 'Web'", str(row["id"]))
 
     # @FILE, --inactive, --create-team
     path = tmp_path / "beta.json"
@@ -199,6 +199,7 @@ async def test_list_shows_health_and_never_a_token(db_url, pool, github) -> None
     as_json = c9(env, "integrations", "list", "--json")
     entries = {e["team"]: e for e in json.loads(as_json.stdout)}
     assert entries["Alpha"]["last_result"] == "ok" and entries["Alpha"]["interval_s"] == 600
+    assert entries["Alpha"]["target"] == "Alpha/github"  # alone of its type: TEAM/TYPE
     assert entries["Beta"]["consecutive_failures"] == 3 and entries["Beta"]["active"] is False
     assert all("config" not in e and "token_env" not in json.dumps(e) for e in entries.values())
     only_beta = c9(env, "integrations", "list", "--team", "Beta", "--json")

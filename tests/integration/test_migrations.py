@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 
+import asyncpg
 import pytest
 
+from tests.helpers import make_team, make_work_item
 from worker import db, migrate
 
 
@@ -106,3 +108,109 @@ def test_migrations_ship_inside_the_package() -> None:
     names = [m.path for m in migrate.discover("core")]
     assert names[0] == "schema/0001_claude_nine_core.sql"
     assert names == sorted(names)
+
+
+# Upgrade from a database holding data ------------------------------------------------------------
+
+
+async def apply_through(conn: asyncpg.Connection, last: int) -> None:
+    """Apply the core migrations up to `last` as `c9-sync migrate` did when that was the newest
+    (same SQL, same bookkeeping), so that the next `migrate.apply` upgrades from there."""
+    await conn.execute(migrate._CREATE_TABLE)
+    for m in migrate.discover("core"):
+        if m.version <= last:
+            await conn.execute(m.sql)
+            await conn.execute(
+                "INSERT INTO schema_migrations (migration_set, version, name, checksum)"
+                " VALUES ($1, $2, $3, $4)",
+                m.migration_set,
+                m.version,
+                m.name,
+                m.checksum,
+            )
+
+
+async def test_0008_names_existing_integrations_and_allows_several_per_type(
+    empty_db_url: str,
+) -> None:
+    conn = await db.connect(empty_db_url)
+    listener = await db.connect(empty_db_url)
+    heard: list[str] = []
+    try:
+        await apply_through(conn, 7)
+        alpha = await make_team(conn, "Alpha")
+        beta = await make_team(conn, "Beta")
+        insert = (
+            "INSERT INTO integrations (team_id, type, name, config, updated_at)"
+            " VALUES ($1, $2, $3, '{}', '2025-01-01T00:00:00Z') RETURNING id"
+        )
+        unnamed = await conn.fetchval(insert, alpha, "github", None)
+        blank = await conn.fetchval(insert, alpha, "jira", "  ")
+        named = await conn.fetchval(insert, beta, "github", "Web repos")
+        # The old constraint: one integration per team and type.
+        with pytest.raises(asyncpg.UniqueViolationError, match="integrations_team_type_unique"):
+            await conn.execute(insert, alpha, "github", "another")
+        item = await make_work_item(conn, alpha, "gh-1", source="github", integration_id=unnamed)
+        before = {r["id"]: r["updated_at"] for r in await conn.fetch("SELECT * FROM integrations")}
+        await listener.add_listener("c9_sync_integrations", lambda *a: heard.append(a[-1]))
+
+        applied = await migrate.apply(conn)
+        assert [m.path for m in applied] == ["schema/0008_integration_names.sql"]
+
+        rows = {r["id"]: r for r in await conn.fetch("SELECT * FROM integrations")}
+        assert {i: rows[i]["name"] for i in (unnamed, blank, named)} == {
+            unnamed: "github",  # named after their type: unique, as one per type was allowed
+            blank: "jira",
+            named: "Web repos",  # kept
+        }
+        # Not an admin edit: no updated_at bump (it would clear a backoff), no NOTIFY.
+        assert {i: r["updated_at"] for i, r in rows.items()} == before
+        await listener.execute("SELECT 1")  # a round trip: queued notifications are delivered
+        assert heard == []
+        assert (
+            await conn.fetchval("SELECT integration_id FROM work_items WHERE id = $1", item)
+            == unnamed
+        )
+
+        # Several of one type per team, told apart by name.
+        second = await conn.fetchval(insert, alpha, "github", "globex")
+        assert second is not None
+        with pytest.raises(
+            asyncpg.UniqueViolationError, match="integrations_team_type_name_unique"
+        ):
+            await conn.execute(insert, alpha, "github", "globex")
+        # A writer that knows nothing of names: its row is named after the type, so its second
+        # unnamed row of a type is refused as before.
+        third = await conn.fetchval(insert, beta, "jira", None)
+        assert await conn.fetchval("SELECT name FROM integrations WHERE id = $1", third) == "jira"
+        with pytest.raises(
+            asyncpg.UniqueViolationError, match="integrations_team_type_name_unique"
+        ):
+            await conn.execute(insert, alpha, "github", None)
+        await conn.execute("UPDATE integrations SET name = NULL WHERE id = $1", named)
+        assert await conn.fetchval("SELECT name FROM integrations WHERE id = $1", named) == "github"
+        nullable = await conn.fetchval(
+            "SELECT is_nullable FROM information_schema.columns"
+            " WHERE table_name = 'integrations' AND column_name = 'name'"
+        )
+        assert nullable == "NO"
+
+        # The views: per integration, never two collapsed.
+        await make_work_item(conn, alpha, "gh-2", source="github", integration_id=second)
+        counts = {
+            r["integration_name"]: r["items"]
+            for r in await conn.fetch(
+                "SELECT * FROM v_integration_status_counts WHERE team_id = $1", alpha
+            )
+        }
+        assert counts == {"github": 1, "globex": 1}
+        health = await conn.fetch(
+            "SELECT name, items FROM v_integration_health WHERE team_id = $1 AND type = 'github'"
+            " ORDER BY name",
+            alpha,
+        )
+        assert [(h["name"], h["items"]) for h in health] == [("github", 1), ("globex", 1)]
+        assert await migrate.apply(conn) == []
+    finally:
+        await listener.close()
+        await conn.close()

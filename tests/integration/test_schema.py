@@ -20,7 +20,8 @@ SEED_CONSTRAINTS = {
     "work_items_source_check",
     "work_items_source_id_unique",
     "integrations_type_check",
-    "integrations_team_type_unique",
+    # The seed's integrations_team_type_unique, widened by 0008 to (team_id, type, name)
+    "integrations_team_type_name_unique",
     "metrics_team_date_unique",
 }
 # Every index of the seed except idx_work_items_external_id, which duplicated the UNIQUE

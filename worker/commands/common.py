@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import uuid
 from collections.abc import Callable, Coroutine
 from typing import Any
 
@@ -34,14 +33,6 @@ def add_with_sets(p: argparse.ArgumentParser) -> None:
         metavar="SET",
         help=f"also install an optional migration set ({optional_sets})",
     )
-
-
-def integration_id(value: str) -> uuid.UUID:
-    """argparse type: an integration id (a UUID)."""
-    try:
-        return uuid.UUID(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integration id (a UUID): {value!r}") from None
 
 
 def positive(value: str) -> float:

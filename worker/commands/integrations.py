@@ -1,8 +1,10 @@
 """Admin commands: `c9-sync integrations …` (list, add, test, enable, disable, set-interval,
 sync-now, reset, census, remove). `c9-sync status` is in `worker.commands.status`.
 
-Integrations are named by id (a UUID) or by `TEAM/TYPE` (unique per the schema). Exit codes: 0 ok,
-1 a check or an operation failed, 2 bad input (one line on stderr). Tokens are never printed:
+Integrations are named by id (a UUID), by `TEAM/TYPE/NAME` (unique per the schema), or by
+`TEAM/TYPE` while the team has one integration of that type (with several, it is a usage error
+that lists them). Exit codes: 0 ok, 1 a check or an operation failed, 2 bad input (one line on
+stderr). Tokens are never printed:
 `config` is never selected for display, output goes through `worker.views` (which scrubs every
 registered secret), and validation errors name the key and the reason, never the value.
 """
@@ -26,7 +28,7 @@ from connectors import registry
 from connectors.base import ConfigError, Connector, ConnectorError, FatalError
 from worker import connecting, db, health, migrate, redact, sweep, views
 from worker.commands.common import Subparsers, interval, positive
-from worker.commands.status import census_json
+from worker.commands.status import census_json, health_labels
 from worker.errors import EXIT_FAILED, EXIT_OK, UsageError
 from worker.settings import Settings
 from worker.store import integrations as store
@@ -36,19 +38,46 @@ from worker.store.integrations import Integration
 
 
 async def resolve(conn: asyncpg.Connection, ref: str) -> Integration:
-    """An integration by id or by TEAM/TYPE; UsageError when there is none."""
+    """An integration by id, by TEAM/TYPE/NAME, or by TEAM/TYPE when the team has only one of
+    that type; UsageError (one line, naming the candidates) when there is none or several."""
     try:
         found = await store.get_integration(conn, uuid.UUID(ref))
     except ValueError:
-        team, slash, type_ = ref.rpartition("/")
-        if not slash or not team or not type_:
+        head, slash, tail = ref.rpartition("/")
+        if not slash or not head or not tail:
             raise UsageError(
-                f"{ref!r} is neither an integration id (UUID) nor TEAM/TYPE (e.g. Alpha/github)"
+                f"{ref!r} is neither an integration id (UUID) nor TEAM/TYPE[/NAME]"
+                " (e.g. Alpha/github or Alpha/jira/site-b)"
             ) from None
-        found = await store.find(conn, team, type_)
+        found = _one(ref, await store.find(conn, ref))
     if found is None:
         raise UsageError(f"no integration {ref!r} (see `c9-sync integrations list`)")
     return found
+
+
+def _one(ref: str, matches: list[Integration]) -> Integration | None:
+    """The match a target names, or UsageError listing every candidate when it names several."""
+    exact = [m for m in matches if f"{m.team_name}/{m.type}/{m.name}" == ref]
+    chosen = exact or matches
+    if len(chosen) <= 1:
+        return chosen[0] if chosen else None
+    first = chosen[0]
+    listed = ", ".join(f"{m.team_name}/{m.type}/{m.name} ({m.id})" for m in chosen)
+    raise UsageError(
+        f"{ref!r} is ambiguous: team {first.team_name!r} has {len(chosen)} {first.type}"
+        f" integrations: {listed}; name one as TEAM/TYPE/NAME or by id"
+    )
+
+
+def integration_name(value: str) -> str:
+    """argparse type: a name for `add --name` (what tells a team's integrations of one type
+    apart): not blank, at most 255 characters (the column's size)."""
+    name = value.strip()
+    if not name:
+        raise argparse.ArgumentTypeError("must not be blank")
+    if len(name) > 255:
+        raise argparse.ArgumentTypeError(f"at most 255 characters, got {len(name)}")
+    return name
 
 
 def _load_config_arg(value: str) -> Any:
@@ -85,6 +114,14 @@ def _connector_class(type_: str) -> type[Connector]:
         raise UsageError(str(exc)) from None
 
 
+def _taken(team: str, type_: str, name: str, taken: uuid.UUID | None) -> str:
+    return (
+        f"team {team!r} already has a {type_} integration named {name!r}"
+        + (f" ({taken})" if taken else "")
+        + ": give this one another --name, or change or remove that one"
+    )
+
+
 def _fail(message: str) -> int:
     print(f"c9-sync: {redact.scrub(message)}", file=sys.stderr)
     return EXIT_FAILED
@@ -102,7 +139,8 @@ async def cmd_list(args: argparse.Namespace, settings: Settings, url: str) -> in
     if args.team:
         rows = [r for r in rows if r.team == args.team]
     if args.json:
-        views.print_json([health.health_json(r) for r in rows])
+        targets = health_labels(rows)
+        views.print_json([{**health.health_json(r), "target": targets[r.id]} for r in rows])
         return EXIT_OK
     if not rows:
         views.say("no integrations" + (f" for team {args.team!r}" if args.team else ""))
@@ -141,6 +179,7 @@ async def cmd_list(args: argparse.Namespace, settings: Settings, url: str) -> in
 
 async def cmd_add(args: argparse.Namespace, settings: Settings, url: str) -> int:
     cls = _connector_class(args.type)
+    name = args.name or args.type  # what the schema names an unnamed row (schema/0008)
     raw = _load_config_arg(args.config)
     try:
         config = connecting.validate_config(cls, raw)
@@ -154,12 +193,9 @@ async def cmd_add(args: argparse.Namespace, settings: Settings, url: str) -> int
             raise UsageError(
                 f"no team named {args.team!r} (create it first, or pass --create-team)"
             )
-        existing = await store.find(conn, args.team, args.type)
+        existing = await store.find_named(conn, args.team, args.type, name)
         if existing is not None:
-            raise UsageError(
-                f"team {args.team!r} already has a {args.type} integration ({existing.id}):"
-                " change it, or remove it first"
-            )
+            raise UsageError(_taken(args.team, args.type, name, existing.id))
         if args.no_check:
             views.say("check skipped (--no-check)")
         else:
@@ -184,20 +220,21 @@ async def cmd_add(args: argparse.Namespace, settings: Settings, url: str) -> int
                 integration_id=new_id,
                 team_id=team_id,
                 type_=args.type,
-                name=args.name,
+                name=name,
                 config=raw,
                 active=not args.inactive,
                 interval=args.interval,
                 replace=False,
             )
-            if added is None:
-                raise UsageError(f"team {args.team!r} already has a {args.type} integration")
+            if added is None:  # added by someone else while the check ran
+                taken = await store.find_named(conn, args.team, args.type, name)
+                raise UsageError(_taken(args.team, args.type, name, taken.id if taken else None))
+        saved = await store.get_integration(conn, new_id)
     finally:
         await conn.close()
     state = "inactive (enable it to start syncing)" if args.inactive else "active"
-    views.say(
-        f"added {args.team}/{args.type} {new_id}: every {args.interval}s, {state}",
-    )
+    target = saved.label if saved else f"{args.team}/{args.type}/{name}"
+    views.say(f"added {target} {new_id}: every {args.interval}s, {state}")
     if config.token is not None:
         views.say(
             "warning: the token is stored in integrations.config; prefer token_env or token_file"
@@ -394,7 +431,11 @@ def register(sub: Subparsers) -> None:
     isub = p.add_subparsers(dest="action", metavar="ACTION", required=True)
 
     def ref(parser: argparse.ArgumentParser) -> None:
-        parser.add_argument("integration", metavar="ID|TEAM/TYPE", help="e.g. Alpha/github")
+        parser.add_argument(
+            "integration",
+            metavar="ID|TEAM/TYPE[/NAME]",
+            help="e.g. Alpha/github; Alpha/jira/site-b when the team has several of a type",
+        )
 
     q = isub.add_parser("list", help="every integration with its last result (never its config)")
     q.add_argument("--team", metavar="NAME", help="only this team's integrations")
@@ -414,7 +455,13 @@ def register(sub: Subparsers) -> None:
         " token, status_map, start_date (YYYY-MM-DD: only items updated since then); the"
         " tracker's own keys are in the README",
     )
-    q.add_argument("--name", metavar="TEXT", help="a display name")
+    q.add_argument(
+        "--name",
+        type=integration_name,
+        metavar="TEXT",
+        help="tells the team's integrations of one type apart (default: the type); needed for a"
+        " second one of a type, which is then named TEAM/TYPE/NAME",
+    )
     q.add_argument("--interval", type=interval, default=300, metavar="SECONDS")
     q.add_argument("--inactive", action="store_true", help="save it paused")
     q.add_argument("--no-check", action="store_true", help="save without calling the tracker")

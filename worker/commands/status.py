@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import uuid
+from collections import Counter
 from datetime import UTC, datetime
 
 from worker import credentials, health, migrate, views
@@ -13,6 +15,7 @@ from worker.store import census as census_store
 from worker.store import credentials as credential_store
 from worker.store.census import ScopeCensus
 from worker.store.credentials import StoredCredential
+from worker.store.integrations import label
 
 # integration_tls.verification -> the status cell
 _TLS_CELL = {
@@ -38,11 +41,13 @@ async def cmd_status(args: argparse.Namespace, settings: Settings, url: str) -> 
         await conn.close()
     unhealthy = [r for r in rows if r.unhealthy]
     now = datetime.now(UTC)
+    labels = health_labels(rows)
     if args.json:
         views.print_json(
             [
                 {
                     **health.health_json(r),
+                    "target": labels[r.id],  # what the admin commands take
                     "census": [census_json(c) for c in censuses.get(r.id, [])],
                     "credentials": [credential_json(c, now) for c in expiries.get(r.id, [])],
                     "tls": tls.get(r.id),
@@ -73,7 +78,7 @@ async def cmd_status(args: argparse.Namespace, settings: Settings, url: str) -> 
             next_run = health.ago(r.next_run_at, now)
         table_rows.append(
             (
-                f"{r.team}/{r.type}",
+                labels[r.id],
                 r.state.upper() if r.unhealthy else r.state,
                 health.ago(r.last_success_at, now) or "never",
                 error,
@@ -106,6 +111,13 @@ async def cmd_status(args: argparse.Namespace, settings: Settings, url: str) -> 
     stalled = sum(1 for r in unhealthy if r.state == "stalled")
     views.say(f"{active} active, {failing} failing, {stalled} stalled")
     return EXIT_FAILED if unhealthy else EXIT_OK
+
+
+def health_labels(rows: list[health.Health]) -> dict[uuid.UUID, str]:
+    """Each integration as the CLI names it: TEAM/TYPE, or TEAM/TYPE/NAME when its team has
+    several of that type (`rows` must hold all of them, as `health.overview` returns)."""
+    siblings = Counter((r.team, r.type) for r in rows)
+    return {r.id: label(r.team, r.type, r.name, siblings[r.team, r.type]) for r in rows}
 
 
 def census_cell(census: list[ScopeCensus]) -> str:

@@ -24,22 +24,31 @@ class Integration:
     team_id: uuid.UUID
     team_name: str
     type: str
-    name: str | None
+    name: str  # unique per team and type (schema/0008); the type when none was given
     config: Any  # raw JSON as stored; validated by the connector's model
     is_active: bool
     sync_interval: int
     last_sync: datetime | None
     updated_at: datetime
     config_digest: str  # md5 of the config's JSON text: a changed config makes a run due
+    siblings: int = 1  # the team's integrations of this type, this one included
 
     @property
     def label(self) -> str:
-        return f"{self.team_name}/{self.type}"
+        """TEAM/TYPE, or TEAM/TYPE/NAME when the team has several of this type: always a
+        target the CLI resolves to this integration."""
+        return label(self.team_name, self.type, self.name, self.siblings)
+
+
+def label(team: str, type_: str, name: str | None, siblings: int) -> str:
+    return f"{team}/{type_}" if siblings <= 1 or name is None else f"{team}/{type_}/{name}"
 
 
 _SELECT = """
 SELECT i.id, i.team_id, t.name AS team_name, i.type, i.name, i.config, i.is_active,
-       i.sync_interval, i.last_sync, i.updated_at, md5(i.config::text) AS config_digest
+       i.sync_interval, i.last_sync, i.updated_at, md5(i.config::text) AS config_digest,
+       (SELECT count(*) FROM integrations o
+         WHERE o.team_id = i.team_id AND o.type = i.type)::int AS siblings
 FROM integrations i JOIN teams t ON t.id = i.team_id
 """
 
@@ -49,9 +58,24 @@ async def get_integration(conn: Conn, integration_id: uuid.UUID) -> Integration 
     return Integration(**dict(row)) if row else None
 
 
-async def find(conn: Conn, team_name: str, type_: str) -> Integration | None:
-    """A team's integration of one type (unique per the schema)."""
-    row = await conn.fetchrow(_SELECT + " WHERE t.name = $1 AND i.type = $2", team_name, type_)
+async def find(conn: Conn, ref: str) -> list[Integration]:
+    """The integrations a TEAM/TYPE/NAME or TEAM/TYPE target names (compared whole, so team
+    and integration names may contain slashes): one, several (TEAM/TYPE when the team has more
+    than one of that type) or none. Exact TEAM/TYPE/NAME matches come first."""
+    rows = await conn.fetch(
+        _SELECT + " WHERE t.name || '/' || i.type || '/' || i.name = $1"
+        "    OR t.name || '/' || i.type = $1"
+        " ORDER BY (t.name || '/' || i.type || '/' || i.name = $1) DESC, i.name, i.id",
+        ref,
+    )
+    return [Integration(**dict(r)) for r in rows]
+
+
+async def find_named(conn: Conn, team_name: str, type_: str, name: str) -> Integration | None:
+    """A team's integration of one type and name (unique per the schema)."""
+    row = await conn.fetchrow(
+        _SELECT + " WHERE t.name = $1 AND i.type = $2 AND i.name = $3", team_name, type_, name
+    )
     return Integration(**dict(row)) if row else None
 
 
@@ -66,7 +90,7 @@ async def list_integrations(
         _SELECT + " WHERE ($1::bool IS FALSE OR i.is_active)"
         "   AND ($2::uuid IS NULL OR i.id = $2)"
         "   AND ($3::text IS NULL OR t.name = $3)"
-        " ORDER BY t.name, i.type",
+        " ORDER BY t.name, i.type, i.name",
         active_only,
         integration_id,
         team_name,
@@ -118,7 +142,7 @@ FROM integrations i
 JOIN teams t ON t.id = i.team_id
 LEFT JOIN integration_sync_state s ON s.integration_id = i.id
 WHERE ($2::uuid IS NULL OR i.id = $2)
-ORDER BY t.name, i.type
+ORDER BY t.name, i.type, i.name
 """  # RUN_LOCK_HELD is this package's constant; every value is a parameter
 
 
@@ -162,19 +186,19 @@ async def insert_integration(
     integration_id: uuid.UUID,
     team_id: uuid.UUID,
     type_: str,
-    name: str | None,
+    name: str,
     config: Any,
     active: bool,
     interval: int,
     replace: bool,
 ) -> uuid.UUID | None:
-    """Insert a team's integration of a type. When the team already has one: with `replace`, its
-    config and activity are replaced (the demo re-points its rows) and its id returned; without,
-    nothing changes and None is returned."""
+    """Insert a team's integration of a type and name. When the team already has one of that
+    type and name: with `replace`, its config and activity are replaced (the demo re-points its
+    rows) and its id returned; without, nothing changes and None is returned."""
     written: uuid.UUID | None = await conn.fetchval(
         "INSERT INTO integrations (id, team_id, type, name, config, is_active, sync_interval)"
         " VALUES ($1, $2, $3, $4, $5::jsonb, $6, $7)"
-        " ON CONFLICT (team_id, type) DO UPDATE"
+        " ON CONFLICT (team_id, type, name) DO UPDATE"
         " SET config = EXCLUDED.config, is_active = EXCLUDED.is_active WHERE $8"
         " RETURNING id",
         integration_id,

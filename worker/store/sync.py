@@ -182,7 +182,7 @@ SYNCED_FIELDS = (
 )  # fmt: skip
 
 # Written with every read but never reported as a change of the item.
-_BOOKKEEPING = ("sync_scope", "time_basis", "history_pending", "parent_id")
+_BOOKKEEPING = ("sync_scope", "time_basis", "history_pending", "parent_id", "integration_id")
 
 _UPSERT = f"""
 WITH incoming AS (
@@ -264,7 +264,9 @@ written AS (
         labels = EXCLUDED.labels, assignees = EXCLUDED.assignees, fields = EXCLUDED.fields,
         out_of_scope_at = NULL
     -- read again: in scope again, and the scope (0006) and time basis (0011) of a row synced
-    -- before those migrations are filled in
+    -- before those migrations are filled in (integration_id: another integration of the same
+    -- team reading the item takes it, as one of another team does through team_id, so that
+    -- their overlap is seen and reported)
     WHERE ({", ".join(f"w.{f}" for f in (*SYNCED_FIELDS, *_BOOKKEEPING))}, w.out_of_scope_at)
           IS DISTINCT FROM
           ({", ".join(f"EXCLUDED.{f}" for f in (*SYNCED_FIELDS, *_BOOKKEEPING))},
@@ -298,7 +300,10 @@ SELECT wr.id, wr.external_id, wr.external_key, wr.title, wr.status AS new_status
     ", ".join(
         f"CASE WHEN (f.prior).{c} IS DISTINCT FROM f.{c} THEN '{c}' END" for c in SYNCED_FIELDS
     )
-}], NULL) AS changed_fields
+},
+       -- moved between two integrations of one team (between teams, team_id says it)
+       CASE WHEN (f.prior).integration_id <> $3 AND (f.prior).team_id = $2
+            THEN 'integration_id' END], NULL) AS changed_fields
 FROM written wr JOIN final f USING (external_id)
 """  # column names are this module's constants; every value is a parameter
 
