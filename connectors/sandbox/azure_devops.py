@@ -386,6 +386,13 @@ class AzureDevOpsSandbox(HttpsMixin, SandboxServer):
         with self._lock:
             self._throttle.extend([retry_after] * count)
 
+    def clear_faults(self) -> None:
+        """Also this sandbox's own knobs: answers still to be edited or throttled."""
+        super().clear_faults()
+        with self._lock:
+            self._edits.clear()
+            self._throttle.clear()
+
     def edit_next_answer(
         self, path_contains: str, edit: Callable[[dict[str, Any]], None], count: int = 1
     ) -> None:

@@ -571,6 +571,18 @@ async def test_ids_a_batch_keeps_leaving_out_fail_the_run(harness: AdoHarness) -
     assert ids[2] not in [i.external_id for i in items_of(pages)]
 
 
+async def test_clearing_faults_drops_edits_and_throttles_not_taken_yet(harness: AdoHarness) -> None:
+    # Found by the long model run: short answers injected for a run that failed early were
+    # still pending, and the next clean run (no fault of its own) failed on them.
+    ids = harness.seed(8, start=DAY, step=timedelta(minutes=1))
+    harness.sandbox.short_batch_next(count=6)
+    harness.sandbox.throttle_next(3, retry_after=30)
+    harness.sandbox.clear_faults()
+    pages = await sync(harness.connector())
+    assert [i.external_id for i in items_of(pages)] == ids
+    assert batch_sizes(harness.sandbox) == [5, 2, 1]  # as without any fault: nothing re-asked
+
+
 async def test_an_id_deleted_before_it_is_asked_again_is_skipped(harness: AdoHarness) -> None:
     # The first answer leaves item 3 out; before the re-ask it is deleted, so the re-ask
     # answers `null` for it (errorPolicy=omit): the service says it cannot be read.
