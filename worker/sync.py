@@ -484,7 +484,28 @@ class _Run:
         budget = self.settings.history_budget
         if config.history_budget is not None:
             budget = config.history_budget
-        if budget <= 0 or not isinstance(connector, HistorySource):
+        if not isinstance(connector, HistorySource):
+            return
+        try:
+            await self._read_history(connector, budget)
+        finally:
+            # what is left for the next runs, for `status` and /metrics (also after a fault)
+            if not _database_lost(self.conn):
+                await self._count_backlog(connector)
+
+    async def _count_backlog(self, connector: HistorySource) -> None:
+        try:
+            left = await history_store.backlog(
+                self.conn, self.integration.id, list(connector.feed_scopes())
+            )
+            await history_store.save_backlog(self.conn, self.integration.id, left)
+        except asyncpg.PostgresError as exc:  # a count, never the reason a run fails
+            log.warning("history_backlog_not_counted", **self.fields, error=type(exc).__name__)
+            return
+        telemetry.HISTORY_BACKLOG.labels(str(self.integration.id)).set(left)
+
+    async def _read_history(self, connector: HistorySource, budget: int) -> None:
+        if budget <= 0:
             return
         conn, integration = self.conn, self.integration
         progress = await history_store.progress(conn, integration.id)

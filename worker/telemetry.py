@@ -42,6 +42,11 @@ CREDENTIAL_EXPIRY = Gauge(
     " (renewable tokens too: they are renewed by the worker)",
     ["integration_id", "kind"],
 )
+HISTORY_BACKLOG = Gauge(
+    "c9_sync_history_backlog",
+    "Items whose history (the tracker's record of changes) is not read yet (last run's count)",
+    ["integration_id"],
+)
 SCHEDULED = Gauge("c9_sync_scheduled_integrations", "Active integrations with a scheduled job")
 
 

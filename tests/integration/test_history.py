@@ -13,6 +13,7 @@ from typing import Any
 
 import asyncpg
 import pytest
+from prometheus_client import REGISTRY
 
 from connectors.base import (
     HistoryEntry,
@@ -25,6 +26,7 @@ from connectors.base import (
 from tests.fake_connector import T0, Upstream, fake_connector_class
 from tests.helpers import make_integration, make_team
 from worker import sync
+from worker.commands import status
 from worker.settings import Settings
 from worker.store import history as history_store
 from worker.sync import RunOptions
@@ -256,6 +258,8 @@ class Feed:
                 change_id=f"{ext}/{entry.change_id}",
             )
             self.events.append((ext, moved))
+        # a feed lists changes in the order they happened (revisions, events)
+        self.events.sort(key=lambda pair: (pair[1].changed_at, pair[1].change_id))
 
 
 def with_history(up: Upstream, feed: Feed) -> type[Any]:
@@ -337,15 +341,25 @@ async def test_the_budget_bounds_a_run_and_the_next_run_resumes_where_it_stopped
         integration_budget,
     )
     runs = []
+    backlogs = []
     while True:
         result = await run_with(pool, integration, settings, up, feed)
         assert result.outcome == "succeeded", result.reason
         runs.append(result.history_requests)
+        backlogs.append(await pool.fetchval("SELECT history_backlog FROM integration_sync_state"))
+        gauge = REGISTRY.get_sample_value(
+            "c9_sync_history_backlog", {"integration_id": str(integration)}
+        )
+        assert gauge == backlogs[-1]
         if result.history_requests == 0:
             break
         assert result.history_requests <= integration_budget
         assert len(runs) < 20
     assert sum(runs) == 15  # 30 events, 2 a page: every page read once, none twice
+    # what status shows: the items the feed has not read yet, shrinking run by run, then none
+    assert backlogs[0] == 5 and backlogs[-1] == 0
+    assert backlogs == sorted(backlogs, reverse=True)
+    assert status.history_cell(backlogs[0]) == "5 to read" and status.history_cell(0) == "read"
     assert [todo.feeds[""] for todo in feed.asked] == [None, "4", "8", "12", "16", "20", "24", "28"]
     assert await pool.fetchval("SELECT count(*) FROM work_item_history") == 30
     assert (

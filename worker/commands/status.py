@@ -13,6 +13,7 @@ from worker.errors import EXIT_FAILED, EXIT_OK
 from worker.settings import Settings
 from worker.store import census as census_store
 from worker.store import credentials as credential_store
+from worker.store import history as history_store
 from worker.store.census import ScopeCensus
 from worker.store.credentials import StoredCredential
 from worker.store.integrations import label
@@ -37,6 +38,7 @@ async def cmd_status(args: argparse.Namespace, settings: Settings, url: str) -> 
         censuses = await census_store.latest(conn)
         expiries = await credential_store.latest(conn)
         tls = await credential_store.tls_modes(conn)
+        backlogs = await history_store.backlogs(conn)
     finally:
         await conn.close()
     unhealthy = [r for r in rows if r.unhealthy]
@@ -51,6 +53,7 @@ async def cmd_status(args: argparse.Namespace, settings: Settings, url: str) -> 
                     "census": [census_json(c) for c in censuses.get(r.id, [])],
                     "credentials": [credential_json(c, now) for c in expiries.get(r.id, [])],
                     "tls": tls.get(r.id),
+                    "history_backlog": backlogs.get(r.id),
                 }
                 for r in rows
             ]
@@ -88,6 +91,7 @@ async def cmd_status(args: argparse.Namespace, settings: Settings, url: str) -> 
                 census_cell(censuses.get(r.id, [])),
                 credential_cell(expiries.get(r.id, []), now),
                 _TLS_CELL.get(tls.get(r.id) or "", ""),
+                history_cell(backlogs.get(r.id)),
             )
         )
     views.print_table(
@@ -103,6 +107,7 @@ async def cmd_status(args: argparse.Namespace, settings: Settings, url: str) -> 
             "census",
             "credential",
             "tls",
+            "history",
         ),
         table_rows,
     )
@@ -118,6 +123,13 @@ def health_labels(rows: list[health.Health]) -> dict[uuid.UUID, str]:
     several of that type (`rows` must hold all of them, as `health.overview` returns)."""
     siblings = Counter((r.team, r.type) for r in rows)
     return {r.id: label(r.team, r.type, r.name, siblings[r.team, r.type]) for r in rows}
+
+
+def history_cell(backlog: int | None) -> str:
+    """ "read", "1,200 to read" (the budget works through it run by run); "" when not counted."""
+    if backlog is None:
+        return ""
+    return "read" if backlog == 0 else f"{backlog:,} to read"
 
 
 def census_cell(census: list[ScopeCensus]) -> str:

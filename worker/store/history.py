@@ -252,3 +252,21 @@ def _json(value: Any) -> dict[str, Any]:
     if isinstance(value, str):
         value = json.loads(value)
     return dict(value or {})
+
+
+async def save_backlog(conn: asyncpg.Connection, integration_id: uuid.UUID, backlog: int) -> None:
+    await conn.execute(
+        "INSERT INTO integration_sync_state (integration_id, history_backlog) VALUES ($1, $2)"
+        " ON CONFLICT (integration_id) DO UPDATE SET history_backlog = EXCLUDED.history_backlog",
+        integration_id,
+        backlog,
+    )
+
+
+async def backlogs(conn: asyncpg.Connection) -> dict[uuid.UUID, int]:
+    """Every integration's counted backlog (those never counted are left out)."""
+    rows = await conn.fetch(
+        "SELECT integration_id, history_backlog FROM integration_sync_state"
+        " WHERE history_backlog IS NOT NULL"
+    )
+    return {r["integration_id"]: r["history_backlog"] for r in rows}
