@@ -175,7 +175,7 @@ def changes(
     item_id: int,
     changed_at: datetime,
     actor: tuple[str | None, str | None],
-    status: Any,
+    status: Callable[[str, str | None], Status],
     previous_type: str | None,
     work_item_type: str,
 ) -> list[HistoryEntry]:
