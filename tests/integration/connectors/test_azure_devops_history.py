@@ -7,6 +7,7 @@ integration's scope, and no e-mail address stored."""
 from __future__ import annotations
 
 import base64
+import logging
 import urllib.error
 import urllib.request
 import uuid
@@ -17,8 +18,10 @@ from typing import Any
 
 import asyncpg
 import pytest
+from pydantic import SecretStr
 
-from connectors.azure_devops import AzureDevOpsConnector
+from connectors.azure_devops import AzureDevOpsConfig, AzureDevOpsConnector
+from connectors.base import ConnectorContext, HistoryEntry, HistoryPage, HistoryTodo
 from connectors.sandbox.azure_devops import AzureDevOpsSandbox, to_ms
 from connectors.sandbox.base import Request
 from tests.conformance import checker
@@ -100,8 +103,12 @@ def reopened_story(sandbox: AzureDevOpsSandbox, title: str, start: datetime) -> 
 
 
 async def test_a_flow_before_the_first_sync_gives_history_times_and_the_metrics_day(
-    pool: asyncpg.Pool, sandbox: AzureDevOpsSandbox, settings: Settings
+    pool: asyncpg.Pool,
+    sandbox: AzureDevOpsSandbox,
+    settings: Settings,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
+    caplog.set_level(logging.DEBUG)
     story = reopened_story(sandbox, "Checkout", T0)
     other = sandbox.add_item("Search", changed=T0 + 1 * H)  # stays New
     integration = await integration_for(pool, sandbox)
@@ -185,6 +192,13 @@ async def test_a_flow_before_the_first_sync_gives_history_times_and_the_metrics_
         "SELECT started_at FROM work_items WHERE external_id = $1", sandbox.external_id(other)
     )
     assert started == now
+
+    # the PAT never reaches a log line, an activity row or the history's progress
+    stored = await pool.fetchval(
+        "SELECT (SELECT string_agg(a::text, ' ') FROM activity_logs a)"
+        " || (SELECT string_agg(s::text, ' ') FROM integration_sync_state s)"
+    )
+    assert PLANTED_TOKEN not in caplog.text and PLANTED_TOKEN not in stored
 
 
 async def test_a_budget_smaller_than_the_backlog_completes_over_runs_and_resumes_after_a_fault(
@@ -305,3 +319,114 @@ def test_the_sandbox_refuses_a_start_time_with_a_continuation_token() -> None:
         status, body = get("continuationToken=1;1;1&startDateTime=2026-01-01T00:00:00Z")
         assert status == 400 and b"cannot be used together" in body
         assert get("startDateTime=2026-01-01T00:00:00Z")[0] == 200
+
+
+def connector_for(
+    sandbox: AzureDevOpsSandbox, tmp_path: Path, **config: Any
+) -> AzureDevOpsConnector:
+    values = {
+        "organization_url": sandbox.organization_url,
+        "project": sandbox.project,
+        "history_page_size": 4,
+        "request_timeout": 5.0,
+        **config,
+    }
+    ctx = ConnectorContext(
+        integration_id="history",
+        token=SecretStr(PLANTED_TOKEN),
+        cache_dir=tmp_path,
+        max_retries=2,
+        sleep_cap=1.0,
+    )
+    return AzureDevOpsConnector(AzureDevOpsConfig.model_validate(values), ctx)
+
+
+async def read_all(
+    conn: AzureDevOpsConnector, feeds: dict[str, str | None], budget: int = 100
+) -> tuple[dict[str, list[HistoryEntry]], list[HistoryPage]]:
+    entries: dict[str, list[HistoryEntry]] = {}
+    pages = [page async for page in conn.history(HistoryTodo(feeds, [], budget))]
+    for page in pages:
+        for external_id, found in page.entries.items():
+            entries.setdefault(external_id, []).extend(found)
+    return entries, pages
+
+
+async def test_moves_between_sprints_and_parents_and_points_are_history(
+    sandbox: AzureDevOpsSandbox, tmp_path: Path
+) -> None:
+    epic = sandbox.add_item("Epic", changed=T0, work_item_type="Epic")
+    feature = sandbox.add_item("Feature", changed=T0 + H, work_item_type="Feature")
+    story = sandbox.add_item(
+        "Story",
+        changed=T0 + 2 * H,
+        fields={"System.Parent": epic, "Microsoft.VSTS.Scheduling.StoryPoints": 3.0},
+    )
+    sandbox.update_item(
+        story, changed=T0 + 3 * H, iteration_path="My Project\\Sprint 1", parent=feature
+    )
+    sandbox.update_item(story, changed=T0 + 4 * H, story_points=5.0, priority=1)
+    sandbox.update_item(story, changed=T0 + 5 * H, assigned_to=ADA)
+    sandbox.update_item(story, changed=T0 + 6 * H, assigned_to="")  # unassigned
+    conn = connector_for(sandbox, tmp_path)
+    scope = conn.feed_scopes()[0]
+    entries, pages = await read_all(conn, {scope: None})
+    got = [
+        (e.change_id, e.field, e.from_value, e.to_value)
+        for e in entries[sandbox.external_id(story)]
+        if e.field != "status"
+    ]
+    site = sandbox.external_id(0).rsplit("/", 1)[0]
+    s = str(story)
+    assert got == [
+        (f"{s}.1", "parent", None, f"{site}/{epic}"),
+        (f"{s}.1", "sprint", None, "My Project"),
+        (f"{s}.1", "story_points", None, "3"),
+        (f"{s}.2", "parent", f"{site}/{epic}", f"{site}/{feature}"),
+        (f"{s}.2", "sprint", "My Project", "My Project\\Sprint 1"),
+        (f"{s}.3", "priority", None, "1"),
+        (f"{s}.3", "story_points", "3", "5"),
+        (f"{s}.4", "assignee", None, "Ada Lovelace"),
+        (f"{s}.5", "assignee", "Ada Lovelace", None),
+    ]
+    # 8 revisions in batches of 4: the feed paged, each page a checkpoint of the same project
+    assert len(pages) == 2 and all(p.checkpoint.keys() == {scope} for p in pages)
+    assert pages[-1].through == {scope: T0 + 6 * H}
+    await conn.aclose()
+
+
+async def test_a_field_the_organization_lacks_is_dropped_and_the_request_counted(
+    sandbox: AzureDevOpsSandbox, tmp_path: Path
+) -> None:
+    sandbox.known_fields.discard("Microsoft.VSTS.Scheduling.Size")  # an Agile organization
+    sandbox.add_item("Story", changed=T0)
+    conn = connector_for(sandbox, tmp_path)
+    scope = conn.feed_scopes()[0]
+    entries, pages = await read_all(conn, {scope: None})
+    assert [e.to_value for e in next(iter(entries.values())) if e.field == "status"] == ["New"]
+    # the refused request, the batch again, the states of User Story
+    assert [p.requests for p in pages] == [3]
+    asked = sandbox.requests_to("/reporting/")
+    assert "Microsoft.VSTS.Scheduling.Size" in asked[0].query["fields"][0]
+    assert "Microsoft.VSTS.Scheduling.Size" not in asked[1].query["fields"][0]
+    await conn.aclose()
+
+
+async def test_several_types_of_a_project_share_one_feed_and_its_checkpoint(
+    pool: asyncpg.Pool, sandbox: AzureDevOpsSandbox, settings: Settings
+) -> None:
+    story = sandbox.add_item("Story", changed=T0)
+    bug = sandbox.add_item("Bug", changed=T0 + H, work_item_type="Bug")
+    for item in (story, bug):
+        sandbox.update_item(item, changed=T0 + 2 * H, state="Active")
+    integration = await integration_for(pool, sandbox, work_item_types=["User Story", "Bug"])
+    result = await run(pool, integration, settings)
+    assert result.outcome == "succeeded", result.reason
+    cursor = await pool.fetchval(
+        "SELECT history_cursor FROM integration_sync_state WHERE integration_id = $1", integration
+    )
+    assert set(cursor) == {"My Project/*/User Story", "My Project/*/Bug"}
+    assert len(set(cursor.values())) == 1  # one watermark for the project
+    # 4 revisions, batches of 4: the one batch reached the end of the feed
+    assert len(sandbox.requests_to("/reporting/")) == 1
+    assert await pool.fetchval("SELECT count(*) FROM work_item_history WHERE field = 'status'") == 4
