@@ -430,3 +430,29 @@ async def test_several_types_of_a_project_share_one_feed_and_its_checkpoint(
     # 4 revisions, batches of 4: the one batch reached the end of the feed
     assert len(sandbox.requests_to("/reporting/")) == 1
     assert await pool.fetchval("SELECT count(*) FROM work_item_history WHERE field = 'status'") == 4
+
+
+async def test_an_older_server_serves_the_feed_at_its_own_api_version(tmp_path: Path) -> None:
+    """Azure DevOps Server 2019 (api-version 5.0): the SDK negotiates down, the feed and its
+    look-back work the same."""
+    with AzureDevOpsSandbox(
+        token=PLANTED_TOKEN, max_api_version="5.0", released_version="5.0"
+    ) as server:
+        assert isinstance(server, AzureDevOpsSandbox)
+        server.reporting_page_cap = 4
+        item = server.add_item("Story", changed=T0)
+        server.update_item(item, changed=T0 + H, state="Active")
+        conn = connector_for(server, tmp_path)
+        scope = conn.feed_scopes()[0]
+        _, pages = await read_all(conn, {scope: None})
+        server.update_item(item, changed=T0 + 2 * H, state="Closed")
+        later = connector_for(server, tmp_path)  # the next run: a new connector
+        entries, _ = await read_all(later, {scope: pages[-1].checkpoint[scope]})
+        assert [(e.from_value, e.to_value) for e in entries[server.external_id(item)]] == [
+            ("Active", "Closed")
+        ]
+        versions = {r.headers.get("accept", "") for r in server.requests_to("/reporting/")}
+        assert versions == {"application/json;api-version=5.0"}
+        assert len(server.requests_to("/workItemsBatch")) == 1  # the look-back
+        await conn.aclose()
+        await later.aclose()
