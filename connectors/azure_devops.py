@@ -12,6 +12,9 @@ How a sync reads (docs/trackers/azure_devops.md#overview):
 - The WIQL `asOf` (server clock) of the run's first query bounds every checkpoint.
 - A state's category (Proposed/InProgress/...) is not a field: it comes from the type's states,
   fetched once per type per connector instance.
+History (HistorySource): each project's reporting revisions feed, read by
+`connectors.azure_devops_history` through the SDK calls below
+(docs/trackers/azure_devops.md#history).
 The SDK is blocking: every call runs in a worker thread, with the SDK's own retries switched off
 so `connectors.retry` (which honours Retry-After and the run's deadline) does all retrying. The
 SDK never retries POSTs (WIQL, batch) anyway.
