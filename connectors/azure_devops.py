@@ -12,6 +12,9 @@ How a sync reads (docs/trackers/azure_devops.md#overview):
 - The WIQL `asOf` (server clock) of the run's first query bounds every checkpoint.
 - A state's category (Proposed/InProgress/...) is not a field: it comes from the type's states,
   fetched once per type per connector instance.
+History (HistorySource): each project's reporting revisions feed, read by
+`connectors.azure_devops_history` through the SDK calls below
+(docs/trackers/azure_devops.md#history).
 The SDK is blocking: every call runs in a worker thread, with the SDK's own retries switched off
 so `connectors.retry` (which honours Retry-After and the run's deadline) does all retrying. The
 SDK never retries POSTs (WIQL, batch) anyway.
@@ -36,6 +39,15 @@ from urllib.parse import quote, urlsplit
 
 from pydantic import Field, field_validator, model_validator
 
+from connectors.azure_devops_history import (
+    HISTORY_FIELDS_READ,
+    NEEDED,
+    Budget,
+    ProjectFeed,
+    RevisionBatch,
+    in_scope,
+    start_mark,
+)
 from connectors.base import (
     PRIORITY_HIGH,
     PRIORITY_HIGHEST,
@@ -46,6 +58,8 @@ from connectors.base import (
     ConnectorContext,
     ConnectorError,
     FatalError,
+    HistoryPage,
+    HistoryTodo,
     Page,
     Rejected,
     RetriableError,
@@ -140,6 +154,9 @@ class AzureDevOpsConfig(ConnectorConfig):
     work_item_types: list[str] | None = None  # e.g. ["User Story", "Bug"]; None = every type
     batch_size: int = Field(default=200, ge=1, le=BATCH_CAP)
     wiql_top: int = Field(default=19_000, ge=1, lt=WIQL_CAP)
+    # revisions per reporting batch ($maxPageSize) when reading history; at most 200, so a
+    # batch's look-back at earlier revisions is one workItemsBatch
+    history_page_size: int = Field(default=200, ge=1, le=BATCH_CAP)
     request_timeout: float = Field(default=60.0, gt=0)  # seconds, per HTTP request
 
     @field_validator("organization_url")
@@ -676,6 +693,16 @@ _LAST = threading.local()
 def _record_response(response: Any, *args: Any, **kwargs: Any) -> None:
     _LAST.status = response.status_code
     _LAST.headers = dict(response.headers)
+    _LAST.response = response
+
+
+def _last_json() -> Any:
+    """The JSON body of the last response on this thread (None: none, or not JSON)."""
+    response = getattr(_LAST, "response", None)
+    try:
+        return response.json() if response is not None else None
+    except ValueError:
+        return None
 
 
 def _sdk() -> Any:
@@ -764,6 +791,8 @@ class AzureDevOpsConnector:
             else None
         )
         self._renewed = False  # a 401 already led to a new token, with no success since
+        #: history fields the organization turned out not to have (TF51535), not asked again
+        self._history_dropped: set[str] = set()
         _prepare_cache_dir(ctx)
 
     # -- plumbing -----------------------------------------------------------------------------
@@ -806,7 +835,7 @@ class AzureDevOpsConnector:
     def _blocking(self, call: Callable[[Any], T]) -> tuple[T, float | None]:
         """Run one SDK call (in a worker thread): its result and any Retry-After the successful
         response carried."""
-        _LAST.status, _LAST.headers = None, {}
+        _LAST.status, _LAST.headers, _LAST.response = None, {}, None
         result = call(self._wit())
         self._renewed = False
         return result, retry_after(_LAST.headers)
@@ -1261,6 +1290,123 @@ class AzureDevOpsConnector:
                 yield ids
             if not window.advance(ids):
                 return
+
+    # -- history (connectors.azure_devops_history) ---------------------------------------------
+    def feed_scopes(self) -> list[str]:
+        """Every scope: each project's history is one reporting revisions feed."""
+        return [
+            scope_key(self.config, t, project)
+            for project in self.config.project_names()
+            for t in self._scope_types()
+        ]
+
+    async def history(self, todo: HistoryTodo) -> AsyncIterator[HistoryPage]:
+        """Each asked-for project's revisions since its checkpoint, a page per batch, until
+        the budget would not cover the next batch."""
+        budget = Budget(todo.budget)
+        config = self.config
+        for project in config.project_names():
+            scopes = [scope_key(config, t, project) for t in self._scope_types()]
+            start = start_mark(todo.feeds, scopes)
+            if start is None:
+                continue
+            feed = ProjectFeed(
+                self,
+                project,
+                scopes,
+                start,
+                budget,
+                config.history_page_size,
+                partial(in_scope, config.work_item_types, config.area_path),
+            )
+            try:
+                async for page in feed.pages():
+                    yield page
+            except _ProjectGone:
+                if not self._project_lost():
+                    raise
+                continue  # the item phase reports the lost project; the others go on
+            if budget.spent >= budget.total:
+                return
+
+    async def read_revisions(self, project: str, token: str | None, size: int) -> RevisionBatch:
+        """One reporting revisions batch (GET .../wit/reporting/workitemrevisions): every
+        revision (includeLatestOnly=false), identities as IdentityRef, only the fields history
+        needs; a field the organization lacks (TF51535) is dropped and the batch asked again."""
+        requests = 0
+        while True:
+            fields = [f for f in HISTORY_FIELDS_READ if f not in self._history_dropped]
+
+            def call(wit: Any, fields: list[str] = fields) -> Any:
+                wit.read_reporting_revisions_get(
+                    project=project,
+                    fields=fields,
+                    continuation_token=token,
+                    include_identity_ref=True,
+                    include_latest_only=False,
+                    max_page_size=size,
+                )
+                # The SDK's ReportingWorkItemRevisionsBatch has an empty attribute map (azure-
+                # devops 7.1.0b4, v7_0 and v7_1): its result holds none of the answer's fields.
+                # The request is the SDK's; the answer is read from the response itself.
+                return _last_json()
+
+            requests += 1
+            try:
+                batch = await self._call("reporting revisions", call, project)
+            except _UnknownField as missing:
+                if missing.name in NEEDED or missing.name in self._history_dropped:
+                    raise RetriableError(
+                        f"Azure DevOps refused the field {missing.name} of a revision read"
+                    ) from None
+                self._history_dropped.add(missing.name)
+                continue
+            if not isinstance(batch, Mapping) or not isinstance(batch.get("values"), list):
+                raise RetriableError("Azure DevOps sent a malformed reporting revisions batch")
+            values = [v for v in batch["values"] if isinstance(v, Mapping)]
+            token_after = batch.get("continuationToken")
+            return RevisionBatch(
+                values,
+                token_after if isinstance(token_after, str) and token_after else None,
+                batch.get("isLastBatch") is True,
+                requests,
+            )
+
+    async def read_as_of(
+        self, project: str, ids: Sequence[int], at: datetime
+    ) -> list[Mapping[str, Any]]:
+        """Up to 200 items as they were at `at`: one workItemsBatch with asOf (an item that
+        cannot be read, or did not exist then, is left out)."""
+        fields = [f for f in HISTORY_FIELDS_READ if f not in self._history_dropped]
+
+        def call(wit: Any) -> list[Mapping[str, Any]]:
+            from azure.devops.v7_0.work_item_tracking.models import WorkItemBatchGetRequest
+
+            request = WorkItemBatchGetRequest(
+                ids=list(ids), fields=fields, as_of=at, error_policy="omit"
+            )
+            answer = wit.get_work_items_batch(request, project=project) or []
+            return [
+                {"id": w.id, "rev": w.rev, "fields": dict(w.fields or {})}
+                for w in answer
+                if w is not None and w.id is not None
+            ]
+
+        return await self._call("work items as of", call, project)
+
+    async def load_states(self, project: str, kinds: Sequence[str]) -> int:
+        """The states of each type (fetched once per type per connector): the requests made."""
+        before = len(self._categories)
+        for kind in kinds:
+            await self._states(project, kind)
+        return len(self._categories) - before
+
+    def state_status(self, project: str, state: str, work_item_type: str | None) -> Status:
+        """A state name through the item mapping: its category in the type, the admin's
+        status_map."""
+        states = self._categories.get((project.casefold(), (work_item_type or "").casefold()))
+        category = states.get(state.casefold()) if states else None
+        return status_of({F_STATE: state}, category, self.config.status_map)
 
     async def aclose(self) -> None:
         """Drop the client (its HTTP sessions live in the worker threads and close with them)."""

@@ -22,7 +22,7 @@ import uuid
 from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
-from urllib.parse import unquote
+from urllib.parse import quote, unquote
 
 from connectors.sandbox import wiql
 from connectors.sandbox.base import Fault, Request, Response, SandboxServer
@@ -72,7 +72,19 @@ LOCATIONS: tuple[tuple[str, str, str, str, int], ...] = (
         "{project}/_apis/{area}/workitemtypes/{type}/{resource}",
         1,
     ),
+    (
+        "f828fe59-dd87-495d-a17c-7a8d6211ca6c",
+        "wit",
+        "workItemRevisions",
+        "{project}/_apis/{area}/reporting/{resource}",
+        2,
+    ),
 )
+#: The most revisions one reporting batch holds here, whatever `$maxPageSize` asks: small, so
+#: that every test pages (the service's own ceiling is not published).
+REPORTING_PAGE_CAP = 50
+#: ADO's "never revised" date: System.RevisedDate of an item's latest revision.
+NEVER = "9999-01-01T00:00:00Z"
 
 # States of the system processes (Agile, Scrum, CMMI, Basic) plus an "In Review" column that
 # inherited processes commonly add. (name, color, category)
@@ -145,6 +157,17 @@ def identity(value: Any) -> dict[str, str]:
     return {"displayName": display or unique, "uniqueName": unique}
 
 
+def parse_date(value: Any) -> datetime | None:
+    """An ISO 8601 date as a client sends it (None when it is not one)."""
+    if not isinstance(value, str):
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
 def error_body(message: str, type_key: str = "InvalidQueryException") -> dict[str, Any]:
     """The WrappedException shape ADO uses for every error."""
     return {
@@ -190,6 +213,11 @@ class AzureDevOpsSandbox(HttpsMixin, SandboxServer):
         self.projects: dict[str, str] = {}  # casefold -> name
         self.area_paths: set[str] = set()  # casefold
         self.items: dict[int, dict[str, Any]] = {}  # id -> {"rev": int, "fields": {...}}
+        #: every revision in the order it was saved: (id, the item's fields then); a reporting
+        #: continuation token's first part is a position in it (the watermark)
+        self.revision_log: list[tuple[int, dict[str, Any]]] = []
+        self.reporting_page_cap = REPORTING_PAGE_CAP
+        self.reporting_requests = 0  # reporting revision batches served
         self.states: dict[str, list[tuple[str, str, str]]] = {
             k.casefold(): v for k, v in DEFAULT_STATES.items()
         }
@@ -309,6 +337,7 @@ class AzureDevOpsSandbox(HttpsMixin, SandboxServer):
                         "Microsoft.VSTS.Common.Priority": 2,
                     },
                 }
+                self._record(item_id)
                 ids.append(item_id)
         return ids
 
@@ -322,8 +351,9 @@ class AzureDevOpsSandbox(HttpsMixin, SandboxServer):
     ) -> None:
         """Change an item at upstream time `changed` (a new revision). `short` accepts title=,
         state=, tags=, priority=, story_points=, description=, area_path=, assigned_to= for
-        convenience. Identity fields take "Name <unique name>" or a name ("" unassigns); the
-        change is the sandbox user's unless `System.ChangedBy` says otherwise."""
+        convenience, and iteration_path=, parent=. Identity fields take "Name <unique name>" or a
+        name ("" unassigns); the change is the sandbox user's unless `System.ChangedBy` says
+        otherwise."""
         names = {
             "title": "System.Title",
             "state": "System.State",
@@ -333,6 +363,8 @@ class AzureDevOpsSandbox(HttpsMixin, SandboxServer):
             "description": "System.Description",
             "area_path": "System.AreaPath",
             "assigned_to": "System.AssignedTo",
+            "iteration_path": "System.IterationPath",
+            "parent": "System.Parent",
         }
         values = dict(fields or {})
         for key, value in short.items():
@@ -368,6 +400,15 @@ class AzureDevOpsSandbox(HttpsMixin, SandboxServer):
         current["System.ChangedDate"] = at
         item["rev"] += 1
         current["System.Rev"] = item["rev"]
+        self._record(item_id)
+
+    def _record(self, item_id: int) -> None:
+        """Keep the revision just saved: in the item's revisions (for `asOf` reads) and the
+        organization's revision log (for the reporting API)."""
+        item = self.items[item_id]
+        snapshot = dict(item["fields"])
+        item.setdefault("revisions", []).append(snapshot)
+        self.revision_log.append((item_id, snapshot))
 
     def delete_item(self, item_id: int) -> None:
         """Move an item to the recycle bin: gone from WIQL, `null` in batches."""
@@ -692,6 +733,8 @@ class AzureDevOpsSandbox(HttpsMixin, SandboxServer):
             return self._wiql(request, project)
         if api == ["wit", "workitemsbatch"] and request.method == "POST":
             return self._batch(request)
+        if api == ["wit", "reporting", "workitemrevisions"] and request.method == "GET":
+            return self._reporting(request, project)
         if (
             len(api) == 4
             and api[:2] == ["wit", "workitemtypes"]
@@ -841,10 +884,15 @@ class AzureDevOpsSandbox(HttpsMixin, SandboxServer):
                     400, error_body(f"TF51535: Cannot find field {name}.", "FieldDoesNotExist")
                 )
         omit = str(body.get("errorPolicy", "fail")).casefold() == "omit"
+        as_of = parse_date(body.get("asOf")) if body.get("asOf") is not None else None
+        if body.get("asOf") is not None and as_of is None:
+            return Response(400, error_body("asOf is not a valid date.", "ArgumentException"))
         value: list[Any] = []
         with self._data_lock:
             for item_id in ids:
                 item = self.items.get(int(item_id))
+                if item is not None and as_of is not None:
+                    item = self._as_of(item, as_of)  # as it was then (None: not created yet)
                 if item is None:
                     if not omit:
                         return Response(
@@ -890,6 +938,133 @@ class AzureDevOpsSandbox(HttpsMixin, SandboxServer):
             "fields": out,
             "url": f"{self.organization_url}/_apis/wit/workItems/{item_id}",
         }
+
+    @staticmethod
+    def _as_of(item: Mapping[str, Any], at: datetime) -> dict[str, Any] | None:
+        """The item's revision in force at `at`: its latest saved at or before then."""
+        then = [r for r in item.get("revisions", ()) if r["System.ChangedDate"] <= at]
+        if not then:
+            return None
+        return {"rev": then[-1]["System.Rev"], "fields": then[-1]}
+
+    # -- reporting revisions -----------------------------------------------------------------
+    def _reporting(self, request: Request, project: str | None) -> Response:
+        """GET {org}[/{project}]/_apis/wit/reporting/workitemrevisions (wit 7.1 "Reporting Work
+        Item Revisions_Read Reporting Revisions Get"): revisions in the order they were saved,
+        from the watermark of `continuationToken` (or after `startDateTime`, never both), at
+        most `$maxPageSize` (capped by the sandbox) per batch, as a ReportingWorkItemRevisionsBatch
+        `{values[{id, rev, fields}], continuationToken, isLastBatch, nextLink}`."""
+        query = request.query
+
+        def one(name: str) -> str | None:
+            return query.get(name, [None])[0]
+
+        def flag(name: str) -> bool:
+            return (one(name) or "false").casefold() == "true"
+
+        token, start_text = one("continuationToken"), one("startDateTime")
+        if token is not None and start_text is not None:
+            return Response(
+                400,
+                error_body(
+                    "The startDateTime and continuationToken parameters cannot be used together.",
+                    "ArgumentException",
+                ),
+            )
+        fields = [f.strip() for f in (one("fields") or "").split(",") if f.strip()]
+        for name in fields:
+            if name not in self.known_fields:
+                return Response(
+                    400, error_body(f"TF51535: Cannot find field {name}.", "FieldDoesNotExist")
+                )
+        types = {t.strip().casefold() for t in (one("types") or "").split(",") if t.strip()}
+        try:
+            size = int(one("$maxPageSize") or self.reporting_page_cap)
+            position = int(token.split(";")[0]) if token is not None else 0
+        except ValueError:
+            return Response(
+                400, error_body("Invalid continuationToken or $maxPageSize.", "ArgumentException")
+            )
+        start = parse_date(start_text) if start_text is not None else None
+        if (start_text is not None and start is None) or size < 1 or position < 0:
+            return Response(
+                400, error_body("Invalid startDateTime or $maxPageSize.", "ArgumentException")
+            )
+        size = min(size, self.reporting_page_cap)
+        latest_only, identity_ref = flag("includeLatestOnly"), flag("includeIdentityRef")
+        values: list[dict[str, Any]] = []
+        last: tuple[int, int] = (0, 0)
+        with self._data_lock:
+            log = self.revision_log
+            while position < len(log) and len(values) < size:
+                item_id, snapshot = log[position]
+                position += 1
+                item = self.items.get(item_id)  # None: deleted (includeDeleted is not served)
+                if item is None or (start is not None and snapshot["System.ChangedDate"] <= start):
+                    continue
+                if project is not None and snapshot["System.TeamProject"].casefold() != (
+                    project.casefold()
+                ):
+                    continue
+                if types and snapshot["System.WorkItemType"].casefold() not in types:
+                    continue
+                revisions = item["revisions"]
+                if latest_only and snapshot is not revisions[-1]:
+                    continue
+                values.append(self._revision(item_id, snapshot, revisions, fields, identity_ref))
+                last = (item_id, snapshot["System.Rev"])
+            done = position >= len(log)
+        with self._lock:
+            self.reporting_requests += 1
+        token = f"{position};{last[0]};{last[1]}"
+        where = f"/{quote(project)}" if project is not None else ""
+        kept = "".join(
+            f"&{k}={quote(one(k) or '')}"
+            for k in ("fields", "types", "includeIdentityRef", "includeLatestOnly", "$maxPageSize")
+            if one(k) is not None
+        )
+        return Response(
+            200,
+            {
+                "values": values,
+                "nextLink": f"{self.organization_url}{where}/_apis/wit/reporting/"
+                f"workItemRevisions?continuationToken={token}{kept}&api-version=7.1",
+                "continuationToken": token,
+                "isLastBatch": done,
+            },
+        )
+
+    def _revision(
+        self,
+        item_id: int,
+        snapshot: Mapping[str, Any],
+        revisions: list[dict[str, Any]],
+        fields: list[str],
+        identity_ref: bool,
+    ) -> dict[str, Any]:
+        """One revision as the reporting API answers it: identities as IdentityRef objects
+        (includeIdentityRef=true) or "Name <unique name>" text, RevisedDate the time the next
+        revision superseded it."""
+        rev = int(snapshot["System.Rev"])
+        later = revisions[rev] if rev < len(revisions) else None
+        stored = {
+            **snapshot,
+            "System.RevisedDate": later["System.ChangedDate"] if later is not None else NEVER,
+        }
+        out: dict[str, Any] = {}
+        for name in fields or list(stored):
+            value = stored.get(name)
+            if value is None or value == "":
+                continue
+            if name in IDENTITY_FIELDS and isinstance(value, Mapping):
+                out[name] = (
+                    self.identity_ref(value)
+                    if identity_ref
+                    else f"{value['displayName']} <{value['uniqueName']}>"
+                )
+            else:
+                out[name] = ado_time(value) if isinstance(value, datetime) else value
+        return {"id": item_id, "rev": rev, "fields": out}
 
     def _states(self, work_item_type: str) -> Response:
         states = self.states.get(work_item_type.casefold())

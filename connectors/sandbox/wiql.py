@@ -47,7 +47,9 @@ DATE_FIELDS = frozenset(
         "Microsoft.VSTS.Common.ClosedDate",
     }
 )
-INT_FIELDS = frozenset({"System.Id", "System.Rev", "Microsoft.VSTS.Common.Priority"})
+INT_FIELDS = frozenset(
+    {"System.Id", "System.Rev", "System.Parent", "Microsoft.VSTS.Common.Priority"}
+)
 NUMBER_FIELDS = frozenset(
     {
         "Microsoft.VSTS.Scheduling.StoryPoints",
@@ -84,6 +86,7 @@ KNOWN_FIELDS = DATE_FIELDS | INT_FIELDS | NUMBER_FIELDS | STRING_FIELDS | IDENTI
 FIELD_NAMES: dict[str, str] = {
     "System.Id": "ID",
     "System.Rev": "Rev",
+    "System.Parent": "Parent",
     "System.Title": "Title",
     "System.State": "State",
     "System.Reason": "Reason",
