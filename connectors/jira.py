@@ -59,6 +59,7 @@ from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from functools import partial
+from pathlib import Path
 from typing import Any, ClassVar, Literal, TypeVar
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -120,6 +121,7 @@ IDS_PAGE_SIZE = 1000  # search/jql returns up to 5000 per page when only ids are
 GROUP_PAGE = 100  # the largest page with fields: re-reads of a minute group use it
 CHANGELOG = "changelog"  # the item search asks for each issue's changelog with it
 CHANGELOG_PAGE = 100  # the most GET issue/{id}/changelog answers per page (Cloud)
+STATUS_CACHE_AGE = timedelta(hours=24)  # how long `GET status` categories are trusted
 MAX_GROUP_WALKS = 20  # re-reads of one minute group before the run gives up
 
 #: Fields every search asks for (plus the resolved custom fields).
@@ -934,6 +936,14 @@ class _Run:
     fields: FieldIds
 
 
+@dataclass(frozen=True, slots=True)
+class _Changelog:
+    """An issue's changelog read by pages, and what it cost."""
+
+    histories: list[Any] | None
+    requests: int
+
+
 class _Progress:
     """What one run of `changes` has yielded, and the checkpoint it has handed out."""
 
@@ -1169,56 +1179,87 @@ class JiraConnector:
 
     async def history(self, todo: HistoryTodo) -> AsyncIterator[HistoryPage]:
         """The whole changelog of each issue in `todo.items` (its search answer held only the
-        most recent histories), oldest first, one page per issue, within `todo.budget`
-        requests: `GET issue/{id}?fields=created,status,resolution&expand=changelog` (whole on
-        Data Center), then on Cloud, when that is cut too, `GET issue/{id}/changelog` from the
-        start, 100 a page. An issue that is gone (404) is complete with no entries."""
+        most recent histories), one page per issue, within `todo.budget` requests:
+        `GET issue/{id}?fields=created,status,resolution&expand=changelog` (whole on Data
+        Center), then on Cloud, when that is cut too, `GET issue/{id}/changelog` from the start,
+        100 a page. An issue that is gone (404) is complete with no entries. An issue whose
+        pages do not fit what is left of the budget waits for the next run (it comes first
+        then); one that would not fit a whole run's budget keeps its most recent histories only
+        (docs/trackers/jira.md#history)."""
         spent = 0
         client: _Jira | None = None
         fields = FieldIds()
         for external_id in todo.items:
             if spent >= todo.budget:
                 return
-            if client is None:
-                run = await self._run_start()
-                client, fields = run.client, run.fields
             site, _, issue_id = external_id.rpartition("/")
             if site != self._site or issue_id_of({"id": issue_id}) is None:
                 yield HistoryPage({}, complete=[external_id], requests=0)  # not this site's
                 continue
+            if client is None:
+                run = await self._run_start()
+                client, fields = run.client, run.fields
             raw = await self._issue_with_changelog(client, issue_id)
             spent += 1
             if raw is None:
                 yield HistoryPage({}, complete=[external_id], requests=1)
                 continue
-            histories = histories_of(changelog_of(raw))
+            changelog = changelog_of(raw)
+            histories = histories_of(changelog)
+            whole = bool(self._server) or not changelog_cut(changelog)
+            complete = whole
             requests = 1
-            whole = not changelog_cut(changelog_of(raw)) or bool(self._server)
             if not whole:
-                histories = []
-                start = 0
-                while spent < todo.budget:
-                    page = await self._changelog_page(client, issue_id, start)
-                    spent += 1
-                    requests += 1
-                    if page is None:
-                        break
-                    values = histories_of(page, "values")
-                    histories.extend(values)
-                    start += len(values)
-                    total = page.get("total")
-                    if (
-                        page.get("isLast") is True
-                        or not values
-                        or (isinstance(total, int) and start >= total)
-                    ):
-                        whole = True
-                        break
+                total = changelog.get("total") if changelog is not None else None
+                pages = -(-total // CHANGELOG_PAGE) if isinstance(total, int) else 1
+                if 1 + pages > todo.budget:
+                    complete = True  # never fits a run: the most recent histories will do
+                    log_event(
+                        log,
+                        "jira_changelog_too_long",
+                        logging.WARNING,
+                        issue=issue_id,
+                        histories=total,
+                        budget=todo.budget,
+                    )
+                elif pages > todo.budget - spent:
+                    yield HistoryPage({}, requests=1)  # the next run starts with it
+                    return
+                else:
+                    read = await self._whole_changelog(client, issue_id, todo.budget - spent)
+                    spent += read.requests
+                    requests += read.requests
+                    if read.histories is not None:
+                        histories, whole = read.histories, True
+                        complete = True
             await self._learn_statuses(client, [raw, {"changelog": {"histories": histories}}])
             entries = self._entries(raw, histories, fields, whole=whole)
             yield HistoryPage(
-                {external_id: entries}, complete=[external_id] if whole else [], requests=requests
+                {external_id: entries},
+                complete=[external_id] if complete else [],
+                requests=requests,
             )
+
+    async def _whole_changelog(self, client: _Jira, issue_id: str, budget: int) -> _Changelog:
+        """Cloud's `GET issue/{id}/changelog` from the start to its last page, within `budget`
+        requests (histories None when it did not reach the end)."""
+        histories: list[Any] = []
+        requests = 0
+        while requests < budget:
+            page = await self._changelog_page(client, issue_id, len(histories))
+            requests += 1
+            if page is None:
+                break
+            values = histories_of(page, "values")
+            histories.extend(values)
+            total = page.get("total")
+            if (
+                page.get("isLast") is True
+                or not values
+                or (isinstance(total, int) and len(histories) >= total)
+            ):
+                return _Changelog(histories, requests)
+        return _Changelog(None, requests)
 
     async def _issue_with_changelog(self, client: _Jira, issue_id: str) -> Any:
         """`GET issue/{id}?fields=created,status,resolution&expand=changelog`; None when 404."""
@@ -1241,7 +1282,9 @@ class JiraConnector:
         changelog = changelog_of(raw)
         whole = not changelog_cut(changelog)
         entries = self._entries(raw, histories_of(changelog), fields, whole=whole)
-        return replace(item, history=entries, history_pending=not whole)
+        # the changelog stays out of external_data: its authors carry e-mail addresses
+        kept = {k: v for k, v in item.raw.items() if k != "changelog"}
+        return replace(item, raw=kept, history=entries, history_pending=not whole)
 
     def _entries(
         self, raw: Any, histories: list[Any], fields: FieldIds, *, whole: bool
@@ -1277,8 +1320,12 @@ class JiraConnector:
                 key = category.get("key") if isinstance(category, Mapping) else None
                 self._categories[status["name"].casefold()] = key if isinstance(key, str) else None
             wanted |= status_names(histories_of(changelog_of(raw)))
-        unknown = {n for n in wanted if n.casefold() not in self._categories}
-        if not unknown or self._statuses_listed:
+        if self._statuses_listed or all(n.casefold() in self._categories for n in wanted):
+            return
+        cached = self._cached_statuses()
+        for name, key in cached.items():
+            self._categories.setdefault(name, key)
+        if all(n.casefold() in self._categories for n in wanted):
             return
         self._statuses_listed = True
         listed = await self._call("listing statuses", lambda: client._get_json("status"))
@@ -1287,6 +1334,33 @@ class JiraConnector:
                 category = status.get("statusCategory")
                 key = category.get("key") if isinstance(category, Mapping) else None
                 self._categories[status["name"].casefold()] = key if isinstance(key, str) else None
+        self._cache_statuses()
+
+    def _status_cache(self) -> Path:
+        digest = hashlib.sha256(self._site.encode()).hexdigest()[:16]
+        return self._ctx.cache_dir / f"statuses-{digest}.json"
+
+    def _cached_statuses(self) -> dict[str, str | None]:
+        """The categories `GET status` gave within STATUS_CACHE_AGE (a no-op run that re-reads
+        an issue's changelog asks nothing), else nothing."""
+        path = self._status_cache()
+        try:
+            age = datetime.now(UTC).timestamp() - path.stat().st_mtime
+            if age > STATUS_CACHE_AGE.total_seconds():
+                return {}
+            loaded = json.loads(path.read_text())
+        except (OSError, ValueError):
+            return {}
+        if not isinstance(loaded, dict):
+            return {}
+        known = {k: v for k, v in loaded.items() if isinstance(k, str)}
+        return {k: v if isinstance(v, str) else None for k, v in known.items()}
+
+    def _cache_statuses(self) -> None:
+        try:
+            self._status_cache().write_text(json.dumps(self._categories))
+        except OSError as exc:  # a cache only: the next run asks again
+            log_event(log, "jira_status_cache_unwritable", logging.WARNING, error=exc.strerror)
 
     # -- run start ----------------------------------------------------------------------------
     async def _run_start(self) -> _Run:
