@@ -73,6 +73,7 @@ PRIORITIES = [
     "Trivial",
 ]
 
+PEOPLE = ["Ada Lovelace", "Grace Hopper", "Alan Turing", "Katherine Johnson"]  # demo actors
 STORY_POINTS_FIELD = "customfield_10016"
 ACCEPTANCE_FIELD = "customfield_10035"
 FLAGGED_FIELD = "customfield_10021"
@@ -401,14 +402,12 @@ class JiraSandbox(SandboxServer):
                 status, resolution, flagged = plan[(n * 5 + len(project)) % len(plan)]
                 created = now - timedelta(days=rng.randint(8, 28), minutes=rng.randint(0, 600))
                 updated = created + timedelta(days=rng.randint(0, 7), minutes=rng.randint(1, 900))
-                self.add_issue(
+                updated = min(updated, now - timedelta(minutes=n + 1))
+                issue = self.add_issue(
                     project,
                     title,
                     created=created,
-                    updated=min(updated, now - timedelta(minutes=n + 1)),
-                    status=status,
-                    resolution=resolution,
-                    flagged=flagged,
+                    updated=created,
                     priority=rng.choice(["Highest", "High", "Medium", "Medium", "Low", "Lowest"]),
                     story_points=rng.choice([None, 1, 2, 3, 5, 8, 13, 0.5]),
                     issuetype=rng.choice(["Story", "Bug", "Task"]),
@@ -417,6 +416,32 @@ class JiraSandbox(SandboxServer):
                     acceptance_criteria="Given the change is deployed\nThen the behaviour is "
                     "covered by a test",
                 )
+                self._walk_demo(issue, status, resolution, updated, PEOPLE[n % len(PEOPLE)])
+                issue.flagged = flagged
+
+    def _walk_demo(
+        self, issue: SandboxIssue, status: str, resolution: str | None, end: datetime, who: str
+    ) -> None:
+        """Move a demo issue from To Do to `status` by `end`, as people would (so its changelog
+        gives start and completion times): picked up, worked on, reviewed, finished."""
+        span = end - issue.created
+        steps: list[str] = []
+        if self._category(status) != "new":
+            steps.append("In Progress")
+            if (
+                status in ("In Review", "Code Review", "Blocked")
+                or self._category(status) == "done"
+            ):
+                steps.append("In Review" if status not in ("Code Review", "Blocked") else status)
+        if status not in steps and status != "To Do":
+            steps.append(status)
+        self.update_issue(issue.id, at=issue.created + span / 10, by=who, assignee=who)
+        for n, step in enumerate(steps, start=1):
+            at = end if n == len(steps) else issue.created + span * n / (len(steps) + 1)
+            extra = {"resolution": resolution} if step == status and resolution else {}
+            self.update_issue(issue.id, at=at, by=who, status=step, **extra)
+        if issue.updated < end:
+            self.update_issue(issue.id, at=end, by=who)
 
     def demo_config(self) -> dict[str, Any]:
         return {

@@ -9,6 +9,7 @@ over several runs, resuming after a run that failed mid-way; no e-mail address i
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Iterator
 from datetime import timedelta
@@ -207,8 +208,9 @@ async def test_a_cut_changelog_is_read_whole_by_id(
 
 
 async def test_a_budget_smaller_than_the_backlog_completes_over_runs_and_resumes_after_a_fault(
-    pool: asyncpg.Pool, jira: JiraSandbox, settings: Settings
+    pool: asyncpg.Pool, jira: JiraSandbox, settings: Settings, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.DEBUG)
     jira.changelog_cap = 2
     issues = [flowed(jira, n, f"Issue {n}") for n in range(5)]
     budget = 2
@@ -223,6 +225,7 @@ async def test_a_budget_smaller_than_the_backlog_completes_over_runs_and_resumes
         if result.outcome == "failed":
             failed += 1
             assert "503" in result.reason or "unavailable" in result.reason
+            assert PLANTED_TOKEN not in result.reason
             jira.clear_faults()
             continue
         assert result.outcome == "succeeded", result.reason
@@ -237,4 +240,28 @@ async def test_a_budget_smaller_than_the_backlog_completes_over_runs_and_resumes
         await assert_times(pool, jira.external_id(issue), start_hours=n)
     # every issue: its creation, five moves, one assignment; each stored once
     assert await pool.fetchval("SELECT count(*) FROM work_item_history") == 5 * 7
+    await assert_no_email(pool)
+    assert PLANTED_TOKEN not in caplog.text
+    activity = await pool.fetch("SELECT metadata::text AS m FROM activity_logs")
+    assert not any(PLANTED_TOKEN in r["m"] for r in activity if r["m"])
+
+
+async def test_the_demo_issues_carry_changelogs_that_give_completion_times(
+    pool: asyncpg.Pool, jira: JiraSandbox, settings: Settings
+) -> None:
+    jira.seed_demo()
+    config = jira.demo_config()
+    team = await make_team(pool, "Demo")
+    integration = await make_integration(pool, team, "jira", config, interval=60)
+    result = await run(pool, integration, settings)
+    assert result.outcome == "succeeded", result.reason
+    completed = await pool.fetch(
+        "SELECT started_at, completed_at, time_basis FROM work_items WHERE status = 'completed'"
+    )
+    assert completed and all(r["time_basis"] == "history" for r in completed)
+    assert all(r["started_at"] < r["completed_at"] for r in completed)
+    days = await pool.fetchval(
+        "SELECT count(*) FROM metrics WHERE avg_completion_time_hours IS NOT NULL"
+    )
+    assert days > 0  # issue 15: "avg completion (h)" was empty on every day of the demo
     await assert_no_email(pool)
