@@ -265,3 +265,49 @@ async def test_the_demo_issues_carry_changelogs_that_give_completion_times(
     )
     assert days > 0  # issue 15: "avg completion (h)" was empty on every day of the demo
     await assert_no_email(pool)
+
+
+@pytest.fixture
+def cloud() -> Iterator[JiraSandbox]:
+    with checked(JiraSandbox(token=PLANTED_TOKEN)) as started:
+        started.changelog_cap = 2
+        yield started
+
+
+async def test_an_issue_whose_pages_do_not_fit_what_is_left_waits_for_the_next_run(
+    pool: asyncpg.Pool, cloud: JiraSandbox, settings: Settings
+) -> None:
+    first_issue, second_issue = flowed(cloud, 0, "First"), flowed(cloud, 1, "Second")
+    integration = await integration_of(pool, cloud, history_budget=3)
+    first = await run(pool, integration, settings)
+    # the first costs its issue read and one changelog page; the second's page does not fit
+    assert first.outcome == "succeeded" and first.history_requests == 3
+    pending = await pool.fetchval(
+        "SELECT array_agg(external_id) FROM work_items WHERE history_pending"
+    )
+    assert pending == [cloud.external_id(second_issue)]
+    await assert_times(pool, cloud.external_id(first_issue))
+
+    second = await run(pool, integration, settings)
+    assert second.history_requests == 2
+    await assert_times(pool, cloud.external_id(second_issue), start_hours=1)
+    assert not await pool.fetchval("SELECT bool_or(history_pending) FROM work_items")
+
+
+async def test_a_changelog_that_never_fits_a_run_keeps_its_most_recent_histories(
+    pool: asyncpg.Pool, cloud: JiraSandbox, settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING)
+    issue = cloud.add_issue("ABC", "Busy", created=T0, updated=T0)
+    for n in range(105):  # 2 pages of 100 and the issue read: more than a budget of 2
+        cloud.update_issue(issue.id, at=T0 + n * H, priority="High" if n % 2 else "Low")
+    integration = await integration_of(pool, cloud, history_budget=2)
+    result = await run(pool, integration, settings)
+    assert result.outcome == "succeeded" and result.history_requests == 1
+    assert not cloud.requests_to("/changelog")
+    assert not await pool.fetchval("SELECT bool_or(history_pending) FROM work_items")
+    rows = await pool.fetch("SELECT change_id, field FROM work_item_history ORDER BY changed_at")
+    assert [r["change_id"] for r in rows] == [h.id for h in issue.histories[-2:]]  # no creation
+    assert "jira_changelog_too_long" in caplog.text
+    again = await run(pool, integration, settings)
+    assert again.history_requests == 0  # done with, not read again every run
