@@ -1197,8 +1197,7 @@ class JiraConnector:
                 yield HistoryPage({}, complete=[external_id], requests=0)  # not this site's
                 continue
             if client is None:
-                run = await self._run_start()
-                client, fields = run.client, run.fields
+                client, fields = await self._history_client()
             raw = await self._issue_with_changelog(client, issue_id)
             spent += 1
             if raw is None:
@@ -1239,6 +1238,13 @@ class JiraConnector:
                 complete=[external_id] if complete else [],
                 requests=requests,
             )
+
+    async def _history_client(self) -> tuple[_Jira, FieldIds]:
+        """The run's client and fields (the item pages connected already): no request more."""
+        client = self._client
+        if client is None or self._server is None:
+            client, _ = await self._connect()
+        return client, await self._field_ids(client)
 
     async def _whole_changelog(self, client: _Jira, issue_id: str, budget: int) -> _Changelog:
         """Cloud's `GET issue/{id}/changelog` from the start to its last page, within `budget`

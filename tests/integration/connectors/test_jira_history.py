@@ -195,6 +195,10 @@ async def test_a_cut_changelog_is_read_whole_by_id(
     }
     assert len(jira.requests_to(f"/issue/{issue.id}/changelog")) == (0 if is_dc(jira) else 1)
     assert first.history_requests == (1 if is_dc(jira) else 2)
+    # serverInfo, myself, field, one search, status (once: the changelog names statuses the
+    # issue is not in), then the history reads: nothing more
+    assert len(jira.requests_to("/status")) == 1
+    assert len(jira.requests) == 5 + first.history_requests
     await assert_times(pool, external_id)
     assert [r["to_status"] for r in await status_rows(pool, external_id)] == STATUSES
     assert not await pool.fetchval("SELECT bool_or(history_pending) FROM work_items")
