@@ -1340,6 +1340,8 @@ class JiraConnector:
                 category = status.get("statusCategory")
                 key = category.get("key") if isinstance(category, Mapping) else None
                 self._categories[status["name"].casefold()] = key if isinstance(key, str) else None
+        for name in wanted:  # a status deleted since: no category (cached too, not asked again)
+            self._categories.setdefault(name.casefold(), None)
         self._cache_statuses()
 
     def _status_cache(self) -> Path:

@@ -315,3 +315,27 @@ async def test_a_changelog_that_never_fits_a_run_keeps_its_most_recent_histories
     assert "jira_changelog_too_long" in caplog.text
     again = await run(pool, integration, settings)
     assert again.history_requests == 0  # done with, not read again every run
+
+
+async def test_a_status_jira_no_longer_has_is_mapped_and_not_asked_for_again(
+    pool: asyncpg.Pool, cloud: JiraSandbox, settings: Settings
+) -> None:
+    cloud.statuses["Triage"] = "new"
+    issue = cloud.add_issue("ABC", "Old workflow", created=T0, updated=T0, status="Triage")
+    cloud.update_issue(issue.id, at=T0 + H, status="In Progress")
+    del cloud.statuses["Triage"]  # the workflow changed since: GET status does not list it
+    integration = await integration_of(pool, cloud)
+    first = await run(pool, integration, settings)
+    assert first.outcome == "succeeded", first.reason
+    rows = await status_rows(pool, cloud.external_id(issue))
+    assert [(r["to_value"], r["to_status"]) for r in rows] == [
+        ("Triage", "queued"),
+        ("In Progress", "in_progress"),
+    ]
+    assert len(cloud.requests_to("/status")) == 1
+
+    cloud.clear_requests()
+    cloud.update_issue(issue.id, at=T0 + 2 * H, summary="Old workflow, edited")
+    second = await run(pool, integration, settings)
+    assert second.updated == 1
+    assert not cloud.requests_to("/status")  # its categories are cached for the day
