@@ -59,6 +59,7 @@ from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from functools import partial
+from pathlib import Path
 from typing import Any, ClassVar, Literal, TypeVar
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -78,6 +79,9 @@ from connectors.base import (
     ConnectorContext,
     ConnectorError,
     FatalError,
+    HistoryEntry,
+    HistoryPage,
+    HistoryTodo,
     Page,
     Rejected,
     RetriableError,
@@ -90,6 +94,14 @@ from connectors.base import (
     utc,
 )
 from connectors.http import call_sdk, header, log_event, parse_time, retry_after
+from connectors.jira_history import (
+    TrackedFields,
+    changelog_cut,
+    changelog_of,
+    histories_of,
+    history_entries,
+    status_names,
+)
 from connectors.jira_search import (
     Answer,
     SearchPage,
@@ -107,6 +119,9 @@ SCOPE = ""  # what `map_work_item` stamps; `changes` sets each item's scope to i
 ORDER = "updated ASC, key ASC"
 IDS_PAGE_SIZE = 1000  # search/jql returns up to 5000 per page when only ids are asked for
 GROUP_PAGE = 100  # the largest page with fields: re-reads of a minute group use it
+CHANGELOG = "changelog"  # the item search asks for each issue's changelog with it
+CHANGELOG_PAGE = 100  # the most GET issue/{id}/changelog answers per page (Cloud)
+STATUS_CACHE_AGE = timedelta(hours=24)  # how long `GET status` categories are trusted
 MAX_GROUP_WALKS = 20  # re-reads of one minute group before the run gives up
 
 #: Fields every search asks for (plus the resolved custom fields).
@@ -554,6 +569,11 @@ class FieldIds:
     story_points: str | None = None
     acceptance_criteria: str | None = None
     flagged: str | None = None
+    story_points_name: str | None = None  # how a changelog names the story points field
+    sprint: str | None = None  # read in changelogs only
+
+    def tracked(self) -> TrackedFields:
+        return TrackedFields(self.story_points, self.story_points_name, self.sprint)
 
     def search_fields(self) -> list[str]:
         extra = [f for f in (self.story_points, self.acceptance_criteria, self.flagged) if f]
@@ -762,6 +782,17 @@ def convert_error(exc: BaseException, what: str, auth: AuthKind = "cloud") -> Co
     return None
 
 
+def _unless_gone(client: JIRA, path: str, params: Mapping[str, Any]) -> Any:
+    """`GET <path>` (blocking); None when Jira answers 404 (the issue was deleted or moved out
+    of reach since it was listed: its history is not there to read)."""
+    try:
+        return client._get_json(path, params=dict(params))
+    except JIRAError as exc:
+        if exc.status_code == 404:
+            return None
+        raise
+
+
 class CredentialsRejected(FatalError):
     """Jira answered 401: the credentials, or the way the config signs in, are wrong."""
 
@@ -847,7 +878,14 @@ class _Jira(JIRA):
         self.last_server_info = info if isinstance(info, dict) else {}
         return info
 
-    def search_jql_post(self, jql: str, token: str | None, size: int, fields: Sequence[str]) -> Any:
+    def search_jql_post(
+        self,
+        jql: str,
+        token: str | None,
+        size: int,
+        fields: Sequence[str],
+        expand: str | None = None,
+    ) -> Any:
         """`POST search/jql` with only the properties Jira's published schema allows
         (`SearchAndReconcileRequestBean`: additionalProperties false, none nullable). The SDK's
         own POST sends `"expand": null, "properties": null`. None when not Cloud, as the SDK."""
@@ -861,9 +899,18 @@ class _Jira(JIRA):
         }
         if token:
             body["nextPageToken"] = token
+        if expand:
+            body["expand"] = expand  # a string in this bean
         return self._get_json("search/jql", params=body, use_post=True)
 
-    def search_post(self, jql: str, start: int, size: int, fields: Sequence[str]) -> Any:
+    def search_post(
+        self,
+        jql: str,
+        start: int,
+        size: int,
+        fields: Sequence[str],
+        expand: str | None = None,
+    ) -> Any:
         """`POST /rest/api/2/search` (Jira Data Center) with the keys of the Server
         `SearchRequest` only; the SDK's own POST sends `"expand": null`."""
         cache = self._fields_cache
@@ -874,6 +921,8 @@ class _Jira(JIRA):
             "fields": [cache.get(f, f) for f in fields],
             "validateQuery": True,
         }
+        if expand:
+            body["expand"] = expand.split(",")  # a list in the Server SearchRequest
         return self._get_json("search", params=body, use_post=True)
 
 
@@ -885,6 +934,14 @@ class _Run:
     server_time: datetime | None  # serverInfo.serverTime: checkpoints never pass it
     tz: ZoneInfo | None  # the user's profile zone, in which Jira reads JQL date literals
     fields: FieldIds
+
+
+@dataclass(frozen=True, slots=True)
+class _Changelog:
+    """An issue's changelog read by pages, and what it cost."""
+
+    histories: list[Any] | None
+    requests: int
 
 
 class _Progress:
@@ -913,6 +970,7 @@ class _Progress:
                     rejected.append(item)
             elif self._yielded.get(item.external_id) != item.updated_at:
                 self._yielded[item.external_id] = item.updated_at
+                item = self._connector._with_history(item, raw, self._run.fields)
                 fresh.append(replace(item, scope=self._scope))
         newest = answer.newest
         if advance and newest is not None:
@@ -939,6 +997,10 @@ class JiraConnector:
         self._client: _Jira | None = None
         self._fields: FieldIds | None = None
         self._server: bool | None = None  # Jira Data Center / Server (from serverInfo)
+        # status name (folded) -> its category key, learnt from issues and `GET status` (read at
+        # most once a run, when a changelog names a status no issue showed)
+        self._categories: dict[str, str | None] = {}
+        self._statuses_listed = False
 
     # -- the contract -------------------------------------------------------------------------
     async def check(self) -> None:
@@ -974,8 +1036,11 @@ class JiraConnector:
     ) -> AsyncIterator[Page]:
         progress = _Progress(self, run, scope)
         fields = run.fields.search_fields()
-        walk = self._keyset(run, condition, cursor, self.config.page_size, GROUP_PAGE, fields)
+        walk = self._keyset(
+            run, condition, cursor, self.config.page_size, GROUP_PAGE, fields, CHANGELOG
+        )
         async for answer, advance in walk:
+            await self._learn_statuses(run.client, answer.raws)
             yield progress.page(answer, advance=advance)
 
     async def _keyset(
@@ -986,6 +1051,7 @@ class JiraConnector:
         size: int,
         group_size: int,
         fields: list[str],
+        expand: str | None = None,
     ) -> AsyncIterator[tuple[Answer, bool]]:
         """The answers of the keyset walk over `condition` from `cursor`, each with whether the
         checkpoint may move to its newest `updated` (module docstring: keyset by minute, minute
@@ -994,7 +1060,7 @@ class JiraConnector:
         literal = jql_time_literal(cursor, run.tz) if cursor is not None else None
         while True:
             jql = search_jql(condition, literal)
-            first = await self._answer(run, jql, None, size, fields)
+            first = await self._answer(run, jql, None, size, fields, expand)
             if first.raws:
                 yield first, True
             if first.token is None:
@@ -1003,11 +1069,12 @@ class JiraConnector:
                 # Nothing past `minute` on a page that promises more: walk the minute by token,
                 # then read it again until a walk can be trusted; the checkpoint waits.
                 walk = [first]
-                async for answer in self._walk(run, jql, size, walk, minute, fields):
+                async for answer in self._walk(run, jql, size, walk, minute, fields, expand):
                     yield answer, False
                 for _ in range(MAX_GROUP_WALKS):
                     again: list[Answer] = []
-                    async for answer in self._walk(run, jql, group_size, again, minute, fields):
+                    again_walk = self._walk(run, jql, group_size, again, minute, fields, expand)
+                    async for answer in again_walk:
                         yield answer, False
                     if len(again) == 1:  # one answer: a snapshot of the whole minute
                         walk = again
@@ -1036,6 +1103,7 @@ class JiraConnector:
         walk: list[Answer],
         minute: datetime | None,
         fields: list[str],
+        expand: str | None = None,
     ) -> AsyncIterator[Answer]:
         """Follow the tokens of `jql` (from its first page when `walk` is empty), appending each
         answer to `walk`, until one holds a later minute or the results end. The checkpoint does
@@ -1047,16 +1115,22 @@ class JiraConnector:
                 if token in seen:
                     raise ConnectorError("Jira repeated a nextPageToken: stopping to avoid a loop")
                 seen.add(token)
-            answer = await self._answer(run, jql, token, size, fields)
+            answer = await self._answer(run, jql, token, size, fields, expand)
             walk.append(answer)
             if answer.raws:
                 yield answer
 
     async def _answer(
-        self, run: _Run, jql: str, token: str | None, size: int, fields: list[str]
+        self,
+        run: _Run,
+        jql: str,
+        token: str | None,
+        size: int,
+        fields: list[str],
+        expand: str | None = None,
     ) -> Answer:
         """One search page, its issues' times read and its promise of more taken."""
-        return Answer.of(await self._search(run.client, jql, token, size, fields))
+        return Answer.of(await self._search(run.client, jql, token, size, fields, expand))
 
     async def all_ids(self) -> AsyncIterator[ScopeIds]:
         """Every issue id in scope (no time filter), a page at a time. On Data Center the listing
@@ -1098,10 +1172,209 @@ class JiraConnector:
         if client is not None:
             client.close()
 
+    # -- history (connectors/jira_history.py, docs/trackers/jira.md#history) -----------------
+    def feed_scopes(self) -> list[str]:
+        """None: Jira's history comes with the issues, or by issue id."""
+        return []
+
+    async def history(self, todo: HistoryTodo) -> AsyncIterator[HistoryPage]:
+        """The whole changelog of each issue in `todo.items` (its search answer held only the
+        most recent histories), one page per issue, within `todo.budget` requests:
+        `GET issue/{id}?fields=created,status,resolution&expand=changelog` (whole on Data
+        Center), then on Cloud, when that is cut too, `GET issue/{id}/changelog` from the start,
+        100 a page. An issue that is gone (404) is complete with no entries. An issue whose
+        pages do not fit what is left of the budget waits for the next run (it comes first
+        then); one that would not fit a whole run's budget keeps its most recent histories only
+        (docs/trackers/jira.md#history)."""
+        spent = 0
+        client: _Jira | None = None
+        fields = FieldIds()
+        for external_id in todo.items:
+            if spent >= todo.budget:
+                return
+            site, _, issue_id = external_id.rpartition("/")
+            if site != self._site or issue_id_of({"id": issue_id}) is None:
+                yield HistoryPage({}, complete=[external_id], requests=0)  # not this site's
+                continue
+            if client is None:
+                client, fields = await self._history_client()
+            raw = await self._issue_with_changelog(client, issue_id)
+            spent += 1
+            if raw is None:
+                yield HistoryPage({}, complete=[external_id], requests=1)
+                continue
+            changelog = changelog_of(raw)
+            histories = histories_of(changelog)
+            whole = bool(self._server) or not changelog_cut(changelog)
+            complete = whole
+            requests = 1
+            if not whole:
+                total = changelog.get("total") if changelog is not None else None
+                pages = -(-total // CHANGELOG_PAGE) if isinstance(total, int) else 1
+                if 1 + pages > todo.budget:
+                    complete = True  # never fits a run: the most recent histories will do
+                    log_event(
+                        log,
+                        "jira_changelog_too_long",
+                        logging.WARNING,
+                        issue=issue_id,
+                        histories=total,
+                        budget=todo.budget,
+                    )
+                elif pages > todo.budget - spent:
+                    yield HistoryPage({}, requests=1)  # the next run starts with it
+                    return
+                else:
+                    read = await self._whole_changelog(client, issue_id, todo.budget - spent)
+                    spent += read.requests
+                    requests += read.requests
+                    if read.histories is not None:
+                        histories, whole = read.histories, True
+                        complete = True
+            await self._learn_statuses(client, [raw, {"changelog": {"histories": histories}}])
+            entries = self._entries(raw, histories, fields, whole=whole)
+            yield HistoryPage(
+                {external_id: entries},
+                complete=[external_id] if complete else [],
+                requests=requests,
+            )
+
+    async def _history_client(self) -> tuple[_Jira, FieldIds]:
+        """The run's client and fields (the item pages connected already): no request more."""
+        client = self._client
+        if client is None or self._server is None:
+            client, _ = await self._connect()
+        return client, await self._field_ids(client)
+
+    async def _whole_changelog(self, client: _Jira, issue_id: str, budget: int) -> _Changelog:
+        """Cloud's `GET issue/{id}/changelog` from the start to its last page, within `budget`
+        requests (histories None when it did not reach the end)."""
+        histories: list[Any] = []
+        requests = 0
+        while requests < budget:
+            page = await self._changelog_page(client, issue_id, len(histories))
+            requests += 1
+            if page is None:
+                break
+            values = histories_of(page, "values")
+            histories.extend(values)
+            total = page.get("total")
+            if (
+                page.get("isLast") is True
+                or not values
+                or (isinstance(total, int) and len(histories) >= total)
+            ):
+                return _Changelog(histories, requests)
+        return _Changelog(None, requests)
+
+    async def _issue_with_changelog(self, client: _Jira, issue_id: str) -> Any:
+        """`GET issue/{id}?fields=created,status,resolution&expand=changelog`; None when 404."""
+        params = {"fields": "created,status,resolution", "expand": CHANGELOG}
+        path = f"issue/{issue_id}"
+        return await self._call(
+            "reading an issue's changelog", lambda: _unless_gone(client, path, params)
+        )
+
+    async def _changelog_page(self, client: _Jira, issue_id: str, start: int) -> Any:
+        """Cloud's `GET issue/{id}/changelog?startAt=&maxResults=` (oldest first)."""
+        params = {"startAt": start, "maxResults": CHANGELOG_PAGE}
+        return await self._call(
+            "reading an issue's changelog",
+            lambda: _unless_gone(client, f"issue/{issue_id}/changelog", params),
+        )
+
+    def _with_history(self, item: WorkItem, raw: Any, fields: FieldIds) -> WorkItem:
+        """The item with the history its search answer carried; pending when that was cut."""
+        changelog = changelog_of(raw)
+        whole = not changelog_cut(changelog)
+        entries = self._entries(raw, histories_of(changelog), fields, whole=whole)
+        # the changelog stays out of external_data: its authors carry e-mail addresses
+        kept = {k: v for k, v in item.raw.items() if k != "changelog"}
+        return replace(item, raw=kept, history=entries, history_pending=not whole)
+
+    def _entries(
+        self, raw: Any, histories: list[Any], fields: FieldIds, *, whole: bool
+    ) -> list[HistoryEntry]:
+        f = raw.get("fields") if isinstance(raw, Mapping) else None
+        f = f if isinstance(f, Mapping) else {}
+        status = f.get("status")
+        status = status if isinstance(status, Mapping) else {}
+        return history_entries(
+            histories,
+            fields=fields.tracked(),
+            status_of=self._status_of,
+            whole=whole,
+            created=parse_time(f.get("created")),
+            current_status=status.get("name") if isinstance(status.get("name"), str) else None,
+        )
+
+    def _status_of(self, name: str | None, resolution: str | None) -> Status:
+        """A status name of a changelog through the connector's mapping (its category from the
+        issues seen and `GET status`)."""
+        category = self._categories.get((name or "").casefold())
+        return jira_status(name, category, resolution, overrides=self.config.status_map)
+
+    async def _learn_statuses(self, client: _Jira, raws: Sequence[Any]) -> None:
+        """Know the category of every status these issues and their changelogs name: from the
+        issues' own status, else `GET status`, read at most once a run."""
+        wanted: set[str] = set()
+        for raw in raws:
+            f = raw.get("fields") if isinstance(raw, Mapping) else None
+            status = f.get("status") if isinstance(f, Mapping) else None
+            if isinstance(status, Mapping) and isinstance(status.get("name"), str):
+                category = status.get("statusCategory")
+                key = category.get("key") if isinstance(category, Mapping) else None
+                self._categories[status["name"].casefold()] = key if isinstance(key, str) else None
+            wanted |= status_names(histories_of(changelog_of(raw)))
+        if self._statuses_listed or all(n.casefold() in self._categories for n in wanted):
+            return
+        cached = self._cached_statuses()
+        for name, key in cached.items():
+            self._categories.setdefault(name, key)
+        if all(n.casefold() in self._categories for n in wanted):
+            return
+        self._statuses_listed = True
+        listed = await self._call("listing statuses", lambda: client._get_json("status"))
+        for status in listed if isinstance(listed, list) else []:
+            if isinstance(status, Mapping) and isinstance(status.get("name"), str):
+                category = status.get("statusCategory")
+                key = category.get("key") if isinstance(category, Mapping) else None
+                self._categories[status["name"].casefold()] = key if isinstance(key, str) else None
+        for name in wanted:  # a status deleted since: no category (cached too, not asked again)
+            self._categories.setdefault(name.casefold(), None)
+        self._cache_statuses()
+
+    def _status_cache(self) -> Path:
+        digest = hashlib.sha256(self._site.encode()).hexdigest()[:16]
+        return self._ctx.cache_dir / f"statuses-{digest}.json"
+
+    def _cached_statuses(self) -> dict[str, str | None]:
+        """The categories `GET status` gave within STATUS_CACHE_AGE (a no-op run that re-reads
+        an issue's changelog asks nothing), else nothing."""
+        path = self._status_cache()
+        try:
+            age = datetime.now(UTC).timestamp() - path.stat().st_mtime
+            if age > STATUS_CACHE_AGE.total_seconds():
+                return {}
+            loaded = json.loads(path.read_text())
+        except (OSError, ValueError):
+            return {}
+        if not isinstance(loaded, dict):
+            return {}
+        known = {k: v for k, v in loaded.items() if isinstance(k, str)}
+        return {k: v if isinstance(v, str) else None for k, v in known.items()}
+
+    def _cache_statuses(self) -> None:
+        try:
+            self._status_cache().write_text(json.dumps(self._categories))
+        except OSError as exc:  # a cache only: the next run asks again
+            log_event(log, "jira_status_cache_unwritable", logging.WARNING, error=exc.strerror)
+
     # -- run start ----------------------------------------------------------------------------
     async def _run_start(self) -> _Run:
         """serverInfo (clock, deployment), myself (time zone), the site's fields: once per run."""
         client, info = await self._connect()
+        self._statuses_listed = False
         me = await self._call("reading the user's profile (myself)", client.myself)
         tz_name = me.get("timeZone") if isinstance(me, Mapping) else None
         tz = user_time_zone(tz_name)
@@ -1208,10 +1481,15 @@ class JiraConnector:
         if not isinstance(listed, list):
             raise RetriableError("Jira's field list is not a list")
         site_fields = [f for f in listed if isinstance(f, Mapping) and "id" in f]
+        points = self._configured_field(site_fields, "story_points_field")
         self._fields = FieldIds(
-            story_points=self._configured_field(site_fields, "story_points_field"),
+            story_points=points,
             acceptance_criteria=self._configured_field(site_fields, "acceptance_criteria_field"),
             flagged=resolve_field(site_fields, "Flagged"),
+            story_points_name=next(
+                (str(f.get("name")) for f in site_fields if points and f["id"] == points), None
+            ),
+            sprint=resolve_field(site_fields, "Sprint"),
         )
         # The SDK fetches GET /field again on its first search to translate field names; hand it
         # the same list so a run costs one request (the mapping it builds, from clauseNames).
@@ -1252,7 +1530,13 @@ class JiraConnector:
             seen.add(token)
 
     async def _search(
-        self, client: _Jira, jql: str, token: str | None, size: int, fields: list[str]
+        self,
+        client: _Jira,
+        jql: str,
+        token: str | None,
+        size: int,
+        fields: list[str],
+        expand: str | None = None,
     ) -> SearchPage:
         """One search page through the deployment's search (connectors.jira_search). Checked
         where the request is made, so a broken answer is a RetriableError that sends the same
@@ -1261,10 +1545,10 @@ class JiraConnector:
             window = self.config.max_result_window
             return await self._call(
                 "searching issues",
-                lambda: server_page(client, jql, token, size, fields, window=window),
+                lambda: server_page(client, jql, token, size, fields, window=window, expand=expand),
             )
         return await self._call(
-            "searching issues", lambda: cloud_page(client, jql, token, size, fields)
+            "searching issues", lambda: cloud_page(client, jql, token, size, fields, expand)
         )
 
     async def _call(self, what: str, call: Callable[[], T]) -> T:

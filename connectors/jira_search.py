@@ -46,23 +46,32 @@ class SearchClient(Protocol):
     def enhanced_search_issues(self, *args: Any, **kwargs: Any) -> Any: ...
     def search_issues(self, *args: Any, **kwargs: Any) -> Any: ...
     def search_jql_post(
-        self, jql: str, token: str | None, size: int, fields: Sequence[str]
+        self, jql: str, token: str | None, size: int, fields: Sequence[str], expand: str | None
     ) -> Any: ...
-    def search_post(self, jql: str, start: int, size: int, fields: Sequence[str]) -> Any: ...
+    def search_post(
+        self, jql: str, start: int, size: int, fields: Sequence[str], expand: str | None
+    ) -> Any: ...
 
 
 def cloud_page(
-    client: SearchClient, jql: str, token: str | None, size: int, fields: Sequence[str]
+    client: SearchClient,
+    jql: str,
+    token: str | None,
+    size: int,
+    fields: Sequence[str],
+    expand: str | None = None,
 ) -> SearchPage:
-    """One page of Cloud's enhanced search (blocking)."""
+    """One page of Cloud's enhanced search (blocking); `expand="changelog"` adds each issue's
+    changelog (its most recent histories: connectors/jira_history.py)."""
     if len(jql) > LONG_JQL:  # too long for a URL: a POST body, schema-clean
-        body = client.search_jql_post(jql, token, size, fields)
+        body = client.search_jql_post(jql, token, size, fields, expand)
     else:
         body = client.enhanced_search_issues(
             jql,
             nextPageToken=token,
             maxResults=size,
             fields=list(fields),  # the SDK rewrites the list in place
+            expand=expand,
             json_result=True,  # the raw page: no Resource objects, and it keeps isLast
         )
     if body is None:  # the SDK's @cloud_api answer for a non-Cloud server
@@ -89,6 +98,7 @@ def server_page(
     fields: Sequence[str],
     *,
     window: int,
+    expand: str | None = None,
 ) -> SearchPage:
     """One page of the Server search, `GET|POST /rest/api/2/search` (blocking). `token` is the
     `startAt` to ask for; the page is shrunk so that it ends at the result `window`."""
@@ -104,13 +114,14 @@ def server_page(
         )
     size = min(size, room)
     if len(jql) > LONG_JQL:
-        body = client.search_post(jql, start, size, fields)
+        body = client.search_post(jql, start, size, fields, expand)
     else:
         body = client.search_issues(
             jql,
             startAt=start,
             maxResults=size,
             fields=list(fields),  # the SDK rewrites the list in place
+            expand=expand,
             json_result=True,  # one raw page, with startAt/maxResults/total
         )
     issues = _issues(body)

@@ -376,8 +376,10 @@ async def test_long_jql_goes_in_a_post_body(harness: JiraHarness) -> None:
     assert "nextPageToken" not in posts[0].json() and "updated >=" in posts[1].json()["jql"]
     # Only what SearchAndReconcileRequestBean allows, nothing null (the SDK sends
     # "expand": null, "properties": null, which the sandbox, like the schema, refuses).
+    # Plus the changelog the item search asks for (a string in this bean).
     for post in posts:
-        assert set(post.json()) == {"jql", "fields", "maxResults"}
+        assert set(post.json()) == {"jql", "fields", "maxResults", "expand"}
+        assert post.json()["expand"] == "changelog"
         assert search_body_problem(post.json()) is None
 
 

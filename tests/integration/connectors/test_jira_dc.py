@@ -266,7 +266,8 @@ async def test_long_jql_goes_in_a_server_search_request_body(dc: JiraHarness) ->
     assert len(posts) == 2 and not searches(dc.sandbox, "GET")
     for post in posts:
         body = post.json()
-        assert set(body) == {"jql", "startAt", "maxResults", "fields", "validateQuery"}
+        assert set(body) == {"jql", "startAt", "maxResults", "fields", "validateQuery", "expand"}
+        assert body["expand"] == ["changelog"]  # a list in the Server SearchRequest
         assert server_search_body_problem(body) is None
     assert "updated >=" in posts[1].json()["jql"]
 
