@@ -95,6 +95,8 @@ from connectors.base import (
     ConnectorError,
     CredentialExpiry,
     FatalError,
+    HistoryPage,
+    HistoryTodo,
     Page,
     Rejected,
     RetriableError,
@@ -1052,6 +1054,50 @@ class GitHubConnector:
                 return
             yield raws
             url, params = next_link(headers), {}  # the next URL carries every parameter
+
+    # -- history (connectors/github_history.py) ------------------------------------------------
+    def feed_scopes(self) -> list[str]:
+        """Each repository's issues are a feed: its issue events. Pull requests are not: their
+        history (merged, draft/ready) is not replayed from events, and a PR's start is its
+        creation already (docs/trackers/github.md#history)."""
+        if self._resolved is not None:
+            return list(self._resolved)
+        return [r for r in self.config.repos if not is_pattern(r)]
+
+    async def history(self, todo: HistoryTodo) -> AsyncIterator[HistoryPage]:
+        """Each due repository's event feed, newest first, within `todo.budget` requests. A
+        repository lost since the item pages is passed over (the item sync names it)."""
+        from connectors.github_history import walk  # it builds on this module's mapping
+
+        spent = 0
+        for repo in await self._repos():
+            if repo not in todo.feeds or spent >= todo.budget:
+                continue
+
+            async def fetch(
+                url: str, params: dict[str, Any], repo: str = repo
+            ) -> tuple[Mapping[str, Any], list[dict[str, Any]]]:
+                gh, auth = await self._repo_client(repo)
+                size = int(params["per_page"])
+                request = partial(_get_list, gh.requester, url, params, size)
+                headers, raws = await self._call(
+                    f"list issue events of {repo}", repo, request, auth
+                )
+                self._note(headers)
+                return headers, raws
+
+            pages = walk(
+                repo, todo.feeds[repo], todo.budget - spent, fetch,
+                prefix=self._prefix, config=self.config,
+            )  # fmt: skip
+            try:
+                async for page in pages:
+                    spent += page.requests
+                    yield page
+            except RepositoryLost:
+                continue
+            finally:
+                await pages.aclose()
 
     async def aclose(self) -> None:
         if self._gh is not None:
