@@ -115,6 +115,7 @@ from connectors.github_app import (
     check_private_key,
     pat_expiry,
 )
+from connectors.github_history import IssueMapping, walk
 from connectors.github_repos import installation_repos, is_pattern, matches, owner_repos
 from connectors.http import call_sdk, header, parse_time, retry_after
 
@@ -1067,8 +1068,16 @@ class GitHubConnector:
     async def history(self, todo: HistoryTodo) -> AsyncIterator[HistoryPage]:
         """Each due repository's event feed, newest first, within `todo.budget` requests. A
         repository lost since the item pages is passed over (the item sync names it)."""
-        from connectors.github_history import walk  # it builds on this module's mapping
-
+        overrides = self.config.status_map
+        mapping = IssueMapping(
+            status=partial(item_status, overrides=overrides),
+            status_names=status_names,
+            overrides=overrides,
+            priority=partial(priority_of, priority_labels=self.config.priority_labels),
+            story_points=story_points_of,
+            is_pull_request=is_pull_request,
+            per_page=self.config.per_page,
+        )
         spent = 0
         for repo in await self._repos():
             if repo not in todo.feeds or spent >= todo.budget:
@@ -1076,7 +1085,7 @@ class GitHubConnector:
 
             async def fetch(
                 url: str, params: dict[str, Any], repo: str = repo
-            ) -> tuple[Mapping[str, Any], list[dict[str, Any]]]:
+            ) -> tuple[Mapping[str, Any], list[dict[str, Any]], bool]:
                 gh, auth = await self._repo_client(repo)
                 size = int(params["per_page"])
                 request = partial(_get_list, gh.requester, url, params, size)
@@ -1084,11 +1093,11 @@ class GitHubConnector:
                     f"list issue events of {repo}", repo, request, auth
                 )
                 self._note(headers)
-                return headers, raws
+                return headers, raws, next_link(headers) is not None
 
             pages = walk(
                 repo, todo.feeds[repo], todo.budget - spent, fetch,
-                prefix=self._prefix, config=self.config,
+                prefix=self._prefix, mapping=mapping,
             )  # fmt: skip
             try:
                 async for page in pages:

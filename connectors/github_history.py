@@ -39,19 +39,28 @@ from email.utils import parsedate_to_datetime
 from typing import Any
 
 from connectors.base import HistoryEntry, HistoryPage, Status
-from connectors.github import (
-    GitHubConfig,
-    is_pull_request,
-    item_status,
-    next_link,
-    priority_of,
-    status_names,
-    story_points_of,
-)
 from connectors.http import header, parse_time
 
-#: One GET of the listing: (response headers, the JSON array of events).
-Fetch = Callable[[str, dict[str, Any]], Awaitable[tuple[Mapping[str, Any], list[dict[str, Any]]]]]
+#: One GET of the listing: (response headers, the JSON array of events, whether `Link` says
+#: there is a next page).
+Fetch = Callable[
+    [str, dict[str, Any]], Awaitable[tuple[Mapping[str, Any], list[dict[str, Any]], bool]]
+]
+
+
+@dataclass(frozen=True, slots=True)
+class IssueMapping:
+    """The connector's own mapping of an issue's JSON (connectors/github.py), handed in so the
+    history maps a replayed state exactly as the item sync maps the issue."""
+
+    status: Callable[[Mapping[str, Any]], Status]  # with the admin's status_map
+    status_names: Callable[[Mapping[str, Any]], list[str]]
+    overrides: Mapping[str, Status]  # status_map, keys case-folded
+    priority: Callable[[Mapping[str, Any]], int]
+    story_points: Callable[[Mapping[str, Any]], int | None]
+    is_pull_request: Callable[[Mapping[str, Any]], bool]
+    per_page: int
+
 
 #: The events that change a field we track; every other kind (commented, referenced, renamed,
 #: locked, …) is passed over.
@@ -165,10 +174,11 @@ def _raw(issue: Mapping[str, Any], state: _State) -> dict[str, Any]:
     }
 
 
-def status_value(raw: Mapping[str, Any], overrides: Mapping[str, Status]) -> str:
+def status_value(raw: Mapping[str, Any], mapping: IssueMapping) -> str:
     """The tracker's name for an issue's status: the first of its names that `status_map` maps,
     else the closing reason (`completed`, `not_planned`, …) or `open`."""
-    names = status_names(raw)
+    names = mapping.status_names(raw)
+    overrides = mapping.overrides
     for name in names:
         if name.strip().casefold() in overrides:
             return name
@@ -193,7 +203,7 @@ class Replay:
     """Issues' states replayed backwards over the events a walk reads (newest first)."""
 
     prefix: str
-    config: GitHubConfig
+    mapping: IssueMapping
     states: dict[int, _State] = field(default_factory=dict)
     issues: dict[int, Mapping[str, Any]] = field(default_factory=dict)
     entries: dict[str, list[HistoryEntry]] = field(default_factory=dict)
@@ -231,14 +241,15 @@ class Replay:
 
     def _status(self, issue: Mapping[str, Any], state: _State) -> tuple[str, Status]:
         raw = _raw(issue, state)
-        overrides = self.config.status_map
-        return status_value(raw, overrides), item_status(raw, overrides)
+        return status_value(raw, self.mapping), self.mapping.status(raw)
 
     def apply(self, event: Mapping[str, Any]) -> None:
         """Undo one event on its issue's replayed state, emitting the entries it made."""
         issue = event.get("issue")
         kind = event.get("event")
-        if not isinstance(issue, Mapping) or is_pull_request(issue) or kind not in TRACKED:
+        if not isinstance(issue, Mapping) or kind not in TRACKED:
+            return
+        if self.mapping.is_pull_request(issue):
             return
         issue_id, event_id = _int(issue.get("id")), _int(event.get("id"))
         at = parse_time(event.get("created_at"))
@@ -317,10 +328,11 @@ class Replay:
             )  # fmt: skip
         pairs.append(("assignee", ", ".join(before.assignees), ", ".join(after.assignees)))
         pairs.append(("sprint", before.milestone, after.milestone))
-        labels = self.config.priority_labels
-        old_priority, new_priority = priority_of(old_raw, labels), priority_of(new_raw, labels)
+        old_priority = self.mapping.priority(old_raw)
+        new_priority = self.mapping.priority(new_raw)
         pairs.append(("priority", str(old_priority), str(new_priority)))
-        old_points, new_points = story_points_of(old_raw), story_points_of(new_raw)
+        old_points = self.mapping.story_points(old_raw)
+        new_points = self.mapping.story_points(new_raw)
         pairs.append(
             (
                 "story_points",
@@ -384,21 +396,21 @@ async def walk(
     fetch: Fetch,
     *,
     prefix: str,
-    config: GitHubConfig,
+    mapping: IssueMapping,
 ) -> AsyncGenerator[HistoryPage, None]:
     """The history pages of one repository's event feed from `token`, at most `budget`
     requests (one page each)."""
     start = FeedToken.parse(token)
-    size = config.per_page
+    size = mapping.per_page
     page_no = start.offset // size + 1 if start.top is not None else 1
     top, top_at = start.top, start.top_at
-    replay = Replay(prefix, config)
+    replay = Replay(prefix, mapping)
     replay.load(start.states)
     low = start.low
     url = f"/repos/{repo}/issues/events"
     spent = 0
     while spent < budget:
-        headers, events = await fetch(url, {"per_page": size, "page": page_no})
+        headers, events, more = await fetch(url, {"per_page": size, "page": page_no})
         spent += 1
         if top is None and events:
             top, top_at = _int(events[0].get("id")), parse_time(events[0].get("created_at"))
@@ -414,7 +426,7 @@ async def walk(
             replay.apply(event)
             if event_id is not None:
                 low = event_id if low is None else min(low, event_id)
-        if reached or not events or next_link(headers) is None:
+        if reached or not events or not more:
             newest = top if top is not None else start.done
             through = top_at or _date(headers)
             yield HistoryPage(
