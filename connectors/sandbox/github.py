@@ -175,6 +175,7 @@ class GitHubSandbox(SandboxServer):
         self.repos: dict[str, int] = {}  # full name -> repository id
         self.issues: dict[str, list[SandboxIssue]] = {}
         self._next_id = 1001  # ids are unique across repositories, as on github.com
+        self._by_id: dict[int, SandboxIssue] = {}  # find() without a scan (benchmarks)
         self.events: dict[str, list[SandboxEvent]] = {}  # repo -> its issue events, oldest first
         self._next_event_id = 70001
         self._used = 0
@@ -265,7 +266,8 @@ class GitHubSandbox(SandboxServer):
         """Delete a repository (it leaves every listing; its URLs answer 404)."""
         with self._data_lock:
             del self.repos[full_name]
-            del self.issues[full_name]
+            for issue in self.issues.pop(full_name):
+                self._by_id.pop(issue.id, None)
 
     def add_issue(
         self,
@@ -318,6 +320,7 @@ class GitHubSandbox(SandboxServer):
             )
             self._next_id += 1
             self.issues[repo].append(issue)
+            self._by_id[issue.id] = issue
             opened = SandboxIssue(repo, issue.id, issue.number, title, issue.created_at, updated_at)
             opened.is_pr = is_pr
             self._record(opened, issue, issue.created_at, actor)
@@ -360,6 +363,7 @@ class GitHubSandbox(SandboxServer):
         with self._data_lock:
             issue = self.find(issue_id)
             self.issues[issue.repo].remove(issue)
+            self._by_id.pop(issue.id, None)
             self._deleted.setdefault(issue.repo, set()).add(issue.number)
 
     def transfer(self, issue_id: int, repo: str, *, at: datetime) -> SandboxIssue:
@@ -376,6 +380,7 @@ class GitHubSandbox(SandboxServer):
                 raise ValueError("an issue is transferred to another repository")
             self.add_repo(repo)
             self.issues[old.repo].remove(old)
+            self._by_id.pop(old.id, None)
             self._numbers[repo] += 1
             new = SandboxIssue(
                 repo=repo,
@@ -394,6 +399,7 @@ class GitHubSandbox(SandboxServer):
             )
             self._next_id += 1
             self.issues[repo].append(new)
+            self._by_id[new.id] = new
             self._moved.setdefault(old.repo, {})[old.number] = (repo, new.number)
             return new
 
@@ -406,11 +412,10 @@ class GitHubSandbox(SandboxServer):
     def find(self, issue_id: int) -> SandboxIssue:
         """The issue or pull request with this (global) id."""
         with self._data_lock:
-            for items in self.issues.values():
-                for issue in items:
-                    if issue.id == issue_id:
-                        return issue
-        raise KeyError(issue_id)
+            issue = self._by_id.get(issue_id)
+        if issue is None:
+            raise KeyError(issue_id)
+        return issue
 
     def update(
         self, issue_id: int, *, at: datetime, actor: str = "octocat", **changes: Any
@@ -581,7 +586,9 @@ class GitHubSandbox(SandboxServer):
         `issue-event` schema does not list it (its timeline twin `state-change-issue-event`
         does)."""
         api = f"{self.url}/repos/{repo}"
-        issue = next((i for i in self.issues[repo] if i.id == event.issue_id), None)
+        issue = self._by_id.get(event.issue_id)
+        if issue is not None and issue.repo != repo:
+            issue = None
         body: dict[str, Any] = {
             "id": event.id,
             "node_id": f"IE_kw{event.id}",
@@ -612,9 +619,10 @@ class GitHubSandbox(SandboxServer):
     def _list_events(self, full_name: str, request: Request, prefix: str = "") -> Response:
         """`GET /repos/{o}/{r}/issues/events`: newest first, `per_page` (max 100) and `page`."""
         per_page, page = _paging(request)
-        events = sorted(self.events[full_name], key=lambda e: e.id, reverse=True)
+        events = self.events[full_name]  # oldest first (ids ascending): read from the end
         last = max(1, math.ceil(len(events) / per_page))
-        chunk = events[(page - 1) * per_page : page * per_page]
+        end = max(0, len(events) - (page - 1) * per_page)
+        chunk = events[max(0, end - per_page) : end][::-1]
         keep = self._cut()
         if keep is not None:
             chunk = chunk[:keep]
