@@ -24,9 +24,11 @@ the closing the walk meets next for that issue.
 
 The entry at creation is synthetic (GitHub records no event for it): change id
 `created:<issue id>`, time the issue's `created_at`, actor its author, `from_value` None, the
-status it had then. It is emitted once the walk has read every event since the issue's creation
-(an event older than its creation, or the end of the listing, or the token: an issue created
-before the token that had events then got its creation entry then; re-emitting it is a no-op).
+status it had then. It is emitted once the walk has read every event since the issue's creation:
+an event older than the creation was read, or the walk is complete (the end of the listing, or
+the token). At the token this holds too: the first complete walk that met any event of an issue
+read all of them (every earlier walk met none, so all lie above its token), and an issue an
+earlier walk met has its creation entry already (re-emitting it is a no-op).
 """
 
 from __future__ import annotations
@@ -414,12 +416,11 @@ async def walk(
         spent += 1
         if top is None and events:
             top, top_at = _int(events[0].get("id")), parse_time(events[0].get("created_at"))
-        reached_at: datetime | None = None
         reached = False
         for event in events:
             event_id = _int(event.get("id"))
             if start.done is not None and event_id is not None and event_id <= start.done:
-                reached, reached_at = True, parse_time(event.get("created_at"))
+                reached = True
                 break
             if low is not None and event_id is not None and event_id >= low:
                 continue  # read by this walk before newer events pushed it down
@@ -430,7 +431,7 @@ async def walk(
             newest = top if top is not None else start.done
             through = top_at or _date(headers)
             yield HistoryPage(
-                replay.take(reached_at if reached else None, final=True),
+                replay.take(None, final=True),
                 {repo: str(FeedToken(newest))} if newest is not None else {},
                 {repo: through} if through is not None else {},
                 requests=1,

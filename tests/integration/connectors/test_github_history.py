@@ -246,3 +246,36 @@ async def test_pull_requests_and_other_events_write_no_history(
     assert Status.QUEUED == await pool.fetchval(
         "SELECT to_status FROM work_item_history WHERE from_value IS NULL"
     )
+
+
+async def test_an_issue_without_events_gets_its_creation_when_its_first_event_comes(
+    pool: asyncpg.Pool, sandbox: GitHubSandbox, settings: Settings
+) -> None:
+    quiet = sandbox.add_issue(REPO, "Quiet", updated_at=T0, actor="mira")
+    flow(sandbox, hours=1)
+    integration = await integration_for(pool, sandbox)
+    first = await run(pool, integration, settings)
+    assert first.outcome == "succeeded", first.reason
+    assert (
+        await pool.fetchval(
+            "SELECT count(*) FROM work_item_history h JOIN work_items w ON w.id = h.work_item_id"
+            " WHERE w.title = 'Quiet'"
+        )
+        == 0
+    )  # no event, no history
+
+    sandbox.update(quiet.id, at=T0 + 60 * H, assignees=["ada"], actor="lead")
+    second = await run(pool, integration, settings)
+    assert second.outcome == "succeeded", second.reason
+    assert second.history_requests == 1  # read down to the token only
+    rows = await pool.fetch(
+        "SELECT h.change_id, h.from_status, h.to_status, h.changed_at FROM work_item_history h"
+        " JOIN work_items w ON w.id = h.work_item_id WHERE w.title = 'Quiet' AND field = 'status'"
+        " ORDER BY changed_at"
+    )
+    assert [(r["change_id"], r["from_status"], r["to_status"]) for r in rows] == [
+        (f"created:{quiet.id}", None, "queued"),
+        (str(sandbox.events[REPO][-1].id), "queued", "in_progress"),
+    ]
+    row = await pool.fetchrow("SELECT started_at, time_basis FROM work_items WHERE title = 'Quiet'")
+    assert (row["started_at"], row["time_basis"]) == (T0 + 60 * H, "history")
