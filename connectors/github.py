@@ -51,6 +51,10 @@ PyGithub's own retries are switched off (`retry=None`): every transient failure 
 honouring `Retry-After` / `x-ratelimit-reset`, `ctx.sleep_cap` and `ctx.deadline`, so no thread
 ever sleeps an hour inside the SDK.
 
+History (docs/trackers/github.md#history): each repository's issue events are a feed
+(`HistorySource`), walked newest first to the last walk's newest event by
+connectors/github_history.py, which replays them through this module's mapping.
+
 Status mapping (docs/trackers/github.md#status-mapping) and the names `status_map` overrides are
 keyed on:
 
