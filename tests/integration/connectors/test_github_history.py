@@ -279,3 +279,26 @@ async def test_an_issue_without_events_gets_its_creation_when_its_first_event_co
     ]
     row = await pool.fetchrow("SELECT started_at, time_basis FROM work_items WHERE title = 'Quiet'")
     assert (row["started_at"], row["time_basis"]) == (T0 + 60 * H, "history")
+
+
+async def test_a_short_events_page_that_promises_more_is_sent_again(
+    pool: asyncpg.Pool, sandbox: GitHubSandbox, settings: Settings
+) -> None:
+    for n in range(3):
+        flow(sandbox, hours=50 * n, title=f"Issue {n}")
+    integration = await integration_for(pool, sandbox, per_page=5)
+    seen: list[str] = []
+
+    def cut_the_second_page(request: Request, response: Response) -> None:
+        if EVENTS in request.path:
+            seen.append(request.query["page"][0])
+            if len(seen) == 1:
+                sandbox.answer_short(keep=2)  # the next list answer: 2 items, Link says next
+
+    sandbox.response_hook = cut_the_second_page
+    result = await run(pool, integration, settings)
+    assert result.outcome == "succeeded", result.reason
+    assert seen == ["1", "2", "2", "3"]  # the short page 2 was asked again, not taken as read
+    assert await pool.fetchval("SELECT count(*) FROM work_item_history WHERE field = 'status'") == (
+        3 * 6
+    )
