@@ -51,6 +51,10 @@ PyGithub's own retries are switched off (`retry=None`): every transient failure 
 honouring `Retry-After` / `x-ratelimit-reset`, `ctx.sleep_cap` and `ctx.deadline`, so no thread
 ever sleeps an hour inside the SDK.
 
+History (docs/trackers/github.md#history): each repository's issue events are a feed
+(`HistorySource`), walked newest first to the last walk's newest event by
+connectors/github_history.py, which replays them through this module's mapping.
+
 Status mapping (docs/trackers/github.md#status-mapping) and the names `status_map` overrides are
 keyed on:
 
@@ -95,6 +99,8 @@ from connectors.base import (
     ConnectorError,
     CredentialExpiry,
     FatalError,
+    HistoryPage,
+    HistoryTodo,
     Page,
     Rejected,
     RetriableError,
@@ -113,6 +119,7 @@ from connectors.github_app import (
     check_private_key,
     pat_expiry,
 )
+from connectors.github_history import IssueMapping, walk
 from connectors.github_repos import installation_repos, is_pattern, matches, owner_repos
 from connectors.http import call_sdk, header, parse_time, retry_after
 
@@ -1052,6 +1059,58 @@ class GitHubConnector:
                 return
             yield raws
             url, params = next_link(headers), {}  # the next URL carries every parameter
+
+    # -- history (connectors/github_history.py) ------------------------------------------------
+    def feed_scopes(self) -> list[str]:
+        """Each repository's issues are a feed: its issue events. Pull requests are not: their
+        history (merged, draft/ready) is not replayed from events, and a PR's start is its
+        creation already (docs/trackers/github.md#history)."""
+        if self._resolved is not None:
+            return list(self._resolved)
+        return [r for r in self.config.repos if not is_pattern(r)]
+
+    async def history(self, todo: HistoryTodo) -> AsyncIterator[HistoryPage]:
+        """Each due repository's event feed, newest first, within `todo.budget` requests. A
+        repository lost since the item pages is passed over (the item sync names it)."""
+        overrides = self.config.status_map
+        mapping = IssueMapping(
+            status=partial(item_status, overrides=overrides),
+            status_names=status_names,
+            overrides=overrides,
+            priority=partial(priority_of, priority_labels=self.config.priority_labels),
+            story_points=story_points_of,
+            is_pull_request=is_pull_request,
+            per_page=self.config.per_page,
+        )
+        spent = 0
+        for repo in await self._repos():
+            if repo not in todo.feeds or spent >= todo.budget:
+                continue
+
+            async def fetch(
+                url: str, params: dict[str, Any], repo: str = repo
+            ) -> tuple[Mapping[str, Any], list[dict[str, Any]], bool]:
+                gh, auth = await self._repo_client(repo)
+                size = int(params["per_page"])
+                request = partial(_get_list, gh.requester, url, params, size)
+                headers, raws = await self._call(
+                    f"list issue events of {repo}", repo, request, auth
+                )
+                self._note(headers)
+                return headers, raws, next_link(headers) is not None
+
+            pages = walk(
+                repo, todo.feeds[repo], todo.budget - spent, fetch,
+                prefix=self._prefix, mapping=mapping,
+            )  # fmt: skip
+            try:
+                async for page in pages:
+                    spent += page.requests
+                    yield page
+            except RepositoryLost:
+                continue
+            finally:
+                await pages.aclose()
 
     async def aclose(self) -> None:
         if self._gh is not None:

@@ -11,6 +11,14 @@ headers. Faults use GitHub's own shapes (primary rate limit: 403 with
 `x-ratelimit-remaining: 0` and an epoch `x-ratelimit-reset`; secondary: `Retry-After`). A deleted
 issue (`delete()`) leaves every list, as on GitHub, and its own URL answers 410.
 
+History: every change the sandbox makes to an issue (`add_issue`, `update`) is recorded as GitHub
+records it, an issue event (`labeled`, `unlabeled`, `assigned`, `unassigned`, `milestoned`,
+`demilestoned`, `closed` with its `state_reason`, `reopened`; `merged` then `closed` for a merged
+pull request), with its actor, served by `GET /repos/{o}/{r}/issues/events` newest first (highest
+id first: ids are given in the order the changes are made, so give changes in time order), paged
+with `per_page` (max 100) and `page` and a `Link` header. Each event carries the issue as it is
+now (`null` once the issue is deleted or transferred), as GitHub does.
+
 Fault knobs for what GitHub itself should never send but a client must not trust blindly:
 `corrupt()` serves chosen JSON keys of one item instead of the real ones (a garbage `updated_at`,
 a wrong-typed field), without changing where it sorts; `answer_short()` cuts list answers short
@@ -95,7 +103,23 @@ class SandboxIssue:
     is_pr: bool = False
     draft: bool = False
     merged_at: datetime | None = None
+    milestone: str | None = None  # the milestone's title
     corrupt: dict[str, Any] = field(default_factory=dict)  # fault knob: JSON keys served instead
+
+
+@dataclass(frozen=True, slots=True)
+class SandboxEvent:
+    """One issue event (`GET /repos/{o}/{r}/issues/events`): what changed, when and by whom."""
+
+    id: int
+    issue_id: int
+    event: str  # labeled | unlabeled | assigned | unassigned | milestoned | demilestoned | …
+    created_at: datetime
+    actor: str
+    label: str | None = None
+    assignee: str | None = None
+    milestone: str | None = None
+    state_reason: str | None = None
 
 
 @dataclass(slots=True)
@@ -151,6 +175,9 @@ class GitHubSandbox(SandboxServer):
         self.repos: dict[str, int] = {}  # full name -> repository id
         self.issues: dict[str, list[SandboxIssue]] = {}
         self._next_id = 1001  # ids are unique across repositories, as on github.com
+        self._by_id: dict[int, SandboxIssue] = {}  # find() without a scan (benchmarks)
+        self.events: dict[str, list[SandboxEvent]] = {}  # repo -> its issue events, oldest first
+        self._next_event_id = 70001
         self._used = 0
         self._data_lock = threading.RLock()
         self._deleted: dict[str, set[int]] = {}  # repo -> numbers of deleted issues (410)
@@ -177,6 +204,7 @@ class GitHubSandbox(SandboxServer):
             if full_name not in self.repos:
                 self.repos[full_name] = len(self.repos) + 1
                 self.issues[full_name] = []
+                self.events[full_name] = []
                 self._numbers[full_name] = 0
 
     def add_app(
@@ -238,7 +266,8 @@ class GitHubSandbox(SandboxServer):
         """Delete a repository (it leaves every listing; its URLs answer 404)."""
         with self._data_lock:
             del self.repos[full_name]
-            del self.issues[full_name]
+            for issue in self.issues.pop(full_name):
+                self._by_id.pop(issue.id, None)
 
     def add_issue(
         self,
@@ -256,8 +285,12 @@ class GitHubSandbox(SandboxServer):
         is_pr: bool = False,
         draft: bool = False,
         merged_at: datetime | None = None,
+        milestone: str | None = None,
+        actor: str = "octocat",
     ) -> SandboxIssue:
-        """Add an issue (or, with `is_pr`, a pull request) with explicit upstream timestamps."""
+        """Add an issue (or, with `is_pr`, a pull request) with explicit upstream timestamps.
+        Its events are recorded as GitHub would have: labels, assignees and milestone given at
+        creation (by `actor`), then, for one added closed, its closing at `closed_at`."""
         with self._data_lock:
             self.add_repo(repo)
             if state == "closed" and closed_at is None:
@@ -282,10 +315,47 @@ class GitHubSandbox(SandboxServer):
                 is_pr=is_pr,
                 draft=draft,
                 merged_at=merged_at,
+                milestone=milestone,
+                author=actor,
             )
             self._next_id += 1
             self.issues[repo].append(issue)
+            self._by_id[issue.id] = issue
+            opened = SandboxIssue(repo, issue.id, issue.number, title, issue.created_at, updated_at)
+            opened.is_pr = is_pr
+            self._record(opened, issue, issue.created_at, actor)
             return issue
+
+    def _record(self, old: SandboxIssue, new: SandboxIssue, at: datetime, actor: str) -> None:
+        """The events of a change from `old` to `new` at `at`, in GitHub's order."""
+        for name in [n for n in new.labels if n not in old.labels]:
+            self._event(new, "labeled", at, actor, label=name)
+        for name in [n for n in old.labels if n not in new.labels]:
+            self._event(new, "unlabeled", at, actor, label=name)
+        for login in [a for a in new.assignees if a not in old.assignees]:
+            self._event(new, "assigned", at, actor, assignee=login)
+        for login in [a for a in old.assignees if a not in new.assignees]:
+            self._event(new, "unassigned", at, actor, assignee=login)
+        if old.milestone != new.milestone:
+            if old.milestone is not None:
+                self._event(new, "demilestoned", at, actor, milestone=old.milestone)
+            if new.milestone is not None:
+                self._event(new, "milestoned", at, actor, milestone=new.milestone)
+        if old.state != new.state:
+            if new.state == "closed":
+                closed = new.closed_at or at
+                if new.merged_at is not None:
+                    self._event(new, "merged", new.merged_at, actor)
+                self._event(new, "closed", closed, actor, state_reason=new.state_reason)
+            else:
+                self._event(new, "reopened", at, actor)
+
+    def _event(
+        self, issue: SandboxIssue, kind: str, at: datetime, actor: str, **extra: Any
+    ) -> None:
+        event = SandboxEvent(self._next_event_id, issue.id, kind, at, actor, **extra)
+        self._next_event_id += 1
+        self.events[issue.repo].append(event)
 
     def delete(self, issue_id: int) -> None:
         """Delete an issue, as a repository admin can: it leaves every list, and
@@ -293,6 +363,7 @@ class GitHubSandbox(SandboxServer):
         with self._data_lock:
             issue = self.find(issue_id)
             self.issues[issue.repo].remove(issue)
+            self._by_id.pop(issue.id, None)
             self._deleted.setdefault(issue.repo, set()).add(issue.number)
 
     def transfer(self, issue_id: int, repo: str, *, at: datetime) -> SandboxIssue:
@@ -309,6 +380,7 @@ class GitHubSandbox(SandboxServer):
                 raise ValueError("an issue is transferred to another repository")
             self.add_repo(repo)
             self.issues[old.repo].remove(old)
+            self._by_id.pop(old.id, None)
             self._numbers[repo] += 1
             new = SandboxIssue(
                 repo=repo,
@@ -327,6 +399,7 @@ class GitHubSandbox(SandboxServer):
             )
             self._next_id += 1
             self.issues[repo].append(new)
+            self._by_id[new.id] = new
             self._moved.setdefault(old.repo, {})[old.number] = (repo, new.number)
             return new
 
@@ -339,17 +412,24 @@ class GitHubSandbox(SandboxServer):
     def find(self, issue_id: int) -> SandboxIssue:
         """The issue or pull request with this (global) id."""
         with self._data_lock:
-            for items in self.issues.values():
-                for issue in items:
-                    if issue.id == issue_id:
-                        return issue
-        raise KeyError(issue_id)
+            issue = self._by_id.get(issue_id)
+        if issue is None:
+            raise KeyError(issue_id)
+        return issue
 
-    def update(self, issue_id: int, *, at: datetime, **changes: Any) -> SandboxIssue:
-        """Change an item at upstream time `at`. Keys are `SandboxIssue` fields; closing sets
-        `closed_at` (and `state_reason=completed` for issues) unless given; reopening clears it."""
+    def update(
+        self, issue_id: int, *, at: datetime, actor: str = "octocat", **changes: Any
+    ) -> SandboxIssue:
+        """Change an item at upstream time `at`, by `actor` (its events are recorded). Keys are
+        `SandboxIssue` fields; closing sets `closed_at` (and `state_reason=completed` for issues)
+        unless given; reopening clears it."""
         with self._data_lock:
             issue = self.find(issue_id)
+            old = SandboxIssue(
+                issue.repo, issue.id, issue.number, issue.title, issue.created_at,
+                issue.updated_at, state=issue.state, labels=list(issue.labels),
+                assignees=list(issue.assignees), milestone=issue.milestone,
+            )  # fmt: skip
             for name, value in changes.items():
                 if not hasattr(issue, name):
                     raise AttributeError(name)
@@ -364,6 +444,7 @@ class GitHubSandbox(SandboxServer):
                 if "state_reason" not in changes:
                     issue.state_reason = "reopened" if not issue.is_pr else None
             issue.updated_at = at
+            self._record(old, issue, at, actor)
             return issue
 
     # -- JSON bodies ----------------------------------------------------------------------------
@@ -450,7 +531,7 @@ class GitHubSandbox(SandboxServer):
                 _user(issue.assignees[0], self.url, self.html_base) if issue.assignees else None
             ),
             "assignees": [_user(login, self.url, self.html_base) for login in issue.assignees],
-            "milestone": None,
+            "milestone": self._milestone_json(api, issue.milestone),
             "comments": 0,
             "created_at": iso(issue.created_at),
             "updated_at": iso(issue.updated_at),
@@ -474,6 +555,83 @@ class GitHubSandbox(SandboxServer):
             else:
                 body[key] = value
         return body
+
+    def _milestone_json(self, api: str, title: str | None) -> dict[str, Any] | None:
+        """A `nullable-milestone` (its number derived from the title: the sandbox keeps none)."""
+        if title is None:
+            return None
+        number = zlib.crc32(title.encode()) % 1000 + 1
+        return {
+            "url": f"{api}/milestones/{number}",
+            "html_url": f"{self.html_base}/{api.split('/repos/', 1)[-1]}/milestone/{number}",
+            "labels_url": f"{api}/milestones/{number}/labels",
+            "id": number,
+            "node_id": f"MI_kw{number}",
+            "number": number,
+            "title": title,
+            "description": None,
+            "creator": None,
+            "open_issues": 0,
+            "closed_issues": 0,
+            "state": "open",
+            "created_at": "2020-01-01T00:00:00Z",
+            "updated_at": "2020-01-01T00:00:00Z",
+            "closed_at": None,
+            "due_on": None,
+        }
+
+    def event_json(self, event: SandboxEvent, repo: str) -> dict[str, Any]:
+        """An `issue-event` of the repository listing, with the issue as it is now (null when
+        it is gone). `state_reason` on `closed` is sent as GitHub sends it, though the
+        `issue-event` schema does not list it (its timeline twin `state-change-issue-event`
+        does)."""
+        api = f"{self.url}/repos/{repo}"
+        issue = self._by_id.get(event.issue_id)
+        if issue is not None and issue.repo != repo:
+            issue = None
+        body: dict[str, Any] = {
+            "id": event.id,
+            "node_id": f"IE_kw{event.id}",
+            "url": f"{api}/issues/events/{event.id}",
+            "actor": self._actor_json(event.actor),
+            "event": event.event,
+            "commit_id": None,
+            "commit_url": None,
+            "created_at": iso(event.created_at),
+            "issue": self.issue_json(issue) if issue is not None else None,
+            "performed_via_github_app": None,
+        }
+        if event.label is not None:
+            body["label"] = {"name": event.label, "color": "ededed"}
+        if event.assignee is not None:
+            body["assignee"] = _user(event.assignee, self.url, self.html_base)
+            body["assigner"] = self._actor_json(event.actor)
+        if event.milestone is not None:
+            body["milestone"] = {"title": event.milestone}
+        if event.event == "closed":
+            body["state_reason"] = event.state_reason
+        return body
+
+    def _actor_json(self, login: str) -> dict[str, Any]:
+        """The actor as a `simple-user` with a public e-mail (a client must not keep it)."""
+        return {**_user(login, self.url, self.html_base), "email": f"{login}@users.example"}
+
+    def _list_events(self, full_name: str, request: Request, prefix: str = "") -> Response:
+        """`GET /repos/{o}/{r}/issues/events`: newest first, `per_page` (max 100) and `page`."""
+        per_page, page = _paging(request)
+        events = self.events[full_name]  # oldest first (ids ascending): read from the end
+        last = max(1, math.ceil(len(events) / per_page))
+        end = max(0, len(events) - (page - 1) * per_page)
+        chunk = events[max(0, end - per_page) : end][::-1]
+        keep = self._cut()
+        if keep is not None:
+            chunk = chunk[:keep]
+        query = {k: v[-1] for k, v in request.query.items()}
+        headers = {}
+        link = self._link(f"{prefix}/repos/{full_name}/issues/events", query, page, last)
+        if link:
+            headers["Link"] = link
+        return Response(200, [self.event_json(e, full_name) for e in chunk], headers)
 
     # -- HTTP -----------------------------------------------------------------------------------
     def _rate_headers(
@@ -609,6 +767,8 @@ class GitHubSandbox(SandboxServer):
             if full_name in self.issues_disabled:
                 return _error(410, "Issues are disabled for this repo")
             return self._list_issues(full_name, request, prefix)
+        if parts[3:] == ["issues", "events"]:
+            return self._list_events(full_name, request, prefix)
         if len(parts) == 5 and parts[3] == "issues" and parts[4].isdigit():
             number = int(parts[4])
             for issue in self.issues[full_name]:

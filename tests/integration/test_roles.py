@@ -233,7 +233,8 @@ async def test_worker_role_runs_real_syncs_and_the_daemon(pool, logins, github) 
     github.update(github.issues["acme/web"][1].id, at=T0 + timedelta(hours=2), state="closed")
     full = run_cli("sync", "--team", "Alpha", "--full", env=env)  # cursor reset + deletion sweep
     assert full.returncode == 0, full.stderr
-    assert "created=0 updated=1 unchanged=24" in full.stdout, full.stdout
+    # updated twice: by its page, then its started_at by its history (the closed event)
+    assert "created=0 updated=2 unchanged=24" in full.stdout, full.stdout
     assert await pool.fetchval("SELECT sum(stories_completed) FROM metrics") == 6
 
     # The daemon: schema check, scheduler, LISTEN, a run on insert, SIGTERM.
