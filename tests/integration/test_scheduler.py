@@ -115,10 +115,17 @@ async def add_integration(
     active: bool = True,
     config: Any = None,
 ) -> uuid.UUID:
-    """One integration on a team of its own (the schema allows one per team and type)."""
+    """One integration on a team of its own, named (a row inserted with the table's triggers off
+    gets no default name)."""
     team = await make_team(pool)
     return await make_integration(
-        pool, team, "github", config or {"repos": ["o/r"]}, interval=interval, active=active
+        pool,
+        team,
+        "github",
+        config or {"repos": ["o/r"]},
+        interval=interval,
+        active=active,
+        name="github",
     )
 
 
