@@ -155,7 +155,7 @@ async def test_0008_names_existing_integrations_and_allows_several_per_type(
         await listener.add_listener("c9_sync_integrations", lambda *a: heard.append(a[-1]))
 
         applied = await migrate.apply(conn)
-        assert [m.path for m in applied][0] == "schema/0008_integration_names.sql"
+        assert applied[0].path == "schema/0008_integration_names.sql"
 
         rows = {r["id"]: r for r in await conn.fetch("SELECT * FROM integrations")}
         assert {i: rows[i]["name"] for i in (unnamed, blank, named)} == {
