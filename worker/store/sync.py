@@ -216,7 +216,12 @@ final AS (
     SELECT
         t.external_id, t.external_key, t.title, t.description, t.acceptance_criteria, t.status,
         t.priority, t.story_points, t.external_url, t.external_data, t.source_updated_at,
-        t.sync_scope, t.history_pending, t.started AS started_at, t.completed AS completed_at,
+        t.sync_scope,
+        -- the same version read again (the overlap) keeps its flag: history read is not asked
+        -- for again, history still pending is not forgotten
+        CASE WHEN (t.prior).source_updated_at = t.source_updated_at
+             THEN (t.prior).history_pending ELSE t.history_pending END AS history_pending,
+        t.started AS started_at, t.completed AS completed_at,
         t.parent_external_id, t.item_type, t.item_type_name, t.assignees::jsonb AS assignees,
         t.fields, ARRAY(SELECT jsonb_array_elements_text(t.labels::jsonb)) AS labels,
         -- the parent when it is synced already (else linked when it arrives: link_children)
