@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
+import httpx
 import pytest
 
 from connectors.base import Status
@@ -251,3 +252,39 @@ async def test_a_run_cut_mid_way_keeps_what_it_committed_and_the_next_resumes(
     assert history_ops(linear) == ["SyncIssueHistory", "SyncIssueHistory"]  # the 30 left
     assert await pool.fetchval("SELECT count(*) FROM work_items WHERE history_pending") == 0
     assert await pool.fetchval("SELECT count(*) FROM work_item_history") == 50 * 6
+
+
+def test_the_sandbox_serves_history_with_relay_paging(linear) -> None:
+    issue_id = flowed_issue(linear, 1, actor=linear.viewer_id)
+    query = """
+    query H($id: String!, $first: Int, $after: String, $last: Int, $before: String) {
+      issue(id: $id) {
+        history(first: $first, after: $after, last: $last, before: $before) {
+          nodes { id createdAt toState { name } }
+          pageInfo { hasNextPage hasPreviousPage startCursor endCursor }
+        }
+      }
+    }"""
+
+    def ask(**variables: Any) -> httpx.Response:
+        return httpx.post(
+            f"{linear.url}/graphql",
+            json={"query": query, "variables": {"id": issue_id, **variables}},
+            headers={"Authorization": linear.token},
+        )
+
+    every = ask().json()["data"]["issue"]["history"]
+    times = [n["createdAt"] for n in every["nodes"]]
+    assert len(times) == len(FLOW) and times == sorted(times, reverse=True)  # newest first
+    head = ask(first=2).json()["data"]["issue"]["history"]
+    assert head["pageInfo"]["hasNextPage"] and not head["pageInfo"]["hasPreviousPage"]
+    rest = ask(first=10, after=head["pageInfo"]["endCursor"]).json()["data"]["issue"]["history"]
+    assert [n["id"] for n in head["nodes"] + rest["nodes"]] == [n["id"] for n in every["nodes"]]
+    assert not rest["pageInfo"]["hasNextPage"] and rest["pageInfo"]["hasPreviousPage"]
+    tail = ask(last=1).json()["data"]["issue"]["history"]
+    assert tail["nodes"] == every["nodes"][-1:] and tail["pageInfo"]["hasPreviousPage"]
+    bad = ask(first=1, after="no-such-entry")
+    assert bad.status_code == 400
+    assert "Invalid cursor" in bad.json()["errors"][0]["message"]
+    too_many = ask(first=251)
+    assert too_many.status_code == 400
