@@ -176,20 +176,27 @@ query SyncIssueLabels($id: String!, $after: String) {
 #: History (docs/trackers/linear.md#history): Linear has no workspace-wide history query, so the
 #: history of the issues a run saw change is read per group of HISTORY_ISSUES issues, each with
 #: its first HISTORY_ENTRIES entries; an issue with more has the rest read alone, HISTORY_PAGE a
-#: request. Each entry costs 15.3 points a slot (tests/unit/test_linear_complexity.py): a group
-#: is 20 x (2.5 + 20 x 15.3) = 6,170 points, a follow-up 1 + 250 x 15.3 = 3,826.
-HISTORY_ISSUES = 20
-HISTORY_ENTRIES = 20
-HISTORY_PAGE = MAX_PAGE_SIZE
+#: request. An entry costs 14.5 points a slot whether it is filled or not
+#: (tests/unit/test_linear_complexity.py), and Linear's hourly complexity budget (250,000) binds
+#: long before its request budget (5,000): so the slots an issue reserves are kept near what a
+#: typical issue has (creation, an assignment, a few moves), not at the most a query allows.
+HISTORY_ISSUES = 50
+HISTORY_ENTRIES = 10
+HISTORY_PAGE = 50
+HISTORY_GROUP_POINTS = 7_375.0  # 50 x (2.5 + 10 x 14.5)
+HISTORY_MORE_POINTS = 726.0  # 1 + 50 x 14.5
+#: History stops for the run (its issues stay pending) rather than leave less than this share
+#: of the hour's complexity budget to the item sync.
+HISTORY_RESERVE = 0.25
 
 _HISTORY_FIELDS = """
         id createdAt
         actor { id name }
         botActor { id name type }
-        fromState { id name type } toState { id name type }
-        fromAssignee { id name } toAssignee { id name }
-        fromCycle { id number name } toCycle { id number name }
-        fromParent { id identifier } toParent { id identifier }
+        fromState { name type } toState { name type }
+        fromAssignee { name } toAssignee { name }
+        fromCycle { number name } toCycle { number name }
+        fromParent { identifier } toParent { identifier }
         fromPriority toPriority fromEstimate toEstimate
 """
 
@@ -1062,7 +1069,7 @@ class LinearConnector:
         Linear no longer lists (deleted, or out of this key's reach) is complete with nothing."""
         spent = 0
         for group in _groups(todo.items, HISTORY_ISSUES):
-            if spent >= todo.budget:
+            if spent >= todo.budget or not self._history_room(HISTORY_QUERY):
                 return
             what = f"history of {len(group)} issues"
             variables = {
@@ -1089,7 +1096,7 @@ class LinearConnector:
                     continue
                 listed.add(issue_id)
                 found, more, cursor = history_page(node.get("history"), what)
-                while more and spent < todo.budget:
+                while more and spent < todo.budget and self._history_room(HISTORY_MORE_QUERY):
                     found_more, more, cursor = await self._more_history(issue_id, cursor)
                     found += found_more
                     spent += 1
@@ -1101,6 +1108,35 @@ class LinearConnector:
                     complete.append(issue_id)
             complete += [i for i in group if i not in listed]
             yield HistoryPage(entries, complete=complete, requests=requests)
+
+    def _history_room(self, query: str) -> bool:
+        """Whether one more history request can go now without waiting for a budget (as
+        `_within_budgets` would, pacing the last requests before a reset included) and leaves
+        HISTORY_RESERVE of the hour's complexity budget to the item sync. History never waits
+        for Linear's budgets: it stops, its issues stay pending for the next run (logged)."""
+        fallback = HISTORY_GROUP_POINTS if query == HISTORY_QUERY else HISTORY_MORE_POINTS
+        cost = self._costs.get(query, fallback)
+        now = time.time()
+        wait = budget_wait(
+            self._budgets, cost=cost, roots=_ROOTS[query], now=now, pace_below=self.pace_below
+        )
+        complexity = self._budgets.get("complexity")
+        short = (
+            complexity is not None
+            and complexity.remaining is not None
+            and bool(complexity.limit)
+            and complexity.reset > now
+            and complexity.remaining - cost < HISTORY_RESERVE * (complexity.limit or 0)
+        )
+        if (wait is None or wait.seconds <= 0.01) and not short:
+            return True
+        http.log_event(
+            log,
+            "linear.history_paused",
+            bucket=wait.bucket if wait is not None else "complexity reserve",
+            detail="the rest of the history waits for the next run",
+        )
+        return False
 
     async def _more_history(
         self, issue_id: str, after: Any

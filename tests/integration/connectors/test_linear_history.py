@@ -16,6 +16,7 @@ import httpx
 import pytest
 
 from connectors.base import Status
+from connectors.linear import HISTORY_ENTRIES, HISTORY_ISSUES, HISTORY_PAGE
 from connectors.sandbox.base import Fault, Request, Response
 from connectors.sandbox.graphql import operation_name
 from connectors.sandbox.linear import LinearSandbox
@@ -178,9 +179,10 @@ async def test_a_flow_before_the_first_sync_gives_history_times_and_the_metrics_
 
 
 async def test_a_long_history_is_followed_page_by_page(pool, linear, settings) -> None:
-    # 20 entries come with the group, the other 300 in two follow-ups of 250
+    # 10 entries come with the group, the other 130 in three follow-ups of 50
+    assert (HISTORY_ENTRIES, HISTORY_PAGE) == (10, 50)
     issue_id = flowed_issue(linear, 1, actor=linear.viewer_id)
-    for n in range(315):
+    for n in range(135):
         linear.update_issue(issue_id, at=T0 + (41 + n) * H, priority=1 + n % 4)
     integration = await integration_for(pool, linear)
     result = await run(pool, integration, settings)
@@ -189,10 +191,11 @@ async def test_a_long_history_is_followed_page_by_page(pool, linear, settings) -
         "SyncIssueHistory",
         "SyncIssueHistoryMore",
         "SyncIssueHistoryMore",
+        "SyncIssueHistoryMore",
     ]
-    assert result.history_requests == 3
+    assert result.history_requests == 4
     counts = dict(await pool.fetch("SELECT field, count(*) FROM work_item_history GROUP BY 1"))
-    assert counts == {"status": 6, "priority": 315}
+    assert counts == {"status": 6, "priority": 135}
     row = await pool.fetchrow("SELECT started_at, completed_at, time_basis FROM work_items")
     assert tuple(row) == (T0 + 2 * H, T0 + 40 * H, "history")
 
@@ -200,9 +203,10 @@ async def test_a_long_history_is_followed_page_by_page(pool, linear, settings) -
 async def test_a_budget_smaller_than_the_backlog_completes_over_several_runs(
     pool, linear, settings
 ) -> None:
-    ids = [flowed_issue(linear, n, actor=linear.viewer_id, hours=n) for n in range(45)]
-    integration = await integration_for(pool, linear, page_size=50)
-    await set_budget(pool, integration, 1)  # one request a run: 20 issues
+    count = 2 * HISTORY_ISSUES + 5
+    ids = [flowed_issue(linear, n, actor=linear.viewer_id, hours=n) for n in range(count)]
+    integration = await integration_for(pool, linear, page_size=250)
+    await set_budget(pool, integration, 1)  # one request a run: HISTORY_ISSUES issues
     spent = []
     for _ in range(6):
         result = await run(pool, integration, settings)
@@ -211,7 +215,7 @@ async def test_a_budget_smaller_than_the_backlog_completes_over_several_runs(
         if result.history_requests == 0:
             break
     assert spent == [1, 1, 1, 0]
-    assert await pool.fetchval("SELECT count(*) FROM work_item_history") == 45 * 6
+    assert await pool.fetchval("SELECT count(*) FROM work_item_history") == count * 6
     assert await pool.fetchval(
         "SELECT count(*) FROM work_items WHERE time_basis = 'history' AND NOT history_pending"
         " AND completed_at - started_at = interval '38 hours'"
@@ -221,12 +225,13 @@ async def test_a_budget_smaller_than_the_backlog_completes_over_several_runs(
 async def test_a_run_cut_mid_way_keeps_what_it_committed_and_the_next_resumes(
     pool, linear, settings
 ) -> None:
-    for n in range(50):
+    count = 2 * HISTORY_ISSUES + 10
+    for n in range(count):
         flowed_issue(linear, n, actor=linear.viewer_id, hours=n)
-    integration = await integration_for(pool, linear, page_size=50)
+    integration = await integration_for(pool, linear, page_size=250)
     await set_budget(pool, integration, 0)
     assert (await run(pool, integration, settings)).outcome == "succeeded"  # items only
-    assert await pool.fetchval("SELECT count(*) FROM work_items WHERE history_pending") == 50
+    assert await pool.fetchval("SELECT count(*) FROM work_items WHERE history_pending") == count
 
     # the second history request of the run is refused: the run fails after the first group
     seen: list[str] = []
@@ -242,16 +247,17 @@ async def test_a_run_cut_mid_way_keeps_what_it_committed_and_the_next_resumes(
     await set_budget(pool, integration, 10)
     failed = await run(pool, integration, settings)
     assert failed.outcome == "failed", failed.reason
-    assert await pool.fetchval("SELECT count(*) FROM work_items WHERE history_pending") == 30
-    assert await pool.fetchval("SELECT count(*) FROM work_item_history") == 20 * 6
+    left = count - HISTORY_ISSUES
+    assert await pool.fetchval("SELECT count(*) FROM work_items WHERE history_pending") == left
+    assert await pool.fetchval("SELECT count(*) FROM work_item_history") == HISTORY_ISSUES * 6
 
     linear.response_hook = None
     linear.clear_requests()
     again = await run(pool, integration, settings)
     assert again.outcome == "succeeded", again.reason
-    assert history_ops(linear) == ["SyncIssueHistory", "SyncIssueHistory"]  # the 30 left
+    assert history_ops(linear) == ["SyncIssueHistory", "SyncIssueHistory"]  # the 60 left
     assert await pool.fetchval("SELECT count(*) FROM work_items WHERE history_pending") == 0
-    assert await pool.fetchval("SELECT count(*) FROM work_item_history") == 50 * 6
+    assert await pool.fetchval("SELECT count(*) FROM work_item_history") == count * 6
 
 
 def test_the_sandbox_serves_history_with_relay_paging(linear) -> None:
@@ -288,3 +294,30 @@ def test_the_sandbox_serves_history_with_relay_paging(linear) -> None:
     assert "Invalid cursor" in bad.json()["errors"][0]["message"]
     too_many = ask(first=251)
     assert too_many.status_code == 400
+
+
+async def test_history_stops_rather_than_wait_for_linears_budget(pool, settings) -> None:
+    # 100,000 points an hour: the item pages fit at once; history goes on while a group fits
+    # without pacing (ten more of them) and leaves a quarter, then stops: no request waits or is
+    # refused, the run succeeds, the rest stays pending.
+    left: list[int] = []
+
+    def remaining(request: Request, response: Response) -> None:
+        left.append(int(response.headers["X-RateLimit-Complexity-Remaining"]))
+
+    with LinearSandbox(complexity_limit=100_000) as linear:
+        count = 4 * HISTORY_ISSUES
+        for n in range(count):
+            flowed_issue(linear, n, actor=linear.viewer_id, hours=n)
+        linear.response_hook = remaining
+        integration = await integration_for(pool, linear, page_size=100)
+        result = await run(pool, integration, settings)
+        assert result.outcome == "succeeded", result.reason
+        assert result.duration_s < 10
+        assert linear.ratelimited == 0
+        read = len(history_ops(linear))
+        assert 0 < read < 4
+        # the last group was sent with ten groups' worth left; after it, fewer than ten were
+        assert 9 * 7_375 <= left[-1] < 10 * 7_375 and left[-1] > 25_000
+        pending = await pool.fetchval("SELECT count(*) FROM work_items WHERE history_pending")
+        assert pending == count - read * HISTORY_ISSUES
