@@ -34,6 +34,13 @@ instead of being hidden behind the other teams' cursor. Pages are oldest-first w
 `all_ids()` lists every issue of all configured teams at once, archived included, trashed left out
 (trashed issues are deleted for us: `changes` reports them `removed`).
 
+History (docs/trackers/linear.md#history). Linear has no workspace-wide history query: every issue
+`changes()` yields is `history_pending`, and `history()` reads the IssueHistory of the pending
+ones by id, 50 issues with 10 entries each a request, the rest of a longer history 50 entries a
+request, sorted by createdAt here (Linear does not state its order), with a synthetic creation
+entry when the history is whole. It never waits for a budget and leaves a quarter of the hour's
+complexity to the item sync: it stops and the issues stay pending for the next run.
+
 Errors and rate limits (docs/trackers/linear.md#rate-limits). Linear scores each query before
 running it and refuses one above 10,000 points, so every connection we ask for says its size
 (`first`/`last`; an issue's labels too) and each query's worst case stays under

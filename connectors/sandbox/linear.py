@@ -6,7 +6,10 @@ What it reproduces:
   arguments): every document is parsed, validated, its variables coerced and its complexity
   scored by `connectors.sandbox.graphql` (graphql-core, graphql-js's rules and texts), so what
   Linear refuses is refused with Linear's error body, HTTP 400. Root fields: `viewer`, `teams`,
-  `issues`, `issue(id:)` (the UUID or the identifier); `Issue.labels` is a connection.
+  `issues`, `issue(id:)` (the UUID or the identifier); `Issue.labels` and `Issue.history` are
+  connections.
+- history: every change it makes is one IssueHistory entry (the from/to pairs of the fields it
+  changed, its actor, its time), served by `Issue.history` newest first with Relay paging.
 - `issues` as Linear lists them: newest first by `createdAt` (default) or `updatedAt`
   (`orderBy: updatedAt` = most recently updated first), ties by id; Relay pagination with
   `first`/`after` and `last`/`before` (at most 250; default first 50); cursors are issue ids and are
