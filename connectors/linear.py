@@ -1093,28 +1093,39 @@ class LinearConnector:
 
             data = await self._graphql(HISTORY_QUERY, variables, what, check=page)
             spent += 1
-            requests = 1
             entries: dict[str, list[HistoryEntry]] = {}
             complete: list[str] = []
             listed: set[str] = set()
+            longer: list[tuple[Mapping[str, Any], list[Mapping[str, Any]], Any]] = []
             for node in page(data):
                 issue_id = node.get("id")
                 if not isinstance(issue_id, str) or issue_id not in group:
                     continue
                 listed.add(issue_id)
                 found, more, cursor = history_page(node.get("history"), what)
-                while more and spent < todo.budget and self._history_room(HISTORY_MORE_QUERY):
-                    found_more, more, cursor = await self._more_history(issue_id, cursor)
-                    found += found_more
-                    spent += 1
-                    requests += 1
                 entries[issue_id] = history_entries(
                     node, found, self._config.status_map, whole=not more
                 )
-                if not more:
+                if more:
+                    longer.append((node, found, cursor))
+                else:
                     complete.append(issue_id)
             complete += [i for i in group if i not in listed]
-            yield HistoryPage(entries, complete=complete, requests=requests)
+            # The group commits first; then each longer history, one page an issue, so a
+            # failure part-way loses at most the issue it was reading.
+            yield HistoryPage(entries, complete=complete, requests=1)
+            for node, found, cursor in longer:
+                issue_id, requests, more = str(node["id"]), 0, True
+                while more and spent < todo.budget and self._history_room(HISTORY_MORE_QUERY):
+                    found_more, more, cursor = await self._more_history(issue_id, cursor)
+                    found = found + found_more
+                    spent += 1
+                    requests += 1
+                if not requests:
+                    return  # the budget is spent: the rest stays pending
+                whole = history_entries(node, found, self._config.status_map, whole=not more)
+                done = [] if more else [issue_id]
+                yield HistoryPage({issue_id: whole}, complete=done, requests=requests)
 
     def _history_room(self, query: str) -> bool:
         """Whether one more history request can go now without waiting for a budget (as

@@ -321,3 +321,50 @@ async def test_history_stops_rather_than_wait_for_linears_budget(pool, settings)
         assert 9 * 7_375 <= left[-1] < 10 * 7_375 and left[-1] > 25_000
         pending = await pool.fetchval("SELECT count(*) FROM work_items WHERE history_pending")
         assert pending == count - read * HISTORY_ISSUES
+
+
+async def test_a_cut_while_following_a_long_history_keeps_the_group(pool, linear, settings) -> None:
+    short = [flowed_issue(linear, n, actor=linear.viewer_id) for n in range(2)]
+    long = flowed_issue(linear, 2, actor=linear.viewer_id, hours=1)
+    for n in range(60):
+        linear.update_issue(long, at=T0 + (42 + n) * H, priority=1 + n % 4)
+    integration = await integration_for(pool, linear)
+
+    def cut(request: Request, response: Response) -> None:
+        if request.path == "/graphql" and operation_name(request.json()["query"]) == (
+            "SyncIssueHistory"
+        ):
+            linear.inject(Fault("400_json", 1))  # the follow-up after the group is refused
+
+    linear.response_hook = cut
+    failed = await run(pool, integration, settings)
+    assert failed.outcome == "failed", failed.reason
+    assert history_ops(linear) == ["SyncIssueHistory", "SyncIssueHistoryMore"]
+    pending = dict(await pool.fetch("SELECT external_id, history_pending FROM work_items"))
+    assert pending == {short[0]: False, short[1]: False, long: True}
+    # what the group brought of the long history is kept (its ten newest entries)
+    assert (
+        await pool.fetchval(
+            "SELECT count(*) FROM work_item_history h JOIN work_items w ON w.id = h.work_item_id"
+            " WHERE w.external_id = $1",
+            long,
+        )
+        == HISTORY_ENTRIES
+    )
+
+    linear.response_hook = None
+    linear.clear_requests()
+    again = await run(pool, integration, settings)
+    assert again.outcome == "succeeded", again.reason
+    # read again from its first entry: 65 entries are the group's 10 and two follow-ups
+    assert history_ops(linear) == [
+        "SyncIssueHistory",
+        "SyncIssueHistoryMore",
+        "SyncIssueHistoryMore",
+    ]
+    counts = dict(await pool.fetch(
+        "SELECT w.external_id, count(*) FROM work_item_history h"
+        " JOIN work_items w ON w.id = h.work_item_id GROUP BY 1"
+    ))  # fmt: skip
+    assert counts == {short[0]: 6, short[1]: 6, long: 66}
+    assert not await pool.fetchval("SELECT bool_or(history_pending) FROM work_items")
