@@ -341,31 +341,43 @@ class LinearSandbox(SandboxServer):
         # Anchored to today's midnight with stable ids: recent, yet identical when the demo runs
         # again today (a second run then changes nothing instead of duplicating every issue).
         now = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+        # People act on the issues: each issue's moves are recorded in its history (so the demo's
+        # dashboards have start and completion times from history).
+        people = [
+            self.add_user(name, email=f"{name.split()[0].casefold()}@acme.example")
+            for name in ("Maya Chen", "Tomás Ortega", "Priya Nair", "Jonas Berg")
+        ]
         for n, spec in enumerate(_DEMO):
             team, title, state, priority, estimate, labels = spec
             created = now - timedelta(days=35) + timedelta(hours=19 * n)
             updated = created + timedelta(hours=5 + (n * 7) % 60)
             state_type = dict(WORKFLOW)[state]
-            started = (
-                created + timedelta(hours=3) if state_type in ("started", "completed") else None
-            )
-            done = updated if state_type == "completed" else None
-            canceled = updated if state_type in ("canceled", "duplicate") else None
+            who = people[n % len(people)]
+            moves: list[tuple[datetime, dict[str, Any]]] = []
+            if state_type in ("started", "completed"):
+                moves.append((created + timedelta(hours=3), {"state": "In Progress"}))
+            if state_type == "completed":
+                moves.append((created + timedelta(hours=4), {"state": "In Review"}))
+            if state_type in ("completed", "canceled", "duplicate") or state == "In Review":
+                moves.append((updated, {"state": state}))
+            elif state == "In Progress":
+                moves.append((updated, {"assignee": who}))
+            initial = state if not moves else "Todo"
             self.add_issue(
                 team,
                 title=title,
                 created_at=created,
-                updated_at=updated,
-                state=state,
+                updated_at=created if moves else updated,
+                state=initial,
                 priority=priority,
                 estimate=estimate,
                 labels=labels,
                 description=f"## Context\n{title}.\n\n- [ ] acceptance: works in staging",
-                started_at=started,
-                completed_at=done,
-                canceled_at=canceled,
                 issue_id=_stable_id(f"demo-issue/{n}"),
+                actor=who,
             )
+            for at, change in moves:
+                self.update_issue(_stable_id(f"demo-issue/{n}"), at=at, actor=who, **change)
         ids = self.issue_ids()
         self.archive_issue(ids[2], at=now - timedelta(days=2))
         self.trash_issue(ids[-1], at=now - timedelta(days=1))
@@ -739,7 +751,8 @@ class LinearSandbox(SandboxServer):
             raise ValueError(f"no user {actor_id!r}")
         return {
             "__typename": "IssueHistory",
-            "id": str(uuid.uuid4()),
+            # stable: the same changes to the same issue have the same ids in every process
+            "id": _stable_id(f"history/{node['id']}/{len(self._history.get(node['id'], []))}"),
             "createdAt": iso(at),
             "updatedAt": iso(at),
             "actorId": actor_id,
