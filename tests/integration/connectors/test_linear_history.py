@@ -368,3 +368,29 @@ async def test_a_cut_while_following_a_long_history_keeps_the_group(pool, linear
     ))  # fmt: skip
     assert counts == {short[0]: 6, short[1]: 6, long: 66}
     assert not await pool.fetchval("SELECT bool_or(history_pending) FROM work_items")
+
+
+async def test_issues_synced_before_history_was_read_get_it_with_a_full_sync(
+    pool, linear, settings
+) -> None:
+    ids = [flowed_issue(linear, n, actor=linear.viewer_id, hours=n) for n in range(3)]
+    integration = await integration_for(pool, linear)
+    await set_budget(pool, integration, 0)
+    assert (await run(pool, integration, settings)).outcome == "succeeded"
+    # as rows synced by a version that read no history
+    await pool.execute("UPDATE work_items SET history_pending = false")
+    await set_budget(pool, integration, 50)
+    linear.clear_requests()
+    incremental = await run(pool, integration, settings)
+    assert incremental.outcome == "succeeded", incremental.reason
+    # only the issue the overlap re-reads (the newest) is read again: it gets its history
+    assert history_ops(linear) == ["SyncIssueHistory"]
+    assert await pool.fetchval("SELECT count(*) FROM work_item_history") == 6
+
+    linear.clear_requests()
+    full = await sync.run_integration(
+        pool, integration, settings, environ={}, options=RunOptions(force=True, full=True)
+    )
+    assert full.outcome == "succeeded", full.reason
+    assert history_ops(linear) == ["SyncIssueHistory"]
+    assert await pool.fetchval("SELECT count(*) FROM work_item_history") == len(ids) * 6
