@@ -5,6 +5,7 @@ PostgreSQL and derives start and completion times and the metrics day from it.""
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Iterator
 from datetime import timedelta
@@ -323,7 +324,10 @@ async def test_history_stops_rather_than_wait_for_linears_budget(pool, settings)
         assert pending == count - read * HISTORY_ISSUES
 
 
-async def test_a_cut_while_following_a_long_history_keeps_the_group(pool, linear, settings) -> None:
+async def test_a_cut_while_following_a_long_history_keeps_the_group(
+    pool, linear, settings, caplog
+) -> None:
+    caplog.set_level(logging.DEBUG)
     short = [flowed_issue(linear, n, actor=linear.viewer_id) for n in range(2)]
     long = flowed_issue(linear, 2, actor=linear.viewer_id, hours=1)
     for n in range(60):
@@ -339,6 +343,8 @@ async def test_a_cut_while_following_a_long_history_keeps_the_group(pool, linear
     linear.response_hook = cut
     failed = await run(pool, integration, settings)
     assert failed.outcome == "failed", failed.reason
+    assert "Linear rejected" in failed.reason
+    assert linear.token not in failed.reason + caplog.text  # the API key is never shown
     assert history_ops(linear) == ["SyncIssueHistory", "SyncIssueHistoryMore"]
     pending = dict(await pool.fetch("SELECT external_id, history_pending FROM work_items"))
     assert pending == {short[0]: False, short[1]: False, long: True}
