@@ -472,6 +472,9 @@ class HistorySource(Protocol):
     what comes with the items). The worker calls it after the item pages, only for scopes whose
     items changed beyond their feed's `through` and for items marked `history_pending`."""
 
+    # Optional class attribute `history_batch: int` (default 1): how many items' history one
+    # request reads; the worker hands `history` up to budget x history_batch pending items.
+
     def feed_scopes(self) -> Sequence[str]:
         """The scopes whose history comes from a feed ([] when all comes per item)."""
         ...

@@ -34,6 +34,13 @@ instead of being hidden behind the other teams' cursor. Pages are oldest-first w
 `all_ids()` lists every issue of all configured teams at once, archived included, trashed left out
 (trashed issues are deleted for us: `changes` reports them `removed`).
 
+History (docs/trackers/linear.md#history). Linear has no workspace-wide history query: every issue
+`changes()` yields is `history_pending`, and `history()` reads the IssueHistory of the pending
+ones by id, 50 issues with 10 entries each a request, the rest of a longer history 50 entries a
+request, sorted by createdAt here (Linear does not state its order), with a synthetic creation
+entry when the history is whole. It never waits for a budget and leaves a quarter of the hour's
+complexity to the item sync: it stops and the issues stay pending for the next run.
+
 Errors and rate limits (docs/trackers/linear.md#rate-limits). Linear scores each query before
 running it and refuses one above 10,000 points, so every connection we ask for says its size
 (`first`/`last`; an issue's labels too) and each query's worst case stays under
@@ -54,10 +61,11 @@ are re-raised `from None` with our own text, because their context can carry the
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import math
 import time
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, ClassVar, Literal
@@ -77,6 +85,9 @@ from connectors.base import (
     ConnectorContext,
     ConnectorError,
     FatalError,
+    HistoryEntry,
+    HistoryPage,
+    HistoryTodo,
     Page,
     Rejected,
     RetriableError,
@@ -164,6 +175,69 @@ query SyncIssueLabels($id: String!, $after: String) {
     labels(first: """
     + str(LABELS_PAGE)
     + """, after: $after) { nodes { name } pageInfo { hasNextPage endCursor } }
+  }
+}
+"""
+)
+
+#: History (docs/trackers/linear.md#history): Linear has no workspace-wide history query, so the
+#: history of the issues a run saw change is read per group of HISTORY_ISSUES issues, each with
+#: its first HISTORY_ENTRIES entries; an issue with more has the rest read alone, HISTORY_PAGE a
+#: request. An entry costs 14.5 points a slot whether it is filled or not
+#: (tests/unit/test_linear_complexity.py), and Linear's hourly complexity budget (250,000) binds
+#: long before its request budget (5,000): so the slots an issue reserves are kept near what a
+#: typical issue has (creation, an assignment, a few moves), not at the most a query allows.
+HISTORY_ISSUES = 50
+HISTORY_ENTRIES = 10
+HISTORY_PAGE = 50
+HISTORY_GROUP_POINTS = 7_375.0  # 50 x (2.5 + 10 x 14.5)
+HISTORY_MORE_POINTS = 726.0  # 1 + 50 x 14.5
+#: History stops for the run (its issues stay pending) rather than leave less than this share
+#: of the hour's complexity budget to the item sync.
+HISTORY_RESERVE = 0.25
+
+_HISTORY_FIELDS = """
+        id createdAt
+        actor { id name }
+        botActor { id name type }
+        fromState { name type } toState { name type }
+        fromAssignee { name } toAssignee { name }
+        fromCycle { number name } toCycle { number name }
+        fromParent { identifier } toParent { identifier }
+        fromPriority toPriority fromEstimate toEstimate
+"""
+
+HISTORY_QUERY = (
+    """
+query SyncIssueHistory($filter: IssueFilter!, $first: Int!, $entries: Int!) {
+  issues(filter: $filter, first: $first, includeArchived: true) {
+    nodes {
+      id createdAt
+      state { id name type }
+      history(first: $entries) {
+        nodes {"""
+    + _HISTORY_FIELDS
+    + """        }
+        pageInfo { hasNextPage endCursor }
+      }
+    }
+  }
+}
+"""
+)
+
+HISTORY_MORE_QUERY = (
+    """
+query SyncIssueHistoryMore($id: String!, $after: String) {
+  issue(id: $id) {
+    history(first: """
+    + str(HISTORY_PAGE)
+    + """, after: $after) {
+      nodes {"""
+    + _HISTORY_FIELDS
+    + """      }
+      pageInfo { hasNextPage endCursor }
+    }
   }
 }
 """
@@ -387,6 +461,8 @@ def map_issue(node: Mapping[str, Any], *, scope: str, overrides: Mapping[str, St
         raw=dict(node),
         scope=scope,
         removed=node.get("trashed") is True,
+        # its updatedAt moved: its history is read by id after the pages (`history`)
+        history_pending=True,
     )
 
 
@@ -406,6 +482,155 @@ def map_nodes(
                 Rejected(str(node.get("id")), exc.reason, key if isinstance(key, str) else None)
             )
     return items, rejected
+
+
+# ---------------------------------------------------------------------------------------------
+# Pure mapping: IssueHistory nodes -> HistoryEntry (docs/trackers/linear.md#history)
+# ---------------------------------------------------------------------------------------------
+#: Linear's words for its priority numbers (the schema's `priorityLabel`).
+PRIORITY_LABELS = {0: "No priority", 1: "Urgent", 2: "High", 3: "Medium", 4: "Low"}
+
+
+def _priority_label(value: Any) -> str | None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        return None
+    return PRIORITY_LABELS.get(round(value), f"{value:g}")
+
+
+def _estimate_text(value: Any) -> str | None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        return None
+    return f"{value:g}"
+
+
+def _name(obj: Any, key: str = "name") -> str | None:
+    value = obj.get(key) if isinstance(obj, Mapping) else None
+    return value if isinstance(value, str) and value else None
+
+
+def _cycle_name(cycle: Any) -> str | None:
+    """A cycle as Linear shows it: its name, else "Cycle <number>"."""
+    if not isinstance(cycle, Mapping):
+        return None
+    number = cycle.get("number")
+    numbered = f"Cycle {number:g}" if isinstance(number, int | float) else None
+    return _name(cycle) or numbered or _name(cycle, "id")
+
+
+def history_actor(entry: Mapping[str, Any]) -> tuple[str | None, str | None]:
+    """Who made a change: the user's name and id, else the bot's (an integration or automation);
+    never an e-mail address (none is selected)."""
+    actor = entry.get("actor")
+    if isinstance(actor, Mapping):
+        return _name(actor), _name(actor, "id")
+    bot = entry.get("botActor")
+    if isinstance(bot, Mapping):
+        return _name(bot) or _name(bot, "type"), _name(bot, "id")
+    return None, None
+
+
+#: (field, the IssueHistory pair's stem, its value in Linear's words)
+_PAIRS: tuple[tuple[str, str, Callable[[Any], str | None]], ...] = (
+    ("assignee", "Assignee", _name),
+    ("sprint", "Cycle", _cycle_name),
+    ("parent", "Parent", lambda issue: _name(issue, "identifier") or _name(issue, "id")),
+    ("priority", "Priority", _priority_label),
+    ("story_points", "Estimate", _estimate_text),
+)
+
+
+def _changed_at(entry: Mapping[str, Any]) -> datetime | None:
+    value = entry.get("createdAt")
+    return http.parse_time(value) if isinstance(value, str) else None
+
+
+def history_entries(
+    issue: Mapping[str, Any],
+    nodes: Sequence[Mapping[str, Any]],
+    overrides: Mapping[str, Status],
+    *,
+    whole: bool,
+) -> list[HistoryEntry]:
+    """An issue's IssueHistory nodes as HistoryEntry records, oldest first (Linear does not say
+    in which order it lists them: sorted here by createdAt, then id). Change id = the entry's id;
+    one entry may change several fields. Status values are state names, mapped by state type as
+    the issue's own status is (labels aside: history does not say what they were then).
+
+    When the whole history was read (`whole`) and no entry carries the initial state, a
+    synthetic creation entry `created:<issue id>` is added at the issue's createdAt: to the
+    first change's fromState, or to the current state when the state never changed. An entry
+    without an id or a readable createdAt is left out."""
+    readable = [
+        (at, n) for n in nodes if (at := _changed_at(n)) is not None and _name(n, "id") is not None
+    ]
+    readable.sort(key=lambda pair: (pair[0], str(pair[1]["id"])))
+    out: list[HistoryEntry] = []
+    first_from: Mapping[str, Any] | None = None
+    creation_seen = False
+    for at, node in readable:
+        name, actor_id = history_actor(node)
+        change = functools.partial(
+            HistoryEntry, str(node["id"]), changed_at=at, actor_name=name, actor_id=actor_id
+        )
+        old, new = node.get("fromState"), node.get("toState")
+        if isinstance(new, Mapping):
+            if not isinstance(old, Mapping):
+                creation_seen = True
+            elif first_from is None:
+                first_from = old
+            out.append(
+                change(
+                    field="status",
+                    from_value=_name(old),
+                    to_value=_name(new),
+                    from_status=(
+                        map_issue_status(old, (), overrides) if isinstance(old, Mapping) else None
+                    ),
+                    to_status=map_issue_status(new, (), overrides),
+                )
+            )
+        for field, stem, words in _PAIRS:
+            before, after = node.get(f"from{stem}"), node.get(f"to{stem}")
+            if before is not None or after is not None:
+                out.append(change(field=field, from_value=words(before), to_value=words(after)))
+    created = _changed_at(issue)
+    initial = first_from if first_from is not None else issue.get("state")
+    if whole and not creation_seen and created is not None and isinstance(initial, Mapping):
+        out.insert(
+            0,
+            HistoryEntry(
+                change_id=f"created:{issue['id']}",
+                field="status",
+                changed_at=created,
+                to_value=_name(initial),
+                to_status=map_issue_status(initial, (), overrides),
+            ),
+        )
+    return out
+
+
+def history_page(conn: Any, what: str) -> tuple[list[Mapping[str, Any]], bool, Any]:
+    """The entries of one `history` connection, whether more follow and the cursor to go on
+    from; a page that promises more without a cursor is RetriableError (as `label_page`)."""
+    nodes = conn.get("nodes") if isinstance(conn, Mapping) else None
+    info = conn.get("pageInfo") if isinstance(conn, Mapping) else None
+    if not isinstance(nodes, list) or not isinstance(info, Mapping):
+        raise ConnectorError(f"Linear's answer has no history.nodes / pageInfo ({what})")
+    if not all(isinstance(n, Mapping) for n in nodes):
+        raise ConnectorError(f"Linear's answer has a history entry that is not an object ({what})")
+    more = info.get("hasNextPage")
+    if not isinstance(more, bool):
+        raise RetriableError(f"Linear's answer ({what}) has no pageInfo.hasNextPage")
+    cursor = info.get("endCursor")
+    if more and (not nodes or not cursor):
+        raise RetriableError(f"Linear said hasNextPage but sent no cursor ({what})")
+    return list(nodes), more, cursor
+
+
+def _groups(ids: Sequence[str], size: int) -> Iterator[list[str]]:
+    unique = list(dict.fromkeys(ids))
+    for start in range(0, len(unique), size):
+        yield unique[start : start + size]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -711,6 +936,8 @@ class LinearConnector:
 
     #: ids per all_ids() request (ids are cheap in Linear's complexity budget)
     ids_page_size: int = MAX_PAGE_SIZE
+    #: issues whose history one request reads (the worker hands `history` this many a request)
+    history_batch: ClassVar[int] = HISTORY_ISSUES
     #: below this many requests (or pages' worth of complexity) left before a budget's reset,
     #: spread the rest until the reset
     pace_below: int = 10
@@ -835,6 +1062,117 @@ class LinearConnector:
         await self._client.aclose()
         if self._token_client is not None:
             await self._token_client.aclose()
+
+    # -- history (docs/trackers/linear.md#history) ------------------------------------------------
+    def feed_scopes(self) -> Sequence[str]:
+        """None: Linear has no history feed; every issue a run saw change is read by id."""
+        return []
+
+    async def history(self, todo: HistoryTodo) -> AsyncIterator[HistoryPage]:
+        """The history of `todo.items`, HISTORY_ISSUES issues a request with their first
+        HISTORY_ENTRIES entries; an issue with more has the rest read with HISTORY_MORE_QUERY,
+        one request a page, while the budget lasts. One HistoryPage a group; an issue is
+        `complete` only when its whole history was read (else it is read again next run). An id
+        Linear no longer lists (deleted, or out of this key's reach) is complete with nothing."""
+        spent = 0
+        for group in _groups(todo.items, HISTORY_ISSUES):
+            if spent >= todo.budget or not self._history_room(HISTORY_QUERY):
+                return
+            what = f"history of {len(group)} issues"
+            variables = {
+                "filter": {"id": {"in": group}},
+                "first": HISTORY_ISSUES,
+                "entries": HISTORY_ENTRIES,
+            }
+
+            def page(data: Mapping[str, Any], what: str = what) -> list[Mapping[str, Any]]:
+                nodes, _ = connection(data, "issues", paged=False)
+                for node in nodes:
+                    history_page(node.get("history"), what)
+                return nodes
+
+            data = await self._graphql(HISTORY_QUERY, variables, what, check=page)
+            spent += 1
+            entries: dict[str, list[HistoryEntry]] = {}
+            complete: list[str] = []
+            listed: set[str] = set()
+            longer: list[tuple[Mapping[str, Any], list[Mapping[str, Any]], Any]] = []
+            for node in page(data):
+                issue_id = node.get("id")
+                if not isinstance(issue_id, str) or issue_id not in group:
+                    continue
+                listed.add(issue_id)
+                found, more, cursor = history_page(node.get("history"), what)
+                entries[issue_id] = history_entries(
+                    node, found, self._config.status_map, whole=not more
+                )
+                if more:
+                    longer.append((node, found, cursor))
+                else:
+                    complete.append(issue_id)
+            complete += [i for i in group if i not in listed]
+            # The group commits first; then each longer history, one page an issue, so a
+            # failure part-way loses at most the issue it was reading.
+            yield HistoryPage(entries, complete=complete, requests=1)
+            for node, found, cursor in longer:
+                issue_id, requests, more = str(node["id"]), 0, True
+                while more and spent < todo.budget and self._history_room(HISTORY_MORE_QUERY):
+                    found_more, more, cursor = await self._more_history(issue_id, cursor)
+                    found = found + found_more
+                    spent += 1
+                    requests += 1
+                if not requests:
+                    return  # the budget is spent: the rest stays pending
+                whole = history_entries(node, found, self._config.status_map, whole=not more)
+                done = [] if more else [issue_id]
+                yield HistoryPage({issue_id: whole}, complete=done, requests=requests)
+
+    def _history_room(self, query: str) -> bool:
+        """Whether one more history request can go now without waiting for a budget (as
+        `_within_budgets` would, pacing the last requests before a reset included) and leaves
+        HISTORY_RESERVE of the hour's complexity budget to the item sync. History never waits
+        for Linear's budgets: it stops, its issues stay pending for the next run (logged)."""
+        fallback = HISTORY_GROUP_POINTS if query == HISTORY_QUERY else HISTORY_MORE_POINTS
+        cost = self._costs.get(query, fallback)
+        now = time.time()
+        wait = budget_wait(
+            self._budgets, cost=cost, roots=_ROOTS[query], now=now, pace_below=self.pace_below
+        )
+        complexity = self._budgets.get("complexity")
+        short = (
+            complexity is not None
+            and complexity.remaining is not None
+            and bool(complexity.limit)
+            and complexity.reset > now
+            and complexity.remaining - cost < HISTORY_RESERVE * (complexity.limit or 0)
+        )
+        if (wait is None or wait.seconds <= 0.01) and not short:
+            return True
+        http.log_event(
+            log,
+            "linear.history_paused",
+            bucket=wait.bucket if wait is not None else "complexity reserve",
+            detail="the rest of the history waits for the next run",
+        )
+        return False
+
+    async def _more_history(
+        self, issue_id: str, after: Any
+    ) -> tuple[list[Mapping[str, Any]], bool, Any]:
+        """The next HISTORY_PAGE entries of one issue after `after`."""
+        what = "more history of an issue"
+
+        def page(data: Mapping[str, Any]) -> tuple[list[Mapping[str, Any]], bool, Any]:
+            issue = data.get("issue")
+            return history_page(issue.get("history") if isinstance(issue, Mapping) else None, what)
+
+        data = await self._graphql(
+            HISTORY_MORE_QUERY, {"id": issue_id, "after": after}, what, check=page
+        )
+        found, more, cursor = page(data)
+        if more and cursor == after:
+            raise ConnectorError(f"Linear returned the same page cursor twice ({what})")
+        return found, more, cursor
 
     # -- changes of one team --------------------------------------------------------------------
     async def _team_changes(
@@ -1100,6 +1438,8 @@ _ROOTS: dict[str, tuple[str, ...]] = {
     PROBE_QUERY: ("issues",),
     IDS_QUERY: ("issues",),
     LABELS_QUERY: ("issue",),
+    HISTORY_QUERY: ("issues",),
+    HISTORY_MORE_QUERY: ("issue",),
 }
 
 
@@ -1136,6 +1476,8 @@ def _clamp(value: datetime, server_now: datetime | None) -> datetime:
 __all__ = [
     "CHANGES_QUERY",
     "CHECK_QUERY",
+    "HISTORY_MORE_QUERY",
+    "HISTORY_QUERY",
     "IDS_QUERY",
     "LABELS_QUERY",
     "PROBE_QUERY",
@@ -1143,6 +1485,7 @@ __all__ = [
     "LinearConnector",
     "budget_wait",
     "classify_response",
+    "history_entries",
     "map_issue",
     "map_issue_status",
     "map_nodes",

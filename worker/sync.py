@@ -515,7 +515,9 @@ class _Run:
             if scope in progress.newest
             and (scope not in progress.through or progress.newest[scope] > progress.through[scope])
         }
-        items = await history_store.pending(conn, integration.id, budget)
+        # a connector that reads several items' history a request says how many (`history_batch`)
+        batch = max(1, int(getattr(connector, "history_batch", 1)))
+        items = await history_store.pending(conn, integration.id, budget * batch)
         if not feeds and not items:
             return  # nothing changed: no request
         pages = connector.history(HistoryTodo(feeds, items, budget))

@@ -6,7 +6,10 @@ What it reproduces:
   arguments): every document is parsed, validated, its variables coerced and its complexity
   scored by `connectors.sandbox.graphql` (graphql-core, graphql-js's rules and texts), so what
   Linear refuses is refused with Linear's error body, HTTP 400. Root fields: `viewer`, `teams`,
-  `issues`, `issue(id:)` (the UUID or the identifier); `Issue.labels` is a connection.
+  `issues`, `issue(id:)` (the UUID or the identifier); `Issue.labels` and `Issue.history` are
+  connections.
+- history: every change it makes is one IssueHistory entry (the from/to pairs of the fields it
+  changed, its actor, its time), served by `Issue.history` newest first with Relay paging.
 - `issues` as Linear lists them: newest first by `createdAt` (default) or `updatedAt`
   (`orderBy: updatedAt` = most recently updated first), ties by id; Relay pagination with
   `first`/`after` and `last`/`before` (at most 250; default first 50); cursors are issue ids and are
@@ -126,6 +129,12 @@ class LinearSandbox(SandboxServer):
         self._endpoint_windows: dict[str, _Window] = {}
         self.ratelimited = 0  # answers refused with RATELIMITED (tests count them)
         self.viewer_id = _stable_id("viewer")
+        #: id -> User (the viewer is one; e-mail addresses are served, as Linear serves them)
+        self._users: dict[str, dict[str, Any]] = {}
+        self.add_user("Sandbox Admin", display_name="admin", email="admin@sandbox.test")
+        self._cycles: dict[str, dict[str, Any]] = {}  # id -> Cycle
+        #: issue id -> its IssueHistory entries, in the order they were recorded
+        self._history: dict[str, list[dict[str, Any]]] = {}
         self._teams: dict[str, dict[str, Any]] = {}  # key -> team
         self._issues: dict[str, dict[str, Any]] = {}  # id -> stored node (no url)
         self._numbers: dict[str, int] = {}
@@ -157,6 +166,50 @@ class LinearSandbox(SandboxServer):
             self._numbers.setdefault(key, 0)
             return _public_team(team)
 
+    def add_user(
+        self, name: str, *, display_name: str | None = None, email: str | None = None
+    ) -> str:
+        """A workspace member (the first one added is the viewer); returns its id."""
+        with self._lock:
+            user_id = self.viewer_id if not self._users else _stable_id(f"user/{name}")
+            handle = display_name or name.split()[0].casefold()
+            self._users[user_id] = {
+                "__typename": "User",
+                "id": user_id,
+                "name": name,
+                "displayName": handle,
+                "email": email or f"{handle}@sandbox.test",
+            }
+            return user_id
+
+    def add_cycle(
+        self,
+        team_key: str,
+        number: int,
+        *,
+        starts_at: datetime,
+        ends_at: datetime,
+        name: str | None = None,
+    ) -> str:
+        """A cycle of a team (Linear's sprints); returns its id."""
+        with self._lock:
+            cycle_id = _stable_id(f"cycle/{team_key}/{number}")
+            self._cycles[cycle_id] = {
+                "__typename": "Cycle",
+                "id": cycle_id,
+                "number": float(number),
+                "name": name,
+                "startsAt": iso(starts_at),
+                "endsAt": iso(ends_at),
+                "_team": team_key,
+            }
+            return cycle_id
+
+    def history_of(self, issue_id: str) -> list[dict[str, Any]]:
+        """The IssueHistory entries recorded for an issue, oldest first (tests)."""
+        with self._lock:
+            return [dict(h) for h in self._history.get(issue_id, [])]
+
     def add_issue(
         self,
         team_key: str = "ENG",
@@ -175,8 +228,15 @@ class LinearSandbox(SandboxServer):
         archived_at: datetime | None = None,
         trashed: bool = False,
         issue_id: str | None = None,
+        assignee: str | None = None,
+        cycle: str | None = None,
+        parent: str | None = None,
+        actor: str | None = None,
     ) -> dict[str, Any]:
-        """Create an issue with explicit upstream timestamps; returns its node (with url)."""
+        """Create an issue with explicit upstream timestamps; returns its node (with url).
+        `assignee` (a user id), `cycle` (a cycle id) and `parent` (an issue id) are recorded in
+        a first IssueHistory entry by `actor` (a user id; default the viewer), as Linear records
+        them; the initial state is not in the history (Linear's entries need not carry it)."""
         with self._lock:
             team = self._teams[team_key]
             self._numbers[team_key] += 1
@@ -203,20 +263,38 @@ class LinearSandbox(SandboxServer):
                 "labels": _labels(labels),
                 "previousIdentifiers": [],
                 "url": None,  # filled per answer: it points back at this sandbox
+                "_assignee": None,
+                "_cycle": None,
+                "_parent": None,
             }
             self._issues[node["id"]] = node
+            self._history[node["id"]] = []
+            at = created_at or updated_at
+            entry = self._entry(node, at, actor)
+            for key, value in (("assignee", assignee), ("cycle", cycle), ("parent", parent)):
+                if value is not None:
+                    self._apply(node, key, value, at, entry)
+            if any(k.startswith(("from", "to")) for k in entry):
+                self._history[node["id"]].append(entry)
             return self._view(node)
 
-    def update_issue(self, issue_id: str, *, at: datetime, **changes: Any) -> dict[str, Any]:
-        """Change an issue at upstream time `at`. Keys: title, description, priority, estimate,
-        state (a workflow state name; sets startedAt/completedAt/canceledAt as Linear does),
-        labels, started_at, completed_at, canceled_at, archived_at, trashed, team_key (a move:
-        new identifier, old one kept in previousIdentifiers)."""
+    def update_issue(
+        self, issue_id: str, *, at: datetime, actor: str | None = None, **changes: Any
+    ) -> dict[str, Any]:
+        """Change an issue at upstream time `at`, by `actor` (a user id; default the viewer).
+        Keys: title, description, priority, estimate, state (a workflow state name; sets
+        startedAt/completedAt/canceledAt as Linear does), assignee (a user id or None), cycle (a
+        cycle id or None), parent (an issue id or None), labels, started_at, completed_at,
+        canceled_at, archived_at, trashed, team_key (a move: new identifier, old one kept in
+        previousIdentifiers). Each call is one IssueHistory entry, as one edit is in Linear,
+        with the from/to pair of every field it changed."""
         with self._lock:
             node = self._issues[issue_id]
+            entry = self._entry(node, at, actor)
             for key, value in changes.items():
-                self._apply(node, key, value, at)
+                self._apply(node, key, value, at, entry)
             node["updatedAt"] = iso(at)
+            self._history[issue_id].append(entry)
             return self._view(node)
 
     def archive_issue(self, issue_id: str, *, at: datetime) -> dict[str, Any]:
@@ -263,31 +341,43 @@ class LinearSandbox(SandboxServer):
         # Anchored to today's midnight with stable ids: recent, yet identical when the demo runs
         # again today (a second run then changes nothing instead of duplicating every issue).
         now = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+        # People act on the issues: each issue's moves are recorded in its history (so the demo's
+        # dashboards have start and completion times from history).
+        people = [
+            self.add_user(name, email=f"{name.split()[0].casefold()}@acme.example")
+            for name in ("Maya Chen", "Tomás Ortega", "Priya Nair", "Jonas Berg")
+        ]
         for n, spec in enumerate(_DEMO):
             team, title, state, priority, estimate, labels = spec
             created = now - timedelta(days=35) + timedelta(hours=19 * n)
             updated = created + timedelta(hours=5 + (n * 7) % 60)
             state_type = dict(WORKFLOW)[state]
-            started = (
-                created + timedelta(hours=3) if state_type in ("started", "completed") else None
-            )
-            done = updated if state_type == "completed" else None
-            canceled = updated if state_type in ("canceled", "duplicate") else None
+            who = people[n % len(people)]
+            moves: list[tuple[datetime, dict[str, Any]]] = []
+            if state_type in ("started", "completed"):
+                moves.append((created + timedelta(hours=3), {"state": "In Progress"}))
+            if state_type == "completed":
+                moves.append((created + timedelta(hours=4), {"state": "In Review"}))
+            if state_type in ("completed", "canceled", "duplicate") or state == "In Review":
+                moves.append((updated, {"state": state}))
+            elif state == "In Progress":
+                moves.append((updated, {"assignee": who}))
+            initial = state if not moves else "Todo"
             self.add_issue(
                 team,
                 title=title,
                 created_at=created,
-                updated_at=updated,
-                state=state,
+                updated_at=created if moves else updated,
+                state=initial,
                 priority=priority,
                 estimate=estimate,
                 labels=labels,
                 description=f"## Context\n{title}.\n\n- [ ] acceptance: works in staging",
-                started_at=started,
-                completed_at=done,
-                canceled_at=canceled,
                 issue_id=_stable_id(f"demo-issue/{n}"),
+                actor=who,
             )
+            for at, change in moves:
+                self.update_issue(_stable_id(f"demo-issue/{n}"), at=at, actor=who, **change)
         ids = self.issue_ids()
         self.archive_issue(ids[2], at=now - timedelta(days=2))
         self.trash_issue(ids[-1], at=now - timedelta(days=1))
@@ -515,10 +605,53 @@ class LinearSandbox(SandboxServer):
             "Query.issues": lambda _, args: self._issues_page(args),
             "Query.issue": lambda _, args: self._one_issue(args["id"]),
             "Issue.labels": lambda issue, args: self._label_page(issue, args),
+            "Issue.history": lambda issue, args: self._history_page(issue, args),
+            **{
+                f"IssueHistory.{side}{name}": self._history_link(f"{side}{name}Id", kind)
+                for side in ("from", "to")
+                for name, kind in (
+                    ("State", "state"),
+                    ("Assignee", "user"),
+                    ("Cycle", "cycle"),
+                    ("Parent", "issue"),
+                )
+            },
+            "IssueHistory.actor": self._history_link("actorId", "user"),
         }
 
+    def _history_link(self, key: str, kind: str) -> graphql.Resolver:
+        """An IssueHistory's related object, looked up by the id the entry stores."""
+
+        def resolve(entry: Mapping[str, Any], args: dict[str, Any]) -> dict[str, Any] | None:
+            found = entry.get(key)
+            if found is None:
+                return None
+            if kind == "user":
+                return self._users[found]
+            if kind == "cycle":
+                return _public_team(self._cycles[found])
+            if kind == "issue":
+                return self._view(self._issues[found])
+            return next(
+                dict(s) for t in self._teams.values() for s in t["_states"] if s["id"] == found
+            )
+
+        return resolve
+
+    def _history_page(self, issue: Mapping[str, Any], args: dict[str, Any]) -> dict[str, Any]:
+        """`Issue.history(...)`: the issue's entries newest first by `orderBy` (createdAt by
+        default; ties by id), as Linear lists its connections, Relay-sliced (default first 50);
+        cursors are entry ids."""
+        order = args.get("orderBy") or "createdAt"
+        if order not in ("createdAt", "updatedAt"):
+            raise GraphQLError(f'Value "{order}" does not exist in "PaginationOrderBy" enum.')
+        entries = sorted(
+            self._history.get(issue["id"], []), key=lambda h: (h[order], h["id"]), reverse=True
+        )
+        return _slice(entries, args)
+
     def _viewer(self) -> dict[str, Any]:
-        return {"id": self.viewer_id, "name": "Sandbox Admin", "email": "admin@sandbox.test"}
+        return self._users[self.viewer_id]
 
     def _teams_page(self, args: dict[str, Any]) -> dict[str, Any]:
         teams = (_public_team(t) for t in self._teams.values())
@@ -564,25 +697,7 @@ class LinearSandbox(SandboxServer):
             for label in (issue.get("labels") or {}).get("nodes") or []
             if graphql.match(label, flt, "IssueLabelFilter")
         ]
-        first, last = _page_sizes(args)
-        ids = [label["id"] for label in labels]
-        start, end = 0, len(labels)
-        for name, cursor in (("after", args.get("after")), ("before", args.get("before"))):
-            if cursor is None:
-                continue
-            if cursor not in ids:
-                raise _invalid_cursor()
-            if name == "after":
-                start = ids.index(cursor) + 1
-            else:
-                end = ids.index(cursor)
-        edges = labels[start:end]
-        has_prev, has_next = start > 0, end < len(labels)
-        if first is not None and len(edges) > first:
-            edges, has_next = edges[:first], True
-        if last is not None and len(edges) > last:
-            edges, has_prev = edges[len(edges) - last :], True
-        return _connection(edges, has_prev=has_prev, has_next=has_next)
+        return _slice(labels, args)
 
     def _page(
         self,
@@ -619,7 +734,7 @@ class LinearSandbox(SandboxServer):
         return sort_key(node)
 
     def _view(self, node: dict[str, Any]) -> dict[str, Any]:
-        out = dict(node)
+        out = {k: v for k, v in node.items() if not k.startswith("_")}
         out["url"] = f"{self.url}/{ORG_KEY}/issue/{node['identifier']}/{_slug(node['title'])}"
         return out
 
@@ -629,14 +744,41 @@ class LinearSandbox(SandboxServer):
                 return dict(state)
         raise ValueError(f"team {team['key']} has no workflow state {name!r}")
 
-    def _apply(self, node: dict[str, Any], key: str, value: Any, at: datetime) -> None:
+    def _entry(self, node: Mapping[str, Any], at: datetime, actor: str | None) -> dict[str, Any]:
+        """A new IssueHistory entry of `node` (its from/to pairs are added by `_apply`)."""
+        actor_id = actor or self.viewer_id
+        if actor_id not in self._users:
+            raise ValueError(f"no user {actor_id!r}")
+        return {
+            "__typename": "IssueHistory",
+            # stable: the same changes to the same issue have the same ids in every process
+            "id": _stable_id(f"history/{node['id']}/{len(self._history.get(node['id'], []))}"),
+            "createdAt": iso(at),
+            "updatedAt": iso(at),
+            "actorId": actor_id,
+            "botActor": None,
+            "_issue": node["id"],
+        }
+
+    def _apply(
+        self, node: dict[str, Any], key: str, value: Any, at: datetime, entry: dict[str, Any]
+    ) -> None:
         if key in ("title", "description"):
             node[key] = value
         elif key == "priority":
+            entry.update(fromPriority=node["priority"], toPriority=float(value))
             node["priority"] = float(value)
             node["priorityLabel"] = PRIORITY_LABELS.get(int(value), "No priority")
         elif key == "estimate":
-            node["estimate"] = None if value is None else float(value)
+            new = None if value is None else float(value)
+            entry.update(fromEstimate=node["estimate"], toEstimate=new)
+            node["estimate"] = new
+        elif key in ("assignee", "cycle", "parent"):
+            known = {"assignee": self._users, "cycle": self._cycles, "parent": self._issues}[key]
+            if value is not None and value not in known:
+                raise ValueError(f"update_issue: no {key} {value!r}")
+            entry.update({f"from{key.title()}Id": node[f"_{key}"], f"to{key.title()}Id": value})
+            node[f"_{key}"] = value
         elif key == "labels":
             node["labels"] = _labels(value)
         elif key in ("started_at", "completed_at", "canceled_at", "archived_at"):
@@ -646,7 +788,9 @@ class LinearSandbox(SandboxServer):
         elif key == "trashed":
             node["trashed"] = True if value else None
         elif key == "state":
+            before = node["state"]["id"]
             self._move_state(node, value, at)
+            entry.update(fromStateId=before, toStateId=node["state"]["id"])
         elif key == "team_key":
             team = self._teams[value]
             self._numbers[value] += 1
@@ -654,7 +798,9 @@ class LinearSandbox(SandboxServer):
             node["number"] = self._numbers[value]
             node["identifier"] = f"{value}-{node['number']}"
             node["team"] = _public_team(team)
+            before = node["state"]["id"]
             node["state"] = self._state(team, node["state"]["name"])
+            entry.update(fromStateId=before, toStateId=node["state"]["id"])
         else:
             raise ValueError(f"update_issue: unknown change {key!r}")
 
@@ -788,6 +934,30 @@ def _page_sizes(args: Mapping[str, Any]) -> tuple[int | None, int | None]:
     if first is None and last is None:
         first = graphql.DEFAULT_PAGE
     return first, last
+
+
+def _slice(nodes: list[dict[str, Any]], args: Mapping[str, Any]) -> dict[str, Any]:
+    """Relay slicing of a fixed list whose cursors are its nodes' ids (an issue's labels, its
+    history)."""
+    first, last = _page_sizes(args)
+    ids = [n["id"] for n in nodes]
+    start, end = 0, len(nodes)
+    for name, cursor in (("after", args.get("after")), ("before", args.get("before"))):
+        if cursor is None:
+            continue
+        if cursor not in ids:
+            raise _invalid_cursor()
+        if name == "after":
+            start = ids.index(cursor) + 1
+        else:
+            end = ids.index(cursor)
+    edges = nodes[start:end]
+    has_prev, has_next = start > 0, end < len(nodes)
+    if first is not None and len(edges) > first:
+        edges, has_next = edges[:first], True
+    if last is not None and len(edges) > last:
+        edges, has_prev = edges[len(edges) - last :], True
+    return _connection(edges, has_prev=has_prev, has_next=has_next)
 
 
 def _connection(nodes: list[dict[str, Any]], *, has_prev: bool, has_next: bool) -> dict[str, Any]:

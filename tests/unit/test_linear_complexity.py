@@ -19,6 +19,11 @@ from connectors.linear import (
     CHANGES_QUERY,
     CHECK_QUERY,
     COMPLEXITY_CEILING,
+    HISTORY_ENTRIES,
+    HISTORY_ISSUES,
+    HISTORY_MORE_QUERY,
+    HISTORY_PAGE,
+    HISTORY_QUERY,
     IDS_QUERY,
     LABELS_QUERY,
     MAX_PAGE_SIZE,
@@ -61,6 +66,15 @@ def sent(page_size: int) -> dict[str, tuple[str, dict[str, Any]]]:
             },
         ),
         "SyncIssueLabels": (LABELS_QUERY, {"id": "issue-uuid", "after": "cursor"}),
+        "SyncIssueHistory": (
+            HISTORY_QUERY,
+            {
+                "filter": {"id": {"in": [f"issue-{n}" for n in range(HISTORY_ISSUES)]}},
+                "first": HISTORY_ISSUES,
+                "entries": HISTORY_ENTRIES,
+            },
+        ),
+        "SyncIssueHistoryMore": (HISTORY_MORE_QUERY, {"id": "issue-uuid", "after": "cursor"}),
     }
 
 
@@ -75,6 +89,8 @@ def test_every_query_of_the_connector_is_scored_here() -> None:
     assert constants == {
         "CHANGES_QUERY",
         "CHECK_QUERY",
+        "HISTORY_MORE_QUERY",
+        "HISTORY_QUERY",
         "IDS_QUERY",
         "LABELS_QUERY",
         "PROBE_QUERY",
@@ -126,3 +142,35 @@ def test_the_labels_of_an_issue_are_never_an_unbounded_connection() -> None:
     assert graphql.complexity(document, variables={"filter": ISSUE_FILTER, "last": 250}) < (
         COMPLEXITY_CEILING
     )
+
+
+# One IssueHistory entry as the history queries select it: IssueHistory 1 + id, createdAt 0.2
+# + actor {id name} 1.2 + botActor {id name type} 1.3 + fromState/toState {name type} 2.4
+# + from/toAssignee {name} 2.2 + from/toCycle {number name} 2.4 + from/toParent {identifier}
+# 2.2 + four numbers 0.4; and its page slot's pageInfo {hasNextPage endCursor} 1.2, multiplied
+# like the entries.
+PER_ENTRY = 1.2 + 1.2 + 1.3 + 2.4 + 2.2 + 2.4 + 2.2 + 0.4 + 1.2
+
+
+def test_the_history_queries_cost_what_their_fields_say() -> None:
+    query, variables = sent(1)["SyncIssueHistory"]
+    # per issue slot: Issue 1 + id, createdAt 0.2 + state 1.3, and its entries
+    per_issue = 2.5 + HISTORY_ENTRIES * PER_ENTRY
+    assert score(query, variables) == pytest.approx(HISTORY_ISSUES * per_issue)
+    assert score(query, variables) == pytest.approx(linear.HISTORY_GROUP_POINTS)
+    query, variables = sent(1)["SyncIssueHistoryMore"]
+    assert score(query, variables) == pytest.approx(1 + HISTORY_PAGE * PER_ENTRY)
+    assert score(query, variables) == pytest.approx(linear.HISTORY_MORE_POINTS)
+
+
+def test_the_history_group_fills_the_ceiling_with_issues_not_with_empty_entry_slots() -> None:
+    # Slots cost points filled or not: an issue reserves HISTORY_ENTRIES (a typical history),
+    # and the group takes as many issues as the ceiling allows (ten more would not fit).
+    def group(issues: int, entries: int) -> float:
+        ids = [f"issue-{n}" for n in range(issues)]
+        variables = {"filter": {"id": {"in": ids}}, "first": issues, "entries": entries}
+        return score(HISTORY_QUERY, variables)
+
+    assert group(HISTORY_ISSUES, HISTORY_ENTRIES) < COMPLEXITY_CEILING
+    assert group(HISTORY_ISSUES + 10, HISTORY_ENTRIES) > COMPLEXITY_CEILING
+    assert group(HISTORY_ISSUES, HISTORY_ENTRIES) / HISTORY_ISSUES < 150  # points an issue

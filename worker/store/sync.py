@@ -217,9 +217,12 @@ final AS (
         t.external_id, t.external_key, t.title, t.description, t.acceptance_criteria, t.status,
         t.priority, t.story_points, t.external_url, t.external_data, t.source_updated_at,
         t.sync_scope,
-        -- the same version read again (an overlap re-read) keeps its history state: whether
-        -- that version's history was read whole already does not change by reading it again
+        -- the same version read again (the overlap) keeps its flag once it has history: what
+        -- was read is not asked for again, what is pending is not forgotten; a row without any
+        -- (synced before history was read) takes the connector's word
         CASE WHEN (t.prior).source_updated_at = t.source_updated_at
+                  AND EXISTS (SELECT 1 FROM work_item_history h
+                              WHERE h.work_item_id = (t.prior).id)
              THEN (t.prior).history_pending ELSE t.history_pending END AS history_pending,
         t.started AS started_at, t.completed AS completed_at,
         t.parent_external_id, t.item_type, t.item_type_name, t.assignees::jsonb AS assignees,
