@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import tempfile
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -185,6 +186,10 @@ async def run(settings: Settings, url: str, sets: tuple[str, ...]) -> int:
     """The whole demo; exit 1 when a sync failed."""
     await daemon.ensure_schema(url, settings, sets)
     pool = await db.create_pool(url, max_size=8)
+    # The sandboxes listen on new ports each time: the Azure DevOps SDK's on-disk cache of API
+    # locations (kept 12 h) must not serve a previous demo's routes on a reused port.
+    ado_cache = tempfile.TemporaryDirectory(prefix="c9-demo-ado-")
+    os.environ["AZURE_DEVOPS_CACHE_DIR"] = ado_cache.name
     try:
         with sandboxes() as configs:
             team_id, ids = await seed(pool, configs)
@@ -197,6 +202,7 @@ async def run(settings: Settings, url: str, sets: tuple[str, ...]) -> int:
         await print_summary(pool, team_id, settings.metrics_tz)
     finally:
         await pool.close()
+        ado_cache.cleanup()
     failed = [r for r in results if r.outcome == "failed"]
     views.say(
         "demo complete"
