@@ -3,9 +3,11 @@ Data Center / Server (9.x, 10.x) through the Server search (`/rest/api/2/search`
 
 Deployment: `serverInfo.deploymentType` ("Cloud" is Cloud, anything else is Data Center), read at
 connect; the config's way of signing in must fit it (docs/trackers/jira.md#jira-data-center):
-Cloud takes `email` + API token (basic), DC a personal access token alone (Bearer) or `username`
-+ password (basic). A 401 before serverInfo was read is explained by the anonymous serverInfo when
-the site is the other deployment. The two searches answer one page shape
+Cloud takes `email` + API token (basic) or an OAuth 2.0 (3LO) grant (`oauth`: Bearer through
+Atlassian's gateway `/ex/jira/{cloudId}`, the access token renewed before each SDK call and once
+more when refused; docs/trackers/jira.md#oauth-20-3lo), DC a personal access token alone
+(Bearer) or `username` + password (basic). A 401 before serverInfo was read is explained by the
+anonymous serverInfo when the site is the other deployment. The two searches answer one page shape
 (connectors/jira_search.py), so the paging below is the same on both: on DC the "token" is the
 next `startAt`. TLS: `ca_bundle` / `verify_tls` go to the SDK's `options["verify"]`.
 

@@ -12,6 +12,11 @@ Times in bodies carry the user's offset, as Jira Cloud sends them. v3 renders ri
 v2 as plain text. `page_cap` lowers the largest page the search answers, as Jira Cloud may return
 fewer issues than `maxResults` asks.
 
+OAuth 2.0 (3LO): with `oauth` set to an `AtlassianAuthSandbox`, the sandbox also plays
+api.atlassian.com: every route under `/ex/jira/{cloud_id}/…` for `Bearer` tokens that server says
+are alive (else 401; another cloudId is a 404), and `/oauth/token/accessible-resources` answered by
+it. At the site's own routes only Basic signs in, so a 3LO token is a 401 there, as on Jira Cloud.
+
 Fault knobs for what Jira itself should never send but a client must not trust blindly:
 `corrupt_issue()` serves chosen keys of one issue instead of the real ones (a garbage `updated`,
 a wrong-typed field), without changing where it sorts; `answer_short()` cuts search answers short
