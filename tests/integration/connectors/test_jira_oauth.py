@@ -36,6 +36,7 @@ from tests.conformance import checker
 from tests.helpers import make_integration, make_team
 from tests.integration.connectors.contract import PLANTED_TOKEN, T0, ConnectorContract
 from tests.integration.connectors.test_jira import JiraHarness
+from tests.integration.connectors.test_linear_oauth import cli
 from worker import sync, vault
 from worker.settings import Settings
 from worker.store import grants
@@ -264,6 +265,9 @@ def site() -> Iterator[tuple[JiraSandbox, AtlassianAuthSandbox]]:
         for n in range(ISSUES):
             jira.add_issue("ABC", f"Issue {n}", updated=T0 + timedelta(minutes=n))
         yield jira, auth
+
+
+ENVIRON = {SECRET_VAR: SECRET}
 
 
 def settings_for(tmp_path: Path) -> Settings:
@@ -495,3 +499,31 @@ def test_oauth_config_validation() -> None:
             JiraConfig.model_validate({**base, key: value})
     with pytest.raises(ValueError, match=r"oauth\.api_url"):
         JiraConfig.model_validate({**base, "oauth": {**oauth, "api_url": "ftp://x"}})
+
+
+async def test_grant_and_test_commands_through_the_gateway_never_print_a_secret(
+    db_url, pool, site, tmp_path
+) -> None:
+    jira, auth = site
+    team = await make_team(pool, f"T-{uuid.uuid4().hex[:6]}")
+    integration = await make_integration(pool, team, "jira", jira_config(jira, auth))
+    consent = auth.consent(CLIENT_ID)
+
+    granted = cli(
+        "oauth", "grant", str(integration), "--refresh-token-env", "C9_TEST_RT",
+        db_url=db_url, keys=KEY, C9_TEST_RT=consent,
+    )  # fmt: skip
+    assert granted.returncode == 0, granted.stderr
+    tested = cli("integrations", "test", str(integration), db_url=db_url, keys=KEY, **ENVIRON)
+    assert tested.returncode == 0, tested.stdout + tested.stderr
+    assert auth.refreshes == 1 and jira.requests_to(f"/ex/jira/{jira.cloud_id}/rest/api/3/")
+
+    auth.revoke_all()
+    refused = cli("integrations", "test", str(integration), db_url=db_url, keys=KEY, **ENVIRON)
+    assert refused.returncode == 1
+    assert "consent to the OAuth app again" in refused.stderr
+    assert f"c9-sync oauth grant {integration}" in refused.stderr
+    outputs = [p.stdout + p.stderr for p in (granted, tested, refused)]
+    for text in [*outputs, await activity_text(pool)]:
+        for secret in [SECRET, consent, *issued(auth)]:
+            assert secret not in text
