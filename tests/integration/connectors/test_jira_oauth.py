@@ -527,3 +527,31 @@ async def test_grant_and_test_commands_through_the_gateway_never_print_a_secret(
     for text in [*outputs, await activity_text(pool)]:
         for secret in [SECRET, consent, *issued(auth)]:
             assert secret not in text
+
+
+async def test_a_cut_changelog_is_read_through_the_gateway(pool, site, tmp_path) -> None:
+    jira, auth = site
+    jira.changelog_cap = 2  # the search carries only the two most recent histories
+    issue = jira.add_issue("ABC", "Cycle me", created=T0, updated=T0)
+    for hours, status in [(2, "In Progress"), (5, "In Review"), (9, "Done"), (12, "In Progress")]:
+        jira.update_issue(issue.id, at=T0 + timedelta(hours=hours), status=status)
+    auth.access_lifetime = 1.0
+    jira.response_delay = 0.2  # the history reads come after a renewal
+    integration = await jira_integration(pool, jira, auth, renew_before_seconds=0.4)
+
+    result = await run(pool, integration, tmp_path)
+
+    assert result.outcome == "succeeded", result.reason
+    assert result.history_requests == 2
+    base = f"/ex/jira/{jira.cloud_id}/rest/api/3"
+    assert len(jira.requests_to(f"{base}/issue/{issue.id}/changelog")) == 1
+    statuses = await pool.fetch(
+        "SELECT h.to_status FROM work_item_history h JOIN work_items w ON w.id = h.work_item_id"
+        " WHERE w.external_id = $1 AND h.field = 'status' ORDER BY h.changed_at",
+        jira.external_id(issue),
+    )
+    # the whole changelog (from the status at creation), not the two the search carried
+    assert [r[0] for r in statuses] == [
+        "queued", "in_progress", "pr_ready", "completed", "in_progress",
+    ]  # fmt: skip
+    assert auth.refreshes >= 2
