@@ -3,9 +3,11 @@ Data Center / Server (9.x, 10.x) through the Server search (`/rest/api/2/search`
 
 Deployment: `serverInfo.deploymentType` ("Cloud" is Cloud, anything else is Data Center), read at
 connect; the config's way of signing in must fit it (docs/trackers/jira.md#jira-data-center):
-Cloud takes `email` + API token (basic), DC a personal access token alone (Bearer) or `username`
-+ password (basic). A 401 before serverInfo was read is explained by the anonymous serverInfo when
-the site is the other deployment. The two searches answer one page shape
+Cloud takes `email` + API token (basic) or an OAuth 2.0 (3LO) grant (`oauth`: Bearer through
+Atlassian's gateway `/ex/jira/{cloudId}`, the access token renewed before each SDK call and once
+more when refused; docs/trackers/jira.md#oauth-20-3lo), DC a personal access token alone
+(Bearer) or `username` + password (basic). A 401 before serverInfo was read is explained by the
+anonymous serverInfo when the site is the other deployment. The two searches answer one page shape
 (connectors/jira_search.py), so the paging below is the same on both: on DC the "token" is the
 next `startAt`. TLS: `ca_bundle` / `verify_tls` go to the SDK's `options["verify"]`.
 
@@ -64,8 +66,10 @@ from typing import Any, ClassVar, Literal, TypeVar
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+import httpx
 import requests
 from jira import JIRA, JIRAError
+from jira.client import TokenAuth
 from pydantic import Field, field_validator, model_validator
 
 from connectors.base import (
@@ -101,6 +105,14 @@ from connectors.jira_history import (
     histories_of,
     history_entries,
     status_names,
+)
+from connectors.jira_oauth import (
+    REAUTHORIZE,
+    AtlassianOAuth,
+    AtlassianTokens,
+    TokenRefused,
+    find_cloud_id,
+    gateway_url,
 )
 from connectors.jira_search import (
     Answer,
@@ -185,14 +197,16 @@ def _has_control_chars(value: str, allowed: str = "") -> bool:
     return any((ord(c) < 32 or ord(c) == 127) and c not in allowed for c in value)
 
 
-#: How a config signs in: Cloud (email + API token), DC personal access token (Bearer), DC basic.
-AuthKind = Literal["cloud", "pat", "basic"]
+#: How a config signs in: Cloud (email + API token), Cloud OAuth 2.0 (3LO) through Atlassian's
+#: gateway, DC personal access token (Bearer), DC basic.
+AuthKind = Literal["cloud", "oauth", "pat", "basic"]
 
 
 class JiraConfig(ConnectorConfig):
     """`integrations.config` of a Jira integration. Jira Cloud: `email` + API token. Jira Data
     Center / Server: a personal access token alone (sent as Bearer), or `username` + password
-    (basic auth); either way the secret is in `token`/`token_env`/`token_file`."""
+    (basic auth); either way the secret is in `token`/`token_env`/`token_file`. Jira Cloud with
+    an OAuth 2.0 (3LO) app: `oauth` alone (connectors.jira_oauth), no `token*`."""
 
     url: str
     email: str | None = None
@@ -207,6 +221,11 @@ class JiraConfig(ConnectorConfig):
     request_timeout: float = Field(30.0, gt=0, le=300)
     # DC: jira.search.platform.max.result.window (startAt + maxResults may not pass it)
     max_result_window: int = Field(10_000, ge=1)
+    #: Jira Cloud through an OAuth 2.0 (3LO) app's grant instead of email + API token
+    oauth: AtlassianOAuth | None = None
+
+    def uses_token(self) -> bool:
+        return self.oauth is None
 
     @field_validator("url")
     @classmethod
@@ -289,6 +308,18 @@ class JiraConfig(ConnectorConfig):
 
     @model_validator(mode="after")
     def _one_sign_in(self) -> JiraConfig:
+        if self.oauth is not None:
+            given = [
+                k
+                for k in ("email", "username", "token", "token_env", "token_file")
+                if getattr(self, k) is not None
+            ]
+            if given:
+                raise ValueError(
+                    f"give oauth (Jira Cloud's OAuth 2.0 app) or {given[0]}, not both: an OAuth"
+                    " grant signs in on its own"
+                )
+            return self
         if self.email is not None and self.username is not None:
             raise ValueError(
                 "give email (Jira Cloud, with an API token) or username (Jira Data Center, with "
@@ -302,6 +333,8 @@ class JiraConfig(ConnectorConfig):
 
     @property
     def auth(self) -> AuthKind:
+        if self.oauth is not None:
+            return "oauth"
         if self.email is not None:
             return "cloud"
         return "basic" if self.username is not None else "pat"
@@ -311,7 +344,7 @@ class JiraConfig(ConnectorConfig):
         """The REST version the client speaks: configured, else 3 on Cloud and 2 on DC."""
         if self.rest_api_version is not None:
             return self.rest_api_version
-        return "3" if self.auth == "cloud" else "2"
+        return "3" if self.auth in ("cloud", "oauth") else "2"
 
 
 def site_of(url: str) -> str:
@@ -741,6 +774,7 @@ def _jira_said(exc: JIRAError) -> str:
 #: What to check after a 401, by the way the config signs in.
 CREDENTIAL_HINTS: dict[str, str] = {
     "cloud": "check email and token",
+    "oauth": "the OAuth access token was refused through Atlassian's gateway",
     "pat": "check the personal access token in token (expired or revoked?) and that url is "
     "the Jira Data Center it was made on",
     "basic": "check username and password; a personal access token is given without "
@@ -1001,6 +1035,21 @@ class JiraConnector:
         # most once a run, when a changelog names a status no issue showed)
         self._categories: dict[str, str | None] = {}
         self._statuses_listed = False
+        # OAuth 2.0 (3LO): the access token (renewed through the vault), the site's cloudId
+        # (found once), and the bearer the SDK client sends now
+        self._tokens: AtlassianTokens | None = None
+        self._token_client: httpx.AsyncClient | None = None
+        self._cloud_id: str | None = None
+        self._bearer: str | None = None
+        if config.oauth is not None:
+            # Atlassian's token endpoint and accessible-resources: no Authorization by default
+            self._token_client = httpx.AsyncClient(
+                timeout=httpx.Timeout(config.request_timeout),
+                headers={"User-Agent": "claude-nine-sync (jira connector)"},
+                follow_redirects=False,
+                verify=config.tls_verify(),
+            )
+            self._tokens = AtlassianTokens(config.oauth, ctx, self._token_client)
 
     # -- the contract -------------------------------------------------------------------------
     async def check(self) -> None:
@@ -1171,6 +1220,9 @@ class JiraConnector:
         client, self._client = self._client, None
         if client is not None:
             client.close()
+        token_client, self._token_client = self._token_client, None
+        if token_client is not None:
+            await token_client.aclose()
 
     # -- history (connectors/jira_history.py, docs/trackers/jira.md#history) -----------------
     def feed_scopes(self) -> list[str]:
@@ -1391,6 +1443,8 @@ class JiraConnector:
         `deploymentType` says Cloud or Data Center ("Cloud" is Cloud, anything else is DC); the
         config's way of signing in must be one that deployment takes."""
         if self._client is None:
+            if self._tokens is not None and self._cloud_id is None:
+                self._cloud_id = await self._find_cloud_id()
             try:
                 self._client = await self._call(CONNECTING, self._new_client)
             except CredentialsRejected:
@@ -1418,13 +1472,19 @@ class JiraConnector:
         if kind is None:
             return
         server = kind != "Cloud"
+        if server and self.config.auth == "oauth":
+            raise FatalError(
+                f"{self.config.url} answers as Jira Data Center/Server (deploymentType={kind!r})"
+                " through Atlassian's API gateway: OAuth 2.0 (3LO) apps are Jira Cloud's; for"
+                " Data Center give a personal access token in token instead of oauth"
+            )
         if server and self.config.auth == "cloud":
             raise FatalError(
                 f"{self.config.url} is Jira Data Center/Server (deploymentType={kind!r}), where "
                 "email + API token do not sign in: give a personal access token in token "
                 "without email, or username with the password in token"
             )
-        if not server and self.config.auth != "cloud":
+        if not server and self.config.auth not in ("cloud", "oauth"):
             raise FatalError(
                 f"{self.config.url} is Jira Cloud: give email with an API token (personal "
                 "access tokens and username + password are Jira Data Center's)"
@@ -1447,17 +1507,42 @@ class JiraConnector:
 
         return await asyncio.to_thread(probe)
 
+    async def _find_cloud_id(self) -> str:
+        """The site's cloudId (config `oauth.cloud_id`, else accessible-resources): once per
+        connector."""
+        assert self._tokens is not None and self._token_client is not None
+        assert self.config.oauth is not None
+        oauth, client, url = self.config.oauth, self._token_client, self.config.url
+        try:
+            return await find_cloud_id(client, oauth, await self._tokens.bearer(), url)
+        except TokenRefused:
+            pass  # revoked or replaced: one newer token, one more try
+        try:
+            return await find_cloud_id(client, oauth, await self._tokens.bearer(refused=True), url)
+        except TokenRefused as exc:
+            raise FatalError(
+                f"{exc} right after it was renewed: the grant may have been revoked; "
+                + REAUTHORIZE.format(id=self._ctx.integration_id)
+            ) from None
+
     def _new_client(self) -> _Jira:
-        secret = self._ctx.bearer().get_secret_value()
         auth: dict[str, Any]
-        if self.config.auth == "pat":
+        server = self.config.url
+        if self.config.oauth is not None:
+            # 3LO: Bearer through the gateway, whose /ex/jira/{cloudId} prefix the SDK keeps
+            assert self._cloud_id is not None and self._bearer is not None
+            server = gateway_url(self.config.oauth, self._cloud_id)
+            auth = {"token_auth": self._bearer.removeprefix("Bearer ")}
+        elif self.config.auth == "pat":
+            secret = self._ctx.bearer().get_secret_value()
             auth = {"token_auth": secret}  # Authorization: Bearer <PAT>
         else:
+            secret = self._ctx.bearer().get_secret_value()
             user = self.config.email if self.config.auth == "cloud" else self.config.username
             auth = {"basic_auth": (user, secret)}
         try:
             return _Jira(
-                server=self.config.url,
+                server=server,
                 options={
                     "rest_api_version": self.config.api_version,
                     "check_update": False,
@@ -1552,7 +1637,37 @@ class JiraConnector:
         )
 
     async def _call(self, what: str, call: Callable[[], T]) -> T:
-        """A blocking SDK call through the shared guard, its exceptions converted."""
+        """A blocking SDK call through the shared guard, its exceptions converted. With OAuth
+        the access token is renewed here, before the call (the SDK has no refresh hook), and
+        once more when Jira refuses it (revoked, or replaced by another replica's refresh)."""
+        if self._tokens is None:
+            return await self._sdk_call(what, call)
+        self._authorize(await self._tokens.bearer())
+        try:
+            return await self._sdk_call(what, call)
+        except CredentialsRejected:
+            pass  # raised outside the handler: nothing chained
+        self._authorize(await self._tokens.bearer(refused=True))
+        try:
+            return await self._sdk_call(what, call)
+        except CredentialsRejected:
+            pass
+        raise CredentialsRejected(
+            f"Jira refused the OAuth access token through Atlassian's gateway while {what} (401)"
+            " right after it was renewed: the grant may have been revoked, or the app lost its"
+            " Jira scopes; " + REAUTHORIZE.format(id=self._ctx.integration_id)
+        )
+
+    def _authorize(self, bearer: str) -> None:
+        """Have the SDK client send `bearer` from now on (python-jira's TokenAuth holds a fixed
+        string: a renewed token replaces it on the session)."""
+        if bearer == self._bearer:
+            return
+        self._bearer = bearer
+        if self._client is not None:
+            self._client._session.auth = TokenAuth(bearer.removeprefix("Bearer "))
+
+    async def _sdk_call(self, what: str, call: Callable[[], T]) -> T:
         return await call_sdk(
             self._ctx, what, call, partial(convert_error, what=what, auth=self.config.auth)
         )

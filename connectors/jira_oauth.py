@@ -57,6 +57,11 @@ class AtlassianTokens(Tokens):
         super().__init__(ATLASSIAN, oauth, ctx, client)
 
 
+class TokenRefused(FatalError):
+    """Atlassian refused the access token itself (401): revoked, or replaced by a refresh
+    elsewhere; one newer token may do."""
+
+
 def gateway_url(oauth: AtlassianOAuth, cloud_id: str) -> str:
     """The base every Jira REST path hangs off for a 3LO token."""
     return f"{oauth.api_url}/ex/jira/{cloud_id}"
@@ -82,7 +87,7 @@ async def find_cloud_id(
             f"cannot reach Atlassian's accessible-resources at {url} ({type(exc).__name__})"
         ) from None
     if response.status_code == 401:
-        raise FatalError("Atlassian refused the OAuth access token listing its sites (401)")
+        raise TokenRefused("Atlassian refused the OAuth access token listing its sites (401)")
     if response.status_code >= 500 or response.status_code == 429:
         raise RetriableError(f"Atlassian's accessible-resources answered {response.status_code}")
     try:

@@ -12,6 +12,11 @@ Times in bodies carry the user's offset, as Jira Cloud sends them. v3 renders ri
 v2 as plain text. `page_cap` lowers the largest page the search answers, as Jira Cloud may return
 fewer issues than `maxResults` asks.
 
+OAuth 2.0 (3LO): with `oauth` set to an `AtlassianAuthSandbox`, the sandbox also plays
+api.atlassian.com: every route under `/ex/jira/{cloud_id}/…` for `Bearer` tokens that server says
+are alive (else 401; another cloudId is a 404), and `/oauth/token/accessible-resources` answered by
+it. At the site's own routes only Basic signs in, so a 3LO token is a 401 there, as on Jira Cloud.
+
 Fault knobs for what Jira itself should never send but a client must not trust blindly:
 `corrupt_issue()` serves chosen keys of one issue instead of the real ones (a garbage `updated`,
 a wrong-typed field), without changing where it sorts; `answer_short()` cuts search answers short
@@ -33,6 +38,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from connectors.sandbox import jql as jql_language
+from connectors.sandbox.atlassian import AtlassianAuthSandbox
 from connectors.sandbox.base import Fault, Request, Response, SandboxServer
 from connectors.sandbox.jql import JqlError
 
@@ -195,6 +201,10 @@ class JiraSandbox(SandboxServer):
         # projects the signed-in user has no Browse Projects permission on: Jira answers as if
         # they did not exist (JQL naming one is a 400, their issues are never listed)
         self.unbrowsable: set[str] = set()
+        # OAuth 2.0 (3LO): this sandbox also plays api.atlassian.com. The authorization server
+        # whose access tokens the gateway (/ex/jira/{cloud_id}/…) accepts; None: no gateway.
+        self.oauth: AtlassianAuthSandbox | None = None
+        self.cloud_id = "11111111-2222-4333-8444-555555555555"
 
     def __enter__(self) -> JiraSandbox:
         self.start()
@@ -475,13 +485,42 @@ class JiraSandbox(SandboxServer):
         return super().fault_response(fault)
 
     def handle(self, request: Request) -> Response:
-        match = re.fullmatch(r"/rest/api/([23])/(.+)", request.path)
+        if request.path == "/oauth/token/accessible-resources" and self.oauth is not None:
+            return self.oauth.handle(request)  # api.atlassian.com serves both
+        gateway = re.fullmatch(r"/ex/jira/([^/]+)(/.*)", request.path)
+        if gateway is not None:
+            return self._gateway(request, *gateway.groups())
+        # A 3LO access token does not sign in at the site's own URL: only Basic does here.
+        return self._site(request, request.path, self._authorised(request))
+
+    def _gateway(self, request: Request, cloud_id: str, path: str) -> Response:
+        """api.atlassian.com/ex/jira/{cloudId}/…: the site's REST API for OAuth 2.0 (3LO)
+        access tokens the authorization server issued and that are still alive."""
+        if self.oauth is None or cloud_id != self.cloud_id:
+            return Response(404, _errors("Site temporarily unavailable"))
+        scheme, _, token = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not self.oauth.valid(token):
+            return Response(401, {"code": 401, "message": "Unauthorized"})
+        return self._site(request, path, True)
+
+    def site_resource(self) -> dict[str, Any]:
+        """This site as accessible-resources lists it (for the authorization sandbox)."""
+        return {
+            "id": self.cloud_id,
+            "url": self.url,
+            "name": "sandbox",
+            "scopes": ["read:jira-work", "read:jira-user", "offline_access"],
+            "avatarUrl": f"{self.url}/avatar.png",
+        }
+
+    def _site(self, request: Request, full_path: str, authorised: bool) -> Response:
+        match = re.fullmatch(r"/rest/api/([23])/(.+)", full_path)
         if match is None:
             return Response(404, _errors("Not found"))
         version, path = match.groups()
         if path == "serverInfo" and "authorization" not in request.headers:
             return self._server_info(request, version)  # Jira answers it anonymously
-        if not self._authorised(request):
+        if not authorised:
             return Response(401, _errors(_UNAUTHENTICATED))
         routes: dict[tuple[str, str], Callable[[Request, str], Response]] = {
             ("GET", "serverInfo"): self._server_info,
