@@ -464,18 +464,16 @@ class _Run:
                 )  # fmt: skip
                 if self.options.on_page is not None:
                     self.options.on_page(self.result)
-                if self.options.stop is not None and self.options.stop.is_set():
-                    raise RunInterrupted("worker stopping")
-                if time.monotonic() > self.deadline:
-                    raise RunInterrupted(
-                        f"run deadline of {self.settings.run_deadline_seconds:.0f}s"
-                    )
+                self._halt_if_asked()
         finally:
-            # A run that stops early closes the connector's generator (and its requests) now,
-            # not whenever the garbage collector gets to it.
-            aclose = getattr(pages, "aclose", None)
-            if aclose is not None:
-                await aclose()
+            await _close(pages)
+
+    def _halt_if_asked(self) -> None:
+        """Between two committed pages: stop when the worker stops or the run's time is up."""
+        if self.options.stop is not None and self.options.stop.is_set():
+            raise RunInterrupted("worker stopping")
+        if time.monotonic() > self.deadline:
+            raise RunInterrupted(f"run deadline of {self.settings.run_deadline_seconds:.0f}s")
 
     async def _history(self, connector: Connector, config: ConnectorConfig) -> None:
         """History read apart from the items, within the run's budget: the feeds of scopes
@@ -526,16 +524,9 @@ class _Run:
                 await _commit_history(conn, integration, page, self.result, self.fields)
                 if self.result.history_requests >= budget:
                     break
-                if self.options.stop is not None and self.options.stop.is_set():
-                    raise RunInterrupted("worker stopping")
-                if time.monotonic() > self.deadline:
-                    raise RunInterrupted(
-                        f"run deadline of {self.settings.run_deadline_seconds:.0f}s"
-                    )
+                self._halt_if_asked()
         finally:
-            aclose = getattr(pages, "aclose", None)
-            if aclose is not None:
-                await aclose()
+            await _close(pages)
 
     async def finish(self) -> RunResult:
         """Metrics for the days touched, the run's end row and state, telemetry."""
@@ -564,6 +555,14 @@ class _Run:
             await _log_end(conn, integration, result, "sync_interrupted", self.fields)
         telemetry.observe_run(result)
         return result
+
+
+async def _close(pages: object) -> None:
+    """A run that stops early closes the connector's generator (and its requests) now, not
+    whenever the garbage collector gets to it."""
+    aclose = getattr(pages, "aclose", None)
+    if aclose is not None:
+        await aclose()
 
 
 async def _commit_page(

@@ -26,7 +26,8 @@ from urllib.parse import quote, unquote
 
 from connectors.sandbox import wiql
 from connectors.sandbox.base import Fault, Request, Response, SandboxServer
-from connectors.sandbox.entra import EntraSandbox, HttpsMixin, TestCA
+from connectors.sandbox.entra import EntraSandbox
+from connectors.sandbox.tls import HttpsMixin, TestCA
 from connectors.sandbox.wiql import FIELD_NAMES, IDENTITY_FIELDS, KNOWN_FIELDS, WiqlError
 
 ADO_RESOURCE = "499b84ac-1321-427f-aa17-267ca6975798"  # Azure DevOps' Entra application id

@@ -24,25 +24,22 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import hashlib
-import ipaddress
 import secrets
-import ssl
-import tempfile
 import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote
 
 import jwt
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 
 from connectors.sandbox.base import Request, Response, SandboxServer
+from connectors.sandbox.tls import HttpsMixin, TestCA, shared_ca
 
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 EXCHANGE_AUDIENCE = "api://AzureADTokenExchange"  # workload identity federation's audience
@@ -88,122 +85,6 @@ def pem_bundle(
     return key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, encryption
     ) + certificate.public_bytes(serialization.Encoding.PEM)
-
-
-@dataclass(frozen=True, slots=True)
-class TestCA:
-    """A CA and a server certificate for 127.0.0.1 / localhost, as files."""
-
-    ca_file: Path  # trust this (ca_bundle, connection_verify)
-    cert_file: Path  # the server's certificate chain
-    key_file: Path
-
-    __test__ = False  # not a pytest class
-
-    @classmethod
-    def create(cls, directory: Path | None = None) -> TestCA:
-        where = Path(directory or tempfile.mkdtemp(prefix="sandbox-ca-"))
-        ca_key = ec.generate_private_key(ec.SECP256R1())
-        now = dt.datetime.now(dt.UTC)
-        ca = (
-            x509.CertificateBuilder()
-            .subject_name(_name("claude-nine-sync sandbox CA"))
-            .issuer_name(_name("claude-nine-sync sandbox CA"))
-            .public_key(ca_key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - dt.timedelta(days=1))
-            .not_valid_after(now + dt.timedelta(days=30))
-            .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-            .add_extension(
-                x509.KeyUsage(
-                    digital_signature=True,
-                    content_commitment=False,
-                    key_encipherment=False,
-                    data_encipherment=False,
-                    key_agreement=False,
-                    key_cert_sign=True,
-                    crl_sign=True,
-                    encipher_only=False,
-                    decipher_only=False,
-                ),
-                critical=True,
-            )
-            .add_extension(
-                x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False
-            )
-            .sign(ca_key, hashes.SHA256())
-        )
-        key = ec.generate_private_key(ec.SECP256R1())
-        server = (
-            x509.CertificateBuilder()
-            .subject_name(_name("127.0.0.1"))
-            .issuer_name(ca.subject)
-            .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - dt.timedelta(days=1))
-            .not_valid_after(now + dt.timedelta(days=30))
-            .add_extension(
-                x509.SubjectAlternativeName(
-                    [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
-                ),
-                critical=False,
-            )
-            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(
-                x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False
-            )
-            .add_extension(
-                x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()),
-                critical=False,
-            )
-            .sign(ca_key, hashes.SHA256())
-        )
-        pem = serialization.Encoding.PEM
-        ca_file, cert_file, key_file = where / "ca.pem", where / "server.pem", where / "server.key"
-        ca_file.write_bytes(ca.public_bytes(pem))
-        cert_file.write_bytes(server.public_bytes(pem))
-        key_file.write_bytes(
-            key.private_bytes(pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-        )
-        return cls(ca_file, cert_file, key_file)
-
-    def server_context(self) -> ssl.SSLContext:
-        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        context.load_cert_chain(self.cert_file, self.key_file)
-        return context
-
-
-_SHARED_CA: TestCA | None = None
-
-
-def shared_ca() -> TestCA:
-    """One CA per process (generating keys costs; every HTTPS sandbox can share it)."""
-    global _SHARED_CA
-    if _SHARED_CA is None:
-        _SHARED_CA = TestCA.create()
-    return _SHARED_CA
-
-
-class HttpsMixin:
-    """Makes a SandboxServer speak HTTPS with `self.tls` (a TestCA): the listening socket is
-    wrapped after it is bound; each connection's handshake runs in its handler thread (on the
-    first read), never in the accept loop."""
-
-    tls: TestCA | None = None
-
-    def start(self, port: int = 0) -> Any:
-        started = super().start(port)  # type: ignore[misc]
-        if self.tls is not None:
-            server = self._server  # type: ignore[attr-defined]
-            server.socket = self.tls.server_context().wrap_socket(
-                server.socket, server_side=True, do_handshake_on_connect=False
-            )
-        return started
-
-    @property
-    def url(self) -> str:
-        scheme = "https" if self.tls is not None else "http"
-        return f"{scheme}://127.0.0.1:{self.port}"  # type: ignore[attr-defined]
 
 
 # ---------------------------------------------------------------------------------------------

@@ -34,8 +34,8 @@ from connectors.sandbox.entra import (
     Federation,
     pem_bundle,
     self_signed,
-    shared_ca,
 )
+from connectors.sandbox.tls import shared_ca
 from tests.conformance import checker
 from tests.integration.connectors.contract import (
     PLANTED_TOKEN,

@@ -16,7 +16,7 @@ from pydantic import SecretStr
 from connectors.azure_devops import AzureDevOpsConfig, AzureDevOpsConnector
 from connectors.base import ConnectorContext, FatalError
 from connectors.sandbox.azure_devops import AzureDevOpsSandbox
-from connectors.sandbox.entra import TestCA, shared_ca
+from connectors.sandbox.tls import TestCA, shared_ca
 from tests.conformance import checker
 from tests.integration.connectors.contract import PLANTED_TOKEN, collect, items_of
 

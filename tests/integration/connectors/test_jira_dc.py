@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import ipaddress
 import logging
 import re
 import ssl
@@ -20,16 +19,13 @@ from typing import Any
 import asyncpg
 import pytest
 import requests
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 from pydantic import SecretStr
 
 from connectors.base import ConnectorContext, ConnectorError, FatalError, Page
 from connectors.jira import CREDENTIAL_HINTS, JiraConfig, JiraConnector
 from connectors.sandbox.base import Request, Response
 from connectors.sandbox.jira import JiraDataCenterSandbox, JiraSandbox, server_search_body_problem
+from connectors.sandbox.tls import TestCA
 from tests.acceptance.cli import cli_env, run_cli
 from tests.helpers import make_integration, make_team
 from tests.integration.connectors.contract import PLANTED_TOKEN, T0, collect, items_of
@@ -398,72 +394,12 @@ async def test_the_planted_pat_is_never_logged_nor_raised(
 # ---------------------------------------------------------------------------------------------
 # TLS towards a corporate CA
 # ---------------------------------------------------------------------------------------------
-def _pem(cert: x509.Certificate) -> bytes:
-    return cert.public_bytes(serialization.Encoding.PEM)
-
-
 @pytest.fixture(scope="module")
 def corporate_ca(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
     """A CA of our own and a server certificate for 127.0.0.1 it signed: (CA bundle, server
     certificate, server key)."""
-    now = dt.datetime.now(dt.UTC)
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Corp Test Root CA")])
-    ca = (
-        x509.CertificateBuilder()
-        .subject_name(ca_name)
-        .issuer_name(ca_name)
-        .public_key(ca_key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=1))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=True,
-                crl_sign=True,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), False)
-        .sign(ca_key, hashes.SHA256())
-    )
-    key = ec.generate_private_key(ec.SECP256R1())
-    server = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "jira.corp.test")]))
-        .issuer_name(ca_name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=1))
-        .add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-            critical=False,
-        )
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), False
-        )
-        .sign(ca_key, hashes.SHA256())
-    )
-    where = tmp_path_factory.mktemp("tls")
-    (where / "ca.pem").write_bytes(_pem(ca))
-    (where / "server.pem").write_bytes(_pem(server))
-    (where / "server.key").write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    return where / "ca.pem", where / "server.pem", where / "server.key"
+    ca = TestCA.create(tmp_path_factory.mktemp("tls"))
+    return ca.ca_file, ca.cert_file, ca.key_file
 
 
 @pytest.fixture
