@@ -696,6 +696,8 @@ def _item_activities(
                     c.work_item_id,
                 )
             )
+            if c.removed_now:  # deleted upstream while out of scope: both are news
+                out.append(_removed(label, base, c))
         elif c.restored_now:
             out.append(
                 store.Activity(
@@ -706,14 +708,7 @@ def _item_activities(
                 )
             )
         elif c.removed_now:
-            out.append(
-                store.Activity(
-                    "work_item_removed",
-                    f"{label} deleted upstream",
-                    {**base, "status": c.new_status},
-                    c.work_item_id,
-                )
-            )
+            out.append(_removed(label, base, c))
         elif c.old_status != c.new_status:
             out.append(
                 store.Activity(
@@ -751,6 +746,15 @@ def _item_activities(
             )
         )
     return out
+
+
+def _removed(label: str, base: Mapping[str, Any], c: store.Change) -> store.Activity:
+    return store.Activity(
+        "work_item_removed",
+        f"{label} deleted upstream",
+        {**base, "status": c.new_status},
+        c.work_item_id,
+    )
 
 
 async def _warn_overlap(

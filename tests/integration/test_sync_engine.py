@@ -979,3 +979,30 @@ async def test_a_run_after_the_server_dropped_the_pools_idle_connections_still_r
     assert await pool.fetchval("SELECT title FROM work_items WHERE external_id = 'FAKE-1'") == (
         "after the restart"
     )
+
+
+async def test_an_item_back_in_scope_but_deleted_meanwhile_says_both(
+    pool, team, settings, upstream
+) -> None:
+    # Found by the model test (Linear, under load): an out-of-scope item read again, deleted
+    # upstream meanwhile (a tracker that serves its trashed items), got only its back-in-scope
+    # row; the row was marked removed with no activity row saying so.
+    [ext] = upstream.add(1, scope="B", start=T0)
+    integration = await make_integration(
+        pool, team, "github", {"token": TOKEN, "projects": ["A", "B"]}, interval=3600
+    )
+    await run(pool, integration, settings, upstream)
+    await set_config(pool, integration, {"token": TOKEN, "projects": ["A"]})
+    await run(pool, integration, settings, upstream)
+    upstream.change(ext, T0 + timedelta(hours=1), removed=True)  # trashed while out of scope
+    await set_config(pool, integration, {"token": TOKEN, "projects": ["A", "B"]})
+    await run(pool, integration, settings, upstream)
+    row = await pool.fetchrow("SELECT removed_upstream_at, out_of_scope_at FROM work_items")
+    assert row["removed_upstream_at"] is not None and row["out_of_scope_at"] is None
+    kinds = [e["event_type"] for e in await events(pool) if e["event_type"].startswith("work_")]
+    assert kinds == [
+        "work_item_created",
+        "work_item_out_of_scope",
+        "work_item_back_in_scope",
+        "work_item_removed",
+    ]
