@@ -1000,9 +1000,6 @@ async def test_an_item_back_in_scope_but_deleted_meanwhile_says_both(
     row = await pool.fetchrow("SELECT removed_upstream_at, out_of_scope_at FROM work_items")
     assert row["removed_upstream_at"] is not None and row["out_of_scope_at"] is None
     kinds = [e["event_type"] for e in await events(pool) if e["event_type"].startswith("work_")]
-    assert kinds == [
-        "work_item_created",
-        "work_item_out_of_scope",
-        "work_item_back_in_scope",
-        "work_item_removed",
-    ]
+    assert kinds[:2] == ["work_item_created", "work_item_out_of_scope"]
+    # written together, in one statement: their order is the ids' (random), not meaningful
+    assert sorted(kinds[2:]) == ["work_item_back_in_scope", "work_item_removed"]

@@ -441,6 +441,7 @@ async def test_client_credentials_are_requested_again_when_the_token_expires(
         ("not-a-fernet-key", "C9_SYNC_SECRET_KEYS: key 1 of 1 is not a Fernet key"),
         (f"{KEY1},", "C9_SYNC_SECRET_KEYS: key 2 of 2 is empty"),
     ],
+    ids=["unset", "not-fernet", "empty-second"],  # stable: the keys are random per process
 )
 async def test_a_missing_or_bad_key_fails_that_run_only(pool, linear, tmp_path, keys, said) -> None:
     integration = await linear_integration(pool, linear)
