@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from datetime import time as dt_time
@@ -98,12 +98,20 @@ class RunOptions:
     requested_at: datetime | None = None  # an admin's `sync-now` (database clock)
 
 
+# The database connection itself failed (not a statement).
+_CONNECTION_ERRORS = (asyncpg.PostgresConnectionError, asyncpg.InterfaceError, OSError)
+# What a pooled connection the server dropped raises on its next statement: one of those, or,
+# when the server's termination notice is still being read, asyncpg's "another operation is in
+# progress" (InternalClientError).
+_CONNECTION_GONE = (*_CONNECTION_ERRORS, asyncpg.exceptions._base.InternalClientError)
+
+
 def _database_lost(conn: asyncpg.Connection, exc: BaseException | None = None) -> bool:
     """Whether the run's connection to the database is gone (so nothing more can be recorded).
     Asks without raising: once asyncpg has detached a dropped pooled connection, every call on
     it — `is_closed()` too — raises "released back to the pool", which would hide the real
     error."""
-    if isinstance(exc, asyncpg.PostgresConnectionError | asyncpg.InterfaceError | OSError):
+    if isinstance(exc, _CONNECTION_ERRORS):
         return True
     try:
         return conn.is_closed()
@@ -224,17 +232,6 @@ async def run_integration(
                 conn, integration_id, settings, environ, options, loader, locked, pool.acquire
             )
     raise AssertionError("unreachable")
-
-
-# What a pooled connection the server dropped raises on its next statement: a connection error,
-# or, when the server's termination notice is still being read, asyncpg's "another operation is
-# in progress" (InternalClientError).
-_CONNECTION_GONE = (
-    asyncpg.PostgresConnectionError,
-    asyncpg.InterfaceError,
-    asyncpg.exceptions._base.InternalClientError,
-    OSError,
-)
 
 
 async def _locked_run(
@@ -506,13 +503,19 @@ class _Run:
         if budget <= 0:
             return
         conn, integration = self.conn, self.integration
-        progress = await history_store.progress(conn, integration.id)
-        feeds = {
-            scope: progress.cursor.get(scope)
-            for scope in connector.feed_scopes()
-            if scope in progress.newest
-            and (scope not in progress.through or progress.newest[scope] > progress.through[scope])
-        }
+        feeds: dict[str, str | None] = {}
+        feed_scopes = list(connector.feed_scopes())
+        if feed_scopes:  # (a connector reading history only per item has none to look at)
+            progress = await history_store.progress(conn, integration.id, feed_scopes)
+            feeds = {
+                scope: progress.cursor.get(scope)
+                for scope in feed_scopes
+                if scope in progress.newest
+                and (
+                    scope not in progress.through
+                    or progress.newest[scope] > progress.through[scope]
+                )
+            }
         # a connector that reads several items' history a request says how many (`history_batch`)
         batch = max(1, int(getattr(connector, "history_batch", 1)))
         items = await history_store.pending(conn, integration.id, budget * batch)
@@ -614,10 +617,7 @@ async def _commit_page(
         if change.contested_with is not None:
             keys = result.contested.setdefault(change.contested_with, [])
             keys.append(change.external_key or change.external_id)
-        # Any change to a completed item can move its day's numbers (count, mean duration).
-        for at in (change.old_completed_at, change.new_completed_at):
-            if at is not None:
-                result.touched.append(at)
+    _touch(result, written.changes)
     if written.rejected:
         log.warning(
             "items_rejected",
@@ -650,12 +650,18 @@ async def _commit_history(
     result.history_requests += page.requests
     result.history_rows += recorded.stored + recorded.waiting
     result.updated += written.updated
-    for change in written.changes:
+    _touch(result, written.changes)
+    if problems:
+        log.warning("history_entries_rejected", **fields, count=len(problems), first=problems[0])
+
+
+def _touch(result: RunResult, changes: Sequence[store.Change]) -> None:
+    """Any change to a completed item can move its day's numbers (count, mean duration): both
+    its old and its new completion day are recomputed at the run's end."""
+    for change in changes:
         for at in (change.old_completed_at, change.new_completed_at):
             if at is not None:
                 result.touched.append(at)
-    if problems:
-        log.warning("history_entries_rejected", **fields, count=len(problems), first=problems[0])
 
 
 def _label(source: str, key: str | None, external_id: str) -> str:

@@ -163,7 +163,11 @@ class Progress:
     newest: dict[str, datetime]  # scope -> newest source_updated_at held
 
 
-async def progress(conn: asyncpg.Connection, integration_id: uuid.UUID) -> Progress:
+async def progress(
+    conn: asyncpg.Connection, integration_id: uuid.UUID, feed_scopes: Sequence[str]
+) -> Progress:
+    """The feeds' tokens and read-through times, and the newest change held in each of
+    `feed_scopes` (only those: the other scopes' items need not be looked at)."""
     state = await conn.fetchrow(
         "SELECT history_cursor, history_through FROM integration_sync_state"
         " WHERE integration_id = $1",
@@ -171,9 +175,10 @@ async def progress(conn: asyncpg.Connection, integration_id: uuid.UUID) -> Progr
     )
     newest = await conn.fetch(
         "SELECT sync_scope, max(source_updated_at) AS newest FROM work_items"
-        " WHERE integration_id = $1 AND sync_scope IS NOT NULL AND out_of_scope_at IS NULL"
+        " WHERE integration_id = $1 AND sync_scope = ANY($2::text[]) AND out_of_scope_at IS NULL"
         " GROUP BY sync_scope",
         integration_id,
+        list(feed_scopes),
     )
     cursor = _json(state["history_cursor"]) if state else {}
     through = _json(state["history_through"]) if state else {}

@@ -20,7 +20,9 @@ async def link_children(conn: asyncpg.Connection, source: str, external_ids: Seq
         " FROM work_items p"
         " WHERE p.source = $1 AND p.external_id = ANY($2::text[])"
         "   AND c.source = p.source AND c.parent_external_id = p.external_id"
-        "   AND c.id <> p.id AND c.parent_id IS DISTINCT FROM p.id",
+        # only children still waiting (work_items_waiting_parent): one synced with its parent
+        # present got it from the upsert, and a deleted parent set its children's link NULL
+        "   AND c.id <> p.id AND c.parent_id IS NULL",
         source,
         list(external_ids),
     )
