@@ -807,14 +807,8 @@ class GitHubSandbox(SandboxServer):
         if parts == ["app"]:
             return Response(200, self.app_json(app))
         if parts == ["app", "installations"]:
-            per_page, page = _paging(request)
-            chunk = mine[(page - 1) * per_page : page * per_page]
-            last = max(1, math.ceil(len(mine) / per_page))
-            query = {k: v[-1] for k, v in request.query.items()}
-            link = self._link(f"{prefix}/app/installations", query, page, last)
-            return Response(
-                200, [self.installation_json(i) for i in chunk], {"Link": link} if link else {}
-            )
+            chunk, headers = self._page_of(request, mine, f"{prefix}/app/installations", cut=False)
+            return Response(200, [self.installation_json(i) for i in chunk], headers)
         installation: SandboxInstallation | None = None
         if parts[0] == "app" and len(parts) == 3 and parts[2].isdigit():
             installation = next((i for i in mine if i.id == int(parts[2])), None)
@@ -864,20 +858,13 @@ class GitHubSandbox(SandboxServer):
                 "repositories for an installation.",
             )
         names = sorted(n for n in self.repos if installation.covers(n))
-        per_page, page = _paging(request)
-        chunk = names[(page - 1) * per_page : page * per_page]
-        keep = self._cut()
-        if keep is not None:
-            chunk = chunk[:keep]
-        query = {k: v[-1] for k, v in request.query.items()}
-        last = max(1, math.ceil(len(names) / per_page))
-        link = self._link(f"{prefix}/installation/repositories", query, page, last)
+        chunk, headers = self._page_of(request, names, f"{prefix}/installation/repositories")
         body = {
             "total_count": len(names),
             "repository_selection": "all" if installation.repos is None else "selected",
             "repositories": [self.repo_json(n) for n in chunk],
         }
-        return Response(200, body, {"Link": link} if link else {})
+        return Response(200, body, headers)
 
     def _owner_repos(
         self, request: Request, caller: _Caller, kind: str, owner: str, prefix: str
@@ -888,15 +875,23 @@ class GitHubSandbox(SandboxServer):
         if (kind == "orgs" and is_user) or not (names or is_user):
             return _error(404, "Not Found")
         names = [n for n in names if self._visible(caller, n)]
+        chunk, headers = self._page_of(request, names, f"{prefix}/{kind}/{owner}/repos")
+        return Response(200, [self.repo_json(n) for n in chunk], headers)
+
+    def _page_of(
+        self, request: Request, items: list[Any], path: str, *, cut: bool = True
+    ) -> tuple[list[Any], dict[str, str]]:
+        """The page `per_page`/`page` ask for, and its `Link` header; `cut`: an injected short
+        answer (`answer_short`) may cut it while the header still promises more."""
         per_page, page = _paging(request)
-        chunk = names[(page - 1) * per_page : page * per_page]
-        keep = self._cut()
+        chunk = items[(page - 1) * per_page : page * per_page]
+        keep = self._cut() if cut else None
         if keep is not None:
             chunk = chunk[:keep]
         query = {k: v[-1] for k, v in request.query.items()}
-        last = max(1, math.ceil(len(names) / per_page))
-        link = self._link(f"{prefix}/{kind}/{owner}/repos", query, page, last)
-        return Response(200, [self.repo_json(n) for n in chunk], {"Link": link} if link else {})
+        last = max(1, math.ceil(len(items) / per_page))
+        link = self._link(path, query, page, last)
+        return chunk, ({"Link": link} if link else {})
 
     def app_json(self, app: SandboxApp) -> dict[str, Any]:
         """`GET /app`: the `integration` schema's required keys."""
