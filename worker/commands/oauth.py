@@ -127,7 +127,7 @@ def register(sub: Subparsers) -> None:
         "grant",
         help="store the refresh token of an admin's consent for an integration (never printed)",
     )
-    q.add_argument("integration", metavar="ID|TEAM/TYPE", help="e.g. Alpha/linear")
+    q.add_argument("integration", metavar="ID|TEAM/TYPE[/NAME]", help="e.g. Alpha/linear")
     source = q.add_mutually_exclusive_group(required=True)
     source.add_argument("--refresh-token-env", metavar="VAR", help="read it from this variable")
     source.add_argument("--refresh-token-file", metavar="FILE", help="read it from this file")
