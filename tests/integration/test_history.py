@@ -437,3 +437,31 @@ async def test_a_budget_of_zero_reads_no_history(pool, integration, settings) ->
     await pool.execute("UPDATE integrations SET config = config || '{\"history_budget\": 0}'")
     result = await run_with(pool, integration, settings, up, feed)
     assert result.outcome == "succeeded" and feed.asked == []
+
+
+async def test_the_backlog_of_a_connector_without_feeds_counts_its_pending_items(
+    pool, integration, settings
+) -> None:
+    up, feed = Upstream(), Feed()
+    for n in (1, 2, 3):
+        ext = f"P-{n}"
+        up.items[ext] = replace(
+            item(Status.COMPLETED, 40 + n, FLOW[3:], ext=ext), history_pending=True
+        )
+        feed.per_item[ext] = list(status_history(FLOW))
+    per_item_only = with_history(up, feed)
+
+    class NoFeeds(per_item_only):  # type: ignore[misc, valid-type]
+        def feed_scopes(self) -> list[str]:
+            return []
+
+    await pool.execute("UPDATE integrations SET config = config || '{\"history_budget\": 2}'")
+    counted = []
+    for _ in range(2):
+        result = await sync.run_integration(
+            pool, integration, settings, environ={}, options=RunOptions(force=True),
+            loader=lambda source: NoFeeds,
+        )  # fmt: skip
+        assert result.outcome == "succeeded", result.reason
+        counted.append(await pool.fetchval("SELECT history_backlog FROM integration_sync_state"))
+    assert counted == [1, 0]

@@ -239,6 +239,13 @@ async def backlog(
 ) -> int:
     """Items whose history is not read yet: pending ones, and those changed after their feed's
     read-through time (`feed_scopes`)."""
+    if not feed_scopes:  # the pending ones only, through their partial index
+        pending_only: int = await conn.fetchval(
+            "SELECT count(*) FROM work_items WHERE integration_id = $1 AND history_pending"
+            "   AND removed_upstream_at IS NULL AND out_of_scope_at IS NULL",
+            integration_id,
+        )
+        return pending_only
     count: int = await conn.fetchval(
         "SELECT count(*) FROM work_items w"
         " LEFT JOIN integration_sync_state s ON s.integration_id = w.integration_id"
