@@ -367,7 +367,6 @@ class _Run:
             scopes = await connector.scopes()
             await self._narrow(scopes)
             await self._pages(connector, scopes, config.start_date)
-            await self._history(connector, config)
             sweep_due = self.settings.sweep_every_runs and self.state.runs_since_sweep + 1 >= (
                 self.settings.sweep_every_runs
             )
@@ -383,6 +382,9 @@ class _Run:
                 self.result.removed += len(swept.removed)
                 self.result.touched.extend(swept.touched)
                 self.result.lost.update(swept.lost)
+            # History after the sweep: a rate-limited or failing history read (the run fails,
+            # its Retry-After honoured) must not cost the item census its turn.
+            await self._history(connector, config)
             if self.result.lost:
                 # Every other scope is synced and committed; the run still fails: someone must
                 # give the credential its access back, or take the scope out of the config.

@@ -387,6 +387,28 @@ async def test_a_feed_that_fails_keeps_the_pages_it_committed(pool, integration,
     assert await pool.fetchval("SELECT count(*) FROM work_item_history") == len(FLOW)
 
 
+async def test_a_failing_history_read_does_not_cost_the_sweep_its_turn(
+    pool, integration, settings
+) -> None:
+    """The census of upstream ids runs before the history phase: a history read that fails
+    (a rate limit, a 503) fails the run, but an item deleted upstream is still found."""
+    up, feed = Upstream(), Feed(page=2)
+    up.items["H-1"] = WorkItem("H-1", "a", Status.COMPLETED, T0 + 40 * H)
+    up.items["H-2"] = WorkItem("H-2", "b", Status.QUEUED, T0)
+    await run_with(pool, integration, settings, up, feed)
+    del up.items["H-2"]
+    feed.add_flow("H-1", FLOW)
+    feed.fail_at_event = 0
+    listed = up.ids_listed
+    failed = await run_with(pool, integration, settings, up, feed, full=True)
+    assert failed.outcome == "failed" and "feed 503" in failed.reason
+    assert up.ids_listed > listed  # the census ran
+    removed = await pool.fetchval(
+        "SELECT removed_upstream_at IS NOT NULL FROM work_items WHERE external_id = 'H-2'"
+    )
+    assert removed
+
+
 async def test_history_of_an_item_not_synced_yet_waits_for_it(pool, integration, settings) -> None:
     up, feed = Upstream(), Feed(page=10)
     up.items["H-1"] = WorkItem("H-1", "a", Status.QUEUED, T0)
