@@ -485,7 +485,7 @@ def map_issue(
         updated_at=updated,
         started_at=started,
         completed_at=completed,
-        raw=dict(node),
+        raw=linear_model.without_addresses(node),
         scope=scope,
         removed=node.get("trashed") is True,
         # its updatedAt moved: its history is read by id after the pages (`history`)
@@ -542,10 +542,10 @@ def _name(obj: Any, key: str = "name") -> str | None:
 
 def history_actor(entry: Mapping[str, Any]) -> tuple[str | None, str | None]:
     """Who made a change: the user's name and id, else the bot's (an integration or automation);
-    never an e-mail address (none is selected)."""
+    never an e-mail address (none is selected, and a name that is one is dropped)."""
     actor = entry.get("actor")
     if isinstance(actor, Mapping):
-        return _name(actor), _name(actor, "id")
+        return linear_model.person_name(actor.get("name")), _name(actor, "id")
     bot = entry.get("botActor")
     if isinstance(bot, Mapping):
         return _name(bot) or _name(bot, "type"), _name(bot, "id")
@@ -554,7 +554,7 @@ def history_actor(entry: Mapping[str, Any]) -> tuple[str | None, str | None]:
 
 #: (field, the IssueHistory pair's stem, its value in Linear's words)
 _PAIRS: tuple[tuple[str, str, Callable[[Any], str | None]], ...] = (
-    ("assignee", "Assignee", _name),
+    ("assignee", "Assignee", lambda user: linear_model.person_name(_name(user))),
     ("sprint", "Cycle", linear_model.cycle_name),
     ("parent", "Parent", lambda issue: _name(issue, "identifier") or _name(issue, "id")),
     ("priority", "Priority", _priority_label),

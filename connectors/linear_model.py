@@ -8,7 +8,7 @@ labels, assignee and cycle, read from the fields the changes listing selects wit
   other issue `issue` "Issue", as Linear's app names them.
 - labels: the names of `labels` (the listing reads every label: connectors.linear).
 - assignee: `assignee { id name displayName }` as Person(displayName, else name; the user id).
-  `email` is never selected, and a name that holds an "@" is not used.
+  `email` is never selected, and a name that holds an "@" is not used (nor kept in `raw`).
 - sprint: `cycle { … }` as Sprint(cycle id, name or "Cycle <number>", state: completedAt set is
   closed, startsAt still ahead is future, else active; startsAt, endsAt).
 
@@ -77,6 +77,23 @@ def _text(value: Any) -> str | None:
     return value if isinstance(value, str) and value.strip() else None
 
 
+def person_name(value: Any) -> str | None:
+    """A user's name or display name, unless it is an e-mail address (an invited user's name
+    can be one): never stored, whatever field it came in."""
+    text = _text(value)
+    return text if text is not None and "@" not in text else None
+
+
+def without_addresses(node: Mapping[str, Any]) -> dict[str, Any]:
+    """The issue node as kept in `raw`, its assignee's names that are e-mail addresses blanked
+    (`email` itself is never selected)."""
+    user = node.get("assignee")
+    if not isinstance(user, Mapping):
+        return dict(node)
+    names = {k: person_name(user.get(k)) for k in ("name", "displayName") if k in user}
+    return {**node, "assignee": {**user, **names}}
+
+
 def _labels(labels: Any, problems: list[str]) -> tuple[str, ...]:
     nodes = labels.get("nodes") if isinstance(labels, Mapping) else None
     names = [n.get("name") if isinstance(n, Mapping) else None for n in nodes or ()]
@@ -91,8 +108,7 @@ def _assignees(user: Any, problems: list[str]) -> tuple[Person, ...]:
     if not isinstance(user, Mapping):
         problems.append("assignee is not an object")
         return ()
-    names = (_text(user.get("displayName")), _text(user.get("name")))
-    name = next((n for n in names if n is not None and "@" not in n), None)
+    name = person_name(user.get("displayName")) or person_name(user.get("name"))
     account = _text(user.get("id"))
     if name is None and account is None:
         problems.append("assignee has neither a name nor an id")
@@ -125,4 +141,4 @@ def _sprints(cycle: Any, now: datetime, problems: list[str]) -> tuple[Sprint, ..
     return (Sprint(cycle_id, name, state, starts, times["endsAt"]),)
 
 
-__all__ = ["MODEL_SELECTION", "cycle_name", "model_fields"]
+__all__ = ["MODEL_SELECTION", "cycle_name", "model_fields", "person_name", "without_addresses"]
