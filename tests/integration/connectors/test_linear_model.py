@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
+import httpx
 import pytest
 
 from connectors.base import ConfigError
@@ -348,3 +349,76 @@ def test_extra_fields_is_refused_by_name() -> None:
     message = str(refused.value)
     assert "extra_fields" in message and "Linear issues have no custom fields" in message
     assert "\n" not in message and "lin_api_secret_planted" not in message
+
+
+def graphql_post(sandbox: LinearSandbox, query: str, variables: dict[str, Any]) -> Any:
+    response = httpx.post(
+        f"{sandbox.url}/graphql",
+        json={"query": query, "variables": variables},
+        headers={"Authorization": sandbox.token},
+    )
+    return response.status_code, response.json()
+
+
+def test_the_sandbox_serves_parent_assignee_and_cycle_in_linears_shape(linear) -> None:
+    up = Epic(linear, children_first=True)
+    query = """query Q($id: String!) { issue(id: $id) {
+      parent { id identifier } assignee { id name displayName email }
+      cycle { id number name startsAt endsAt completedAt } } }"""
+    status, body = graphql_post(linear, query, {"id": up.children[0]})
+    assert status == 200
+    issue = body["data"]["issue"]
+    epic_key = linear.issue(up.epic)["identifier"]
+    assert issue["parent"] == {"id": up.epic, "identifier": epic_key}
+    # Linear serves the address to whoever selects it: the connector never does
+    assert issue["assignee"] == {
+        "id": up.maya, "name": "Maya Chen", "displayName": "maya", "email": MAYA_EMAIL,
+    }  # fmt: skip
+    assert issue["cycle"]["id"] == up.last and issue["cycle"]["number"] == 7
+    assert issue["cycle"]["name"] is None and issue["cycle"]["completedAt"] is not None
+    status, body = graphql_post(linear, query, {"id": up.epic})
+    assert body["data"]["issue"] == {"parent": None, "assignee": None, "cycle": None}
+    # what Linear refuses: an argument the field does not take, a field the type does not have
+    for bad, words in [
+        ("{ issues { nodes { cycle(first: 1) { id } } } }", 'Unknown argument "first"'),
+        ("{ issues { nodes { parent { bogus } } } }", 'Cannot query field "bogus" on type "Issue"'),
+        ("{ issues { nodes { assignee } } }", 'Field "assignee" of type "User" must have'),
+    ]:
+        status, body = graphql_post(linear, bad, {})
+        assert status == 400 and words in body["errors"][0]["message"], body
+        assert body["errors"][0]["extensions"]["code"] == "GRAPHQL_VALIDATION_FAILED"
+
+
+def test_the_sandbox_refuses_a_hierarchy_loop_and_another_teams_cycle(linear) -> None:
+    linear.add_team("OPS", "Platform Ops")
+    up = Epic(linear, children_first=True)
+    with pytest.raises(ValueError, match="its own ancestor"):
+        linear.update_issue(up.epic, at=T0 + 30 * H, parent=up.children[0])
+    ops_cycle = linear.add_cycle("OPS", 1, starts_at=T0, ends_at=T0 + 14 * DAY)
+    with pytest.raises(ValueError, match="another team"):
+        linear.update_issue(up.children[0], at=T0 + 30 * H, cycle=ops_cycle)
+    # a move to another team leaves the cycle, recorded as Linear records it
+    linear.update_issue(up.children[1], at=T0 + 31 * H, team_key="OPS")
+    last = linear.history_of(up.children[1])[-1]
+    assert (last["fromCycleId"], last["toCycleId"]) == (up.current, None)
+
+
+async def test_the_demo_fills_the_richer_model(pool, settings) -> None:
+    with LinearSandbox(token="demo-token") as sandbox:
+        sandbox.seed_demo()
+        team = await make_team(pool, "Demo")
+        integration = await make_integration(pool, team, "linear", sandbox.demo_config())
+        await run(pool, integration, settings)
+    counts = await pool.fetchrow(
+        "SELECT count(*) FILTER (WHERE parent_id IS NOT NULL) AS linked,"
+        " count(*) FILTER (WHERE item_type = 'sub_task') AS sub_issues,"
+        " count(*) FILTER (WHERE cardinality(labels) > 0) AS labelled,"
+        " count(*) FILTER (WHERE jsonb_array_length(assignees) > 0) AS assigned"
+        " FROM work_items"
+    )
+    assert counts["linked"] == counts["sub_issues"] == 10
+    assert counts["labelled"] >= 20 and counts["assigned"] >= 20
+    sprints = await pool.fetch("SELECT name, state FROM sprints ORDER BY name")
+    states = sorted({r["state"] for r in sprints})
+    assert len(sprints) >= 4 and states == ["active", "closed", "future"]
+    assert await pool.fetchval("SELECT count(*) FROM v_epic_rollup") == 3
