@@ -34,6 +34,10 @@ instead of being hidden behind the other teams' cursor. Pages are oldest-first w
 `all_ids()` lists every issue of all configured teams at once, archived included, trashed left out
 (trashed issues are deleted for us: `changes` reports them `removed`).
 
+Richer model (docs/trackers/linear.md#richer-model). Each issue's parent, assignee and cycle come
+with it in the changes listing (`connectors.linear_model`): sub-issue or issue, labels, the
+assignee without any e-mail address, the cycle as a sprint. No request of its own.
+
 History (docs/trackers/linear.md#history). Linear has no workspace-wide history query: every issue
 `changes()` yields is `history_pending`, and `history()` reads the IssueHistory of the pending
 ones by id, 50 issues with 10 entries each a request, the rest of a longer history 50 entries a
@@ -447,7 +451,8 @@ def map_issue(
     overrides: Mapping[str, Status],
     now: datetime | None = None,
 ) -> WorkItem:
-    """One issue node (as selected by CHANGES_QUERY) as a WorkItem. `raw` is the node itself.
+    """One issue node (as selected by CHANGES_QUERY) as a WorkItem. `raw` is the node itself
+    (an assignee's name that is an e-mail address blanked).
     Raises MalformedIssue (naming the field) when the node does not match the schema; a value
     of the richer model that does not (linear_model) is left out and logged, the issue kept.
     `now` (the server's clock when known) tells a future cycle from an active one."""
