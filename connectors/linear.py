@@ -34,6 +34,10 @@ instead of being hidden behind the other teams' cursor. Pages are oldest-first w
 `all_ids()` lists every issue of all configured teams at once, archived included, trashed left out
 (trashed issues are deleted for us: `changes` reports them `removed`).
 
+Richer model (docs/trackers/linear.md#richer-model). Each issue's parent, assignee and cycle come
+with it in the changes listing (`connectors.linear_model`): sub-issue or issue, labels, the
+assignee without any e-mail address, the cycle as a sprint. No request of its own.
+
 History (docs/trackers/linear.md#history). Linear has no workspace-wide history query: every issue
 `changes()` yields is `history_pending`, and `history()` reads the IssueHistory of the pending
 ones by id, 50 issues with 10 entries each a request, the rest of a longer history 50 entries a
@@ -67,13 +71,13 @@ import math
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar, Literal
 
 import httpx
 from pydantic import Field, field_validator, model_validator
 
-from connectors import http
+from connectors import http, linear_model
 from connectors.base import (
     PRIORITY_HIGH,
     PRIORITY_HIGHEST,
@@ -119,8 +123,10 @@ MAX_PAGE_SIZE = 250
 MAX_QUERY_COMPLEXITY = 10_000  # Linear's maximum for a single query
 COMPLEXITY_CEILING = 7_500  # ours: a quarter under it, for a scoring that reads differently
 #: Labels read with each issue of a changes page. Issues rarely have more; one that does says so
-#: (`labels.pageInfo.hasNextPage`) and has all its labels read with LABELS_QUERY.
-LABELS_PER_ISSUE = 10
+#: (`labels.pageInfo.hasNextPage`) and has all its labels read with LABELS_QUERY. Eight, not
+#: ten, since the issue's parent, assignee and cycle are read too (linear_model.MODEL_SELECTION):
+#: a page of MAX_PAGE_SIZE issues must stay under COMPLEXITY_CEILING.
+LABELS_PER_ISSUE = 8
 LABELS_PAGE = 100  # labels per LABELS_QUERY page
 
 # ---------------------------------------------------------------------------------------------
@@ -134,8 +140,8 @@ _ISSUE_FIELDS = (
       team { id key name }
       labels(first: """
     + str(LABELS_PER_ISSUE)
-    + """) { nodes { name } pageInfo { hasNextPage } }
-"""
+    + """) { nodes { name } pageInfo { hasNextPage } }"""
+    + linear_model.MODEL_SELECTION
 )
 
 CHANGES_QUERY = (
@@ -270,6 +276,18 @@ class LinearConfig(ConnectorConfig):
 
     def uses_token(self) -> bool:
         return self.oauth is None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_extra_fields(cls, data: Any) -> Any:
+        # Jira's and Azure DevOps' `extra_fields` has no Linear counterpart (issues have no
+        # custom fields): say so, rather than pydantic's bare "extra inputs are not permitted".
+        if isinstance(data, Mapping) and "extra_fields" in data:
+            raise ValueError(
+                "extra_fields: Linear issues have no custom fields to read (extra_fields is for"
+                " Jira and Azure DevOps); remove the key"
+            )
+        return data
 
     @model_validator(mode="after")
     def _token_or_oauth(self) -> LinearConfig:
@@ -426,9 +444,18 @@ def _object(node: Mapping[str, Any], name: str) -> Mapping[str, Any] | None:
     raise MalformedIssue(f"{name} is {type(value).__name__}, not an object")
 
 
-def map_issue(node: Mapping[str, Any], *, scope: str, overrides: Mapping[str, Status]) -> WorkItem:
-    """One issue node (as selected by CHANGES_QUERY) as a WorkItem. `raw` is the node itself.
-    Raises MalformedIssue (naming the field) when the node does not match the schema."""
+def map_issue(
+    node: Mapping[str, Any],
+    *,
+    scope: str,
+    overrides: Mapping[str, Status],
+    now: datetime | None = None,
+) -> WorkItem:
+    """One issue node (as selected by CHANGES_QUERY) as a WorkItem. `raw` is the node itself
+    (an assignee's name that is an e-mail address blanked).
+    Raises MalformedIssue (naming the field) when the node does not match the schema; a value
+    of the richer model that does not (linear_model) is left out and logged, the issue kept.
+    `now` (the server's clock when known) tells a future cycle from an active one."""
     issue_id = node.get("id")
     if not isinstance(issue_id, str) or not issue_id:
         raise MalformedIssue(f"id is {_shown(issue_id)}")
@@ -446,6 +473,11 @@ def map_issue(node: Mapping[str, Any], *, scope: str, overrides: Mapping[str, St
         raise MalformedIssue(f"labels.nodes is {type(labels['nodes']).__name__}, not a list")
     started = _time(node, "startedAt")
     completed = _time(node, "completedAt") or _time(node, "canceledAt")
+    model, problems = linear_model.model_fields(node, now=now or datetime.now(UTC))
+    for problem in problems:
+        http.log_event(
+            log, "linear.field_unreadable", logging.WARNING, issue=issue_id, detail=problem
+        )
     return WorkItem(
         external_id=issue_id,
         external_key=_text(node, "identifier"),
@@ -458,16 +490,21 @@ def map_issue(node: Mapping[str, Any], *, scope: str, overrides: Mapping[str, St
         updated_at=updated,
         started_at=started,
         completed_at=completed,
-        raw=dict(node),
+        raw=linear_model.without_addresses(node),
         scope=scope,
         removed=node.get("trashed") is True,
         # its updatedAt moved: its history is read by id after the pages (`history`)
         history_pending=True,
+        **model,
     )
 
 
 def map_nodes(
-    nodes: Sequence[Mapping[str, Any]], *, scope: str, overrides: Mapping[str, Status]
+    nodes: Sequence[Mapping[str, Any]],
+    *,
+    scope: str,
+    overrides: Mapping[str, Status],
+    now: datetime | None = None,
 ) -> tuple[list[WorkItem], list[Rejected]]:
     """Each node mapped on its own: the issues, and the ones that cannot be mapped, named by id
     and identifier with the reason."""
@@ -475,7 +512,7 @@ def map_nodes(
     rejected: list[Rejected] = []
     for node in nodes:
         try:
-            items.append(map_issue(node, scope=scope, overrides=overrides))
+            items.append(map_issue(node, scope=scope, overrides=overrides, now=now))
         except MalformedIssue as exc:
             key = node.get("identifier")
             rejected.append(
@@ -508,21 +545,12 @@ def _name(obj: Any, key: str = "name") -> str | None:
     return value if isinstance(value, str) and value else None
 
 
-def _cycle_name(cycle: Any) -> str | None:
-    """A cycle as Linear shows it: its name, else "Cycle <number>"."""
-    if not isinstance(cycle, Mapping):
-        return None
-    number = cycle.get("number")
-    numbered = f"Cycle {number:g}" if isinstance(number, int | float) else None
-    return _name(cycle) or numbered or _name(cycle, "id")
-
-
 def history_actor(entry: Mapping[str, Any]) -> tuple[str | None, str | None]:
     """Who made a change: the user's name and id, else the bot's (an integration or automation);
-    never an e-mail address (none is selected)."""
+    never an e-mail address (none is selected, and a name that is one is dropped)."""
     actor = entry.get("actor")
     if isinstance(actor, Mapping):
-        return _name(actor), _name(actor, "id")
+        return linear_model.person_name(actor.get("name")), _name(actor, "id")
     bot = entry.get("botActor")
     if isinstance(bot, Mapping):
         return _name(bot) or _name(bot, "type"), _name(bot, "id")
@@ -531,8 +559,8 @@ def history_actor(entry: Mapping[str, Any]) -> tuple[str | None, str | None]:
 
 #: (field, the IssueHistory pair's stem, its value in Linear's words)
 _PAIRS: tuple[tuple[str, str, Callable[[Any], str | None]], ...] = (
-    ("assignee", "Assignee", _name),
-    ("sprint", "Cycle", _cycle_name),
+    ("assignee", "Assignee", lambda user: linear_model.person_name(_name(user))),
+    ("sprint", "Cycle", linear_model.cycle_name),
     ("parent", "Parent", lambda issue: _name(issue, "identifier") or _name(issue, "id")),
     ("priority", "Priority", _priority_label),
     ("story_points", "Estimate", _estimate_text),
@@ -1217,7 +1245,12 @@ class LinearConnector:
                 if info.get("hasNextPage"):
                     await self._check_first_page_is_the_oldest(key, issue_filter, info)
             # Within a page Linear lists newest first too: reversed, the page runs oldest first.
-            items, rejected = map_nodes(nodes[::-1], scope=key, overrides=self._config.status_map)
+            items, rejected = map_nodes(
+                nodes[::-1],
+                scope=key,
+                overrides=self._config.status_map,
+                now=self._server_date,
+            )
             # Every readable updatedAt, rejected issues' too: a rejected issue counts as read, so
             # the checkpoint may pass it (else the newest issues, if malformed, are re-read and
             # re-rejected by every run).

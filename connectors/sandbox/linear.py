@@ -7,7 +7,9 @@ What it reproduces:
   scored by `connectors.sandbox.graphql` (graphql-core, graphql-js's rules and texts), so what
   Linear refuses is refused with Linear's error body, HTTP 400. Root fields: `viewer`, `teams`,
   `issues`, `issue(id:)` (the UUID or the identifier); `Issue.labels` and `Issue.history` are
-  connections.
+  connections; `Issue.parent` (sub-issues; never a loop), `Issue.assignee` (a User: its
+  `email` is served, as Linear serves it) and `Issue.cycle` (a Cycle of the issue's own team,
+  left when the issue moves to another team; `completedAt` once `complete_cycle` ends it).
 - history: every change it makes is one IssueHistory entry (the from/to pairs of the fields it
   changed, its actor, its time), served by `Issue.history` newest first with Relay paging.
 - `issues` as Linear lists them: newest first by `createdAt` (default) or `updatedAt`
@@ -201,9 +203,16 @@ class LinearSandbox(SandboxServer):
                 "name": name,
                 "startsAt": iso(starts_at),
                 "endsAt": iso(ends_at),
+                "completedAt": None,
                 "_team": team_key,
             }
             return cycle_id
+
+    def complete_cycle(self, cycle_id: str, *, at: datetime) -> None:
+        """The cycle ends (`completedAt`). As in Linear, its issues are not edited by it: their
+        `updatedAt` stays, so a sync learns of it when it reads one of them again."""
+        with self._lock:
+            self._cycles[cycle_id]["completedAt"] = iso(at)
 
     def history_of(self, issue_id: str) -> list[dict[str, Any]]:
         """The IssueHistory entries recorded for an issue, oldest first (tests)."""
@@ -347,6 +356,38 @@ class LinearSandbox(SandboxServer):
             self.add_user(name, email=f"{name.split()[0].casefold()}@acme.example")
             for name in ("Maya Chen", "Tomás Ortega", "Priya Nair", "Jonas Berg")
         ]
+        # Each team's cycles: the last one (completed), the current one, the next one.
+        cycles = {
+            key: [
+                self.add_cycle(
+                    key,
+                    number,
+                    starts_at=now + timedelta(days=14 * (number - 3) - 7),
+                    ends_at=now + timedelta(days=14 * (number - 3) + 7),
+                )
+                for number in (2, 3, 4)
+            ]
+            for key in ("ENG", "OPS")
+        }
+        for key in cycles:
+            self.complete_cycle(cycles[key][0], at=now - timedelta(days=7))
+        # Epics: parent issues whose sub-issues are some of the issues below.
+        epics: dict[int, str] = {}
+        for e, (team, title, children) in enumerate(_DEMO_EPICS):
+            created = now - timedelta(days=36, hours=e)
+            epic = self.add_issue(
+                team,
+                title=title,
+                created_at=created,
+                updated_at=created,
+                state="In Progress",
+                priority=2,
+                labels=("Epic",),
+                issue_id=_stable_id(f"demo-epic/{e}"),
+                assignee=people[e % len(people)],
+                actor=people[e % len(people)],
+            )
+            epics.update(dict.fromkeys(children, epic["id"]))
         for n, spec in enumerate(_DEMO):
             team, title, state, priority, estimate, labels = spec
             created = now - timedelta(days=35) + timedelta(hours=19 * n)
@@ -363,6 +404,7 @@ class LinearSandbox(SandboxServer):
             elif state == "In Progress":
                 moves.append((updated, {"assignee": who}))
             initial = state if not moves else "Todo"
+            unassigned = state_type in ("triage", "backlog") or state == "In Progress"
             self.add_issue(
                 team,
                 title=title,
@@ -375,12 +417,14 @@ class LinearSandbox(SandboxServer):
                 description=f"## Context\n{title}.\n\n- [ ] acceptance: works in staging",
                 issue_id=_stable_id(f"demo-issue/{n}"),
                 actor=who,
+                assignee=None if unassigned else who,  # In Progress: assigned by a move below
+                cycle=_demo_cycle(cycles[team], state_type, updated, now, n),
+                parent=epics.get(n),
             )
             for at, change in moves:
                 self.update_issue(_stable_id(f"demo-issue/{n}"), at=at, actor=who, **change)
-        ids = self.issue_ids()
-        self.archive_issue(ids[2], at=now - timedelta(days=2))
-        self.trash_issue(ids[-1], at=now - timedelta(days=1))
+        self.archive_issue(_stable_id("demo-issue/2"), at=now - timedelta(days=2))
+        self.trash_issue(_stable_id(f"demo-issue/{len(_DEMO) - 1}"), at=now - timedelta(days=1))
 
     def demo_config(self) -> dict[str, Any]:
         """`integrations.config` for a Linear row pointing at this sandbox."""
@@ -607,6 +651,10 @@ class LinearSandbox(SandboxServer):
             "Issue.labels": lambda issue, args: self._label_page(issue, args),
             "Issue.history": lambda issue, args: self._history_page(issue, args),
             **{
+                f"Issue.{name}": self._issue_link(name, kind)
+                for name, kind in (("assignee", "user"), ("cycle", "cycle"), ("parent", "issue"))
+            },
+            **{
                 f"IssueHistory.{side}{name}": self._history_link(f"{side}{name}Id", kind)
                 for side in ("from", "to")
                 for name, kind in (
@@ -624,19 +672,27 @@ class LinearSandbox(SandboxServer):
 
         def resolve(entry: Mapping[str, Any], args: dict[str, Any]) -> dict[str, Any] | None:
             found = entry.get(key)
-            if found is None:
-                return None
-            if kind == "user":
-                return self._users[found]
-            if kind == "cycle":
-                return _public_team(self._cycles[found])
-            if kind == "issue":
-                return self._view(self._issues[found])
-            return next(
-                dict(s) for t in self._teams.values() for s in t["_states"] if s["id"] == found
-            )
+            return None if found is None else self._related(kind, found)
 
         return resolve
+
+    def _issue_link(self, name: str, kind: str) -> graphql.Resolver:
+        """An issue's assignee, cycle or parent: the id its stored node keeps (`_<name>`)."""
+
+        def resolve(issue: Mapping[str, Any], args: dict[str, Any]) -> dict[str, Any] | None:
+            found = self._issues[issue["id"]][f"_{name}"]
+            return None if found is None else self._related(kind, found)
+
+        return resolve
+
+    def _related(self, kind: str, found: str) -> dict[str, Any]:
+        if kind == "user":
+            return self._users[found]
+        if kind == "cycle":
+            return _public_team(self._cycles[found])
+        if kind == "issue":
+            return self._view(self._issues[found])
+        return next(dict(s) for t in self._teams.values() for s in t["_states"] if s["id"] == found)
 
     def _history_page(self, issue: Mapping[str, Any], args: dict[str, Any]) -> dict[str, Any]:
         """`Issue.history(...)`: the issue's entries newest first by `orderBy` (createdAt by
@@ -777,6 +833,14 @@ class LinearSandbox(SandboxServer):
             known = {"assignee": self._users, "cycle": self._cycles, "parent": self._issues}[key]
             if value is not None and value not in known:
                 raise ValueError(f"update_issue: no {key} {value!r}")
+            if key == "parent" and value is not None and self._is_below(value, node["id"]):
+                raise ValueError("update_issue: an issue cannot be its own ancestor")
+            if (
+                key == "cycle"
+                and value is not None
+                and self._cycles[value]["_team"] != (node["team"]["key"])
+            ):
+                raise ValueError("update_issue: a cycle belongs to another team")
             entry.update({f"from{key.title()}Id": node[f"_{key}"], f"to{key.title()}Id": value})
             node[f"_{key}"] = value
         elif key == "labels":
@@ -801,8 +865,22 @@ class LinearSandbox(SandboxServer):
             before = node["state"]["id"]
             node["state"] = self._state(team, node["state"]["name"])
             entry.update(fromStateId=before, toStateId=node["state"]["id"])
+            if node["_cycle"] is not None:  # cycles are a team's own: the move leaves it
+                entry.update(fromCycleId=node["_cycle"], toCycleId=None)
+                node["_cycle"] = None
         else:
             raise ValueError(f"update_issue: unknown change {key!r}")
+
+    def _is_below(self, issue_id: str, ancestor: str) -> bool:
+        """Whether `issue_id` is `ancestor` or one of its sub-issues, at any depth."""
+        seen: set[str] = set()
+        current: str | None = issue_id
+        while current is not None and current not in seen:
+            if current == ancestor:
+                return True
+            seen.add(current)
+            current = self._issues[current]["_parent"]
+        return False
 
     def _move_state(self, node: dict[str, Any], name: str, at: datetime) -> None:
         team = self._teams[node["team"]["key"]]
@@ -1038,6 +1116,28 @@ _DEMO: list[tuple[str, str, str, int, float | None, tuple[str, ...]]] = [
     ("OPS", "Grafana dashboards for the sync daemon", "In Progress", 3, 3, ()),
     ("OPS", "Spam issue created by a test script", "Todo", 0, None, ()),
 ]
+
+
+#: (team, title, indexes in _DEMO of its sub-issues)
+_DEMO_EPICS: list[tuple[str, str, tuple[int, ...]]] = [
+    ("ENG", "Enterprise readiness", (0, 5, 6, 16)),
+    ("ENG", "Import and export you can trust", (1, 7, 21)),
+    ("OPS", "Platform upgrades", (25, 28, 23)),
+]
+
+
+def _demo_cycle(
+    cycles: Sequence[str], state_type: str, updated: datetime, now: datetime, n: int
+) -> str | None:
+    """The cycle a demo issue is in: done before the current cycle, the last one; done since or
+    under way, the current one; half the planned ones, the next one; the rest none."""
+    if state_type == "completed":
+        return cycles[0] if updated < now - timedelta(days=7) else cycles[1]
+    if state_type == "started":
+        return cycles[1]
+    if state_type == "unstarted" and n % 2 == 0:
+        return cycles[2]
+    return None
 
 
 def _stable_id(name: str) -> str:

@@ -118,9 +118,12 @@ def test_every_query_stays_under_the_ceiling_at_every_allowed_page_size() -> Non
 
 def test_the_changes_page_costs_what_its_fields_say() -> None:
     # Per issue: Issue 1 + 14 properties 1.4 + state 1.3 + team 1.3
-    #   + labels(first: 10): 10 x (IssueLabel 1 + name 0.1) + 10 x (pageInfo 1 + hasNextPage 0.1)
+    #   + labels(first: 8): 8 x (IssueLabel 1 + name 0.1) + 8 x (pageInfo 1 + hasNextPage 0.1)
+    #   + the richer model: parent {id} 1.1 + assignee {id name displayName} 1.3
+    #     + cycle {id number name startsAt endsAt completedAt} 1.6
     # and per page slot the page's own pageInfo (1 + 4 x 0.1), multiplied like its nodes.
-    per_issue = 1 + 1.4 + 1.3 + 1.3 + linear.LABELS_PER_ISSUE * (1.1 + 1.1) + 1.4
+    model = 1.1 + 1.3 + 1.6
+    per_issue = 1 + 1.4 + 1.3 + 1.3 + linear.LABELS_PER_ISSUE * (1.1 + 1.1) + model + 1.4
     figures = {}
     for size in (1, 50, 100, 250):
         query, variables = sent(size)["SyncIssueChanges"]
