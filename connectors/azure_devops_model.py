@@ -26,7 +26,8 @@ F_TAGS = "System.Tags"
 F_TYPE = "System.WorkItemType"
 #: What the batch asks for beyond the item's own columns (dropped on a server that lacks one).
 MODEL_FIELDS = (F_PARENT, F_ITERATION_ID)
-#: The iteration tree's depth asked for: Azure Boards nests iterations at most 14 levels deep.
+#: The iteration tree's depth asked for (14 levels is Azure Boards' nesting limit as we know it,
+#: unverified). An item in an iteration deeper than that keeps its id and name, without dates.
 ITERATION_DEPTH = 14
 
 #: Work item type name (casefold) -> our kind. Agile, Scrum, CMMI and Basic type names.
