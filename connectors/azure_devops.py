@@ -48,6 +48,23 @@ from connectors.azure_devops_history import (
     in_scope,
     start_mark,
 )
+from connectors.azure_devops_model import (
+    ITERATION_DEPTH,
+    MODEL_FIELDS,
+    ExtraField,
+    IterationTree,
+    KnownField,
+    assignees,
+    custom_values,
+    item_kind,
+    iteration_tree,
+    labels,
+    names_a_sprint,
+    parent_id,
+    resolve_extra_fields,
+    sprint_of,
+    without_unique_names,
+)
 from connectors.base import (
     PRIORITY_HIGH,
     PRIORITY_HIGHEST,
@@ -125,6 +142,7 @@ OPTIONAL_FIELDS = (
     F_ACTIVATED,
     "Microsoft.VSTS.Common.ResolvedDate",
     F_CMMI_BLOCKED,
+    *MODEL_FIELDS,
 )
 
 CATEGORY_STATUS = {
@@ -158,6 +176,9 @@ class AzureDevOpsConfig(ConnectorConfig):
     # batch's look-back at earlier revisions is one workItemsBatch
     history_page_size: int = Field(default=200, ge=1, le=BATCH_CAP)
     request_timeout: float = Field(default=60.0, gt=0)  # seconds, per HTTP request
+    # more fields to keep in work_items.fields, by display name ("Severity") or reference name
+    # ("Microsoft.VSTS.Common.Severity", "Custom.Team"), keyed there by the name given here
+    extra_fields: list[str] = Field(default_factory=list)
 
     @field_validator("organization_url")
     @classmethod
@@ -216,6 +237,17 @@ class AzureDevOpsConfig(ConnectorConfig):
             return None
         value = value.strip().strip("\\")
         return value or None
+
+    @field_validator("extra_fields")
+    @classmethod
+    def _extra_names(cls, value: list[str]) -> list[str]:
+        names: list[str] = []
+        for name in (n.strip() for n in value):
+            if not name:
+                raise ValueError("extra_fields must not hold an empty name")
+            if name.casefold() not in (n.casefold() for n in names):
+                names.append(name)
+        return names
 
     @field_validator("work_item_types")
     @classmethod
@@ -513,11 +545,16 @@ def map_work_item(
     site: str,
     category: str | None,
     project: str | None = None,
+    iterations: IterationTree | None = None,
+    extras: Sequence[ExtraField] = (),
+    now: datetime | None = None,
 ) -> WorkItem:
     """One workItemsBatch entry ({"id","rev","fields","url"}) onto a WorkItem. Raises
     UnmappableItem (naming the field) for an item that cannot be mapped: a title or description
     that is not text, a change time that is absent or unreadable. Optional dates (activated,
-    closed) that cannot be read are unknown (connectors/http.py)."""
+    closed) that cannot be read are unknown (connectors/http.py). The richer model
+    (connectors.azure_devops_model): the sprint's dates come from `iterations` (the project's
+    tree, when the run read it), `extras` are the resolved `extra_fields`."""
     fields: Mapping[str, Any] = raw.get("fields") or {}
     item_id = int(raw["id"])
     updated = time_field(fields, F_CHANGED) or time_field(fields, F_CREATED)
@@ -531,6 +568,8 @@ def map_work_item(
     if completed is None and status is Status.COMPLETED:
         completed = parse_time(fields.get(F_STATE_CHANGED))
     name = fields.get(F_PROJECT)
+    kind, kind_name = item_kind(fields.get(F_TYPE))
+    sprint = sprint_of(fields, iterations, site, now or datetime.now(UTC))
     return WorkItem(
         external_id=f"{site}/{item_id}",
         external_key=str(item_id),
@@ -548,7 +587,14 @@ def map_work_item(
         ),
         started_at=parse_time(fields.get(F_ACTIVATED)),
         completed_at=completed,
-        raw=dict(raw),
+        raw=without_unique_names(raw),
+        parent_external_id=parent_id(fields.get("System.Parent"), site),
+        item_type=kind,
+        item_type_name=kind_name,
+        labels=labels(fields.get(F_TAGS)),
+        assignees=assignees(fields.get("System.AssignedTo")),
+        sprints=(sprint,) if sprint is not None else (),
+        custom_fields=custom_values(fields, extras),
     )
 
 
@@ -793,6 +839,11 @@ class AzureDevOpsConnector:
         self._renewed = False  # a 401 already led to a new token, with no success since
         #: history fields the organization turned out not to have (TF51535), not asked again
         self._history_dropped: set[str] = set()
+        #: project (casefold) -> its iteration tree, read once a run when a page first names an
+        #: iteration below the project root
+        self._iterations: dict[str, IterationTree] = {}
+        #: the resolved `extra_fields` (None: not resolved yet this run)
+        self._extras: list[ExtraField] | None = None
         _prepare_cache_dir(ctx)
 
     # -- plumbing -----------------------------------------------------------------------------
@@ -991,6 +1042,8 @@ class AzureDevOpsConnector:
         asked for again, alone; the service's word is the `null` of errorPolicy=omit, so an id
         still left out after that fails the run (RetriableError) instead of being skipped while
         the checkpoint passes it (docs/trackers/azure_devops.md#response-bodies)."""
+        if self._extras is None:
+            await self._resolve_extra_fields(project)
         got, unaccounted = await self._batch(ids, project)
         if unaccounted:
             log_event(
@@ -1053,6 +1106,56 @@ class AzureDevOpsConnector:
                 return by_id, []  # each id without an entry has its `null`: cannot be read
             return by_id, without
 
+    async def _iteration_tree(self, project: str) -> IterationTree:
+        """The project's iterations (GET {project}/_apis/wit/classificationnodes/Iterations
+        ?$depth=14), read once a run; an answer without nodes is an empty tree (its items keep
+        their iteration's id and name, without dates)."""
+        key = project.casefold()
+        if key not in self._iterations:
+
+            def call(wit: Any) -> IterationTree:
+                node = wit.get_classification_node(project, "iterations", depth=ITERATION_DEPTH)
+                return iteration_tree(node)
+
+            tree = await self._call("iterations", call, project)
+            if not tree.by_id:
+                log_event(log, "azure_devops.iterations_empty", logging.WARNING, project=project)
+            self._iterations[key] = tree
+        return self._iterations[key]
+
+    async def _resolve_extra_fields(self, project: str) -> None:
+        """`extra_fields` by reference or display name through the organization's field list
+        (GET {org}/_apis/wit/fields), once a run, and only when the config names some; their
+        reference names join the batch's field list. A name that resolves to no field is a
+        warning (logged): the sync goes on without it."""
+        wanted = self.config.extra_fields
+        if not wanted:
+            self._extras = []
+            return
+
+        def call(wit: Any) -> list[KnownField]:
+            return [
+                KnownField(str(f.reference_name), str(f.name or ""), f.is_identity is True)
+                for f in wit.get_fields() or []
+                if f is not None and f.reference_name
+            ]
+
+        known = await self._call("field list", call, project)
+        resolved, unknown = resolve_extra_fields(wanted, known)
+        for name in unknown:
+            log_event(
+                log,
+                "azure_devops.extra_field_unknown",
+                logging.WARNING,
+                name=name,
+                hint="extra_fields names no field of this organization (by display or "
+                "reference name): it is left out",
+            )
+        self._extras = resolved
+        for extra in resolved:
+            if extra.reference not in self._fields:
+                self._fields.append(extra.reference)
+
     async def _states(self, project: str, work_item_type: str) -> dict[str, str] | None:
         """State name (casefold) -> category of `work_item_type` in `project`, fetched once per
         type; None when the project has no such type (VS402323)."""
@@ -1111,6 +1214,11 @@ class AzureDevOpsConnector:
         """Each batch entry mapped on its own: a WorkItem, or a Rejected naming it and why. With
         each, its place in the (ChangedDate, Id) order when its ChangedDate can be read."""
         out: list[tuple[Position | None, WorkItem | Rejected]] = []
+        raws = list(raws)
+        tree = None
+        if any(names_a_sprint(raw.get("fields") or {}) for raw in raws):
+            tree = await self._iteration_tree(project)
+        now = datetime.now(UTC)
         for raw in raws:
             fields = raw.get("fields") or {}
             item_id = int(raw["id"])
@@ -1125,7 +1233,14 @@ class AzureDevOpsConnector:
             )
             try:
                 item = map_work_item(
-                    raw, config=self.config, site=self.site, category=category, project=project
+                    raw,
+                    config=self.config,
+                    site=self.site,
+                    category=category,
+                    project=project,
+                    iterations=tree,
+                    extras=self._extras or (),
+                    now=now,
                 )
             except UnmappableItem as exc:
                 changed = parse_time(fields.get(F_CHANGED))

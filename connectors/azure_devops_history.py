@@ -135,7 +135,8 @@ def tracked(fields: Mapping[str, Any], site: str) -> dict[str, str | None]:
         "status": state if isinstance(state, str) and state else None,
         "assignee": name or ident,
         "parent": f"{site}/{int(parent)}" if isinstance(parent, int) and parent > 0 else None,
-        "sprint": sprint if isinstance(sprint, str) and sprint else None,
+        # the project's root iteration is no sprint
+        "sprint": sprint if isinstance(sprint, str) and "\\" in sprint.strip("\\") else None,
         "priority": _number(fields.get(F_PRIORITY)),
         "story_points": points,
     }

@@ -28,7 +28,15 @@ from connectors.sandbox import wiql
 from connectors.sandbox.base import Fault, Request, Response, SandboxServer
 from connectors.sandbox.entra import EntraSandbox
 from connectors.sandbox.tls import HttpsMixin, TestCA
-from connectors.sandbox.wiql import FIELD_NAMES, IDENTITY_FIELDS, KNOWN_FIELDS, WiqlError
+from connectors.sandbox.wiql import (
+    DATE_FIELDS,
+    FIELD_NAMES,
+    IDENTITY_FIELDS,
+    INT_FIELDS,
+    KNOWN_FIELDS,
+    NUMBER_FIELDS,
+    WiqlError,
+)
 
 ADO_RESOURCE = "499b84ac-1321-427f-aa17-267ca6975798"  # Azure DevOps' Entra application id
 WIQL_CAP = 20_000  # the server's hard limit on a WIQL result (VS402337)
@@ -72,6 +80,20 @@ LOCATIONS: tuple[tuple[str, str, str, str, int], ...] = (
         "states",
         "{project}/_apis/{area}/workitemtypes/{type}/{resource}",
         1,
+    ),
+    (
+        "5a172953-1b41-49d3-840a-33f79c3ce89f",
+        "wit",
+        "classificationNodes",
+        "{project}/_apis/{area}/{resource}/{structureGroup}/{*path}",
+        2,
+    ),
+    (
+        "b51fd764-e5c2-4b9b-aaf7-3395cf4bdd94",
+        "wit",
+        "fields",
+        "{project}/_apis/{area}/{resource}/{fieldNameOrRefName}",
+        2,
     ),
     (
         "f828fe59-dd87-495d-a17c-7a8d6211ca6c",
@@ -158,6 +180,11 @@ def identity(value: Any) -> dict[str, str]:
     return {"displayName": display or unique, "uniqueName": unique}
 
 
+def _midnight(value: datetime) -> datetime:
+    """An iteration date as the service keeps it: the day, at midnight UTC."""
+    return value.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+
+
 def parse_date(value: Any) -> datetime | None:
     """An ISO 8601 date as a client sends it (None when it is not one)."""
     if not isinstance(value, str):
@@ -223,6 +250,12 @@ class AzureDevOpsSandbox(HttpsMixin, SandboxServer):
             k.casefold(): v for k, v in DEFAULT_STATES.items()
         }
         self.known_fields: set[str] = set(KNOWN_FIELDS)
+        #: fields added with `add_field` (custom fields): reference name -> (name, type)
+        self.custom_fields: dict[str, tuple[str, str]] = {}
+        self.identity_fields: set[str] = set(IDENTITY_FIELDS)
+        #: project (casefold) -> iteration path (casefold) -> node (see `add_iteration`)
+        self.iterations: dict[str, dict[str, dict[str, Any]]] = {}
+        self._next_node = 100  # classification node ids (int, unique in the collection)
         self.now: Callable[[], datetime] = now or (lambda: datetime.now(UTC))
         #: Emulate a server that counts matches before applying $top (then VS402337 even with it).
         self.cap_ignores_top = False
@@ -254,6 +287,9 @@ class AzureDevOpsSandbox(HttpsMixin, SandboxServer):
         with self._data_lock:
             self.projects[name.casefold()] = name
             self.area_paths.add(name.casefold())
+            if name.casefold() not in self.iterations:
+                self.iterations[name.casefold()] = {}
+                self._add_node(name, name, None, None)  # the project's root iteration
             for area in areas:
                 self.add_area(f"{name}\\{area}")
 
@@ -263,6 +299,63 @@ class AzureDevOpsSandbox(HttpsMixin, SandboxServer):
             parts = path.split("\\")
             for i in range(1, len(parts) + 1):
                 self.area_paths.add("\\".join(parts[:i]).casefold())
+
+    def _add_node(
+        self, project: str, path: str, starts: datetime | None, finishes: datetime | None
+    ) -> dict[str, Any]:
+        node = {
+            "id": self._next_node,
+            "identifier": str(uuid.uuid5(uuid.NAMESPACE_URL, f"{self.organization}/it/{path}")),
+            "name": path.rsplit("\\", 1)[-1],
+            "path": path,
+            "startDate": starts,
+            "finishDate": finishes,
+        }
+        self._next_node += 1
+        self.iterations[project.casefold()][path.casefold()] = node
+        return node
+
+    def add_iteration(
+        self, path: str, starts: datetime | None = None, finishes: datetime | None = None
+    ) -> int:
+        """An iteration (`My Project\\Sprint 1`; parents are made as needed, without dates), with
+        its start and finish dates (date-only, midnight UTC, as the service keeps them); returns
+        its node id (System.IterationId)."""
+        with self._data_lock:
+            parts = path.strip("\\").split("\\")
+            project = self.projects[parts[0].casefold()]
+            tree = self.iterations[project.casefold()]
+            for depth in range(2, len(parts)):
+                above = "\\".join([project, *parts[1:depth]])
+                if above.casefold() not in tree:
+                    self._add_node(project, above, None, None)
+            full = "\\".join([project, *parts[1:]])
+            node = tree.get(full.casefold()) or self._add_node(project, full, None, None)
+            node["startDate"] = _midnight(starts) if starts else None
+            node["finishDate"] = _midnight(finishes) if finishes else None
+            return int(node["id"])
+
+    def iteration_node(self, project: str, path: str) -> dict[str, Any]:
+        """The node of an iteration path ("" or the project: its root). A path the project does
+        not have yet is added, without dates (as `add_area` does for area paths; the service
+        would refuse it: TF401347)."""
+        wanted = path.strip("\\") or project
+        node = self.iterations[project.casefold()].get(wanted.casefold())
+        if node is None:
+            self.add_iteration(wanted)
+            node = self.iterations[project.casefold()][wanted.casefold()]
+        return node
+
+    def add_field(
+        self, reference: str, name: str, kind: str = "string", *, identity: bool = False
+    ) -> None:
+        """A custom field of the organization (`Custom.Team`, "Team"), of a field list type
+        (string, integer, double, dateTime, identity, ...)."""
+        with self._data_lock:
+            self.known_fields.add(reference)
+            self.custom_fields[reference] = (name, "identity" if identity else kind)
+            if identity:
+                self.identity_fields.add(reference)
 
     def set_states(self, work_item_type: str, states: list[tuple[str, str]]) -> None:
         """Define a type's states as (name, category)."""
@@ -296,6 +389,7 @@ class AzureDevOpsSandbox(HttpsMixin, SandboxServer):
                 "System.AreaPath": area,
                 "System.TeamProject": project,
                 "System.IterationPath": project,
+                "System.IterationId": self.iteration_node(project, project)["id"],
                 "System.WorkItemType": work_item_type,
                 "System.State": state,
                 "System.Reason": "New",
@@ -325,6 +419,7 @@ class AzureDevOpsSandbox(HttpsMixin, SandboxServer):
                         "System.AreaPath": self.project,
                         "System.TeamProject": self.project,
                         "System.IterationPath": self.project,
+                        "System.IterationId": self.iteration_node(self.project, "")["id"],
                         "System.WorkItemType": "User Story",
                         "System.State": "New",
                         "System.Reason": "New",
@@ -389,12 +484,21 @@ class AzureDevOpsSandbox(HttpsMixin, SandboxServer):
             elif category != "Removed":
                 current.pop("Microsoft.VSTS.Common.ClosedDate", None)
         current["System.ChangedBy"] = self.user  # unless the change names who made it
+        if "System.IterationPath" in values:  # the path names a node: its id follows it
+            node = self.iteration_node(
+                current["System.TeamProject"], values["System.IterationPath"] or ""
+            )
+            values = {
+                **values,
+                "System.IterationPath": node["path"],
+                "System.IterationId": node["id"],
+            }
         for name, value in values.items():
             if name == "System.AreaPath" and value:
                 self.add_area(str(value))
             if value is None or value == "":
                 current.pop(name, None)
-            elif name in IDENTITY_FIELDS:
+            elif name in self.identity_fields:
                 current[name] = identity(value)
             else:
                 current[name] = to_ms(value) if isinstance(value, datetime) else value
@@ -471,7 +575,9 @@ class AzureDevOpsSandbox(HttpsMixin, SandboxServer):
 
     # -- the demo -----------------------------------------------------------------------------
     def seed_demo(self) -> None:
-        """A few dozen believable work items in mixed states across two teams' area paths."""
+        """A few dozen believable work items in mixed states across two teams' area paths: two
+        epics over the stories, tasks under the first story, two sprints (one closed, one
+        active), tags and assignees."""
         self.add_project(self.project, areas=("Web", "Mobile"))
         # Anchored to today's midnight: recent, yet identical when the demo runs again today.
         midnight = self.now().astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
@@ -514,6 +620,27 @@ class AzureDevOpsSandbox(HttpsMixin, SandboxServer):
             "Lukas Novak <lukas.novak@example.com>",
             "Mei Tanaka <mei.tanaka@example.com>",
         )
+        sprint_1, sprint_2 = f"{self.project}\\Sprint 1", f"{self.project}\\Sprint 2"
+        self.add_iteration(sprint_1, base - timedelta(days=7), base + timedelta(days=6))
+        self.add_iteration(sprint_2, base + timedelta(days=7), base + timedelta(days=20))
+
+        def sprint(state: str) -> str | None:
+            if state in ("Closed", "Resolved"):
+                return sprint_1
+            return sprint_2 if state in ("Active", "In Review") else None
+
+        epics = {
+            area: self.add_item(
+                title,
+                changed=base,
+                work_item_type="Epic",
+                state="Active",
+                area_path=f"{self.project}\\{area}",
+                fields={"System.Tags": "roadmap", "Microsoft.VSTS.Common.Priority": 1},
+            )
+            for area, title in (("Web", "Web shop 2.0"), ("Mobile", "Mobile app relaunch"))
+        }
+        first_story = None
         minutes = 0
         for n, (title, state, priority, points, area, tags) in enumerate(stories):
             minutes += 97
@@ -530,8 +657,11 @@ class AzureDevOpsSandbox(HttpsMixin, SandboxServer):
                     "Microsoft.VSTS.Common.AcceptanceCriteria": "<ul><li>Works on web and "
                     "mobile</li><li>Covered by tests</li></ul>",
                     "System.Tags": tags,
+                    "System.Parent": epics[area],
+                    "System.IterationPath": sprint(state),
                 },
             )
+            first_story = first_story or item
             self._walk_to(item, state, base + timedelta(minutes=minutes + 600))
         for title, state, priority, area in bugs:
             minutes += 61
@@ -545,6 +675,7 @@ class AzureDevOpsSandbox(HttpsMixin, SandboxServer):
                     "Microsoft.VSTS.Scheduling.StoryPoints": 1.0,
                     "System.Description": "<p>Steps to reproduce:</p><ol><li>Open the app</li>"
                     "<li>Do the thing</li></ol>",
+                    "System.IterationPath": sprint(state),
                 },
             )
             self._walk_to(item, state, base + timedelta(minutes=minutes + 300))
@@ -555,7 +686,11 @@ class AzureDevOpsSandbox(HttpsMixin, SandboxServer):
                 changed=base + timedelta(minutes=minutes),
                 work_item_type="Task",
                 area_path=f"{self.project}\\{area}",
-                fields={"Microsoft.VSTS.Common.Priority": 2},
+                fields={
+                    "Microsoft.VSTS.Common.Priority": 2,
+                    "System.Parent": first_story,
+                    "System.IterationPath": sprint(state),
+                },
             )
             self._walk_to(item, state, base + timedelta(minutes=minutes + 200))
 
@@ -736,6 +871,15 @@ class AzureDevOpsSandbox(HttpsMixin, SandboxServer):
             return self._batch(request)
         if api == ["wit", "reporting", "workitemrevisions"] and request.method == "GET":
             return self._reporting(request, project)
+        if api == ["wit", "fields"] and request.method == "GET":
+            return self._fields_list(request)
+        if (
+            len(api) >= 3
+            and api[:2] == ["wit", "classificationnodes"]
+            and request.method == "GET"
+            and project is not None
+        ):
+            return self._classification_node(request, project, api[2], rest[split + 4 :])
         if (
             len(api) == 4
             and api[:2] == ["wit", "workitemtypes"]
@@ -922,7 +1066,7 @@ class AzureDevOpsSandbox(HttpsMixin, SandboxServer):
             value = stored.get(name)
             if value is None or value == "":  # ADO leaves empty fields out entirely
                 continue
-            if name in IDENTITY_FIELDS and isinstance(value, Mapping):
+            if name in self.identity_fields and isinstance(value, Mapping):
                 out[name] = self.identity_ref(value)
             else:
                 out[name] = ado_time(value) if isinstance(value, datetime) else value
@@ -1057,7 +1201,7 @@ class AzureDevOpsSandbox(HttpsMixin, SandboxServer):
             value = stored.get(name)
             if value is None or value == "":
                 continue
-            if name in IDENTITY_FIELDS and isinstance(value, Mapping):
+            if name in self.identity_fields and isinstance(value, Mapping):
                 out[name] = (
                     self.identity_ref(value)
                     if identity_ref
@@ -1079,3 +1223,121 @@ class AzureDevOpsSandbox(HttpsMixin, SandboxServer):
             )
         value = [{"name": n, "color": c, "category": cat} for n, c, cat in states]
         return Response(200, {"count": len(value), "value": value})
+
+    # -- classification nodes and fields -------------------------------------------------------
+    def _classification_node(
+        self, request: Request, project: str, group: str, path: list[str]
+    ) -> Response:
+        """GET {project}/_apis/wit/classificationnodes/{structureGroup}[/{path}]?$depth=N (wit
+        7.0 "Classification Nodes_Get"): the node and `$depth` levels of children. Only the
+        Iterations tree is served here (Areas answers 404)."""
+        depth_text = request.query.get("$depth", ["0"])[0]
+        try:
+            depth = int(depth_text)
+        except ValueError:
+            return Response(400, error_body(f"Invalid $depth: {depth_text}.", "ArgumentException"))
+        if depth < 0:
+            return Response(400, error_body("$depth must be 0 or more.", "ArgumentException"))
+        if group != "iterations":
+            return Response(404, error_body("VS800000: Not found.", "NotFound"))
+        with self._data_lock:
+            wanted = "\\".join([project, *path]) if path else project
+            tree = self.iterations[project.casefold()]
+            node = tree.get(wanted.casefold())
+            if node is None:
+                return Response(
+                    404,
+                    error_body(
+                        f"VS402485: The node '{wanted}' does not exist.",
+                        "WorkItemTrackingTreeNodeNotFoundException",
+                    ),
+                )
+            return Response(200, self._node(project, node, depth))
+
+    def _node(self, project: str, node: Mapping[str, Any], depth: int) -> dict[str, Any]:
+        """A WorkItemClassificationNode: its path carries the structure's `\\Iteration\\`
+        segment after the project (the item's System.IterationPath does not)."""
+        tree = self.iterations[project.casefold()]
+        path = str(node["path"])
+        prefix = path.casefold() + "\\"
+        children = [
+            n
+            for key, n in tree.items()
+            if key.startswith(prefix) and "\\" not in key[len(prefix) :]
+        ]
+        parts = path.split("\\")
+        shown = "\\" + "\\".join([parts[0], "Iteration", *parts[1:]])
+        out: dict[str, Any] = {
+            "id": node["id"],
+            "identifier": node["identifier"],
+            "name": node["name"],
+            "structureType": "iteration",
+            "hasChildren": bool(children),
+            "path": shown,
+        }
+        attributes = {
+            k: ado_time(node[k]) for k in ("startDate", "finishDate") if node[k] is not None
+        }
+        if attributes:
+            out["attributes"] = attributes
+        if children and depth > 0:
+            children.sort(key=lambda n: int(n["id"]))
+            out["children"] = [self._node(project, n, depth - 1) for n in children]
+        segments = "/".join(quote(p) for p in parts[1:])
+        out["url"] = (
+            f"{self.organization_url}/{quote(project)}/_apis/wit/classificationNodes/Iterations"
+            + (f"/{segments}" if segments else "")
+        )
+        return out
+
+    def _fields_list(self, request: Request) -> Response:
+        """GET {org}[/{project}]/_apis/wit/fields (wit 7.0 "Fields_List"): every field of the
+        organization as a WorkItemField."""
+        expand = request.query.get("$expand", [None])[0]
+        if expand is not None and expand.casefold() not in (
+            "none",
+            "extensionfields",
+            "includedeleted",
+        ):
+            return Response(400, error_body(f"Invalid $expand: {expand}.", "ArgumentException"))
+        value = []
+        with self._data_lock:
+            for reference in sorted(self.known_fields):
+                name, kind = self.custom_fields.get(
+                    reference, (FIELD_NAMES.get(reference, reference), _field_type(reference))
+                )
+                value.append(
+                    {
+                        "name": name,
+                        "referenceName": reference,
+                        "type": kind,
+                        "usage": "workItem",
+                        "readOnly": reference.startswith("System.")
+                        and reference not in ("System.Title", "System.State"),
+                        "canSortBy": True,
+                        "isQueryable": True,
+                        "supportedOperations": [],
+                        "isIdentity": reference in self.identity_fields,
+                        "isPicklist": False,
+                        "isPicklistSuggested": False,
+                        "url": f"{self.organization_url}/_apis/wit/fields/{reference}",
+                    }
+                )
+        return Response(200, {"count": len(value), "value": value})
+
+
+def _field_type(reference: str) -> str:
+    """A standard field's type in the field list."""
+    if reference in IDENTITY_FIELDS:
+        return "identity"
+    if reference in DATE_FIELDS:
+        return "dateTime"
+    if reference in INT_FIELDS:
+        return "integer"
+    if reference in NUMBER_FIELDS:
+        return "double"
+    if reference in ("System.AreaPath", "System.IterationPath"):
+        return "treePath"
+    if reference in ("System.Description", "Microsoft.VSTS.Common.AcceptanceCriteria"):
+        return "html"
+    return "string"

@@ -48,7 +48,13 @@ DATE_FIELDS = frozenset(
     }
 )
 INT_FIELDS = frozenset(
-    {"System.Id", "System.Rev", "System.Parent", "Microsoft.VSTS.Common.Priority"}
+    {
+        "System.Id",
+        "System.Rev",
+        "System.Parent",
+        "System.IterationId",
+        "Microsoft.VSTS.Common.Priority",
+    }
 )
 NUMBER_FIELDS = frozenset(
     {
@@ -72,6 +78,7 @@ STRING_FIELDS = frozenset(
         "Microsoft.VSTS.Common.AcceptanceCriteria",
         "Microsoft.VSTS.CMMI.Blocked",
         "Microsoft.VSTS.Common.ValueArea",
+        "Microsoft.VSTS.Common.Severity",
     }
 )
 #: Identity fields: the service answers them as IdentityRef objects (`isIdentity` in the fields
@@ -93,6 +100,7 @@ FIELD_NAMES: dict[str, str] = {
     "System.TeamProject": "Team Project",
     "System.AreaPath": "Area Path",
     "System.IterationPath": "Iteration Path",
+    "System.IterationId": "Iteration ID",
     "System.WorkItemType": "Work Item Type",
     "System.Description": "Description",
     "System.Tags": "Tags",
@@ -110,6 +118,7 @@ FIELD_NAMES: dict[str, str] = {
     "Microsoft.VSTS.Common.Priority": "Priority",
     "Microsoft.VSTS.Common.AcceptanceCriteria": "Acceptance Criteria",
     "Microsoft.VSTS.Common.ValueArea": "Value Area",
+    "Microsoft.VSTS.Common.Severity": "Severity",
     "Microsoft.VSTS.Scheduling.StoryPoints": "Story Points",
     "Microsoft.VSTS.Scheduling.Effort": "Effort",
     "Microsoft.VSTS.Scheduling.Size": "Size",

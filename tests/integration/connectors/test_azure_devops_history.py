@@ -153,7 +153,8 @@ async def test_a_flow_before_the_first_sync_gives_history_times_and_the_metrics_
             "SELECT field, to_value FROM work_item_history WHERE change_id = $1", f"{s}.1"
         )
     )
-    assert creation == {"status": "New", "sprint": "My Project", "priority": "2"}
+    # the project's root iteration is no sprint: nothing to record at creation
+    assert creation == {"status": "New", "priority": "2"}
     # no e-mail address anywhere in the history (the identities' uniqueName is one)
     dumped = await pool.fetchval("SELECT string_agg(h::text, ' ') FROM work_item_history h")
     assert "@" not in dumped and "example.com" not in dumped
@@ -250,8 +251,8 @@ async def test_a_budget_smaller_than_the_backlog_completes_over_runs_and_resumes
         assert runs < 20
     assert faulted and runs > 3
     assert max(spent) <= 5  # never more than the budget
-    # every story: creation (status, sprint, priority), Active, Closed; nothing twice
-    assert await pool.fetchval("SELECT count(*) FROM work_item_history") == 5 * count
+    # every story: creation (status, priority), Active, Closed; nothing twice
+    assert await pool.fetchval("SELECT count(*) FROM work_item_history") == 4 * count
     times = {
         r["external_id"]: (r["started_at"], r["completed_at"], r["time_basis"])
         for r in await pool.fetch(
@@ -380,10 +381,9 @@ async def test_moves_between_sprints_and_parents_and_points_are_history(
     s = str(story)
     assert got == [
         (f"{s}.1", "parent", None, f"{site}/{epic}"),
-        (f"{s}.1", "sprint", None, "My Project"),
         (f"{s}.1", "story_points", None, "3"),
         (f"{s}.2", "parent", f"{site}/{epic}", f"{site}/{feature}"),
-        (f"{s}.2", "sprint", "My Project", "My Project\\Sprint 1"),
+        (f"{s}.2", "sprint", None, "My Project\\Sprint 1"),  # from the root: from none
         (f"{s}.3", "priority", None, "1"),
         (f"{s}.3", "story_points", "3", "5"),
         (f"{s}.4", "assignee", None, "Ada Lovelace"),
