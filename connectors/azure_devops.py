@@ -1143,13 +1143,10 @@ class AzureDevOpsConnector:
         known = await self._call("field list", call, project)
         resolved, unknown = resolve_extra_fields(wanted, known)
         for name in unknown:
-            log_event(
-                log,
-                "azure_devops.extra_field_unknown",
-                logging.WARNING,
-                name=name,
-                hint="extra_fields names no field of this organization (by display or "
-                "reference name): it is left out",
+            self.ctx.on_warning(
+                "extra_field_unknown",
+                f"extra_fields: {name!r} names no field of this organization (by display or"
+                " reference name); it is left out of work_items.fields",
             )
         self._extras = resolved
         for extra in resolved:

@@ -283,6 +283,9 @@ class ConnectorContext:
     # what the connector learns of its credential's expiry (gauge, status, warnings ahead)
     on_credential: Callable[[CredentialExpiry], None] = lambda expiry: None
     vault: GrantVault | None = None  # OAuth grants with rotating refresh tokens
+    # a problem the run goes on past (an `extra_fields` name that no longer resolves): a stable
+    # code and one plain sentence, never a secret; logged, and kept as a `sync_warning` row
+    on_warning: Callable[[str, str], None] = lambda code, message: None
 
     def bearer(self) -> SecretStr:
         """The resolved token of a token-authenticated config."""

@@ -69,6 +69,7 @@ def build(
     sleep_cap: float = 120.0,
     on_credential: Callable[[CredentialExpiry], None] | None = None,
     vault: GrantVault | None = None,
+    on_warning: Callable[[str, str], None] | None = None,
 ) -> Connector:
     """Resolve the token when the config uses one (registered for redaction at once; every
     secret the connector resolves or mints later is registered through `on_secret`), make the
@@ -91,6 +92,8 @@ def build(
         ctx = replace(ctx, on_wait=on_wait)
     if on_credential is not None:
         ctx = replace(ctx, on_credential=on_credential)
+    if on_warning is not None:
+        ctx = replace(ctx, on_warning=on_warning)
     try:
         ctx.cache_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -120,6 +123,7 @@ def open_connector(
     loader: ConnectorLoader = registry.load,
     on_credential: Callable[[CredentialExpiry], None] | None = None,
     grants_db: vault.Connect | None = None,
+    on_warning: Callable[[str, str], None] | None = None,
 ) -> tuple[Connector, ConnectorConfig]:
     """The connector for one sync run, and its validated config; rate-limit waits are logged
     and counted, what it learns of its credential's expiry goes to `on_credential`.
@@ -147,6 +151,7 @@ def open_connector(
         on_wait=on_wait,
         on_credential=on_credential,
         vault=grant_vault(grants_db, integration_id, settings),
+        on_warning=on_warning,
     )
     return connector, config
 

@@ -334,6 +334,7 @@ class _Run:
     started: float = field(default_factory=time.monotonic)
     swept: bool = False
     cursor: dict[str, datetime] = field(default_factory=dict)  # committed marks, in-scope only
+    warnings: dict[tuple[str, str], None] = field(default_factory=dict)  # the connector's, once
 
     @property
     def deadline(self) -> float:
@@ -362,6 +363,7 @@ class _Run:
                 loader=loader,
                 on_credential=seen,
                 grants_db=grants_db,  # its own connection: the run's is busy between pages
+                on_warning=self._warn,
             )
             seen.saw(config)
             scopes = await connector.scopes()
@@ -417,6 +419,16 @@ class _Run:
         await credentials.record(
             self.conn, self.integration, seen, succeeded=self.result.outcome == "succeeded"
         )
+        if self.warnings:
+            await store.log_warnings(
+                self.conn, self.integration.team_id, list(self.warnings), self.fields
+            )
+
+    def _warn(self, code: str, message: str) -> None:
+        message = redact.scrub(message)
+        if (code, message) not in self.warnings:
+            self.warnings[(code, message)] = None
+            log.warning("sync_warning", **self.fields, code=code, warning=message)
 
     async def _narrow(self, scopes: list[str]) -> None:
         """What the config no longer covers: its rows are marked out of scope (an activity row

@@ -558,6 +558,37 @@ async def log_activities(
     )
 
 
+# The same warning of an integration is kept once a day: a field that stays unresolved would
+# otherwise add a row to every run.
+_WARNINGS = """
+INSERT INTO activity_logs (team_id, event_type, message, metadata)
+SELECT $1, 'sync_warning', w.message, $4::jsonb || jsonb_build_object('code', w.code)
+FROM unnest($2::text[], $3::text[]) AS w(code, message)
+WHERE NOT EXISTS (
+    SELECT 1 FROM activity_logs a
+    WHERE a.team_id = $1 AND a.created_at > now() - interval '1 day'
+      AND a.event_type = 'sync_warning' AND a.message = w.message
+      AND a.metadata->>'integration_id' = $4::jsonb->>'integration_id'
+)
+"""
+
+
+async def log_warnings(
+    conn: asyncpg.Connection,
+    team_id: uuid.UUID,
+    warnings: Sequence[tuple[str, str]],
+    fields: Mapping[str, Any],
+) -> None:
+    """`sync_warning` rows for a connector's (code, message) pairs not recorded in a day."""
+    await conn.execute(
+        _WARNINGS,
+        team_id,
+        [code for code, _ in warnings],
+        [sanitize.clean_text(message) for _, message in warnings],
+        sanitize.clean_json(dict(fields)),
+    )
+
+
 def cursor_to_json(cursor: Mapping[str, datetime]) -> dict[str, str]:
     return {scope: at.isoformat() for scope, at in cursor.items()}
 

@@ -439,8 +439,18 @@ async def test_extra_fields_by_display_or_reference_name(
     assert len(sandbox.requests_to("/_apis/wit/fields", "GET")) == 1
     asked = sandbox.requests_to("/workItemsBatch")[0].json()["fields"]
     assert {"Microsoft.VSTS.Common.Severity", "Custom.Team", "Custom.Reviewer"} <= set(asked)
-    warned = [r for r in caplog.records if r.getMessage() == "azure_devops.extra_field_unknown"]
-    assert [r.fields["name"] for r in warned] == ["No Such Field"]  # type: ignore[attr-defined]
+    # the name that resolves to nothing: a warning in the log and one activity row a day
+    warned = [r for r in caplog.records if r.getMessage() == "sync_warning"]
+    assert [r.fields["code"] for r in warned] == ["extra_field_unknown"]  # type: ignore[attr-defined]
+    await run(pool, integration, settings)
+    rows = await pool.fetch(
+        "SELECT message, metadata->>'code' AS code, metadata->>'integration_id' AS integration"
+        " FROM activity_logs WHERE event_type = 'sync_warning'"
+    )
+    assert [(r["code"], r["integration"]) for r in rows] == [
+        ("extra_field_unknown", str(integration))
+    ]
+    assert "'No Such Field'" in rows[0]["message"]
     await no_email_in_the_model(pool)
 
 
