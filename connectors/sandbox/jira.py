@@ -17,6 +17,15 @@ api.atlassian.com: every route under `/ex/jira/{cloud_id}/…` for `Bearer` toke
 are alive (else 401; another cloudId is a 404), and `/oauth/token/accessible-resources` answered by
 it. At the site's own routes only Basic signs in, so a 3LO token is a 401 there, as on Jira Cloud.
 
+The richer model, in each deployment's own shape: `issuetype` with `subtask` (and Cloud's
+`hierarchyLevel`), `assignee` (Cloud `accountId`, DC `name`/`key`, both with the `emailAddress`
+Jira sends), `parent` (Cloud: every child; DC: sub-tasks, an epic's children carry its key in the
+Epic Link field instead), the Sprint field (`add_sprint`; Cloud objects, DC
+`…Sprint@…[id=…,…]` strings), custom fields a test adds (`add_field`, values in
+`SandboxIssue.custom`). Moving an issue to another parent or sprint (`update_issue(parent=…,
+sprint=…)`) bumps `updated` and writes a changelog history, as Jira does. JQL's `key in (…)`
+naming no issue is Jira's 400, unless DC's search is sent `validateQuery=false`.
+
 Fault knobs for what Jira itself should never send but a client must not trust blindly:
 `corrupt_issue()` serves chosen keys of one issue instead of the real ones (a garbage `updated`,
 a wrong-typed field), without changing where it sorts; `answer_short()` cuts search answers short
