@@ -368,6 +368,44 @@ async def test_an_epic_link_that_resolves_to_nothing_leaves_the_child_without_pa
         assert [r.fields["keys"] for r in warned] == ["ABC-999"]  # type: ignore[attr-defined]
 
 
+async def test_a_sub_task_names_its_parent_in_the_parent_field_on_both_deployments(
+    pool: asyncpg.Pool, jira: JiraSandbox, settings: Settings
+) -> None:
+    story = jira.add_issue("ABC", "Story", updated=T0)
+    sub = jira.add_issue("ABC", "Sub", issuetype="Sub-task", parent=story.key, updated=T0 + M)
+    integration = await integration_of(pool, jira)
+
+    await run(pool, integration, settings)
+
+    row = (await model_rows(pool))[jira.external_id(sub)]
+    assert (row["parent"], row["item_type"], row["item_type_name"]) == (
+        jira.external_id(story),
+        "sub_task",
+        "Sub-task",
+    )
+    assert not key_searches(jira)  # an id, no key to resolve
+
+
+async def test_a_long_jql_sent_as_a_post_body_asks_for_the_same_fields(
+    pool: asyncpg.Pool, jira: JiraSandbox, settings: Settings
+) -> None:
+    epic, *children = epic_and_children(jira, children_first=True)
+    long_jql = 'project = ABC AND summary !~ "' + "x" * 1600 + '"'
+    integration = await integration_of(pool, jira, jql=long_jql, projects=None)
+
+    await run(pool, integration, settings)
+
+    posts = [r for r in jira.requests_to("/search", "POST") if "summary !~" in r.json()["jql"]]
+    assert posts and not [r for r in jira.requests_to("/search", "GET") if "!~" in str(r.query)]
+    wanted = {"parent", SPRINT_FIELD, "issuetype", "labels", "assignee"}
+    if is_dc(jira):
+        wanted.add(EPIC_LINK_FIELD)
+    assert all(wanted <= set(r.json()["fields"]) for r in posts)
+    rows = await model_rows(pool)
+    assert {rows[jira.external_id(c)]["parent"] for c in children} == {jira.external_id(epic)}
+    assert len(await memberships(pool)) == 3
+
+
 async def test_oauth_through_the_gateway_carries_the_richer_model(
     pool: asyncpg.Pool, tmp_path: Path
 ) -> None:
