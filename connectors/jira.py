@@ -676,7 +676,7 @@ def field_by_schema(fields: Sequence[Mapping[str, Any]], custom: str, name: str)
 
 
 def richer_model(
-    f: Mapping[str, Any], *, site: str, fields: FieldIds, epic_ids: Mapping[str, str]
+    f: Mapping[str, Any], *, site: str, fields: FieldIds, epic_ids: Mapping[str, str | None]
 ) -> dict[str, Any]:
     """The richer-model fields of a WorkItem from an issue's `fields` (connectors.jira_model):
     parent (the `parent` field's id, else the Epic Link key through `epic_ids`), item type,
@@ -711,9 +711,10 @@ def map_issue(
     base_url: str,
     fields: FieldIds,
     overrides: Mapping[str, Status],
-    epic_ids: Mapping[str, str] | None = None,
+    epic_ids: Mapping[str, str | None] | None = None,
 ) -> WorkItem:
-    """One search result (`{"id","key","fields":{…}}`) as a WorkItem."""
+    """One search result (`{"id","key","fields":{…}}`) as a WorkItem. `epic_ids`: Data Center
+    Epic Link keys -> the epic's id (None: the key names no issue)."""
     f = raw.get("fields") or {}
     key = str(raw.get("key") or "")
     status = f.get("status") or {}
@@ -1873,7 +1874,7 @@ class JiraConnector:
                     base_url=self.config.url,
                     fields=fields,
                     overrides=self.config.status_map,
-                    epic_ids={k: v for k, v in self._epic_ids.items() if v is not None},
+                    epic_ids=self._epic_ids,
                 )
             except (KeyError, TypeError, ValueError, AttributeError, OverflowError) as exc:
                 problem = f"{type(exc).__name__}: {exc}"  # a shape shape_problem does not know
