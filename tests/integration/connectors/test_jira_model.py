@@ -323,7 +323,7 @@ async def test_extra_fields_are_simplified_and_an_unknown_name_is_a_warning(
     names = ["Team", "customfield_10043", "effort", "Areas", "Contact", "No Such Field"]
     integration = await integration_of(pool, jira, extra_fields=names)
 
-    with caplog.at_level(logging.WARNING):
+    with caplog.at_level(logging.DEBUG):
         await run(pool, integration, settings)
 
     rows = await model_rows(pool)
@@ -339,6 +339,8 @@ async def test_extra_fields_are_simplified_and_an_unknown_name_is_a_warning(
     )
     warned = [r for r in caplog.records if r.getMessage() == "jira_extra_field_unknown"]
     assert [r.fields["field"] for r in warned] == ["No Such Field"]  # type: ignore[attr-defined]
+    logged = caplog.text + " ".join(str(getattr(r, "fields", "")) for r in caplog.records)
+    assert PLANTED_TOKEN not in logged and "@example.com" not in logged
     for search in jira.requests_to("/search"):  # the listing asked for them, by id
         if search.method == "GET" and "key in" not in search.query["jql"][0]:
             asked = {f for v in search.query.get("fields", []) for f in v.split(",")}
