@@ -1453,7 +1453,9 @@ class JiraConnector:
         `key in (…)` with `validateQuery=false` (a key since deleted is then left out instead of
         failing the query with a 400). A key that resolves to no issue (the epic was deleted,
         or this account cannot browse it) is remembered for the run, not on disk: its children
-        land without a parent, a warning names it once, and the next run asks again."""
+        land without a parent, a warning names it once, and the next run asks again. A search
+        Jira refuses all the same (400) is a warning too, never a failed run: this run's
+        children of those keys land without their parent, the next run asks again."""
         if run.fields.epic_link is None:
             return
         if not self._epic_cache_read:
@@ -1468,13 +1470,24 @@ class JiraConnector:
         asked = sorted(wanted)
         jql = f"key in ({', '.join(jql_quote(k) for k in asked)})"
         window = self.config.max_result_window
-        page = await self._call(
-            "resolving Epic Link keys",
-            lambda: server_page(
-                run.client, jql, None, len(asked), ["key"], window=window, validate=False
-            ),
-        )
-        self._know_epics(page.issues, every=True)
+        refused: list[str] = []
+
+        def lookup() -> SearchPage | None:
+            try:
+                return server_page(
+                    run.client, jql, None, len(asked), ["key"], window=window, validate=False
+                )
+            except JIRAError as exc:
+                if exc.status_code != 400:
+                    raise
+                refused.append(_jira_said(exc))  # the parents wait; the items still land
+                return None
+
+        page = await self._call("resolving Epic Link keys", lookup)
+        if page is not None:
+            self._know_epics(page.issues, every=True)
+        else:
+            log_event(log, "jira_epic_link_lookup_refused", logging.WARNING, said=refused[0][:300])
         gone = [k for k in asked if k not in self._epic_ids]
         for key in gone:
             self._epic_ids[key] = None

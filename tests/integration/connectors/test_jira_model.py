@@ -29,6 +29,7 @@ from connectors.jira_model import (
     simple_value,
     sprints_of,
 )
+from connectors.sandbox.base import Request
 from connectors.sandbox.jira import (
     EPIC_LINK_FIELD,
     SPRINT_FIELD,
@@ -428,6 +429,37 @@ async def test_oauth_through_the_gateway_carries_the_richer_model(
         assert searches and all(r.path.startswith("/ex/jira/") for r in searches)
         assert all({"parent", SPRINT_FIELD} <= set(r.query["fields"]) for r in searches)
         await assert_no_email(pool)
+
+
+async def test_a_key_search_jira_refuses_is_a_warning_and_the_items_still_land(
+    pool: asyncpg.Pool, settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    with checked(JiraDataCenterSandbox(token=PLANTED_TOKEN)) as jira:
+        epic, *children = epic_and_children(jira, children_first=True)
+        said = "An issue with key 'ABC-1' does not exist for field 'key'."
+
+        def refuse_key_searches(request: Request) -> None:
+            if "key in" in str(request.query.get("jql")):
+                jira.fail_next("400_json", body={"errorMessages": [said], "errors": {}})
+
+        jira.between_requests = refuse_key_searches
+        integration = await integration_of(pool, jira)
+
+        with caplog.at_level(logging.WARNING):
+            first = await run(pool, integration, settings)
+
+        assert first.created == 4
+        rows = await model_rows(pool)
+        assert {rows[jira.external_id(c)]["parent_external_id"] for c in children} == {None}
+        warned = [r for r in caplog.records if r.getMessage() == "jira_epic_link_lookup_refused"]
+        assert [r.fields["said"] for r in warned] == [said]  # type: ignore[attr-defined]
+
+        jira.between_requests = None
+        jira.update_issue(children[0].id, at=T0 + 2 * H, summary="touched")
+        await run(pool, integration, settings)  # the epic is known by now: linked, no search
+        rows = await model_rows(pool)
+        assert rows[jira.external_id(children[0])]["parent"] == jira.external_id(epic)
+        assert len(key_searches(jira)) == 1
 
 
 def test_the_sandbox_refuses_a_key_that_names_nothing_unless_validation_is_off() -> None:
