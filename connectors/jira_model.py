@@ -51,13 +51,13 @@ SPRINT_KEYS = (
 )  # fmt: skip
 _SPRINT_STRING = re.compile(r"^[\w.$]*Sprint@[0-9a-fA-F]*\[(?P<body>.*)\]$", re.DOTALL)
 _SPRINT_SPLIT = re.compile(r"(?:^|,)(" + "|".join(SPRINT_KEYS) + r")=")
-_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
-_ISSUE_KEY = re.compile(r"^[A-Za-z][A-Za-z0-9_]*-[0-9]+$")
-_DIGITS = re.compile(r"^[0-9]+$")
+_EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")  # fullmatch: a whole value that is one
+_ISSUE_KEY = re.compile(r"[A-Za-z][A-Za-z0-9_]*-[0-9]+")
+_DIGITS = re.compile(r"[0-9]+")
 
 
 def is_email(value: object) -> bool:
-    return isinstance(value, str) and bool(_EMAIL.match(value.strip()))
+    return isinstance(value, str) and bool(_EMAIL.fullmatch(value.strip()))
 
 
 def scrub_emails(value: Any) -> Any:
@@ -128,14 +128,14 @@ def parent_id_of(parent: object) -> str | None:
     value = parent.get("id")
     if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
         return str(value)
-    if isinstance(value, str) and _DIGITS.match(value):
+    if isinstance(value, str) and _DIGITS.fullmatch(value):
         return value
     return None
 
 
 def epic_key_of(value: object) -> str | None:
     """The epic's key an Epic Link value names (a string such as `ABC-12`), else None."""
-    if isinstance(value, str) and _ISSUE_KEY.match(value.strip()):
+    if isinstance(value, str) and _ISSUE_KEY.fullmatch(value.strip()):
         return value.strip().upper()
     return None
 
@@ -193,7 +193,7 @@ def _sprint(fields: Mapping[str, Any], site: str) -> Sprint | None:
     if isinstance(sprint_id, bool) or not isinstance(sprint_id, int | str):
         return None
     sprint_id = str(sprint_id).strip()
-    if not _DIGITS.match(sprint_id):
+    if not _DIGITS.fullmatch(sprint_id):
         return None
     name = _text(fields.get("name")) or sprint_id
     state = SPRINT_STATES.get(str(fields.get("state") or "").strip().casefold())

@@ -24,7 +24,9 @@ import requests
 
 from connectors.base import Sprint
 from connectors.jira_model import (
+    epic_key_of,
     item_type_of,
+    parent_id_of,
     parse_sprint_string,
     simple_value,
     sprints_of,
@@ -527,3 +529,13 @@ def test_custom_values_never_keep_an_address() -> None:
     assert simple_value({"name": "1.0", "self": "u", "released": True}) == "1.0"  # a version
     nested = {"team": {"emailAddress": "v@w.example", "displayName": "V"}, "n": 1, "self": "u"}
     assert simple_value(nested) == {"team": "V", "n": 1}  # a user inside: its name
+
+
+def test_a_parent_or_epic_link_of_another_shape_is_no_parent() -> None:
+    assert parent_id_of({"id": "10001", "key": "ABC-1"}) == "10001"
+    assert parent_id_of({"id": 10001}) == "10001"
+    for odd in ({"id": "10001\n"}, {"id": "-1"}, {"id": True}, {"key": "ABC-1"}, "10001", None):
+        assert parent_id_of(odd) is None, odd
+    assert epic_key_of(" abc-12 ") == "ABC-12"
+    for odd in ("ABC-12\n-3", "12", "ABC", {"key": "ABC-1"}, "ABC-1 OR project = X"):
+        assert epic_key_of(odd) is None, odd
