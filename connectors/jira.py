@@ -106,6 +106,19 @@ from connectors.jira_history import (
     history_entries,
     status_names,
 )
+from connectors.jira_model import (
+    EPIC_LINK_SCHEMA,
+    SPRINT_SCHEMA,
+    assignees_of,
+    epic_key_of,
+    epic_keys,
+    item_type_of,
+    labels_of,
+    parent_id_of,
+    scrub_emails,
+    simple_value,
+    sprints_of,
+)
 from connectors.jira_oauth import (
     REAUTHORIZE,
     AtlassianOAuth,
@@ -151,6 +164,7 @@ BASE_FIELDS = (
     "project",
     "assignee",
     "labels",
+    "parent",
 )
 
 CANCELLED_RESOLUTIONS = frozenset(
@@ -215,6 +229,8 @@ class JiraConfig(ConnectorConfig):
     projects: list[str] | None = None
     story_points_field: str | None = None
     acceptance_criteria_field: str | None = None
+    #: custom fields kept in work_items.fields, by name ("Team") or id ("customfield_10042")
+    extra_fields: list[str] = Field(default_factory=list)
     page_size: int = Field(100, ge=1, le=100)
     # Cloud defaults to 3; Data Center has REST v2 only
     rest_api_version: Literal["2", "3"] | None = None
@@ -299,6 +315,21 @@ class JiraConfig(ConnectorConfig):
         if not value or _has_control_chars(value):
             raise ValueError("a field id such as customfield_10016 or its name")
         return value
+
+    @field_validator("extra_fields")
+    @classmethod
+    def _extra_fields(cls, value: list[str]) -> list[str]:
+        names: list[str] = []
+        for raw in value:
+            name = raw.strip()
+            if not name or _has_control_chars(name):
+                raise ValueError(
+                    "extra_fields: each is a field id such as customfield_10042 or "
+                    "its name, without control characters"
+                )
+            if name not in names:
+                names.append(name)
+        return names
 
     @model_validator(mode="after")
     def _one_scope(self) -> JiraConfig:
@@ -603,14 +634,20 @@ class FieldIds:
     acceptance_criteria: str | None = None
     flagged: str | None = None
     story_points_name: str | None = None  # how a changelog names the story points field
-    sprint: str | None = None  # read in changelogs only
+    sprint: str | None = None  # the Sprint field (and how changelogs name it)
+    epic_link: str | None = None  # Data Center's Epic Link (an epic's children name its key)
+    extra: tuple[tuple[str, str], ...] = ()  # extra_fields: (the admin's name, the field id)
 
     def tracked(self) -> TrackedFields:
         return TrackedFields(self.story_points, self.story_points_name, self.sprint)
 
     def search_fields(self) -> list[str]:
-        extra = [f for f in (self.story_points, self.acceptance_criteria, self.flagged) if f]
-        return [*BASE_FIELDS, *(f for f in extra if f not in BASE_FIELDS)]
+        extra = [
+            *(self.story_points, self.acceptance_criteria, self.flagged),
+            *(self.sprint, self.epic_link),
+            *(field_id for _, field_id in self.extra),
+        ]
+        return [*BASE_FIELDS, *dict.fromkeys(f for f in extra if f and f not in BASE_FIELDS)]
 
 
 def resolve_field(fields: Sequence[Mapping[str, Any]], wanted: str) -> str | None:
@@ -628,6 +665,45 @@ def resolve_field(fields: Sequence[Mapping[str, Any]], wanted: str) -> str | Non
     return None
 
 
+def field_by_schema(fields: Sequence[Mapping[str, Any]], custom: str, name: str) -> str | None:
+    """The id of the field whose `schema.custom` is `custom` (Jira Software's plugin key, the
+    same whatever the admin renamed it to), else of the field named `name`."""
+    for f in fields:
+        schema = f.get("schema")
+        if isinstance(schema, Mapping) and schema.get("custom") == custom:
+            return str(f["id"])
+    return resolve_field(fields, name)
+
+
+def richer_model(
+    f: Mapping[str, Any], *, site: str, fields: FieldIds, epic_ids: Mapping[str, str | None]
+) -> dict[str, Any]:
+    """The richer-model fields of a WorkItem from an issue's `fields` (connectors.jira_model):
+    parent (the `parent` field's id, else the Epic Link key through `epic_ids`), item type,
+    labels, assignee, sprints and the admin's extra_fields."""
+    parent = parent_id_of(f.get("parent"))
+    if parent is None and fields.epic_link is not None:
+        key = epic_key_of(f.get(fields.epic_link))
+        parent = epic_ids.get(key) if key is not None else None
+    item_type, type_name = item_type_of(f.get("issuetype"))
+    return {
+        "parent_external_id": f"{site}/{parent}" if parent is not None else None,
+        "item_type": item_type,
+        "item_type_name": type_name,
+        "labels": labels_of(f.get("labels")),
+        "assignees": assignees_of(f.get("assignee")),
+        "sprints": sprints_of(f.get(fields.sprint), site) if fields.sprint else (),
+        "custom_fields": {name: custom_value(f.get(fid)) for name, fid in fields.extra},
+    }
+
+
+def custom_value(value: Any) -> Any:
+    """An extra field's value as plain JSON (jira_model.simple_value; rich text as its text)."""
+    if isinstance(value, Mapping) and value.get("type") == "doc":
+        return rich_text(value)
+    return simple_value(value)
+
+
 def map_issue(
     raw: Mapping[str, Any],
     *,
@@ -635,8 +711,10 @@ def map_issue(
     base_url: str,
     fields: FieldIds,
     overrides: Mapping[str, Status],
+    epic_ids: Mapping[str, str | None] | None = None,
 ) -> WorkItem:
-    """One search result (`{"id","key","fields":{…}}`) as a WorkItem."""
+    """One search result (`{"id","key","fields":{…}}`) as a WorkItem. `epic_ids`: Data Center
+    Epic Link keys -> the epic's id (None: the key names no issue)."""
     f = raw.get("fields") or {}
     key = str(raw.get("key") or "")
     status = f.get("status") or {}
@@ -673,8 +751,9 @@ def map_issue(
         updated_at=updated,
         started_at=None,  # Jira keeps no start time in the issue's fields
         completed_at=completed,
-        raw=raw,
+        raw=scrub_emails(raw),  # external_data: Jira's user objects carry e-mail addresses
         scope=SCOPE,
+        **richer_model(f, site=site, fields=fields, epic_ids=epic_ids or {}),
     )
 
 
@@ -944,6 +1023,7 @@ class _Jira(JIRA):
         size: int,
         fields: Sequence[str],
         expand: str | None = None,
+        validate: bool = True,
     ) -> Any:
         """`POST /rest/api/2/search` (Jira Data Center) with the keys of the Server
         `SearchRequest` only; the SDK's own POST sends `"expand": null`."""
@@ -953,7 +1033,7 @@ class _Jira(JIRA):
             "startAt": start,
             "maxResults": size,
             "fields": [cache.get(f, f) for f in fields],
-            "validateQuery": True,
+            "validateQuery": validate,
         }
         if expand:
             body["expand"] = expand.split(",")  # a list in the Server SearchRequest
@@ -1035,6 +1115,10 @@ class JiraConnector:
         # most once a run, when a changelog names a status no issue showed)
         self._categories: dict[str, str | None] = {}
         self._statuses_listed = False
+        # Data Center Epic Link keys -> the epic's issue id (None: resolves to no issue), learnt
+        # from the issues read and one batched `key in (…)` search per page for the others
+        self._epic_ids: dict[str, str | None] = {}
+        self._epic_cache_read = False
         # OAuth 2.0 (3LO): the access token (renewed through the vault), the site's cloudId
         # (found once), and the bearer the SDK client sends now
         self._tokens: AtlassianTokens | None = None
@@ -1090,6 +1174,7 @@ class JiraConnector:
         )
         async for answer, advance in walk:
             await self._learn_statuses(run.client, answer.raws)
+            await self._learn_epics(run, answer.raws)
             yield progress.page(answer, advance=advance)
 
     async def _keyset(
@@ -1360,6 +1445,96 @@ class JiraConnector:
             current_status=status.get("name") if isinstance(status.get("name"), str) else None,
         )
 
+    async def _learn_epics(self, run: _Run, raws: Sequence[Any]) -> None:
+        """Know the issue id of every epic key these issues' Epic Link names (Data Center).
+        Known without a request: epics read this run (this page's too), and keys resolved
+        before (a file in cache_dir: Jira never gives a key to another issue, a moved or
+        renamed one keeps answering to its old key). The others are asked in ONE search,
+        `key in (…)` with `validateQuery=false` (a key since deleted is then left out instead of
+        failing the query with a 400). A key that resolves to no issue (the epic was deleted,
+        or this account cannot browse it) is remembered for the run, not on disk: its children
+        land without a parent, a warning names it once, and the next run asks again. A search
+        Jira refuses all the same (400) is a warning too, never a failed run: this run's
+        children of those keys land without their parent, the next run asks again."""
+        if run.fields.epic_link is None:
+            return
+        if not self._epic_cache_read:
+            self._epic_cache_read = True
+            self._epic_ids.update(self._cached_epics())
+        learnt = self._know_epics(raws)
+        wanted = epic_keys(raws, run.fields.epic_link) - self._epic_ids.keys()
+        if not wanted:
+            if learnt:
+                self._cache_epics()
+            return
+        asked = sorted(wanted)
+        jql = f"key in ({', '.join(jql_quote(k) for k in asked)})"
+        window = self.config.max_result_window
+        refused: list[str] = []
+
+        def lookup() -> SearchPage | None:
+            try:
+                return server_page(
+                    run.client, jql, None, len(asked), ["key"], window=window, validate=False
+                )
+            except JIRAError as exc:
+                if exc.status_code != 400:
+                    raise
+                refused.append(_jira_said(exc))  # the parents wait; the items still land
+                return None
+
+        page = await self._call("resolving Epic Link keys", lookup)
+        if page is not None:
+            self._know_epics(page.issues, every=True)
+        else:
+            log_event(log, "jira_epic_link_lookup_refused", logging.WARNING, said=refused[0][:300])
+        gone = [k for k in asked if k not in self._epic_ids]
+        for key in gone:
+            self._epic_ids[key] = None
+        if gone:
+            log_event(log, "jira_epic_link_unresolved", logging.WARNING, keys=", ".join(gone[:20]))
+        self._cache_epics()
+
+    def _know_epics(self, raws: Sequence[Any], *, every: bool = False) -> bool:
+        """Remember the key -> id of these issues that are epics (of all of them with
+        `every`: the answer of the key search); whether one was new."""
+        learnt = False
+        for raw in raws:
+            key = raw.get("key") if isinstance(raw, Mapping) else None
+            issue_id = issue_id_of(raw)
+            if not isinstance(key, str) or issue_id is None:
+                continue
+            f = raw.get("fields")
+            kind = item_type_of(f.get("issuetype"))[0] if isinstance(f, Mapping) else None
+            if (every or kind == "epic") and self._epic_ids.get(key.upper()) != issue_id:
+                self._epic_ids[key.upper()] = issue_id
+                learnt = True
+        return learnt
+
+    def _epic_cache(self) -> Path:
+        digest = hashlib.sha256(self._site.encode()).hexdigest()[:16]
+        return self._ctx.cache_dir / f"epic-keys-{digest}.json"
+
+    def _cached_epics(self) -> dict[str, str]:
+        try:
+            loaded = json.loads(self._epic_cache().read_text())
+        except (OSError, ValueError):
+            return {}
+        if not isinstance(loaded, dict):
+            return {}
+        return {
+            k: v
+            for k, v in loaded.items()
+            if epic_key_of(k) == k and isinstance(v, str) and issue_id_of({"id": v}) == v
+        }
+
+    def _cache_epics(self) -> None:
+        known = {k: v for k, v in self._epic_ids.items() if v is not None}
+        try:
+            self._epic_cache().write_text(json.dumps(known))
+        except OSError as exc:  # a cache only: the next run asks again
+            log_event(log, "jira_epic_cache_unwritable", logging.WARNING, error=exc.strerror)
+
     def _status_of(self, name: str | None, resolution: str | None) -> Status:
         """A status name of a changelog through the connector's mapping (its category from the
         issues seen and `GET status`)."""
@@ -1574,7 +1749,12 @@ class JiraConnector:
             story_points_name=next(
                 (str(f.get("name")) for f in site_fields if points and f["id"] == points), None
             ),
-            sprint=resolve_field(site_fields, "Sprint"),
+            sprint=field_by_schema(site_fields, SPRINT_SCHEMA, "Sprint"),
+            # Cloud's `parent` covers epics' children too; Data Center's children name the epic
+            epic_link=field_by_schema(site_fields, EPIC_LINK_SCHEMA, "Epic Link")
+            if self._server
+            else None,
+            extra=self._extra_fields(site_fields),
         )
         # The SDK fetches GET /field again on its first search to translate field names; hand it
         # the same list so a run costs one request (the mapping it builds, from clauseNames).
@@ -1582,6 +1762,28 @@ class JiraConnector:
             str(name): str(f["id"]) for f in site_fields for name in f.get("clauseNames") or ()
         }
         return self._fields
+
+    def _extra_fields(
+        self, site_fields: Sequence[Mapping[str, Any]]
+    ) -> tuple[tuple[str, str], ...]:
+        """extra_fields as (the admin's name, field id). One that names no field of the site is
+        a warning (logged once a run: connectors have no activity row of their own) and the
+        sync goes on without it: a field renamed or deleted by a Jira admin must not stop it."""
+        found: list[tuple[str, str]] = []
+        for name in self.config.extra_fields:
+            field_id = resolve_field(site_fields, name)
+            if field_id is None:
+                log_event(
+                    log,
+                    "jira_extra_field_unknown",
+                    logging.WARNING,
+                    field=name[:100],
+                    hint="extra_fields: no such field on this site (id or name as GET /field "
+                    "lists it); synced without it",
+                )
+            else:
+                found.append((name, field_id))
+        return tuple(found)
 
     def _configured_field(self, site_fields: Sequence[Mapping[str, Any]], key: str) -> str | None:
         wanted = getattr(self.config, key)
@@ -1685,6 +1887,7 @@ class JiraConnector:
                     base_url=self.config.url,
                     fields=fields,
                     overrides=self.config.status_map,
+                    epic_ids=self._epic_ids,
                 )
             except (KeyError, TypeError, ValueError, AttributeError, OverflowError) as exc:
                 problem = f"{type(exc).__name__}: {exc}"  # a shape shape_problem does not know

@@ -49,7 +49,13 @@ class SearchClient(Protocol):
         self, jql: str, token: str | None, size: int, fields: Sequence[str], expand: str | None
     ) -> Any: ...
     def search_post(
-        self, jql: str, start: int, size: int, fields: Sequence[str], expand: str | None
+        self,
+        jql: str,
+        start: int,
+        size: int,
+        fields: Sequence[str],
+        expand: str | None,
+        validate: bool = True,
     ) -> Any: ...
 
 
@@ -99,9 +105,12 @@ def server_page(
     *,
     window: int,
     expand: str | None = None,
+    validate: bool = True,
 ) -> SearchPage:
     """One page of the Server search, `GET|POST /rest/api/2/search` (blocking). `token` is the
-    `startAt` to ask for; the page is shrunk so that it ends at the result `window`."""
+    `startAt` to ask for; the page is shrunk so that it ends at the result `window`. `validate`
+    False sends `validateQuery=false`: a value naming nothing (an issue key since deleted) is
+    then no 400."""
     start = int(token) if token else 0
     room = window - start
     if room <= 0:
@@ -114,12 +123,13 @@ def server_page(
         )
     size = min(size, room)
     if len(jql) > LONG_JQL:
-        body = client.search_post(jql, start, size, fields, expand)
+        body = client.search_post(jql, start, size, fields, expand, validate)
     else:
         body = client.search_issues(
             jql,
             startAt=start,
             maxResults=size,
+            validate_query=validate,
             fields=list(fields),  # the SDK rewrites the list in place
             expand=expand,
             json_result=True,  # one raw page, with startAt/maxResults/total

@@ -17,6 +17,15 @@ api.atlassian.com: every route under `/ex/jira/{cloud_id}/…` for `Bearer` toke
 are alive (else 401; another cloudId is a 404), and `/oauth/token/accessible-resources` answered by
 it. At the site's own routes only Basic signs in, so a 3LO token is a 401 there, as on Jira Cloud.
 
+The richer model, in each deployment's own shape: `issuetype` with `subtask` (and Cloud's
+`hierarchyLevel`), `assignee` (Cloud `accountId`, DC `name`/`key`, both with the `emailAddress`
+Jira sends), `parent` (Cloud: every child; DC: sub-tasks, an epic's children carry its key in the
+Epic Link field instead), the Sprint field (`add_sprint`; Cloud objects, DC
+`…Sprint@…[id=…,…]` strings), custom fields a test adds (`add_field`, values in
+`SandboxIssue.custom`). Moving an issue to another parent or sprint (`update_issue(parent=…,
+sprint=…)`) bumps `updated` and writes a changelog history, as Jira does. JQL's `key in (…)`
+naming no issue is Jira's 400, unless DC's search is sent `validateQuery=false`.
+
 Fault knobs for what Jira itself should never send but a client must not trust blindly:
 `corrupt_issue()` serves chosen keys of one issue instead of the real ones (a garbage `updated`,
 a wrong-typed field), without changing where it sorts; `answer_short()` cuts search answers short
@@ -100,12 +109,24 @@ STANDARD_FIELDS: list[tuple[str, str, list[str]]] = [
     ("assignee", "Assignee", ["assignee"]),
     ("labels", "Labels", ["labels"]),
 ]
-CUSTOM_FIELDS: list[tuple[str, str, list[str], str]] = [
-    (STORY_POINTS_FIELD, "Story point estimate", ["Story point estimate"], "number"),
-    (ACCEPTANCE_FIELD, "Acceptance Criteria", ["Acceptance Criteria"], "string"),
-    (FLAGGED_FIELD, "Flagged", ["Flagged", "Flagged[Checkboxes]"], "array"),
-    ("customfield_10020", "Sprint", ["Sprint"], "array"),
+SPRINT_FIELD = "customfield_10020"
+EPIC_LINK_FIELD = "customfield_10101"  # Data Center only: Cloud's epics' children carry `parent`
+GREENHOPPER = "com.pyxis.greenhopper.jira:"
+#: (id, name, JQL names, schema) of the site's custom fields, as GET /field lists them
+CUSTOM_FIELDS: list[tuple[str, str, list[str], dict[str, Any]]] = [
+    (STORY_POINTS_FIELD, "Story point estimate", ["Story point estimate"], {"type": "number"}),
+    (ACCEPTANCE_FIELD, "Acceptance Criteria", ["Acceptance Criteria"], {"type": "string"}),
+    (FLAGGED_FIELD, "Flagged", ["Flagged", "Flagged[Checkboxes]"], {"type": "array"}),
+    (
+        SPRINT_FIELD,
+        "Sprint",
+        ["Sprint"],
+        {"type": "array", "items": "json", "custom": GREENHOPPER + "gh-sprint"},
+    ),
 ]
+#: Issue types that are sub-tasks, and the hierarchy level Jira Cloud gives each type.
+SUBTASK_TYPES = frozenset({"Sub-task", "Subtask"})
+HIERARCHY = {"Epic": 1, "Sub-task": -1, "Subtask": -1}
 IDS_ONLY = frozenset({"id", "key", "issuekey"})
 
 
@@ -144,8 +165,9 @@ class SandboxIssue:
     issuetype: str = "Story"
     labels: list[str] = field(default_factory=list)
     assignee: str | None = None
-    sprint: str | None = None  # the name of the sprint it is in
+    sprint: str | None = None  # the name of the sprint it is in (see `add_sprint`)
     parent: str | None = None  # the key of its parent (an epic, or the parent of a sub-task)
+    custom: dict[str, Any] = field(default_factory=dict)  # field id -> its JSON value, as is
     corrupt: dict[str, Any] = field(default_factory=dict)  # fault knob: keys served instead
     # its changelog, oldest first: `ChangeHistory`s as `record_change` made them
     histories: list[History] = field(default_factory=list)
@@ -161,6 +183,20 @@ class History:
     author: str
     created: datetime
     changes: tuple[tuple[str, Any, Any], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class SandboxSprint:
+    """A sprint of a scrum board (Jira Software), as the Sprint field carries it."""
+
+    id: int
+    name: str
+    state: str = "active"  # "future" | "active" | "closed"
+    board: int = 1
+    start: datetime | None = None
+    end: datetime | None = None
+    complete: datetime | None = None
+    goal: str = ""
 
 
 #: Issue attributes Jira keeps a changelog for, in the order a history lists them.
@@ -205,6 +241,10 @@ class JiraSandbox(SandboxServer):
         # whose access tokens the gateway (/ex/jira/{cloud_id}/…) accepts; None: no gateway.
         self.oauth: AtlassianAuthSandbox | None = None
         self.cloud_id = "11111111-2222-4333-8444-555555555555"
+        self.sprints: dict[str, SandboxSprint] = {}  # by name
+        # custom fields a test adds to GET /field (id, name, schema); values in issue.custom
+        self.extra_fields: list[tuple[str, str, dict[str, Any]]] = []
+        self._validate_query = True  # DC's validateQuery=false: unknown keys are no 400
 
     def __enter__(self) -> JiraSandbox:
         self.start()
@@ -324,6 +364,29 @@ class JiraSandbox(SandboxServer):
         with self._lock:
             self.issue(ref).corrupt.update(values)
 
+    def add_sprint(self, name: str, state: str = "active", **values: Any) -> SandboxSprint:
+        """Define a sprint (ids count from 1; `start`, `end`, `complete`, `goal`, `board`)."""
+        with self._lock:
+            sprint = SandboxSprint(len(self.sprints) + 1, name, state, **values)
+            self.sprints[name] = sprint
+            return sprint
+
+    def sprint_of(self, name: str) -> SandboxSprint:
+        """A sprint by name; one never defined is active, with an id made from its name."""
+        return self.sprints.get(name) or SandboxSprint(int(_stable_id(name)), name)
+
+    def add_field(self, field_id: str, name: str, schema: dict[str, Any]) -> None:
+        """Add a custom field to GET /field (its values go in `SandboxIssue.custom`)."""
+        with self._lock:
+            self.extra_fields.append((field_id, name, schema))
+
+    def issue_key_exists(self, key: str) -> bool:
+        """For JQL's `key` clause: whether an issue has this key (always, under DC's
+        validateQuery=false, where a key naming nothing is no error)."""
+        if not self._validate_query:
+            return True
+        return self._visible(key) is not None
+
     def issue(self, ref: str) -> SandboxIssue:
         with self._lock:
             if ref in self.issues:
@@ -407,7 +470,35 @@ class JiraSandbox(SandboxServer):
             ("Done", "Won't Do", False),
             ("Closed", "Duplicate", False),
         ]
+        # the richer model: two epics a project, two sprints, labels, assignees
+        epics = {
+            "PAY": ["Checkout reliability", "Invoicing and tax"],
+            "WEB": ["Dashboard polish", "Internationalisation"],
+        }
+        self.add_sprint(
+            "Sprint 23", "closed", start=now - timedelta(days=28), end=now - timedelta(days=14),
+            complete=now - timedelta(days=14), goal="Stabilise payments",
+        )  # fmt: skip
+        self.add_sprint(
+            "Sprint 24", "active", start=now - timedelta(days=14), end=now + timedelta(days=1),
+            goal="Ship dark mode, SEPA",
+        )  # fmt: skip
+        labels = [
+            ["backend"],
+            ["frontend"],
+            ["tech-debt"],
+            ["customer"],
+            [],
+            ["backend", "security"],
+        ]
+        for project, names in epics.items():
+            for name in names:
+                self.add_issue(
+                    project, name, issuetype="Epic", created=now - timedelta(days=30),
+                    updated=now - timedelta(days=30), status="In Progress",
+                )  # fmt: skip
         for project, names in titles.items():
+            project_epics = [i.key for i in self.issues.values() if i.project == project]
             for n, title in enumerate(names):
                 status, resolution, flagged = plan[(n * 5 + len(project)) % len(plan)]
                 created = now - timedelta(days=rng.randint(8, 28), minutes=rng.randint(0, 600))
@@ -428,6 +519,9 @@ class JiraSandbox(SandboxServer):
                 )
                 self._walk_demo(issue, status, resolution, updated, PEOPLE[n % len(PEOPLE)])
                 issue.flagged = flagged
+                issue.labels = list(labels[n % len(labels)])
+                issue.parent = project_epics[n % 2] if n % 3 else None
+                issue.sprint = ("Sprint 23", "Sprint 24", None)[n % 3]
 
     def _walk_demo(
         self, issue: SandboxIssue, status: str, resolution: str | None, end: datetime, who: str
@@ -581,7 +675,7 @@ class JiraSandbox(SandboxServer):
             }
             for fid, name, clauses in STANDARD_FIELDS
         ]
-        for fid, name, clauses, kind in CUSTOM_FIELDS:
+        for fid, name, clauses, schema in self._custom_fields():
             number = int(fid.rsplit("_", 1)[1])
             listed.append(
                 {
@@ -593,10 +687,14 @@ class JiraSandbox(SandboxServer):
                     "navigable": True,
                     "searchable": True,
                     "clauseNames": [f"cf[{number}]", *clauses],
-                    "schema": {"type": kind, "customId": number},
+                    "schema": {**schema, "customId": number},
                 }
             )
         return Response(200, listed)
+
+    def _custom_fields(self) -> list[tuple[str, str, list[str], dict[str, Any]]]:
+        added = [(fid, name, [name], schema) for fid, name, schema in self.extra_fields]
+        return [*CUSTOM_FIELDS, *added]
 
     def _myself(self, request: Request, version: str) -> Response:
         return Response(
@@ -781,17 +879,14 @@ class JiraSandbox(SandboxServer):
             "statuscategorychangedate": self._time(issue.status_changed),
             "updated": self._time(issue.updated),
             "created": self._time(issue.created),
-            "issuetype": {"id": _stable_id(issue.issuetype), "name": issue.issuetype},
+            "issuetype": self._issuetype(issue.issuetype, version),
             "project": {
                 "self": f"{base}/project/{project['id']}",
                 "projectTypeKey": "software",
                 **project,
             },
-            "assignee": (
-                {"accountId": _stable_id(issue.assignee), "displayName": issue.assignee}
-                if issue.assignee
-                else None
-            ),
+            "assignee": self._user(issue.assignee) if issue.assignee else None,
+            "parent": self._parent(issue, version),
             "labels": list(issue.labels),
             STORY_POINTS_FIELD: issue.story_points,
             ACCEPTANCE_FIELD: self._rich(issue.acceptance_criteria, None, version),
@@ -800,12 +895,70 @@ class JiraSandbox(SandboxServer):
                 if issue.flagged
                 else None
             ),
-            "customfield_10020": (
-                [{"id": int(_stable_id(issue.sprint)), "name": issue.sprint, "state": "active"}]
-                if issue.sprint
-                else None
-            ),
+            SPRINT_FIELD: [self._sprint_value(self.sprint_of(issue.sprint))]
+            if issue.sprint
+            else None,
+            **issue.custom,
         }
+
+    def _issuetype(self, name: str, version: str) -> dict[str, Any]:
+        """Cloud's `IssueTypeDetails`: with `subtask` and `hierarchyLevel`."""
+        return {
+            "self": f"{self.url}/rest/api/{version}/issuetype/{_stable_id(name)}",
+            "id": _stable_id(name),
+            "description": "",
+            "iconUrl": f"{self.url}/images/icons/issuetypes/{name.lower()}.svg",
+            "name": name,
+            "subtask": name in SUBTASK_TYPES,
+            "avatarId": 10300,
+            "hierarchyLevel": HIERARCHY.get(name, 0),
+        }
+
+    def _user(self, name: str) -> dict[str, Any]:
+        """A user field's value on Cloud (with the e-mail address Jira may send)."""
+        return {
+            "self": f"{self.url}/rest/api/3/user?accountId={_stable_id(name)}",
+            "accountId": _stable_id(name),
+            "emailAddress": _email_of(name),
+            "displayName": name,
+            "active": True,
+            "timeZone": self.time_zone,
+            "accountType": "atlassian",
+        }
+
+    def _parent(self, issue: SandboxIssue, version: str) -> dict[str, Any] | None:
+        """The `parent` field: the parent's id, key and a few of its fields (Cloud: every
+        level; Data Center overrides this for sub-tasks only)."""
+        parent = self._visible(issue.parent) if issue.parent else None
+        if parent is None:
+            return None
+        values = {
+            "summary": parent.summary,
+            "status": {"name": parent.status, "id": _stable_id(parent.status)},
+            "issuetype": self._issuetype(parent.issuetype, version),
+        }
+        return {
+            "id": parent.id,
+            "key": parent.key,
+            "self": f"{self.url}/rest/api/{version}/issue/{parent.id}",
+            "fields": values,
+        }
+
+    def _sprint_value(self, sprint: SandboxSprint) -> Any:
+        """One sprint in the Sprint field: an object on Cloud."""
+        value: dict[str, Any] = {
+            "id": sprint.id,
+            "name": sprint.name,
+            "state": sprint.state,
+            "boardId": sprint.board,
+            "goal": sprint.goal,
+        }
+        for key, at in (("startDate", sprint.start), ("endDate", sprint.end)):
+            if at is not None:
+                value[key] = _utc_time(at)
+        if sprint.complete is not None:
+            value["completeDate"] = _utc_time(sprint.complete)
+        return value
 
     # -- changelog ----------------------------------------------------------------------------
     def _statuses(self, request: Request, version: str) -> Response:
@@ -936,6 +1089,8 @@ class JiraSandbox(SandboxServer):
         if name == "parent":
             parent = self._visible(value)
             return (parent.id if parent else None), value
+        if name == "sprint":
+            return str(self.sprint_of(value).id), value
         return _stable_id(str(value)), str(value)
 
     @staticmethod
@@ -955,6 +1110,11 @@ def _expanded(value: object) -> set[str]:
     """The names an `expand` asks for: a comma list (query or Cloud body) or a list (DC body)."""
     values = value if isinstance(value, list) else [value] if isinstance(value, str) else []
     return {part.strip() for v in values if isinstance(v, str) for part in v.split(",")}
+
+
+def _utc_time(at: datetime) -> str:
+    """A sprint date as Jira Cloud's Agile model writes it: `2025-05-01T10:00:00.000Z`."""
+    return at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{at.microsecond // 1000:03d}Z"
 
 
 def _email_of(name: str) -> str:
@@ -1182,6 +1342,15 @@ class JiraDataCenterSandbox(JiraSandbox):
             },
         )
 
+    def _custom_fields(self) -> list[tuple[str, str, list[str], dict[str, Any]]]:
+        epic_link = (
+            EPIC_LINK_FIELD,
+            "Epic Link",
+            ["Epic Link"],
+            {"type": "any", "custom": GREENHOPPER + "gh-epic-link"},
+        )
+        return [*super()._custom_fields(), epic_link]
+
     def _fields(self, request: Request, version: str) -> Response:
         listed = super()._fields(request, version)
         for field_ in listed.body:  # DC lists fields without Cloud's `key`
@@ -1233,10 +1402,16 @@ class JiraDataCenterSandbox(JiraSandbox):
             start, size = int(str(start_at)), int(str(max_results))
         except ValueError:
             return Response(400, _errors("startAt and maxResults must be numbers."))
+        validate = body.get("validateQuery", True) if request.method == "POST" else None
+        if request.method != "POST":
+            validate = (_first(request.query.get("validateQuery")) or "true").casefold() != "false"
         try:
+            self._validate_query = bool(validate)
             matches = self.evaluate(jql)
         except JqlError as exc:
             return Response(400, _errors(str(exc)))
+        finally:
+            self._validate_query = True
         start = max(0, start)
         size = max(0, min(size, self.max_results_cap))  # clamped, and the cap echoed
         if start + size > self.result_window:
@@ -1266,11 +1441,49 @@ class JiraDataCenterSandbox(JiraSandbox):
         values = super()._field_values(issue, version)
         if issue.assignee:  # DC users have a name and key, no accountId
             values["assignee"] = {
-                "name": issue.assignee.casefold().replace(" ", "."),
+                "self": f"{self.url}/rest/api/2/user?username={self._user_value(issue.assignee)}",
+                "name": self._user_value(issue.assignee),
                 "key": f"JIRAUSER{_stable_id(issue.assignee)}",
+                "emailAddress": _email_of(issue.assignee),
                 "displayName": issue.assignee,
+                "active": True,
+                "timeZone": self.time_zone,
             }
+        # DC: `parent` is a sub-task's; an epic's children carry its key in Epic Link
+        parent = values.get("parent")
+        subtask = issue.issuetype in SUBTASK_TYPES
+        values[EPIC_LINK_FIELD] = parent["key"] if parent and not subtask else None
+        if not subtask:
+            values.pop("parent", None)
         return values
+
+    def _issuetype(self, name: str, version: str) -> dict[str, Any]:
+        described = super()._issuetype(name, version)
+        del described["hierarchyLevel"]  # Cloud's; DC knows sub-tasks only
+        return described
+
+    def _sprint_value(self, sprint: SandboxSprint) -> Any:
+        """DC's Sprint field holds GreenHopper's `Sprint.toString()` strings."""
+        parts = {
+            "id": sprint.id,
+            "rapidViewId": sprint.board,
+            "state": sprint.state.upper(),
+            "name": sprint.name,
+            "startDate": self._dc_time(sprint.start),
+            "endDate": self._dc_time(sprint.end),
+            "completeDate": self._dc_time(sprint.complete),
+            "activatedDate": self._dc_time(sprint.start),
+            "sequence": sprint.id,
+            "goal": sprint.goal,
+            "autoStartStop": "false",
+            "synced": "false",
+            "incompleteIssuesDestinationId": "<null>",
+        }
+        body = ",".join(f"{k}={v}" for k, v in parts.items())
+        return f"com.atlassian.greenhopper.service.sprint.Sprint@{sprint.id:x}5f2[{body}]"
+
+    def _dc_time(self, at: datetime | None) -> str:
+        return at.astimezone(self.zone()).isoformat(timespec="milliseconds") if at else "<null>"
 
     def _issue_changelog_cap(self) -> int | None:
         return None  # Data Center gives an issue's whole changelog with expand=changelog

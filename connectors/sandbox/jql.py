@@ -407,6 +407,10 @@ def _getter(
         values[:] = keys  # compare on keys from now on
         return lambda i: i.project
     if name in ("key", "issuekey", "issue", "id"):
+        exists = getattr(site, "issue_key_exists", None)  # a site that checks keys, as Jira
+        for v in values:
+            if exists is not None and not v.isdigit() and not exists(v):
+                raise JqlError(f"An issue with key '{v}' does not exist for field '{shown}'.")
         return lambda i: i.key if not values or not values[0].isdigit() else i.id
     if name == "status":
         known = {s.casefold() for s in site.statuses}

@@ -411,7 +411,7 @@ def test_map_issue_v2_shape() -> None:
     assert item.completed_at == datetime(2025, 5, 1, 12, 30, tzinfo=UTC)
     assert item.status is Status.COMPLETED and item.priority == 2 and item.story_points == 5
     assert item.description == "plain text in v2" and item.acceptance_criteria == "AC text"
-    assert item.started_at is None and item.raw is raw
+    assert item.started_at is None and item.raw == raw  # a copy: e-mail addresses scrubbed
 
 
 def test_parse_jira_time() -> None:
