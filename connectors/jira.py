@@ -1487,12 +1487,20 @@ class JiraConnector:
         if page is not None:
             self._know_epics(page.issues, every=True)
         else:
-            log_event(log, "jira_epic_link_lookup_refused", logging.WARNING, said=refused[0][:300])
+            self._ctx.on_warning(
+                "epic_link_lookup_refused",
+                f"Jira refused the search for the epics' keys ({refused[0][:300]}); the"
+                " children of those epics stay without a parent until they change",
+            )
         gone = [k for k in asked if k not in self._epic_ids]
         for key in gone:
             self._epic_ids[key] = None
         if gone:
-            log_event(log, "jira_epic_link_unresolved", logging.WARNING, keys=", ".join(gone[:20]))
+            self._ctx.on_warning(
+                "epic_link_unresolved",
+                f"Epic Link names issues that do not exist (any more): {', '.join(gone[:20])};"
+                " their children stay without a parent",
+            )
         self._cache_epics()
 
     def _know_epics(self, raws: Sequence[Any], *, every: bool = False) -> bool:
@@ -1767,19 +1775,16 @@ class JiraConnector:
         self, site_fields: Sequence[Mapping[str, Any]]
     ) -> tuple[tuple[str, str], ...]:
         """extra_fields as (the admin's name, field id). One that names no field of the site is
-        a warning (logged once a run: connectors have no activity row of their own) and the
-        sync goes on without it: a field renamed or deleted by a Jira admin must not stop it."""
+        a warning (`sync_warning`) and the sync goes on without it: a field renamed or deleted
+        by a Jira admin must not stop it."""
         found: list[tuple[str, str]] = []
         for name in self.config.extra_fields:
             field_id = resolve_field(site_fields, name)
             if field_id is None:
-                log_event(
-                    log,
-                    "jira_extra_field_unknown",
-                    logging.WARNING,
-                    field=name[:100],
-                    hint="extra_fields: no such field on this site (id or name as GET /field "
-                    "lists it); synced without it",
+                self._ctx.on_warning(
+                    "extra_field_unknown",
+                    f"extra_fields: {name[:100]!r} names no field of this site (by id or name as"
+                    " GET /field lists it); it is left out of work_items.fields",
                 )
             else:
                 found.append((name, field_id))

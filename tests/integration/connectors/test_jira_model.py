@@ -340,8 +340,11 @@ async def test_extra_fields_are_simplified_and_an_unknown_name_is_a_warning(
     assert rows[jira.external_id(jira.issue("ABC-2"))]["fields"] == dict.fromkeys(
         ["Team", "customfield_10043", "effort", "Areas", "Contact"]
     )
-    warned = [r for r in caplog.records if r.getMessage() == "jira_extra_field_unknown"]
-    assert [r.fields["field"] for r in warned] == ["No Such Field"]  # type: ignore[attr-defined]
+    (warned,) = await pool.fetch(
+        "SELECT message, metadata->>'code' AS code FROM activity_logs"
+        " WHERE event_type = 'sync_warning'"
+    )
+    assert warned["code"] == "extra_field_unknown" and "'No Such Field'" in warned["message"]
     logged = caplog.text + " ".join(str(getattr(r, "fields", "")) for r in caplog.records)
     assert PLANTED_TOKEN not in logged and "@example.com" not in logged
     for search in jira.requests_to("/search"):  # the listing asked for them, by id
@@ -369,8 +372,11 @@ async def test_an_epic_link_that_resolves_to_nothing_leaves_the_child_without_pa
         assert rows[jira.external_id(linked)]["parent"] == jira.external_id(epic)
         (lookup,) = key_searches(jira)  # both keys in one search
         assert lookup.query["jql"] == ['key in ("ABC-1", "ABC-999")']
-        warned = [r for r in caplog.records if r.getMessage() == "jira_epic_link_unresolved"]
-        assert [r.fields["keys"] for r in warned] == ["ABC-999"]  # type: ignore[attr-defined]
+        warned = [r.fields for r in caplog.records if r.getMessage() == "sync_warning"]  # type: ignore[attr-defined]
+        assert [w["code"] for w in warned] == ["epic_link_unresolved"]
+        assert warned[0]["warning"].startswith(
+            "Epic Link names issues that do not exist (any more): ABC-999;"
+        )
 
 
 async def test_a_sub_task_names_its_parent_in_the_parent_field_on_both_deployments(
@@ -453,8 +459,10 @@ async def test_a_key_search_jira_refuses_is_a_warning_and_the_items_still_land(
         assert first.created == 4
         rows = await model_rows(pool)
         assert {rows[jira.external_id(c)]["parent_external_id"] for c in children} == {None}
-        warned = [r for r in caplog.records if r.getMessage() == "jira_epic_link_lookup_refused"]
-        assert [r.fields["said"] for r in warned] == [said]  # type: ignore[attr-defined]
+        warned = [r.fields for r in caplog.records if r.getMessage() == "sync_warning"]  # type: ignore[attr-defined]
+        # the refusal, then the keys it left without an epic
+        assert [w["code"] for w in warned] == ["epic_link_lookup_refused", "epic_link_unresolved"]
+        assert said in warned[0]["warning"]
 
         jira.between_requests = None
         jira.update_issue(children[0].id, at=T0 + 2 * H, summary="touched")
