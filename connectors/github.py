@@ -77,6 +77,7 @@ The first of those names present in `status_map` (case-insensitive) wins; e.g.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import re
 import time
@@ -128,10 +129,10 @@ from connectors.github_model import (
     item_type_of,
     parent_ref,
     sprints_of,
-    without_emails,
+    stored_raw,
 )
 from connectors.github_repos import installation_repos, is_pattern, matches, owner_repos
-from connectors.http import call_sdk, header, parse_time, retry_after
+from connectors.http import call_sdk, header, log_event, parse_time, retry_after
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -405,7 +406,7 @@ def map_issue(
         # Opening a PR means work has started; an issue has no such timestamp.
         started_at=parse_time(raw.get("created_at")) if pull else None,
         completed_at=completed_at,
-        raw=without_emails(dict(raw)),
+        raw=stored_raw(raw),
         scope=pulls_scope(repo) if pull else repo,
         **richer_model(raw, pull=pull, prefix=prefix, config=config, parents=parents),
     )
@@ -865,7 +866,9 @@ class GitHubConnector:
         self._resolved: list[str] | None = None  # the repositories of this run (patterns listed)
         self._listings: dict[str, list[str]] = {}  # pattern -> its matches, listed once a run
         self._pat_expiry: datetime | None = None  # last reported
-        self._parents = ParentIds()  # sub-issues' parents: (repo, number) -> id, for this run
+        # sub-issues' parents: (repo, number) -> id, for this run and cached for the next ones
+        digest = hashlib.sha256(config.base_url.encode()).hexdigest()[:16]
+        self._parents = ParentIds(ctx.cache_dir / f"github-parents-{digest}.json")
 
     def __repr__(self) -> str:
         return f"GitHubConnector(repos={self.config.repos!r}, base_url={self.config.base_url!r})"
@@ -1019,11 +1022,16 @@ class GitHubConnector:
                 yield Page([], {}, lost={key: exc.reason for key in self._keys(repo)})
             except ParentLookupsSpent:
                 # What was yielded is committed with its checkpoint: the next run goes on here.
-                log.warning(
-                    "github_parent_lookups_spent repo=%s lookups=%d: the rest of this "
-                    "repository's changes wait for the next run",
-                    repo, self._parents.lookups,
+                log_event(
+                    log, "github_parent_lookups_spent", logging.WARNING, repo=repo,
+                    lookups=self._parents.lookups,
                 )  # fmt: skip
+            self._save_parents()
+
+    def _save_parents(self) -> None:
+        problem = self._parents.save()
+        if problem is not None:  # a cache only: the next run looks the parents up again
+            log_event(log, "github_parent_cache_unwritable", logging.WARNING, error=problem)
 
     async def _repo_changes(self, repo: str, since: datetime | None) -> AsyncIterator[Page]:
         """Keyset pagination on `since`: each request starts again at the newest `updated_at`

@@ -5,17 +5,23 @@ issue listing already returns (GitHub's OpenAPI `issue` schema: `type`, `labels`
 
 The one thing the listing does not give whole is the parent's id: `parent_issue_url` names the
 parent as `…/repos/{owner}/{repo}/issues/{number}`, while items are known by their numeric `id`.
-`ParentIds` maps (repository, number) to id from every issue listed in the run, and the connector
-asks GitHub (`GET /repos/{o}/{r}/issues/{n}`) only for a parent the run has not listed, once a run
-each, within `MAX_PARENT_LOOKUPS`.
+`ParentIds` maps (repository, number) to id from every issue listed in the run and from a small
+cache file of the parents learned by earlier runs (a repository's issue number names one issue id
+for good: a transferred issue gets a new number and a new id elsewhere), and the connector asks
+GitHub (`GET /repos/{o}/{r}/issues/{n}`) only for a parent known neither way, once a run each,
+within `MAX_PARENT_LOOKUPS`. So a run that re-reads a sub-issue in its overlap asks nothing.
 
 Pure functions of the JSON, except `ParentIds`, which only remembers what it is told.
 """
 
 from __future__ import annotations
 
+import json
+import os
 import re
+import tempfile
 from collections.abc import Iterable, Mapping
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -107,9 +113,22 @@ def key_of(ref: ParentRef) -> tuple[str, int]:
     return ref[0].casefold(), ref[1]
 
 
+def stored_raw(raw: Mapping[str, Any]) -> dict[str, Any]:
+    """The issue's JSON as it is kept (external_data): without any e-mail address, and without
+    its milestone's `open_issues`/`closed_issues`, which count the milestone's other issues and
+    change whenever one of them opens or closes (an issue read again would look changed)."""
+    kept: dict[str, Any] = without_emails(raw)
+    milestone = kept.get("milestone")
+    if isinstance(milestone, dict):
+        kept["milestone"] = {
+            k: v for k, v in milestone.items() if k not in ("open_issues", "closed_issues")
+        }
+    return kept
+
+
 def without_emails(value: Any) -> Any:
-    """The JSON with every `email` key dropped (user objects may carry one): `raw` is stored as
-    external_data, where no e-mail address may land."""
+    """The JSON with every `email` key dropped (user objects may carry one): no e-mail address
+    may land in the store."""
     if isinstance(value, Mapping):
         return {k: without_emails(v) for k, v in value.items() if k != "email"}
     if isinstance(value, list):
@@ -118,11 +137,15 @@ def without_emails(value: Any) -> Any:
 
 
 class ParentIds:
-    """(repository, number) → issue id, for one run: learned from every listed issue, and from
-    the lookups the connector makes (a parent it could not read is remembered as None)."""
+    """(repository, number) → issue id, for one run: learned from every listed issue, from the
+    parents earlier runs learned (`cache`, a JSON file; unreadable = empty), and from the
+    lookups the connector makes (a parent it could not read is None for this run only)."""
 
-    def __init__(self, budget: int = MAX_PARENT_LOOKUPS) -> None:
+    def __init__(self, cache: Path | None = None, budget: int = MAX_PARENT_LOOKUPS) -> None:
         self._ids: dict[tuple[str, int], int | None] = {}
+        self._cache = cache
+        self._cached: dict[str, int] | None = None  # loaded on first need
+        self._dirty = False
         self.budget = budget
         self.lookups = 0  # requests spent this run
 
@@ -132,15 +155,63 @@ class ParentIds:
                 self._ids[(repo.casefold(), raw["number"])] = raw["id"]
 
     def unknown(self, refs: Iterable[ParentRef]) -> list[ParentRef]:
-        """The distinct refs neither listed nor looked up yet this run."""
+        """The distinct refs neither listed, cached nor looked up yet this run; the parents
+        known are kept in the cache from now on."""
         seen: dict[tuple[str, int], ParentRef] = {}
         for ref in refs:
-            if key_of(ref) not in self._ids:
-                seen.setdefault(key_of(ref), ref)
+            key = key_of(ref)
+            if key not in self._ids:
+                cached = self._from_cache().get(_cache_key(key))
+                if cached is not None:
+                    self._ids[key] = cached
+                    continue
+                seen.setdefault(key, ref)
+            else:
+                self._keep(key)
         return list(seen.values())
 
     def record(self, ref: ParentRef, issue_id: int | None) -> None:
         self._ids[key_of(ref)] = issue_id
+        self._keep(key_of(ref))
 
     def get(self, ref: ParentRef) -> int | None:
         return self._ids.get(key_of(ref))
+
+    def _keep(self, key: tuple[str, int]) -> None:
+        issue_id = self._ids.get(key)
+        cached = self._from_cache()
+        if issue_id is not None and cached.get(_cache_key(key)) != issue_id:
+            cached[_cache_key(key)] = issue_id
+            self._dirty = True
+
+    def _from_cache(self) -> dict[str, int]:
+        if self._cached is None:
+            self._cached = {}
+            if self._cache is not None:
+                try:
+                    loaded = json.loads(self._cache.read_text())
+                except (OSError, ValueError):
+                    loaded = {}
+                if isinstance(loaded, dict):
+                    self._cached = {k: v for k, v in loaded.items() if _is_int(v)}
+        return self._cached
+
+    def save(self) -> str | None:
+        """Write the cache when it learned something (atomically: runs of other integrations
+        may share it); the reason when it cannot (it is only a cache: the next run asks)."""
+        if not self._dirty or self._cache is None or self._cached is None:
+            return None
+        try:
+            self._cache.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=self._cache.parent, prefix=".parents-")
+            with os.fdopen(fd, "w") as out:
+                json.dump(self._cached, out, separators=(",", ":"))
+            os.replace(tmp, self._cache)
+        except OSError as exc:
+            return exc.strerror or type(exc).__name__
+        self._dirty = False
+        return None
+
+
+def _cache_key(key: tuple[str, int]) -> str:
+    return f"{key[0]}#{key[1]}"
