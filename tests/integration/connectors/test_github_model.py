@@ -332,15 +332,19 @@ async def test_parent_lookups_are_bounded_and_the_repository_goes_on_next_run(
     assert second._parents.lookups == 1  # the parents the first run learned are cached
 
     # The cache is only a cache: unreadable, every parent is looked up again.
-    caches = list(tmp_path.glob("github-parents-*.json"))
-    assert len(caches) == 1
-    for cache in caches:
-        cache.write_text("{not json")
+    assert spoil_parent_caches(tmp_path) == 1
     third = connector()
     again = items_of(await collect(third))
     await third.aclose()
     assert [i.parent_external_id for i in again] == [ext(sandbox, p) for p in parents[:2]]
     assert third._parents.lookups == 2
+
+
+def spoil_parent_caches(where: Path) -> int:
+    caches = list(where.glob("github-parents-*.json"))
+    for cache in caches:
+        cache.write_text("{not json")
+    return len(caches)
 
 
 async def test_malformed_values_and_planted_emails_never_fail_the_page(
