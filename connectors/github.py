@@ -51,6 +51,11 @@ PyGithub's own retries are switched off (`retry=None`): every transient failure 
 honouring `Retry-After` / `x-ratelimit-reset`, `ctx.sleep_cap` and `ctx.deadline`, so no thread
 ever sleeps an hour inside the SDK.
 
+Richer model (docs/trackers/github.md#richer-model, connectors/github_model.py): item type,
+labels, assignees and the milestone as sprint from the listed JSON; a sub-issue's parent from
+`parent_issue_url`, its id learned from the run's listing or a cache of earlier runs, else one
+`GET /repos/{o}/{r}/issues/{n}` per parent and run, at most `MAX_PARENT_LOOKUPS` a run.
+
 History (docs/trackers/github.md#history): each repository's issue events are a feed
 (`HistorySource`), walked newest first to the last walk's newest event by
 connectors/github_history.py, which replays them through this module's mapping.

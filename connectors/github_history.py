@@ -14,11 +14,12 @@ events, a no-op) and can skip none. Without this a backlog longer than one budge
 at the newest page every run and never finish.
 
 Each event carries its issue as it is NOW. The state of an issue at each event (open/closed and
-its reason, labels, assignees, milestone: what the connector's status mapping reads) is therefore
+its reason, labels, assignees, milestone, parent: what the connector's mapping reads) is therefore
 replayed backwards from that, undoing each event in the order the walk meets them (newest
 first); an entry is emitted for each mapped field an event changes (status through the
-connector's own mapping and `status_map`, assignee, sprint = milestone, priority and story points
-from labels). A `closed` event names its `state_reason` (as GitHub sends it; the OpenAPI
+connector's own mapping and `status_map`, assignee, sprint = milestone, parent = the sub-issue's
+parent as `owner/repo#N` from `parent_issue_added`/`parent_issue_removed`, priority and story
+points from labels). A `closed` event names its `state_reason` (as GitHub sends it; the OpenAPI
 `issue-event` schema does not list it): the `reopened` entry that undoes it takes the reason of
 the closing the walk meets next for that issue.
 

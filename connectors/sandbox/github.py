@@ -19,6 +19,11 @@ id first: ids are given in the order the changes are made, so give changes in ti
 with `per_page` (max 100) and `page` and a `Link` header. Each event carries the issue as it is
 now (`null` once the issue is deleted or transferred), as GitHub does.
 
+Richer model: issues carry `type` (organization issue types), `milestone` (the repository's
+milestones: `add_milestone`), `sub_issues_summary` and, on sub-issues, `parent_issue_url`;
+`set_parent` re-parents a sub-issue, recording GitHub's sub-issue events, and moves only the
+child's `updated_at` (docs/trackers/github.md#richer-model).
+
 Fault knobs for what GitHub itself should never send but a client must not trust blindly:
 `corrupt()` serves chosen JSON keys of one item instead of the real ones (a garbage `updated_at`,
 a wrong-typed field), without changing where it sorts; `answer_short()` cuts list answers short
