@@ -5,6 +5,7 @@ parent or milestone; what it costs in requests; malformed values and planted e-m
 
 from __future__ import annotations
 
+import logging
 import re
 import uuid
 from collections.abc import Iterator
@@ -22,6 +23,7 @@ from connectors.sandbox.github import GitHubSandbox, SandboxIssue
 from tests.conformance import checker
 from tests.helpers import make_integration, make_team
 from tests.integration.connectors.contract import PLANTED_TOKEN, T0, collect, items_of
+from tests.integration.connectors.test_github_app import APP_ID, KEY_ENV, key_lines, make_key
 from worker import sync
 from worker.connecting import validate_config
 from worker.settings import Settings
@@ -293,7 +295,7 @@ async def test_a_parent_in_another_repository_is_looked_up_once_a_run(
 
 
 async def test_parent_lookups_are_bounded_and_the_repository_goes_on_next_run(
-    sandbox: GitHubSandbox, tmp_path: Path
+    sandbox: GitHubSandbox, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     """Each unlisted parent costs one GET; when a run's lookups are spent the repository stops
     before the page that needs one more, at a checkpoint the next run resumes from."""
@@ -319,6 +321,9 @@ async def test_parent_lookups_are_bounded_and_the_repository_goes_on_next_run(
     assert [i.external_id for i in got] == [ext(sandbox, k) for k in kids[:2]]
     assert [i.parent_external_id for i in got] == [ext(sandbox, p) for p in parents[:2]]
     assert first._parents.lookups == 2
+    spent = [r for r in caplog.records if r.getMessage() == "github_parent_lookups_spent"]
+    assert [r.fields for r in spent] == [{"repo": REPO, "lookups": 2}]  # type: ignore[attr-defined]
+    assert PLANTED_TOKEN not in caplog.text
     checkpoint = pages[-1].checkpoint[REPO]
     assert checkpoint == kids[1].updated_at
 
@@ -426,3 +431,49 @@ def test_extra_fields_is_refused_by_name() -> None:
     message = str(caught.value)
     assert "extra_fields" in message and "Jira and Azure DevOps" in message
     assert "tok-zz-9" not in message and PLANTED_TOKEN not in message
+
+
+async def test_an_app_reads_parents_where_it_is_installed_and_only_there(
+    pool: asyncpg.Pool, settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Through a GitHub App on Enterprise Server paths: a parent in another repository of an
+    owner the app is installed on is looked up with the installation's token; a parent where it
+    is not installed is no parent (the run succeeds); no key or minted token is logged."""
+    caplog.set_level(logging.DEBUG)
+    key = make_key()
+    with GitHubSandbox(token=PLANTED_TOKEN, repos=["acme/web"]) as box:
+        assert isinstance(box, GitHubSandbox)
+        box.add_app(APP_ID, key.public_pem)
+        box.install(APP_ID, "acme")
+        near = box.add_issue("acme/api", "epic next door", updated_at=T0, type="Epic")
+        far = box.add_issue("elsewhere/epics", "epic out of reach", updated_at=T0, type="Epic")
+        kids = [
+            box.add_issue("acme/web", "near kid", updated_at=T0 + M, parent=near.id),
+            box.add_issue("acme/web", "far kid", updated_at=T0 + 2 * M, parent=far.id),
+        ]
+        team = await make_team(pool, "Alpha")
+        config = {
+            "repos": ["acme/web"],
+            "app_id": str(APP_ID),
+            "private_key_env": KEY_ENV,
+            "base_url": box.url + "/api/v3",
+            "seconds_between_requests": 0,
+        }
+        integration = await make_integration(pool, team, "github", config)
+        result = await sync.run_integration(
+            pool, integration, settings, environ={KEY_ENV: key.pem},
+            options=sync.RunOptions(force=True), loader=lambda source: GitHubConnector,
+        )  # fmt: skip
+        assert result.outcome == "succeeded", result.reason
+        looked_up = [r.path for r in box.requests if ISSUE_GET.search(r.path)]
+        assert looked_up == [f"/api/v3/repos/acme/api/issues/{near.number}"]
+        rows = await rows_by_id(pool)
+        assert [rows[ext(box, k)]["parent_external_id"] for k in kids] == [
+            ext(box, near),
+            None,
+        ]
+        secrets = [*key_lines(key.pem), *box.installation_tokens]
+        assert box.installation_tokens
+    activities = await pool.fetch("SELECT message, metadata::text AS m FROM activity_logs")
+    text = caplog.text + "".join(f"{a['message']} {a['m']}" for a in activities)
+    assert not [s[:12] for s in secrets if s in text]
