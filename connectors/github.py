@@ -51,6 +51,11 @@ PyGithub's own retries are switched off (`retry=None`): every transient failure 
 honouring `Retry-After` / `x-ratelimit-reset`, `ctx.sleep_cap` and `ctx.deadline`, so no thread
 ever sleeps an hour inside the SDK.
 
+Richer model (docs/trackers/github.md#richer-model, connectors/github_model.py): item type,
+labels, assignees and the milestone as sprint from the listed JSON; a sub-issue's parent from
+`parent_issue_url`, its id learned from the run's listing or a cache of earlier runs, else one
+`GET /repos/{o}/{r}/issues/{n}` per parent and run, at most `MAX_PARENT_LOOKUPS` a run.
+
 History (docs/trackers/github.md#history): each repository's issue events are a feed
 (`HistorySource`), walked newest first to the last walk's newest event by
 connectors/github_history.py, which replays them through this module's mapping.
@@ -77,6 +82,8 @@ The first of those names present in `status_map` (case-insensitive) wins; e.g.
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import logging
 import re
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
@@ -120,10 +127,20 @@ from connectors.github_app import (
     pat_expiry,
 )
 from connectors.github_history import IssueMapping, walk
+from connectors.github_model import (
+    ParentIds,
+    ParentRef,
+    assignees_of,
+    item_type_of,
+    parent_ref,
+    sprints_of,
+    stored_raw,
+)
 from connectors.github_repos import installation_repos, is_pattern, matches, owner_repos
-from connectors.http import call_sdk, header, parse_time, retry_after
+from connectors.http import call_sdk, header, log_event, parse_time, retry_after
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 PUBLIC_API = "https://api.github.com"
 _REPO = re.compile(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
@@ -166,6 +183,17 @@ class GitHubConfig(ConnectorConfig):
     private_key: SecretStr | None = None  # PEM
     private_key_env: str | None = None
     private_key_file: Path | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_extra_fields(cls, data: Any) -> Any:
+        # Said plainly: the generic "extra inputs are not permitted" does not say why.
+        if isinstance(data, Mapping) and "extra_fields" in data:
+            raise ValueError(
+                "extra_fields: GitHub issues have no custom fields to read (extra_fields is for "
+                "Jira and Azure DevOps); remove the key"
+            )
+        return data
 
     @field_validator("repos")
     @classmethod
@@ -351,8 +379,17 @@ def external_id(raw: Mapping[str, Any], prefix: str) -> str:
     return f"{prefix}{value}"
 
 
-def map_issue(raw: Mapping[str, Any], *, repo: str, prefix: str, config: GitHubConfig) -> WorkItem:
-    """One issue/PR JSON object (as the list endpoint returns it) as a `WorkItem`."""
+def map_issue(
+    raw: Mapping[str, Any],
+    *,
+    repo: str,
+    prefix: str,
+    config: GitHubConfig,
+    parents: ParentIds | None = None,
+) -> WorkItem:
+    """One issue/PR JSON object (as the list endpoint returns it) as a `WorkItem`. `parents`
+    holds the ids of the parents the run has learned (connectors/github_model.py); without it,
+    or for a parent it could not learn, the item has no parent."""
     updated = parse_time(raw.get("updated_at"))
     if updated is None:
         raise RetriableError(f"GitHub returned an issue of {repo} without updated_at")
@@ -374,9 +411,32 @@ def map_issue(raw: Mapping[str, Any], *, repo: str, prefix: str, config: GitHubC
         # Opening a PR means work has started; an issue has no such timestamp.
         started_at=parse_time(raw.get("created_at")) if pull else None,
         completed_at=completed_at,
-        raw=dict(raw),
+        raw=stored_raw(raw),
         scope=pulls_scope(repo) if pull else repo,
+        **richer_model(raw, pull=pull, prefix=prefix, config=config, parents=parents),
     )
+
+
+def richer_model(
+    raw: Mapping[str, Any],
+    *,
+    pull: bool,
+    prefix: str,
+    config: GitHubConfig,
+    parents: ParentIds | None,
+) -> dict[str, Any]:
+    """The WorkItem fields of the richer model (docs/trackers/github.md#richer-model)."""
+    kind, kind_name = item_type_of(raw, pull=pull)
+    ref = parent_ref(raw)
+    parent_id = parents.get(ref) if parents is not None and ref is not None else None
+    return {
+        "parent_external_id": None if parent_id is None else f"{prefix}{parent_id}",
+        "item_type": kind,
+        "item_type_name": kind_name,
+        "labels": label_names(raw),
+        "assignees": assignees_of(raw),
+        "sprints": sprints_of(raw, urlsplit(config.base_url).netloc),
+    }
 
 
 def pulls_scope(repo: str) -> str:
@@ -455,7 +515,12 @@ def rejection(raw: Mapping[str, Any], reason: str, *, repo: str, prefix: str) ->
 
 
 def map_or_reject(
-    raw: Mapping[str, Any], *, repo: str, prefix: str, config: GitHubConfig
+    raw: Mapping[str, Any],
+    *,
+    repo: str,
+    prefix: str,
+    config: GitHubConfig,
+    parents: ParentIds | None = None,
 ) -> WorkItem | Rejected:
     """`map_issue`, or a `Rejected` naming the issue and why when it cannot be mapped: one
     malformed issue is set aside on its own, the rest of its page still lands."""
@@ -463,7 +528,7 @@ def map_or_reject(
     if problem is not None:
         return rejection(raw, problem, repo=repo, prefix=prefix)
     try:
-        return map_issue(raw, repo=repo, prefix=prefix, config=config)
+        return map_issue(raw, repo=repo, prefix=prefix, config=config, parents=parents)
     except (TypeError, ValueError, AttributeError, KeyError, OverflowError) as exc:
         # A shape _SHAPE does not describe (a label that is neither an object nor a string, …).
         return rejection(raw, f"{type(exc).__name__}: {exc}", repo=repo, prefix=prefix)
@@ -644,6 +709,26 @@ def _get_list(
     return headers, raws
 
 
+def _get_issue(requester: Requester, url: str) -> Any:
+    """One GET of an issue: its JSON, or None when GitHub says it cannot be read (404, 410, a
+    403 that is not a rate limit). Blocking: run in a thread."""
+    try:
+        return requester.requestJsonAndCheck("GET", url)[1]
+    except GithubException as exc:
+        unreadable = exc.status in (404, 410) or (
+            exc.status == 403
+            and rate_limit_wait(exc.status, exc.headers, _message(exc.data), time.time()) is None
+        )
+        if unreadable:
+            return None
+        raise
+
+
+class ParentLookupsSpent(ConnectorError):
+    """The run's parent lookups are spent: a repository stops before the answer that needs one
+    more (what it yielded before stays, with its checkpoint)."""
+
+
 # ---------------------------------------------------------------------------------------------
 # Paging state (module docstring: keyset on `since`, tie groups)
 # ---------------------------------------------------------------------------------------------
@@ -691,8 +776,16 @@ def group_members(walk: list[_Answer], second: datetime | None) -> set[str]:
 class _RepoRun:
     """What one repository's walk has yielded, and the checkpoint it has handed out."""
 
-    def __init__(self, repo: str, keys: list[str], prefix: str, config: GitHubConfig) -> None:
+    def __init__(
+        self,
+        repo: str,
+        keys: list[str],
+        prefix: str,
+        config: GitHubConfig,
+        parents: ParentIds | None = None,
+    ) -> None:
         self.repo = repo
+        self.parents = parents
         self.keys = keys  # the repository's scopes: each page checkpoints them all
         self.prefix = prefix
         self.config = config
@@ -708,7 +801,9 @@ class _RepoRun:
         for raw in answer.raws:
             if not self.config.include_pull_requests and is_pull_request(raw):
                 continue  # still counts for the checkpoint (newest), like every listed item
-            item = map_or_reject(raw, repo=self.repo, prefix=self.prefix, config=self.config)
+            item = map_or_reject(
+                raw, repo=self.repo, prefix=self.prefix, config=self.config, parents=self.parents
+            )
             if isinstance(item, Rejected):
                 if item.external_id not in self._rejected:  # named once a run, not per re-read
                     self._rejected.add(item.external_id)
@@ -776,6 +871,9 @@ class GitHubConnector:
         self._resolved: list[str] | None = None  # the repositories of this run (patterns listed)
         self._listings: dict[str, list[str]] = {}  # pattern -> its matches, listed once a run
         self._pat_expiry: datetime | None = None  # last reported
+        # sub-issues' parents: (repo, number) -> id, for this run and cached for the next ones
+        digest = hashlib.sha256(config.base_url.encode()).hexdigest()[:16]
+        self._parents = ParentIds(ctx.cache_dir / f"github-parents-{digest}.json")
 
     def __repr__(self) -> str:
         return f"GitHubConnector(repos={self.config.repos!r}, base_url={self.config.base_url!r})"
@@ -927,6 +1025,18 @@ class GitHubConnector:
                     yield page
             except RepositoryLost as exc:
                 yield Page([], {}, lost={key: exc.reason for key in self._keys(repo)})
+            except ParentLookupsSpent:
+                # What was yielded is committed with its checkpoint: the next run goes on here.
+                log_event(
+                    log, "github_parent_lookups_spent", logging.WARNING, repo=repo,
+                    lookups=self._parents.lookups,
+                )  # fmt: skip
+            self._save_parents()
+
+    def _save_parents(self) -> None:
+        problem = self._parents.save()
+        if problem is not None:  # a cache only: the next run looks the parents up again
+            log_event(log, "github_parent_cache_unwritable", logging.WARNING, error=problem)
 
     async def _repo_changes(self, repo: str, since: datetime | None) -> AsyncIterator[Page]:
         """Keyset pagination on `since`: each request starts again at the newest `updated_at`
@@ -935,7 +1045,7 @@ class GitHubConnector:
         slot and one could fall onto a page already read, lost for good (its old time lies behind
         the cursor). Issues of the boundary second come again and are dropped here. A first page
         that lies wholly within one second opens a tie group (module docstring)."""
-        run = _RepoRun(repo, self._keys(repo), self._prefix, self.config)
+        run = _RepoRun(repo, self._keys(repo), self._prefix, self.config, self._parents)
         second = utc(since).replace(microsecond=0) if since is not None else None
         while True:
             first = await self._answer(repo, second, 1, self.config.per_page)
@@ -1001,8 +1111,43 @@ class GitHubConnector:
         request = partial(_get_list, gh.requester, url, query, size)
         headers, raws = await self._call(f"list issues of {repo}", repo, request, auth)
         self._note(headers)
+        await self._learn_parents(repo, raws)
         times = [parse_time(raw.get("updated_at")) for raw in raws]
         return _Answer(raws, times, next_link(headers) is not None)
+
+    async def _learn_parents(self, repo: str, raws: list[dict[str, Any]]) -> None:
+        """The ids of the parents an answer's sub-issues name (`parent_issue_url`): every listed
+        issue's id is learned for free; a parent the run has not listed costs one
+        `GET /repos/{o}/{r}/issues/{n}`, once a run, within the run's lookups (else
+        ParentLookupsSpent: the repository stops before this answer, to go on next run)."""
+        self._parents.learn(repo, raws)
+        wanted = [
+            ref
+            for raw in raws
+            if self.config.include_pull_requests or not is_pull_request(raw)
+            if (ref := parent_ref(raw)) is not None
+        ]
+        for ref in self._parents.unknown(wanted):
+            if self._parents.lookups >= self._parents.budget:
+                raise ParentLookupsSpent(repo)
+            self._parents.lookups += 1
+            self._parents.record(ref, await self._issue_id(ref))
+
+    async def _issue_id(self, ref: ParentRef) -> int | None:
+        """The id of issue `ref` (`GET /repos/{o}/{r}/issues/{n}`; a transferred one answers
+        301, which PyGithub follows), or None when this credential cannot read it: deleted (410),
+        not found or not visible (404, 403), or in an owner the app is not installed on."""
+        parent_repo, number = ref
+        try:
+            gh, auth = await self._repo_client(parent_repo)
+        except RepositoryLost:
+            return None
+        request = partial(_get_issue, gh.requester, f"/repos/{parent_repo}/issues/{number}")
+        data = await self._call(
+            f"read the parent issue {parent_repo}#{number}", None, request, auth
+        )
+        issue_id = data.get("id") if isinstance(data, Mapping) else None
+        return issue_id if _is_int(issue_id) else None
 
     async def all_ids(self) -> AsyncIterator[ScopeIds]:
         """Every issue id of every repository (its scope), and every PR id (its repository's

@@ -14,11 +14,12 @@ events, a no-op) and can skip none. Without this a backlog longer than one budge
 at the newest page every run and never finish.
 
 Each event carries its issue as it is NOW. The state of an issue at each event (open/closed and
-its reason, labels, assignees, milestone: what the connector's status mapping reads) is therefore
+its reason, labels, assignees, milestone, parent: what the connector's mapping reads) is therefore
 replayed backwards from that, undoing each event in the order the walk meets them (newest
 first); an entry is emitted for each mapped field an event changes (status through the
-connector's own mapping and `status_map`, assignee, sprint = milestone, priority and story points
-from labels). A `closed` event names its `state_reason` (as GitHub sends it; the OpenAPI
+connector's own mapping and `status_map`, assignee, sprint = milestone, parent = the sub-issue's
+parent as `owner/repo#N` from `parent_issue_added`/`parent_issue_removed`, priority and story
+points from labels). A `closed` event names its `state_reason` (as GitHub sends it; the OpenAPI
 `issue-event` schema does not list it): the `reopened` entry that undoes it takes the reason of
 the closing the walk meets next for that issue.
 
@@ -41,6 +42,7 @@ from email.utils import parsedate_to_datetime
 from typing import Any
 
 from connectors.base import HistoryEntry, HistoryPage, Status
+from connectors.github_model import parent_ref
 from connectors.http import header, parse_time
 
 #: One GET of the listing: (response headers, the JSON array of events, whether `Link` says
@@ -69,7 +71,7 @@ class IssueMapping:
 TRACKED = frozenset(
     {
         "closed", "reopened", "labeled", "unlabeled", "assigned", "unassigned",
-        "milestoned", "demilestoned",
+        "milestoned", "demilestoned", "parent_issue_added", "parent_issue_removed",
     }
 )  # fmt: skip
 
@@ -136,11 +138,13 @@ class _State:
     labels: list[str]
     assignees: list[str]
     milestone: str | None
+    parent: str | None = None  # `owner/repo#N` of a sub-issue's parent
 
     def copy(self) -> _State:
         return _State(
-            self.state, self.reason, list(self.labels), list(self.assignees), self.milestone
-        )
+            self.state, self.reason, list(self.labels), list(self.assignees), self.milestone,
+            self.parent,
+        )  # fmt: skip
 
 
 def _names(values: Any, key: str) -> list[str]:
@@ -155,13 +159,26 @@ def _names(values: Any, key: str) -> list[str]:
 def _state_of(issue: Mapping[str, Any]) -> _State:
     milestone = issue.get("milestone")
     title = milestone.get("title") if isinstance(milestone, Mapping) else None
+    parent = parent_ref(issue)
     return _State(
         "closed" if issue.get("state") == "closed" else "open",
         issue.get("state_reason") if isinstance(issue.get("state_reason"), str) else None,
         _names(issue.get("labels"), "name"),
         _names(issue.get("assignees"), "login"),
         title if isinstance(title, str) else None,
+        None if parent is None else f"{parent[0]}#{parent[1]}",
     )
+
+
+def _reference(value: Any) -> str | None:
+    """`owner/repo#N` of a sub-issue event's other issue (`nullable-issue-reference`)."""
+    if not isinstance(value, Mapping):
+        return None
+    number, repository = value.get("number"), value.get("repository")
+    full_name = repository.get("full_name") if isinstance(repository, Mapping) else None
+    if _int(number) is None or not isinstance(full_name, str) or "/" not in full_name:
+        return None
+    return f"{full_name}#{number}"
 
 
 def _raw(issue: Mapping[str, Any], state: _State) -> dict[str, Any]:
@@ -216,12 +233,13 @@ class Replay:
         """The states a cut walk saved (`saved_states`): it goes on replaying from them."""
         for key, value in saved.items():
             try:
-                state, reason, labels, assignees, milestone, created, login, uid = value
+                state, reason, labels, assignees, milestone, created, login, uid = value[:8]
+                parent = value[8] if len(value) > 8 else None  # saved before parents were kept
                 issue_id = int(key)
             except (TypeError, ValueError):
                 continue  # unreadable: that issue replays from its state now
             self.states[issue_id] = _State(
-                str(state), reason, list(labels), list(assignees), milestone
+                str(state), reason, list(labels), list(assignees), milestone, parent
             )
             self.issues[issue_id] = {
                 "id": issue_id, "created_at": created, "user": {"login": login, "id": uid},
@@ -237,7 +255,7 @@ class Replay:
             login, uid = _actor(issue.get("user"))
             out[str(issue_id)] = [
                 state.state, state.reason, state.labels, state.assignees, state.milestone,
-                issue.get("created_at"), login, None if uid is None else int(uid),
+                issue.get("created_at"), login, None if uid is None else int(uid), state.parent,
             ]  # fmt: skip
         return out
 
@@ -291,6 +309,12 @@ class Replay:
             after.milestone, before.milestone = (
                 (title, None) if kind == "milestoned" else (None, title)
             )
+        elif kind in ("parent_issue_added", "parent_issue_removed") and (
+            parent := _reference(event.get("parent_issue"))
+        ):
+            after.parent, before.parent = (
+                (parent, None) if kind == "parent_issue_added" else (None, parent)
+            )
         else:
             return
         self.issues[issue_id] = issue  # as it is now: every event carries the same
@@ -330,6 +354,7 @@ class Replay:
             )  # fmt: skip
         pairs.append(("assignee", ", ".join(before.assignees), ", ".join(after.assignees)))
         pairs.append(("sprint", before.milestone, after.milestone))
+        pairs.append(("parent", before.parent, after.parent))
         old_priority = self.mapping.priority(old_raw)
         new_priority = self.mapping.priority(new_raw)
         pairs.append(("priority", str(old_priority), str(new_priority)))

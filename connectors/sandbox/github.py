@@ -19,6 +19,11 @@ id first: ids are given in the order the changes are made, so give changes in ti
 with `per_page` (max 100) and `page` and a `Link` header. Each event carries the issue as it is
 now (`null` once the issue is deleted or transferred), as GitHub does.
 
+Richer model: issues carry `type` (organization issue types), `milestone` (the repository's
+milestones: `add_milestone`), `sub_issues_summary` and, on sub-issues, `parent_issue_url`;
+`set_parent` re-parents a sub-issue, recording GitHub's sub-issue events, and moves only the
+child's `updated_at` (docs/trackers/github.md#richer-model).
+
 Fault knobs for what GitHub itself should never send but a client must not trust blindly:
 `corrupt()` serves chosen JSON keys of one item instead of the real ones (a garbage `updated_at`,
 a wrong-typed field), without changing where it sorts; `answer_short()` cuts list answers short
@@ -103,8 +108,21 @@ class SandboxIssue:
     is_pr: bool = False
     draft: bool = False
     merged_at: datetime | None = None
-    milestone: str | None = None  # the milestone's title
+    milestone: str | None = None  # the milestone's title (in this repository)
+    type: str | None = None  # the organization's issue type (Bug, Feature, Task, Epic, …)
+    parent_id: int | None = None  # the parent issue of a sub-issue (set_parent)
     corrupt: dict[str, Any] = field(default_factory=dict)  # fault knob: JSON keys served instead
+
+
+@dataclass(slots=True)
+class SandboxMilestone:
+    """A repository's milestone (`nullable-milestone`): ids are unique across repositories."""
+
+    id: int
+    number: int
+    title: str
+    state: str = "open"  # open | closed
+    due_on: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,6 +138,8 @@ class SandboxEvent:
     assignee: str | None = None
     milestone: str | None = None
     state_reason: str | None = None
+    # sub-issue events: the other issue (the parent on the child's, the child on the parent's)
+    other: tuple[str, int, str] | None = None  # (repository, number, title)
 
 
 @dataclass(slots=True)
@@ -183,6 +203,11 @@ class GitHubSandbox(SandboxServer):
         self._deleted: dict[str, set[int]] = {}  # repo -> numbers of deleted issues (410)
         self._moved: dict[str, dict[int, tuple[str, int]]] = {}  # repo -> number -> new place
         self._numbers: dict[str, int] = {}  # repo -> the last number given (never reused)
+        self.milestones: dict[tuple[str, str], SandboxMilestone] = {}  # (repo, title) -> it
+        self._next_milestone_id = 9001
+        self._children: dict[int, list[int]] = {}  # parent id -> its sub-issues' ids, in order
+        # logins whose user objects carry a public e-mail address (a client must not keep it)
+        self.public_emails: dict[str, str] = {}
         self.users: set[str] = set()  # owners (casefolded) that are user accounts, not orgs
         self.issues_disabled: set[str] = set()  # full names whose issues are switched off
         # GitHub Apps (add_app, install): tokens are minted against the app's JWT
@@ -287,12 +312,17 @@ class GitHubSandbox(SandboxServer):
         merged_at: datetime | None = None,
         milestone: str | None = None,
         actor: str = "octocat",
+        type: str | None = None,
+        parent: int | None = None,
     ) -> SandboxIssue:
         """Add an issue (or, with `is_pr`, a pull request) with explicit upstream timestamps.
         Its events are recorded as GitHub would have: labels, assignees and milestone given at
-        creation (by `actor`), then, for one added closed, its closing at `closed_at`."""
+        creation (by `actor`), then, for one added closed, its closing at `closed_at`; with
+        `parent`, it is that issue's sub-issue from its creation."""
         with self._data_lock:
             self.add_repo(repo)
+            if milestone is not None:
+                self.add_milestone(repo, milestone)
             if state == "closed" and closed_at is None:
                 closed_at = merged_at or updated_at
             if state == "closed" and state_reason is None and not is_pr:
@@ -316,6 +346,7 @@ class GitHubSandbox(SandboxServer):
                 draft=draft,
                 merged_at=merged_at,
                 milestone=milestone,
+                type=type,
                 author=actor,
             )
             self._next_id += 1
@@ -324,7 +355,71 @@ class GitHubSandbox(SandboxServer):
             opened = SandboxIssue(repo, issue.id, issue.number, title, issue.created_at, updated_at)
             opened.is_pr = is_pr
             self._record(opened, issue, issue.created_at, actor)
+            if parent is not None:
+                self._adopt(issue, parent, issue.created_at, actor)
             return issue
+
+    def add_milestone(
+        self, repo: str, title: str, *, state: str = "open", due_on: datetime | None = None
+    ) -> SandboxMilestone:
+        """A milestone of `repo` (the existing one of that title, else a new one with the next
+        number): issues name it by title (`add_issue(milestone=…)`, `update(milestone=…)`)."""
+        with self._data_lock:
+            found = self.milestones.get((repo, title))
+            if found is None:
+                number = 1 + sum(1 for r, _ in self.milestones if r == repo)
+                found = SandboxMilestone(self._next_milestone_id, number, title, state, due_on)
+                self._next_milestone_id += 1
+                self.milestones[(repo, title)] = found
+            return found
+
+    def set_parent(
+        self, issue_id: int, parent_id: int | None, *, at: datetime, actor: str = "octocat"
+    ) -> SandboxIssue:
+        """Make an issue a sub-issue of `parent_id` (replacing its parent, as
+        `POST …/sub_issues` with `replace_parent: true` does), or of none. GitHub records
+        `parent_issue_removed`/`parent_issue_added` on the child and `sub_issue_removed`/
+        `sub_issue_added` on the parents.
+
+        GitHub does not document whether this moves either issue's `updated_at`. The sandbox
+        moves the child's (its own `parent_issue_url` changed, as a milestone change moves it)
+        and NOT the parents', whose `sub_issues_summary` changes silently: the connector must
+        not count on a parent being listed again (docs/trackers/github.md#richer-model)."""
+        with self._data_lock:
+            issue = self.find(issue_id)
+            if parent_id == issue.parent_id:
+                return issue
+            if issue.parent_id is not None:
+                old = self.find(issue.parent_id)
+                self._children[old.id].remove(issue.id)
+                issue.parent_id = None
+                self._event(issue, "parent_issue_removed", at, actor, other=_ref(old))
+                self._event(old, "sub_issue_removed", at, actor, other=_ref(issue))
+            if parent_id is not None:
+                self._adopt(issue, parent_id, at, actor)
+            issue.updated_at = at
+            return issue
+
+    def _adopt(self, issue: SandboxIssue, parent_id: int, at: datetime, actor: str) -> None:
+        """Make `issue` a sub-issue of `parent_id`, refusing what GitHub refuses."""
+        parent = self.find(parent_id)
+        if issue.is_pr or parent.is_pr:
+            raise ValueError("pull requests cannot be sub-issues or have sub-issues")
+        ancestor: SandboxIssue | None = parent
+        depth = 1
+        while ancestor is not None:
+            if ancestor.id == issue.id:
+                raise ValueError("an issue cannot be its own ancestor")
+            ancestor = self._by_id.get(ancestor.parent_id) if ancestor.parent_id else None
+            depth += 1
+        if depth > 8:
+            raise ValueError("sub-issues nest at most 8 levels")
+        if len(self._children.get(parent.id, [])) >= 100:
+            raise ValueError("a parent has at most 100 sub-issues")
+        issue.parent_id = parent.id
+        self._children.setdefault(parent.id, []).append(issue.id)
+        self._event(parent, "sub_issue_added", at, actor, other=_ref(issue))
+        self._event(issue, "parent_issue_added", at, actor, other=_ref(parent))
 
     def _record(self, old: SandboxIssue, new: SandboxIssue, at: datetime, actor: str) -> None:
         """The events of a change from `old` to `new` at `at`, in GitHub's order."""
@@ -365,6 +460,11 @@ class GitHubSandbox(SandboxServer):
             self.issues[issue.repo].remove(issue)
             self._by_id.pop(issue.id, None)
             self._deleted.setdefault(issue.repo, set()).add(issue.number)
+            for child in self._children.pop(issue.id, []):  # its sub-issues lose their parent
+                if child in self._by_id:
+                    self._by_id[child].parent_id = None
+            if issue.parent_id is not None and issue.parent_id in self._children:
+                self._children[issue.parent_id].remove(issue.id)
 
     def transfer(self, issue_id: int, repo: str, *, at: datetime) -> SandboxIssue:
         """Transfer an issue to another repository, as GitHub does: it leaves every list of its
@@ -431,9 +531,11 @@ class GitHubSandbox(SandboxServer):
                 assignees=list(issue.assignees), milestone=issue.milestone,
             )  # fmt: skip
             for name, value in changes.items():
-                if not hasattr(issue, name):
+                if not hasattr(issue, name) or name == "parent_id":  # parents: set_parent
                     raise AttributeError(name)
                 setattr(issue, name, value)
+            if issue.milestone is not None:
+                self.add_milestone(issue.repo, issue.milestone)
             if changes.get("state") == "closed":
                 if "closed_at" not in changes:
                     issue.closed_at = at
@@ -527,17 +629,21 @@ class GitHubSandbox(SandboxServer):
             "state": issue.state,
             "state_reason": issue.state_reason,
             "locked": False,
-            "assignee": (
-                _user(issue.assignees[0], self.url, self.html_base) if issue.assignees else None
-            ),
-            "assignees": [_user(login, self.url, self.html_base) for login in issue.assignees],
-            "milestone": self._milestone_json(api, issue.milestone),
+            "assignee": self._person(issue.assignees[0]) if issue.assignees else None,
+            "assignees": [self._person(login) for login in issue.assignees],
+            "milestone": self._milestone_json(issue.repo, issue.milestone),
             "comments": 0,
             "created_at": iso(issue.created_at),
             "updated_at": iso(issue.updated_at),
             "closed_at": iso(issue.closed_at),
             "author_association": "MEMBER",
         }
+        if not issue.is_pr:
+            body["type"] = _issue_type(issue.type)
+            body["sub_issues_summary"] = self._summary(issue.id)
+            parent = self._by_id.get(issue.parent_id) if issue.parent_id else None
+            if parent is not None:  # GitHub sends the key on sub-issues only
+                body["parent_issue_url"] = f"{self.url}/repos/{parent.repo}/issues/{parent.number}"
         if issue.is_pr:
             body["draft"] = issue.draft
             body["pull_request"] = {
@@ -556,28 +662,49 @@ class GitHubSandbox(SandboxServer):
                 body[key] = value
         return body
 
-    def _milestone_json(self, api: str, title: str | None) -> dict[str, Any] | None:
-        """A `nullable-milestone` (its number derived from the title: the sandbox keeps none)."""
+    def _person(self, login: str) -> dict[str, Any]:
+        """A `simple-user`, with the public e-mail address planted for it, if any."""
+        user = _user(login, self.url, self.html_base)
+        if login in self.public_emails:
+            user["email"] = self.public_emails[login]
+        return user
+
+    def _summary(self, issue_id: int) -> dict[str, int]:
+        """`sub-issues-summary`: how many sub-issues, how many closed, percent closed."""
+        children = [self._by_id[c] for c in self._children.get(issue_id, []) if c in self._by_id]
+        done = sum(1 for c in children if c.state == "closed")
+        percent = done * 100 // len(children) if children else 0
+        return {"total": len(children), "completed": done, "percent_completed": percent}
+
+    def _milestone_json(self, repo: str, title: str | None) -> dict[str, Any] | None:
+        """A `nullable-milestone`, every key the schema requires."""
         if title is None:
             return None
-        number = zlib.crc32(title.encode()) % 1000 + 1
+        milestone = self.milestones.get((repo, title)) or self.add_milestone(repo, title)
+        api = f"{self.url}/repos/{repo}"
+        number = milestone.number
+        open_issues = closed_issues = 0
+        for issue in self.issues.get(repo, []):
+            if issue.milestone == title:
+                open_issues += issue.state == "open"
+                closed_issues += issue.state == "closed"
         return {
             "url": f"{api}/milestones/{number}",
-            "html_url": f"{self.html_base}/{api.split('/repos/', 1)[-1]}/milestone/{number}",
+            "html_url": f"{self.html_base}/{repo}/milestone/{number}",
             "labels_url": f"{api}/milestones/{number}/labels",
-            "id": number,
-            "node_id": f"MI_kw{number}",
+            "id": milestone.id,
+            "node_id": f"MI_kw{milestone.id}",
             "number": number,
             "title": title,
             "description": None,
             "creator": None,
-            "open_issues": 0,
-            "closed_issues": 0,
-            "state": "open",
+            "open_issues": open_issues,
+            "closed_issues": closed_issues,
+            "state": milestone.state,
             "created_at": "2020-01-01T00:00:00Z",
             "updated_at": "2020-01-01T00:00:00Z",
-            "closed_at": None,
-            "due_on": None,
+            "closed_at": "2020-01-02T00:00:00Z" if milestone.state == "closed" else None,
+            "due_on": iso(milestone.due_on),
         }
 
     def event_json(self, event: SandboxEvent, repo: str) -> dict[str, Any]:
@@ -610,7 +737,22 @@ class GitHubSandbox(SandboxServer):
             body["milestone"] = {"title": event.milestone}
         if event.event == "closed":
             body["state_reason"] = event.state_reason
+        if event.other is not None:
+            key = "parent_issue" if event.event.startswith("parent_") else "sub_issue"
+            body[key] = self._reference_json(*event.other)
         return body
+
+    def _reference_json(self, repo: str, number: int, title: str) -> dict[str, Any]:
+        """A `nullable-issue-reference`: the other issue of a sub-issue event."""
+        found = next((i for i in self.issues.get(repo, []) if i.number == number), None)
+        return {
+            "number": number,
+            "title": title,
+            "state": found.state if found is not None else "open",
+            "state_reason": found.state_reason if found is not None else None,
+            "repository": self.repo_json(repo) if repo in self.repos else None,
+            "issue_type": _issue_type(found.type if found is not None else None, short=True),
+        }
 
     def _actor_json(self, login: str) -> dict[str, Any]:
         """The actor as a `simple-user` with a public e-mail (a client must not keep it)."""
@@ -1024,11 +1166,28 @@ class GitHubSandbox(SandboxServer):
         # (a second run then finds nothing changed instead of every issue "edited").
         now = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
         start = now - timedelta(days=30)
+        # The richer model: an epic per repository with its sub-issues, two sprints (milestones:
+        # one closed, one running), issue types from the labels.
+        epics: dict[str, int] = {}
+        for repo, (title, body) in _DEMO_EPICS.items():
+            epic = self.add_issue(
+                repo, title, created_at=start - timedelta(days=2), updated_at=start,
+                body=body, type="Epic", labels=["roadmap"], assignees=["mira"],
+            )  # fmt: skip
+            epics[repo] = epic.id
+            self.add_milestone(repo, "Sprint 41", state="closed", due_on=now - timedelta(days=14))
+            self.add_milestone(repo, "Sprint 42", due_on=now + timedelta(days=7))
         for n, spec in enumerate(_DEMO):
             repo, title, kind, labels, assignees = spec
             created = start + timedelta(hours=17 * n)
             updated = created + timedelta(hours=3 + n % 11)
             kw: dict[str, Any] = {"labels": labels, "assignees": assignees}
+            if kind not in ("pr", "draft", "merged", "pr_closed"):
+                kw["type"] = "Bug" if "bug" in labels else "Feature" if n % 3 else "Task"
+                if n % 4 == 0:
+                    kw["parent"] = epics[repo]
+                if n % 3 != 2:
+                    kw["milestone"] = "Sprint 41" if kind == "done" else "Sprint 42"
             if kind == "done":
                 kw |= {"state": "closed", "state_reason": "completed"}
             elif kind == "wontfix":
@@ -1124,6 +1283,35 @@ def _user(login: str, api: str, html: str, *, kind: str = "User") -> dict[str, A
     }
 
 
+def _ref(issue: SandboxIssue) -> tuple[str, int, str]:
+    return issue.repo, issue.number, issue.title
+
+
+#: The colours GitHub gives its default organization issue types.
+_TYPE_COLOURS = {"bug": "red", "feature": "blue", "task": "yellow", "epic": "purple"}
+
+
+def _issue_type(name: str | None, *, short: bool = False) -> dict[str, Any] | None:
+    """An `issue-type` (`short`: the one of an issue reference), or None for no type."""
+    if name is None:
+        return None
+    type_id = zlib.crc32(name.encode()) % 10**6
+    body: dict[str, Any] = {
+        "id": type_id,
+        "node_id": f"IT_kw{type_id}",
+        "name": name,
+        "color": _TYPE_COLOURS.get(name.casefold(), "gray"),
+    }
+    if not short:
+        body |= {
+            "description": None,
+            "created_at": "2024-01-01T00:00:00Z",
+            "updated_at": "2024-01-01T00:00:00Z",
+            "is_enabled": True,
+        }
+    return body
+
+
 def _label(api: str, name: str) -> dict[str, Any]:
     label_id = zlib.crc32(name.encode()) % 10**8
     return {
@@ -1165,6 +1353,10 @@ def _error(status: int, message: str) -> Response:
     return Response(status, {**_body(message), "status": str(status)})
 
 
+_DEMO_EPICS = {
+    "acme/web": ("Checkout and settings overhaul", "The web work of this quarter, as sub-issues."),
+    "acme/api": ("API hardening", "Rate limits, idempotency and the Postgres upgrade."),
+}
 _DEMO: list[tuple[str, str, str, list[str], list[str]]] = [
     ("acme/web", "Checkout button does nothing on Safari 17", "open", ["bug", "P1"], []),
     ("acme/web", "Dark mode for the settings page", "open", ["enhancement", "points: 5"], []),

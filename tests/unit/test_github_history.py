@@ -177,3 +177,52 @@ def test_tokens_round_trip_and_an_unreadable_one_starts_over() -> None:
     assert FeedToken.parse(None) == FeedToken(None) == FeedToken.parse("")
     assert FeedToken.parse("{not json") == FeedToken(None)
     assert FeedToken.parse('{"top": "x"}') == FeedToken(None)
+
+
+def reference(number: int, repo: str = "o/r") -> dict[str, Any]:
+    """A `nullable-issue-reference`, as sub-issue events carry the other issue."""
+    return {"number": number, "title": f"#{number}", "state": "open", "issue_type": None,
+            "repository": {"full_name": repo, "id": 1}}  # fmt: skip
+
+
+def test_sub_issue_events_give_parent_entries_as_owner_repo_number() -> None:
+    now = issue(parent_issue_url="https://api.github.com/repos/o/other/issues/9")
+    rows = replay(
+        [
+            event(4, "parent_issue_added", 4, now, parent_issue=reference(9, "o/other")),
+            event(3, "parent_issue_removed", 3, now, parent_issue=reference(5)),
+            event(2, "sub_issue_added", 2, now, sub_issue=reference(8)),  # on a parent: not ours
+            event(1, "parent_issue_added", 1, now, parent_issue=reference(5)),
+            event(0, "parent_issue_added", 0.5, now, parent_issue={"number": "x"}),  # unreadable
+        ]
+    )["7"]
+    got = [(r.change_id, r.field, r.from_value, r.to_value, r.actor_name) for r in rows]
+    assert got == [
+        ("4", "parent", None, "o/other#9", "ada"),
+        ("3", "parent", "o/r#5", None, "ada"),
+        ("1", "parent", None, "o/r#5", "ada"),
+        ("created:7", "status", None, "open", "mira"),
+    ]
+
+
+def test_a_cut_walk_keeps_the_replayed_parent_and_reads_older_saved_states() -> None:
+    now = issue(parent_issue_url="https://api.github.com/repos/o/r/issues/5")
+    first = Replay("", mapping())
+    first.apply(event(3, "parent_issue_added", 3, now, parent_issue=reference(5)))
+    first.apply(event(2, "parent_issue_removed", 3, now, parent_issue=reference(4)))
+    first.take(T0 + 3 * H, final=False)
+    saved = FeedToken.parse(str(FeedToken(None, 3, T0 + 3 * H, 2, 2, first.saved_states())))
+    assert saved.states["7"][8] == "o/r#4"  # before both events: under #4
+    second = Replay("", mapping())
+    second.load(saved.states)
+    second.apply(event(1, "parent_issue_added", 1, now, parent_issue=reference(4)))
+    rows = second.take(None, final=True)["7"]
+    assert [(r.field, r.from_value, r.to_value) for r in rows] == [
+        ("parent", None, "o/r#4"),
+        ("status", None, "open"),
+    ]
+
+    # a state saved before parents were kept (eight values) still loads, without a parent
+    old = Replay("", mapping())
+    old.load({"7": saved.states["7"][:8]})
+    assert old.states[7].parent is None and old.states[7].state == "open"

@@ -579,6 +579,14 @@ async def test_demo_seed_and_config_sync(tmp_path: Path) -> None:
     assert len(got) >= 30
     assert {i.status for i in got} == set(Status)
     assert any(i.priority == 4 for i in got) and any(i.story_points for i in got)
+    # the richer model: epics with sub-issues, two sprints, types, labels, assignees
+    epics = {i.external_id for i in got if i.item_type == "epic"}
+    assert len(epics) == 2
+    assert sum(1 for i in got if i.parent_external_id in epics) >= 6
+    assert {s.state for i in got for s in i.sprints} == {"active", "closed"}
+    assert {i.item_type for i in got} >= {"epic", "bug", "feature", "task", "pull_request"}
+    assert all(i.labels for i in got if i.item_type == "epic")
+    assert sum(1 for i in got if i.assignees) >= 20
 
 
 def _get(sandbox: GitHubSandbox, path: str, token: str = PLANTED_TOKEN) -> tuple[int, Any, Any]:
