@@ -25,7 +25,7 @@ from connectors.azure_devops import (
     wiql_string,
     wiql_time,
 )
-from connectors.base import Status
+from connectors.base import Person, Status
 from connectors.http import parse_time
 from connectors.http import retry_after as retry_after_seconds
 
@@ -181,13 +181,28 @@ JAMAL_REF = {  # wit 7.1 httpExamples/workItems/GET__wit_WorkItems_id.json, shor
 
 
 @pytest.mark.parametrize(
-    "who",
-    [JAMAL_REF, "Jamal Hartnett <fabrikamfiber4@hotmail.com>", None],
+    ("who", "kept", "assignees"),
+    [
+        (
+            JAMAL_REF,
+            {k: v for k, v in JAMAL_REF.items() if k != "uniqueName"},
+            (Person("Jamal Hartnett", "d291b0c4"),),
+        ),
+        (
+            "Jamal Hartnett <fabrikamfiber4@hotmail.com>",
+            "Jamal Hartnett",
+            (Person("Jamal Hartnett", None),),
+        ),
+        (None, None, ()),
+    ],
     ids=["IdentityRef", "older text", "absent"],
 )
-def test_identity_fields_change_no_column(who: Any) -> None:
-    # No column comes from System.AssignedTo / CreatedBy / ChangedBy: an IdentityRef, an older
-    # server's "Name <unique name>" text, or nothing map to the same item; raw keeps the value.
+def test_identity_fields_give_the_assignee_and_never_keep_an_address(
+    who: Any, kept: Any, assignees: tuple[Person, ...]
+) -> None:
+    # System.AssignedTo / CreatedBy / ChangedBy as an IdentityRef, an older server's
+    # "Name <unique name>" text, or nothing: the assignee is the display name and the identity's
+    # id; the unique name (usually an e-mail address) is kept nowhere, raw included.
     fields: dict[str, Any] = {
         "System.WorkItemType": "Bug",
         "System.State": "Active",
@@ -203,7 +218,10 @@ def test_identity_fields_change_no_column(who: Any) -> None:
     raw = {"id": 7, "rev": 2, "fields": fields, "url": "u"}
     item = map_work_item(raw, config=CONFIG, site="s", category="InProgress")
     assert (item.status, item.priority, item.title) == (Status.BLOCKED, 4, "t")
-    assert item.raw["fields"].get("System.AssignedTo") == who
+    assert tuple(item.assignees) == assignees
+    for name in ("System.AssignedTo", "System.CreatedBy", "System.ChangedBy"):
+        assert item.raw["fields"].get(name) == kept
+    assert "hotmail" not in repr(item.raw)
 
 
 def test_parse_time_variants() -> None:
