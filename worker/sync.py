@@ -28,6 +28,7 @@ from connectors.base import (
     HistoryTodo,
     Page,
     RetriableError,
+    Status,
 )
 from worker import (
     connecting,
@@ -334,6 +335,8 @@ class _Run:
     started: float = field(default_factory=time.monotonic)
     swept: bool = False
     cursor: dict[str, datetime] = field(default_factory=dict)  # committed marks, in-scope only
+    # the admin's status_map the connector maps with (history rows keep their defaults, 0014)
+    status_map: Mapping[str, Status] = field(default_factory=dict)
 
     @property
     def deadline(self) -> float:
@@ -364,10 +367,12 @@ class _Run:
                 grants_db=grants_db,  # its own connection: the run's is busy between pages
             )
             seen.saw(config)
+            self.status_map = config.status_map
             scopes = await connector.scopes()
             await self._narrow(scopes)
             await self._pages(connector, scopes, config.start_date)
             await self._history(connector, config)
+            await self._keep_mapping_context(connector)
             sweep_due = self.settings.sweep_every_runs and self.state.runs_since_sweep + 1 >= (
                 self.settings.sweep_every_runs
             )
@@ -457,13 +462,25 @@ class _Run:
             async for page in pages:
                 cursor = await _commit_page(
                     self.conn, self.integration, page, cursor, self.started_wall, self.result,
-                    self.fields,
+                    self.fields, self.status_map,
                 )  # fmt: skip
                 if self.options.on_page is not None:
                     self.options.on_page(self.result)
                 self._halt_if_asked()
         finally:
             await _close(pages)
+
+    async def _keep_mapping_context(self, connector: Connector) -> None:
+        """What the connector learnt that mapping its stored rows offline needs (`c9-sync
+        remap`), merged over what earlier runs learnt; written only when it adds something."""
+        learnt = getattr(connector, "mapping_context", None)
+        found = learnt() if callable(learnt) else None
+        if not found:
+            return
+        kept = self.state.mapping_context or {}
+        merged = merge_context(kept, found)
+        if merged != kept:
+            await store.save_mapping_context(self.conn, self.integration.id, merged)
 
     def _halt_if_asked(self) -> None:
         """Between two committed pages: stop when the worker stops or the run's time is up."""
@@ -524,7 +541,9 @@ class _Run:
         pages = connector.history(HistoryTodo(feeds, items, budget))
         try:
             async for page in pages:
-                await _commit_history(conn, integration, page, self.result, self.fields)
+                await _commit_history(
+                    conn, integration, page, self.result, self.fields, self.status_map
+                )
                 if self.result.history_requests >= budget:
                     break
                 self._halt_if_asked()
@@ -576,6 +595,7 @@ async def _commit_page(
     ceiling: datetime,
     result: RunResult,
     fields: dict[str, Any],
+    status_map: Mapping[str, Status],
 ) -> dict[str, datetime]:
     """One page: rows, their activity and the advanced cursor, in one transaction."""
     new_cursor = advance(cursor, page.checkpoint, ceiling)
@@ -586,6 +606,7 @@ async def _commit_page(
             team_id=integration.team_id,
             integration_id=integration.id,
             items=page.items,
+            status_map=status_map,
         )
         written.rejected[:0] = page.rejected  # the connector's, then the store's
         newly_lost = {s: why for s, why in page.lost.items() if s not in result.lost}
@@ -604,7 +625,7 @@ async def _commit_page(
         )
         result.lost.update(newly_lost)
         await store.log_activities(
-            conn, integration.team_id, _item_activities(integration, written, fields)
+            conn, integration.team_id, item_activities(integration, written, fields)
         )
         if new_cursor != cursor:
             await store.save_cursor(conn, integration.id, store.cursor_to_json(new_cursor))
@@ -634,16 +655,17 @@ async def _commit_history(
     page: HistoryPage,
     result: RunResult,
     fields: dict[str, Any],
+    status_map: Mapping[str, Status],
 ) -> None:
     """One history page: its rows, the times they change (with activity rows, as a page of
     items), the items now read whole and the feeds' progress, in one transaction."""
     pairs, problems = sanitize.clean_history_page(page.entries)
     async with conn.transaction():
         written, recorded = await store.record_history(
-            conn, integration.type, integration.id, pairs
+            conn, integration.type, integration.id, pairs, status_map
         )
         await store.log_activities(
-            conn, integration.team_id, _item_activities(integration, written, fields)
+            conn, integration.team_id, item_activities(integration, written, fields)
         )
         await history_store.mark_read(conn, integration.type, page.complete)
         await history_store.save_progress(conn, integration.id, page.checkpoint, page.through)
@@ -655,20 +677,39 @@ async def _commit_history(
         log.warning("history_entries_rejected", **fields, count=len(problems), first=problems[0])
 
 
+def merge_context(kept: Mapping[str, Any], learnt: Mapping[str, Any]) -> dict[str, Any]:
+    """A connector's mapping context over the one kept: objects merged key by key (what one
+    run learnt never erases what another learnt), any other value replaced."""
+    out = dict(kept)
+    for key, value in learnt.items():
+        old = out.get(key)
+        if isinstance(old, Mapping) and isinstance(value, Mapping):
+            out[key] = merge_context(old, value)
+        else:
+            out[key] = value
+    return out
+
+
 def _touch(result: RunResult, changes: Sequence[store.Change]) -> None:
+    result.touched.extend(touched_by(changes))
+
+
+def touched_by(changes: Sequence[store.Change]) -> list[datetime]:
     """Any change to a completed item can move its day's numbers (count, mean duration): both
-    its old and its new completion day are recomputed at the run's end."""
-    for change in changes:
-        for at in (change.old_completed_at, change.new_completed_at):
-            if at is not None:
-                result.touched.append(at)
+    its old and its new completion day are recomputed (at the run's end, after a remap)."""
+    return [
+        at
+        for change in changes
+        for at in (change.old_completed_at, change.new_completed_at)
+        if at is not None
+    ]
 
 
 def _label(source: str, key: str | None, external_id: str) -> str:
     return f"{source} {key or external_id}"
 
 
-def _item_activities(
+def item_activities(
     integration: Integration, written: store.PageResult, fields: Mapping[str, Any]
 ) -> list[store.Activity]:
     source = integration.type
