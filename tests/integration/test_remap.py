@@ -34,10 +34,11 @@ from connectors.sandbox.base import Request
 from connectors.sandbox.github import GitHubSandbox
 from connectors.sandbox.jira import JiraSandbox
 from connectors.sandbox.linear import LinearSandbox
-from tests.helpers import make_integration, make_team
+from tests.helpers import make_integration, make_team, make_work_item
 from tests.integration.connectors.contract import PLANTED_TOKEN
 from tests.integration.connectors.test_jira import checked
-from worker import remap, sync
+from tests.integration.test_migrations import apply_through
+from worker import db, migrate, remap, sync
 from worker.settings import Settings
 from worker.store import notify
 
@@ -431,3 +432,71 @@ async def test_a_changed_custom_field_config_waits_for_a_sync_to_resolve_it(
         assert result.outcome == "refused"
         assert "story_points_field" in result.reason and "run a sync" in result.reason
         assert await snapshot(pool) == before
+
+
+async def test_history_keeps_the_default_where_the_map_in_force_did_not_name_the_value(
+    pool: asyncpg.Pool, settings: Settings
+) -> None:
+    """GitHub read with {"in review": pr_ready}: a row whose value the map named has no
+    default (never seen); the others keep theirs. A map that no longer names "in review"
+    keeps those rows as they are, and says how many."""
+    with github_tracker() as tracker:
+        integration = await synced(pool, settings, tracker)
+        rows = await pool.fetch(
+            "SELECT DISTINCT h.to_value, h.to_status, h.to_default FROM work_item_history h"
+            " JOIN work_items w ON w.id = h.work_item_id"
+            " WHERE w.integration_id = $1 AND h.field = 'status' AND w.title = $2",
+            integration,
+            DONE,
+        )
+        assert {(r["to_value"], r["to_status"], r["to_default"]) for r in rows} == {
+            ("open", "queued", "queued"),  # created
+            ("open", "in_progress", "in_progress"),  # assigned
+            ("in review", "pr_ready", None),  # named by the map: its default never seen
+            ("completed", "completed", "completed"),
+        }
+        await set_status_map(pool, integration, {})
+        result = await remap.remap_integration(pool, integration, settings)
+        # "in review": to (+10h, +30h) and from (+20h, +40h) of the done item, to (+55h) of
+        # the review item: kept as they were
+        assert (result.outcome, result.history_kept) == ("remapped", 5)
+        assert result.history_rows == 0
+        # the items themselves map whole from their JSON: the review item is assigned (in
+        # progress by GitHub's own rule), as a sync would map it now
+        assert (await row(pool, integration, REVIEW))[0] == "in_progress"
+
+
+async def test_0014_fills_the_defaults_of_history_read_before_it(empty_db_url: str) -> None:
+    conn = await db.connect(empty_db_url)
+    try:
+        await apply_through(conn, 13)
+        team = await make_team(conn, "Alpha")
+        mapped = await make_integration(conn, team, "jira", {"status_map": {" in REVIEW": "done"}})
+        plain = await make_integration(conn, team, "linear", {"token": "x"})
+        for n, (integration, source) in enumerate(((mapped, "jira"), (plain, "linear"))):
+            item = await make_work_item(
+                conn, team, f"x-{n}", source=source, integration_id=integration
+            )
+            await conn.execute(
+                "INSERT INTO work_item_history (work_item_id, change_id, field, changed_at,"
+                "   from_value, to_value, from_status, to_status)"
+                " VALUES ($1, 'c1', 'status', now(), NULL, 'To Do', NULL, 'queued'),"
+                "        ($1, 'c2', 'status', now(), 'To Do', 'In Review', 'queued', 'completed'),"
+                "        ($1, 'c3', 'assignee', now(), NULL, 'Ada', NULL, NULL)",
+                item,
+            )
+        await migrate.apply(conn)
+        rows = await conn.fetch(
+            "SELECT w.source, h.change_id, h.from_default, h.to_default FROM work_item_history h"
+            " JOIN work_items w ON w.id = h.work_item_id ORDER BY w.source, h.change_id"
+        )
+        assert [tuple(r) for r in rows] == [
+            ("jira", "c1", None, "queued"),
+            ("jira", "c2", "queued", None),  # "In Review" was named: its default unknown
+            ("jira", "c3", None, None),
+            ("linear", "c1", None, "queued"),
+            ("linear", "c2", "queued", "completed"),
+            ("linear", "c3", None, None),
+        ]
+    finally:
+        await conn.close()
