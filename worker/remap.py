@@ -137,10 +137,14 @@ async def _locked_remap(
         log.warning("remap_refused", **fields, reason=result.reason)
         return result
     if result.touched:
-        # after the commit, as a sync run does: metrics are derived, repaired by a rollup
-        result.metrics_rows = await metrics.recompute_touched(
-            conn, integration.team_id, result.touched, settings.metrics_tz
-        )
+        # after the commit, as a sync run does: metrics are derived; a failure here is logged
+        # and repaired by the next run or a rollup, never undoes the remap
+        try:
+            result.metrics_rows = await metrics.recompute_touched(
+                conn, integration.team_id, result.touched, settings.metrics_tz
+            )
+        except asyncpg.PostgresError as exc:
+            log.warning("metrics_recompute_failed", **fields, error=f"{type(exc).__name__}: {exc}")
     log.info("remap_completed", **fields, **_counts(result))
     return result
 
