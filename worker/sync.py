@@ -372,7 +372,6 @@ class _Run:
             await self._narrow(scopes)
             await self._pages(connector, scopes, config.start_date)
             await self._history(connector, config)
-            await self._keep_mapping_context(connector)
             sweep_due = self.settings.sweep_every_runs and self.state.runs_since_sweep + 1 >= (
                 self.settings.sweep_every_runs
             )
@@ -416,6 +415,8 @@ class _Run:
             )  # fmt: skip
         finally:
             if connector is not None:
+                if not _database_lost(self.conn):  # (what it learnt holds whatever the outcome)
+                    await self._keep_mapping_context(connector)
                 await connecting.close_quietly(connector)
         await credentials.record(
             self.conn, self.integration, seen, succeeded=self.result.outcome == "succeeded"
@@ -479,8 +480,12 @@ class _Run:
             return
         kept = self.state.mapping_context or {}
         merged = merge_context(kept, found)
-        if merged != kept:
+        if merged == kept:
+            return
+        try:
             await store.save_mapping_context(self.conn, self.integration.id, merged)
+        except asyncpg.PostgresError as exc:  # kept for remap, never the reason a run fails
+            log.warning("mapping_context_not_kept", **self.fields, error=type(exc).__name__)
 
     def _halt_if_asked(self) -> None:
         """Between two committed pages: stop when the worker stops or the run's time is up."""
