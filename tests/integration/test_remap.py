@@ -32,7 +32,7 @@ from connectors.linear import LinearConnector
 from connectors.sandbox.azure_devops import AzureDevOpsSandbox
 from connectors.sandbox.base import Request
 from connectors.sandbox.github import GitHubSandbox
-from connectors.sandbox.jira import JiraSandbox
+from connectors.sandbox.jira import JiraDataCenterSandbox, JiraSandbox
 from connectors.sandbox.linear import LinearSandbox
 from tests.helpers import make_integration, make_team, make_work_item
 from tests.integration.connectors.contract import PLANTED_TOKEN
@@ -63,8 +63,9 @@ class Tracker:
 
 
 @contextmanager
-def jira_tracker() -> Iterator[Tracker]:
-    with checked(JiraSandbox(token=PLANTED_TOKEN)) as jira:
+def jira_tracker(data_center: bool = False) -> Iterator[Tracker]:
+    server = JiraDataCenterSandbox if data_center else JiraSandbox
+    with checked(server(token=PLANTED_TOKEN)) as jira:
         for title, moves in flows(["In Progress", "In Review", "Done"]):
             start = moves[0][0] - 2 * H if moves else T0 + 60 * H
             issue = jira.add_issue("ABC", title, created=start, updated=start)
@@ -78,7 +79,7 @@ def jira_tracker() -> Iterator[Tracker]:
             {"In Progress": "queued", "In Review": "in_progress"},
             {
                 "url": jira.url,
-                "email": jira.email,
+                **({} if data_center else {"email": jira.email}),
                 "token": PLANTED_TOKEN,
                 "projects": ["ABC"],
                 "story_points_field": "Story point estimate",
@@ -181,6 +182,7 @@ def flows(names: list[str], reopen: str | None = None) -> list[tuple[str, list[A
 
 TRACKERS = {
     "jira": jira_tracker,
+    "jira_dc": lambda: jira_tracker(data_center=True),
     "azure_devops": azure_devops_tracker,
     "github": github_tracker,
     "linear": linear_tracker,
@@ -500,3 +502,24 @@ async def test_0014_fills_the_defaults_of_history_read_before_it(empty_db_url: s
         ]
     finally:
         await conn.close()
+
+
+async def test_history_waiting_for_its_item_is_remapped_too(
+    pool: asyncpg.Pool, settings: Settings
+) -> None:
+    """Changes a feed read before their item was synced wait in history_orphans: they are
+    mapped again as well, so they arrive with the new map's statuses."""
+    team = await make_team(pool, "Orphans")
+    config = {"token": PLANTED_TOKEN, "repos": ["o/r"], "status_map": {"open": "blocked"}}
+    integration = await make_integration(pool, team, "github", config)
+    await pool.execute(
+        "INSERT INTO history_orphans (integration_id, source, external_id, change_id, field,"
+        "   changed_at, from_value, to_value, from_status, to_status, from_default, to_default)"
+        " VALUES ($1, 'github', '9', 'e1', 'status', now(), 'open', 'completed', 'queued',"
+        "         'completed', 'queued', 'completed')",
+        integration,
+    )
+    result = await remap.remap_integration(pool, integration, settings)
+    assert (result.outcome, result.items, result.history_rows) == ("remapped", 0, 1)
+    row = await pool.fetchrow("SELECT from_status, to_status FROM history_orphans")
+    assert tuple(row) == ("blocked", "completed")
