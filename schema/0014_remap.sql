@@ -19,6 +19,8 @@
 --    fields the config names by name, and of Flagged; Azure DevOps: the category of each state of
 --    each work item type). Saved after each run by connectors that learn such things; NULL until
 --    a run has (remap then refuses that integration rather than map without it).
+--  * `integration_sync_state.rows_mapped_with`: the status_map every stored row is mapped with,
+--    so that the daemon notices an edited map and remaps after its next run.
 
 ALTER TABLE work_item_history
     ADD COLUMN from_default VARCHAR(50),
@@ -49,3 +51,9 @@ WHERE h.work_item_id = w.id AND h.field = 'status';
 
 ALTER TABLE integration_sync_state ADD COLUMN mapping_context JSONB;
 COMMENT ON COLUMN integration_sync_state.mapping_context IS 'What the connector learnt online that mapping stored external_data offline needs (remap); NULL: no run has saved it';
+
+-- The status_map (its digest) every stored row of the integration is mapped with: set by a
+-- remap, and by the first run that finds none. A run whose config's map differs says so, and the
+-- daemon remaps after it (a sync maps only what it reads; the rest would keep the old map).
+ALTER TABLE integration_sync_state ADD COLUMN rows_mapped_with TEXT;
+COMMENT ON COLUMN integration_sync_state.rows_mapped_with IS 'Digest of the status_map all stored rows are mapped with (remap); NULL: not known yet';

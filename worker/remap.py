@@ -39,7 +39,7 @@ from worker.store import history as history_store
 from worker.store import notify
 from worker.store import sync as store
 from worker.store.integrations import Integration, get_integration
-from worker.sync import item_activities, touched_by
+from worker.sync import RunResult, item_activities, status_map_digest, touched_by
 
 log = get_logger(__name__)
 
@@ -108,6 +108,24 @@ async def remap_integration(
             await notify.unlock_integration(conn, integration_id)
 
 
+async def after_run(
+    pool: asyncpg.Pool,
+    run: RunResult,
+    settings: Settings,
+    *,
+    loader: ConnectorLoader = registry.load,
+) -> RemapResult | None:
+    """After a run that found its integration's status_map edited since the stored rows were
+    mapped (`remap_due`): remap them now (the daemon and `c9-sync sync` call it). A sync holding
+    the lock again by then: the next run finds the map still differing and asks again."""
+    if run.outcome != "succeeded" or not run.remap_due:
+        return None
+    result = await remap_integration(pool, run.integration_id, settings, loader=loader)
+    log.info("remap_after_run", integration_id=str(run.integration_id), outcome=result.outcome,
+             **_counts(result))  # fmt: skip
+    return result
+
+
 async def _locked_remap(
     conn: asyncpg.Connection,
     integration_id: uuid.UUID,
@@ -124,7 +142,7 @@ async def _locked_remap(
         "remap_id": str(uuid.uuid4()),
     }
     try:
-        cls, config, context = await _prepare(conn, integration, loader)
+        cls, config, context, state_digest = await _prepare(conn, integration, loader)
         async with conn.transaction():
             await _remap_history(conn, integration, config, result)
             rejected = await _remap_items(conn, integration, cls, config, context, result, fields)
@@ -132,6 +150,9 @@ async def _locked_remap(
                 # a remap that changes nothing writes nothing: its rejections are in its
                 # output and the log (the rows are left as they are, rejected again each time)
                 await _log_remap(conn, integration, result, rejected, fields)
+            digest = status_map_digest(config.status_map)
+            if state_digest != digest:
+                await store.save_rows_mapped_with(conn, integration_id, digest)
     except (_Refused, ConnectorError) as exc:
         result.outcome, result.reason = "refused", redact.scrub(str(exc))[:500]
         log.warning("remap_refused", **fields, reason=result.reason)
@@ -151,9 +172,9 @@ async def _locked_remap(
 
 async def _prepare(
     conn: asyncpg.Connection, integration: Integration, loader: ConnectorLoader
-) -> tuple[type[Remappable], ConnectorConfig, Mapping[str, Any]]:
+) -> tuple[type[Remappable], ConnectorConfig, Mapping[str, Any], str | None]:
     """The connector class, the config as it is now (validated by its model, no secret
-    resolved) and the mapping context its runs kept."""
+    resolved), the mapping context its runs kept and the status_map its rows are mapped with."""
     cls = loader(integration.type)
     if not isinstance(cls, Remappable):
         raise _Refused(f"the {integration.type} connector cannot map stored items (no map_stored)")
@@ -164,7 +185,7 @@ async def _prepare(
             "no run has kept what mapping its items offline needs (schema 0014): run a sync of"
             " it first"
         )
-    return cls, config, state.mapping_context or {}
+    return cls, config, state.mapping_context or {}, state.rows_mapped_with
 
 
 async def _remap_history(

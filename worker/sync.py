@@ -7,6 +7,8 @@ token, and drives `Connector.changes()`; every write goes through `worker.store`
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import json
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
@@ -74,6 +76,8 @@ class RunResult:
     lost: dict[str, str] = field(default_factory=dict)  # scopes the credential cannot read
     history_requests: int = 0  # spent on history after the items
     history_rows: int = 0  # history rows stored (or kept for items not synced yet)
+    # the config's status_map is not the one the stored rows are mapped with: remap after it
+    remap_due: bool = False
 
     def summary(self) -> str:
         label = f"{self.team}/{self.source}" if self.team else str(self.integration_id)
@@ -368,6 +372,7 @@ class _Run:
             )
             seen.saw(config)
             self.status_map = config.status_map
+            await self._check_mapping(config)
             scopes = await connector.scopes()
             await self._narrow(scopes)
             await self._pages(connector, scopes, config.start_date)
@@ -470,6 +475,15 @@ class _Run:
                 self._halt_if_asked()
         finally:
             await _close(pages)
+
+    async def _check_mapping(self, config: ConnectorConfig) -> None:
+        """Whether the stored rows are mapped with this config's status_map (an admin edited it
+        since: `remap_due`, the daemon remaps after the run); the first run to ask records it."""
+        digest = status_map_digest(config.status_map)
+        if self.state.rows_mapped_with is None:
+            await store.save_rows_mapped_with(self.conn, self.integration.id, digest)
+        elif self.state.rows_mapped_with != digest:
+            self.result.remap_due = True
 
     async def _keep_mapping_context(self, connector: Connector) -> None:
         """What the connector learnt that mapping its stored rows offline needs (`c9-sync
@@ -680,6 +694,12 @@ async def _commit_history(
     _touch(result, written.changes)
     if problems:
         log.warning("history_entries_rejected", **fields, count=len(problems), first=problems[0])
+
+
+def status_map_digest(status_map: Mapping[str, Status]) -> str:
+    """A status_map (keys case-folded, as validated) as a short stable text."""
+    text = json.dumps({k: str(v) for k, v in status_map.items()}, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
 def merge_context(kept: Mapping[str, Any], learnt: Mapping[str, Any]) -> dict[str, Any]:

@@ -11,7 +11,9 @@ import asyncpg
 import pytest
 
 from connectors.sandbox.github import GitHubSandbox
+from tests.acceptance.cli import start_cli
 from tests.acceptance.test_admin_cli import assert_refused, c9, env_for
+from tests.acceptance.test_daemon import stop, wait_for
 from tests.helpers import make_integration, make_team
 
 T0 = datetime(2025, 5, 1, 8, 0, tzinfo=UTC)
@@ -81,3 +83,51 @@ async def test_a_line_per_integration_with_counts_and_no_secret(
     again = c9(env, "remap", "--integration", "Alpha/github")
     assert again.returncode == 0, again.stderr
     assert "Alpha/github: remapped 2 items: changed=0 unchanged=2" in again.stdout
+
+
+async def test_the_daemon_remaps_after_the_run_that_finds_the_status_map_edited(
+    db_url: str, pool: asyncpg.Pool, github: GitHubSandbox
+) -> None:
+    """Nothing changed upstream: the run after the edit reads nothing new, and the rows it did
+    not read are mapped again after it, by the daemon itself."""
+    alpha = await make_team(pool, "Alpha")
+    config = {"token_env": "C9_TEST_GH_TOKEN", "base_url": github.url, "repos": ["acme/web"]}
+    proc = start_cli("run", env=env_for(db_url, C9_SYNC_RECONCILE_SECONDS="30"))
+    try:
+        web = await make_integration(pool, alpha, "github", config, interval=3600)
+        await wait_for(pool, "SELECT count(*) FROM work_items", lambda n: n == 2, 20)
+        assert not await pool.fetchval(
+            "SELECT count(*) FROM activity_logs WHERE event_type = 'integration_remapped'"
+        )  # the first run maps with the map as it is: nothing to remap
+        await pool.execute(
+            "UPDATE integrations SET config = config || $2::jsonb WHERE id = $1",
+            web,
+            {"status_map": {"doing": "in_progress"}},
+        )  # an edited config makes a run due at once (interval aside)
+        await wait_for(
+            pool,
+            "SELECT count(*) FROM work_items WHERE status = 'in_progress'",
+            lambda n: n == 2,
+            20,
+        )
+        summary = await wait_for(
+            pool,
+            "SELECT metadata FROM activity_logs WHERE event_type = 'integration_remapped'",
+            lambda m: m is not None,
+            5,
+        )
+        # the run itself maps what it re-reads (its overlap window) with the new map; the remap
+        # after it, the rest: one status change each, from one or the other
+        assert summary["items"] == 2 and summary["changed"] >= 1
+        assert (
+            await pool.fetchval(
+                "SELECT count(DISTINCT work_item_id) FROM activity_logs"
+                " WHERE event_type = 'work_item_status_changed'"
+                "   AND metadata ->> 'new_status' = 'in_progress'"
+            )
+            == 2
+        )
+    finally:
+        err = stop(proc)
+    assert proc.returncode == 0, err[-2000:]
+    assert '"remap_after_run"' in err and TOKEN not in err

@@ -523,3 +523,32 @@ async def test_history_waiting_for_its_item_is_remapped_too(
     assert (result.outcome, result.items, result.history_rows) == ("remapped", 0, 1)
     row = await pool.fetchrow("SELECT from_status, to_status FROM history_orphans")
     assert tuple(row) == ("blocked", "completed")
+
+
+async def test_a_run_says_when_the_rows_are_mapped_with_another_map_and_after_run_remaps(
+    pool: asyncpg.Pool, settings: Settings
+) -> None:
+    with github_tracker() as tracker:
+        integration = await synced(pool, settings, tracker)  # the first run records its map
+
+        async def run() -> sync.RunResult:
+            return await sync.run_integration(
+                pool, integration, settings, environ={}, options=sync.RunOptions(force=True),
+                loader=lambda source: tracker.connector,
+            )  # fmt: skip
+
+        quiet = await run()
+        assert (quiet.outcome, quiet.remap_due) == ("succeeded", False)
+        assert await remap.after_run(pool, quiet, settings) is None
+
+        await set_status_map(pool, integration, tracker.edited)
+        edited = await run()
+        assert (edited.outcome, edited.remap_due) == ("succeeded", True)
+        done = await remap.after_run(pool, edited, settings)
+        assert done is not None and (done.outcome, done.changed) == ("remapped", 2)
+        assert (await run()).remap_due is False  # the rows are mapped with it now
+
+        # a remap by hand records the map it applied as well
+        await set_status_map(pool, integration, tracker.original)
+        assert (await remap.remap_integration(pool, integration, settings)).changed == 2
+        assert (await run()).remap_due is False

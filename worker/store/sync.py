@@ -36,13 +36,14 @@ class SyncState:
     config_digest: str | None = None  # of the config the last started run read
     # what the connector learnt online that mapping stored rows offline needs (0014, remap)
     mapping_context: dict[str, Any] | None = None
+    rows_mapped_with: str | None = None  # digest of the status_map every row is mapped with
 
 
 async def get_state(conn: asyncpg.Connection, integration_id: uuid.UUID) -> SyncState:
     row = await conn.fetchrow(
         "SELECT cursor, last_started_at, last_success_at, last_error_at, consecutive_failures,"
         "       next_attempt_at,"
-        "       runs_since_sweep, config_digest, mapping_context"
+        "       runs_since_sweep, config_digest, mapping_context, rows_mapped_with"
         " FROM integration_sync_state WHERE integration_id = $1",
         integration_id,
     )
@@ -52,6 +53,17 @@ async def get_state(conn: asyncpg.Connection, integration_id: uuid.UUID) -> Sync
     if isinstance(state["mapping_context"], str):
         state["mapping_context"] = json.loads(state["mapping_context"])
     return SyncState(**state)
+
+
+async def save_rows_mapped_with(
+    conn: asyncpg.Connection, integration_id: uuid.UUID, digest: str
+) -> None:
+    await conn.execute(
+        "INSERT INTO integration_sync_state (integration_id, rows_mapped_with) VALUES ($1, $2)"
+        " ON CONFLICT (integration_id) DO UPDATE SET rows_mapped_with = EXCLUDED.rows_mapped_with",
+        integration_id,
+        digest,
+    )
 
 
 async def save_mapping_context(
