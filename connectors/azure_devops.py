@@ -1520,6 +1520,46 @@ class AzureDevOpsConnector:
         category = states.get(state.casefold()) if states else None
         return status_of({F_STATE: state}, category, self.config.status_map)
 
+    # -- remap (offline, `c9-sync remap`; docs/trackers/azure_devops.md#remap) ----------------
+    def mapping_context(self) -> dict[str, Any] | None:
+        """The state categories of each work item type this connector read (project -> type ->
+        state -> category, all case-folded; a type the project lacks: null): what mapping a
+        stored work item needs besides its fields."""
+        states: dict[str, dict[str, dict[str, str] | None]] = {}
+        for (project, kind), categories in self._categories.items():
+            states.setdefault(project, {})[kind] = categories
+        return {"states": states} if states else None
+
+    @classmethod
+    def map_stored(
+        cls,
+        config: AzureDevOpsConfig,
+        raw: Mapping[str, Any],
+        *,
+        scope: str,
+        context: Mapping[str, Any],
+    ) -> WorkItem:
+        """A stored work item (its workItemsBatch entry) mapped again with `config` through
+        `map_work_item`, its state's category from `mapping_context`: no request. A type whose
+        states no run has read since 0014 cannot be mapped yet (a sync reading such an item
+        learns them)."""
+        fields = raw.get("fields") or {}
+        project = scope.partition("/")[0] or None
+        kind, state = fields.get(F_TYPE), fields.get(F_STATE)
+        category = None
+        if isinstance(kind, str) and kind:
+            types = (context.get("states") or {}).get((project or "").casefold()) or {}
+            if kind.casefold() not in types:
+                raise ValueError(f"the states of {kind!r} in {project!r} are not known yet")
+            states = types[kind.casefold()]
+            if states and isinstance(state, str):
+                category = states.get(state.casefold())
+        item = map_work_item(
+            raw, config=config, site=org_identity(config.organization_url), category=category,
+            project=project,
+        )  # fmt: skip
+        return replace(item, scope=scope)
+
     async def aclose(self) -> None:
         """Drop the client (its HTTP sessions live in the worker threads and close with them)."""
         self._client = None

@@ -488,6 +488,33 @@ class HistorySource(Protocol):
         ...
 
 
+@runtime_checkable
+class Remappable(Protocol):
+    """A connector class that maps a stored item again without its tracker (`c9-sync remap`,
+    after an admin edits `status_map`): the item's `external_data` (the `raw` its mapping kept)
+    through the same pure mapping function the sync uses, with the config as it is now.
+
+    Optional instance method `mapping_context() -> Mapping[str, Any] | None`, for connectors
+    whose mapping needs something learnt online besides the raw (Jira's custom field ids, Azure
+    DevOps' state categories): called after each run, it returns that as JSON (None: nothing
+    learnt); the worker keeps it (merged over what earlier runs learnt) and hands it back here."""
+
+    @classmethod
+    def map_stored(
+        cls,
+        config: Any,
+        raw: Mapping[str, Any],
+        *,
+        scope: str,
+        context: Mapping[str, Any],
+    ) -> WorkItem:
+        """`raw` mapped with `config` (an instance of `config_model`), `scope` the row's sync
+        scope, `context` what `mapping_context` returned ({} when the connector has none).
+        Raises (any exception, named in the remap's report) when `raw` cannot be mapped, and
+        ConfigError when `context` lacks what the config needs (run a sync first)."""
+        ...
+
+
 def connect(cls: type[Connector], config: ConnectorConfig, ctx: ConnectorContext) -> Connector:
     """The one way to construct a connector: the class and a config its model validated."""
     if not isinstance(config, cls.config_model):

@@ -1257,6 +1257,23 @@ class GitHubConnector:
             finally:
                 await pages.aclose()
 
+    @classmethod
+    def map_stored(
+        cls,
+        config: GitHubConfig,
+        raw: Mapping[str, Any],
+        *,
+        scope: str,
+        context: Mapping[str, Any],
+    ) -> WorkItem:
+        """A stored issue or PR (its JSON as listed) mapped again with `config` through
+        `map_issue`: no request (`c9-sync remap`; docs/trackers/github.md#remap)."""
+        problem = shape_problem(raw)
+        if problem is not None:
+            raise ValueError(problem)
+        repo = scope.removesuffix(":pulls")
+        return map_issue(raw, repo=repo, prefix=site_prefix(config.base_url), config=config)
+
     async def aclose(self) -> None:
         if self._gh is not None:
             await asyncio.to_thread(self._gh.close)

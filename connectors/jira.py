@@ -1921,3 +1921,44 @@ class JiraConnector:
                 "sweep needs every id, will retry"
             )
         return issue_id
+
+    # -- remap (offline, `c9-sync remap`; docs/trackers/jira.md#remap) ------------------------
+    def mapping_context(self) -> dict[str, Any] | None:
+        """The custom field ids this connector resolved (`GET /field`) and the config values
+        they were resolved from: what mapping a stored issue needs besides its JSON."""
+        if self._fields is None:
+            return None
+        keys = ("story_points_field", "acceptance_criteria_field")
+        return {
+            "fields": {f: getattr(self._fields, f) for f in FieldIds.__dataclass_fields__},
+            "resolved_from": {k: getattr(self.config, k) for k in keys},
+        }
+
+    @classmethod
+    def map_stored(
+        cls,
+        config: JiraConfig,
+        raw: Mapping[str, Any],
+        *,
+        scope: str,
+        context: Mapping[str, Any],
+    ) -> WorkItem:
+        """A stored issue (its search result, changelog left out) mapped again with `config`
+        through `map_issue`, the field ids from `mapping_context`: no request."""
+        keys = ("story_points_field", "acceptance_criteria_field")
+        if context.get("resolved_from") != {k: getattr(config, k) for k in keys}:
+            raise ConfigError(
+                "story_points_field / acceptance_criteria_field are not resolved to field ids"
+                " for this config yet: run a sync of the integration first"
+            )
+        problem = shape_problem(raw)
+        if problem is not None:
+            raise ValueError(problem)
+        item = map_issue(
+            raw,
+            site=site_of(config.url),
+            base_url=config.url,
+            fields=FieldIds(**context["fields"]),
+            overrides=config.status_map,
+        )
+        return replace(item, scope=scope)

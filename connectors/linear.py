@@ -1086,6 +1086,19 @@ class LinearConnector:
                 raise ConnectorError("Linear returned the same page cursor twice (issue ids)")
             variables["after"] = cursor
 
+    @classmethod
+    def map_stored(
+        cls,
+        config: LinearConfig,
+        raw: Mapping[str, Any],
+        *,
+        scope: str,
+        context: Mapping[str, Any],
+    ) -> WorkItem:
+        """A stored issue node mapped again with `config` through `map_issue`: no request
+        (`c9-sync remap`; docs/trackers/linear.md#remap)."""
+        return map_issue(raw, scope=scope, overrides=config.status_map)
+
     async def aclose(self) -> None:
         await self._client.aclose()
         if self._token_client is not None:

@@ -10,7 +10,7 @@ import sys
 from pydantic import ValidationError
 
 from worker import logs, redact
-from worker.commands import demo, integrations, metrics, migrate, oauth, run, status, sync
+from worker.commands import demo, integrations, metrics, migrate, oauth, remap, run, status, sync
 from worker.commands.common import Command
 from worker.db import database_url
 from worker.errors import (
@@ -25,7 +25,7 @@ from worker.errors import (
 from worker.settings import Settings
 
 # In the order `--help` lists them.
-COMMAND_GROUPS = (migrate, sync, demo, integrations, oauth, status, metrics, run)
+COMMAND_GROUPS = (migrate, sync, remap, demo, integrations, oauth, status, metrics, run)
 
 
 def build_parser() -> argparse.ArgumentParser:

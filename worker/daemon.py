@@ -12,7 +12,7 @@ from datetime import datetime
 
 import asyncpg
 
-from worker import db, http, metrics, migrate, sync, systemd
+from worker import db, http, metrics, migrate, remap, sync, systemd
 from worker.errors import DatabaseUnavailable, MigrationError
 from worker.logs import get_logger
 from worker.scheduler import Scheduler, wait_event
@@ -74,9 +74,12 @@ class Worker:
         """The scheduler's runner: one run, and a database failure logged, never raised."""
         options = sync.RunOptions(stop=self.stop, requested_at=requested_at)
         try:
-            return await sync.run_integration(
+            result = await sync.run_integration(
                 self.pool, integration_id, self.settings, environ=self.environ, options=options
             )
+            # the status_map edited since the rows were mapped: map them all again (offline)
+            await remap.after_run(self.pool, result, self.settings)
+            return result
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
             # The database is unreachable: nothing can be recorded there; the next tick
             # retries and the committed cursor keeps everything already synced.

@@ -303,8 +303,12 @@ def clean_history_page(
     return pairs, problems
 
 
-def history_columns(pairs: Sequence[tuple[str, HistoryEntry]]) -> dict[str, list[Any]]:
-    """History entries as parallel arrays, one per column, for `unnest`."""
+def history_columns(
+    pairs: Sequence[tuple[str, HistoryEntry]], status_map: Mapping[str, Status]
+) -> dict[str, list[Any]]:
+    """History entries as parallel arrays, one per column, for `unnest`. With each status its
+    default (`from_default`/`to_default`, schema 0014): the status itself when `status_map` (the
+    map the connector read them with) does not name the value, else unknown."""
     return {
         "external_id": [x for x, _ in pairs],
         "change_id": [e.change_id for _, e in pairs],
@@ -316,4 +320,20 @@ def history_columns(pairs: Sequence[tuple[str, HistoryEntry]]) -> dict[str, list
         "to_status": [None if e.to_status is None else str(e.to_status) for _, e in pairs],
         "actor_name": [e.actor_name for _, e in pairs],
         "actor_id": [e.actor_id for _, e in pairs],
+        "from_default": [_default(e.from_value, e.from_status, status_map) for _, e in pairs],
+        "to_default": [_default(e.to_value, e.to_status, status_map) for _, e in pairs],
     }
+
+
+def named_by(value: str | None, status_map: Mapping[str, Status]) -> bool:
+    """Whether the admin's `status_map` (keys case-folded) names this tracker status name, as
+    `connectors.base.map_status` looks it up."""
+    return value is not None and value.strip().casefold() in status_map
+
+
+def _default(
+    value: str | None, status: Status | None, status_map: Mapping[str, Status]
+) -> str | None:
+    if status is None or named_by(value, status_map):
+        return None
+    return str(status)

@@ -7,6 +7,8 @@ token, and drives `Connector.changes()`; every write goes through `worker.store`
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import json
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
@@ -28,6 +30,7 @@ from connectors.base import (
     HistoryTodo,
     Page,
     RetriableError,
+    Status,
 )
 from worker import (
     connecting,
@@ -73,6 +76,8 @@ class RunResult:
     lost: dict[str, str] = field(default_factory=dict)  # scopes the credential cannot read
     history_requests: int = 0  # spent on history after the items
     history_rows: int = 0  # history rows stored (or kept for items not synced yet)
+    # the config's status_map is not the one the stored rows are mapped with: remap after it
+    remap_due: bool = False
 
     def summary(self) -> str:
         label = f"{self.team}/{self.source}" if self.team else str(self.integration_id)
@@ -335,6 +340,8 @@ class _Run:
     swept: bool = False
     cursor: dict[str, datetime] = field(default_factory=dict)  # committed marks, in-scope only
     warnings: dict[tuple[str, str], None] = field(default_factory=dict)  # the connector's, once
+    # the admin's status_map the connector maps with (history rows keep their defaults, 0014)
+    status_map: Mapping[str, Status] = field(default_factory=dict)
 
     @property
     def deadline(self) -> float:
@@ -366,6 +373,8 @@ class _Run:
                 on_warning=self._warn,
             )
             seen.saw(config)
+            self.status_map = config.status_map
+            await self._check_mapping(config)
             scopes = await connector.scopes()
             await self._narrow(scopes)
             await self._pages(connector, scopes, config.start_date)
@@ -415,6 +424,8 @@ class _Run:
             )  # fmt: skip
         finally:
             if connector is not None:
+                if not _database_lost(self.conn):  # (what it learnt holds whatever the outcome)
+                    await self._keep_mapping_context(connector)
                 await connecting.close_quietly(connector)
         await credentials.record(
             self.conn, self.integration, seen, succeeded=self.result.outcome == "succeeded"
@@ -471,13 +482,38 @@ class _Run:
             async for page in pages:
                 cursor = await _commit_page(
                     self.conn, self.integration, page, cursor, self.started_wall, self.result,
-                    self.fields,
+                    self.fields, self.status_map,
                 )  # fmt: skip
                 if self.options.on_page is not None:
                     self.options.on_page(self.result)
                 self._halt_if_asked()
         finally:
             await _close(pages)
+
+    async def _check_mapping(self, config: ConnectorConfig) -> None:
+        """Whether the stored rows are mapped with this config's status_map (an admin edited it
+        since: `remap_due`, the daemon remaps after the run); the first run to ask records it."""
+        digest = status_map_digest(config.status_map)
+        if self.state.rows_mapped_with is None:
+            await store.save_rows_mapped_with(self.conn, self.integration.id, digest)
+        elif self.state.rows_mapped_with != digest:
+            self.result.remap_due = True
+
+    async def _keep_mapping_context(self, connector: Connector) -> None:
+        """What the connector learnt that mapping its stored rows offline needs (`c9-sync
+        remap`), merged over what earlier runs learnt; written only when it adds something."""
+        learnt = getattr(connector, "mapping_context", None)
+        found = learnt() if callable(learnt) else None
+        if not found:
+            return
+        kept = self.state.mapping_context or {}
+        merged = merge_context(kept, found)
+        if merged == kept:
+            return
+        try:
+            await store.save_mapping_context(self.conn, self.integration.id, merged)
+        except asyncpg.PostgresError as exc:  # kept for remap, never the reason a run fails
+            log.warning("mapping_context_not_kept", **self.fields, error=type(exc).__name__)
 
     def _halt_if_asked(self) -> None:
         """Between two committed pages: stop when the worker stops or the run's time is up."""
@@ -538,7 +574,9 @@ class _Run:
         pages = connector.history(HistoryTodo(feeds, items, budget))
         try:
             async for page in pages:
-                await _commit_history(conn, integration, page, self.result, self.fields)
+                await _commit_history(
+                    conn, integration, page, self.result, self.fields, self.status_map
+                )
                 if self.result.history_requests >= budget:
                     break
                 self._halt_if_asked()
@@ -590,6 +628,7 @@ async def _commit_page(
     ceiling: datetime,
     result: RunResult,
     fields: dict[str, Any],
+    status_map: Mapping[str, Status],
 ) -> dict[str, datetime]:
     """One page: rows, their activity and the advanced cursor, in one transaction."""
     new_cursor = advance(cursor, page.checkpoint, ceiling)
@@ -600,6 +639,7 @@ async def _commit_page(
             team_id=integration.team_id,
             integration_id=integration.id,
             items=page.items,
+            status_map=status_map,
         )
         written.rejected[:0] = page.rejected  # the connector's, then the store's
         newly_lost = {s: why for s, why in page.lost.items() if s not in result.lost}
@@ -618,7 +658,7 @@ async def _commit_page(
         )
         result.lost.update(newly_lost)
         await store.log_activities(
-            conn, integration.team_id, _item_activities(integration, written, fields)
+            conn, integration.team_id, item_activities(integration, written, fields)
         )
         if new_cursor != cursor:
             await store.save_cursor(conn, integration.id, store.cursor_to_json(new_cursor))
@@ -648,16 +688,17 @@ async def _commit_history(
     page: HistoryPage,
     result: RunResult,
     fields: dict[str, Any],
+    status_map: Mapping[str, Status],
 ) -> None:
     """One history page: its rows, the times they change (with activity rows, as a page of
     items), the items now read whole and the feeds' progress, in one transaction."""
     pairs, problems = sanitize.clean_history_page(page.entries)
     async with conn.transaction():
         written, recorded = await store.record_history(
-            conn, integration.type, integration.id, pairs
+            conn, integration.type, integration.id, pairs, status_map
         )
         await store.log_activities(
-            conn, integration.team_id, _item_activities(integration, written, fields)
+            conn, integration.team_id, item_activities(integration, written, fields)
         )
         await history_store.mark_read(conn, integration.type, page.complete)
         await history_store.save_progress(conn, integration.id, page.checkpoint, page.through)
@@ -669,20 +710,45 @@ async def _commit_history(
         log.warning("history_entries_rejected", **fields, count=len(problems), first=problems[0])
 
 
+def status_map_digest(status_map: Mapping[str, Status]) -> str:
+    """A status_map (keys case-folded, as validated) as a short stable text."""
+    text = json.dumps({k: str(v) for k, v in status_map.items()}, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+def merge_context(kept: Mapping[str, Any], learnt: Mapping[str, Any]) -> dict[str, Any]:
+    """A connector's mapping context over the one kept: objects merged key by key (what one
+    run learnt never erases what another learnt), any other value replaced."""
+    out = dict(kept)
+    for key, value in learnt.items():
+        old = out.get(key)
+        if isinstance(old, Mapping) and isinstance(value, Mapping):
+            out[key] = merge_context(old, value)
+        else:
+            out[key] = value
+    return out
+
+
 def _touch(result: RunResult, changes: Sequence[store.Change]) -> None:
+    result.touched.extend(touched_by(changes))
+
+
+def touched_by(changes: Sequence[store.Change]) -> list[datetime]:
     """Any change to a completed item can move its day's numbers (count, mean duration): both
-    its old and its new completion day are recomputed at the run's end."""
-    for change in changes:
-        for at in (change.old_completed_at, change.new_completed_at):
-            if at is not None:
-                result.touched.append(at)
+    its old and its new completion day are recomputed (at the run's end, after a remap)."""
+    return [
+        at
+        for change in changes
+        for at in (change.old_completed_at, change.new_completed_at)
+        if at is not None
+    ]
 
 
 def _label(source: str, key: str | None, external_id: str) -> str:
     return f"{source} {key or external_id}"
 
 
-def _item_activities(
+def item_activities(
     integration: Integration, written: store.PageResult, fields: Mapping[str, Any]
 ) -> list[store.Activity]:
     source = integration.type

@@ -14,7 +14,8 @@
 -- c9_sync_worker: exactly what `c9-sync run` / `c9-sync sync` do, nothing more. It reads
 --   integrations (config included: it needs the tokens), writes only integrations.last_sync,
 --   upserts work_items (never deletes: items gone upstream are marked), appends activity_logs
---   and work_item_history (the trackers' recorded changes; they go only with their item),
+--   and work_item_history (the trackers' recorded changes; they go only with their item; `remap`
+--   maps their statuses again, nothing else of them),
 --   keeps integration_sync_state, the census, credential expiries and TLS modes (no secret in
 --   them) and the derived metrics rows, and reads schema_migrations to
 --   refuse an old schema. It cannot change teams, agents or the integrations admins configure,
@@ -77,8 +78,11 @@ GRANT SELECT, INSERT, UPDATE ON public.integration_tls TO c9_sync_worker;  -- TL
 GRANT SELECT, INSERT, UPDATE ON public.work_items TO c9_sync_worker;  -- marks, never deletes
 GRANT SELECT, INSERT ON public.activity_logs TO c9_sync_worker;       -- append-only
 GRANT SELECT, INSERT ON public.work_item_history TO c9_sync_worker;   -- the trackers' own facts
+-- `c9-sync remap` maps them again after a status_map edit: our statuses only, never the facts
+GRANT UPDATE (from_status, to_status) ON public.work_item_history TO c9_sync_worker;
 GRANT USAGE ON SEQUENCE public.work_item_history_id_seq TO c9_sync_worker;
 GRANT SELECT, INSERT, DELETE ON public.history_orphans TO c9_sync_worker;  -- until the item comes
+GRANT UPDATE (from_status, to_status) ON public.history_orphans TO c9_sync_worker;
 GRANT SELECT, INSERT, UPDATE ON public.sprints TO c9_sync_worker;
 GRANT SELECT, INSERT, UPDATE ON public.work_item_sprints TO c9_sync_worker;  -- ended, not deleted
 GRANT SELECT, INSERT, UPDATE, DELETE ON public.metrics TO c9_sync_worker;  -- derived rows

@@ -22,7 +22,8 @@ from connectors.base import HistoryEntry, Status, WorkItem
 from connectors.sandbox.github import GitHubSandbox
 from tests.acceptance.cli import cli_env, run_cli, start_cli
 from tests.helpers import make_agent, make_integration, make_team, make_work_item
-from worker import db
+from worker import db, remap
+from worker.settings import Settings
 from worker.store import sync as store
 
 ROLES_SQL = (Path(__file__).parents[2] / "deploy" / "postgres" / "roles.sql").read_text()
@@ -422,3 +423,39 @@ async def test_worker_role_records_history_and_derives_times(pool, logins) -> No
     assert await pool.fetchval("SELECT count(*) FROM work_item_history") == 2
     row = await pool.fetchrow("SELECT started_at, completed_at, time_basis FROM work_items")
     assert tuple(row) == (T0 + timedelta(hours=3), T0 + timedelta(hours=3), "history")
+
+
+async def test_worker_role_remaps_history_statuses_and_nothing_else_of_them(
+    pool, logins, tmp_path
+) -> None:
+    team = await make_team(pool, "Alpha")
+    config = {"token": "x" * 8, "repos": ["o/r"]}
+    integration = await make_integration(pool, team, "github", config)
+    entries = (
+        HistoryEntry("1", "status", T0, None, "open", None, Status.QUEUED),
+        HistoryEntry("2", "status", T0 + timedelta(hours=3), "open", "closed",
+                     Status.QUEUED, Status.COMPLETED),
+    )  # fmt: skip
+    item = WorkItem("R-1", "t", Status.COMPLETED, T0 + timedelta(hours=3), history=entries)
+    async with pool.acquire() as owner, owner.transaction():
+        await store.upsert_items(
+            owner, source="github", team_id=team, integration_id=integration, items=[item]
+        )
+    await pool.execute(
+        'UPDATE integrations SET config = config || \'{"status_map": {"closed": "cancelled"}}\''
+    )
+    worker = await db.create_pool(logins.worker, max_size=2)
+    try:
+        result = await remap.remap_integration(
+            worker, integration, Settings(home=tmp_path / "home")
+        )
+        assert (result.outcome, result.history_rows) == ("remapped", 1), result.reason
+        assert result.rejected == 1  # no stored JSON to map: left as it is
+        with pytest.raises(DENIED):
+            await worker.execute("UPDATE work_item_history SET to_value = 'x'")
+    finally:
+        await worker.close()
+    assert (
+        await pool.fetchval("SELECT to_status FROM work_item_history WHERE change_id = '2'")
+        == "cancelled"
+    )

@@ -9,7 +9,7 @@ import uuid
 
 import asyncpg
 
-from worker import daemon, db, sync, views
+from worker import daemon, db, remap, sync, views
 from worker.commands.common import Subparsers, add_with_sets, migration_sets
 from worker.commands.integrations import resolve
 from worker.errors import EXIT_FAILED, EXIT_OK, UsageError
@@ -37,9 +37,11 @@ async def cmd_sync(args: argparse.Namespace, settings: Settings, url: str) -> in
 
         async def one(integration: store.Integration) -> sync.RunResult:
             async with limit:
-                return await sync.run_integration(
+                result = await sync.run_integration(
                     pool, integration.id, settings, environ=environ, options=options
                 )
+                await remap.after_run(pool, result, settings)  # an edited status_map
+                return result
 
         results = await asyncio.gather(*(one(i) for i in chosen))
     finally:

@@ -16,9 +16,10 @@ import asyncpg
 
 _ENTRIES = """
     SELECT * FROM unnest($2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::text[],
-                         $7::text[], $8::text[], $9::text[], $10::text[], $11::text[])
+                         $7::text[], $8::text[], $9::text[], $10::text[], $11::text[],
+                         $12::text[], $13::text[])
         AS t(external_id, change_id, field, changed_at, from_value, to_value, from_status,
-             to_status, actor_name, actor_id)
+             to_status, actor_name, actor_id, from_default, to_default)
 """
 
 _RECORD = f"""
@@ -26,9 +27,9 @@ WITH entries AS ({_ENTRIES}),
 stored AS (
     INSERT INTO work_item_history AS h (
         work_item_id, change_id, field, changed_at, from_value, to_value, from_status,
-        to_status, actor_name, actor_id)
+        to_status, actor_name, actor_id, from_default, to_default)
     SELECT w.id, t.change_id, t.field, t.changed_at, t.from_value, t.to_value, t.from_status,
-           t.to_status, t.actor_name, t.actor_id
+           t.to_status, t.actor_name, t.actor_id, t.from_default, t.to_default
     FROM entries t
     JOIN work_items w ON w.source = $1 AND w.external_id = t.external_id
     ON CONFLICT (work_item_id, change_id, field) DO NOTHING
@@ -37,11 +38,11 @@ stored AS (
 waiting AS (
     INSERT INTO history_orphans (
         integration_id, source, external_id, change_id, field, changed_at, from_value, to_value,
-        from_status, to_status, actor_name, actor_id)
-    SELECT $12, $1, t.external_id, t.change_id, t.field, t.changed_at, t.from_value, t.to_value,
-           t.from_status, t.to_status, t.actor_name, t.actor_id
+        from_status, to_status, actor_name, actor_id, from_default, to_default)
+    SELECT $14, $1, t.external_id, t.change_id, t.field, t.changed_at, t.from_value, t.to_value,
+           t.from_status, t.to_status, t.actor_name, t.actor_id, t.from_default, t.to_default
     FROM entries t
-    WHERE $12::uuid IS NOT NULL
+    WHERE $14::uuid IS NOT NULL
       AND NOT EXISTS (SELECT 1 FROM work_items w
                       WHERE w.source = $1 AND w.external_id = t.external_id)
     ON CONFLICT DO NOTHING
@@ -64,9 +65,9 @@ WITH moved AS (
 stored AS (
     INSERT INTO work_item_history (
         work_item_id, change_id, field, changed_at, from_value, to_value, from_status,
-        to_status, actor_name, actor_id)
+        to_status, actor_name, actor_id, from_default, to_default)
     SELECT work_item_id, change_id, field, changed_at, from_value, to_value, from_status,
-           to_status, actor_name, actor_id
+           to_status, actor_name, actor_id, from_default, to_default
     FROM moved
     ON CONFLICT (work_item_id, change_id, field) DO NOTHING
     RETURNING work_item_id
@@ -151,6 +152,85 @@ async def derive_times(conn: asyncpg.Connection, ids: Sequence[uuid.UUID]) -> li
     if not ids:
         return []
     return await conn.fetch(_DERIVE, list(ids))
+
+
+# ---------------------------------------------------------------------------------------------
+# Remap: status rows mapped again through a new status_map (their defaults, 0014)
+# ---------------------------------------------------------------------------------------------
+_STATUS_NAMES = """
+SELECT x.name, count(*) FILTER (WHERE x.default_status IS NULL AND x.status IS NOT NULL)::int
+           AS unknown
+FROM (SELECT h.from_value, h.from_default, h.from_status, h.to_value, h.to_default, h.to_status
+      FROM work_item_history h JOIN work_items w ON w.id = h.work_item_id
+      WHERE w.integration_id = $1 AND h.field = 'status'
+      UNION ALL
+      SELECT from_value, from_default, from_status, to_value, to_default, to_status
+      FROM history_orphans WHERE integration_id = $1 AND field = 'status') r
+CROSS JOIN LATERAL (VALUES (r.from_value, r.from_default, r.from_status),
+                           (r.to_value, r.to_default, r.to_status))
+    AS x(name, default_status, status)
+WHERE x.name IS NOT NULL
+GROUP BY x.name
+"""
+
+# A name the new map names takes its status; any other its default; a row without a default
+# (the map in force when it was read named it) keeps its status.
+_NEW = (
+    "COALESCE((SELECT m.status FROM m WHERE m.name = {p}.{c}_value),"
+    " {p}.{c}_default, {p}.{c}_status)"
+)
+_REMAP_ROWS = f"""
+WITH m AS (SELECT * FROM unnest($2::text[], $3::text[]) AS m(name, status)),
+rows AS (
+    UPDATE work_item_history h
+    SET from_status = {_NEW.format(p="h", c="from")},
+        to_status = {_NEW.format(p="h", c="to")}
+    FROM work_items w
+    WHERE w.id = h.work_item_id AND w.integration_id = $1 AND h.field = 'status'
+      AND (h.from_status, h.to_status) IS DISTINCT FROM (
+          {_NEW.format(p="h", c="from")},
+          {_NEW.format(p="h", c="to")})
+    RETURNING h.work_item_id
+),
+waiting AS (
+    UPDATE history_orphans o
+    SET from_status = {_NEW.format(p="o", c="from")},
+        to_status = {_NEW.format(p="o", c="to")}
+    WHERE o.integration_id = $1 AND o.field = 'status'
+      AND (o.from_status, o.to_status) IS DISTINCT FROM (
+          {_NEW.format(p="o", c="from")},
+          {_NEW.format(p="o", c="to")})
+    RETURNING 1
+)
+SELECT (SELECT count(*) FROM rows)::int AS changed, (SELECT count(*) FROM waiting)::int AS waiting,
+       (SELECT array_agg(DISTINCT work_item_id) FROM rows) AS items
+"""  # every value is a parameter
+
+
+async def status_names(conn: asyncpg.Connection, integration_id: uuid.UUID) -> dict[str, int]:
+    """Each status name in the integration's history (orphans too) -> rows of it with no
+    default."""
+    rows = await conn.fetch(_STATUS_NAMES, integration_id)
+    return {r["name"]: r["unknown"] for r in rows}
+
+
+@dataclass(frozen=True, slots=True)
+class StatusRemap:
+    changed: int  # history rows whose statuses changed
+    waiting: int  # rows of items not synced yet that changed
+    items: list[uuid.UUID]  # items whose history changed
+
+
+async def remap_statuses(
+    conn: asyncpg.Connection, integration_id: uuid.UUID, named: Mapping[str, str]
+) -> StatusRemap:
+    """Map the integration's status rows again: `named` (name as stored -> status) for the
+    names the new status_map names, the row's default for the others. Only rows that change
+    are written."""
+    row = await conn.fetchrow(
+        _REMAP_ROWS, integration_id, list(named), [str(s) for s in named.values()]
+    )
+    return StatusRemap(row["changed"], row["waiting"], list(row["items"] or []))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -16,7 +16,7 @@ from typing import Any
 
 import asyncpg
 
-from connectors.base import HistoryEntry, Rejected, WorkItem
+from connectors.base import HistoryEntry, Rejected, Status, WorkItem
 from worker import sanitize
 from worker.store import history, model
 
@@ -34,19 +34,47 @@ class SyncState:
     next_attempt_at: datetime | None
     runs_since_sweep: int
     config_digest: str | None = None  # of the config the last started run read
+    # what the connector learnt online that mapping stored rows offline needs (0014, remap)
+    mapping_context: dict[str, Any] | None = None
+    rows_mapped_with: str | None = None  # digest of the status_map every row is mapped with
 
 
 async def get_state(conn: asyncpg.Connection, integration_id: uuid.UUID) -> SyncState:
     row = await conn.fetchrow(
         "SELECT cursor, last_started_at, last_success_at, last_error_at, consecutive_failures,"
         "       next_attempt_at,"
-        "       runs_since_sweep, config_digest"
+        "       runs_since_sweep, config_digest, mapping_context, rows_mapped_with"
         " FROM integration_sync_state WHERE integration_id = $1",
         integration_id,
     )
     if row is None:
         return SyncState({}, None, None, None, 0, None, 0)
-    return SyncState(**dict(row))
+    state = dict(row)
+    if isinstance(state["mapping_context"], str):
+        state["mapping_context"] = json.loads(state["mapping_context"])
+    return SyncState(**state)
+
+
+async def save_rows_mapped_with(
+    conn: asyncpg.Connection, integration_id: uuid.UUID, digest: str
+) -> None:
+    await conn.execute(
+        "INSERT INTO integration_sync_state (integration_id, rows_mapped_with) VALUES ($1, $2)"
+        " ON CONFLICT (integration_id) DO UPDATE SET rows_mapped_with = EXCLUDED.rows_mapped_with",
+        integration_id,
+        digest,
+    )
+
+
+async def save_mapping_context(
+    conn: asyncpg.Connection, integration_id: uuid.UUID, context: Mapping[str, Any]
+) -> None:
+    await conn.execute(
+        "INSERT INTO integration_sync_state (integration_id, mapping_context) VALUES ($1, $2)"
+        " ON CONFLICT (integration_id) DO UPDATE SET mapping_context = EXCLUDED.mapping_context",
+        integration_id,
+        sanitize.clean_json(dict(context)),
+    )
 
 
 async def database_now(conn: asyncpg.Connection) -> datetime:
@@ -184,6 +212,28 @@ SYNCED_FIELDS = (
 # Written with every read but never reported as a change of the item.
 _BOOKKEEPING = ("sync_scope", "time_basis", "history_pending", "parent_id", "integration_id")
 
+# How a row's times follow a (re)mapped item `i` and the row before it `p` (`timed`), and where
+# they came from (`final`, over `timed t`): one rule for the page upsert and the remap.
+# Times derived from the tracker's history stay until history says otherwise
+# (store.history.derive_times, after the statement); else the tracker's own start time; else the
+# first sync that sees work start.
+_STARTED = """COALESCE(CASE WHEN p.time_basis = 'history' THEN p.started_at END, i.started_at,
+                 p.started_at,
+                 CASE WHEN i.status IN ('in_progress', 'pr_ready') THEN now() END)"""
+# Only completed items have a completion time (a reopened item loses it; cancelled items are not
+# completions). History's time, the tracker's, else the first sync that saw it.
+_COMPLETED = """CASE WHEN i.status = 'completed' THEN
+            COALESCE(CASE WHEN p.time_basis = 'history' AND p.status = 'completed'
+                          THEN p.completed_at END,
+                     i.completed_at,
+                     CASE WHEN p.status = 'completed' THEN p.completed_at END, now())
+        END"""
+_TIME_BASIS = """CASE WHEN t.started IS NULL AND t.completed IS NULL THEN NULL
+             WHEN (t.prior).time_basis = 'history' THEN 'history'
+             WHEN t.started_at IS NOT NULL OR t.completed_at IS NOT NULL THEN 'tracker'
+             ELSE 'observed'
+        END"""
+
 _UPSERT = f"""
 WITH incoming AS (
     SELECT * FROM unnest(
@@ -193,21 +243,8 @@ WITH incoming AS (
 timed AS (
     SELECT
         i.*,
-        -- Times derived from the tracker's history stay until history says otherwise
-        -- (store.history.derive_times, after this statement); else the tracker's own start
-        -- time; else the first sync that sees work start.
-        COALESCE(CASE WHEN p.time_basis = 'history' THEN p.started_at END, i.started_at,
-                 p.started_at,
-                 CASE WHEN i.status IN ('in_progress', 'pr_ready') THEN now() END) AS started,
-        -- Only completed items have a completion time (a reopened item loses it; cancelled
-        -- items are not completions). History's time, the tracker's, else the first sync that
-        -- saw it.
-        CASE WHEN i.status = 'completed' THEN
-            COALESCE(CASE WHEN p.time_basis = 'history' AND p.status = 'completed'
-                          THEN p.completed_at END,
-                     i.completed_at,
-                     CASE WHEN p.status = 'completed' THEN p.completed_at END, now())
-        END AS completed,
+        {_STARTED} AS started,
+        {_COMPLETED} AS completed,
         p AS prior
     FROM incoming i
     LEFT JOIN work_items p ON p.source = $1 AND p.external_id = i.external_id
@@ -231,11 +268,7 @@ final AS (
         (SELECT pw.id FROM work_items pw
          WHERE pw.source = $1 AND pw.external_id = t.parent_external_id
            AND t.parent_external_id <> t.external_id) AS parent_id,
-        CASE WHEN t.started IS NULL AND t.completed IS NULL THEN NULL
-             WHEN (t.prior).time_basis = 'history' THEN 'history'
-             WHEN t.started_at IS NOT NULL OR t.completed_at IS NOT NULL THEN 'tracker'
-             ELSE 'observed'
-        END AS time_basis,
+        {_TIME_BASIS} AS time_basis,
         COALESCE((t.prior).assigned_at, now()) AS assigned_at,
         CASE WHEN t.removed THEN COALESCE((t.prior).removed_upstream_at, now())
         END AS removed_upstream_at,
@@ -323,8 +356,10 @@ async def upsert_items(
     team_id: uuid.UUID,
     integration_id: uuid.UUID,
     items: Sequence[WorkItem],
+    status_map: Mapping[str, Status] | None = None,
 ) -> PageResult:
-    """Write one page; return what changed. Must run inside the caller's transaction."""
+    """Write one page; return what changed. Must run inside the caller's transaction.
+    `status_map`: the one the connector mapped the items' history with (its defaults, 0014)."""
     clean, rejected = sanitize.prepare_page(items)
     result = PageResult(rejected=rejected)
     if not clean:
@@ -362,7 +397,7 @@ async def upsert_items(
     )
     gained = await history.adopt(conn, source, [i.external_id for i in clean])
     recorded = await history.record(
-        conn, source, sanitize.history_columns(sanitize.history_pairs(clean))
+        conn, source, sanitize.history_columns(sanitize.history_pairs(clean), status_map or {})
     )
     await _derive(conn, [*gained, *recorded.gained], result)
     # A row rewritten only to fill in its scope (synced before 0006) did not change for anyone.
@@ -376,16 +411,122 @@ async def record_history(
     source: str,
     integration_id: uuid.UUID,
     pairs: Sequence[tuple[str, HistoryEntry]],
+    status_map: Mapping[str, Status] | None = None,
 ) -> tuple[PageResult, history.Recorded]:
     """A history page (clean entries by external id): stored, items not synced yet keep theirs
     waiting, times re-derived; what changed, as a page's changes. Inside the caller's
     transaction."""
     result = PageResult()
     recorded = await history.record(
-        conn, source, sanitize.history_columns(pairs), orphans_of=integration_id
+        conn, source, sanitize.history_columns(pairs, status_map or {}), orphans_of=integration_id
     )
     await _derive(conn, recorded.gained, result)
     return result, recorded
+
+
+# ---------------------------------------------------------------------------------------------
+# Remap (`c9-sync remap`): rows mapped again from their own external_data, no tracker call
+# ---------------------------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class Remapped:
+    """A stored row mapped again: its id and the columns a remap re-derives (the times are the
+    tracker's own, as a connector maps them; the row's are then derived as a sync derives
+    them)."""
+
+    work_item_id: uuid.UUID
+    status: Status
+    priority: int
+    story_points: int | None
+    started_at: datetime | None
+    completed_at: datetime | None
+
+
+REMAPPED_FIELDS = ("status", "priority", "story_points", "started_at", "completed_at")
+
+_REMAP = f"""
+WITH incoming AS (
+    SELECT * FROM unnest($1::uuid[], $2::text[], $3::int[], $4::int[], $5::timestamptz[],
+                         $6::timestamptz[])
+        AS i(id, status, priority, story_points, started_at, completed_at)
+),
+timed AS (
+    SELECT i.*, {_STARTED} AS started, {_COMPLETED} AS completed, p AS prior
+    FROM incoming i JOIN work_items p ON p.id = i.id
+),
+final AS (
+    SELECT t.id, t.status, t.priority, t.story_points, t.started AS new_started,
+           t.completed AS new_completed, {_TIME_BASIS} AS time_basis, t.prior
+    FROM timed t
+)
+UPDATE work_items w
+SET status = f.status, priority = f.priority, story_points = f.story_points,
+    started_at = f.new_started, completed_at = f.new_completed, time_basis = f.time_basis
+FROM final f
+WHERE w.id = f.id
+  AND (w.status, w.priority, w.story_points, w.started_at, w.completed_at, w.time_basis)
+      IS DISTINCT FROM
+      (f.status, f.priority, f.story_points, f.new_started, f.new_completed, f.time_basis)
+RETURNING w.id, w.external_id, w.external_key, w.title, (f.prior).status AS old_status,
+          w.status AS new_status, (f.prior).completed_at AS old_completed_at,
+          w.completed_at AS new_completed_at,
+          array_remove(ARRAY[{
+    ", ".join(
+        f"CASE WHEN (f.prior).{c} IS DISTINCT FROM w.{c} THEN '{c}' END" for c in REMAPPED_FIELDS
+    )
+}], NULL) AS changed_fields
+"""  # column names are this module's constants; every value is a parameter
+
+
+async def remap_items(conn: asyncpg.Connection, items: Sequence[Remapped]) -> PageResult:
+    """Write the re-derived columns of rows mapped again, then derive their times from their
+    history (as a history page does); what changed, as a page's changes. Inside the caller's
+    transaction."""
+    result = PageResult()
+    if not items:
+        return result
+    rows = await conn.fetch(
+        _REMAP,
+        [i.work_item_id for i in items],
+        [str(i.status) for i in items],
+        [i.priority for i in items],
+        [i.story_points for i in items],
+        [i.started_at for i in items],
+        [i.completed_at for i in items],
+    )
+    for r in rows:
+        result.changes.append(
+            Change(
+                work_item_id=r["id"],
+                external_id=r["external_id"],
+                external_key=r["external_key"],
+                title=r["title"],
+                created=False,
+                old_status=r["old_status"],
+                new_status=r["new_status"],
+                changed_fields=tuple(r["changed_fields"]),
+                old_completed_at=r["old_completed_at"],
+                new_completed_at=r["new_completed_at"],
+                removed_now=False,
+                restored_now=False,
+            )
+        )
+    await _derive(conn, [i.work_item_id for i in items], result)
+    result.changes = [c for c in result.changes if c.changed_fields]  # (time_basis only)
+    result.unchanged = len(items) - len(result.changes)
+    return result
+
+
+async def stored_items(
+    conn: asyncpg.Connection, integration_id: uuid.UUID, after: uuid.UUID | None, limit: int
+) -> list[asyncpg.Record]:
+    """The next `limit` rows of an integration (by id, after `after`) with what a remap maps."""
+    return await conn.fetch(
+        "SELECT id, external_id, external_key, external_data, sync_scope FROM work_items"
+        " WHERE integration_id = $1 AND ($2::uuid IS NULL OR id > $2) ORDER BY id LIMIT $3",
+        integration_id,
+        after,
+        limit,
+    )
 
 
 async def _derive(
