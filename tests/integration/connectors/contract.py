@@ -9,23 +9,36 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 import pytest
 
 from connectors.base import (
+    ITEM_TYPES,
     Connector,
     ConnectorError,
     FatalError,
     Page,
+    Person,
     RetriableError,
+    Sprint,
     Status,
     WorkItem,
 )
 from connectors.sandbox.base import SandboxServer
 
 PLANTED_TOKEN = "tok-PLANTED-s3cr3t-9f8e7d"
+
+
+@dataclass(frozen=True)
+class ModelTraits:
+    """Where a tracker's richer model legitimately differs from the others, declared by its
+    harness (the contract never asks which tracker it runs against)."""
+
+    item_types: bool = True  # items have a type (Linear's issues have none: only sub-issues)
+    sprint_starts: bool = True  # a sprint has a start date (a GitHub milestone has only a due date)
 
 
 class Harness(Protocol):
@@ -46,6 +59,43 @@ class Harness(Protocol):
     def connector(self, *, token: str = PLANTED_TOKEN, **config: Any) -> Connector:
         """A connector for this sandbox, the given config keys overriding the defaults.
         `max_retries`/`sleep_cap` in the context are small enough for tests."""
+
+    # -- the richer model (parents, item types, labels, assignees, sprints) --------------------
+    model: ModelTraits
+
+    def add_sprint(self, name: str, state: str) -> str:
+        """A sprint (iteration, cycle, milestone) named `name`: "closed" (it ended two weeks
+        ago) or "active" (it runs now, for another week); return the external_id of the
+        `Sprint` the connector will report for it."""
+
+    def add_epic(self, title: str, *, at: datetime) -> str:
+        """An item that parents others (an epic where items have types), updated at `at`;
+        return its external_id."""
+
+    def add_child(
+        self,
+        parent: str,
+        *,
+        at: datetime,
+        kind: str,
+        sprint: str,
+        labels: Sequence[str],
+        assignee: str | None,
+    ) -> str:
+        """An item of `kind` ("feature", "bug" or "task") under the item `parent`, in `sprint`
+        (an id `add_sprint` returned), with `labels`, assigned to the user `assignee` (a short
+        handle: the harness makes a user of it, with an e-mail address upstream), updated at
+        `at`; return its external_id."""
+
+    def move(self, child: str, *, at: datetime, parent: str, sprint: str) -> None:
+        """Move `child` under the item `parent` and into `sprint`, upstream, at time `at`."""
+
+    def person(self, handle: str) -> Person:
+        """The `Person` the connector must report for the user `add_child` made of `handle`."""
+
+    def listings(self) -> int:
+        """How many listing requests (the requests that list changed items of a scope) the
+        sandbox has logged since its requests were last cleared."""
 
 
 async def collect(connector: Connector, since: Mapping[str, datetime] | None = None) -> list[Page]:
@@ -212,3 +262,148 @@ class ConnectorContract:
             await connector.aclose()
         missing = set(ids) - set(seen)
         assert not missing, f"{len(missing)} item(s) skipped: {sorted(missing)[:3]}"
+
+    # -- the richer model: parents, item types, labels, assignees, sprints (issue #16) ---------
+    async def test_an_epic_with_three_children_across_two_sprints(self, harness: Harness) -> None:
+        plan = plant_epic(harness)
+        connector = harness.connector()
+        try:
+            got = {i.external_id: i for i in items_of(await collect(connector))}
+        finally:
+            await connector.aclose()
+        assert set(got) == {plan.epic, *plan.children}
+        epic = got[plan.epic]
+        assert epic.parent_external_id is None and list(epic.sprints) == []
+        assert list(epic.labels) == [] and list(epic.assignees) == []
+        for child, (kind, sprint, labels, assignee) in zip(plan.children, CHILDREN, strict=True):
+            item = got[child]
+            assert item.parent_external_id == epic.external_id, item.title
+            assert sorted(item.labels) == sorted(labels), item.title
+            assert list(item.assignees) == ([harness.person(assignee)] if assignee else [])
+            want = plan.sprints[sprint]
+            assert _same_sprint(item.sprints, want, harness.model), (item.title, item.sprints)
+            if harness.model.item_types:
+                assert item.item_type == kind, (item.title, item.item_type)
+        if harness.model.item_types:
+            assert epic.item_type == "epic"
+        for item in got.values():
+            assert item.item_type in ITEM_TYPES and item.item_type_name, item
+            assert_no_email(item)
+
+    async def test_moving_a_child_shows_in_the_next_incremental_read(
+        self, harness: Harness
+    ) -> None:
+        plan = plant_epic(harness)
+        other = harness.add_epic("Another epic", at=T0 + timedelta(minutes=10))
+        moved = plan.children[0]  # from the closed sprint to the running one, under `other`
+        connector = harness.connector()
+        try:
+            pages = await collect(connector)
+        finally:
+            await connector.aclose()
+        before = {i.external_id: i for i in items_of(pages)}[moved]
+        checkpoint = {s: t for p in pages for s, t in p.checkpoint.items()}
+        at = max(checkpoint.values()) + timedelta(hours=1)
+        harness.move(moved, at=at, parent=other, sprint=plan.sprints["active"].external_id)
+        connector = harness.connector()
+        try:
+            since = {s: t - connector.overlap for s, t in checkpoint.items()}
+            again = [i for i in items_of(await collect(connector, since)) if i.external_id == moved]
+        finally:
+            await connector.aclose()
+        assert again, "the moved child must come in the next incremental read"
+        item = again[-1]
+        assert item.parent_external_id == other
+        assert _same_sprint(item.sprints, plan.sprints["active"], harness.model), item.sprints
+        assert item.updated_at > before.updated_at
+        assert abs(item.updated_at - at) < timedelta(seconds=1), (item.updated_at, at)
+        assert_no_email(item)
+
+    async def test_an_unchanged_incremental_read_costs_one_listing_per_scope(
+        self, harness: Harness
+    ) -> None:
+        plan = plant_epic(harness)
+        connector = harness.connector()
+        try:
+            pages = await collect(connector)
+        finally:
+            await connector.aclose()
+        first = {i.external_id: i for i in items_of(pages)}
+        checkpoint = {s: t for p in pages for s, t in p.checkpoint.items()}
+        harness.sandbox.clear_requests()
+        connector = harness.connector()
+        try:
+            since = {s: t - connector.overlap for s, t in checkpoint.items()}
+            again = items_of(await collect(connector, since))
+        finally:
+            await connector.aclose()
+        listings = harness.listings()
+        assert 1 <= listings <= len(checkpoint), [r.path for r in harness.sandbox.requests]
+        # What the overlap window reads again keeps its place in the model (its parent and
+        # sprint are resolved without the rest of the project).
+        for item in again:
+            assert item.external_id in {plan.epic, *plan.children}
+            known = first[item.external_id]
+            assert (item.parent_external_id, list(item.sprints), list(item.labels)) == (
+                known.parent_external_id, list(known.sprints), list(known.labels),
+            )  # fmt: skip
+
+
+#: The children of the contract's epic: (kind, sprint, labels, assignee).
+CHILDREN: tuple[tuple[str, str, tuple[str, ...], str | None], ...] = (
+    ("feature", "closed", ("backend",), "ada"),
+    ("bug", "active", ("backend", "api"), "grace"),
+    ("task", "active", (), None),
+)
+
+
+@dataclass(frozen=True)
+class PlantedEpic:
+    epic: str
+    children: list[str]
+    sprints: dict[str, Sprint]  # by state: what the connector must report
+
+
+def plant_epic(harness: Harness) -> PlantedEpic:
+    """An epic with three children across two sprints (one closed, one running)."""
+    now = datetime.now(UTC)
+    sprints: dict[str, Sprint] = {}
+    for name, state in (("Sprint 1", "closed"), ("Sprint 2", "active")):
+        ends = now - timedelta(days=14) if state == "closed" else now + timedelta(days=7)
+        sprints[state] = Sprint(harness.add_sprint(name, state), name, state, None, ends)
+    epic = harness.add_epic("The epic", at=T0)
+    children = [
+        harness.add_child(
+            epic,
+            # an hour after their epic: a read of the last minutes has the children, not it
+            at=T0 + timedelta(hours=1, minutes=n + 1),
+            kind=kind,
+            sprint=sprints[state].external_id,
+            labels=labels,
+            assignee=assignee,
+        )
+        for n, (kind, state, labels, assignee) in enumerate(CHILDREN)
+    ]
+    return PlantedEpic(epic, children, sprints)
+
+
+def _same_sprint(got: Sequence[Sprint], want: Sprint, traits: ModelTraits) -> bool:
+    """One sprint, the wanted one: its id, name and state; its end within a day of the one
+    planted (trackers keep dates, not times); a start before its end where sprints have one."""
+    if len(got) != 1:
+        return False
+    (sprint,) = got
+    assert want.ends_at is not None
+    if (sprint.external_id, sprint.name, sprint.state) != (want.external_id, want.name, want.state):
+        return False
+    if sprint.ends_at is None or abs(sprint.ends_at - want.ends_at) > timedelta(days=1):
+        return False
+    if not traits.sprint_starts:
+        return sprint.starts_at is None
+    return sprint.starts_at is not None and sprint.starts_at < sprint.ends_at
+
+
+def assert_no_email(item: WorkItem) -> None:
+    """No assignee's name or account id is an e-mail address."""
+    for person in item.assignees:
+        assert "@" not in (person.name or "") and "@" not in (person.account_id or ""), person

@@ -10,7 +10,7 @@ import json
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -20,12 +20,13 @@ import pytest
 from pydantic import SecretStr, ValidationError
 
 from connectors.azure_devops import AzureDevOpsConfig, AzureDevOpsConnector
-from connectors.base import ConnectorContext, FatalError, Page, RetriableError, Status
-from connectors.sandbox.azure_devops import AzureDevOpsSandbox
+from connectors.base import ConnectorContext, FatalError, Page, Person, RetriableError, Status
+from connectors.sandbox.azure_devops import AzureDevOpsSandbox, identity
 from tests.conformance import checker
 from tests.integration.connectors.contract import (
     PLANTED_TOKEN,
     ConnectorContract,
+    ModelTraits,
     collect,
     items_of,
 )
@@ -41,11 +42,13 @@ class AdoHarness:
     """The contract's Harness for Azure DevOps."""
 
     page_size = PAGE
+    model = ModelTraits()
 
     def __init__(self, sandbox: AzureDevOpsSandbox, cache_dir: Path) -> None:
         self.sandbox = sandbox
         self.cache_dir = cache_dir
         self.ids: dict[str, int] = {}
+        self.iterations: dict[str, str] = {}  # the connector's sprint id -> iteration path
 
     def seed(self, count: int, *, start: datetime, step: timedelta) -> list[str]:
         out = []
@@ -69,6 +72,69 @@ class AdoHarness:
         if done is not None:
             changes["state"] = "Closed" if done else "Active"
         self.sandbox.update_item(self.ids[external_id], changed=at, **changes)
+
+    def add_sprint(self, name: str, state: str) -> str:
+        # Azure DevOps keeps no state: the connector derives it from the dates and today.
+        now = datetime.now(UTC)
+        start, end = (now - timedelta(days=28), now - timedelta(days=14))
+        if state == "active":
+            start, end = (now - timedelta(days=7), now + timedelta(days=7))
+        path = f"{self.sandbox.project}\\{name}"
+        node = self.sandbox.add_iteration(path, start, end)
+        site = self.sandbox.external_id(0).rsplit("/", 1)[0]
+        sprint = f"{site}/iterations/{node}"
+        self.iterations[sprint] = path
+        return sprint
+
+    def add_epic(self, title: str, *, at: datetime) -> str:
+        return self._added(self.sandbox.add_item(title, changed=at, work_item_type="Epic"))
+
+    def add_child(
+        self,
+        parent: str,
+        *,
+        at: datetime,
+        kind: str,
+        sprint: str,
+        labels: Sequence[str],
+        assignee: str | None,
+    ) -> str:
+        fields = {
+            "System.Parent": self.ids[parent],
+            "System.IterationPath": self.iterations[sprint],
+            "System.Tags": "; ".join(labels),
+            "System.AssignedTo": self.identity(assignee) if assignee else None,
+        }
+        item = self.sandbox.add_item(
+            f"A {kind}", changed=at, work_item_type=kind.title(), fields=fields
+        )
+        return self._added(item)
+
+    def move(self, child: str, *, at: datetime, parent: str, sprint: str) -> None:
+        self.sandbox.update_item(
+            self.ids[child],
+            changed=at,
+            parent=self.ids[parent],
+            iteration_path=self.iterations[sprint],
+        )
+
+    @staticmethod
+    def identity(handle: str) -> str:
+        """A user as System.AssignedTo takes it: its unique name is an e-mail address."""
+        return f"{handle.title()} Example <{handle}@example.com>"
+
+    def person(self, handle: str) -> Person:
+        ref = self.sandbox.identity_ref(identity(self.identity(handle)))
+        assert isinstance(ref, dict)
+        return Person(ref["displayName"], ref["id"])
+
+    def listings(self) -> int:
+        return len(self.sandbox.requests_to("/_apis/wit/wiql", "POST"))
+
+    def _added(self, item_id: int) -> str:
+        external_id = self.sandbox.external_id(item_id)
+        self.ids[external_id] = item_id
+        return external_id
 
     def connector(self, *, token: str = PLANTED_TOKEN, **config: Any) -> AzureDevOpsConnector:
         values: dict[str, Any] = {

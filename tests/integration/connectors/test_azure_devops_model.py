@@ -10,7 +10,6 @@ import asyncio
 import base64
 import json
 import logging
-import re
 import urllib.error
 import urllib.request
 import uuid
@@ -48,7 +47,6 @@ H = timedelta(hours=1)
 DAY = timedelta(days=1)
 ADA = "Ada Lovelace <ada.lovelace@example.com>"
 LUKAS = "Lukas Novak <lukas.novak@example.com>"
-GUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 
 @pytest.fixture
@@ -185,7 +183,7 @@ async def no_email_in_the_model(pool: asyncpg.Pool) -> None:
 async def test_an_epic_with_three_children_across_two_sprints(
     pool: asyncpg.Pool, sandbox: AzureDevOpsSandbox, settings: Settings, children_first: bool
 ) -> None:
-    s1, s2, _ = sprints_of_project(sandbox)
+    sprints_of_project(sandbox)
     ids = epic_with_children(sandbox, children_first)
     integration = await integration_for(pool, sandbox)
 
@@ -196,34 +194,8 @@ async def test_an_epic_with_three_children_across_two_sprints(
     assert {k: rows[e]["parent"] for k, e in ext.items()} == {
         "epic": None, "User Story": ext["epic"], "Bug": ext["epic"], "Task": ext["epic"],
     }  # fmt: skip
-    assert {k: (rows[e]["item_type"], rows[e]["item_type_name"]) for k, e in ext.items()} == {
-        "epic": ("epic", "Epic"), "User Story": ("story", "User Story"), "Bug": ("bug", "Bug"),
-        "Task": ("task", "Task"),
-    }  # fmt: skip
-    assert rows[ext["User Story"]]["labels"] == ["backend", "payments"]
-    assert rows[ext["epic"]]["labels"] == ["roadmap"] and rows[ext["Task"]]["labels"] == []
-    [ada] = rows[ext["User Story"]]["assignees"]
-    assert ada["name"] == "Ada Lovelace" and GUID.fullmatch(ada["account_id"])
-    assert rows[ext["Task"]]["assignees"] == []
-
-    site = sandbox.external_id(0).rsplit("/", 1)[0]
-    sprints = {
-        r["external_id"]: tuple(r)[1:]
-        for r in await pool.fetch(
-            "SELECT external_id, name, state, starts_at, ends_at FROM sprints"
-        )
-    }
-    midnight = {"hour": 0, "minute": 0, "second": 0, "microsecond": 0}
-    assert sprints == {
-        f"{site}/iterations/{s1}": (
-            "Sprint 1", "closed", (NOW - 20 * DAY).replace(**midnight),
-            (NOW - 8 * DAY).replace(**midnight),
-        ),
-        f"{site}/iterations/{s2}": (
-            "Sprint 2", "active", (NOW - 7 * DAY).replace(**midnight),
-            (NOW + 7 * DAY).replace(**midnight),
-        ),
-    }  # fmt: skip
+    # What the connector reports of each item (types, tags, assignees, iterations as sprints) is
+    # the contract's (contract.py); here: the links and memberships in the store.
     assert await memberships(pool, ext["User Story"]) == {"Sprint 1": True}
     assert await memberships(pool, ext["Task"]) == {"Sprint 2": True}
     assert await memberships(pool, ext["epic"]) == {}

@@ -8,8 +8,8 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Iterator
-from datetime import datetime, timedelta, timezone
+from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +20,7 @@ from connectors.base import (
     ConnectorContext,
     FatalError,
     Page,
+    Person,
     RetriableError,
     Status,
 )
@@ -30,6 +31,7 @@ from tests.integration.connectors.contract import (
     PLANTED_TOKEN,
     T0,
     ConnectorContract,
+    ModelTraits,
     collect,
     items_of,
 )
@@ -43,11 +45,13 @@ class GitHubHarness:
     """The contract's `Harness`: a started sandbox and connectors pointed at it."""
 
     page_size = 4
+    model = ModelTraits(sprint_starts=False)  # a milestone has a due date, no start
 
     def __init__(self, sandbox: GitHubSandbox, tmp_path: Path) -> None:
         self.sandbox = sandbox
         self.tmp_path = tmp_path
         self.waits: list[tuple[str, float]] = []
+        self.milestones: dict[str, str] = {}  # the connector's sprint id -> milestone title
 
     def external_id(self, issue_id: int) -> str:
         # Not api.github.com, so ids are qualified by the API host.
@@ -69,7 +73,52 @@ class GitHubHarness:
             changes["title"] = title
         if done is not None:
             changes["state"] = "closed" if done else "open"
-        self.sandbox.update(int(external_id.rsplit("/", 1)[1]), at=at, **changes)
+        self.sandbox.update(self.issue_id(external_id), at=at, **changes)
+
+    def issue_id(self, external_id: str) -> int:
+        return int(external_id.rsplit("/", 1)[1])
+
+    def add_sprint(self, name: str, state: str) -> str:
+        now = datetime.now(UTC)
+        due = now - timedelta(days=14) if state == "closed" else now + timedelta(days=7)
+        milestone = self.sandbox.add_milestone(
+            REPO, name, state="closed" if state == "closed" else "open", due_on=due
+        )
+        sprint = f"127.0.0.1:{self.sandbox.port}/milestones/{milestone.id}"
+        self.milestones[sprint] = name
+        return sprint
+
+    def add_epic(self, title: str, *, at: datetime) -> str:
+        return self.external_id(self.sandbox.add_issue(REPO, title, updated_at=at, type="Epic").id)
+
+    def add_child(
+        self,
+        parent: str,
+        *,
+        at: datetime,
+        kind: str,
+        sprint: str,
+        labels: Sequence[str],
+        assignee: str | None,
+    ) -> str:
+        if assignee is not None:
+            self.sandbox.public_emails[assignee] = f"{assignee}@example.com"
+        issue = self.sandbox.add_issue(
+            REPO, f"A {kind}", updated_at=at, type=kind.title(), labels=labels,
+            assignees=[assignee] if assignee else [], milestone=self.milestones[sprint],
+            parent=self.issue_id(parent),
+        )  # fmt: skip
+        return self.external_id(issue.id)
+
+    def move(self, child: str, *, at: datetime, parent: str, sprint: str) -> None:
+        self.sandbox.set_parent(self.issue_id(child), self.issue_id(parent), at=at)
+        self.sandbox.update(self.issue_id(child), at=at, milestone=self.milestones[sprint])
+
+    def person(self, handle: str) -> Person:
+        return Person(handle, str(self.sandbox._person(handle)["id"]))
+
+    def listings(self) -> int:
+        return len([r for r in self.sandbox.requests if r.path == f"/repos/{REPO}/issues"])
 
     def connector(self, *, token: str = PLANTED_TOKEN, **config: Any) -> GitHubConnector:
         settings: dict[str, Any] = {

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -24,6 +24,7 @@ from connectors.base import (
     ConnectorContext,
     FatalError,
     Page,
+    Person,
     RetriableError,
     Status,
 )
@@ -33,6 +34,7 @@ from connectors.sandbox.jira import (
     JiraDataCenterSandbox,
     JiraSandbox,
     JqlError,
+    _stable_id,
     search_body_problem,
 )
 from connectors.sandbox.jql import UNBOUNDED
@@ -41,6 +43,7 @@ from tests.integration.connectors.contract import (
     PLANTED_TOKEN,
     T0,
     ConnectorContract,
+    ModelTraits,
     collect,
     items_of,
 )
@@ -56,11 +59,13 @@ class JiraHarness:
     `username` + password when `basic`)."""
 
     page_size = PAGE_SIZE
+    model = ModelTraits()
 
     def __init__(self, sandbox: JiraSandbox, tmp_path: Path, *, basic: bool = False) -> None:
         self.sandbox = sandbox
         self.tmp_path = tmp_path
         self.basic = basic
+        self.sprints: dict[str, str] = {}  # the connector's sprint id -> the sprint's name
 
     @property
     def dc(self) -> bool:
@@ -82,6 +87,56 @@ class JiraHarness:
         if done is not None:
             changes["status"] = "Done" if done else "To Do"
         self.sandbox.update_issue(external_id.rsplit("/", 1)[1], at=at, **changes)
+
+    def key(self, external_id: str) -> str:
+        return self.sandbox.issue(external_id.rsplit("/", 1)[1]).key
+
+    def add_sprint(self, name: str, state: str) -> str:
+        now = datetime.now(UTC).replace(microsecond=0)
+        start, end = (now - timedelta(days=28), now - timedelta(days=14))
+        if state == "active":
+            start, end = (now - timedelta(days=7), now + timedelta(days=7))
+        sprint = self.sandbox.add_sprint(name, state, start=start, end=end)
+        external_id = f"{self.sandbox.site}/sprint/{sprint.id}"
+        self.sprints[external_id] = name
+        return external_id
+
+    def add_epic(self, title: str, *, at: datetime) -> str:
+        issue = self.sandbox.add_issue("ABC", title, issuetype="Epic", updated=at)
+        return self.sandbox.external_id(issue)
+
+    def add_child(
+        self,
+        parent: str,
+        *,
+        at: datetime,
+        kind: str,
+        sprint: str,
+        labels: Sequence[str],
+        assignee: str | None,
+    ) -> str:
+        issue = self.sandbox.add_issue(
+            "ABC", f"A {kind}", issuetype=kind.title(), labels=list(labels),
+            assignee=self.display_name(assignee) if assignee else None,
+            sprint=self.sprints[sprint], parent=self.key(parent), updated=at,
+        )  # fmt: skip
+        return self.sandbox.external_id(issue)
+
+    def move(self, child: str, *, at: datetime, parent: str, sprint: str) -> None:
+        self.sandbox.update_issue(
+            child.rsplit("/", 1)[1], at=at, parent=self.key(parent), sprint=self.sprints[sprint]
+        )
+
+    @staticmethod
+    def display_name(handle: str) -> str:
+        return f"{handle.title()} Example"  # the sandbox gives every user an e-mail address
+
+    def person(self, handle: str) -> Person:
+        name = self.display_name(handle)
+        return Person(name, f"JIRAUSER{_stable_id(name)}" if self.dc else _stable_id(name))
+
+    def listings(self) -> int:
+        return len(self.sandbox.requests_to("/search"))
 
     def connector(self, *, token: str = PLANTED_TOKEN, **config: Any) -> JiraConnector:
         values: dict[str, Any] = {

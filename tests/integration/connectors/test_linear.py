@@ -5,17 +5,17 @@ variables-only GraphQL, backward pagination that keeps pages oldest first)."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import httpx
 import pytest
 from pydantic import SecretStr
 
-from connectors.base import ConnectorContext, FatalError, Page, RetriableError, Status
+from connectors.base import ConnectorContext, FatalError, Page, Person, RetriableError, Status
 from connectors.linear import (
     CHANGES_QUERY,
     CHECK_QUERY,
@@ -30,6 +30,7 @@ from tests.integration.connectors.contract import (
     PLANTED_TOKEN,
     T0,
     ConnectorContract,
+    ModelTraits,
     collect,
     items_of,
 )
@@ -41,6 +42,8 @@ class LinearHarness:
     tmp_path: Path
     page_size: int = 5
     waits: list[tuple[str, float]] = field(default_factory=list)
+    users: dict[str, str] = field(default_factory=dict)  # handle -> user id
+    model: ClassVar[ModelTraits] = ModelTraits(item_types=False)  # issues have no type
 
     def seed(self, count: int, *, start: datetime, step: timedelta) -> list[str]:
         return [
@@ -64,6 +67,54 @@ class LinearHarness:
         if done is not None:
             changes["state"] = "Done" if done else "Todo"
         self.sandbox.update_issue(external_id, at=at, **changes)
+
+    def add_sprint(self, name: str, state: str) -> str:
+        now = datetime.now(UTC)
+        start, end = (now - timedelta(days=28), now - timedelta(days=14))
+        if state == "active":
+            start, end = (now - timedelta(days=7), now + timedelta(days=7))
+        number = 1 + len(self.sandbox._cycles)
+        cycle = self.sandbox.add_cycle("ENG", number, starts_at=start, ends_at=end, name=name)
+        if state == "closed":
+            self.sandbox.complete_cycle(cycle, at=end)
+        return cycle
+
+    def add_epic(self, title: str, *, at: datetime) -> str:
+        return str(self.sandbox.add_issue("ENG", title=title, updated_at=at)["id"])
+
+    def add_child(
+        self,
+        parent: str,
+        *,
+        at: datetime,
+        kind: str,
+        sprint: str,
+        labels: Sequence[str],
+        assignee: str | None,
+    ) -> str:
+        issue = self.sandbox.add_issue(
+            "ENG", title=f"A {kind}", updated_at=at, parent=parent, cycle=sprint,
+            labels=labels, assignee=self.user(assignee) if assignee else None,
+        )  # fmt: skip
+        return str(issue["id"])
+
+    def move(self, child: str, *, at: datetime, parent: str, sprint: str) -> None:
+        self.sandbox.update_issue(child, at=at, parent=parent, cycle=sprint)
+
+    def user(self, handle: str) -> str:
+        if handle not in self.users:
+            self.users[handle] = self.sandbox.add_user(
+                f"{handle.title()} Example", display_name=handle, email=f"{handle}@example.com"
+            )
+        return self.users[handle]
+
+    def person(self, handle: str) -> Person:
+        return Person(handle, self.user(handle))  # Linear's display name, its user id
+
+    def listings(self) -> int:
+        bodies = [r.json() for r in self.sandbox.requests_to("/graphql")]
+        names = [sandbox_graphql.operation_name(b["query"]) for b in bodies]
+        return names.count("SyncIssueChanges")
 
     def connector(self, *, token: str = PLANTED_TOKEN, **config: Any) -> LinearConnector:
         return self.build(token=token, config=config)

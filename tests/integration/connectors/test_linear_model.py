@@ -148,25 +148,12 @@ async def test_an_epic_with_three_sub_issues_across_two_cycles(
     assert {(r["item_type"], r["item_type_name"]) for k, r in rows.items() if k != up.epic} == {
         ("sub_task", "Sub-issue")
     }
-    assert [rows[c]["labels"] for c in up.children] == [["Backend"], ["Backend", "API"], []]
-    assert [rows[c]["assignees"] for c in up.children] == [
-        [{"name": "maya", "account_id": up.maya}],
-        [{"name": "jonas", "account_id": up.jonas}],
-        [],
-    ]
+    # What the connector reports of each issue (labels, assignees, cycles as sprints) is the
+    # contract's (contract.py); here: the links, memberships and views in the store.
     assert await memberships(pool) == {
         (c1, up.last): True,
         (c2, up.current): True,
         (c3, up.current): True,
-    }
-    sprints = {
-        r["external_id"]: (r["name"], r["state"], r["starts_at"], r["ends_at"])
-        for r in await pool.fetch("SELECT * FROM sprints")
-    }
-    cycles = {c: linear._cycles[c] for c in (up.last, up.current)}
-    assert sprints == {
-        c: (name, state, _at(cycles[c]["startsAt"]), _at(cycles[c]["endsAt"]))
-        for c, name, state in [(up.last, "Cycle 7", "closed"), (up.current, "Hardening", "active")]
     }
     progress = {
         r["name"]: (r["scope_items"], r["done_items"], r["scope_points"], r["done_points"])
@@ -181,14 +168,12 @@ async def test_an_epic_with_three_sub_issues_across_two_cycles(
         1,
     )
 
-    # A second sync: one listing request, nothing written.
+    # A second sync writes nothing (what it costs in requests is the contract's).
     before = await pool.fetchval(
         "SELECT count(*) FROM activity_logs WHERE event_type = 'work_item_updated'"
     )
-    sent = len(operations(linear))
     again = await run(pool, integration, settings)
     assert (again.created, again.updated) == (0, 0)
-    assert operations(linear)[sent:] == ["SyncIssueChanges"]
     assert (
         await pool.fetchval(
             "SELECT count(*) FROM activity_logs WHERE event_type = 'work_item_updated'"
@@ -196,10 +181,6 @@ async def test_an_epic_with_three_sub_issues_across_two_cycles(
         == before
     )
     assert await model_rows(pool) == rows
-
-
-def _at(text: str) -> datetime:
-    return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
 async def test_moving_a_sub_issue_to_another_parent_and_cycle(pool, linear, settings) -> None:
