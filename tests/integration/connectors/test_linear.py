@@ -318,15 +318,16 @@ async def test_budget_waits_never_pass_the_runs_deadline(tmp_path: Path) -> None
         harness.seed(7, start=T0, step=timedelta(minutes=1))
         deadline = time.monotonic() + 1.0
         connector = harness.build(deadline=deadline)
-        started = time.monotonic()
         try:
             with pytest.raises(RetriableError):
                 await collect(connector)
+            ended = time.monotonic()  # (closing and the sandbox's stop are not the run's wait)
         finally:
             await connector.aclose()
         sent = len(sandbox.requests_to("/graphql"))
-    assert time.monotonic() <= deadline + 0.3, "slept past the run's deadline"
-    assert time.monotonic() - started < 1.3
+    # Sleeping until the budget's reset would end 2 s past the deadline; a loaded machine's
+    # scheduling is allowed a second.
+    assert ended <= deadline + 1.0, "slept past the run's deadline"
     assert sent == 2
 
 
