@@ -15,8 +15,12 @@ token comes from an OAuth grant with rotating refresh tokens kept by the worker
 Ordering (docs/trackers/linear.md#paging). `orderBy: updatedAt` lists the most recently updated
 issue FIRST, and the `sort:` argument that could flip it is marked [INTERNAL] in Linear's schema, so
 we do not rely on it. Instead we walk the documented newest-first order from its far end with Relay
-backward pagination (`last: N`, then `before: pageInfo.startCursor` while
-`pageInfo.hasPreviousPage`; Linear documents both first/after and last/before). Each page therefore
+backward pagination (`last: N` while `pageInfo.hasPreviousPage`; Linear documents both first/after
+and last/before). The next page is asked by keyset, not `before:` the page's cursor: a cursor names
+an issue and is resolved at that issue's *current* `updatedAt`, so an edit of it during the walk
+would move the walk past every issue in between (a gap the checkpoint then makes permanent). The
+filter asks instead for the issues changed after the newest one read, or at that very instant and
+not read yet (`id: {nin: …}`, which also walks a tie larger than a page). Each page therefore
 holds the N least recently updated issues not yet read, and reversed it runs oldest to newest, so
 the pages come oldest change first and each can carry an honest checkpoint: the newest `updatedAt`
 yielded so far (issues sharing that instant are re-read next run, the `since` filter being `gte` and
@@ -24,7 +28,9 @@ the overlap 2 minutes). An issue updated while we walk jumps to the newest end, 
 reached yet, so it is read later in the same run or, if the server cuts the walk short, by the next
 run: the checkpoint is the newest time actually *seen*, never the run's start. If a server ever
 answers out of that order, we stop advancing the checkpoint until the scope's walk is complete
-(logged as `linear.order_unexpected`) instead of committing a point we cannot vouch for; and when
+(logged as `linear.order_unexpected`; the walk then goes on `before:` the server's cursor, the
+keyset meaning nothing in a disorderly listing) instead of committing a point we cannot vouch for;
+and when
 the first page says it has a next page, one probe (`first: 1, after: endCursor`) checks that no
 older issue follows (a server that read `last` as `first` stops the run before anything is yielded).
 Checkpoints are also clamped to the server's clock (the HTTP `Date` of the run's first answer).
@@ -69,7 +75,7 @@ import functools
 import logging
 import math
 import time
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar, Literal
@@ -1219,8 +1225,14 @@ class LinearConnector:
     async def _team_changes(
         self, key: str, since: datetime | None, run_clock: list[datetime | None]
     ) -> AsyncIterator[Page]:
-        """Backward walk of the newest-first list: pages oldest first (module docstring)."""
-        issue_filter: dict[str, Any] = {"team": {"key": {"eq": key}}}
+        """Backward walk of the newest-first list: pages oldest first (module docstring).
+
+        Each page after the first is asked by keyset (`_after_filter`), not by `before:` a page
+        cursor: Linear's cursors name an issue, and an issue edited during the walk moves with
+        its new `updatedAt`, so `before:` it would skip every issue between its old place and its
+        new one, and the checkpoint would pass them for good."""
+        team_filter: dict[str, Any] = {"team": {"key": {"eq": key}}}
+        issue_filter = dict(team_filter)
         if since is not None:
             issue_filter["updatedAt"] = {"gte": format_time(since)}
         variables: dict[str, Any] = {
@@ -1229,7 +1241,10 @@ class LinearConnector:
             "before": None,
         }
         high: datetime | None = None  # newest updatedAt yielded so far
+        at_high: set[str] = set()  # ids of the issues read at exactly `high`
+        timeless: set[str] = set()  # issues rejected for an unreadable updatedAt (listed again)
         in_order = True
+        first = True
         what = f"issues of team {key}"
 
         def page(data: Mapping[str, Any]) -> tuple[list[Mapping[str, Any]], dict]:
@@ -1247,7 +1262,8 @@ class LinearConnector:
                 run_clock[0] = self._server_date
             nodes, info = page(data)
             nodes = [await self._with_every_label(node, key) for node in nodes]
-            if variables["before"] is None:
+            if first:
+                first = False
                 if nodes:
                     self._teams_seen.add(key)  # the filter is the team's key: it exists
                 elif key not in self._teams_seen and await self._missing_teams([key]):
@@ -1267,7 +1283,13 @@ class LinearConnector:
             # Every readable updatedAt, rejected issues' too: a rejected issue counts as read, so
             # the checkpoint may pass it (else the newest issues, if malformed, are re-read and
             # re-rejected by every run).
-            times = [t for t in map(_readable_time, nodes[::-1]) if t is not None]
+            read = [(t, str(n["id"])) for n in nodes[::-1] if (t := _readable_time(n)) is not None]
+            # An issue whose updatedAt cannot be read has no place in the keyset: the next page
+            # may list it again; it is reported once.
+            rejected = [r for r in rejected if r.external_id not in timeless]
+            timeless.update(str(n["id"]) for n in nodes if _readable_time(n) is None)
+            times = [t for t, _ in read]
+            progressed = False
             if times:
                 if in_order and not _ascending_after(times, high):
                     in_order = False
@@ -1278,8 +1300,12 @@ class LinearConnector:
                         team=key,
                         detail="checkpoints held until the walk ends",
                     )
-                newest = max(times)
-                high = newest if high is None else max(high, newest)
+                for at, issue_id in read:
+                    if high is None or at > high:
+                        high, at_high, progressed = at, {issue_id}, True
+                    elif at == high and issue_id not in at_high:
+                        at_high.add(issue_id)
+                        progressed = True
             cursor = info.get("startCursor")
             more = info["hasPreviousPage"]  # with a cursor: complete_page checked it
             checkpoint: dict[str, datetime] = {}
@@ -1289,9 +1315,17 @@ class LinearConnector:
                 yield Page(items=items, checkpoint=checkpoint, rejected=rejected)
             if not more:
                 return
-            if cursor == variables["before"]:
-                raise ConnectorError(f"Linear returned the same page cursor twice (team {key})")
-            variables["before"] = cursor
+            if in_order and progressed and high is not None:
+                # The next page: what follows the newest issue read, by keyset (the docstring).
+                variables["filter"] = _after_filter(team_filter, high, at_high)
+                variables["before"] = None
+            else:
+                # A server out of the documented order (its own cursor, checkpoints held above),
+                # or a page that moved no keyset (its issues' updatedAt unreadable): the cursor.
+                if cursor == variables["before"]:
+                    raise ConnectorError(f"Linear returned the same page cursor twice (team {key})")
+                variables["filter"] = issue_filter
+                variables["before"] = cursor
 
     async def _with_every_label(self, node: Mapping[str, Any], key: str) -> Mapping[str, Any]:
         """The node, with every label when its first LABELS_PER_ISSUE did not hold them all
@@ -1513,6 +1547,22 @@ def _readable_time(node: Mapping[str, Any]) -> datetime | None:
     """The node's updatedAt when it can be read, else None (its mapping rejects it)."""
     value = node.get("updatedAt")
     return http.parse_time(value) if isinstance(value, str) else None
+
+
+def _after_filter(
+    team_filter: Mapping[str, Any], high: datetime, at_high: Iterable[str]
+) -> dict[str, Any]:
+    """The team's issues not yet read by a walk that has read everything up to `high` and, at
+    exactly `high`, the issues `at_high`: changed later, or at `high` and not among them. An
+    issue read, then edited during the walk, has a newer `updatedAt` and is listed again."""
+    at = format_time(high)
+    return {
+        **team_filter,
+        "or": [
+            {"updatedAt": {"gt": at}},
+            {"updatedAt": {"eq": at}, "id": {"nin": sorted(at_high)}},
+        ],
+    }
 
 
 def _clamp(value: datetime, server_now: datetime | None) -> datetime:

@@ -348,6 +348,33 @@ class ConnectorContract:
                 known.parent_external_id, list(known.sprints), list(known.labels),
             )  # fmt: skip
 
+    async def test_the_newest_item_read_edited_mid_run_skips_nothing(
+        self, harness: Harness
+    ) -> None:
+        """The newest item of the first page (where a page cursor that names an item points, as
+        Linear's do) edited while the run pages, and a later item after it. A walk that resumes
+        from the edited item's new place skips every item between its old place and its new
+        one, and its checkpoint passes them for good (found by the Linear model test)."""
+        n = harness.page_size * 3
+        ids = harness.seed(n, start=T0, step=timedelta(minutes=7))
+        connector = harness.connector()
+        seen: list[str] = []
+        edited = False
+        try:
+            async for page in connector.changes({}):
+                seen.extend(item.external_id for item in page.items)
+                if page.items and not edited:  # between the first page and the next
+                    edited = True
+                    newest = max(page.items, key=lambda i: i.updated_at).external_id
+                    later = T0 + timedelta(days=1)
+                    harness.update(newest, at=later, title="the page's newest, edited mid-run")
+                    last = ids[-1] if ids[-1] != newest else ids[-2]
+                    harness.update(last, at=later + timedelta(minutes=1), title="edited after it")
+        finally:
+            await connector.aclose()
+        missing = set(ids) - set(seen)
+        assert not missing, f"{len(missing)} item(s) skipped: {sorted(missing)[:3]}"
+
 
 #: The children of the contract's epic: (kind, sprint, labels, assignee).
 CHILDREN: tuple[tuple[str, str, tuple[str, ...], str | None], ...] = (

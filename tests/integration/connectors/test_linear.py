@@ -5,12 +5,14 @@ variables-only GraphQL, backward pagination that keeps pages oldest first)."""
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, ClassVar
 
+import asyncpg
 import httpx
 import pytest
 from pydantic import SecretStr
@@ -25,7 +27,9 @@ from connectors.linear import (
     LinearConnector,
 )
 from connectors.sandbox import graphql as sandbox_graphql
+from connectors.sandbox.base import Request
 from connectors.sandbox.linear import LinearSandbox
+from tests.helpers import make_integration, make_team
 from tests.integration.connectors.contract import (
     PLANTED_TOKEN,
     T0,
@@ -34,6 +38,9 @@ from tests.integration.connectors.contract import (
     collect,
     items_of,
 )
+from worker import sync
+from worker.settings import Settings
+from worker.sync import RunOptions
 
 
 @dataclass
@@ -622,7 +629,22 @@ async def test_request_log_shows_values_only_in_variables(harness: LinearHarness
         "last": 5,
         "before": None,
     }
-    assert pages[1]["before"] == got[4].external_id  # startCursor: the newest item of page 1
+    # The next page by keyset, never `before:` a cursor (which names an issue that may move):
+    # issues changed after the newest one read, or at that instant and not read yet.
+    assert pages[1] == {
+        "filter": {
+            "team": {"key": {"eq": "ENG"}},
+            "or": [
+                {"updatedAt": {"gt": "2025-05-01T08:15:00.000Z"}},
+                {
+                    "updatedAt": {"eq": "2025-05-01T08:15:00.000Z"},
+                    "id": {"nin": [got[4].external_id]},
+                },
+            ],
+        },
+        "last": 5,
+        "before": None,
+    }
     check = next(b["variables"] for b in bodies if b["query"] == CHECK_QUERY)
     assert check["keys"] == ["ENG"]
 
@@ -700,26 +722,99 @@ async def test_changes_during_the_walk_keep_order_and_checkpoints_honest(
     assert marks == sorted(marks) and marks[-1] == later + timedelta(seconds=1)
 
 
-async def test_a_walk_cut_short_never_checkpoints_past_what_it_missed(
+async def test_the_newest_issue_of_a_page_edited_during_the_walk_skips_nothing(
     harness: LinearHarness,
 ) -> None:
+    """Linear's page cursors name an issue, resolved at its current `updatedAt`: walking on
+    `before:` the newest issue of a page that was edited meanwhile would resume from its new
+    place and skip every issue between (found by the model test: a bulk edit while a run paged;
+    the checkpoint then passed them and no later run read them)."""
     ids = harness.seed(12, start=T0, step=timedelta(minutes=1))
+    later = T0 + timedelta(hours=2)
     connector = harness.connector()
     pages: list[Page] = []
     try:
         async for page in connector.changes({}):
             pages.append(page)
             if len(pages) == 1:
-                # The page cursor (its newest issue) jumps to the front: `before` it is now empty.
-                harness.update(ids[4], at=T0 + timedelta(hours=2), title="cursor moved")
-        checkpoint = {s: t for p in pages for s, t in p.checkpoint.items()}
-        missed = {i.external_id for i in items_of(pages)} ^ set(ids)
-        since = {s: t - connector.overlap for s, t in checkpoint.items()}
-        again = {i.external_id for i in items_of(await collect(connector, since))}
+                harness.update(ids[4], at=later, title="the page's newest, edited")
+                harness.update(ids[9], at=later + timedelta(seconds=1), title="edited after it")
     finally:
         await connector.aclose()
-    assert checkpoint["ENG"] <= T0 + timedelta(minutes=5)
-    assert missed <= again, "the next run must pick up whatever this one missed"
+    got = items_of(pages)
+    assert {i.external_id for i in got} == set(ids), "an issue was skipped"
+    assert [i.title for i in got if i.external_id == ids[4]] == [
+        "Issue 4",
+        "the page's newest, edited",
+    ]
+    times = [i.updated_at for i in got]
+    assert times == sorted(times)
+    marks = [p.checkpoint["ENG"] for p in pages if p.checkpoint]
+    assert marks == sorted(marks) and marks[-1] == later + timedelta(seconds=1)
+
+
+async def test_a_bulk_edit_while_a_run_pages_leaves_no_issue_without_its_row(
+    harness: LinearHarness, pool: asyncpg.Pool
+) -> None:
+    """The model test's failure (long profile, seed 11), end to end: twelve issues created at one
+    instant (more than a page), then, while the next run pages through them, a bulk edit of the
+    first four by id, among them the issue the next page's cursor names. Each run commits its
+    pages and checkpoints in PostgreSQL; after the next incremental run and its sweep every
+    issue has its row, at its newest version."""
+    sandbox = harness.sandbox
+    harness.seed(6, start=T0, step=timedelta(minutes=1))
+    team = await make_team(pool, f"Team-{uuid.uuid4().hex[:6]}")
+    config = {"api_url": f"{sandbox.url}/graphql", "token": PLANTED_TOKEN, "team_keys": ["ENG"]}
+    integration = await make_integration(pool, team, "linear", {**config, "page_size": 4})
+    settings = Settings(home=harness.tmp_path / "home", sweep_every_runs=0)
+
+    async def run(sweep: bool = False) -> sync.RunResult:
+        chosen = settings.model_copy(update={"sweep_every_runs": 1}) if sweep else settings
+        result = await sync.run_integration(
+            pool, integration, chosen, environ={}, options=RunOptions(force=True)
+        )
+        assert result.outcome == "succeeded", result.summary()
+        return result
+
+    await run()
+    bulk = T0 + timedelta(hours=1)
+    for n in range(12):
+        sandbox.add_issue("ENG", title=f"bulk {n}", updated_at=bulk)
+    tied = sorted(
+        i for i in sandbox.issue_ids() if sandbox.issue(i)["updatedAt"] == bulk_text(bulk)
+    )
+    requests = 0
+
+    def edit_while_paging(request: Request) -> None:
+        nonlocal requests
+        requests += 1
+        if requests == 2:  # after the first page, before the second is answered
+            for issue_id in tied[:4]:
+                sandbox.update_issue(issue_id, at=bulk + timedelta(minutes=10), title="edited")
+
+    sandbox.between_requests = edit_while_paging
+    try:
+        await run()
+    finally:
+        sandbox.between_requests = None
+    await run(sweep=True)
+    rows = {
+        r["external_id"]: r
+        for r in await pool.fetch("SELECT * FROM work_items WHERE integration_id = $1", integration)
+    }
+    for issue_id in sandbox.issue_ids():
+        issue = sandbox.issue(issue_id)
+        row = rows.get(issue_id)
+        assert row is not None, f"{issue['identifier']} has no row"
+        assert (row["title"], bulk_text(row["source_updated_at"])) == (
+            issue["title"],
+            issue["updatedAt"],
+        ), issue["identifier"]
+        assert row["removed_upstream_at"] is None
+
+
+def bulk_text(at: datetime) -> str:
+    return at.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 # ---------------------------------------------------------------------------------------------
