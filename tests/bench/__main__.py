@@ -52,7 +52,13 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-async def run(bench: Bench, names: list[str], options: Options) -> None:
+async def run(url: str, home: Path, names: list[str], options: Options) -> None:
+    conn = await db.connect(url)
+    try:  # (the backend exists while the connection is open)
+        pg_cpu = PostgresCpu(await conn.fetchval("SELECT pg_backend_pid()"))
+    finally:
+        await conn.close()
+    bench = Bench(url=url, home=home, pg_cpu=pg_cpu)
     await bench.make_template()
     for name in names:
         started = time.perf_counter()
@@ -75,14 +81,10 @@ def main(argv: list[str] | None = None) -> None:
         # able to reach its data directory.
         home = Path(tempfile.mkdtemp(prefix="c9-bench-"))
         stack.callback(shutil.rmtree, home, ignore_errors=True)
-        url = os.environ.get("DATABASE_URL")
-        if url:
-            pgdata = Path(os.environ["C9_BENCH_PGDATA"])
-        else:
-            pgdata = home / "pgdata"
-            url = stack.enter_context(db.embedded_postgres(pgdata))
-        bench = Bench(url=url, home=home, pg_cpu=PostgresCpu(pgdata))
-        asyncio.run(run(bench, args.scenario or DEFAULT, options))
+        url = os.environ.get("DATABASE_URL") or stack.enter_context(
+            db.embedded_postgres(home / "pgdata")
+        )
+        asyncio.run(run(url, home, args.scenario or DEFAULT, options))
 
 
 if __name__ == "__main__":

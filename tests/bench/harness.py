@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import itertools
 import json
+import sys
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -100,7 +101,11 @@ async def measured_sync(
         activity = await conn.fetchval("SELECT count(*) FROM activity_logs")
         upstream.phase, upstream.requests, upstream.misses = phase, 0, []
         pg0, up0 = bench.pg_cpu.seconds(), time.process_time()
-        proc = bench.worker(url, "sync", "--integration", str(integration), "--force")
+        try:
+            proc = bench.worker(url, "sync", "--integration", str(integration), "--force")
+        finally:
+            for miss in upstream.misses[:3]:
+                print(f"# {phase}: not recorded: {miss}", file=sys.stderr, flush=True)
         pg_cpu, upstream_cpu = bench.pg_cpu.seconds() - pg0, time.process_time() - up0
         after = dict(await conn.fetch("SELECT id, xmin::text FROM work_items"))
         end = await conn.fetchval(

@@ -23,22 +23,34 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 class PostgresCpu:
-    """CPU seconds the PostgreSQL server in `pgdata` has used so far (all its processes)."""
+    """CPU seconds the local PostgreSQL server has used so far (all its processes), found as the
+    parent of a backend serving one of our connections (`pg_backend_pid()`)."""
 
-    def __init__(self, pgdata: Path) -> None:
-        pid = int((pgdata / "postmaster.pid").read_text().split()[0])
-        self.postmaster = psutil.Process(pid)
+    def __init__(self, backend_pid: int) -> None:
+        postmaster = psutil.Process(backend_pid).parent()
+        if postmaster is None:
+            raise RuntimeError("PostgreSQL's postmaster not found: is the server on this host?")
+        self.postmaster = postmaster
 
     def seconds(self) -> float:
         t = self.postmaster.cpu_times()
         total = t.user + t.system + t.children_user + t.children_system
-        for child in self.postmaster.children(recursive=True):
+        for child in self._children():
             try:
                 c = child.cpu_times()
-            except psutil.NoSuchProcess:  # exited between the listing and the read
+            except psutil.NoSuchProcess:  # exited since the listing: now in children_*
                 continue
             total += c.user + c.system
         return total
+
+    def _children(self) -> list[psutil.Process]:
+        # Backends come and go: a listing may race an exit; list again.
+        for _ in range(5):
+            try:
+                return self.postmaster.children()
+            except psutil.NoSuchProcess:
+                continue
+        return self.postmaster.children()
 
 
 @dataclass(frozen=True, slots=True)

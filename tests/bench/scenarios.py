@@ -326,10 +326,13 @@ def script(module: str, size_flag: str | None = "--items", integrations: bool = 
 SCENARIOS: dict[str, Scenario] = {
     "github": _import(TRACKERS["github"]),
     "linear": _import(TRACKERS["linear"]),
+    "jira": _import(TRACKERS["jira"]),
+    "azure_devops": _import(TRACKERS["azure_devops"]),
     "write-path": write_path,
     "rss": rss,
     "metrics-rollup": metrics_rollup,
     # Benchmarks with their own scripts (their upstream is the live sandbox, not replayed pages).
+    "azure_devops-wiql-cap": script("bench_azure_devops"),
     "history-github": script("bench_github_history"),
     "history-jira": script("bench_jira_history", "--n"),
     "history-linear": script("bench_linear_history", "--n"),

@@ -12,8 +12,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from connectors.sandbox.azure_devops import AzureDevOpsSandbox
 from connectors.sandbox.base import SandboxServer
 from connectors.sandbox.github import GitHubSandbox
+from connectors.sandbox.jira import JiraSandbox
 from connectors.sandbox.linear import LinearSandbox
 
 T0 = datetime(2025, 1, 1, tzinfo=UTC)
@@ -27,7 +29,12 @@ class Tracker:
     sandbox: Callable[[], SandboxServer]
     seed: Callable[[Any, int], list[Any]]  # sandbox, n -> item ids
     touch: Callable[[Any, list[Any]], int]  # sandbox, ids -> how many changed (1%)
-    config: Callable[[str], dict[str, Any]]  # upstream URL -> integrations.config
+    tracker_config: Callable[[str], dict[str, Any]]  # upstream URL -> its own config keys
+
+    def config(self, url: str) -> dict[str, Any]:
+        """The integration's config. History is read by the history scenarios: here it would
+        keep every "no-op" run busy backfilling (50 requests a run, the default budget)."""
+        return {**self.tracker_config(url), "history_budget": 0}
 
 
 def _one_percent(ids: list[Any]) -> list[Any]:
@@ -67,7 +74,7 @@ GITHUB = Tracker(
     sandbox=lambda: GitHubSandbox(token=TOKEN),
     seed=_github_seed,
     touch=_github_touch,
-    config=lambda url: {"token": TOKEN, "base_url": url, "repos": GITHUB_REPOS},
+    tracker_config=lambda url: {"token": TOKEN, "base_url": url, "repos": GITHUB_REPOS},
 )
 
 # -- Linear ---------------------------------------------------------------------------------------
@@ -111,7 +118,87 @@ LINEAR = Tracker(
     sandbox=_linear_sandbox,
     seed=_linear_seed,
     touch=_linear_touch,
-    config=lambda url: {"api_url": f"{url}/graphql", "team_keys": ["ENG", "OPS"], "token": TOKEN},
+    tracker_config=lambda url: {
+        "api_url": f"{url}/graphql",
+        "team_keys": ["ENG", "OPS"],
+        "token": TOKEN,
+    },
 )
 
-TRACKERS = {t.type: t for t in (GITHUB, LINEAR)}
+# -- Jira -----------------------------------------------------------------------------------------
+JIRA_PROJECTS = ["PAY", "WEB"]
+JIRA_STATUSES = ["To Do", "In Progress", "In Review", "Blocked", "Done"]
+
+
+def _jira_seed(jira: JiraSandbox, n: int) -> list[str]:
+    return [
+        jira.add_issue(
+            JIRA_PROJECTS[i % 2],
+            f"Issue {i}: something to fix",
+            updated=T0 + timedelta(minutes=i),
+            status=JIRA_STATUSES[i % len(JIRA_STATUSES)],
+            priority=["Highest", "High", "Medium", "Low"][i % 4],
+            story_points=[1, 2, 3, 5, 8, None][i % 6],
+            description=BODY,
+        ).key
+        for i in range(n)
+    ]
+
+
+def _jira_touch(jira: JiraSandbox, keys: list[str]) -> int:
+    later = T0 + timedelta(days=3 * 365)
+    touched = _one_percent(keys)
+    for k, key in enumerate(touched):
+        jira.update_issue(key, at=later + timedelta(seconds=k), summary=f"Touched {k}")
+    return len(touched)
+
+
+JIRA = Tracker(
+    type="jira",
+    sandbox=lambda: JiraSandbox(token=TOKEN),
+    seed=_jira_seed,
+    touch=_jira_touch,
+    tracker_config=lambda url: {
+        "url": url,
+        "email": "sync-bot@example.com",
+        "token": TOKEN,
+        "projects": JIRA_PROJECTS,
+    },
+)
+
+# -- Azure DevOps ---------------------------------------------------------------------------------
+
+
+#: The sandbox's clock (its WIQL answers' `asOf`, which the connector's cursor follows): fixed, so
+#: the incremental run's query is the same in the priming run and in the timed one.
+ADO_NOW = T0 + timedelta(days=60)
+
+
+def _ado_seed(ado: AzureDevOpsSandbox, n: int) -> list[int]:
+    step = timedelta(days=30) / max(n, 1)
+    return ado.add_items_fast((f"Item {k}", T0 + step * k) for k in range(n))
+
+
+def _ado_touch(ado: AzureDevOpsSandbox, ids: list[int]) -> int:
+    # Azure DevOps stamps a revision with the server's clock: the clock moves on to the edit.
+    later = ADO_NOW + timedelta(days=1)
+    ado.now = lambda: later + timedelta(minutes=1)
+    touched = _one_percent(ids)
+    for item_id in touched:
+        ado.update_item(item_id, changed=later, title="touched")
+    return len(touched)
+
+
+AZURE_DEVOPS = Tracker(
+    type="azure_devops",
+    sandbox=lambda: AzureDevOpsSandbox(token=TOKEN, now=lambda: ADO_NOW),
+    seed=_ado_seed,
+    touch=_ado_touch,
+    tracker_config=lambda url: {
+        "organization_url": f"{url}/myorg",
+        "project": "My Project",
+        "token": TOKEN,
+    },
+)
+
+TRACKERS = {t.type: t for t in (GITHUB, LINEAR, JIRA, AZURE_DEVOPS)}

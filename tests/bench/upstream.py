@@ -130,11 +130,11 @@ def _handler(upstream: Upstream) -> type[BaseHTTPRequestHandler]:
                 upstream.requests += 1
             answer = upstream.phases.get(upstream.phase, {}).get(key)
             if answer is None:
-                upstream.misses.append(f"{self.command} {self.path}")
+                upstream.misses.append(f"{self.command} {self.path} {body[:300]!r}")
                 answer = b"HTTP/1.1 599 X\r\nContent-Length: 0\r\n\r\n"
             self.wfile.write(answer)
 
-        do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = _serve
+        do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = _serve
 
     return Handler
 
