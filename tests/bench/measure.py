@@ -64,10 +64,18 @@ class Process:
 
 def run_worker(args: list[str], env: dict[str, str]) -> Process:
     """`python -m worker.cli ARGS` from the repository root, measured. Raises when it fails."""
+    result = run_module("worker.cli", args, env)
+    if result.returncode != 0:
+        raise RuntimeError(f"worker {' '.join(args)} exited {result.returncode}:\n{result.output}")
+    return result
+
+
+def run_module(module: str, args: list[str], env: dict[str, str]) -> Process:
+    """`python -m MODULE ARGS` from the repository root, measured (stdout and stderr together)."""
     started = time.perf_counter()
     with tempfile.TemporaryFile() as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "worker.cli", *args],
+            [sys.executable, "-m", module, *args],
             cwd=ROOT,
             env=env,
             stdout=out,
@@ -84,16 +92,13 @@ def run_worker(args: list[str], env: dict[str, str]) -> Process:
         proc.returncode = os.waitstatus_to_exitcode(status)  # reaped here: Popen must not wait
         out.seek(0)
         output = out.read().decode(errors="replace")
-    result = Process(
+    return Process(
         seconds=seconds,
         cpu_s=usage.ru_utime + usage.ru_stime,
         peak_rss_mb=peak_kib / 1024,
         returncode=proc.returncode,
         output=output,
     )
-    if result.returncode != 0:
-        raise RuntimeError(f"worker {' '.join(args)} exited {result.returncode}:\n{output}")
-    return result
 
 
 def _high_water_kib(pid: int) -> int:

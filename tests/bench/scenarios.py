@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -17,7 +15,7 @@ from typing import Any
 from connectors import registry
 from connectors.base import Page
 from tests.bench.harness import Bench, add_integration, copy_ceiling, measured_sync
-from tests.bench.measure import ROOT, worker_env
+from tests.bench.measure import run_module, worker_env
 from tests.bench.trackers import TRACKERS, Tracker
 from tests.bench.upstream import Upstream
 from worker import connecting, db, metrics
@@ -278,46 +276,44 @@ async def _metrics_data(conn: Any, teams: int, items: int) -> None:
         await conn.execute(f"VACUUM ANALYZE {table}")
 
 
-def script(module: str, size_flag: str | None = "--items", integrations: bool = False) -> Scenario:
+def script(
+    name: str, module: str, size_flag: str | None = "--items", integrations: bool = False
+) -> Scenario:
     """A benchmark script of its own (`python -m tests.bench.MODULE`), run against a fresh
-    database of the suite's server: every line it prints that is a JSON object is a row (its
-    `name` defaulting to MODULE); its other lines are kept in one summary row with its wall time,
-    CPU and peak RSS (the harness's own, in its process)."""
+    database of the suite's server (DATABASE_URL): every line it prints that is a JSON object is
+    a row (its `name` defaulting to NAME); then one row named NAME with its wall time, CPU, peak RSS, the
+    server's CPU, its exit code and its other output lines."""
 
     async def scenario(bench: Bench, options: Options) -> Rows:
-        args = [sys.executable, "-m", f"tests.bench.{module}"]
-        if size_flag:
-            args += [size_flag, str(options.items)]
+        args = [size_flag, str(options.items)] if size_flag else []
         if integrations:
             args += ["--integrations", str(options.integrations)]
         async with bench.database(module) as url:
-            env = worker_env(url, bench.home) | {"PYTHONPATH": str(ROOT)}
-            env.pop("C9_SYNC_LOG_LEVEL", None)
-            pg0, started = bench.pg_cpu.seconds(), time.perf_counter()
-            proc = await asyncio.to_thread(
-                subprocess.run, args, cwd=ROOT, env=env, capture_output=True, text=True
-            )
-            seconds = time.perf_counter() - started
+            env = worker_env(url, bench.home)
+            env.pop("C9_SYNC_LOG_LEVEL")
+            pg0 = bench.pg_cpu.seconds()
+            proc = await asyncio.to_thread(run_module, f"tests.bench.{module}", args, env)
             pg_cpu = bench.pg_cpu.seconds() - pg0
         text: list[str] = []
-        for line in proc.stdout.splitlines():
-            if line.startswith("{"):
-                try:
-                    row = json.loads(line)
-                except ValueError:
-                    row = None
-                if isinstance(row, dict):
-                    yield {"name": module, "items": options.items, **row}
-                    continue
-            text.append(line)
+        for line in proc.output.splitlines():
+            try:
+                row = json.loads(line) if line.startswith("{") else None
+            except ValueError:
+                row = None
+            if isinstance(row, dict):
+                yield {"name": name, "items": options.items, **row}
+            else:
+                text.append(line)
         yield {
-            "name": module,
+            "name": name,
             "items": options.items,
-            "seconds": round(seconds, 3),
+            "seconds": round(proc.seconds, 3),
+            "worker_cpu_s": round(proc.cpu_s, 3),
             "pg_cpu_s": round(pg_cpu, 3),
-            "returncode": proc.returncode,
-            "output": text + proc.stderr.splitlines()[-5:],
+            "peak_rss_mb": round(proc.peak_rss_mb, 1),
             "ratio_to_ceiling": None,
+            "returncode": proc.returncode,
+            "output": text[-40:],
         }
 
     return scenario
@@ -332,10 +328,10 @@ SCENARIOS: dict[str, Scenario] = {
     "rss": rss,
     "metrics-rollup": metrics_rollup,
     # Benchmarks with their own scripts (their upstream is the live sandbox, not replayed pages).
-    "azure_devops-wiql-cap": script("bench_azure_devops"),
-    "history-github": script("bench_github_history"),
-    "history-jira": script("bench_jira_history", "--n"),
-    "history-linear": script("bench_linear_history", "--n"),
-    "history-azure_devops": script("bench_azure_devops_history"),
-    "scheduler": script("bench_scheduler", None, integrations=True),
+    "azure_devops-wiql-cap": script("azure_devops-wiql-cap", "bench_azure_devops"),
+    "history-github": script("history-github", "bench_github_history"),
+    "history-jira": script("history-jira", "bench_jira_history", "--n"),
+    "history-linear": script("history-linear", "bench_linear_history", "--n"),
+    "history-azure_devops": script("history-azure_devops", "bench_azure_devops_history"),
+    "scheduler": script("scheduler", "bench_scheduler", None, integrations=True),
 }
