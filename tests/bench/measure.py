@@ -33,24 +33,30 @@ class PostgresCpu:
         self.postmaster = postmaster
 
     def seconds(self) -> float:
-        t = self.postmaster.cpu_times()
-        total = t.user + t.system + t.children_user + t.children_system
-        for child in self._children():
-            try:
-                c = child.cpu_times()
-            except psutil.NoSuchProcess:  # exited since the listing: now in children_*
-                continue
-            total += c.user + c.system
-        return total
-
-    def _children(self) -> list[psutil.Process]:
-        # Backends come and go: a listing may race an exit; list again.
-        for _ in range(5):
-            try:
-                return self.postmaster.children()
-            except psutil.NoSuchProcess:
-                continue
-        return self.postmaster.children()
+        """Own + reaped children's + live children's CPU. A backend that has exited but is not
+        reaped yet (a zombie: a connection just closed) shows no usable times, and one reaped
+        between two reads would be counted nowhere or twice: read again until neither."""
+        for _ in range(200):
+            before = self.postmaster.cpu_times()
+            live, settled = 0.0, True
+            for child in self.postmaster.children():
+                try:
+                    if child.status() == psutil.STATUS_ZOMBIE:
+                        settled = False
+                        break
+                    c = child.cpu_times()
+                except psutil.NoSuchProcess:  # gone since the listing: reaped, see below
+                    continue
+                live += c.user + c.system
+            after = self.postmaster.cpu_times()
+            reaped = (before.children_user, before.children_system) != (
+                after.children_user,
+                after.children_system,
+            )
+            if settled and not reaped:
+                break
+            time.sleep(0.01)
+        return after.user + after.system + after.children_user + after.children_system + live
 
 
 @dataclass(frozen=True, slots=True)
