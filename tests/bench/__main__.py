@@ -25,7 +25,7 @@ from tests.bench.measure import PostgresCpu
 from tests.bench.scenarios import SCENARIOS, Options
 from worker import db
 
-DEFAULT = ["github", "linear", "write-path", "rss", "metrics-rollup"]
+DEFAULT = ["github", "linear", "jira", "azure_devops", "write-path", "metrics-rollup"]
 
 
 def parse(argv: list[str] | None = None) -> argparse.Namespace:

@@ -18,7 +18,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 
-from tests.bench.measure import PostgresCpu, run_worker, worker_env
+from tests.bench.measure import PostgresCpu, Process, run_worker, worker_env
 from tests.bench.upstream import Upstream
 from worker import db, migrate
 
@@ -69,7 +69,7 @@ class Bench:
             finally:
                 await admin.close()
 
-    def worker(self, url: str, *args: str) -> Any:
+    def worker(self, url: str, *args: str) -> Process:
         return run_worker(list(args), worker_env(url, self.home))
 
 
