@@ -146,11 +146,12 @@ async def measured_sync(
     }
 
 
-async def copy_ceiling(url: str, where: str = "TRUE") -> dict[str, Any]:
+async def copy_ceiling(url: str, pg_cpu: PostgresCpu, where: str = "TRUE") -> dict[str, Any]:
     """Rows/s of `COPY` of the rows of `work_items` matching `where` into an empty copy of the
     table with the same indexes (LIKE … INCLUDING ALL: indexes, defaults, constraints; not its
     foreign keys nor its triggers, which only fire on UPDATE). The rows are read out first in
-    COPY's binary format: only the server's COPY is timed."""
+    COPY's binary format: only the server's COPY is timed. Its PostgreSQL CPU too: on a loaded
+    machine, `pg_cpu_s` against `ceiling_pg_cpu_s` compares work, not waiting."""
     conn = await db.connect(url)
     try:
         await conn.execute(
@@ -172,15 +173,20 @@ async def copy_ceiling(url: str, where: str = "TRUE") -> dict[str, Any]:
         )
         rows = await conn.fetchval(f"SELECT count(*) FROM work_items WHERE {where}")
         data.seek(0)
-        started = time.perf_counter()
+        pg0, started = pg_cpu.seconds(), time.perf_counter()
         await conn.copy_to_table(
             "work_items_ceiling", source=data, columns=columns, format="binary"
         )
         seconds = time.perf_counter() - started
+        cpu = pg_cpu.seconds() - pg0
         await conn.execute("DROP TABLE work_items_ceiling")
     finally:
         await conn.close()
-    return {"ceiling_rows": rows, "ceiling_rows_per_s": round(rows / seconds, 1)}
+    return {
+        "ceiling_rows": rows,
+        "ceiling_rows_per_s": round(rows / seconds, 1),
+        "ceiling_pg_cpu_s": round(cpu, 3),
+    }
 
 
 def emit(row: dict[str, Any]) -> None:

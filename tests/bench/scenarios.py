@@ -79,7 +79,7 @@ def _import(tracker: Tracker) -> Scenario:
                     row = await measured_sync(bench, primed.upstream, phase, url, integration)
                     extra: dict[str, Any] = {"ratio_to_ceiling": None}
                     if phase == "full":
-                        extra = await copy_ceiling(url)
+                        extra = await copy_ceiling(url, bench.pg_cpu)
                         extra["ratio_to_ceiling"] = round(
                             row["items_per_s"] / extra["ceiling_rows_per_s"], 3
                         )
@@ -129,7 +129,7 @@ async def write_path(bench: Bench, options: Options) -> Rows:
             pg_cpu, cpu = bench.pg_cpu.seconds() - pg0, time.process_time() - cpu0
         finally:
             await conn.close()
-        ceiling_row = await copy_ceiling(url)
+        ceiling_row = await copy_ceiling(url, bench.pg_cpu)
     rate = result.created / seconds
     yield {
         "name": "write-path",
