@@ -1,20 +1,18 @@
-"""Benchmark: the Azure DevOps connector against its sandbox, through the real SDK.
+"""Benchmark: the Azure DevOps connector's WIQL windows against its sandbox, through the real SDK.
 
-    .venv/bin/python tests/bench/bench_azure_devops.py [--items 10000] [--one-day 45000]
-        [--ignore-top]
+    python -m tests.bench --scenario azure_devops-wiql-cap [--items 45000]
+    python -m tests.bench.bench_azure_devops [--items 45000] [--ignore-top]
 
-1. Full sync of N items (spread over 30 days), then an incremental sync after touching 1%.
-2. The WIQL cap case: M items all changed in ONE day, 750 sharing each ChangedDate.
-   With --ignore-top the sandbox also refuses any query matching more than 20,000 items even
-   with $top (VS402337), so the connector has to bisect its windows.
-Prints items, pages, requests by endpoint and wall time for each run.
+The WIQL cap case: N items all changed in ONE day, 750 sharing each ChangedDate. With
+--ignore-top the sandbox also refuses any query matching more than 20,000 items even with $top
+(VS402337), so the connector has to bisect its windows. Prints items, pages, requests by endpoint
+and wall time. (The full and incremental imports are the suite's `azure_devops` scenario.)
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import random
 import tempfile
 import time
 from collections import Counter
@@ -74,22 +72,6 @@ async def run(
     return checkpoint
 
 
-async def spread(n: int, cache: Path) -> None:
-    with AzureDevOpsSandbox(token=TOKEN) as sandbox:
-        assert isinstance(sandbox, AzureDevOpsSandbox)
-        step = timedelta(days=30) / n
-        ids = sandbox.add_items_fast((f"Item {k}", START + step * k) for k in range(n))
-        conn = connector(sandbox, cache)
-        checkpoint = await run(f"full sync, {n} items over 30 days", sandbox, conn, {})
-        touched = random.Random(1).sample(ids, max(1, n // 100))
-        later = datetime.now(UTC) + timedelta(seconds=1)
-        for item_id in touched:
-            sandbox.update_item(item_id, changed=later, title="touched")
-        since = {k: v - conn.overlap for k, v in checkpoint.items()}
-        await run(f"incremental sync, {len(touched)} touched", sandbox, conn, since)
-        await conn.aclose()
-
-
 async def one_day(n: int, ignore_top: bool, cache: Path) -> None:
     with AzureDevOpsSandbox(token=TOKEN) as sandbox:
         assert isinstance(sandbox, AzureDevOpsSandbox)
@@ -104,15 +86,11 @@ async def one_day(n: int, ignore_top: bool, cache: Path) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--items", type=int, default=10_000)
-    parser.add_argument("--one-day", type=int, default=45_000)
+    parser.add_argument("--items", type=int, default=45_000, help="items changed in one day")
     parser.add_argument("--ignore-top", action="store_true")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as cache:
-        asyncio.run(spread(args.items, Path(cache)))
-        asyncio.run(one_day(args.one_day, False, Path(cache)))
-        if args.ignore_top:
-            asyncio.run(one_day(args.one_day, True, Path(cache)))
+        asyncio.run(one_day(args.items, args.ignore_top, Path(cache)))
 
 
 if __name__ == "__main__":

@@ -1,0 +1,91 @@
+"""The benchmark suite: one JSON object per scenario row on stdout (progress on stderr).
+
+    python -m tests.bench [--items 10000|100000|1000000] [--scenario NAME ...]
+                          [--integrations N] [--rss-sizes 10000,100000]
+
+Every scenario runs against one PostgreSQL server: DATABASE_URL's when set (a database is created
+per scenario and dropped after; the server must be local, its CPU is read from its processes),
+else an embedded one in a temporary directory. See docs/operations.md, "Benchmarks".
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import shutil
+import sys
+import tempfile
+import time
+from contextlib import ExitStack
+from pathlib import Path
+
+from tests.bench.harness import Bench, emit
+from tests.bench.measure import PostgresCpu
+from tests.bench.scenarios import SCENARIOS, Options
+from worker import db
+
+DEFAULT = ["github", "linear", "jira", "azure_devops", "write-path", "metrics-rollup"]
+
+
+def parse(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m tests.bench", description=__doc__.splitlines()[0]
+    )
+    parser.add_argument("--items", type=int, default=10_000, help="items per scenario (10000)")
+    parser.add_argument(
+        "--scenario",
+        nargs="+",
+        choices=sorted(SCENARIOS),
+        metavar="NAME",
+        help=f"scenarios to run (default: {' '.join(DEFAULT)}; also: "
+        + " ".join(sorted(set(SCENARIOS) - set(DEFAULT)))
+        + ")",
+    )
+    parser.add_argument(
+        "--integrations", type=int, default=1_000, help="integrations (scheduler scenario)"
+    )
+    parser.add_argument(
+        "--rss-sizes",
+        help="comma-separated item counts the rss scenario compares (default: N and 10*N)",
+    )
+    return parser.parse_args(argv)
+
+
+async def run(url: str, home: Path, names: list[str], options: Options) -> None:
+    conn = await db.connect(url)
+    try:  # (the backend exists while the connection is open)
+        pg_cpu = PostgresCpu(await conn.fetchval("SELECT pg_backend_pid()"))
+    finally:
+        await conn.close()
+    bench = Bench(url=url, home=home, pg_cpu=pg_cpu)
+    await bench.make_template()
+    for name in names:
+        started = time.perf_counter()
+        print(f"# {name}: running", file=sys.stderr, flush=True)
+        async for row in SCENARIOS[name](bench, options):
+            emit(row)
+        print(f"# {name}: {time.perf_counter() - started:.0f}s", file=sys.stderr, flush=True)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse(argv)
+    sizes = (
+        tuple(int(s) for s in args.rss_sizes.split(","))
+        if args.rss_sizes
+        else (args.items, 10 * args.items)
+    )
+    options = Options(items=args.items, integrations=args.integrations, rss_sizes=sizes)
+    with ExitStack() as stack:
+        # Directly under /tmp: the embedded server may run as the `pgserver` user, who must be
+        # able to reach its data directory.
+        home = Path(tempfile.mkdtemp(prefix="c9-bench-"))
+        stack.callback(shutil.rmtree, home, ignore_errors=True)
+        url = os.environ.get("DATABASE_URL") or stack.enter_context(
+            db.embedded_postgres(home / "pgdata")
+        )
+        asyncio.run(run(url, home, args.scenario or DEFAULT, options))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,337 @@
+"""The scenarios. Each is an async generator of result rows (one JSON object each), given the
+bench, the item count and the options; `SCENARIOS` names them for `--scenario`."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from connectors import registry
+from connectors.base import Page
+from tests.bench.harness import Bench, add_integration, copy_ceiling, measured_sync
+from tests.bench.measure import run_module, worker_env
+from tests.bench.trackers import TRACKERS, Tracker
+from tests.bench.upstream import Upstream
+from worker import connecting, db, metrics
+from worker import sync as worker_sync
+from worker.settings import Settings
+from worker.store.integrations import get_integration
+
+Rows = AsyncIterator[dict[str, Any]]
+
+
+@dataclass(frozen=True, slots=True)
+class Options:
+    items: int
+    integrations: int
+    rss_sizes: tuple[int, ...]
+
+
+Scenario = Callable[[Bench, Options], Rows]
+
+PHASES = ("full", "noop", "changed")
+
+
+@dataclass
+class Primed:
+    """A tracker's sandbox seeded, its answers recorded for every phase, the sandbox stopped."""
+
+    upstream: Upstream
+    capacity: dict[str, float]
+    touched: int
+
+
+async def prime(bench: Bench, tracker: Tracker, n: int, phases: tuple[str, ...]) -> Primed:
+    """Seed the sandbox; run the real worker against it into a scratch database once per phase
+    (the 1% edit before "changed"), recording every answer; measure the upstream's capacity."""
+    sandbox = tracker.sandbox()
+    upstream = Upstream().start()
+    touched = 0
+    with sandbox:
+        ids = tracker.seed(sandbox, n)
+        async with bench.database(f"prime-{tracker.type}") as url:
+            integration = await add_integration(url, tracker.type, tracker.config(sandbox.url))
+            for phase in phases:
+                if phase == "changed":
+                    touched = tracker.touch(sandbox, ids)
+                upstream.record_from(sandbox, phase)
+                bench.worker(url, "sync", "--integration", str(integration), "--force")
+    capacity = await asyncio.to_thread(upstream.capacity, phases[0])
+    return Primed(upstream, capacity, touched)
+
+
+def _import(tracker: Tracker) -> Scenario:
+    async def scenario(bench: Bench, options: Options) -> Rows:
+        n = options.items
+        primed = await prime(bench, tracker, n, PHASES)
+        try:
+            async with bench.database(tracker.type) as url:
+                integration = await add_integration(
+                    url, tracker.type, tracker.config(primed.upstream.url)
+                )
+                for phase in PHASES:
+                    row = await measured_sync(bench, primed.upstream, phase, url, integration)
+                    extra: dict[str, Any] = {"ratio_to_ceiling": None}
+                    if phase == "full":
+                        extra = await copy_ceiling(url, bench.pg_cpu)
+                        extra["ratio_to_ceiling"] = round(
+                            row["items_per_s"] / extra["ceiling_rows_per_s"], 3
+                        )
+                    if phase == "changed":
+                        extra["changed_upstream"] = primed.touched
+                    yield {
+                        "name": f"{tracker.type}-{phase}",
+                        "items": n,
+                        **row,
+                        **extra,
+                        "upstream_capacity_rps": primed.capacity["rps"],
+                        "upstream_mb_per_s": primed.capacity["mb_per_s"],
+                    }
+        finally:
+            primed.upstream.stop()
+
+    return scenario
+
+
+async def write_path(bench: Bench, options: Options) -> Rows:
+    """The worker's page commit (upsert, activity rows, cursor: one transaction a page, as a run
+    does) of N GitHub items, without HTTP, vs COPY of the same rows into the same indexes."""
+    tracker = TRACKERS["github"]
+    sandbox = tracker.sandbox()
+    with sandbox:
+        tracker.seed(sandbox, options.items)
+        config = tracker.config(sandbox.url)
+        pages = await _pages(tracker, config)
+    async with bench.database("write-path") as url:
+        integration_id = await add_integration(url, tracker.type, config)
+        conn = await db.connect(url)
+        try:
+            integration = await get_integration(conn, integration_id)
+            assert integration is not None
+            result = worker_sync.RunResult(integration_id, "succeeded")
+            cursor: dict[str, datetime] = {}
+            ceiling = datetime.now(UTC)
+            fields = {"integration_id": str(integration_id), "source": tracker.type}
+            pg0, cpu0 = bench.pg_cpu.seconds(), time.process_time()
+            started = time.perf_counter()
+            for page in pages:
+                # The run's own commit of a page (private: this is the path measured).
+                cursor = await worker_sync._commit_page(
+                    conn, integration, page, cursor, ceiling, result, fields
+                )
+            seconds = time.perf_counter() - started
+            pg_cpu, cpu = bench.pg_cpu.seconds() - pg0, time.process_time() - cpu0
+        finally:
+            await conn.close()
+        ceiling_row = await copy_ceiling(url, bench.pg_cpu)
+    rate = result.created / seconds
+    yield {
+        "name": "write-path",
+        "items": options.items,
+        "seconds": round(seconds, 3),
+        "items_per_s": round(rate, 1),
+        "requests": 0,
+        "worker_cpu_s": round(cpu, 3),
+        "pg_cpu_s": round(pg_cpu, 3),
+        "peak_rss_mb": None,
+        "pages": len(pages),
+        "created": result.created,
+        **ceiling_row,
+        "ratio_to_ceiling": round(rate / ceiling_row["ceiling_rows_per_s"], 3),
+    }
+
+
+async def _pages(tracker: Tracker, config: dict[str, Any]) -> list[Page]:
+    """Every page of a full read, through the connector the worker would build."""
+    cls = registry.load(tracker.type)
+    connector = connecting.build(
+        cls,
+        connecting.validate_config(cls, config),
+        uuid.uuid4(),
+        Settings(),
+        {},
+        deadline=time.monotonic() + 3600,
+    )
+    try:
+        return [page async for page in connector.changes({})]
+    finally:
+        await connector.aclose()
+
+
+async def rss(bench: Bench, options: Options) -> Rows:
+    """Peak RSS of the worker's full import of Linear at each size (`--rss-sizes`)."""
+    tracker = TRACKERS["linear"]
+    peaks: dict[int, float] = {}
+    for n in options.rss_sizes:
+        primed = await prime(bench, tracker, n, ("full",))
+        try:
+            async with bench.database("rss") as url:
+                integration = await add_integration(
+                    url, tracker.type, tracker.config(primed.upstream.url)
+                )
+                row = await measured_sync(bench, primed.upstream, "full", url, integration)
+        finally:
+            primed.upstream.stop()
+        peaks[n] = row["peak_rss_mb"]
+        yield {"name": f"rss-linear-{n}", "items": n, **row, "ratio_to_ceiling": None}
+    smallest, largest = min(peaks), max(peaks)
+    yield {
+        "name": "rss",
+        "items": largest,
+        "peak_rss_mb": peaks[largest],
+        "rss_by_items": {str(k): v for k, v in sorted(peaks.items())},
+        "rss_ratio": round(peaks[largest] / peaks[smallest], 3),
+    }
+
+
+async def metrics_rollup(bench: Bench, options: Options) -> Rows:
+    """`c9-sync metrics rollup` over N items of 50 teams spread over a year (rows generated by
+    SQL), first and again (idempotent); then one run's recompute of a touched day."""
+    async with bench.database("metrics") as url:
+        conn = await db.connect(url)
+        try:
+            await _metrics_data(conn, 50, options.items)
+        finally:
+            await conn.close()
+        for label in ("first", "again"):
+            pg0 = bench.pg_cpu.seconds()
+            proc = bench.worker(url, "metrics", "rollup")
+            yield {
+                "name": f"metrics-rollup-{label}",
+                "items": options.items,
+                "seconds": round(proc.seconds, 3),
+                "items_per_s": round(options.items / proc.seconds, 1),
+                "requests": 0,
+                "worker_cpu_s": round(proc.cpu_s, 3),
+                "pg_cpu_s": round(bench.pg_cpu.seconds() - pg0, 3),
+                "peak_rss_mb": round(proc.peak_rss_mb, 1),
+                "ratio_to_ceiling": None,
+                "output": proc.output.strip().splitlines()[-1:],
+            }
+        conn = await db.connect(url)
+        try:
+            team = await conn.fetchval("SELECT id FROM teams ORDER BY name LIMIT 1")
+            stamp, calls = datetime(2025, 6, 15, 12, tzinfo=UTC), 50
+            pg0, started = bench.pg_cpu.seconds(), time.perf_counter()
+            for _ in range(calls):
+                await metrics.recompute_touched(conn, team, [stamp], "UTC")
+            seconds = time.perf_counter() - started
+            yield {
+                "name": "metrics-recompute-one-day",
+                "items": options.items,
+                "seconds": round(seconds / calls, 5),
+                "requests": 0,
+                "pg_cpu_s": round((bench.pg_cpu.seconds() - pg0) / calls, 5),
+                "ratio_to_ceiling": None,
+                "note": "per call: what a sync run pays for a touched day (+ today, yesterday)",
+            }
+        finally:
+            await conn.close()
+
+
+async def _metrics_data(conn: Any, teams: int, items: int) -> None:
+    """Items round-robin over the teams, created over 2025; 70% completed 1-200 h after their
+    start, 20% in progress, 10% queued; 1 in 47 completed ones removed upstream. One sync
+    activity row per item, and agents' commits (40%) and conflicts (4%)."""
+    await conn.execute(
+        "INSERT INTO teams (name, product, repo_path) SELECT 'team-' || lpad(g::text, 3, '0'),"
+        " 'bench', '/repo' FROM generate_series(1, $1) g",
+        teams,
+    )
+    await conn.execute(
+        """
+        WITH t AS (SELECT array_agg(id ORDER BY name) AS ids FROM teams)
+        INSERT INTO work_items (team_id, external_id, source, title, status, started_at,
+                                completed_at, removed_upstream_at)
+        SELECT t.ids[1 + g % cardinality(t.ids)], 'B-' || g, 'jira', 'bench item ' || g,
+               CASE WHEN k % 10 < 7 THEN 'completed'
+                    WHEN k % 10 < 9 THEN 'in_progress' ELSE 'queued' END,
+               CASE WHEN k % 10 < 9 THEN s END,
+               CASE WHEN k % 10 < 7 THEN s + make_interval(hours => 1 + g % 200) END,
+               CASE WHEN k % 47 = 0 AND k % 10 < 7 THEN s + interval '300 hours' END
+        FROM t, generate_series(1, $1) g,
+             LATERAL (SELECT g / cardinality(t.ids),
+                             '2025-01-01'::timestamptz
+                             + make_interval(secs => (g::float8 * 31536000 / $1))) AS x(k, s)
+        """,
+        items,
+    )
+    await conn.execute(
+        """
+        INSERT INTO activity_logs (team_id, work_item_id, event_type, message, created_at)
+        SELECT team_id, id,
+               CASE WHEN n % 25 = 0 THEN 'conflict_detected'
+                    WHEN n % 25 < 11 THEN 'commit_created' ELSE 'work_item_updated' END,
+               'bench', COALESCE(completed_at, started_at, created_at) - interval '1 hour'
+        FROM (SELECT w.*, abs(hashtext(w.external_id)) AS n FROM work_items w) w
+        """
+    )
+    for table in ("work_items", "activity_logs", "teams"):
+        await conn.execute(f"VACUUM ANALYZE {table}")
+
+
+def script(
+    name: str, module: str, size_flag: str | None = "--items", integrations: bool = False
+) -> Scenario:
+    """A benchmark script of its own (`python -m tests.bench.MODULE`), run against a fresh
+    database of the suite's server (DATABASE_URL): every line it prints that is a JSON object is
+    a row (its `name` defaulting to NAME); then one row named NAME with its wall time, CPU, peak RSS, the
+    server's CPU, its exit code and its other output lines."""
+
+    async def scenario(bench: Bench, options: Options) -> Rows:
+        args = [size_flag, str(options.items)] if size_flag else []
+        if integrations:
+            args += ["--integrations", str(options.integrations)]
+        async with bench.database(module) as url:
+            env = worker_env(url, bench.home)
+            env.pop("C9_SYNC_LOG_LEVEL")
+            pg0 = bench.pg_cpu.seconds()
+            proc = await asyncio.to_thread(run_module, f"tests.bench.{module}", args, env)
+            pg_cpu = bench.pg_cpu.seconds() - pg0
+        text: list[str] = []
+        for line in proc.output.splitlines():
+            try:
+                row = json.loads(line) if line.startswith("{") else None
+            except ValueError:
+                row = None
+            if isinstance(row, dict):
+                yield {"name": name, "items": options.items, **row}
+            else:
+                text.append(line)
+        yield {
+            "name": name,
+            "items": options.items,
+            "seconds": round(proc.seconds, 3),
+            "worker_cpu_s": round(proc.cpu_s, 3),
+            "pg_cpu_s": round(pg_cpu, 3),
+            "peak_rss_mb": round(proc.peak_rss_mb, 1),
+            "ratio_to_ceiling": None,
+            "returncode": proc.returncode,
+            "output": text[-40:],
+        }
+
+    return scenario
+
+
+SCENARIOS: dict[str, Scenario] = {
+    "github": _import(TRACKERS["github"]),
+    "linear": _import(TRACKERS["linear"]),
+    "jira": _import(TRACKERS["jira"]),
+    "azure_devops": _import(TRACKERS["azure_devops"]),
+    "write-path": write_path,
+    "rss": rss,
+    "metrics-rollup": metrics_rollup,
+    # Benchmarks with their own scripts (their upstream is the live sandbox, not replayed pages).
+    "azure_devops-wiql-cap": script("azure_devops-wiql-cap", "bench_azure_devops"),
+    "history-github": script("history-github", "bench_github_history"),
+    "history-jira": script("history-jira", "bench_jira_history", "--n"),
+    "history-linear": script("history-linear", "bench_linear_history", "--n"),
+    "history-azure_devops": script("history-azure_devops", "bench_azure_devops_history"),
+    "scheduler": script("scheduler", "bench_scheduler", None, integrations=True),
+}
