@@ -334,4 +334,5 @@ SCENARIOS: dict[str, Scenario] = {
     "history-linear": script("history-linear", "bench_linear_history", "--n"),
     "history-azure_devops": script("history-azure_devops", "bench_azure_devops_history"),
     "scheduler": script("scheduler", "bench_scheduler", None, integrations=True),
+    "remap": script("remap", "bench_remap"),
 }
