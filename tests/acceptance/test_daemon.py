@@ -209,7 +209,14 @@ async def test_daemon_survives_lost_database_connections(db_url, pool, github) -
     proc = start_cli("run", env=cli_env(db_url, C9_SYNC_RECONCILE_SECONDS="30"))
     try:
         team = await make_team(pool, "Alpha")
-        await asyncio.sleep(1.5)
+        # (the daemon is a new process: on a loaded machine it takes a while to connect)
+        await wait_for(
+            pool,
+            "SELECT count(*) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND query LIKE 'LISTEN %'",
+            lambda n: n >= 1,
+            60,
+        )
         killed = await pool.fetchval(
             "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
             " WHERE datname = current_database() AND pid <> pg_backend_pid()"

@@ -43,6 +43,7 @@ from tests.integration.connectors.contract import (
     collect,
     items_of,
 )
+from tests.integration.connectors.test_azure_devops import AdoHarness
 
 ADO_API = checker.load("azure_devops")
 PAGE, TOP = 5, 7
@@ -60,11 +61,10 @@ class Recorder:
     expiries: list[CredentialExpiry] = field(default_factory=list)
 
 
-class EntraHarness:
+class EntraHarness(AdoHarness):
     """The contract's Harness for one credential kind: an Entra authority, an Azure DevOps
-    organization over HTTPS that takes its tokens, and the credential material on disk."""
-
-    page_size = PAGE
+    organization over HTTPS that takes its tokens, and the credential material on disk (items,
+    sprints and moves as the token harness makes them)."""
 
     def __init__(
         self,
@@ -74,9 +74,9 @@ class EntraHarness:
         tmp: Path,
         monkeypatch: pytest.MonkeyPatch,
     ) -> None:
-        self.kind, self.entra, self.sandbox, self.tmp = kind, entra, sandbox, tmp
+        super().__init__(sandbox, tmp)
+        self.kind, self.entra, self.tmp = kind, entra, tmp
         self.monkeypatch = monkeypatch
-        self.ids: dict[str, int] = {}
         self.record = Recorder()
         self.tenant = entra.add_tenant()
         self.app = entra.add_app(self.tenant)
@@ -133,25 +133,6 @@ class EntraHarness:
         if self.kind == "workload_identity":
             return {"workload_identity": True, **authority}
         return None
-
-    def seed(self, count: int, *, start: datetime, step: timedelta) -> list[str]:
-        out = []
-        for n in range(count):
-            item_id = self.sandbox.add_item(f"Story {n}", changed=start + step * n)
-            external_id = self.sandbox.external_id(item_id)
-            self.ids[external_id] = item_id
-            out.append(external_id)
-        return out
-
-    def update(
-        self, external_id: str, *, at: datetime, title: str | None = None, done: bool | None = None
-    ) -> None:
-        changes: dict[str, Any] = {}
-        if title is not None:
-            changes["title"] = title
-        if done is not None:
-            changes["state"] = "Closed" if done else "Active"
-        self.sandbox.update_item(self.ids[external_id], changed=at, **changes)
 
     def connector(self, *, token: str = PLANTED_TOKEN, **config: Any) -> AzureDevOpsConnector:
         entra = self.entra_config(token)

@@ -87,10 +87,15 @@ def oauth_config(sandbox: LinearSandbox, **oauth: Any) -> dict[str, Any]:
 
 
 async def linear_integration(
-    pool: asyncpg.Pool, sandbox: LinearSandbox, *, page_size: int = 5, **oauth: Any
+    pool: asyncpg.Pool,
+    sandbox: LinearSandbox,
+    *,
+    page_size: int = 5,
+    client_timeout: float = 5,
+    **oauth: Any,
 ) -> uuid.UUID:
     team = await make_team(pool, f"Team-{uuid.uuid4().hex[:6]}")
-    config = {**oauth_config(sandbox, **oauth), "page_size": page_size}
+    config = {**oauth_config(sandbox, **oauth), "page_size": page_size, "timeout": client_timeout}
     return await make_integration(pool, team, "linear", config)
 
 
@@ -317,11 +322,13 @@ async def test_two_replicas_refreshing_at_once_rotate_once_and_both_succeed(
 async def test_a_daemon_run_and_integrations_test_refreshing_at_once_lose_nothing(
     db_url, pool, linear, tmp_path
 ) -> None:
-    integration = await linear_integration(pool, linear)
+    # The first refresh is held until the other refresher (a new process: slow to start on a
+    # loaded machine) is seen waiting on the row lock; the client's timeout must outlast the
+    # hold, or the held answer is lost after rotating the token, as it would be in real life.
+    integration = await linear_integration(pool, linear, client_timeout=90)
     await store_consent(pool, integration, linear.consent(CLIENT_ID))
-    # The first refresh is held until the other refresher is seen waiting on the row lock.
     release = threading.Event()
-    linear.between_requests = lambda r: release.wait(30) if r.path == "/oauth/token" else None
+    linear.between_requests = lambda r: release.wait(60) if r.path == "/oauth/token" else None
     waiters: list[int] = []
     done = asyncio.Event()
 
