@@ -24,14 +24,16 @@ from connectors.azure_devops import AzureDevOpsConfig, AzureDevOpsConnector
 from connectors.base import ConnectorContext, HistoryEntry, HistoryPage, HistoryTodo
 from connectors.sandbox.azure_devops import AzureDevOpsSandbox, to_ms
 from connectors.sandbox.base import Request
-from tests.conformance import checker
-from tests.helpers import make_integration, make_team
 from tests.integration.connectors.contract import PLANTED_TOKEN
+from tests.integration.connectors.sync_helpers import (
+    ado_integration,
+    ado_sandbox,
+    forced_run,
+)
 from worker import sync
 from worker.settings import Settings
 from worker.store import history as history_store
 
-ADO_API = checker.load("azure_devops")
 # Upstream times in the recent past: the item sync's cursor follows the sandbox's clock (the WIQL
 # asOf, real time), so a change made "now" in a test is one the next sync reads.
 T0 = (datetime.now(UTC) - timedelta(days=10)).replace(hour=8, minute=0, second=0, microsecond=0)
@@ -42,19 +44,7 @@ LUKAS = "Lukas Novak <lukas.novak@example.com>"
 
 @pytest.fixture
 def sandbox() -> Iterator[AzureDevOpsSandbox]:
-    """A sandbox whose requests and answers must conform to the published API."""
-    answers: list[checker.Violation] = []
-    with AzureDevOpsSandbox(token=PLANTED_TOKEN) as server:
-        assert isinstance(server, AzureDevOpsSandbox)
-        server.reporting_page_cap = 4  # every feed pages
-        server.response_hook = lambda request, response: answers.extend(
-            checker.check_response(ADO_API, request, response.status, response.body)
-        )
-        yield server
-    checker.assert_conforms(ADO_API, server.requests)
-    assert not answers, "sandbox answers off the published shape:\n" + "\n".join(
-        str(v) for v in answers[:20]
-    )
+    yield from ado_sandbox()
 
 
 @pytest.fixture
@@ -62,30 +52,11 @@ def settings(tmp_path: Path) -> Settings:
     return Settings(home=tmp_path / "home", sweep_every_runs=0, metrics_tz="UTC")
 
 
-async def integration_for(
-    pool: asyncpg.Pool, sandbox: AzureDevOpsSandbox, **config: Any
-) -> uuid.UUID:
-    team = await make_team(pool, "Boards")
-    values = {
-        "organization_url": sandbox.organization_url,
-        "project": sandbox.project,
-        "token": PLANTED_TOKEN,
-        "history_page_size": 4,
-        "request_timeout": 5.0,
-        **config,
-    }
-    return await make_integration(pool, team, "azure_devops", values, interval=60)
+integration_for = ado_integration
 
 
 async def run(pool: asyncpg.Pool, integration: uuid.UUID, settings: Settings) -> sync.RunResult:
-    return await sync.run_integration(
-        pool,
-        integration,
-        settings,
-        environ={},
-        options=sync.RunOptions(force=True),
-        loader=lambda source: AzureDevOpsConnector,
-    )
+    return await forced_run(pool, integration, settings, AzureDevOpsConnector)
 
 
 def reopened_story(sandbox: AzureDevOpsSandbox, title: str, start: datetime) -> int:

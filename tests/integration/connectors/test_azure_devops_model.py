@@ -34,12 +34,16 @@ from connectors.azure_devops_model import (
 from connectors.base import ConnectorContext
 from connectors.sandbox.azure_devops import AzureDevOpsSandbox
 from tests.conformance import checker
-from tests.helpers import make_integration, make_team
 from tests.integration.connectors.contract import PLANTED_TOKEN, collect, items_of
+from tests.integration.connectors.sync_helpers import (
+    ADO_API,
+    ado_integration,
+    ado_sandbox,
+    succeeded_run,
+)
 from worker import sync
 from worker.settings import Settings
 
-ADO_API = checker.load("azure_devops")
 NOW = datetime.now(UTC)
 # Upstream changes in the recent past: the item cursor follows the sandbox's clock (WIQL asOf).
 T0 = (NOW - timedelta(days=10)).replace(hour=8, minute=0, second=0, microsecond=0)
@@ -51,19 +55,7 @@ LUKAS = "Lukas Novak <lukas.novak@example.com>"
 
 @pytest.fixture
 def sandbox() -> Iterator[AzureDevOpsSandbox]:
-    """A sandbox whose requests and answers must conform to the published API."""
-    answers: list[checker.Violation] = []
-    with AzureDevOpsSandbox(token=PLANTED_TOKEN) as server:
-        assert isinstance(server, AzureDevOpsSandbox)
-        server.reporting_page_cap = 4
-        server.response_hook = lambda request, response: answers.extend(
-            checker.check_response(ADO_API, request, response.status, response.body)
-        )
-        yield server
-    checker.assert_conforms(ADO_API, server.requests)
-    assert not answers, "sandbox answers off the published shape:\n" + "\n".join(
-        str(v) for v in answers[:20]
-    )
+    yield from ado_sandbox()
 
 
 @pytest.fixture
@@ -74,30 +66,12 @@ def settings(tmp_path: Path) -> Settings:
 async def integration_for(
     pool: asyncpg.Pool, sandbox: AzureDevOpsSandbox, **config: Any
 ) -> uuid.UUID:
-    team = await make_team(pool, "Boards")
-    values = {
-        "organization_url": sandbox.organization_url,
-        "project": sandbox.project,
-        "token": PLANTED_TOKEN,
-        "batch_size": 1,  # a page per item: the order across pages is the order of changes
-        "history_page_size": 4,
-        "request_timeout": 5.0,
-        **config,
-    }
-    return await make_integration(pool, team, "azure_devops", values, interval=60)
+    # a page per item: the order across pages is the order of changes
+    return await ado_integration(pool, sandbox, **{"batch_size": 1, **config})
 
 
 async def run(pool: asyncpg.Pool, integration: uuid.UUID, settings: Settings) -> sync.RunResult:
-    result = await sync.run_integration(
-        pool,
-        integration,
-        settings,
-        environ={},
-        options=sync.RunOptions(force=True),
-        loader=lambda source: AzureDevOpsConnector,
-    )
-    assert result.outcome == "succeeded", result.reason
-    return result
+    return await succeeded_run(pool, integration, settings, AzureDevOpsConnector)
 
 
 def tree_requests(sandbox: AzureDevOpsSandbox) -> int:

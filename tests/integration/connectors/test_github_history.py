@@ -17,16 +17,18 @@ from connectors.base import Status
 from connectors.github import GitHubConnector
 from connectors.sandbox.base import Request, Response
 from connectors.sandbox.github import GitHubSandbox
-from tests.conformance import checker
-from tests.helpers import make_integration, make_team
 from tests.integration.connectors.contract import PLANTED_TOKEN, T0
+from tests.integration.connectors.sync_helpers import GITHUB_REPO as REPO
+from tests.integration.connectors.sync_helpers import (
+    forced_run,
+    github_integration,
+    github_sandbox,
+)
 from worker import sync
 from worker.settings import Settings
 
-REPO = "octo/alpha"
 H = timedelta(hours=1)
 EVENTS = "/issues/events"
-GITHUB_API = checker.load("github")
 
 
 @pytest.fixture
@@ -37,42 +39,17 @@ def settings(tmp_path: Path) -> Settings:
 @pytest.fixture
 def sandbox() -> Iterator[GitHubSandbox]:
     """A sandbox whose requests and answers must conform to GitHub's published description."""
-    answers: list[checker.Violation] = []
-    box = GitHubSandbox(token=PLANTED_TOKEN, repos=[REPO])
-    box.response_hook = lambda request, response: answers.extend(
-        checker.check_response(GITHUB_API, request, response.status, response.body)
-    )
-    box.start()
-    try:
-        yield box
-    finally:
-        box.stop()
-    checker.assert_conforms(GITHUB_API, box.requests)
-    assert not answers, "\n".join(str(v) for v in answers[:20])
+    yield from github_sandbox()
 
 
 async def integration_for(pool: asyncpg.Pool, sandbox: GitHubSandbox, **config: Any) -> uuid.UUID:
-    team = await make_team(pool, "Alpha")
-    settings = {
-        "token": PLANTED_TOKEN,
-        "base_url": sandbox.url,
-        "repos": [REPO],
-        "seconds_between_requests": 0,
-        "status_map": {"in review": "pr_ready"},
-        **config,
-    }
-    return await make_integration(pool, team, "github", settings)
+    return await github_integration(
+        pool, sandbox, **{"status_map": {"in review": "pr_ready"}, **config}
+    )
 
 
 async def run(pool: asyncpg.Pool, integration: uuid.UUID, settings: Settings) -> sync.RunResult:
-    return await sync.run_integration(
-        pool,
-        integration,
-        settings,
-        environ={},
-        options=sync.RunOptions(force=True),
-        loader=lambda source: GitHubConnector,
-    )
+    return await forced_run(pool, integration, settings, GitHubConnector)
 
 
 def flow(sandbox: GitHubSandbox, hours: float = 0, title: str = "Cycle me") -> int:

@@ -20,19 +20,22 @@ from pydantic import SecretStr
 from connectors.base import ConfigError, ConnectorContext
 from connectors.github import GitHubConfig, GitHubConnector
 from connectors.sandbox.github import GitHubSandbox, SandboxIssue
-from tests.conformance import checker
 from tests.helpers import make_integration, make_team
 from tests.integration.connectors.contract import PLANTED_TOKEN, T0, collect, items_of
+from tests.integration.connectors.sync_helpers import GITHUB_REPO as REPO
+from tests.integration.connectors.sync_helpers import (
+    github_integration,
+    github_sandbox,
+    succeeded_run,
+)
 from tests.integration.connectors.test_github_app import APP_ID, KEY_ENV, key_lines, make_key
 from worker import sync
 from worker.connecting import validate_config
 from worker.settings import Settings
 
-REPO = "octo/alpha"
 OTHER = "octo/beta"
 M = timedelta(minutes=1)
 H = timedelta(hours=1)
-GITHUB_API = checker.load("github")
 ISSUE_GET = re.compile(r"/repos/[^/]+/[^/]+/issues/\d+$")
 
 
@@ -41,59 +44,24 @@ def settings(tmp_path: Path) -> Settings:
     return Settings(home=tmp_path / "home", sweep_every_runs=0, metrics_tz="UTC")
 
 
-def _sandbox(conform: bool) -> Iterator[GitHubSandbox]:
-    answers: list[checker.Violation] = []
-    box = GitHubSandbox(token=PLANTED_TOKEN, repos=[REPO])
-    if conform:
-        box.response_hook = lambda request, response: answers.extend(
-            checker.check_response(GITHUB_API, request, response.status, response.body)
-        )
-    box.start()
-    try:
-        yield box
-    finally:
-        box.stop()
-    if conform:
-        checker.assert_conforms(GITHUB_API, box.requests)
-        assert not answers, "\n".join(str(v) for v in answers[:20])
-
-
 @pytest.fixture
 def sandbox() -> Iterator[GitHubSandbox]:
     """Requests and answers must conform to GitHub's published description."""
-    yield from _sandbox(True)
+    yield from github_sandbox()
 
 
 @pytest.fixture
 def off_spec() -> Iterator[GitHubSandbox]:
     """For values GitHub's description does not allow (malformed on purpose): not checked."""
-    yield from _sandbox(False)
+    yield from github_sandbox(conform=False)
 
 
 async def integration_for(pool: asyncpg.Pool, box: GitHubSandbox, **config: Any) -> uuid.UUID:
-    team = await make_team(pool, "Alpha")
-    settings = {
-        "token": PLANTED_TOKEN,
-        "base_url": box.url,
-        "repos": [REPO],
-        "seconds_between_requests": 0,
-        "per_page": 2,
-        **config,
-    }
-    return await make_integration(pool, team, "github", settings)
+    return await github_integration(pool, box, **{"per_page": 2, **config})
 
 
 async def run(pool: asyncpg.Pool, integration: uuid.UUID, settings: Settings) -> sync.RunResult:
-    result = await sync.run_integration(
-        pool,
-        integration,
-        settings,
-        environ={},
-        options=sync.RunOptions(force=True),
-        loader=lambda source: GitHubConnector,
-    )
-    assert result.outcome == "succeeded", result.reason
-    return result
+    return await succeeded_run(pool, integration, settings, GitHubConnector)
 
 
 def host(box: GitHubSandbox) -> str:

@@ -14,14 +14,19 @@ import uuid
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
 
 import asyncpg
 import pytest
 
-from connectors.sandbox.jira import JiraDataCenterSandbox, JiraSandbox, SandboxIssue
+from connectors.sandbox.jira import JiraSandbox, SandboxIssue
 from tests.helpers import make_integration, make_team
 from tests.integration.connectors.contract import PLANTED_TOKEN, T0
+from tests.integration.connectors.sync_helpers import (
+    forced_run,
+    is_dc,
+    jira_integration,
+    jira_sandbox,
+)
 from tests.integration.connectors.test_jira import checked
 from worker import sync
 from worker.settings import Settings
@@ -35,17 +40,7 @@ STATUSES = ["queued", "in_progress", "pr_ready", "completed", "in_progress", "co
 
 @pytest.fixture(params=["cloud", "dc"])
 def jira(request: pytest.FixtureRequest) -> Iterator[JiraSandbox]:
-    server = (
-        JiraSandbox(token=PLANTED_TOKEN)
-        if request.param == "cloud"
-        else JiraDataCenterSandbox(token=PLANTED_TOKEN)
-    )
-    with checked(server) as started:
-        yield started
-
-
-def is_dc(jira: JiraSandbox) -> bool:
-    return isinstance(jira, JiraDataCenterSandbox)
+    yield from jira_sandbox(request.param)
 
 
 @pytest.fixture
@@ -53,18 +48,7 @@ def settings(tmp_path: Path) -> Settings:
     return Settings(home=tmp_path / "home", sweep_every_runs=0)
 
 
-async def integration_of(pool: asyncpg.Pool, jira: JiraSandbox, **extra: Any) -> uuid.UUID:
-    config: dict[str, Any] = {
-        "url": jira.url,
-        "token": PLANTED_TOKEN,
-        "projects": ["ABC"],
-        "story_points_field": "Story point estimate",
-        **extra,
-    }
-    if not is_dc(jira):
-        config["email"] = jira.email
-    team = await make_team(pool, f"Team {uuid.uuid4().hex[:6]}")
-    return await make_integration(pool, team, "jira", config, interval=60)
+integration_of = jira_integration
 
 
 def flowed(jira: JiraSandbox, n: int = 0, summary: str = "Cycle me") -> SandboxIssue:
@@ -78,9 +62,7 @@ def flowed(jira: JiraSandbox, n: int = 0, summary: str = "Cycle me") -> SandboxI
 
 
 async def run(pool: asyncpg.Pool, integration: uuid.UUID, settings: Settings) -> sync.RunResult:
-    return await sync.run_integration(
-        pool, integration, settings, environ={}, options=sync.RunOptions(force=True)
-    )
+    return await forced_run(pool, integration, settings)
 
 
 async def assert_times(pool: asyncpg.Pool, external_id: str, start_hours: float = 0) -> None:

@@ -40,9 +40,14 @@ from connectors.sandbox.jira import (
     SandboxIssue,
     _stable_id,
 )
-from tests.helpers import make_integration, make_team
 from tests.integration.connectors import test_jira_oauth as oauth
 from tests.integration.connectors.contract import PLANTED_TOKEN, T0
+from tests.integration.connectors.sync_helpers import (
+    is_dc,
+    jira_integration,
+    jira_sandbox,
+    succeeded_run,
+)
 from tests.integration.connectors.test_jira import checked
 from worker import sync
 from worker.settings import Settings
@@ -54,17 +59,7 @@ ADA, GRACE = "Ada Lovelace", "Grace Hopper"
 
 @pytest.fixture(params=["cloud", "dc"])
 def jira(request: pytest.FixtureRequest) -> Iterator[JiraSandbox]:
-    server = (
-        JiraSandbox(token=PLANTED_TOKEN)
-        if request.param == "cloud"
-        else JiraDataCenterSandbox(token=PLANTED_TOKEN)
-    )
-    with checked(server) as started:
-        yield started
-
-
-def is_dc(jira: JiraSandbox) -> bool:
-    return isinstance(jira, JiraDataCenterSandbox)
+    yield from jira_sandbox(request.param)
 
 
 def account(jira: JiraSandbox, name: str) -> str:
@@ -78,26 +73,12 @@ def settings(tmp_path: Path) -> Settings:
 
 
 async def integration_of(pool: asyncpg.Pool, jira: JiraSandbox, **extra: Any) -> uuid.UUID:
-    config: dict[str, Any] = {
-        "url": jira.url,
-        "token": PLANTED_TOKEN,
-        "projects": ["ABC"],
-        "story_points_field": "Story point estimate",
-        "page_size": 2,  # children and their epic on different pages
-        **extra,
-    }
-    if not is_dc(jira):
-        config["email"] = jira.email
-    team = await make_team(pool, f"Team {uuid.uuid4().hex[:6]}")
-    return await make_integration(pool, team, "jira", config, interval=60)
+    # children and their epic on different pages
+    return await jira_integration(pool, jira, **{"page_size": 2, **extra})
 
 
 async def run(pool: asyncpg.Pool, integration: uuid.UUID, settings: Settings) -> sync.RunResult:
-    result = await sync.run_integration(
-        pool, integration, settings, environ={}, options=sync.RunOptions(force=True)
-    )
-    assert result.outcome == "succeeded", result.reason
-    return result
+    return await succeeded_run(pool, integration, settings)
 
 
 def key_searches(jira: JiraSandbox) -> list[Any]:

@@ -21,8 +21,8 @@ from connectors.linear import HISTORY_ENTRIES, HISTORY_ISSUES, HISTORY_PAGE
 from connectors.sandbox.base import Fault, Request, Response
 from connectors.sandbox.graphql import operation_name
 from connectors.sandbox.linear import LinearSandbox
-from tests.helpers import make_integration, make_team
 from tests.integration.connectors.contract import T0
+from tests.integration.connectors.sync_helpers import forced_run, linear_integration
 from worker import sync
 from worker.settings import Settings
 from worker.sync import RunOptions
@@ -66,16 +66,11 @@ def flowed_issue(sandbox: LinearSandbox, n: int, *, actor: str, hours: float = 0
     return str(issue["id"])
 
 
-async def integration_for(pool: asyncpg.Pool, sandbox: LinearSandbox, **config: Any) -> uuid.UUID:
-    team = await make_team(pool, f"Team-{uuid.uuid4().hex[:6]}")
-    base = {"api_url": f"{sandbox.url}/graphql", "team_keys": ["ENG"], "token": sandbox.token}
-    return await make_integration(pool, team, "linear", {**base, "timeout": 5, **config})
+integration_for = linear_integration
 
 
 async def run(pool: asyncpg.Pool, integration: uuid.UUID, settings: Settings) -> sync.RunResult:
-    return await sync.run_integration(
-        pool, integration, settings, environ={}, options=RunOptions(force=True)
-    )
+    return await forced_run(pool, integration, settings)
 
 
 async def set_budget(pool: asyncpg.Pool, integration: uuid.UUID, budget: int) -> None:

@@ -22,10 +22,10 @@ from connectors.sandbox.graphql import operation_name
 from connectors.sandbox.linear import LinearSandbox
 from tests.helpers import make_integration, make_team
 from tests.integration.connectors.contract import T0
+from tests.integration.connectors.sync_helpers import linear_integration, succeeded_run
 from worker import sync
 from worker.connecting import validate_config
 from worker.settings import Settings
-from worker.sync import RunOptions
 
 H = timedelta(hours=1)
 DAY = timedelta(days=1)
@@ -44,18 +44,11 @@ def settings(tmp_path: Path) -> Settings:
     return Settings(home=tmp_path / "home", sweep_every_runs=0)
 
 
-async def integration_for(pool: asyncpg.Pool, sandbox: LinearSandbox, **config: Any) -> uuid.UUID:
-    team = await make_team(pool, f"Team-{uuid.uuid4().hex[:6]}")
-    base = {"api_url": f"{sandbox.url}/graphql", "team_keys": ["ENG"], "token": sandbox.token}
-    return await make_integration(pool, team, "linear", {**base, "timeout": 5, **config})
+integration_for = linear_integration
 
 
 async def run(pool: asyncpg.Pool, integration: uuid.UUID, settings: Settings) -> sync.RunResult:
-    result = await sync.run_integration(
-        pool, integration, settings, environ={}, options=RunOptions(force=True)
-    )
-    assert result.outcome == "succeeded", result.reason
-    return result
+    return await succeeded_run(pool, integration, settings)
 
 
 def operations(sandbox: LinearSandbox) -> list[str]:

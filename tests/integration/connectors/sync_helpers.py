@@ -1,0 +1,163 @@
+"""What the per-tracker sync tests (the history tests and the richer-model tests) share: a sandbox
+checked against the tracker's published API, the integration row that points at it, and one
+forced run through the worker. Each test module adds its own settings (page sizes, status maps)
+through the `**config` of the integration factories."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import asyncpg
+
+from connectors import registry
+from connectors.base import Connector
+from connectors.sandbox.azure_devops import AzureDevOpsSandbox
+from connectors.sandbox.github import GitHubSandbox
+from connectors.sandbox.jira import JiraDataCenterSandbox, JiraSandbox
+from connectors.sandbox.linear import LinearSandbox
+from tests.conformance import checker
+from tests.helpers import make_integration, make_team
+from tests.integration.connectors.contract import PLANTED_TOKEN
+from tests.integration.connectors.test_jira import checked
+from worker import sync
+from worker.settings import Settings
+
+ADO_API = checker.load("azure_devops")
+GITHUB_API = checker.load("github")
+GITHUB_REPO = "octo/alpha"
+
+
+async def forced_run(
+    pool: asyncpg.Pool,
+    integration: uuid.UUID,
+    settings: Settings,
+    connector: type[Connector] | None = None,
+) -> sync.RunResult:
+    """One run of the integration through the worker, whatever its interval. `connector`: the
+    class to run instead of the one the registry loads for the integration's type."""
+    return await sync.run_integration(
+        pool,
+        integration,
+        settings,
+        environ={},
+        options=sync.RunOptions(force=True),
+        loader=registry.load if connector is None else lambda source: connector,
+    )
+
+
+async def succeeded_run(
+    pool: asyncpg.Pool,
+    integration: uuid.UUID,
+    settings: Settings,
+    connector: type[Connector] | None = None,
+) -> sync.RunResult:
+    """`forced_run`, which must succeed."""
+    result = await forced_run(pool, integration, settings, connector)
+    assert result.outcome == "succeeded", result.reason
+    return result
+
+
+# --- Azure DevOps -----------------------------------------------------------------------------
+def ado_sandbox() -> Iterator[AzureDevOpsSandbox]:
+    """A sandbox whose requests and answers must conform to the published API; every reporting
+    revisions feed pages (4 revisions a page)."""
+    answers: list[checker.Violation] = []
+    with AzureDevOpsSandbox(token=PLANTED_TOKEN) as server:
+        assert isinstance(server, AzureDevOpsSandbox)
+        server.reporting_page_cap = 4
+        server.response_hook = lambda request, response: answers.extend(
+            checker.check_response(ADO_API, request, response.status, response.body)
+        )
+        yield server
+    checker.assert_conforms(ADO_API, server.requests)
+    assert not answers, "sandbox answers off the published shape:\n" + "\n".join(
+        str(v) for v in answers[:20]
+    )
+
+
+async def ado_integration(
+    pool: asyncpg.Pool, sandbox: AzureDevOpsSandbox, **config: Any
+) -> uuid.UUID:
+    team = await make_team(pool, "Boards")
+    values = {
+        "organization_url": sandbox.organization_url,
+        "project": sandbox.project,
+        "token": PLANTED_TOKEN,
+        "history_page_size": 4,
+        "request_timeout": 5.0,
+        **config,
+    }
+    return await make_integration(pool, team, "azure_devops", values, interval=60)
+
+
+# --- GitHub -----------------------------------------------------------------------------------
+def github_sandbox(*, conform: bool = True) -> Iterator[GitHubSandbox]:
+    """A sandbox serving GITHUB_REPO. With `conform` its requests and answers must conform to
+    GitHub's published description; without, for values that description does not allow."""
+    answers: list[checker.Violation] = []
+    box = GitHubSandbox(token=PLANTED_TOKEN, repos=[GITHUB_REPO])
+    if conform:
+        box.response_hook = lambda request, response: answers.extend(
+            checker.check_response(GITHUB_API, request, response.status, response.body)
+        )
+    box.start()
+    try:
+        yield box
+    finally:
+        box.stop()
+    if conform:
+        checker.assert_conforms(GITHUB_API, box.requests)
+        assert not answers, "\n".join(str(v) for v in answers[:20])
+
+
+async def github_integration(pool: asyncpg.Pool, box: GitHubSandbox, **config: Any) -> uuid.UUID:
+    team = await make_team(pool, "Alpha")
+    settings = {
+        "token": PLANTED_TOKEN,
+        "base_url": box.url,
+        "repos": [GITHUB_REPO],
+        "seconds_between_requests": 0,
+        **config,
+    }
+    return await make_integration(pool, team, "github", settings)
+
+
+# --- Jira -------------------------------------------------------------------------------------
+def jira_sandbox(deployment: str) -> Iterator[JiraSandbox]:
+    """A checked Cloud ("cloud") or Data Center ("dc") sandbox with project ABC."""
+    server = (
+        JiraSandbox(token=PLANTED_TOKEN)
+        if deployment == "cloud"
+        else JiraDataCenterSandbox(token=PLANTED_TOKEN)
+    )
+    with checked(server) as started:
+        yield started
+
+
+def is_dc(jira: JiraSandbox) -> bool:
+    return isinstance(jira, JiraDataCenterSandbox)
+
+
+async def jira_integration(pool: asyncpg.Pool, jira: JiraSandbox, **extra: Any) -> uuid.UUID:
+    config: dict[str, Any] = {
+        "url": jira.url,
+        "token": PLANTED_TOKEN,
+        "projects": ["ABC"],
+        "story_points_field": "Story point estimate",
+        **extra,
+    }
+    if not is_dc(jira):
+        config["email"] = jira.email
+    team = await make_team(pool, f"Team {uuid.uuid4().hex[:6]}")
+    return await make_integration(pool, team, "jira", config, interval=60)
+
+
+# --- Linear -----------------------------------------------------------------------------------
+async def linear_integration(
+    pool: asyncpg.Pool, sandbox: LinearSandbox, **config: Any
+) -> uuid.UUID:
+    team = await make_team(pool, f"Team-{uuid.uuid4().hex[:6]}")
+    base = {"api_url": f"{sandbox.url}/graphql", "team_keys": ["ENG"], "token": sandbox.token}
+    return await make_integration(pool, team, "linear", {**base, "timeout": 5, **config})
