@@ -42,6 +42,15 @@ def _one_percent(ids: list[Any]) -> list[Any]:
     return ids[::100] or ids[:1]
 
 
+def _retitle_one_percent(ids: list[Any], retitle: Callable[[Any, datetime, str], object]) -> int:
+    """Retitles 1% of the items, a second apart, later than any seeded change."""
+    later = T0 + timedelta(days=3 * 365)
+    touched = _one_percent(ids)
+    for k, item_id in enumerate(touched):
+        retitle(item_id, later + timedelta(seconds=k), f"Touched {k}")
+    return len(touched)
+
+
 # -- GitHub ---------------------------------------------------------------------------------------
 GITHUB_REPOS = ["bench/web", "bench/api"]
 
@@ -62,11 +71,9 @@ def _github_seed(gh: GitHubSandbox, n: int) -> list[int]:
 
 
 def _github_touch(gh: GitHubSandbox, ids: list[int]) -> int:
-    later = T0 + timedelta(days=3 * 365)
-    touched = _one_percent(ids)
-    for k, issue_id in enumerate(touched):
-        gh.update(issue_id, at=later + timedelta(seconds=k), title=f"Touched {k}")
-    return len(touched)
+    return _retitle_one_percent(
+        ids, lambda issue_id, at, title: gh.update(issue_id, at=at, title=title)
+    )
 
 
 GITHUB = Tracker(
@@ -106,11 +113,9 @@ def _linear_seed(lin: LinearSandbox, n: int) -> list[str]:
 
 
 def _linear_touch(lin: LinearSandbox, ids: list[str]) -> int:
-    later = T0 + timedelta(days=3 * 365)
-    touched = _one_percent(ids)
-    for k, issue_id in enumerate(touched):
-        lin.update_issue(issue_id, at=later + timedelta(seconds=k), title=f"Touched {k}")
-    return len(touched)
+    return _retitle_one_percent(
+        ids, lambda issue_id, at, title: lin.update_issue(issue_id, at=at, title=title)
+    )
 
 
 LINEAR = Tracker(
@@ -146,11 +151,9 @@ def _jira_seed(jira: JiraSandbox, n: int) -> list[str]:
 
 
 def _jira_touch(jira: JiraSandbox, keys: list[str]) -> int:
-    later = T0 + timedelta(days=3 * 365)
-    touched = _one_percent(keys)
-    for k, key in enumerate(touched):
-        jira.update_issue(key, at=later + timedelta(seconds=k), summary=f"Touched {k}")
-    return len(touched)
+    return _retitle_one_percent(
+        keys, lambda key, at, title: jira.update_issue(key, at=at, summary=title)
+    )
 
 
 JIRA = Tracker(
