@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -30,7 +30,7 @@ from connectors.github import GitHubConnector
 from connectors.jira import JiraConnector
 from connectors.linear import LinearConnector
 from connectors.sandbox.azure_devops import AzureDevOpsSandbox
-from connectors.sandbox.base import Request
+from connectors.sandbox.base import Request, SandboxServer
 from connectors.sandbox.github import GitHubSandbox
 from connectors.sandbox.jira import JiraDataCenterSandbox, JiraSandbox
 from connectors.sandbox.linear import LinearSandbox
@@ -53,28 +53,31 @@ class Tracker:
     """One tracker's sandbox with the two flows and a third item, and its integration."""
 
     name: str
-    requests: Callable[[], list[Request]]
-    clear: Callable[[], None]
+    sandbox: SandboxServer
     original: dict[str, str]  # the status_map the integration starts with
     edited: dict[str, str]  # in progress -> queued, review -> in_progress, in its words
     config: dict[str, Any]
     connector: type[Any]
     reopened_as: str = "queued"  # the reopen's status under the edited map
 
+    def requests(self) -> list[Request]:
+        return list(self.sandbox.requests)
+
+    def clear(self) -> None:
+        self.sandbox.clear_requests()
+
 
 @contextmanager
 def jira_tracker(data_center: bool = False) -> Iterator[Tracker]:
     server = JiraDataCenterSandbox if data_center else JiraSandbox
     with checked(server(token=PLANTED_TOKEN)) as jira:
-        for title, moves in flows(["In Progress", "In Review", "Done"]):
-            start = moves[0][0] - 2 * H if moves else T0 + 60 * H
+        for title, start, moves in flows(["In Progress", "In Review", "Done"]):
             issue = jira.add_issue("ABC", title, created=start, updated=start)
             for at, status in moves:
                 jira.update_issue(issue.id, at=at, by="Ada Lovelace", status=status)
         yield Tracker(
             "jira",
-            lambda: list(jira.requests),
-            jira.clear_requests,
+            jira,
             {},
             {"In Progress": "queued", "In Review": "in_progress"},
             {
@@ -92,15 +95,13 @@ def jira_tracker(data_center: bool = False) -> Iterator[Tracker]:
 def azure_devops_tracker() -> Iterator[Tracker]:
     with AzureDevOpsSandbox(token=PLANTED_TOKEN) as ado:
         assert isinstance(ado, AzureDevOpsSandbox)
-        for title, moves in flows(["Active", "In Review", "Closed"]):
-            start = moves[0][0] - 2 * H if moves else T0 + 60 * H
+        for title, start, moves in flows(["Active", "In Review", "Closed"]):
             item = ado.add_item(title, changed=start)
             for at, state in moves:
                 ado.update_item(item, changed=at, state=state)
         yield Tracker(
             "azure_devops",
-            lambda: list(ado.requests),
-            ado.clear_requests,
+            ado,
             {},
             {"Active": "queued", "In Review": "in_progress"},
             {
@@ -122,15 +123,13 @@ def github_tracker() -> Iterator[Tracker]:
         # in progress on GitHub: assigned; review: the "in review" label the map names
         moves = {"In Progress": {"assignees": ["ada"]}, "In Review": {"labels": ["in review"]}}
         moves |= {"Done": {"state": "closed"}, "Reopen": {"state": "open"}}
-        for title, steps in flows(["In Progress", "In Review", "Done"], reopen="Reopen"):
-            start = steps[0][0] - 2 * H if steps else T0 + 60 * H
+        for title, start, steps in flows(["In Progress", "In Review", "Done"], reopen="Reopen"):
             issue = box.add_issue(repo, title, created_at=start, updated_at=start, actor="mira")
             for at, step in steps:
                 box.update(issue.id, at=at, actor="ada", **moves[step])
         yield Tracker(
             "github",
-            lambda: list(box.requests),
-            box.clear_requests,
+            box,
             {"in review": "pr_ready"},
             {"open": "queued", "in review": "in_progress"},
             {
@@ -151,15 +150,13 @@ def linear_tracker() -> Iterator[Tracker]:
     with LinearSandbox() as linear:
         assert isinstance(linear, LinearSandbox)
         ada = linear.add_user("Ada Lovelace")
-        for title, moves in flows(["In Progress", "In Review", "Done"]):
-            start = moves[0][0] - 2 * H if moves else T0 + 60 * H
+        for title, start, moves in flows(["In Progress", "In Review", "Done"]):
             issue = linear.add_issue("ENG", title=title, created_at=start, updated_at=start)
             for at, state in moves:
                 linear.update_issue(issue["id"], at=at, state=state, actor=ada)
         yield Tracker(
             "linear",
-            lambda: list(linear.requests),
-            linear.clear_requests,
+            linear,
             {},
             {"In Progress": "queued", "In Review": "in_progress"},
             {"api_url": f"{linear.url}/graphql", "team_keys": ["ENG"], "token": linear.token},
@@ -167,17 +164,19 @@ def linear_tracker() -> Iterator[Tracker]:
         )
 
 
-def flows(names: list[str], reopen: str | None = None) -> list[tuple[str, list[Any]]]:
-    """(title, [(time, step)]) of the three items, with the tracker's names for in progress,
-    review and done (a reopen is a move back to in progress, or `reopen`)."""
+def flows(names: list[str], reopen: str | None = None) -> list[tuple[str, datetime, list[Any]]]:
+    """(title, created, [(time, step)]) of the three items, with the tracker's names for in
+    progress, review and done (a reopen is a move back to in progress, or `reopen`); each is
+    created 2h before its first move (the one that never moves at +60h)."""
     progress, review, done = names
     back = reopen or progress
-    return [
+    moved = [
         (DONE, [(T0 + h * H, s) for h, s in ((2, progress), (10, review), (20, done),
                                               (30, back), (40, done))]),
         (REVIEW, [(T0 + h * H, s) for h, s in ((52, progress), (55, review))]),
         (JUNK, []),
     ]  # fmt: skip
+    return [(title, moves[0][0] - 2 * H if moves else T0 + 60 * H, moves) for title, moves in moved]
 
 
 TRACKERS = {
