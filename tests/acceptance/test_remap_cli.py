@@ -5,19 +5,23 @@ in what it prints."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import asyncpg
 import pytest
 
 from connectors.sandbox.github import GitHubSandbox
 from tests.acceptance.cli import start_cli
-from tests.acceptance.test_admin_cli import assert_refused, c9, env_for
+from tests.acceptance.test_admin_cli import (
+    T0,
+    TOKEN,
+    assert_refused,
+    c9,
+    env_for,
+)
 from tests.acceptance.test_daemon import stop, wait_for
 from tests.helpers import make_integration, make_team
 
-T0 = datetime(2025, 5, 1, 8, 0, tzinfo=UTC)
-TOKEN = "sandbox-token-5a1f"  # what test_admin_cli.env_for puts in C9_TEST_GH_TOKEN
 PLANTED = "ghp_PLANTEDremapNeverShown0042"  # a literal token an admin stored in a config
 
 
