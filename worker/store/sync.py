@@ -12,7 +12,7 @@ import uuid
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 import asyncpg
 
@@ -55,26 +55,31 @@ async def get_state(conn: asyncpg.Connection, integration_id: uuid.UUID) -> Sync
     return SyncState(**state)
 
 
+async def _save_column(
+    conn: asyncpg.Connection,
+    integration_id: uuid.UUID,
+    column: Literal["rows_mapped_with", "mapping_context", "cursor"],
+    value: Any,
+) -> None:
+    """Sets one column of the integration's sync state, creating the row if it has none."""
+    await conn.execute(
+        f"INSERT INTO integration_sync_state (integration_id, {column}) VALUES ($1, $2)"
+        f" ON CONFLICT (integration_id) DO UPDATE SET {column} = EXCLUDED.{column}",
+        integration_id,
+        value,
+    )
+
+
 async def save_rows_mapped_with(
     conn: asyncpg.Connection, integration_id: uuid.UUID, digest: str
 ) -> None:
-    await conn.execute(
-        "INSERT INTO integration_sync_state (integration_id, rows_mapped_with) VALUES ($1, $2)"
-        " ON CONFLICT (integration_id) DO UPDATE SET rows_mapped_with = EXCLUDED.rows_mapped_with",
-        integration_id,
-        digest,
-    )
+    await _save_column(conn, integration_id, "rows_mapped_with", digest)
 
 
 async def save_mapping_context(
     conn: asyncpg.Connection, integration_id: uuid.UUID, context: Mapping[str, Any]
 ) -> None:
-    await conn.execute(
-        "INSERT INTO integration_sync_state (integration_id, mapping_context) VALUES ($1, $2)"
-        " ON CONFLICT (integration_id) DO UPDATE SET mapping_context = EXCLUDED.mapping_context",
-        integration_id,
-        sanitize.clean_json(dict(context)),
-    )
+    await _save_column(conn, integration_id, "mapping_context", sanitize.clean_json(dict(context)))
 
 
 async def database_now(conn: asyncpg.Connection) -> datetime:
@@ -103,12 +108,7 @@ async def mark_started(
 async def save_cursor(
     conn: asyncpg.Connection, integration_id: uuid.UUID, cursor: Mapping[str, str]
 ) -> None:
-    await conn.execute(
-        "INSERT INTO integration_sync_state (integration_id, cursor) VALUES ($1, $2::jsonb)"
-        " ON CONFLICT (integration_id) DO UPDATE SET cursor = EXCLUDED.cursor",
-        integration_id,
-        dict(cursor),
-    )
+    await _save_column(conn, integration_id, "cursor", dict(cursor))
 
 
 async def mark_succeeded(
