@@ -1048,16 +1048,9 @@ class JiraSandbox(SandboxServer):
         }
 
     def _author(self, name: str) -> dict[str, Any]:
-        """A Cloud user: accountId and display name (and the e-mail address Jira also sends)."""
-        return {
-            "self": f"{self.url}/rest/api/3/user?accountId={_stable_id(name)}",
-            "accountId": _stable_id(name),
-            "emailAddress": _email_of(name),
-            "displayName": name,
-            "active": True,
-            "timeZone": self.time_zone,
-            "accountType": "atlassian",
-        }
+        """A changelog's author: on Cloud the user object a user field holds (Data Center
+        overrides this with its own shape)."""
+        return self._user(name)
 
     def _user_value(self, name: str) -> str:
         """What a user field's `from`/`to` holds: the accountId on Cloud."""
