@@ -58,11 +58,6 @@ def sandbox() -> Iterator[AzureDevOpsSandbox]:
     yield from ado_sandbox()
 
 
-@pytest.fixture
-def settings(tmp_path: Path) -> Settings:
-    return Settings(home=tmp_path / "home", sweep_every_runs=0, metrics_tz="UTC")
-
-
 async def integration_for(
     pool: asyncpg.Pool, sandbox: AzureDevOpsSandbox, **config: Any
 ) -> uuid.UUID:

@@ -7,7 +7,6 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -29,11 +28,6 @@ from worker.settings import Settings
 
 H = timedelta(hours=1)
 EVENTS = "/issues/events"
-
-
-@pytest.fixture
-def settings(tmp_path: Path) -> Settings:
-    return Settings(home=tmp_path / "home", sweep_every_runs=0, metrics_tz="UTC")
 
 
 @pytest.fixture

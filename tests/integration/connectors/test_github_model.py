@@ -40,11 +40,6 @@ ISSUE_GET = re.compile(r"/repos/[^/]+/[^/]+/issues/\d+$")
 
 
 @pytest.fixture
-def settings(tmp_path: Path) -> Settings:
-    return Settings(home=tmp_path / "home", sweep_every_runs=0, metrics_tz="UTC")
-
-
-@pytest.fixture
 def sandbox() -> Iterator[GitHubSandbox]:
     """Requests and answers must conform to GitHub's published description."""
     yield from github_sandbox()

@@ -13,7 +13,6 @@ import logging
 import uuid
 from collections.abc import Iterator
 from datetime import timedelta
-from pathlib import Path
 
 import asyncpg
 import pytest
@@ -41,11 +40,6 @@ STATUSES = ["queued", "in_progress", "pr_ready", "completed", "in_progress", "co
 @pytest.fixture(params=["cloud", "dc"])
 def jira(request: pytest.FixtureRequest) -> Iterator[JiraSandbox]:
     yield from jira_sandbox(request.param)
-
-
-@pytest.fixture
-def settings(tmp_path: Path) -> Settings:
-    return Settings(home=tmp_path / "home", sweep_every_runs=0)
 
 
 integration_of = jira_integration

@@ -67,11 +67,6 @@ def account(jira: JiraSandbox, name: str) -> str:
     return f"JIRAUSER{_stable_id(name)}" if is_dc(jira) else _stable_id(name)
 
 
-@pytest.fixture
-def settings(tmp_path: Path) -> Settings:
-    return Settings(home=tmp_path / "home", sweep_every_runs=0)
-
-
 async def integration_of(pool: asyncpg.Pool, jira: JiraSandbox, **extra: Any) -> uuid.UUID:
     # children and their epic on different pages
     return await jira_integration(pool, jira, **{"page_size": 2, **extra})

@@ -9,7 +9,6 @@ import logging
 import uuid
 from collections.abc import Iterator
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -44,11 +43,6 @@ FLOW = [
 def linear() -> Iterator[LinearSandbox]:
     with LinearSandbox() as sb:
         yield sb  # type: ignore[misc]
-
-
-@pytest.fixture
-def settings(tmp_path: Path) -> Settings:
-    return Settings(home=tmp_path / "home", sweep_every_runs=0)
 
 
 def history_ops(sandbox: LinearSandbox) -> list[str]:

@@ -9,7 +9,6 @@ import logging
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -37,11 +36,6 @@ JONAS_EMAIL = "jonas.berg@planted.example"
 def linear() -> Iterator[LinearSandbox]:
     with LinearSandbox() as sb:
         yield sb  # type: ignore[misc]
-
-
-@pytest.fixture
-def settings(tmp_path: Path) -> Settings:
-    return Settings(home=tmp_path / "home", sweep_every_runs=0)
 
 
 integration_for = linear_integration
