@@ -60,13 +60,16 @@ async def succeeded_run(
 
 
 # --- Azure DevOps -----------------------------------------------------------------------------
-def ado_sandbox() -> Iterator[AzureDevOpsSandbox]:
-    """A sandbox whose requests and answers must conform to the published API; every reporting
-    revisions feed pages (4 revisions a page)."""
+def ado_sandbox(reporting_page_cap: int | None = 4) -> Iterator[AzureDevOpsSandbox]:
+    """A sandbox whose request log must conform to the published API when the test ends (a
+    method, path, query parameter or body field the description does not allow fails it), and
+    whose answers must have the shapes the description gives them. `reporting_page_cap`: the
+    revisions a reporting feed's page holds at most (4: every feed pages; None: the sandbox's)."""
     answers: list[checker.Violation] = []
     with AzureDevOpsSandbox(token=PLANTED_TOKEN) as server:
         assert isinstance(server, AzureDevOpsSandbox)
-        server.reporting_page_cap = 4
+        if reporting_page_cap is not None:
+            server.reporting_page_cap = reporting_page_cap
         server.response_hook = lambda request, response: answers.extend(
             checker.check_response(ADO_API, request, response.status, response.body)
         )
