@@ -36,6 +36,7 @@ from connectors.sandbox.jira import JiraDataCenterSandbox, JiraSandbox
 from connectors.sandbox.linear import LinearSandbox
 from tests.helpers import make_integration, make_team, make_work_item
 from tests.integration.connectors.contract import PLANTED_TOKEN
+from tests.integration.connectors.sync_helpers import forced_run, succeeded_run
 from tests.integration.connectors.test_jira import checked
 from tests.integration.test_migrations import apply_through
 from worker import db, migrate, remap, sync
@@ -198,15 +199,7 @@ async def synced(pool: asyncpg.Pool, settings: Settings, tracker: Tracker) -> uu
     team = await make_team(pool, f"Team {tracker.name}")
     config = {**tracker.config, "status_map": tracker.original}
     integration = await make_integration(pool, team, tracker.name, config, interval=60)
-    first = await sync.run_integration(
-        pool,
-        integration,
-        settings,
-        environ={},
-        options=sync.RunOptions(force=True),
-        loader=lambda source: tracker.connector,
-    )
-    assert first.outcome == "succeeded", first.reason
+    first = await succeeded_run(pool, integration, settings, tracker.connector)
     assert first.created == 3
     return integration
 
@@ -379,14 +372,7 @@ async def test_a_remap_waits_for_a_sync_holding_the_lock_else_refuses_writing_no
         # and while a remap holds it, a sync of the integration is skipped (the same lock)
         async with pool.acquire() as remapping:
             assert await notify.try_lock_integration(remapping, integration)
-            skipped = await sync.run_integration(
-                pool,
-                integration,
-                settings,
-                environ={},
-                options=sync.RunOptions(force=True),
-                loader=lambda source: tracker.connector,
-            )
+            skipped = await forced_run(pool, integration, settings, tracker.connector)
             await notify.unlock_integration(remapping, integration)
         assert (skipped.outcome, skipped.reason) == ("skipped", "running on another worker")
 
@@ -531,10 +517,7 @@ async def test_a_run_says_when_the_rows_are_mapped_with_another_map_and_after_ru
         integration = await synced(pool, settings, tracker)  # the first run records its map
 
         async def run() -> sync.RunResult:
-            return await sync.run_integration(
-                pool, integration, settings, environ={}, options=sync.RunOptions(force=True),
-                loader=lambda source: tracker.connector,
-            )  # fmt: skip
+            return await forced_run(pool, integration, settings, tracker.connector)
 
         quiet = await run()
         assert (quiet.outcome, quiet.remap_due) == ("succeeded", False)
