@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, Literal
 
 import asyncpg
 
@@ -164,3 +164,31 @@ async def linear_integration(
     team = await make_team(pool, f"Team-{uuid.uuid4().hex[:6]}")
     base = {"api_url": f"{sandbox.url}/graphql", "team_keys": ["ENG"], "token": sandbox.token}
     return await make_integration(pool, team, "linear", {**base, "timeout": 5, **config})
+
+
+# --- The richer model's rows ------------------------------------------------------------------
+async def model_rows(pool: asyncpg.Pool) -> dict[str, asyncpg.Record]:
+    """Every stored item's richer-model columns by external_id; `parent` is the external_id of
+    the row `parent_id` links to (None while the parent is not stored)."""
+    return {
+        r["external_id"]: r
+        for r in await pool.fetch(
+            "SELECT w.external_id, w.external_key, w.parent_external_id, p.external_id AS parent,"
+            "       w.item_type, w.item_type_name, w.labels, w.assignees, w.fields"
+            " FROM work_items w LEFT JOIN work_items p ON p.id = w.parent_id"
+        )
+    }
+
+
+async def memberships(
+    pool: asyncpg.Pool, sprint: Literal["external_id", "name"] = "external_id"
+) -> dict[tuple[str, str], bool]:
+    """(item external_id, sprint external_id or name) -> whether the item is in it now."""
+    return {
+        (r["item"], r["sprint"]): r["removed_at"] is None
+        for r in await pool.fetch(
+            f"SELECT w.external_id AS item, s.{sprint} AS sprint, ws.removed_at"
+            " FROM work_item_sprints ws JOIN sprints s ON s.id = ws.sprint_id"
+            " JOIN work_items w ON w.id = ws.work_item_id"
+        )
+    }

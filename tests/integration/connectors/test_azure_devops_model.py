@@ -39,6 +39,8 @@ from tests.integration.connectors.sync_helpers import (
     ADO_API,
     ado_integration,
     ado_sandbox,
+    memberships,
+    model_rows,
     succeeded_run,
 )
 from worker import sync
@@ -111,27 +113,12 @@ def epic_with_children(sandbox: AzureDevOpsSandbox, children_first: bool) -> dic
     return ids
 
 
-async def model_rows(pool: asyncpg.Pool) -> dict[str, asyncpg.Record]:
-    return {
-        r["external_id"]: r
-        for r in await pool.fetch(
-            "SELECT w.external_id, w.parent_external_id, p.external_id AS parent, w.item_type,"
-            "       w.item_type_name, w.labels, w.assignees, w.fields"
-            " FROM work_items w LEFT JOIN work_items p ON p.id = w.parent_id"
-        )
-    }
-
-
-async def memberships(pool: asyncpg.Pool, external_id: str) -> dict[str, bool]:
+async def memberships_of(pool: asyncpg.Pool, external_id: str) -> dict[str, bool]:
     """Sprint name -> whether the item is still in it."""
     return {
-        r["name"]: r["removed_at"] is None
-        for r in await pool.fetch(
-            "SELECT s.name, ws.removed_at FROM work_item_sprints ws"
-            " JOIN sprints s ON s.id = ws.sprint_id JOIN work_items w ON w.id = ws.work_item_id"
-            " WHERE w.external_id = $1",
-            external_id,
-        )
+        name: now
+        for (item, name), now in (await memberships(pool, "name")).items()
+        if item == external_id
     }
 
 
@@ -165,9 +152,9 @@ async def test_an_epic_with_three_children_across_two_sprints(
     }  # fmt: skip
     # What the connector reports of each item (types, tags, assignees, iterations as sprints) is
     # the contract's (contract.py); here: the links and memberships in the store.
-    assert await memberships(pool, ext["User Story"]) == {"Sprint 1": True}
-    assert await memberships(pool, ext["Task"]) == {"Sprint 2": True}
-    assert await memberships(pool, ext["epic"]) == {}
+    assert await memberships_of(pool, ext["User Story"]) == {"Sprint 1": True}
+    assert await memberships_of(pool, ext["Task"]) == {"Sprint 2": True}
+    assert await memberships_of(pool, ext["epic"]) == {}
     rollup = await pool.fetchrow("SELECT children, points FROM v_epic_rollup")
     assert (rollup["children"], rollup["points"]) == (3, 2 + 3 + 4)
     # four pages, one iteration tree (read once, when the first page named an iteration)
@@ -201,7 +188,7 @@ async def test_moving_a_child_to_another_parent_and_sprint(
     integration = await integration_for(pool, sandbox)
     await run(pool, integration, settings)
     child = sandbox.external_id(ids["Task"])
-    assert await memberships(pool, child) == {"Sprint 2": True}
+    assert await memberships_of(pool, child) == {"Sprint 2": True}
 
     # moved in the board: a new revision (ChangedDate now) names another parent and iteration
     sandbox.update_item(
@@ -214,7 +201,7 @@ async def test_moving_a_child_to_another_parent_and_sprint(
     assert moved.updated == 1
     rows = await model_rows(pool)
     assert rows[child]["parent"] == sandbox.external_id(other)
-    assert await memberships(pool, child) == {"Sprint 2": False, "Sprint 3": True}
+    assert await memberships_of(pool, child) == {"Sprint 2": False, "Sprint 3": True}
     assert await pool.fetchval("SELECT state FROM sprints WHERE name = 'Sprint 3'") == "future"
     updated = await pool.fetchrow(
         "SELECT metadata FROM activity_logs WHERE event_type = 'work_item_updated'"
@@ -249,7 +236,7 @@ async def test_moving_a_child_to_another_parent_and_sprint(
 
     quiet = await run(pool, integration, settings)
     assert (quiet.created, quiet.updated) == (0, 0)
-    assert await memberships(pool, child) == {"Sprint 2": False, "Sprint 3": True}
+    assert await memberships_of(pool, child) == {"Sprint 2": False, "Sprint 3": True}
 
 
 async def test_items_at_the_project_root_cost_no_iteration_request(
@@ -284,7 +271,7 @@ async def test_a_server_without_parent_and_iteration_id_fields(
     assert rows[sandbox.external_id(story)]["parent_external_id"] is None
     site = sandbox.external_id(0).rsplit("/", 1)[0]
     assert await pool.fetchval("SELECT external_id FROM sprints") == f"{site}/iterations/{s1}"
-    assert await memberships(pool, sandbox.external_id(story)) == {"Sprint 1": True}
+    assert await memberships_of(pool, sandbox.external_id(story)) == {"Sprint 1": True}
     asked = sandbox.requests_to("/workItemsBatch")[-1].json()["fields"]
     assert "System.Parent" not in asked and "System.IterationId" not in asked
 
@@ -329,7 +316,7 @@ async def test_malformed_model_values_do_not_fail_the_page(
     assert got[sandbox.external_id(c)]["assignees"] == [{"name": "Eve Example", "account_id": None}]
     assert got[sandbox.external_id(e)]["item_type"] == "other"
     assert got[sandbox.external_id(e)]["item_type_name"] == "Spike"
-    assert await memberships(pool, sandbox.external_id(b)) == {}
+    assert await memberships_of(pool, sandbox.external_id(b)) == {}
     # an iteration the tree does not hold keeps its id and name, without dates or state
     site = sandbox.external_id(0).rsplit("/", 1)[0]
     gone = await pool.fetchrow(

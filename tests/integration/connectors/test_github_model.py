@@ -26,6 +26,8 @@ from tests.integration.connectors.sync_helpers import GITHUB_REPO as REPO
 from tests.integration.connectors.sync_helpers import (
     github_integration,
     github_sandbox,
+    memberships,
+    model_rows,
     succeeded_run,
 )
 from tests.integration.connectors.test_github_app import APP_ID, KEY_ENV, key_lines, make_key
@@ -95,28 +97,6 @@ def epic_with_children(box: GitHubSandbox, *, children_first: bool) -> dict[str,
     return {"epic": epic, **kids}
 
 
-async def rows_by_id(pool: asyncpg.Pool) -> dict[str, asyncpg.Record]:
-    return {
-        r["external_id"]: r
-        for r in await pool.fetch(
-            "SELECT w.external_id, w.parent_external_id, p.external_id AS parent, w.item_type,"
-            "       w.item_type_name, w.labels, w.assignees"
-            " FROM work_items w LEFT JOIN work_items p ON p.id = w.parent_id"
-        )
-    }
-
-
-async def memberships(pool: asyncpg.Pool) -> dict[tuple[str, str], bool]:
-    """(item external_id, sprint name) -> whether the item is in it now."""
-    return {
-        (r["item"], r["name"]): r["removed_at"] is None
-        for r in await pool.fetch(
-            "SELECT w.external_id AS item, s.name, ws.removed_at FROM work_item_sprints ws"
-            " JOIN sprints s ON s.id = ws.sprint_id JOIN work_items w ON w.id = ws.work_item_id"
-        )
-    }
-
-
 @pytest.mark.parametrize("children_first", [True, False], ids=["children-first", "epic-first"])
 async def test_an_epic_with_three_sub_issues_across_two_milestones_lands_linked(
     pool: asyncpg.Pool, sandbox: GitHubSandbox, settings: Settings, children_first: bool
@@ -127,13 +107,13 @@ async def test_an_epic_with_three_sub_issues_across_two_milestones_lands_linked(
 
     # What the connector reports of each item (types, labels, assignees, the milestones as
     # sprints) is the contract's (contract.py); here: the links and memberships in the store.
-    rows = await rows_by_id(pool)
+    rows = await model_rows(pool)
     epic = ext(sandbox, made["epic"])
     assert {k: r["parent"] for k, r in rows.items()} == {
         epic: None,
         **{ext(sandbox, made[k]): epic for k in ("bug", "task", "spike")},
     }
-    assert await memberships(pool) == {
+    assert await memberships(pool, "name") == {
         (ext(sandbox, made["bug"]), "Sprint 1"): True,
         (ext(sandbox, made["task"]), "Sprint 2"): True,
         (ext(sandbox, made["spike"]), "Sprint 2"): True,
@@ -163,9 +143,9 @@ async def test_moving_a_sub_issue_to_another_parent_and_milestone(
     result = await run(pool, integration, settings)
     assert result.updated == 1
 
-    rows = await rows_by_id(pool)
+    rows = await model_rows(pool)
     assert rows[ext(sandbox, task)]["parent"] == ext(sandbox, other)
-    member = await memberships(pool)
+    member = await memberships(pool, "name")
     assert member[(ext(sandbox, task), "Sprint 2")] is False  # left it: removed_at set
     assert member[(ext(sandbox, task), "Sprint 1")] is True
     history = [
@@ -212,7 +192,7 @@ async def test_a_parent_in_another_repository_is_looked_up_once_a_run(
     ]
     integration = await integration_for(pool, sandbox)
     await run(pool, integration, settings)
-    rows = await rows_by_id(pool)
+    rows = await model_rows(pool)
     assert {rows[ext(sandbox, k)]["parent_external_id"] for k in kids} == {ext(sandbox, parent)}
     assert {rows[ext(sandbox, k)]["parent"] for k in kids} == {None}  # not synced: waiting
     assert [r.path for r in sandbox.requests if ISSUE_GET.search(r.path)] == [
@@ -225,7 +205,7 @@ async def test_a_parent_in_another_repository_is_looked_up_once_a_run(
         integration,
     )
     await run(pool, integration, settings)
-    rows = await rows_by_id(pool)
+    rows = await model_rows(pool)
     assert {rows[ext(sandbox, k)]["parent"] for k in kids} == {ext(sandbox, parent)}
 
 
@@ -319,7 +299,7 @@ async def test_malformed_values_and_planted_emails_never_fail_the_page(
         )
         == 0
     )
-    rows = await rows_by_id(pool)
+    rows = await model_rows(pool)
     assert len(rows) == 5
     assert rows[ext(box, odd[0])]["parent_external_id"] is None
     assert rows[ext(box, odd[2])]["item_type"] == "issue"
@@ -402,7 +382,7 @@ async def test_an_app_reads_parents_where_it_is_installed_and_only_there(
         assert result.outcome == "succeeded", result.reason
         looked_up = [r.path for r in box.requests if ISSUE_GET.search(r.path)]
         assert looked_up == [f"/api/v3/repos/acme/api/issues/{near.number}"]
-        rows = await rows_by_id(pool)
+        rows = await model_rows(pool)
         assert [rows[ext(box, k)]["parent_external_id"] for k in kids] == [
             ext(box, near),
             None,

@@ -46,6 +46,8 @@ from tests.integration.connectors.sync_helpers import (
     is_dc,
     jira_integration,
     jira_sandbox,
+    memberships,
+    model_rows,
     succeeded_run,
 )
 from tests.integration.connectors.test_jira import checked
@@ -117,25 +119,6 @@ def epic_and_children(jira: JiraSandbox, *, children_first: bool) -> list[Sandbo
         for n, (kind, labels, who, sprint) in enumerate(kids)
     ]
     return [epic, *children]
-
-
-async def model_rows(pool: asyncpg.Pool) -> dict[str, dict[str, Any]]:
-    rows = await pool.fetch(
-        "SELECT w.external_id, p.external_id AS parent, w.parent_external_id, w.item_type,"
-        "       w.item_type_name, w.labels, w.assignees, w.fields"
-        " FROM work_items w LEFT JOIN work_items p ON p.id = w.parent_id"
-    )
-    return {r["external_id"]: dict(r) for r in rows}
-
-
-async def memberships(pool: asyncpg.Pool) -> dict[tuple[str, str], bool]:
-    """(item, sprint external id) -> whether the item is in it now."""
-    rows = await pool.fetch(
-        "SELECT w.external_id AS item, s.external_id AS sprint, ws.removed_at"
-        " FROM work_item_sprints ws JOIN sprints s ON s.id = ws.sprint_id"
-        " JOIN work_items w ON w.id = ws.work_item_id"
-    )
-    return {(r["item"], r["sprint"]): r["removed_at"] is None for r in rows}
 
 
 async def assert_no_email(pool: asyncpg.Pool) -> None:

@@ -21,7 +21,12 @@ from connectors.sandbox.graphql import operation_name
 from connectors.sandbox.linear import LinearSandbox
 from tests.helpers import make_integration, make_team
 from tests.integration.connectors.contract import T0
-from tests.integration.connectors.sync_helpers import linear_integration, succeeded_run
+from tests.integration.connectors.sync_helpers import (
+    linear_integration,
+    memberships,
+    model_rows,
+    succeeded_run,
+)
 from worker import sync
 from worker.connecting import validate_config
 from worker.settings import Settings
@@ -89,29 +94,6 @@ class Epic:
                 ]
             )
         ]
-
-
-async def model_rows(pool: asyncpg.Pool) -> dict[str, asyncpg.Record]:
-    return {
-        r["external_id"]: r
-        for r in await pool.fetch(
-            "SELECT w.external_id, w.external_key, p.external_id AS parent, w.parent_external_id,"
-            "       w.item_type, w.item_type_name, w.labels, w.assignees"
-            " FROM work_items w LEFT JOIN work_items p ON p.id = w.parent_id"
-        )
-    }
-
-
-async def memberships(pool: asyncpg.Pool) -> dict[tuple[str, str], bool]:
-    """(issue id, cycle id) -> whether the membership is current (removed_at NULL)."""
-    return {
-        (r["item"], r["sprint"]): r["removed_at"] is None
-        for r in await pool.fetch(
-            "SELECT w.external_id AS item, s.external_id AS sprint, ws.removed_at"
-            " FROM work_item_sprints ws JOIN sprints s ON s.id = ws.sprint_id"
-            " JOIN work_items w ON w.id = ws.work_item_id"
-        )
-    }
 
 
 @pytest.mark.parametrize("children_first", [True, False], ids=["children-first", "epic-first"])
