@@ -54,7 +54,8 @@ from __future__ import annotations
 import itertools
 import json
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from functools import cache
@@ -126,6 +127,22 @@ def assert_conforms(description: Mapping[str, Any], requests: Iterable[RecordedR
             f"{len(violations)} violation(s) of the {description.get('tracker')} API description "
             f"in {len(requests)} request(s):\n  {shown}{more}"
         )
+
+
+@contextmanager
+def conforming(description: Mapping[str, Any], sandbox: Any) -> Iterator[None]:
+    """While the block runs, every successful answer of `sandbox` is checked against its
+    endpoint's response schema; when it ends, every request the sandbox was sent is checked
+    against `description`. Either finding is an AssertionError."""
+    answers: list[Violation] = []
+    sandbox.response_hook = lambda request, response: answers.extend(
+        check_response(description, request, response.status, response.body)
+    )
+    yield
+    assert_conforms(description, sandbox.requests)
+    assert not answers, "sandbox answers off the published shape:\n" + "\n".join(
+        str(v) for v in answers[:20]
+    )
 
 
 def operation(description: Mapping[str, Any], request: RecordedRequest) -> str | None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from contextlib import nullcontext
 from typing import Any, Literal
 
 import asyncpg
@@ -65,19 +66,11 @@ def ado_sandbox(reporting_page_cap: int | None = 4) -> Iterator[AzureDevOpsSandb
     method, path, query parameter or body field the description does not allow fails it), and
     whose answers must have the shapes the description gives them. `reporting_page_cap`: the
     revisions a reporting feed's page holds at most (4: every feed pages; None: the sandbox's)."""
-    answers: list[checker.Violation] = []
-    with AzureDevOpsSandbox(token=PLANTED_TOKEN) as server:
-        assert isinstance(server, AzureDevOpsSandbox)
-        if reporting_page_cap is not None:
-            server.reporting_page_cap = reporting_page_cap
-        server.response_hook = lambda request, response: answers.extend(
-            checker.check_response(ADO_API, request, response.status, response.body)
-        )
+    server = AzureDevOpsSandbox(token=PLANTED_TOKEN)
+    if reporting_page_cap is not None:
+        server.reporting_page_cap = reporting_page_cap
+    with server, checker.conforming(ADO_API, server):
         yield server
-    checker.assert_conforms(ADO_API, server.requests)
-    assert not answers, "sandbox answers off the published shape:\n" + "\n".join(
-        str(v) for v in answers[:20]
-    )
 
 
 async def ado_integration(
@@ -99,20 +92,9 @@ async def ado_integration(
 def github_sandbox(*, conform: bool = True) -> Iterator[GitHubSandbox]:
     """A sandbox serving GITHUB_REPO. With `conform` its requests and answers must conform to
     GitHub's published description; without, for values that description does not allow."""
-    answers: list[checker.Violation] = []
     box = GitHubSandbox(token=PLANTED_TOKEN, repos=[GITHUB_REPO])
-    if conform:
-        box.response_hook = lambda request, response: answers.extend(
-            checker.check_response(GITHUB_API, request, response.status, response.body)
-        )
-    box.start()
-    try:
+    with box, checker.conforming(GITHUB_API, box) if conform else nullcontext():
         yield box
-    finally:
-        box.stop()
-    if conform:
-        checker.assert_conforms(GITHUB_API, box.requests)
-        assert not answers, "\n".join(str(v) for v in answers[:20])
 
 
 async def github_integration(pool: asyncpg.Pool, box: GitHubSandbox, **config: Any) -> uuid.UUID:

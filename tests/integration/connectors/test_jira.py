@@ -174,18 +174,10 @@ def checked(server: JiraSandbox) -> Iterator[JiraSandbox]:
     """A started sandbox whose request log must conform to its deployment's published API when
     the test ends, and whose successful answers must have the shapes the description gives."""
     api = JIRA_DC_API if isinstance(server, JiraDataCenterSandbox) else JIRA_API
-    answers: list[checker.Violation] = []
-    with server:
+    with server, checker.conforming(api, server):
         server.timeout_stall = 1.5
         server.add_project("ABC", "Alpha")
-        server.response_hook = lambda request, response: answers.extend(
-            checker.check_response(api, request, response.status, response.body)
-        )
         yield server
-    checker.assert_conforms(api, server.requests)
-    assert not answers, "sandbox answers off the published shape:\n" + "\n".join(
-        str(v) for v in answers[:20]
-    )
 
 
 @pytest.fixture
