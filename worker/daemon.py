@@ -21,6 +21,8 @@ from worker.store import integrations, notify
 
 log = get_logger(__name__)
 
+POOL_CLOSE_S = 0.3  # at shutdown, after the runs: the pool's goodbyes to PostgreSQL
+
 
 async def ensure_schema(url: str, settings: Settings, sets: tuple[str, ...]) -> None:
     """Migrate when allowed (`C9_SYNC_AUTO_MIGRATE`, default on), else refuse to start on a schema
@@ -112,6 +114,7 @@ class Worker:
             active_integrations=active,
             pid=os.getpid(),
             max_concurrency=settings.max_concurrency,
+            max_per_tracker=settings.max_per_tracker,
         )
         self.notifier.ready(f"syncing {active} active integration(s)")
         # Pinged from the loop, and only while the scheduler still reconciles: a wedged loop or
@@ -133,9 +136,7 @@ class Worker:
         while True:
             try:
                 await ensure_schema(self.url, self.settings, sets)
-                self._pool = await db.create_pool(
-                    self.url, max_size=self.settings.max_concurrency + 2
-                )
+                self._pool = await db.create_pool(self.url, max_size=self.settings.pool_size)
                 return True
             except DatabaseUnavailable as exc:
                 log.warning("database_unavailable", error=str(exc), retry_in_s=delay)
@@ -181,7 +182,16 @@ class Worker:
             if self._server is not None:
                 self._server.close()
             if self._pool is not None:
-                await self._pool.close()
+                await self._close_pool()
+
+    async def _close_pool(self) -> None:
+        """Close the pool; a connection a cut-off run still holds is not waited for (the exit
+        is due within the grace period plus a second)."""
+        assert self._pool is not None
+        try:
+            await asyncio.wait_for(self._pool.close(), POOL_CLOSE_S)
+        except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+            self._pool.terminate()
 
 
 async def run(
