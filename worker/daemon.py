@@ -12,7 +12,7 @@ from datetime import datetime
 
 import asyncpg
 
-from worker import db, http, metrics, migrate, sync, systemd
+from worker import db, http, metrics, migrate, sync, systemd, threads
 from worker.errors import DatabaseUnavailable, MigrationError
 from worker.logs import get_logger
 from worker.scheduler import Scheduler, wait_event
@@ -204,6 +204,7 @@ async def run(
     """Run until SIGTERM/SIGINT (exit 0) or until a side task dies (exit 1)."""
     worker = Worker(settings, url, os.environ if environ is None else environ)
     install_stop_signals(worker.stop)
+    asyncio.get_running_loop().set_default_executor(threads.ThreadPerCall())
     exit_code = 0
     try:
         if await worker.start(sets):

@@ -16,9 +16,12 @@ minute. On SIGTERM queued runs are dropped, running ones get the grace period.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
+import itertools
 import time
 import uuid
+from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -40,6 +43,8 @@ Runner = Callable[[uuid.UUID, datetime | None], Awaitable[object]]
 
 # How often, at most, the ticks served by a run still going are summed up in the log.
 MISSED_TICKS_LOG_EVERY_S = 60.0
+# More new jobs than this in one reconcile are logged as one line.
+MANY_JOBS = 20
 # After the grace period, how long cancelled runs get to unwind (release their lock).
 CANCEL_UNWIND_S = 0.5
 
@@ -49,6 +54,13 @@ class JobSpec:
     interval: int
     config_digest: str
     source: str
+
+
+@dataclass(frozen=True, slots=True)
+class Queued:
+    seq: int  # order of arrival, across trackers
+    integration_id: uuid.UUID
+    due: datetime | None  # the tick's due time (None: a re-run asked for during a run)
 
 
 async def wait_event(event: asyncio.Event, seconds: float) -> bool:
@@ -70,10 +82,13 @@ class Scheduler:
         self._aps = AsyncIOScheduler(timezone=UTC)
         self._aps.add_listener(self._on_job_event, EVENT_JOB_SUBMITTED | EVENT_JOB_MISSED)
         self._specs: dict[uuid.UUID, JobSpec] = {}
-        self._limit = asyncio.Semaphore(settings.max_concurrency)
-        self._per_tracker: dict[str, asyncio.Semaphore] = {}
-        self._runs: dict[uuid.UUID, asyncio.Task[None]] = {}  # queued or running here
-        self._started: set[uuid.UUID] = set()  # those of them past their slot: running
+        # Due runs waiting for a slot, per tracker type, oldest first (a sequence number orders
+        # them across trackers). Plain queues, not tasks: dropping 10,000 at SIGTERM is free.
+        self._waiting: dict[str, deque[Queued]] = {}
+        self._queued: set[uuid.UUID] = set()
+        self._seq = itertools.count()
+        self._runs: dict[uuid.UUID, asyncio.Task[None]] = {}  # running here
+        self._per_tracker: collections.Counter[str] = collections.Counter()  # running, by type
         self._due: dict[uuid.UUID, datetime] = {}  # a submitted tick's due time, until it runs
         self._reconcile_wanted = asyncio.Event()
         self._requested: dict[uuid.UUID, datetime] = {}  # sync-now requests not yet run
@@ -104,33 +119,34 @@ class Scheduler:
     @property
     def queued(self) -> int:
         """Runs waiting for a slot."""
-        return len(self._runs) - len(self._started)
+        return len(self._queued)
 
     async def stop(self, grace: float) -> int:
         """Stop starting runs: drop the queued ones (they never start) and give running ones
         `grace` seconds; return how many running runs were cut off."""
+        deadline = time.monotonic() + grace
         self._stopping = True
         self._aps.pause()
         for task in self._tasks:
             task.cancel()
-        queued = [task for iid, task in self._runs.items() if iid not in self._started]
-        for task in queued:
-            task.cancel()  # waiting for a slot: nothing has happened yet, nothing to undo
-        if queued:
-            log.info("queued_runs_dropped", count=len(queued))
-        deadline = time.monotonic() + grace
+        dropped = len(self._queued)
+        self._waiting.clear()
+        self._queued.clear()
+        telemetry.QUEUED.dec(dropped)
+        if dropped:
+            log.info("queued_runs_dropped", count=dropped)
         if self._tasks:  # bounded: shutdown must never hang on a side task
             await asyncio.wait(self._tasks, timeout=min(5.0, grace))
-        running = {task for iid, task in self._runs.items() if iid in self._started}
+        running = set(self._runs.values())
         pending: set[asyncio.Task[None]] = set()
         if running:
             log.info("waiting_for_runs", running=len(running), grace_s=grace)
-            wait = max(0.0, deadline - time.monotonic())
-            _, pending = await asyncio.wait(running, timeout=wait) if wait else (set(), running)
+            wait = deadline - time.monotonic()
+            _, pending = await asyncio.wait(running, timeout=wait) if wait > 0 else ((), running)
         for run in pending:
             run.cancel()
-        if pending or queued:  # bounded too: a run unwinding must not hold the exit
-            await asyncio.wait({*pending, *queued}, timeout=CANCEL_UNWIND_S)
+        if pending:  # bounded too: a run unwinding must not hold the exit
+            await asyncio.wait(pending, timeout=CANCEL_UNWIND_S)
         self._aps.shutdown(wait=False)
         return len(pending)
 
@@ -146,6 +162,9 @@ class Scheduler:
         async with self._pool.acquire() as conn:
             db_now = await store_sync.database_now(conn)
         now = datetime.now(UTC)
+        # Each new job is logged, unless there are many (a start with 10,000 rows): one line then.
+        fresh = sum(1 for r in rows.values() if r.id not in self._specs)
+        each = log.info if fresh <= MANY_JOBS else log.debug
         for row in rows.values():
             spec = JobSpec(row.sync_interval, row.config_digest, row.type)
             old = self._specs.get(row.id)
@@ -166,7 +185,7 @@ class Scheduler:
                     misfire_grace_time=max(1, spec.interval),
                     next_run_time=first,
                 )
-                log.info(
+                each(
                     "job_scheduled",
                     integration_id=str(row.id),
                     interval_s=spec.interval,
@@ -177,6 +196,8 @@ class Scheduler:
                 self._run_soon(row.id)
                 log.info("job_config_changed", integration_id=str(row.id))
             self._specs[row.id] = spec
+        if fresh > MANY_JOBS:
+            log.info("jobs_scheduled", count=fresh)
         telemetry.SCHEDULED.set(len(self._specs))
 
     def _jitter(self, interval: int) -> int | None:
@@ -187,10 +208,10 @@ class Scheduler:
         """Run the job now; while its run is queued here, that run serves it; while it runs,
         once more as soon as it ends (the admin's edit or request must not wait for the next
         interval tick)."""
-        if integration_id in self._started:
+        if integration_id in self._runs:
             self._again.add(integration_id)
-        elif integration_id in self._runs:
-            pass  # queued: it reads the row and the request when it starts
+        elif integration_id in self._queued:
+            pass  # it reads the row and the request when it starts
         elif integration_id in self._specs:
             self._aps.modify_job(str(integration_id), next_run_time=datetime.now(UTC))
 
@@ -212,7 +233,7 @@ class Scheduler:
                 "ticks_missed",
                 count=self._busy_ticks,
                 queued=self.queued,
-                running=len(self._started),
+                running=len(self._runs),
                 max_concurrency=self._settings.max_concurrency,
                 hint="runs outlast their interval or wait for a slot: raise"
                 " C9_SYNC_MAX_CONCURRENCY or add a replica",
@@ -224,52 +245,58 @@ class Scheduler:
         due = self._due.pop(integration_id, None)
         if self._stopping:
             return
-        if integration_id in self._runs:
+        if integration_id in self._runs or integration_id in self._queued:
             self._missed(integration_id, "busy")  # that run serves this tick
             return
         self._queue(integration_id, due)
 
     def _queue(self, integration_id: uuid.UUID, due: datetime | None) -> None:
         source = self._specs[integration_id].source if integration_id in self._specs else ""
-        task = asyncio.create_task(self._run(integration_id, source, due), name="run")
-        self._runs[integration_id] = task
+        waiting = self._waiting.setdefault(source, deque())
+        waiting.append(Queued(next(self._seq), integration_id, due))
+        self._queued.add(integration_id)
         telemetry.QUEUED.inc()
+        self._dispatch()
 
-    def _tracker_slots(self, source: str) -> asyncio.Semaphore:
-        slots = self._per_tracker.get(source)
-        if slots is None:
-            slots = self._per_tracker[source] = asyncio.Semaphore(self._settings.max_per_tracker)
-        return slots
+    def _dispatch(self) -> None:
+        """Start queued runs while there are slots: the oldest first whose tracker has one."""
+        while not self._stopping and len(self._runs) < self._settings.max_concurrency:
+            heads = [
+                (waiting[0].seq, source)
+                for source, waiting in self._waiting.items()
+                if waiting and self._per_tracker[source] < self._settings.max_per_tracker
+            ]
+            if not heads:
+                return
+            _, source = min(heads)
+            queued = self._waiting[source].popleft()
+            self._queued.discard(queued.integration_id)
+            telemetry.QUEUED.dec()
+            if queued.due is not None:
+                lag = (datetime.now(UTC) - queued.due).total_seconds()
+                telemetry.START_LAG.observe(max(0.0, lag))
+            self._per_tracker[source] += 1
+            self._runs[queued.integration_id] = asyncio.create_task(
+                self._run(queued.integration_id, source), name="run"
+            )
 
-    async def _run(self, integration_id: uuid.UUID, source: str, due: datetime | None) -> None:
-        started = False
+    async def _run(self, integration_id: uuid.UUID, source: str) -> None:
+        telemetry.RUNNING.inc()
         try:
-            # Its tracker's slot first: a run waiting for it holds no slot another tracker's
-            # run could use.
-            async with self._tracker_slots(source), self._limit:
-                started = True
-                self._started.add(integration_id)
-                telemetry.QUEUED.dec()
-                if due is not None:
-                    telemetry.START_LAG.observe(max(0.0, (datetime.now(UTC) - due).total_seconds()))
-                telemetry.RUNNING.inc()
-                try:
-                    await self._runner(integration_id, self._requested.pop(integration_id, None))
-                finally:
-                    telemetry.RUNNING.dec()
+            await self._runner(integration_id, self._requested.pop(integration_id, None))
         except asyncio.CancelledError:
             raise
         except Exception:  # one integration's failure never stops the scheduler
             log.exception("run_crashed", integration_id=str(integration_id))
         finally:
-            if not started:
-                telemetry.QUEUED.dec()
-            self._started.discard(integration_id)
+            telemetry.RUNNING.dec()
+            self._per_tracker[source] -= 1
             del self._runs[integration_id]
-            if integration_id in self._again:
+            if integration_id in self._again and not self._stopping:
                 self._again.discard(integration_id)
-                if not self._stopping:
-                    self._queue(integration_id, None)
+                self._queue(integration_id, None)
+            else:
+                self._dispatch()
 
     # -- change notifications -----------------------------------------------------------------
     def _on_notify(self, *args: object) -> None:

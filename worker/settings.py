@@ -50,6 +50,10 @@ class Settings(BaseSettings):
     # `history_budget` config key lowers or raises it for that integration.
     history_budget: int = Field(default=50, ge=0)
     metrics_tz: str = "UTC"
+    # A run that changed nothing recomputes its team's metrics for today and yesterday (the
+    # agents' commits and conflicts) only if this process has not within this many seconds.
+    # 0: every run does.
+    metrics_refresh_seconds: float = Field(default=300.0, ge=0)
     auto_migrate: bool = True
     # Fernet keys (comma-separated, the first encrypts) of the OAuth grants kept in oauth_grants:
     # parsed by worker.vault when a grant is needed, so a bad key fails that run, not the daemon.

@@ -348,3 +348,59 @@ async def test_daemon_waits_for_a_database_that_is_down_at_start(db_url, pool, g
         if proc.poll() is None:
             proc.kill()
             proc.communicate()
+
+
+async def test_sigterm_with_10000_runs_queued_starts_none_and_exits_within_the_grace(
+    db_url, pool, github
+) -> None:
+    """10,000 integrations due at once against a tracker that answers after 3 s: 16 runs
+    (C9_SYNC_MAX_PER_TRACKER's default) wait on it, the rest queue. On SIGTERM no queued run
+    starts, dropping them is no error, and the process is gone within the grace + 1 s."""
+    team = await make_team(pool, "Alpha")
+    await pool.execute(
+        "INSERT INTO integrations (team_id, type, name, config, sync_interval)"
+        " SELECT $1, 'github', 'gh' || n, $2::jsonb, 300 FROM generate_series(1, 10000) n",
+        team,
+        github_config(github),
+    )
+    github.response_delay = 3.0
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        http_port = probe.getsockname()[1]
+    grace = 2.0
+    env = cli_env(
+        db_url,
+        C9_SYNC_GRACE_SECONDS=str(grace),
+        C9_SYNC_HTTP_PORT=str(http_port),
+    )
+    proc = start_cli("run", env=env)
+    try:
+        started = "SELECT count(*) FROM activity_logs WHERE event_type = 'sync_started'"
+        await wait_for(pool, started, lambda n: n == 16, 90)
+        async with httpx.AsyncClient() as client:
+            page = await client.get(f"http://127.0.0.1:{http_port}/metrics", timeout=10)
+        [queued] = [
+            float(line.split()[-1])
+            for line in page.text.splitlines()
+            if line.startswith("c9_sync_queued_runs ")
+        ]
+        assert queued == 10_000 - 16
+        before = await pool.fetchval(started)
+        signalled = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        _, err = await asyncio.to_thread(proc.communicate, timeout=30)
+        took = time.monotonic() - signalled
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 0, err[-2000:]
+    assert took <= grace + 1.0, (
+        f"exited {took:.2f}s after SIGTERM with a {grace}s grace" + err[-6000:]
+    )
+    assert await pool.fetchval(started) == before == 16, "no queued run started"
+    lines = [json.loads(line) for line in err.splitlines() if line.startswith("{")]
+    assert not [r for r in lines if r.get("level") in ("error", "critical")], err[-2000:]
+    assert "Traceback" not in err
+    dropped = [r["count"] for r in lines if r.get("event") == "queued_runs_dropped"]
+    assert dropped == [10_000 - 16], "the queued runs are dropped, in one line"

@@ -38,7 +38,8 @@ def serve_github(items: int, pipe: Connection) -> None:
 
     with GitHubSandbox(token="bench") as gh:
         for n in range(items):
-            gh.add_issue("acme/web", f"Issue {n}", updated_at=T0 + timedelta(seconds=n))
+            # an hour apart: a no-op run re-reads only the last one (the 5-minute overlap)
+            gh.add_issue("acme/web", f"Issue {n}", updated_at=T0 + timedelta(hours=n))
         pipe.send(gh.url)
         pipe.recv()
 
