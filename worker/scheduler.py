@@ -24,7 +24,7 @@ import uuid
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import asyncpg
 from apscheduler.events import EVENT_JOB_MISSED, EVENT_JOB_SUBMITTED, JobEvent, JobSubmissionEvent
@@ -43,7 +43,8 @@ Runner = Callable[[uuid.UUID, datetime | None], Awaitable[object]]
 
 # How often, at most, the ticks served by a run still going are summed up in the log.
 MISSED_TICKS_LOG_EVERY_S = 60.0
-# More new jobs than this in one reconcile are logged as one line.
+# More new jobs than this in one reconcile are logged as one line, and those already due have
+# their first tick spread over their interval (`spread`).
 MANY_JOBS = 20
 # After the grace period, how long cancelled runs get to unwind (release their lock).
 CANCEL_UNWIND_S = 0.5
@@ -61,6 +62,14 @@ class Queued:
     seq: int  # order of arrival, across trackers
     integration_id: uuid.UUID
     due: datetime | None  # the tick's due time (None: a re-run asked for during a run)
+
+
+def spread(integration_id: uuid.UUID, interval: int) -> timedelta:
+    """When many jobs are due at once (a start after an outage, 10,000 rows added by a script):
+    where in the first interval this one's first tick goes. From its id, so every replica puts
+    it at the same place (their ticks of one integration then meet the lock and the due-check
+    together), and the ticks stay spread, interval after interval, instead of a herd each time."""
+    return timedelta(seconds=(integration_id.int % 100_000) / 100_000 * interval)
 
 
 async def wait_event(event: asyncio.Event, seconds: float) -> bool:
@@ -174,6 +183,8 @@ class Scheduler:
                 first = sync.first_tick(
                     now, db_now, row.sync_interval, row.last_success_at, row.next_attempt_at
                 )
+                if fresh > MANY_JOBS and first <= now:
+                    first = now + spread(row.id, row.sync_interval)
                 self._aps.add_job(
                     self._tick,
                     IntervalTrigger(seconds=spec.interval, jitter=self._jitter(spec.interval)),

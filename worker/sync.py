@@ -51,6 +51,8 @@ log = get_logger(__name__)
 
 Outcome = Literal["succeeded", "failed", "skipped", "interrupted"]
 
+DUE_AFTER = 0.5  # of the interval since the last start: `is_due`
+
 
 @dataclass(slots=True)
 class RunResult:
@@ -162,8 +164,11 @@ def is_due(
         last = state.last_started_at
     if last is not None:
         age = (now - last).total_seconds()
-        # 5% slack: a tick that fires a little early (jitter) still runs.
-        if age < integration.sync_interval * 0.95:
+        # Half an interval: the replicas' ticks of one integration come within the jitter of
+        # each other, so the second one is skipped; a tick whose previous run started late
+        # (it waited for a slot) still runs. With 5% (before), a run started 3 s late made the
+        # next tick of a 60 s interval skip: an interval lost, and at scale, every interval.
+        if age < integration.sync_interval * DUE_AFTER:
             return f"synced {age:.0f}s ago, interval {integration.sync_interval}s"
     config_edited_after_failure = (
         state.last_error_at is not None and integration.updated_at > state.last_error_at

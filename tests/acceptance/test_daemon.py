@@ -363,6 +363,13 @@ async def test_sigterm_with_10000_runs_queued_starts_none_and_exits_within_the_g
         team,
         github_config(github),
     )
+    # All due at once, 40 s from now: after the daemon has scheduled them (already due at its
+    # start, their first ticks would be spread over the interval).
+    await pool.execute(
+        "INSERT INTO integration_sync_state (integration_id, last_started_at, last_success_at)"
+        " SELECT id, now() - interval '260 s', now() - interval '260 s' FROM integrations"
+    )
+    due = time.monotonic() + 40
     github.response_delay = 3.0
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -376,15 +383,26 @@ async def test_sigterm_with_10000_runs_queued_starts_none_and_exits_within_the_g
     proc = start_cli("run", env=env)
     try:
         started = "SELECT count(*) FROM activity_logs WHERE event_type = 'sync_started'"
-        await wait_for(pool, started, lambda n: n == 16, 90)
-        async with httpx.AsyncClient() as client:
-            page = await client.get(f"http://127.0.0.1:{http_port}/metrics", timeout=10)
-        [queued] = [
-            float(line.split()[-1])
-            for line in page.text.splitlines()
-            if line.startswith("c9_sync_queued_runs ")
-        ]
-        assert queued == 10_000 - 16
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{http_port}") as client:
+
+            async def gauge(name: str) -> float:
+                try:
+                    page = await client.get("/metrics", timeout=10)
+                except httpx.TransportError:
+                    return -1.0
+                return sum(
+                    float(line.split()[-1])
+                    for line in page.text.splitlines()
+                    if line.startswith(name + " ")
+                )
+
+            while await gauge("c9_sync_scheduled_integrations") != 10_000:
+                assert time.monotonic() < due - 5, "the daemon did not schedule them in time"
+                await asyncio.sleep(0.5)
+            await wait_for(pool, started, lambda n: n == 16, 90)
+            while await gauge("c9_sync_queued_runs") < 10_000 - 16:
+                assert time.monotonic() < due + 30, "not every run was queued"
+                await asyncio.sleep(0.2)
         before = await pool.fetchval(started)
         signalled = time.monotonic()
         proc.send_signal(signal.SIGTERM)

@@ -32,16 +32,20 @@ T0 = datetime(2025, 1, 1, tzinfo=UTC)
 TICK = os.sysconf("SC_CLK_TCK")
 
 
-def serve_github(items: int, pipe: Connection) -> None:
-    """The child: a GitHub sandbox with `items` issues, until the parent says stop."""
+def serve_github(items: int, latency: float, pipe: Connection) -> None:
+    """The child: a GitHub sandbox with `items` issues, each answer `latency` late, until the
+    parent says stop."""
     from connectors.sandbox.github import GitHubSandbox
 
     with GitHubSandbox(token="bench") as gh:
         for n in range(items):
             # an hour apart: a no-op run re-reads only the last one (the 5-minute overlap)
             gh.add_issue("acme/web", f"Issue {n}", updated_at=T0 + timedelta(hours=n))
+        gh.response_delay = latency
+        gh.clear_requests()
         pipe.send(gh.url)
         pipe.recv()
+        pipe.send(len(gh.requests))
 
 
 def server_cpu_s(pids: list[int]) -> float:
@@ -163,11 +167,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--runs", type=int, default=300)
     parser.add_argument("--items", type=int, default=100)
+    parser.add_argument("--latency", type=float, default=0.0, help="seconds per answer")
     parser.add_argument("--quiet", action="store_true", help="no per-statement breakdown")
     args = parser.parse_args()
     ours, theirs = multiprocessing.Pipe()
     child = multiprocessing.get_context("fork").Process(
-        target=serve_github, args=(args.items, theirs), daemon=True
+        target=serve_github, args=(args.items, args.latency, theirs), daemon=True
     )
     child.start()
     github_url = ours.recv()
@@ -179,8 +184,9 @@ def main() -> None:
         else:
             with db.embedded_postgres(home / "pgdata") as url:
                 out = asyncio.run(bench(url, args.runs, args.items, home, github_url))
-    finally:
         ours.send("stop")
+        out["requests_per_run"] = round(ours.recv() / (args.runs + 21), 2)  # + first + warm-up
+    finally:
         child.join(5)
         shutil.rmtree(home, ignore_errors=True)
     if args.quiet:

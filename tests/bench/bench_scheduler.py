@@ -90,11 +90,12 @@ def histogram(text: str, name: str) -> dict[float, float]:
     return out
 
 
-def counter(text: str, name: str) -> float:
+def counter(text: str, name: str, *labels: str) -> float:
+    """The sum of a counter's series whose labels include each of `labels` (`key="value"`)."""
     return sum(
         float(line.split()[-1])
         for line in text.splitlines()
-        if line.startswith(name) and not line.startswith("#")
+        if line.startswith(name + "{") and all(label in line for label in labels)
     )
 
 
@@ -225,10 +226,23 @@ async def bench(url: str, args: argparse.Namespace, github_url: str, home: Path)
         - merged(before, "c9_sync_start_lag_seconds").get(le, 0.0)
         for le in merged(after, "c9_sync_start_lag_seconds")
     }
+    durations = {
+        le: merged(after, "c9_sync_run_duration_seconds")[le]
+        - merged(before, "c9_sync_run_duration_seconds").get(le, 0.0)
+        for le in merged(after, "c9_sync_run_duration_seconds")
+    }
+    runs = {
+        outcome: sum(
+            counter(a, "c9_sync_runs_total", f'outcome="{outcome}"')
+            - counter(b, "c9_sync_runs_total", f'outcome="{outcome}"')
+            for a, b in zip(after, before, strict=True)
+        )
+        for outcome in ("succeeded", "skipped", "failed", "interrupted")
+    }
     missed = {
         reason: sum(
-            counter(a, f'c9_sync_missed_ticks_total{{reason="{reason}"}}')
-            - counter(b, f'c9_sync_missed_ticks_total{{reason="{reason}"}}')
+            counter(a, "c9_sync_missed_ticks_total", f'reason="{reason}"')
+            - counter(b, "c9_sync_missed_ticks_total", f'reason="{reason}"')
             for a, b in zip(after, before, strict=True)
         )
         for reason in ("busy", "late")
@@ -261,6 +275,9 @@ async def bench(url: str, args: argparse.Namespace, github_url: str, home: Path)
         "runs_per_s": round(in_window / wall, 2),
         "runs_per_s_needed": round(args.integrations / INTERVAL, 2),
         "outcome_rows": {r["event_type"]: r["count"] for r in outcomes},
+        "runs_by_outcome": runs,
+        "run_duration_p50_s": quantile(durations, 0.5),
+        "run_duration_p99_s": quantile(durations, 0.99),
         "start_lag_p50_s": quantile(lag_hist, 0.5),
         "start_lag_p99_s": quantile(lag_hist, 0.99),
         "start_lag_observed": lag_hist.get(float("inf"), 0),

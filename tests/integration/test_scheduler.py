@@ -23,7 +23,7 @@ import pytest
 from prometheus_client import REGISTRY
 
 from tests.helpers import make_integration, make_team
-from worker.scheduler import Scheduler
+from worker.scheduler import Scheduler, spread
 from worker.settings import Settings
 
 CHANNEL = "c9_sync_integrations"
@@ -524,7 +524,7 @@ async def test_stop_starts_no_queued_run_and_drops_them_quietly(
     pool, runner, schedulers, caplog
 ) -> None:
     caplog.set_level(logging.INFO)
-    rows = [await add_integration(pool) for _ in range(40)]
+    rows = [await add_integration(pool) for _ in range(20)]  # not so many they are spread
     runner.gate = asyncio.Event()
     scheduler = await schedulers.start(max_concurrency=2)
     await eventually(lambda: runner.at_gate == 2, "two runs, the rest queued")
@@ -540,3 +540,18 @@ async def test_stop_starts_no_queued_run_and_drops_them_quietly(
     assert scheduler.queued == 0
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
     assert not [r for r in caplog.records if r.exc_info]
+
+
+async def test_many_rows_due_at_start_are_spread_over_their_interval(
+    pool, runner, schedulers
+) -> None:
+    """25 never-synced rows at start (a script added them, or the replicas were down): their
+    first ticks spread over the interval, where every replica puts them, not one herd a minute."""
+    rows = [await add_integration(pool, interval=600) for _ in range(25)]
+    await schedulers.start()
+    await asyncio.sleep(1.5)
+    assert len(runner.calls) <= 2  # ~1.5 s of 600, for 25 rows
+    first = {r: spread(r, 600).total_seconds() for r in rows}
+    assert max(first.values()) - min(first.values()) > 300  # spread, not bunched
+    later = await add_integration(pool, interval=600)
+    await eventually(lambda: runner.of(later), "a row added alone runs at once")
