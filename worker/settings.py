@@ -37,7 +37,7 @@ class Settings(BaseSettings):
     # on it), so this also sizes the pool (this + 3): runs waiting on a tracker hold theirs.
     max_concurrency: int = Field(default=32, ge=1, le=256)
     # Runs at once per process against one tracker type (github, jira, ...): politeness.
-    max_per_tracker: int = Field(default=16, ge=1, le=256)
+    max_per_tracker: int = Field(default=24, ge=1, le=256)
     grace_seconds: float = Field(default=30.0, ge=0)
     run_deadline_seconds: float = Field(default=1800.0, gt=0)
     reconcile_seconds: float = Field(default=60.0, gt=0)

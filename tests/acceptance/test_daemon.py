@@ -353,7 +353,7 @@ async def test_daemon_waits_for_a_database_that_is_down_at_start(db_url, pool, g
 async def test_sigterm_with_10000_runs_queued_starts_none_and_exits_within_the_grace(
     db_url, pool, github
 ) -> None:
-    """10,000 integrations due at once against a tracker that answers after 3 s: 16 runs
+    """10,000 integrations due at once against a tracker that answers after 3 s: 24 runs
     (C9_SYNC_MAX_PER_TRACKER's default) wait on it, the rest queue. On SIGTERM no queued run
     starts, dropping them is no error, and the process is gone within the grace + 1 s."""
     team = await make_team(pool, "Alpha")
@@ -399,8 +399,8 @@ async def test_sigterm_with_10000_runs_queued_starts_none_and_exits_within_the_g
             while await gauge("c9_sync_scheduled_integrations") != 10_000:
                 assert time.monotonic() < due - 5, "the daemon did not schedule them in time"
                 await asyncio.sleep(0.5)
-            await wait_for(pool, started, lambda n: n == 16, 90)
-            while await gauge("c9_sync_queued_runs") < 10_000 - 16:
+            await wait_for(pool, started, lambda n: n == 24, 90)
+            while await gauge("c9_sync_queued_runs") < 10_000 - 24:
                 assert time.monotonic() < due + 30, "not every run was queued"
                 await asyncio.sleep(0.2)
         before = await pool.fetchval(started)
@@ -416,9 +416,9 @@ async def test_sigterm_with_10000_runs_queued_starts_none_and_exits_within_the_g
     assert took <= grace + 1.0, (
         f"exited {took:.2f}s after SIGTERM with a {grace}s grace" + err[-6000:]
     )
-    assert await pool.fetchval(started) == before == 16, "no queued run started"
+    assert await pool.fetchval(started) == before == 24, "no queued run started"
     lines = [json.loads(line) for line in err.splitlines() if line.startswith("{")]
     assert not [r for r in lines if r.get("level") in ("error", "critical")], err[-2000:]
     assert "Traceback" not in err
     dropped = [r["count"] for r in lines if r.get("event") == "queued_runs_dropped"]
-    assert dropped == [10_000 - 16], "the queued runs are dropped, in one line"
+    assert dropped == [10_000 - 24], "the queued runs are dropped, in one line"
