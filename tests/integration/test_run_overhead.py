@@ -15,7 +15,7 @@ import asyncpg
 import pytest
 
 from connectors import registry
-from connectors.base import Status
+from connectors.base import FatalError, Status
 from tests.fake_connector import Upstream, fake_connector_class
 from tests.helpers import make_integration, make_team
 from worker import db, sync
@@ -96,7 +96,7 @@ def test_connector_classes_are_read_once_per_process(entry_point_reads) -> None:
 
 def test_an_unknown_type_still_names_the_installed_ones(entry_point_reads) -> None:
     for _ in range(2):
-        with pytest.raises(Exception, match=r"no connector installed for type 'nope'.*github"):
+        with pytest.raises(FatalError, match=r"no connector installed for type 'nope'.*github"):
             registry.load("nope")
     assert len(entry_point_reads) == 1
 
