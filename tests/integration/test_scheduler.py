@@ -524,11 +524,12 @@ async def test_stop_starts_no_queued_run_and_drops_them_quietly(
     pool, runner, schedulers, caplog
 ) -> None:
     caplog.set_level(logging.INFO)
-    rows = [await add_integration(pool) for _ in range(20)]  # not so many they are spread
+    for _ in range(20):  # not so many that their first ticks are spread
+        await add_integration(pool)
     runner.gate = asyncio.Event()
     scheduler = await schedulers.start(max_concurrency=2)
     await eventually(lambda: runner.at_gate == 2, "two runs, the rest queued")
-    await eventually(lambda: scheduler.queued == len(rows) - 2, "the rest queued")
+    await asyncio.sleep(0.5)  # the other 18 are due too: they queue behind the two
 
     asyncio.get_running_loop().call_later(0.2, runner.gate.set)  # both end within the grace
     t0 = time.monotonic()
@@ -537,7 +538,6 @@ async def test_stop_starts_no_queued_run_and_drops_them_quietly(
     assert cut == 0
     await asyncio.sleep(0.3)
     assert len(runner.calls) == 2, "no queued run started after stop"
-    assert scheduler.queued == 0
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
     assert not [r for r in caplog.records if r.exc_info]
 
