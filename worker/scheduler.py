@@ -64,12 +64,15 @@ class Queued:
     due: datetime | None  # the tick's due time (None: a re-run asked for during a run)
 
 
-def spread(integration_id: uuid.UUID, interval: int) -> timedelta:
+def spread(integration_id: uuid.UUID, interval: int, db_now: datetime) -> timedelta:
     """When many jobs are due at once (a start after an outage, 10,000 rows added by a script):
-    where in the first interval this one's first tick goes. From its id, so every replica puts
-    it at the same place (their ticks of one integration then meet the lock and the due-check
-    together), and the ticks stay spread, interval after interval, instead of a herd each time."""
-    return timedelta(seconds=(integration_id.int % 100_000) / 100_000 * interval)
+    how long from `db_now` until this one's first tick. Its place in the interval comes from its
+    id, counted from the epoch on the database's clock, so every replica ticks it at the same
+    instant (one of them runs it, the others meet the lock or the due-check, and which one wins
+    varies: the replicas share the work), and the ticks stay spread, interval after interval,
+    instead of a herd each time."""
+    place = (integration_id.int % 100_000) / 100_000 * interval
+    return timedelta(seconds=(place - db_now.timestamp()) % interval)
 
 
 async def wait_event(event: asyncio.Event, seconds: float) -> bool:
@@ -184,7 +187,7 @@ class Scheduler:
                     now, db_now, row.sync_interval, row.last_success_at, row.next_attempt_at
                 )
                 if fresh > MANY_JOBS and first <= now:
-                    first = now + spread(row.id, row.sync_interval)
+                    first = now + spread(row.id, row.sync_interval, db_now)
                 self._aps.add_job(
                     self._tick,
                     IntervalTrigger(seconds=spec.interval, jitter=self._jitter(spec.interval)),

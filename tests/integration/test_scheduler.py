@@ -14,7 +14,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -551,7 +551,15 @@ async def test_many_rows_due_at_start_are_spread_over_their_interval(
     await schedulers.start()
     await asyncio.sleep(1.5)
     assert len(runner.calls) <= 2  # ~1.5 s of 600, for 25 rows
-    first = {r: spread(r, 600).total_seconds() for r in rows}
-    assert max(first.values()) - min(first.values()) > 300  # spread, not bunched
+    at = datetime.now(UTC)
+    first = {r: spread(r, 600, at) for r in rows}
+    waits = [w.total_seconds() for w in first.values()]
+    assert max(waits) - min(waits) > 300  # spread, not bunched
+    # The same phase for a replica that reconciles later (on the database's clock): its ticks
+    # fall on the same instants, an interval apart.
+    later = at + timedelta(seconds=42)
+    for r in rows:
+        apart = ((later + spread(r, 600, later)) - (at + first[r])).total_seconds()
+        assert min(apart % 600, -apart % 600) < 1e-3, apart
     later = await add_integration(pool, interval=600)
     await eventually(lambda: runner.of(later), "a row added alone runs at once")
