@@ -12,7 +12,7 @@ from datetime import datetime
 
 import asyncpg
 
-from worker import db, http, metrics, migrate, remap, sync, systemd
+from worker import db, http, metrics, migrate, remap, sync, systemd, threads
 from worker.errors import DatabaseUnavailable, MigrationError
 from worker.logs import get_logger
 from worker.scheduler import Scheduler, wait_event
@@ -20,6 +20,8 @@ from worker.settings import Settings
 from worker.store import integrations, notify
 
 log = get_logger(__name__)
+
+POOL_CLOSE_S = 0.3  # at shutdown, after the runs: the pool's goodbyes to PostgreSQL
 
 
 async def ensure_schema(url: str, settings: Settings, sets: tuple[str, ...]) -> None:
@@ -115,6 +117,7 @@ class Worker:
             active_integrations=active,
             pid=os.getpid(),
             max_concurrency=settings.max_concurrency,
+            max_per_tracker=settings.max_per_tracker,
         )
         self.notifier.ready(f"syncing {active} active integration(s)")
         # Pinged from the loop, and only while the scheduler still reconciles: a wedged loop or
@@ -136,9 +139,7 @@ class Worker:
         while True:
             try:
                 await ensure_schema(self.url, self.settings, sets)
-                self._pool = await db.create_pool(
-                    self.url, max_size=self.settings.max_concurrency + 2
-                )
+                self._pool = await db.create_pool(self.url, max_size=self.settings.pool_size)
                 return True
             except DatabaseUnavailable as exc:
                 log.warning("database_unavailable", error=str(exc), retry_in_s=delay)
@@ -184,7 +185,16 @@ class Worker:
             if self._server is not None:
                 self._server.close()
             if self._pool is not None:
-                await self._pool.close()
+                await self._close_pool()
+
+    async def _close_pool(self) -> None:
+        """Close the pool; a connection a cut-off run still holds is not waited for (the exit
+        is due within the grace period plus a second)."""
+        assert self._pool is not None
+        try:
+            await asyncio.wait_for(self._pool.close(), POOL_CLOSE_S)
+        except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+            self._pool.terminate()
 
 
 async def run(
@@ -197,6 +207,7 @@ async def run(
     """Run until SIGTERM/SIGINT (exit 0) or until a side task dies (exit 1)."""
     worker = Worker(settings, url, os.environ if environ is None else environ)
     install_stop_signals(worker.stop)
+    asyncio.get_running_loop().set_default_executor(threads.ThreadPerCall())
     exit_code = 0
     try:
         if await worker.start(sets):

@@ -2,21 +2,32 @@
 
 Jobs are reconciled at start, on the table's NOTIFY (a dedicated LISTEN connection that
 reconnects), and on a slow timer as a safety net: an admin's insert, pause, interval or config
-change, or delete takes effect within seconds. Runs are tracked here (not by APScheduler, whose
-`shutdown()` cancels running coroutine jobs) so a SIGTERM can let them commit their page.
+change, or delete takes effect within seconds.
+
+A job's tick only queues a run and returns: APScheduler never holds a running job, so it never
+skips a tick or warns about one. Runs are tracked here (not by APScheduler, whose `shutdown()`
+cancels running coroutine jobs) and wait for a slot: `C9_SYNC_MAX_CONCURRENCY` runs at once per
+process (each holds a database connection, its lock lives on it), at most
+`C9_SYNC_MAX_PER_TRACKER` of them against one tracker type. A tick of an integration whose run is
+still queued or running is served by that run: counted in /metrics, summed up in one log line a
+minute. On SIGTERM queued runs are dropped, running ones get the grace period.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
+import itertools
 import time
 import uuid
+from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import asyncpg
+from apscheduler.events import EVENT_JOB_MISSED, EVENT_JOB_SUBMITTED, JobEvent, JobSubmissionEvent
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
@@ -30,11 +41,38 @@ log = get_logger(__name__)
 
 Runner = Callable[[uuid.UUID, datetime | None], Awaitable[object]]
 
+# How often, at most, the ticks served by a run still going are summed up in the log.
+MISSED_TICKS_LOG_EVERY_S = 60.0
+# More new jobs than this in one reconcile are logged as one line, and those already due have
+# their first tick spread over their interval (`spread`).
+MANY_JOBS = 20
+# After the grace period, how long cancelled runs get to unwind (release their lock).
+CANCEL_UNWIND_S = 0.5
+
 
 @dataclass(frozen=True, slots=True)
 class JobSpec:
     interval: int
     config_digest: str
+    source: str
+
+
+@dataclass(frozen=True, slots=True)
+class Queued:
+    seq: int  # order of arrival, across trackers
+    integration_id: uuid.UUID
+    due: datetime | None  # the tick's due time (None: a re-run asked for during a run)
+
+
+def spread(integration_id: uuid.UUID, interval: int, db_now: datetime) -> timedelta:
+    """When many jobs are due at once (a start after an outage, 10,000 rows added by a script):
+    how long from `db_now` until this one's first tick. Its place in the interval comes from its
+    id, counted from the epoch on the database's clock, so every replica ticks it at the same
+    instant (one of them runs it, the others meet the lock or the due-check, and which one wins
+    varies: the replicas share the work), and the ticks stay spread, interval after interval,
+    instead of a herd each time."""
+    place = (integration_id.int % 100_000) / 100_000 * interval
+    return timedelta(seconds=(place - db_now.timestamp()) % interval)
 
 
 async def wait_event(event: asyncio.Event, seconds: float) -> bool:
@@ -54,13 +92,21 @@ class Scheduler:
         self._settings = settings
         self._runner = runner
         self._aps = AsyncIOScheduler(timezone=UTC)
+        self._aps.add_listener(self._on_job_event, EVENT_JOB_SUBMITTED | EVENT_JOB_MISSED)
         self._specs: dict[uuid.UUID, JobSpec] = {}
-        self._limit = asyncio.Semaphore(settings.max_concurrency)
-        self._running: set[asyncio.Task[object]] = set()
+        # Due runs waiting for a slot, per tracker type, oldest first (a sequence number orders
+        # them across trackers). Plain queues, not tasks: dropping 10,000 at SIGTERM is free.
+        self._waiting: dict[str, deque[Queued]] = {}
+        self._queued: set[uuid.UUID] = set()
+        self._seq = itertools.count()
+        self._runs: dict[uuid.UUID, asyncio.Task[None]] = {}  # running here
+        self._per_tracker: collections.Counter[str] = collections.Counter()  # running, by type
+        self._due: dict[uuid.UUID, datetime] = {}  # a submitted tick's due time, until it runs
         self._reconcile_wanted = asyncio.Event()
         self._requested: dict[uuid.UUID, datetime] = {}  # sync-now requests not yet run
-        self._in_run: set[uuid.UUID] = set()  # integrations whose job is running here
         self._again: set[uuid.UUID] = set()  # asked for while running: run once more at its end
+        self._busy_ticks = 0  # ticks served by a run still going, since the last summary line
+        self._busy_logged = -MISSED_TICKS_LOG_EVERY_S  # the first one is logged at once
         self._stopping = False
         self._tasks: list[asyncio.Task[None]] = []
         self.heartbeat = time.monotonic()  # last reconcile: the systemd watchdog checks it
@@ -82,23 +128,37 @@ class Scheduler:
         """The scheduled integrations and their intervals in seconds, as APScheduler holds them."""
         return {uuid.UUID(job.id): job.trigger.interval_length for job in self._aps.get_jobs()}
 
+    @property
+    def queued(self) -> int:
+        """Runs waiting for a slot."""
+        return len(self._queued)
+
     async def stop(self, grace: float) -> int:
-        """Stop starting runs; give running ones `grace` seconds; return how many were cut off."""
+        """Stop starting runs: drop the queued ones (they never start) and give running ones
+        `grace` seconds; return how many running runs were cut off."""
+        deadline = time.monotonic() + grace
         self._stopping = True
         self._aps.pause()
         for task in self._tasks:
             task.cancel()
+        dropped = len(self._queued)
+        self._waiting.clear()
+        self._queued.clear()
+        telemetry.QUEUED.dec(dropped)
+        if dropped:
+            log.info("queued_runs_dropped", count=dropped)
         if self._tasks:  # bounded: shutdown must never hang on a side task
-            await asyncio.wait(self._tasks, timeout=5)
-        running = set(self._running)
-        pending: set[asyncio.Task[object]] = set()
+            await asyncio.wait(self._tasks, timeout=min(5.0, grace))
+        running = set(self._runs.values())
+        pending: set[asyncio.Task[None]] = set()
         if running:
             log.info("waiting_for_runs", running=len(running), grace_s=grace)
-            _, pending = await asyncio.wait(running, timeout=grace)
+            wait = deadline - time.monotonic()
+            _, pending = await asyncio.wait(running, timeout=wait) if wait > 0 else ((), running)
         for run in pending:
             run.cancel()
-        if pending:
-            await asyncio.gather(*pending, return_exceptions=True)
+        if pending:  # bounded too: a run unwinding must not hold the exit
+            await asyncio.wait(pending, timeout=CANCEL_UNWIND_S)
         self._aps.shutdown(wait=False)
         return len(pending)
 
@@ -114,8 +174,11 @@ class Scheduler:
         async with self._pool.acquire() as conn:
             db_now = await store_sync.database_now(conn)
         now = datetime.now(UTC)
+        # Each new job is logged, unless there are many (a start with 10,000 rows): one line then.
+        fresh = sum(1 for r in rows.values() if r.id not in self._specs)
+        each = log.info if fresh <= MANY_JOBS else log.debug
         for row in rows.values():
-            spec = JobSpec(row.sync_interval, row.config_digest)
+            spec = JobSpec(row.sync_interval, row.config_digest, row.type)
             old = self._specs.get(row.id)
             if old == spec:
                 continue
@@ -123,27 +186,32 @@ class Scheduler:
                 first = sync.first_tick(
                     now, db_now, row.sync_interval, row.last_success_at, row.next_attempt_at
                 )
+                if fresh > MANY_JOBS and first <= now:
+                    first = now + spread(row.id, row.sync_interval, db_now)
                 self._aps.add_job(
-                    self._run_job,
+                    self._tick,
                     IntervalTrigger(seconds=spec.interval, jitter=self._jitter(spec.interval)),
                     args=[row.id],
                     id=str(row.id),
                     replace_existing=True,
-                    max_instances=1,
+                    max_instances=1,  # never reached: a tick returns at once
                     coalesce=True,
                     misfire_grace_time=max(1, spec.interval),
                     next_run_time=first,
                 )
-                log.info(
+                each(
                     "job_scheduled",
                     integration_id=str(row.id),
                     interval_s=spec.interval,
                     first_run=first.isoformat(),
                 )
-            else:  # config changed: run now with it (an admin fixing a token wants to see it)
+            elif old.config_digest != spec.config_digest:
+                # config changed: run now with it (an admin fixing a token wants to see it)
                 self._run_soon(row.id)
                 log.info("job_config_changed", integration_id=str(row.id))
             self._specs[row.id] = spec
+        if fresh > MANY_JOBS:
+            log.info("jobs_scheduled", count=fresh)
         telemetry.SCHEDULED.set(len(self._specs))
 
     def _jitter(self, interval: int) -> int | None:
@@ -151,42 +219,98 @@ class Scheduler:
         return jitter or None
 
     def _run_soon(self, integration_id: uuid.UUID) -> None:
-        """Run the job now, or, while this process runs it, once more as soon as it ends:
-        APScheduler would drop a second instance (max_instances=1), and with it the admin's
-        edit or request until the next interval tick."""
-        if integration_id in self._in_run:
+        """Run the job now; while its run is queued here, that run serves it; while it runs,
+        once more as soon as it ends (the admin's edit or request must not wait for the next
+        interval tick)."""
+        if integration_id in self._runs:
             self._again.add(integration_id)
+        elif integration_id in self._queued:
+            pass  # it reads the row and the request when it starts
         elif integration_id in self._specs:
             self._aps.modify_job(str(integration_id), next_run_time=datetime.now(UTC))
 
-    async def _run_job(self, integration_id: uuid.UUID) -> None:
-        if self._stopping or integration_id in self._in_run:
-            return  # a tick during a re-run started below: that run serves it
-        task = asyncio.current_task()
-        assert task is not None
-        self._running.add(task)
-        self._in_run.add(integration_id)
+    def _on_job_event(self, event: JobEvent) -> None:
+        """APScheduler's events, on the loop: a submitted tick's due time (for the start lag),
+        a tick fired too late to count (the process was too busy)."""
+        integration_id = uuid.UUID(event.job_id)
+        if isinstance(event, JobSubmissionEvent):
+            self._due[integration_id] = event.scheduled_run_times[-1]
+        elif event.code == EVENT_JOB_MISSED:
+            self._missed(integration_id, "late")
+
+    def _missed(self, integration_id: uuid.UUID, reason: str) -> None:
+        telemetry.MISSED_TICKS.labels(reason).inc()
+        log.debug("tick_missed", integration_id=str(integration_id), reason=reason)
+        self._busy_ticks += 1
+        if time.monotonic() - self._busy_logged >= MISSED_TICKS_LOG_EVERY_S:
+            log.warning(
+                "ticks_missed",
+                count=self._busy_ticks,
+                queued=self.queued,
+                running=len(self._runs),
+                max_concurrency=self._settings.max_concurrency,
+                hint="runs outlast their interval or wait for a slot: raise"
+                " C9_SYNC_MAX_CONCURRENCY or add a replica",
+            )
+            self._busy_ticks, self._busy_logged = 0, time.monotonic()
+
+    async def _tick(self, integration_id: uuid.UUID) -> None:
+        """APScheduler's job: queue a run and return at once."""
+        due = self._due.pop(integration_id, None)
+        if self._stopping:
+            return
+        if integration_id in self._runs or integration_id in self._queued:
+            self._missed(integration_id, "busy")  # that run serves this tick
+            return
+        self._queue(integration_id, due)
+
+    def _queue(self, integration_id: uuid.UUID, due: datetime | None) -> None:
+        source = self._specs[integration_id].source if integration_id in self._specs else ""
+        waiting = self._waiting.setdefault(source, deque())
+        waiting.append(Queued(next(self._seq), integration_id, due))
+        self._queued.add(integration_id)
+        telemetry.QUEUED.inc()
+        self._dispatch()
+
+    def _dispatch(self) -> None:
+        """Start queued runs while there are slots: the oldest first whose tracker has one."""
+        while not self._stopping and len(self._runs) < self._settings.max_concurrency:
+            heads = [
+                (waiting[0].seq, source)
+                for source, waiting in self._waiting.items()
+                if waiting and self._per_tracker[source] < self._settings.max_per_tracker
+            ]
+            if not heads:
+                return
+            _, source = min(heads)
+            queued = self._waiting[source].popleft()
+            self._queued.discard(queued.integration_id)
+            telemetry.QUEUED.dec()
+            if queued.due is not None:
+                lag = (datetime.now(UTC) - queued.due).total_seconds()
+                telemetry.START_LAG.observe(max(0.0, lag))
+            self._per_tracker[source] += 1
+            self._runs[queued.integration_id] = asyncio.create_task(
+                self._run(queued.integration_id, source), name="run"
+            )
+
+    async def _run(self, integration_id: uuid.UUID, source: str) -> None:
+        telemetry.RUNNING.inc()
         try:
-            async with self._limit:
-                telemetry.RUNNING.inc()
-                try:
-                    await self._runner(integration_id, self._requested.pop(integration_id, None))
-                finally:
-                    telemetry.RUNNING.dec()
+            await self._runner(integration_id, self._requested.pop(integration_id, None))
         except asyncio.CancelledError:
             raise
         except Exception:  # one integration's failure never stops the scheduler
             log.exception("run_crashed", integration_id=str(integration_id))
         finally:
-            self._running.discard(task)
-            self._in_run.discard(integration_id)
-            if integration_id in self._again:
-                # Started here, not through APScheduler: it still counts this run as running
-                # until the coroutine has returned, and would skip the re-run.
+            telemetry.RUNNING.dec()
+            self._per_tracker[source] -= 1
+            del self._runs[integration_id]
+            if integration_id in self._again and not self._stopping:
                 self._again.discard(integration_id)
-                rerun = asyncio.create_task(self._run_job(integration_id), name="rerun")
-                self._running.add(rerun)
-                rerun.add_done_callback(self._running.discard)
+                self._queue(integration_id, None)
+            else:
+                self._dispatch()
 
     # -- change notifications -----------------------------------------------------------------
     def _on_notify(self, *args: object) -> None:

@@ -33,7 +33,11 @@ class Settings(BaseSettings):
     log_format: Literal["auto", "json", "text"] = "auto"
     http_port: int = Field(default=9464, ge=0, le=65535)
     http_host: str = "127.0.0.1"
-    max_concurrency: int = Field(default=4, ge=1, le=256)
+    # Runs at once per process. Each running run holds one database connection (its lock lives
+    # on it), so this also sizes the pool (this + 3): runs waiting on a tracker hold theirs.
+    max_concurrency: int = Field(default=32, ge=1, le=256)
+    # Runs at once per process against one tracker type (github, jira, ...): politeness.
+    max_per_tracker: int = Field(default=24, ge=1, le=256)
     grace_seconds: float = Field(default=30.0, ge=0)
     run_deadline_seconds: float = Field(default=1800.0, gt=0)
     reconcile_seconds: float = Field(default=60.0, gt=0)
@@ -46,6 +50,10 @@ class Settings(BaseSettings):
     # `history_budget` config key lowers or raises it for that integration.
     history_budget: int = Field(default=50, ge=0)
     metrics_tz: str = "UTC"
+    # A run that changed nothing recomputes its team's metrics for today and yesterday (the
+    # agents' commits and conflicts) only if this process has not within this many seconds.
+    # 0: every run does.
+    metrics_refresh_seconds: float = Field(default=300.0, ge=0)
     auto_migrate: bool = True
     # Fernet keys (comma-separated, the first encrypts) of the OAuth grants kept in oauth_grants:
     # parsed by worker.vault when a grant is needed, so a bad key fails that run, not the daemon.
@@ -84,6 +92,12 @@ class Settings(BaseSettings):
         """ "core" first, then the optional sets chosen by C9_SYNC_WITH."""
         chosen = [s for s in self.with_sets.replace(",", " ").split() if s != "core"]
         return ("core", *dict.fromkeys(chosen))
+
+    @property
+    def pool_size(self) -> int:
+        """The daemon's database connections: one per running run, plus the reconciler's,
+        /readyz's and an OAuth refresh's (a run refreshing its grant takes a second one)."""
+        return self.max_concurrency + 3
 
     @property
     def pgdata(self) -> Path:

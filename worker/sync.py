@@ -46,13 +46,15 @@ from worker.connecting import ConnectorLoader
 from worker.logs import get_logger
 from worker.settings import Settings
 from worker.store import history as history_store
-from worker.store import notify
+from worker.store import notify, run_start
 from worker.store import sync as store
 from worker.store.integrations import Integration, get_integration
 
 log = get_logger(__name__)
 
 Outcome = Literal["succeeded", "failed", "skipped", "interrupted"]
+
+DUE_AFTER = 0.95  # of the interval since the last start: `is_due`
 
 
 @dataclass(slots=True)
@@ -167,8 +169,10 @@ def is_due(
         last = state.last_started_at
     if last is not None:
         age = (now - last).total_seconds()
-        # 5% slack: a tick that fires a little early (jitter) still runs.
-        if age < integration.sync_interval * 0.95:
+        # 5% slack: a tick that fires a little early still runs. (Ticks are never closer than
+        # the interval: the jitter only delays them. A run that started more than 5% late,
+        # waiting for a slot, makes the next tick skip: keep `c9_sync_start_lag_seconds` low.)
+        if age < integration.sync_interval * DUE_AFTER:
             return f"synced {age:.0f}s ago, interval {integration.sync_interval}s"
     config_edited_after_failure = (
         state.last_error_at is not None and integration.updated_at > state.last_error_at
@@ -223,7 +227,7 @@ async def run_integration(
     for attempt in (1, 2):
         async with pool.acquire() as conn:
             try:
-                locked = await notify.try_lock_integration(conn, integration_id)
+                start = await run_start.lock_and_read(conn, integration_id)
             except _CONNECTION_GONE:
                 # Pooled connections the server dropped while idle (PostgreSQL restarted, an
                 # admin terminated them): nothing has happened yet. The pool replaces all of
@@ -234,7 +238,7 @@ async def run_integration(
                 await pool.expire_connections()
                 continue
             return await _locked_run(
-                conn, integration_id, settings, environ, options, loader, locked, pool.acquire
+                conn, integration_id, settings, environ, options, loader, start, pool.acquire
             )
     raise AssertionError("unreachable")
 
@@ -246,16 +250,16 @@ async def _locked_run(
     environ: Mapping[str, str],
     options: RunOptions,
     loader: ConnectorLoader,
-    locked: bool,
+    start: run_start.Start,
     grants_db: vault.Connect,
 ) -> RunResult:
-    """The run, on a connection that holds the integration's lock (when `locked`)."""
-    if not locked:
+    """The run, on a connection that holds the integration's lock (when `start.locked`)."""
+    if not start.locked:
         skipped = RunResult(integration_id, "skipped", reason="running on another worker")
         telemetry.observe_run(skipped)
         return skipped
     try:
-        run = await _start(conn, integration_id, settings, options)
+        run = await _start(conn, integration_id, start, settings, options)
         if isinstance(run, RunResult):
             telemetry.observe_run(run)
             return run  # not due, inactive or deleted
@@ -269,21 +273,20 @@ async def _locked_run(
 async def _start(
     conn: asyncpg.Connection,
     integration_id: uuid.UUID,
+    start: run_start.Start,
     settings: Settings,
     options: RunOptions,
 ) -> _Run | RunResult:
-    """Under the lock: re-read the row and its state, decide whether a run is due, and if so
-    record its start. A RunResult (skipped) when no run is due."""
-    integration = await get_integration(conn, integration_id)
+    """Under the lock, with the row and its state read with it: decide whether a run is due,
+    and if so record its start. A RunResult (skipped) when no run is due."""
+    integration, state = start.integration, start.state
     if integration is None or not integration.is_active:
         return RunResult(integration_id, "skipped", reason="inactive or deleted")
-    state = await store.get_state(conn, integration_id)
     started_wall = datetime.now(UTC)
     if not (options.force or options.full):
         # The database's clock, as every time in the state: a skewed worker clock must not
         # stall runs (or run them early).
-        db_now = await store.database_now(conn)
-        why_not = is_due(integration, state, db_now, options.requested_at)
+        why_not = is_due(integration, state, start.db_now, options.requested_at)
         if why_not:
             return RunResult(
                 integration_id, "skipped", integration.type, integration.team_name, reason=why_not
@@ -308,7 +311,11 @@ async def _start(
     # One transaction, so one time (now()): the start the due-check measures the interval from
     # is the start the log shows, and a worker killed in between cannot leave only one of them.
     async with conn.transaction():
-        await store.mark_started(conn, integration_id, run_id, integration.config_digest)
+        if not await run_start.record_start(conn, start, run_id, integration.config_digest):
+            return RunResult(
+                integration_id, "skipped", integration.type, integration.team_name,
+                reason="started on another worker just now",
+            )  # fmt: skip
         await store.log_activities(
             conn,
             integration.team_id,
@@ -587,14 +594,19 @@ class _Run:
         """Metrics for the days touched, the run's end row and state, telemetry."""
         conn, integration, result = self.conn, self.integration, self.result
         result.duration_s = time.monotonic() - self.started
-        if result.outcome in ("succeeded", "interrupted"):
-            # The days this run's changes touched, plus today/yesterday (agents' events).
+        refresh = result.touched or metrics.QUIET_REFRESH.due(
+            integration.team_id, self.settings.metrics_refresh_seconds
+        )
+        if result.outcome in ("succeeded", "interrupted") and refresh:
+            # The days this run's changes touched, plus today/yesterday (agents' events; a run
+            # that changed nothing refreshes those only now and then: `QuietRefresh`).
             # Metrics are derived: a failure here is logged and repaired by the next run or a
             # rollup, and never turns a committed sync into a failed one.
             try:
                 await metrics.recompute_touched(
                     conn, integration.team_id, result.touched, self.settings.metrics_tz
                 )
+                metrics.QUIET_REFRESH.done(integration.team_id)
             except asyncpg.PostgresError as exc:
                 if _database_lost(conn, exc):
                     raise

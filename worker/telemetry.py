@@ -48,6 +48,18 @@ HISTORY_BACKLOG = Gauge(
     ["integration_id"],
 )
 SCHEDULED = Gauge("c9_sync_scheduled_integrations", "Active integrations with a scheduled job")
+QUEUED = Gauge("c9_sync_queued_runs", "Due runs waiting for a free slot in this process")
+MISSED_TICKS = Counter(
+    "c9_sync_missed_ticks_total",
+    "Ticks that started no run: busy (the integration's previous run was still queued or"
+    " running here, and serves it) or late (the process was too busy to fire it in time)",
+    ["reason"],
+)
+START_LAG = Histogram(
+    "c9_sync_start_lag_seconds",
+    "From a tick's due time to its run's start (waiting for a free slot)",
+    buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300),
+)
 
 
 class RunFigures(Protocol):

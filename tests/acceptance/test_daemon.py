@@ -355,3 +355,77 @@ async def test_daemon_waits_for_a_database_that_is_down_at_start(db_url, pool, g
         if proc.poll() is None:
             proc.kill()
             proc.communicate()
+
+
+async def test_sigterm_with_10000_runs_queued_starts_none_and_exits_within_the_grace(
+    db_url, pool, github
+) -> None:
+    """10,000 integrations due at once against a tracker that answers after 3 s: 24 runs
+    (C9_SYNC_MAX_PER_TRACKER's default) wait on it, the rest queue. On SIGTERM no queued run
+    starts, dropping them is no error, and the process is gone within the grace + 1 s."""
+    team = await make_team(pool, "Alpha")
+    await pool.execute(
+        "INSERT INTO integrations (team_id, type, name, config, sync_interval)"
+        " SELECT $1, 'github', 'gh' || n, $2::jsonb, 300 FROM generate_series(1, 10000) n",
+        team,
+        github_config(github),
+    )
+    # All due at once, 40 s from now: after the daemon has scheduled them (already due at its
+    # start, their first ticks would be spread over the interval).
+    await pool.execute(
+        "INSERT INTO integration_sync_state (integration_id, last_started_at, last_success_at)"
+        " SELECT id, now() - interval '260 s', now() - interval '260 s' FROM integrations"
+    )
+    due = time.monotonic() + 40
+    github.response_delay = 3.0
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        http_port = probe.getsockname()[1]
+    grace = 2.0
+    env = cli_env(
+        db_url,
+        C9_SYNC_GRACE_SECONDS=str(grace),
+        C9_SYNC_HTTP_PORT=str(http_port),
+    )
+    proc = start_cli("run", env=env)
+    try:
+        started = "SELECT count(*) FROM activity_logs WHERE event_type = 'sync_started'"
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{http_port}") as client:
+
+            async def gauge(name: str) -> float:
+                try:
+                    page = await client.get("/metrics", timeout=10)
+                except httpx.TransportError:
+                    return -1.0
+                return sum(
+                    float(line.split()[-1])
+                    for line in page.text.splitlines()
+                    if line.startswith(name + " ")
+                )
+
+            while await gauge("c9_sync_scheduled_integrations") != 10_000:
+                assert time.monotonic() < due - 5, "the daemon did not schedule them in time"
+                await asyncio.sleep(0.5)
+            await wait_for(pool, started, lambda n: n == 24, 90)
+            while await gauge("c9_sync_queued_runs") < 10_000 - 24:
+                assert time.monotonic() < due + 30, "not every run was queued"
+                await asyncio.sleep(0.2)
+        before = await pool.fetchval(started)
+        signalled = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        _, err = await asyncio.to_thread(proc.communicate, timeout=30)
+        took = time.monotonic() - signalled
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 0, err[-2000:]
+    assert took <= grace + 1.0, (
+        f"exited {took:.2f}s after SIGTERM with a {grace}s grace" + err[-6000:]
+    )
+    assert await pool.fetchval(started) == before == 24, "no queued run started"
+    lines = [json.loads(line) for line in err.splitlines() if line.startswith("{")]
+    assert not [r for r in lines if r.get("level") in ("error", "critical")], err[-2000:]
+    assert "Traceback" not in err
+    dropped = [r["count"] for r in lines if r.get("event") == "queued_runs_dropped"]
+    assert dropped == [10_000 - 24], "the queued runs are dropped, in one line"

@@ -454,7 +454,7 @@ async def own_postgres() -> AsyncIterator[OwnPostgres]:
         shutil.rmtree(home, ignore_errors=True)
 
 
-SLOW_REPOS = 4  # all synced at once (C9_SYNC_MAX_CONCURRENCY is 4)
+SLOW_REPOS = 4  # all synced at once (fewer than C9_SYNC_MAX_CONCURRENCY)
 SLOW_ISSUES = 40
 PER_PAGE = 10
 

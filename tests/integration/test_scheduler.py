@@ -14,15 +14,16 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import asyncpg
 import pytest
+from prometheus_client import REGISTRY
 
 from tests.helpers import make_integration, make_team
-from worker.scheduler import Scheduler
+from worker.scheduler import Scheduler, spread
 from worker.settings import Settings
 
 CHANNEL = "c9_sync_integrations"
@@ -454,3 +455,111 @@ async def test_a_run_that_raises_stops_no_other_job(pool, runner, schedulers, ca
     assert runner.of(bad)[1].requested_at == at
     assert set(scheduler.jobs()) == {bad, good}
     side_tasks_alive(scheduler)
+
+
+# -------------------------------------------------------------------------------------------------
+# At scale: concurrency sized by the work, ticks of a busy integration, stop with a backlog
+# -------------------------------------------------------------------------------------------------
+def missed_ticks(reason: str) -> float:
+    return REGISTRY.get_sample_value("c9_sync_missed_ticks_total", {"reason": reason}) or 0.0
+
+
+async def test_runs_waiting_on_the_network_do_not_hold_back_others_by_default(
+    pool, runner, schedulers
+) -> None:
+    rows = [await add_integration(pool) for _ in range(12)]  # one tracker, under its bound
+    runner.gate = asyncio.Event()  # every run waits on its "tracker" until the gate opens
+    await schedulers.start(max_concurrency=Settings().max_concurrency)
+    await eventually(lambda: runner.at_gate == len(rows), "every due run started at once")
+    runner.gate.set()
+    await eventually(lambda: runner.done(*rows), "all runs")
+    assert runner.peak == len(rows)
+
+
+async def test_runs_against_one_tracker_are_bounded_apart_from_others(pool, runner) -> None:
+    """Four GitHub runs wait on their tracker with max_per_tracker=2: two run, two queue, and
+    the Jira runs are not queued behind them."""
+    team = await make_team(pool)
+    github = [await make_integration(pool, team, "github", {}, name=f"gh{n}") for n in range(4)]
+    jira = [await make_integration(pool, team, "jira", {}, name=f"j{n}") for n in range(2)]
+    runner.gate = asyncio.Event()
+    scheduler = Scheduler(
+        pool, "unused", Settings(max_concurrency=10, max_per_tracker=2, jitter_seconds=0),
+        runner,
+    )  # fmt: skip
+    await scheduler.start()
+    try:
+        await eventually(lambda: runner.at_gate == 4, "two runs per tracker")
+        await asyncio.sleep(0.3)
+        started = {c.integration_id for c in runner.calls}
+        assert set(jira) <= started
+        assert len(started & set(github)) == 2
+        assert scheduler.queued == 2
+        runner.gate.set()
+        await eventually(lambda: runner.done(*github, *jira), "the queued runs after them")
+    finally:
+        await scheduler.stop(1)
+
+
+async def test_ticks_of_a_running_integration_are_counted_and_logged_once(
+    pool, runner, schedulers, caplog
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    runner.gate = asyncio.Event()
+    row = await add_integration(pool, interval=5)
+    before = missed_ticks("busy")
+    await schedulers.start()
+    await eventually(lambda: runner.at_gate == 1, "the run blocked")
+    await eventually(lambda: missed_ticks("busy") >= before + 2, "two ticks", within=15)
+    runner.gate.set()
+    await eventually(lambda: runner.done(row), "the run")
+
+    assert len(runner.of(row)) == 1, "the ticks served by the run started none"
+    warnings = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert [r.getMessage() for r in warnings if "ticks_missed" in r.getMessage()], "summed up"
+    assert len(warnings) == 1, [r.getMessage() for r in warnings]  # that line only
+
+
+async def test_stop_starts_no_queued_run_and_drops_them_quietly(
+    pool, runner, schedulers, caplog
+) -> None:
+    caplog.set_level(logging.INFO)
+    for _ in range(20):  # not so many that their first ticks are spread
+        await add_integration(pool)
+    runner.gate = asyncio.Event()
+    scheduler = await schedulers.start(max_concurrency=2)
+    await eventually(lambda: runner.at_gate == 2, "two runs, the rest queued")
+    await asyncio.sleep(0.5)  # the other 18 are due too: they queue behind the two
+
+    asyncio.get_running_loop().call_later(0.2, runner.gate.set)  # both end within the grace
+    t0 = time.monotonic()
+    cut = await schedulers.stop(scheduler, grace=3)
+    assert time.monotonic() - t0 < 1.5, "it waited for the two runs only"
+    assert cut == 0
+    await asyncio.sleep(0.3)
+    assert len(runner.calls) == 2, "no queued run started after stop"
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert not [r for r in caplog.records if r.exc_info]
+
+
+async def test_many_rows_due_at_start_are_spread_over_their_interval(
+    pool, runner, schedulers
+) -> None:
+    """25 never-synced rows at start (a script added them, or the replicas were down): their
+    first ticks spread over the interval, where every replica puts them, not one herd a minute."""
+    rows = [await add_integration(pool, interval=600) for _ in range(25)]
+    await schedulers.start()
+    await asyncio.sleep(1.5)
+    assert len(runner.calls) <= 2  # ~1.5 s of 600, for 25 rows
+    at = datetime.now(UTC)
+    first = {r: spread(r, 600, at) for r in rows}
+    waits = [w.total_seconds() for w in first.values()]
+    assert max(waits) - min(waits) > 300  # spread, not bunched
+    # The same phase for a replica that reconciles later (on the database's clock): its ticks
+    # fall on the same instants, an interval apart.
+    later = at + timedelta(seconds=42)
+    for r in rows:
+        apart = ((later + spread(r, 600, later)) - (at + first[r])).total_seconds()
+        assert min(apart % 600, -apart % 600) < 1e-3, apart
+    later = await add_integration(pool, interval=600)
+    await eventually(lambda: runner.of(later), "a row added alone runs at once")

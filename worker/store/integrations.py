@@ -111,6 +111,7 @@ class ScheduleRow:
     """What the scheduler needs to know about one active integration."""
 
     id: uuid.UUID
+    type: str
     sync_interval: int
     config_digest: str
     last_success_at: datetime | None
@@ -119,7 +120,7 @@ class ScheduleRow:
 
 async def schedule_rows(conn: Conn) -> list[ScheduleRow]:
     rows = await conn.fetch(
-        "SELECT i.id, i.sync_interval, md5(i.config::text) AS config_digest,"
+        "SELECT i.id, i.type, i.sync_interval, md5(i.config::text) AS config_digest,"
         "       COALESCE(s.last_success_at, i.last_sync) AS last_success_at, s.next_attempt_at"
         " FROM integrations i LEFT JOIN integration_sync_state s ON s.integration_id = i.id"
         " WHERE i.is_active"

@@ -7,6 +7,7 @@ all inside the caller's transaction.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import uuid
 from collections.abc import Collection, Mapping, Sequence
@@ -47,9 +48,19 @@ async def get_state(conn: asyncpg.Connection, integration_id: uuid.UUID) -> Sync
         " FROM integration_sync_state WHERE integration_id = $1",
         integration_id,
     )
-    if row is None:
+    return state_from_row(row)
+
+
+#: integration_sync_state's columns that make a SyncState, in its order
+STATE_COLUMNS = tuple(f.name for f in dataclasses.fields(SyncState))
+
+
+def state_from_row(row: Mapping[str, Any] | None, prefix: str = "") -> SyncState:
+    """The SyncState of a row holding STATE_COLUMNS (named `prefix` + column), or the state of
+    an integration that has never run when there is none."""
+    if row is None or row[f"{prefix}cursor"] is None:  # (the column is NOT NULL)
         return SyncState({}, None, None, None, 0, None, 0)
-    state = dict(row)
+    state = {name: row[f"{prefix}{name}"] for name in STATE_COLUMNS}
     if isinstance(state["mapping_context"], str):
         state["mapping_context"] = json.loads(state["mapping_context"])
     return SyncState(**state)
