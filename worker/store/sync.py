@@ -506,20 +506,7 @@ async def remap_items(conn: asyncpg.Connection, items: Sequence[Remapped]) -> Pa
     )
     for r in rows:
         result.changes.append(
-            Change(
-                work_item_id=r["id"],
-                external_id=r["external_id"],
-                external_key=r["external_key"],
-                title=r["title"],
-                created=False,
-                old_status=r["old_status"],
-                new_status=r["new_status"],
-                changed_fields=tuple(r["changed_fields"]),
-                old_completed_at=r["old_completed_at"],
-                new_completed_at=r["new_completed_at"],
-                removed_now=False,
-                restored_now=False,
-            )
+            _updated(r, r["old_status"], r["new_status"], tuple(r["changed_fields"]))
         )
     await _derive(conn, [i.work_item_id for i in items], result)
     result.changes = [c for c in result.changes if c.changed_fields]  # (time_basis only)
@@ -537,6 +524,27 @@ async def stored_items(
         integration_id,
         after,
         limit,
+    )
+
+
+def _updated(
+    r: asyncpg.Record, old_status: str, new_status: str, changed_fields: tuple[str, ...]
+) -> Change:
+    """The change of a row that was there before and still is (a remap's, or times re-derived
+    from history): `r` names the item and its completion before and after."""
+    return Change(
+        work_item_id=r["id"],
+        external_id=r["external_id"],
+        external_key=r["external_key"],
+        title=r["title"],
+        created=False,
+        old_status=old_status,
+        new_status=new_status,
+        changed_fields=changed_fields,
+        old_completed_at=r["old_completed_at"],
+        new_completed_at=r["new_completed_at"],
+        removed_now=False,
+        restored_now=False,
     )
 
 
@@ -561,22 +569,7 @@ async def _derive(
                 new_completed_at=r["new_completed_at"],
             )
             continue
-        result.changes.append(
-            Change(
-                work_item_id=r["id"],
-                external_id=r["external_id"],
-                external_key=r["external_key"],
-                title=r["title"],
-                created=False,
-                old_status=r["status"],
-                new_status=r["status"],
-                changed_fields=fields,
-                old_completed_at=r["old_completed_at"],
-                new_completed_at=r["new_completed_at"],
-                removed_now=False,
-                restored_now=False,
-            )
-        )
+        result.changes.append(_updated(r, r["status"], r["status"], fields))
 
 
 async def mark_out_of_scope(
