@@ -1027,10 +1027,11 @@ class GitHubConnector:
                 yield Page([], {}, lost={key: exc.reason for key in self._keys(repo)})
             except ParentLookupsSpent:
                 # What was yielded is committed with its checkpoint: the next run goes on here.
-                log_event(
-                    log, "github_parent_lookups_spent", logging.WARNING, repo=repo,
-                    lookups=self._parents.lookups,
-                )  # fmt: skip
+                self.ctx.on_warning(
+                    "parent_lookups_spent",
+                    f"{repo}: the run's {self._parents.lookups} parent lookups are spent; the"
+                    " repository stops at its last checkpoint and the next run goes on from there",
+                )
             self._save_parents()
 
     def _save_parents(self) -> None:

@@ -219,12 +219,19 @@ async def test_parent_lookups_are_bounded_and_the_repository_goes_on_next_run(
         sandbox.add_issue(REPO, f"kid {n}", updated_at=T0 + n * M, parent=p.id)
         for n, p in enumerate(parents)
     ]
+    warned: list[tuple[str, str]] = []
 
     def connector() -> GitHubConnector:
         config = GitHubConfig(
             repos=[REPO], base_url=sandbox.url, per_page=2, seconds_between_requests=0
         )
-        ctx = ConnectorContext("test", SecretStr(PLANTED_TOKEN), tmp_path, max_retries=1)
+        ctx = ConnectorContext(
+            "test",
+            SecretStr(PLANTED_TOKEN),
+            tmp_path,
+            max_retries=1,
+            on_warning=lambda code, message: warned.append((code, message)),
+        )
         made = GitHubConnector(config, ctx)
         made._parents.budget = 2
         return made
@@ -236,8 +243,8 @@ async def test_parent_lookups_are_bounded_and_the_repository_goes_on_next_run(
     assert [i.external_id for i in got] == [ext(sandbox, k) for k in kids[:2]]
     assert [i.parent_external_id for i in got] == [ext(sandbox, p) for p in parents[:2]]
     assert first._parents.lookups == 2
-    spent = [r for r in caplog.records if r.getMessage() == "github_parent_lookups_spent"]
-    assert [r.fields for r in spent] == [{"repo": REPO, "lookups": 2}]  # type: ignore[attr-defined]
+    assert [code for code, _ in warned] == ["parent_lookups_spent"]
+    assert warned[0][1].startswith(f"{REPO}: the run's 2 parent lookups are spent")
     assert PLANTED_TOKEN not in caplog.text
     checkpoint = pages[-1].checkpoint[REPO]
     assert checkpoint == kids[1].updated_at
