@@ -1,4 +1,4 @@
-"""Small factories for rows the tests need."""
+"""Small factories for rows the tests need, and one forced run of an integration."""
 
 from __future__ import annotations
 
@@ -6,6 +6,11 @@ import uuid
 from typing import Any
 
 import asyncpg
+
+from connectors import registry
+from connectors.base import Connector
+from worker import sync
+from worker.settings import Settings
 
 
 async def make_team(
@@ -74,3 +79,33 @@ async def make_integration(
         active,
         interval,
     )
+
+
+async def forced_run(
+    pool: asyncpg.Pool,
+    integration: uuid.UUID,
+    settings: Settings,
+    connector: type[Connector] | None = None,
+) -> sync.RunResult:
+    """One run of the integration through the worker, whatever its interval. `connector`: the
+    class to run instead of the one the registry loads for the integration's type."""
+    return await sync.run_integration(
+        pool,
+        integration,
+        settings,
+        environ={},
+        options=sync.RunOptions(force=True),
+        loader=registry.load if connector is None else lambda source: connector,
+    )
+
+
+async def succeeded_run(
+    pool: asyncpg.Pool,
+    integration: uuid.UUID,
+    settings: Settings,
+    connector: type[Connector] | None = None,
+) -> sync.RunResult:
+    """`forced_run`, which must succeed."""
+    result = await forced_run(pool, integration, settings, connector)
+    assert result.outcome == "succeeded", result.reason
+    return result

@@ -13,10 +13,8 @@ import asyncpg
 
 from tests.acceptance.cli import cli_env, run_cli
 from tests.fake_connector import Upstream, fake_connector_class
-from tests.helpers import make_integration, make_team
-from worker import sync
+from tests.helpers import make_integration, make_team, succeeded_run
 from worker.settings import Settings
-from worker.sync import RunOptions
 
 PLANTED = "tok-PLANTED-statuscred-91f0"
 
@@ -29,15 +27,8 @@ async def synced(
     )
     upstream = Upstream()
     upstream.add(2)
-    result = await sync.run_integration(
-        pool,
-        integration,
-        Settings(home=tmp_path / "home", sweep_every_runs=0),
-        environ={},
-        options=RunOptions(force=True),
-        loader=lambda source: fake_connector_class(upstream),
-    )
-    assert result.outcome == "succeeded", result.reason
+    settings = Settings(home=tmp_path / "home", sweep_every_runs=0)
+    await succeeded_run(pool, integration, settings, fake_connector_class(upstream))
     return integration
 
 

@@ -22,13 +22,12 @@ from prometheus_client import generate_latest
 
 from connectors.base import CredentialExpiry, RetriableError
 from tests.fake_connector import Upstream, fake_connector_class
-from tests.helpers import make_integration, make_team
+from tests.helpers import forced_run, make_integration, make_team
 from worker import connecting, credentials, sync, telemetry
 from worker.logs import JsonFormatter
 from worker.settings import Settings
 from worker.store import credentials as credential_store
 from worker.store.integrations import get_integration
-from worker.sync import RunOptions
 
 TOKEN = "tok-PLANTED-credhealth-5e4d3c"
 GAUGE = "c9_sync_credential_expiry_timestamp_seconds"
@@ -67,14 +66,7 @@ async def integration_expiring_in(
 async def run(
     pool: asyncpg.Pool, integration_id: uuid.UUID, settings: Settings, upstream: Upstream
 ) -> sync.RunResult:
-    return await sync.run_integration(
-        pool,
-        integration_id,
-        settings,
-        environ={},
-        options=RunOptions(force=True),
-        loader=lambda source: fake_connector_class(upstream),
-    )
+    return await forced_run(pool, integration_id, settings, fake_connector_class(upstream))
 
 
 async def let_time_pass(pool: asyncpg.Pool, integration_id: uuid.UUID, delta: timedelta) -> None:

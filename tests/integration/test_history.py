@@ -24,7 +24,7 @@ from connectors.base import (
     WorkItem,
 )
 from tests.fake_connector import T0, Upstream, fake_connector_class
-from tests.helpers import make_integration, make_team
+from tests.helpers import make_integration, make_team, succeeded_run
 from worker import sync
 from worker.commands import status
 from worker.settings import Settings
@@ -83,17 +83,10 @@ def item(status: Status, hours: float, flow: list[tuple], ext: str = "H-1") -> W
     )
 
 
-async def run(pool: asyncpg.Pool, integration: uuid.UUID, settings: Settings, up: Upstream):
-    result = await sync.run_integration(
-        pool,
-        integration,
-        settings,
-        environ={},
-        options=RunOptions(force=True),
-        loader=lambda source: fake_connector_class(up),
-    )
-    assert result.outcome == "succeeded", result.reason
-    return result
+async def run(
+    pool: asyncpg.Pool, integration: uuid.UUID, settings: Settings, up: Upstream
+) -> sync.RunResult:
+    return await succeeded_run(pool, integration, settings, fake_connector_class(up))
 
 
 async def test_times_come_from_history_written_before_the_first_sync(

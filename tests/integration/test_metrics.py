@@ -18,7 +18,7 @@ import pytest
 
 from connectors.base import Status
 from tests.fake_connector import T0, Upstream, fake_connector_class
-from tests.helpers import make_agent, make_integration, make_team, make_work_item
+from tests.helpers import make_agent, make_integration, make_team, make_work_item, succeeded_run
 from worker import db, metrics, sync
 from worker.settings import Settings
 from worker.store import metrics as metrics_store
@@ -353,16 +353,7 @@ def settings(tmp_path: Path) -> Settings:
 async def sync_once(
     pool: asyncpg.Pool, integration: uuid.UUID, settings: Settings, upstream: Upstream
 ) -> sync.RunResult:
-    result = await sync.run_integration(
-        pool,
-        integration,
-        settings,
-        environ={},
-        options=sync.RunOptions(force=True),
-        loader=lambda source: fake_connector_class(upstream),
-    )
-    assert result.outcome == "succeeded", result.reason
-    return result
+    return await succeeded_run(pool, integration, settings, fake_connector_class(upstream))
 
 
 @pytest.fixture

@@ -34,9 +34,8 @@ from connectors.sandbox.base import Request, SandboxServer
 from connectors.sandbox.github import GitHubSandbox
 from connectors.sandbox.jira import JiraDataCenterSandbox, JiraSandbox
 from connectors.sandbox.linear import LinearSandbox
-from tests.helpers import make_integration, make_team, make_work_item
+from tests.helpers import forced_run, make_integration, make_team, make_work_item, succeeded_run
 from tests.integration.connectors.contract import PLANTED_TOKEN
-from tests.integration.connectors.sync_helpers import forced_run, succeeded_run
 from tests.integration.connectors.test_jira import checked
 from tests.integration.test_migrations import apply_through
 from worker import db, migrate, remap, sync

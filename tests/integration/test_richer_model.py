@@ -14,10 +14,9 @@ import pytest
 
 from connectors.base import Person, Sprint, Status, WorkItem
 from tests.fake_connector import T0, Upstream, fake_connector_class
-from tests.helpers import make_integration, make_team
+from tests.helpers import make_integration, make_team, succeeded_run
 from worker import sync
 from worker.settings import Settings
-from worker.sync import RunOptions
 
 S1 = Sprint("sprint-1", "Sprint 1", "closed", T0, T0 + timedelta(days=14))
 S2 = Sprint("sprint-2", "Sprint 2", "active", T0 + timedelta(days=14), T0 + timedelta(days=28))
@@ -35,16 +34,7 @@ async def integration(pool: asyncpg.Pool) -> uuid.UUID:
 
 
 async def run(pool, integration, settings, up: Upstream) -> sync.RunResult:
-    result = await sync.run_integration(
-        pool,
-        integration,
-        settings,
-        environ={},
-        options=RunOptions(force=True),
-        loader=lambda source: fake_connector_class(up),
-    )
-    assert result.outcome == "succeeded", result.reason
-    return result
+    return await succeeded_run(pool, integration, settings, fake_connector_class(up))
 
 
 def epic_with_children(up: Upstream) -> None:

@@ -17,7 +17,7 @@ import pytest
 from connectors import registry
 from connectors.base import FatalError, Status
 from tests.fake_connector import Upstream, fake_connector_class
-from tests.helpers import make_integration, make_team
+from tests.helpers import forced_run, make_integration, make_team
 from worker import db, sync
 from worker.settings import Settings
 from worker.store import run_start
@@ -41,14 +41,7 @@ async def integration(pool: asyncpg.Pool, team: uuid.UUID) -> uuid.UUID:
 async def run(
     pool: asyncpg.Pool, integration_id: uuid.UUID, settings: Settings, upstream: Upstream
 ) -> sync.RunResult:
-    return await sync.run_integration(
-        pool,
-        integration_id,
-        settings,
-        environ={},
-        options=sync.RunOptions(force=True),
-        loader=lambda source: fake_connector_class(upstream),
-    )
+    return await forced_run(pool, integration_id, settings, fake_connector_class(upstream))
 
 
 async def commits_today(pool: asyncpg.Pool, team: uuid.UUID) -> int | None:

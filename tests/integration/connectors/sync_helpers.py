@@ -12,8 +12,6 @@ from typing import Any, Literal
 
 import asyncpg
 
-from connectors import registry
-from connectors.base import Connector
 from connectors.sandbox.azure_devops import AzureDevOpsSandbox
 from connectors.sandbox.github import GitHubSandbox
 from connectors.sandbox.jira import JiraDataCenterSandbox, JiraSandbox
@@ -22,42 +20,10 @@ from tests.conformance import checker
 from tests.helpers import make_integration, make_team
 from tests.integration.connectors.contract import PLANTED_TOKEN
 from tests.integration.connectors.test_jira import checked
-from worker import sync
-from worker.settings import Settings
 
 ADO_API = checker.load("azure_devops")
 GITHUB_API = checker.load("github")
 GITHUB_REPO = "octo/alpha"
-
-
-async def forced_run(
-    pool: asyncpg.Pool,
-    integration: uuid.UUID,
-    settings: Settings,
-    connector: type[Connector] | None = None,
-) -> sync.RunResult:
-    """One run of the integration through the worker, whatever its interval. `connector`: the
-    class to run instead of the one the registry loads for the integration's type."""
-    return await sync.run_integration(
-        pool,
-        integration,
-        settings,
-        environ={},
-        options=sync.RunOptions(force=True),
-        loader=registry.load if connector is None else lambda source: connector,
-    )
-
-
-async def succeeded_run(
-    pool: asyncpg.Pool,
-    integration: uuid.UUID,
-    settings: Settings,
-    connector: type[Connector] | None = None,
-) -> sync.RunResult:
-    """`forced_run`, which must succeed."""
-    result = await forced_run(pool, integration, settings, connector)
-    assert result.outcome == "succeeded", result.reason
-    return result
 
 
 # --- Azure DevOps -----------------------------------------------------------------------------

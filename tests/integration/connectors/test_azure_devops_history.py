@@ -24,11 +24,11 @@ from connectors.azure_devops import AzureDevOpsConfig, AzureDevOpsConnector
 from connectors.base import ConnectorContext, HistoryEntry, HistoryPage, HistoryTodo
 from connectors.sandbox.azure_devops import AzureDevOpsSandbox, to_ms
 from connectors.sandbox.base import Request
+from tests.helpers import forced_run
 from tests.integration.connectors.contract import PLANTED_TOKEN
 from tests.integration.connectors.sync_helpers import (
     ado_integration,
     ado_sandbox,
-    forced_run,
 )
 from worker import sync
 from worker.settings import Settings

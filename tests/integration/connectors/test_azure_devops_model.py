@@ -34,6 +34,7 @@ from connectors.azure_devops_model import (
 from connectors.base import ConnectorContext
 from connectors.sandbox.azure_devops import AzureDevOpsSandbox
 from tests.conformance import checker
+from tests.helpers import succeeded_run
 from tests.integration.connectors.contract import PLANTED_TOKEN, collect, items_of
 from tests.integration.connectors.sync_helpers import (
     ADO_API,
@@ -41,7 +42,6 @@ from tests.integration.connectors.sync_helpers import (
     ado_sandbox,
     memberships,
     model_rows,
-    succeeded_run,
 )
 from worker import sync
 from worker.settings import Settings

@@ -16,10 +16,10 @@ from connectors.base import Status
 from connectors.github import GitHubConnector
 from connectors.sandbox.base import Request, Response
 from connectors.sandbox.github import GitHubSandbox
+from tests.helpers import forced_run
 from tests.integration.connectors.contract import PLANTED_TOKEN, T0
 from tests.integration.connectors.sync_helpers import GITHUB_REPO as REPO
 from tests.integration.connectors.sync_helpers import (
-    forced_run,
     github_integration,
     github_sandbox,
 )

@@ -20,7 +20,7 @@ from pydantic import SecretStr
 from connectors.base import ConfigError, ConnectorContext
 from connectors.github import GitHubConfig, GitHubConnector
 from connectors.sandbox.github import GitHubSandbox, SandboxIssue
-from tests.helpers import make_integration, make_team
+from tests.helpers import make_integration, make_team, succeeded_run
 from tests.integration.connectors.contract import PLANTED_TOKEN, T0, collect, items_of
 from tests.integration.connectors.sync_helpers import GITHUB_REPO as REPO
 from tests.integration.connectors.sync_helpers import (
@@ -28,7 +28,6 @@ from tests.integration.connectors.sync_helpers import (
     github_sandbox,
     memberships,
     model_rows,
-    succeeded_run,
 )
 from tests.integration.connectors.test_github_app import APP_ID, KEY_ENV, key_lines, make_key
 from worker import sync

@@ -18,10 +18,9 @@ import asyncpg
 import pytest
 
 from connectors.sandbox.jira import JiraSandbox, SandboxIssue
-from tests.helpers import make_integration, make_team
+from tests.helpers import forced_run, make_integration, make_team
 from tests.integration.connectors.contract import PLANTED_TOKEN, T0
 from tests.integration.connectors.sync_helpers import (
-    forced_run,
     is_dc,
     jira_integration,
     jira_sandbox,

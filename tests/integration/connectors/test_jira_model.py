@@ -40,6 +40,7 @@ from connectors.sandbox.jira import (
     SandboxIssue,
     _stable_id,
 )
+from tests.helpers import succeeded_run
 from tests.integration.connectors import test_jira_oauth as oauth
 from tests.integration.connectors.contract import PLANTED_TOKEN, T0
 from tests.integration.connectors.sync_helpers import (
@@ -48,7 +49,6 @@ from tests.integration.connectors.sync_helpers import (
     jira_sandbox,
     memberships,
     model_rows,
-    succeeded_run,
 )
 from tests.integration.connectors.test_jira import checked
 from worker import sync

@@ -20,8 +20,9 @@ from connectors.linear import HISTORY_ENTRIES, HISTORY_ISSUES, HISTORY_PAGE
 from connectors.sandbox.base import Fault, Request, Response
 from connectors.sandbox.graphql import operation_name
 from connectors.sandbox.linear import LinearSandbox
+from tests.helpers import forced_run
 from tests.integration.connectors.contract import T0
-from tests.integration.connectors.sync_helpers import forced_run, linear_integration
+from tests.integration.connectors.sync_helpers import linear_integration
 from worker import sync
 from worker.settings import Settings
 from worker.sync import RunOptions

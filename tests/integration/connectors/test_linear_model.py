@@ -19,13 +19,12 @@ from connectors.base import ConfigError
 from connectors.linear import LinearConnector
 from connectors.sandbox.graphql import operation_name
 from connectors.sandbox.linear import LinearSandbox
-from tests.helpers import make_integration, make_team
+from tests.helpers import make_integration, make_team, succeeded_run
 from tests.integration.connectors.contract import T0
 from tests.integration.connectors.sync_helpers import (
     linear_integration,
     memberships,
     model_rows,
-    succeeded_run,
 )
 from worker import sync
 from worker.connecting import validate_config
