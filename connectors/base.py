@@ -326,6 +326,19 @@ class ConnectorConfig(BaseModel):
     # requests a run may spend on history for this integration (default: the worker's
     # C9_SYNC_HISTORY_BUDGET; 0 reads none)
     history_budget: int | None = Field(default=None, ge=0)
+    #: what a tracker without custom fields calls its items ("GitHub issues"): its config then
+    #: refuses `extra_fields` saying why, not with pydantic's bare "extra inputs are not permitted"
+    no_custom_fields: ClassVar[str | None] = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _extra_fields_only_where_they_exist(cls, data: Any) -> Any:
+        if cls.no_custom_fields and isinstance(data, Mapping) and "extra_fields" in data:
+            raise ValueError(
+                f"extra_fields: {cls.no_custom_fields} have no custom fields to read"
+                " (extra_fields is for Jira and Azure DevOps); remove the key"
+            )
+        return data
 
     @model_validator(mode="after")
     def _tls_is_one_choice(self) -> ConnectorConfig:

@@ -165,6 +165,7 @@ class GitHubConfig(ConnectorConfig):
     """`integrations.config` of a GitHub integration: a token (`token*`) or a GitHub App
     (`app_id`, `private_key*`, optionally `installation_id`), never both."""
 
+    no_custom_fields = "GitHub issues"
     # `owner/name`, or `owner/*` (a glob on the name: `owner/svc-*`) for every repository of the
     # owner that the credential reads, listed again each run (connectors/github_repos.py)
     repos: list[str] = Field(min_length=1)
@@ -183,17 +184,6 @@ class GitHubConfig(ConnectorConfig):
     private_key: SecretStr | None = None  # PEM
     private_key_env: str | None = None
     private_key_file: Path | None = None
-
-    @model_validator(mode="before")
-    @classmethod
-    def _no_extra_fields(cls, data: Any) -> Any:
-        # Said plainly: the generic "extra inputs are not permitted" does not say why.
-        if isinstance(data, Mapping) and "extra_fields" in data:
-            raise ValueError(
-                "extra_fields: GitHub issues have no custom fields to read (extra_fields is for "
-                "Jira and Azure DevOps); remove the key"
-            )
-        return data
 
     @field_validator("repos")
     @classmethod

@@ -271,6 +271,7 @@ query SyncCheck($keys: [String!]!, $first: Int!) {
 class LinearConfig(ConnectorConfig):
     """`integrations.config` of a Linear integration."""
 
+    no_custom_fields = "Linear issues"
     team_keys: list[str] = Field(min_length=1)
     api_url: str = DEFAULT_API_URL
     page_size: int = Field(default=100, ge=1, le=MAX_PAGE_SIZE)
@@ -282,18 +283,6 @@ class LinearConfig(ConnectorConfig):
 
     def uses_token(self) -> bool:
         return self.oauth is None
-
-    @model_validator(mode="before")
-    @classmethod
-    def _no_extra_fields(cls, data: Any) -> Any:
-        # Jira's and Azure DevOps' `extra_fields` has no Linear counterpart (issues have no
-        # custom fields): say so, rather than pydantic's bare "extra inputs are not permitted".
-        if isinstance(data, Mapping) and "extra_fields" in data:
-            raise ValueError(
-                "extra_fields: Linear issues have no custom fields to read (extra_fields is for"
-                " Jira and Azure DevOps); remove the key"
-            )
-        return data
 
     @model_validator(mode="after")
     def _token_or_oauth(self) -> LinearConfig:
