@@ -236,7 +236,7 @@ def test_kustomization_lists_existing_files_and_renders() -> None:
 def test_compose_postgres_migrate_worker() -> None:
     compose = load(DEPLOY / "compose.yaml")
     services = compose["services"]
-    assert set(services) == {"postgres", "migrate", "worker"}
+    assert set(services) == {"postgres", "migrate", "worker", "roles", "prometheus", "grafana"}
     postgres, migrate, worker = services["postgres"], services["migrate"], services["worker"]
     assert postgres["image"] == "postgres:16"
     assert "pg_isready" in " ".join(postgres["healthcheck"]["test"])
@@ -259,7 +259,27 @@ def test_compose_postgres_migrate_worker() -> None:
         for name, value in service["environment"].items():
             if re.search(r"TOKEN|PAT|KEY|PASSWORD", name):
                 assert value.startswith("${") and value.endswith(":-}"), name
-    assert set(compose["volumes"]) == {"pgdata"}
+    assert set(compose["volumes"]) == {"pgdata", "grafana"}
+
+
+def test_compose_dashboards_read_only_after_the_roles() -> None:
+    """Grafana starts after the roles (deploy/postgres/roles.sql and its read-only login) are
+    applied, which needs the migrated schema; nothing but the worker's /metrics and the two UIs is
+    published, and those only on the loopback address."""
+    services = load(DEPLOY / "compose.yaml")["services"]
+    roles, grafana, prometheus = services["roles"], services["grafana"], services["prometheus"]
+    assert roles["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
+    script = " ".join(roles["command"])
+    assert script.index("postgres/roles.sql") < script.index("grafana/login-role.sql")
+    for volume in roles["volumes"] + grafana["volumes"] + prometheus["volumes"]:
+        source = volume.split(":")[0]
+        if source.startswith("./"):
+            assert (DEPLOY / source).exists(), volume
+    assert grafana["depends_on"]["roles"]["condition"] == "service_completed_successfully"
+    assert "IN ROLE c9_dashboard" in (DEPLOY / "grafana" / "login-role.sql").read_text()
+    for service in services.values():
+        for port in service.get("ports", []):
+            assert port.startswith("127.0.0.1:"), port
 
 
 # ---------------------------------------------------------------------------------------------
