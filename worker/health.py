@@ -38,6 +38,8 @@ class Health:
     next_run_at: datetime | None  # None: disabled
     running_for_s: float | None  # set while a run holds the integration's lock
     usual_duration_s: float | None
+    # while running: how far it has come (items, pages, scope, cursor_at, at), as it last said
+    progress: dict[str, Any] | None = None
 
     @property
     def last_result(self) -> str:
@@ -96,6 +98,7 @@ def health_of(
         next_run_at=next_run,
         running_for_s=running_for,
         usual_duration_s=usual,
+        progress=row["run_progress"] if running_for is not None else None,
     )
 
 
@@ -109,6 +112,17 @@ async def overview(
 ) -> list[Health]:
     rows = await store.overview_rows(conn, integration_id)
     return [health_of(r, stalled_factor, stalled_min_s, no_history_limit_s) for r in rows]
+
+
+def progress_text(progress: dict[str, Any] | None, now: datetime) -> str:
+    """ "12,400 items, page 124, acme/api 3.0d behind"; "" before the run's first page."""
+    if not progress:
+        return ""
+    text = f"{progress['items']:,} items, page {progress['pages']}"
+    if progress.get("cursor_at"):
+        lag = (now - datetime.fromisoformat(progress["cursor_at"])).total_seconds()
+        text += f", {progress['scope'] or 'cursor'} {span(max(0.0, lag))} behind"
+    return text
 
 
 def ago(at: datetime | None, now: datetime) -> str:

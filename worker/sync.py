@@ -47,6 +47,7 @@ from worker.logs import get_logger
 from worker.settings import Settings
 from worker.store import history as history_store
 from worker.store import notify, run_start
+from worker.store import progress as progress_store
 from worker.store import sync as store
 from worker.store.integrations import Integration, get_integration
 
@@ -55,6 +56,7 @@ log = get_logger(__name__)
 Outcome = Literal["succeeded", "failed", "skipped", "interrupted"]
 
 DUE_AFTER = 0.95  # of the interval since the last start: `is_due`
+PROGRESS_EVERY_S = 5.0  # a run stores where it stands at most this often (`status`)
 
 
 @dataclass(slots=True)
@@ -80,6 +82,14 @@ class RunResult:
     history_rows: int = 0  # history rows stored (or kept for items not synced yet)
     # the config's status_map is not the one the stored rows are mapped with: remap after it
     remap_due: bool = False
+    # progress, after each committed page: the scope it advanced and how far its cursor is now
+    scope: str = ""
+    cursor_at: datetime | None = None
+
+    @property
+    def items(self) -> int:
+        """Items read and written so far (created, updated or found unchanged)."""
+        return self.created + self.updated + self.unchanged
 
     def summary(self) -> str:
         label = f"{self.team}/{self.source}" if self.team else str(self.integration_id)
@@ -349,6 +359,7 @@ class _Run:
     warnings: dict[tuple[str, str], None] = field(default_factory=dict)  # the connector's, once
     # the admin's status_map the connector maps with (history rows keep their defaults, 0014)
     status_map: Mapping[str, Status] = field(default_factory=dict)
+    progress_saved: float = float("-inf")  # monotonic time the run last stored its progress
 
     @property
     def deadline(self) -> float:
@@ -491,6 +502,10 @@ class _Run:
                     self.conn, self.integration, page, cursor, self.started_wall, self.result,
                     self.fields, self.status_map,
                 )  # fmt: skip
+                for scope in page.checkpoint:
+                    self.result.scope, self.result.cursor_at = scope, cursor[scope]
+                telemetry.observe_progress(self.result)
+                await self._save_progress()
                 if self.options.on_page is not None:
                     self.options.on_page(self.result)
                 self._halt_if_asked()
@@ -521,6 +536,24 @@ class _Run:
             await store.save_mapping_context(self.conn, self.integration.id, merged)
         except asyncpg.PostgresError as exc:  # kept for remap, never the reason a run fails
             log.warning("mapping_context_not_kept", **self.fields, error=type(exc).__name__)
+
+    async def _save_progress(self) -> None:
+        """Where the run stands, for `status` on other machines: after its first page, then at
+        most every PROGRESS_EVERY_S (a display, never the reason a run fails)."""
+        if time.monotonic() - self.progress_saved < PROGRESS_EVERY_S:
+            return
+        result = self.result
+        assert result.run_id is not None  # a started run has one
+        try:
+            await progress_store.save(
+                self.conn, self.integration.id, result.run_id, items=result.items,
+                pages=result.pages, scope=result.scope, cursor_at=result.cursor_at,
+            )  # fmt: skip
+        except asyncpg.PostgresError as exc:
+            if _database_lost(self.conn, exc):
+                raise
+            log.warning("progress_not_saved", **self.fields, error=type(exc).__name__)
+        self.progress_saved = time.monotonic()
 
     def _halt_if_asked(self) -> None:
         """Between two committed pages: stop when the worker stops or the run's time is up."""

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Protocol
 
 from prometheus_client import Counter, Gauge, Histogram
@@ -60,6 +61,17 @@ START_LAG = Histogram(
     "From a tick's due time to its run's start (waiting for a free slot)",
     buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300),
 )
+RUN_ITEMS = Gauge(
+    "c9_sync_run_items",
+    "Items the run in progress has read so far, per integration (gone when it ends)",
+    ["integration_id", "source"],
+)
+RUN_CURSOR_LAG = Gauge(
+    "c9_sync_run_cursor_lag_seconds",
+    "How far behind now the run in progress has committed its cursor (a backfill's distance to"
+    " go; gone when it ends)",
+    ["integration_id", "source"],
+)
 
 
 class RunFigures(Protocol):
@@ -82,10 +94,26 @@ class RunFigures(Protocol):
     def unchanged(self) -> int: ...
     @property
     def removed(self) -> int: ...
+    @property
+    def items(self) -> int: ...
+    @property
+    def cursor_at(self) -> datetime | None: ...
+
+
+def observe_progress(result: RunFigures) -> None:
+    """After each committed page of a run: items so far, and how old its cursor is."""
+    labels = {"integration_id": str(result.integration_id), "source": result.source or "unknown"}
+    RUN_ITEMS.labels(**labels).set(result.items)
+    if result.cursor_at is not None:
+        lag = (datetime.now(UTC) - result.cursor_at).total_seconds()
+        RUN_CURSOR_LAG.labels(**labels).set(max(0.0, lag))
 
 
 def observe_run(result: RunFigures) -> None:
     source = result.source or "unknown"
+    for gauge in (RUN_ITEMS, RUN_CURSOR_LAG):  # the run is over: no progress to show
+        with contextlib.suppress(KeyError):
+            gauge.remove(str(result.integration_id), source)
     RUNS.labels(source=source, outcome=result.outcome).inc()
     if result.outcome == "skipped":
         return

@@ -68,6 +68,8 @@ async def cmd_status(args: argparse.Namespace, settings: Settings, url: str) -> 
             running = f"{health.span(r.running_for_s)}"
             if r.usual_duration_s:
                 running += f" (usually {health.span(r.usual_duration_s)})"
+            if r.progress:
+                running += f": {health.progress_text(r.progress, now)}"
         else:
             running = ""
         error = ""

@@ -9,7 +9,7 @@ import uuid
 
 import asyncpg
 
-from worker import daemon, db, remap, sync, views
+from worker import daemon, db, progress, remap, sync, views
 from worker.commands.common import Subparsers, add_with_sets, migration_sets
 from worker.commands.integrations import resolve
 from worker.errors import EXIT_FAILED, EXIT_OK, UsageError
@@ -32,18 +32,23 @@ async def cmd_sync(args: argparse.Namespace, settings: Settings, url: str) -> in
         stop = asyncio.Event()
         daemon.install_stop_signals(stop)
         limit = asyncio.Semaphore(settings.max_concurrency)
-        options = sync.RunOptions(force=args.force, full=args.full, stop=stop)
         environ = dict(os.environ)
+        labels = {i.id: i.label for i in chosen}
+        with progress.shown(views.console, labels) as on_page_for:
 
-        async def one(integration: store.Integration) -> sync.RunResult:
-            async with limit:
-                result = await sync.run_integration(
-                    pool, integration.id, settings, environ=environ, options=options
-                )
-                await remap.after_run(pool, result, settings)  # an edited status_map
-                return result
+            async def one(integration: store.Integration) -> sync.RunResult:
+                options = sync.RunOptions(
+                    force=args.force, full=args.full, stop=stop,
+                    on_page=on_page_for(integration.id),
+                )  # fmt: skip
+                async with limit:
+                    result = await sync.run_integration(
+                        pool, integration.id, settings, environ=environ, options=options
+                    )
+                    await remap.after_run(pool, result, settings)  # an edited status_map
+                    return result
 
-        results = await asyncio.gather(*(one(i) for i in chosen))
+            results = await asyncio.gather(*(one(i) for i in chosen))
     finally:
         await pool.close()
     for integration, result in zip(chosen, results, strict=True):

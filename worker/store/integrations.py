@@ -138,6 +138,8 @@ SELECT i.id, t.name AS team, i.type, i.name, i.is_active, i.sync_interval,
        COALESCE(s.consecutive_failures, 0) AS consecutive_failures,
        s.next_attempt_at, s.last_duration_s,
        {notify.RUN_LOCK_HELD} AS running,
+       CASE WHEN s.run_progress->>'run_id' = s.last_run_id::text THEN s.run_progress END
+           AS run_progress,
        now() AS now
 FROM integrations i
 JOIN teams t ON t.id = i.team_id
