@@ -18,6 +18,7 @@ from worker.logs import get_logger
 from worker.scheduler import Scheduler, wait_event
 from worker.settings import Settings
 from worker.store import integrations, notify
+from worker.webhooks.listener import WebhookListener
 
 log = get_logger(__name__)
 
@@ -62,6 +63,8 @@ class Worker:
         self.notifier = systemd.Notifier.from_environ(self.environ)  # a no-op outside systemd
         self._pool: asyncpg.Pool | None = None
         self._server: asyncio.Server | None = None
+        self._hooks: WebhookListener | None = None
+        self._hooks_server: asyncio.Server | None = None
         self._scheduler: Scheduler | None = None
         self._watchdog: asyncio.Task[None] | None = None
 
@@ -111,6 +114,15 @@ class Worker:
             return False
         scheduler = self._scheduler = Scheduler(self.pool, self.url, settings, self.run_one)
         await scheduler.start()
+        if settings.webhook_port:  # after the scheduler: a delivery's run request finds it up
+            self._hooks = WebhookListener(self.pool, settings, self.environ)
+            self._hooks_server = await http.serve_routes(
+                settings.webhook_host,
+                settings.webhook_port,
+                self._hooks.route,
+                max_body=settings.webhook_max_bytes,
+                what="POST /hooks/<integration id>",
+            )
         active = await integrations.count_active(self.pool)
         log.info(
             "worker_started",
@@ -184,6 +196,10 @@ class Worker:
             self.notifier.close()
             if self._server is not None:
                 self._server.close()
+            if self._hooks_server is not None:
+                self._hooks_server.close()
+            if self._hooks is not None:
+                self._hooks.close()
             if self._pool is not None:
                 await self._close_pool()
 

@@ -60,6 +60,12 @@ START_LAG = Histogram(
     "From a tick's due time to its run's start (waiting for a free slot)",
     buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300),
 )
+WEBHOOK_DELIVERIES = Counter(
+    "c9_sync_webhook_deliveries_total",
+    "Webhook deliveries by outcome: accepted (a run was requested), coalesced (into a run"
+    " already requested, or deferred by the integration's backoff), rejected (by reason)",
+    ["source", "outcome", "reason"],
+)
 
 
 class RunFigures(Protocol):
