@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import uuid
+from datetime import timedelta
 from typing import Any
 
 import asyncpg
@@ -11,7 +12,7 @@ import asyncpg
 from worker import sanitize
 
 #: How long a delivery id is remembered (a replay after that requests one run more, no harm).
-KEEP_DELIVERIES = "1 day"
+KEEP_DELIVERIES = timedelta(days=1)
 
 _REMEMBER = """
 INSERT INTO webhook_deliveries (integration_id, delivery_id) VALUES ($1, $2)

@@ -28,17 +28,17 @@ from worker.settings import Settings
 from worker.store import integrations, notify
 from worker.store import sync as sync_store
 from worker.store import webhooks as store
-from worker.webhooks import limits, verify
+from worker.webhooks import limits, setup, verify
 
 log = get_logger(__name__)
 
 PREFIX = "/hooks/"
-SOURCES = ("github", "linear", "jira", "azure_devops")
 RATE_PER_S = 100.0  # deliveries a second per integration, past a burst of BURST
 BURST = 1000.0
 REJECTION_ROW_EVERY_S = 60.0  # at most one webhook_rejected row per integration and reason
 PRUNE_EVERY_S = 300.0
 ACQUIRE_TIMEOUT_S = 5.0
+SECRET_CACHE_S = 60.0  # a secret rotated in its file or variable is read within a minute
 
 
 class WebhookListener:
@@ -58,8 +58,10 @@ class WebhookListener:
         self._buckets = limits.TokenBuckets(RATE_PER_S, BURST)
         self._debounce = limits.Debouncer(settings.webhook_debounce_seconds)
         self._trailing: dict[uuid.UUID, asyncio.Task[None]] = {}
-        self._rows_written: dict[tuple[uuid.UUID, str], float] = {}
+        # (integration, reason) -> (last logged, rejected since without a line or row)
+        self._rejections: dict[tuple[uuid.UUID, str], tuple[float, int]] = {}
         self._pruned = -PRUNE_EVERY_S
+        self._secrets: dict[uuid.UUID, tuple[str, float, str | None]] = {}  # see _secret_of
 
     def close(self) -> None:
         for task in self._trailing.values():
@@ -80,28 +82,26 @@ class WebhookListener:
             async with self._pool.acquire(timeout=ACQUIRE_TIMEOUT_S) as conn:
                 return await self._serve(conn, integration_id, request)
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
-            log.warning("webhook_database_unavailable", error=type(exc).__name__)
+            log.warning("webhook_database_unavailable", error=f"{type(exc).__name__}: {exc}")
             return _count("unknown", "rejected", "unavailable", 503, "try again later")
 
     async def _serve(
         self, conn: asyncpg.Connection, integration_id: uuid.UUID, request: Request
     ) -> Reply:
         target = await integrations.get_integration(conn, integration_id)
-        if target is None or not target.is_active or target.type not in SOURCES:
+        if target is None or not target.is_active or target.type not in setup.SOURCES:
             return _count("unknown", "rejected", "unknown_integration", 404, "no such integration")
         source = target.type
         try:
-            config = connecting.validate_config(registry.load(source), target.config)
-            if not config.has_webhook_secret():
-                log.info("webhook_not_enabled", integration_id=str(integration_id))
-                return _count(source, "rejected", "not_enabled", 404, "no such integration")
-            secret = config.resolve_webhook_secret(self._environ).get_secret_value()
+            secret = self._secret_of(target)
         except ConfigError as exc:  # names the key and the cause, never the value
             log.error(
                 "webhook_secret_unavailable", integration_id=str(integration_id), error=str(exc)
             )
             return _count(source, "rejected", "unavailable", 503, "try again later")
-        redact.register(secret)
+        if secret is None:
+            log.info("webhook_not_enabled", integration_id=str(integration_id))
+            return _count(source, "rejected", "not_enabled", 404, "no such integration")
         verdict = verify.verify(source, request.headers, request.body, secret, time.time())
         if not verdict.ok:
             await self._reject(conn, target, verdict.reason, request.peer)
@@ -117,12 +117,6 @@ class WebhookListener:
             if not await store.remember_delivery(conn, integration_id, verdict.delivery_id):
                 log.info("webhook_replayed", integration_id=str(integration_id))
                 return _count(source, "rejected", "replayed", 200, "delivery already received")
-        state = await sync_store.get_state(conn, integration_id)
-        now_db = await sync_store.database_now(conn)
-        if state.next_attempt_at is not None and state.next_attempt_at > now_db:
-            # Failing and backing off: a hint must not undo the backoff (the tracker may be
-            # refusing us); the run after the backoff reads whatever changed.
-            return _count(source, "coalesced", "backoff", 202, "coalesced: integration backing off")
         delay = self._debounce.offer(integration_id, self._clock())
         if delay is None:
             return _count(source, "coalesced", "debounced", 202, "coalesced into a requested run")
@@ -131,16 +125,43 @@ class WebhookListener:
                 self._request_later(integration_id, delay), name=f"webhook-run-{integration_id}"
             )
             return _count(source, "coalesced", "debounced", 202, "coalesced into a requested run")
-        await notify.request_sync_now(conn, integration_id)
-        log.info("webhook_run_requested", integration_id=str(integration_id), source=source)
+        if not await self._request(conn, integration_id):
+            return _count(source, "coalesced", "backoff", 202, "coalesced: integration backing off")
         return _count(source, "accepted", "run_requested", 202, "accepted: run requested")
+
+    async def _request(self, conn: asyncpg.Connection, integration_id: uuid.UUID) -> bool:
+        """The sync-now request, unless the integration is failing and backing off: a hint must
+        not undo a backoff (the tracker may be refusing us); the run after it reads whatever
+        changed. False when deferred so."""
+        state = await sync_store.get_state(conn, integration_id)
+        if state.next_attempt_at is not None:
+            if state.next_attempt_at > await sync_store.database_now(conn):
+                log.info("webhook_run_deferred", integration_id=str(integration_id))
+                return False
+        await notify.request_sync_now(conn, integration_id)
+        log.info("webhook_run_requested", integration_id=str(integration_id))
+        return True
+
+    def _secret_of(self, target: integrations.Integration) -> str | None:
+        """The integration's webhook secret (None: it has none), registered for redaction.
+        Kept for a minute per config version: a burst validates the config once."""
+        now = self._clock()
+        cached = self._secrets.get(target.id)
+        if cached is not None and cached[0] == target.config_digest and now < cached[1]:
+            return cached[2]
+        config = connecting.validate_config(registry.load(target.type), target.config)
+        secret = None
+        if config.has_webhook_secret():
+            secret = config.resolve_webhook_secret(self._environ).get_secret_value()
+            redact.register(secret)
+        self._secrets[target.id] = (target.config_digest, now + SECRET_CACHE_S, secret)
+        return secret
 
     async def _request_later(self, integration_id: uuid.UUID, delay: float) -> None:
         try:
             await asyncio.sleep(delay)
             async with self._pool.acquire(timeout=ACQUIRE_TIMEOUT_S) as conn:
-                await notify.request_sync_now(conn, integration_id)
-            log.info("webhook_run_requested", integration_id=str(integration_id), coalesced=True)
+                await self._request(conn, integration_id)
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
             # the next poll reads the change anyway
             log.warning("webhook_run_request_failed", error=type(exc).__name__)
@@ -151,13 +172,22 @@ class WebhookListener:
     async def _reject(
         self, conn: asyncpg.Connection, target: integrations.Integration, reason: str, peer: str
     ) -> None:
-        """Log it, and keep a `webhook_rejected` row (no payload, no secret) at most once a
-        minute per integration and reason."""
-        log.warning("webhook_rejected", integration_id=str(target.id), reason=reason, peer=peer)
+        """Log it and keep a `webhook_rejected` row (no payload, no secret), at most once a
+        minute per integration and reason (the rest are counted in /metrics and in the next
+        line): a flood fills neither the log nor activity_logs."""
         key, now = (target.id, reason), self._clock()
-        if now - self._rows_written.get(key, -REJECTION_ROW_EVERY_S) < REJECTION_ROW_EVERY_S:
+        last, unlogged = self._rejections.get(key, (-REJECTION_ROW_EVERY_S, 0))
+        if now - last < REJECTION_ROW_EVERY_S:
+            self._rejections[key] = (last, unlogged + 1)
             return
-        self._rows_written[key] = now
+        self._rejections[key] = (now, 0)
+        log.warning(
+            "webhook_rejected",
+            integration_id=str(target.id),
+            reason=reason,
+            peer=peer,
+            also_rejected_since_last=unlogged,
+        )
         await store.log_rejection(
             conn,
             target.team_id,
