@@ -95,7 +95,7 @@ async def daemon(db_url: str) -> AsyncIterator[Daemon]:
                 except httpx.TransportError:
                     if proc.poll() is not None or time.monotonic() > deadline:
                         d.stop()
-                        raise AssertionError(f"the listener never answered: {d.outputs}")
+                        raise AssertionError(f"the listener never answered: {d.outputs}") from None
                     await asyncio.sleep(0.1)
         yield d
     finally:
