@@ -9,6 +9,7 @@ import json
 import time
 import uuid
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import asyncpg
@@ -18,6 +19,8 @@ from pydantic import ValidationError
 
 from connectors import registry
 from connectors.sandbox import webhooks as signers
+from connectors.sandbox.azure_devops import AzureDevOpsSandbox
+from connectors.sandbox.jira import JiraSandbox
 from tests.helpers import make_integration, make_team
 from worker.http import serve_routes
 from worker.settings import Settings
@@ -200,3 +203,23 @@ async def test_each_tracker_scheme_is_checked(
     )
     assert [r["metadata"]["reason"] for r in rows] == ["bad_signature"]
     assert SECRET not in str([dict(r) for r in rows])
+
+
+async def test_jira_and_azure_devops_sandboxes_deliver_what_the_listener_accepts(
+    pool: asyncpg.Pool, replicas: list[Replica], notices: list[uuid.UUID]
+) -> None:
+    jira_id = await hooked(pool, "jira")
+    ado_id = await hooked(pool, "azure_devops")
+    at = datetime.now(UTC)
+    with JiraSandbox() as jira, AzureDevOpsSandbox() as ado:
+        jira.hooks.subscribe(f"{replicas[0].url}/{jira_id}", SECRET)
+        ado.hooks.subscribe(f"{replicas[1].url}/{ado_id}", SECRET)
+        issue = jira.add_issue("PAY", "Pay the bill", updated=at)
+        jira.update_issue(issue.id, at=at, status="Done")
+        item = ado.add_item("A story", changed=at)
+        ado.update_item(item, changed=at, state="Active")
+        # (in a thread: the listeners answer on this test's event loop)
+        assert [s.status for s in await asyncio.to_thread(jira.hooks.wait)] == [202, 202]
+        assert [s.status for s in await asyncio.to_thread(ado.hooks.wait)] == [202, 202]
+    # each integration asked for a run once at once (the second delivery is in the window)
+    assert sorted(map(str, await heard(notices, 2))) == sorted([str(jira_id), str(ado_id)])
