@@ -387,14 +387,18 @@ class ConnectorConfig(BaseModel):
         )
 
     def resolve_webhook_secret(self, environ: Mapping[str, str]) -> SecretStr:
-        """The webhook secret, read as the token is; the caller registers it for redaction."""
-        return resolve_secret(
+        """The webhook secret, read as the token is; the caller registers it for redaction.
+        Shorter than 16 characters is refused: it signs requests anyone can send."""
+        secret = resolve_secret(
             "webhook_secret",
             self.webhook_secret,
             self.webhook_secret_env,
             self.webhook_secret_file,
             environ,
         )
+        if len(secret.get_secret_value()) < 16:
+            raise ConfigError("webhook_secret: shorter than 16 characters (use a random one)")
+        return secret
 
 
 def resolve_secret(

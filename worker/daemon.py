@@ -182,6 +182,8 @@ class Worker:
     async def shutdown(self) -> None:
         """Let running syncs commit their page (bounded), then release everything. Safe after
         a `start` that failed half-way."""
+        if self._hooks_server is not None:  # no new run requests while runs wind down
+            self._hooks_server.close()
         try:
             if self._scheduler is not None:
                 self.stop.set()
@@ -196,8 +198,6 @@ class Worker:
             self.notifier.close()
             if self._server is not None:
                 self._server.close()
-            if self._hooks_server is not None:
-                self._hooks_server.close()
             if self._hooks is not None:
                 self._hooks.close()
             if self._pool is not None:

@@ -143,6 +143,8 @@ async def _read_request(
             return request  # a route without bodies: it answers the method (405)
         raise _Refused(Reply.text(413, f"body larger than {max_body} bytes"))
     if length:
+        if headers.get("expect", "").lower() == "100-continue":  # curl does, above 1 KiB
+            writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
         async with asyncio.timeout(BODY_TIMEOUT_S):
             body = await reader.readexactly(length)
         request = Request(method, path, headers, body, request.peer)

@@ -18,6 +18,7 @@ import pytest
 from pydantic import ValidationError
 
 from connectors import registry
+from connectors.base import ConfigError
 from connectors.sandbox import webhooks as signers
 from connectors.sandbox.azure_devops import AzureDevOpsSandbox
 from connectors.sandbox.jira import JiraSandbox
@@ -66,6 +67,12 @@ def test_every_tracker_config_takes_a_webhook_secret_in_one_form(
         both.value
     )
     assert SECRET not in repr(config) and SECRET not in str(both.value.errors(include_input=False))
+    weak = model.model_validate({**CONFIGS[source], "webhook_secret": "tiny-1"})
+    with pytest.raises(ConfigError) as short:
+        weak.resolve_webhook_secret({})
+    assert str(short.value).startswith("webhook_secret: shorter than 16") and "tiny-1" not in str(
+        short.value
+    )
 
 
 class Replica:
@@ -223,3 +230,22 @@ async def test_jira_and_azure_devops_sandboxes_deliver_what_the_listener_accepts
         assert [s.status for s in await asyncio.to_thread(ado.hooks.wait)] == [202, 202]
     # each integration asked for a run once at once (the second delivery is in the window)
     assert sorted(map(str, await heard(notices, 2))) == sorted([str(jira_id), str(ado_id)])
+
+
+async def test_a_client_expecting_100_continue_gets_it_before_sending_the_body(
+    pool: asyncpg.Pool, replicas: list[Replica], notices: list[uuid.UUID]
+) -> None:
+    integration = await hooked(pool, "github")
+    body = b'{"action":"edited","pad":"' + b"x" * 2000 + b'"}'
+    head = "".join(f"{k}: {v}\r\n" for k, v in github(body).items())
+    port = replicas[0].server.sockets[0].getsockname()[1]
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(
+        f"POST /hooks/{integration} HTTP/1.1\r\nHost: x\r\nContent-Length: {len(body)}\r\n"
+        f"Expect: 100-continue\r\n{head}\r\n".encode()
+    )
+    assert await asyncio.wait_for(reader.readline(), 5) == b"HTTP/1.1 100 Continue\r\n"
+    assert await reader.readline() == b"\r\n"
+    writer.write(body)
+    assert (await asyncio.wait_for(reader.readline(), 5)).startswith(b"HTTP/1.1 202 ")
+    writer.close()

@@ -495,7 +495,8 @@ def register(sub: Subparsers) -> None:
         required=True,
         metavar="JSON|@FILE",
         help="the integration's config (@- reads stdin). Common keys: token_env | token_file |"
-        " token, status_map, start_date (YYYY-MM-DD: only items updated since then); the"
+        " token, status_map, start_date (YYYY-MM-DD: only items updated since then),"
+        " webhook_secret_env | webhook_secret_file (see `integrations webhook`); the"
         " tracker's own keys are in the README",
     )
     q.add_argument(
