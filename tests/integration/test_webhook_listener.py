@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -187,8 +188,13 @@ async def test_a_failing_integration_keeps_its_backoff(
 
 @pytest.mark.parametrize("source", ["jira", "azure_devops", "linear"])
 async def test_each_tracker_scheme_is_checked(
-    pool: asyncpg.Pool, replicas: list[Replica], notices: list[uuid.UUID], source: str
+    pool: asyncpg.Pool,
+    replicas: list[Replica],
+    notices: list[uuid.UUID],
+    source: str,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
+    caplog.set_level(logging.INFO)
     integration = await hooked(pool, source)
     signer = {
         "jira": signers.jira_headers,
@@ -210,6 +216,10 @@ async def test_each_tracker_scheme_is_checked(
     )
     assert [r["metadata"]["reason"] for r in rows] == ["bad_signature"]
     assert SECRET not in str([dict(r) for r in rows])
+    # the raw log records (before the last-line scrubbing): the secret is never handed to a log
+    logged = [(r.getMessage(), getattr(r, "fields", {})) for r in caplog.records]
+    assert any(m == "webhook_rejected" and f.get("reason") == "bad_signature" for m, f in logged)
+    assert SECRET not in repr(logged)
 
 
 async def test_jira_and_azure_devops_sandboxes_deliver_what_the_listener_accepts(
