@@ -388,5 +388,17 @@ async def test_webhook_command_prints_the_url_and_steps_never_the_secret(
     )
     assert f"https://c9.example.com/hooks/{integration}" in public.stdout
     assert "listener is off" in public.stdout
-    for out in (done, public):
+    bare = await make_integration(
+        pool, team, "github", {**config, "webhook_secret": None}, name="bare"
+    )
+    unset = run_cli("integrations", "webhook", str(bare), env=env)
+    assert unset.returncode == 0 and "No webhook secret yet" in unset.stdout
+    both = {**config, "webhook_secret_env": "HOOK_SECRET"}
+    broken = await make_integration(pool, team, "github", both, name="broken")
+    refused = run_cli("integrations", "webhook", str(broken), env=env)
+    assert refused.returncode == 2
+    assert (
+        "give only one of webhook_secret, webhook_secret_env, webhook_secret_file" in refused.stderr
+    )
+    for out in (done, public, unset, refused):
         assert SECRET not in out.stdout + out.stderr

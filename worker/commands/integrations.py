@@ -330,7 +330,10 @@ async def cmd_webhook(args: argparse.Namespace, settings: Settings, url: str) ->
         await conn.close()
     if target.type not in webhook_setup.SOURCES:
         raise UsageError(f"{target.label}: {target.type} integrations have no webhook listener")
-    config = connecting.validate_config(registry.load(target.type), target.config)
+    try:
+        config = connecting.validate_config(registry.load(target.type), target.config)
+    except ConfigError as exc:  # names keys and reasons, never values
+        raise UsageError(f"{target.label}: {exc}") from None
     if args.base_url:
         base = args.base_url.rstrip("/")
     elif settings.webhook_port:
