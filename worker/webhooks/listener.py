@@ -112,11 +112,17 @@ class WebhookListener:
                 verify.REASONS[verdict.reason],
                 _WHY[verdict.reason],
             )
-        if verdict.delivery_id is not None:
-            await self._prune(conn)
-            if not await store.remember_delivery(conn, integration_id, verdict.delivery_id):
-                log.info("webhook_replayed", integration_id=str(integration_id))
-                return _count(source, "rejected", "replayed", 200, "delivery already received")
+        await self._prune(conn)
+        async with conn.transaction():  # remembered only with its run request (NOTIFY at commit)
+            return await self._hint(conn, integration_id, source, verdict.delivery_id)
+
+    async def _hint(
+        self, conn: asyncpg.Connection, integration_id: uuid.UUID, source: str, ident: str | None
+    ) -> Reply:
+        """A genuine delivery: a duplicate, a run request now, or one coalesced."""
+        if ident is not None and not await store.remember_delivery(conn, integration_id, ident):
+            log.info("webhook_replayed", integration_id=str(integration_id))
+            return _count(source, "rejected", "replayed", 200, "delivery already received")
         delay = self._debounce.offer(integration_id, self._clock())
         if delay is None:
             return _count(source, "coalesced", "debounced", 202, "coalesced into a requested run")
