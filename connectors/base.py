@@ -326,6 +326,11 @@ class ConnectorConfig(BaseModel):
     # requests a run may spend on history for this integration (default: the worker's
     # C9_SYNC_HISTORY_BUDGET; 0 reads none)
     history_budget: int | None = Field(default=None, ge=0)
+    # The secret the tracker's webhook deliveries are checked with (docs/webhooks.md), given like
+    # the token; none: the webhook listener answers 404 for this integration.
+    webhook_secret: SecretStr | None = None
+    webhook_secret_env: str | None = None
+    webhook_secret_file: Path | None = None
     #: what a tracker without custom fields calls its items ("GitHub issues"): its config then
     #: refuses `extra_fields` saying why, not with pydantic's bare "extra inputs are not permitted"
     no_custom_fields: ClassVar[str | None] = None
@@ -354,10 +359,11 @@ class ConnectorConfig(BaseModel):
 
     @model_validator(mode="after")
     def _one_token_source(self) -> ConnectorConfig:
-        given = [k for k in ("token", "token_env", "token_file") if getattr(self, k) is not None]
-        if len(given) > 1:
-            names = ", ".join(given)
-            raise ValueError(f"give only one of token, token_env, token_file (got {names})")
+        for key in ("token", "webhook_secret"):
+            keys = (key, f"{key}_env", f"{key}_file")
+            given = [k for k in keys if getattr(self, k) is not None]
+            if len(given) > 1:
+                raise ValueError(f"give only one of {', '.join(keys)} (got {', '.join(given)})")
         return self
 
     @field_validator("status_map")
@@ -373,6 +379,26 @@ class ConnectorConfig(BaseModel):
     def resolve_token(self, environ: Mapping[str, str]) -> SecretStr:
         """The token, read from wherever the config says. Errors name the key, never the value."""
         return resolve_secret("token", self.token, self.token_env, self.token_file, environ)
+
+    def has_webhook_secret(self) -> bool:
+        return any(
+            v is not None
+            for v in (self.webhook_secret, self.webhook_secret_env, self.webhook_secret_file)
+        )
+
+    def resolve_webhook_secret(self, environ: Mapping[str, str]) -> SecretStr:
+        """The webhook secret, read as the token is; the caller registers it for redaction.
+        Shorter than 16 characters is refused: it signs requests anyone can send."""
+        secret = resolve_secret(
+            "webhook_secret",
+            self.webhook_secret,
+            self.webhook_secret_env,
+            self.webhook_secret_file,
+            environ,
+        )
+        if len(secret.get_secret_value()) < 16:
+            raise ConfigError("webhook_secret: shorter than 16 characters (use a random one)")
+        return secret
 
 
 def resolve_secret(

@@ -18,6 +18,7 @@ from worker.logs import get_logger
 from worker.scheduler import Scheduler, wait_event
 from worker.settings import Settings
 from worker.store import integrations, notify
+from worker.webhooks.listener import WebhookListener
 
 log = get_logger(__name__)
 
@@ -62,6 +63,8 @@ class Worker:
         self.notifier = systemd.Notifier.from_environ(self.environ)  # a no-op outside systemd
         self._pool: asyncpg.Pool | None = None
         self._server: asyncio.Server | None = None
+        self._hooks: WebhookListener | None = None
+        self._hooks_server: asyncio.Server | None = None
         self._scheduler: Scheduler | None = None
         self._watchdog: asyncio.Task[None] | None = None
 
@@ -111,6 +114,15 @@ class Worker:
             return False
         scheduler = self._scheduler = Scheduler(self.pool, self.url, settings, self.run_one)
         await scheduler.start()
+        if settings.webhook_port:  # after the scheduler: a delivery's run request finds it up
+            self._hooks = WebhookListener(self.pool, settings, self.environ)
+            self._hooks_server = await http.serve_routes(
+                settings.webhook_host,
+                settings.webhook_port,
+                self._hooks.route,
+                max_body=settings.webhook_max_bytes,
+                what="POST /hooks/<integration id>",
+            )
         active = await integrations.count_active(self.pool)
         log.info(
             "worker_started",
@@ -170,6 +182,8 @@ class Worker:
     async def shutdown(self) -> None:
         """Let running syncs commit their page (bounded), then release everything. Safe after
         a `start` that failed half-way."""
+        if self._hooks_server is not None:  # no new run requests while runs wind down
+            self._hooks_server.close()
         try:
             if self._scheduler is not None:
                 self.stop.set()
@@ -184,6 +198,8 @@ class Worker:
             self.notifier.close()
             if self._server is not None:
                 self._server.close()
+            if self._hooks is not None:
+                self._hooks.close()
             if self._pool is not None:
                 await self._close_pool()
 

@@ -33,6 +33,15 @@ class Settings(BaseSettings):
     log_format: Literal["auto", "json", "text"] = "auto"
     http_port: int = Field(default=9464, ge=0, le=65535)
     http_host: str = "127.0.0.1"
+    # The webhook listener (POST /hooks/<integration id>): off unless a port is given. Plain
+    # HTTP: TLS is terminated by the ingress in front of it (docs/webhooks.md).
+    webhook_port: int = Field(default=0, ge=0, le=65535)
+    webhook_host: str = "127.0.0.1"
+    # Bodies above this are refused with 413 before they are read.
+    webhook_max_bytes: int = Field(default=1_048_576, ge=1024)
+    # Deliveries for one integration within this many seconds of the last run it requested are
+    # coalesced into one more run at the window's end: a burst is one or two runs.
+    webhook_debounce_seconds: float = Field(default=5.0, ge=0)
     # Runs at once per process. Each running run holds one database connection (its lock lives
     # on it), so this also sizes the pool (this + 3): runs waiting on a tracker hold theirs.
     max_concurrency: int = Field(default=32, ge=1, le=256)

@@ -72,6 +72,12 @@ RUN_CURSOR_LAG = Gauge(
     " go; gone when it ends)",
     ["integration_id", "source"],
 )
+WEBHOOK_DELIVERIES = Counter(
+    "c9_sync_webhook_deliveries_total",
+    "Webhook deliveries by outcome: accepted (a run was requested), coalesced (into a run"
+    " already requested, or deferred by the integration's backoff), rejected (by reason)",
+    ["source", "outcome", "reason"],
+)
 
 
 class RunFigures(Protocol):

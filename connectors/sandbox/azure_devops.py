@@ -24,7 +24,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import quote, unquote
 
-from connectors.sandbox import wiql
+from connectors.sandbox import webhooks, wiql
 from connectors.sandbox.base import Fault, Request, Response, SandboxServer
 from connectors.sandbox.entra import EntraSandbox
 from connectors.sandbox.tls import HttpsMixin, TestCA
@@ -272,6 +272,8 @@ class AzureDevOpsSandbox(HttpsMixin, SandboxServer):
         self.garbled: dict[int, dict[str, Any]] = {}
         self._next_id = 1
         self._data_lock = threading.RLock()
+        #: Web Hooks service-hook subscriptions (basic auth): add_item/update_item are delivered
+        self.hooks = webhooks.WebhookSender(webhooks.azure_devops_headers)
         self.add_project(project)
 
     # -- data helpers for tests and the demo ------------------------------------------------
@@ -402,6 +404,7 @@ class AzureDevOpsSandbox(HttpsMixin, SandboxServer):
             }
             self.items[item_id] = {"rev": 0, "fields": values}
             self._apply(item_id, fields or {}, at)  # revision 1
+            self._announce("workitem.created", item_id)
             return item_id
 
     def add_items_fast(self, rows: Iterable[tuple[str, datetime]]) -> list[int]:
@@ -467,6 +470,24 @@ class AzureDevOpsSandbox(HttpsMixin, SandboxServer):
             values[names[key]] = value
         with self._data_lock:
             self._apply(item_id, values, to_ms(changed))
+            self._announce("workitem.updated", item_id)
+
+    def _announce(self, event: str, item_id: int) -> None:
+        """The service-hook event of a change, with resource details "none" (as the listener's
+        setup steps advise): the envelope and the item's id and revision."""
+        if not self.hooks.subscribed:
+            return
+        payload = {
+            "subscriptionId": str(uuid.uuid5(uuid.NAMESPACE_URL, self.url)),
+            "notificationId": len(self.hooks.sent) + 1,
+            "id": str(uuid.uuid4()),
+            "eventType": event,
+            "publisherId": "tfs",
+            "resource": {"id": item_id, "rev": self.items[item_id]["rev"]},
+            "resourceVersion": "1.0",
+            "createdDate": datetime.now(UTC).isoformat(),
+        }
+        self.hooks.deliver(event, payload)
 
     def _apply(self, item_id: int, values: Mapping[str, Any], at: datetime) -> None:
         item = self.items[item_id]

@@ -45,6 +45,7 @@ from urllib.parse import urlencode
 import jwt
 from cryptography.hazmat.primitives import serialization
 
+from connectors.sandbox import webhooks
 from connectors.sandbox.base import Fault, Request, Response, SandboxServer
 
 DOCS = "https://docs.github.com/rest"
@@ -200,6 +201,8 @@ class GitHubSandbox(SandboxServer):
         self._next_event_id = 70001
         self._used = 0
         self._data_lock = threading.RLock()
+        #: webhook subscriptions: every add_issue/update is delivered, signed as GitHub signs
+        self.hooks = webhooks.WebhookSender(webhooks.github_headers)
         self._deleted: dict[str, set[int]] = {}  # repo -> numbers of deleted issues (410)
         self._moved: dict[str, dict[int, tuple[str, int]]] = {}  # repo -> number -> new place
         self._numbers: dict[str, int] = {}  # repo -> the last number given (never reused)
@@ -357,6 +360,7 @@ class GitHubSandbox(SandboxServer):
             self._record(opened, issue, issue.created_at, actor)
             if parent is not None:
                 self._adopt(issue, parent, issue.created_at, actor)
+            self._announce("opened", issue, actor)
             return issue
 
     def add_milestone(
@@ -547,7 +551,24 @@ class GitHubSandbox(SandboxServer):
                     issue.state_reason = "reopened" if not issue.is_pr else None
             issue.updated_at = at
             self._record(old, issue, at, actor)
+            action = {"closed": "closed", "open": "reopened"}.get(
+                changes.get("state", ""), "edited"
+            )
+            self._announce(action, issue, actor)
             return issue
+
+    def _announce(self, action: str, issue: SandboxIssue, actor: str) -> None:
+        """The `issues` (or `pull_request`) webhook event of a change, to every subscription."""
+        if not self.hooks.subscribed:
+            return
+        event = "pull_request" if issue.is_pr else "issues"
+        payload = {
+            "action": action,
+            "issue" if not issue.is_pr else "pull_request": self.issue_json(issue),
+            "repository": {"id": self.repos.get(issue.repo), "full_name": issue.repo},
+            "sender": {"login": actor, "type": "User"},
+        }
+        self.hooks.deliver(event, payload)
 
     # -- JSON bodies ----------------------------------------------------------------------------
     def repo_json(self, full_name: str) -> dict[str, Any]:

@@ -47,6 +47,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from connectors.sandbox import jql as jql_language
+from connectors.sandbox import webhooks
 from connectors.sandbox.atlassian import AtlassianAuthSandbox
 from connectors.sandbox.base import Fault, Request, Response, SandboxServer
 from connectors.sandbox.jql import JqlError
@@ -245,6 +246,8 @@ class JiraSandbox(SandboxServer):
         # custom fields a test adds to GET /field (id, name, schema); values in issue.custom
         self.extra_fields: list[tuple[str, str, dict[str, Any]]] = []
         self._validate_query = True  # DC's validateQuery=false: unknown keys are no 400
+        #: admin webhooks with a secret: every add_issue/update_issue is delivered, signed
+        self.hooks = webhooks.WebhookSender(webhooks.jira_headers)
 
     def __enter__(self) -> JiraSandbox:
         self.start()
@@ -307,6 +310,7 @@ class JiraSandbox(SandboxServer):
             )
             self._apply(issue, fields, updated)
             self.issues[issue.id] = issue
+            self._announce("jira:issue_created", issue, updated)
             return issue
 
     def update_issue(
@@ -327,7 +331,26 @@ class JiraSandbox(SandboxServer):
             if changes:
                 self._next_history += 1
                 issue.histories.append(History(str(self._next_history), by, at, changes))
+            self._announce("jira:issue_updated", issue, at)
             return issue
+
+    def _announce(self, event: str, issue: SandboxIssue, at: datetime) -> None:
+        """The webhook event of a change, in Jira's envelope (the issue by id, key and self)."""
+        if not self.hooks.subscribed:
+            return
+        payload = {
+            "timestamp": int(at.timestamp() * 1000),
+            "webhookEvent": event,
+            "issue_event_type_name": "issue_created"
+            if event.endswith("created")
+            else "issue_generic",
+            "issue": {
+                "id": issue.id,
+                "key": issue.key,
+                "self": f"{self.url}/rest/api/3/issue/{issue.id}",
+            },
+        }
+        self.hooks.deliver(event, payload)
 
     def _update(self, issue: SandboxIssue, at: datetime, fields: dict[str, Any]) -> None:
         if "status" in fields and fields["status"] != issue.status:

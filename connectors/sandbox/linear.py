@@ -55,7 +55,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qs, unquote
 
-from connectors.sandbox import graphql
+from connectors.sandbox import graphql, webhooks
 from connectors.sandbox.base import Fault, Request, Response, SandboxServer
 from connectors.sandbox.graphql import GraphQLError, Prepared, iso
 
@@ -147,6 +147,8 @@ class LinearSandbox(SandboxServer):
         self._requests_used = 0
         self._complexity_used = 0.0
         self._budget_lock = threading.RLock()
+        #: webhook subscriptions: every add_issue/update_issue is delivered, signed as Linear signs
+        self.hooks = webhooks.WebhookSender(webhooks.linear_headers)
         for key, name in teams:
             self.add_team(key, name)
 
@@ -285,6 +287,7 @@ class LinearSandbox(SandboxServer):
                     self._apply(node, key, value, at, entry)
             if any(k.startswith(("from", "to")) for k in entry):
                 self._history[node["id"]].append(entry)
+            self._announce("create", node)
             return self._view(node)
 
     def update_issue(
@@ -304,7 +307,26 @@ class LinearSandbox(SandboxServer):
                 self._apply(node, key, value, at, entry)
             node["updatedAt"] = iso(at)
             self._history[issue_id].append(entry)
+            self._announce("update", node)
             return self._view(node)
+
+    def _announce(self, action: str, node: dict[str, Any]) -> None:
+        """The `Issue` webhook event of a change, to every subscription: Linear's envelope, with
+        the signing time (`webhookTimestamp`, ms) inside the signed body."""
+        if not self.hooks.subscribed:
+            return
+        now = time.time()
+        payload = {
+            "action": action,
+            "type": "Issue",
+            "data": self._view(node),
+            "url": self._view(node)["url"],
+            "createdAt": iso(datetime.fromtimestamp(now, UTC)),
+            "organizationId": _stable_id("organization"),
+            "webhookTimestamp": int(now * 1000),
+            "webhookId": _stable_id("webhook"),
+        }
+        self.hooks.deliver("Issue", payload)
 
     def archive_issue(self, issue_id: str, *, at: datetime) -> dict[str, Any]:
         return self.update_issue(issue_id, at=at, archived_at=at)

@@ -87,6 +87,7 @@ GRANT SELECT, INSERT, UPDATE ON public.sprints TO c9_sync_worker;
 GRANT SELECT, INSERT, UPDATE ON public.work_item_sprints TO c9_sync_worker;  -- ended, not deleted
 GRANT SELECT, INSERT, UPDATE, DELETE ON public.metrics TO c9_sync_worker;  -- derived rows
 GRANT SELECT, INSERT, UPDATE ON public.oauth_grants TO c9_sync_worker;  -- encrypted OAuth grants
+GRANT SELECT, INSERT, DELETE ON public.webhook_deliveries TO c9_sync_worker;  -- ids, kept a day
 
 -- Dashboards ---------------------------------------------------------------------------------
 GRANT SELECT ON ALL TABLES IN SCHEMA public TO c9_dashboard;          -- tables and views

@@ -1,5 +1,5 @@
 """Admin commands: `c9-sync integrations …` (list, add, test, enable, disable, set-interval,
-sync-now, reset, census, remove). `c9-sync status` is in `worker.commands.status`.
+sync-now, webhook, reset, census, remove). `c9-sync status` is in `worker.commands.status`.
 
 Integrations are named by id (a UUID), by `TEAM/TYPE/NAME` (unique per the schema), or by
 `TEAM/TYPE` while the team has one integration of that type (with several, it is a usage error
@@ -35,6 +35,7 @@ from worker.store import integrations as store
 from worker.store import notify
 from worker.store import sync as sync_store
 from worker.store.integrations import Integration
+from worker.webhooks import setup as webhook_setup
 
 
 async def resolve(conn: asyncpg.Connection, ref: str) -> Integration:
@@ -320,6 +321,51 @@ async def cmd_sync_now(args: argparse.Namespace, settings: Settings, url: str) -
     return EXIT_OK
 
 
+async def cmd_webhook(args: argparse.Namespace, settings: Settings, url: str) -> int:
+    """The listener's URL for it and the tracker's setup steps; the secret only by where it is."""
+    conn = await migrate.connect_current(url)
+    try:
+        target = await resolve(conn, args.integration)
+    finally:
+        await conn.close()
+    if target.type not in webhook_setup.SOURCES:
+        raise UsageError(f"{target.label}: {target.type} integrations have no webhook listener")
+    try:
+        config = connecting.validate_config(registry.load(target.type), target.config)
+    except ConfigError as exc:  # names keys and reasons, never values
+        raise UsageError(f"{target.label}: {exc}") from None
+    if args.base_url:
+        base = args.base_url.rstrip("/")
+    elif settings.webhook_port:
+        base = f"http://{settings.webhook_host}:{settings.webhook_port}"
+    else:
+        base = "https://<your ingress>"
+    hook_url = f"{base}/hooks/{target.id}"
+    lines = [f"{target.label}: webhook URL {hook_url}"]
+    if not settings.webhook_port:
+        lines.append(
+            "The listener is off in this environment: start the worker with"
+            " C9_SYNC_WEBHOOK_PORT (and C9_SYNC_WEBHOOK_HOST), behind an ingress that"
+            " terminates TLS and forwards /hooks/ to it."
+        )
+    if not config.has_webhook_secret():
+        lines.append(
+            "No webhook secret yet: add webhook_secret_env (or webhook_secret_file) to the"
+            " integration's config; until then deliveries are answered 404."
+        )
+    lines.append(f"In {target.type}:")
+    lines += [
+        f"  {n}. {step}"
+        for n, step in enumerate(webhook_setup.steps(target.type, hook_url, config), 1)
+    ]
+    lines.append(
+        "Deliveries only ask for a run sooner; polling every"
+        f" {target.sync_interval}s stays on, so a lost delivery costs freshness, never data."
+    )
+    views.say("\n".join(lines))
+    return EXIT_OK
+
+
 async def cmd_reset(args: argparse.Namespace, settings: Settings, url: str) -> int:
     conn = await migrate.connect_current(url)
     try:
@@ -452,7 +498,8 @@ def register(sub: Subparsers) -> None:
         required=True,
         metavar="JSON|@FILE",
         help="the integration's config (@- reads stdin). Common keys: token_env | token_file |"
-        " token, status_map, start_date (YYYY-MM-DD: only items updated since then); the"
+        " token, status_map, start_date (YYYY-MM-DD: only items updated since then),"
+        " webhook_secret_env | webhook_secret_file (see `integrations webhook`); the"
         " tracker's own keys are in the README",
     )
     q.add_argument(
@@ -490,6 +537,17 @@ def register(sub: Subparsers) -> None:
     q = isub.add_parser("sync-now", help="clear its backoff and ask running workers to sync it")
     ref(q)
     q.set_defaults(func=cmd_sync_now)
+
+    q = isub.add_parser(
+        "webhook", help="print the webhook URL and the tracker's setup steps (never the secret)"
+    )
+    ref(q)
+    q.add_argument(
+        "--base-url",
+        metavar="URL",
+        help="the public address of the listener (the ingress), e.g. https://c9.example.com",
+    )
+    q.set_defaults(func=cmd_webhook)
 
     q = isub.add_parser(
         "reset",
