@@ -1,0 +1,254 @@
+"""The demo's live view of the daemon at work.
+
+Everything it shows is read from the database, as a dashboard would read it: each integration's
+health and next run (`health.overview`), its newest run row and the newest activity
+(`activity_logs`), status counts and the head of the work queue. Next to it, what the demo team
+just did in its trackers, and when that change reached `work_items`. On a terminal it is drawn
+with `rich.live`; elsewhere (a pipe, a CI log) only what is new is printed, as plain lines.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import asyncpg
+from rich.console import Group, RenderableType
+from rich.live import Live
+from rich.table import Table
+from rich.text import Text
+
+from worker import health, redact, views
+from worker.scheduler import wait_event
+from worker.store import dashboard
+
+STATUSES = ("queued", "in_progress", "pr_ready", "blocked", "completed", "cancelled")
+REFRESH_S = 1.0
+ACTIVITY_WINDOW = 200  # activity rows read each refresh: where a team change is looked for
+RUN_ROWS = ("sync_started", "sync_completed")  # shown per integration, not as news
+SHOWN = 8  # rows of the team's changes and of the newest activity on screen
+
+
+@dataclass(frozen=True, slots=True)
+class TeamChange:
+    """One change the demo team made upstream: when, in which tracker, to which item (its
+    `work_items.external_key`), in words."""
+
+    at: datetime
+    source: str
+    key: str
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """What the database says right now about the demo team."""
+
+    now: datetime
+    integrations: list[health.Health]
+    runs: dict[uuid.UUID, asyncpg.Record]  # integration id -> its newest run row
+    counts: dict[str, dict[str, int]]  # source -> status -> items
+    queue: list[asyncpg.Record]
+    activity: list[asyncpg.Record]  # newest first
+
+
+async def read(pool: asyncpg.Pool, team_id: uuid.UUID, ids: Sequence[uuid.UUID]) -> Snapshot:
+    async with pool.acquire() as conn:
+        rows = [r for r in await health.overview(conn) if r.id in ids]
+        runs = {r["integration_id"]: r for r in await dashboard.last_runs(conn, team_id)}
+        counts: dict[str, dict[str, int]] = {}
+        for r in await dashboard.status_counts(conn, team_id):
+            counts.setdefault(r["source"], {})[r["status"]] = r["n"]
+        queue = await dashboard.work_queue(conn, team_id, 6)
+        activity = await dashboard.recent_activity(conn, team_id, ACTIVITY_WINDOW)
+    return Snapshot(datetime.now(UTC), rows, runs, counts, queue, activity)
+
+
+def count_rows(counts: Mapping[str, Mapping[str, int]]) -> list[list[object]]:
+    """Status counts as table rows: one per source, then "all"."""
+    rows: list[list[object]] = [
+        [source, *(by.get(s, 0) for s in STATUSES), sum(by.values())]
+        for source, by in sorted(counts.items())
+    ]
+    rows.append(
+        [
+            "all",
+            *(sum(by.get(s, 0) for by in counts.values()) for s in STATUSES),
+            sum(sum(by.values()) for by in counts.values()),
+        ]
+    )
+    return rows
+
+
+def landed(change: TeamChange, activity: Sequence[asyncpg.Record]) -> datetime | None:
+    """When the daemon wrote the first activity row about the changed item after the change
+    (`activity` newest first); None while it has not."""
+    for row in reversed(activity):
+        if (
+            row["source"] == change.source
+            and row["external_key"] == change.key
+            and row["created_at"] >= change.at
+        ):
+            return row["created_at"]
+    return None
+
+
+def describe_run(run: asyncpg.Record | None) -> str:
+    """A run row in a few words: "+2 new, 3 updated", "no changes", "failed"."""
+    if run is None:
+        return ""
+    meta: dict[str, Any] = run["metadata"] or {}
+    if run["event_type"] == "sync_failed":
+        return "failed"
+    if run["event_type"] == "sync_interrupted":
+        return "interrupted"
+    parts = [
+        f"{word}{meta.get(key, 0)} {label}"
+        for key, word, label in (("created", "+", "new"), ("updated", "", "updated"))
+        if meta.get(key)
+    ]
+    if meta.get("removed"):
+        parts.append(f"{meta['removed']} removed")
+    return ", ".join(parts) or "no changes"
+
+
+def next_run(r: health.Health, now: datetime) -> str:
+    if r.running_for_s is not None:
+        return "running"
+    if r.next_run_at is None:
+        return "paused"
+    return "due" if r.next_run_at <= now else health.ago(r.next_run_at, now)
+
+
+def clock(at: datetime) -> str:
+    """A time of day in the machine's zone, to the second."""
+    return at.astimezone().strftime("%H:%M:%S")
+
+
+def _table(title: str, columns: Sequence[str], rows: Sequence[Sequence[object]]) -> Table:
+    table = Table(title=title, title_justify="left", title_style="bold")
+    for column in columns:
+        table.add_column(column)
+    for row in rows:
+        table.add_row(*(redact.scrub("" if v is None else str(v)) for v in row))
+    return table
+
+
+def render(snap: Snapshot, changes: Sequence[TeamChange], headline: str) -> RenderableType:
+    """One frame of the live view."""
+    now = snap.now
+    daemon = _table(
+        "the daemon, per integration (integration_sync_state, activity_logs)",
+        ("integration", "health", "last run", "its changes", "next run", "items"),
+        [
+            (
+                f"{r.team}/{r.type}",
+                r.state,
+                health.ago(r.last_started_at, now) or "never",
+                describe_run(snap.runs.get(r.id)),
+                next_run(r, now),
+                sum(snap.counts.get(r.type, {}).values()),
+            )
+            for r in snap.integrations
+        ],
+    )
+    team_rows = []
+    for c in list(changes)[-SHOWN:][::-1]:
+        at = landed(c, snap.activity)
+        seen = f"after {health.span((at - c.at).total_seconds())}" if at else "not yet"
+        team_rows.append((clock(c.at), c.source, c.text, seen))
+    team = _table(
+        "the team, in its trackers", ("when", "tracker", "what", "in work_items"), team_rows
+    )
+    news = [a for a in snap.activity if a["event_type"] not in RUN_ROWS][:SHOWN]
+    activity = _table(
+        "newest activity (v_recent_activity)",
+        ("when", "event", "message"),
+        [(clock(a["created_at"]), a["event_type"], a["message"][:90]) for a in news],
+    )
+    counts = _table("work items by status", ("source", *STATUSES, "total"), count_rows(snap.counts))
+    queue = _table(
+        "work queue (v_team_work_queue)",
+        ("source", "key", "title", "status", "priority"),
+        [(q["source"], q["external_key"], q["title"][:50], q["status"], q["priority"]) for q in
+         snap.queue],
+    )  # fmt: skip
+    return Group(Text(headline, style="bold"), daemon, team, activity, counts, queue)
+
+
+@dataclass
+class PlainLog:
+    """Plain lines of what is new since the last call: the team's changes, their arrival in
+    `work_items`, and each run that changed something (or failed)."""
+
+    printed: int = 0
+    arrived: set[int] = field(default_factory=set)
+    runs_seen: dict[uuid.UUID, datetime] = field(default_factory=dict)
+
+    def lines(self, snap: Snapshot, changes: Sequence[TeamChange]) -> list[str]:
+        out = []
+        changes = list(changes)
+        for c in changes[self.printed :]:
+            out.append(f"{clock(c.at)} team    {c.source:<13} {c.text}")
+        self.printed = len(changes)
+        for n, c in enumerate(changes):
+            at = None if n in self.arrived else landed(c, snap.activity)
+            if at is not None:
+                self.arrived.add(n)
+                after = health.span((at - c.at).total_seconds())
+                line = f"{c.key} in work_items {after} after the change"
+                out.append(f"{clock(at)} synced  {c.source:<13} {line}")
+        for r in snap.integrations:
+            run = snap.runs.get(r.id)
+            if run is None or self.runs_seen.get(r.id) == run["created_at"]:
+                continue
+            self.runs_seen[r.id] = run["created_at"]
+            what = describe_run(run)
+            if what != "no changes":
+                out.append(
+                    f"{clock(run['created_at'])} daemon  {r.type:<13} run: {what};"
+                    f" health {r.state}, next run {next_run(r, snap.now)}"
+                )
+        return out
+
+
+async def show(
+    pool: asyncpg.Pool,
+    team_id: uuid.UUID,
+    ids: Sequence[uuid.UUID],
+    changes: Sequence[TeamChange],
+    stop: asyncio.Event,
+    headline: Callable[[], str],
+) -> PlainLog | None:
+    """Refresh the view every second until `stop`. On a terminal, a `rich.live` display (its
+    last frame stays); elsewhere plain lines, and the `PlainLog` is returned for a last call."""
+    if views.console.is_terminal:
+        with Live(console=views.console, auto_refresh=False, transient=False) as live:
+            while True:
+                snap = await _read_quietly(pool, team_id, ids)
+                if snap is not None:
+                    live.update(render(snap, changes, headline()), refresh=True)
+                if await wait_event(stop, REFRESH_S):
+                    return None
+    log = PlainLog()
+    views.say(headline())
+    while True:
+        snap = await _read_quietly(pool, team_id, ids)
+        for line in log.lines(snap, changes) if snap is not None else ():
+            views.say(line)
+        if await wait_event(stop, REFRESH_S):
+            return log
+
+
+async def _read_quietly(
+    pool: asyncpg.Pool, team_id: uuid.UUID, ids: Sequence[uuid.UUID]
+) -> Snapshot | None:
+    """A snapshot, or None when the database did not answer (the next refresh tries again)."""
+    try:
+        return await read(pool, team_id, ids)
+    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+        return None
