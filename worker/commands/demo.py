@@ -20,7 +20,7 @@ import random
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Iterator, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -247,59 +247,50 @@ async def run_live(
     interval: int,
     seed_: int,
 ) -> int:
-    """The daemon at work on the sandboxes, shown live until Ctrl-C or `seconds`."""
-    await daemon.ensure_schema(url, settings, sets)
-    pool = await db.create_pool(url, max_size=4)
-    ado_cache = _ado_cache()
-    changes: list[live.TeamChange] = []
+    """The daemon at work on the sandboxes, shown live until Ctrl-C or `seconds`; exit 1 when
+    a part of it died."""
     started = time.monotonic()
-    exit_code = 0
+    ado_cache = _ado_cache()
+    worker = daemon.Worker(settings, url, os.environ)
+    # From here on Ctrl-C (or SIGTERM) stops the demo in order, whatever it is doing.
+    daemon.install_stop_signals(worker.stop)
+    loop = asyncio.get_running_loop()
+    loop.set_default_executor(threads.ThreadPerCall())
+    if seconds is not None:
+        loop.call_later(seconds, worker.stop.set)
+
+    def headline() -> str:
+        left = (
+            f"stops in {max(0, seconds - (time.monotonic() - started)):.0f}s or on Ctrl-C"
+            if seconds is not None
+            else "Ctrl-C stops it"
+        )
+        return (
+            f"claude-nine-sync demo: the daemon syncs the {len(SANDBOXES)} sandbox trackers every "
+            f"{interval}s into {where(settings, url)}, while the team works in them; {left}"
+        )
+
+    changes: list[live.TeamChange] = []
+    try:
+        await daemon.ensure_schema(url, settings, sets)
+        pool = await db.create_pool(url, max_size=4)
+    except BaseException:
+        ado_cache.cleanup()
+        raise
     try:
         with sandboxes() as servers:
             configs = {source: s.demo_config() for source, s in servers.items()}
             team_id, ids = await seed(pool, configs, interval)
-            worker = daemon.Worker(settings, url, os.environ)
-            daemon.install_stop_signals(worker.stop)
-            loop = asyncio.get_running_loop()
-            loop.set_default_executor(threads.ThreadPerCall())
-            if seconds is not None:
-                loop.call_later(seconds, worker.stop.set)
-
-            def headline() -> str:
-                left = (
-                    f"stops in {max(0, seconds - (time.monotonic() - started)):.0f}s or on Ctrl-C"
-                    if seconds is not None
-                    else "Ctrl-C stops it"
-                )
-                return (
-                    f"claude-nine-sync demo: the daemon syncs {len(ids)} sandbox trackers every "
-                    f"{interval}s into {where(settings, url)}, while the team works in them; {left}"
-                )
-
-            tasks: list[asyncio.Task[Any]] = []
             try:
-                if await worker.start(sets):
-                    team = act(servers, random.Random(seed_), changes, worker.stop)
-                    view = live.show(pool, team_id, ids, changes, worker.stop, headline)
-                    tasks = [asyncio.create_task(team), asyncio.create_task(view)]
-                    for task in tasks:  # a failing side stops the demo (reported below)
-                        task.add_done_callback(lambda _: worker.stop.set())
-                    exit_code = await worker.watch()
+                team = act(servers, random.Random(seed_), changes, worker.stop)
+                view = live.show(pool, team_id, ids, changes, worker.stop, headline)
+                exit_code = await run_worker(
+                    worker, sets, team, view, lambda: live.read(pool, team_id, ids), changes
+                )
             finally:
-                worker.stop.set()
-                results = await asyncio.gather(*tasks, return_exceptions=True)
-                await worker.shutdown()  # lets running syncs commit their page
-            plain = results[1] if len(results) > 1 else None
-            if isinstance(plain, live.PlainLog):  # what landed while the daemon stopped
-                snap = await live.read(pool, team_id, ids)
-                for line in plain.lines(snap, changes):
-                    views.say(line)
-            for failure in (r for r in results if isinstance(r, BaseException)):
-                views.say(f"demo: {type(failure).__name__}: {failure}")
-                exit_code = 1
-            # The sandboxes stop with the demo: pause their rows so a later `c9-sync run` does
-            # not keep failing against trackers that are gone.
-            await store.set_active(pool, ids, False)
+                # The sandboxes stop with the demo: pause their rows so a later `c9-sync run`
+                # does not keep failing against trackers that are gone.
+                await store.set_active(pool, ids, False)
         snap = await live.read(pool, team_id, ids)
     finally:
         await pool.close()
@@ -312,6 +303,40 @@ async def run_live(
         "this run left."
     )
     print_where(settings, url)
+    return exit_code
+
+
+async def run_worker(
+    worker: daemon.Worker,
+    sets: tuple[str, ...],
+    team: Coroutine[Any, Any, None],
+    view: Coroutine[Any, Any, live.PlainLog | None],
+    read: Callable[[], Awaitable[live.Snapshot]],
+    changes: list[live.TeamChange],
+) -> int:
+    """The daemon as `c9-sync run` runs it (start, watch, graceful shutdown) with the team and
+    the view beside it; either of them failing stops the demo (exit 1)."""
+    tasks: list[asyncio.Task[Any]] = []
+    exit_code = 0
+    try:
+        if await worker.start(sets):
+            tasks = [asyncio.create_task(team), asyncio.create_task(view)]
+            for task in tasks:
+                task.add_done_callback(lambda _: worker.stop.set())
+            exit_code = await worker.watch()
+    finally:
+        worker.stop.set()
+        results = await asyncio.gather(*tasks, return_exceptions=True)
+        await worker.shutdown()  # lets running syncs commit their page
+        for coro in (team, view):
+            coro.close()  # never started when the worker did not start: no warning
+    log = results[1] if len(results) > 1 else None
+    if isinstance(log, live.PlainLog):  # what landed while the daemon stopped
+        for line in log.lines(await read(), changes):
+            views.say(line)
+    for failure in (r for r in results if isinstance(r, BaseException)):
+        views.say(f"demo: {type(failure).__name__}: {failure}")
+        exit_code = 1
     return exit_code
 
 
