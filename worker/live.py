@@ -13,7 +13,7 @@ import asyncio
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
@@ -28,7 +28,10 @@ from worker.store import dashboard
 
 STATUSES = ("queued", "in_progress", "pr_ready", "blocked", "completed", "cancelled")
 REFRESH_S = 1.0
-ACTIVITY_WINDOW = 200  # activity rows read each refresh: where a team change is looked for
+WATCHED = 50  # the newest team changes looked for in work_items
+# Trackers serve change times to the second (GitHub) or millisecond: an item held as of up to a
+# second before a change made at microsecond precision holds that change.
+PRECISION = timedelta(seconds=1)
 RUN_ROWS = ("sync_started", "sync_completed")  # shown per integration, not as news
 SHOWN = 8  # rows of the team's changes and of the newest activity on screen
 
@@ -54,9 +57,39 @@ class Snapshot:
     counts: dict[str, dict[str, int]]  # source -> status -> items
     queue: list[asyncpg.Record]
     activity: list[asyncpg.Record]  # newest first
+    #: (source, external_key) -> (upstream change time, written at) of the items changed
+    #: upstream since the oldest team change not yet seen in `work_items`
+    items: dict[tuple[str, str], tuple[datetime, datetime]] = field(default_factory=dict)
 
 
-async def read(pool: asyncpg.Pool, team_id: uuid.UUID, ids: Sequence[uuid.UUID]) -> Snapshot:
+@dataclass
+class TeamLog:
+    """The changes the demo team made, and when each was first seen in `work_items` (its row
+    holding the item as of that upstream change or later)."""
+
+    changes: list[TeamChange] = field(default_factory=list)
+    arrived: dict[int, datetime] = field(default_factory=dict)  # change index -> written at
+
+    def add(self, change: TeamChange) -> None:
+        self.changes.append(change)
+
+    def since(self) -> datetime | None:
+        """Where to look for arrivals: the oldest of the newest changes not yet seen."""
+        waiting = [c.at for n, c in enumerate(self.changes) if n not in self.arrived][-WATCHED:]
+        return min(waiting) - PRECISION if waiting else None
+
+    def observe(self, snap: Snapshot) -> None:
+        """Record the changes `snap` shows arrived."""
+        for n, c in enumerate(list(self.changes)):
+            held = snap.items.get((c.source, c.key))
+            if n not in self.arrived and held is not None and held[0] >= c.at - PRECISION:
+                self.arrived[n] = max(held[1], c.at)
+
+
+async def read(
+    pool: asyncpg.Pool, team_id: uuid.UUID, ids: Sequence[uuid.UUID], team: TeamLog
+) -> Snapshot:
+    """What the database says now; the team's changes seen in it are recorded in `team`."""
     async with pool.acquire() as conn:
         rows = [r for r in await health.overview(conn) if r.id in ids]
         runs = {r["integration_id"]: r for r in await dashboard.last_runs(conn, team_id)}
@@ -64,8 +97,15 @@ async def read(pool: asyncpg.Pool, team_id: uuid.UUID, ids: Sequence[uuid.UUID])
         for r in await dashboard.status_counts(conn, team_id):
             counts.setdefault(r["source"], {})[r["status"]] = r["n"]
         queue = await dashboard.work_queue(conn, team_id, 6)
-        activity = await dashboard.recent_activity(conn, team_id, ACTIVITY_WINDOW)
-    return Snapshot(datetime.now(UTC), rows, runs, counts, queue, activity)
+        activity = await dashboard.recent_activity(conn, team_id, SHOWN + 20)
+        since = team.since()
+        items = {
+            (r["source"], r["external_key"]): (r["source_updated_at"], r["updated_at"])
+            for r in (await dashboard.items_changed_since(conn, team_id, since) if since else ())
+        }
+    snap = Snapshot(datetime.now(UTC), rows, runs, counts, queue, activity, items)
+    team.observe(snap)
+    return snap
 
 
 def count_rows(counts: Mapping[str, Mapping[str, int]]) -> list[list[object]]:
@@ -82,19 +122,6 @@ def count_rows(counts: Mapping[str, Mapping[str, int]]) -> list[list[object]]:
         ]
     )
     return rows
-
-
-def landed(change: TeamChange, activity: Sequence[asyncpg.Record]) -> datetime | None:
-    """When the daemon wrote the first activity row about the changed item after the change
-    (`activity` newest first); None while it has not."""
-    for row in reversed(activity):
-        if (
-            row["source"] == change.source
-            and row["external_key"] == change.key
-            and row["created_at"] >= change.at
-        ):
-            return row["created_at"]
-    return None
 
 
 def describe_run(run: asyncpg.Record | None) -> str:
@@ -138,7 +165,7 @@ def _table(title: str, columns: Sequence[str], rows: Sequence[Sequence[object]])
     return table
 
 
-def render(snap: Snapshot, changes: Sequence[TeamChange], headline: str) -> RenderableType:
+def render(snap: Snapshot, team: TeamLog, headline: str) -> RenderableType:
     """One frame of the live view."""
     now = snap.now
     daemon = _table(
@@ -157,11 +184,11 @@ def render(snap: Snapshot, changes: Sequence[TeamChange], headline: str) -> Rend
         ],
     )
     team_rows = []
-    for c in list(changes)[-SHOWN:][::-1]:
-        at = landed(c, snap.activity)
+    for n, c in list(enumerate(team.changes))[-SHOWN:][::-1]:
+        at = team.arrived.get(n)
         seen = f"after {health.span((at - c.at).total_seconds())}" if at else "not yet"
         team_rows.append((clock(c.at), c.source, c.text, seen))
-    team = _table(
+    changes = _table(
         "the team, in its trackers", ("when", "tracker", "what", "in work_items"), team_rows
     )
     news = [a for a in snap.activity if a["event_type"] not in RUN_ROWS][:SHOWN]
@@ -177,7 +204,7 @@ def render(snap: Snapshot, changes: Sequence[TeamChange], headline: str) -> Rend
         [(q["source"], q["external_key"], q["title"][:50], q["status"], q["priority"]) for q in
          snap.queue],
     )  # fmt: skip
-    return Group(Text(headline, style="bold"), daemon, team, activity, counts, queue)
+    return Group(Text(headline, style="bold"), daemon, changes, activity, counts, queue)
 
 
 @dataclass
@@ -186,22 +213,20 @@ class PlainLog:
     `work_items`, and each run that changed something (or failed)."""
 
     printed: int = 0
-    arrived: set[int] = field(default_factory=set)
+    reported: set[int] = field(default_factory=set)
     runs_seen: dict[uuid.UUID, datetime] = field(default_factory=dict)
 
-    def lines(self, snap: Snapshot, changes: Sequence[TeamChange]) -> list[str]:
+    def lines(self, snap: Snapshot, team: TeamLog) -> list[str]:
         out = []
-        changes = list(changes)
+        changes = list(team.changes)
         for c in changes[self.printed :]:
             out.append(f"{clock(c.at)} team    {c.source:<13} {c.text}")
         self.printed = len(changes)
-        for n, c in enumerate(changes):
-            at = None if n in self.arrived else landed(c, snap.activity)
-            if at is not None:
-                self.arrived.add(n)
-                after = health.span((at - c.at).total_seconds())
-                line = f"{c.key} in work_items {after} after the change"
-                out.append(f"{clock(at)} synced  {c.source:<13} {line}")
+        for n in sorted(set(team.arrived) - self.reported):
+            c, at = changes[n], team.arrived[n]
+            self.reported.add(n)
+            line = f"{c.key} in work_items {health.span((at - c.at).total_seconds())} later"
+            out.append(f"{clock(at)} synced  {c.source:<13} {line}")
         for r in snap.integrations:
             run = snap.runs.get(r.id)
             if run is None or self.runs_seen.get(r.id) == run["created_at"]:
@@ -220,7 +245,7 @@ async def show(
     pool: asyncpg.Pool,
     team_id: uuid.UUID,
     ids: Sequence[uuid.UUID],
-    changes: Sequence[TeamChange],
+    team: TeamLog,
     stop: asyncio.Event,
     headline: Callable[[], str],
 ) -> PlainLog | None:
@@ -229,26 +254,26 @@ async def show(
     if views.console.is_terminal:
         with Live(console=views.console, auto_refresh=False, transient=False) as live:
             while True:
-                snap = await _read_quietly(pool, team_id, ids)
+                snap = await _read_quietly(pool, team_id, ids, team)
                 if snap is not None:
-                    live.update(render(snap, changes, headline()), refresh=True)
+                    live.update(render(snap, team, headline()), refresh=True)
                 if await wait_event(stop, REFRESH_S):
                     return None
     log = PlainLog()
     views.say(headline())
     while True:
-        snap = await _read_quietly(pool, team_id, ids)
-        for line in log.lines(snap, changes) if snap is not None else ():
+        snap = await _read_quietly(pool, team_id, ids, team)
+        for line in log.lines(snap, team) if snap is not None else ():
             views.say(line)
         if await wait_event(stop, REFRESH_S):
             return log
 
 
 async def _read_quietly(
-    pool: asyncpg.Pool, team_id: uuid.UUID, ids: Sequence[uuid.UUID]
+    pool: asyncpg.Pool, team_id: uuid.UUID, ids: Sequence[uuid.UUID], team: TeamLog
 ) -> Snapshot | None:
     """A snapshot, or None when the database did not answer (the next refresh tries again)."""
     try:
-        return await read(pool, team_id, ids)
+        return await read(pool, team_id, ids, team)
     except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
         return None

@@ -225,7 +225,7 @@ def _ado_cache() -> tempfile.TemporaryDirectory[str]:
 async def act(
     servers: Mapping[str, SandboxServer],
     rng: random.Random,
-    changes: list[live.TeamChange],
+    log: live.TeamLog,
     stop: asyncio.Event,
 ) -> None:
     """The demo team at work: every few seconds one change in one of the trackers, made
@@ -235,7 +235,7 @@ async def act(
         source = rng.choice(sources)
         now = datetime.now(UTC)
         change = servers[source].demo_step(rng, now)
-        changes.append(live.TeamChange(now, source, change.key, change.text))
+        log.add(live.TeamChange(now, source, change.key, change.text))
 
 
 async def run_live(
@@ -270,7 +270,7 @@ async def run_live(
             f"{interval}s into {where(settings, url)}, while the team works in them; {left}"
         )
 
-    changes: list[live.TeamChange] = []
+    log = live.TeamLog()
     try:
         await daemon.ensure_schema(url, settings, sets)
         pool = await db.create_pool(url, max_size=4)
@@ -282,25 +282,24 @@ async def run_live(
             configs = {source: s.demo_config() for source, s in servers.items()}
             team_id, ids = await seed(pool, configs, interval)
             try:
-                team = act(servers, random.Random(seed_), changes, worker.stop)
-                view = live.show(pool, team_id, ids, changes, worker.stop, headline)
+                team = act(servers, random.Random(seed_), log, worker.stop)
+                view = live.show(pool, team_id, ids, log, worker.stop, headline)
                 exit_code = await run_worker(
-                    worker, sets, team, view, lambda: live.read(pool, team_id, ids), changes
+                    worker, sets, team, view, lambda: live.read(pool, team_id, ids, log), log
                 )
             finally:
                 # The sandboxes stop with the demo: pause their rows so a later `c9-sync run`
                 # does not keep failing against trackers that are gone.
                 await store.set_active(pool, ids, False)
-        snap = await live.read(pool, team_id, ids)
+        await live.read(pool, team_id, ids, log)  # the last arrivals, after the final runs
     finally:
         await pool.close()
         ado_cache.cleanup()
-    arrived = sum(1 for c in changes if live.landed(c, snap.activity) is not None)
+    made, arrived = len(log.changes), len(log.arrived)
     views.say(
-        f"demo stopped after {time.monotonic() - started:.0f}s: the team made {len(changes)} "
-        f"change(s) in its trackers, {arrived} of them already in work_items. Its integrations "
-        "are paused now that the sandboxes have stopped; `c9-sync demo` again picks up where "
-        "this run left."
+        f"demo stopped after {time.monotonic() - started:.0f}s: the team made {made} change(s)"
+        f" in its trackers, {arrived} of them already in work_items. Its integrations are paused"
+        " now that the sandboxes have stopped; `c9-sync demo` again picks up where this run left."
     )
     print_where(settings, url)
     return exit_code
@@ -312,7 +311,7 @@ async def run_worker(
     team: Coroutine[Any, Any, None],
     view: Coroutine[Any, Any, live.PlainLog | None],
     read: Callable[[], Awaitable[live.Snapshot]],
-    changes: list[live.TeamChange],
+    log: live.TeamLog,
 ) -> int:
     """The daemon as `c9-sync run` runs it (start, watch, graceful shutdown) with the team and
     the view beside it; either of them failing stops the demo (exit 1)."""
@@ -330,9 +329,9 @@ async def run_worker(
         await worker.shutdown()  # lets running syncs commit their page
         for coro in (team, view):
             coro.close()  # never started when the worker did not start: no warning
-    log = results[1] if len(results) > 1 else None
-    if isinstance(log, live.PlainLog):  # what landed while the daemon stopped
-        for line in log.lines(await read(), changes):
+    plain = results[1] if len(results) > 1 else None
+    if isinstance(plain, live.PlainLog):  # what landed while the daemon stopped
+        for line in plain.lines(await read(), log):
             views.say(line)
     for failure in (r for r in results if isinstance(r, BaseException)):
         views.say(f"demo: {type(failure).__name__}: {failure}")

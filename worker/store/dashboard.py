@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import date
+from datetime import date, datetime
 from typing import TypeAlias
 
 import asyncpg
@@ -78,4 +78,17 @@ async def recent_activity(conn: Conn, team_id: uuid.UUID, limit: int) -> list[as
         " ORDER BY created_at DESC, id DESC LIMIT $2",
         team_id,
         limit,
+    )
+
+
+async def items_changed_since(
+    conn: Conn, team_id: uuid.UUID, since: datetime
+) -> list[asyncpg.Record]:
+    """(source, external_key, source_updated_at, updated_at) of the team's work items whose
+    upstream change time (`source_updated_at`) is at `since` or later."""
+    return await conn.fetch(
+        "SELECT source, external_key, source_updated_at, updated_at FROM work_items"
+        " WHERE team_id = $1 AND source_updated_at >= $2",
+        team_id,
+        since,
     )
