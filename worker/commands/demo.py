@@ -69,7 +69,7 @@ def sandboxes() -> Iterator[dict[str, SandboxServer]]:
 
 
 async def seed(
-    pool: Pool, configs: Mapping[str, dict[str, Any]], interval: int
+    pool: Pool, configs: Mapping[str, dict[str, Any]], interval: int = ONCE_INTERVAL
 ) -> tuple[uuid.UUID, list[uuid.UUID]]:
     """The seed's example rows (Demo Team and its two agents) and one integration per sandbox,
     pointed at this run's sandboxes (idempotent: a second demo re-points the same rows)."""
@@ -193,7 +193,7 @@ async def run_once(settings: Settings, url: str, sets: tuple[str, ...]) -> int:
     try:
         with sandboxes() as servers:
             configs = {source: s.demo_config() for source, s in servers.items()}
-            team_id, ids = await seed(pool, configs, ONCE_INTERVAL)
+            team_id, ids = await seed(pool, configs)
             results = await sync_with_progress(pool, ids, settings)
             # The sandboxes stop with the demo: pause their rows so a later `c9-sync run` does
             # not keep failing against trackers that are gone.
