@@ -143,6 +143,11 @@ def describe_run(run: asyncpg.Record | None) -> str:
     return ", ".join(parts) or "no changes"
 
 
+def run_cell(run: asyncpg.Record | None, now: datetime) -> str:
+    """The newest run row of an integration and its age: "+2 new, 3 updated (4s ago)"."""
+    return f"{describe_run(run)} ({health.ago(run['created_at'], now)})" if run else ""
+
+
 def next_run(r: health.Health, now: datetime) -> str:
     if r.running_for_s is not None:
         return "running"
@@ -170,13 +175,13 @@ def render(snap: Snapshot, team: TeamLog, headline: str) -> RenderableType:
     now = snap.now
     daemon = _table(
         "the daemon, per integration (integration_sync_state, activity_logs)",
-        ("integration", "health", "last run", "its changes", "next run", "items"),
+        ("integration", "health", "last run", "last run row", "next run", "items"),
         [
             (
                 f"{r.team}/{r.type}",
                 r.state,
                 health.ago(r.last_started_at, now) or "never",
-                describe_run(snap.runs.get(r.id)),
+                run_cell(snap.runs.get(r.id), now),
                 next_run(r, now),
                 sum(snap.counts.get(r.type, {}).values()),
             )

@@ -234,7 +234,8 @@ async def act(
     while not await wait_event(stop, rng.uniform(*ACT_EVERY_S)):
         source = rng.choice(sources)
         now = datetime.now(UTC)
-        change = servers[source].demo_step(rng, now)
+        # in a thread: the sandbox's lock may be held by a request it is serving
+        change = await asyncio.to_thread(servers[source].demo_step, rng, now)
         log.add(live.TeamChange(now, source, change.key, change.text))
 
 
