@@ -5,6 +5,9 @@ database in step while a team works in the sandboxes), stopped by `--for` or Ctr
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
+import pty
 import re
 import signal
 import subprocess
@@ -14,7 +17,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 
-from tests.acceptance.cli import cli_env, run_cli, start_cli
+from tests.acceptance.cli import C9_SYNC, cli_env, run_cli, start_cli
 
 SOURCES = {"github", "jira", "azure_devops", "linear"}
 # A password in the database URL: trust authentication ignores it; the output must not show it.
@@ -107,6 +110,30 @@ async def test_live_demo_keeps_the_database_in_step_and_a_second_start_picks_up(
     assert lines(second.stdout, "team")[0] == team[0]
     assert await pool.fetchval("SELECT count(*) FROM teams") == 1
     assert await pool.fetchval("SELECT count(*) FROM integrations WHERE is_active") == 0
+
+
+def test_on_a_terminal_the_demo_draws_its_live_view(db_url: str) -> None:
+    """stdout on a pseudo-terminal: the rich.live tables, redrawn, and the same goodbye."""
+    primary, secondary = pty.openpty()
+    env = cli_env(db_url, COLUMNS="140", LINES="60", TERM="xterm-256color")
+    proc = subprocess.Popen(
+        [C9_SYNC, "demo", "--for", "10"], env=env, stdout=secondary, stderr=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+    os.close(secondary)
+    chunks = []
+    with contextlib.suppress(OSError):  # EIO once the demo has exited and closed its side
+        while chunk := os.read(primary, 65536):
+            chunks.append(chunk)
+    os.close(primary)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err[-3000:]
+    screen = b"".join(chunks).decode(errors="replace")
+    assert "\x1b[" in screen, "a terminal gets the live display"
+    for title in ("the daemon, per integration", "the team, in its trackers", "work queue"):
+        assert title in screen
+    assert screen.count("the daemon, per integration") >= 3, "the view is redrawn"
+    assert "demo stopped after" in screen
 
 
 async def test_ctrl_c_stops_the_live_demo_cleanly_and_pauses_its_integrations(
