@@ -19,10 +19,9 @@ from typing import Any
 import asyncpg
 from rich.console import Group, RenderableType
 from rich.live import Live
-from rich.table import Table
 from rich.text import Text
 
-from worker import health, redact, views
+from worker import health, views
 from worker.scheduler import wait_event
 from worker.store import dashboard
 
@@ -161,19 +160,10 @@ def clock(at: datetime) -> str:
     return at.astimezone().strftime("%H:%M:%S")
 
 
-def _table(title: str, columns: Sequence[str], rows: Sequence[Sequence[object]]) -> Table:
-    table = Table(title=title, title_justify="left", title_style="bold")
-    for column in columns:
-        table.add_column(column)
-    for row in rows:
-        table.add_row(*(redact.scrub("" if v is None else str(v)) for v in row))
-    return table
-
-
 def render(snap: Snapshot, team: TeamLog, headline: str) -> RenderableType:
     """One frame of the live view."""
     now = snap.now
-    daemon = _table(
+    daemon = views.table(
         "the daemon, per integration (integration_sync_state, activity_logs)",
         ("integration", "health", "last run", "last run row", "next run", "items"),
         [
@@ -193,17 +183,19 @@ def render(snap: Snapshot, team: TeamLog, headline: str) -> RenderableType:
         at = team.arrived.get(n)
         seen = f"after {health.span((at - c.at).total_seconds())}" if at else "not yet"
         team_rows.append((clock(c.at), c.source, c.text, seen))
-    changes = _table(
+    changes = views.table(
         "the team, in its trackers", ("when", "tracker", "what", "in work_items"), team_rows
     )
     news = [a for a in snap.activity if a["event_type"] not in RUN_ROWS][:SHOWN]
-    activity = _table(
+    activity = views.table(
         "newest activity (v_recent_activity)",
         ("when", "event", "message"),
         [(clock(a["created_at"]), a["event_type"], a["message"][:90]) for a in news],
     )
-    counts = _table("work items by status", ("source", *STATUSES, "total"), count_rows(snap.counts))
-    queue = _table(
+    counts = views.table(
+        "work items by status", ("source", *STATUSES, "total"), count_rows(snap.counts)
+    )
+    queue = views.table(
         "work queue (v_team_work_queue)",
         ("source", "key", "title", "status", "priority"),
         [(q["source"], q["external_key"], q["title"][:50], q["status"], q["priority"]) for q in
