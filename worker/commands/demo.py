@@ -45,12 +45,13 @@ LIVE_INTERVAL = 10  # live: short, so that each change the team makes lands with
 ACT_EVERY_S = (2.0, 5.0)  # the team makes one change every this many seconds (drawn)
 SEED = 18  # the team's rng: the same story every run
 # Fixed ports keep each sandbox's site (part of an item's identity) the same from one demo run to
-# the next; a busy port falls back to a free one.
+# the next; a busy port falls back to a free one. Below the ephemeral ranges (Linux 32768-60999,
+# macOS and Windows 49152-65535), so that no outgoing connection on the machine holds one.
 SANDBOXES: dict[str, tuple[type[SandboxServer], int]] = {
-    "github": (GitHubSandbox, 47811),
-    "jira": (JiraSandbox, 47812),
-    "azure_devops": (AzureDevOpsSandbox, 47813),
-    "linear": (LinearSandbox, 47814),
+    "github": (GitHubSandbox, 27811),
+    "jira": (JiraSandbox, 27812),
+    "azure_devops": (AzureDevOpsSandbox, 27813),
+    "linear": (LinearSandbox, 27814),
 }
 
 
@@ -63,6 +64,11 @@ def sandboxes() -> Iterator[dict[str, SandboxServer]]:
             server = cls()
             server.start(port)
             stack.callback(server.stop)
+            if server.port != port:
+                views.say(
+                    f"port {port} is busy: the {source} sandbox listens on {server.port}, and "
+                    "items whose identity holds the tracker's address are new to the database"
+                )
             server.seed_demo()
             servers[source] = server
         yield servers
