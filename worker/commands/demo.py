@@ -377,7 +377,10 @@ def print_where(settings: Settings, url: str) -> None:
 
 async def cmd_demo(args: argparse.Namespace, settings: Settings, url: str) -> int:
     if "C9_SYNC_LOG_LEVEL" not in os.environ:
-        logging.getLogger().setLevel(logging.WARNING)  # the demo's own output tells the story
+        # The demo's own output tells the story. On a terminal the live view shows the runs'
+        # warnings (their activity rows): log lines would only tear its frame.
+        live_view = not args.once and views.console.is_terminal
+        logging.getLogger().setLevel(logging.ERROR if live_view else logging.WARNING)
     sets = migration_sets(args, settings)
     if args.once:
         return await run_once(settings, url, sets)
