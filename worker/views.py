@@ -19,19 +19,25 @@ def say(message: str) -> None:
     console.print(redact.scrub(message), markup=False)
 
 
+def table(title: str, columns: Sequence[str], rows: Sequence[Sequence[object]]) -> Table:
+    """A titled table of these rows, every cell scrubbed of secrets."""
+    out = Table(title=title, title_justify="left")
+    for column in columns:
+        out.add_column(column)
+    for row in rows:
+        out.add_row(*(redact.scrub("" if v is None else str(v)) for v in row))
+    return out
+
+
 def print_table(title: str, columns: Sequence[str], rows: Sequence[Sequence[object]]) -> None:
     """A table on a terminal; elsewhere (a pipe, a log, CI) at its natural width, so ids and
     messages are never cut to fit 80 columns."""
-    table = Table(title=title, title_justify="left")
-    for column in columns:
-        table.add_column(column)
-    for row in rows:
-        table.add_row(*(redact.scrub("" if v is None else str(v)) for v in row))
+    table_ = table(title, columns, rows)
     if console.is_terminal:
-        console.print(table)
+        console.print(table_)
         return
-    natural = console.measure(table, options=console.options.update_width(1000)).maximum
-    Console(file=console.file, width=max(console.width, natural), highlight=False).print(table)
+    natural = console.measure(table_, options=console.options.update_width(1000)).maximum
+    Console(file=console.file, width=max(console.width, natural), highlight=False).print(table_)
 
 
 def print_migration_status(statuses: Sequence[MigrationStatus]) -> None:

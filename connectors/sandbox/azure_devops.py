@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import random
 import re
 import threading
 import uuid
@@ -25,7 +26,14 @@ from typing import Any
 from urllib.parse import quote, unquote
 
 from connectors.sandbox import webhooks, wiql
-from connectors.sandbox.base import Fault, Request, Response, SandboxServer
+from connectors.sandbox.base import (
+    DemoChange,
+    Fault,
+    Request,
+    Response,
+    SandboxServer,
+    demo_action,
+)
 from connectors.sandbox.entra import EntraSandbox
 from connectors.sandbox.tls import HttpsMixin, TestCA
 from connectors.sandbox.wiql import (
@@ -144,6 +152,24 @@ DEFAULT_STATES: dict[str, list[tuple[str, str, str]]] = {
         ("Done", "339933", "Completed"),
     ],
 }
+
+
+#: The demo team (`seed_demo`, `demo_step`) and the titles of the items it adds while the demo
+#: runs.
+_DEMO_PEOPLE = (
+    "Amara Okafor <amara.okafor@example.com>",
+    "Lukas Novak <lukas.novak@example.com>",
+    "Mei Tanaka <mei.tanaka@example.com>",
+)
+_DEMO_NEW = [
+    "Wishlist shared between devices",
+    "Checkout fails with an expired voucher",
+    "Show delivery slots in the cart",
+    "App icon badge count is stale",
+    "Filter orders by store",
+    "Password rules differ between web and app",
+    "Reorder from order history",
+]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -636,11 +662,7 @@ class AzureDevOpsSandbox(HttpsMixin, SandboxServer):
             ("Load test the search endpoint", "Active", "Web"),
             ("Update store screenshots", "Removed", "Mobile"),
         ]
-        people = (
-            "Amara Okafor <amara.okafor@example.com>",
-            "Lukas Novak <lukas.novak@example.com>",
-            "Mei Tanaka <mei.tanaka@example.com>",
-        )
+        people = _DEMO_PEOPLE
         sprint_1, sprint_2 = f"{self.project}\\Sprint 1", f"{self.project}\\Sprint 2"
         self.add_iteration(sprint_1, base - timedelta(days=7), base + timedelta(days=6))
         self.add_iteration(sprint_2, base + timedelta(days=7), base + timedelta(days=20))
@@ -723,6 +745,52 @@ class AzureDevOpsSandbox(HttpsMixin, SandboxServer):
         if self.category_of(work_item_type, "Active") and state not in ("Active", "Removed"):
             self.update_item(item_id, changed=at - timedelta(hours=3), state="Active")
         self.update_item(item_id, changed=at, state=state)
+
+    def demo_step(self, rng: random.Random, now: datetime) -> DemoChange:
+        """One thing the demo team does in its project at `now`: adds a story or bug, moves an
+        item to the next state of its type (New → Active → … → Closed), hands one to someone
+        else, or closes one; each change is a new revision."""
+        who = rng.choice(_DEMO_PEOPLE)
+        name, by = identity(who)["displayName"], {"System.ChangedBy": who}
+        with self._data_lock:
+            open_items = sorted(
+                item_id for item_id, item in self.items.items()
+                if item["fields"]["System.TeamProject"] == self.project
+                and item["fields"]["System.WorkItemType"] in ("User Story", "Bug", "Task")
+                and self.category_of(
+                    item["fields"]["System.WorkItemType"], item["fields"]["System.State"]
+                ) not in ("Completed", "Removed")
+            )  # fmt: skip
+            action = demo_action(rng)
+            if action == "create" or not open_items:
+                title = _DEMO_NEW[self._next_id % len(_DEMO_NEW)]
+                kind = rng.choice(["User Story", "Bug"])
+                area = rng.choice(["Web", "Mobile"])
+                item_id = self.add_item(
+                    title, changed=now, work_item_type=kind,
+                    area_path=f"{self.project}\\{area}",
+                    fields={"Microsoft.VSTS.Common.Priority": rng.randint(1, 3), **by},
+                )  # fmt: skip
+                return DemoChange(str(item_id), f"{name} added {kind} {item_id} “{title}”")
+            item_id = rng.choice(open_items)
+            values = self.items[item_id]["fields"]
+            holder = values.get("System.AssignedTo", {}).get("displayName")
+            if action == "reassign":
+                others = [p for p in _DEMO_PEOPLE if identity(p)["displayName"] != holder]
+                other = rng.choice(others)
+                self.update_item(item_id, changed=now, fields=by, assigned_to=other)
+                return DemoChange(
+                    str(item_id), f"{name} assigned {item_id} to {identity(other)['displayName']}"
+                )
+            kind, before = values["System.WorkItemType"], values["System.State"]
+            states = [n for n, _, c in self.states[kind.casefold()] if c != "Removed"]
+            after = states[-1] if action == "close" else states[states.index(before) + 1]
+            changes: dict[str, Any] = {"state": after}
+            if holder is None:
+                changes["assigned_to"] = rng.choice(_DEMO_PEOPLE)
+            self.update_item(item_id, changed=now, fields=by, **changes)
+            verb = "closed" if action == "close" else "moved"
+            return DemoChange(str(item_id), f"{name} {verb} {kind} {item_id} {before} → {after}")
 
     def demo_config(self) -> dict[str, Any]:
         """The integrations.config JSON for a row pointing at this sandbox."""

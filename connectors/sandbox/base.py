@@ -14,6 +14,7 @@ Used by the tests, the demo and the benchmarks; never by the worker in productio
 from __future__ import annotations
 
 import json
+import random
 import socket
 import struct
 import threading
@@ -21,6 +22,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Literal
 from urllib.parse import parse_qs, urlsplit
@@ -28,6 +30,27 @@ from urllib.parse import parse_qs, urlsplit
 FaultKind = Literal[
     "429", "403_rate_limit", "5xx", "401", "malformed", "timeout", "400_json", "reset"
 ]
+
+
+#: What a demo team member does, and how often (weights for `demo_action`).
+DEMO_ACTIONS = {"create": 2, "move": 5, "reassign": 2, "close": 1}
+
+
+def demo_action(rng: random.Random) -> str:
+    """One of DEMO_ACTIONS, drawn by weight."""
+    return rng.choices(list(DEMO_ACTIONS), weights=list(DEMO_ACTIONS.values()))[0]
+
+
+@dataclass(frozen=True, slots=True)
+class DemoChange:
+    """One change a `demo_step` made: the item's key as the connector stores it
+    (`work_items.external_key`) and a one-line description for people."""
+
+    key: str
+    text: str
+
+    def __str__(self) -> str:
+        return self.text
 
 
 @dataclass(frozen=True, slots=True)
@@ -205,6 +228,13 @@ class SandboxServer:
     def seed_demo(self) -> None:
         """Seed realistic demo issues: a few dozen believable items in mixed states over the last
         weeks, anchored to today so that seeding again the same day gives the same data."""
+        raise NotImplementedError
+
+    def demo_step(self, rng: random.Random, now: datetime) -> DemoChange:
+        """Act out one thing a working team does in this tracker at `now` (create an item, move
+        one to its next status, reassign one, close one), through the sandbox's own add/update
+        methods so that its API then serves exactly that change; `rng` decides what, so a run
+        is reproducible."""
         raise NotImplementedError
 
     def demo_config(self) -> dict[str, Any]:

@@ -32,6 +32,7 @@ while their `Link` header still promises a next page."""
 from __future__ import annotations
 
 import math
+import random
 import secrets
 import threading
 import time
@@ -46,7 +47,14 @@ import jwt
 from cryptography.hazmat.primitives import serialization
 
 from connectors.sandbox import webhooks
-from connectors.sandbox.base import Fault, Request, Response, SandboxServer
+from connectors.sandbox.base import (
+    DemoChange,
+    Fault,
+    Request,
+    Response,
+    SandboxServer,
+    demo_action,
+)
 
 DOCS = "https://docs.github.com/rest"
 PRIMARY_LIMIT_MESSAGE = (
@@ -1226,6 +1234,47 @@ class GitHubSandbox(SandboxServer):
             body = f"{title}.\n\nSteps and context are in the linked discussion."
             self.add_issue(repo, title, created_at=created, updated_at=updated, body=body, **kw)
 
+    def demo_step(self, rng: random.Random, now: datetime) -> DemoChange:
+        """One thing the demo team does in its repositories at `now`: opens an issue, picks one
+        up (assigned: in progress), flags or unblocks it (the `blocked` label), hands it to
+        someone else, or closes it; the events are recorded as for any change."""
+        who = rng.choice(_DEMO_PEOPLE)
+        with self._data_lock:
+            repos = sorted(self.repos)
+            issues = [
+                i for repo in repos for i in self.issues[repo]
+                if i.state == "open" and not i.is_pr and i.type != "Epic"
+            ]  # fmt: skip
+            action = demo_action(rng)
+            if action == "create" or not issues:
+                repo = rng.choice(repos)
+                title = _DEMO_NEW[self._numbers[repo] % len(_DEMO_NEW)]
+                label = rng.choice(["bug", "enhancement"])
+                new = self.add_issue(
+                    repo, title, updated_at=now, body=f"{title}.", labels=[label],
+                    type="Bug" if label == "bug" else "Task", actor=who,
+                )  # fmt: skip
+                key = f"{repo}#{new.number}"
+                return DemoChange(key, f"{who} opened {key} “{title}”")
+            issue = rng.choice(issues)
+            key = f"{issue.repo}#{issue.number}"
+            if action == "reassign":
+                other = rng.choice([p for p in _DEMO_PEOPLE if p not in issue.assignees])
+                self.update(issue.id, at=now, actor=who, assignees=[other])
+                return DemoChange(key, f"{who} assigned {key} to {other}")
+            if action == "move" and not issue.assignees:
+                self.update(issue.id, at=now, actor=who, assignees=[who])
+                return DemoChange(key, f"{who} picked up {key} (assigned: in progress)")
+            if action == "move" and "blocked" in issue.labels:
+                labels = [n for n in issue.labels if n != "blocked"]
+                self.update(issue.id, at=now, actor=who, labels=labels)
+                return DemoChange(key, f"{who} unblocked {key}")
+            if action == "move" and rng.random() < 0.3:
+                self.update(issue.id, at=now, actor=who, labels=[*issue.labels, "blocked"])
+                return DemoChange(key, f"{who} labelled {key} blocked")
+            self.update(issue.id, at=now, actor=who, state="closed")
+            return DemoChange(key, f"{who} closed {key} as completed")
+
     def demo_config(self) -> dict[str, Any]:
         """The `integrations.config` of a row that syncs the demo repositories from this sandbox."""
         return {
@@ -1378,6 +1427,18 @@ _DEMO_EPICS = {
     "acme/web": ("Checkout and settings overhaul", "The web work of this quarter, as sub-issues."),
     "acme/api": ("API hardening", "Rate limits, idempotency and the Postgres upgrade."),
 }
+_DEMO_PEOPLE = ["mira", "jonas", "li", "sam"]
+#: Titles of the issues the demo team opens while the demo runs (`demo_step`).
+_DEMO_NEW = [
+    "Password reset link expires too early",
+    "Add a changelog page",
+    "Rate-limit headers missing on 429 answers",
+    "Flaky test: checkout totals",
+    "Support WebP avatars",
+    "Profile page is slow with 500+ projects",
+    "Typo in the billing e-mail footer",
+    "Expose /healthz behind the load balancer",
+]
 _DEMO: list[tuple[str, str, str, list[str], list[str]]] = [
     ("acme/web", "Checkout button does nothing on Safari 17", "open", ["bug", "P1"], []),
     ("acme/web", "Dark mode for the settings page", "open", ["enhancement", "points: 5"], []),

@@ -49,7 +49,14 @@ from zoneinfo import ZoneInfo
 from connectors.sandbox import jql as jql_language
 from connectors.sandbox import webhooks
 from connectors.sandbox.atlassian import AtlassianAuthSandbox
-from connectors.sandbox.base import Fault, Request, Response, SandboxServer
+from connectors.sandbox.base import (
+    DemoChange,
+    Fault,
+    Request,
+    Response,
+    SandboxServer,
+    demo_action,
+)
 from connectors.sandbox.jql import JqlError
 
 CATEGORIES: dict[str, dict[str, Any]] = {
@@ -90,6 +97,19 @@ PRIORITIES = [
 ]
 
 PEOPLE = ["Ada Lovelace", "Grace Hopper", "Alan Turing", "Katherine Johnson"]  # demo actors
+#: The demo team's next step from each status it works in (`demo_step`; others: In Progress).
+_DEMO_NEXT = {"In Progress": "In Review", "In Review": "Done", "Code Review": "Done"}
+#: Summaries of the issues the demo team files while the demo runs.
+_DEMO_NEW = [
+    "Payout export times out for large merchants",
+    "Add Apple Pay to the mobile checkout",
+    "Invoice PDF cuts off long addresses",
+    "Retry budget for the card network is too low",
+    "Show the last four digits on receipts",
+    "Billing page flashes unstyled content",
+    "Audit log for refund approvals",
+    "Dashboard totals disagree with the CSV export",
+]
 STORY_POINTS_FIELD = "customfield_10016"
 ACCEPTANCE_FIELD = "customfield_10035"
 FLAGGED_FIELD = "customfield_10021"
@@ -569,6 +589,45 @@ class JiraSandbox(SandboxServer):
             self.update_issue(issue.id, at=at, by=who, status=step, **extra)
         if issue.updated < end:
             self.update_issue(issue.id, at=end, by=who)
+
+    def demo_step(self, rng: random.Random, now: datetime) -> DemoChange:
+        """One thing the demo team does in PAY and WEB at `now`: files an issue, moves one a step
+        along To Do → In Progress → In Review → Done (a blocked one back to In Progress), hands
+        one to someone else, or resolves one; each change is a changelog entry by its author."""
+        who = rng.choice(PEOPLE)
+        with self._lock:
+            projects = sorted(p for p in self.projects if p in ("PAY", "WEB"))
+            issues = [
+                i for i in self.issues.values()
+                if i.project in projects and i.issuetype != "Epic"
+                and self._category(i.status) != "done"
+            ]  # fmt: skip
+            action = demo_action(rng)
+            if action == "create" or not issues:
+                project = rng.choice(projects)
+                title = _DEMO_NEW[self._numbers[project] % len(_DEMO_NEW)]
+                new = self.add_issue(
+                    project, title, created=now, updated=now,
+                    issuetype=rng.choice(["Story", "Bug", "Task"]),
+                    priority=rng.choice(["High", "Medium", "Low"]),
+                    description=f"{title}.", sprint="Sprint 24",
+                )  # fmt: skip
+                return DemoChange(new.key, f"{who} created {new.key} “{title}”")
+            issue = rng.choice(issues)
+            if action == "reassign":
+                other = rng.choice([p for p in PEOPLE if p != issue.assignee])
+                self.update_issue(issue.id, at=now, by=who, assignee=other)
+                return DemoChange(issue.key, f"{who} assigned {issue.key} to {other}")
+            if action == "close":
+                self.update_issue(issue.id, at=now, by=who, status="Done", resolution="Done")
+                return DemoChange(issue.key, f"{who} resolved {issue.key} as Done")
+            before = issue.status
+            step = _DEMO_NEXT.get(before, "In Progress")
+            changes: dict[str, Any] = {"status": step}
+            if issue.assignee is None:
+                changes["assignee"] = who
+            self.update_issue(issue.id, at=now, by=who, **changes)
+            return DemoChange(issue.key, f"{who} moved {issue.key} {before} → {step}")
 
     def demo_config(self) -> dict[str, Any]:
         return {

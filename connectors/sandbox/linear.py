@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import base64
 import html
+import random
 import re
 import threading
 import time
@@ -56,7 +57,14 @@ from typing import Any
 from urllib.parse import parse_qs, unquote
 
 from connectors.sandbox import graphql, webhooks
-from connectors.sandbox.base import Fault, Request, Response, SandboxServer
+from connectors.sandbox.base import (
+    DemoChange,
+    Fault,
+    Request,
+    Response,
+    SandboxServer,
+    demo_action,
+)
 from connectors.sandbox.graphql import GraphQLError, Prepared, iso
 
 ORG_KEY = "acme"
@@ -447,6 +455,50 @@ class LinearSandbox(SandboxServer):
                 self.update_issue(_stable_id(f"demo-issue/{n}"), at=at, actor=who, **change)
         self.archive_issue(_stable_id("demo-issue/2"), at=now - timedelta(days=2))
         self.trash_issue(_stable_id(f"demo-issue/{len(_DEMO) - 1}"), at=now - timedelta(days=1))
+
+    def demo_step(self, rng: random.Random, now: datetime) -> DemoChange:
+        """One thing the demo team does in ENG and OPS at `now`: creates an issue, moves one a
+        step along Todo → In Progress → In Review → Done, hands one to someone else, or closes
+        one; the first close of a demo run deletes instead (into the trash, as Linear deletes).
+        Each edit is an IssueHistory entry by its author."""
+        with self._lock:
+            people = sorted(self._users, key=lambda u: self._users[u]["name"])
+            who = rng.choice(people)
+            name = self._users[who]["name"]
+            issues = [
+                node for node in self._issues.values()
+                if node["team"]["key"] in ("ENG", "OPS") and not node["archivedAt"]
+                and node["state"]["type"] in ("triage", "backlog", "unstarted", "started")
+                and "Epic" not in (n["name"] for n in node["labels"]["nodes"])
+            ]  # fmt: skip
+            action = demo_action(rng)
+            if action == "create" or not issues:
+                team = rng.choice(["ENG", "OPS"])
+                number = self._numbers[team] + 1
+                title = _DEMO_NEW[number % len(_DEMO_NEW)]
+                new = self.add_issue(
+                    team, title=title, created_at=now, updated_at=now,
+                    priority=rng.randint(1, 4), description=f"{title}.",
+                    issue_id=_stable_id(f"demo-live/{team}/{number}"), actor=who,
+                )  # fmt: skip
+                key = new["identifier"]
+                return DemoChange(key, f"{name} created {key} “{title}”")
+            node = rng.choice(issues)
+            key, before = node["identifier"], node["state"]["name"]
+            if action == "reassign":
+                other = rng.choice([p for p in people if p != node["_assignee"]])
+                self.update_issue(node["id"], at=now, actor=who, assignee=other)
+                return DemoChange(key, f"{name} assigned {key} to {self._users[other]['name']}")
+            if action == "close" and not getattr(self, "_demo_trashed", False):
+                self._demo_trashed = True  # one deletion a demo run
+                self.trash_issue(node["id"], at=now)
+                return DemoChange(key, f"{name} deleted {key}")
+            after = "Done" if action == "close" else _DEMO_NEXT.get(before, "In Progress")
+            changes: dict[str, Any] = {"state": after}
+            if node["_assignee"] is None:
+                changes["assignee"] = who
+            self.update_issue(node["id"], at=now, actor=who, **changes)
+            return DemoChange(key, f"{name} moved {key} {before} → {after}")
 
     def demo_config(self) -> dict[str, Any]:
         """`integrations.config` for a Linear row pointing at this sandbox."""
@@ -1100,6 +1152,18 @@ def _slug(title: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", title.casefold()).strip("-")[:60] or "issue"
 
 
+#: The demo team's next step from each state it works in (`demo_step`; others: In Progress).
+_DEMO_NEXT = {"In Progress": "In Review", "In Review": "Done"}
+#: Titles of the issues the demo team creates while the demo runs.
+_DEMO_NEW = [
+    "Alert when the sync queue backs up",
+    "Rotate the staging database password",
+    "Speed up the CI cache restore",
+    "Onboarding checklist for new engineers",
+    "Trim unused feature flags",
+    "Move cron jobs to the scheduler",
+    "Dashboards for the new region",
+]
 _DEMO: list[tuple[str, str, str, int, float | None, tuple[str, ...]]] = [
     ("ENG", "Add SAML single sign-on for enterprise workspaces", "In Progress", 2, 8, ("Feature",)),
     ("ENG", "Crash when exporting a board with 10k cards", "Done", 1, 3, ("Bug",)),

@@ -1,9 +1,12 @@
 """`c9-sync demo`: the whole product on one machine, in one command.
 
 Migrates the database (embedded unless DATABASE_URL is set), inserts the seed's Demo Team and its
-agents, starts the four sandbox trackers with realistic issues, points one `integrations` row per
-tracker at them, runs one sync with a progress display, and prints what a dashboard would show.
-Run it again: the second run finds everything already in place and changes nothing.
+agents, starts the four sandbox trackers with realistic issues and points one `integrations` row
+per tracker at them. Then, by default, runs the daemon (the same `Worker` as `c9-sync run`) with a
+short sync interval while the sandboxes act out a working team, and shows it live until Ctrl-C or
+`--for SECONDS`. `--once` instead runs one sync with a progress display and prints what a
+dashboard would show. Run it again: the database keeps its rows and the sandboxes seed the same
+items, so the second run picks up where the first left and duplicates nothing.
 """
 
 from __future__ import annotations
@@ -13,9 +16,12 @@ import asyncio
 import contextlib
 import logging
 import os
+import random
 import tempfile
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Coroutine, Iterator, Mapping
+from datetime import UTC, datetime
 from typing import Any
 
 from asyncpg import Pool
@@ -26,39 +32,51 @@ from connectors.sandbox.base import SandboxServer
 from connectors.sandbox.github import GitHubSandbox
 from connectors.sandbox.jira import JiraSandbox
 from connectors.sandbox.linear import LinearSandbox
-from worker import daemon, db, metrics, sync, views
-from worker.commands.common import Subparsers, add_with_sets, migration_sets
+from worker import daemon, db, live, metrics, redact, sync, threads, views
+from worker.commands.common import Subparsers, add_with_sets, migration_sets, positive
+from worker.scheduler import wait_event
 from worker.settings import Settings
 from worker.store import dashboard
 from worker.store import integrations as store
 
 TEAM = "Demo Team"
-STATUSES = ("queued", "in_progress", "pr_ready", "blocked", "completed", "cancelled")
+ONCE_INTERVAL = 300  # --once: the rows' interval (they are paused after the run anyway)
+LIVE_INTERVAL = 10  # live: short, so that each change the team makes lands within seconds
+ACT_EVERY_S = (2.0, 5.0)  # the team makes one change every this many seconds (drawn)
+SEED = 18  # the team's rng: the same story every run
 # Fixed ports keep each sandbox's site (part of an item's identity) the same from one demo run to
-# the next; a busy port falls back to a free one.
+# the next; a busy port falls back to a free one. Below the ephemeral ranges (Linux 32768-60999,
+# macOS and Windows 49152-65535), so that no outgoing connection on the machine holds one.
 SANDBOXES: dict[str, tuple[type[SandboxServer], int]] = {
-    "github": (GitHubSandbox, 47811),
-    "jira": (JiraSandbox, 47812),
-    "azure_devops": (AzureDevOpsSandbox, 47813),
-    "linear": (LinearSandbox, 47814),
+    "github": (GitHubSandbox, 27811),
+    "jira": (JiraSandbox, 27812),
+    "azure_devops": (AzureDevOpsSandbox, 27813),
+    "linear": (LinearSandbox, 27814),
 }
 
 
 @contextlib.contextmanager
-def sandboxes() -> Iterator[dict[str, dict[str, Any]]]:
-    """Start and seed every sandbox; yield type -> integrations.config."""
+def sandboxes() -> Iterator[dict[str, SandboxServer]]:
+    """Start and seed every sandbox; yield type -> the running sandbox."""
     with contextlib.ExitStack() as stack:
-        configs = {}
+        servers = {}
         for source, (cls, port) in SANDBOXES.items():
             server = cls()
             server.start(port)
             stack.callback(server.stop)
+            if server.port != port:
+                views.say(
+                    f"port {port} is busy: the {source} sandbox listens on {server.port}, and "
+                    "items whose identity holds the tracker's address are new to the database"
+                )
             server.seed_demo()
-            configs[source] = server.demo_config()
-        yield configs
+            servers[source] = server
+        yield servers
 
 
-async def seed(pool: Pool, configs: dict[str, dict[str, Any]]) -> tuple[uuid.UUID, list[uuid.UUID]]:
+async def seed(
+    pool: Pool, configs: Mapping[str, dict[str, Any]], interval: int = ONCE_INTERVAL
+) -> tuple[uuid.UUID, list[uuid.UUID]]:
     """The seed's example rows (Demo Team and its two agents) and one integration per sandbox,
     pointed at this run's sandboxes (idempotent: a second demo re-points the same rows)."""
     async with pool.acquire() as conn, conn.transaction():
@@ -77,7 +95,7 @@ async def seed(pool: Pool, configs: dict[str, dict[str, Any]]) -> tuple[uuid.UUI
                 name=f"Demo {source} sandbox",
                 config=config,
                 active=True,
-                interval=300,
+                interval=interval,
                 replace=True,
             )
             assert written is not None  # replace=True always returns the row's id
@@ -134,19 +152,10 @@ async def print_summary(pool: Pool, team_id: uuid.UUID, tz: str) -> None:
     counts: dict[str, dict[str, int]] = {}
     for r in await dashboard.status_counts(pool, team_id):
         counts.setdefault(r["source"], {})[r["status"]] = r["n"]
-    rows = [
-        [source, *(by.get(s, 0) for s in STATUSES), sum(by.values())]
-        for source, by in sorted(counts.items())
-    ]
-    rows.append(
-        [
-            "all",
-            *(sum(by.get(s, 0) for by in counts.values()) for s in STATUSES),
-            sum(sum(by.values()) for by in counts.values()),
-        ]
-    )
     views.print_table(
-        f"{TEAM}: work items by source and status", ("source", *STATUSES, "total"), rows
+        f"{TEAM}: work items by source and status",
+        ("source", *live.STATUSES, "total"),
+        live.count_rows(counts),
     )
 
     queue = await dashboard.work_queue(pool, team_id, 10)
@@ -182,16 +191,14 @@ async def print_summary(pool: Pool, team_id: uuid.UUID, tz: str) -> None:
     )
 
 
-async def run(settings: Settings, url: str, sets: tuple[str, ...]) -> int:
-    """The whole demo; exit 1 when a sync failed."""
+async def run_once(settings: Settings, url: str, sets: tuple[str, ...]) -> int:
+    """The one-shot demo; exit 1 when a sync failed."""
     await daemon.ensure_schema(url, settings, sets)
     pool = await db.create_pool(url, max_size=8)
-    # The sandboxes listen on new ports each time: the Azure DevOps SDK's on-disk cache of API
-    # locations (kept 12 h) must not serve a previous demo's routes on a reused port.
-    ado_cache = tempfile.TemporaryDirectory(prefix="c9-demo-ado-")
-    os.environ["AZURE_DEVOPS_CACHE_DIR"] = ado_cache.name
+    ado_cache = _ado_cache()
     try:
-        with sandboxes() as configs:
+        with sandboxes() as servers:
+            configs = {source: s.demo_config() for source, s in servers.items()}
             team_id, ids = await seed(pool, configs)
             results = await sync_with_progress(pool, ids, settings)
             # The sandboxes stop with the demo: pause their rows so a later `c9-sync run` does
@@ -213,17 +220,217 @@ async def run(settings: Settings, url: str, sets: tuple[str, ...]) -> int:
     return 1 if failed else 0
 
 
+def _ado_cache() -> tempfile.TemporaryDirectory[str]:
+    """The Azure DevOps SDK keeps an on-disk cache of API locations (12 h): a previous demo's
+    sandbox on another port must not be served from it. Set before any connector starts."""
+    cache = tempfile.TemporaryDirectory(prefix="c9-demo-ado-")
+    os.environ["AZURE_DEVOPS_CACHE_DIR"] = cache.name
+    return cache
+
+
+async def act(
+    servers: Mapping[str, SandboxServer],
+    rng: random.Random,
+    log: live.TeamLog,
+    stop: asyncio.Event,
+) -> None:
+    """The demo team at work: every few seconds one change in one of the trackers, made
+    through the sandbox's own methods (so its API then serves exactly that change)."""
+    sources = sorted(servers)
+    while not await wait_event(stop, rng.uniform(*ACT_EVERY_S)):
+        source = rng.choice(sources)
+        now = datetime.now(UTC)
+        # in a thread: the sandbox's lock may be held by a request it is serving
+        change = await asyncio.to_thread(servers[source].demo_step, rng, now)
+        log.add(live.TeamChange(now, source, change.key, change.text))
+
+
+async def run_live(
+    settings: Settings,
+    url: str,
+    sets: tuple[str, ...],
+    *,
+    seconds: float | None,
+    interval: int,
+    seed_: int,
+) -> int:
+    """The daemon at work on the sandboxes, shown live until Ctrl-C or `seconds`; exit 1 when
+    a part of it died."""
+    started = time.monotonic()
+    ado_cache = _ado_cache()
+    worker = daemon.Worker(settings, url, os.environ)
+    # From here on Ctrl-C (or SIGTERM) stops the demo in order, whatever it is doing.
+    daemon.install_stop_signals(worker.stop)
+    loop = asyncio.get_running_loop()
+    loop.set_default_executor(threads.ThreadPerCall())
+    if seconds is not None:
+        loop.call_later(seconds, worker.stop.set)
+
+    def headline() -> str:
+        left = (
+            f"stops in {max(0, seconds - (time.monotonic() - started)):.0f}s or on Ctrl-C"
+            if seconds is not None
+            else "Ctrl-C stops it"
+        )
+        return (
+            f"claude-nine-sync demo: the daemon syncs the {len(SANDBOXES)} sandbox trackers every "
+            f"{interval}s into {where(settings, url)}, while the team works in them; {left}"
+        )
+
+    log = live.TeamLog()
+    try:
+        await daemon.ensure_schema(url, settings, sets)
+        pool = await db.create_pool(url, max_size=4)
+    except BaseException:
+        ado_cache.cleanup()
+        raise
+    try:
+        with sandboxes() as servers:
+            configs = {source: s.demo_config() for source, s in servers.items()}
+            team_id, ids = await seed(pool, configs, interval)
+            try:
+                team = act(servers, random.Random(seed_), log, worker.stop)
+                view = live.show(pool, team_id, ids, log, worker.stop, headline)
+                exit_code = await run_worker(
+                    worker, sets, team, view, lambda: live.read(pool, team_id, ids, log), log
+                )
+            finally:
+                # The sandboxes stop with the demo: pause their rows so a later `c9-sync run`
+                # does not keep failing against trackers that are gone.
+                await store.set_active(pool, ids, False)
+        await live.read(pool, team_id, ids, log)  # the last arrivals, after the final runs
+    finally:
+        await pool.close()
+        ado_cache.cleanup()
+    made, arrived = len(log.changes), len(log.arrived)
+    views.say(
+        f"demo stopped after {time.monotonic() - started:.0f}s: the team made {made} change(s)"
+        f" in its trackers, {arrived} of them already in work_items. Its integrations are paused"
+        " now that the sandboxes have stopped; `c9-sync demo` again picks up where this run left."
+    )
+    print_where(settings, url)
+    return exit_code
+
+
+async def run_worker(
+    worker: daemon.Worker,
+    sets: tuple[str, ...],
+    team: Coroutine[Any, Any, None],
+    view: Coroutine[Any, Any, live.PlainLog | None],
+    read: Callable[[], Awaitable[live.Snapshot]],
+    log: live.TeamLog,
+) -> int:
+    """The daemon as `c9-sync run` runs it (start, watch, graceful shutdown) with the team and
+    the view beside it; either of them failing stops the demo (exit 1)."""
+    tasks: list[asyncio.Task[Any]] = []
+    exit_code = 0
+    try:
+        if await worker.start(sets):
+            tasks = [asyncio.create_task(team), asyncio.create_task(view)]
+            for task in tasks:
+                task.add_done_callback(lambda _: worker.stop.set())
+            exit_code = await worker.watch()
+    finally:
+        worker.stop.set()
+        results = await asyncio.gather(*tasks, return_exceptions=True)
+        await worker.shutdown()  # lets running syncs commit their page
+        for coro in (team, view):
+            coro.close()  # never started when the worker did not start: no warning
+    plain = results[1] if len(results) > 1 else None
+    if isinstance(plain, live.PlainLog):  # what landed while the daemon stopped
+        for line in plain.lines(await read(), log):
+            views.say(line)
+    for failure in (r for r in results if isinstance(r, BaseException)):
+        views.say(f"demo: {type(failure).__name__}: {failure}")
+        exit_code = 1
+    return exit_code
+
+
+def where(settings: Settings, url: str) -> str:
+    """The database in a few words, without its password."""
+    if settings.database_url is not None:
+        return f"DATABASE_URL {redact.dsn_for_display(url)}"
+    return f"the embedded PostgreSQL in {settings.pgdata}"
+
+
+#: What to ask the database after the demo (views made for dashboards).
+QUERIES = (
+    "SELECT type, health, items, last_success_at FROM v_integration_health",
+    "SELECT source, status, items FROM v_team_status_counts ORDER BY source, status",
+    "SELECT created_at, event_type, message FROM v_recent_activity LIMIT 20",
+    "SELECT source, title, status, priority FROM v_team_work_queue LIMIT 10",
+)
+
+
+def print_where(settings: Settings, url: str) -> None:
+    shown = redact.dsn_for_display(url)
+    views.say(f"database: {where(settings, url)}")
+    if settings.database_url is None:
+        views.say(
+            "  (it runs while a c9-sync process uses it: start `.venv/bin/c9-sync run` in "
+            "another terminal to query it)"
+        )
+    views.say("try:")
+    for query in QUERIES:
+        views.say(f'  psql "{shown}" -c "{query}"')
+
+
 async def cmd_demo(args: argparse.Namespace, settings: Settings, url: str) -> int:
     if "C9_SYNC_LOG_LEVEL" not in os.environ:
-        logging.getLogger().setLevel(logging.WARNING)  # the demo's own output tells the story
-    return await run(settings, url, migration_sets(args, settings))
+        # The demo's own output tells the story. On a terminal the live view shows the runs'
+        # warnings (their activity rows): log lines would only tear its frame.
+        live_view = not args.once and views.console.is_terminal
+        logging.getLogger().setLevel(logging.ERROR if live_view else logging.WARNING)
+    sets = migration_sets(args, settings)
+    if args.once:
+        return await run_once(settings, url, sets)
+    return await run_live(
+        settings, url, sets, seconds=args.seconds, interval=args.interval, seed_=args.seed
+    )
+
+
+def sync_interval(value: str) -> int:
+    """argparse type: whole seconds, at least 5 (as `integrations.sync_interval` requires)."""
+    try:
+        seconds = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {value!r}") from None
+    if seconds < 5:
+        raise argparse.ArgumentTypeError(f"must be at least 5, got {value}")
+    return seconds
 
 
 def register(sub: Subparsers) -> None:
     p = sub.add_parser(
         "demo",
-        help="sync four sandbox trackers into the database and show the "
-        "result (no accounts needed)",
+        help="four sandbox trackers, a team working in them and the daemon syncing them into the "
+        "database, shown live until Ctrl-C (no accounts needed)",
     )
     add_with_sets(p)
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument(
+        "--once",
+        action="store_true",
+        help="sync the sandboxes once, print what a dashboard shows and exit",
+    )
+    mode.add_argument(
+        "--for",
+        dest="seconds",
+        type=positive,
+        metavar="SECONDS",
+        help="stop after this many seconds (default: run until Ctrl-C)",
+    )
+    p.add_argument(
+        "--interval",
+        type=sync_interval,
+        default=LIVE_INTERVAL,
+        metavar="SECONDS",
+        help=f"the demo integrations' sync_interval (default {LIVE_INTERVAL}, at least 5)",
+    )
+    p.add_argument(
+        "--seed",
+        type=int,
+        default=SEED,
+        help="the team's random seed: the same seed, the same story (default %(default)s)",
+    )
     p.set_defaults(func=cmd_demo)
