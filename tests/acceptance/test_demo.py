@@ -56,6 +56,9 @@ async def test_live_demo_keeps_the_database_in_step_and_a_second_start_picks_up(
     assert "\x1b[" not in out, "no terminal: plain lines, no ANSI codes"
     assert PLANTED not in out + first.stderr
     assert "demo stopped after" in out
+    # the sandboxes' signed webhooks reached the daemon's listener (each asks for a run at once)
+    taken = re.search(r"\((\d+) webhook deliveries taken by the daemon\)", out)
+    assert taken and int(taken[1]) >= 1, out[-2000:]
     assert 'psql "' in out and "v_integration_health" in out
 
     # The daemon imported every sandbox…

@@ -17,6 +17,8 @@ import contextlib
 import logging
 import os
 import random
+import secrets
+import socket
 import tempfile
 import time
 import uuid
@@ -258,6 +260,10 @@ async def run_live(
     a part of it died."""
     started = time.monotonic()
     ado_cache = _ado_cache()
+    # The sandboxes send signed webhooks as their trackers do: each change asks for a run at
+    # once (polling every `interval` stays the truth), through the daemon's own listener.
+    settings = settings.model_copy(update={"webhook_port": settings.webhook_port or _free_port()})
+    hook_secret = secrets.token_urlsafe(24)
     worker = daemon.Worker(settings, url, os.environ)
     # From here on Ctrl-C (or SIGTERM) stops the demo in order, whatever it is doing.
     daemon.install_stop_signals(worker.stop)
@@ -274,7 +280,8 @@ async def run_live(
         )
         return (
             f"claude-nine-sync demo: the daemon syncs the {len(SANDBOXES)} sandbox trackers every "
-            f"{interval}s into {where(settings, url)}, while the team works in them; {left}"
+            f"{interval}s, and at once on each one's webhook, into {where(settings, url)}, while"
+            f" the team works in them; {left}"
         )
 
     log = live.TeamLog()
@@ -286,14 +293,25 @@ async def run_live(
         raise
     try:
         with sandboxes() as servers:
-            configs = {source: s.demo_config() for source, s in servers.items()}
+            configs = {
+                source: {**s.demo_config(), "webhook_secret": hook_secret}
+                for source, s in servers.items()
+            }
             team_id, ids = await seed(pool, configs, interval)
+            for server, integration_id in zip(servers.values(), ids, strict=True):
+                server.hooks.subscribe(
+                    f"http://127.0.0.1:{settings.webhook_port}/hooks/{integration_id}", hook_secret
+                )
             try:
                 team = act(servers, random.Random(seed_), log, worker.stop)
                 view = live.show(pool, team_id, ids, log, worker.stop, headline)
                 exit_code = await run_worker(
                     worker, sets, team, view, lambda: live.read(pool, team_id, ids, log), log
                 )
+                hooks_taken = sum(
+                    1 for server in servers.values() for sent in server.hooks.sent
+                    if sent.status is not None and sent.status < 300
+                )  # fmt: skip
             finally:
                 # The sandboxes stop with the demo: pause their rows so a later `c9-sync run`
                 # does not keep failing against trackers that are gone.
@@ -305,11 +323,20 @@ async def run_live(
     made, arrived = len(log.changes), len(log.arrived)
     views.say(
         f"demo stopped after {time.monotonic() - started:.0f}s: the team made {made} change(s)"
-        f" in its trackers, {arrived} of them already in work_items. Its integrations are paused"
+        f" in its trackers, {arrived} of them already in work_items ({hooks_taken} webhook"
+        " deliveries taken by the daemon). Its integrations are paused"
         " now that the sandboxes have stopped; `c9-sync demo` again picks up where this run left."
     )
     print_where(settings, url)
     return exit_code
+
+
+def _free_port() -> int:
+    """A port free on the loopback address now, for the demo's webhook listener."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
 
 
 async def run_worker(
