@@ -798,9 +798,10 @@ async def log_opening_once(conn: asyncpg.Connection, team_id: uuid.UUID, opening
     """A run's `sync_started` row unless it is there (its time and run_id find it at once)."""
     await conn.execute(
         "INSERT INTO activity_logs (team_id, event_type, message, metadata, created_at)"
-        " SELECT $1, $2, $3, $4, $5"
+        " SELECT $1, $2::text, $3, $4::jsonb, $5::timestamptz"
         " WHERE NOT EXISTS (SELECT 1 FROM activity_logs"
-        "   WHERE created_at = $5 AND event_type = $2 AND metadata->>'run_id' = $4->>'run_id')",
+        "   WHERE created_at = $5 AND event_type = $2"
+        "     AND metadata->>'run_id' = $4::jsonb->>'run_id')",
         team_id,
         opening.event_type,
         sanitize.clean_text(opening.message),
