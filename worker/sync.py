@@ -990,17 +990,19 @@ async def _log_end(
         "resumes from the committed cursor",
     }[event]
     if row:
-        if log_to.quiet and counted.due:
+        quiet = log_to.quiet and counted.due
+        if quiet:  # the row of the hour's quiet runs (`quiet`: it has no sync_started)
             message = (
                 f"{integration.type}: {counted.runs} sync run(s) changed nothing"
                 f" since {counted.first_at:%Y-%m-%d %H:%M:%S %Z}"
             )
         else:
             await log_to.open_before_end(conn)
+        extra = {"quiet": True} if quiet else {}
         await store.log_activities(
             conn,
             integration.team_id,
-            [store.Activity(event, message, {**metadata, **counted.metadata()})],
+            [store.Activity(event, message, {**metadata, **extra, **counted.metadata()})],
         )
     if event != "sync_failed":
         log.info(event, **{k: v for k, v in metadata.items()})

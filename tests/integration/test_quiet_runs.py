@@ -14,7 +14,7 @@ import pytest
 
 from connectors.base import FatalError
 from tests.fake_connector import T0, Upstream, fake_connector_class
-from tests.helpers import make_integration, make_team
+from tests.helpers import make_integration, make_team, runs_ended
 from worker import health, sync
 from worker.settings import Settings
 from worker.sync import RunOptions
@@ -85,7 +85,7 @@ async def test_twelve_quiet_runs_in_an_hour_write_one_row_and_the_next_hour_anot
     # it, within the hour, are counted in the state.
     [first] = await run_rows(pool)
     assert first["event_type"] == "sync_completed"
-    assert first["metadata"]["quiet_runs"] == 1
+    assert first["metadata"]["quiet_runs"] == 1 and first["metadata"]["quiet"] is True
     assert first["metadata"]["run_id"] == str(results[0].run_id)
     counted = await state(pool, integration)
     assert counted["quiet_runs"] == 11
@@ -111,7 +111,7 @@ async def test_twelve_quiet_runs_in_an_hour_write_one_row_and_the_next_hour_anot
     assert datetime.fromisoformat(hourly["quiet_last_at"]) == starts
     assert datetime.fromisoformat(hourly["quiet_first_at"]) < starts
     # every run is in exactly one row's count
-    assert sum(r["metadata"]["quiet_runs"] for r in rows) == 13
+    assert sum(r["metadata"]["quiet_runs"] for r in rows) == 13 == await runs_ended(pool)
     after = await state(pool, integration)
     assert (after["quiet_runs"], after["quiet_first_at"], after["quiet_last_at"]) == (0, None, None)
 
@@ -145,7 +145,8 @@ async def test_a_changing_run_writes_its_pair_and_carries_the_quiet_count(
     # the start row is dated at the run's recorded start, so the log reads in order
     assert rows[0]["created_at"] == after["last_started_at"]
     end = rows[-1]["metadata"]
-    assert end["quiet_runs"] == 3
+    assert end["quiet_runs"] == 3 and "quiet" not in end  # (the 3 before it)
+    assert await runs_ended(pool) == 5
     assert datetime.fromisoformat(end["quiet_first_at"]) == quiet["quiet_first_at"]
     assert datetime.fromisoformat(end["quiet_last_at"]) == quiet["quiet_last_at"]
     assert after["quiet_runs"] == 0 and after["run_logged_at"] > quiet["run_logged_at"]
