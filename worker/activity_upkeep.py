@@ -15,6 +15,7 @@ import asyncpg
 
 from worker.logs import get_logger
 from worker.settings import Settings
+from worker.store import activity as store
 
 log = get_logger(__name__)
 
@@ -32,8 +33,7 @@ class Upkeep:
 
 async def make_partitions(conn: asyncpg.Connection | asyncpg.Pool, months_ahead: int) -> list[str]:
     """The partitions of this month and the next `months_ahead` that did not exist yet."""
-    rows = await conn.fetch("SELECT activity_logs_make_partitions($1) AS made", months_ahead)
-    return [r["made"] for r in rows]
+    return await store.make_partitions(conn, months_ahead)
 
 
 async def trim(
@@ -42,14 +42,7 @@ async def trim(
     """Retention: (rows deleted, partitions dropped). None months: nothing of that kind goes."""
     if run_months is None and item_months is None:
         return 0, 0
-    rows = await conn.fetch(
-        "SELECT what, n FROM activity_logs_trim($1, $2, $3)",
-        run_months,
-        list(RUN_EVENTS),
-        item_months,
-    )
-    done = {r["what"]: r["n"] for r in rows}
-    return done["deleted"], done["dropped"]
+    return await store.trim(conn, run_months, RUN_EVENTS, item_months)
 
 
 async def upkeep(conn: asyncpg.Connection | asyncpg.Pool, settings: Settings) -> Upkeep:
