@@ -321,7 +321,9 @@ async def _start(
         integration.team_id,
         runlog.opening(integration.type, run.fields, started_at, full=options.full),
     )
-    log.info("sync_started", **run.fields, full=options.full)
+    # (with the start as recorded, on the database's clock: the one dashboards and the
+    # due-check see)
+    log.info("sync_started", **run.fields, full=options.full, started_at=started_at.isoformat())
     return run
 
 
