@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import pytest
@@ -224,3 +226,39 @@ async def test_retention_drops_a_monthly_partition_past_both_limits(pool: asyncp
     assert done.dropped == 1
     assert name not in await partitions(pool)
     assert not await pool.fetchval("SELECT count(*) FROM activity_logs")
+
+
+async def test_the_worker_role_keeps_partitions_and_retention_without_ddl_rights(
+    db_url: str, pool: asyncpg.Pool
+) -> None:
+    """roles.sql's worker (no DDL, no DELETE on activity_logs) runs the upkeep through the two
+    functions, and still cannot drop or delete anything itself."""
+    roles_sql = (Path(__file__).parents[2] / "deploy" / "postgres" / "roles.sql").read_text()
+    login = f"c9t_upkeep_{uuid.uuid4().hex[:10]}"
+    await pool.execute(roles_sql)
+    await pool.execute(f"CREATE ROLE {login} LOGIN PASSWORD 'pw' IN ROLE c9_sync_worker")
+    team = await make_team(pool, "Alpha")
+    await pool.execute(
+        "INSERT INTO activity_logs (team_id, event_type, message, created_at)"
+        " VALUES ($1, 'sync_completed', 'old', $2), ($1, 'x', 'far', $3)",
+        team,
+        first_of_month(6),
+        first_of_month(-8),
+    )
+    parts = urlsplit(db_url)
+    worker_url = urlunsplit(parts._replace(netloc=f"{login}:pw@{parts.netloc.rpartition('@')[2]}"))
+    worker = await asyncpg.connect(worker_url)
+    try:
+        done = await activity_upkeep.upkeep(
+            worker, Settings(activity_partitions_ahead=8, activity_retention_months=3)
+        )
+        assert f"activity_logs_{first_of_month(-8):%Y_%m}" in done.made
+        assert done.deleted == 1  # the old run row
+        assert await pool.fetchval("SELECT count(*) FROM activity_logs_default") == 0
+        with pytest.raises(asyncpg.InsufficientPrivilegeError):
+            await worker.execute("DELETE FROM activity_logs")
+        with pytest.raises(asyncpg.InsufficientPrivilegeError):
+            await worker.execute(f"DROP TABLE activity_logs_{first_of_month(-8):%Y_%m}")
+    finally:
+        await worker.close()
+        await pool.execute(f"DROP ROLE {login}")
