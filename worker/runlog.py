@@ -6,7 +6,8 @@ is quiet: it writes no started/completed pair. The state counts such runs, and o
 `sync_completed` row an hour at most stands for them (`quiet_runs` in its metadata). Any other
 run writes its pair as before, its `sync_started` row dated at the run's start so the log still
 reads in order, and its end row carries the quiet runs counted before it. Every run is thus in
-exactly one row: its own pair, or a quiet row's count (until that row is due, the state's).
+exactly one place: its own pair, or the `quiet_runs` of a later run row (until one is written,
+the state's count).
 """
 
 from __future__ import annotations
