@@ -109,3 +109,25 @@ async def succeeded_run(
     result = await forced_run(pool, integration, settings, connector)
     assert result.outcome == "succeeded", result.reason
     return result
+
+
+# Every run ended, from the activity log and the sync state (worker/runlog.py): a run that
+# changed nothing writes no row of its own, so count each end row that is not a quiet row, the
+# quiet runs every end row stands for, and those the state still counts. `ENDED_AS` the end
+# events counted; quiet runs all succeeded, so they count in any selection with sync_completed.
+RUNS_ENDED = """
+SELECT (SELECT count(*) FILTER (WHERE event_type = ANY($1::text[]) AND NOT metadata ? 'quiet')
+               + COALESCE(sum((metadata->>'quiet_runs')::int), 0)
+        FROM activity_logs
+        WHERE event_type IN ('sync_completed', 'sync_failed', 'sync_interrupted'))
+     + (SELECT COALESCE(sum(quiet_runs), 0) FROM integration_sync_state)
+"""
+ENDED_AS = ["sync_completed", "sync_failed", "sync_interrupted"]
+
+
+async def runs_ended(
+    conn: asyncpg.Connection | asyncpg.Pool, events: list[str] | None = None
+) -> int:
+    """Runs ended, every one (`events`: only those ending so; quiet runs are successes)."""
+    n: int = await conn.fetchval(RUNS_ENDED, events or ENDED_AS)
+    return n

@@ -114,10 +114,12 @@ async def record(
     collected: Collector,
     *,
     succeeded: bool,
+    write: sync_store.ActivityWriter | None = None,
 ) -> None:
     """At the end of a run, whatever its outcome: store what it learned (a succeeded run's
     report is the whole truth: kinds it no longer reported are dropped), write the warnings now
-    due, refresh the gauge from the table. A failure here is logged, never the run's failure."""
+    due (through `write`: the run's log), refresh the gauge from the table. A failure here is
+    logged, never the run's failure."""
     fields = collected.fields
     try:
         async with conn.transaction():
@@ -127,7 +129,7 @@ async def record(
             if collected.tls is not None:
                 await store.save_tls(conn, integration.id, collected.tls)
             activities = await _claim_warnings(conn, integration, fields)
-            await sync_store.log_activities(conn, integration.team_id, activities)
+            await (write or sync_store.team_writer(integration.team_id))(conn, activities)
         everything = await store.latest(conn)
     except asyncpg.PostgresError as exc:
         if isinstance(exc, asyncpg.PostgresConnectionError):

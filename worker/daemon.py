@@ -12,7 +12,7 @@ from datetime import datetime
 
 import asyncpg
 
-from worker import db, http, metrics, migrate, remap, sync, systemd, threads
+from worker import activity_upkeep, db, http, metrics, migrate, remap, sync, systemd, threads
 from worker.errors import DatabaseUnavailable, MigrationError
 from worker.logs import get_logger
 from worker.scheduler import Scheduler, wait_event
@@ -67,6 +67,7 @@ class Worker:
         self._hooks_server: asyncio.Server | None = None
         self._scheduler: Scheduler | None = None
         self._watchdog: asyncio.Task[None] | None = None
+        self._upkeep: asyncio.Task[None] | None = None
 
     @property
     def pool(self) -> asyncpg.Pool:
@@ -123,6 +124,10 @@ class Worker:
                 max_body=settings.webhook_max_bytes,
                 what="POST /hooks/<integration id>",
             )
+        # activity_logs partitions ahead, and retention: now and daily
+        self._upkeep = asyncio.create_task(
+            activity_upkeep.keep_up(self.pool, settings), name="activity-upkeep"
+        )
         active = await integrations.count_active(self.pool)
         log.info(
             "worker_started",
@@ -169,6 +174,8 @@ class Worker:
         assert self._scheduler is not None and self._watchdog is not None
         stop_wait = asyncio.create_task(self.stop.wait())
         watched = {stop_wait, self._watchdog, *self._scheduler.side_tasks}
+        if self._upkeep is not None:
+            watched.add(self._upkeep)
         done, _ = await asyncio.wait(watched, return_when=asyncio.FIRST_COMPLETED)
         exit_code = 0
         for task in done - {stop_wait}:
@@ -195,6 +202,8 @@ class Worker:
         finally:
             if self._watchdog is not None:
                 self._watchdog.cancel()
+            if self._upkeep is not None:
+                self._upkeep.cancel()
             self.notifier.close()
             if self._server is not None:
                 self._server.close()

@@ -64,6 +64,14 @@ class Settings(BaseSettings):
     # 0: every run does.
     metrics_refresh_seconds: float = Field(default=300.0, ge=0)
     auto_migrate: bool = True
+    # activity_logs is partitioned by month (schema 0015): partitions are made for this month and
+    # this many next ones (at start, daily, and by `c9-sync migrate`).
+    activity_partitions_ahead: int = Field(default=3, ge=1, le=60)
+    # Retention, off by default: run rows (sync_started/completed/failed/interrupted) of months
+    # older than this many months before the current one are deleted, once a day.
+    activity_retention_months: int | None = Field(default=None, ge=1)
+    # Item and agent events too (work_item_*, commits, ...), only when asked: a second limit.
+    activity_item_retention_months: int | None = Field(default=None, ge=1)
     # Fernet keys (comma-separated, the first encrypts) of the OAuth grants kept in oauth_grants:
     # parsed by worker.vault when a grant is needed, so a bad key fails that run, not the daemon.
     secret_keys: SecretStr | None = None

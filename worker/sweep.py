@@ -79,10 +79,13 @@ async def sweep(
     fields: Mapping[str, Any],
     *,
     alarm: bool = True,
+    write: store.ActivityWriter | None = None,
 ) -> SweepResult:
     """Mark what a complete, confirmed listing lacks; clear the mark of what it lists again;
     take the census. `alarm`: write `census_mismatch` and export the gauge (off when a
-    `start_date` makes older items missing on purpose)."""
+    `start_date` makes older items missing on purpose). `write`: where the activity rows go
+    (the run's log; the team's by default)."""
+    write = write or store.team_writer(integration.team_id)
     listing = await list_upstream(connector)
     present = listing.present
     result = SweepResult(lost=dict(listing.lost))
@@ -102,9 +105,8 @@ async def sweep(
                 conn, integration.id, present, spared, listed
             )
             result.restored = await store.unmark_present(conn, integration.id, present)
-            await store.log_activities(
+            await write(
                 conn,
-                integration.team_id,
                 [
                     store.Activity(
                         event,
@@ -119,7 +121,7 @@ async def sweep(
                     for r in rows
                 ],
             )
-    result.census = await take_census(conn, integration, listing, fields, alarm=alarm)
+    result.census = await take_census(conn, integration, listing, fields, alarm=alarm, write=write)
     return result
 
 
@@ -130,8 +132,10 @@ async def take_census(
     fields: Mapping[str, Any],
     *,
     alarm: bool = True,
+    write: store.ActivityWriter | None = None,
 ) -> list[ScopeCensus]:
     """Count, store, export; say so when listed items are missing or a scope was lost."""
+    write = write or store.team_writer(integration.team_id)
     counted = await census_store.count(
         conn, integration.id, integration.type, {s: sorted(ids) for s, ids in listing.ids.items()}
     )
@@ -170,7 +174,7 @@ async def take_census(
                     },
                 )
             )
-    await store.log_activities(conn, integration.team_id, activities)
+    await write(conn, activities)
     missing = sum(c.missing for c in result)
     log_fn = log.warning if (alarm and missing) or listing.lost else log.info
     log_fn(

@@ -37,6 +37,7 @@ from worker import (
     credentials,
     metrics,
     redact,
+    runlog,
     sanitize,
     sweep,
     telemetry,
@@ -318,26 +319,21 @@ async def _start(
         },
         started_wall=started_wall,
     )
-    # One transaction, so one time (now()): the start the due-check measures the interval from
-    # is the start the log shows, and a worker killed in between cannot leave only one of them.
-    async with conn.transaction():
-        if not await run_start.record_start(conn, start, run_id, integration.config_digest):
-            return RunResult(
-                integration_id, "skipped", integration.type, integration.team_name,
-                reason="started on another worker just now",
-            )  # fmt: skip
-        await store.log_activities(
-            conn,
-            integration.team_id,
-            [
-                store.Activity(
-                    "sync_started",
-                    f"{integration.type} sync started",
-                    {**run.fields, "full": options.full},
-                )
-            ],
-        )
-    log.info("sync_started", **run.fields, full=options.full)
+    started_at = await run_start.record_start(conn, start, run_id, integration.config_digest)
+    if started_at is None:
+        return RunResult(
+            integration_id, "skipped", integration.type, integration.team_name,
+            reason="started on another worker just now",
+        )  # fmt: skip
+    # The `sync_started` row goes out with the run's first row, dated at the start recorded
+    # (the time the due-check measures from): a run that changes nothing writes none.
+    run.log = runlog.RunLog(
+        integration.team_id,
+        runlog.opening(integration.type, run.fields, started_at, full=options.full),
+    )
+    # (with the start as recorded, on the database's clock: the one dashboards and the
+    # due-check see)
+    log.info("sync_started", **run.fields, full=options.full, started_at=started_at.isoformat())
     return run
 
 
@@ -353,6 +349,7 @@ class _Run:
     result: RunResult
     fields: dict[str, Any]
     started_wall: datetime  # the run's start by this worker's clock: the cursor's ceiling
+    log: runlog.RunLog = field(init=False)  # its activity rows (set once the start is recorded)
     started: float = field(default_factory=time.monotonic)
     swept: bool = False
     cursor: dict[str, datetime] = field(default_factory=dict)  # committed marks, in-scope only
@@ -407,6 +404,7 @@ class _Run:
                     connector,
                     self.fields,
                     alarm=config.start_date is None,
+                    write=self.log.write,
                 )
                 self.result.removed += len(swept.removed)
                 self.result.touched.extend(swept.touched)
@@ -438,7 +436,7 @@ class _Run:
                 )
             await _record_failure(
                 self.conn, self.integration, self.result, exc, self.started, self.settings,
-                self.fields,
+                self.fields, self.log,
             )  # fmt: skip
         finally:
             if connector is not None:
@@ -446,11 +444,17 @@ class _Run:
                     await self._keep_mapping_context(connector)
                 await connecting.close_quietly(connector)
         await credentials.record(
-            self.conn, self.integration, seen, succeeded=self.result.outcome == "succeeded"
+            self.conn,
+            self.integration,
+            seen,
+            succeeded=self.result.outcome == "succeeded",
+            write=self.log.write,
         )
         if self.warnings:
-            await store.log_warnings(
-                self.conn, self.integration.team_id, list(self.warnings), self.fields
+            self.log.wrote_apart(
+                await store.log_warnings(
+                    self.conn, self.integration.team_id, list(self.warnings), self.fields
+                )
             )
 
     def _warn(self, code: str, message: str) -> None:
@@ -466,9 +470,8 @@ class _Run:
         cursor = store.cursor_from_json(self.state.cursor)
         async with conn.transaction():
             gone = await store.mark_out_of_scope(conn, integration.id, scopes)
-            await store.log_activities(
+            await self.log.write(
                 conn,
-                integration.team_id,
                 [
                     store.Activity(
                         "work_item_out_of_scope",
@@ -500,7 +503,7 @@ class _Run:
             async for page in pages:
                 cursor = await _commit_page(
                     self.conn, self.integration, page, cursor, self.started_wall, self.result,
-                    self.fields, self.status_map,
+                    self.fields, self.status_map, self.log,
                 )  # fmt: skip
                 for scope in page.checkpoint:
                     self.result.scope, self.result.cursor_at = scope, cursor[scope]
@@ -615,7 +618,7 @@ class _Run:
         try:
             async for page in pages:
                 await _commit_history(
-                    conn, integration, page, self.result, self.fields, self.status_map
+                    conn, integration, page, self.result, self.fields, self.status_map, self.log
                 )
                 if self.result.history_requests >= budget:
                     break
@@ -647,12 +650,28 @@ class _Run:
                     "metrics_recompute_failed", **self.fields, error=f"{type(exc).__name__}: {exc}"
                 )
         if result.contested:
-            await _warn_overlap(conn, integration, result, self.fields)
+            await _warn_overlap(conn, integration, result, self.fields, self.log)
         if result.outcome == "succeeded":
-            await store.mark_succeeded(conn, integration.id, result.duration_s, self.swept)
-            await _log_end(conn, integration, result, "sync_completed", self.fields)
+            quiet = self.log.quiet
+            async with conn.transaction():  # the count and the row that carries it, together
+                counted = await store.mark_succeeded(
+                    conn,
+                    integration.id,
+                    result.duration_s,
+                    self.swept,
+                    quiet_start=self.log.opening.at if quiet else None,
+                    quiet_row_every_s=runlog.QUIET_ROW_EVERY_S,
+                )
+                await _log_end(
+                    conn, integration, result, "sync_completed", self.fields, self.log, counted,
+                    row=not quiet or counted.due,
+                )  # fmt: skip
         elif result.outcome == "interrupted":
-            await _log_end(conn, integration, result, "sync_interrupted", self.fields)
+            async with conn.transaction():
+                counted = await store.take_quiet_runs(conn, integration.id)
+                await _log_end(
+                    conn, integration, result, "sync_interrupted", self.fields, self.log, counted
+                )
         telemetry.observe_run(result)
         return result
 
@@ -674,6 +693,7 @@ async def _commit_page(
     result: RunResult,
     fields: dict[str, Any],
     status_map: Mapping[str, Status],
+    log_to: runlog.RunLog,
 ) -> dict[str, datetime]:
     """One page: rows, their activity and the advanced cursor, in one transaction."""
     new_cursor = advance(cursor, page.checkpoint, ceiling)
@@ -688,9 +708,8 @@ async def _commit_page(
         )
         written.rejected[:0] = page.rejected  # the connector's, then the store's
         newly_lost = {s: why for s, why in page.lost.items() if s not in result.lost}
-        await store.log_activities(
+        await log_to.write(
             conn,
-            integration.team_id,
             [
                 store.Activity(
                     "visibility_lost",
@@ -702,9 +721,7 @@ async def _commit_page(
             ],
         )
         result.lost.update(newly_lost)
-        await store.log_activities(
-            conn, integration.team_id, item_activities(integration, written, fields)
-        )
+        await log_to.write(conn, item_activities(integration, written, fields))
         if new_cursor != cursor:
             await store.save_cursor(conn, integration.id, store.cursor_to_json(new_cursor))
     result.pages += 1
@@ -734,6 +751,7 @@ async def _commit_history(
     result: RunResult,
     fields: dict[str, Any],
     status_map: Mapping[str, Status],
+    log_to: runlog.RunLog,
 ) -> None:
     """One history page: its rows, the times they change (with activity rows, as a page of
     items), the items now read whole and the feeds' progress, in one transaction."""
@@ -742,9 +760,7 @@ async def _commit_history(
         written, recorded = await store.record_history(
             conn, integration.type, integration.id, pairs, status_map
         )
-        await store.log_activities(
-            conn, integration.team_id, item_activities(integration, written, fields)
-        )
+        await log_to.write(conn, item_activities(integration, written, fields))
         await history_store.mark_read(conn, integration.type, page.complete)
         await history_store.save_progress(conn, integration.id, page.checkpoint, page.through)
     result.history_requests += page.requests
@@ -889,16 +905,19 @@ def _removed(label: str, base: Mapping[str, Any], c: store.Change) -> store.Acti
 
 
 async def _warn_overlap(
-    conn: asyncpg.Connection, integration: Integration, result: RunResult, fields: dict[str, Any]
+    conn: asyncpg.Connection,
+    integration: Integration,
+    result: RunResult,
+    fields: dict[str, Any],
+    log_to: runlog.RunLog,
 ) -> None:
     """Two active integrations cover the same items (the same repository or project on two
     teams): each run takes them from the other. Say so once per run, with the other side."""
     others = sorted(result.contested, key=str)
     count = sum(len(keys) for keys in result.contested.values())
     examples = [key for other in others for key in result.contested[other]][:5]
-    await store.log_activities(
+    await log_to.write(
         conn,
-        integration.team_id,
         [
             store.Activity(
                 "scope_overlap",
@@ -920,6 +939,7 @@ async def _record_failure(
     started: float,
     settings: Settings,
     fields: dict[str, Any],
+    log_to: runlog.RunLog,
 ) -> None:
     result.outcome = "failed"
     result.error_class = type(exc).__name__
@@ -942,19 +962,23 @@ async def _record_failure(
             not_before_s=retry_after or 0.0,
         )
     fatal = isinstance(exc, FatalError)
-    await _log_end(
-        conn,
-        integration,
-        result,
-        "sync_failed",
-        {
-            **fields,
-            "error_class": result.error_class,
-            "error": message,
-            "fatal": fatal,
-            "consecutive_failures": failures,
-        },
-    )
+    async with conn.transaction():
+        counted = await store.take_quiet_runs(conn, integration.id)
+        await _log_end(
+            conn,
+            integration,
+            result,
+            "sync_failed",
+            {
+                **fields,
+                "error_class": result.error_class,
+                "error": message,
+                "fatal": fatal,
+                "consecutive_failures": failures,
+            },
+            log_to,
+            counted,
+        )
     log_fn = log.error if fatal else log.warning
     log_fn(
         "sync_failed",
@@ -974,7 +998,14 @@ async def _log_end(
     result: RunResult,
     event: str,
     fields: dict[str, Any],
+    log_to: runlog.RunLog,
+    counted: store.QuietRuns,
+    *,
+    row: bool = True,
 ) -> None:
+    """The run's end: its log line always; its row when `row` (a quiet run's only when it is
+    the hour's), after its opening row for any run that is not quiet. `counted`: the quiet runs
+    the row stands for (a quiet row: itself and those before; any other: those before it)."""
     metadata = {
         **fields,
         "created": result.created,
@@ -993,8 +1024,20 @@ async def _log_end(
         "sync_interrupted": f"{integration.type} sync interrupted ({result.reason}); "
         "resumes from the committed cursor",
     }[event]
-    await store.log_activities(
-        conn, integration.team_id, [store.Activity(event, message, metadata)]
-    )
+    if row:
+        quiet = log_to.quiet and counted.due
+        if quiet:  # the row of the hour's quiet runs (`quiet`: it has no sync_started)
+            message = (
+                f"{integration.type}: {counted.runs} sync run(s) changed nothing"
+                f" since {counted.first_at:%Y-%m-%d %H:%M:%S %Z}"
+            )
+        else:
+            await log_to.open_before_end(conn)
+        extra = {"quiet": True} if quiet else {}
+        await store.log_activities(
+            conn,
+            integration.team_id,
+            [store.Activity(event, message, {**metadata, **extra, **counted.metadata()})],
+        )
     if event != "sync_failed":
         log.info(event, **{k: v for k, v in metadata.items()})

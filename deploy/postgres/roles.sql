@@ -19,8 +19,9 @@
 --   keeps integration_sync_state, the census, credential expiries and TLS modes (no secret in
 --   them) and the derived metrics rows, and reads schema_migrations to
 --   refuse an old schema. It cannot change teams, agents or the integrations admins configure,
---   and cannot create, alter or drop anything: run the worker with C9_SYNC_AUTO_MIGRATE=false and
---   migrate as the owner first.
+--   and cannot create, alter or drop anything (but activity_logs' monthly partitions and the
+--   retention operators set, through the two functions of schema 0015 that do only that): run
+--   the worker with C9_SYNC_AUTO_MIGRATE=false and migrate as the owner first.
 -- c9_dashboard: reads every table and view, except integrations.config (tokens may live there)
 --   and oauth_grants (encrypted OAuth tokens, never readable by it):
 --   on integrations it may select every other column; views never expose config. It writes
@@ -77,6 +78,10 @@ GRANT SELECT, INSERT, UPDATE, DELETE ON public.integration_credentials TO c9_syn
 GRANT SELECT, INSERT, UPDATE ON public.integration_tls TO c9_sync_worker;  -- TLS mode per run
 GRANT SELECT, INSERT, UPDATE ON public.work_items TO c9_sync_worker;  -- marks, never deletes
 GRANT SELECT, INSERT ON public.activity_logs TO c9_sync_worker;       -- append-only
+-- activity_logs' monthly partitions ahead, and the retention operators set (schema 0015): the
+-- two functions run as the owner, so the worker needs no DDL and no DELETE for them.
+GRANT EXECUTE ON FUNCTION public.activity_logs_make_partitions(integer) TO c9_sync_worker;
+GRANT EXECUTE ON FUNCTION public.activity_logs_trim(integer, text[], integer) TO c9_sync_worker;
 GRANT SELECT, INSERT ON public.work_item_history TO c9_sync_worker;   -- the trackers' own facts
 -- `c9-sync remap` maps them again after a status_map edit: our statuses only, never the facts
 GRANT UPDATE (from_status, to_status) ON public.work_item_history TO c9_sync_worker;

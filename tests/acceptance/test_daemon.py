@@ -19,7 +19,7 @@ import pytest
 
 from connectors.sandbox.github import GitHubSandbox
 from tests.acceptance.cli import cli_env, run_cli, start_cli
-from tests.helpers import make_integration, make_team
+from tests.helpers import ENDED_AS, RUNS_ENDED, make_integration, make_team, runs_ended
 
 T0 = datetime(2025, 5, 1, 8, 0, tzinfo=UTC)
 
@@ -74,26 +74,15 @@ async def test_daemon_follows_inserts_pauses_and_stops_on_sigterm(db_url, pool, 
         )
         await wait_for(pool, "SELECT count(*) FROM work_items", lambda n: n == 45, 10)
         assert time.monotonic() - inserted < 5, "an inserted row is synced within 5 s"
-        # It runs again on its interval…
-        await wait_for(
-            pool,
-            "SELECT count(*) FROM activity_logs WHERE event_type = 'sync_completed'",
-            lambda n: n >= 2,
-            12,
-        )
-        # …until paused.
+        # It runs again on its interval (changing nothing: counted in the sync state)…
+        await wait_for(pool, RUNS_ENDED, lambda n: n >= 2, 12, ENDED_AS)
+        # …until paused: no run starts (the state holds the last one's id).
         await pool.execute("UPDATE integrations SET is_active = false WHERE id = $1", integration)
         await asyncio.sleep(1.0)
-        runs = await pool.fetchval(
-            "SELECT count(*) FROM activity_logs WHERE event_type = 'sync_started'"
-        )
+        last_run = "SELECT last_run_id FROM integration_sync_state"
+        runs, last = await runs_ended(pool), await pool.fetchval(last_run)
         await asyncio.sleep(7)
-        assert (
-            await pool.fetchval(
-                "SELECT count(*) FROM activity_logs WHERE event_type = 'sync_started'"
-            )
-            == runs
-        )
+        assert (await runs_ended(pool), await pool.fetchval(last_run)) == (runs, last)
     finally:
         err = stop(proc)
     assert proc.returncode == 0, err[-2000:]
@@ -108,9 +97,9 @@ async def test_sigterm_during_a_slow_run_exits_0_after_the_page_commits(
     github.response_delay = 1.0
     proc = start_cli("run", env=cli_env(db_url, C9_SYNC_GRACE_SECONDS="20"))
     try:
-        await wait_for(
+        await wait_for(  # the run has started (its sync_started row waits for its first page)
             pool,
-            "SELECT count(*) FROM activity_logs WHERE event_type = 'sync_started'",
+            "SELECT count(*) FROM integration_sync_state WHERE last_run_id IS NOT NULL",
             lambda n: n == 1,
             15,
         )
@@ -247,19 +236,10 @@ async def test_sync_now_runs_at_once_and_only_once_across_two_workers(db_url, po
         await asyncio.sleep(1)  # both workers have their job; the next tick is 300 s away
         result = run_cli("integrations", "sync-now", "Alpha/github", env=env)
         assert result.returncode == 0, result.stderr
-        await wait_for(
-            pool,
-            "SELECT count(*) FROM activity_logs WHERE event_type = 'sync_completed'",
-            lambda n: n == 2,
-            5,
-        )
+        # (a second run that changes nothing writes no row: runs_ended counts it all the same)
+        await wait_for(pool, RUNS_ENDED, lambda n: n == 2, 5, ENDED_AS)
         await asyncio.sleep(2)  # the other worker heard it too, and must have skipped
-        assert (
-            await pool.fetchval(
-                "SELECT count(*) FROM activity_logs WHERE event_type = 'sync_started'"
-            )
-            == 2
-        )
+        assert await runs_ended(pool) == 2
     finally:
         errs = [stop(w) for w in workers]
     assert [w.returncode for w in workers] == [0, 0], errs
@@ -389,7 +369,9 @@ async def test_sigterm_with_10000_runs_queued_starts_none_and_exits_within_the_g
     )
     proc = start_cli("run", env=env)
     try:
-        started = "SELECT count(*) FROM activity_logs WHERE event_type = 'sync_started'"
+        # runs started: each records its id in the state (its sync_started row waits for the
+        # first page, 3 s away)
+        started = "SELECT count(*) FROM integration_sync_state WHERE last_run_id IS NOT NULL"
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{http_port}") as client:
 
             async def gauge(name: str) -> float:

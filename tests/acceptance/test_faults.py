@@ -4,6 +4,10 @@ Every `c9-sync run` here is a real subprocess syncing the GitHub sandbox through
 every assertion is on what an operator or a dashboard sees: `activity_logs`,
 `integration_sync_state`, `work_items`, `c9-sync status --json`, `/readyz` and the daemons' logs.
 Waits poll with deadlines; fixed sleeps only pace the faults.
+
+Runs are read from the daemons' logs: every run logs `sync_started` and its end, with its run_id,
+while a run that changed nothing writes no activity row (worker/runlog.py). The rows the runs did
+write are checked against the logs (`assert_rows_match`).
 """
 
 from __future__ import annotations
@@ -145,7 +149,7 @@ async def poll(what: str, check: Callable[[], Any], within: float, every: float 
 
 
 # ---------------------------------------------------------------------------------------------
-# Runs, as activity_logs records them
+# Runs, as the daemons' logs record them
 # ---------------------------------------------------------------------------------------------
 @dataclass
 class Run:
@@ -156,30 +160,60 @@ class Run:
     outcome: str | None = None  # its end event, or "killed"
 
 
-async def runs_by_integration(
-    conn: asyncpg.Pool | asyncpg.Connection,
-) -> dict[uuid.UUID, list[Run]]:
-    """Every run from its `sync_started` row and its end row (if any), by integration, in order."""
-    rows = await conn.fetch(
-        "SELECT event_type, metadata, created_at FROM activity_logs"
-        " WHERE event_type = ANY($1::text[]) ORDER BY created_at",
-        ["sync_started", *END_EVENTS],
-    )
+def _at(event: dict[str, Any]) -> datetime:
+    return datetime.fromisoformat(event["ts"])
+
+
+def runs_by_integration(incarnations: list[Incarnation]) -> dict[uuid.UUID, list[Run]]:
+    """Every run from its `sync_started` log line and its end line (if any), by integration, in
+    order of start. A run starts at the time its state recorded (`started_at`, the database's
+    clock, which the due-check measures from) and ends at its end line's time (the host's clock,
+    the database's here: one host). It logs its end before it releases the integration's lock,
+    and the next run records its start after it took the lock, so two runs of one integration
+    at once would overlap here."""
     runs: dict[str, Run] = {}
-    for r in rows:
-        meta = r["metadata"]
-        if r["event_type"] == "sync_started":
-            runs[meta["run_id"]] = Run(
-                meta["run_id"], uuid.UUID(meta["integration_id"]), r["created_at"]
-            )
-        else:
-            run = runs[meta["run_id"]]
-            assert run.ended is None, f"run {run.run_id} ended twice"
-            run.ended, run.outcome = r["created_at"], r["event_type"]
+    for inc in incarnations:
+        for e in inc.events():
+            if e.get("event") == "sync_started":
+                assert e["run_id"] not in runs, f"run {e['run_id']} started twice"
+                started = datetime.fromisoformat(e["started_at"])
+                runs[e["run_id"]] = Run(e["run_id"], uuid.UUID(e["integration_id"]), started)
+            elif e.get("event") in END_EVENTS and "run_id" in e:
+                run = runs[e["run_id"]]
+                assert run.ended is None, f"run {run.run_id} ended twice"
+                run.ended, run.outcome = _at(e), e["event"]
     out: dict[uuid.UUID, list[Run]] = defaultdict(list)
     for run in sorted(runs.values(), key=lambda run: run.started):
         out[run.integration_id].append(run)
     return out
+
+
+async def assert_rows_match(
+    conn: asyncpg.Pool | asyncpg.Connection, runs: dict[uuid.UUID, list[Run]]
+) -> int:
+    """The run rows in activity_logs belong to logged runs of their integration and agree with
+    the logs: each run's start row once, at the start its line says; its end row once, the end
+    its line says. Returns how many runs wrote rows."""
+    by_id = {run.run_id: run for of_one in runs.values() for run in of_one}
+    rows = await conn.fetch(
+        "SELECT event_type, metadata, created_at FROM activity_logs"
+        " WHERE event_type = ANY($1::text[])",
+        ["sync_started", *END_EVENTS],
+    )
+    seen: Counter[tuple[str, str]] = Counter()
+    for r in rows:
+        meta = r["metadata"]
+        run = by_id.get(meta["run_id"])
+        assert run is not None, f"a {r['event_type']} row of a run no log started: {meta}"
+        assert str(run.integration_id) == meta["integration_id"]
+        kind = "start" if r["event_type"] == "sync_started" else "end"
+        seen[(run.run_id, kind)] += 1
+        if kind == "start":  # dated at the start the run recorded, as its log line says
+            assert r["created_at"] == run.started, (run, r["created_at"])
+        if kind == "end" and run.outcome is not None:  # (killed after its row, before its line)
+            assert r["event_type"] == run.outcome, (run, r["event_type"])
+    assert not [key for key, n in seen.items() if n > 1], "a run with two start or end rows"
+    return len({run_id for run_id, _ in seen})
 
 
 def sandbox_items(sandbox: GitHubSandbox) -> dict[str, tuple[str, str]]:
@@ -275,15 +309,17 @@ async def test_three_replicas_fifty_integrations_one_killed_at_a_time(
     stop_edits = asyncio.Event()
     editor: asyncio.Task[int] | None = None
 
-    async def integrations_completed_since(since: datetime | None) -> bool:
-        n = await pool.fetchval(
-            "SELECT count(DISTINCT s.metadata->>'integration_id') FROM activity_logs s"
-            " JOIN activity_logs e ON e.metadata->>'run_id' = s.metadata->>'run_id'"
-            "  AND e.event_type = 'sync_completed'"
-            " WHERE s.event_type = 'sync_started' AND ($1::timestamptz IS NULL OR s.created_at > $1)",
-            since,
-        )
-        return n == N_INTEGRATIONS
+    def integrations_completed_since(since: datetime | None) -> bool:
+        runs = runs_by_integration([inc for d in daemons for inc in d.incarnations])
+        completed = {
+            integration_id
+            for integration_id, of_one in runs.items()
+            if any(
+                run.outcome == "sync_completed" and (since is None or run.started > since)
+                for run in of_one
+            )
+        }
+        return len(completed) == N_INTEGRATIONS
 
     try:
         for d in daemons:
@@ -325,8 +361,9 @@ async def test_three_replicas_fifty_integrations_one_killed_at_a_time(
     assert all(inc.run_ids("sync_started") for d in daemons for inc in d.incarnations[:1])
 
     # -- every run ended, or died with its process --------------------------------------------
-    by_integration = await runs_by_integration(pool)
+    by_integration = runs_by_integration(incarnations)
     assert set(by_integration) == set(repo_of)
+    wrote_rows = await assert_rows_match(pool, by_integration)
     all_runs = [run for runs in by_integration.values() for run in runs]
     assert not [run for run in all_runs if run.outcome == "sync_failed"]
     killed = sorted(
@@ -344,12 +381,7 @@ async def test_three_replicas_fifty_integrations_one_killed_at_a_time(
         # A start with no end died with a killed process: a live one always writes the end
         # (completed, failed, or interrupted by SIGTERM).
         assert run.run_id not in started_by_survivors, f"run {run.run_id} lost its end row"
-        kill_times = [at for at, started in killed if run.run_id in started] or [
-            # killed after its sync_started row, before its log line: the first kill after it
-            at
-            for at, _ in killed
-            if at + timedelta(seconds=1) >= run.started
-        ]
+        kill_times = [at for at, started in killed if run.run_id in started]
         assert kill_times, f"run {run.run_id} has no end, and no kill came after its start"
         # Its end is the kill; one started in the milliseconds between reading the clock and
         # the signal ends where it started.
@@ -399,7 +431,8 @@ async def test_three_replicas_fifty_integrations_one_killed_at_a_time(
     assert status.returncode == 0, status.stdout
 
     print(
-        f"\nruns={len(all_runs)} killed_runs={killed_runs} kills={len(killed)}"
+        f"\nruns={len(all_runs)} with_rows={wrote_rows} killed_runs={killed_runs}"
+        f" kills={len(killed)}"
         f" processes={len(incarnations)} upstream_edits={edits} items={items}"
         f" gaps: min={min(gaps):.2f}s max={max(gaps):.2f}s limit={limit}s"
         f" over_1.5x={sum(g > 1.5 * INTERVAL for g in gaps)}"
@@ -538,17 +571,13 @@ async def test_postgres_restarted_mid_run(own_postgres, slow_repos, tmp_path, mo
     def database_failures() -> list[dict[str, Any]]:
         return [e for e in daemon.current.events() if e.get("event") == "run_failed_database"]
 
-    async def completed_twice_since(since: datetime) -> bool:
-        rows = await fetch(
-            pg.url,
-            "SELECT count(*) AS n FROM activity_logs s JOIN activity_logs e"
-            "   ON e.metadata->>'run_id' = s.metadata->>'run_id'"
-            "  AND e.event_type = 'sync_completed'"
-            " WHERE s.event_type = 'sync_started' AND s.created_at > $1"
-            " GROUP BY s.metadata->>'integration_id'",
-            since,
-        )
-        return len(rows) == SLOW_REPOS and all(r["n"] >= 2 for r in rows)
+    def completed_twice_since(since: datetime) -> bool:
+        runs = runs_by_integration(daemon.incarnations)
+        done = [
+            sum(run.outcome == "sync_completed" and run.started > since for run in of_one)
+            for of_one in runs.values()
+        ]
+        return len(done) == SLOW_REPOS and all(n >= 2 for n in done)
 
     async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{http_port}", timeout=5) as client:
 
@@ -628,7 +657,8 @@ async def test_postgres_restarted_mid_run(own_postgres, slow_repos, tmp_path, mo
     conn = await db.connect(pg.url)
     try:
         items = await assert_stored_once(conn, sandbox)
-        runs = await runs_by_integration(conn)
+        runs = runs_by_integration(daemon.incarnations)
+        await assert_rows_match(conn, runs)
         failures = await conn.fetch("SELECT consecutive_failures FROM integration_sync_state")
     finally:
         await conn.close()

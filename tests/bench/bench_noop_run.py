@@ -140,6 +140,7 @@ async def bench(url: str, runs: int, items: int, home: Path, github_url: str) ->
     for _ in range(20):  # warm up: imports, prepared statements, the pool
         await one_run()
     pg_pids = postgres_pids(postmaster)
+    rows0 = await pool.fetchval("SELECT count(*) FROM activity_logs")
     counter.statements, counter.elapsed, counter.texts = 0, 0.0, {}
     cpu0, pg0, wall0 = time.process_time(), server_cpu_s(pg_pids), time.perf_counter()
     outcomes: dict[str, int] = {}
@@ -148,6 +149,8 @@ async def bench(url: str, runs: int, items: int, home: Path, github_url: str) ->
         outcomes[result.outcome] = outcomes.get(result.outcome, 0) + 1
     wall = time.perf_counter() - wall0
     cpu, pg = time.process_time() - cpu0, server_cpu_s(pg_pids) - pg0
+    counter.statements -= 1  # (the count below)
+    rows = await pool.fetchval("SELECT count(*) FROM activity_logs") - rows0
     await pool.close()
     return {
         "name": "noop_run",
@@ -157,6 +160,7 @@ async def bench(url: str, runs: int, items: int, home: Path, github_url: str) ->
         "wall_ms_per_run": round(wall / runs * 1000, 2),
         "worker_cpu_ms_per_run": round(cpu / runs * 1000, 2),
         "pg_cpu_ms_per_run": round(pg / runs * 1000, 2),
+        "activity_rows_per_run": round(rows / runs, 3),
         "statements_per_run": round(counter.statements / runs, 2),
         "statement_ms_per_run": round(counter.elapsed / runs * 1000, 2),
         "statements": {k: round(v / runs, 2) for k, v in sorted(counter.texts.items())},

@@ -2,8 +2,10 @@
 PostgreSQL (embedded, or DATABASE_URL), the GitHub sandbox (in a process of its own) answering
 every request after an injected latency. After a warm-up, for a measured window: the start lag
 (a tick's due time → its run's start, from the daemons' /metrics histograms), the gaps between
-an integration's consecutive starts (from its `sync_started` rows), missed ticks, runs started
-per second against the rate needed, and the CPU of the daemons, PostgreSQL and the sandbox.
+an integration's consecutive starts (from the daemons' `sync_started` log lines: a run that
+changes nothing writes no activity row), missed ticks, runs started per second against the rate
+needed, the activity rows written per run, and the CPU of the daemons, PostgreSQL and the
+sandbox.
 
     python tests/bench/bench_scheduler.py [--integrations 1000] [--latency 0.05]
         [--warmup 90] [--seconds 180] [--daemons 2]
@@ -24,6 +26,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from datetime import datetime, timedelta
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
@@ -39,7 +42,7 @@ INTERVAL = 60
 
 def serve_github(repos: int, latency: float, pipe: Connection) -> None:
     """The child: one issue in each of `repos` repositories, every answer `latency` late."""
-    from datetime import UTC, datetime
+    from datetime import UTC
 
     from connectors.sandbox.github import GitHubSandbox
 
@@ -142,7 +145,7 @@ def merged(pages: list[str], name: str) -> dict[float, float]:
 def start_daemon(
     n: int, url: str, port: int, home: Path, log: Path, extra: list[str]
 ) -> subprocess.Popen[bytes]:
-    """`c9-sync run` from this checkout, logging warnings and worse (JSON) to `log`."""
+    """`c9-sync run` from this checkout, logging (JSON, INFO: each run's start) to `log`."""
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith("C9_SYNC_")},
         "DATABASE_URL": url,
@@ -150,7 +153,7 @@ def start_daemon(
         "C9_SYNC_HOME": str(home / f"home-{n}"),
         "C9_SYNC_HTTP_PORT": str(port),
         "C9_SYNC_LOG_FORMAT": "json",
-        "C9_SYNC_LOG_LEVEL": "WARNING",
+        "C9_SYNC_LOG_LEVEL": "INFO",
         **dict(kv.split("=", 1) for kv in extra),
     }
     return subprocess.Popen(
@@ -199,16 +202,9 @@ async def bench(url: str, args: argparse.Namespace, github_url: str, home: Path)
         pg1 = sum(cpu_s(p) for p in [postmaster, *children(postmaster)])
         after = await scrape(ports)
         t1_db = await conn.fetchval("SELECT now()")
-        starts = await conn.fetch(
-            "SELECT (metadata->>'integration_id') AS id, created_at FROM activity_logs"
-            " WHERE event_type = 'sync_started' AND created_at >= $1::timestamptz - interval '70 s'"
-            "   AND created_at < $2 ORDER BY 1, 2",
-            t0_db,
-            t1_db,
-        )
         outcomes = await conn.fetch(
             "SELECT event_type, count(*) FROM activity_logs WHERE created_at >= $1"
-            " AND created_at < $2 AND event_type LIKE 'sync_%' GROUP BY 1",
+            " AND created_at < $2 GROUP BY 1",
             t0_db,
             t1_db,
         )
@@ -247,23 +243,29 @@ async def bench(url: str, args: argparse.Namespace, github_url: str, home: Path)
         )
         for reason in ("busy", "late")
     }
-    gaps: list[float] = []
-    previous: dict[str, Any] = {}
-    in_window = 0
-    for row in starts:
-        if row["created_at"] >= t0_db:
-            in_window += 1
-            if row["id"] in previous:
-                gaps.append((row["created_at"] - previous[row["id"]]).total_seconds())
-        previous[row["id"]] = row["created_at"]
     warnings = 0
     apscheduler_warnings = 0
+    starts: list[tuple[str, datetime]] = []  # (integration, start), from every daemon's log
     for log in logs:
         for line in log.read_text().splitlines():
             if '"level": "warning"' in line or '"level": "error"' in line:
                 warnings += 1
             if "maximum number of running instances" in line or "was missed by" in line:
                 apscheduler_warnings += 1
+            if '"sync_started"' in line:
+                event = json.loads(line)
+                at = datetime.fromisoformat(event["ts"])
+                if t0_db - timedelta(seconds=70) <= at < t1_db:
+                    starts.append((event["integration_id"], at))
+    gaps: list[float] = []
+    previous: dict[str, Any] = {}
+    in_window = 0
+    for integration_id, at in sorted(starts):
+        if at >= t0_db:
+            in_window += 1
+            if integration_id in previous:
+                gaps.append((at - previous[integration_id]).total_seconds())
+        previous[integration_id] = at
     return {
         "name": "scheduler",
         "integrations": args.integrations,
@@ -274,7 +276,10 @@ async def bench(url: str, args: argparse.Namespace, github_url: str, home: Path)
         "runs_started": in_window,
         "runs_per_s": round(in_window / wall, 2),
         "runs_per_s_needed": round(args.integrations / INTERVAL, 2),
-        "outcome_rows": {r["event_type"]: r["count"] for r in outcomes},
+        "outcome_rows": {
+            r["event_type"]: r["count"] for r in outcomes if r["event_type"].startswith("sync_")
+        },
+        "activity_rows_per_run": round(sum(r["count"] for r in outcomes) / max(in_window, 1), 3),
         "runs_by_outcome": runs,
         "run_duration_p50_s": quantile(durations, 0.5),
         "run_duration_p99_s": quantile(durations, 0.99),

@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import itertools
 import json
+import re
 import sys
 import time
 import uuid
@@ -91,6 +92,13 @@ async def add_integration(url: str, type_: str, config: dict[str, Any]) -> uuid.
         await conn.close()
 
 
+# `c9-sync sync`'s line for a run (worker/sync.py RunResult.summary)
+_SUMMARY = re.compile(
+    r": ok created=(?P<created>\d+) updated=(?P<updated>\d+) unchanged=(?P<unchanged>\d+)"
+    r" removed=(?P<removed>\d+) pages=(?P<pages>\d+) in "
+)
+
+
 async def measured_sync(
     bench: Bench, upstream: Upstream, phase: str, url: str, integration: uuid.UUID
 ) -> dict[str, Any]:
@@ -115,12 +123,19 @@ async def measured_sync(
             "SELECT count(*) FROM work_items w LEFT JOIN before b USING (id)"
             " WHERE b.x IS DISTINCT FROM w.xmin::text"
         )
-        end = await conn.fetchval(
-            "SELECT metadata FROM activity_logs WHERE event_type = 'sync_completed'"
-            " ORDER BY created_at DESC LIMIT 1"
-        )
-        if end is None:
+        # The run's counts from its summary line (a run that changed nothing writes no
+        # sync_completed row), its duration from the sync state, as the run recorded it.
+        summary = _SUMMARY.search(proc.output)
+        if summary is None:
             raise RuntimeError(f"the {phase} run did not complete:\n{proc.output}")
+        end: dict[str, Any] = {k: int(v) for k, v in summary.groupdict().items()}
+        end["duration_s"] = round(
+            await conn.fetchval(
+                "SELECT last_duration_s FROM integration_sync_state WHERE integration_id = $1",
+                integration,
+            ),
+            3,
+        )
         activity = await conn.fetchval("SELECT count(*) FROM activity_logs") - activity
     finally:
         await conn.close()

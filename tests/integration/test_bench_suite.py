@@ -47,6 +47,7 @@ def test_the_suite_prints_one_plausible_row_per_phase() -> None:
     assert full["items_per_s"] == pytest.approx(150 / full["seconds"], rel=0.01)
     assert 0 < full["ratio_to_ceiling"] < 1 and full["ceiling_rows"] == 150
     assert noop["created"] == noop["updated"] == noop["rows_rewritten"] == 0
+    assert noop["activity_rows"] == 0  # a run that changed nothing writes no row (within the hour)
     assert 0 < noop["requests"] <= full["requests"]
     assert changed["changed_upstream"] == 2  # 1%, at least one per 100 items
     assert changed["updated"] == changed["rows_rewritten"] == 2

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from worker import db, migrate, views
+from worker import activity_upkeep, db, migrate, views
 from worker.commands.common import Subparsers, add_with_sets, migration_sets
 from worker.errors import EXIT_OK
 from worker.settings import Settings
@@ -18,6 +18,8 @@ async def cmd_migrate(args: argparse.Namespace, settings: Settings, url: str) ->
             views.print_migration_status(await migrate.status(conn, sets))
             return EXIT_OK
         applied = await migrate.apply(conn, sets)
+        # activity_logs partitions ahead (the daemon also makes them daily) and retention
+        await activity_upkeep.upkeep(conn, settings)
     finally:
         await conn.close()
     views.say(f"{len(applied)} migration(s) applied" if applied else "schema is up to date")

@@ -44,6 +44,7 @@ ON CONFLICT (integration_id) DO UPDATE
 SET last_run_id = EXCLUDED.last_run_id, last_started_at = EXCLUDED.last_started_at,
     config_digest = EXCLUDED.config_digest
 WHERE integration_sync_state.last_run_id IS NOT DISTINCT FROM $4
+RETURNING last_started_at
 """
 
 _INTEGRATION = tuple(f.name for f in fields(Integration))  # the statement selects each
@@ -73,11 +74,11 @@ async def lock_and_read(conn: asyncpg.Connection, integration_id: uuid.UUID) -> 
 
 async def record_start(
     conn: asyncpg.Connection, start: Start, run_id: uuid.UUID, config_digest: str
-) -> bool:
-    """Record the run's start (its id, the time, the config it reads); False, recording nothing,
-    when another run has started since `start` was read."""
+) -> datetime | None:
+    """Record the run's start (its id, the time, the config it reads) and return that time;
+    None, recording nothing, when another run has started since `start` was read."""
     assert start.integration is not None
-    status = await conn.execute(
+    started_at: datetime | None = await conn.fetchval(
         _RECORD_START, start.integration.id, run_id, config_digest, start.last_run_id
     )
-    return bool(status.endswith(" 1"))
+    return started_at

@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import uuid
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, Literal
@@ -122,19 +122,94 @@ async def save_cursor(
     await _save_column(conn, integration_id, "cursor", dict(cursor))
 
 
+@dataclass(frozen=True, slots=True)
+class QuietRuns:
+    """Runs that changed nothing and wrote no row (worker/runlog.py): how many, first and last
+    start. `due`: a quiet run's own row is due (none was written for the period)."""
+
+    runs: int = 0
+    first_at: datetime | None = None
+    last_at: datetime | None = None
+    due: bool = False
+
+    def metadata(self) -> dict[str, Any]:
+        if not self.runs:
+            return {}
+        assert self.first_at is not None and self.last_at is not None
+        return {
+            "quiet_runs": self.runs,
+            "quiet_first_at": self.first_at.isoformat(),
+            "quiet_last_at": self.last_at.isoformat(),
+        }
+
+
+# A quiet run ($4: its start) adds itself to the count, unless its row is due (no run row for
+# $5 seconds): then the count goes into that row and starts again. Any other run ($4 NULL)
+# takes the count into its own end row. The old values come from the row locked first.
+_MARK_SUCCEEDED = """
+WITH old AS (
+    SELECT quiet_runs, quiet_first_at, quiet_last_at,
+           $4::timestamptz IS NOT NULL
+           AND (run_logged_at IS NULL OR run_logged_at <= now() - make_interval(secs => $5))
+           AS due
+    FROM integration_sync_state WHERE integration_id = $1 FOR UPDATE
+), counted AS (
+    SELECT old.*, $4::timestamptz IS NOT NULL AND NOT old.due AS adds FROM old
+)
+UPDATE integration_sync_state s
+SET last_success_at = now(), consecutive_failures = 0, next_attempt_at = NULL,
+    last_duration_s = $2,
+    runs_since_sweep = CASE WHEN $3 THEN 0 ELSE s.runs_since_sweep + 1 END,
+    quiet_runs = CASE WHEN c.adds THEN c.quiet_runs + 1 ELSE 0 END,
+    quiet_first_at = CASE WHEN c.adds THEN COALESCE(c.quiet_first_at, $4) END,
+    quiet_last_at = CASE WHEN c.adds THEN $4 END,
+    run_logged_at = CASE WHEN c.adds THEN s.run_logged_at ELSE now() END
+FROM counted c
+WHERE s.integration_id = $1
+RETURNING c.quiet_runs, c.quiet_first_at, c.quiet_last_at, c.due
+"""
+
+
 async def mark_succeeded(
-    conn: asyncpg.Connection, integration_id: uuid.UUID, duration_s: float, swept: bool
-) -> None:
-    await conn.execute(
-        "UPDATE integration_sync_state SET last_success_at = now(), consecutive_failures = 0,"
-        "       next_attempt_at = NULL, last_duration_s = $2,"
-        "       runs_since_sweep = CASE WHEN $3 THEN 0 ELSE runs_since_sweep + 1 END"
-        " WHERE integration_id = $1",
-        integration_id,
-        duration_s,
-        swept,
+    conn: asyncpg.Connection,
+    integration_id: uuid.UUID,
+    duration_s: float,
+    swept: bool,
+    *,
+    quiet_start: datetime | None = None,
+    quiet_row_every_s: float = 3600.0,
+) -> QuietRuns:
+    """Record a success. `quiet_start`: the run changed nothing (it started then). Returns the
+    quiet runs the run's row must stand for: for a quiet run, itself and those before it when
+    its row is due (else nothing: it was counted); for any other, those before it."""
+    row = await conn.fetchrow(
+        _MARK_SUCCEEDED, integration_id, duration_s, swept, quiet_start, quiet_row_every_s
     )
     await conn.execute("UPDATE integrations SET last_sync = now() WHERE id = $1", integration_id)
+    if row is None:
+        return QuietRuns()
+    if quiet_start is None:
+        return QuietRuns(row["quiet_runs"], row["quiet_first_at"], row["quiet_last_at"])
+    if not row["due"]:
+        return QuietRuns()
+    return QuietRuns(row["quiet_runs"] + 1, row["quiet_first_at"] or quiet_start, quiet_start, True)
+
+
+async def take_quiet_runs(conn: asyncpg.Connection, integration_id: uuid.UUID) -> QuietRuns:
+    """The quiet runs counted so far, now that a run writes its end row (failed, interrupted):
+    the row carries them, the count starts again."""
+    row = await conn.fetchrow(
+        "WITH old AS (SELECT quiet_runs, quiet_first_at, quiet_last_at"
+        "   FROM integration_sync_state WHERE integration_id = $1 FOR UPDATE)"
+        " UPDATE integration_sync_state s SET quiet_runs = 0, quiet_first_at = NULL,"
+        "       quiet_last_at = NULL, run_logged_at = now()"
+        " FROM old WHERE s.integration_id = $1"
+        " RETURNING old.quiet_runs, old.quiet_first_at, old.quiet_last_at",
+        integration_id,
+    )
+    if row is None:
+        return QuietRuns()
+    return QuietRuns(row["quiet_runs"], row["quiet_first_at"], row["quiet_last_at"])
 
 
 async def mark_failed(
@@ -684,6 +759,7 @@ class Activity:
     message: str
     metadata: Mapping[str, Any]
     work_item_id: uuid.UUID | None = None
+    at: datetime | None = None  # created_at; None: the transaction's time (now())
 
 
 async def log_activities(
@@ -692,14 +768,45 @@ async def log_activities(
     if not activities:
         return
     await conn.execute(
-        "INSERT INTO activity_logs (team_id, work_item_id, event_type, message, metadata)"
-        " SELECT $1, w, e, m, d FROM unnest($2::uuid[], $3::text[], $4::text[], $5::jsonb[])"
-        "   AS t(w, e, m, d)",
+        "INSERT INTO activity_logs (team_id, work_item_id, event_type, message, metadata,"
+        "       created_at)"
+        " SELECT $1, w, e, m, d, COALESCE(c, now())"
+        " FROM unnest($2::uuid[], $3::text[], $4::text[], $5::jsonb[], $6::timestamptz[])"
+        "   AS t(w, e, m, d, c)",
         team_id,
         [a.work_item_id for a in activities],
         [a.event_type for a in activities],
         [sanitize.clean_text(a.message) for a in activities],
         [sanitize.clean_json(dict(a.metadata)) for a in activities],
+        [a.at for a in activities],
+    )
+
+
+#: where a run's activity rows go (`RunLog.write`: its opening row first); `team_writer` when
+#: no run is writing them
+ActivityWriter = Callable[[asyncpg.Connection, Sequence[Activity]], Awaitable[None]]
+
+
+def team_writer(team_id: uuid.UUID) -> ActivityWriter:
+    async def write(conn: asyncpg.Connection, activities: Sequence[Activity]) -> None:
+        await log_activities(conn, team_id, activities)
+
+    return write
+
+
+async def log_opening_once(conn: asyncpg.Connection, team_id: uuid.UUID, opening: Activity) -> None:
+    """A run's `sync_started` row unless it is there (its time and run_id find it at once)."""
+    await conn.execute(
+        "INSERT INTO activity_logs (team_id, event_type, message, metadata, created_at)"
+        " SELECT $1, $2::text, $3, $4::jsonb, $5::timestamptz"
+        " WHERE NOT EXISTS (SELECT 1 FROM activity_logs"
+        "   WHERE created_at = $5 AND event_type = $2"
+        "     AND metadata->>'run_id' = $4::jsonb->>'run_id')",
+        team_id,
+        opening.event_type,
+        sanitize.clean_text(opening.message),
+        sanitize.clean_json(dict(opening.metadata)),
+        opening.at,
     )
 
 
@@ -723,15 +830,17 @@ async def log_warnings(
     team_id: uuid.UUID,
     warnings: Sequence[tuple[str, str]],
     fields: Mapping[str, Any],
-) -> None:
-    """`sync_warning` rows for a connector's (code, message) pairs not recorded in a day."""
-    await conn.execute(
+) -> int:
+    """`sync_warning` rows for a connector's (code, message) pairs not recorded in a day;
+    returns how many were written."""
+    status: str = await conn.execute(
         _WARNINGS,
         team_id,
         [code for code, _ in warnings],
         [sanitize.clean_text(message) for _, message in warnings],
         sanitize.clean_json(dict(fields)),
     )
+    return int(status.rsplit(" ", 1)[1])
 
 
 def cursor_to_json(cursor: Mapping[str, datetime]) -> dict[str, str]:
