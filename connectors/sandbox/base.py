@@ -27,6 +27,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Literal
 from urllib.parse import parse_qs, urlsplit
 
+from connectors.sandbox.webhooks import WebhookSender
+
 FaultKind = Literal[
     "429", "403_rate_limit", "5xx", "401", "malformed", "timeout", "400_json", "reset"
 ]
@@ -107,6 +109,8 @@ class SandboxServer:
 
     #: Seconds a "timeout" fault stalls (longer than the clients' timeouts in tests).
     timeout_stall: float = 5.0
+    #: The tracker's signed webhooks, sent after each change once subscribed (set by each sandbox).
+    hooks: WebhookSender
 
     def __init__(self) -> None:
         self.response_delay = 0.0  # seconds every answer waits (a slow tracker, for tests)

@@ -308,10 +308,10 @@ async def run_live(
                 exit_code = await run_worker(
                     worker, sets, team, view, lambda: live.read(pool, team_id, ids, log), log
                 )
-                hooks_taken = sum(
-                    1 for server in servers.values() for sent in server.hooks.sent
+                hooks_taken = len([
+                    sent for server in servers.values() for sent in server.hooks.sent
                     if sent.status is not None and sent.status < 300
-                )  # fmt: skip
+                ])  # fmt: skip
             finally:
                 # The sandboxes stop with the demo: pause their rows so a later `c9-sync run`
                 # does not keep failing against trackers that are gone.
