@@ -123,7 +123,7 @@ async def write_path(bench: Bench, options: Options) -> Rows:
             for page in pages:
                 # The run's own commit of a page (private: this is the path measured).
                 cursor = await worker_sync._commit_page(
-                    conn, integration, page, cursor, ceiling, result, fields
+                    conn, integration, page, cursor, ceiling, result, fields, {}
                 )
             seconds = time.perf_counter() - started
             pg_cpu, cpu = bench.pg_cpu.seconds() - pg0, time.process_time() - cpu0

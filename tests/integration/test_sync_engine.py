@@ -253,9 +253,11 @@ async def test_backoff_grows_and_is_capped(pool, integration, tmp_path, upstream
 async def test_hostile_text_is_stored(pool, integration, settings, upstream) -> None:
     ids = upstream.add(4)
     at = T0 + timedelta(hours=1)
-    upstream.change(ids[0], at, title="nul\x00byte", description="a\x00b")
+    # (a lone surrogate: half an emoji, as a JSON answer's "\\ud83d" decodes)
+    upstream.change(ids[0], at, title="nul\x00byte", description="a\x00b\ud83d")
     upstream.items[ids[0]] = replace(
-        upstream.items[ids[0]], raw={"body": "x\x00y", "k\x00": ["\x00"]}
+        upstream.items[ids[0]],
+        raw={"body": "x\x00y", "k\x00": ["\x00"], "half": "\udc00!", "nan": float("nan")},
     )
     upstream.change(ids[1], at, title="x" * 600)
     upstream.change(ids[2], at, title="emoji 🚀 ✓")
@@ -264,7 +266,7 @@ async def test_hostile_text_is_stored(pool, integration, settings, upstream) -> 
     assert result.outcome == "succeeded" and result.created == 4
     rows = {r["external_id"]: r for r in await pool.fetch("SELECT * FROM work_items")}
     assert rows[ids[0]]["title"] == "nulbyte" and rows[ids[0]]["description"] == "ab"
-    assert rows[ids[0]]["external_data"] == {"body": "xy", "k": [""]}
+    assert rows[ids[0]]["external_data"] == {"body": "xy", "k": [""], "half": "!", "nan": None}
     assert len(rows[ids[1]]["title"]) == 500 and rows[ids[1]]["title"].endswith("…")
     assert rows[ids[2]]["title"] == "emoji 🚀 ✓"
     assert rows[ids[3]]["title"] == "עברית RTL العربية"

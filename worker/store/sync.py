@@ -263,7 +263,8 @@ timed AS (
 final AS (
     SELECT
         t.external_id, t.external_key, t.title, t.description, t.acceptance_criteria, t.status,
-        t.priority, t.story_points, t.external_url, t.external_data, t.source_updated_at,
+        t.priority, t.story_points, t.external_url, t.external_data::jsonb AS external_data,
+        t.source_updated_at,
         t.sync_scope,
         -- the same version read again (the overlap) keeps its flag once it has history: what
         -- was read is not asked for again, what is pending is not forgotten; a row without any
@@ -274,7 +275,8 @@ final AS (
              THEN (t.prior).history_pending ELSE t.history_pending END AS history_pending,
         t.started AS started_at, t.completed AS completed_at,
         t.parent_external_id, t.item_type, t.item_type_name, t.assignees::jsonb AS assignees,
-        t.fields, ARRAY(SELECT jsonb_array_elements_text(t.labels::jsonb)) AS labels,
+        t.fields::jsonb AS fields,
+        ARRAY(SELECT jsonb_array_elements_text(t.labels::jsonb)) AS labels,
         -- the parent when it is synced already (else linked when it arrives: link_children)
         (SELECT pw.id FROM work_items pw
          WHERE pw.source = $1 AND pw.external_id = t.parent_external_id
@@ -693,13 +695,13 @@ async def log_activities(
         return
     await conn.execute(
         "INSERT INTO activity_logs (team_id, work_item_id, event_type, message, metadata)"
-        " SELECT $1, w, e, m, d FROM unnest($2::uuid[], $3::text[], $4::text[], $5::jsonb[])"
-        "   AS t(w, e, m, d)",
+        " SELECT $1, w, e, m, d::jsonb FROM unnest($2::uuid[], $3::text[], $4::text[],"
+        "                                          $5::text[]) AS t(w, e, m, d)",
         team_id,
         [a.work_item_id for a in activities],
         [a.event_type for a in activities],
         [sanitize.clean_text(a.message) for a in activities],
-        [sanitize.clean_json(dict(a.metadata)) for a in activities],
+        [sanitize.json_text(a.metadata) for a in activities],
     )
 
 
