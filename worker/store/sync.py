@@ -258,7 +258,10 @@ timed AS (
         {_COMPLETED} AS completed,
         p AS prior
     FROM incoming i
-    LEFT JOIN work_items p ON p.source = $1 AND p.external_id = i.external_id
+    -- one index lookup per row read (LIMIT: never flattened into a join that the planner may
+    -- hash over every row of the source, on a first import's stale statistics)
+    LEFT JOIN LATERAL (SELECT * FROM work_items p
+                       WHERE p.source = $1 AND p.external_id = i.external_id LIMIT 1) p ON true
 ),
 final AS (
     SELECT
@@ -399,14 +402,17 @@ async def upsert_items(
             )
         )
     written = {r["external_id"] for r in rows}
+    pairs = [(x, s) for x, s in sanitize.sprint_pairs(clean) if x in written]
+    # A row created now has no membership to end: only one in a sprint has any to write.
+    members = {r["external_id"] for r in rows if not r["created"]} | {x for x, _ in pairs}
     await model.link_children(conn, source, [i.external_id for i in clean])
     await model.set_sprints(
         conn,
         source=source,
         team_id=team_id,
         integration_id=integration_id,
-        items=[i.external_id for i in clean if i.external_id in written],
-        pairs=[(x, s) for x, s in sanitize.sprint_pairs(clean) if x in written],
+        items=[i.external_id for i in clean if i.external_id in members],
+        pairs=pairs,
     )
     gained = await history.adopt(conn, source, [i.external_id for i in clean])
     recorded = await history.record(
