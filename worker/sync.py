@@ -703,16 +703,16 @@ async def _commit_history(
     status_map: Mapping[str, Status],
 ) -> None:
     """One history page: its rows, the times they change (with activity rows, as a page of
-    items), the items now read whole and the feeds' progress, in one transaction."""
+    items) and the items now read whole (one write of each row), and the feeds' progress, in
+    one transaction."""
     pairs, problems = sanitize.clean_history_page(page.entries)
     async with conn.transaction():
         written, recorded = await store.record_history(
-            conn, integration.type, integration.id, pairs, status_map
+            conn, integration.type, integration.id, pairs, status_map, read=page.complete
         )
         await store.log_activities(
             conn, integration.team_id, item_activities(integration, written, fields)
         )
-        await history_store.mark_read(conn, integration.type, page.complete)
         await history_store.save_progress(conn, integration.id, page.checkpoint, page.through)
     result.history_requests += page.requests
     result.history_rows += recorded.stored + recorded.waiting

@@ -431,15 +431,16 @@ async def record_history(
     integration_id: uuid.UUID,
     pairs: Sequence[tuple[str, HistoryEntry]],
     status_map: Mapping[str, Status] | None = None,
+    read: Sequence[str] = (),
 ) -> tuple[PageResult, history.Recorded]:
     """A history page (clean entries by external id): stored, items not synced yet keep theirs
-    waiting, times re-derived; what changed, as a page's changes. Inside the caller's
-    transaction."""
+    waiting, times re-derived, the items `read` whole no longer pending (in the same write);
+    what changed, as a page's changes. Inside the caller's transaction."""
     result = PageResult()
     recorded = await history.record(
         conn, source, sanitize.history_columns(pairs, status_map or {}), orphans_of=integration_id
     )
-    await _derive(conn, recorded.gained, result)
+    await _derive(conn, recorded.gained, result, source, read)
     return result, recorded
 
 
@@ -557,14 +558,19 @@ def _updated(
 
 
 async def _derive(
-    conn: asyncpg.Connection, gained: Sequence[uuid.UUID], result: PageResult
+    conn: asyncpg.Connection,
+    gained: Sequence[uuid.UUID],
+    result: PageResult,
+    source: str = "",
+    read: Sequence[str] = (),
 ) -> None:
-    """Re-derive the times of the items that gained history and fold what that changed into
-    the page's changes (one change per item)."""
-    if not gained:
+    """Re-derive the times of the items that gained history (clearing the pending flag of those
+    `read` whole, in the same write) and fold what that changed into the page's changes (one
+    change per item)."""
+    if not gained and not read:
         return
     by_id = {c.work_item_id: n for n, c in enumerate(result.changes)}
-    for r in await history.derive_times(conn, sorted(set(gained))):
+    for r in await history.derive_times(conn, sorted(set(gained)), source, read):
         fields = tuple(
             name for name in ("started_at", "completed_at") if r[f"old_{name}"] != r[f"new_{name}"]
         )
