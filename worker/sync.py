@@ -44,6 +44,7 @@ from worker import (
 )
 from worker.connecting import ConnectorLoader
 from worker.logs import get_logger
+from worker.read_ahead import ReadAhead
 from worker.settings import Settings
 from worker.store import history as history_store
 from worker.store import notify, run_start
@@ -484,7 +485,9 @@ class _Run:
         if start_date is not None:  # nothing older than the admin's start date, in any scope
             floor = datetime.combine(start_date, dt_time(), UTC)
             since = {scope: max(since.get(scope, floor), floor) for scope in scopes}
-        pages = connector.changes(since)
+        # The next page is fetched while this one commits (one ahead: memory stays bounded); the
+        # cursor still advances only with committed pages, in order.
+        pages = ReadAhead(connector.changes(since))
         try:
             async for page in pages:
                 cursor = await _commit_page(
@@ -495,7 +498,7 @@ class _Run:
                     self.options.on_page(self.result)
                 self._halt_if_asked()
         finally:
-            await _close(pages)
+            await pages.aclose()
 
     async def _check_mapping(self, config: ConnectorConfig) -> None:
         """Whether the stored rows are mapped with this config's status_map (an admin edited it
