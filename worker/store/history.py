@@ -53,9 +53,11 @@ SELECT (SELECT array_agg(DISTINCT work_item_id) FROM stored) AS gained,
        (SELECT count(*) FROM waiting)::int AS waiting
 """
 
-# Changes read before their item was synced: into the history once the item is there.
-_ADOPT = """
-WITH moved AS (
+# Changes read before their item was synced: into the history once the item is there ($1: source,
+# $2: the external ids now synced); `stored` names the items that gained some. (Run with the
+# page's other follow-ups in one statement: store.sync._AFTER_ROWS.)
+ADOPT_CTES = """
+moved AS (
     DELETE FROM history_orphans o
     USING work_items w
     WHERE o.source = $1 AND o.external_id = ANY($2::text[])
@@ -72,7 +74,6 @@ stored AS (
     ON CONFLICT (work_item_id, change_id, field) DO NOTHING
     RETURNING work_item_id
 )
-SELECT DISTINCT work_item_id FROM stored
 """
 
 # started_at: the first move into in_progress or later, when the history reaches back to the
@@ -147,16 +148,6 @@ async def record(
         return Recorded([], 0, 0)
     row = await conn.fetchrow(_RECORD, source, *columns.values(), orphans_of)
     return Recorded(list(row["gained"] or []), row["stored"], row["waiting"])
-
-
-async def adopt(
-    conn: asyncpg.Connection, source: str, external_ids: Sequence[str]
-) -> list[uuid.UUID]:
-    """Move the waiting changes of these (now synced) items into their history."""
-    if not external_ids:
-        return []
-    rows = await conn.fetch(_ADOPT, source, list(external_ids))
-    return [r["work_item_id"] for r in rows]
 
 
 async def derive_times(

@@ -280,7 +280,7 @@ final AS (
         t.parent_external_id, t.item_type, t.item_type_name, t.assignees::jsonb AS assignees,
         t.fields::jsonb AS fields,
         ARRAY(SELECT jsonb_array_elements_text(t.labels::jsonb)) AS labels,
-        -- the parent when it is synced already (else linked when it arrives: link_children)
+        -- the parent when it is synced already (else linked when it arrives: model.LINK_CHILDREN)
         (SELECT pw.id FROM work_items pw
          WHERE pw.source = $1 AND pw.external_id = t.parent_external_id
            AND t.parent_external_id <> t.external_id) AS parent_id,
@@ -405,7 +405,7 @@ async def upsert_items(
     pairs = [(x, s) for x, s in sanitize.sprint_pairs(clean) if x in written]
     # A row created now has no membership to end: only one in a sprint has any to write.
     members = {r["external_id"] for r in rows if not r["created"]} | {x for x, _ in pairs}
-    await model.link_children(conn, source, [i.external_id for i in clean])
+    gained = await _after_rows(conn, source, [i.external_id for i in clean])
     await model.set_sprints(
         conn,
         source=source,
@@ -414,7 +414,6 @@ async def upsert_items(
         items=[i.external_id for i in clean if i.external_id in members],
         pairs=pairs,
     )
-    gained = await history.adopt(conn, source, [i.external_id for i in clean])
     recorded = await history.record(
         conn, source, sanitize.history_columns(sanitize.history_pairs(clean), status_map or {})
     )
@@ -423,6 +422,24 @@ async def upsert_items(
     result.changes = [c for c in result.changes if c.created or c.changed_fields or c.back_in_scope]
     result.unchanged = len(clean) - len(result.changes)
     return result
+
+
+# What follows a page's rows, in one statement (one round trip): children synced before these
+# items link to them, and their changes read before they were synced join their history.
+_AFTER_ROWS = f"""
+WITH linked AS ({model.LINK_CHILDREN} RETURNING 1),
+{history.ADOPT_CTES}
+SELECT DISTINCT work_item_id FROM stored
+"""
+
+
+async def _after_rows(
+    conn: asyncpg.Connection, source: str, external_ids: Sequence[str]
+) -> list[uuid.UUID]:
+    """Link the children waiting for these (just written) items and adopt their waiting
+    history; the items that gained history."""
+    rows = await conn.fetch(_AFTER_ROWS, source, list(external_ids))
+    return [r["work_item_id"] for r in rows]
 
 
 async def record_history(
