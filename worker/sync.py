@@ -11,7 +11,7 @@ import hashlib
 import json
 import time
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from datetime import time as dt_time
@@ -485,20 +485,16 @@ class _Run:
         if start_date is not None:  # nothing older than the admin's start date, in any scope
             floor = datetime.combine(start_date, dt_time(), UTC)
             since = {scope: max(since.get(scope, floor), floor) for scope in scopes}
-        # The next page is fetched while this one commits (one ahead: memory stays bounded); the
-        # cursor still advances only with committed pages, in order.
-        pages = ReadAhead(connector.changes(since))
-        try:
-            async for page in pages:
-                cursor = await _commit_page(
-                    self.conn, self.integration, page, cursor, self.started_wall, self.result,
-                    self.fields, self.status_map,
-                )  # fmt: skip
-                if self.options.on_page is not None:
-                    self.options.on_page(self.result)
-                self._halt_if_asked()
-        finally:
-            await pages.aclose()
+
+        def between_pages() -> None:
+            if self.options.on_page is not None:
+                self.options.on_page(self.result)
+            self._halt_if_asked()
+
+        await write_pages(
+            self.conn, self.integration, connector.changes(since), cursor, self.started_wall,
+            self.result, self.fields, self.status_map, between_pages,
+        )  # fmt: skip
 
     async def _check_mapping(self, config: ConnectorConfig) -> None:
         """Whether the stored rows are mapped with this config's status_map (an admin edited it
@@ -635,6 +631,43 @@ async def _close(pages: object) -> None:
         await aclose()
 
 
+async def write_pages(
+    conn: asyncpg.Connection,
+    integration: Integration,
+    pages: AsyncIterator[Page],
+    cursor: dict[str, datetime],
+    ceiling: datetime,
+    result: RunResult,
+    fields: dict[str, Any],
+    status_map: Mapping[str, Status],
+    between: Callable[[], None] = lambda: None,
+) -> dict[str, datetime]:
+    """Commit each page in order (`_commit_page`), calling `between` after each, while the next
+    one is fetched and made safe to write (`store.prepare`): read one page ahead, so that
+    fetching and the worker's CPU share of a write overlap PostgreSQL's (memory stays bounded:
+    two pages at most). The cursor advances only with committed pages; whatever ends the loop
+    (a failed commit or fetch, `between` raising, a cancelled run) cancels the fetch in flight
+    and closes `pages`. The cursor after the last committed page."""
+    ahead = ReadAhead(_prepared(pages))
+    try:
+        async for page, prepared in ahead:
+            cursor = await _commit_page(
+                conn, integration, page, cursor, ceiling, result, fields, status_map, prepared
+            )
+            between()
+    finally:
+        await ahead.aclose()
+    return cursor
+
+
+async def _prepared(pages: AsyncIterator[Page]) -> AsyncIterator[tuple[Page, store.Prepared]]:
+    try:
+        async for page in pages:
+            yield page, store.prepare(page.items)
+    finally:
+        await _close(pages)
+
+
 async def _commit_page(
     conn: asyncpg.Connection,
     integration: Integration,
@@ -644,8 +677,10 @@ async def _commit_page(
     result: RunResult,
     fields: dict[str, Any],
     status_map: Mapping[str, Status],
+    prepared: store.Prepared | None = None,
 ) -> dict[str, datetime]:
-    """One page: rows, their activity and the advanced cursor, in one transaction."""
+    """One page (`prepared`: its items made safe to write, when done already): rows, their
+    activity and the advanced cursor, in one transaction."""
     new_cursor = advance(cursor, page.checkpoint, ceiling)
     async with conn.transaction():
         written = await store.upsert_items(
@@ -653,7 +688,7 @@ async def _commit_page(
             source=integration.type,
             team_id=integration.team_id,
             integration_id=integration.id,
-            items=page.items,
+            items=page.items if prepared is None else prepared,
             status_map=status_map,
         )
         written.rejected[:0] = page.rejected  # the connector's, then the store's

@@ -151,32 +151,37 @@ class Written:
 async def _write(
     url: str, source: str, config: dict[str, Any], pages: list[Page], bench: Bench
 ) -> Written:
-    """The run's own commits (private: this is the path measured) of `pages` into a fresh
-    integration: one transaction a page, as a run does, without HTTP."""
+    """The run's own page loop (`write_pages`: the next page made safe to write while one
+    commits; one transaction a page) over `pages` into a fresh integration, without HTTP."""
     integration_id = await add_integration(url, source, config)
     conn = await db.connect(url)
     try:
         integration = await get_integration(conn, integration_id)
         assert integration is not None
         result = worker_sync.RunResult(integration_id, "succeeded")
-        cursor: dict[str, datetime] = {}
         ceiling = datetime.now(UTC)
         fields = {"integration_id": str(integration_id), "source": source}
         pg0, cpu0 = bench.pg_cpu.seconds(), time.process_time()
         started = time.perf_counter()
-        for page in pages:
-            cursor = await worker_sync._commit_page(
-                conn, integration, page, cursor, ceiling, result, fields, {}
-            )
+        await worker_sync.write_pages(
+            conn, integration, _served(pages), {}, ceiling, result, fields, {}
+        )
         seconds = time.perf_counter() - started
         return Written(seconds, time.process_time() - cpu0, bench.pg_cpu.seconds() - pg0, result)
     finally:
         await conn.close()
 
 
+async def _served(pages: list[Page]) -> AsyncIterator[Page]:
+    """Pages held in memory, handed out as a connector hands them."""
+    for page in pages:
+        yield page
+
+
 async def write_path(bench: Bench, options: Options) -> Rows:
-    """The worker's page commit (upsert, activity rows, cursor: one transaction a page, as a run
-    does) of N GitHub items, without HTTP, vs COPY of the same rows into the same indexes."""
+    """The run's page loop (upsert, activity rows, cursor: one transaction a page, the next page
+    made safe to write meanwhile, as a run does) over N GitHub items held in memory, without
+    HTTP, vs COPY of the same rows into the same indexes."""
     tracker = TRACKERS["github"]
     sandbox = tracker.sandbox()
     with sandbox:

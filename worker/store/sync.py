@@ -365,23 +365,41 @@ FROM written wr JOIN final f USING (external_id)
 """  # column names are this module's constants; every value is a parameter
 
 
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    """A page made safe to write (`sanitize`): its clean items (one per id), their columns as
+    the upsert's parallel arrays, and the items refused."""
+
+    items: list[WorkItem]
+    columns: dict[str, list[Any]]
+    rejected: list[Rejected]
+
+
+def prepare(items: Sequence[WorkItem]) -> Prepared:
+    """The worker's CPU share of a page's write, apart from the statement: a run does it while
+    the previous page commits (worker.sync, read one page ahead)."""
+    clean, rejected = sanitize.prepare_page(items)
+    return Prepared(clean, sanitize.columns(clean), rejected)
+
+
 async def upsert_items(
     conn: asyncpg.Connection,
     *,
     source: str,
     team_id: uuid.UUID,
     integration_id: uuid.UUID,
-    items: Sequence[WorkItem],
+    items: Sequence[WorkItem] | Prepared,
     status_map: Mapping[str, Status] | None = None,
 ) -> PageResult:
-    """Write one page; return what changed. Must run inside the caller's transaction.
-    `status_map`: the one the connector mapped the items' history with (its defaults, 0014)."""
-    clean, rejected = sanitize.prepare_page(items)
-    result = PageResult(rejected=rejected)
+    """Write one page (its items, or the page `prepare` made of them); return what changed.
+    Must run inside the caller's transaction. `status_map`: the one the connector mapped the
+    items' history with (its defaults, 0014)."""
+    page = items if isinstance(items, Prepared) else prepare(items)
+    clean = page.items
+    result = PageResult(rejected=list(page.rejected))
     if not clean:
         return result
-    cols = sanitize.columns(clean)
-    rows = await conn.fetch(_UPSERT, source, team_id, integration_id, *cols.values())
+    rows = await conn.fetch(_UPSERT, source, team_id, integration_id, *page.columns.values())
     for r in rows:
         result.changes.append(
             Change(
