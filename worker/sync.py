@@ -643,16 +643,16 @@ async def write_pages(
     between: Callable[[], None] = lambda: None,
 ) -> dict[str, datetime]:
     """Commit each page in order (`_commit_page`), calling `between` after each, while the next
-    one is fetched and made safe to write (`store.prepare`): read one page ahead, so that
+    one is fetched and made safe to write (`store.ready_page`): read one page ahead, so that
     fetching and the worker's CPU share of a write overlap PostgreSQL's (memory stays bounded:
     two pages at most). The cursor advances only with committed pages; whatever ends the loop
     (a failed commit or fetch, `between` raising, a cancelled run) cancels the fetch in flight
     and closes `pages`. The cursor after the last committed page."""
-    ahead = ReadAhead(_prepared(pages))
+    ahead = ReadAhead(_ready(pages))
     try:
-        async for page, prepared in ahead:
+        async for page, ready in ahead:
             cursor = await _commit_page(
-                conn, integration, page, cursor, ceiling, result, fields, status_map, prepared
+                conn, integration, page, cursor, ceiling, result, fields, status_map, ready
             )
             between()
     finally:
@@ -660,10 +660,10 @@ async def write_pages(
     return cursor
 
 
-async def _prepared(pages: AsyncIterator[Page]) -> AsyncIterator[tuple[Page, store.Prepared]]:
+async def _ready(pages: AsyncIterator[Page]) -> AsyncIterator[tuple[Page, store.ReadyPage]]:
     try:
         async for page in pages:
-            yield page, store.prepare(page.items)
+            yield page, store.ready_page(page.items)
     finally:
         await _close(pages)
 
@@ -677,9 +677,9 @@ async def _commit_page(
     result: RunResult,
     fields: dict[str, Any],
     status_map: Mapping[str, Status],
-    prepared: store.Prepared | None = None,
+    ready: store.ReadyPage | None = None,
 ) -> dict[str, datetime]:
-    """One page (`prepared`: its items made safe to write, when done already): rows, their
+    """One page (`ready`: its items made safe to write, when done already): rows, their
     activity and the advanced cursor, in one transaction."""
     new_cursor = advance(cursor, page.checkpoint, ceiling)
     async with conn.transaction():
@@ -688,7 +688,7 @@ async def _commit_page(
             source=integration.type,
             team_id=integration.team_id,
             integration_id=integration.id,
-            items=page.items if prepared is None else prepared,
+            items=page.items if ready is None else ready,
             status_map=status_map,
         )
         written.rejected[:0] = page.rejected  # the connector's, then the store's

@@ -366,7 +366,7 @@ FROM written wr JOIN final f USING (external_id)
 
 
 @dataclass(frozen=True, slots=True)
-class Prepared:
+class ReadyPage:
     """A page made safe to write (`sanitize`): its clean items (one per id), their columns as
     the upsert's parallel arrays, and the items refused."""
 
@@ -375,11 +375,11 @@ class Prepared:
     rejected: list[Rejected]
 
 
-def prepare(items: Sequence[WorkItem]) -> Prepared:
+def ready_page(items: Sequence[WorkItem]) -> ReadyPage:
     """The worker's CPU share of a page's write, apart from the statement: a run does it while
     the previous page commits (worker.sync, read one page ahead)."""
     clean, rejected = sanitize.prepare_page(items)
-    return Prepared(clean, sanitize.columns(clean), rejected)
+    return ReadyPage(clean, sanitize.columns(clean), rejected)
 
 
 async def upsert_items(
@@ -388,13 +388,13 @@ async def upsert_items(
     source: str,
     team_id: uuid.UUID,
     integration_id: uuid.UUID,
-    items: Sequence[WorkItem] | Prepared,
+    items: Sequence[WorkItem] | ReadyPage,
     status_map: Mapping[str, Status] | None = None,
 ) -> PageResult:
-    """Write one page (its items, or the page `prepare` made of them); return what changed.
+    """Write one page (its items, or the page `ready_page` made of them); return what changed.
     Must run inside the caller's transaction. `status_map`: the one the connector mapped the
     items' history with (its defaults, 0014)."""
-    page = items if isinstance(items, Prepared) else prepare(items)
+    page = items if isinstance(items, ReadyPage) else ready_page(items)
     clean = page.items
     result = PageResult(rejected=list(page.rejected))
     if not clean:
