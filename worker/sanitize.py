@@ -1,10 +1,14 @@
-"""Make connector output safe for PostgreSQL: no NUL bytes (text and jsonb refuse them), values
-fitted to their columns (a 600-character title is truncated, not a failed batch), one item per key.
+"""Make connector output safe for PostgreSQL: no NUL bytes (text and jsonb refuse them) and no
+lone surrogates (UTF-8 cannot encode them: a JSON answer may carry half an emoji as `\\ud83d`),
+values fitted to their columns (a 600-character title is truncated, not a failed batch), one item
+per key.
 """
 
 from __future__ import annotations
 
 import json
+import math
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime
@@ -30,28 +34,59 @@ INT4_MAX = 2**31 - 1
 ELLIPSIS = "…"
 
 
+# What neither a text column nor jsonb takes: NUL, and a lone surrogate (a str holds a pair as one
+# code point, so any code point of the surrogate range is a lone half).
+_UNSAFE = re.compile("[\x00\ud800-\udfff]")
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def clean_str(value: str) -> str:
+    if value.isascii():  # (a flag CPython keeps: no scan) no surrogate in it, maybe a NUL
+        return value.replace("\x00", "") if "\x00" in value else value
+    return _UNSAFE.sub("", value) if _UNSAFE.search(value) else value
+
+
 def clean_text(value: str | None, limit: int | None = None) -> str | None:
     if value is None:
         return None
-    text = value.replace("\x00", "")
+    text = clean_str(value)
     if limit is not None and len(text) > limit:
         text = text[: limit - 1] + ELLIPSIS
     return text
 
 
 def clean_json(value: Any) -> Any:
-    """Strip NUL from every string and key of a JSON-like value (jsonb rejects \\u0000)."""
+    """A JSON-like value with NUL and lone surrogates stripped from every string and key (jsonb
+    rejects both), NaN and infinities as null, and anything JSON has no type for as its text."""
     if isinstance(value, str):
-        return value.replace("\x00", "")
+        return clean_str(value)
     if isinstance(value, Mapping):
-        return {str(k).replace("\x00", ""): clean_json(v) for k, v in value.items()}
+        return {clean_str(str(k)): clean_json(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [clean_json(v) for v in value]
-    if isinstance(value, float) and value != value:  # NaN is not JSON
+    if isinstance(value, float) and not math.isfinite(value):  # not JSON
         return None
     if isinstance(value, str | int | float | bool) or value is None:
         return value
     return str(value)
+
+
+_ENCODE = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode
+
+
+def json_text(value: Any) -> str:
+    """The JSON text of a value for a jsonb column, as `clean_json` would make it. Encoded once
+    as it stands (the common case: nothing to clean, no copy); only a text with something to
+    clean (an escaped NUL, a lone surrogate, NaN, a type JSON lacks) is encoded from a cleaned
+    copy. (`\\u0000` may also be a literal backslash's text: then the copy is merely not needed.)
+    """
+    try:
+        text = _ENCODE(value)
+    except (TypeError, ValueError):
+        return _ENCODE(clean_json(value))
+    if "\\u0000" in text or (not text.isascii() and _SURROGATE.search(text)):
+        return _ENCODE(clean_json(value))
+    return text
 
 
 _TEXT_FIELDS = ("title", "external_key", "description", "acceptance_criteria", "external_url")
@@ -136,7 +171,6 @@ def _clean_model(item: WorkItem) -> dict[str, Any]:
             )
             for s in {s.external_id: s for s in item.sprints}.values()  # one per sprint
         ),
-        "custom_fields": clean_json(dict(item.custom_fields)),
     }
 
 
@@ -205,7 +239,7 @@ def clean_item(item: WorkItem) -> WorkItem | Rejected:
         updated_at=utc(item.updated_at),
         started_at=utc(item.started_at) if item.started_at else None,
         completed_at=utc(item.completed_at) if item.completed_at else None,
-        raw=clean_json(dict(item.raw)),
+        # raw and custom_fields are cleaned as they are encoded (`columns`, `json_text`)
         history=tuple(clean_history(e) for e in item.history),
         **_clean_model(item),
     )
@@ -232,12 +266,13 @@ PAGE_COLUMNS = (
     ("external_id", "text"), ("external_key", "text"), ("title", "text"),
     ("description", "text"), ("acceptance_criteria", "text"), ("status", "text"),
     ("priority", "int"), ("story_points", "int"), ("external_url", "text"),
-    ("external_data", "jsonb"), ("source_updated_at", "timestamptz"),
+    ("external_data", "text"), ("source_updated_at", "timestamptz"),
     ("started_at", "timestamptz"), ("completed_at", "timestamptz"), ("removed", "bool"),
     ("sync_scope", "text"), ("history_pending", "bool"), ("parent_external_id", "text"),
-    # lists go as JSON text: asyncpg would take a list inside an array for a second dimension
+    # lists go as JSON text: asyncpg would take a list inside an array for a second dimension;
+    # objects too (`json_text`: cleaned as they are encoded), cast to jsonb by the statement
     ("item_type", "text"), ("item_type_name", "text"), ("labels", "text"),
-    ("assignees", "text"), ("fields", "jsonb"),
+    ("assignees", "text"), ("fields", "text"),
 )  # fmt: skip
 
 
@@ -254,7 +289,7 @@ def columns(items: Sequence[WorkItem]) -> dict[str, list[Any]]:
         "priority": [i.priority for i in items],
         "story_points": [i.story_points for i in items],
         "external_url": [i.external_url for i in items],
-        "external_data": [i.raw for i in items],
+        "external_data": [json_text(i.raw) for i in items],
         "source_updated_at": [i.updated_at for i in items],
         "started_at": [i.started_at for i in items],
         "completed_at": [i.completed_at for i in items],
@@ -264,12 +299,12 @@ def columns(items: Sequence[WorkItem]) -> dict[str, list[Any]]:
         "parent_external_id": [i.parent_external_id for i in items],
         "item_type": [i.item_type for i in items],
         "item_type_name": [i.item_type_name for i in items],
-        "labels": [json.dumps(list(i.labels)) for i in items],
+        "labels": [_ENCODE(list(i.labels)) for i in items],
         "assignees": [
-            json.dumps([{"name": p.name, "account_id": p.account_id} for p in i.assignees])
+            _ENCODE([{"name": p.name, "account_id": p.account_id} for p in i.assignees])
             for i in items
         ],
-        "fields": [i.custom_fields for i in items],
+        "fields": [json_text(i.custom_fields) for i in items],
     }
 
 

@@ -11,7 +11,7 @@ import hashlib
 import json
 import time
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from datetime import time as dt_time
@@ -45,6 +45,7 @@ from worker import (
 )
 from worker.connecting import ConnectorLoader
 from worker.logs import get_logger
+from worker.read_ahead import ReadAhead
 from worker.settings import Settings
 from worker.store import history as history_store
 from worker.store import notify, run_start
@@ -498,22 +499,18 @@ class _Run:
         if start_date is not None:  # nothing older than the admin's start date, in any scope
             floor = datetime.combine(start_date, dt_time(), UTC)
             since = {scope: max(since.get(scope, floor), floor) for scope in scopes}
-        pages = connector.changes(since)
-        try:
-            async for page in pages:
-                cursor = await _commit_page(
-                    self.conn, self.integration, page, cursor, self.started_wall, self.result,
-                    self.fields, self.status_map, self.log,
-                )  # fmt: skip
-                for scope in page.checkpoint:
-                    self.result.scope, self.result.cursor_at = scope, cursor[scope]
-                telemetry.observe_progress(self.result)
-                await self._save_progress()
-                if self.options.on_page is not None:
-                    self.options.on_page(self.result)
-                self._halt_if_asked()
-        finally:
-            await _close(pages)
+
+        async def between_pages() -> None:
+            telemetry.observe_progress(self.result)
+            await self._save_progress()
+            if self.options.on_page is not None:
+                self.options.on_page(self.result)
+            self._halt_if_asked()
+
+        await write_pages(
+            self.conn, self.integration, connector.changes(since), cursor, self.started_wall,
+            self.result, self.fields, self.status_map, self.log, between_pages,
+        )  # fmt: skip
 
     async def _check_mapping(self, config: ConnectorConfig) -> None:
         """Whether the stored rows are mapped with this config's status_map (an admin edited it
@@ -684,6 +681,47 @@ async def _close(pages: object) -> None:
         await aclose()
 
 
+async def write_pages(
+    conn: asyncpg.Connection,
+    integration: Integration,
+    pages: AsyncIterator[Page],
+    cursor: dict[str, datetime],
+    ceiling: datetime,
+    result: RunResult,
+    fields: dict[str, Any],
+    status_map: Mapping[str, Status],
+    log_to: runlog.RunLog,
+    between: Callable[[], Awaitable[None]] | None = None,
+) -> dict[str, datetime]:
+    """Commit each page in order (`_commit_page`), calling `between` after each, while the next
+    one is fetched and made safe to write (`store.ready_page`): read one page ahead, so that
+    fetching and the worker's CPU share of a write overlap PostgreSQL's (memory stays bounded:
+    two pages at most). The cursor advances only with committed pages; whatever ends the loop
+    (a failed commit or fetch, `between` raising, a cancelled run) cancels the fetch in flight
+    and closes `pages`. The cursor after the last committed page."""
+    ahead = ReadAhead(_ready(pages))
+    try:
+        async for page, ready in ahead:
+            cursor = await _commit_page(
+                conn, integration, page, cursor, ceiling, result, fields, status_map, log_to, ready
+            )
+            for scope in page.checkpoint:  # progress: where this page left its scope's cursor
+                result.scope, result.cursor_at = scope, cursor[scope]
+            if between is not None:
+                await between()
+    finally:
+        await ahead.aclose()
+    return cursor
+
+
+async def _ready(pages: AsyncIterator[Page]) -> AsyncIterator[tuple[Page, store.ReadyPage]]:
+    try:
+        async for page in pages:
+            yield page, store.ready_page(page.items)
+    finally:
+        await _close(pages)
+
+
 async def _commit_page(
     conn: asyncpg.Connection,
     integration: Integration,
@@ -694,8 +732,10 @@ async def _commit_page(
     fields: dict[str, Any],
     status_map: Mapping[str, Status],
     log_to: runlog.RunLog,
+    ready: store.ReadyPage | None = None,
 ) -> dict[str, datetime]:
-    """One page: rows, their activity and the advanced cursor, in one transaction."""
+    """One page (`ready`: its items made safe to write, when done already): rows, their
+    activity and the advanced cursor, in one transaction."""
     new_cursor = advance(cursor, page.checkpoint, ceiling)
     async with conn.transaction():
         written = await store.upsert_items(
@@ -703,7 +743,7 @@ async def _commit_page(
             source=integration.type,
             team_id=integration.team_id,
             integration_id=integration.id,
-            items=page.items,
+            items=page.items if ready is None else ready,
             status_map=status_map,
         )
         written.rejected[:0] = page.rejected  # the connector's, then the store's
@@ -754,14 +794,14 @@ async def _commit_history(
     log_to: runlog.RunLog,
 ) -> None:
     """One history page: its rows, the times they change (with activity rows, as a page of
-    items), the items now read whole and the feeds' progress, in one transaction."""
+    items) and the items now read whole (one write of each row), and the feeds' progress, in
+    one transaction."""
     pairs, problems = sanitize.clean_history_page(page.entries)
     async with conn.transaction():
         written, recorded = await store.record_history(
-            conn, integration.type, integration.id, pairs, status_map
+            conn, integration.type, integration.id, pairs, status_map, read=page.complete
         )
         await log_to.write(conn, item_activities(integration, written, fields))
-        await history_store.mark_read(conn, integration.type, page.complete)
         await history_store.save_progress(conn, integration.id, page.checkpoint, page.through)
     result.history_requests += page.requests
     result.history_rows += recorded.stored + recorded.waiting

@@ -46,6 +46,12 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
         "--integrations", type=int, default=1_000, help="integrations (scheduler scenario)"
     )
     parser.add_argument(
+        "--latency",
+        type=float,
+        default=0.05,
+        help="seconds each upstream answer waits in the overlap scenario (0.05)",
+    )
+    parser.add_argument(
         "--rss-sizes",
         help="comma-separated item counts the rss scenario compares (default: N and 10*N)",
     )
@@ -75,7 +81,9 @@ def main(argv: list[str] | None = None) -> None:
         if args.rss_sizes
         else (args.items, 10 * args.items)
     )
-    options = Options(items=args.items, integrations=args.integrations, rss_sizes=sizes)
+    options = Options(
+        items=args.items, integrations=args.integrations, rss_sizes=sizes, latency=args.latency
+    )
     with ExitStack() as stack:
         # Directly under /tmp: the embedded server may run as the `pgserver` user, who must be
         # able to reach its data directory.

@@ -18,7 +18,7 @@ from tests.bench.harness import Bench, add_integration, copy_ceiling, measured_s
 from tests.bench.measure import run_module, worker_env
 from tests.bench.trackers import TRACKERS, Tracker
 from tests.bench.upstream import Upstream
-from worker import connecting, db, metrics
+from worker import connecting, db, metrics, runlog
 from worker import sync as worker_sync
 from worker.settings import Settings
 from worker.store.integrations import get_integration
@@ -31,6 +31,7 @@ class Options:
     items: int
     integrations: int
     rss_sizes: tuple[int, ...]
+    latency: float = 0.05  # seconds each upstream answer waits (the overlap scenario)
 
 
 Scenario = Callable[[Bench, Options], Rows]
@@ -99,9 +100,92 @@ def _import(tracker: Tracker) -> Scenario:
     return scenario
 
 
+async def overlap(bench: Bench, options: Options) -> Rows:
+    """Fetch and write overlap: Linear's full import with every upstream answer delayed by
+    `--latency`, against fetching alone (every page read, none written) and writing alone (the
+    same pages committed, no HTTP). Reading the next page while one commits, the run's pages
+    take about max(fetch, write), not their sum (`of_sum`, `of_max`: the page loop's time over
+    each)."""
+    tracker = TRACKERS["linear"]
+    primed = await prime(bench, tracker, options.items, ("full",))
+    primed.upstream.latency = options.latency
+    try:
+        config = tracker.config(primed.upstream.url)
+        primed.upstream.phase = "full"
+        started = time.perf_counter()
+        pages = await _pages(tracker, config)
+        fetch_s = time.perf_counter() - started
+        async with bench.database("overlap-write") as url:
+            write_s = (await _write(url, tracker.type, config, pages, bench)).seconds
+        async with bench.database("overlap") as url:
+            integration = await add_integration(url, tracker.type, config)
+            row = await measured_sync(bench, primed.upstream, "full", url, integration)
+    finally:
+        primed.upstream.stop()
+    # the run's own time (sync_completed's duration: no process start), its pages' loop nearly
+    # all of it (no history, no sweep: history_budget 0, a first run)
+    run_s = row["run_seconds"]
+    yield {
+        "name": "overlap-linear",
+        "items": options.items,
+        **row,
+        "latency_s": options.latency,
+        "fetch_alone_s": round(fetch_s, 3),
+        "write_alone_s": round(write_s, 3),
+        "sum_s": round(fetch_s + write_s, 3),
+        "max_s": round(max(fetch_s, write_s), 3),
+        "of_sum": round(run_s / (fetch_s + write_s), 3),
+        "of_max": round(run_s / max(fetch_s, write_s), 3),
+        "ratio_to_ceiling": None,
+    }
+
+
+@dataclass
+class Written:
+    seconds: float
+    cpu_s: float  # this process's
+    pg_cpu_s: float
+    result: worker_sync.RunResult
+
+
+async def _write(
+    url: str, source: str, config: dict[str, Any], pages: list[Page], bench: Bench
+) -> Written:
+    """The run's own page loop (`write_pages`: the next page made safe to write while one
+    commits; one transaction a page) over `pages` into a fresh integration, without HTTP."""
+    integration_id = await add_integration(url, source, config)
+    conn = await db.connect(url)
+    try:
+        integration = await get_integration(conn, integration_id)
+        assert integration is not None
+        result = worker_sync.RunResult(integration_id, "succeeded")
+        ceiling = datetime.now(UTC)
+        fields = {"integration_id": str(integration_id), "source": source}
+        pg0, cpu0 = bench.pg_cpu.seconds(), time.process_time()
+        started = time.perf_counter()
+        # the run's log as a run has it (its start row goes out with the first page's rows)
+        log = runlog.RunLog(
+            integration.team_id, runlog.opening(source, fields, ceiling, full=False)
+        )
+        await worker_sync.write_pages(
+            conn, integration, _served(pages), {}, ceiling, result, fields, {}, log
+        )
+        seconds = time.perf_counter() - started
+        return Written(seconds, time.process_time() - cpu0, bench.pg_cpu.seconds() - pg0, result)
+    finally:
+        await conn.close()
+
+
+async def _served(pages: list[Page]) -> AsyncIterator[Page]:
+    """Pages held in memory, handed out as a connector hands them."""
+    for page in pages:
+        yield page
+
+
 async def write_path(bench: Bench, options: Options) -> Rows:
-    """The worker's page commit (upsert, activity rows, cursor: one transaction a page, as a run
-    does) of N GitHub items, without HTTP, vs COPY of the same rows into the same indexes."""
+    """The run's page loop (upsert, activity rows, cursor: one transaction a page, the next page
+    made safe to write meanwhile, as a run does) over N GitHub items held in memory, without
+    HTTP, vs COPY of the same rows into the same indexes."""
     tracker = TRACKERS["github"]
     sandbox = tracker.sandbox()
     with sandbox:
@@ -109,27 +193,9 @@ async def write_path(bench: Bench, options: Options) -> Rows:
         config = tracker.config(sandbox.url)
         pages = await _pages(tracker, config)
     async with bench.database("write-path") as url:
-        integration_id = await add_integration(url, tracker.type, config)
-        conn = await db.connect(url)
-        try:
-            integration = await get_integration(conn, integration_id)
-            assert integration is not None
-            result = worker_sync.RunResult(integration_id, "succeeded")
-            cursor: dict[str, datetime] = {}
-            ceiling = datetime.now(UTC)
-            fields = {"integration_id": str(integration_id), "source": tracker.type}
-            pg0, cpu0 = bench.pg_cpu.seconds(), time.process_time()
-            started = time.perf_counter()
-            for page in pages:
-                # The run's own commit of a page (private: this is the path measured).
-                cursor = await worker_sync._commit_page(
-                    conn, integration, page, cursor, ceiling, result, fields
-                )
-            seconds = time.perf_counter() - started
-            pg_cpu, cpu = bench.pg_cpu.seconds() - pg0, time.process_time() - cpu0
-        finally:
-            await conn.close()
+        written = await _write(url, tracker.type, config, pages, bench)
         ceiling_row = await copy_ceiling(url, bench.pg_cpu)
+    seconds, result = written.seconds, written.result
     rate = result.created / seconds
     yield {
         "name": "write-path",
@@ -137,8 +203,8 @@ async def write_path(bench: Bench, options: Options) -> Rows:
         "seconds": round(seconds, 3),
         "items_per_s": round(rate, 1),
         "requests": 0,
-        "worker_cpu_s": round(cpu, 3),
-        "pg_cpu_s": round(pg_cpu, 3),
+        "worker_cpu_s": round(written.cpu_s, 3),
+        "pg_cpu_s": round(written.pg_cpu_s, 3),
         "peak_rss_mb": None,
         "pages": len(pages),
         "created": result.created,
@@ -325,6 +391,7 @@ SCENARIOS: dict[str, Scenario] = {
     "jira": _import(TRACKERS["jira"]),
     "azure_devops": _import(TRACKERS["azure_devops"]),
     "write-path": write_path,
+    "overlap": overlap,
     "rss": rss,
     "metrics-rollup": metrics_rollup,
     # Benchmarks with their own scripts (their upstream is the live sandbox, not replayed pages).

@@ -49,6 +49,7 @@ class Upstream:
         self.phase = ""
         self.requests = 0
         self.misses: list[str] = []
+        self.latency = 0.0  # seconds every answer waits: a tracker across a network (overlap)
         self.lock = threading.Lock()
         self._sandbox_url = ""
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
@@ -132,6 +133,8 @@ def _handler(upstream: Upstream) -> type[BaseHTTPRequestHandler]:
             if answer is None:
                 upstream.misses.append(f"{self.command} {self.path} {body[:300]!r}")
                 answer = b"HTTP/1.1 599 X\r\nContent-Length: 0\r\n\r\n"
+            if upstream.latency:
+                time.sleep(upstream.latency)  # (a thread per connection: others are not held)
             self.wfile.write(answer)
 
         do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = _serve

@@ -51,3 +51,34 @@ def test_the_suite_prints_one_plausible_row_per_phase() -> None:
     assert 0 < noop["requests"] <= full["requests"]
     assert changed["changed_upstream"] == 2  # 1%, at least one per 100 items
     assert changed["updated"] == changed["rows_rewritten"] == 2
+
+
+@pytest.mark.timeout(600)
+def test_the_write_path_and_overlap_scenarios_print_their_figures() -> None:
+    """write-path: the run's commits against COPY of the same rows; overlap: a full import with
+    a delayed upstream against fetching alone and writing alone."""
+    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
+    done = subprocess.run(
+        [sys.executable, "-m", "tests.bench", "--items", "200", "--latency", "0.02",
+         "--scenario", "write-path", "overlap"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=580,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows = {r["name"]: r for r in map(json.loads, done.stdout.splitlines())}
+    assert set(rows) == {"write-path", "overlap-linear"}
+    write = rows["write-path"]
+    assert write["created"] == write["ceiling_rows"] == 200
+    assert 0 < write["ratio_to_ceiling"] < 5 and write["pg_cpu_s"] > 0
+    overlap = rows["overlap-linear"]
+    assert overlap["created"] == 200 and overlap["upstream_misses"] == 0
+    # every answer waited: fetching alone takes at least the latency of its requests
+    assert overlap["fetch_alone_s"] >= 0.02 * overlap["requests"]
+    assert overlap["write_alone_s"] > 0
+    assert overlap["sum_s"] == pytest.approx(
+        overlap["fetch_alone_s"] + overlap["write_alone_s"], abs=0.002
+    )
+    assert overlap["of_sum"] == pytest.approx(overlap["run_seconds"] / overlap["sum_s"], rel=0.05)

@@ -481,3 +481,33 @@ async def test_the_backlog_of_a_connector_without_feeds_counts_its_pending_items
         assert result.outcome == "succeeded", result.reason
         counted.append(await pool.fetchval("SELECT history_backlog FROM integration_sync_state"))
     assert counted == [1, 0]
+
+
+async def test_a_history_page_writes_each_item_once(pool, integration, settings) -> None:
+    """The items a page reads whole get their derived times and lose their pending flag in one
+    write: one new row version each, not one for the times and another for the flag."""
+    up, feed = Upstream(), Feed()
+    for n in (1, 2):
+        ext = f"P-{n}"
+        up.items[ext] = replace(
+            item(Status.COMPLETED, 40 + n, FLOW[3:], ext=ext), history_pending=True
+        )
+        feed.per_item[ext] = list(status_history(FLOW))
+    await pool.execute(
+        "UPDATE integrations SET config = config || '{\"history_budget\": 1}'::jsonb"
+    )
+    await run_with(pool, integration, settings, up, feed)  # P-1 read, P-2 left pending
+    await pool.execute(
+        "CREATE TABLE item_writes (external_id text);"
+        " CREATE FUNCTION count_item_write() RETURNS trigger LANGUAGE plpgsql AS"
+        " $$ BEGIN INSERT INTO item_writes VALUES (NEW.external_id); RETURN NEW; END $$;"
+        " CREATE TRIGGER count_item_writes AFTER UPDATE ON work_items"
+        " FOR EACH ROW EXECUTE FUNCTION count_item_write()"
+    )
+    await run_with(pool, integration, settings, up, feed)  # P-2's history: times, flag
+    row = await pool.fetchrow(
+        "SELECT started_at, time_basis, history_pending FROM work_items WHERE external_id = 'P-2'"
+    )
+    assert tuple(row) == (T0 + 2 * H, "history", False)
+    writes = [r[0] for r in await pool.fetch("SELECT external_id FROM item_writes")]
+    assert writes == ["P-2"]

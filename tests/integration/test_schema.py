@@ -25,7 +25,8 @@ SEED_CONSTRAINTS = {
     "metrics_team_date_unique",
 }
 # Every index of the seed except idx_work_items_external_id, which duplicated the UNIQUE
-# (source, external_id) index column for column (see 0001's header).
+# (source, external_id) index column for column (see 0001's header), and idx_work_items_source,
+# its leading column alone (0016).
 SEED_INDEXES = {
     "idx_teams_status",
     "idx_teams_product",
@@ -34,7 +35,6 @@ SEED_INDEXES = {
     "idx_agents_last_activity",
     "idx_work_items_team_id",
     "idx_work_items_status",
-    "idx_work_items_source",
     "idx_work_items_priority",
     "idx_work_items_assigned_at",
     "idx_work_items_external_data",
@@ -213,3 +213,31 @@ async def test_integration_changes_are_notified_without_config(
         assert got.empty()
     finally:
         await listener.close()
+
+
+async def test_the_gin_on_external_data_is_path_ops_and_serves_containment(
+    conn: asyncpg.Connection,
+) -> None:
+    """0016: the raw payload's GIN indexes paths to values (jsonb_path_ops), and a containment
+    lookup still goes through it."""
+    definition = await conn.fetchval(
+        "SELECT indexdef FROM pg_indexes WHERE indexname = 'idx_work_items_external_data'"
+    )
+    assert "jsonb_path_ops" in definition
+    assert (
+        await conn.fetchval(
+            "SELECT count(*) FROM pg_indexes WHERE indexname = 'idx_work_items_source'"
+        )
+        == 0
+    )
+    await conn.execute("SET enable_seqscan = off")
+    try:
+        plan = "\n".join(
+            r[0]
+            for r in await conn.fetch(
+                'EXPLAIN SELECT id FROM work_items WHERE external_data @> \'{"state": "open"}\''
+            )
+        )
+    finally:
+        await conn.execute("RESET enable_seqscan")
+    assert "idx_work_items_external_data" in plan

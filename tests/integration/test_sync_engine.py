@@ -18,6 +18,7 @@ from tests.fake_connector import T0, Upstream, fake_connector_class
 from tests.helpers import make_integration, make_team
 from worker import sync
 from worker.settings import Settings
+from worker.store import sync as store
 from worker.sync import RunOptions
 
 TOKEN = "tok-PLANTED-engine-7a6b5c"
@@ -258,9 +259,11 @@ async def test_backoff_grows_and_is_capped(pool, integration, tmp_path, upstream
 async def test_hostile_text_is_stored(pool, integration, settings, upstream) -> None:
     ids = upstream.add(4)
     at = T0 + timedelta(hours=1)
-    upstream.change(ids[0], at, title="nul\x00byte", description="a\x00b")
+    # (a lone surrogate: half an emoji, as a JSON answer's "\\ud83d" decodes)
+    upstream.change(ids[0], at, title="nul\x00byte", description="a\x00b\ud83d")
     upstream.items[ids[0]] = replace(
-        upstream.items[ids[0]], raw={"body": "x\x00y", "k\x00": ["\x00"]}
+        upstream.items[ids[0]],
+        raw={"body": "x\x00y", "k\x00": ["\x00"], "half": "\udc00!", "nan": float("nan")},
     )
     upstream.change(ids[1], at, title="x" * 600)
     upstream.change(ids[2], at, title="emoji 🚀 ✓")
@@ -269,7 +272,7 @@ async def test_hostile_text_is_stored(pool, integration, settings, upstream) -> 
     assert result.outcome == "succeeded" and result.created == 4
     rows = {r["external_id"]: r for r in await pool.fetch("SELECT * FROM work_items")}
     assert rows[ids[0]]["title"] == "nulbyte" and rows[ids[0]]["description"] == "ab"
-    assert rows[ids[0]]["external_data"] == {"body": "xy", "k": [""]}
+    assert rows[ids[0]]["external_data"] == {"body": "xy", "k": [""], "half": "!", "nan": None}
     assert len(rows[ids[1]]["title"]) == 500 and rows[ids[1]]["title"].endswith("…")
     assert rows[ids[2]]["title"] == "emoji 🚀 ✓"
     assert rows[ids[3]]["title"] == "עברית RTL العربية"
@@ -578,7 +581,11 @@ async def test_an_integration_deleted_mid_run_fails_clearly_and_keeps_its_pages(
     upstream.add(25)
 
     async def delete_after_first(n: int) -> None:
-        if n == 1:
+        if n == 1:  # (page 2 is read while page 1 commits: the admin deletes after that commit)
+            async with asyncio.timeout(10):
+                # (polls the database: no event to wait on)
+                while await pool.fetchval("SELECT count(*) FROM work_items") < 10:  # noqa: ASYNC110
+                    await asyncio.sleep(0.01)
             await pool.execute("DELETE FROM integrations WHERE id = $1", integration)
 
     upstream.between_pages = delete_after_first
@@ -1008,3 +1015,79 @@ async def test_an_item_back_in_scope_but_deleted_meanwhile_says_both(
     assert kinds[:2] == ["work_item_created", "work_item_out_of_scope"]
     # written together, in one statement: their order is the ids' (random), not meaningful
     assert sorted(kinds[2:]) == ["work_item_back_in_scope", "work_item_removed"]
+
+
+async def test_the_next_page_is_fetched_while_the_current_one_commits(
+    pool, integration, settings, upstream, monkeypatch
+) -> None:
+    """Each page's commit waits (inside its transaction) until the next page's fetch has
+    started: read one page ahead, the run completes; fetching only after each commit, the first
+    commit would wait in vain. The cursor still advances page by page, in order."""
+    upstream.add(30)  # three pages
+    next_fetch = {n: asyncio.Event() for n in (1, 2, 3)}  # page n handed out, n+1 being read
+    fetches: list[int] = []
+
+    async def fetching_next(n: int) -> None:
+        fetches.append(n)
+        next_fetch[n].set()
+
+    upstream.between_pages = fetching_next
+    save_cursor = store.save_cursor
+    saved: list[str] = []
+    ahead: list[int] = []  # fetches begun when each commit ends
+
+    async def save_once_the_next_page_is_read(conn, integration_id, cursor) -> None:
+        page = len(saved) + 1
+        await asyncio.wait_for(next_fetch[page].wait(), 3)
+        await save_cursor(conn, integration_id, cursor)
+        saved.append(cursor[""])
+        ahead.append(len(fetches))
+
+    monkeypatch.setattr(store, "save_cursor", save_once_the_next_page_is_read)
+    result = await run(pool, integration, settings, upstream)
+    assert result.outcome == "succeeded", result.reason
+    assert result.created == 30 and result.pages == 3
+    # one page ahead, never more: while page n commits, page n+1 is read, page n+2 not yet
+    assert ahead == [1, 2, 3]
+    ordered = sorted(upstream.items.values(), key=lambda i: i.updated_at)
+    assert saved == [ordered[k].updated_at.isoformat() for k in (9, 19, 29)]
+    assert await pool.fetchval("SELECT cursor->>'' FROM integration_sync_state") == saved[-1]
+
+
+async def test_a_failed_commit_ends_the_run_and_the_fetch_ahead_with_it(
+    pool, integration, settings, upstream, monkeypatch
+) -> None:
+    """Page 2's commit fails while page 3 is being read: the run fails as it would have, page 1
+    stays with its cursor, page 2 is rolled back, and the fetch in flight is cancelled (nothing
+    left running, nothing of page 3 written)."""
+    upstream.add(30)
+    ended: list[str] = []
+
+    async def page_three_never_comes(n: int) -> None:
+        if n == 2:
+            try:
+                await asyncio.Event().wait()
+            finally:
+                ended.append("fetch of page 3 cancelled")
+
+    upstream.between_pages = page_three_never_comes
+    save_cursor = store.save_cursor
+    commits = 0
+
+    async def second_commit_fails(conn, integration_id, cursor) -> None:
+        nonlocal commits
+        commits += 1
+        if commits == 2:
+            await asyncio.sleep(0.05)  # (page 3's fetch is under way)
+            raise asyncpg.DiskFullError("could not extend file: No space left on device")
+        await save_cursor(conn, integration_id, cursor)
+
+    monkeypatch.setattr(store, "save_cursor", second_commit_fails)
+    result = await asyncio.wait_for(run(pool, integration, settings, upstream), 30)
+    assert result.outcome == "failed" and result.error_class == "DiskFullError"
+    assert ended == ["fetch of page 3 cancelled"]
+    assert result.pages == 1
+    assert await pool.fetchval("SELECT count(*) FROM work_items") == 10
+    first = sorted(upstream.items.values(), key=lambda i: i.updated_at)[9]
+    cursor = await pool.fetchval("SELECT cursor->>'' FROM integration_sync_state")
+    assert cursor == first.updated_at.isoformat()

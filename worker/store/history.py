@@ -53,9 +53,11 @@ SELECT (SELECT array_agg(DISTINCT work_item_id) FROM stored) AS gained,
        (SELECT count(*) FROM waiting)::int AS waiting
 """
 
-# Changes read before their item was synced: into the history once the item is there.
-_ADOPT = """
-WITH moved AS (
+# Changes read before their item was synced: into the history once the item is there ($1: source,
+# $2: the external ids now synced); `stored` names the items that gained some. (Run with the
+# page's other follow-ups in one statement: store.sync._AFTER_ROWS.)
+ADOPT_CTES = """
+moved AS (
     DELETE FROM history_orphans o
     USING work_items w
     WHERE o.source = $1 AND o.external_id = ANY($2::text[])
@@ -72,13 +74,14 @@ stored AS (
     ON CONFLICT (work_item_id, change_id, field) DO NOTHING
     RETURNING work_item_id
 )
-SELECT DISTINCT work_item_id FROM stored
 """
 
 # started_at: the first move into in_progress or later, when the history reaches back to the
 # item's creation (else an earlier move may be missing: the time stays as it was).
 # completed_at: the last move into completed, while the item is completed (a reopened item has
-# none). Only rows whose times change are written.
+# none). Only rows whose times change are written. The items a history page read whole ($2/$3:
+# source, external ids) lose their pending flag in the same write: one new version of a row a
+# page, not one for its times and another for its flag.
 _DERIVE = """
 WITH h AS (
     SELECT work_item_id,
@@ -90,27 +93,38 @@ WITH h AS (
     WHERE field = 'status' AND work_item_id = ANY($1::uuid[])
     GROUP BY work_item_id
 ),
+read AS (
+    SELECT id FROM work_items
+    WHERE source = $2 AND external_id = ANY($3::text[]) AND history_pending
+),
 want AS (
     SELECT w.id,
            CASE WHEN h.from_creation AND h.first_start IS NOT NULL THEN h.first_start
                 ELSE w.started_at END AS started_at,
-           CASE WHEN w.status = 'completed' THEN COALESCE(h.last_completion, w.completed_at)
+           CASE WHEN h.work_item_id IS NULL THEN w.completed_at
+                WHEN w.status = 'completed' THEN COALESCE(h.last_completion, w.completed_at)
            END AS completed_at,
            CASE WHEN (h.from_creation AND h.first_start IS NOT NULL)
                      OR (w.status = 'completed' AND h.last_completion IS NOT NULL)
-                THEN 'history' ELSE w.time_basis END AS time_basis
-    FROM work_items w JOIN h ON h.work_item_id = w.id
+                THEN 'history' ELSE w.time_basis END AS time_basis,
+           w.history_pending AND read.id IS NULL AS history_pending
+    FROM (SELECT work_item_id AS id FROM h UNION SELECT id FROM read) x
+    JOIN work_items w ON w.id = x.id
+    LEFT JOIN h ON h.work_item_id = w.id
+    LEFT JOIN read ON read.id = w.id
 )
 UPDATE work_items w
 SET started_at = want.started_at, completed_at = want.completed_at,
-    time_basis = want.time_basis
+    time_basis = want.time_basis, history_pending = want.history_pending
 FROM want JOIN work_items old ON old.id = want.id
 WHERE w.id = want.id
-  AND (w.started_at, w.completed_at, w.time_basis)
-      IS DISTINCT FROM (want.started_at, want.completed_at, want.time_basis)
+  AND (w.started_at, w.completed_at, w.time_basis, w.history_pending)
+      IS DISTINCT FROM (want.started_at, want.completed_at, want.time_basis, want.history_pending)
 RETURNING w.id, w.external_id, w.external_key, w.title, w.status,
           old.started_at AS old_started_at, w.started_at AS new_started_at,
-          old.completed_at AS old_completed_at, w.completed_at AS new_completed_at
+          old.completed_at AS old_completed_at, w.completed_at AS new_completed_at,
+          (old.started_at, old.completed_at, old.time_basis)
+              IS DISTINCT FROM (w.started_at, w.completed_at, w.time_basis) AS times_changed
 """
 
 
@@ -136,22 +150,19 @@ async def record(
     return Recorded(list(row["gained"] or []), row["stored"], row["waiting"])
 
 
-async def adopt(
-    conn: asyncpg.Connection, source: str, external_ids: Sequence[str]
-) -> list[uuid.UUID]:
-    """Move the waiting changes of these (now synced) items into their history."""
-    if not external_ids:
+async def derive_times(
+    conn: asyncpg.Connection,
+    ids: Sequence[uuid.UUID],
+    source: str = "",
+    read: Sequence[str] = (),
+) -> list[asyncpg.Record]:
+    """Re-derive `started_at`/`completed_at` of these items from their stored history, and clear
+    the pending flag of the items of `source` whose history was `read` whole, in one write of
+    each row; the rows whose times changed, with the times before and after."""
+    if not ids and not read:
         return []
-    rows = await conn.fetch(_ADOPT, source, list(external_ids))
-    return [r["work_item_id"] for r in rows]
-
-
-async def derive_times(conn: asyncpg.Connection, ids: Sequence[uuid.UUID]) -> list[asyncpg.Record]:
-    """Re-derive `started_at`/`completed_at` of these items from their stored history; the rows
-    whose times changed, with the times before and after."""
-    if not ids:
-        return []
-    return await conn.fetch(_DERIVE, list(ids))
+    rows = await conn.fetch(_DERIVE, list(ids), source, list(read))
+    return [r for r in rows if r["times_changed"]]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -302,16 +313,6 @@ async def pending(conn: asyncpg.Connection, integration_id: uuid.UUID, limit: in
         limit,
     )
     return [r["external_id"] for r in rows]
-
-
-async def mark_read(conn: asyncpg.Connection, source: str, external_ids: Sequence[str]) -> None:
-    if external_ids:
-        await conn.execute(
-            "UPDATE work_items SET history_pending = false"
-            " WHERE source = $1 AND external_id = ANY($2::text[]) AND history_pending",
-            source,
-            list(external_ids),
-        )
 
 
 async def backlog(

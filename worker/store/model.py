@@ -10,23 +10,17 @@ import asyncpg
 
 from connectors.base import Sprint
 
-
-async def link_children(conn: asyncpg.Connection, source: str, external_ids: Sequence[str]) -> int:
-    """Children synced before these items (their parents) point at them now."""
-    if not external_ids:
-        return 0
-    status: str = await conn.execute(
-        "UPDATE work_items c SET parent_id = p.id"
-        " FROM work_items p"
-        " WHERE p.source = $1 AND p.external_id = ANY($2::text[])"
-        "   AND c.source = p.source AND c.parent_external_id = p.external_id"
-        # only children still waiting (work_items_waiting_parent): one synced with its parent
-        # present got it from the upsert, and a deleted parent set its children's link NULL
-        "   AND c.id <> p.id AND c.parent_id IS NULL",
-        source,
-        list(external_ids),
-    )
-    return int(status.split()[-1])
+# Children synced before these items (their parents, $2: external ids of source $1) point at them
+# now. Only children still waiting (work_items_waiting_parent): one synced with its parent present
+# got it from the upsert, and a deleted parent set its children's link NULL. (Run with the page's
+# other follow-ups in one statement: store.sync._AFTER_ROWS.)
+LINK_CHILDREN = """
+UPDATE work_items c SET parent_id = p.id
+FROM work_items p
+WHERE p.source = $1 AND p.external_id = ANY($2::text[])
+  AND c.source = p.source AND c.parent_external_id = p.external_id
+  AND c.id <> p.id AND c.parent_id IS NULL
+"""
 
 
 _SPRINTS = """

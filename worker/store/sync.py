@@ -333,12 +333,16 @@ timed AS (
         {_COMPLETED} AS completed,
         p AS prior
     FROM incoming i
-    LEFT JOIN work_items p ON p.source = $1 AND p.external_id = i.external_id
+    -- one index lookup per row read (LIMIT: never flattened into a join that the planner may
+    -- hash over every row of the source, on a first import's stale statistics)
+    LEFT JOIN LATERAL (SELECT * FROM work_items p
+                       WHERE p.source = $1 AND p.external_id = i.external_id LIMIT 1) p ON true
 ),
 final AS (
     SELECT
         t.external_id, t.external_key, t.title, t.description, t.acceptance_criteria, t.status,
-        t.priority, t.story_points, t.external_url, t.external_data, t.source_updated_at,
+        t.priority, t.story_points, t.external_url, t.external_data::jsonb AS external_data,
+        t.source_updated_at,
         t.sync_scope,
         -- the same version read again (the overlap) keeps its flag once it has history: what
         -- was read is not asked for again, what is pending is not forgotten; a row without any
@@ -349,8 +353,9 @@ final AS (
              THEN (t.prior).history_pending ELSE t.history_pending END AS history_pending,
         t.started AS started_at, t.completed AS completed_at,
         t.parent_external_id, t.item_type, t.item_type_name, t.assignees::jsonb AS assignees,
-        t.fields, ARRAY(SELECT jsonb_array_elements_text(t.labels::jsonb)) AS labels,
-        -- the parent when it is synced already (else linked when it arrives: link_children)
+        t.fields::jsonb AS fields,
+        ARRAY(SELECT jsonb_array_elements_text(t.labels::jsonb)) AS labels,
+        -- the parent when it is synced already (else linked when it arrives: model.LINK_CHILDREN)
         (SELECT pw.id FROM work_items pw
          WHERE pw.source = $1 AND pw.external_id = t.parent_external_id
            AND t.parent_external_id <> t.external_id) AS parent_id,
@@ -435,23 +440,41 @@ FROM written wr JOIN final f USING (external_id)
 """  # column names are this module's constants; every value is a parameter
 
 
+@dataclass(frozen=True, slots=True)
+class ReadyPage:
+    """A page made safe to write (`sanitize`): its clean items (one per id), their columns as
+    the upsert's parallel arrays, and the items refused."""
+
+    items: list[WorkItem]
+    columns: dict[str, list[Any]]
+    rejected: list[Rejected]
+
+
+def ready_page(items: Sequence[WorkItem]) -> ReadyPage:
+    """The worker's CPU share of a page's write, apart from the statement: a run does it while
+    the previous page commits (worker.sync, read one page ahead)."""
+    clean, rejected = sanitize.prepare_page(items)
+    return ReadyPage(clean, sanitize.columns(clean), rejected)
+
+
 async def upsert_items(
     conn: asyncpg.Connection,
     *,
     source: str,
     team_id: uuid.UUID,
     integration_id: uuid.UUID,
-    items: Sequence[WorkItem],
+    items: Sequence[WorkItem] | ReadyPage,
     status_map: Mapping[str, Status] | None = None,
 ) -> PageResult:
-    """Write one page; return what changed. Must run inside the caller's transaction.
-    `status_map`: the one the connector mapped the items' history with (its defaults, 0014)."""
-    clean, rejected = sanitize.prepare_page(items)
-    result = PageResult(rejected=rejected)
+    """Write one page (its items, or the page `ready_page` made of them); return what changed.
+    Must run inside the caller's transaction. `status_map`: the one the connector mapped the
+    items' history with (its defaults, 0014)."""
+    page = items if isinstance(items, ReadyPage) else ready_page(items)
+    clean = page.items
+    result = PageResult(rejected=list(page.rejected))
     if not clean:
         return result
-    cols = sanitize.columns(clean)
-    rows = await conn.fetch(_UPSERT, source, team_id, integration_id, *cols.values())
+    rows = await conn.fetch(_UPSERT, source, team_id, integration_id, *page.columns.values())
     for r in rows:
         result.changes.append(
             Change(
@@ -472,16 +495,18 @@ async def upsert_items(
             )
         )
     written = {r["external_id"] for r in rows}
-    await model.link_children(conn, source, [i.external_id for i in clean])
+    pairs = [(x, s) for x, s in sanitize.sprint_pairs(clean) if x in written]
+    # A row created now has no membership to end: only one in a sprint has any to write.
+    members = {r["external_id"] for r in rows if not r["created"]} | {x for x, _ in pairs}
+    gained = await _after_rows(conn, source, [i.external_id for i in clean])
     await model.set_sprints(
         conn,
         source=source,
         team_id=team_id,
         integration_id=integration_id,
-        items=[i.external_id for i in clean if i.external_id in written],
-        pairs=[(x, s) for x, s in sanitize.sprint_pairs(clean) if x in written],
+        items=[i.external_id for i in clean if i.external_id in members],
+        pairs=pairs,
     )
-    gained = await history.adopt(conn, source, [i.external_id for i in clean])
     recorded = await history.record(
         conn, source, sanitize.history_columns(sanitize.history_pairs(clean), status_map or {})
     )
@@ -492,21 +517,40 @@ async def upsert_items(
     return result
 
 
+# What follows a page's rows, in one statement (one round trip): children synced before these
+# items link to them, and their changes read before they were synced join their history.
+_AFTER_ROWS = f"""
+WITH linked AS ({model.LINK_CHILDREN} RETURNING 1),
+{history.ADOPT_CTES}
+SELECT DISTINCT work_item_id FROM stored
+"""
+
+
+async def _after_rows(
+    conn: asyncpg.Connection, source: str, external_ids: Sequence[str]
+) -> list[uuid.UUID]:
+    """Link the children waiting for these (just written) items and adopt their waiting
+    history; the items that gained history."""
+    rows = await conn.fetch(_AFTER_ROWS, source, list(external_ids))
+    return [r["work_item_id"] for r in rows]
+
+
 async def record_history(
     conn: asyncpg.Connection,
     source: str,
     integration_id: uuid.UUID,
     pairs: Sequence[tuple[str, HistoryEntry]],
     status_map: Mapping[str, Status] | None = None,
+    read: Sequence[str] = (),
 ) -> tuple[PageResult, history.Recorded]:
     """A history page (clean entries by external id): stored, items not synced yet keep theirs
-    waiting, times re-derived; what changed, as a page's changes. Inside the caller's
-    transaction."""
+    waiting, times re-derived, the items `read` whole no longer pending (in the same write);
+    what changed, as a page's changes. Inside the caller's transaction."""
     result = PageResult()
     recorded = await history.record(
         conn, source, sanitize.history_columns(pairs, status_map or {}), orphans_of=integration_id
     )
-    await _derive(conn, recorded.gained, result)
+    await _derive(conn, recorded.gained, result, source, read)
     return result, recorded
 
 
@@ -624,14 +668,19 @@ def _updated(
 
 
 async def _derive(
-    conn: asyncpg.Connection, gained: Sequence[uuid.UUID], result: PageResult
+    conn: asyncpg.Connection,
+    gained: Sequence[uuid.UUID],
+    result: PageResult,
+    source: str = "",
+    read: Sequence[str] = (),
 ) -> None:
-    """Re-derive the times of the items that gained history and fold what that changed into
-    the page's changes (one change per item)."""
-    if not gained:
+    """Re-derive the times of the items that gained history (clearing the pending flag of those
+    `read` whole, in the same write) and fold what that changed into the page's changes (one
+    change per item)."""
+    if not gained and not read:
         return
     by_id = {c.work_item_id: n for n, c in enumerate(result.changes)}
-    for r in await history.derive_times(conn, sorted(set(gained))):
+    for r in await history.derive_times(conn, sorted(set(gained)), source, read):
         fields = tuple(
             name for name in ("started_at", "completed_at") if r[f"old_{name}"] != r[f"new_{name}"]
         )
@@ -770,14 +819,14 @@ async def log_activities(
     await conn.execute(
         "INSERT INTO activity_logs (team_id, work_item_id, event_type, message, metadata,"
         "       created_at)"
-        " SELECT $1, w, e, m, d, COALESCE(c, now())"
-        " FROM unnest($2::uuid[], $3::text[], $4::text[], $5::jsonb[], $6::timestamptz[])"
+        " SELECT $1, w, e, m, d::jsonb, COALESCE(c, now())"
+        " FROM unnest($2::uuid[], $3::text[], $4::text[], $5::text[], $6::timestamptz[])"
         "   AS t(w, e, m, d, c)",
         team_id,
         [a.work_item_id for a in activities],
         [a.event_type for a in activities],
         [sanitize.clean_text(a.message) for a in activities],
-        [sanitize.clean_json(dict(a.metadata)) for a in activities],
+        [sanitize.json_text(a.metadata) for a in activities],
         [a.at for a in activities],
     )
 
