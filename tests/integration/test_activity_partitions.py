@@ -67,7 +67,7 @@ async def test_0015_keeps_rows_ids_indexes_keys_grants_and_the_view(empty_db_url
         )
 
         applied = await migrate.apply(conn)
-        assert [m.version for m in applied][0] == 15  # (and the later ones, on top)
+        assert applied[0].version == 15  # (and the later ones, on top)
 
         assert await conn.fetch("SELECT * FROM activity_logs ORDER BY id") == before
         assert (
