@@ -120,9 +120,14 @@ def progress_text(progress: dict[str, Any] | None, now: datetime) -> str:
         return ""
     text = f"{progress['items']:,} items, page {progress['pages']}"
     if progress.get("cursor_at"):
-        lag = (now - datetime.fromisoformat(progress["cursor_at"])).total_seconds()
-        text += f", {progress['scope'] or 'cursor'} {span(max(0.0, lag))} behind"
+        lag = behind(datetime.fromisoformat(progress["cursor_at"]), now)
+        text += f", {progress['scope'] or 'cursor'} {lag} behind"
     return text
+
+
+def behind(cursor_at: datetime, now: datetime) -> str:
+    """How far a cursor is behind `now` ("3.0d"); a tracker clock ahead of ours is "0s"."""
+    return span(max(0.0, (now - cursor_at).total_seconds()))
 
 
 def ago(at: datetime | None, now: datetime) -> str:

@@ -26,7 +26,7 @@ def describe(result: RunResult, elapsed_s: float, now: datetime | None = None) -
     if result.cursor_at is not None:
         now = now or datetime.now(UTC)
         at = result.cursor_at.astimezone(UTC).strftime("%Y-%m-%d %H:%M")
-        lag = health.span(max(0.0, (now - result.cursor_at).total_seconds()))
+        lag = health.behind(result.cursor_at, now)
         text += f"; {result.scope or 'cursor'} read up to {at} ({lag} behind)"
     return redact.scrub(text)
 
