@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import asyncpg
 
+from worker import db
 from worker.logs import get_logger
 from worker.settings import Settings
 from worker.store import activity as store
@@ -63,6 +64,6 @@ async def keep_up(pool: asyncpg.Pool, settings: Settings) -> None:
     while True:
         try:
             await upkeep(pool, settings)
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        except db.FAILURES as exc:
             log.error("activity_upkeep_failed", error=f"{type(exc).__name__}: {exc}")
         await asyncio.sleep(EVERY_S)

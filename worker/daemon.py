@@ -86,7 +86,7 @@ class Worker:
             # the status_map edited since the rows were mapped: map them all again (offline)
             await remap.after_run(self.pool, result, self.settings)
             return result
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        except db.FAILURES as exc:
             # The database is unreachable: nothing can be recorded there; the next tick
             # retries and the committed cursor keeps everything already synced.
             log.error(
@@ -102,7 +102,7 @@ class Worker:
             return "database: not connected yet"
         try:
             await notify.ping(self.pool, within=3)
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
+        except db.FAILURES as exc:
             return f"database: {type(exc).__name__}"
         return None
 
@@ -218,7 +218,7 @@ class Worker:
         assert self._pool is not None
         try:
             await asyncio.wait_for(self._pool.close(), POOL_CLOSE_S)
-        except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+        except db.FAILURES:
             self._pool.terminate()
 
 

@@ -25,6 +25,17 @@ from worker.settings import Settings
 
 log = get_logger(__name__)
 
+# What a statement raises when the database fails under it: a server error, a dropped or refused
+# connection (asyncpg's interface errors, the OS's, a timeout), or asyncpg's "another operation is
+# in progress" (InternalClientError), raised when a connection is used while the server's
+# termination notice is still being read. Callers that must outlive the database catch these.
+FAILURES: tuple[type[Exception], ...] = (
+    OSError,  # TimeoutError included
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    asyncpg.exceptions._base.InternalClientError,
+)
+
 
 def _pid_alive(pid: int) -> bool:
     try:

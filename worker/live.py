@@ -21,7 +21,7 @@ from rich.console import Group, RenderableType
 from rich.live import Live
 from rich.text import Text
 
-from worker import health, views
+from worker import db, health, views
 from worker.scheduler import wait_event
 from worker.store import dashboard
 
@@ -272,5 +272,5 @@ async def _read_quietly(
     """A snapshot, or None when the database did not answer (the next refresh tries again)."""
     try:
         return await read(pool, team_id, ids, team)
-    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+    except db.FAILURES:
         return None

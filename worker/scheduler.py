@@ -344,7 +344,7 @@ class Scheduler:
             await asyncio.sleep(0.2)  # let a burst of edits settle into one reconcile
             try:
                 await self.reconcile()
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            except db.FAILURES as exc:
                 log.warning("reconcile_failed", error=f"{type(exc).__name__}: {exc}")
 
     async def _listen_forever(self) -> None:
@@ -361,7 +361,7 @@ class Scheduler:
             try:
                 await self._listen_on(conn)
                 delay = 1.0
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
+            except db.FAILURES as exc:
                 log.warning("listener_lost", error=f"{type(exc).__name__}: {exc}")
             finally:
                 with contextlib.suppress(Exception):

@@ -35,6 +35,7 @@ from connectors.base import (
 from worker import (
     connecting,
     credentials,
+    db,
     metrics,
     redact,
     runlog,
@@ -121,7 +122,7 @@ class RunOptions:
 _CONNECTION_ERRORS = (asyncpg.PostgresConnectionError, asyncpg.InterfaceError, OSError)
 # What a pooled connection the server dropped raises on its next statement: one of those, or,
 # when the server's termination notice is still being read, asyncpg's "another operation is in
-# progress" (InternalClientError).
+# progress" (InternalClientError; the daemon counts it among db.FAILURES too).
 _CONNECTION_GONE = (*_CONNECTION_ERRORS, asyncpg.exceptions._base.InternalClientError)
 
 
@@ -426,7 +427,15 @@ class _Run:
             self.result.outcome, self.result.reason = "interrupted", str(exc)
         except Exception as exc:
             if _database_lost(self.conn, exc):
-                raise  # the database itself is gone: nothing can be recorded; the caller logs it
+                # The database itself is gone: nothing can be recorded; the caller logs it. A
+                # tracker's error that arrived after the connection died says so too (else the
+                # daemon would take it for a crash).
+                if isinstance(exc, db.FAILURES):
+                    raise
+                raise ConnectionError(
+                    f"the database connection was lost during the run ({type(exc).__name__}"
+                    " raised after it)"
+                ) from exc
             if isinstance(exc, asyncpg.ForeignKeyViolationError) and (
                 await get_integration(self.conn, self.integration.id) is None
             ):

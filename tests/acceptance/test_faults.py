@@ -651,7 +651,7 @@ async def test_postgres_restarted_mid_run(own_postgres, slow_repos, tmp_path, mo
     unexpected = [
         e for e in events if e["level"] == "error" and e["event"] != "run_failed_database"
     ]
-    assert not unexpected, unexpected[:3]
+    assert not unexpected, [e.get("exception", e) for e in unexpected[:2]]
 
     # Every issue stored exactly once, and created once.
     conn = await db.connect(pg.url)

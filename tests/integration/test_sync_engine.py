@@ -16,7 +16,7 @@ import pytest
 from connectors.base import FatalError, RetriableError, Status
 from tests.fake_connector import T0, Upstream, fake_connector_class
 from tests.helpers import make_integration, make_team
-from worker import sync
+from worker import db, sync
 from worker.settings import Settings
 from worker.store import sync as store
 from worker.sync import RunOptions
@@ -1091,3 +1091,37 @@ async def test_a_failed_commit_ends_the_run_and_the_fetch_ahead_with_it(
     first = sorted(upstream.items.values(), key=lambda i: i.updated_at)[9]
     cursor = await pool.fetchval("SELECT cursor->>'' FROM integration_sync_state")
     assert cursor == first.updated_at.isoformat()
+
+
+async def test_a_tracker_error_after_the_database_went_away_is_a_database_failure(
+    pool, integration, settings, upstream, db_url
+) -> None:
+    # Found by CI (PostgreSQL stopped mid-run): the run's error was the tracker's, raised after
+    # the connection had died, so the daemon logged a crash instead of a database failure.
+    upstream.add(25)
+    upstream.page_size = 10
+
+    async def server_gone(page: int) -> None:
+        if page == 1:
+            await asyncio.sleep(0.3)  # page 1 commits meanwhile (read ahead)
+            admin = await asyncpg.connect(db_url)
+            try:
+                await admin.execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                    " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                )
+            finally:
+                await admin.close()
+            await asyncio.sleep(0.3)  # the run's connection sees it closed; then page 2 fails
+
+    upstream.between_pages = server_gone
+    upstream.fail_on_page = 2
+    with pytest.raises(db.FAILURES) as raised:
+        await run(pool, integration, settings, upstream)
+    assert not isinstance(raised.value, RetriableError)
+    assert await pool.fetchval("SELECT count(*) FROM work_items") == 10  # page 1 committed
+    # Nothing recorded on the dead connection, and the pages committed before it stay.
+    upstream.between_pages = upstream.fail_on_page = None
+    again = await run(pool, integration, settings, upstream)
+    assert again.outcome == "succeeded", again.reason
+    assert await pool.fetchval("SELECT count(*) FROM work_items") == 25

@@ -21,7 +21,7 @@ import asyncpg
 
 from connectors import registry
 from connectors.base import ConfigError
-from worker import connecting, redact, telemetry
+from worker import connecting, db, redact, telemetry
 from worker.http import Reply, Request
 from worker.logs import get_logger
 from worker.settings import Settings
@@ -81,7 +81,7 @@ class WebhookListener:
         try:
             async with self._pool.acquire(timeout=ACQUIRE_TIMEOUT_S) as conn:
                 return await self._serve(conn, integration_id, request)
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
+        except db.FAILURES as exc:
             log.warning("webhook_database_unavailable", error=f"{type(exc).__name__}: {exc}")
             return _count("unknown", "rejected", "unavailable", 503, "try again later")
 
@@ -168,7 +168,7 @@ class WebhookListener:
             await asyncio.sleep(delay)
             async with self._pool.acquire(timeout=ACQUIRE_TIMEOUT_S) as conn:
                 await self._request(conn, integration_id)
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
+        except db.FAILURES as exc:
             # the next poll reads the change anyway
             log.warning("webhook_run_request_failed", error=type(exc).__name__)
         finally:
