@@ -42,6 +42,9 @@ class Settings(BaseSettings):
     # Deliveries for one integration within this many seconds of the last run it requested are
     # coalesced into one more run at the window's end: a burst is one or two runs.
     webhook_debounce_seconds: float = Field(default=5.0, ge=0)
+    # The demo's sandbox trackers listen on this port and the next three: fixed, because a
+    # sandbox's address is part of its items' identity. Another value runs demos side by side.
+    demo_port: int = Field(default=27811, ge=1024, le=65532)
     # Runs at once per process. Each running run holds one database connection (its lock lives
     # on it), so this also sizes the pool (this + 3): runs waiting on a tracker hold theirs.
     max_concurrency: int = Field(default=32, ge=1, le=256)

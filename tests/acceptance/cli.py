@@ -15,8 +15,22 @@ def cli_env(database_url: str | None, **extra: str) -> dict[str, str]:
     env.pop("DATABASE_URL", None)
     if database_url is not None:
         env["DATABASE_URL"] = database_url
-    env.update({"C9_SYNC_LOG_FORMAT": "json", "C9_SYNC_HTTP_PORT": "0", **extra})
+    env.update(
+        {
+            "C9_SYNC_LOG_FORMAT": "json",
+            "C9_SYNC_HTTP_PORT": "0",
+            "C9_SYNC_DEMO_PORT": str(demo_port()),
+            **extra,
+        }
+    )
     return env
+
+
+def demo_port() -> int:
+    """Each pytest-xdist worker's demos on their own four ports: a demo's sandbox that fell back
+    off a port another worker's demo holds would make its items new to the next demo."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw")
+    return 28100 + 10 * int(worker or 0)
 
 
 def run_cli(

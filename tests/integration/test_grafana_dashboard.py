@@ -182,7 +182,7 @@ async def demo_filled(
     servers = []
     try:
         configs = {}
-        for source, (cls, _) in demo.SANDBOXES.items():
+        for source, cls in demo.SANDBOXES.items():
             server = cls()
             server.start(0)
             servers.append(server)

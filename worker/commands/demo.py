@@ -46,23 +46,24 @@ ONCE_INTERVAL = 300  # --once: the rows' interval (they are paused after the run
 LIVE_INTERVAL = 10  # live: short, so that each change the team makes lands within seconds
 ACT_EVERY_S = (2.0, 5.0)  # the team makes one change every this many seconds (drawn)
 SEED = 18  # the team's rng: the same story every run
-# Fixed ports keep each sandbox's site (part of an item's identity) the same from one demo run to
-# the next; a busy port falls back to a free one. Below the ephemeral ranges (Linux 32768-60999,
-# macOS and Windows 49152-65535), so that no outgoing connection on the machine holds one.
-SANDBOXES: dict[str, tuple[type[SandboxServer], int]] = {
-    "github": (GitHubSandbox, 27811),
-    "jira": (JiraSandbox, 27812),
-    "azure_devops": (AzureDevOpsSandbox, 27813),
-    "linear": (LinearSandbox, 27814),
+# Fixed ports (C9_SYNC_DEMO_PORT and the next three) keep each sandbox's site (part of an item's
+# identity) the same from one demo run to the next; a busy port falls back to a free one. The
+# default is below the ephemeral ranges (Linux 32768-60999, macOS and Windows 49152-65535), so
+# that no outgoing connection on the machine holds one.
+SANDBOXES: dict[str, type[SandboxServer]] = {
+    "github": GitHubSandbox,
+    "jira": JiraSandbox,
+    "azure_devops": AzureDevOpsSandbox,
+    "linear": LinearSandbox,
 }
 
 
 @contextlib.contextmanager
-def sandboxes() -> Iterator[dict[str, SandboxServer]]:
+def sandboxes(first_port: int) -> Iterator[dict[str, SandboxServer]]:
     """Start and seed every sandbox; yield type -> the running sandbox."""
     with contextlib.ExitStack() as stack:
         servers = {}
-        for source, (cls, port) in SANDBOXES.items():
+        for port, (source, cls) in enumerate(SANDBOXES.items(), first_port):
             server = cls()
             server.start(port)
             stack.callback(server.stop)
@@ -199,7 +200,7 @@ async def run_once(settings: Settings, url: str, sets: tuple[str, ...]) -> int:
     pool = await db.create_pool(url, max_size=8)
     ado_cache = _ado_cache()
     try:
-        with sandboxes() as servers:
+        with sandboxes(settings.demo_port) as servers:
             configs = {source: s.demo_config() for source, s in servers.items()}
             team_id, ids = await seed(pool, configs)
             results = await sync_with_progress(pool, ids, settings)
@@ -292,7 +293,7 @@ async def run_live(
         ado_cache.cleanup()
         raise
     try:
-        with sandboxes() as servers:
+        with sandboxes(settings.demo_port) as servers:
             configs = {
                 source: {**s.demo_config(), "webhook_secret": hook_secret}
                 for source, s in servers.items()
