@@ -3,8 +3,10 @@
 
 - Stored per (integration, kind) in `integration_credentials` (schema/0010), failed runs included:
   a 401 after an expiry is exactly when the date matters.
-- Exported as `c9_sync_credential_expiry_timestamp_seconds`, from the stored rows of every
-  integration (so every replica that ran something exports the same values).
+- Exported as `c9_sync_credential_expiry_timestamp_seconds`, from the stored rows: an
+  integration's after each of its runs, every integration's at the daemon's start and every
+  `C9_SYNC_RECONCILE_SECONDS` (so replicas export the same values; reading every integration's
+  rows after every run made a run's cost grow with the number of integrations).
 - A non-renewable credential gets a `credential_expiring` activity row 14, 7 and 1 days ahead and a
   `credential_expired` row once past, each once per expiry date (marks in the row, claimed under
   its lock). Renewable ones (minted tokens the connector renews itself) feed the gauge only.
@@ -13,7 +15,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -22,7 +26,7 @@ from typing import Any
 import asyncpg
 
 from connectors.base import ConnectorConfig, CredentialExpiry, utc
-from worker import telemetry
+from worker import db, telemetry
 from worker.logs import get_logger
 from worker.store import credentials as store
 from worker.store import sync as sync_store
@@ -130,7 +134,7 @@ async def record(
                 await store.save_tls(conn, integration.id, collected.tls)
             activities = await _claim_warnings(conn, integration, fields)
             await (write or sync_store.team_writer(integration.team_id))(conn, activities)
-        everything = await store.latest(conn)
+        own = await store.latest(conn, integration.id)
     except asyncpg.PostgresError as exc:
         if isinstance(exc, asyncpg.PostgresConnectionError):
             raise  # the database is gone: the caller handles it as for every other write
@@ -138,11 +142,32 @@ async def record(
             return  # the integration was deleted during the run: its rows went with it
         log.warning("credential_record_failed", **fields, error=f"{type(exc).__name__}: {exc}")
         return
+    _show(own, of=integration.id)
+
+
+def _show(stored: Mapping[uuid.UUID, list[StoredCredential]], of: uuid.UUID | None) -> None:
     telemetry.show_credential_expiries(
-        (integration_id, c.kind, c.expires_at)
-        for integration_id, rows in everything.items()
-        for c in rows
-    )
+        ((integration_id, c.kind, c.expires_at) for integration_id, rows in stored.items()
+         for c in rows),
+        of=of,
+    )  # fmt: skip
+
+
+async def refresh_gauge(pool: asyncpg.Pool | asyncpg.Connection) -> None:
+    """Every integration's stored expiries onto the gauge (what other replicas' runs stored
+    too; a deleted integration's series go)."""
+    _show(await store.latest(pool), of=None)
+
+
+async def keep_gauge_current(pool: asyncpg.Pool, every_s: float) -> None:
+    """The daemon's side task: `refresh_gauge` now and every `every_s`, until cancelled. A
+    failure is logged and tried again next time: it never ends the task."""
+    while True:
+        try:
+            await refresh_gauge(pool)
+        except db.FAILURES as exc:
+            log.warning("credential_gauge_not_refreshed", error=type(exc).__name__)
+        await asyncio.sleep(every_s)
 
 
 async def _claim_warnings(

@@ -12,7 +12,18 @@ from datetime import datetime
 
 import asyncpg
 
-from worker import activity_upkeep, db, http, metrics, migrate, remap, sync, systemd, threads
+from worker import (
+    activity_upkeep,
+    credentials,
+    db,
+    http,
+    metrics,
+    migrate,
+    remap,
+    sync,
+    systemd,
+    threads,
+)
 from worker.errors import DatabaseUnavailable, MigrationError
 from worker.logs import get_logger
 from worker.scheduler import Scheduler, wait_event
@@ -68,6 +79,7 @@ class Worker:
         self._scheduler: Scheduler | None = None
         self._watchdog: asyncio.Task[None] | None = None
         self._upkeep: asyncio.Task[None] | None = None
+        self._credential_gauge: asyncio.Task[None] | None = None
 
     @property
     def pool(self) -> asyncpg.Pool:
@@ -127,6 +139,11 @@ class Worker:
         # activity_logs partitions ahead, and retention: now and daily
         self._upkeep = asyncio.create_task(
             activity_upkeep.keep_up(self.pool, settings), name="activity-upkeep"
+        )
+        # every integration's credential expiries on /metrics (runs refresh only their own)
+        self._credential_gauge = asyncio.create_task(
+            credentials.keep_gauge_current(self.pool, settings.reconcile_seconds),
+            name="credential-gauge",
         )
         active = await integrations.count_active(self.pool)
         log.info(
@@ -204,6 +221,8 @@ class Worker:
                 self._watchdog.cancel()
             if self._upkeep is not None:
                 self._upkeep.cancel()
+            if self._credential_gauge is not None:
+                self._credential_gauge.cancel()
             self.notifier.close()
             if self._server is not None:
                 self._server.close()

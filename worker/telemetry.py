@@ -134,12 +134,25 @@ def observe_run(result: RunFigures) -> None:
         CONSECUTIVE_FAILURES.labels(**labels).inc()
 
 
-def show_credential_expiries(expiries: Iterable[tuple[uuid.UUID, str, datetime]]) -> None:
-    """Replace every `c9_sync_credential_expiry_timestamp_seconds` series with these (all the
-    stored rows): fed from the database, every replica exports the same values, and the series of
-    a deleted integration or a dropped credential go away."""
-    CREDENTIAL_EXPIRY.clear()
+_credential_kinds: dict[str, set[str]] = {}  # integration id -> kinds on the gauge
+
+
+def show_credential_expiries(
+    expiries: Iterable[tuple[uuid.UUID, str, datetime]], of: uuid.UUID | None = None
+) -> None:
+    """Replace the `c9_sync_credential_expiry_timestamp_seconds` series with these stored rows:
+    every series (`of` None: all the table's rows, so every replica exports the same values and
+    the series of a deleted integration or a dropped credential go away), or those of one
+    integration (`of`: its rows, after its run)."""
+    if of is None:
+        CREDENTIAL_EXPIRY.clear()
+        _credential_kinds.clear()
+    else:
+        for kind in _credential_kinds.pop(str(of), set()):
+            with contextlib.suppress(KeyError):
+                CREDENTIAL_EXPIRY.remove(str(of), kind)
     for integration_id, kind, expires_at in expiries:
         CREDENTIAL_EXPIRY.labels(integration_id=str(integration_id), kind=kind).set(
             expires_at.timestamp()
         )
+        _credential_kinds.setdefault(str(integration_id), set()).add(kind)

@@ -81,13 +81,15 @@ class Counter:
     def __init__(self) -> None:
         self.statements = 0
         self.elapsed = 0.0
-        self.texts: dict[str, int] = {}
+        self.texts: dict[str, list[float]] = {}  # statement -> [count, client-side seconds]
 
     def __call__(self, record: Any) -> None:
         self.statements += 1
         self.elapsed += record.elapsed
         key = " ".join(record.query.split())[:90]
-        self.texts[key] = self.texts.get(key, 0) + 1
+        seen = self.texts.setdefault(key, [0, 0.0])
+        seen[0] += 1
+        seen[1] += record.elapsed
 
 
 async def bench(url: str, runs: int, items: int, home: Path, github_url: str) -> dict[str, Any]:
@@ -163,7 +165,11 @@ async def bench(url: str, runs: int, items: int, home: Path, github_url: str) ->
         "activity_rows_per_run": round(rows / runs, 3),
         "statements_per_run": round(counter.statements / runs, 2),
         "statement_ms_per_run": round(counter.elapsed / runs * 1000, 2),
-        "statements": {k: round(v / runs, 2) for k, v in sorted(counter.texts.items())},
+        # per run: how many, and their client-side milliseconds
+        "statements": {
+            k: [round(n / runs, 2), round(t / runs * 1000, 3)]
+            for k, (n, t) in sorted(counter.texts.items())
+        },
     }
 
 

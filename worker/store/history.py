@@ -264,10 +264,11 @@ async def progress(
         " WHERE integration_id = $1",
         integration_id,
     )
+    # One probe of work_items_scope_changed per scope (0019), however many rows it holds.
     newest = await conn.fetch(
-        "SELECT sync_scope, max(source_updated_at) AS newest FROM work_items"
-        " WHERE integration_id = $1 AND sync_scope = ANY($2::text[]) AND out_of_scope_at IS NULL"
-        " GROUP BY sync_scope",
+        "SELECT sc AS sync_scope, (SELECT max(source_updated_at) FROM work_items"
+        "   WHERE integration_id = $1 AND sync_scope = sc AND out_of_scope_at IS NULL) AS newest"
+        " FROM unnest($2::text[]) sc",
         integration_id,
         list(feed_scopes),
     )
@@ -327,14 +328,26 @@ async def backlog(
             integration_id,
         )
         return pending_only
+    # The pending ones through their partial index, plus per feed scope the others changed
+    # after its read-through time: a range scan of work_items_scope_changed (0019), so an
+    # integration whose history is read through costs a probe per scope, not a read of its rows.
     count: int = await conn.fetchval(
-        "SELECT count(*) FROM work_items w"
-        " LEFT JOIN integration_sync_state s ON s.integration_id = w.integration_id"
-        " WHERE w.integration_id = $1 AND w.removed_upstream_at IS NULL"
-        "   AND w.out_of_scope_at IS NULL"
-        "   AND (w.history_pending OR (w.sync_scope = ANY($2::text[]) AND (s.history_through"
-        "        ->> w.sync_scope IS NULL OR w.source_updated_at"
-        "        > (s.history_through ->> w.sync_scope)::timestamptz)))",
+        "SELECT (SELECT count(*) FROM work_items WHERE integration_id = $1 AND history_pending"
+        "          AND removed_upstream_at IS NULL AND out_of_scope_at IS NULL)"
+        "     + (SELECT count(*) FROM unnest($2::text[]) sc"
+        "        CROSS JOIN LATERAL (SELECT (history_through ->> sc)::timestamptz AS through"
+        "            FROM integration_sync_state WHERE integration_id = $1"
+        "            UNION ALL SELECT NULL LIMIT 1) t"
+        "        CROSS JOIN LATERAL ("
+        "            SELECT w.id FROM work_items w WHERE w.integration_id = $1"
+        "              AND w.sync_scope = sc AND w.out_of_scope_at IS NULL"
+        "              AND w.source_updated_at > t.through"
+        "              AND NOT w.history_pending AND w.removed_upstream_at IS NULL"
+        "            UNION ALL"  # a feed never read: all of its scope
+        "            SELECT w.id FROM work_items w WHERE t.through IS NULL"
+        "              AND w.integration_id = $1 AND w.sync_scope = sc"
+        "              AND w.out_of_scope_at IS NULL"
+        "              AND NOT w.history_pending AND w.removed_upstream_at IS NULL) x)",
         integration_id,
         list(feed_scopes),
     )

@@ -696,6 +696,28 @@ async def _derive(
         result.changes.append(_updated(r, r["status"], r["status"], fields))
 
 
+# The scopes an integration's rows are in, found one index probe each (a skip scan over
+# work_items_scope_changed, 0019): every run asks, and reading its rows to learn that the
+# config still covers them all cost a run in proportion to the rows it holds.
+_MARK_OUT_OF_SCOPE = """
+WITH RECURSIVE present(scope) AS (
+    (SELECT sync_scope FROM work_items
+     WHERE integration_id = $1 AND out_of_scope_at IS NULL AND sync_scope IS NOT NULL
+     ORDER BY sync_scope LIMIT 1)
+    UNION ALL
+    SELECT (SELECT w.sync_scope FROM work_items w
+            WHERE w.integration_id = $1 AND w.out_of_scope_at IS NULL AND w.sync_scope > p.scope
+            ORDER BY w.sync_scope LIMIT 1)
+    FROM present p WHERE p.scope IS NOT NULL
+)
+UPDATE work_items SET out_of_scope_at = now()
+WHERE integration_id = $1 AND out_of_scope_at IS NULL AND removed_upstream_at IS NULL
+  AND sync_scope IN (SELECT scope FROM present
+                     WHERE scope IS NOT NULL AND NOT (scope = ANY($2::text[])))
+RETURNING id, external_id, external_key, sync_scope, completed_at
+"""
+
+
 async def mark_out_of_scope(
     conn: asyncpg.Connection, integration_id: uuid.UUID, scopes: Collection[str]
 ) -> list[asyncpg.Record]:
@@ -703,15 +725,7 @@ async def mark_out_of_scope(
     scope is unknown, nor one already marked removed upstream: gone is the stronger fact, and
     nothing would clear the mark once the scope is configured again). Cleared by the upsert when
     a sync reads the item again."""
-    return await conn.fetch(
-        "UPDATE work_items SET out_of_scope_at = now()"
-        " WHERE integration_id = $1 AND out_of_scope_at IS NULL AND sync_scope IS NOT NULL"
-        "   AND removed_upstream_at IS NULL"
-        "   AND NOT (sync_scope = ANY($2::text[]))"
-        " RETURNING id, external_id, external_key, sync_scope, completed_at",
-        integration_id,
-        list(scopes),
-    )
+    return await conn.fetch(_MARK_OUT_OF_SCOPE, integration_id, list(scopes))
 
 
 async def forget_cursor(
