@@ -329,25 +329,23 @@ async def backlog(
         )
         return pending_only
     # The pending ones through their partial index, plus per feed scope the others changed
-    # after its read-through time: a range scan of work_items_scope_changed (0019), so an
-    # integration whose history is read through costs a probe per scope, not a read of its rows.
+    # after its read-through time, counted only when the scope's newest change (one probe of
+    # work_items_scope_changed, 0019) is after it: an integration whose history is read through
+    # costs a probe per scope, not a read of its rows.
     count: int = await conn.fetchval(
         "SELECT (SELECT count(*) FROM work_items WHERE integration_id = $1 AND history_pending"
         "          AND removed_upstream_at IS NULL AND out_of_scope_at IS NULL)"
-        "     + (SELECT count(*) FROM unnest($2::text[]) sc"
-        "        CROSS JOIN LATERAL (SELECT (history_through ->> sc)::timestamptz AS through"
-        "            FROM integration_sync_state WHERE integration_id = $1"
-        "            UNION ALL SELECT NULL LIMIT 1) t"
-        "        CROSS JOIN LATERAL ("
-        "            SELECT w.id FROM work_items w WHERE w.integration_id = $1"
-        "              AND w.sync_scope = sc AND w.out_of_scope_at IS NULL"
-        "              AND w.source_updated_at > t.through"
-        "              AND NOT w.history_pending AND w.removed_upstream_at IS NULL"
-        "            UNION ALL"  # a feed never read: all of its scope
-        "            SELECT w.id FROM work_items w WHERE t.through IS NULL"
-        "              AND w.integration_id = $1 AND w.sync_scope = sc"
-        "              AND w.out_of_scope_at IS NULL"
-        "              AND NOT w.history_pending AND w.removed_upstream_at IS NULL) x)",
+        "     + coalesce((SELECT sum(CASE WHEN t.through IS NULL OR t.newest > t.through THEN ("
+        "          SELECT count(*) FROM work_items w WHERE w.integration_id = $1"
+        "            AND w.sync_scope = t.sc AND w.out_of_scope_at IS NULL"
+        "            AND NOT w.history_pending AND w.removed_upstream_at IS NULL"
+        "            AND (t.through IS NULL OR w.source_updated_at > t.through)) ELSE 0 END)"
+        "        FROM (SELECT sc,"
+        "                (SELECT (history_through ->> sc)::timestamptz FROM integration_sync_state"
+        "                 WHERE integration_id = $1) AS through,"
+        "                (SELECT max(source_updated_at) FROM work_items WHERE integration_id = $1"
+        "                 AND sync_scope = sc AND out_of_scope_at IS NULL) AS newest"
+        "              FROM unnest($2::text[]) sc) t), 0)::int",
         integration_id,
         list(feed_scopes),
     )
