@@ -60,6 +60,9 @@ Outcome = Literal["succeeded", "failed", "skipped", "interrupted"]
 
 DUE_AFTER = 0.95  # of the interval since the last start: `is_due`
 PROGRESS_EVERY_S = 5.0  # a run stores where it stands at most this often (`status`)
+# ... and first once it has run this long: a shorter run has no progress worth a write (most
+# runs: an unchanged integration's takes milliseconds)
+PROGRESS_FIRST_S = 1.0
 
 
 @dataclass(slots=True)
@@ -547,9 +550,11 @@ class _Run:
             log.warning("mapping_context_not_kept", **self.fields, error=type(exc).__name__)
 
     async def _save_progress(self) -> None:
-        """Where the run stands, for `status` on other machines: after its first page, then at
-        most every PROGRESS_EVERY_S (a display, never the reason a run fails)."""
-        if time.monotonic() - self.progress_saved < PROGRESS_EVERY_S:
+        """Where the run stands, for `status` on other machines: after a page once the run has
+        run PROGRESS_FIRST_S, then at most every PROGRESS_EVERY_S (a display, never the reason a
+        run fails)."""
+        now = time.monotonic()
+        if now - self.started < PROGRESS_FIRST_S or now - self.progress_saved < PROGRESS_EVERY_S:
             return
         result = self.result
         assert result.run_id is not None  # a started run has one

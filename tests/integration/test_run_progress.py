@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import asyncpg
+import pytest
 from prometheus_client import REGISTRY
 from rich.console import Console
 
@@ -100,11 +101,30 @@ async def test_the_terminal_shows_one_live_line_per_integration_and_nothing_off_
     assert piped.getvalue() == ""
 
 
+async def test_a_short_run_stores_no_progress(
+    pool: asyncpg.Pool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A run that ends within PROGRESS_FIRST_S (an unchanged integration's: most runs) writes
+    no progress row: nobody could see it."""
+    monkeypatch.setattr(sync, "PROGRESS_FIRST_S", 30.0)  # (however slow this machine is)
+    team = await make_team(pool, "Alpha")
+    integration = await make_integration(pool, team, "github", {"token": TOKEN}, interval=60)
+    upstream = Upstream(page_size=10)
+    upstream.add(25)
+    result = await sync.run_integration(
+        pool, integration, Settings(home=tmp_path), environ={},
+        options=RunOptions(force=True), loader=lambda source: fake_connector_class(upstream),
+    )  # fmt: skip
+    assert result.outcome == "succeeded" and result.pages == 3
+    assert await pool.fetchval("SELECT run_progress FROM integration_sync_state") is None
+
+
 async def test_status_on_another_connection_shows_the_running_runs_progress(
-    pool: asyncpg.Pool, db_url: str, tmp_path: Path
+    pool: asyncpg.Pool, db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """What `c9-sync status` reads (health.overview): while the run holds its lock, the items
     and cursor of its last stored progress; nothing once it has ended."""
+    monkeypatch.setattr(sync, "PROGRESS_FIRST_S", 0.0)  # (a long run's, at once)
     team = await make_team(pool, "Alpha")
     integration = await make_integration(pool, team, "github", {"token": TOKEN}, interval=60)
     upstream = Upstream(page_size=10)
