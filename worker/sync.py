@@ -481,6 +481,9 @@ class _Run:
         each), its cursors dropped (a scope added back later is read in full)."""
         conn, integration = self.conn, self.integration
         cursor = store.cursor_from_json(self.state.cursor)
+        self.cursor = kept = {scope: at for scope, at in cursor.items() if scope in scopes}
+        if kept == cursor and not await store.scopes_left(conn, integration.id, scopes):
+            return  # (nearly every run: a read instead of a transaction)
         async with conn.transaction():
             gone = await store.mark_out_of_scope(conn, integration.id, scopes)
             await self.log.write(
@@ -496,12 +499,10 @@ class _Run:
                     for r in gone
                 ],
             )
-            kept = {scope: at for scope, at in cursor.items() if scope in scopes}
             if kept != cursor:
                 await store.save_cursor(conn, integration.id, store.cursor_to_json(kept))
         if gone:
             log.info("items_out_of_scope", **self.fields, count=len(gone))
-        self.cursor = kept
 
     async def _pages(
         self, connector: Connector, scopes: list[str], start_date: date | None
@@ -595,9 +596,8 @@ class _Run:
     async def _count_backlog(self, connector: HistorySource) -> None:
         try:
             left = await history_store.backlog(
-                self.conn, self.integration.id, list(connector.feed_scopes())
+                self.conn, self.integration.id, list(connector.feed_scopes()), save=True
             )
-            await history_store.save_backlog(self.conn, self.integration.id, left)
         except asyncpg.PostgresError as exc:  # a count, never the reason a run fails
             log.warning("history_backlog_not_counted", **self.fields, error=type(exc).__name__)
             return

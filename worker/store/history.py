@@ -259,25 +259,24 @@ async def progress(
 ) -> Progress:
     """The feeds' tokens and read-through times, and the newest change held in each of
     `feed_scopes` (only those: the other scopes' items need not be looked at)."""
-    state = await conn.fetchrow(
-        "SELECT history_cursor, history_through FROM integration_sync_state"
-        " WHERE integration_id = $1",
-        integration_id,
-    )
-    # One probe of work_items_scope_changed per scope (0019), however many rows it holds.
-    newest = await conn.fetch(
-        "SELECT sc AS sync_scope, (SELECT max(source_updated_at) FROM work_items"
-        "   WHERE integration_id = $1 AND sync_scope = sc AND out_of_scope_at IS NULL) AS newest"
-        " FROM unnest($2::text[]) sc",
+    # One statement; the newest per scope one probe of work_items_scope_changed (0019) each,
+    # however many rows the scope holds.
+    row = await conn.fetchrow(
+        "SELECT s.history_cursor, s.history_through, ARRAY("
+        "  SELECT (SELECT max(source_updated_at) FROM work_items WHERE integration_id = $1"
+        "          AND sync_scope = u.sc AND out_of_scope_at IS NULL)"
+        "  FROM unnest($2::text[]) WITH ORDINALITY AS u(sc, n) ORDER BY u.n) AS newest"
+        " FROM (SELECT 1) one"
+        " LEFT JOIN integration_sync_state s ON s.integration_id = $1",
         integration_id,
         list(feed_scopes),
     )
-    cursor = _json(state["history_cursor"]) if state else {}
-    through = _json(state["history_through"]) if state else {}
+    cursor = _json(row["history_cursor"])
+    through = _json(row["history_through"])
     return Progress(
         {str(k): str(v) for k, v in cursor.items()},
         {str(k): datetime.fromisoformat(str(v)) for k, v in through.items()},
-        {r["sync_scope"]: r["newest"] for r in newest if r["newest"] is not None},
+        {scope: at for scope, at in zip(feed_scopes, row["newest"], strict=True) if at is not None},
     )
 
 
@@ -317,54 +316,55 @@ async def pending(conn: asyncpg.Connection, integration_id: uuid.UUID, limit: in
 
 
 async def backlog(
-    conn: asyncpg.Connection, integration_id: uuid.UUID, feed_scopes: Sequence[str]
+    conn: asyncpg.Connection,
+    integration_id: uuid.UUID,
+    feed_scopes: Sequence[str],
+    *,
+    save: bool = False,
 ) -> int:
     """Items whose history is not read yet: pending ones, and those changed after their feed's
-    read-through time (`feed_scopes`)."""
-    if not feed_scopes:  # the pending ones only, through their partial index
-        pending_only: int = await conn.fetchval(
-            "SELECT count(*) FROM work_items WHERE integration_id = $1 AND history_pending"
-            "   AND removed_upstream_at IS NULL AND out_of_scope_at IS NULL",
-            integration_id,
-        )
-        return pending_only
+    read-through time (`feed_scopes`). `save`: stored in the state too (`status`), in the same
+    statement, written only when it changed."""
     # The pending ones through their partial index, plus per feed scope the others changed
     # after its read-through time, counted only when the scope's newest change (one probe of
     # work_items_scope_changed, 0019) is after it: an integration whose history is read through
     # costs a probe per scope, not a read of its rows.
-    count: int = await conn.fetchval(
-        "SELECT (SELECT count(*) FROM work_items WHERE integration_id = $1 AND history_pending"
-        "          AND removed_upstream_at IS NULL AND out_of_scope_at IS NULL)"
-        "     + coalesce((SELECT sum(CASE WHEN t.through IS NULL OR t.newest > t.through THEN ("
-        "          SELECT count(*) FROM work_items w WHERE w.integration_id = $1"
-        "            AND w.sync_scope = t.sc AND w.out_of_scope_at IS NULL"
-        "            AND NOT w.history_pending AND w.removed_upstream_at IS NULL"
-        "            AND (t.through IS NULL OR w.source_updated_at > t.through)) ELSE 0 END)"
-        "        FROM (SELECT sc,"
-        "                (SELECT (history_through ->> sc)::timestamptz FROM integration_sync_state"
-        "                 WHERE integration_id = $1) AS through,"
-        "                (SELECT max(source_updated_at) FROM work_items WHERE integration_id = $1"
-        "                 AND sync_scope = sc AND out_of_scope_at IS NULL) AS newest"
-        "              FROM unnest($2::text[]) sc) t), 0)::int",
-        integration_id,
-        list(feed_scopes),
+    count = (
+        "(SELECT count(*) FROM work_items WHERE integration_id = $1 AND history_pending"
+        "   AND removed_upstream_at IS NULL AND out_of_scope_at IS NULL)"
+        " + coalesce((SELECT sum(CASE WHEN t.through IS NULL OR t.newest > t.through THEN ("
+        "      SELECT count(*) FROM work_items w WHERE w.integration_id = $1"
+        "        AND w.sync_scope = t.sc AND w.out_of_scope_at IS NULL"
+        "        AND NOT w.history_pending AND w.removed_upstream_at IS NULL"
+        "        AND (t.through IS NULL OR w.source_updated_at > t.through)) ELSE 0 END)"
+        "    FROM (SELECT sc,"
+        "            (SELECT (history_through ->> sc)::timestamptz FROM integration_sync_state"
+        "             WHERE integration_id = $1) AS through,"
+        "            (SELECT max(source_updated_at) FROM work_items WHERE integration_id = $1"
+        "             AND sync_scope = sc AND out_of_scope_at IS NULL) AS newest"
+        "          FROM unnest($2::text[]) sc) t), 0)"
     )
-    return count
+    if save:
+        query = (
+            f"WITH counted AS (SELECT ({count})::int AS n),"
+            " saved AS (INSERT INTO integration_sync_state (integration_id, history_backlog)"
+            "   SELECT $1, n FROM counted"
+            "   ON CONFLICT (integration_id) DO UPDATE"
+            "   SET history_backlog = EXCLUDED.history_backlog"
+            "   WHERE integration_sync_state.history_backlog"
+            "         IS DISTINCT FROM EXCLUDED.history_backlog)"
+            " SELECT n FROM counted"
+        )
+    else:
+        query = f"SELECT ({count})::int"
+    found: int = await conn.fetchval(query, integration_id, list(feed_scopes))
+    return found
 
 
 def _json(value: Any) -> dict[str, Any]:
     if isinstance(value, str):
         value = json.loads(value)
     return dict(value or {})
-
-
-async def save_backlog(conn: asyncpg.Connection, integration_id: uuid.UUID, backlog: int) -> None:
-    await conn.execute(
-        "INSERT INTO integration_sync_state (integration_id, history_backlog) VALUES ($1, $2)"
-        " ON CONFLICT (integration_id) DO UPDATE SET history_backlog = EXCLUDED.history_backlog",
-        integration_id,
-        backlog,
-    )
 
 
 async def backlogs(conn: asyncpg.Connection) -> dict[uuid.UUID, int]:

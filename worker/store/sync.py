@@ -697,9 +697,10 @@ async def _derive(
 
 
 # The scopes an integration's rows are in, found one index probe each (a skip scan over
-# work_items_scope_changed, 0019): every run asks, and reading its rows to learn that the
-# config still covers them all cost a run in proportion to the rows it holds.
-_MARK_OUT_OF_SCOPE = """
+# work_items_scope_changed, 0019), and those of them the config ($2) no longer covers: every run
+# asks, and reading its rows to learn that the config still covers them all cost a run in
+# proportion to the rows it holds.
+_SCOPES_LEFT = """
 WITH RECURSIVE present(scope) AS (
     (SELECT sync_scope FROM work_items
      WHERE integration_id = $1 AND out_of_scope_at IS NULL AND sync_scope IS NOT NULL
@@ -709,13 +710,25 @@ WITH RECURSIVE present(scope) AS (
             WHERE w.integration_id = $1 AND w.out_of_scope_at IS NULL AND w.sync_scope > p.scope
             ORDER BY w.sync_scope LIMIT 1)
     FROM present p WHERE p.scope IS NOT NULL
+),
+left_scopes AS (
+    SELECT scope FROM present WHERE scope IS NOT NULL AND NOT (scope = ANY($2::text[]))
 )
-UPDATE work_items SET out_of_scope_at = now()
-WHERE integration_id = $1 AND out_of_scope_at IS NULL AND removed_upstream_at IS NULL
-  AND sync_scope IN (SELECT scope FROM present
-                     WHERE scope IS NOT NULL AND NOT (scope = ANY($2::text[])))
-RETURNING id, external_id, external_key, sync_scope, completed_at
 """
+
+
+async def scopes_left(
+    conn: asyncpg.Connection, integration_id: uuid.UUID, scopes: Collection[str]
+) -> bool:
+    """Whether `mark_out_of_scope` has any row to mark (one read, no lock, no write)."""
+    found: bool = await conn.fetchval(
+        _SCOPES_LEFT + "SELECT EXISTS (SELECT 1 FROM left_scopes l JOIN work_items w"
+        "   ON w.integration_id = $1 AND w.sync_scope = l.scope AND w.out_of_scope_at IS NULL"
+        "   WHERE w.removed_upstream_at IS NULL)",
+        integration_id,
+        list(scopes),
+    )
+    return found
 
 
 async def mark_out_of_scope(
@@ -725,7 +738,14 @@ async def mark_out_of_scope(
     scope is unknown, nor one already marked removed upstream: gone is the stronger fact, and
     nothing would clear the mark once the scope is configured again). Cleared by the upsert when
     a sync reads the item again."""
-    return await conn.fetch(_MARK_OUT_OF_SCOPE, integration_id, list(scopes))
+    return await conn.fetch(
+        _SCOPES_LEFT + "UPDATE work_items SET out_of_scope_at = now()"
+        " WHERE integration_id = $1 AND out_of_scope_at IS NULL AND removed_upstream_at IS NULL"
+        "   AND sync_scope IN (SELECT scope FROM left_scopes)"
+        " RETURNING id, external_id, external_key, sync_scope, completed_at",
+        integration_id,
+        list(scopes),
+    )
 
 
 async def forget_cursor(
