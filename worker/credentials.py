@@ -17,10 +17,11 @@ from __future__ import annotations
 
 import asyncio
 import re
+import time
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
@@ -125,6 +126,10 @@ async def record(
     due (through `write`: the run's log), refresh the gauge from the table. A failure here is
     logged, never the run's failure."""
     fields = collected.fields
+    learnt = _Learnt.of(collected)
+    if _recorded.get(integration.id, _NOTHING).covers(learnt, succeeded):
+        return  # the same as this process last stored, and no warning near: nothing to write
+    _recorded.pop(integration.id, None)
     try:
         async with conn.transaction():
             await store.save(conn, integration.id, list(collected.reported.values()))
@@ -142,7 +147,54 @@ async def record(
             return  # the integration was deleted during the run: its rows went with it
         log.warning("credential_record_failed", **fields, error=f"{type(exc).__name__}: {exc}")
         return
+    _recorded[integration.id] = _Recorded(
+        learnt, succeeded, tuple(own.get(integration.id, ())), time.monotonic()
+    )
     _show(own, of=integration.id)
+
+
+# A run learns the same as the last one nearly every time (a PAT's date, the TLS mode): what
+# this process last stored per integration lets such a run write nothing (7 statements a run).
+REWRITE_EVERY_S = 3600.0  # observed_at is refreshed at least this often all the same
+WARNING_MARGIN = timedelta(hours=1)  # a warning this near is claimed under the row lock
+
+
+@dataclass(frozen=True, slots=True)
+class _Learnt:
+    reported: tuple[tuple[str, datetime, bool], ...]
+    tls: str | None
+
+    @classmethod
+    def of(cls, collected: Collector) -> _Learnt:
+        reported = sorted((e.kind, e.expires_at, e.renewable) for e in collected.reported.values())
+        return cls(tuple(reported), collected.tls)
+
+
+@dataclass(frozen=True, slots=True)
+class _Recorded:
+    learnt: _Learnt | None
+    kept: bool  # a succeeded run's report dropped the kinds it no longer had
+    stored: tuple[StoredCredential, ...]  # the integration's rows after the write
+    at: float  # monotonic
+
+    def covers(self, learnt: _Learnt, succeeded: bool) -> bool:
+        """Whether storing `learnt` would change nothing: the same report, rows of other kinds
+        already dropped if this run would drop them, written within REWRITE_EVERY_S, and no
+        warning due (by this machine's clock, WARNING_MARGIN early: the claim itself goes by
+        the database's)."""
+        if learnt != self.learnt or (succeeded and not self.kept):
+            return False
+        if time.monotonic() - self.at > REWRITE_EVERY_S:
+            return False
+        soon = datetime.now(UTC) + WARNING_MARGIN
+        return all(
+            c.renewable or due_warning(c.expires_at, soon, c.warned_days) is None
+            for c in self.stored
+        )
+
+
+_NOTHING = _Recorded(None, False, (), float("-inf"))
+_recorded: dict[uuid.UUID, _Recorded] = {}  # integration id -> what this process last stored
 
 
 def _show(stored: Mapping[uuid.UUID, list[StoredCredential]], of: uuid.UUID | None) -> None:

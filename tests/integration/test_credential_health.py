@@ -404,3 +404,35 @@ async def test_integrations_check_hands_the_expiry_to_its_caller(settings, upstr
     )
     assert problem is None
     assert list(seen.reported.values()) == [CredentialExpiry("pat", at, False)]
+
+
+async def test_a_run_that_learnt_the_same_writes_nothing(
+    pool, team, settings, upstream, monkeypatch
+) -> None:
+    """Nearly every run learns what the last one did: it writes no credential or TLS row (7
+    statements saved a run), until REWRITE_EVERY_S has passed or a warning comes near."""
+    integration = await integration_expiring_in(pool, team, timedelta(days=40))
+    versions = (
+        "SELECT (SELECT xmin::text FROM integration_credentials WHERE integration_id = $1),"
+        " (SELECT xmin::text FROM integration_tls WHERE integration_id = $1)"
+    )
+    await run(pool, integration, settings, upstream)
+    first = tuple(await pool.fetchrow(versions, integration))
+    assert None not in first
+    await run(pool, integration, settings, upstream)
+    assert tuple(await pool.fetchrow(versions, integration)) == first
+
+    monkeypatch.setattr(credentials, "REWRITE_EVERY_S", 0.0)
+    await run(pool, integration, settings, upstream)
+    rewritten = tuple(await pool.fetchrow(versions, integration))
+    assert rewritten[0] != first[0] and rewritten[1] != first[1]
+    monkeypatch.undo()
+
+    # A warning near (by this machine's clock, the margin early): the run goes to the rows and
+    # claims it under their lock, by the database's clock (not due yet: none written).
+    await run(pool, integration, settings, upstream)  # (the same again: nothing written)
+    assert tuple(await pool.fetchrow(versions, integration)) == rewritten
+    monkeypatch.setattr(credentials, "WARNING_MARGIN", timedelta(days=27))
+    await run(pool, integration, settings, upstream)
+    assert tuple(await pool.fetchrow(versions, integration)) != rewritten
+    assert await warnings(pool) == []
