@@ -900,6 +900,27 @@ async def test_a_sweep_that_lists_no_item_at_all_marks_nothing(
     assert (await census_rows(pool, integration))["A"] == (1, 1, 2, 0, None)
 
 
+async def test_an_item_read_deleted_is_marked_though_the_sweep_lists_nothing(
+    pool, team, settings, upstream
+) -> None:
+    """Found by the model test's long profile (Linear, its last issue trashed, then a run with
+    its sweep): the sweep whose listing holds nothing marks nothing, but a page that read the
+    item deleted (a tracker that still serves its deleted items) marks it, as any run does."""
+    [ext] = upstream.add(1, scope="A")
+    integration = await make_integration(pool, team, "github", {"token": TOKEN, "projects": ["A"]})
+    await run(pool, integration, settings, upstream)
+    upstream.change(ext, T0 + timedelta(hours=1), removed=True)
+    upstream.listing_drops.append({ext})  # (as Linear's listing leaves out its trash)
+    result = await run(
+        pool, integration, settings.model_copy(update={"sweep_every_runs": 1}), upstream
+    )
+    assert upstream.ids_listed == 1 and not upstream.listing_drops
+    assert (result.outcome, result.removed) == ("succeeded", 1)
+    [removed] = await events(pool, "work_item_removed")
+    assert removed["message"].endswith("deleted upstream")  # the page's, not the sweep's
+    assert (await census_rows(pool, integration))["A"] == (0, 0, 1, 0, None)
+
+
 async def test_a_row_removed_upstream_is_not_also_marked_out_of_scope(
     pool, team, settings, upstream
 ) -> None:
