@@ -25,7 +25,7 @@ import time
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import asyncpg
 
@@ -33,7 +33,7 @@ from worker.store import metrics as store
 from worker.store.metrics import local_today
 
 __all__ = ["QUIET_REFRESH", "QuietRefresh", "Recomputed", "TeamRange", "local_today",
-           "plan_rollup", "recompute_days", "recompute_touched", "rollup",
+           "plan_rollup", "quarter_hour", "recompute_days", "recompute_touched", "rollup",
            "touched_days"]  # fmt: skip
 
 # Days recomputed per statement (per transaction) in a range rollup: bounds memory and lock time.
@@ -73,6 +73,15 @@ async def recompute_days(
         return Recomputed()
     written, deleted = await store.recompute_days(conn, team_id, unique, tz, fill_zeros)
     return Recomputed(written, deleted, len(unique), 1)
+
+
+def quarter_hour(at: datetime) -> datetime:
+    """The UTC quarter hour `at` falls in. Every time zone's offset since the 1970s is a whole
+    number of quarter hours, so the instants of one UTC quarter hour fall on one local date in
+    any zone: a run keeps the quarter hours it touched (a set bounded by time) instead of every
+    completion time (a 1,000,000-item import held them all)."""
+    at = at.astimezone(UTC)
+    return at.replace(minute=at.minute - at.minute % 15, second=0, microsecond=0)
 
 
 async def touched_days(

@@ -61,7 +61,7 @@ class RemapResult:
     history_kept: int = 0  # status rows read under a map naming them: no default, kept
     metrics_rows: int = 0
     reason: str = ""
-    touched: list[datetime] = field(default_factory=list)
+    touched: set[datetime] = field(default_factory=set)  # (as RunResult.touched)
 
     def summary(self) -> str:
         label = self.label or str(self.integration_id)
@@ -229,7 +229,7 @@ async def _remap_items(
         result.changed += len(written.changes)
         result.unchanged += written.unchanged
         result.rejected += len(rejected)
-        result.touched.extend(touched_by(written.changes))
+        result.touched.update(touched_by(written.changes))
         for r in rejected:
             log.warning("remap_rejected", **fields, external_id=r.external_id, reason=r.reason)
     return every_rejected

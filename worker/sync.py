@@ -80,7 +80,9 @@ class RunResult:
     duration_s: float = 0.0
     reason: str = ""  # why skipped/interrupted, or the error message (redacted)
     error_class: str = ""
-    touched: list[datetime] = field(default_factory=list)  # completion times of changed items
+    # the quarter hours (metrics.quarter_hour) of changed items' completion times: the days
+    # whose metrics the run's end recomputes, in a set bounded by time, not by items
+    touched: set[datetime] = field(default_factory=set)
     # items this run took from another active integration holding the same version, by its id
     contested: dict[uuid.UUID, list[str]] = field(default_factory=dict)
     lost: dict[str, str] = field(default_factory=dict)  # scopes the credential cannot read
@@ -412,7 +414,7 @@ class _Run:
                     write=self.log.write,
                 )
                 self.result.removed += len(swept.removed)
-                self.result.touched.extend(swept.touched)
+                self.result.touched.update(map(metrics.quarter_hour, swept.touched))
                 self.result.lost.update(swept.lost)
             # History after the sweep: a rate-limited or failing history read (the run fails,
             # its Retry-After honoured) must not cost the item census its turn.
@@ -845,18 +847,19 @@ def merge_context(kept: Mapping[str, Any], learnt: Mapping[str, Any]) -> dict[st
 
 
 def _touch(result: RunResult, changes: Sequence[store.Change]) -> None:
-    result.touched.extend(touched_by(changes))
+    result.touched.update(touched_by(changes))
 
 
-def touched_by(changes: Sequence[store.Change]) -> list[datetime]:
+def touched_by(changes: Sequence[store.Change]) -> set[datetime]:
     """Any change to a completed item can move its day's numbers (count, mean duration): both
-    its old and its new completion day are recomputed (at the run's end, after a remap)."""
-    return [
-        at
+    its old and its new completion day are recomputed (at the run's end, after a remap); their
+    quarter hours say which days."""
+    return {
+        metrics.quarter_hour(at)
         for change in changes
         for at in (change.old_completed_at, change.new_completed_at)
         if at is not None
-    ]
+    }
 
 
 def _label(source: str, key: str | None, external_id: str) -> str:

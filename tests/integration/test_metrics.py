@@ -595,3 +595,26 @@ async def test_a_zone_postgresql_does_not_know_is_a_clear_error(conn: asyncpg.Co
     assert await metrics.local_today(conn, "UTC") == await conn.fetchval(
         "SELECT (now() AT TIME ZONE 'UTC')::date"
     )
+
+
+async def test_a_quarter_hour_falls_on_one_date_in_every_zone(conn: asyncpg.Connection) -> None:
+    """A run keeps the UTC quarter hours of the completion times it touched, not the times: the
+    same days in every zone PostgreSQL knows, the odd offsets included (+05:45, -03:30,
+    +12:45), by PostgreSQL's own time-zone database."""
+    zones = await conn.fetchval(
+        "SELECT array_agg(name) FROM pg_timezone_names WHERE name NOT LIKE 'posix/%'"
+    )
+    assert {"Asia/Kathmandu", "America/St_Johns", "Pacific/Chatham"} <= set(zones)
+    start = datetime(2026, 3, 1, tzinfo=UTC)
+    stamps = [start + timedelta(minutes=7 * k + k % 13) for k in range(3 * 24 * 60 // 7)]
+    quarters = [metrics.quarter_hour(t) for t in stamps]
+    assert len(set(quarters)) < len(stamps) and all(q.minute % 15 == 0 for q in quarters)
+    differ = await conn.fetchval(
+        "SELECT array_agg(DISTINCT z) FROM unnest($3::text[]) z,"
+        " unnest($1::timestamptz[], $2::timestamptz[]) AS u(t, q)"
+        " WHERE (t AT TIME ZONE z)::date <> (q AT TIME ZONE z)::date",
+        stamps,
+        quarters,
+        zones,
+    )
+    assert differ is None, differ
