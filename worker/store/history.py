@@ -345,14 +345,13 @@ async def backlog(
         "          FROM unnest($2::text[]) sc) t), 0)"
     )
     if save:
+        # (an UPDATE, not an upsert: a run's state row exists from its start, and ON CONFLICT
+        # would lock the row even when the count has not changed, a write for nothing)
         query = (
             f"WITH counted AS (SELECT ({count})::int AS n),"
-            " saved AS (INSERT INTO integration_sync_state (integration_id, history_backlog)"
-            "   SELECT $1, n FROM counted"
-            "   ON CONFLICT (integration_id) DO UPDATE"
-            "   SET history_backlog = EXCLUDED.history_backlog"
-            "   WHERE integration_sync_state.history_backlog"
-            "         IS DISTINCT FROM EXCLUDED.history_backlog)"
+            " saved AS (UPDATE integration_sync_state s SET history_backlog = c.n"
+            "   FROM counted c WHERE s.integration_id = $1"
+            "   AND s.history_backlog IS DISTINCT FROM c.n)"
             " SELECT n FROM counted"
         )
     else:

@@ -379,7 +379,22 @@ written AS (
            started_at, completed_at, assigned_at, removed_upstream_at, sync_scope, time_basis,
            history_pending, parent_external_id, parent_id, item_type, item_type_name, labels,
            assignees, fields
-    FROM final
+    FROM final f
+    -- only the rows the DO UPDATE below would write (its WHERE, on the row read before): a row
+    -- that reaches ON CONFLICT is locked even when that WHERE then skips it, and a lock is a
+    -- write (a transaction id, WAL, a commit flushed) for every unchanged item re-read
+    WHERE (f.prior).id IS NULL
+       OR (({", ".join(f"(f.prior).{c}" for c in (*SYNCED_FIELDS, *_BOOKKEEPING))},
+            (f.prior).out_of_scope_at)
+           IS DISTINCT FROM
+           ({
+    ", ".join(
+        "$3::uuid" if c == "integration_id" else f"f.{c}" for c in (*SYNCED_FIELDS, *_BOOKKEEPING)
+    )
+}, NULL::timestamptz)
+           AND ((f.prior).source_updated_at IS NULL
+                OR f.source_updated_at >= (f.prior).source_updated_at
+                OR (f.prior).source_updated_at > now() + interval '5 minutes'))
     ON CONFLICT (source, external_id) DO UPDATE SET
         team_id = EXCLUDED.team_id, integration_id = EXCLUDED.integration_id,
         external_key = EXCLUDED.external_key, title = EXCLUDED.title,
