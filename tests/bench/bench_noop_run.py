@@ -2,7 +2,7 @@
 worker CPU, PostgreSQL CPU, statements and round trips per run. The GitHub sandbox runs in a child
 process, so the worker's CPU (this process) does not include the tracker's.
 
-    python tests/bench/bench_noop_run.py [--runs 300] [--items 100]
+    python tests/bench/bench_noop_run.py [--runs 300] [--items 100] [--history-budget 50]
 
 Prints one JSON object. Outside CI: figures, not assertions (the machine may be shared).
 """
@@ -92,7 +92,9 @@ class Counter:
         seen[1] += record.elapsed
 
 
-async def bench(url: str, runs: int, items: int, home: Path, github_url: str) -> dict[str, Any]:
+async def bench(
+    url: str, runs: int, items: int, home: Path, github_url: str, history_budget: int
+) -> dict[str, Any]:
     conn = await db.connect(url)
     await migrate.apply(conn)
     postmaster = await conn.fetchval("SELECT pid FROM pg_stat_activity WHERE backend_type ="
@@ -109,7 +111,7 @@ async def bench(url: str, runs: int, items: int, home: Path, github_url: str) ->
 
     pool = await asyncpg.create_pool(url, min_size=2, max_size=4, init=init)
     assert pool is not None
-    settings = Settings(home=home, sweep_every_runs=0)
+    settings = Settings(home=home, sweep_every_runs=0, history_budget=history_budget)
     team = await pool.fetchval(
         "INSERT INTO teams (name, product, repo_path) VALUES ($1, 'p', '/r') RETURNING id",
         f"bench-{uuid.uuid4().hex[:6]}",
@@ -181,6 +183,13 @@ def main() -> None:
     parser.add_argument("--items", type=int, default=100)
     parser.add_argument("--latency", type=float, default=0.0, help="seconds per answer")
     parser.add_argument("--quiet", action="store_true", help="no per-statement breakdown")
+    parser.add_argument(
+        "--history-budget",
+        type=int,
+        default=50,
+        help="C9_SYNC_HISTORY_BUDGET (0 for large --items: else every run reads history,"
+        " 50 requests at a time, until the whole backlog is read)",
+    )
     args = parser.parse_args()
     ours, theirs = multiprocessing.Pipe()
     child = multiprocessing.get_context("fork").Process(
@@ -192,10 +201,14 @@ def main() -> None:
     try:
         external = os.environ.get("DATABASE_URL")
         if external:
-            out = asyncio.run(bench(external, args.runs, args.items, home, github_url))
+            out = asyncio.run(
+                bench(external, args.runs, args.items, home, github_url, args.history_budget)
+            )
         else:
             with db.embedded_postgres(home / "pgdata") as url:
-                out = asyncio.run(bench(url, args.runs, args.items, home, github_url))
+                out = asyncio.run(
+                    bench(url, args.runs, args.items, home, github_url, args.history_budget)
+                )
         ours.send("stop")
         out["requests_per_run"] = round(ours.recv() / (args.runs + 21), 2)  # + first + warm-up
     finally:
