@@ -586,7 +586,9 @@ class _Run:
         budget = self.settings.history_budget
         if config.history_budget is not None:
             budget = config.history_budget
-        if not isinstance(connector, HistorySource):
+        if not isinstance(connector, HistorySource) or budget <= 0:
+            # (history off: nothing read, and no backlog counted, which would read every row
+            # of a scope whose feed never ran, at every run)
             return
         try:
             await self._read_history(connector, budget)
@@ -606,8 +608,6 @@ class _Run:
         telemetry.HISTORY_BACKLOG.labels(str(self.integration.id)).set(left)
 
     async def _read_history(self, connector: HistorySource, budget: int) -> None:
-        if budget <= 0:
-            return
         conn, integration = self.conn, self.integration
         feeds: dict[str, str | None] = {}
         feed_scopes = list(connector.feed_scopes())
