@@ -37,10 +37,14 @@ def serve_github(items: int, latency: float, pipe: Connection) -> None:
     parent says stop."""
     from connectors.sandbox.github import GitHubSandbox
 
+    # Apart by more than the 5-minute overlap (a no-op run re-reads only the last one), and all
+    # in the past: an issue stamped in the future is read again by every run (a tracker clock
+    # ahead), which is what 100,000 issues an hour apart from T0 were.
+    step = min(timedelta(hours=1), (datetime.now(UTC) - timedelta(days=1) - T0) / max(items, 1))
+    assert step > timedelta(minutes=5), "too many items to fit between T0 and now"
     with GitHubSandbox(token="bench") as gh:
         for n in range(items):
-            # an hour apart: a no-op run re-reads only the last one (the 5-minute overlap)
-            gh.add_issue("acme/web", f"Issue {n}", updated_at=T0 + timedelta(hours=n))
+            gh.add_issue("acme/web", f"Issue {n}", updated_at=T0 + step * n)
         gh.response_delay = latency
         gh.clear_requests()
         pipe.send(gh.url)
