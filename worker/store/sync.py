@@ -320,6 +320,24 @@ _TIME_BASIS = """CASE WHEN t.started IS NULL AND t.completed IS NULL THEN NULL
              ELSE 'observed'
         END"""
 
+
+def _would_write(old: str, new: Callable[[str], str]) -> str:
+    """When a read item rewrites its stored row `old` with the values `new(column)`: a field a
+    sync writes differs, or the row is out of scope (read again: in scope again, and the scope
+    (0006) and time basis (0011) of a row synced before those migrations are filled in;
+    integration_id: another integration of the same team reading the item takes it, as one of
+    another team does through team_id, so that their overlap is seen and reported); and the read
+    copy is not older. An older copy (overlap re-read, a lagging page) never overwrites a newer
+    one; but a stored time from the future was stamped by a tracker clock running ahead, and once
+    that clock is set right every later edit looks "older": the stamp cannot order those."""
+    columns = (*SYNCED_FIELDS, *_BOOKKEEPING)
+    return f"""({", ".join(f"{old}.{c}" for c in columns)}, {old}.out_of_scope_at)
+          IS DISTINCT FROM ({", ".join(new(c) for c in columns)}, NULL::timestamptz)
+      AND ({old}.source_updated_at IS NULL
+           OR {new("source_updated_at")} >= {old}.source_updated_at
+           OR {old}.source_updated_at > now() + interval '5 minutes')"""
+
+
 _UPSERT = f"""
 WITH incoming AS (
     SELECT * FROM unnest(
@@ -384,17 +402,7 @@ written AS (
     -- that reaches ON CONFLICT is locked even when that WHERE then skips it, and a lock is a
     -- write (a transaction id, WAL, a commit flushed) for every unchanged item re-read
     WHERE (f.prior).id IS NULL
-       OR (({", ".join(f"(f.prior).{c}" for c in (*SYNCED_FIELDS, *_BOOKKEEPING))},
-            (f.prior).out_of_scope_at)
-           IS DISTINCT FROM
-           ({
-    ", ".join(
-        "$3::uuid" if c == "integration_id" else f"f.{c}" for c in (*SYNCED_FIELDS, *_BOOKKEEPING)
-    )
-}, NULL::timestamptz)
-           AND ((f.prior).source_updated_at IS NULL
-                OR f.source_updated_at >= (f.prior).source_updated_at
-                OR (f.prior).source_updated_at > now() + interval '5 minutes'))
+       OR ({_would_write("(f.prior)", lambda c: "$3::uuid" if c == "integration_id" else f"f.{c}")})
     ON CONFLICT (source, external_id) DO UPDATE SET
         team_id = EXCLUDED.team_id, integration_id = EXCLUDED.integration_id,
         external_key = EXCLUDED.external_key, title = EXCLUDED.title,
@@ -410,19 +418,8 @@ written AS (
         item_type = EXCLUDED.item_type, item_type_name = EXCLUDED.item_type_name,
         labels = EXCLUDED.labels, assignees = EXCLUDED.assignees, fields = EXCLUDED.fields,
         out_of_scope_at = NULL
-    -- read again: in scope again, and the scope (0006) and time basis (0011) of a row synced
-    -- before those migrations are filled in (integration_id: another integration of the same
-    -- team reading the item takes it, as one of another team does through team_id, so that
-    -- their overlap is seen and reported)
-    WHERE ({", ".join(f"w.{f}" for f in (*SYNCED_FIELDS, *_BOOKKEEPING))}, w.out_of_scope_at)
-          IS DISTINCT FROM
-          ({", ".join(f"EXCLUDED.{f}" for f in (*SYNCED_FIELDS, *_BOOKKEEPING))},
-           NULL::timestamptz)
-      -- an older copy (overlap re-read, a lagging page) never overwrites a newer one; but a
-      -- stored time from the future was stamped by a tracker clock running ahead, and once that
-      -- clock is set right every later edit looks "older": the stamp cannot order those
-      AND (w.source_updated_at IS NULL OR EXCLUDED.source_updated_at >= w.source_updated_at
-           OR w.source_updated_at > now() + interval '5 minutes')
+    -- (when this copy rewrites the row: _would_write)
+    WHERE {_would_write("w", lambda c: f"EXCLUDED.{c}")}
     RETURNING w.id, w.external_id, w.external_key, w.title, w.status, w.completed_at,
               w.removed_upstream_at
 )
