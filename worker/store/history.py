@@ -254,17 +254,22 @@ class Progress:
     newest: dict[str, datetime]  # scope -> newest source_updated_at held
 
 
+# The newest change integration $1 holds in one scope (`{}`: the expression naming it): one probe
+# of work_items_scope_changed (0019), however many rows the scope holds.
+_NEWEST_IN = (
+    "(SELECT max(source_updated_at) FROM work_items"
+    " WHERE integration_id = $1 AND sync_scope = {} AND out_of_scope_at IS NULL)"
+)
+
+
 async def progress(
     conn: asyncpg.Connection, integration_id: uuid.UUID, feed_scopes: Sequence[str]
 ) -> Progress:
     """The feeds' tokens and read-through times, and the newest change held in each of
     `feed_scopes` (only those: the other scopes' items need not be looked at)."""
-    # One statement; the newest per scope one probe of work_items_scope_changed (0019) each,
-    # however many rows the scope holds.
     row = await conn.fetchrow(
         "SELECT s.history_cursor, s.history_through, ARRAY("
-        "  SELECT (SELECT max(source_updated_at) FROM work_items WHERE integration_id = $1"
-        "          AND sync_scope = u.sc AND out_of_scope_at IS NULL)"
+        f"  SELECT {_NEWEST_IN.format('u.sc')}"
         "  FROM unnest($2::text[]) WITH ORDINALITY AS u(sc, n) ORDER BY u.n) AS newest"
         " FROM (SELECT 1) one"
         " LEFT JOIN integration_sync_state s ON s.integration_id = $1",
@@ -340,8 +345,7 @@ async def backlog(
         "    FROM (SELECT sc,"
         "            (SELECT (history_through ->> sc)::timestamptz FROM integration_sync_state"
         "             WHERE integration_id = $1) AS through,"
-        "            (SELECT max(source_updated_at) FROM work_items WHERE integration_id = $1"
-        "             AND sync_scope = sc AND out_of_scope_at IS NULL) AS newest"
+        f"           {_NEWEST_IN.format('sc')} AS newest"
         "          FROM unnest($2::text[]) sc) t), 0)"
     )
     if save:
