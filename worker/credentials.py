@@ -127,9 +127,10 @@ async def record(
     logged, never the run's failure."""
     fields = collected.fields
     learnt = _Learnt.of(collected)
-    if _recorded.get(integration.id, _NOTHING).covers(learnt, succeeded):
+    last = _recorded.get(integration.id)
+    if last is not None and last.covers(learnt, succeeded):
         return  # the same as this process last stored, and no warning near: nothing to write
-    _recorded.pop(integration.id, None)
+    _recorded.pop(integration.id, None)  # (until this write has stood)
     try:
         async with conn.transaction():
             await store.save(conn, integration.id, list(collected.reported.values()))
@@ -172,7 +173,7 @@ class _Learnt:
 
 @dataclass(frozen=True, slots=True)
 class _Recorded:
-    learnt: _Learnt | None
+    learnt: _Learnt
     kept: bool  # a succeeded run's report dropped the kinds it no longer had
     stored: tuple[StoredCredential, ...]  # the integration's rows after the write
     at: float  # monotonic
@@ -193,7 +194,6 @@ class _Recorded:
         )
 
 
-_NOTHING = _Recorded(None, False, (), float("-inf"))
 _recorded: dict[uuid.UUID, _Recorded] = {}  # integration id -> what this process last stored
 
 
