@@ -715,12 +715,20 @@ async def write_pages(
     two pages at most). The cursor advances only with committed pages; whatever ends the loop
     (a failed commit or fetch, `between` raising, a cancelled run) cancels the fetch in flight
     and closes `pages`. The cursor after the last committed page."""
-    ahead = ReadAhead(_ready(pages))
+    # Set while PostgreSQL works on a page (and between pages): only then is the next page
+    # made safe to write, so that its CPU share runs beside the page's statement instead of
+    # holding up the reply to a BEGIN (one thread: whatever runs there, the loop waits for).
+    db_busy = asyncio.Event()
+    db_busy.set()
+    ahead = ReadAhead(_ready(pages, db_busy))
     try:
         async for page, ready in ahead:
+            db_busy.clear()  # (before the next page's fetch first runs: it starts at an await)
             cursor = await _commit_page(
-                conn, integration, page, cursor, ceiling, result, fields, status_map, log_to, ready
-            )
+                conn, integration, page, cursor, ceiling, result, fields, status_map, log_to,
+                ready, db_busy.set,
+            )  # fmt: skip
+            db_busy.set()
             for scope in page.checkpoint:  # progress: where this page left its scope's cursor
                 result.scope, result.cursor_at = scope, cursor[scope]
             if between is not None:
@@ -730,9 +738,12 @@ async def write_pages(
     return cursor
 
 
-async def _ready(pages: AsyncIterator[Page]) -> AsyncIterator[tuple[Page, store.ReadyPage]]:
+async def _ready(
+    pages: AsyncIterator[Page], db_busy: asyncio.Event
+) -> AsyncIterator[tuple[Page, store.ReadyPage]]:
     try:
         async for page in pages:
+            await db_busy.wait()
             yield page, store.ready_page(page.items)
     finally:
         await _close(pages)
@@ -749,9 +760,11 @@ async def _commit_page(
     status_map: Mapping[str, Status],
     log_to: runlog.RunLog,
     ready: store.ReadyPage | None = None,
+    sent: Callable[[], None] | None = None,
 ) -> dict[str, datetime]:
     """One page (`ready`: its items made safe to write, when done already): rows, their
-    activity and the advanced cursor, in one transaction."""
+    activity and the advanced cursor, in one transaction. `sent`: called as the page's rows go
+    to PostgreSQL (store.upsert_items)."""
     new_cursor = advance(cursor, page.checkpoint, ceiling)
     async with conn.transaction():
         written = await store.upsert_items(
@@ -761,6 +774,7 @@ async def _commit_page(
             integration_id=integration.id,
             items=page.items if ready is None else ready,
             status_map=status_map,
+            sent=sent,
         )
         written.rejected[:0] = page.rejected  # the connector's, then the store's
         newly_lost = {s: why for s, why in page.lost.items() if s not in result.lost}

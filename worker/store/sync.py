@@ -477,15 +477,19 @@ async def upsert_items(
     integration_id: uuid.UUID,
     items: Sequence[WorkItem] | ReadyPage,
     status_map: Mapping[str, Status] | None = None,
+    sent: Callable[[], None] | None = None,
 ) -> PageResult:
     """Write one page (its items, or the page `ready_page` made of them); return what changed.
     Must run inside the caller's transaction. `status_map`: the one the connector mapped the
-    items' history with (its defaults, 0014)."""
+    items' history with (its defaults, 0014). `sent`: called as the rows' statement is sent
+    (what the caller does meanwhile runs while PostgreSQL writes them)."""
     page = items if isinstance(items, ReadyPage) else ready_page(items)
     clean = page.items
     result = PageResult(rejected=list(page.rejected))
     if not clean:
         return result
+    if sent is not None:
+        sent()  # (its effect comes at the fetch's first await: the rows are on their way)
     rows = await conn.fetch(_UPSERT, source, team_id, integration_id, *page.columns.values())
     for r in rows:
         result.changes.append(
