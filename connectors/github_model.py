@@ -128,11 +128,16 @@ def stored_raw(raw: Mapping[str, Any]) -> dict[str, Any]:
 
 def without_emails(value: Any) -> Any:
     """The JSON with every `email` key dropped (user objects may carry one): no e-mail address
-    may land in the store."""
-    if isinstance(value, Mapping):
-        return {k: without_emails(v) for k, v in value.items() if k != "email"}
+    may land in the store. (Decoded JSON: objects are dicts. Only containers are walked into:
+    this runs over every field of every issue read.)"""
+    if isinstance(value, dict):
+        return {
+            k: without_emails(v) if isinstance(v, (dict, list)) else v
+            for k, v in value.items()
+            if k != "email"
+        }
     if isinstance(value, list):
-        return [without_emails(v) for v in value]
+        return [without_emails(v) if isinstance(v, (dict, list)) else v for v in value]
     return value
 
 
