@@ -35,7 +35,6 @@ from connectors.sandbox.github import GitHubSandbox
 from connectors.sandbox.jira import JiraSandbox
 from connectors.sandbox.linear import LinearSandbox
 from worker import daemon, db, live, metrics, redact, sync, threads, views
-from worker.commands.common import Subparsers, add_with_sets, migration_sets, positive
 from worker.scheduler import wait_event
 from worker.settings import Settings
 from worker.store import dashboard
@@ -43,9 +42,7 @@ from worker.store import integrations as store
 
 TEAM = "Demo Team"
 ONCE_INTERVAL = 300  # --once: the rows' interval (they are paused after the run anyway)
-LIVE_INTERVAL = 10  # live: short, so that each change the team makes lands within seconds
 ACT_EVERY_S = (2.0, 5.0)  # the team makes one change every this many seconds (drawn)
-SEED = 18  # the team's rng: the same story every run
 # Fixed ports (C9_SYNC_DEMO_PORT and the next three) keep each sandbox's site (part of an item's
 # identity) the same from one demo run to the next; a busy port falls back to a free one. The
 # default is below the ephemeral ranges (Linux 32768-60999, macOS and Windows 49152-65535), so
@@ -403,62 +400,18 @@ def print_where(settings: Settings, url: str) -> None:
         views.say(f'  psql "{shown}" -c "{query}"')
 
 
-async def cmd_demo(args: argparse.Namespace, settings: Settings, url: str) -> int:
+async def main(
+    args: argparse.Namespace, settings: Settings, url: str, sets: tuple[str, ...]
+) -> int:
+    """`c9-sync demo` (worker.commands.demo parses its arguments), the migration `sets` its
+    database gets."""
     if "C9_SYNC_LOG_LEVEL" not in os.environ:
         # The demo's own output tells the story. On a terminal the live view shows the runs'
         # warnings (their activity rows): log lines would only tear its frame.
         live_view = not args.once and views.console.is_terminal
         logging.getLogger().setLevel(logging.ERROR if live_view else logging.WARNING)
-    sets = migration_sets(args, settings)
     if args.once:
         return await run_once(settings, url, sets)
     return await run_live(
         settings, url, sets, seconds=args.seconds, interval=args.interval, seed_=args.seed
     )
-
-
-def sync_interval(value: str) -> int:
-    """argparse type: whole seconds, at least 5 (as `integrations.sync_interval` requires)."""
-    try:
-        seconds = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {value!r}") from None
-    if seconds < 5:
-        raise argparse.ArgumentTypeError(f"must be at least 5, got {value}")
-    return seconds
-
-
-def register(sub: Subparsers) -> None:
-    p = sub.add_parser(
-        "demo",
-        help="four sandbox trackers, a team working in them and the daemon syncing them into the "
-        "database, shown live until Ctrl-C (no accounts needed)",
-    )
-    add_with_sets(p)
-    mode = p.add_mutually_exclusive_group()
-    mode.add_argument(
-        "--once",
-        action="store_true",
-        help="sync the sandboxes once, print what a dashboard shows and exit",
-    )
-    mode.add_argument(
-        "--for",
-        dest="seconds",
-        type=positive,
-        metavar="SECONDS",
-        help="stop after this many seconds (default: run until Ctrl-C)",
-    )
-    p.add_argument(
-        "--interval",
-        type=sync_interval,
-        default=LIVE_INTERVAL,
-        metavar="SECONDS",
-        help=f"the demo integrations' sync_interval (default {LIVE_INTERVAL}, at least 5)",
-    )
-    p.add_argument(
-        "--seed",
-        type=int,
-        default=SEED,
-        help="the team's random seed: the same seed, the same story (default %(default)s)",
-    )
-    p.set_defaults(func=cmd_demo)

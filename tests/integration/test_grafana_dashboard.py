@@ -25,8 +25,7 @@ from grafana_foundation_sdk.models.dashboard import Dashboard
 from prometheus_client import REGISTRY
 
 from tests.integration.test_roles import ROLES_SQL, url_as
-from worker import sync, telemetry  # noqa: F401  (registers the worker's metrics)
-from worker.commands import demo
+from worker import demo, sync, telemetry  # noqa: F401  (sync, telemetry: the worker's metrics)
 from worker.settings import Settings
 
 GRAFANA = Path(__file__).parents[2] / "deploy" / "grafana"
