@@ -716,8 +716,9 @@ async def write_pages(
     (a failed commit or fetch, `between` raising, a cancelled run) cancels the fetch in flight
     and closes `pages`. The cursor after the last committed page."""
     # Set while PostgreSQL works on a page (and between pages): only then is the next page
-    # made safe to write, so that its CPU share runs beside the page's statement instead of
-    # holding up the reply to a BEGIN (one thread: whatever runs there, the loop waits for).
+    # fetched and made safe to write, so that the worker's CPU share of it runs beside the
+    # page's statement instead of holding up the reply to a BEGIN (one thread: whatever runs
+    # there, the loop waits for).
     db_busy = asyncio.Event()
     db_busy.set()
     ahead = ReadAhead(_ready(pages, db_busy))
@@ -742,8 +743,12 @@ async def _ready(
     pages: AsyncIterator[Page], db_busy: asyncio.Event
 ) -> AsyncIterator[tuple[Page, store.ReadyPage]]:
     try:
-        async for page in pages:
-            await db_busy.wait()
+        while True:
+            await db_busy.wait()  # (the fetch too: a connector maps its page as it reads it)
+            try:
+                page = await anext(pages)
+            except StopAsyncIteration:
+                return
             yield page, store.ready_page(page.items)
     finally:
         await _close(pages)
