@@ -55,6 +55,16 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
         "--rss-sizes",
         help="comma-separated item counts the rss scenario compares (default: N and 10*N)",
     )
+    parser.add_argument(
+        "--rss-tracker",
+        choices=["linear", "github"],
+        default="linear",
+        help="whose full import the rss scenario measures (linear)",
+    )
+    parser.add_argument(
+        "--dlt-python",
+        help="a Python that has dlt[postgres] (the dlt-github scenario: dlt is not a dependency)",
+    )
     return parser.parse_args(argv)
 
 
@@ -82,7 +92,12 @@ def main(argv: list[str] | None = None) -> None:
         else (args.items, 10 * args.items)
     )
     options = Options(
-        items=args.items, integrations=args.integrations, rss_sizes=sizes, latency=args.latency
+        items=args.items,
+        integrations=args.integrations,
+        rss_sizes=sizes,
+        latency=args.latency,
+        dlt_python=args.dlt_python,
+        rss_tracker=args.rss_tracker,
     )
     with ExitStack() as stack:
         # Directly under /tmp: the embedded server may run as the `pgserver` user, who must be

@@ -76,12 +76,15 @@ def run_worker(args: list[str], env: dict[str, str]) -> Process:
     return result
 
 
-def run_module(module: str, args: list[str], env: dict[str, str]) -> Process:
-    """`python -m MODULE ARGS` from the repository root, measured (stdout and stderr together)."""
+def run_module(
+    module: str, args: list[str], env: dict[str, str], python: str = sys.executable
+) -> Process:
+    """`python -m MODULE ARGS` from the repository root, measured (stdout and stderr together;
+    its CPU includes the children it waited for)."""
     started = time.perf_counter()
     with tempfile.TemporaryFile() as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", module, *args],
+            [python, "-m", module, *args],
             cwd=ROOT,
             env=env,
             stdout=out,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -15,7 +16,7 @@ from typing import Any
 from connectors import registry
 from connectors.base import Page
 from tests.bench.harness import Bench, add_integration, copy_ceiling, measured_sync
-from tests.bench.measure import run_module, worker_env
+from tests.bench.measure import Process, run_module, worker_env
 from tests.bench.trackers import TRACKERS, Tracker
 from tests.bench.upstream import Upstream
 from worker import connecting, db, metrics, runlog
@@ -32,6 +33,8 @@ class Options:
     integrations: int
     rss_sizes: tuple[int, ...]
     latency: float = 0.05  # seconds each upstream answer waits (the overlap scenario)
+    dlt_python: str | None = None  # a Python with dlt[postgres] (the dlt-github scenario)
+    rss_tracker: str = "linear"  # whose import the rss scenario measures
 
 
 Scenario = Callable[[Bench, Options], Rows]
@@ -48,16 +51,21 @@ class Primed:
     touched: int
 
 
-async def prime(bench: Bench, tracker: Tracker, n: int, phases: tuple[str, ...]) -> Primed:
+async def prime(
+    bench: Bench, tracker: Tracker, n: int, phases: tuple[str, ...], **config: Any
+) -> Primed:
     """Seed the sandbox; run the real worker against it into a scratch database once per phase
-    (the 1% edit before "changed"), recording every answer; measure the upstream's capacity."""
+    (the 1% edit before "changed"), recording every answer; measure the upstream's capacity.
+    `config`: keys over the tracker's."""
     sandbox = tracker.sandbox()
     upstream = Upstream().start()
     touched = 0
     with sandbox:
         ids = tracker.seed(sandbox, n)
         async with bench.database(f"prime-{tracker.type}") as url:
-            integration = await add_integration(url, tracker.type, tracker.config(sandbox.url))
+            integration = await add_integration(
+                url, tracker.type, {**tracker.config(sandbox.url), **config}
+            )
             for phase in phases:
                 if phase == "changed":
                     touched = tracker.touch(sandbox, ids)
@@ -67,14 +75,17 @@ async def prime(bench: Bench, tracker: Tracker, n: int, phases: tuple[str, ...])
     return Primed(upstream, capacity, touched)
 
 
-def _import(tracker: Tracker) -> Scenario:
+def _import(tracker: Tracker, label: str = "", **config: Any) -> Scenario:
+    """Full import, no-op and 1%-changed incremental runs; `config`: keys over the tracker's
+    (rows named `label`, default the tracker's type)."""
+
     async def scenario(bench: Bench, options: Options) -> Rows:
         n = options.items
-        primed = await prime(bench, tracker, n, PHASES)
+        primed = await prime(bench, tracker, n, PHASES, **config)
         try:
             async with bench.database(tracker.type) as url:
                 integration = await add_integration(
-                    url, tracker.type, tracker.config(primed.upstream.url)
+                    url, tracker.type, {**tracker.config(primed.upstream.url), **config}
                 )
                 for phase in PHASES:
                     row = await measured_sync(bench, primed.upstream, phase, url, integration)
@@ -87,7 +98,7 @@ def _import(tracker: Tracker) -> Scenario:
                     if phase == "changed":
                         extra["changed_upstream"] = primed.touched
                     yield {
-                        "name": f"{tracker.type}-{phase}",
+                        "name": f"{label or tracker.type}-{phase}",
                         "items": n,
                         **row,
                         **extra,
@@ -98,6 +109,72 @@ def _import(tracker: Tracker) -> Scenario:
             primed.upstream.stop()
 
     return scenario
+
+
+async def dlt_github(bench: Bench, options: Options) -> Rows:
+    """dlt's rest_api source (merge on `id`, tests/bench/dlt_github.py) and c9-sync (GitHub's
+    request spacing off: dlt has none), each importing the same N issues into a fresh database
+    of the same server from the same upstream. Each replays its own recorded requests (dlt
+    follows the Link header's pages, the connector asks again `since` the last issue read)."""
+    if not options.dlt_python:
+        raise SystemExit(
+            "dlt-github needs --dlt-python: a Python with dlt (python -m venv D &&"
+            ' D/bin/pip install "dlt[postgres]"; then --dlt-python D/bin/python)'
+        )
+    tracker = TRACKERS["github"]
+    config = {"seconds_between_requests": 0}
+    repos = tracker.config("")["repos"]
+    sandbox = tracker.sandbox()
+    upstream = Upstream().start()
+    try:
+        with sandbox:
+            tracker.seed(sandbox, options.items)
+            async with bench.database("prime-dlt") as url:
+                upstream.record_from(sandbox, "dlt")
+                _dlt(options.dlt_python, sandbox.url, url, repos)
+                integration = await add_integration(
+                    url, tracker.type, {**tracker.config(sandbox.url), **config}
+                )
+                upstream.record_from(sandbox, "full")
+                bench.worker(url, "sync", "--integration", str(integration), "--force")
+        async with bench.database("dlt") as url:
+            upstream.phase, upstream.requests = "dlt", 0
+            pg0 = bench.pg_cpu.seconds()
+            proc, loaded = _dlt(options.dlt_python, upstream.url, url, repos)
+            dlt_row = {
+                "name": "dlt-github-full",
+                "items": options.items,
+                "seconds": round(proc.seconds, 3),
+                "items_per_s": round(loaded["rows"] / proc.seconds, 1),
+                "requests": upstream.requests,
+                "worker_cpu_s": round(proc.cpu_s, 3),
+                "pg_cpu_s": round(bench.pg_cpu.seconds() - pg0, 3),
+                "peak_rss_mb": round(proc.peak_rss_mb, 1),
+                "run_seconds": loaded["run_seconds"],
+                "rows": loaded["rows"],
+                "upstream_misses": len(upstream.misses),
+            }
+        yield dlt_row
+        async with bench.database("dlt-c9") as url:
+            integration = await add_integration(
+                url, tracker.type, {**tracker.config(upstream.url), **config}
+            )
+            row = await measured_sync(bench, upstream, "full", url, integration)
+        yield {
+            "name": "c9-github-full-vs-dlt",
+            "items": options.items,
+            **row,
+            "ratio_to_dlt": round(row["items_per_s"] / dlt_row["items_per_s"], 2),
+        }
+    finally:
+        upstream.stop()
+
+
+def _dlt(python: str, base_url: str, url: str, repos: list[str]) -> tuple[Process, Any]:
+    proc = run_module("tests.bench.dlt_github", [base_url, url, *repos], {**os.environ}, python)
+    if proc.returncode != 0:
+        raise RuntimeError(f"dlt exited {proc.returncode}:\n{proc.output[-3000:]}")
+    return proc, json.loads(proc.output.strip().splitlines()[-1])
 
 
 async def overlap(bench: Bench, options: Options) -> Rows:
@@ -231,21 +308,24 @@ async def _pages(tracker: Tracker, config: dict[str, Any]) -> list[Page]:
 
 
 async def rss(bench: Bench, options: Options) -> Rows:
-    """Peak RSS of the worker's full import of Linear at each size (`--rss-sizes`)."""
-    tracker = TRACKERS["linear"]
+    """Peak RSS of the worker's full import at each size (`--rss-sizes`), of Linear or of
+    GitHub (`--rss-tracker`; GitHub's request spacing off: a million issues are 10,000
+    requests, 17 minutes at its default spacing)."""
+    tracker = TRACKERS[options.rss_tracker]
+    config: dict[str, Any] = {"seconds_between_requests": 0} if tracker.type == "github" else {}
     peaks: dict[int, float] = {}
     for n in options.rss_sizes:
-        primed = await prime(bench, tracker, n, ("full",))
+        primed = await prime(bench, tracker, n, ("full",), **config)
         try:
             async with bench.database("rss") as url:
                 integration = await add_integration(
-                    url, tracker.type, tracker.config(primed.upstream.url)
+                    url, tracker.type, {**tracker.config(primed.upstream.url), **config}
                 )
                 row = await measured_sync(bench, primed.upstream, "full", url, integration)
         finally:
             primed.upstream.stop()
         peaks[n] = row["peak_rss_mb"]
-        yield {"name": f"rss-linear-{n}", "items": n, **row, "ratio_to_ceiling": None}
+        yield {"name": f"rss-{tracker.type}-{n}", "items": n, **row, "ratio_to_ceiling": None}
     smallest, largest = min(peaks), max(peaks)
     yield {
         "name": "rss",
@@ -387,10 +467,14 @@ def script(
 
 SCENARIOS: dict[str, Scenario] = {
     "github": _import(TRACKERS["github"]),
+    # GitHub without its client-side request spacing (the config's 0): what the worker itself
+    # reaches, beside dlt's rest_api source, which does not space its requests
+    "github-unspaced": _import(TRACKERS["github"], "github-unspaced", seconds_between_requests=0),
     "linear": _import(TRACKERS["linear"]),
     "jira": _import(TRACKERS["jira"]),
     "azure_devops": _import(TRACKERS["azure_devops"]),
     "write-path": write_path,
+    "dlt-github": dlt_github,
     "overlap": overlap,
     "rss": rss,
     "metrics-rollup": metrics_rollup,
