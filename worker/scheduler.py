@@ -4,6 +4,11 @@ Jobs are reconciled at start, on the table's NOTIFY (a dedicated LISTEN connecti
 reconnects), and on a slow timer as a safety net: an admin's insert, pause, interval or config
 change, or delete takes effect within seconds.
 
+Replicas share the ticks (worker.shards): each schedules only the integrations it owns among
+the live replicas, which it reads on its LISTEN connection every REPLICAS_EVERY_S (the read is
+also that connection's liveness ping) and on a `replicas` notice (a replica joined or is
+leaving). A replica that dies leaves its share to the others within seconds.
+
 A job's tick only queues a run and returns: APScheduler never holds a running job, so it never
 skips a tick or warns about one. Runs are tracked here (not by APScheduler, whose `shutdown()`
 cancels running coroutine jobs) and wait for a slot: `C9_SYNC_MAX_CONCURRENCY` runs at once per
@@ -31,10 +36,10 @@ from apscheduler.events import EVENT_JOB_MISSED, EVENT_JOB_SUBMITTED, JobEvent, 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
-from worker import db, sync, telemetry
+from worker import db, shards, sync, telemetry
 from worker.logs import get_logger
 from worker.settings import Settings
-from worker.store import integrations, notify
+from worker.store import integrations, notify, replicas
 from worker.store import sync as store_sync
 
 log = get_logger(__name__)
@@ -48,6 +53,10 @@ MISSED_TICKS_LOG_EVERY_S = 60.0
 MANY_JOBS = 20
 # After the grace period, how long cancelled runs get to unwind (release their lock).
 CANCEL_UNWIND_S = 0.5
+# How often a replica reads which replicas are live, and how long a replica whose LISTEN
+# connection ran nothing counts as live still (a host gone without closing its connections).
+REPLICAS_EVERY_S = 2.0
+REPLICA_STALE_AFTER_S = 10.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,7 +102,11 @@ class Scheduler:
         self._runner = runner
         self._aps = AsyncIOScheduler(timezone=UTC)
         self._aps.add_listener(self._on_job_event, EVENT_JOB_SUBMITTED | EVENT_JOB_MISSED)
-        self._specs: dict[uuid.UUID, JobSpec] = {}
+        self._specs: dict[uuid.UUID, JobSpec] = {}  # the integrations this replica ticks
+        self._active: dict[uuid.UUID, str] = {}  # every active integration, and its type
+        self.replica = shards.name_for_this_process()
+        self._replicas: frozenset[str] = frozenset()  # the live ones, when last read
+        self._listening = False  # our LISTEN connection carries our name: others see us
         # Due runs waiting for a slot, per tracker type, oldest first (a sequence number orders
         # them across trackers). Plain queues, not tasks: dropping 10,000 at SIGTERM is free.
         self._waiting: dict[str, deque[Queued]] = {}
@@ -149,6 +162,9 @@ class Scheduler:
             log.info("queued_runs_dropped", count=dropped)
         if self._tasks:  # bounded: shutdown must never hang on a side task
             await asyncio.wait(self._tasks, timeout=min(5.0, grace))
+        with contextlib.suppress(*db.FAILURES, TimeoutError):
+            # our LISTEN connection is closed: the others take our share now
+            await notify.replicas_changed(self._pool, within=1.0)
         running = set(self._runs.values())
         pending: set[asyncio.Task[None]] = set()
         if running:
@@ -167,17 +183,25 @@ class Scheduler:
         """Make the jobs match the active rows."""
         self.heartbeat = time.monotonic()
         rows = {r.id: r for r in await integrations.schedule_rows(self._pool)}
-        for gone in set(self._specs) - set(rows):
+        self._active = {r.id: r.type for r in rows.values()}
+        seen = self._replicas
+        if self._listening:
+            self._replicas = await replicas.live(self._pool, REPLICA_STALE_AFTER_S)
+        mine = shards.owned(self.replica, self._replicas, rows)
+        for gone in set(self._specs) - mine:
             self._aps.remove_job(str(gone))
             del self._specs[gone]
-            log.info("job_removed", integration_id=str(gone))
+            if gone not in rows:
+                log.info("job_removed", integration_id=str(gone))
         async with self._pool.acquire() as conn:
             db_now = await store_sync.database_now(conn)
         now = datetime.now(UTC)
         # Each new job is logged, unless there are many (a start with 10,000 rows): one line then.
-        fresh = sum(1 for r in rows.values() if r.id not in self._specs)
+        fresh = sum(1 for i in mine if i not in self._specs)
         each = log.info if fresh <= MANY_JOBS else log.debug
         for row in rows.values():
+            if row.id not in mine:
+                continue  # another replica ticks it
             spec = JobSpec(row.sync_interval, row.config_digest, row.type)
             old = self._specs.get(row.id)
             if old == spec:
@@ -212,7 +236,16 @@ class Scheduler:
             self._specs[row.id] = spec
         if fresh > MANY_JOBS:
             log.info("jobs_scheduled", count=fresh)
+        if self._replicas != seen:
+            log.info(
+                "replicas_changed",
+                replica=self.replica,
+                replicas=len(self._replicas),
+                ticked_here=len(self._specs),
+                active=len(rows),
+            )
         telemetry.SCHEDULED.set(len(self._specs))
+        telemetry.REPLICAS.set(len(self._replicas))
 
     def _jitter(self, interval: int) -> int | None:
         jitter = int(min(self._settings.jitter_seconds, interval / 10))
@@ -265,7 +298,7 @@ class Scheduler:
         self._queue(integration_id, due)
 
     def _queue(self, integration_id: uuid.UUID, due: datetime | None) -> None:
-        source = self._specs[integration_id].source if integration_id in self._specs else ""
+        source = self._active.get(integration_id, "")
         waiting = self._waiting.setdefault(source, deque())
         waiting.append(Queued(next(self._seq), integration_id, due))
         self._queued.add(integration_id)
@@ -330,11 +363,16 @@ class Scheduler:
     def _request_run(self, integration_id: uuid.UUID, at: datetime) -> None:
         """An admin's `sync-now`: run the job at once; the run itself decides, under the lock,
         whether another replica already served the request."""
-        if integration_id not in self._specs:
+        if integration_id not in self._active:
             self._reconcile_wanted.set()  # perhaps a row this replica has not seen yet
             return
         self._requested[integration_id] = at
-        self._run_soon(integration_id)
+        if integration_id in self._specs:
+            self._run_soon(integration_id)
+        elif integration_id not in self._runs and integration_id not in self._queued:
+            # Another replica ticks it, and serves the request too, unless it is leaving right
+            # now: both try, and the run decides under the lock (an admin's request is rare).
+            self._queue(integration_id, None)
         log.info("sync_now_requested", integration_id=str(integration_id))
 
     async def _reconcile_loop(self) -> None:
@@ -364,6 +402,9 @@ class Scheduler:
             except db.FAILURES as exc:
                 log.warning("listener_lost", error=f"{type(exc).__name__}: {exc}")
             finally:
+                # unseen by the others now: tick everything until seen again (shards.owned)
+                self._listening, self._replicas = False, frozenset()
+                self._reconcile_wanted.set()
                 with contextlib.suppress(Exception):
                     await conn.close(timeout=2)
             await asyncio.sleep(delay)
@@ -373,10 +414,15 @@ class Scheduler:
         lost = asyncio.Event()
         conn.add_termination_listener(lambda _c: lost.set())
         await conn.add_listener(notify.CHANNEL, self._on_notify)
-        log.info("listening", channel=notify.CHANNEL)
+        await replicas.announce(conn, self.replica)
+        self._listening = True
+        log.info("listening", channel=notify.CHANNEL, replica=self.replica)
+        await notify.replicas_changed(conn)  # (the others share the ticks out again)
         self._reconcile_wanted.set()  # catch up on anything missed while disconnected
         while not lost.is_set():
-            await wait_event(lost, 15)
+            await wait_event(lost, REPLICAS_EVERY_S)
             if not lost.is_set():
-                await notify.ping(conn, within=10)  # detect a silent drop
+                # a silent drop raises here; a replica gone or come, a reconcile shares out
+                if await replicas.live(conn, REPLICA_STALE_AFTER_S) != self._replicas:
+                    self._reconcile_wanted.set()
         raise ConnectionResetError("LISTEN connection closed")

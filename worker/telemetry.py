@@ -48,7 +48,12 @@ HISTORY_BACKLOG = Gauge(
     "Items whose history (the tracker's record of changes) is not read yet (last run's count)",
     ["integration_id"],
 )
-SCHEDULED = Gauge("c9_sync_scheduled_integrations", "Active integrations with a scheduled job")
+SCHEDULED = Gauge(
+    "c9_sync_scheduled_integrations", "Active integrations this process ticks (its share)"
+)
+REPLICAS = Gauge(
+    "c9_sync_replicas", "Live replicas this process shares the ticks with (itself included)"
+)
 QUEUED = Gauge("c9_sync_queued_runs", "Due runs waiting for a free slot in this process")
 MISSED_TICKS = Counter(
     "c9_sync_missed_ticks_total",

@@ -202,7 +202,8 @@ async def test_daemon_survives_lost_database_connections(db_url, pool, github) -
         await wait_for(
             pool,
             "SELECT count(*) FROM pg_stat_activity"
-            " WHERE datname = current_database() AND query LIKE 'LISTEN %'",
+            " WHERE datname = current_database()"
+            "   AND starts_with(application_name, 'c9-sync replica ')",  # (its LISTEN connection)
             lambda n: n >= 1,
             60,
         )

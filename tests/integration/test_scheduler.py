@@ -563,3 +563,70 @@ async def test_many_rows_due_at_start_are_spread_over_their_interval(
         assert min(apart % 600, -apart % 600) < 1e-3, apart
     later = await add_integration(pool, interval=600)
     await eventually(lambda: runner.of(later), "a row added alone runs at once")
+
+
+# -------------------------------------------------------------------------------------------------
+# Replicas share the ticks (worker.shards)
+# -------------------------------------------------------------------------------------------------
+def shares_settled(ids: list[uuid.UUID], *replicas: Scheduler) -> bool:
+    """Every integration ticked by exactly one of `replicas`."""
+    shares = [set(r.jobs()) for r in replicas]
+    return set().union(*shares) == set(ids) and sum(map(len, shares)) == len(ids)
+
+
+async def test_two_replicas_tick_disjoint_shares_and_one_takes_all_when_the_other_stops(
+    pool, runner, schedulers
+) -> None:
+    ids = [await add_integration(pool, interval=300) for _ in range(30)]
+    a = await schedulers.start()
+    b = await schedulers.start()
+    await eventually(lambda: shares_settled(ids, a, b), "two disjoint shares", within=10)
+    assert 5 <= len(a.jobs()) <= 25, len(a.jobs())
+    assert REGISTRY.get_sample_value("c9_sync_replicas") == 2
+
+    stopped = time.monotonic()
+    await schedulers.stop(b, grace=1)
+    await eventually(lambda: set(a.jobs()) == set(ids), "the other's share taken over", within=5)
+    # announced as it left: not the next look at the replicas, nor the 60 s reconcile timer
+    assert time.monotonic() - stopped < 2.0
+    side_tasks_alive(a)
+
+
+async def test_a_replica_that_joins_takes_its_share_from_the_others(
+    pool, runner, schedulers
+) -> None:
+    ids = [await add_integration(pool, interval=300) for _ in range(30)]
+    a = await schedulers.start()
+    await eventually(lambda: set(a.jobs()) == set(ids), "one replica ticks everything")
+    b = await schedulers.start()
+    await eventually(lambda: shares_settled(ids, a, b), "a share handed over", within=5)
+    assert b.jobs(), "the new replica ticks some"
+
+
+async def test_a_replica_unseen_by_the_others_ticks_everything_until_seen_again(
+    pool, runner, schedulers
+) -> None:
+    """Its LISTEN connection dropped: it cannot say it is there, so it ticks every integration
+    until it is back (twice the attempts for a moment, which the run lock absorbs). At no moment
+    is an integration ticked by nobody. Reconnected, they share again."""
+    ids = [await add_integration(pool, interval=300) for _ in range(20)]
+    a = await schedulers.start()
+    b = await schedulers.start()
+    await eventually(lambda: shares_settled(ids, a, b), "two disjoint shares", within=10)
+    dropped = await pool.fetchval(
+        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = $1",
+        "c9-sync replica " + a.replica,
+    )
+    assert dropped == 1
+    unowned: list[set[uuid.UUID]] = []
+    a_alone = False
+
+    def watch() -> bool:
+        nonlocal a_alone
+        unowned.append(set(ids) - set(a.jobs()) - set(b.jobs()))
+        a_alone |= set(a.jobs()) == set(ids)
+        return a_alone and shares_settled(ids, a, b)
+
+    await eventually(watch, "everything ticked by the unseen one, then shared again", within=10)
+    assert not any(unowned), [u for u in unowned if u][:1]
+    side_tasks_alive(a)

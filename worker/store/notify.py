@@ -6,6 +6,8 @@ Payloads on `CHANNEL` are JSON objects with an `op`:
   (schema/0003) when a column that matters to scheduling changes. Never `config`: every listener
   sees a payload, and a config may hold a token.
 - `sync_now`, `id` and `at` (the database's clock at the request): sent by `request_sync_now`.
+- `replicas`: a replica joined or is leaving (`replicas_changed`): the others share the ticks
+  out again at once instead of at their next look (worker.shards).
 """
 
 from __future__ import annotations
@@ -38,6 +40,8 @@ RUN_LOCK_HELD = """EXISTS (SELECT 1 FROM pg_locks l
 _SYNC_NOW = (
     "SELECT pg_notify($1, json_build_object('op', 'sync_now', 'id', $2::uuid, 'at', now())::text)"
 )
+
+_REPLICAS = "SELECT pg_notify($1, json_build_object('op', 'replicas')::text)"
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +81,12 @@ async def request_sync_now(conn: asyncpg.Connection, integration_id: uuid.UUID) 
     which workers compare with `last_started_at` (also the database's) under the run lock, so one
     replica serves the request."""
     await conn.execute(_SYNC_NOW, CHANNEL, integration_id)
+
+
+async def replicas_changed(
+    conn: asyncpg.Connection | asyncpg.Pool, within: float | None = None
+) -> None:
+    await conn.execute(_REPLICAS, CHANNEL, timeout=within)
 
 
 async def try_lock_integration(conn: asyncpg.Connection, integration_id: uuid.UUID) -> bool:
