@@ -87,10 +87,14 @@ class Worker:
         return self._pool
 
     async def run_one(
-        self, integration_id: uuid.UUID, requested_at: datetime | None = None
+        self,
+        integration_id: uuid.UUID,
+        requested_at: datetime | None = None,
+        tick_due: datetime | None = None,
     ) -> sync.RunResult:
-        """The scheduler's runner: one run, and a database failure logged, never raised."""
-        options = sync.RunOptions(stop=self.stop, requested_at=requested_at)
+        """The scheduler's runner: one run (for an admin's request, or the scheduled tick due
+        at `tick_due`), and a database failure logged, never raised."""
+        options = sync.RunOptions(stop=self.stop, requested_at=requested_at, tick_due=tick_due)
         try:
             result = await sync.run_integration(
                 self.pool, integration_id, self.settings, environ=self.environ, options=options

@@ -44,12 +44,14 @@ from worker.store import sync as store_sync
 
 log = get_logger(__name__)
 
-Runner = Callable[[uuid.UUID, datetime | None], Awaitable[object]]
+# (integration, an admin's sync-now time, the due time of the tick the run serves)
+Runner = Callable[[uuid.UUID, datetime | None, datetime | None], Awaitable[object]]
 
 # How often, at most, the ticks served by a run still going are summed up in the log.
 MISSED_TICKS_LOG_EVERY_S = 60.0
 # More new jobs than this in one reconcile are logged as one line, and those already due have
-# their first tick spread over their interval (`spread`).
+# their first tick spread over their interval (`spread`), unless they only missed their last
+# tick (`_herd`).
 MANY_JOBS = 20
 # After the grace period, how long cancelled runs get to unwind (release their lock).
 CANCEL_UNWIND_S = 0.5
@@ -82,6 +84,17 @@ def spread(integration_id: uuid.UUID, interval: int, db_now: datetime) -> timede
     instead of a herd each time."""
     place = (integration_id.int % 100_000) / 100_000 * interval
     return timedelta(seconds=(place - db_now.timestamp()) % interval)
+
+
+def _herd(row: integrations.ScheduleRow, db_now: datetime) -> bool:
+    """Whether a due row is part of a herd to spread: never synced, or due for more than an
+    interval (rows a script added, a start after an outage). One due for less than an interval
+    only missed its last tick (the replica that ticked it just died): it runs now, or that
+    interval is lost."""
+    if row.last_success_at is None:
+        return True
+    overdue = db_now - (row.last_success_at + timedelta(seconds=row.sync_interval))
+    return overdue > timedelta(seconds=row.sync_interval)
 
 
 async def wait_event(event: asyncio.Event, seconds: float) -> bool:
@@ -210,7 +223,7 @@ class Scheduler:
                 first = sync.first_tick(
                     now, db_now, row.sync_interval, row.last_success_at, row.next_attempt_at
                 )
-                if fresh > MANY_JOBS and first <= now:
+                if fresh > MANY_JOBS and first <= now and _herd(row, db_now):
                     first = now + spread(row.id, row.sync_interval, db_now)
                 self._aps.add_job(
                     self._tick,
@@ -324,13 +337,13 @@ class Scheduler:
                 telemetry.START_LAG.observe(max(0.0, lag))
             self._per_tracker[source] += 1
             self._runs[queued.integration_id] = asyncio.create_task(
-                self._run(queued.integration_id, source), name="run"
+                self._run(queued.integration_id, source, queued.due), name="run"
             )
 
-    async def _run(self, integration_id: uuid.UUID, source: str) -> None:
+    async def _run(self, integration_id: uuid.UUID, source: str, due: datetime | None) -> None:
         telemetry.RUNNING.inc()
         try:
-            await self._runner(integration_id, self._requested.pop(integration_id, None))
+            await self._runner(integration_id, self._requested.pop(integration_id, None), due)
         except asyncio.CancelledError:
             raise
         except Exception:  # one integration's failure never stops the scheduler

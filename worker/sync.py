@@ -59,6 +59,12 @@ log = get_logger(__name__)
 Outcome = Literal["succeeded", "failed", "skipped", "interrupted"]
 
 DUE_AFTER = 0.95  # of the interval since the last start: `is_due`
+# A scheduled tick is served already when a run started less than this part of the interval
+# before the tick was due: the same tick on another replica (jitters differ by at most a tenth
+# of the interval), or an admin's sync-now just before it. Measured from the tick, not from the
+# run's start: a run that started late (waiting for a slot, a busy host) must not make the next
+# tick, due on time, look served (`is_due`).
+TICK_SERVED_WITHIN = 0.5
 PROGRESS_EVERY_S = 5.0  # a run stores where it stands at most this often (`status`)
 # ... and first once it has run this long: a shorter run has no progress worth a write (most
 # runs: an unchanged integration's takes milliseconds)
@@ -121,6 +127,7 @@ class RunOptions:
     stop: asyncio.Event | None = None  # set on SIGTERM: finish the current page, then stop
     on_page: Callable[[RunResult], None] | None = None  # progress display, after each commit
     requested_at: datetime | None = None  # an admin's `sync-now` (database clock)
+    tick_due: datetime | None = None  # the scheduled tick this run serves (this host's clock)
 
 
 # The database connection itself failed (not a statement).
@@ -170,10 +177,12 @@ def is_due(
     state: store.SyncState,
     now: datetime,
     requested_at: datetime | None = None,
+    tick: datetime | None = None,
 ) -> str | None:
     """None when a run is due, else why not. An admin's request (`sync-now`) makes it due unless
     some replica has started a run since the request; so does a config edited since the last
-    run started."""
+    run started. `tick`: when the scheduled tick this run serves was due (on `now`'s clock):
+    served already when a run started within TICK_SERVED_WITHIN of the interval before it."""
     if requested_at is not None and (
         state.last_started_at is None or state.last_started_at < requested_at
     ):
@@ -185,11 +194,17 @@ def is_due(
         # Measure from the start of that successful run: ticks are a fixed interval apart, so
         # measuring from its end would skip every other tick of a run that takes a while.
         last = state.last_started_at
-    if last is not None:
+    if last is not None and tick is not None:
+        before = (tick - last).total_seconds()
+        if before < integration.sync_interval * TICK_SERVED_WITHIN:
+            return (
+                f"served: a run started {before:.0f}s before this tick,"
+                f" interval {integration.sync_interval}s"
+            )
+    elif last is not None:
         age = (now - last).total_seconds()
-        # 5% slack: a tick that fires a little early still runs. (Ticks are never closer than
-        # the interval: the jitter only delays them. A run that started more than 5% late,
-        # waiting for a slot, makes the next tick skip: keep `c9_sync_start_lag_seconds` low.)
+        # 5% slack: a run asked for outside the schedule (a re-run, `c9-sync sync`) a little
+        # early still runs.
         if age < integration.sync_interval * DUE_AFTER:
             return f"synced {age:.0f}s ago, interval {integration.sync_interval}s"
     config_edited_after_failure = (
@@ -304,7 +319,10 @@ async def _start(
     if not (options.force or options.full):
         # The database's clock, as every time in the state: a skewed worker clock must not
         # stall runs (or run them early).
-        why_not = is_due(integration, state, start.db_now, options.requested_at)
+        tick = None
+        if options.tick_due is not None:  # (on the database's clock: as late as on ours)
+            tick = start.db_now - max(timedelta(0), started_wall - options.tick_due)
+        why_not = is_due(integration, state, start.db_now, options.requested_at, tick)
         if why_not:
             return RunResult(
                 integration_id, "skipped", integration.type, integration.team_name, reason=why_not

@@ -42,6 +42,7 @@ class Call:
     requested_at: datetime | None
     started: float  # time.monotonic()
     config: Any = None  # the row's config when the run read it
+    tick_due: datetime | None = None  # the tick it serves (None: a run asked for again)
     finished: float | None = None
     cancelled: bool = False
 
@@ -60,8 +61,13 @@ class FakeRunner:
     peak: int = 0
     at_gate: int = 0
 
-    async def __call__(self, integration_id: uuid.UUID, requested_at: datetime | None) -> None:
-        call = Call(integration_id, requested_at, time.monotonic())
+    async def __call__(
+        self,
+        integration_id: uuid.UUID,
+        requested_at: datetime | None,
+        tick_due: datetime | None = None,
+    ) -> None:
+        call = Call(integration_id, requested_at, time.monotonic(), tick_due=tick_due)
         self.calls.append(call)
         self.active += 1
         self.peak = max(self.peak, self.active)
@@ -540,6 +546,25 @@ async def test_stop_starts_no_queued_run_and_drops_them_quietly(
     assert len(runner.calls) == 2, "no queued run started after stop"
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
     assert not [r for r in caplog.records if r.exc_info]
+
+
+async def test_among_many_due_rows_those_that_only_missed_their_last_tick_run_at_once(
+    pool, runner, schedulers
+) -> None:
+    """A replica that takes over the share of one that just died, or restarts: rows due less
+    than an interval ago missed only that tick (the dead replica's) and run now, or that interval
+    is lost; the herd (never synced: a script's rows) is still spread."""
+    herd = [await add_integration(pool, interval=600) for _ in range(25)]
+    missed = [await add_integration(pool, interval=600) for _ in range(3)]
+    for m in missed:  # last success 610 s ago: due 10 s ago
+        await pool.execute(
+            "INSERT INTO integration_sync_state (integration_id, last_started_at, last_success_at)"
+            " VALUES ($1, now() - interval '610 s', now() - interval '610 s')",
+            m,
+        )
+    await schedulers.start()
+    await eventually(lambda: all(runner.of(m) for m in missed), "the missed ticks run at once", 3)
+    assert sum(1 for h in herd if runner.of(h)) <= 2  # ~3 s of 600, for 25 rows
 
 
 async def test_many_rows_due_at_start_are_spread_over_their_interval(

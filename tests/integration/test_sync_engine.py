@@ -1146,3 +1146,36 @@ async def test_a_tracker_error_after_the_database_went_away_is_a_database_failur
     again = await run(pool, integration, settings, upstream)
     assert again.outcome == "succeeded", again.reason
     assert await pool.fetchval("SELECT count(*) FROM work_items") == 25
+
+
+async def test_a_tick_after_a_late_run_runs_on_time(pool, integration, settings, upstream) -> None:
+    """A run that started late (it waited for a slot) does not make the next tick, due on time,
+    look served: that tick is measured from its own due time, on the database's clock."""
+    upstream.add(2)
+    assert (await run(pool, integration, settings, upstream, force=False)).outcome == "succeeded"
+    # As if that run had started 40 s ago, 20 s after its tick (due 60 s ago).
+    await pool.execute(
+        "UPDATE integration_sync_state SET last_started_at = last_started_at - interval '40 s',"
+        " last_success_at = last_success_at - interval '40 s' WHERE integration_id = $1",
+        integration,
+    )
+    await pool.execute("UPDATE integrations SET sync_interval = 60 WHERE id = $1", integration)
+
+    async def tick(due: datetime) -> sync.RunResult:
+        return await sync.run_integration(
+            pool,
+            integration,
+            settings,
+            environ={},
+            options=RunOptions(tick_due=due),
+            loader=lambda source: fake_connector_class(upstream),
+        )
+
+    # that run's own tick, fired by another replica that is late too: served
+    again = await tick(datetime.now(UTC) - timedelta(seconds=60))
+    assert again.outcome == "skipped" and "served" in again.reason
+    # outside the schedule, measured from now: 40 s since the last start, not due
+    not_due = await run(pool, integration, settings, upstream, force=False)
+    assert not_due.outcome == "skipped" and "synced" in not_due.reason
+    # the next tick, due now (60 s after the last one): it runs
+    assert (await tick(datetime.now(UTC))).outcome == "succeeded"

@@ -90,3 +90,31 @@ def test_the_first_tick_follows_the_database_clock_whatever_the_skew() -> None:
     worker_now = db_now - timedelta(hours=3)
     first = first_tick(worker_now, db_now, 60, None, db_now + timedelta(minutes=2))
     assert first == worker_now + timedelta(minutes=2)
+
+
+# -- a scheduled tick: served or not, measured from the tick's due time ----------------------------
+def test_a_late_run_does_not_make_the_next_tick_look_served() -> None:
+    # The previous tick's run waited 4 s for a slot (it started 56 s before this tick, due now):
+    # measured from now, that run is 56 s old, under 95% of 60 s, and this tick would be lost.
+    s = state(started=NOW - timedelta(seconds=56), success=NOW - timedelta(seconds=50))
+    assert is_due(integration(60), s, NOW, tick=NOW) is None
+    assert "synced" in (is_due(integration(60), s, NOW) or "")  # (outside the schedule: as ever)
+
+
+def test_this_late_tick_still_runs_when_the_last_run_is_older_than_the_tick() -> None:
+    # This run itself starts 20 s after its tick: still its tick's, not the previous one's.
+    s = state(started=NOW - timedelta(seconds=75), success=NOW - timedelta(seconds=70))
+    tick = NOW - timedelta(seconds=20)
+    assert is_due(integration(60), s, NOW, tick=tick) is None
+
+
+def test_the_same_tick_served_by_another_replica_or_a_sync_now_is_skipped() -> None:
+    # another replica's tick (its jitter was smaller) ran 3 s before ours was due
+    s = state(started=NOW - timedelta(seconds=3), success=NOW - timedelta(seconds=1))
+    assert "served" in (is_due(integration(60), s, NOW, tick=NOW) or "")
+    # ... or after it: ours started late, the other replica ran the tick meanwhile
+    later = state(started=NOW + timedelta(seconds=2), success=NOW + timedelta(seconds=4))
+    assert "served" in (is_due(integration(60), later, NOW + timedelta(seconds=5), tick=NOW) or "")
+    # an admin's sync-now 20 s before the tick served it
+    s = state(started=NOW - timedelta(seconds=20), success=NOW - timedelta(seconds=15))
+    assert "served" in (is_due(integration(60), s, NOW, tick=NOW) or "")
