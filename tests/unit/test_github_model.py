@@ -111,3 +111,21 @@ def test_parent_ids_learn_from_listings_and_a_cache(tmp_path: Path) -> None:
     later = ParentIds(cache)
     assert later.unknown([("o/r", 1), ("O/S", 1), ("o/r", 2)]) == [("o/r", 2)]
     assert (later.get(("o/r", 1)), later.get(("o/s", 1))) == (100, 300)
+
+
+def test_only_issues_that_may_be_parents_are_learned() -> None:
+    """A million-issue import must not hold a million ids: an issue whose summary says it has
+    no sub-issue is not learned; one with sub-issues, or without a summary (a server that does
+    not send it), is."""
+    ids = ParentIds(None)
+    ids.learn(
+        "o/r",
+        [
+            {"id": 10, "number": 1, "sub_issues_summary": {"total": 0, "completed": 0}},
+            {"id": 20, "number": 2, "sub_issues_summary": {"total": 3, "completed": 1}},
+            {"id": 30, "number": 3},
+        ],
+    )
+    assert ids.get(("o/r", 1)) is None
+    assert ids.unknown([("o/r", 1)]) == [("o/r", 1)]  # asked for once, if ever needed
+    assert (ids.get(("o/r", 2)), ids.get(("O/R", 3))) == (20, 30)
