@@ -54,6 +54,7 @@ async def run(
     full: bool = False,
     environ: dict[str, str] | None = None,
     stop: asyncio.Event | None = None,
+    tick_due: datetime | None = None,
 ) -> sync.RunResult:
     loader = lambda source: fake_connector_class(upstream)  # noqa: E731
     return await sync.run_integration(
@@ -61,7 +62,7 @@ async def run(
         integration_id,
         settings,
         environ=environ or {},
-        options=RunOptions(force=force, full=full, stop=stop),
+        options=RunOptions(force=force, full=full, stop=stop, tick_due=tick_due),
         loader=loader,
     )
 
@@ -1162,14 +1163,7 @@ async def test_a_tick_after_a_late_run_runs_on_time(pool, integration, settings,
     await pool.execute("UPDATE integrations SET sync_interval = 60 WHERE id = $1", integration)
 
     async def tick(due: datetime) -> sync.RunResult:
-        return await sync.run_integration(
-            pool,
-            integration,
-            settings,
-            environ={},
-            options=RunOptions(tick_due=due),
-            loader=lambda source: fake_connector_class(upstream),
-        )
+        return await run(pool, integration, settings, upstream, force=False, tick_due=due)
 
     # that run's own tick, fired by another replica that is late too: served
     again = await tick(datetime.now(UTC) - timedelta(seconds=60))
