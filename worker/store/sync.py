@@ -145,9 +145,13 @@ class QuietRuns:
 
 # A quiet run ($4: its start) adds itself to the count, unless its row is due (no run row for
 # $5 seconds): then the count goes into that row and starts again. Any other run ($4 NULL)
-# takes the count into its own end row. The old values come from the row locked first.
+# takes the count into its own end row. The old values come from the row locked first. The
+# seed's `integrations.last_sync` is set in the same statement (a WITH that writes runs whether
+# or not the rest reads it).
 _MARK_SUCCEEDED = """
-WITH old AS (
+WITH synced AS (
+    UPDATE integrations SET last_sync = now() WHERE id = $1
+), old AS (
     SELECT quiet_runs, quiet_first_at, quiet_last_at,
            $4::timestamptz IS NOT NULL
            AND (run_logged_at IS NULL OR run_logged_at <= now() - make_interval(secs => $5))
@@ -185,7 +189,6 @@ async def mark_succeeded(
     row = await conn.fetchrow(
         _MARK_SUCCEEDED, integration_id, duration_s, swept, quiet_start, quiet_row_every_s
     )
-    await conn.execute("UPDATE integrations SET last_sync = now() WHERE id = $1", integration_id)
     if row is None:
         return QuietRuns()
     if quiet_start is None:
