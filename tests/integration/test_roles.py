@@ -459,3 +459,81 @@ async def test_worker_role_remaps_history_statuses_and_nothing_else_of_them(
         await pool.fetchval("SELECT to_status FROM work_item_history WHERE change_id = '2'")
         == "cancelled"
     )
+
+
+async def test_replicas_under_one_login_share_the_ticks_and_under_two_each_ticks_all(
+    pool, logins, db_url, pg_url, tmp_path
+) -> None:
+    """Replicas see each other through their sessions, whose times PostgreSQL shows only to the
+    session's own role: under the one login docs/operations.md creates, they share the ticks;
+    under two logins of the worker role neither sees the other, and each ticks every integration
+    (no sharing, never a gap)."""
+    from worker.scheduler import Scheduler
+
+    ids = []
+    for n in range(12):
+        team = await make_team(pool, f"Team {n}")
+        ids.append(await make_integration(pool, team, "github", {"repos": ["o/r"]}, interval=600))
+    second = f"c9t_worker2_{uuid.uuid4().hex[:10]}"
+    await pool.execute(f"CREATE ROLE {second} LOGIN PASSWORD 'pw' IN ROLE c9_sync_worker")
+    urls = {
+        "one": [logins.worker, logins.worker],
+        "two": [logins.worker, url_as(db_url, second, "pw")],
+    }
+
+    async def nothing(*_: object) -> None:
+        return None
+
+    try:
+        for case, (url_a, url_b) in urls.items():
+            pools = [await db.create_pool(u, max_size=3) for u in (url_a, url_b)]
+            settings = Settings(home=tmp_path / case, reconcile_seconds=60, jitter_seconds=0)
+            replicas = [
+                Scheduler(p, u, settings, nothing)
+                for p, u in zip(pools, (url_a, url_b), strict=True)
+            ]
+            try:
+                for r in replicas:
+                    await r.start()
+                deadline = time.monotonic() + 10
+                while True:  # both LISTEN connections up (the owner sees every session)
+                    listening = await pool.fetchval(
+                        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                        " AND starts_with(application_name, 'c9-sync replica ')"
+                    )
+                    shares = [set(r.jobs()) for r in replicas]
+                    settled = (
+                        sum(map(len, shares)) == len(ids)
+                        if case == "one"
+                        else all(s == set(ids) for s in shares)
+                    )
+                    if listening == 2 and settled:
+                        break
+                    assert time.monotonic() < deadline, (case, [len(s) for s in shares])
+                    await asyncio.sleep(0.05)
+                await asyncio.sleep(2.5)  # a look at the replicas later, still so
+                shares = [set(r.jobs()) for r in replicas]
+                assert set().union(*shares) == set(ids), case
+                if case == "one":
+                    assert not shares[0] & shares[1] and all(shares), [len(s) for s in shares]
+                else:
+                    assert shares[0] == shares[1] == set(ids)
+            finally:
+                for r in replicas:
+                    await r.stop(grace=1)
+                for p in pools:
+                    await p.close()
+    finally:
+        admin = await asyncpg.connect(pg_url)
+        try:
+            await admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = $1", second
+            )
+            for _ in range(50):
+                try:
+                    await admin.execute(f"DROP ROLE IF EXISTS {second}")
+                    break
+                except asyncpg.DependentObjectsStillReferencedError:
+                    await asyncio.sleep(0.1)
+        finally:
+            await admin.close()
