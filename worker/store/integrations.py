@@ -31,7 +31,7 @@ class Integration:
     last_sync: datetime | None
     updated_at: datetime
     config_digest: str  # md5 of the config's JSON text: a changed config makes a run due
-    siblings: int = 1  # the team's integrations of this type, this one included
+    siblings: int = 1  # the team's integrations of this type, this one included, up to 2
 
     @property
     def label(self) -> str:
@@ -44,13 +44,18 @@ def label(team: str, type_: str, name: str | None, siblings: int) -> str:
     return f"{team}/{type_}" if siblings <= 1 or name is None else f"{team}/{type_}/{name}"
 
 
-_SELECT = """
+# Whether the team has another integration of this type (`label`): counted up to 2, so that a
+# run's start does not count a team's thousands of integrations (a seq scan of them, every run).
+SIBLINGS = """(SELECT count(*) FROM (SELECT FROM integrations o
+                                  WHERE o.team_id = i.team_id AND o.type = i.type
+                                  LIMIT 2) AS two)::int AS siblings"""
+
+_SELECT = f"""
 SELECT i.id, i.team_id, t.name AS team_name, i.type, i.name, i.config, i.is_active,
        i.sync_interval, i.last_sync, i.updated_at, md5(i.config::text) AS config_digest,
-       (SELECT count(*) FROM integrations o
-         WHERE o.team_id = i.team_id AND o.type = i.type)::int AS siblings
+       {SIBLINGS}
 FROM integrations i JOIN teams t ON t.id = i.team_id
-"""
+"""  # (SIBLINGS is this module's constant)
 
 
 async def get_integration(conn: Conn, integration_id: uuid.UUID) -> Integration | None:

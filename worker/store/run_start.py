@@ -17,15 +17,14 @@ from datetime import datetime
 import asyncpg
 
 from worker.store import notify
-from worker.store.integrations import Integration
+from worker.store.integrations import SIBLINGS, Integration
 from worker.store.sync import SyncState, state_from_row
 
-_LOCK_AND_READ = """
+_LOCK_AND_READ = f"""
 SELECT pg_try_advisory_lock($1, hashtext($2::uuid::text)) AS locked, now() AS db_now,
        i.id, i.team_id, t.name AS team_name, i.type, i.name, i.config, i.is_active,
        i.sync_interval, i.last_sync, i.updated_at, md5(i.config::text) AS config_digest,
-       (SELECT count(*) FROM integrations o
-         WHERE o.team_id = i.team_id AND o.type = i.type)::int AS siblings,
+       {SIBLINGS},
        s.cursor AS s_cursor, s.last_started_at AS s_last_started_at,
        s.last_success_at AS s_last_success_at, s.last_error_at AS s_last_error_at,
        s.consecutive_failures AS s_consecutive_failures,
@@ -35,7 +34,7 @@ SELECT pg_try_advisory_lock($1, hashtext($2::uuid::text)) AS locked, now() AS db
 FROM (SELECT) AS one
 LEFT JOIN (integrations i JOIN teams t ON t.id = i.team_id) ON i.id = $2
 LEFT JOIN integration_sync_state s ON s.integration_id = $2
-"""
+"""  # (SIBLINGS is a constant)
 
 _RECORD_START = """
 INSERT INTO integration_sync_state (integration_id, last_run_id, last_started_at, config_digest)
