@@ -138,7 +138,7 @@ async def test_lock_row_state_and_clock_are_one_statement(
     finally:
         await logging_pool.close()
     assert result.outcome == "succeeded", result.reason
-    assert seen.texts[0].startswith("SELECT pg_try_advisory_lock(")
+    assert seen.texts[0] == " ".join(run_start._LOCK_AND_READ.split())
     # (one statement, no transaction: its sync_started row waits for the run's first row)
     assert seen.texts[1].startswith(
         "INSERT INTO integration_sync_state (integration_id, last_run_id"
@@ -170,6 +170,27 @@ async def test_the_start_reads_at_most_two_of_a_big_teams_integrations(
         await conn.execute("SELECT pg_advisory_unlock_all()")
     assert start.integration is not None and start.integration.label.endswith("/github")
     assert start.integration.siblings == 2  # (more than one: the label names it)
+
+
+async def test_a_run_plans_generically_and_hands_its_connection_back_as_it_found_it(
+    db_url, integration, tmp_path: Path, upstream
+) -> None:
+    """The run's statements use generic plans (set by its first statement), and the pool's
+    reset takes that back: the next user of the connection plans as PostgreSQL decides."""
+    upstream.add(2)
+    one = await db.create_pool(db_url, max_size=1)
+    try:
+        async with one.acquire() as conn:
+            assert await conn.fetchval("SHOW plan_cache_mode") == "auto"
+            await run_start.lock_and_read(conn, integration)
+            assert await conn.fetchval("SHOW plan_cache_mode") == "force_generic_plan"
+            await conn.execute("SELECT pg_advisory_unlock_all()")
+        assert await one.fetchval("SHOW plan_cache_mode") == "auto"  # (released: reset)
+        result = await run(one, integration, Settings(home=tmp_path), upstream)
+        assert result.outcome == "succeeded" and result.created == 2
+        assert await one.fetchval("SHOW plan_cache_mode") == "auto"
+    finally:
+        await one.close()
 
 
 async def test_a_run_started_since_the_read_is_not_started_again(pool, integration) -> None:

@@ -20,8 +20,14 @@ from worker.store import notify
 from worker.store.integrations import SIBLINGS, Integration
 from worker.store.sync import SyncState, state_from_row
 
+# The run's statements on this connection use generic plans from here on (until the pool's
+# reset as the connection goes back, RESET ALL): the statements are the same every run with
+# other values, and planning each anew cost more than running it when nothing changed
+# (PostgreSQL CPU of a no-op run 2.1-2.6 -> 1.5-1.7 ms). None of them filters on whether a
+# parameter is null, where a generic plan would scan.
 _LOCK_AND_READ = f"""
-SELECT pg_try_advisory_lock($1, hashtext($2::uuid::text)) AS locked, now() AS db_now,
+SELECT set_config('plan_cache_mode', 'force_generic_plan', false) AS plans,
+       pg_try_advisory_lock($1, hashtext($2::uuid::text)) AS locked, now() AS db_now,
        i.id, i.team_id, t.name AS team_name, i.type, i.name, i.config, i.is_active,
        i.sync_interval, i.last_sync, i.updated_at, md5(i.config::text) AS config_digest,
        {SIBLINGS},
