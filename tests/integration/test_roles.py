@@ -61,9 +61,13 @@ async def logins(db_url: str, pg_url: str) -> AsyncIterator[Logins]:
     finally:
         await owner.close()
     yield Logins(url_as(db_url, names["dashboard"], "pw"), url_as(db_url, names["worker"], "pw"))
+    await drop_logins(pg_url, *names.values())
+
+
+async def drop_logins(pg_url: str, *names: str) -> None:
     admin = await asyncpg.connect(pg_url)
     try:
-        for name in names.values():
+        for name in names:
             # Their sessions (a killed subprocess' pool) must be gone before DROP ROLE.
             await admin.execute(
                 "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = $1", name
@@ -524,16 +528,4 @@ async def test_replicas_under_one_login_share_the_ticks_and_under_two_each_ticks
                 for p in pools:
                     await p.close()
     finally:
-        admin = await asyncpg.connect(pg_url)
-        try:
-            await admin.execute(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = $1", second
-            )
-            for _ in range(50):
-                try:
-                    await admin.execute(f"DROP ROLE IF EXISTS {second}")
-                    break
-                except asyncpg.DependentObjectsStillReferencedError:
-                    await asyncio.sleep(0.1)
-        finally:
-            await admin.close()
+        await drop_logins(pg_url, second)
