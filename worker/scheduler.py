@@ -65,7 +65,6 @@ REPLICA_STALE_AFTER_S = 10.0
 class JobSpec:
     interval: int
     config_digest: str
-    source: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -215,7 +214,7 @@ class Scheduler:
         for row in rows.values():
             if row.id not in mine:
                 continue  # another replica ticks it
-            spec = JobSpec(row.sync_interval, row.config_digest, row.type)
+            spec = JobSpec(row.sync_interval, row.config_digest)
             old = self._specs.get(row.id)
             if old == spec:
                 continue
