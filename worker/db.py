@@ -21,6 +21,7 @@ import asyncpg
 from worker import redact
 from worker.errors import DatabaseUnavailable
 from worker.logs import get_logger
+from worker.sanitize import JsonText
 from worker.settings import Settings
 
 log = get_logger(__name__)
@@ -105,11 +106,26 @@ def database_url(settings: Settings) -> Iterator[str]:
         yield url
 
 
+def _encode_jsonb(value: Any) -> bytes:
+    # jsonb's binary form is a version byte and the text: binary, so that COPY (binary only in
+    # asyncpg) can write jsonb columns (store.new_items)
+    text = value if isinstance(value, JsonText) else json.dumps(value)
+    return b"\x01" + text.encode()
+
+
+def _decode_jsonb(data: bytes) -> Any:
+    return json.loads(data[1:])
+
+
 async def _init_connection(conn: asyncpg.Connection) -> None:
-    for typename in ("json", "jsonb"):
-        await conn.set_type_codec(
-            typename, encoder=json.dumps, decoder=json.loads, schema="pg_catalog"
-        )
+    await conn.set_type_codec("json", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
+    await conn.set_type_codec(
+        "jsonb",
+        encoder=_encode_jsonb,
+        decoder=_decode_jsonb,
+        schema="pg_catalog",
+        format="binary",
+    )
 
 
 async def connect(url: str, **kwargs: Any) -> asyncpg.Connection:

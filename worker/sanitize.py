@@ -74,6 +74,11 @@ def clean_json(value: Any) -> Any:
 _ENCODE = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode
 
 
+class JsonText(str):
+    """JSON text already encoded (and cleaned, `json_text`): a jsonb value the connection's codec
+    (worker.db) sends as it is, not encoded again as a JSON string."""
+
+
 def json_text(value: Any) -> str:
     """The JSON text of a value for a jsonb column, as `clean_json` would make it. Encoded once
     as it stands (the common case: nothing to clean, no copy); only a text with something to

@@ -740,13 +740,17 @@ async def write_pages(
     db_busy = asyncio.Event()
     db_busy.set()
     ahead = ReadAhead(_ready(pages, db_busy))
+    # A first import's pages are new rows: COPY'd (store.new_items), while they stay mostly new
+    probe_new = not cursor
     try:
         async for page, ready in ahead:
             db_busy.clear()  # (before the next page's fetch first runs: it starts at an await)
+            created = result.created
             cursor = await _commit_page(
                 conn, integration, page, cursor, ceiling, result, fields, status_map, log_to,
-                ready, db_busy.set,
+                ready, db_busy.set, probe_new=probe_new,
             )  # fmt: skip
+            probe_new = probe_new and 2 * (result.created - created) >= len(page.items)
             db_busy.set()
             for scope in page.checkpoint:  # progress: where this page left its scope's cursor
                 result.scope, result.cursor_at = scope, cursor[scope]
@@ -784,39 +788,27 @@ async def _commit_page(
     log_to: runlog.RunLog,
     ready: store.ReadyPage | None = None,
     sent: Callable[[], None] | None = None,
+    *,
+    probe_new: bool = False,
 ) -> dict[str, datetime]:
     """One page (`ready`: its items made safe to write, when done already): rows, their
     activity and the advanced cursor, in one transaction. `sent`: called as the page's rows go
-    to PostgreSQL (store.upsert_items)."""
+    to PostgreSQL (store.upsert_items). `probe_new`: its new items are COPY'd; when another
+    writer inserted one of them meanwhile, the page is written again through the upsert."""
     new_cursor = advance(cursor, page.checkpoint, ceiling)
-    async with conn.transaction():
-        written = await store.upsert_items(
-            conn,
-            source=integration.type,
-            team_id=integration.team_id,
-            integration_id=integration.id,
-            items=page.items if ready is None else ready,
-            status_map=status_map,
-            sent=sent,
-        )
-        written.rejected[:0] = page.rejected  # the connector's, then the store's
-        newly_lost = {s: why for s, why in page.lost.items() if s not in result.lost}
-        await log_to.write(
-            conn,
-            [
-                store.Activity(
-                    "visibility_lost",
-                    f"{integration.type} cannot read {scope!r} any more ({why});"
-                    " its items are kept, not marked deleted",
-                    {**fields, "scope": scope, "reason": why},
-                )
-                for scope, why in newly_lost.items()
-            ],
-        )
-        result.lost.update(newly_lost)
-        await log_to.write(conn, item_activities(integration, written, fields))
-        if new_cursor != cursor:
-            await store.save_cursor(conn, integration.id, store.cursor_to_json(new_cursor))
+    try:
+        written = await _write_page(
+            conn, integration, page, result, fields, status_map, log_to, new_cursor != cursor,
+            new_cursor, ready, sent, probe_new,
+        )  # fmt: skip
+    except asyncpg.UniqueViolationError:
+        if not probe_new:
+            raise
+        log.info("page_rewritten", **fields, reason="an item was inserted meanwhile")
+        written = await _write_page(
+            conn, integration, page, result, fields, status_map, log_to, new_cursor != cursor,
+            new_cursor, ready, sent, False,
+        )  # fmt: skip
     result.pages += 1
     result.created += written.created
     result.updated += written.updated
@@ -901,6 +893,53 @@ def touched_by(changes: Sequence[store.Change]) -> set[datetime]:
 
 def _label(source: str, key: str | None, external_id: str) -> str:
     return f"{source} {key or external_id}"
+
+
+async def _write_page(
+    conn: asyncpg.Connection,
+    integration: Integration,
+    page: Page,
+    result: RunResult,
+    fields: dict[str, Any],
+    status_map: Mapping[str, Status],
+    log_to: runlog.RunLog,
+    advanced: bool,
+    new_cursor: dict[str, datetime],
+    ready: store.ReadyPage | None,
+    sent: Callable[[], None] | None,
+    probe_new: bool,
+) -> store.PageResult:
+    """`_commit_page`'s transaction: the rows, their activity and the cursor when `advanced`."""
+    async with conn.transaction():
+        written = await store.upsert_items(
+            conn,
+            source=integration.type,
+            team_id=integration.team_id,
+            integration_id=integration.id,
+            items=page.items if ready is None else ready,
+            status_map=status_map,
+            sent=sent,
+            probe_new=probe_new,
+        )
+        written.rejected[:0] = page.rejected  # the connector's, then the store's
+        newly_lost = {s: why for s, why in page.lost.items() if s not in result.lost}
+        await log_to.write(
+            conn,
+            [
+                store.Activity(
+                    "visibility_lost",
+                    f"{integration.type} cannot read {scope!r} any more ({why});"
+                    " its items are kept, not marked deleted",
+                    {**fields, "scope": scope, "reason": why},
+                )
+                for scope, why in newly_lost.items()
+            ],
+        )
+        await log_to.write(conn, item_activities(integration, written, fields))
+        if advanced:
+            await store.save_cursor(conn, integration.id, store.cursor_to_json(new_cursor))
+    result.lost.update(newly_lost)
+    return written
 
 
 def item_activities(

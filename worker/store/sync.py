@@ -19,7 +19,8 @@ import asyncpg
 
 from connectors.base import HistoryEntry, Rejected, Status, WorkItem
 from worker import sanitize
-from worker.store import history, model
+from worker.store import history, model, new_items
+from worker.store.changes import SYNCED_FIELDS, Change
 
 
 # ---------------------------------------------------------------------------------------------
@@ -255,26 +256,6 @@ async def mark_failed(
 # ---------------------------------------------------------------------------------------------
 # Work items
 # ---------------------------------------------------------------------------------------------
-@dataclass(frozen=True, slots=True)
-class Change:
-    """One row the page created or changed."""
-
-    work_item_id: uuid.UUID
-    external_id: str
-    external_key: str | None
-    title: str
-    created: bool
-    old_status: str | None
-    new_status: str
-    changed_fields: tuple[str, ...]
-    old_completed_at: datetime | None
-    new_completed_at: datetime | None
-    removed_now: bool  # removed_upstream_at went from NULL (or no row) to set
-    restored_now: bool  # … and back: the item exists upstream again
-    contested_with: uuid.UUID | None = None  # another active integration that also covers it
-    back_in_scope: bool = False  # out_of_scope_at went from set to NULL: covered again
-
-
 @dataclass(slots=True)
 class PageResult:
     changes: list[Change] = field(default_factory=list)
@@ -289,14 +270,6 @@ class PageResult:
     def updated(self) -> int:
         return sum(1 for c in self.changes if not c.created)
 
-
-# Fields compared to decide whether a row changed (and reported in work_item_updated).
-SYNCED_FIELDS = (
-    "external_key", "title", "description", "acceptance_criteria", "status", "priority",
-    "story_points", "external_url", "external_data", "started_at", "completed_at",
-    "removed_upstream_at", "team_id", "parent_external_id", "item_type", "item_type_name",
-    "labels", "assignees", "fields",
-)  # fmt: skip
 
 # Written with every read but never reported as a change of the item.
 _BOOKKEEPING = ("sync_scope", "time_basis", "history_pending", "parent_id", "integration_id")
@@ -481,19 +454,42 @@ async def upsert_items(
     items: Sequence[WorkItem] | ReadyPage,
     status_map: Mapping[str, Status] | None = None,
     sent: Callable[[], None] | None = None,
+    probe_new: bool = False,
 ) -> PageResult:
     """Write one page (its items, or the page `ready_page` made of them); return what changed.
     Must run inside the caller's transaction. `status_map`: the one the connector mapped the
     items' history with (its defaults, 0014). `sent`: called as the rows' statement is sent
-    (what the caller does meanwhile runs while PostgreSQL writes them)."""
+    (what the caller does meanwhile runs while PostgreSQL writes them). `probe_new`: the page's
+    items are likely new (a first import): those that are go in by COPY (`new_items`), the
+    others through the upsert; a concurrent insert of one of them raises UniqueViolationError
+    (the caller writes the page again without the probe)."""
     page = items if isinstance(items, ReadyPage) else ready_page(items)
     clean = page.items
     result = PageResult(rejected=list(page.rejected))
     if not clean:
         return result
-    if sent is not None:
-        sent()  # (its effect comes at the fetch's first await: the rows are on their way)
-    rows = await conn.fetch(_UPSERT, source, team_id, integration_id, *page.columns.values())
+    columns = page.columns
+    if probe_new:
+        ids = columns["external_id"]
+        parents = {i.parent_external_id for i in clean if i.parent_external_id} - set(ids)
+        found = await new_items.probe(conn, source, [*ids, *parents])
+        new = [n for n, x in enumerate(ids) if x not in found.stored]
+        if new:
+            records, result.changes = new_items.records(
+                columns, clean, new, found,
+                source=source, team_id=team_id, integration_id=integration_id,
+            )  # fmt: skip
+            if sent is not None:
+                sent()
+                sent = None
+            await new_items.copy(conn, records)
+            stored = [n for n, x in enumerate(ids) if x in found.stored]
+            columns = {name: [values[n] for n in stored] for name, values in columns.items()}
+    rows = []
+    if columns["external_id"]:
+        if sent is not None:
+            sent()  # (its effect comes at the fetch's first await: the rows are on their way)
+        rows = await conn.fetch(_UPSERT, source, team_id, integration_id, *columns.values())
     for r in rows:
         result.changes.append(
             Change(
@@ -513,7 +509,7 @@ async def upsert_items(
                 back_in_scope=r["back_in_scope"],
             )
         )
-    written = {r["external_id"] for r in rows}
+    written = {c.external_id for c in result.changes} | {r["external_id"] for r in rows}
     pairs = [(x, s) for x, s in sanitize.sprint_pairs(clean) if x in written]
     # A row created now has no membership to end: only one in a sprint has any to write.
     members = {r["external_id"] for r in rows if not r["created"]} | {x for x, _ in pairs}
