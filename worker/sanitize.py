@@ -14,6 +14,8 @@ from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
+import orjson
+
 from connectors.base import (
     HISTORY_FIELDS,
     ITEM_TYPES,
@@ -37,7 +39,6 @@ ELLIPSIS = "…"
 # What neither a text column nor jsonb takes: NUL, and a lone surrogate (a str holds a pair as one
 # code point, so any code point of the surrogate range is a lone half).
 _UNSAFE = re.compile("[\x00\ud800-\udfff]")
-_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def clean_str(value: str) -> str:
@@ -72,6 +73,16 @@ def clean_json(value: Any) -> Any:
 
 
 _ENCODE = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode
+# The common case's encoder: orjson (a GitHub issue in 3.5 µs against json's 25; the same text:
+# compact, UTF-8, control characters escaped; NaN and infinities written as null, as
+# `clean_json` makes them). It refuses a lone surrogate, a non-text key or an integer past 64
+# bits, and is told to refuse what it would write its own way (a datetime, a subclass, a
+# dataclass): those go through `clean_json`.
+_FAST_OPTIONS = (
+    orjson.OPT_PASSTHROUGH_DATETIME
+    | orjson.OPT_PASSTHROUGH_SUBCLASS
+    | orjson.OPT_PASSTHROUGH_DATACLASS
+)
 
 
 class JsonText(str):
@@ -81,15 +92,15 @@ class JsonText(str):
 
 def json_text(value: Any) -> str:
     """The JSON text of a value for a jsonb column, as `clean_json` would make it. Encoded once
-    as it stands (the common case: nothing to clean, no copy); only a text with something to
-    clean (an escaped NUL, a lone surrogate, NaN, a type JSON lacks) is encoded from a cleaned
-    copy. (`\\u0000` may also be a literal backslash's text: then the copy is merely not needed.)
+    as it stands (the common case: nothing to clean, no copy); only a value with something to
+    clean (an escaped NUL, a lone surrogate, a type JSON lacks) is encoded from a cleaned copy.
+    (`\\u0000` may also be a literal backslash's text: then the copy is merely not needed.)
     """
     try:
-        text = _ENCODE(value)
-    except (TypeError, ValueError):
+        text = orjson.dumps(value, option=_FAST_OPTIONS).decode()
+    except TypeError:  # (orjson.JSONEncodeError is one)
         return _ENCODE(clean_json(value))
-    if "\\u0000" in text or (not text.isascii() and _SURROGATE.search(text)):
+    if "\\u0000" in text:
         return _ENCODE(clean_json(value))
     return text
 
