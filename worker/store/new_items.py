@@ -67,8 +67,7 @@ COLUMNS = (
     "fields",
 )  # fmt: skip
 
-_WORKING = (Status.IN_PROGRESS.value, Status.PR_READY.value)
-_JSONB = ("external_data", "assignees", "fields")
+_WORKING = (Status.IN_PROGRESS, Status.PR_READY)
 
 
 def records(
@@ -82,52 +81,58 @@ def records(
     integration_id: uuid.UUID,
 ) -> tuple[list[tuple[Any, ...]], list[Change]]:
     """The COPY records (in COLUMNS' order) of the page's rows `rows` (indexes into its clean
-    `items` and their parallel arrays `columns`, store.sync.ReadyPage), none of them stored, and
-    the change each reports."""
+    `items` and their JSON columns in `columns`, store.sync.ReadyPage), none of them stored,
+    and the change each reports."""
     out: list[tuple[Any, ...]] = []
     changes: list[Change] = []
-    now = found.now
+    now, stored = found.now, found.stored
+    external_data, assignees, fields = (
+        columns["external_data"], columns["assignees"], columns["fields"]
+    )  # fmt: skip
     for n in rows:
-        row = {name: values[n] for name, values in columns.items()}
-        status = row["status"]
-        started = row["started_at"] or (now if status in _WORKING else None)
-        completed = (row["completed_at"] or now) if status == Status.COMPLETED.value else None
+        i = items[n]
+        status = i.status
+        started = i.started_at or (now if status in _WORKING else None)
+        completed = (i.completed_at or now) if status is Status.COMPLETED else None
         if started is None and completed is None:
             time_basis = None
-        elif row["started_at"] is not None or row["completed_at"] is not None:
+        elif i.started_at is not None or i.completed_at is not None:
             time_basis = "tracker"
         else:
             time_basis = "observed"
-        parent = row["parent_external_id"]
-        values = {
-            **row,
-            "id": uuid.uuid4(),
-            "team_id": team_id,
-            "integration_id": integration_id,
-            "source": source,
-            "started_at": started,
-            "completed_at": completed,
-            "assigned_at": now,
-            "removed_upstream_at": now if row["removed"] else None,
-            "time_basis": time_basis,
-            "parent_id": found.stored.get(parent) if parent != row["external_id"] else None,
-            "labels": list(items[n].labels),
-            **{name: JsonText(row[name]) for name in _JSONB},
-        }
-        out.append(tuple(values[c] for c in COLUMNS))
+        parent = i.parent_external_id
+        removed = now if i.removed else None
+        work_item_id = uuid.uuid4()
+        record = (
+            work_item_id, team_id, integration_id, source, i.external_id, i.external_key,
+            i.title, i.description, i.acceptance_criteria, status.value, i.priority,
+            i.story_points, i.external_url, JsonText(external_data[n]), i.updated_at, started,
+            completed, now, removed, i.scope, time_basis, bool(i.history_pending), parent,
+            stored.get(parent) if parent and parent != i.external_id else None, i.item_type,
+            i.item_type_name, list(i.labels), JsonText(assignees[n]), JsonText(fields[n]),
+        )  # fmt: skip
+        out.append(record)
+        # SYNCED_FIELDS' values, in its order: the change report names those a new row has
+        reported = (
+            i.external_key, i.title, i.description, i.acceptance_criteria, status, i.priority,
+            i.story_points, i.external_url, external_data[n], started, completed, removed,
+            team_id, parent, i.item_type, i.item_type_name, i.labels, assignees[n], fields[n],
+        )  # fmt: skip
         changes.append(
             Change(
-                work_item_id=values["id"],
-                external_id=row["external_id"],
-                external_key=row["external_key"],
-                title=row["title"],
+                work_item_id=work_item_id,
+                external_id=i.external_id,
+                external_key=i.external_key,
+                title=i.title,
                 created=True,
                 old_status=None,
-                new_status=status,
-                changed_fields=tuple(f for f in SYNCED_FIELDS if values[f] is not None),
+                new_status=status.value,
+                changed_fields=tuple(
+                    f for f, v in zip(SYNCED_FIELDS, reported, strict=True) if v is not None
+                ),
                 old_completed_at=None,
                 new_completed_at=completed,
-                removed_now=row["removed"],
+                removed_now=i.removed,
                 restored_now=False,
             )
         )
