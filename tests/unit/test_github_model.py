@@ -100,6 +100,23 @@ def test_stored_raw_drops_addresses_and_milestone_counters() -> None:
     }
 
 
+@pytest.mark.parametrize(
+    "raw",
+    [
+        {"user": {"login": "a"}, "body": 'write to "email": me', "labels": [{"name": "email"}]},
+        {"user": {"login": "a"}, "assignees": [{"login": "b", "id": 2}], "milestone": None},
+    ],
+)
+def test_stored_raw_without_any_address_is_the_issue_as_read(raw: dict[str, object]) -> None:
+    kept = stored_raw(raw)
+    assert kept == raw and kept is not raw  # (a copy: the milestone is edited in it)
+
+
+def test_an_address_anywhere_is_found_and_dropped() -> None:
+    raw = {"a": [{"b": {"c": [{"email": "deep@example.com"}]}}], 1: "non-text key"}
+    assert "deep@example.com" not in str(stored_raw(raw))
+
+
 def test_parent_ids_learn_from_listings_and_a_cache(tmp_path: Path) -> None:
     cache = tmp_path / "parents.json"
     ids = ParentIds(cache)
