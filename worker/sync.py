@@ -796,19 +796,34 @@ async def _commit_page(
     to PostgreSQL (store.upsert_items). `probe_new`: its new items are COPY'd; when another
     writer inserted one of them meanwhile, the page is written again through the upsert."""
     new_cursor = advance(cursor, page.checkpoint, ceiling)
+
+    async def write(probe: bool) -> store.PageResult:
+        async with conn.transaction():
+            written = await store.upsert_items(
+                conn,
+                source=integration.type,
+                team_id=integration.team_id,
+                integration_id=integration.id,
+                items=page.items if ready is None else ready,
+                status_map=status_map,
+                sent=sent,
+                probe_new=probe,
+            )
+            written.rejected[:0] = page.rejected  # the connector's, then the store's
+            await log_to.write(conn, _lost_activities(integration, page, result, fields))
+            await log_to.write(conn, item_activities(integration, written, fields))
+            if new_cursor != cursor:
+                await store.save_cursor(conn, integration.id, store.cursor_to_json(new_cursor))
+        return written
+
     try:
-        written = await _write_page(
-            conn, integration, page, result, fields, status_map, log_to, new_cursor != cursor,
-            new_cursor, ready, sent, probe_new,
-        )  # fmt: skip
+        written = await write(probe_new)
     except asyncpg.UniqueViolationError:
         if not probe_new:
             raise
         log.info("page_rewritten", **fields, reason="an item was inserted meanwhile")
-        written = await _write_page(
-            conn, integration, page, result, fields, status_map, log_to, new_cursor != cursor,
-            new_cursor, ready, sent, False,
-        )  # fmt: skip
+        written = await write(False)
+    result.lost.update({s: why for s, why in page.lost.items() if s not in result.lost})
     result.pages += 1
     result.created += written.created
     result.updated += written.updated
@@ -895,51 +910,20 @@ def _label(source: str, key: str | None, external_id: str) -> str:
     return f"{source} {key or external_id}"
 
 
-async def _write_page(
-    conn: asyncpg.Connection,
-    integration: Integration,
-    page: Page,
-    result: RunResult,
-    fields: dict[str, Any],
-    status_map: Mapping[str, Status],
-    log_to: runlog.RunLog,
-    advanced: bool,
-    new_cursor: dict[str, datetime],
-    ready: store.ReadyPage | None,
-    sent: Callable[[], None] | None,
-    probe_new: bool,
-) -> store.PageResult:
-    """`_commit_page`'s transaction: the rows, their activity and the cursor when `advanced`."""
-    async with conn.transaction():
-        written = await store.upsert_items(
-            conn,
-            source=integration.type,
-            team_id=integration.team_id,
-            integration_id=integration.id,
-            items=page.items if ready is None else ready,
-            status_map=status_map,
-            sent=sent,
-            probe_new=probe_new,
+def _lost_activities(
+    integration: Integration, page: Page, result: RunResult, fields: dict[str, Any]
+) -> list[store.Activity]:
+    """A row for each scope the page says is lost that the run has not reported yet."""
+    return [
+        store.Activity(
+            "visibility_lost",
+            f"{integration.type} cannot read {scope!r} any more ({why});"
+            " its items are kept, not marked deleted",
+            {**fields, "scope": scope, "reason": why},
         )
-        written.rejected[:0] = page.rejected  # the connector's, then the store's
-        newly_lost = {s: why for s, why in page.lost.items() if s not in result.lost}
-        await log_to.write(
-            conn,
-            [
-                store.Activity(
-                    "visibility_lost",
-                    f"{integration.type} cannot read {scope!r} any more ({why});"
-                    " its items are kept, not marked deleted",
-                    {**fields, "scope": scope, "reason": why},
-                )
-                for scope, why in newly_lost.items()
-            ],
-        )
-        await log_to.write(conn, item_activities(integration, written, fields))
-        if advanced:
-            await store.save_cursor(conn, integration.id, store.cursor_to_json(new_cursor))
-    result.lost.update(newly_lost)
-    return written
+        for scope, why in page.lost.items()
+        if scope not in result.lost
+    ]
 
 
 def item_activities(
