@@ -58,6 +58,8 @@ class Bench:
         name = f"c9_bench_{label.replace('-', '_')}_{next(self._names)}"
         admin = await asyncpg.connect(self.url)
         try:
+            # (one a killed run left on a DATABASE_URL server would refuse the CREATE)
+            await admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
             await admin.execute(f"CREATE DATABASE {name} TEMPLATE {TEMPLATE}")
         finally:
             await admin.close()

@@ -29,6 +29,7 @@ from worker import sync
 from worker.commands import status
 from worker.settings import Settings
 from worker.store import history as history_store
+from worker.store import sync as store
 from worker.sync import RunOptions
 
 H = timedelta(hours=1)
@@ -511,3 +512,46 @@ async def test_a_history_page_writes_each_item_once(pool, integration, settings)
     assert tuple(row) == (T0 + 2 * H, "history", False)
     writes = [r[0] for r in await pool.fetch("SELECT external_id FROM item_writes")]
     assert writes == ["P-2"]
+
+
+async def test_deriving_times_is_planned_on_the_table_as_it_is_not_as_it_was(pool) -> None:
+    """A run's connection caches generic plans (store.run_start); the derivation's best plan
+    follows work_items' size, which a first import grows from nothing: planned when the table
+    held a few rows, it scanned every row of it for every page after (a quadratic import)."""
+    team = await make_team(pool, "Plans")
+    integration = await make_integration(pool, team, "jira", {"token": "t"})
+    entry = status_history(FLOW[:2])
+
+    def items(n: int, start: int) -> list[WorkItem]:
+        return [
+            WorkItem(f"P-{k}", "t", Status.IN_PROGRESS, T0, history=entry)
+            for k in range(start, start + n)
+        ]
+
+    async with pool.acquire() as conn:
+        await conn.execute("SET plan_cache_mode = force_generic_plan")  # (as a run does)
+        async with conn.transaction():  # a first page: a tiny table
+            await store.upsert_items(
+                conn, source="jira", team_id=team, integration_id=integration,
+                items=items(3, 0),
+            )  # fmt: skip
+        await conn.execute(  # (not analyzed since: a first import outruns autovacuum)
+            "INSERT INTO work_items (team_id, source, external_id, title, description)"
+            " SELECT $1, 'jira', 'BULK-' || g, 't', repeat(md5(g::text), 8)"
+            " FROM generate_series(1, 20000) g",
+            team,
+        )
+        ids = [
+            r["id"]
+            for r in await conn.fetch(
+                "SELECT id FROM work_items WHERE source = 'jira' AND external_id = ANY($1)",
+                ["P-0", "P-1"],
+            )
+        ]
+        async with conn.transaction():  # a later page: the table is large now
+            scans = "SELECT seq_scan FROM pg_stat_xact_user_tables WHERE relname = 'work_items'"
+            before = await conn.fetchval(scans)  # (this backend's counts not reported yet)
+            await history_store.derive_times(conn, ids)
+            scanned = await conn.fetchval(scans) - before
+        await conn.execute("RESET plan_cache_mode")
+    assert scanned == 0
