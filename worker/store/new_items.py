@@ -68,6 +68,9 @@ COLUMNS = (
 )  # fmt: skip
 
 _WORKING = (Status.IN_PROGRESS, Status.PR_READY)
+# Where each of the change report's fields (SYNCED_FIELDS) stands in a record: a new row reports
+# those it sets
+_REPORTED = tuple((name, COLUMNS.index(name)) for name in SYNCED_FIELDS)
 
 
 def records(
@@ -112,12 +115,6 @@ def records(
             i.item_type_name, list(i.labels), JsonText(assignees[n]), JsonText(fields[n]),
         )  # fmt: skip
         out.append(record)
-        # SYNCED_FIELDS' values, in its order: the change report names those a new row has
-        reported = (
-            i.external_key, i.title, i.description, i.acceptance_criteria, status, i.priority,
-            i.story_points, i.external_url, external_data[n], started, completed, removed,
-            team_id, parent, i.item_type, i.item_type_name, i.labels, assignees[n], fields[n],
-        )  # fmt: skip
         changes.append(
             Change(
                 work_item_id=work_item_id,
@@ -127,9 +124,7 @@ def records(
                 created=True,
                 old_status=None,
                 new_status=status.value,
-                changed_fields=tuple(
-                    f for f, v in zip(SYNCED_FIELDS, reported, strict=True) if v is not None
-                ),
+                changed_fields=tuple(f for f, at in _REPORTED if record[at] is not None),
                 old_completed_at=None,
                 new_completed_at=completed,
                 removed_now=i.removed,

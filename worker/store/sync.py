@@ -509,7 +509,7 @@ async def upsert_items(
                 back_in_scope=r["back_in_scope"],
             )
         )
-    written = {c.external_id for c in result.changes} | {r["external_id"] for r in rows}
+    written = {c.external_id for c in result.changes}  # (COPY'd and upserted: every row)
     pairs = [(x, s) for x, s in sanitize.sprint_pairs(clean) if x in written]
     # A row created now has no membership to end: only one in a sprint has any to write.
     members = {r["external_id"] for r in rows if not r["created"]} | {x for x, _ in pairs}
