@@ -83,6 +83,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import logging
 import re
 import time
@@ -94,6 +95,7 @@ from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 from urllib.parse import urlsplit
 
+import orjson
 import requests
 from github import Auth, Github, GithubException
 from github.Requester import Requester
@@ -681,6 +683,27 @@ def issue_list(data: Any) -> list[dict[str, Any]]:
     return data
 
 
+def decoded_body(body: str) -> Any:
+    """A response body as PyGithub's Requester reads it (empty: None; text that is not JSON and
+    does not look like it: `{"data": body}`; malformed JSON: the ValueError), decoded by orjson:
+    a page of 100 issues in about a third of json's time, which the fetching thread holds the
+    interpreter for (the event loop's thread waits). What orjson refuses and json takes (a lone
+    surrogate's escape, NaN) is decoded by json, as PyGithub would; an integer past 64 bits
+    becomes a float (GitHub's ids and counts are int64)."""
+    if not body:
+        return None
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError:
+        pass
+    try:
+        return json.loads(body)
+    except ValueError:
+        if body.startswith(("{", "[")):
+            raise
+        return {"data": body}
+
+
 def _get_list(
     requester: Requester, url: str, params: dict[str, Any], page_size: int
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
@@ -688,8 +711,19 @@ def _get_list(
 
     An answer with fewer than `page_size` items whose `Link` still says `next` broke its promise
     (GitHub fills every page but the last): a listing that went on, or stopped, after it could
-    leave a gap, so it is a RetriableError and the same request is sent again."""
-    headers, data = requester.requestJsonAndCheck("GET", url, parameters=params)
+    leave a gap, so it is a RetriableError and the same request is sent again.
+
+    A path (every listing's first page, and every page of a listing that moves on by `since`) is
+    sent as `requestJsonAndCheck` sends it, and its body decoded by `decoded_body`; a full URL
+    (a `Link` header's next page) goes through `requestJsonAndCheck` itself, which first checks
+    its host against base_url."""
+    if url.startswith("/"):
+        status, headers, body = requester.requestJson("GET", url, parameters=params)
+        data = decoded_body(body)
+        if status >= 400:
+            raise requester.createException(status, headers, data)
+    else:
+        headers, data = requester.requestJsonAndCheck("GET", url, parameters=params)
     raws = issue_list(data)
     if len(raws) < page_size and next_link(headers) is not None:
         raise RetriableError(

@@ -495,6 +495,22 @@ async def test_malformed_body_is_retriable(harness: GitHubHarness) -> None:
         await connector.aclose()
 
 
+async def test_a_page_orjson_refuses_is_read_as_json_reads_it(harness: GitHubHarness) -> None:
+    # The sandbox writes a lone surrogate as json does, as the escape `\ud800`: orjson refuses
+    # the page; json takes it, as PyGithub would.
+    ids = harness.seed(2, start=T0, step=timedelta(minutes=1))
+    harness.update(ids[1], at=T0 + timedelta(hours=1), title="half \ud800 a pair")
+    connector = harness.connector()
+    try:
+        got = items_of(await collect(connector))
+    finally:
+        await connector.aclose()
+    assert {i.external_id: i.title for i in got} == {
+        ids[0]: "Issue 0",
+        ids[1]: "half \ud800 a pair",
+    }
+
+
 @pytest.mark.parametrize(
     "body", [b"<html><body>502 Bad Gateway</body></html>", {"message": "hi"}, [1, 2]]
 )
