@@ -250,3 +250,12 @@ async def test_probe_finds_the_stored_ids_and_the_transaction_time(pool, stored:
     assert found.now == now
     assert sorted(found.stored) == [f"Q-{n}" for n in range(stored)]
     assert all(isinstance(v, uuid.UUID) for v in found.stored.values())
+
+
+def test_new_ids_are_distinct_version_4_uuids() -> None:
+    ids = new_items.new_ids(5000)
+    assert len(set(ids)) == 5000
+    assert all(isinstance(i, uuid.UUID) for i in ids)
+    assert {i.version for i in ids} == {4}
+    assert {i.variant for i in ids} == {uuid.RFC_4122}
+    assert new_items.new_ids(0) == []
