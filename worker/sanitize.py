@@ -315,9 +315,9 @@ def columns(items: Sequence[WorkItem]) -> dict[str, list[Any]]:
         "parent_external_id": [i.parent_external_id for i in items],
         "item_type": [i.item_type for i in items],
         "item_type_name": [i.item_type_name for i in items],
-        "labels": [_ENCODE(list(i.labels)) for i in items],
+        "labels": [json_text(list(i.labels)) for i in items],
         "assignees": [
-            _ENCODE([{"name": p.name, "account_id": p.account_id} for p in i.assignees])
+            json_text([{"name": p.name, "account_id": p.account_id} for p in i.assignees])
             for i in items
         ],
         "fields": [json_text(i.custom_fields) for i in items],
