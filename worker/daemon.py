@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import signal
 import time
 import uuid
 from collections.abc import Mapping
@@ -17,14 +16,13 @@ from worker import (
     credentials,
     db,
     http,
-    metrics,
-    migrate,
     remap,
+    startup,
     sync,
     systemd,
     threads,
 )
-from worker.errors import DatabaseUnavailable, MigrationError
+from worker.errors import DatabaseUnavailable
 from worker.logs import get_logger
 from worker.scheduler import Scheduler, wait_event
 from worker.settings import Settings
@@ -34,31 +32,6 @@ from worker.webhooks.listener import WebhookListener
 log = get_logger(__name__)
 
 POOL_CLOSE_S = 0.3  # at shutdown, after the runs: the pool's goodbyes to PostgreSQL
-
-
-async def ensure_schema(url: str, settings: Settings, sets: tuple[str, ...]) -> None:
-    """Migrate when allowed (`C9_SYNC_AUTO_MIGRATE`, default on), else refuse to start on a schema
-    that is behind: a worker must never write to tables it does not know."""
-    conn = await db.connect(url)
-    try:
-        # Python and PostgreSQL may know different zones: refuse now rather than after each run.
-        try:
-            await metrics.local_today(conn, settings.metrics_tz)
-        except ValueError as exc:
-            raise MigrationError(str(exc)) from None
-        waiting = await migrate.pending(conn, sets)
-        if waiting and not settings.auto_migrate:
-            raise migrate.behind(waiting)
-        if waiting:
-            await migrate.apply(conn, sets)
-    finally:
-        await conn.close()
-
-
-def install_stop_signals(stop: asyncio.Event) -> None:
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
 
 
 class Worker:
@@ -176,7 +149,7 @@ class Worker:
         delay = 1.0
         while True:
             try:
-                await ensure_schema(self.url, self.settings, sets)
+                await startup.ensure_schema(self.url, self.settings, sets)
                 self._pool = await db.create_pool(self.url, max_size=self.settings.pool_size)
                 return True
             except DatabaseUnavailable as exc:
@@ -254,7 +227,7 @@ async def run(
 ) -> int:
     """Run until SIGTERM/SIGINT (exit 0) or until a side task dies (exit 1)."""
     worker = Worker(settings, url, os.environ if environ is None else environ)
-    install_stop_signals(worker.stop)
+    startup.install_stop_signals(worker.stop)
     asyncio.get_running_loop().set_default_executor(threads.ThreadPerCall())
     exit_code = 0
     try:

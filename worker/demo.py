@@ -34,7 +34,7 @@ from connectors.sandbox.base import SandboxServer
 from connectors.sandbox.github import GitHubSandbox
 from connectors.sandbox.jira import JiraSandbox
 from connectors.sandbox.linear import LinearSandbox
-from worker import daemon, db, live, metrics, redact, sync, threads, views
+from worker import daemon, db, live, metrics, redact, startup, sync, threads, views
 from worker.scheduler import wait_event
 from worker.settings import Settings
 from worker.store import dashboard
@@ -193,7 +193,7 @@ async def print_summary(pool: Pool, team_id: uuid.UUID, tz: str) -> None:
 
 async def run_once(settings: Settings, url: str, sets: tuple[str, ...]) -> int:
     """The one-shot demo; exit 1 when a sync failed."""
-    await daemon.ensure_schema(url, settings, sets)
+    await startup.ensure_schema(url, settings, sets)
     pool = await db.create_pool(url, max_size=8)
     ado_cache = _ado_cache()
     try:
@@ -264,7 +264,7 @@ async def run_live(
     hook_secret = secrets.token_urlsafe(24)
     worker = daemon.Worker(settings, url, os.environ)
     # From here on Ctrl-C (or SIGTERM) stops the demo in order, whatever it is doing.
-    daemon.install_stop_signals(worker.stop)
+    startup.install_stop_signals(worker.stop)
     loop = asyncio.get_running_loop()
     loop.set_default_executor(threads.ThreadPerCall())
     if seconds is not None:
@@ -284,7 +284,7 @@ async def run_live(
 
     log = live.TeamLog()
     try:
-        await daemon.ensure_schema(url, settings, sets)
+        await startup.ensure_schema(url, settings, sets)
         pool = await db.create_pool(url, max_size=4)
     except BaseException:
         ado_cache.cleanup()

@@ -6,7 +6,7 @@ import argparse
 import re
 from datetime import date, timedelta
 
-from worker import daemon, db, metrics, views
+from worker import db, metrics, startup, views
 from worker.commands.common import Subparsers
 from worker.errors import EXIT_OK, UsageError
 from worker.settings import Settings
@@ -32,7 +32,7 @@ def parse_day(value: str, option: str, today: date) -> date:
 
 async def cmd_rollup(args: argparse.Namespace, settings: Settings, url: str) -> int:
     tz = settings.metrics_tz
-    await daemon.ensure_schema(url, settings, ("core",))
+    await startup.ensure_schema(url, settings, ("core",))
     conn = await db.connect(url)
     try:
         try:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 
-from worker import daemon, db, remap, views
+from worker import db, remap, startup, views
 from worker.commands.common import Subparsers, add_with_sets, migration_sets
 from worker.commands.integrations import resolve
 from worker.errors import EXIT_FAILED, EXIT_OK
@@ -14,7 +14,7 @@ from worker.store import integrations as store
 
 
 async def cmd_remap(args: argparse.Namespace, settings: Settings, url: str) -> int:
-    await daemon.ensure_schema(url, settings, migration_sets(args, settings))
+    await startup.ensure_schema(url, settings, migration_sets(args, settings))
     pool = await db.create_pool(url, max_size=2)
     try:
         if args.integration is not None:

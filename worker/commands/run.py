@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import argparse
 
-from worker import daemon
 from worker.commands.common import Subparsers, add_with_sets, migration_sets
 from worker.settings import Settings
 
 
 async def cmd_run(args: argparse.Namespace, settings: Settings, url: str) -> int:
+    from worker import daemon  # (its scheduler and listener: only this command loads them)
+
     return await daemon.run(settings, url, sets=migration_sets(args, settings))
 
 

@@ -9,7 +9,7 @@ import uuid
 
 import asyncpg
 
-from worker import daemon, db, progress, remap, sync, views
+from worker import db, progress, remap, startup, sync, views
 from worker.commands.common import Subparsers, add_with_sets, migration_sets
 from worker.commands.integrations import resolve
 from worker.errors import EXIT_FAILED, EXIT_OK, UsageError
@@ -18,7 +18,7 @@ from worker.store import integrations as store
 
 
 async def cmd_sync(args: argparse.Namespace, settings: Settings, url: str) -> int:
-    await daemon.ensure_schema(url, settings, migration_sets(args, settings))
+    await startup.ensure_schema(url, settings, migration_sets(args, settings))
     pool = await db.create_pool(url, max_size=settings.max_concurrency + 2)
     try:
         chosen = await store.list_integrations(
@@ -30,7 +30,7 @@ async def cmd_sync(args: argparse.Namespace, settings: Settings, url: str) -> in
             views.say("no active integrations: insert a row into `integrations` first")
             return EXIT_OK
         stop = asyncio.Event()
-        daemon.install_stop_signals(stop)
+        startup.install_stop_signals(stop)
         limit = asyncio.Semaphore(settings.max_concurrency)
         environ = dict(os.environ)
         labels = {i.id: i.label for i in chosen}
