@@ -689,7 +689,7 @@ def decoded_body(body: str) -> Any:
     a page of 100 issues in about a third of json's time, which the fetching thread holds the
     interpreter for (the event loop's thread waits). What orjson refuses and json takes (a lone
     surrogate's escape, NaN) is decoded by json, as PyGithub would; an integer past 64 bits
-    becomes a float (GitHub's ids and counts are int64)."""
+    becomes a float (GitHub's ids and counts are far below 2^63)."""
     if not body:
         return None
     try:

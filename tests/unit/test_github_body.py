@@ -26,8 +26,8 @@ def test_json_text_decodes_as_json_does(body: str) -> None:
 
 
 def test_an_integer_past_64_bits_is_read_as_a_number_close_to_it() -> None:
-    # orjson reads it as a float, json as an int: GitHub's ids and counts are int64 (its OpenAPI
-    # description), so no answer of GitHub's has one
+    # orjson reads it as a float, json as an int: GitHub's ids and counts are far below 2^63, so
+    # no answer of GitHub's has one
     assert decoded_body('{"big": 123456789012345678901234567890}') == {"big": 1.2345678901234568e29}
 
 
