@@ -22,6 +22,8 @@ DEFERRED_IMPORTS = {
     "connectors.azure_devops": {"azure", "msrest"},
     # the demo's sandboxes: no other command's start pays for them
     "worker.commands.demo": {"worker"},
+    # the daemon's scheduler and listener: only `c9-sync run` loads them
+    "worker.commands.run": {"worker"},
 }
 
 # The methods through which asyncpg runs SQL.
