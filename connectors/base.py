@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import enum
 import os
+import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -440,11 +441,17 @@ def map_status(native: str | None, default: Status, overrides: Mapping[str, Stat
     return default
 
 
+# Every character that is not alphanumeric (str.isalnum): re's Unicode \w is exactly isalnum()
+# and the underscore
+_NOT_ALNUM = re.compile(r"[\W_]")
+
+
 def status_name_suggests(name: str | None, *words: str) -> bool:
-    """True when a native status name contains one of `words` (case-insensitive, whole words)."""
+    """True when a native status name contains one of `words` (case-insensitive, whole words:
+    every character that is not a letter or digit separates words)."""
     if not name:
         return False
-    folded = " " + "".join(c if c.isalnum() else " " for c in name.casefold()) + " "
+    folded = f" {_NOT_ALNUM.sub(' ', name.casefold())} "
     return any(f" {w} " in folded for w in words)
 
 

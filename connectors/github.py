@@ -266,7 +266,8 @@ def is_pull_request(raw: Mapping[str, Any]) -> bool:
 def label_names(raw: Mapping[str, Any]) -> list[str]:
     names = []
     for label in raw.get("labels") or []:
-        name = label.get("name") if isinstance(label, Mapping) else label
+        # (a JSON object is a dict: no ABC check, read four times an issue)
+        name = label.get("name") if isinstance(label, dict) else label
         if isinstance(name, str):
             names.append(name)
     return names
