@@ -131,3 +131,18 @@ async def runs_ended(
     """Runs ended, every one (`events`: only those ending so; quiet runs are successes)."""
     n: int = await conn.fetchval(RUNS_ENDED, events or ENDED_AS)
     return n
+
+
+async def creations(conn: asyncpg.Connection | asyncpg.Pool) -> dict[str, int]:
+    """How many times the activity log says each external id was first stored: its own
+    `work_item_created` row, or its place in a first read's `work_items_imported` row."""
+    rows = await conn.fetch(
+        "SELECT id, count(*) AS n FROM ("
+        "  SELECT metadata->>'external_id' AS id FROM activity_logs"
+        "  WHERE event_type = 'work_item_created'"
+        "  UNION ALL"
+        "  SELECT jsonb_object_keys(metadata->'items') FROM activity_logs"
+        "  WHERE event_type = 'work_items_imported') c"
+        " GROUP BY 1"
+    )
+    return {r["id"]: r["n"] for r in rows}

@@ -11,7 +11,7 @@ import hashlib
 import json
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from datetime import time as dt_time
@@ -540,10 +540,20 @@ class _Run:
                 self.options.on_page(self.result)
             self._halt_if_asked()
 
+        # A scope never read to the end of its listing is being read for the first time: what
+        # it stores is its backlog, logged by the page (docs/dashboards.md, work_items_imported)
+        read_before = frozenset(self.state.scopes_read)
         await write_pages(
             self.conn, self.integration, connector.changes(since), cursor, self.started_wall,
             self.result, self.fields, self.status_map, self.log, between_pages,
+            first_reads=frozenset(scopes) - read_before,
         )  # fmt: skip
+        # Every scope the listing went through is read now, but those it lost; those that
+        # left the config are forgotten (read in full again if they come back)
+        read = frozenset(scopes) - frozenset(self.result.lost)
+        read |= read_before & frozenset(scopes)
+        if read != read_before:
+            await store.save_scopes_read(self.conn, self.integration.id, read)
 
     async def _check_mapping(self, config: ConnectorConfig) -> None:
         """Whether the stored rows are mapped with this config's status_map (an admin edited it
@@ -726,13 +736,16 @@ async def write_pages(
     status_map: Mapping[str, Status],
     log_to: runlog.RunLog,
     between: Callable[[], Awaitable[None]] | None = None,
+    *,
+    first_reads: Collection[str] = frozenset(),
 ) -> dict[str, datetime]:
     """Commit each page in order (`_commit_page`), calling `between` after each, while the next
     one is fetched and made safe to write (`store.ready_page`): read one page ahead, so that
     fetching and the worker's CPU share of a write overlap PostgreSQL's (memory stays bounded:
     two pages at most). The cursor advances only with committed pages; whatever ends the loop
     (a failed commit or fetch, `between` raising, a cancelled run) cancels the fetch in flight
-    and closes `pages`. The cursor after the last committed page."""
+    and closes `pages`. The cursor after the last committed page. `first_reads`: the scopes
+    read for the first time (what they store is logged by the page: `item_activities`)."""
     # Set while PostgreSQL works on a page (and between pages): only then is the next page
     # fetched and made safe to write, so that the worker's CPU share of it runs beside the
     # page's statement instead of holding up the reply to a BEGIN (one thread: whatever runs
@@ -748,7 +761,7 @@ async def write_pages(
             created = result.created
             cursor = await _commit_page(
                 conn, integration, page, cursor, ceiling, result, fields, status_map, log_to,
-                ready, db_busy.set, probe_new=probe_new,
+                ready, db_busy.set, probe_new=probe_new, first_reads=first_reads,
             )  # fmt: skip
             probe_new = probe_new and 2 * (result.created - created) >= len(page.items)
             db_busy.set()
@@ -790,12 +803,18 @@ async def _commit_page(
     sent: Callable[[], None] | None = None,
     *,
     probe_new: bool = False,
+    first_reads: Collection[str] = frozenset(),
 ) -> dict[str, datetime]:
     """One page (`ready`: its items made safe to write, when done already): rows, their
     activity and the advanced cursor, in one transaction. `sent`: called as the page's rows go
     to PostgreSQL (store.upsert_items). `probe_new`: its new items are COPY'd; when another
-    writer inserted one of them meanwhile, the page is written again through the upsert."""
+    writer inserted one of them meanwhile, the page is written again through the upsert.
+    `first_reads`: the scopes read for the first time."""
     new_cursor = advance(cursor, page.checkpoint, ceiling)
+    items = page.items if ready is None else ready.items
+    imported = (
+        {i.external_id: i.scope for i in items if i.scope in first_reads} if first_reads else {}
+    )
 
     async def write(probe: bool) -> store.PageResult:
         async with conn.transaction():
@@ -811,7 +830,7 @@ async def _commit_page(
             )
             written.rejected[:0] = page.rejected  # the connector's, then the store's
             await log_to.write(conn, _lost_activities(integration, page, result, fields))
-            await log_to.write(conn, item_activities(integration, written, fields))
+            await log_to.write(conn, item_activities(integration, written, fields, imported))
             if new_cursor != cursor:
                 await store.save_cursor(conn, integration.id, store.cursor_to_json(new_cursor))
         return written
@@ -927,11 +946,21 @@ def _lost_activities(
 
 
 def item_activities(
-    integration: Integration, written: store.PageResult, fields: Mapping[str, Any]
+    integration: Integration,
+    written: store.PageResult,
+    fields: Mapping[str, Any],
+    imported: Mapping[str, str] | None = None,
 ) -> list[store.Activity]:
+    """The page's rows about its items. `imported`: external id -> scope of the items a scope's
+    first read stores: those it creates (and finds not deleted upstream) are one
+    `work_items_imported` row, not a `work_item_created` row each."""
     source = integration.type
     out = []
+    backlog: dict[str, str] = {}  # external id -> status, of the items imported
     for c in written.changes:
+        if c.created and not c.removed_now and imported and c.external_id in imported:
+            backlog[c.external_id] = c.new_status
+            continue
         base = {**fields, "external_id": c.external_id, "external_key": c.external_key}
         label = _label(source, c.external_key, c.external_id)
         if c.created:
@@ -1009,7 +1038,25 @@ def item_activities(
                 },
             )
         )
+    if backlog:
+        out.insert(0, _imported(source, backlog, imported or {}, fields))
     return out
+
+
+def _imported(
+    source: str, backlog: Mapping[str, str], scope_of: Mapping[str, str], fields: Mapping[str, Any]
+) -> store.Activity:
+    """The row of the items a page of a first read created: how many, from which scopes, and
+    each one's id and status (what one `work_item_created` row each would have said)."""
+    scopes = sorted({scope_of[x] for x in backlog})
+    n = len(backlog)
+    where = f" {scopes[0]}" if len(scopes) == 1 and scopes[0] else ""
+    also = f" from {len(scopes)} scopes" if len(scopes) > 1 else ""
+    return store.Activity(
+        "work_items_imported",
+        f"{source}{where}: {n} item{'s' if n != 1 else ''} imported{also}",
+        {**fields, "count": n, "scopes": scopes, "items": dict(backlog)},
+    )
 
 
 def _removed(label: str, base: Mapping[str, Any], c: store.Change) -> store.Activity:

@@ -41,7 +41,7 @@ import pytest
 
 from connectors.sandbox.github import GitHubSandbox
 from tests.acceptance.cli import C9_SYNC, cli_env, run_cli
-from tests.helpers import make_integration, make_team
+from tests.helpers import creations, make_integration, make_team
 from worker import db, migrate
 from worker.sync import TICK_SERVED_WITHIN
 
@@ -239,11 +239,7 @@ async def assert_stored_once(
     assert len(rows) == len(stored) == len(upstream)
     assert stored == upstream
     assert all(r["removed_upstream_at"] is None for r in rows)
-    created = await conn.fetch(
-        "SELECT metadata->>'external_id' AS id, count(*) AS n FROM activity_logs"
-        " WHERE event_type = 'work_item_created' GROUP BY 1"
-    )
-    assert {r["id"]: r["n"] for r in created} == dict.fromkeys(upstream, 1)
+    assert await creations(conn) == dict.fromkeys(upstream, 1)
     return len(rows)
 
 

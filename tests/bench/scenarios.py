@@ -229,7 +229,8 @@ async def _write(
     url: str, source: str, config: dict[str, Any], pages: list[Page], bench: Bench
 ) -> Written:
     """The run's own page loop (`write_pages`: the next page made safe to write while one
-    commits; one transaction a page) over `pages` into a fresh integration, without HTTP."""
+    commits; one transaction a page) over `pages` into a fresh integration, without HTTP: its
+    first run, every scope read for the first time."""
     integration_id = await add_integration(url, source, config)
     conn = await db.connect(url)
     try:
@@ -245,8 +246,9 @@ async def _write(
             integration.team_id, runlog.opening(source, fields, ceiling, full=False)
         )
         await worker_sync.write_pages(
-            conn, integration, _served(pages), {}, ceiling, result, fields, {}, log
-        )
+            conn, integration, _served(pages), {}, ceiling, result, fields, {}, log,
+            first_reads=frozenset(i.scope for page in pages for i in page.items),
+        )  # fmt: skip
         seconds = time.perf_counter() - started
         return Written(seconds, time.process_time() - cpu0, bench.pg_cpu.seconds() - pg0, result)
     finally:

@@ -15,7 +15,7 @@ import pytest
 
 from connectors.base import FatalError, RetriableError, Status
 from tests.fake_connector import T0, Upstream, fake_connector_class
-from tests.helpers import make_integration, make_team
+from tests.helpers import creations, make_integration, make_team
 from worker import db, sync
 from worker.settings import Settings
 from worker.store import sync as store
@@ -89,7 +89,7 @@ async def test_first_sync_inserts_and_second_writes_nothing(
     )
     assert len(rows) == 25 and all(r["integration_id"] == integration for r in rows)
     assert all(r["assigned_at"] is not None for r in rows)
-    assert len(await events(pool, "work_item_created")) == 25
+    assert await creations(pool) == dict.fromkeys([r["external_id"] for r in rows], 1)
     before_events = len(await events(pool))
 
     second = await run(pool, integration, settings, upstream)
@@ -419,7 +419,7 @@ async def test_two_runs_at_once_one_runs_one_skips(pool, integration, settings, 
         run(pool, integration, settings, upstream), run(pool, integration, settings, upstream)
     )
     assert sorted([a.outcome, b.outcome]) == ["skipped", "succeeded"]
-    assert len(await events(pool, "work_item_created")) == 30
+    assert len(await creations(pool)) == 30 and set((await creations(pool)).values()) == {1}
     assert len(await events(pool, "sync_started")) == 1
 
 
@@ -1034,7 +1034,7 @@ async def test_an_item_back_in_scope_but_deleted_meanwhile_says_both(
     row = await pool.fetchrow("SELECT removed_upstream_at, out_of_scope_at FROM work_items")
     assert row["removed_upstream_at"] is not None and row["out_of_scope_at"] is None
     kinds = [e["event_type"] for e in await events(pool) if e["event_type"].startswith("work_")]
-    assert kinds[:2] == ["work_item_created", "work_item_out_of_scope"]
+    assert kinds[:2] == ["work_items_imported", "work_item_out_of_scope"]
     # written together, in one statement: their order is the ids' (random), not meaningful
     assert sorted(kinds[2:]) == ["work_item_back_in_scope", "work_item_removed"]
 

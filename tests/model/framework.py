@@ -919,8 +919,9 @@ class ConvergenceMachine(RuleBasedStateMachine):
         await self._check_activity(rows)
 
     async def _check_activity(self, rows: dict[str, asyncpg.Record]) -> None:
-        """The activity log tells each row's story: created once, and its last status, removal
-        and scope events agree with the row."""
+        """The activity log tells each row's story: created once (its own row, or in the
+        `work_items_imported` row of a first read's page, with its status), and its last
+        status, removal and scope events agree with the row."""
         assert self.admin is not None
         events = await self.admin.fetch(
             "SELECT work_item_id, event_type, metadata FROM activity_logs"
@@ -929,11 +930,22 @@ class ConvergenceMachine(RuleBasedStateMachine):
         by_item: dict[uuid.UUID, list[asyncpg.Record]] = {}
         for e in events:
             by_item.setdefault(e["work_item_id"], []).append(e)
+        imported: dict[str, str] = {}
+        for e in await self.admin.fetch(
+            "SELECT metadata FROM activity_logs WHERE event_type = 'work_items_imported'"
+        ):
+            items = e["metadata"]["items"]
+            assert not set(items) & set(imported), f"imported twice: {set(items) & set(imported)}"
+            imported.update(items)
+        assert set(imported) <= set(rows), f"imported, not stored: {set(imported) - set(rows)}"
         for ext, row in rows.items():
             story = by_item.get(row["id"], [])
             kinds = [e["event_type"] for e in story]
-            assert kinds.count("work_item_created") == 1, f"{ext}: {kinds}"
+            created = kinds.count("work_item_created") + (ext in imported)
+            assert created == 1, f"{ext}: {kinds}, imported: {ext in imported}"
             status = removed = out = None
+            if ext in imported:  # (before anything else of the item: it was stored then)
+                status, removed, out = imported[ext], False, False
             for e in story:
                 meta = e["metadata"]
                 kind = e["event_type"]

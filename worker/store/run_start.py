@@ -36,7 +36,7 @@ SELECT set_config('plan_cache_mode', 'force_generic_plan', false) AS plans,
        s.consecutive_failures AS s_consecutive_failures,
        s.next_attempt_at AS s_next_attempt_at, s.runs_since_sweep AS s_runs_since_sweep,
        s.config_digest AS s_config_digest, s.mapping_context AS s_mapping_context,
-       s.rows_mapped_with AS s_rows_mapped_with, s.last_run_id
+       s.rows_mapped_with AS s_rows_mapped_with, s.scopes_read AS s_scopes_read, s.last_run_id
 FROM (SELECT) AS one
 LEFT JOIN (integrations i JOIN teams t ON t.id = i.team_id) ON i.id = $2
 LEFT JOIN integration_sync_state s ON s.integration_id = $2

@@ -39,13 +39,16 @@ class SyncState:
     # what the connector learnt online that mapping stored rows offline needs (0014, remap)
     mapping_context: dict[str, Any] | None = None
     rows_mapped_with: str | None = None  # digest of the status_map every row is mapped with
+    # scopes whose first read reached the end of their listing (0020): what is new to the
+    # others is logged by the page (`work_items_imported`), not by the item
+    scopes_read: tuple[str, ...] = ()
 
 
 async def get_state(conn: asyncpg.Connection, integration_id: uuid.UUID) -> SyncState:
     row = await conn.fetchrow(
         "SELECT cursor, last_started_at, last_success_at, last_error_at, consecutive_failures,"
         "       next_attempt_at,"
-        "       runs_since_sweep, config_digest, mapping_context, rows_mapped_with"
+        "       runs_since_sweep, config_digest, mapping_context, rows_mapped_with, scopes_read"
         " FROM integration_sync_state WHERE integration_id = $1",
         integration_id,
     )
@@ -64,13 +67,14 @@ def state_from_row(row: Mapping[str, Any] | None, prefix: str = "") -> SyncState
     state = {name: row[f"{prefix}{name}"] for name in STATE_COLUMNS}
     if isinstance(state["mapping_context"], str):
         state["mapping_context"] = json.loads(state["mapping_context"])
+    state["scopes_read"] = tuple(state["scopes_read"])
     return SyncState(**state)
 
 
 async def _save_column(
     conn: asyncpg.Connection,
     integration_id: uuid.UUID,
-    column: Literal["rows_mapped_with", "mapping_context", "cursor"],
+    column: Literal["rows_mapped_with", "mapping_context", "cursor", "scopes_read"],
     value: Any,
 ) -> None:
     """Sets one column of the integration's sync state, creating the row if it has none."""
@@ -86,6 +90,12 @@ async def save_rows_mapped_with(
     conn: asyncpg.Connection, integration_id: uuid.UUID, digest: str
 ) -> None:
     await _save_column(conn, integration_id, "rows_mapped_with", digest)
+
+
+async def save_scopes_read(
+    conn: asyncpg.Connection, integration_id: uuid.UUID, scopes: Collection[str]
+) -> None:
+    await _save_column(conn, integration_id, "scopes_read", sorted(scopes))
 
 
 async def save_mapping_context(
