@@ -214,3 +214,30 @@ async def test_0008_names_existing_integrations_and_allows_several_per_type(
     finally:
         await listener.close()
         await conn.close()
+
+
+async def test_0020_counts_every_scope_with_a_cursor_as_read(empty_db_url: str) -> None:
+    conn = await db.connect(empty_db_url)
+    try:
+        await apply_through(conn, 19)
+        team = await make_team(conn, "Alpha")
+        insert = (
+            "INSERT INTO integrations (team_id, type, name, config)"
+            " VALUES ($1, 'github', $2, '{}') RETURNING id"
+        )
+        read, fresh = await conn.fetchval(insert, team, "a"), await conn.fetchval(insert, team, "b")
+        await conn.execute(
+            "INSERT INTO integration_sync_state (integration_id, cursor) VALUES"
+            ' ($1, \'{"o/web": "2025-01-01T00:00:00+00:00", "o/api": "2025-02-01T00:00:00+00:00"}\'),'
+            " ($2, '{}')",
+            read,
+            fresh,
+        )
+        applied = await migrate.apply(conn)
+        assert applied[0].path == "schema/0020_scopes_read.sql"
+        got = dict(
+            await conn.fetch("SELECT integration_id, scopes_read FROM integration_sync_state")
+        )
+        assert got == {read: ["o/api", "o/web"], fresh: []}
+    finally:
+        await conn.close()
