@@ -542,16 +542,15 @@ class _Run:
 
         # A scope never read to the end of its listing is being read for the first time: what
         # it stores is its backlog, logged by the page (docs/dashboards.md, work_items_imported)
-        read_before = frozenset(self.state.scopes_read)
+        configured, read_before = frozenset(scopes), frozenset(self.state.scopes_read)
         await write_pages(
             self.conn, self.integration, connector.changes(since), cursor, self.started_wall,
             self.result, self.fields, self.status_map, self.log, between_pages,
-            first_reads=frozenset(scopes) - read_before,
+            first_reads=configured - read_before,
         )  # fmt: skip
         # Every scope the listing went through is read now, but those it lost; those that
         # left the config are forgotten (read in full again if they come back)
-        read = frozenset(scopes) - frozenset(self.result.lost)
-        read |= read_before & frozenset(scopes)
+        read = (configured - frozenset(self.result.lost)) | (read_before & configured)
         if read != read_before:
             await store.save_scopes_read(self.conn, self.integration.id, read)
 
@@ -799,21 +798,22 @@ async def _commit_page(
     fields: dict[str, Any],
     status_map: Mapping[str, Status],
     log_to: runlog.RunLog,
-    ready: store.ReadyPage | None = None,
+    ready: store.ReadyPage,
     sent: Callable[[], None] | None = None,
     *,
     probe_new: bool = False,
     first_reads: Collection[str] = frozenset(),
 ) -> dict[str, datetime]:
-    """One page (`ready`: its items made safe to write, when done already): rows, their
+    """One page (`ready`: its items made safe to write, `store.ready_page`): rows, their
     activity and the advanced cursor, in one transaction. `sent`: called as the page's rows go
     to PostgreSQL (store.upsert_items). `probe_new`: its new items are COPY'd; when another
     writer inserted one of them meanwhile, the page is written again through the upsert.
     `first_reads`: the scopes read for the first time."""
     new_cursor = advance(cursor, page.checkpoint, ceiling)
-    items = page.items if ready is None else ready.items
     imported = (
-        {i.external_id: i.scope for i in items if i.scope in first_reads} if first_reads else {}
+        {i.external_id: i.scope for i in ready.items if i.scope in first_reads}
+        if first_reads
+        else {}
     )
 
     async def write(probe: bool) -> store.PageResult:
@@ -823,7 +823,7 @@ async def _commit_page(
                 source=integration.type,
                 team_id=integration.team_id,
                 integration_id=integration.id,
-                items=page.items if ready is None else ready,
+                items=ready,
                 status_map=status_map,
                 sent=sent,
                 probe_new=probe,
