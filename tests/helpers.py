@@ -146,3 +146,17 @@ async def creations(conn: asyncpg.Connection | asyncpg.Pool) -> dict[str, int]:
         " GROUP BY 1"
     )
     return {r["id"]: r["n"] for r in rows}
+
+
+async def imported_items(conn: asyncpg.Connection | asyncpg.Pool) -> dict[str, str]:
+    """external id -> status, over every first read's `work_items_imported` row: each row's
+    `count` is its items', and no item is in two rows."""
+    out: dict[str, str] = {}
+    for row in await conn.fetch(
+        "SELECT metadata FROM activity_logs WHERE event_type = 'work_items_imported'"
+    ):
+        items = row["metadata"]["items"]
+        assert row["metadata"]["count"] == len(items)
+        assert not set(items) & set(out), f"imported twice: {set(items) & set(out)}"
+        out.update(items)
+    return out

@@ -13,7 +13,7 @@ import pytest
 
 from connectors.base import RetriableError, Status
 from tests.fake_connector import T0, Upstream, fake_connector_class
-from tests.helpers import make_integration, make_team
+from tests.helpers import imported_items, make_integration, make_team
 from worker import sync
 from worker.settings import Settings
 from worker.sync import RunOptions
@@ -52,17 +52,6 @@ async def _rows(pool: asyncpg.Pool, event_type: str) -> list[dict[str, Any]]:
     return [dict(r) for r in rows]
 
 
-async def _imported(pool: asyncpg.Pool) -> dict[str, str]:
-    """external id -> status, over every work_items_imported row (each id once)."""
-    out: dict[str, str] = {}
-    for row in await _rows(pool, "work_items_imported"):
-        items = row["metadata"]["items"]
-        assert row["metadata"]["count"] == len(items)
-        assert not set(items) & set(out), "an item imported twice"
-        out.update(items)
-    return out
-
-
 async def _scopes_read(pool: asyncpg.Pool, integration: uuid.UUID) -> list[str]:
     value = await pool.fetchval(
         "SELECT scopes_read FROM integration_sync_state WHERE integration_id = $1", integration
@@ -89,7 +78,7 @@ async def test_a_first_read_is_logged_by_the_page_and_later_items_one_by_one(
         r["external_id"]: r["status"]
         for r in await pool.fetch("SELECT external_id, status FROM work_items")
     }
-    assert await _imported(pool) == stored  # every item, with the status it was stored with
+    assert await imported_items(pool) == stored  # every item, with the status it was stored with
     assert await _scopes_read(pool, integration) == [""]
 
     new = upstream.add(2, start=T0 + timedelta(days=1))
@@ -117,7 +106,7 @@ async def test_a_first_read_cut_short_goes_on_as_a_first_read(
     rest = await _run(pool, integration, settings, upstream)
     assert (rest.outcome, rest.created) == ("succeeded", 15), rest.reason
     assert await _rows(pool, "work_item_created") == []
-    assert len(await _imported(pool)) == 25
+    assert len(await imported_items(pool)) == 25
     assert await _scopes_read(pool, integration) == [""]
 
 
@@ -172,8 +161,8 @@ async def test_a_lost_scope_stays_a_first_read_and_a_full_run_logs_new_items_one
 
     del upstream.lost["B"]
     await _run(pool, integration, settings, upstream)
-    assert set(await _imported(pool)) == {*upstream.items}
-    assert set(b_items) <= set(await _imported(pool))
+    assert set(await imported_items(pool)) == {*upstream.items}
+    assert set(b_items) <= set(await imported_items(pool))
     assert await _scopes_read(pool, integration) == ["A", "B"]
 
     (late,) = upstream.add(1, scope="A", start=T0 + timedelta(days=1))

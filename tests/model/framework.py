@@ -65,7 +65,7 @@ from hypothesis.stateful import (
 )
 
 from connectors.sandbox.base import Request, SandboxServer
-from tests.helpers import make_integration, make_team, runs_ended
+from tests.helpers import imported_items, make_integration, make_team, runs_ended
 from worker import db, sync
 from worker.settings import Settings
 from worker.store import census as census_store
@@ -930,13 +930,7 @@ class ConvergenceMachine(RuleBasedStateMachine):
         by_item: dict[uuid.UUID, list[asyncpg.Record]] = {}
         for e in events:
             by_item.setdefault(e["work_item_id"], []).append(e)
-        imported: dict[str, str] = {}
-        for e in await self.admin.fetch(
-            "SELECT metadata FROM activity_logs WHERE event_type = 'work_items_imported'"
-        ):
-            items = e["metadata"]["items"]
-            assert not set(items) & set(imported), f"imported twice: {set(items) & set(imported)}"
-            imported.update(items)
+        imported = await imported_items(self.admin)
         assert set(imported) <= set(rows), f"imported, not stored: {set(imported) - set(rows)}"
         for ext, row in rows.items():
             story = by_item.get(row["id"], [])
