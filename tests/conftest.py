@@ -15,7 +15,7 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 import pytest
 
-from worker import db, migrate
+from worker import db, migrate, sync
 
 pytest.register_assert_rewrite("tests.integration.connectors.contract", "tests.helpers")
 
@@ -106,3 +106,11 @@ async def conn(db_url: str) -> AsyncIterator[asyncpg.Connection]:
     c = await db.connect(db_url)
     yield c
     await c.close()
+
+
+@pytest.fixture
+def a_transaction_a_page(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Runs commit their pages one by one (one page read ahead), for tests that follow a run
+    page by page: the fake tracker answers at once, so a transaction would otherwise take
+    every page fetched meanwhile (worker.sync.PAGES_AHEAD)."""
+    monkeypatch.setattr(sync, "PAGES_AHEAD", 1)

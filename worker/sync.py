@@ -724,6 +724,13 @@ async def _close(pages: object) -> None:
         await aclose()
 
 
+# Pages fetched ahead while a transaction commits, at most (memory: these, those committing and
+# the one being fetched). They are committed together: a transaction's fixed cost (its round
+# trips, the commit) is paid once for all of them, which is what a database some way off the
+# worker costs most (docs/operations.md, "Write path").
+PAGES_AHEAD = 8
+
+
 async def write_pages(
     conn: asyncpg.Connection,
     integration: Integration,
@@ -738,33 +745,37 @@ async def write_pages(
     *,
     first_reads: Collection[str] = frozenset(),
 ) -> dict[str, datetime]:
-    """Commit each page in order (`_commit_page`), calling `between` after each, while the next
-    one is fetched and made safe to write (`store.ready_page`): read one page ahead, so that
-    fetching and the worker's CPU share of a write overlap PostgreSQL's (memory stays bounded:
-    two pages at most). The cursor advances only with committed pages; whatever ends the loop
-    (a failed commit or fetch, `between` raising, a cancelled run) cancels the fetch in flight
-    and closes `pages`. The cursor after the last committed page. `first_reads`: the scopes
-    read for the first time (what they store is logged by the page: `item_activities`)."""
-    # Set while PostgreSQL works on a page (and between pages): only then is the next page
-    # fetched and made safe to write, so that the worker's CPU share of it runs beside the
-    # page's statement instead of holding up the reply to a BEGIN (one thread: whatever runs
-    # there, the loop waits for).
+    """Commit the pages in order (`_commit_page`), calling `between` after each commit, while
+    the next ones are fetched and made safe to write (`store.ready_page`): read ahead, so that
+    fetching and the worker's CPU share of a write overlap PostgreSQL's. Each transaction
+    takes every page fetched by then (`PAGES_AHEAD` at most): one when fetching is the slower,
+    more when writing is. The cursor advances only with committed pages; whatever ends the
+    loop (a failed commit or fetch, `between` raising, a cancelled run) cancels the fetch in
+    flight and closes `pages`. The cursor after the last committed page. `first_reads`: the
+    scopes read for the first time (what they store is logged by the transaction:
+    `item_activities`)."""
+    # Set while PostgreSQL works on a transaction's statements (and between transactions):
+    # only then are the next pages fetched and made safe to write, so that the worker's CPU
+    # share of them runs beside a statement instead of holding up the reply to a BEGIN (one
+    # thread: whatever runs there, the loop waits for).
     db_busy = asyncio.Event()
     db_busy.set()
-    ahead = ReadAhead(_ready(pages, db_busy))
+    ahead = ReadAhead(_ready(pages, db_busy), PAGES_AHEAD)
     # A first import's pages are new rows: COPY'd (store.new_items), while they stay mostly new
     probe_new = not cursor
     try:
-        async for page, ready in ahead:
+        async for fetched in ahead:
             db_busy.clear()  # (before the next page's fetch first runs: it starts at an await)
+            page, ready = _joined(fetched)
             created = result.created
             cursor = await _commit_page(
                 conn, integration, page, cursor, ceiling, result, fields, status_map, log_to,
                 ready, db_busy.set, probe_new=probe_new, first_reads=first_reads,
             )  # fmt: skip
+            result.pages += len(fetched)
             probe_new = probe_new and 2 * (result.created - created) >= len(page.items)
             db_busy.set()
-            for scope in page.checkpoint:  # progress: where this page left its scope's cursor
+            for scope in page.checkpoint:  # progress: where these pages left a scope's cursor
                 result.scope, result.cursor_at = scope, cursor[scope]
             if between is not None:
                 await between()
@@ -788,6 +799,29 @@ async def _ready(
         await _close(pages)
 
 
+def _joined(fetched: Sequence[tuple[Page, store.ReadyPage]]) -> tuple[Page, store.ReadyPage]:
+    """Pages fetched one after another, as one page to commit: their items, rejects and lost
+    scopes in order, each scope's latest checkpoint (as `advance` would keep it, page after
+    page), their clean items one per id (`store.join_ready`)."""
+    if len(fetched) == 1:
+        return fetched[0]
+    pages = [page for page, _ in fetched]
+    checkpoint: dict[str, datetime] = {}
+    lost: dict[str, str] = {}
+    for page in pages:
+        for scope, at in page.checkpoint.items():
+            checkpoint[scope] = max(at, checkpoint.get(scope, at))
+        for scope, why in page.lost.items():
+            lost.setdefault(scope, why)
+    joined = Page(
+        [item for page in pages for item in page.items],
+        checkpoint,
+        [rejected for page in pages for rejected in page.rejected],
+        lost,
+    )
+    return joined, store.join_ready([ready for _, ready in fetched])
+
+
 async def _commit_page(
     conn: asyncpg.Connection,
     integration: Integration,
@@ -804,8 +838,9 @@ async def _commit_page(
     probe_new: bool = False,
     first_reads: Collection[str] = frozenset(),
 ) -> dict[str, datetime]:
-    """One page (`ready`: its items made safe to write, `store.ready_page`): rows, their
-    activity and the advanced cursor, in one transaction. `sent`: called as the page's rows go
+    """One page (or pages fetched one after another, `_joined`; `ready`: its items made safe to
+    write, `store.ready_page`): rows, their activity and the advanced cursor, in one
+    transaction. `sent`: called as the page's rows go
     to PostgreSQL (store.upsert_items). `probe_new`: its new items are COPY'd; when another
     writer inserted one of them meanwhile, the page is written again through the upsert.
     `first_reads`: the scopes read for the first time."""
@@ -843,7 +878,6 @@ async def _commit_page(
         log.info("page_rewritten", **fields, reason="an item was inserted meanwhile")
         written = await write(False)
     result.lost.update({s: why for s, why in page.lost.items() if s not in result.lost})
-    result.pages += 1
     result.created += written.created
     result.updated += written.updated
     result.unchanged += written.unchanged

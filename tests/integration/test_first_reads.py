@@ -59,6 +59,7 @@ async def _scopes_read(pool: asyncpg.Pool, integration: uuid.UUID) -> list[str]:
     return list(value)
 
 
+@pytest.mark.usefixtures("a_transaction_a_page")
 async def test_a_first_read_is_logged_by_the_page_and_later_items_one_by_one(
     pool: asyncpg.Pool, settings: Settings
 ) -> None:

@@ -30,6 +30,7 @@ def gauge(name: str, integration_id: uuid.UUID) -> float | None:
     )
 
 
+@pytest.mark.usefixtures("a_transaction_a_page")
 async def test_each_page_reports_items_so_far_and_how_far_behind_the_cursor_is(
     pool: asyncpg.Pool, tmp_path: Path
 ) -> None:
@@ -119,6 +120,7 @@ async def test_a_short_run_stores_no_progress(
     assert await pool.fetchval("SELECT run_progress FROM integration_sync_state") is None
 
 
+@pytest.mark.usefixtures("a_transaction_a_page")
 async def test_status_on_another_connection_shows_the_running_runs_progress(
     pool: asyncpg.Pool, db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -15,7 +15,7 @@ import pytest
 
 from connectors.base import FatalError, RetriableError, Status
 from tests.fake_connector import T0, Upstream, fake_connector_class
-from tests.helpers import creations, make_integration, make_team
+from tests.helpers import creations, imported_items, make_integration, make_team
 from worker import db, sync
 from worker.settings import Settings
 from worker.store import sync as store
@@ -423,15 +423,20 @@ async def test_two_runs_at_once_one_runs_one_skips(pool, integration, settings, 
     assert len(await events(pool, "sync_started")) == 1
 
 
-async def test_stop_event_ends_the_run_after_the_current_page(
+async def test_stop_event_ends_the_run_after_the_current_transaction(
     pool, integration, settings, upstream
 ) -> None:
-    upstream.add(50)
+    """A stop asked for ends the run once the transaction under way commits: the pages it took
+    (those fetched by then, PAGES_AHEAD at most) stay with their cursor, no other is written."""
+    upstream.add(10 * (sync.PAGES_AHEAD + 5))
     stop = asyncio.Event()
     stop.set()
     result = await run(pool, integration, settings, upstream, stop=stop)
-    assert (result.outcome, result.pages) == ("interrupted", 1)
-    assert await pool.fetchval("SELECT count(*) FROM work_items") == 10
+    assert result.outcome == "interrupted" and 1 <= result.pages <= sync.PAGES_AHEAD
+    assert await pool.fetchval("SELECT count(*) FROM work_items") == 10 * result.pages
+    last = sorted(upstream.items.values(), key=lambda i: i.updated_at)[10 * result.pages - 1]
+    cursor = await pool.fetchval("SELECT cursor->>'' FROM integration_sync_state")
+    assert cursor == last.updated_at.isoformat()
     assert len(await events(pool, "sync_interrupted")) == 1
     assert await pool.fetchval("SELECT last_sync FROM integrations") is None
 
@@ -548,9 +553,10 @@ async def test_one_malformed_item_is_rejected_by_name_and_the_rest_lands(
     stored = {r["external_id"] for r in await pool.fetch("SELECT external_id FROM work_items")}
     assert stored == set(ids) - {ids[3], ids[14]}
     rejected = await events(pool, "work_item_rejected")
-    assert [(r["metadata"]["external_key"], r["metadata"]["reason"]) for r in rejected] == [
-        (ids[3], "updated: unreadable time 'soon'"),
+    # (pages committed together share their rows' time: their order is not asked for)
+    assert sorted((r["metadata"]["external_key"], r["metadata"]["reason"]) for r in rejected) == [
         (ids[14], "description is dict, not text"),
+        (ids[3], "updated: unreadable time 'soon'"),
     ]
     assert all(ids[3] in r["message"] or ids[14] in r["message"] for r in rejected)
     # Nothing froze: the cursor passed them, and the next run reads only the overlap.
@@ -1039,43 +1045,57 @@ async def test_an_item_back_in_scope_but_deleted_meanwhile_says_both(
     assert sorted(kinds[2:]) == ["work_item_back_in_scope", "work_item_removed"]
 
 
-async def test_the_next_page_is_fetched_while_the_current_one_commits(
+async def test_pages_fetched_while_a_transaction_commits_are_committed_together(
     pool, integration, settings, upstream, monkeypatch
 ) -> None:
-    """Each page's commit waits (inside its transaction) until the next page's fetch has
-    started: read one page ahead, the run completes; fetching only after each commit, the first
-    commit would wait in vain. The cursor still advances page by page, in order."""
-    upstream.add(30)  # three pages
-    next_fetch = {n: asyncio.Event() for n in (1, 2, 3)}  # page n handed out, n+1 being read
-    fetches: list[int] = []
+    """While the first transaction commits, the next pages are read, PAGES_AHEAD of them and no
+    more: its commit waits (inside the transaction) until they are, so fetching only after each
+    commit, or one page ahead, it would wait in vain. The next transaction takes them all: one
+    cursor, at the last of them, and one row for the items they import."""
+    ahead = sync.PAGES_AHEAD
+    upstream.add(10 * (ahead + 3))  # page 1, then `ahead` pages, then two more
+    first_commit = asyncio.Event()
+    fetches: list[int] = []  # n: page n handed out, page n + 1 being read
 
     async def fetching_next(n: int) -> None:
+        if n == 1:  # (page 1 alone in the first transaction: the rest comes while it commits)
+            await asyncio.wait_for(first_commit.wait(), 5)
         fetches.append(n)
-        next_fetch[n].set()
 
     upstream.between_pages = fetching_next
     save_cursor = store.save_cursor
     saved: list[str] = []
-    ahead: list[int] = []  # fetches begun when each commit ends
+    read_by_first_commit: list[int] = []
 
-    async def save_once_the_next_page_is_read(conn, integration_id, cursor) -> None:
-        page = len(saved) + 1
-        await asyncio.wait_for(next_fetch[page].wait(), 3)
+    async def save_once_the_reading_stops(conn, integration_id, cursor) -> None:
+        if not saved:
+            first_commit.set()
+            async with asyncio.timeout(5):
+                while len(fetches) < ahead:  # (no event to wait on)  # noqa: ASYNC110
+                    await asyncio.sleep(0.01)
+            await asyncio.sleep(0.2)  # (time for a fetch too many to begin)
+            read_by_first_commit.extend(fetches)
         await save_cursor(conn, integration_id, cursor)
         saved.append(cursor[""])
-        ahead.append(len(fetches))
 
-    monkeypatch.setattr(store, "save_cursor", save_once_the_next_page_is_read)
+    monkeypatch.setattr(store, "save_cursor", save_once_the_reading_stops)
     result = await run(pool, integration, settings, upstream)
     assert result.outcome == "succeeded", result.reason
-    assert result.created == 30 and result.pages == 3
-    # one page ahead, never more: while page n commits, page n+1 is read, page n+2 not yet
-    assert ahead == [1, 2, 3]
+    assert result.created == 10 * (ahead + 3) and result.pages == ahead + 3
+    assert read_by_first_commit == list(range(1, ahead + 1))  # page ahead + 2 not begun
     ordered = sorted(upstream.items.values(), key=lambda i: i.updated_at)
-    assert saved == [ordered[k].updated_at.isoformat() for k in (9, 19, 29)]
+    assert saved[:2] == [ordered[k].updated_at.isoformat() for k in (9, 10 * (ahead + 1) - 1)]
+    assert saved[-1] == ordered[-1].updated_at.isoformat()
     assert await pool.fetchval("SELECT cursor->>'' FROM integration_sync_state") == saved[-1]
+    counts = await pool.fetch(
+        "SELECT (metadata->>'count')::int AS n FROM activity_logs"
+        " WHERE event_type = 'work_items_imported' ORDER BY created_at"
+    )
+    assert [r["n"] for r in counts][:2] == [10, 10 * ahead]
+    assert len(await imported_items(pool)) == 10 * (ahead + 3)
 
 
+@pytest.mark.usefixtures("a_transaction_a_page")
 async def test_a_failed_commit_ends_the_run_and_the_fetch_ahead_with_it(
     pool, integration, settings, upstream, monkeypatch
 ) -> None:

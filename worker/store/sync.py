@@ -450,9 +450,25 @@ class ReadyPage:
 
 def ready_page(items: Sequence[WorkItem]) -> ReadyPage:
     """The worker's CPU share of a page's write, apart from the statement: a run does it while
-    the previous page commits (worker.sync, read one page ahead)."""
+    the previous pages commit (worker.sync, reading ahead)."""
     clean, rejected = sanitize.prepare_page(items)
     return ReadyPage(clean, sanitize.columns(clean), rejected)
+
+
+def join_ready(pages: Sequence[ReadyPage]) -> ReadyPage:
+    """Pages made ready one by one, as `ready_page` makes their items together: one item per
+    id, kept where the id first came, its newest version (the later one on a tie)."""
+    kept: dict[str, tuple[ReadyPage, int]] = {}
+    for page in pages:
+        for n, item in enumerate(page.items):
+            seen = kept.get(item.external_id)
+            if seen is None or item.updated_at >= seen[0].items[seen[1]].updated_at:
+                kept[item.external_id] = (page, n)
+    return ReadyPage(
+        [page.items[n] for page, n in kept.values()],
+        {name: [page.columns[name][n] for page, n in kept.values()] for name in pages[0].columns},
+        [rejected for page in pages for rejected in page.rejected],
+    )
 
 
 async def upsert_items(
