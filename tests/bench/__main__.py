@@ -55,6 +55,12 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
         help="seconds each upstream answer waits in the overlap scenario (0.05)",
     )
     parser.add_argument(
+        "--db-latency",
+        type=float,
+        default=0.0005,
+        help="seconds each way between the worker and the database in github-far-db (0.0005)",
+    )
+    parser.add_argument(
         "--rss-sizes",
         help="comma-separated item counts the rss scenario compares (default: N and 10*N)",
     )
@@ -109,6 +115,7 @@ def main(argv: list[str] | None = None) -> None:
         integrations=args.integrations,
         rss_sizes=sizes,
         latency=args.latency,
+        db_latency=args.db_latency,
         dlt_python=args.dlt_python,
         rss_tracker=args.rss_tracker,
     )

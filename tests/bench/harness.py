@@ -102,9 +102,15 @@ _SUMMARY = re.compile(
 
 
 async def measured_sync(
-    bench: Bench, upstream: Upstream, phase: str, url: str, integration: uuid.UUID
+    bench: Bench,
+    upstream: Upstream,
+    phase: str,
+    url: str,
+    integration: uuid.UUID,
+    worker_url: str | None = None,
 ) -> dict[str, Any]:
-    """One `c9-sync sync` of the integration, the upstream replaying `phase`: its figures."""
+    """One `c9-sync sync` of the integration, the upstream replaying `phase`: its figures.
+    `worker_url`: the database as the worker reaches it, when not as `url` (delay_proxy)."""
     conn = await db.connect(url)
     try:
         # Rows rewritten: those whose tuple changed (xmin), counted in the server.
@@ -116,7 +122,9 @@ async def measured_sync(
         upstream.phase, upstream.requests, upstream.misses = phase, 0, []
         pg0, up0 = bench.pg_cpu.seconds(), time.process_time()
         try:
-            proc = bench.worker(url, "sync", "--integration", str(integration), "--force")
+            proc = bench.worker(
+                worker_url or url, "sync", "--integration", str(integration), "--force"
+            )
         finally:
             for miss in upstream.misses[:3]:
                 print(f"# {phase}: not recorded: {miss}", file=sys.stderr, flush=True)

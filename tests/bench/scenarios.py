@@ -9,12 +9,14 @@ import os
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
+from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from connectors import registry
 from connectors.base import Page
+from tests.bench import delay_proxy
 from tests.bench.harness import Bench, add_integration, copy_ceiling, measured_sync
 from tests.bench.measure import Process, run_module, worker_env
 from tests.bench.trackers import TRACKERS, Tracker
@@ -35,6 +37,7 @@ class Options:
     latency: float = 0.05  # seconds each upstream answer waits (the overlap scenario)
     dlt_python: str | None = None  # a Python with dlt[postgres] (the dlt-github scenario)
     rss_tracker: str = "linear"  # whose import the rss scenario measures
+    db_latency: float = 0.0005  # seconds each way to the database (the github-far-db scenario)
 
 
 Scenario = Callable[[Bench, Options], Rows]
@@ -75,20 +78,29 @@ async def prime(
     return Primed(upstream, capacity, touched)
 
 
-def _import(tracker: Tracker, label: str = "", **config: Any) -> Scenario:
+def _import(tracker: Tracker, label: str = "", far: bool = False, **config: Any) -> Scenario:
     """Full import, no-op and 1%-changed incremental runs; `config`: keys over the tracker's
-    (rows named `label`, default the tracker's type)."""
+    (rows named `label`, default the tracker's type). `far`: the worker reaches the database
+    through `delay_proxy`, `--db-latency` away each way."""
 
     async def scenario(bench: Bench, options: Options) -> Rows:
         n = options.items
         primed = await prime(bench, tracker, n, PHASES, **config)
         try:
-            async with bench.database(tracker.type) as url:
+            async with AsyncExitStack() as stack:
+                url = await stack.enter_async_context(bench.database(tracker.type))
+                worker_url = (
+                    stack.enter_context(delay_proxy.delayed(url, options.db_latency))
+                    if far
+                    else url
+                )
                 integration = await add_integration(
                     url, tracker.type, {**tracker.config(primed.upstream.url), **config}
                 )
                 for phase in PHASES:
-                    row = await measured_sync(bench, primed.upstream, phase, url, integration)
+                    row = await measured_sync(
+                        bench, primed.upstream, phase, url, integration, worker_url
+                    )
                     extra: dict[str, Any] = {"ratio_to_ceiling": None}
                     if phase == "full":
                         extra = await copy_ceiling(url, bench.pg_cpu)
@@ -97,6 +109,8 @@ def _import(tracker: Tracker, label: str = "", **config: Any) -> Scenario:
                         )
                     if phase == "changed":
                         extra["changed_upstream"] = primed.touched
+                    if far:
+                        extra["db_latency_s"] = options.db_latency
                     yield {
                         "name": f"{label or tracker.type}-{phase}",
                         "items": n,
@@ -472,6 +486,11 @@ SCENARIOS: dict[str, Scenario] = {
     # GitHub without its client-side request spacing (the config's 0): what the worker itself
     # reaches, beside dlt's rest_api source, which does not space its requests
     "github-unspaced": _import(TRACKERS["github"], "github-unspaced", seconds_between_requests=0),
+    # The same with the database `--db-latency` away (a managed server's usual distance): what
+    # a run's round trips cost, which committing the pages fetched meanwhile together saves
+    "github-far-db": _import(
+        TRACKERS["github"], "github-far-db", far=True, seconds_between_requests=0
+    ),
     "linear": _import(TRACKERS["linear"]),
     "jira": _import(TRACKERS["jira"]),
     "azure_devops": _import(TRACKERS["azure_devops"]),

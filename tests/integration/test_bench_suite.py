@@ -7,9 +7,13 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
+
+from tests.bench import delay_proxy
+from worker import db
 
 ROOT = Path(__file__).resolve().parents[2]
 FIELDS = (
@@ -82,3 +86,35 @@ def test_the_write_path_and_overlap_scenarios_print_their_figures() -> None:
         overlap["fetch_alone_s"] + overlap["write_alone_s"], abs=0.002
     )
     assert overlap["of_sum"] == pytest.approx(overlap["run_seconds"] / overlap["sum_s"], rel=0.05)
+
+
+async def test_the_delay_proxy_holds_each_way_of_a_round_trip(db_url: str) -> None:
+    with delay_proxy.delayed(db_url, 0.05) as far:
+        conn = await db.connect(far)  # (its start-up's round trips are held too)
+        try:
+            started = time.perf_counter()
+            assert await conn.fetchval("SELECT $1::int + 1", 41) == 42
+            assert time.perf_counter() - started >= 0.1
+        finally:
+            await conn.close()
+
+
+@pytest.mark.timeout(600)
+def test_the_far_database_scenario_runs_the_worker_through_the_proxy() -> None:
+    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
+    done = subprocess.run(
+        [sys.executable, "-m", "tests.bench", "--items", "120", "--db-latency", "0.002",
+         "--scenario", "github-far-db"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=580,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows = {r["name"]: r for r in map(json.loads, done.stdout.splitlines())}
+    assert set(rows) == {"github-far-db-full", "github-far-db-noop", "github-far-db-changed"}
+    assert all(row["db_latency_s"] == 0.002 for row in rows.values())
+    assert rows["github-far-db-full"]["created"] == 120
+    assert rows["github-far-db-noop"]["rows_rewritten"] == 0
+    assert rows["github-far-db-changed"]["rows_rewritten"] == 2
