@@ -83,7 +83,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import json
 import logging
 import re
 import time
@@ -95,7 +94,6 @@ from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 from urllib.parse import urlsplit
 
-import orjson
 import requests
 from github import Auth, Github, GithubException
 from github.Requester import Requester
@@ -139,7 +137,7 @@ from connectors.github_model import (
     stored_raw,
 )
 from connectors.github_repos import installation_repos, is_pattern, matches, owner_repos
-from connectors.http import call_sdk, header, log_event, parse_time, retry_after
+from connectors.http import call_sdk, header, json_body, log_event, parse_time, retry_after
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -695,11 +693,7 @@ def decoded_body(body: str) -> Any:
     if not body:
         return None
     try:
-        return orjson.loads(body)
-    except orjson.JSONDecodeError:
-        pass
-    try:
-        return json.loads(body)
+        return json_body(body)
     except ValueError:
         if body.startswith(("{", "[")):
             raise

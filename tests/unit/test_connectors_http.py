@@ -25,6 +25,7 @@ from connectors.base import ConnectorContext, ConnectorError, FatalError, Retria
 from connectors.http import (
     call_sdk,
     header,
+    json_body,
     log_event,
     network_error,
     parse_http_date,
@@ -331,3 +332,23 @@ def test_linear_keeps_its_stricter_time_rule_on_top_of_the_kit() -> None:
     assert linear.parse_time(None) is None
     with pytest.raises(ConnectorError):
         linear.parse_time("2025-13-01T00:00:00Z")
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        '{"value": [{"id": 1, "fields": {"System.Title": "ünïcode 🚀"}}, null]}'.encode(),
+        b'{"value": [{"fields": {"System.Title": "half \\ud800 a pair"}}]}',
+        '{"count": 1, "value": []}'.encode("utf-16"),  # json reads UTF-16 bytes, orjson not
+        '{"n": NaN}',
+    ],
+)
+def test_json_body_reads_bytes_and_text_as_json_does(body: bytes | str) -> None:
+    # (NaN is not equal to itself: compare the texts json writes of both)
+    assert json.dumps(json_body(body)) == json.dumps(json.loads(body))
+
+
+@pytest.mark.parametrize("body", [b"<html><body>502 Bad Gateway</body></html>", b'{"value": [1'])
+def test_json_body_refuses_what_is_not_json(body: bytes) -> None:
+    with pytest.raises(ValueError):
+        json_body(body)
