@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 from pydantic import SecretStr, ValidationError
 
-from connectors.azure_devops import AzureDevOpsConfig, AzureDevOpsConnector
+from connectors.azure_devops import AzureDevOpsConfig, AzureDevOpsConnector, _work_items_batch
 from connectors.base import ConnectorContext, FatalError, Page, Person, RetriableError, Status
 from connectors.sandbox.azure_devops import AzureDevOpsSandbox, identity
 from tests.conformance import checker
@@ -1064,3 +1064,46 @@ async def test_identity_fields_are_read_as_objects_or_text(
         assert assigned["displayName"] == "Jamal Hartnett"
         assert assigned["_links"]["avatar"]["href"].startswith(sandbox.organization_url)
     assert "System.AssignedTo" not in got[str(other)].raw["fields"]
+
+
+async def test_a_batch_is_the_sdks_request_and_reads_as_the_sdks_answer(
+    harness: AdoHarness,
+) -> None:
+    """The connector sends workItemsBatch through the SDK's client and reads the answer as JSON
+    (`_work_items_batch`): the request is the one the SDK's own get_work_items_batch sends, and
+    the entries are what its models held, `null` (an id it cannot read) included."""
+    from azure.devops.v7_0.work_item_tracking.models import WorkItemBatchGetRequest
+
+    sandbox = harness.sandbox
+    ids = [
+        sandbox.add_item(
+            f"Story ünïcode {n}",
+            changed=DAY + timedelta(minutes=n),
+            fields={"System.Tags": "a; b", "Microsoft.VSTS.Common.Priority": n},
+        )
+        for n in range(3)
+    ]
+    request = WorkItemBatchGetRequest(
+        ids=[*ids, max(ids) + 100],
+        fields=["System.Id", "System.Title", "System.Tags", "Microsoft.VSTS.Common.Priority"],
+        error_policy="omit",
+    )
+    connector = harness.connector()
+    try:
+        wit = await asyncio.to_thread(connector._wit)
+        sandbox.clear_requests()
+        models = await asyncio.to_thread(wit.get_work_items_batch, request, sandbox.project)
+        ours = await asyncio.to_thread(_work_items_batch, wit, request, sandbox.project)
+    finally:
+        await connector.aclose()
+    sdk_sent, we_sent = sandbox.requests_to("/workItemsBatch")
+    assert (we_sent.method, we_sent.url, we_sent.json()) == (
+        sdk_sent.method, sdk_sent.url, sdk_sent.json()
+    )  # fmt: skip
+    assert we_sent.headers["accept"] == sdk_sent.headers["accept"]
+    assert we_sent.headers["content-type"] == sdk_sent.headers["content-type"]
+    assert ours == [
+        None if w is None else {"id": w.id, "rev": w.rev, "fields": w.fields, "url": w.url}
+        for w in models
+    ]
+    assert ours[-1] is None and [w["id"] for w in ours[:-1] if w] == ids
