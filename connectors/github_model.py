@@ -25,10 +25,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-import orjson
-
 from connectors.base import Person, Sprint
-from connectors.http import parse_time
+from connectors.http import json_mentions, parse_time
 
 #: GitHub's organization issue types that have a kind of ours; any other type is "other".
 TYPE_KINDS = {"bug": "bug", "feature": "feature", "task": "task", "epic": "epic"}
@@ -119,24 +117,15 @@ def stored_raw(raw: Mapping[str, Any]) -> dict[str, Any]:
     """The issue's JSON as it is kept (external_data): without any e-mail address, and without
     its milestone's `open_issues`/`closed_issues`, which count the milestone's other issues and
     change whenever one of them opens or closes (an issue read again would look changed)."""
-    kept: dict[str, Any] = without_emails(raw) if _may_hold_email(raw) else dict(raw)
+    # Most issues carry no `email` key (GitHub adds a user's address only where the user made
+    # it public): their text says so at a tenth of the cost of walking every field.
+    kept: dict[str, Any] = without_emails(raw) if json_mentions(raw, b'"email":') else dict(raw)
     milestone = kept.get("milestone")
     if isinstance(milestone, dict):
         kept["milestone"] = {
             k: v for k, v in milestone.items() if k not in ("open_issues", "closed_issues")
         }
     return kept
-
-
-def _may_hold_email(raw: Mapping[str, Any]) -> bool:
-    """Whether the JSON has an `email` key anywhere (or may: a value JSON cannot encode). Most
-    issues carry none (GitHub adds a user's e-mail only where the user made it public): their
-    text says so at a tenth of the cost of walking every field (`without_emails`). A key is
-    `"email":` in the text; within a string value the quotes would be escaped."""
-    try:
-        return b'"email":' in orjson.dumps(raw)
-    except TypeError:  # (orjson.JSONEncodeError is one)
-        return True
 
 
 def without_emails(value: Any) -> Any:
