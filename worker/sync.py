@@ -840,10 +840,10 @@ async def _commit_page(
 ) -> dict[str, datetime]:
     """One page (or pages fetched one after another, `_joined`; `ready`: its items made safe to
     write, `store.ready_page`): rows, their activity and the advanced cursor, in one
-    transaction. `sent`: called as the page's rows go
-    to PostgreSQL (store.upsert_items). `probe_new`: its new items are COPY'd; when another
-    writer inserted one of them meanwhile, the page is written again through the upsert.
-    `first_reads`: the scopes read for the first time."""
+    transaction. `sent`: called as the page's rows go to PostgreSQL (store.upsert_items).
+    `probe_new`: its new items are COPY'd; when another writer inserted one of them meanwhile,
+    the page is written again through the upsert. `first_reads`: the scopes read for the first
+    time."""
     new_cursor = advance(cursor, page.checkpoint, ceiling)
     imported = (
         {i.external_id: i.scope for i in ready.items if i.scope in first_reads}
