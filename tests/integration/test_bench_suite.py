@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -22,11 +23,11 @@ FIELDS = (
 )  # fmt: skip
 
 
-@pytest.mark.timeout(600)
-def test_the_suite_prints_one_plausible_row_per_phase() -> None:
+def bench_rows(*args: str) -> dict[str, dict[str, Any]]:
+    """`python -m tests.bench ARGS` on its own embedded server: the rows it printed, by name."""
     env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}  # its own server
     done = subprocess.run(
-        [sys.executable, "-m", "tests.bench", "--items", "150", "--scenario", "github"],
+        [sys.executable, "-m", "tests.bench", *args],
         cwd=ROOT,
         env=env,
         capture_output=True,
@@ -34,7 +35,12 @@ def test_the_suite_prints_one_plausible_row_per_phase() -> None:
         timeout=580,
     )
     assert done.returncode == 0, done.stderr[-3000:]
-    rows = {r["name"]: r for r in map(json.loads, done.stdout.splitlines())}
+    return {r["name"]: r for r in map(json.loads, done.stdout.splitlines())}
+
+
+@pytest.mark.timeout(600)
+def test_the_suite_prints_one_plausible_row_per_phase() -> None:
+    rows = bench_rows("--items", "150", "--scenario", "github")
     assert set(rows) == {"github-full", "github-noop", "github-changed"}
     for row in rows.values():
         assert all(field in row for field in FIELDS), row
@@ -61,18 +67,9 @@ def test_the_suite_prints_one_plausible_row_per_phase() -> None:
 def test_the_write_path_and_overlap_scenarios_print_their_figures() -> None:
     """write-path: the run's commits against COPY of the same rows; overlap: a full import with
     a delayed upstream against fetching alone and writing alone."""
-    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
-    done = subprocess.run(
-        [sys.executable, "-m", "tests.bench", "--items", "200", "--latency", "0.02",
-         "--scenario", "write-path", "overlap"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=580,
+    rows = bench_rows(
+        "--items", "200", "--latency", "0.02", "--scenario", "write-path", "overlap"
     )  # fmt: skip
-    assert done.returncode == 0, done.stderr[-3000:]
-    rows = {r["name"]: r for r in map(json.loads, done.stdout.splitlines())}
     assert set(rows) == {"write-path", "overlap-linear"}
     write = rows["write-path"]
     assert write["created"] == write["ceiling_rows"] == 200
@@ -101,18 +98,7 @@ async def test_the_delay_proxy_holds_each_way_of_a_round_trip(db_url: str) -> No
 
 @pytest.mark.timeout(600)
 def test_the_far_database_scenario_runs_the_worker_through_the_proxy() -> None:
-    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
-    done = subprocess.run(
-        [sys.executable, "-m", "tests.bench", "--items", "120", "--db-latency", "0.002",
-         "--scenario", "github-far-db"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=580,
-    )  # fmt: skip
-    assert done.returncode == 0, done.stderr[-3000:]
-    rows = {r["name"]: r for r in map(json.loads, done.stdout.splitlines())}
+    rows = bench_rows("--items", "120", "--db-latency", "0.002", "--scenario", "github-far-db")
     assert set(rows) == {"github-far-db-full", "github-far-db-noop", "github-far-db-changed"}
     assert all(row["db_latency_s"] == 0.002 for row in rows.values())
     assert rows["github-far-db-full"]["created"] == 120
