@@ -541,7 +541,8 @@ class _Run:
             self._halt_if_asked()
 
         # A scope never read to the end of its listing is being read for the first time: what
-        # it stores is its backlog, logged by the page (docs/dashboards.md, work_items_imported)
+        # it stores is its backlog, logged by the transaction (docs/dashboards.md,
+        # work_items_imported)
         configured, read_before = frozenset(scopes), frozenset(self.state.scopes_read)
         await write_pages(
             self.conn, self.integration, connector.changes(since), cursor, self.started_wall,

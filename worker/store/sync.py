@@ -40,7 +40,7 @@ class SyncState:
     mapping_context: dict[str, Any] | None = None
     rows_mapped_with: str | None = None  # digest of the status_map every row is mapped with
     # scopes whose first read reached the end of their listing (0020): what is new to the
-    # others is logged by the page (`work_items_imported`), not by the item
+    # others is logged by the transaction (`work_items_imported`), not by the item
     scopes_read: tuple[str, ...] = ()
 
 
