@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from connectors.base import Status, WorkItem
+from connectors.base import Page, Rejected, Status, WorkItem
 from worker.store.sync import join_ready, ready_page
+from worker.sync import _joined
 
 T0 = datetime(2026, 3, 1, tzinfo=UTC)
 
@@ -47,3 +48,25 @@ def test_joined_pages_keep_one_item_per_id_the_newest_where_it_first_came() -> N
 def test_one_page_joined_is_itself() -> None:
     page = ready_page([item("A", "a", 1), item("A", "a again", 2)])
     assert join_ready([page]) == page
+
+
+def test_joined_pages_keep_each_scopes_latest_checkpoint_and_the_first_word_on_a_lost_scope() -> (
+    None
+):
+    a, b = [item("A", "a", 1)], [item("B", "b", 2)]
+    pages = [
+        Page(a, {"repo1": T0 + timedelta(hours=2)}, [Rejected("X", "junk")], {"gone": "404"}),
+        # a later page whose mark for repo1 is earlier (advance keeps the later one)
+        Page(
+            b,
+            {"repo1": T0 + timedelta(hours=1), "repo2": T0},
+            [Rejected("Y", "junk")],
+            {"gone": "403"},
+        ),
+    ]
+    page, ready = _joined([(p, ready_page(p.items)) for p in pages])
+    assert page.checkpoint == {"repo1": T0 + timedelta(hours=2), "repo2": T0}
+    assert page.lost == {"gone": "404"}
+    assert [r.external_id for r in page.rejected] == ["X", "Y"]
+    assert [i.external_id for i in page.items] == ["A", "B"]
+    assert ready == ready_page([*a, *b])
