@@ -12,7 +12,7 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 
@@ -262,19 +262,31 @@ def clean_item(item: WorkItem) -> WorkItem | Rejected:
 
 
 def prepare_page(items: Iterable[WorkItem]) -> tuple[list[WorkItem], list[Rejected]]:
-    """Clean every item and keep one per external_id (the newest; the later one on a tie):
-    PostgreSQL refuses an INSERT … ON CONFLICT that touches the same row twice."""
-    newest: dict[str, WorkItem] = {}
+    """Clean every item and keep one per external_id (`newest_per_id`): PostgreSQL refuses an
+    INSERT … ON CONFLICT that touches the same row twice."""
+    clean: list[WorkItem] = []
     rejected: list[Rejected] = []
     for item in items:
         cleaned = clean_item(item)
         if isinstance(cleaned, Rejected):
             rejected.append(cleaned)
-            continue
-        seen = newest.get(cleaned.external_id)
-        if seen is None or cleaned.updated_at >= seen.updated_at:
-            newest[cleaned.external_id] = cleaned
-    return list(newest.values()), rejected
+        else:
+            clean.append(cleaned)
+    return newest_per_id((i, i) for i in clean), rejected
+
+
+T = TypeVar("T")
+
+
+def newest_per_id(pairs: Iterable[tuple[WorkItem, T]]) -> list[T]:
+    """Of (item, what stands for it) pairs, one per external_id, kept where the id first came:
+    its newest version's (the later one on a tie)."""
+    newest: dict[str, tuple[WorkItem, T]] = {}
+    for item, value in pairs:
+        seen = newest.get(item.external_id)
+        if seen is None or item.updated_at >= seen[0].updated_at:
+            newest[item.external_id] = (item, value)
+    return [value for _, value in newest.values()]
 
 
 # The page's columns, in the order `columns` gives them, with their PostgreSQL array types.

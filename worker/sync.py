@@ -1081,8 +1081,8 @@ def item_activities(
 def _imported(
     source: str, backlog: Mapping[str, str], scope_of: Mapping[str, str], fields: Mapping[str, Any]
 ) -> store.Activity:
-    """The row of the items a page of a first read created: how many, from which scopes, and
-    each one's id and status (what one `work_item_created` row each would have said)."""
+    """The row of the items a transaction of a first read created: how many, from which scopes,
+    and each one's id and status (what one `work_item_created` row each would have said)."""
     scopes = sorted({scope_of[x] for x in backlog})
     n = len(backlog)
     where = f" {scopes[0]}" if len(scopes) == 1 and scopes[0] else ""

@@ -457,16 +457,13 @@ def ready_page(items: Sequence[WorkItem]) -> ReadyPage:
 
 def join_ready(pages: Sequence[ReadyPage]) -> ReadyPage:
     """Pages made ready one by one, as `ready_page` makes their items together: one item per
-    id, kept where the id first came, its newest version (the later one on a tie)."""
-    kept: dict[str, tuple[ReadyPage, int]] = {}
-    for page in pages:
-        for n, item in enumerate(page.items):
-            seen = kept.get(item.external_id)
-            if seen is None or item.updated_at >= seen[0].items[seen[1]].updated_at:
-                kept[item.external_id] = (page, n)
+    id (`sanitize.newest_per_id`), with its columns."""
+    kept = sanitize.newest_per_id(
+        (item, (page, n)) for page in pages for n, item in enumerate(page.items)
+    )
     return ReadyPage(
-        [page.items[n] for page, n in kept.values()],
-        {name: [page.columns[name][n] for page, n in kept.values()] for name in pages[0].columns},
+        [page.items[n] for page, n in kept],
+        {name: [page.columns[name][n] for page, n in kept] for name in pages[0].columns},
         [rejected for page in pages for rejected in page.rejected],
     )
 
